@@ -1,0 +1,169 @@
+"""Reading and writing Hugging Face checkpoints, and renaming their weights by explicit tables.
+
+A Hugging Face model directory holds `config.json` and the weights in one of three forms:
+`model.safetensors`, `pytorch_model.bin` (a pickled state dict, loaded with weights_only=True),
+or several shards listed by `model.safetensors.index.json` / `pytorch_model.bin.index.json`.
+
+Every model family describes its weight names with a `WeightMap`: pairs of templates
+(minibert name, Hugging Face name) where `{}` stands for the layer index, e.g.
+
+    ("layers.{}.attention.q_proj.weight", "encoder.layer.{}.attention.self.query.weight")
+
+The same table is read left-to-right to save and right-to-left to load, so the two directions
+cannot drift apart. Keys of the base model are written without the family prefix (`bert.`,
+`transformer.`, `model.`); `PreTrainedModel` adds or strips the prefix as the class needs.
+"""
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+CONFIG_NAME = "config.json"
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_INDEX_NAME = "model.safetensors.index.json"
+TORCH_WEIGHTS_NAME = "pytorch_model.bin"
+TORCH_INDEX_NAME = "pytorch_model.bin.index.json"
+
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+# TF-era checkpoints call LayerNorm parameters gamma/beta; Hugging Face renames them on load too.
+_LEGACY_SUFFIXES = {"LayerNorm.gamma": "LayerNorm.weight", "LayerNorm.beta": "LayerNorm.bias"}
+
+
+def _template(key: str) -> tuple[str, str | None]:
+    """'h.3.attn.c_attn.weight' -> ('h.{}.attn.c_attn.weight', '3')."""
+    m = _LAYER_INDEX.search(key)
+    if m is None:
+        return key, None
+    return key[: m.start()] + ".{}." + key[m.end() :], m.group(1)
+
+
+@dataclass(frozen=True)
+class WeightMap:
+    """minibert <-> Hugging Face weight names for one model family.
+
+    base:       (ours, theirs) templates of the base model, written without the family prefix.
+    heads:      (ours, theirs) templates of task heads, relative to the head model's root.
+    transposed: our templates whose Hugging Face tensor is stored transposed (GPT-2's Conv1D);
+                each is shape-checked before it is transposed.
+    dropped:    regexes of Hugging Face keys that carry no weights we need (buffers such as
+                `embeddings.position_ids`, or tied copies that the model recreates).
+    """
+
+    base: tuple[tuple[str, str], ...]
+    heads: tuple[tuple[str, str], ...] = ()
+    transposed: frozenset[str] = frozenset()
+    dropped: tuple[str, ...] = ()
+    _to_ours: dict = field(init=False, repr=False, compare=False)
+    _to_theirs: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        to_ours, to_theirs = {}, {}
+        for part, pairs in (("base", self.base), ("head", self.heads)):
+            for ours, theirs in pairs:
+                to_ours[theirs] = (ours, part)
+                to_theirs[ours] = (theirs, part)
+        object.__setattr__(self, "_to_ours", to_ours)
+        object.__setattr__(self, "_to_theirs", to_theirs)
+
+    def is_dropped(self, hf_key: str) -> bool:
+        return any(re.fullmatch(p, hf_key) for p in self.dropped)
+
+    def to_ours(self, hf_key: str) -> tuple[str, str] | None:
+        """Hugging Face key (prefix already stripped) -> (our key, 'base' | 'head'), or None."""
+        tmpl, idx = _template(hf_key)
+        hit = self._to_ours.get(tmpl)
+        if hit is None:
+            return None
+        ours, part = hit
+        return (ours.replace("{}", idx, 1) if idx is not None else ours), part
+
+    def to_theirs(self, our_key: str) -> tuple[str, str] | None:
+        """Our key (prefix already stripped) -> (Hugging Face key, 'base' | 'head'), or None."""
+        tmpl, idx = _template(our_key)
+        hit = self._to_theirs.get(tmpl)
+        if hit is None:
+            return None
+        theirs, part = hit
+        return (theirs.replace("{}", idx, 1) if idx is not None else theirs), part
+
+    def is_transposed(self, our_key: str) -> bool:
+        return _template(our_key)[0] in self.transposed
+
+
+def normalize_legacy_key(key: str) -> str:
+    for old, new in _LEGACY_SUFFIXES.items():
+        if key.endswith(old):
+            return key[: -len(old)] + new
+    return key
+
+
+def read_config_dict(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    config_file = path / CONFIG_NAME
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a directory; pass the folder that holds config.json and the weights")
+    if not config_file.is_file():
+        raise ValueError(
+            f"{path} has no config.json, so it is not a Hugging Face checkpoint directory; "
+            "pass the folder written by save_pretrained (config.json + model.safetensors)"
+        )
+    return json.loads(config_file.read_text())
+
+
+def _load_file(file: Path) -> dict[str, torch.Tensor]:
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint directory: single file or shards, safetensors preferred."""
+    path = Path(path)
+    for single in (SAFE_WEIGHTS_NAME, TORCH_WEIGHTS_NAME):
+        if (path / single).is_file():
+            return _load_file(path / single)
+    for index in (SAFE_INDEX_NAME, TORCH_INDEX_NAME):
+        if (path / index).is_file():
+            shards = sorted(set(json.loads((path / index).read_text())["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(_load_file(path / shard))
+            return state
+    raise ValueError(
+        f"{path} has config.json but no weights: expected one of {SAFE_WEIGHTS_NAME}, "
+        f"{TORCH_WEIGHTS_NAME}, {SAFE_INDEX_NAME} or {TORCH_INDEX_NAME}"
+    )
+
+
+def atomic_write_bytes(target: Path, write) -> None:
+    """Write through `write(tmp_path)` into a temporary file beside `target`, then rename it over
+    `target`: a crash mid-write leaves the old file intact, never half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_state_dict(path: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    atomic_write_bytes(Path(path) / SAFE_WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+
+
+def write_json(file: str | os.PathLike, obj: dict) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(Path(file), lambda tmp: Path(tmp).write_text(text))

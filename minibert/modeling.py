@@ -1,0 +1,226 @@
+"""What every minibert model shares: a JSON-backed config dataclass, and a base class that loads
+and saves Hugging Face checkpoints through the family's `WeightMap` (see checkpoint.py).
+
+Loading a checkpoint, step by step (`PreTrainedModel.load_hf_state_dict`):
+1. legacy names are modernised (LayerNorm.gamma -> LayerNorm.weight);
+2. the family prefix (`bert.`, `roberta.`, `transformer.`, `model.`) is stripped, so a base
+   model and a head model read the same files;
+3. each key is renamed by the table (transposed where the table says, after a shape check);
+4. keys are sorted into: loaded, dropped on purpose (buffers, tied copies), belonging to a head
+   this class does not have (ignored, logged), freshly initialised (a task head or pooler the
+   checkpoint does not have: logged), and errors (anything else, missing or unexpected).
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from minibert.checkpoint import (
+    CONFIG_NAME,
+    WeightMap,
+    normalize_legacy_key,
+    read_config_dict,
+    read_state_dict,
+    write_json,
+    write_state_dict,
+)
+
+logger = logging.getLogger(__name__)
+
+# Keys of config.json that describe the file rather than the model; kept out of our dataclasses.
+_RUNTIME_ONLY = ("attn_implementation",)
+
+
+@dataclass
+class ModelConfig:
+    """Base of every family config. Subclasses are dataclasses whose field names are those of
+    Hugging Face's config.json, so reading a config is a copy of the keys we know."""
+
+    model_type: ClassVar[str] = ""
+    architectures: list[str] | None = None  # class names, as written by Hugging Face
+    attn_implementation: str = "sdpa"  # "eager" (reference) or "sdpa" (fused); not saved
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys we do not use, kept for saving
+
+    @classmethod
+    def from_dict(cls, data: dict, **overrides) -> "ModelConfig":
+        data = {**data, **overrides}
+        found = data.get("model_type", cls.model_type)
+        if found != cls.model_type:
+            raise ValueError(
+                f"config.json says model_type {found!r} but {cls.__name__} is for {cls.model_type!r}; "
+                "use minibert.load_pretrained(path), which picks the class from config.json"
+            )
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names and k != "model_type"}
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("extra", *_RUNTIME_ONLY)}
+        return {**self.extra, **out, "model_type": self.model_type}
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike, **overrides) -> "ModelConfig":
+        path = Path(path)
+        data = read_config_dict(path) if path.is_dir() else json.loads(path.read_text())
+        return cls.from_dict(data, **overrides)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        if path is not None:
+            path = Path(path)
+            write_json(path / CONFIG_NAME if path.is_dir() else path, self.to_dict())
+        return text
+
+
+class PreTrainedModel(nn.Module):
+    """Hugging Face checkpoints in and out, weight initialisation, gradient checkpointing.
+
+    A family sets: `config_class`, `base_model_prefix` (the attribute under which head models
+    keep their base model, as in Hugging Face), `weight_map`, `optional_base_keys` (regexes of
+    base-model keys that a checkpoint may lack, such as the pooler), and implements
+    `_init_weights(module)`.
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    base_model_prefix: ClassVar[str] = ""
+    weight_map: ClassVar[WeightMap]
+    optional_base_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.loading_info: dict[str, list[str]] = {}
+
+    # -- structure ------------------------------------------------------------------------
+    @property
+    def base_model(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix, self)
+
+    @property
+    def is_head_model(self) -> bool:
+        return self.base_model is not self
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        raise NotImplementedError
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        raise NotImplementedError
+
+    def post_init(self) -> None:
+        """Initialise every submodule once the whole model is built."""
+        self.apply(self._init_weights)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them
+        (Chen et al. 2016, https://arxiv.org/abs/1604.06174): memory O(layers) -> O(1) per layer."""
+        self.base_model.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.base_model.gradient_checkpointing = False
+
+    def set_attn_implementation(self, implementation: str) -> None:
+        self.config.attn_implementation = implementation
+        for module in self.modules():
+            if hasattr(module, "implementation"):
+                module.implementation = implementation
+
+    # -- Hugging Face checkpoints ------------------------------------------------------------
+    def _split_prefix(self, key: str) -> tuple[str, bool]:
+        prefix = self.base_model_prefix + "."
+        return (key[len(prefix) :], True) if key.startswith(prefix) else (key, False)
+
+    def _is_optional(self, our_key: str) -> bool:
+        body, prefixed = self._split_prefix(our_key) if self.is_head_model else (our_key, True)
+        if self.is_head_model and not prefixed:
+            return True  # a task head: a base checkpoint does not have it
+        return any(re.fullmatch(p, body) for p in self.optional_base_keys)
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """Our state dict under Hugging Face's names (the inverse of load_hf_state_dict)."""
+        out = {}
+        for key, tensor in self.state_dict().items():
+            body, prefixed = self._split_prefix(key) if self.is_head_model else (key, True)
+            hit = self.weight_map.to_theirs(body)
+            if hit is None:
+                raise KeyError(f"{type(self).__name__}.weight_map has no Hugging Face name for {key!r}")
+            theirs, part = hit
+            if part == "base" and self.is_head_model:
+                theirs = f"{self.base_model_prefix}.{theirs}"
+            out[theirs] = tensor.t() if self.weight_map.is_transposed(body) else tensor
+        return out
+
+    def load_hf_state_dict(self, hf_state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+        expected = self.state_dict()
+        ours: dict[str, torch.Tensor] = {}
+        unexpected, other_heads = [], []
+        for hf_key, tensor in hf_state.items():
+            body, _ = self._split_prefix(normalize_legacy_key(hf_key))
+            if self.weight_map.is_dropped(body):
+                continue
+            hit = self.weight_map.to_ours(body)
+            if hit is None:
+                unexpected.append(hf_key)
+                continue
+            key, part = hit
+            if part == "base" and self.is_head_model:
+                key = f"{self.base_model_prefix}.{key}"
+            if key not in expected:
+                other_heads.append(hf_key)
+                continue
+            if self.weight_map.is_transposed(hit[0]):
+                want = tuple(reversed(expected[key].shape))
+                if tuple(tensor.shape) != want:
+                    raise ValueError(
+                        f"{hf_key}: stored transposed with shape {tuple(tensor.shape)}, expected {want}"
+                    )
+                tensor = tensor.t()
+            if tensor.shape != expected[key].shape:
+                raise ValueError(
+                    f"{hf_key}: checkpoint has shape {tuple(tensor.shape)} but the config gives "
+                    f"{tuple(expected[key].shape)} for {key}; check config.json against the weights"
+                )
+            ours[key] = tensor
+        missing = [k for k in expected if k not in ours]
+        fresh = [k for k in missing if self._is_optional(k)]
+        required = [k for k in missing if not self._is_optional(k)]
+        if unexpected or required:
+            raise ValueError(
+                f"checkpoint does not fit {type(self).__name__}: "
+                f"missing keys {required}; unexpected keys {unexpected}. "
+                "Check that the checkpoint's model_type matches this class (or use minibert.load_pretrained)"
+            )
+        self.load_state_dict(ours, strict=False)
+        if fresh:
+            logger.info("%s: newly initialised (not in the checkpoint): %s", type(self).__name__, fresh)
+        if other_heads:
+            logger.info("%s: ignored checkpoint weights of other heads: %s", type(self).__name__, other_heads)
+        self.loading_info = {"newly_initialized": fresh, "ignored": other_heads}
+        return self.loading_info
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **config_overrides):
+        """Build the model from a local Hugging Face directory and load its weights (eval mode)."""
+        config = cls.config_class.from_dict(read_config_dict(path), **config_overrides)
+        model = cls(config)
+        model.load_hf_state_dict(read_state_dict(path))
+        return model.eval()
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write config.json + model.safetensors under Hugging Face's names."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.architectures = [type(self).__name__]
+        write_state_dict(path, self.hf_state_dict())
+        write_json(path / CONFIG_NAME, self.config.to_dict())

@@ -1,0 +1,32 @@
+"""Building blocks shared by every model family: activations, masks, attention, feed-forward."""
+
+from minibert.nn.activations import ACTIVATIONS, get_activation
+from minibert.nn.attention import (
+    ATTN_IMPLEMENTATIONS,
+    AttentionOutput,
+    KVCache,
+    MultiHeadAttention,
+    attend,
+    eager_attention,
+    sdpa_attention,
+)
+from minibert.nn.feed_forward import FeedForward, apply_chunked
+from minibert.nn.masks import causal_mask, combine, padding_mask, to_additive
+
+__all__ = [
+    "ACTIVATIONS",
+    "ATTN_IMPLEMENTATIONS",
+    "AttentionOutput",
+    "FeedForward",
+    "KVCache",
+    "MultiHeadAttention",
+    "apply_chunked",
+    "attend",
+    "causal_mask",
+    "combine",
+    "eager_attention",
+    "get_activation",
+    "padding_mask",
+    "sdpa_attention",
+    "to_additive",
+]

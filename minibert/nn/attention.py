@@ -1,0 +1,139 @@
+"""Scaled dot-product attention: one eager reference, one fast path, one module around them.
+
+Shapes: B batch, H heads, T_q / T_k query / key length, D head dim, E = H * D model width.
+
+    scores = q @ k^T * scale            (B, H, T_q, T_k)
+    probs  = softmax(scores + mask)     masked keys get finfo.min, see masks.py
+    out    = dropout(probs) @ v         (B, H, T_q, D)
+
+`eager_attention` is the reference a reader can follow line by line. `sdpa_attention` hands the
+same computation to `torch.nn.functional.scaled_dot_product_attention` (fused kernels, flash
+attention on GPU); tests/test_attention.py proves the two equal. Asking for the attention
+probabilities always takes the eager path, because the fused kernels never materialise them.
+"""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minibert.nn.masks import to_additive
+
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+KVCache = tuple[torch.Tensor, torch.Tensor]  # (key, value), each (B, H, T_k, D)
+
+
+def eager_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference attention. q (B, H, T_q, D), k/v (B, H, T_k, D), keep a boolean mask that
+    broadcasts to (B, H, T_q, T_k). Returns the output (B, H, T_q, D) and the probabilities."""
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T_q, T_k)
+    if keep is not None:
+        scores = scores + to_additive(keep, scores.dtype)
+    probs = scores.softmax(dim=-1)
+    out = torch.matmul(F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs, v)  # (B, H, T_q, D)
+    return out, probs
+
+
+def sdpa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """The same computation through PyTorch's fused kernel. The mask is passed additively (not as
+    a boolean) so a query with no visible key behaves as in the eager path instead of giving NaN."""
+    mask = to_additive(keep, q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keep: torch.Tensor | None,
+    *,
+    implementation: str,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    need_probs: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Dispatch to the eager or the SDPA path; returns (output, probabilities or None)."""
+    if implementation == "eager" or need_probs:
+        return eager_attention(q, k, v, keep, dropout_p, scale)
+    if implementation == "sdpa":
+        return sdpa_attention(q, k, v, keep, dropout_p, scale), None
+    raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {implementation!r}")
+
+
+class AttentionOutput(NamedTuple):
+    output: torch.Tensor  # (B, T_q, E)
+    probs: torch.Tensor | None  # (B, H, T_q, T_k) when asked for
+    cache: KVCache | None  # keys and values to reuse at the next decoding step
+
+
+class MultiHeadAttention(nn.Module):
+    """Projections around `attend`, used by BERT/RoBERTa (self-attention) and BART (self- and
+    cross-attention). Parameter names follow BART's checkpoints: q_proj, k_proj, v_proj, out_proj.
+
+    Self-attention with a cache appends the new keys/values to the cached ones; cross-attention
+    computes the encoder's keys/values once and reuses the cache afterwards.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, implementation: str = "sdpa"):
+        super().__init__()
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embedding size {embed_dim} is not divisible by {num_heads} attention heads")
+        if implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {implementation!r}")
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.implementation = implementation
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        key_value_states: torch.Tensor | None = None,
+        past_key_value: KVCache | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+    ) -> AttentionOutput:
+        B, T, E = hidden_states.shape
+        q = self._heads(self.q_proj(hidden_states))  # (B, H, T_q, D)
+        if key_value_states is not None and past_key_value is not None:
+            k, v = past_key_value  # cross-attention: encoder keys/values were projected once
+        else:
+            source = hidden_states if key_value_states is None else key_value_states
+            k = self._heads(self.k_proj(source))  # (B, H, T_k, D)
+            v = self._heads(self.v_proj(source))
+            if past_key_value is not None:  # self-attention while decoding: append to the cache
+                k = torch.cat([past_key_value[0], k], dim=2)
+                v = torch.cat([past_key_value[1], v], dim=2)
+        out, probs = attend(
+            q, k, v, keep,
+            implementation=self.implementation,
+            dropout_p=self.dropout if self.training else 0.0,
+            need_probs=output_attentions,
+        )
+        out = out.transpose(1, 2).reshape(B, T, E)  # (B, T_q, E)
+        return AttentionOutput(self.out_proj(out), probs, (k, v) if use_cache else None)

@@ -1,0 +1,47 @@
+"""Attention masks, built in one place with one convention.
+
+Convention: masks travel as boolean *keep* tensors (True = this query may look at this key),
+shaped to broadcast against attention scores (B, H, T_q, T_k). Right before the softmax they
+become one additive float mask (0 where kept, the dtype's most negative number elsewhere) so
+the eager path and the SDPA fast path see exactly the same numbers.
+
+    padding (B, T_k)  ->  (B, 1, 1, T_k)      every query may see every real key
+    causal  (T_q, T_k) -> (1, 1, T_q, T_k)    query i sees keys 0 .. i + past  (past = T_k - T_q)
+
+A row with no visible key at all (a left-pad query in a causal model) gets a uniform
+distribution over the masked keys instead of NaN, which matches Hugging Face's additive masks.
+"""
+
+import torch
+
+
+def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T_k) of 1 = real token, 0 = padding  ->  boolean keep mask (B, 1, 1, T_k)."""
+    return attention_mask.bool()[:, None, None, :]
+
+
+def causal_mask(q_len: int, k_len: int, device: torch.device | None = None) -> torch.Tensor:
+    """Boolean keep mask (1, 1, T_q, T_k): the queries are the last q_len positions of k_len."""
+    past = k_len - q_len
+    q_pos = torch.arange(past, k_len, device=device)[:, None]  # (T_q, 1)
+    k_pos = torch.arange(k_len, device=device)[None, :]  # (1, T_k)
+    return (k_pos <= q_pos)[None, None]  # (1, 1, T_q, T_k)
+
+
+def combine(*masks: torch.Tensor | None) -> torch.Tensor | None:
+    """Logical AND of keep masks that broadcast together; None means 'keep everything'."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    out = present[0]
+    for m in present[1:]:
+        out = out & m
+    return out
+
+
+def to_additive(keep: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Boolean keep mask -> additive float mask (0 kept, finfo(dtype).min masked)."""
+    if keep is None:
+        return None
+    zero = torch.zeros((), dtype=dtype, device=keep.device)
+    return torch.where(keep, zero, torch.finfo(dtype).min)

@@ -1,0 +1,100 @@
+"""Typed model outputs, with Hugging Face's field names so parity is a field-by-field comparison.
+
+Every forward returns one of these, whatever flags are set: fields that were not asked for
+(hidden states, attentions, a loss without labels, a cache without use_cache) are None.
+Shapes: B batch, T sequence, E hidden size, H heads, V vocabulary, C classes.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+Tensors = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class BaseModelOutput:
+    last_hidden_state: torch.Tensor  # (B, T, E)
+    pooler_output: torch.Tensor | None = None  # (B, E), BERT's tanh(dense(h[:, 0]))
+    hidden_states: Tensors | None = None  # embeddings + each layer: num_layers + 1 of (B, T, E)
+    attentions: Tensors | None = None  # each layer: (B, H, T, T)
+    past_key_values: tuple | None = None  # decoders: one (key, value) per layer, each (B, H, T, D)
+
+
+@dataclass
+class MaskedLMOutput:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, T, V)
+    hidden_states: Tensors | None = None
+    attentions: Tensors | None = None
+
+
+@dataclass
+class PreTrainingOutput:
+    loss: torch.Tensor | None = None  # mlm_loss + nsp_loss
+    prediction_logits: torch.Tensor | None = None  # (B, T, V)
+    seq_relationship_logits: torch.Tensor | None = None  # (B, 2)
+    hidden_states: Tensors | None = None
+    attentions: Tensors | None = None
+    mlm_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+
+
+@dataclass
+class SequenceClassifierOutput:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, C)
+    hidden_states: Tensors | None = None
+    attentions: Tensors | None = None
+    past_key_values: tuple | None = None
+
+
+@dataclass
+class TokenClassifierOutput:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, T, C)
+    hidden_states: Tensors | None = None
+    attentions: Tensors | None = None
+
+
+@dataclass
+class QuestionAnsweringOutput:
+    loss: torch.Tensor | None = None  # (start loss + end loss) / 2
+    start_logits: torch.Tensor | None = None  # (B, T)
+    end_logits: torch.Tensor | None = None  # (B, T)
+    hidden_states: Tensors | None = None
+    attentions: Tensors | None = None
+
+
+@dataclass
+class CausalLMOutput:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, T, V)
+    past_key_values: tuple | None = None
+    hidden_states: Tensors | None = None
+    attentions: Tensors | None = None
+
+
+@dataclass
+class Seq2SeqModelOutput:
+    last_hidden_state: torch.Tensor  # decoder output (B, T_dec, E)
+    past_key_values: tuple | None = None  # per decoder layer: (self k, self v, cross k, cross v)
+    decoder_hidden_states: Tensors | None = None
+    decoder_attentions: Tensors | None = None
+    cross_attentions: Tensors | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None  # (B, T_enc, E)
+    encoder_hidden_states: Tensors | None = None
+    encoder_attentions: Tensors | None = None
+
+
+@dataclass
+class Seq2SeqLMOutput:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, T_dec, V), or (B, C) for sequence classification
+    past_key_values: tuple | None = None
+    decoder_hidden_states: Tensors | None = None
+    decoder_attentions: Tensors | None = None
+    cross_attentions: Tensors | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_hidden_states: Tensors | None = None
+    encoder_attentions: Tensors | None = None

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from minibert.nn import (
+    FeedForward,
+    MultiHeadAttention,
+    apply_chunked,
+    causal_mask,
+    combine,
+    eager_attention,
+    get_activation,
+    padding_mask,
+    sdpa_attention,
+)
+
+
+def _qkv(B=3, H=4, Tq=7, Tk=7, D=8):
+    return torch.randn(B, H, Tq, D), torch.randn(B, H, Tk, D), torch.randn(B, H, Tk, D)
+
+
+@pytest.mark.parametrize("kind", ["none", "padding", "causal", "causal+left-padding"])
+def test_sdpa_equals_eager(kind):
+    q, k, v = _qkv()
+    attn = torch.ones(3, 7, dtype=torch.long)
+    attn[1, 5:] = 0
+    attn[2, :3] = 0  # left padding: in the causal case the first queries see no key at all
+    keep = {
+        "none": None,
+        "padding": padding_mask(attn),
+        "causal": causal_mask(7, 7),
+        "causal+left-padding": combine(causal_mask(7, 7), padding_mask(attn)),
+    }[kind]
+    ref, probs = eager_attention(q, k, v, keep)
+    fast = sdpa_attention(q, k, v, keep)
+    torch.testing.assert_close(fast, ref, atol=1e-6, rtol=1e-5)
+    assert torch.isfinite(fast).all()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))
+    if kind == "padding":
+        assert (probs[1, :, :, 5:] == 0).all()
+
+
+def test_causal_mask_with_past():
+    keep = causal_mask(2, 5)[0, 0]
+    assert keep.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+
+
+def test_module_cache_matches_full_forward():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4, implementation="eager").eval()
+    x = torch.randn(2, 6, 16)
+    full = mha(x, keep=causal_mask(6, 6)).output
+    cache, steps = None, []
+    for t in range(6):
+        out = mha(x[:, t : t + 1], keep=causal_mask(1, t + 1), past_key_value=cache, use_cache=True)
+        cache = out.cache
+        steps.append(out.output)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-6, rtol=1e-5)
+
+
+def test_chunked_feed_forward_equals_unchunked():
+    ff = FeedForward(16, 64, "gelu", chunk_size=0).eval()
+    x = torch.randn(2, 13, 16)
+    ref = ff(x)
+    ff.chunk_size = 4
+    torch.testing.assert_close(ff(x), ref)
+    torch.testing.assert_close(apply_chunked(lambda t: t * 2, x, 5), x * 2)
+
+
+def test_unknown_activation_lists_choices():
+    with pytest.raises(ValueError, match="gelu_new"):
+        get_activation("gelu_newest")
+
+
+def test_head_divisibility_error():
+    with pytest.raises(ValueError, match="not divisible"):
+        MultiHeadAttention(10, 3)
