@@ -32,11 +32,13 @@ from minibert.checkpoint import (
     write_json,
     write_state_dict,
 )
+from minibert.nn.attention import ATTN_IMPLEMENTATIONS
 
 logger = logging.getLogger(__name__)
 
 # Keys of config.json that describe the file rather than the model; kept out of our dataclasses.
 _RUNTIME_ONLY = ("attn_implementation",)
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
 @dataclass
@@ -47,11 +49,32 @@ class ModelConfig:
     model_type: ClassVar[str] = ""
     architectures: list[str] | None = None  # class names, as written by Hugging Face
     attn_implementation: str = "sdpa"  # "eager" (reference) or "sdpa" (fused); not saved
+    # Task heads. num_labels follows id2label when a config.json has one, as in Hugging Face.
+    num_labels: int = 2
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    problem_type: str | None = None  # regression | single_label_classification | multi_label_classification
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys we do not use, kept for saving
+
+    def __post_init__(self):
+        if self.id2label is None or len(self.id2label) != self.num_labels:
+            self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        self.id2label = {int(k): v for k, v in self.id2label.items()}
+        self.label2id = {v: k for k, v in self.id2label.items()}
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {self.attn_implementation!r}"
+            )
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
 
     @classmethod
     def from_dict(cls, data: dict, **overrides) -> "ModelConfig":
+        if "num_labels" in overrides and "id2label" not in overrides:
+            data = {k: v for k, v in data.items() if k not in ("id2label", "label2id")}
         data = {**data, **overrides}
+        if "id2label" in data and data["id2label"] is not None:
+            data["num_labels"] = len(data["id2label"])
         found = data.get("model_type", cls.model_type)
         if found != cls.model_type:
             raise ValueError(

@@ -1,0 +1,543 @@
+"""BERT and RoBERTa, top to bottom: config, embeddings, block, encoder, heads, weight names.
+
+BERT: Devlin et al. 2018, https://arxiv.org/abs/1810.04805
+RoBERTa: Liu et al. 2019, https://arxiv.org/abs/1907.11692 (same network; positions counted
+after the padding index, one token type, byte-level BPE, no NSP)
+
+Shapes: B batch, T sequence length, E hidden size, H heads, D = E / H, F intermediate size,
+V vocabulary, C labels.
+
+BERT is a stack of post-LN blocks: the residual sum is normalised *after* each sub-layer.
+
+    x ──► self-attention ──► dropout ──► (+x) ──► LayerNorm ──► h
+    h ──► feed-forward (E→F→E) ──► dropout ──► (+h) ──► LayerNorm ──► next block
+
+    input_ids ─► word + position + token-type embeddings ─► LayerNorm ─► dropout
+              ─► N blocks ─► last_hidden_state (B, T, E) ─┬─► MLM head: dense, act, LayerNorm,
+                                                          │   decoder = word embeddings^T + bias
+                                                          └─► pooler: tanh(dense(h[:, 0])) ─► NSP /
+                                                              classification head
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from minibert.checkpoint import WeightMap
+from minibert.modeling import ModelConfig, PreTrainedModel
+from minibert.nn import FeedForward, MultiHeadAttention, get_activation, padding_mask
+from minibert.nn.losses import sequence_classification_loss, span_extraction_loss, token_classification_loss
+from minibert.outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    PreTrainingOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+
+@dataclass
+class BertConfig(ModelConfig):
+    """Field names are those of Hugging Face's config.json, so loading a config is a copy."""
+
+    model_type = "bert"
+    vocab_size: int = 30522  # V: rows of the word embedding and of the tied MLM decoder
+    hidden_size: int = 768  # E: width of every hidden state
+    num_hidden_layers: int = 12  # number of post-LN blocks
+    num_attention_heads: int = 12  # H: E must divide evenly into H heads of D = E / H
+    intermediate_size: int = 3072  # F: inner width of the feed-forward network
+    hidden_act: str = "gelu"  # feed-forward activation: gelu, gelu_new, relu, silu, ...
+    hidden_dropout_prob: float = 0.1  # dropout on embeddings and on every sub-layer output
+    attention_probs_dropout_prob: float = 0.1  # dropout on the attention probabilities
+    max_position_embeddings: int = 512  # longest sequence the learned positions cover
+    type_vocab_size: int = 2  # segment ids: 2 for BERT (sentence A/B), 1 for RoBERTa
+    initializer_range: float = 0.02  # std of the normal initialisation of weights
+    layer_norm_eps: float = 1e-12  # LayerNorm epsilon (RoBERTa checkpoints use 1e-5)
+    pad_token_id: int = 0  # its embedding row starts at zero and receives no gradient
+    chunk_size_feed_forward: int = 0  # >0: run the feed-forward this many positions at a time
+    classifier_dropout: float | None = None  # dropout before task heads; None = hidden_dropout_prob
+    tie_word_embeddings: bool = True  # the MLM decoder reuses the word embeddings (always, here)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}; choose a head count that divides it"
+            )
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id {self.pad_token_id} must be a token id below vocab_size {self.vocab_size}")
+        if not self.tie_word_embeddings:
+            raise ValueError("minibert's BERT always ties the MLM decoder to the word embeddings; "
+                             "set tie_word_embeddings to true")
+        get_activation(self.hidden_act)  # fails early, naming the activations there are
+
+
+@dataclass
+class RobertaConfig(BertConfig):
+    """RoBERTa's defaults: padding id 1, positions offset past it, one token type."""
+
+    model_type = "roberta"
+    vocab_size: int = 50265
+    max_position_embeddings: int = 514  # 512 tokens + the padding index + 1
+    type_vocab_size: int = 1
+    layer_norm_eps: float = 1e-5
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int = 2
+
+
+# --------------------------------------------------------------------------------------------
+# Embeddings
+# --------------------------------------------------------------------------------------------
+class BertEmbeddings(nn.Module):
+    """word + token type + position, then LayerNorm and dropout: (B, T) ids -> (B, T, E)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size,
+                                                padding_idx=self.position_padding_idx(config))
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pad_token_id = config.pad_token_id
+
+    @staticmethod
+    def position_padding_idx(config: BertConfig) -> int | None:
+        return None
+
+    @staticmethod
+    def max_tokens(config: BertConfig) -> int:
+        return config.max_position_embeddings
+
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """BERT: 0, 1, ..., T-1 for every row."""
+        return torch.arange(input_ids.size(1), device=input_ids.device).expand_as(input_ids)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None) -> torch.Tensor:
+        if position_ids is None:
+            position_ids = self.position_ids(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        x = x + self.position_embeddings(position_ids)
+        return self.dropout(self.layer_norm(x))
+
+
+class RobertaEmbeddings(BertEmbeddings):
+    """Positions are counted over real tokens only and start after the padding index (fairseq's
+    make_positions): with pad = 1, a row `<s> a b <pad>` gets positions 2 3 4 1."""
+
+    @staticmethod
+    def position_padding_idx(config: BertConfig) -> int | None:
+        return config.pad_token_id
+
+    @staticmethod
+    def max_tokens(config: BertConfig) -> int:
+        return config.max_position_embeddings - config.pad_token_id - 1
+
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        real = input_ids.ne(self.pad_token_id).long()  # (B, T)
+        return real.cumsum(dim=1) * real + self.pad_token_id
+
+
+# --------------------------------------------------------------------------------------------
+# Encoder
+# --------------------------------------------------------------------------------------------
+class BertLayer(nn.Module):
+    """One post-LN block: LayerNorm(x + attention(x)), then LayerNorm(h + feed_forward(h))."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = MultiHeadAttention(config.hidden_size, config.num_attention_heads,
+                                            dropout=config.attention_probs_dropout_prob,
+                                            implementation=config.attn_implementation)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act,
+                               dropout=config.hidden_dropout_prob, chunk_size=config.chunk_size_feed_forward)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, output_attentions: bool = False):
+        attn = self.attention(x, keep=keep, output_attentions=output_attentions)
+        h = self.attention_norm(x + self.dropout(attn.output))
+        return self.ffn_norm(h + self.ffn(h)), attn.probs
+
+
+class BertPooler(nn.Module):
+    """tanh(dense(h[:, 0])): the [CLS] state, transformed for sentence-level heads (NSP)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+class BertPreTrainedModel(PreTrainedModel):
+    config_class = BertConfig
+    base_model_prefix = "bert"
+    optional_base_keys = (r"pooler\..*",)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """BERT's initialisation: weights ~ N(0, initializer_range), biases 0, LayerNorm 1 / 0,
+        the padding embedding row 0."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                nn.init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, LMHead):
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.embeddings.word_embeddings
+
+
+class BertModel(BertPreTrainedModel):
+    """Embeddings -> N blocks -> (last_hidden_state, pooler_output)."""
+
+    embeddings_class = BertEmbeddings
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = self.embeddings_class(config)
+        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def check_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> None:
+        """Bad input fails here with the fix, not deep inside an embedding lookup."""
+        config = self.config
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, sequence), got shape {tuple(input_ids.shape)}")
+        limit = self.embeddings.max_tokens(config)
+        if position_ids is None and input_ids.size(1) > limit:
+            raise ValueError(
+                f"input has {input_ids.size(1)} tokens but this model takes at most {limit} "
+                f"(max_position_embeddings {config.max_position_embeddings}); truncate the input "
+                f"(e.g. tokenizer max_length={limit} or --max_seq_length {limit})"
+            )
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
+            raise ValueError(
+                f"input_ids holds token id {int(input_ids.max())} (min {int(input_ids.min())}) but vocab_size "
+                f"is {config.vocab_size}; the tokenizer does not match the model (load the checkpoint's tokenizer)"
+            )
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
+                f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids"
+            )
+        if token_type_ids is not None:
+            if token_type_ids.shape != input_ids.shape:
+                raise ValueError(f"token_type_ids has shape {tuple(token_type_ids.shape)} but input_ids has "
+                                 f"{tuple(input_ids.shape)}")
+            if token_type_ids.numel() and int(token_type_ids.max()) >= config.type_vocab_size:
+                raise ValueError(f"token_type_ids holds {int(token_type_ids.max())} but type_vocab_size is "
+                                 f"{config.type_vocab_size}; this model takes a single segment, drop token_type_ids")
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutput:
+        self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
+        # A mask of all ones changes nothing: dropping it lets SDPA use its unmasked kernels.
+        keep = None if attention_mask is None or bool(attention_mask.all()) else padding_mask(attention_mask)
+        h = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
+        hidden_states, attentions = [h], []
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                h, probs = checkpoint(layer, h, keep, output_attentions, use_reentrant=False)
+            else:
+                h, probs = layer(h, keep, output_attentions)
+            hidden_states.append(h)
+            attentions.append(probs)
+        return BaseModelOutput(
+            last_hidden_state=h,
+            pooler_output=self.pooler(h) if self.pooler is not None else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+
+class RobertaPreTrainedModel(BertPreTrainedModel):
+    config_class = RobertaConfig
+    base_model_prefix = "roberta"
+
+
+class RobertaModel(RobertaPreTrainedModel, BertModel):
+    embeddings_class = RobertaEmbeddings
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+class LMHead(nn.Module):
+    """Masked-LM head: dense, activation, LayerNorm, then the decoder, which is the word
+    embedding matrix itself (tied: V x E parameters stored once) plus a bias of its own."""
+
+    def __init__(self, config: BertConfig, activation: str):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = get_activation(activation)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, h: torch.Tensor, word_embeddings: nn.Embedding) -> torch.Tensor:
+        h = self.layer_norm(self.act(self.dense(h)))
+        return F.linear(h, word_embeddings.weight, self.bias)  # (B, T, V)
+
+
+def _classifier_dropout(config: BertConfig) -> nn.Dropout:
+    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(p)
+
+
+def _base_kwargs(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions):
+    return dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                position_ids=position_ids, output_hidden_states=output_hidden_states,
+                output_attentions=output_attentions)
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """MLM + next-sentence prediction; loss = MLM cross-entropy + NSP cross-entropy."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.mlm_head = LMHead(config, config.hidden_act)
+        self.nsp_head = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                next_sentence_label=None, output_hidden_states=False, output_attentions=False) -> PreTrainingOutput:
+        out = self.bert(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
+                                       output_hidden_states, output_attentions))
+        prediction_logits = self.mlm_head(out.last_hidden_state, self.bert.embeddings.word_embeddings)
+        seq_relationship_logits = self.nsp_head(out.pooler_output)
+        mlm_loss = token_classification_loss(prediction_logits, labels) if labels is not None else None
+        nsp_loss = (F.cross_entropy(seq_relationship_logits, next_sentence_label.view(-1))
+                    if next_sentence_label is not None else None)
+        parts = [x for x in (mlm_loss, nsp_loss) if x is not None]
+        return PreTrainingOutput(
+            loss=sum(parts) if parts else None,
+            prediction_logits=prediction_logits,
+            seq_relationship_logits=seq_relationship_logits,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            mlm_loss=mlm_loss,
+            nsp_loss=nsp_loss,
+        )
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.mlm_head = LMHead(config, config.hidden_act)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> MaskedLMOutput:
+        out = self.base_model(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
+                                             output_hidden_states, output_attentions))
+        logits = self.lm(out.last_hidden_state)
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def lm(self, h: torch.Tensor) -> torch.Tensor:
+        return self.mlm_head(h, self.base_model.embeddings.word_embeddings)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """dropout(pooler_output) -> linear: regression (num_labels 1, MSE), single-label
+    (cross-entropy) or multi-label (BCE) classification, as config.problem_type or the labels say."""
+
+    add_pooling_layer = True
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self._base_class()(config, add_pooling_layer=self.add_pooling_layer))
+        self._build_head(config)
+        self.post_init()
+
+    @staticmethod
+    def _base_class():
+        return BertModel
+
+    def _build_head(self, config: BertConfig) -> None:
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def classify(self, out: BaseModelOutput) -> torch.Tensor:
+        return self.classifier(self.dropout(out.pooler_output))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> SequenceClassifierOutput:
+        out = self.base_model(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
+                                             output_hidden_states, output_attentions))
+        logits = self.classify(out)  # (B, C)
+        loss = (sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
+                if labels is not None else None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                        attentions=out.attentions)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """dropout(h_t) -> linear for every token t (NER, POS tagging)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
+        out = self.bert(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
+                                       output_hidden_states, output_attentions))
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, C)
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                     attentions=out.attentions)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Extractive QA (SQuAD): a linear layer gives every token a start and an end logit."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                start_positions=None, end_positions=None, output_hidden_states=False,
+                output_attentions=False) -> QuestionAnsweringOutput:
+        out = self.bert(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
+                                       output_hidden_states, output_attentions))
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_extraction_loss(start_logits, end_logits, start_positions, end_positions)
+        return QuestionAnsweringOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                       hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class RobertaForMaskedLM(RobertaPreTrainedModel, BertForMaskedLM):
+    """RoBERTa's LM head always uses exact GELU, whatever hidden_act says."""
+
+    def __init__(self, config: RobertaConfig):
+        RobertaPreTrainedModel.__init__(self, config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.lm_head = LMHead(config, "gelu")
+        self.post_init()
+
+    def lm(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(h, self.roberta.embeddings.word_embeddings)
+
+
+class RobertaClassificationHead(nn.Module):
+    """RoBERTa's own head on the <s> token: dropout, dense, tanh, dropout, out_proj (no pooler)."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = _classifier_dropout(config)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(h[:, 0])  # (B, E): the <s> token
+        return self.out_proj(self.dropout(torch.tanh(self.dense(x))))
+
+
+class RobertaForSequenceClassification(RobertaPreTrainedModel, BertForSequenceClassification):
+    add_pooling_layer = False
+
+    @staticmethod
+    def _base_class():
+        return RobertaModel
+
+    def _build_head(self, config: RobertaConfig) -> None:
+        self.classifier = RobertaClassificationHead(config)
+
+    def classify(self, out: BaseModelOutput) -> torch.Tensor:
+        return self.classifier(out.last_hidden_state)
+
+
+# --------------------------------------------------------------------------------------------
+# Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
+# --------------------------------------------------------------------------------------------
+def _weight_and_bias(ours: str, theirs: str) -> tuple[tuple[str, str], ...]:
+    return ((f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias"))
+
+
+_ENCODER = (
+    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
+    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
+    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
+    *_weight_and_bias("embeddings.layer_norm", "embeddings.LayerNorm"),
+    *_weight_and_bias("layers.{}.attention.q_proj", "encoder.layer.{}.attention.self.query"),
+    *_weight_and_bias("layers.{}.attention.k_proj", "encoder.layer.{}.attention.self.key"),
+    *_weight_and_bias("layers.{}.attention.v_proj", "encoder.layer.{}.attention.self.value"),
+    *_weight_and_bias("layers.{}.attention.out_proj", "encoder.layer.{}.attention.output.dense"),
+    *_weight_and_bias("layers.{}.attention_norm", "encoder.layer.{}.attention.output.LayerNorm"),
+    *_weight_and_bias("layers.{}.ffn.up", "encoder.layer.{}.intermediate.dense"),
+    *_weight_and_bias("layers.{}.ffn.down", "encoder.layer.{}.output.dense"),
+    *_weight_and_bias("layers.{}.ffn_norm", "encoder.layer.{}.output.LayerNorm"),
+    *_weight_and_bias("pooler.dense", "pooler.dense"),
+)
+_BUFFERS = (r"embeddings\.position_ids", r"embeddings\.token_type_ids")
+
+BertPreTrainedModel.weight_map = WeightMap(
+    base=_ENCODER,
+    heads=(
+        *_weight_and_bias("mlm_head.dense", "cls.predictions.transform.dense"),
+        *_weight_and_bias("mlm_head.layer_norm", "cls.predictions.transform.LayerNorm"),
+        ("mlm_head.bias", "cls.predictions.bias"),
+        *_weight_and_bias("nsp_head", "cls.seq_relationship"),
+        *_weight_and_bias("classifier", "classifier"),
+        *_weight_and_bias("qa_outputs", "qa_outputs"),
+    ),
+    # The decoder is the word embedding matrix and its bias is cls.predictions.bias: tied copies.
+    dropped=(*_BUFFERS, r"cls\.predictions\.decoder\.(weight|bias)"),
+)
+
+RobertaPreTrainedModel.weight_map = WeightMap(
+    base=_ENCODER,
+    heads=(
+        *_weight_and_bias("lm_head.dense", "lm_head.dense"),
+        *_weight_and_bias("lm_head.layer_norm", "lm_head.layer_norm"),
+        ("lm_head.bias", "lm_head.bias"),
+        *_weight_and_bias("classifier.dense", "classifier.dense"),
+        *_weight_and_bias("classifier.out_proj", "classifier.out_proj"),
+    ),
+    dropped=(*_BUFFERS, r"lm_head\.decoder\.(weight|bias)"),
+)

@@ -1,0 +1,193 @@
+"""BERT behaviour that does not need Hugging Face, and what real checkpoints throw at the loader."""
+
+import json
+
+import pytest
+import torch
+
+import minibert
+from minibert.models import bert as mb
+
+transformers = pytest.importorskip("transformers")
+
+
+def tiny(**overrides) -> mb.BertConfig:
+    kwargs = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                  max_position_embeddings=40, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    kwargs.update(overrides)
+    return mb.BertConfig(**kwargs)
+
+
+def ids(B=2, T=9, vocab=60):
+    return torch.randint(1, vocab, (B, T), generator=torch.Generator().manual_seed(0))
+
+
+def test_chunked_feed_forward_gives_the_same_model_output():
+    model = mb.BertModel(tiny()).eval()
+    x = ids()
+    ref = model(x).last_hidden_state
+    chunked = mb.BertModel(tiny(chunk_size_feed_forward=4)).eval()
+    chunked.load_state_dict(model.state_dict())
+    torch.testing.assert_close(chunked(x).last_hidden_state, ref)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    cfg = tiny(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    a = mb.BertForMaskedLM(cfg).train()
+    b = mb.BertForMaskedLM(cfg).train()
+    b.load_state_dict(a.state_dict())
+    b.gradient_checkpointing_enable()
+    x = ids()
+    a(x, labels=x).loss.backward()
+    b(x, labels=x).loss.backward()
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_initialisation_is_berts():
+    torch.manual_seed(0)
+    model = mb.BertForPreTraining(tiny(hidden_size=64, intermediate_size=256, initializer_range=0.05))
+    w = model.bert.layers[0].ffn.up.weight
+    assert abs(w.std().item() - 0.05) < 0.005 and abs(w.mean().item()) < 0.005
+    assert torch.all(model.bert.layers[0].ffn.up.bias == 0)
+    norm = model.bert.embeddings.layer_norm
+    assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
+    assert torch.all(model.bert.embeddings.word_embeddings.weight[0] == 0)  # padding row
+    assert torch.all(model.mlm_head.bias == 0)
+
+
+def test_dropout_is_off_in_eval_and_on_in_train():
+    model = mb.BertModel(tiny())
+    x = ids()
+    model.train()
+    assert not torch.equal(model(x).last_hidden_state, model(x).last_hidden_state)
+    model.eval()
+    assert torch.equal(model(x).last_hidden_state, model(x).last_hidden_state)
+
+
+def test_mlm_decoder_is_tied_to_word_embeddings():
+    model = mb.BertForMaskedLM(tiny())
+    x = ids()
+    out = model(x, labels=x)
+    out.loss.backward()
+    assert model.bert.embeddings.word_embeddings.weight.grad is not None
+    assert "mlm_head.decoder.weight" not in model.state_dict()  # stored once, as the embedding
+
+
+# --- loading what real checkpoints contain ----------------------------------------------------
+def _hf_pretraining(tmp_path):
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=48, max_position_embeddings=40)
+    hf = transformers.BertForPreTraining(cfg).eval()
+    hf.save_pretrained(tmp_path)
+    return hf
+
+
+def test_base_model_from_head_checkpoint_and_back(tmp_path):
+    hf = _hf_pretraining(tmp_path)
+    base = mb.BertModel.from_pretrained(tmp_path)  # strips `bert.`, ignores the heads
+    assert any(k.startswith("cls.") for k in base.loading_info["ignored"])
+    torch.testing.assert_close(base(ids()).last_hidden_state, hf.bert(ids()).last_hidden_state)
+    base.save_pretrained(tmp_path / "base")
+    clf = mb.BertForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=5)
+    assert sorted(clf.loading_info["newly_initialized"]) == ["classifier.bias", "classifier.weight"]
+    assert clf.classifier.out_features == 5
+    mlm = mb.BertForMaskedLM.from_pretrained(tmp_path)  # its checkpoint pooler is not used
+    assert "bert.pooler.dense.weight" in mlm.loading_info["ignored"]
+
+
+def test_legacy_names_buffers_and_torch_bin(tmp_path):
+    hf = _hf_pretraining(tmp_path)
+    state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+             for k, v in hf.state_dict().items()}
+    state["bert.embeddings.position_ids"] = torch.arange(40)[None]
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    ours = mb.BertForPreTraining.from_pretrained(tmp_path)
+    torch.testing.assert_close(ours(ids()).prediction_logits, hf(ids()).prediction_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_sharded_checkpoint(tmp_path):
+    hf = _hf_pretraining(tmp_path)
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="50KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    ours = minibert.load_pretrained(tmp_path / "sharded")
+    assert isinstance(ours, mb.BertForPreTraining)
+    torch.testing.assert_close(ours(ids()).prediction_logits, hf(ids()).prediction_logits, atol=1e-5, rtol=1e-5)
+
+
+# --- bad input: clear errors that name the problem and the fix -----------------------------
+def test_sequence_longer_than_positions():
+    model = mb.BertModel(tiny())
+    with pytest.raises(ValueError, match="41 tokens but this model takes at most 40.*truncate"):
+        model(torch.ones(1, 41, dtype=torch.long))
+    roberta = mb.RobertaModel(mb.RobertaConfig(vocab_size=60, hidden_size=32, num_attention_heads=4,
+                                               max_position_embeddings=40, pad_token_id=1))
+    with pytest.raises(ValueError, match="at most 38"):
+        roberta(torch.full((1, 39), 5))
+
+
+def test_token_id_out_of_vocabulary():
+    with pytest.raises(ValueError, match="token id 60.*vocab_size is 60.*tokenizer"):
+        mb.BertModel(tiny())(torch.tensor([[1, 2, 60]]))
+
+
+def test_attention_mask_shape_mismatch():
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 8\) but input_ids has \(2, 9\)"):
+        mb.BertModel(tiny())(ids(), attention_mask=torch.ones(2, 8))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="not divisible by num_attention_heads"):
+        tiny(num_attention_heads=5)
+    with pytest.raises(ValueError, match="unknown activation function 'swishy'"):
+        tiny(hidden_act="swishy")
+
+
+def test_directory_without_config(tmp_path):
+    with pytest.raises(ValueError, match="no config.json"):
+        minibert.load_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not a directory"):
+        minibert.load_pretrained(tmp_path / "nope")
+
+
+def test_unsupported_model_type(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    with pytest.raises(ValueError, match="unsupported model_type 't5'.*supports.*bert"):
+        minibert.load_pretrained(tmp_path)
+
+
+def test_wrong_family_for_class(tmp_path):
+    _hf_pretraining(tmp_path)
+    with pytest.raises(ValueError, match="model_type 'bert' but RobertaConfig is for 'roberta'"):
+        mb.RobertaModel.from_pretrained(tmp_path)
+
+
+def test_checkpoint_shapes_do_not_fit_config(tmp_path):
+    _hf_pretraining(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["intermediate_size"] = 64
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    fits = r"intermediate.dense.(weight|bias): checkpoint has shape \(48.*but the config gives \(64"
+    with pytest.raises(ValueError, match=fits):
+        mb.BertForPreTraining.from_pretrained(tmp_path)
+
+
+def test_missing_and_unexpected_keys_are_listed(tmp_path):
+    hf = _hf_pretraining(tmp_path)
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in hf.state_dict().items() if "layer.1.output.dense" not in k}
+    state["bert.encoder.layer.0.adapter.weight"] = torch.zeros(2)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"missing keys \['bert.layers.1.ffn.down.weight', "
+                                         r"'bert.layers.1.ffn.down.bias'\]; unexpected keys "
+                                         r"\['bert.encoder.layer.0.adapter.weight'\]"):
+        mb.BertForPreTraining.from_pretrained(tmp_path)
+
+
+def test_no_weights_in_directory(tmp_path):
+    mb.BertConfig(vocab_size=10, hidden_size=8, num_attention_heads=2).to_json(tmp_path / "config.json")
+    with pytest.raises(ValueError, match="no weights"):
+        mb.BertModel.from_pretrained(tmp_path)
