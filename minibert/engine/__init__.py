@@ -1,0 +1,16 @@
+"""The training engine shared by pretraining (pretrain.py) and fine-tuning (train.py)."""
+
+from minibert.engine.arguments import TrainingArguments
+from minibert.engine.optim import build_optimizer
+from minibert.engine.schedules import get_scheduler
+from minibert.engine.trainer import NonFiniteLossError, Trainer, TrainerState, TrainResult
+
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainResult",
+    "TrainerState",
+    "TrainingArguments",
+    "build_optimizer",
+    "get_scheduler",
+]

@@ -1,0 +1,86 @@
+"""Training arguments: one dataclass, with Hugging Face's `TrainingArguments` names wherever
+Hugging Face has one, so a flag a user knows from `transformers` means the same thing here.
+
+Only what the engine uses is here (no `report_to`, no `push_to_hub`). The few fields Hugging Face
+lacks are marked "minibert:" in their comment.
+"""
+
+from dataclasses import dataclass, field
+
+SCHEDULER_TYPES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainingArguments:
+    output_dir: str = "runs/minibert"  # checkpoints, metrics.jsonl, the loss plot and the final model
+    overwrite_output_dir: bool = False  # allow reusing an output_dir that holds another run (its checkpoints go)
+    # -- optimisation ------------------------------------------------------------------------
+    learning_rate: float = 5e-5  # peak learning rate, reached at the end of warmup
+    weight_decay: float = 0.0  # AdamW decoupled decay, matrices only (see minibert.finetune.param_groups)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 turns clipping off
+    lr_scheduler_type: str = "linear"  # one of SCHEDULER_TYPES
+    lr_scheduler_kwargs: dict = field(default_factory=dict)  # num_cycles (cosine), power and lr_end (polynomial)
+    warmup_steps: int = 0  # linear warmup over this many steps; wins over warmup_ratio when > 0
+    warmup_ratio: float = 0.0  # ... or over this share of all steps
+    # -- batches and length ---------------------------------------------------------------------
+    per_device_train_batch_size: int = 8  # examples per micro-batch on each process
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    max_steps: int = -1  # optimizer steps; when > 0 it wins over num_train_epochs
+    num_train_epochs: float = 3.0
+    dataloader_num_workers: int = 0  # processes that collate batches (0: in the training process)
+    dataloader_drop_last: bool = False  # drop the last incomplete batch of each epoch
+    # minibert: two-phase training as in NVIDIA's BERT recipe (short sequences first, long ones last);
+    # the engine switches to `phase2_dataset` for this final share of the steps.
+    phase2_ratio: float = 0.1
+    phase2_batch_size: int | None = None  # minibert: per-device batch size in phase 2 (default: unchanged)
+    # -- precision and device ---------------------------------------------------------------------
+    bf16: bool = False  # autocast to bfloat16 (CUDA or CPU); no loss scaling needed
+    fp16: bool = False  # autocast to float16 with a gradient scaler (skips steps whose gradients overflow)
+    device: str = "auto"  # minibert: "auto" takes CUDA when present; "cpu"; "cuda"
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    # -- logging, evaluation, checkpoints ---------------------------------------------------------
+    logging_steps: int = 10  # one JSON line in metrics.jsonl every this many optimizer steps
+    eval_steps: int | None = None  # call eval_fn every this many steps (and at the end); None: only at the end
+    save_steps: int = 500  # checkpoint every this many steps, and always at the end
+    save_total_limit: int | None = 3  # keep the last K checkpoints (the best one is never deleted); None: all
+    metric_for_best_model: str | None = None  # key of eval_fn's dict; its best checkpoint is kept
+    greater_is_better: bool | None = None  # default: True unless the metric's name contains "loss"
+    load_best_model_at_end: bool = False  # reload the best checkpoint's weights when training ends
+    resume_from_checkpoint: str | None = None  # a checkpoint directory, or "last" for the newest in output_dir
+    seed: int = 42
+    disable_tqdm: bool = True  # the command lines turn the progress bar on; the library stays quiet
+    plot_loss: bool = True  # minibert: write loss.png from metrics.jsonl at the end (needs matplotlib)
+
+    def __post_init__(self):
+        checks = [
+            (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            (self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1"),
+            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
+            (self.max_steps > 0 or self.num_train_epochs > 0, "set max_steps > 0 or num_train_epochs > 0"),
+            (0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
+            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (0.0 < self.phase2_ratio < 1.0, f"phase2_ratio must be in (0, 1), got {self.phase2_ratio}"),
+            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0 (0 turns clipping off)"),
+            (self.logging_steps >= 1, "logging_steps must be >= 1"),
+            (self.save_steps >= 1, "save_steps must be >= 1"),
+            (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1 (or None)"),
+            (self.save_total_limit is None or self.save_total_limit >= 1, "save_total_limit must be >= 1 (or None)"),
+            (not (self.bf16 and self.fp16), "choose one of --bf16 and --fp16, not both"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.lr_scheduler_type not in SCHEDULER_TYPES:
+            raise ValueError(f"lr_scheduler_type must be one of {SCHEDULER_TYPES}, got {self.lr_scheduler_type!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.greater_is_better is None and self.metric_for_best_model is not None:
+            self.greater_is_better = "loss" not in self.metric_for_best_model
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"

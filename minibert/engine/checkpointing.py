@@ -1,0 +1,191 @@
+"""Checkpoints that survive a crash, and resuming exactly where a run stopped.
+
+A checkpoint is a directory `output_dir/checkpoint-<step>/` holding
+
+    config.json, model.safetensors  the model, in Hugging Face format (a model without
+                                    save_pretrained: model_state.pt)
+    optimizer.pt                    AdamW's moments and step counts
+    trainer_state.pt                scheduler, gradient scaler, step, data position, metric history
+    rng_state_<rank>.pt             Python, NumPy, torch CPU and CUDA generators of each process
+    trainer_state.json              the same step and history, readable
+    (+ whatever `on_save` callbacks add, e.g. tokenizer files)
+
+Atomicity: everything is written into `.tmp-checkpoint-<step>/` and the directory is renamed to
+its final name only once complete (a rename is atomic on POSIX filesystems). A process killed
+mid-save leaves a temporary directory that is ignored and later removed, never a half-written
+checkpoint; older checkpoints are deleted only after the new one is in place.
+"""
+
+import json
+import logging
+import random
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from minibert.checkpoint import CONFIG_NAME, read_state_dict
+from minibert.engine.distributed import DistributedContext, barrier
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+TEMP_PREFIX = ".tmp-checkpoint-"
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "trainer_state.pt"
+STATE_JSON = "trainer_state.json"
+PLAIN_MODEL_FILE = "model_state.pt"
+_STEP = re.compile(rf"{CHECKPOINT_PREFIX}(\d+)")
+
+
+def checkpoint_step(path: Path) -> int | None:
+    m = _STEP.fullmatch(path.name)
+    return int(m.group(1)) if m else None
+
+
+def is_complete(path: Path) -> bool:
+    return path.is_dir() and (path / STATE_FILE).is_file() and (path / OPTIMIZER_FILE).is_file()
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = [p for p in output_dir.iterdir() if checkpoint_step(p) is not None and is_complete(p)]
+    return sorted(found, key=checkpoint_step)
+
+
+def resolve_checkpoint(value: str, output_dir: str | Path) -> Path:
+    """--resume_from_checkpoint: "last" -> the newest complete checkpoint of output_dir, or a path."""
+    if value == "last":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise ValueError(
+                f"--resume_from_checkpoint last: {output_dir} holds no complete checkpoint-<step> directory; "
+                "drop the flag to start a new run, or pass the path of a checkpoint"
+            )
+        return found[-1]
+    path = Path(value)
+    if not is_complete(path):
+        raise ValueError(
+            f"--resume_from_checkpoint {value}: not a complete training checkpoint (it needs {STATE_FILE} and "
+            f"{OPTIMIZER_FILE}); pass a {CHECKPOINT_PREFIX}<step> directory written by the engine, or 'last'"
+        )
+    return path
+
+
+# -- random number generators -----------------------------------------------------------------
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- save ---------------------------------------------------------------------------------------
+def _save_model(model: nn.Module, directory: Path) -> None:
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(directory)
+    else:
+        torch.save(model.state_dict(), directory / PLAIN_MODEL_FILE)
+
+
+def save_checkpoint(
+    output_dir: Path,
+    step: int,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    scaler,
+    trainer_state: dict,
+    context: DistributedContext,
+    on_save: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write checkpoint-<step> atomically (every rank calls this; rank 0 writes all but its own RNG)."""
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    temp = output_dir / f"{TEMP_PREFIX}{step}"
+    if context.is_main:
+        shutil.rmtree(temp, ignore_errors=True)
+        temp.mkdir(parents=True)
+    barrier(context)
+    torch.save(rng_state(), temp / f"rng_state_{context.rank}.pt")
+    barrier(context)
+    if context.is_main:
+        _save_model(model, temp)
+        torch.save(optimizer.state_dict(), temp / OPTIMIZER_FILE)
+        torch.save(
+            {"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "trainer": trainer_state},
+            temp / STATE_FILE,
+        )
+        (temp / STATE_JSON).write_text(json.dumps(trainer_state, indent=2, default=str) + "\n")
+        if on_save is not None:
+            on_save(temp)
+        if final.exists():  # the same step saved again (e.g. after a resume): replace it
+            shutil.rmtree(final)
+        temp.rename(final)
+        logger.info("saved checkpoint %s", final)
+    barrier(context)
+    return final
+
+
+def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None = None) -> None:
+    """Delete all but the newest `keep` checkpoints (never `protect`, the best one), and any
+    temporary directory a killed save left behind."""
+    for stale in output_dir.glob(f"{TEMP_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    if keep is None:
+        return
+    checkpoints = list_checkpoints(output_dir)
+    for old in checkpoints[: max(0, len(checkpoints) - keep)]:
+        if protect is None or old.resolve() != Path(protect).resolve():
+            shutil.rmtree(old)
+            logger.info("deleted old checkpoint %s (save_total_limit=%d)", old, keep)
+
+
+# -- load ---------------------------------------------------------------------------------------
+def load_model_weights(model: nn.Module, directory: Path) -> None:
+    if (directory / PLAIN_MODEL_FILE).is_file():
+        model.load_state_dict(torch.load(directory / PLAIN_MODEL_FILE, map_location="cpu", weights_only=True))
+    elif (directory / CONFIG_NAME).is_file() and hasattr(model, "load_hf_state_dict"):
+        model.load_hf_state_dict(read_state_dict(directory))
+    else:
+        raise ValueError(
+            f"{directory} holds no model weights this model can read ({PLAIN_MODEL_FILE} or {CONFIG_NAME})"
+        )
+
+
+def load_checkpoint(
+    directory: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    scaler,
+    context: DistributedContext,
+) -> dict:
+    """Restore every piece saved by save_checkpoint; returns the trainer state (step, data position...)."""
+    load_model_weights(model, directory)
+    optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, map_location="cpu", weights_only=False))
+    saved = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=False)
+    scheduler.load_state_dict(saved["scheduler"])
+    scaler.load_state_dict(saved["scaler"])
+    rng_file = directory / f"rng_state_{context.rank}.pt"
+    if not rng_file.is_file():
+        logger.warning("%s missing (different number of processes?); using rank 0's generators", rng_file.name)
+        rng_file = directory / "rng_state_0.pt"
+    set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+    return saved["trainer"]

@@ -1,0 +1,78 @@
+"""Distributed data parallel: one process per device, each reading its own shard of every batch.
+
+Launch with torchrun, which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT:
+
+    torchrun --nproc_per_node 2 pretrain.py --objective sop ...
+
+Each process holds a full copy of the model; after each backward pass DDP averages the gradients
+across processes (all-reduce), so every copy takes the same optimizer step. A global batch of
+world_size * per_device_train_batch_size examples thus gives the same update as one process
+holding the whole batch (tests/test_ddp.py checks this on CPU). Backends: gloo on CPU, nccl on GPU.
+Only rank 0 logs and writes files; the others wait for it at barriers.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> CUDA when present, else CPU. Under torchrun each process takes cuda:LOCAL_RANK."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but PyTorch sees no CUDA device; pass --device cpu or auto")
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def setup(device: str = "auto") -> DistributedContext:
+    """Read torchrun's environment; join (or reuse) the process group when WORLD_SIZE > 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    torch_device = resolve_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        if torch_device.type == "cuda":
+            torch.cuda.set_device(torch_device)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        logger.info("rank %d of %d joined the %s process group on %s", rank, world_size, backend, torch_device)
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.enabled:
+        dist.barrier()
+
+
+def mean_across_ranks(values: dict[str, float], context: DistributedContext) -> dict[str, float]:
+    """Average logged scalars over all processes, so rank 0 reports the whole batch, not its shard."""
+    if not context.enabled or not values:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.to(context.device)
+    dist.all_reduce(tensor)
+    return {k: v / context.world_size for k, v in zip(keys, tensor.tolist(), strict=True)}

@@ -1,0 +1,90 @@
+"""Metrics out of the training loop: one JSON line per logging step, a loss plot at the end, and
+an optional tqdm bar (the command lines turn it on).
+
+metrics.jsonl holds one object per line, e.g.
+    {"step": 20, "epoch": 0.4, "loss": 6.1, "mlm_loss": 5.5, "sop_loss": 0.6, "mlm_accuracy": 0.11,
+     "learning_rate": 0.0005, "grad_norm": 1.7, "tokens_per_second": 5400.0, "data_wait_share": 0.01}
+and evaluation lines carry "eval_" keys. Any tool that reads JSON lines (pandas.read_json(lines=True),
+jq) reads it while training runs.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
+
+
+class MetricsWriter:
+    """Appends JSON lines; rank 0 only (the trainer gives other ranks a writer with no path)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def write(self, record: dict) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_losses(metrics_path: str | Path, png_path: str | Path) -> Path | None:
+    """Plot every loss-like key of metrics.jsonl against the step. Returns the PNG's path, or None
+    (with a message saying how to get it) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning(
+            "no loss plot: matplotlib is not installed; `pip install minibert[plot]` (or matplotlib) "
+            "and rerun, or plot %s yourself",
+            metrics_path,
+        )
+        return None
+    records = read_metrics(metrics_path)
+    keys = sorted({k for r in records for k in r if k.endswith("loss")})
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in keys:
+        points = [(r["step"], r[key]) for r in records if key in r]
+        ax.plot(*zip(*points, strict=True), label=key, marker="." if key.startswith("eval_") else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return Path(png_path)
+
+
+class ProgressBar:
+    """A tqdm bar over optimizer steps showing loss, learning rate and tokens/s (a callback)."""
+
+    def __init__(self, total: int, initial: int = 0):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", dynamic_ncols=True)
+
+    def update(self, record: dict | None) -> None:
+        self.bar.update(1)
+        if record is not None:
+            self.bar.set_postfix(
+                loss=f"{record['loss']:.3f}",
+                lr=f"{record['learning_rate']:.2e}",
+                tok_s=f"{record['tokens_per_second']:.0f}",
+            )
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,116 @@
+"""Learning-rate schedules: each a multiplier of the peak learning rate as a function of the step.
+
+    constant               1
+    constant_with_warmup   ramp 0 -> 1 over warmup, then 1
+    linear                 ramp up, then straight down to 0 at the last step (BERT's schedule)
+    cosine                 ramp up, then half a cosine down to 0 (num_cycles=0.5)
+    cosine_with_restarts   ramp up, then num_cycles cosines, each jumping back to 1 (SGDR,
+                           https://arxiv.org/abs/1608.03983: restarts help escape a poor basin)
+    polynomial             ramp up, then (1 - progress) ** power down to lr_end
+
+Warmup exists because Adam's second-moment estimates are noisy in the first steps; a full
+learning rate there can throw a transformer into a bad region it never leaves
+(https://arxiv.org/abs/2002.04745). The multipliers match Hugging Face's get_scheduler
+(tests/test_schedules.py checks every type against it).
+"""
+
+import math
+from functools import partial
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from minibert.engine.arguments import SCHEDULER_TYPES
+
+
+def _warmup(step: int, warmup_steps: int) -> float:
+    return step / max(1, warmup_steps)
+
+
+def _constant(step: int, warmup_steps: int, total_steps: int) -> float:
+    return 1.0
+
+
+def _constant_with_warmup(step: int, warmup_steps: int, total_steps: int) -> float:
+    return _warmup(step, warmup_steps) if step < warmup_steps else 1.0
+
+
+def _progress(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Share of the post-warmup steps done: 0 at the end of warmup, 1 at the last step."""
+    return (step - warmup_steps) / max(1, total_steps - warmup_steps)
+
+
+def _linear(step: int, warmup_steps: int, total_steps: int) -> float:
+    if step < warmup_steps:
+        return _warmup(step, warmup_steps)
+    return max(0.0, 1.0 - _progress(step, warmup_steps, total_steps))
+
+
+def _cosine(step: int, warmup_steps: int, total_steps: int, num_cycles: float = 0.5) -> float:
+    if step < warmup_steps:
+        return _warmup(step, warmup_steps)
+    progress = _progress(step, warmup_steps, total_steps)
+    return max(0.0, 0.5 * (1.0 + math.cos(2.0 * math.pi * num_cycles * progress)))
+
+
+def _cosine_with_restarts(step: int, warmup_steps: int, total_steps: int, num_cycles: int = 1) -> float:
+    if step < warmup_steps:
+        return _warmup(step, warmup_steps)
+    progress = _progress(step, warmup_steps, total_steps)
+    if progress >= 1.0:
+        return 0.0
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((num_cycles * progress) % 1.0))))
+
+
+def _polynomial(
+    step: int, warmup_steps: int, total_steps: int, peak_lr: float, lr_end: float = 1e-7, power: float = 1.0
+) -> float:
+    if step < warmup_steps:
+        return _warmup(step, warmup_steps)
+    if step > total_steps:
+        return lr_end / peak_lr
+    remaining = 1.0 - _progress(step, warmup_steps, total_steps)
+    return ((peak_lr - lr_end) * remaining**power + lr_end) / peak_lr
+
+
+_SCHEDULES = {
+    "constant": _constant,
+    "constant_with_warmup": _constant_with_warmup,
+    "linear": _linear,
+    "cosine": _cosine,
+    "cosine_with_restarts": _cosine_with_restarts,
+    "polynomial": _polynomial,
+}
+assert tuple(_SCHEDULES) == SCHEDULER_TYPES
+
+
+def resolve_warmup_steps(total_steps: int, warmup_steps: int = 0, warmup_ratio: float = 0.0) -> int:
+    """Warmup by steps, or by a share of all steps (steps win when both are given, as in Hugging Face)."""
+    return warmup_steps if warmup_steps > 0 else math.ceil(warmup_ratio * total_steps)
+
+
+def get_scheduler(
+    name: str,
+    optimizer: Optimizer,
+    num_warmup_steps: int = 0,
+    num_training_steps: int = 1,
+    **kwargs,
+) -> LambdaLR:
+    """A LambdaLR applying schedule `name` to every parameter group (each keeps its own peak lr,
+    so layer-wise learning rates decay together). kwargs: num_cycles (cosine, cosine_with_restarts),
+    lr_end and power (polynomial)."""
+    if name not in _SCHEDULES:
+        raise ValueError(f"unknown lr_scheduler_type {name!r}; choose one of {SCHEDULER_TYPES}")
+    allowed = {"cosine": {"num_cycles"}, "cosine_with_restarts": {"num_cycles"}, "polynomial": {"lr_end", "power"}}
+    unknown = set(kwargs) - allowed.get(name, set())
+    if unknown:
+        raise ValueError(
+            f"lr_scheduler_kwargs {sorted(unknown)} do not apply to {name!r}; it takes {sorted(allowed.get(name, []))}"
+        )
+    if name == "polynomial":
+        peak_lr = optimizer.defaults["lr"]
+        if kwargs.get("lr_end", 1e-7) > peak_lr:
+            raise ValueError(f"polynomial lr_end ({kwargs['lr_end']}) must not exceed the learning rate ({peak_lr})")
+        kwargs["peak_lr"] = peak_lr
+    multiplier = partial(_SCHEDULES[name], warmup_steps=num_warmup_steps, total_steps=num_training_steps, **kwargs)
+    return LambdaLR(optimizer, multiplier)

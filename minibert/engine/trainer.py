@@ -1,0 +1,510 @@
+"""The training loop shared by pretraining and fine-tuning.
+
+One optimizer step, as the engine runs it:
+
+    for each of gradient_accumulation_steps micro-batches:
+        batch = next batch of this process's shard        (timed: the data-wait share)
+        loss, outputs = compute_loss(batch)                under autocast (bf16 / fp16) if asked
+        backward(loss)                                     loss / accumulation steps, scaled in fp16
+        callbacks.on_backward_end(trainer, batch)          FGM / PGD add adversarial gradients here
+    stop if the loss is not finite (fp16: the scaler skips the step instead)
+    unscale (fp16), clip the gradient norm, optimizer step, scheduler step
+    callbacks.on_step_end(trainer)                         SWA averages here
+    every logging_steps: a JSON line; every eval_steps: eval_fn; every save_steps: a checkpoint
+
+Data: the engine owns the order. Each epoch's permutation comes from (seed, epoch); every batch
+gets its own torch.Generator seeded from (seed, phase, epoch, batch index, rank) for the collate
+function (random masking), so the data position alone - phase, epoch, batches consumed - fixes
+everything still to come, and a resumed run sees exactly the batches and masks it would have seen.
+"""
+
+import dataclasses
+import inspect
+import json
+import logging
+import math
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from minibert.engine import checkpointing
+from minibert.engine.arguments import TrainingArguments
+from minibert.engine.distributed import DistributedContext, mean_across_ranks, setup
+from minibert.engine.metrics import METRICS_FILE, PLOT_FILE, MetricsWriter, ProgressBar, plot_losses
+from minibert.engine.optim import build_optimizer
+from minibert.engine.schedules import get_scheduler, resolve_warmup_steps
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss became NaN or infinite."""
+
+
+@dataclass
+class TrainerState:
+    """Everything about a run's progress that a checkpoint must carry besides tensors."""
+
+    global_step: int = 0
+    phase: int = 0  # 0, or 1 once two-phase training has switched to phase2_dataset
+    epoch: int = 0  # epoch within the phase
+    batches_done: int = 0  # this process's batches consumed in that epoch: the data position
+    history: list[dict] = field(default_factory=list)  # every logged record (training and evaluation)
+    best_metric: float | None = None
+    best_checkpoint: str | None = None
+    last_checkpoint: str | None = None
+    examples_seen: int = 0
+
+
+@dataclass
+class TrainResult:
+    global_step: int
+    history: list[dict]  # every JSON line written, in order
+    training_loss: float  # mean loss over the last logging window
+    best_metric: float | None
+    best_checkpoint: str | None
+    last_checkpoint: str | None
+    data_wait_share: float  # share of step time spent waiting for batches (goal < 0.05)
+    tokens_per_second: float  # over the whole run, all processes together
+    seconds: float
+
+
+def _takes_generator(collate_fn: Callable) -> bool:
+    """collate_fn(examples, generator) gets the engine's per-batch generator; collate_fn(examples) does not."""
+    try:
+        params = inspect.signature(collate_fn).parameters
+    except (TypeError, ValueError):
+        return False
+    required = [p for p in params.values() if p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD]
+    return "generator" in params or len(required) >= 2
+
+
+class _CollatedBatches:
+    """A map-style dataset whose items are whole collated batches, keyed by (seed, example indices):
+    the DataLoader (and its workers) can then collate with a per-batch generator."""
+
+    def __init__(self, dataset: Sequence, collate_fn: Callable):
+        self.dataset = dataset
+        self.collate_fn = collate_fn
+        self.with_generator = _takes_generator(collate_fn)
+
+    def __getitem__(self, key: tuple[int, list[int]]) -> tuple[dict, int]:
+        seed, indices = key
+        examples = [self.dataset[i] for i in indices]
+        if self.with_generator:
+            batch = self.collate_fn(examples, torch.Generator().manual_seed(seed))
+        else:
+            batch = self.collate_fn(examples)
+        mask = batch.get("attention_mask")
+        tokens = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()) if "input_ids" in batch else 0
+        return batch, tokens
+
+
+def _unbatched(item):
+    return item
+
+
+def _batch_seed(*parts: int) -> int:
+    return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF  # hash of a tuple of ints is stable across runs
+
+
+class Trainer:
+    """Train `model` on `train_dataset` (a sequence of examples) with `collate_fn(examples[, generator])`.
+
+    model: returns an output with `.loss` (or pass `loss_fn(model, batch) -> (loss, outputs)`).
+    eval_fn(model) -> dict of metrics, called every eval_steps and at the end.
+    callbacks: objects with any of on_backward_end(trainer, batch), on_step_end(trainer),
+        on_evaluate(trainer, metrics), on_save(trainer, directory), on_train_end(trainer).
+    optimizer: a prebuilt optimizer (else AdamW over `param_groups`, or the default no-decay groups).
+    sampler: a custom order: an iterable of example indices or of batches (lists of indices); it is
+        re-iterated every epoch (set_epoch(epoch) is called when it has one) under a generator
+        seeded from (seed, epoch), so its randomness is reproducible too.
+    metrics_fn(batch, outputs) -> dict of floats (accuracies), averaged over each logging window.
+    phase2_dataset / phase2_collate_fn: two-phase training; the last `phase2_ratio` of the steps
+        train on these (e.g. 512-token examples after 128-token ones).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        args: TrainingArguments,
+        train_dataset: Sequence,
+        collate_fn: Callable,
+        eval_fn: Callable[[nn.Module], dict] | None = None,
+        callbacks: Sequence = (),
+        optimizer: torch.optim.Optimizer | None = None,
+        param_groups: list[dict] | None = None,
+        *,
+        sampler=None,
+        metrics_fn: Callable[[dict, object], dict] | None = None,
+        loss_fn: Callable[[nn.Module, dict], tuple[torch.Tensor, object]] | None = None,
+        phase2_dataset: Sequence | None = None,
+        phase2_collate_fn: Callable | None = None,
+    ):
+        if len(train_dataset) == 0:
+            raise ValueError("train_dataset is empty; check the corpus or data file (it gave no examples)")
+        if optimizer is not None and param_groups is not None:
+            raise ValueError("pass either a prebuilt optimizer or param_groups, not both")
+        self.args = args
+        self.context: DistributedContext = setup(args.device)
+        self.device = self.context.device
+        self.output_dir = Path(args.output_dir)
+        self.model = model.to(self.device)
+        if args.gradient_checkpointing:
+            if not hasattr(model, "gradient_checkpointing_enable"):
+                raise ValueError(
+                    f"{type(model).__name__} has no gradient_checkpointing_enable(); drop --gradient_checkpointing"
+                )
+            model.gradient_checkpointing_enable()
+        self.wrapped = DistributedDataParallel(model) if self.context.enabled else model
+        self.callbacks = list(callbacks)
+        self.eval_fn, self.metrics_fn, self.loss_fn, self.sampler = eval_fn, metrics_fn, loss_fn, sampler
+        self.datasets = [train_dataset] + ([phase2_dataset] if phase2_dataset is not None else [])
+        self.collates = [collate_fn, phase2_collate_fn or collate_fn]
+        self.batch_sizes = [
+            args.per_device_train_batch_size,
+            args.phase2_batch_size or args.per_device_train_batch_size,
+        ]
+
+        self.total_steps = self._count_steps()
+        self.phase2_start = (
+            math.floor(self.total_steps * (1 - args.phase2_ratio)) if phase2_dataset is not None else None
+        )
+        self.optimizer = optimizer or build_optimizer(model, args, param_groups)
+        warmup = resolve_warmup_steps(self.total_steps, args.warmup_steps, args.warmup_ratio)
+        self.scheduler = get_scheduler(
+            args.lr_scheduler_type, self.optimizer, warmup, self.total_steps, **args.lr_scheduler_kwargs
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.fp16)
+        self.state = TrainerState()
+        self.should_stop = False  # a callback may set this to end training after the current step
+        self._loader_iter = None
+
+    # -- the data stream -------------------------------------------------------------------------
+    def _epoch_batches(self, phase: int, epoch: int) -> list[list[int]]:
+        """This process's batches (lists of example indices) for one epoch of one phase."""
+        size, world, rank = self.batch_sizes[phase], self.context.world_size, self.context.rank
+        n = len(self.datasets[phase])
+        seed = _batch_seed(self.args.seed, phase, epoch)
+        if self.sampler is None or phase == 1:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+            # global batches of world * size examples; rank r takes the r-th slice of each
+            step = size * world
+            batches = [order[i : i + step] for i in range(0, n, step)]
+            if batches and (len(batches[-1]) < step and (self.args.dataloader_drop_last or world > 1)):
+                batches.pop()
+            return [b[rank * size : (rank + 1) * size] for b in batches]
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            items = list(self.sampler)
+        if items and isinstance(items[0], int):
+            items = [items[i : i + size] for i in range(0, len(items), size)]
+            if self.args.dataloader_drop_last and len(items[-1]) < size:
+                items.pop()
+        usable = len(items) - len(items) % world  # every rank takes the same number of batches
+        return [list(b) for b in items[rank:usable:world]]
+
+    def _count_steps(self) -> int:
+        if self.args.max_steps > 0:
+            return self.args.max_steps
+        per_epoch = len(self._epoch_batches(0, 0))
+        if per_epoch == 0:
+            raise ValueError(
+                f"no full batch: {len(self.datasets[0])} examples for a global batch of "
+                f"{self.batch_sizes[0] * self.context.world_size}; lower per_device_train_batch_size"
+            )
+        return max(1, math.ceil(self.args.num_train_epochs * per_epoch / self.args.gradient_accumulation_steps))
+
+    def _open_loader(self) -> None:
+        s = self.state
+        batches = self._epoch_batches(s.phase, s.epoch)
+        if not batches:
+            raise ValueError(
+                f"phase {s.phase} has no full batch of {self.batch_sizes[s.phase]} examples per process; "
+                "lower the batch size or provide more data"
+            )
+        keys = [
+            (_batch_seed(self.args.seed, s.phase, s.epoch, i, self.context.rank), b) for i, b in enumerate(batches)
+        ][s.batches_done :]
+        loader = DataLoader(
+            _CollatedBatches(self.datasets[s.phase], self.collates[s.phase]),
+            sampler=keys,
+            batch_size=None,
+            collate_fn=_unbatched,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),  # its own seed draw, so the global RNG (dropout) is untouched
+        )
+        self._loader_iter = iter(loader)
+
+    def _next_batch(self) -> tuple[dict, int]:
+        s = self.state
+        if self.phase2_start is not None and s.phase == 0 and s.global_step >= self.phase2_start:
+            s.phase, s.epoch, s.batches_done, self._loader_iter = 1, 0, 0, None
+            logger.info("step %d: phase 2 of two-phase training starts", s.global_step)
+        while True:
+            if self._loader_iter is None:
+                self._open_loader()
+            try:
+                batch, tokens = next(self._loader_iter)
+                s.batches_done += 1
+                return batch, tokens
+            except StopIteration:
+                s.epoch, s.batches_done, self._loader_iter = s.epoch + 1, 0, None
+
+    def _to_device(self, batch: dict) -> dict:
+        non_blocking = self.device.type == "cuda"
+        return {k: v.to(self.device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    # -- one step --------------------------------------------------------------------------------
+    def autocast(self):
+        if self.args.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.args.bf16 else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, object]:
+        """Forward under the configured autocast: (loss, outputs)."""
+        with self.autocast():
+            if self.loss_fn is not None:
+                return self.loss_fn(self.wrapped, batch)
+            outputs = self.wrapped(**batch)
+        if getattr(outputs, "loss", None) is None:
+            raise ValueError(
+                f"{type(self.model).__name__} returned no loss; the batch needs labels, or pass loss_fn to the Trainer"
+            )
+        return outputs.loss, outputs
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward of one micro-batch's loss: divided by the accumulation steps, scaled in fp16."""
+        self.scaler.scale(loss / self.args.gradient_accumulation_steps).backward()
+
+    def _callbacks(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
+
+    def _parameters(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+
+    def _train_step(self, window: dict) -> None:
+        accumulation = self.args.gradient_accumulation_steps
+        self.wrapped.train()
+        step_start = time.perf_counter()
+        wait = 0.0
+        losses = []
+        for micro in range(accumulation):
+            t = time.perf_counter()
+            batch, tokens = self._next_batch()
+            batch = self._to_device(batch)
+            wait += time.perf_counter() - t
+            last = micro == accumulation - 1
+            with nullcontext() if last or not self.context.enabled else self.wrapped.no_sync():
+                loss, outputs = self.compute_loss(batch)
+                self.backward(loss)
+                self._callbacks("on_backward_end", batch)
+            losses.append(loss.detach().float())
+            for name, value in vars(outputs).items() if dataclasses.is_dataclass(outputs) else ():
+                if name.endswith("_loss") and torch.is_tensor(value):
+                    window[name].append(float(value.detach()))
+            if self.metrics_fn is not None:
+                for name, value in self.metrics_fn(batch, outputs).items():
+                    window[name].append(float(value))
+            window["tokens"].append(tokens)
+            self.state.examples_seen += len(next(iter(batch.values())))
+        step_loss = float(torch.stack(losses).mean())
+        step = self.state.global_step + 1
+        if not math.isfinite(step_loss) and not self.args.fp16:
+            self.optimizer.zero_grad(set_to_none=True)
+            last = self.state.last_checkpoint or "none was saved yet"
+            raise NonFiniteLossError(
+                f"loss is {step_loss} at step {step}; training stopped before that step changed any weight. "
+                f"Last good checkpoint: {last}. Lower --learning_rate, raise --warmup_ratio, keep "
+                "--max_grad_norm on, or use --bf16 rather than --fp16"
+            )
+        if self.args.fp16:
+            self.scaler.unscale_(self.optimizer)
+        max_norm = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters(), max_norm)
+        scale = self.scaler.get_scale() if self.args.fp16 else None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.args.fp16 and self.scaler.get_scale() < scale:
+            window["skipped_steps"].append(1.0)
+            logger.info(
+                "step %d: fp16 gradients overflowed; the scaler skipped the step (scale now %g)",
+                step,
+                self.scaler.get_scale(),
+            )
+        window["learning_rate"].append(self.scheduler.get_last_lr()[0])
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.global_step = step
+        if math.isfinite(step_loss):
+            window["loss"].append(step_loss)
+        window["grad_norm"].append(float(grad_norm))
+        window["wait"].append(wait)
+        window["time"].append(time.perf_counter() - step_start)
+        self._callbacks("on_step_end")
+
+    # -- logging, evaluation, saving --------------------------------------------------------------
+    def _log(self, window: dict) -> dict:
+        means = {k: sum(v) / len(v) for k, v in window.items() if v and k not in ("tokens", "wait", "time")}
+        seconds = sum(window["time"])
+        means["tokens_per_second"] = sum(window["tokens"]) / max(seconds, 1e-9)
+        means["data_wait_share"] = sum(window["wait"]) / max(seconds, 1e-9)
+        means["skipped_steps"] = float(len(window.get("skipped_steps", [])))
+        means = mean_across_ranks(means, self.context)
+        means["tokens_per_second"] *= self.context.world_size
+        record = {"step": self.state.global_step, "epoch": self.state.epoch, "phase": self.state.phase, **means}
+        if "skipped_steps" in record and not self.args.fp16:
+            del record["skipped_steps"]
+        self.state.history.append(record)
+        self.writer.write(record)
+        logger.info("step %d: %s", record["step"], {k: round(v, 4) for k, v in means.items()})
+        window.clear()
+        return record
+
+    def evaluate(self) -> dict:
+        if self.eval_fn is None:
+            return {}
+        self.model.eval()
+        with torch.no_grad():
+            metrics = self.eval_fn(self.model)
+        self.wrapped.train()
+        record = {
+            "step": self.state.global_step,
+            **{k if k.startswith("eval_") else f"eval_{k}": v for k, v in metrics.items()},
+        }
+        self.state.history.append(record)
+        self.writer.write(record)
+        self._callbacks("on_evaluate", metrics)
+        return metrics
+
+    def _is_better(self, value: float) -> bool:
+        best = self.state.best_metric
+        return best is None or (value > best if self.args.greater_is_better else value < best)
+
+    def save_checkpoint(self) -> Path:
+        step = self.state.global_step
+        final = self.output_dir / f"{checkpointing.CHECKPOINT_PREFIX}{step}"
+        self.state.last_checkpoint = str(final)
+        checkpointing.save_checkpoint(
+            self.output_dir,
+            step,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            trainer_state=dataclasses.asdict(self.state),
+            context=self.context,
+            on_save=lambda directory: self._callbacks("on_save", directory),
+        )
+        if self.context.is_main:
+            checkpointing.rotate_checkpoints(self.output_dir, self.args.save_total_limit, self.state.best_checkpoint)
+        return final
+
+    def _prepare_output_dir(self, resuming: bool) -> None:
+        previous = checkpointing.list_checkpoints(self.output_dir) or (self.output_dir / METRICS_FILE).exists()
+        if previous and not resuming and not self.args.overwrite_output_dir:
+            raise ValueError(
+                f"{self.output_dir} already holds a training run; pass --resume_from_checkpoint last to continue it, "
+                "--overwrite_output_dir to replace it, or another --output_dir"
+            )
+        if self.context.is_main and previous and not resuming:
+            for old in checkpointing.list_checkpoints(self.output_dir):
+                shutil.rmtree(old)
+            (self.output_dir / METRICS_FILE).unlink(missing_ok=True)
+        self.writer = MetricsWriter(self.output_dir / METRICS_FILE if self.context.is_main else None)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | None = None) -> TrainResult:
+        resume = resume_from_checkpoint or self.args.resume_from_checkpoint
+        checkpoint = checkpointing.resolve_checkpoint(resume, self.output_dir) if resume else None
+        self._prepare_output_dir(resuming=checkpoint is not None)
+        if checkpoint is not None:
+            saved = checkpointing.load_checkpoint(
+                checkpoint,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                context=self.context,
+            )
+            self.state = TrainerState(**saved)
+            if self.context.is_main:  # the JSON lines of steps after the checkpoint are redone
+                self.writer.path.write_text("".join(json.dumps(r) + "\n" for r in self.state.history))
+            logger.info("resumed from %s at step %d", checkpoint, self.state.global_step)
+        self._loader_iter = None
+        bar = None
+        if not self.args.disable_tqdm and self.context.is_main:
+            bar = ProgressBar(self.total_steps, initial=self.state.global_step)
+        window: dict[str, list] = defaultdict(list)
+        start, wait_total, time_total, tokens_total = time.perf_counter(), 0.0, 0.0, 0
+        record = None
+        try:
+            while self.state.global_step < self.total_steps and not self.should_stop:
+                self._train_step(window)
+                wait_total += window["wait"][-1]
+                time_total += window["time"][-1]
+                tokens_total += window["tokens"][-1] if window["tokens"] else 0
+                step = self.state.global_step
+                done = step == self.total_steps or self.should_stop
+                logged = None
+                if step % self.args.logging_steps == 0 or done:
+                    logged = record = self._log(window)
+                if bar is not None:
+                    bar.update(logged)
+                saved = False
+                if self.eval_fn is not None and ((self.args.eval_steps and step % self.args.eval_steps == 0) or done):
+                    metrics = self.evaluate()
+                    key = self.args.metric_for_best_model
+                    if key is not None:
+                        if key not in metrics:
+                            raise ValueError(
+                                f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}"
+                            )
+                        if self._is_better(metrics[key]):
+                            self.state.best_metric = float(metrics[key])
+                            self.state.best_checkpoint = str(self.save_checkpoint())
+                            saved = True
+                if not saved and (step % self.args.save_steps == 0 or done):
+                    self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.args.load_best_model_at_end and self.state.best_checkpoint:
+            checkpointing.load_model_weights(self.model, Path(self.state.best_checkpoint))
+            logger.info(
+                "loaded the best checkpoint %s (%s = %s)",
+                self.state.best_checkpoint,
+                self.args.metric_for_best_model,
+                self.state.best_metric,
+            )
+        if self.context.is_main and self.args.plot_loss and self.writer.path.exists():
+            plot_losses(self.writer.path, self.output_dir / PLOT_FILE)
+        self._callbacks("on_train_end")
+        seconds = time.perf_counter() - start
+        return TrainResult(
+            global_step=self.state.global_step,
+            history=self.state.history,
+            training_loss=record["loss"] if record and "loss" in record else float("nan"),
+            best_metric=self.state.best_metric,
+            best_checkpoint=self.state.best_checkpoint,
+            last_checkpoint=self.state.last_checkpoint,
+            data_wait_share=wait_total / max(time_total, 1e-9),
+            tokens_per_second=tokens_total * self.context.world_size / max(time_total, 1e-9),
+            seconds=seconds,
+        )

@@ -1,0 +1,341 @@
+"""The training engine on a tiny stand-in model: steps, accumulation, precision, callbacks,
+evaluation, logging and bad input. (Checkpoints: test_checkpointing.py; DDP: test_ddp.py.)"""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minibert.engine import NonFiniteLossError, Trainer, TrainingArguments, build_optimizer
+from minibert.engine.checkpointing import list_checkpoints, load_model_weights
+
+VOCAB, LENGTH = 16, 6
+
+
+@dataclass
+class ToyOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor
+    token_loss: torch.Tensor | None = None
+
+
+class ToyModel(nn.Module):
+    """Predicts (token + 1) % VOCAB for each token: learnable in a few steps, with a LayerNorm
+    (a no-decay vector) and dropout (so exact resume must restore the RNG)."""
+
+    def __init__(self, dropout: float = 0.1, dim: int = 16):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(dim, VOCAB)
+
+    def forward(self, input_ids, labels=None, attention_mask=None):
+        logits = self.out(self.drop(self.norm(self.embed(input_ids))))  # (B, T, V)
+        loss = None if labels is None else F.cross_entropy(logits.reshape(-1, VOCAB), labels.reshape(-1))
+        return ToyOutput(loss=loss, logits=logits, token_loss=loss)
+
+
+def toy_dataset(n: int = 64, length: int = LENGTH, seed: int = 0) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    return [{"input_ids": torch.randint(1, VOCAB, (length,), generator=g)} for _ in range(n)]
+
+
+def collate(examples: list[dict]) -> dict:
+    ids = torch.stack([e["input_ids"] for e in examples])
+    return {"input_ids": ids, "labels": (ids + 1) % VOCAB}
+
+
+def masking_collate(examples: list[dict], generator: torch.Generator) -> dict:
+    """Like collate, but hides a random 20% of the inputs (token 0), drawing from the engine's generator."""
+    batch = collate(examples)
+    hide = torch.rand(batch["input_ids"].shape, generator=generator) < 0.2
+    batch["input_ids"] = batch["input_ids"].masked_fill(hide, 0)
+    return batch
+
+
+def accuracy(batch, outputs) -> dict:
+    return {"accuracy": (outputs.logits.argmax(-1) == batch["labels"]).float().mean().item()}
+
+
+def make_args(tmp_path, **overrides) -> TrainingArguments:
+    defaults = dict(
+        output_dir=str(tmp_path / "run"),
+        learning_rate=3e-2,
+        per_device_train_batch_size=8,
+        max_steps=12,
+        logging_steps=4,
+        save_steps=100,
+        device="cpu",
+        seed=1,
+    )
+    return TrainingArguments(**{**defaults, **overrides})
+
+
+def weights(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_trains_logs_json_lines_and_plots(tmp_path):
+    torch.manual_seed(0)
+    args = make_args(tmp_path, max_steps=24, warmup_ratio=0.1, weight_decay=0.01)
+    result = Trainer(ToyModel(), args, toy_dataset(), masking_collate, metrics_fn=accuracy).train()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [4, 8, 12, 16, 20, 24]
+    for key in ("loss", "token_loss", "accuracy", "learning_rate", "grad_norm", "tokens_per_second", "data_wait_share"):
+        assert key in lines[0], key
+    assert lines[-1]["loss"] < 0.6 * lines[0]["loss"]
+    assert lines[-1]["accuracy"] > lines[0]["accuracy"]
+    assert result.global_step == 24 and result.history == lines
+    assert lines[0]["tokens_per_second"] > 0 and 0 <= result.data_wait_share < 1
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-24"]
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+    torch.manual_seed(0)
+    init = ToyModel(dropout=0.0)
+    big, small = ToyModel(dropout=0.0), ToyModel(dropout=0.0)
+    big.load_state_dict(init.state_dict())
+    small.load_state_dict(init.state_dict())
+    Trainer(big, make_args(tmp_path / "a", max_steps=3, per_device_train_batch_size=8), toy_dataset(), collate).train()
+    accumulated = make_args(tmp_path / "b", max_steps=3, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    Trainer(small, accumulated, toy_dataset(), collate).train()
+    for key, value in big.state_dict().items():
+        torch.testing.assert_close(small.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(big.out.weight, init.out.weight)
+
+
+def test_optimizer_groups_follow_the_one_no_decay_rule(tmp_path):
+    optimizer = build_optimizer(ToyModel(), make_args(tmp_path, weight_decay=0.1))
+    decays = {g["weight_decay"]: sorted(p.dim() for p in g["params"]) for g in optimizer.param_groups}
+    assert decays == {0.1: [2, 2], 0.0: [1, 1, 1]}  # embedding + linear weight | LayerNorm w, b and linear bias
+
+
+def test_bf16_autocast_on_cpu_trains_and_keeps_fp32_weights(tmp_path):
+    model = ToyModel()
+    seen = []
+
+    class Spy:
+        def on_backward_end(self, trainer, batch):
+            seen.append(trainer.compute_loss(batch)[1].logits.dtype)
+
+    result = Trainer(
+        model, make_args(tmp_path, bf16=True, max_steps=8), toy_dataset(), collate, callbacks=[Spy()]
+    ).train()
+    assert seen[0] == torch.bfloat16 and model.out.weight.dtype == torch.float32
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_fp16_scaler_skips_an_overflowing_step(tmp_path):
+    model = ToyModel(dropout=0.0)
+    snapshots = []
+
+    class Overflow:
+        def on_backward_end(self, trainer, batch):
+            if trainer.state.global_step == 2:  # the third step: poison one gradient
+                snapshots.append(weights(trainer.model))
+                model.out.weight.grad[0, 0] = float("inf")
+
+        def on_step_end(self, trainer):
+            if trainer.state.global_step == 3:
+                snapshots.append((weights(trainer.model), trainer.scaler.get_scale()))
+
+    args = make_args(tmp_path, fp16=True, max_steps=6, logging_steps=3)
+    trainer = Trainer(model, args, toy_dataset(), collate, callbacks=[Overflow()])
+    scale_before = trainer.scaler.get_scale()
+    result = trainer.train()
+    before, (after, scale_after) = snapshots
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0)  # step 3 changed nothing
+    assert scale_after == scale_before / 2
+    assert result.history[0]["skipped_steps"] == 1 and result.history[1]["skipped_steps"] == 0
+    assert result.global_step == 6
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    class Diverging(ToyModel):
+        diverged = False
+
+        def forward(self, input_ids, labels=None, attention_mask=None):
+            out = super().forward(input_ids, labels)
+            out.loss = out.loss * float("nan") if self.diverged else out.loss
+            return out
+
+    model = Diverging(dropout=0.0)
+    captured = {}
+
+    class Diverge:
+        def on_step_end(self, trainer):
+            if trainer.state.global_step == 4:
+                captured["weights"] = weights(trainer.model)
+                trainer.model.diverged = True
+
+    trainer = Trainer(model, make_args(tmp_path, save_steps=4), toy_dataset(), collate, callbacks=[Diverge()])
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*checkpoint-4"):
+        trainer.train()
+    for name, value in weights(model).items():  # the failed step did not update anything
+        torch.testing.assert_close(value, captured["weights"][name], rtol=0, atol=0)
+    fresh = ToyModel(dropout=0.0)
+    load_model_weights(fresh, tmp_path / "run" / "checkpoint-4")
+    for name, value in weights(fresh).items():
+        torch.testing.assert_close(value, captured["weights"][name], rtol=0, atol=0)
+
+
+def test_callbacks_can_add_a_second_backward(tmp_path):
+    """The FGM/PGD pattern: an extra compute_loss + backward in on_backward_end adds its gradient."""
+
+    class Twice:
+        def on_backward_end(self, trainer, batch):
+            loss, _ = trainer.compute_loss(batch)
+            trainer.backward(loss)
+
+    norms = []
+    for callbacks in ((), (Twice(),)):
+        torch.manual_seed(0)
+        args = make_args(tmp_path / str(len(callbacks)), max_steps=1, max_grad_norm=0.0, gradient_accumulation_steps=2)
+        result = Trainer(ToyModel(dropout=0.0), args, toy_dataset(), collate, callbacks=callbacks).train()
+        norms.append(result.history[0]["grad_norm"])
+    assert norms[1] == pytest.approx(2 * norms[0], rel=1e-5)
+
+
+def test_callback_hooks_order_and_counts(tmp_path):
+    calls = []
+
+    class Recorder:
+        def on_backward_end(self, trainer, batch):
+            calls.append("backward")
+
+        def on_step_end(self, trainer):
+            calls.append("step")
+
+        def on_evaluate(self, trainer, metrics):
+            calls.append("evaluate")
+
+        def on_save(self, trainer, directory):
+            (directory / "extra.txt").write_text("tokenizer files go here")
+            calls.append("save")
+
+        def on_train_end(self, trainer):
+            calls.append("end")
+
+    args = make_args(tmp_path, max_steps=4, gradient_accumulation_steps=2, eval_steps=2, save_steps=4)
+    Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda m: {"loss": 1.0}, callbacks=[Recorder()]).train()
+    step = ["backward", "backward", "step"]
+    assert calls == step * 2 + ["evaluate"] + step * 2 + ["evaluate", "save", "end"]
+    assert (tmp_path / "run" / "checkpoint-4" / "extra.txt").exists()
+
+
+def test_best_checkpoint_is_kept_and_reloaded(tmp_path):
+    scores = iter([0.5, 0.9, 0.7, 0.6])  # best at the second evaluation (step 4)
+
+    def eval_fn(model):
+        assert not model.training
+        return {"accuracy": next(scores)}
+
+    args = make_args(
+        tmp_path,
+        max_steps=8,
+        eval_steps=2,
+        save_steps=2,
+        save_total_limit=1,
+        metric_for_best_model="accuracy",
+        load_best_model_at_end=True,
+    )
+    model = ToyModel()
+    result = Trainer(model, args, toy_dataset(), collate, eval_fn=eval_fn).train()
+    assert result.best_metric == 0.9 and result.best_checkpoint.endswith("checkpoint-4")
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-4", "checkpoint-8"]
+    best = ToyModel()
+    load_model_weights(best, tmp_path / "run" / "checkpoint-4")
+    torch.testing.assert_close(model.out.weight, best.out.weight, rtol=0, atol=0)
+    assert [r["eval_accuracy"] for r in result.history if "eval_accuracy" in r] == [0.5, 0.9, 0.7, 0.6]
+
+
+def test_custom_sampler_of_batches_is_followed(tmp_path):
+    seen = []
+
+    def spy_collate(examples):
+        seen.append([int(e["input_ids"][0]) for e in examples])
+        return collate(examples)
+
+    data = [{"input_ids": torch.full((LENGTH,), i % VOCAB)} for i in range(12)]
+    sampler = [[0, 1, 2], [5, 4], [11, 10, 9, 8]]  # uneven batches, as smart batching makes
+    args = make_args(tmp_path, max_steps=4, per_device_train_batch_size=99)
+    Trainer(ToyModel(), args, data, spy_collate, sampler=sampler).train()
+    assert seen == [[0, 1, 2], [5, 4], [11, 10, 9, 8], [0, 1, 2]]
+
+
+def test_random_sampler_is_reproducible(tmp_path):
+    orders = []
+    for run in ("a", "b"):
+        seen = []
+
+        def spy_collate(examples, seen=seen):
+            seen.append([int(e["input_ids"][0]) for e in examples])
+            return collate(examples)
+
+        data = [{"input_ids": torch.full((LENGTH,), i)} for i in range(VOCAB)]
+        sampler = torch.utils.data.RandomSampler(data)  # draws from the global RNG
+        torch.manual_seed(123 if run == "a" else 456)
+        Trainer(
+            ToyModel(),
+            make_args(tmp_path / run, max_steps=4, per_device_train_batch_size=8),
+            data,
+            spy_collate,
+            sampler=sampler,
+        ).train()
+        orders.append(seen)
+    assert orders[0] == orders[1]
+    assert orders[0][0] != orders[0][2]  # a new order each epoch
+
+
+def test_two_phase_switches_dataset_for_the_last_share_of_steps(tmp_path):
+    lengths = []
+
+    class Spy:
+        def on_backward_end(self, trainer, batch):
+            lengths.append((trainer.state.global_step, batch["input_ids"].shape[1]))
+
+    args = make_args(tmp_path, max_steps=10, phase2_ratio=0.2, phase2_batch_size=4)
+    long = toy_dataset(n=16, length=3 * LENGTH, seed=1)
+    Trainer(ToyModel(), args, toy_dataset(), collate, phase2_dataset=long, callbacks=[Spy()]).train()
+    assert lengths == [(s, LENGTH) for s in range(8)] + [(8, 3 * LENGTH), (9, 3 * LENGTH)]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"bf16": True, "fp16": True}, "not both"),
+        ({"lr_scheduler_type": "cosine_annealing"}, "lr_scheduler_type must be one of"),
+        ({"warmup_ratio": 1.5}, "warmup_ratio"),
+        ({"device": "tpu"}, "device must be one of"),
+        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps"),
+    ],
+)
+def test_bad_arguments_are_named(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_args(tmp_path, **overrides)
+
+
+def test_bad_trainer_input_is_named(tmp_path):
+    with pytest.raises(ValueError, match="train_dataset is empty"):
+        Trainer(ToyModel(), make_args(tmp_path), [], collate)
+    with pytest.raises(ValueError, match="gradient_checkpointing_enable"):
+        Trainer(ToyModel(), make_args(tmp_path, gradient_checkpointing=True), toy_dataset(), collate)
+    with pytest.raises(ValueError, match="metric_for_best_model 'f1' is not among"):
+        args = make_args(tmp_path, max_steps=2, metric_for_best_model="f1")
+        Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda m: {"accuracy": 1.0}).train()
+
+
+def test_refuses_an_existing_run_unless_overwrite(tmp_path):
+    Trainer(ToyModel(), make_args(tmp_path, max_steps=2), toy_dataset(), collate).train()
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match="already holds a training run.*--overwrite_output_dir"):
+        Trainer(ToyModel(), make_args(tmp_path, max_steps=3), toy_dataset(), collate).train()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+    Trainer(ToyModel(), make_args(tmp_path, max_steps=3, overwrite_output_dir=True), toy_dataset(), collate).train()
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-3"]
