@@ -24,3 +24,84 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
         {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0, "lr": lr},
     ]
     return [g for g in groups if g["params"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning rates by depth: everything below refines the two groups above, never the rule.
+# ---------------------------------------------------------------------------------------------
+def _base_parts(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """The embeddings and the blocks (bottom to top) of a BERT-family model, via `base_model`."""
+    base = getattr(model, "base_model", model)
+    embeddings, layers = getattr(base, "embeddings", None), getattr(base, "layers", None)
+    if embeddings is None or layers is None:
+        raise ValueError(
+            f"{type(model).__name__} has no base_model.embeddings / base_model.layers; layer-wise learning "
+            "rates need a BERT-family model (or pass plain param_groups)"
+        )
+    return embeddings, list(layers)
+
+
+def depth_param_groups(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    depth_lr: list[float],
+    head_lr: float | None = None,
+) -> list[dict]:
+    """Groups from a learning rate per depth: depth_lr[0] for the embeddings, depth_lr[i] for
+    block i-1 (bottom to top); every other parameter (pooler, task head) gets `head_lr` (default
+    `lr`). Each depth is split by the no-decay rule; groups carry a "name" for logging."""
+    embeddings, layers = _base_parts(model)
+    if len(depth_lr) != len(layers) + 1:
+        raise ValueError(
+            f"depth_lr needs {len(layers) + 1} rates (embeddings + {len(layers)} blocks), got {len(depth_lr)}"
+        )
+    depth_of = {id(p): 0 for p in embeddings.parameters()}
+    for i, layer in enumerate(layers):
+        depth_of.update({id(p): i + 1 for p in layer.parameters()})
+    buckets: dict[tuple[str, float, bool], list[nn.Parameter]] = {}
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        depth = depth_of.get(id(p))
+        name = "head" if depth is None else ("embeddings" if depth == 0 else f"layer_{depth - 1}")
+        rate = (head_lr if head_lr is not None else lr) if depth is None else depth_lr[depth]
+        buckets.setdefault((name, rate, decays(n, p)), []).append(p)
+    return [
+        {"params": params, "lr": rate, "weight_decay": weight_decay if decay else 0.0, "name": name}
+        for (name, rate, decay), params in buckets.items()
+    ]
+
+
+def layer_wise_lr_decay_groups(
+    model: nn.Module, lr: float, weight_decay: float, decay: float, head_lr: float | None = None
+) -> list[dict]:
+    """Layer-wise learning-rate decay (LLRD; Howard & Ruder 2018, https://arxiv.org/abs/1801.06146;
+    Zhang et al. 2020, https://arxiv.org/abs/2006.05987): the top block trains at `lr`, each block
+    below at `decay` times the one above, the embeddings lowest (lr * decay^num_layers).
+
+    Why: lower layers hold general features (sub-words, syntax) that a small task should barely
+    move; upper layers are the most task-specific and the most pretraining-objective-specific."""
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"the LLRD factor must be in (0, 1] (1 = no decay), got {decay}; try 0.9 or 0.95")
+    _, layers = _base_parts(model)
+    n = len(layers)
+    return depth_param_groups(model, lr, weight_decay, [lr * decay ** (n - d) for d in range(n + 1)], head_lr)
+
+
+def grouped_lr_groups(
+    model: nn.Module, lr: float, weight_decay: float, num_groups: int = 3, factor: float = 2.6,
+    head_lr: float | None = None,
+) -> list[dict]:
+    """Grouped (discriminative) learning rates: the blocks cut into `num_groups` contiguous groups,
+    the top group at `lr`, each lower group `factor` times smaller (ULMFiT's 2.6), the
+    embeddings with the lowest group. A coarser LLRD that needs one number less tuning."""
+    if num_groups < 1:
+        raise ValueError(f"num_groups must be at least 1, got {num_groups}")
+    if factor < 1.0:
+        raise ValueError(f"the group factor divides the rate of each lower group and must be >= 1, got {factor}")
+    _, layers = _base_parts(model)
+    n = len(layers)
+    group_of_block = [min(i * num_groups // n, num_groups - 1) for i in range(n)]  # 0 = bottom group
+    rates = [lr / factor ** (num_groups - 1 - g) for g in group_of_block]
+    return depth_param_groups(model, lr, weight_decay, [rates[0] if rates else lr, *rates], head_lr)

@@ -1,0 +1,52 @@
+"""Re-initialise the pooler and the top N encoder blocks before fine-tuning.
+
+Zhang et al. 2020, "Revisiting Few-sample BERT Fine-tuning", https://arxiv.org/abs/2006.05987.
+Why: the top blocks (and the pooler, trained only for NSP) are specialised to the pretraining
+objective; on small tasks starting them afresh transfers better and makes results less
+dependent on the random seed. Lower blocks carry the general features and are kept.
+"""
+
+from torch import nn
+
+
+def _init_fn(model: nn.Module):
+    """The model family's own initialiser (`_init_weights`), else BERT's rule with std 0.02."""
+    init = getattr(model, "_init_weights", None)
+    if init is not None:
+        return init
+    std = getattr(getattr(model, "config", None), "initializer_range", 0.02)
+
+    def bert_init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    return bert_init
+
+
+def reinit_pooler(model: nn.Module) -> bool:
+    """Re-initialise base_model.pooler; False when the model has none."""
+    pooler = getattr(getattr(model, "base_model", model), "pooler", None)
+    if pooler is None:
+        return False
+    pooler.apply(_init_fn(model))
+    return True
+
+
+def reinit_top_layers(model: nn.Module, num_layers: int) -> list[int]:
+    """Re-initialise the top `num_layers` blocks of base_model.layers; returns their indices."""
+    layers = getattr(getattr(model, "base_model", model), "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no base_model.layers to re-initialise")
+    if not 0 <= num_layers <= len(layers):
+        raise ValueError(f"--reinit_layers {num_layers} but the model has {len(layers)} blocks; "
+                         f"choose 0..{len(layers)} (the paper suggests at most 6 of 12)")
+    init = _init_fn(model)
+    chosen = list(range(len(layers) - num_layers, len(layers)))
+    for i in chosen:
+        layers[i].apply(init)
+    return chosen

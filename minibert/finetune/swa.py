@@ -1,0 +1,73 @@
+"""Stochastic weight averaging, with torch.optim.swa_utils.
+
+Izmailov et al. 2018, https://arxiv.org/abs/1803.05407. After a fraction of training, the
+learning rate is annealed to a constant `swa_lr` and the weights visited at every step are
+averaged; the average, not the last point, is the final model.
+
+Why: with a constant, fairly high rate SGD circles a wide basin instead of settling at one edge
+of it; the average lands nearer the basin's centre, which generalises better and is less
+sensitive to the exact step at which training stops. (BERT has no BatchNorm, so the
+`update_bn` pass that CNNs need is not required.)
+
+Fits the engine's callbacks: `on_step_end(trainer)` averages (and, at the start step, hands the
+learning rate over to `SWALR`, keeping each group's ratio, e.g. of layer-wise decay);
+`on_train_end(trainer)` evaluates the averaged model with the trainer's eval_fn.
+"""
+
+import logging
+import math
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import SWALR, AveragedModel
+
+logger = logging.getLogger(__name__)
+
+
+class SWA:
+    def __init__(self, start: float = 0.75, swa_lr: float | None = None, anneal_steps: int = 10):
+        """start: the fraction of the optimizer steps after which averaging begins (in [0, 1));
+        swa_lr: the constant rate of the averaging phase (default: the peak learning rate / 2);
+        anneal_steps: steps of cosine annealing from the current rate to swa_lr."""
+        if not 0.0 <= start < 1.0:
+            raise ValueError(f"--swa_start is a fraction of training in [0, 1), got {start}")
+        if swa_lr is not None and swa_lr <= 0:
+            raise ValueError(f"--swa_lr must be positive, got {swa_lr}")
+        self.start, self.swa_lr, self.anneal_steps = start, swa_lr, anneal_steps
+        self.averaged: AveragedModel | None = None
+        self.metrics: dict = {}
+
+    def start_step(self, total_steps: int) -> int:
+        return min(total_steps - 1, math.floor(self.start * total_steps))
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.state.global_step < self.start_step(trainer.total_steps):
+            return
+        if self.averaged is None:
+            self.averaged = AveragedModel(trainer.model)
+            peak = max(g.get("initial_lr", g["lr"]) for g in trainer.optimizer.param_groups)
+            target = self.swa_lr if self.swa_lr is not None else trainer.args.learning_rate / 2
+            ratios = [g.get("initial_lr", g["lr"]) / peak for g in trainer.optimizer.param_groups]
+            # From here on the engine steps SWALR instead of its own schedule.
+            trainer.scheduler = SWALR(trainer.optimizer, swa_lr=[target * r for r in ratios],
+                                      anneal_epochs=max(1, self.anneal_steps), anneal_strategy="cos")
+            logger.info("step %d: stochastic weight averaging starts (swa_lr %g)", trainer.state.global_step, target)
+        self.averaged.update_parameters(trainer.model)
+
+    def averaged_module(self) -> nn.Module:
+        if self.averaged is None:
+            raise ValueError("SWA never started: --swa_start is past the end of training")
+        return self.averaged.module
+
+    def on_train_end(self, trainer) -> None:
+        if self.averaged is None or trainer.eval_fn is None:
+            return
+        module = self.averaged_module()
+        module.eval()
+        with torch.no_grad():
+            self.metrics = trainer.eval_fn(module)
+        logger.info("SWA model (%d steps averaged): %s", int(self.averaged.n_averaged), self.metrics)
+
+    def copy_to(self, model: nn.Module) -> None:
+        """Load the averaged weights into `model` (same architecture)."""
+        model.load_state_dict(self.averaged_module().state_dict())
