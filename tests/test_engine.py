@@ -71,6 +71,7 @@ def make_args(tmp_path, **overrides) -> TrainingArguments:
         save_steps=100,
         device="cpu",
         seed=1,
+        plot_loss=False,
     )
     return TrainingArguments(**{**defaults, **overrides})
 
@@ -81,7 +82,7 @@ def weights(model: nn.Module) -> dict:
 
 def test_trains_logs_json_lines_and_plots(tmp_path):
     torch.manual_seed(0)
-    args = make_args(tmp_path, max_steps=24, warmup_ratio=0.1, weight_decay=0.01)
+    args = make_args(tmp_path, max_steps=24, warmup_ratio=0.1, weight_decay=0.01, plot_loss=True)
     result = Trainer(ToyModel(), args, toy_dataset(), masking_collate, metrics_fn=accuracy).train()
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [4, 8, 12, 16, 20, 24]

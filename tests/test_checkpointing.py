@@ -1,0 +1,130 @@
+"""Nothing lost: exact resume, rotation, and a save killed half-way never harms the last good checkpoint."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from test_engine import ToyModel, collate, make_args, masking_collate, toy_dataset, weights
+
+from minibert.engine import Trainer
+from minibert.engine.checkpointing import list_checkpoints
+
+TESTS = Path(__file__).parent
+
+
+class Crash:
+    """Raise in the middle of step `at + 1`, after checkpoint `at` or earlier was written."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_backward_end(self, trainer, batch):
+        if trainer.state.global_step == self.at:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def losses(history: list[dict]) -> list[tuple]:
+    return [(r["step"], r["loss"], r["token_loss"], r["learning_rate"], r["grad_norm"]) for r in history]
+
+
+def test_resume_is_exact(tmp_path):
+    """Interrupted at step 6 (last checkpoint: 4) and resumed == uninterrupted, at every step up to 11:
+    dropout, random masking, shuffling across an epoch boundary (8 batches per epoch) and the schedule."""
+    args = dict(max_steps=11, save_steps=4, logging_steps=1, warmup_steps=3, weight_decay=0.01)
+    torch.manual_seed(0)
+    reference = ToyModel()
+    expected = Trainer(reference, make_args(tmp_path / "a", **args), toy_dataset(), masking_collate).train()
+
+    torch.manual_seed(0)
+    crashed = Trainer(
+        ToyModel(), make_args(tmp_path / "b", **args), toy_dataset(), masking_collate, callbacks=[Crash(6)]
+    )
+    with pytest.raises(KeyboardInterrupt):
+        crashed.train()
+    assert [p.name for p in list_checkpoints(tmp_path / "b" / "run")] == ["checkpoint-4"]
+
+    torch.manual_seed(1234)  # a different model and RNG state: the checkpoint must restore both
+    resumed_model = ToyModel()
+    resumed = Trainer(
+        resumed_model, make_args(tmp_path / "b", **args, resume_from_checkpoint="last"), toy_dataset(), masking_collate
+    ).train()
+    assert losses(resumed.history) == losses(expected.history)
+    for name, value in weights(reference).items():
+        torch.testing.assert_close(resumed_model.state_dict()[name], value, rtol=0, atol=0)
+    lines = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 11  # the lines of steps 5-6 written before the crash were not duplicated
+
+
+def test_keeps_the_last_k_checkpoints_each_complete(tmp_path):
+    args = make_args(tmp_path, max_steps=8, save_steps=2, save_total_limit=2)
+    Trainer(ToyModel(), args, toy_dataset(), collate).train()
+    kept = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in kept] == ["checkpoint-6", "checkpoint-8"]
+    assert sorted(f.name for f in kept[-1].iterdir()) == [
+        "model_state.pt",
+        "optimizer.pt",
+        "rng_state_0.pt",
+        "trainer_state.json",
+        "trainer_state.pt",
+    ]
+
+
+def test_bad_resume_paths_are_named(tmp_path):
+    with pytest.raises(ValueError, match="holds no complete checkpoint"):
+        Trainer(ToyModel(), make_args(tmp_path, resume_from_checkpoint="last"), toy_dataset(), collate).train()
+    (tmp_path / "checkpoint-3").mkdir()
+    with pytest.raises(ValueError, match="not a complete training checkpoint"):
+        Trainer(ToyModel(), make_args(tmp_path), toy_dataset(), collate).train(str(tmp_path / "checkpoint-3"))
+
+
+KILLED_DURING_SAVE = """
+import sys, time, torch
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_engine import ToyModel, collate, make_args, toy_dataset
+from minibert.engine import Trainer
+
+real_save = torch.save
+
+def stalling_save(obj, f, *args, **kwargs):
+    if str(f).endswith("optimizer.pt") and "checkpoint-4" in str(f):
+        with open(f, "wb") as half:
+            half.write(b"half a file")
+        print("SAVING", flush=True)
+        time.sleep(120)
+    return real_save(obj, f, *args, **kwargs)
+
+torch.save = stalling_save
+args = make_args(Path({tmp!r}), max_steps=6, save_steps=2, save_total_limit=1, logging_steps=1)
+Trainer(ToyModel(), args, toy_dataset(), collate).train()
+"""
+
+
+def test_killing_during_a_save_keeps_the_last_good_checkpoint(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(KILLED_DURING_SAVE.format(tests=str(TESTS), tmp=str(tmp_path))))
+    job = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == "SAVING"
+    finally:
+        os.kill(job.pid, signal.SIGKILL)
+        job.wait()
+    run = tmp_path / "run"
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2"]
+    assert (run / ".tmp-checkpoint-4").is_dir()  # the half-written save, never taken for a checkpoint
+    model = ToyModel()
+    result = Trainer(
+        model,
+        make_args(
+            tmp_path, max_steps=6, save_steps=2, save_total_limit=1, logging_steps=1, resume_from_checkpoint="last"
+        ),
+        toy_dataset(),
+        collate,
+    ).train()
+    assert [r["step"] for r in result.history] == [1, 2, 3, 4, 5, 6]  # 1-2 from the checkpoint
+    assert [p.name for p in run.iterdir() if "checkpoint" in p.name] == ["checkpoint-6"]
