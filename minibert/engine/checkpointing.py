@@ -2,13 +2,14 @@
 
 A checkpoint is a directory `output_dir/checkpoint-<step>/` holding
 
-    config.json, model.safetensors  the model, in Hugging Face format (a model without
-                                    save_pretrained: model_state.pt)
+    model_state.pt                  the model's own state dict, every tensor (an ELECTRA generator
+                                    too), so resuming never depends on a format conversion
     optimizer.pt                    AdamW's moments and step counts
     trainer_state.pt                scheduler, gradient scaler, step, data position, metric history
     rng_state_<rank>.pt             Python, NumPy, torch CPU and CUDA generators of each process
     trainer_state.json              the same step and history, readable
-    (+ whatever `on_save` callbacks add, e.g. tokenizer files)
+    (+ whatever `on_save` callbacks add: pretraining adds the model in Hugging Face format,
+     config.json + model.safetensors, and the tokenizer files, so a checkpoint is also a model)
 
 Atomicity: everything is written into `.tmp-checkpoint-<step>/` and the directory is renamed to
 its final name only once complete (a rename is atomic on POSIX filesystems). A process killed
@@ -28,7 +29,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from minibert.checkpoint import CONFIG_NAME, read_state_dict
 from minibert.engine.distributed import DistributedContext, barrier
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ TEMP_PREFIX = ".tmp-checkpoint-"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.pt"
 STATE_JSON = "trainer_state.json"
-PLAIN_MODEL_FILE = "model_state.pt"
+MODEL_FILE = "model_state.pt"
 _STEP = re.compile(rf"{CHECKPOINT_PREFIX}(\d+)")
 
 
@@ -48,7 +48,7 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def is_complete(path: Path) -> bool:
-    return path.is_dir() and (path / STATE_FILE).is_file() and (path / OPTIMIZER_FILE).is_file()
+    return path.is_dir() and all((path / name).is_file() for name in (STATE_FILE, OPTIMIZER_FILE, MODEL_FILE))
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -73,8 +73,9 @@ def resolve_checkpoint(value: str, output_dir: str | Path) -> Path:
     path = Path(value)
     if not is_complete(path):
         raise ValueError(
-            f"--resume_from_checkpoint {value}: not a complete training checkpoint (it needs {STATE_FILE} and "
-            f"{OPTIMIZER_FILE}); pass a {CHECKPOINT_PREFIX}<step> directory written by the engine, or 'last'"
+            f"--resume_from_checkpoint {value}: not a complete training checkpoint (it needs {MODEL_FILE}, "
+            f"{OPTIMIZER_FILE} and {STATE_FILE}); pass a {CHECKPOINT_PREFIX}<step> directory written by the "
+            "engine, or 'last'"
         )
     return path
 
@@ -96,13 +97,6 @@ def set_rng_state(state: dict) -> None:
 
 
 # -- save ---------------------------------------------------------------------------------------
-def _save_model(model: nn.Module, directory: Path) -> None:
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(directory)
-    else:
-        torch.save(model.state_dict(), directory / PLAIN_MODEL_FILE)
-
-
 def save_checkpoint(
     output_dir: Path,
     step: int,
@@ -125,7 +119,7 @@ def save_checkpoint(
     torch.save(rng_state(), temp / f"rng_state_{context.rank}.pt")
     barrier(context)
     if context.is_main:
-        _save_model(model, temp)
+        torch.save(model.state_dict(), temp / MODEL_FILE)
         torch.save(optimizer.state_dict(), temp / OPTIMIZER_FILE)
         torch.save(
             {"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "trainer": trainer_state},
@@ -158,14 +152,7 @@ def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None 
 
 # -- load ---------------------------------------------------------------------------------------
 def load_model_weights(model: nn.Module, directory: Path) -> None:
-    if (directory / PLAIN_MODEL_FILE).is_file():
-        model.load_state_dict(torch.load(directory / PLAIN_MODEL_FILE, map_location="cpu", weights_only=True))
-    elif (directory / CONFIG_NAME).is_file() and hasattr(model, "load_hf_state_dict"):
-        model.load_hf_state_dict(read_state_dict(directory))
-    else:
-        raise ValueError(
-            f"{directory} holds no model weights this model can read ({PLAIN_MODEL_FILE} or {CONFIG_NAME})"
-        )
+    model.load_state_dict(torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True))
 
 
 def load_checkpoint(
