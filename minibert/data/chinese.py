@@ -1,0 +1,61 @@
+"""Chinese text: Traditional/Simplified conversion with OpenCC, word segmentation with jieba.
+
+Both come with the optional extra `zh` (pip install -e ".[zh]"); a missing package is an error
+that names the extra. Whole-word masking for Chinese (Cui et al. 2019,
+https://arxiv.org/abs/1906.08101) needs the words: a Chinese BERT vocabulary has one token per
+character, so the words come from a segmenter, run once per document (see objectives/wwm.py).
+"""
+
+import logging
+from functools import cache, lru_cache
+
+logger = logging.getLogger(__name__)
+
+# OpenCC's standard conversions: s = Simplified, t = Traditional (OpenCC's standard), tw = Taiwan,
+# hk = Hong Kong; a trailing p also converts phrases (e.g. 软件 -> 軟體 for s2twp).
+OPENCC_CONVERSIONS = ("hk2s", "s2hk", "s2t", "s2tw", "s2twp", "t2hk", "t2s", "t2tw", "tw2s", "tw2sp")
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def is_cjk(char: str) -> bool:
+    code = ord(char)
+    return any(lo <= code <= hi for lo, hi in CJK_RANGES)
+
+
+def has_cjk(text: str) -> bool:
+    return any(is_cjk(c) for c in text)
+
+
+def _missing(package: str) -> ImportError:
+    return ImportError(f"{package} is needed for Chinese text; install the extra: pip install 'minibert[zh]'")
+
+
+@cache
+def _converter(conversion: str):
+    if conversion not in OPENCC_CONVERSIONS:
+        raise ValueError(f"unknown OpenCC conversion {conversion!r}; use one of {', '.join(OPENCC_CONVERSIONS)}")
+    try:
+        import opencc
+    except ImportError:
+        raise _missing("opencc") from None
+    return opencc.OpenCC(f"{conversion}.json")
+
+
+def convert_chinese(text: str, conversion: str) -> str:
+    """Convert between Traditional and Simplified Chinese, e.g. convert_chinese("騎馬", "t2s") -> "骑马"."""
+    return _converter(conversion).convert(text)
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    try:
+        import jieba
+    except ImportError:
+        raise _missing("jieba") from None
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def segment_words(text: str) -> list[str]:
+    """jieba's words, in order; their concatenation is the text (spaces are words too)."""
+    return _jieba().lcut(text)

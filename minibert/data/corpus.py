@@ -1,0 +1,127 @@
+"""Reading a corpus: documents made of sentences.
+
+A corpus file is plain text (a blank line separates documents) or JSON lines (one document per
+line, its text in the `text` field, other fields kept as metadata by `read_records`). A
+directory is every .txt/.jsonl file in it. Sentences are split after . ! ? (English, not after
+common abbreviations) and after 。！？ (Chinese), closing quotes staying with their sentence.
+
+The shipped corpora (see corpus/SOURCES.md) are named: "shakespeare" (passages of the 36 First
+Folio plays, each with its title and genre) and "tang_poems" (Tang poems, Traditional Chinese).
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+from minibert.data.chinese import convert_chinese, is_cjk
+
+CORPUS_DIR = Path(__file__).parent / "corpus"
+SHIPPED = {"shakespeare": CORPUS_DIR / "shakespeare.jsonl", "tang_poems": CORPUS_DIR / "tang_poems.jsonl"}
+DEFAULT_CORPUS = "shakespeare"
+TEXT_SUFFIXES = (".txt", ".text")
+JSONL_SUFFIXES = (".jsonl", ".json")
+
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "prof", "mt"}
+# A sentence ends at . ! ? (and any closing quotes/brackets) followed by whitespace, or at 。！？
+# (and closing quotes) with no space needed.
+_SPLIT = re.compile(r"([.!?]+[\"'”’)\]]*)(?=\s)|([。！？]+[”’」』）]*)")
+
+
+def default_corpus_path(name: str = DEFAULT_CORPUS) -> Path:
+    """The path of a shipped corpus: "shakespeare" (the default, English) or "tang_poems" (Chinese)."""
+    if name not in SHIPPED:
+        raise ValueError(f"no shipped corpus named {name!r}; choose one of {sorted(SHIPPED)}")
+    return SHIPPED[name]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a document into sentences (English and Chinese), whitespace inside each collapsed."""
+    text = re.sub(r"\s+", " ", text).strip()
+    sentences, start = [], 0
+    for match in _SPLIT.finditer(text):
+        end = match.end()
+        if match.group(1):
+            word = text[start:match.start()].rsplit(" ", 1)[-1].lower()
+            if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha() and match.group(1) == "."):
+                continue  # "Dr. Faustus", "J. Smith": not the end of a sentence
+        sentence = text[start:end].strip()
+        if sentence:
+            sentences.append(sentence)
+        start = end
+    tail = text[start:].strip()
+    if tail:
+        sentences.append(tail)
+    return sentences
+
+
+def join_sentences(sentences: list[str]) -> str:
+    """The inverse of split_sentences: a space between sentences, none between Chinese ones."""
+    out = ""
+    for s in sentences:
+        if out and not (is_cjk(out[-1]) or out[-1] in "。！？”」』）" or is_cjk(s[0])):
+            out += " "
+        out += s
+    return out
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix in TEXT_SUFFIXES + JSONL_SUFFIXES)
+        if not found:
+            raise ValueError(f"directory {path} holds no .txt or .jsonl corpus files")
+        return found
+    if not path.is_file():
+        raise ValueError(
+            f"corpus file {path} does not exist; pass existing .txt/.jsonl paths, or one of the shipped "
+            f"corpora {sorted(SHIPPED)}"
+        )
+    return [path]
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Each document as a dict: `text` plus any metadata (JSON lines keep all their fields, e.g. the
+    shipped Shakespeare has title, genre, part, source)."""
+    path = SHIPPED.get(str(path), Path(path))
+    records = []
+    for file in _files(Path(path)):
+        if file.suffix in JSONL_SUFFIXES:
+            for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{file}:{n} is not valid JSON ({e}); write one JSON object per line") from None
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise ValueError(f"{file}:{n} has no string `text` field; JSON lines need {{\"text\": ...}}")
+                records.append({**row, "source_file": str(file)})
+        else:
+            for block in re.split(r"\n\s*\n", file.read_text(encoding="utf-8")):
+                if block.strip():
+                    records.append({"text": block.strip(), "source_file": str(file)})
+    return records
+
+
+def load_corpus(paths: str | os.PathLike | list | None = None, convert: str | None = None) -> list[list[str]]:
+    """Documents as lists of sentences, from files, directories or shipped names (None: "shakespeare").
+
+    convert: an OpenCC conversion applied to every text first (e.g. "t2s" for Traditional ->
+    Simplified; needs the `zh` extra).
+    """
+    if paths is None:
+        paths = [DEFAULT_CORPUS]
+    elif isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    if not paths:
+        raise ValueError("no corpus paths given; pass files, directories, or a shipped name such as 'shakespeare'")
+    documents = []
+    for path in paths:
+        for record in read_records(path):
+            text = convert_chinese(record["text"], convert) if convert else record["text"]
+            sentences = split_sentences(text)
+            if sentences:
+                documents.append(sentences)
+    if not documents:
+        raise ValueError(f"the corpus {[str(p) for p in paths]} is empty: it holds no text; check the files")
+    return documents

@@ -1,0 +1,137 @@
+"""Masking, vectorised over the batch: the shared machinery of mlm, wwm, span, nsp, sop and electra.
+
+Every function takes whole (B, T) tensors and a `torch.Generator`, and loops over nothing but
+the few span lengths: this is what makes a batch of 32 x 512 cost milliseconds.
+
+Token selection comes in two shapes:
+- per token (BERT, https://arxiv.org/abs/1810.04805): each maskable token is chosen with
+  probability p, independently (`choose_tokens`);
+- per span of whole words (whole-word n-grams, SpanBERT https://arxiv.org/abs/1907.10529):
+  `choose_word_spans` cuts each row's words into consecutive spans whose lengths (in words) are
+  drawn from a given distribution, then takes spans in random order until p x (maskable tokens)
+  are chosen. The span that crosses that budget is kept with probability (what is left of the
+  budget) / (its length), so the expected masked fraction is exactly p, without bias.
+
+Then `replace_80_10_10` turns chosen positions into the model's input: 80% [MASK], 10% a random
+token, 10% unchanged (why: the model must also represent tokens it sees, since [MASK] never
+appears at fine-tuning time). `unit_ids` makes that one decision per span instead of per token.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORE_INDEX = -100  # the label of positions that have no loss, as in torch's cross_entropy
+
+
+def maskable_positions(input_ids: torch.Tensor, special_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: True where a token may be masked (not [CLS]/[SEP]/[PAD]/... )."""
+    return ~torch.isin(input_ids, special_ids)
+
+
+def choose_tokens(maskable: torch.Tensor, probability: float, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, T) bool: each maskable token chosen with `probability`, independently."""
+    draw = torch.rand(maskable.shape, generator=generator, device=maskable.device)
+    return maskable & (draw < probability)
+
+
+def word_ids_from_starts(word_starts: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
+    """(B, T) long: the index of each token's word within its row, -1 on special tokens.
+
+    A word starts where `word_starts` says so, and also at the first maskable token after a
+    special one (the start of segment B, say), so no word crosses [SEP].
+    """
+    after_special = torch.ones_like(maskable)
+    after_special[:, 1:] = ~maskable[:, :-1]
+    starts = maskable & (word_starts | after_special)
+    ids = torch.cumsum(starts.long(), dim=1) - 1  # (B, T)
+    return torch.where(maskable, ids, torch.full_like(ids, -1))
+
+
+@dataclass
+class SpanChoice:
+    """What choose_word_spans decided; the spans themselves are kept for tests and inspection."""
+
+    chosen: torch.Tensor  # (B, T) bool: tokens to mask
+    span_of_token: torch.Tensor  # (B, T) long: the span each token belongs to (0 on special tokens)
+    span_words: torch.Tensor  # (B, S) long: words in each span (0 for spans past the row's end)
+    span_selected: torch.Tensor  # (B, S) bool
+    span_cut: torch.Tensor  # (B, S) bool: the span was cut short by the end of the row
+
+
+def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: torch.Tensor,
+                      generator: torch.Generator | None) -> SpanChoice:
+    """Choose whole-word spans covering `probability` of each row's maskable tokens (in expectation).
+
+    word_ids (B, T): from word_ids_from_starts; length_probs (K,): P(span has n words), n = 1..K.
+    """
+    B, T = word_ids.shape
+    device = word_ids.device
+    maskable = word_ids >= 0
+    n_words = word_ids.max(dim=1).values + 1  # (B,)
+    W = max(int(n_words.max()), 1)
+    safe_word = word_ids.clamp(min=0)
+    tokens_per_word = torch.zeros(B, W, dtype=torch.long, device=device).scatter_add_(1, safe_word, maskable.long())
+
+    # Cut each row's words into consecutive spans: span s covers words [ends[s-1], ends[s]).
+    lengths = torch.multinomial(length_probs.to(device).expand(B, -1), W, replacement=True, generator=generator) + 1
+    ends = torch.cumsum(lengths, dim=1)  # (B, S=W): at most W spans per row
+    word_index = torch.arange(W, device=device).expand(B, W)
+    span_of_word = torch.searchsorted(ends, word_index.contiguous(), right=True)  # (B, W)
+    in_row = word_index < n_words[:, None]
+    span_tokens = torch.zeros(B, W, dtype=torch.long, device=device).scatter_add_(1, span_of_word, tokens_per_word)
+    span_words = torch.zeros(B, W, dtype=torch.long, device=device).scatter_add_(1, span_of_word, in_row.long())
+    span_cut = (span_words > 0) & (span_words < lengths)
+
+    # Take spans in a random order until the budget of tokens is spent.
+    priority = torch.rand(B, W, generator=generator, device=device).masked_fill(span_tokens == 0, 2.0)
+    order = torch.argsort(priority, dim=1)
+    size = torch.gather(span_tokens, 1, order)  # (B, S) in the random order
+    after = torch.cumsum(size, dim=1)
+    before = after - size
+    budget = probability * maskable.sum(dim=1, keepdim=True)  # (B, 1) float
+    take = (size > 0) & (before < budget)
+    crossing = take & (after > budget)
+    keep_crossing = torch.rand(B, W, generator=generator, device=device) * size < (budget - before)
+    take &= ~crossing | keep_crossing
+    span_selected = torch.zeros_like(take).scatter_(1, order, take)
+
+    span_of_token = torch.gather(span_of_word, 1, safe_word)  # (B, T)
+    chosen = maskable & torch.gather(span_selected, 1, span_of_token)
+    return SpanChoice(chosen, span_of_token, span_words, span_selected, span_cut)
+
+
+def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_id: int, random_pool: torch.Tensor,
+                     generator: torch.Generator | None, mask_prob: float = 0.8, random_prob: float = 0.1,
+                     unit_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corrupt chosen positions (mask_prob [MASK], random_prob a random ordinary token, else kept).
+
+    Returns (inputs, labels): labels hold the original token where chosen, IGNORE_INDEX elsewhere.
+    unit_ids (B, T): positions with the same id share one decision (one per span, SpanBERT).
+    """
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    if unit_ids is None:
+        draw = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+    else:
+        per_unit = torch.rand(input_ids.shape[0], int(unit_ids.max()) + 1, generator=generator, device=input_ids.device)
+        draw = torch.gather(per_unit, 1, unit_ids)
+    to_mask = chosen & (draw < mask_prob)
+    to_random = chosen & (draw >= mask_prob) & (draw < mask_prob + random_prob)
+    pick = torch.randint(len(random_pool), input_ids.shape, generator=generator, device=input_ids.device)
+    inputs = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
+    inputs = torch.where(to_random, random_pool.to(input_ids.device)[pick], inputs)
+    return inputs, labels
+
+
+def ngram_probs(max_n: int) -> torch.Tensor:
+    """P(n) proportional to 1/n for n = 1..max_n: whole-word n-grams (Cui et al. / the seed notes)."""
+    weights = 1.0 / torch.arange(1, max_n + 1, dtype=torch.float)
+    return weights / weights.sum()
+
+
+def geometric_probs(p: float, max_n: int) -> torch.Tensor:
+    """P(n) proportional to p (1 - p)^(n - 1) for n = 1..max_n: SpanBERT's span lengths, renormalised
+    after clipping at max_n (p = 0.2, max 10 gives a mean of 3.8 words, as in the paper)."""
+    n = torch.arange(1, max_n + 1, dtype=torch.float)
+    weights = p * (1 - p) ** (n - 1)
+    return weights / weights.sum()

@@ -1,0 +1,40 @@
+"""sop: masked LM + sentence-order prediction (ALBERT, Lan et al. 2019, https://arxiv.org/abs/1909.11942).
+
+The rule: take a run of consecutive sentences from one document and split it at a random point
+into segments A and B (with 3 or more sentences the split point is uniform; with 2, A is the
+first). With probability 0.5 swap them: `[CLS] B [SEP] A [SEP]`, label 1 = swapped. Both
+segments always come from the same document, so, unlike NSP, topic gives nothing away: the model
+must learn discourse order. Why ALBERT replaced NSP with it: NSP is mostly solved by topic.
+
+Runs and splits are drawn once (from `seed`); the swap and the masking are redrawn for every
+batch, from the collate generator. Single-sentence documents are skipped and counted.
+"""
+
+import numpy as np
+import torch
+
+from minibert.data.objectives.nsp import SentencePairObjective, truncate_pair
+
+
+class SentenceOrderPrediction(SentencePairObjective):
+    name = "sop"
+    relationship = "sop"
+
+    def __init__(self, tokenizer, max_seq_length: int, swap_probability: float = 0.5, **options):
+        super().__init__(tokenizer, max_seq_length, **options)
+        self.swap_probability = swap_probability
+
+    def examples(self, documents: list[list[str]]) -> list[dict]:
+        rng = np.random.default_rng(self.seed)
+        _, runs = self.runs(documents)
+        out = []
+        for _, run in runs:
+            split = int(rng.integers(1, len(run))) if len(run) >= 3 else 1
+            a, b = truncate_pair(np.concatenate(run[:split]), np.concatenate(run[split:]), self.max_seq_length - 3)
+            out.append({"a": a, "b": b})
+        return out
+
+    def collate(self, examples: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        swapped = torch.rand(len(examples), generator=generator) < self.swap_probability
+        pairs = [(e["b"], e["a"]) if s else (e["a"], e["b"]) for e, s in zip(examples, swapped.tolist(), strict=True)]
+        return self.pair_batch(pairs, swapped.long(), generator)

@@ -1,0 +1,29 @@
+"""wwm: whole-word masking with n-grams (Google's BERT wwm release; Cui et al. 2019,
+https://arxiv.org/abs/1906.08101 for Chinese; n-grams as in the seed notes / MacBERT).
+
+The rule: mask words, never pieces of words. A word is a WordPiece token and its `##`
+continuations, a byte-level BPE token starting with `Ġ` and what follows it, or, for Chinese
+text, a word found by jieba (run once per document when examples are built). Words are taken in
+n-grams of 1 to 3 consecutive words, P(n) proportional to 1/n, until 15% of the tokens are
+chosen; every token of a chosen word is then masked 80/10/10.
+"""
+
+import torch
+
+from minibert.data.objectives.masking import choose_word_spans, ngram_probs, word_ids_from_starts
+from minibert.data.objectives.mlm import MaskedLM
+
+
+class WholeWordMaskedLM(MaskedLM):
+    name = "wwm"
+    needs_words = True
+
+    def __init__(self, tokenizer, max_seq_length: int, max_ngram: int = 3, **options):
+        super().__init__(tokenizer, max_seq_length, **options)
+        if max_ngram < 1:
+            raise ValueError(f"max_ngram must be at least 1, got {max_ngram}; the seed notes use 3")
+        self.length_probs = ngram_probs(max_ngram)
+
+    def choose(self, batch: dict[str, torch.Tensor], maskable: torch.Tensor, generator):
+        word_ids = word_ids_from_starts(batch["word_starts"], maskable)
+        return choose_word_spans(word_ids, self.mlm_probability, self.length_probs, generator).chosen, None

@@ -1,0 +1,307 @@
+"""Tokenizers: load, train and save them with the `tokenizers` library, in Hugging Face's format.
+
+Two kinds, as the model families use them:
+
+- WordPiece (BERT; Wu et al. 2016, https://arxiv.org/abs/1609.08144): text is normalised
+  (lower-cased, accents stripped, spaces put around CJK characters), split on whitespace and
+  punctuation, and each word greedily cut into the longest pieces in the vocabulary; a piece
+  inside a word is written `##piece`. Special tokens: [PAD] [UNK] [CLS] [SEP] [MASK].
+- Byte-level BPE (GPT-2, RoBERTa, BART; Radford et al. 2019): text is taken as bytes, so there is
+  no unknown token; merges learnt from pair counts build the vocabulary, and a piece that starts
+  a word carries the space before it, written `Ġ`. Special tokens: <s> <pad> </s> <unk> <mask>.
+
+`load_tokenizer(path)` reads tokenizer.json, or vocab.txt, or vocab.json + merges.txt;
+`train_tokenizer(texts, kind, vocab_size)` learns one from a corpus; `Tokenizer.save_pretrained`
+writes what both this module and `transformers.AutoTokenizer` read back.
+"""
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer as Backend
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("wordpiece", "bytelevel_bpe")
+# The special tokens of each kind, under Hugging Face's attribute names.
+WORDPIECE_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                      "mask_token": "[MASK]"}
+BYTELEVEL_SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
+                      "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"}
+GPT2_SPECIALS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+class Tokenizer:
+    """A `tokenizers.Tokenizer` plus the names of its special tokens, called like Hugging Face's.
+
+    `tok(texts, text_pairs=None, max_length=None, padding=True, truncation=True)` returns padded
+    tensors input_ids, attention_mask, token_type_ids (B, T). `kind` is "wordpiece" or
+    "bytelevel_bpe"; it decides how words are found for whole-word masking.
+    """
+
+    def __init__(self, backend: Backend, special_tokens: dict[str, str], kind: str,
+                 model_max_length: int | None = None, do_lower_case: bool | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"unknown tokenizer kind {kind!r}; use one of {KINDS}")
+        self.backend = backend
+        self.kind = kind
+        self.model_max_length = model_max_length
+        self.do_lower_case = do_lower_case
+        vocab = backend.get_vocab(with_added_tokens=True)
+        self.special_tokens = {k: v for k, v in special_tokens.items() if k in SPECIAL_KEYS and v in vocab}
+        for token in set(self.special_tokens.values()) - {str(t) for t in backend.get_added_tokens_decoder().values()}:
+            backend.add_special_tokens([AddedToken(token, special=True, normalized=False)])
+
+    # -- special tokens -------------------------------------------------------------------
+    def _id(self, key: str) -> int | None:
+        token = self.special_tokens.get(key)
+        return None if token is None else self.backend.token_to_id(token)
+
+    pad_token_id = property(lambda self: self._id("pad_token"))
+    mask_token_id = property(lambda self: self._id("mask_token"))
+    cls_token_id = property(lambda self: self._id("cls_token"))
+    sep_token_id = property(lambda self: self._id("sep_token"))
+    bos_token_id = property(lambda self: self._id("bos_token"))
+    eos_token_id = property(lambda self: self._id("eos_token"))
+    unk_token_id = property(lambda self: self._id("unk_token"))
+    mask_token = property(lambda self: self.special_tokens.get("mask_token"))
+    pad_token = property(lambda self: self.special_tokens.get("pad_token"))
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return sorted({self.backend.token_to_id(t) for t in self.special_tokens.values()})
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab(with_added_tokens=True)
+
+    # -- encoding ----------------------------------------------------------------------------
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:
+        """Many texts at once: the Rust backend runs them in parallel."""
+        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
+
+    def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        return self.backend.decode([i for i in ids if i >= 0], skip_special_tokens=skip_special_tokens)
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
+        if isinstance(ids, int):
+            return self.backend.id_to_token(ids)
+        return [self.backend.id_to_token(int(i)) for i in ids]
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        if isinstance(tokens, str):
+            return self.backend.token_to_id(tokens)
+        return [self.backend.token_to_id(t) for t in tokens]
+
+    def __call__(self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
+                 max_length: int | None = None, padding: bool | str = True,
+                 truncation: bool = True) -> dict[str, torch.Tensor]:
+        """Encode a batch (with special tokens) into padded tensors (B, T).
+
+        padding=True pads to the longest in the batch, "max_length" to max_length; truncation
+        cuts the longer of a pair first, as Hugging Face's "longest_first" does.
+        """
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if text_pairs is not None:
+            text_pairs = [text_pairs] if isinstance(text_pairs, str) else list(text_pairs)
+            if len(text_pairs) != len(texts):
+                raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs; pass one pair per text")
+        if padding not in (True, False, "longest", "max_length", "do_not_pad"):
+            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
+        max_length = max_length or self.model_max_length
+        if padding == "max_length" and max_length is None:
+            raise ValueError("padding='max_length' needs max_length; pass max_length=...")
+        if self.pad_token_id is None and padding:
+            raise ValueError("this tokenizer has no pad token, so a batch cannot be padded; pass padding=False")
+        backend = self.backend
+        try:
+            if truncation and max_length:
+                backend.enable_truncation(max_length, strategy="longest_first")
+            else:
+                backend.no_truncation()
+            if padding:
+                backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token,
+                                       length=max_length if padding == "max_length" else None)
+            else:
+                backend.no_padding()
+            inputs = texts if text_pairs is None else list(zip(texts, text_pairs, strict=True))
+            encodings = backend.encode_batch(inputs, add_special_tokens=True)
+        finally:
+            backend.no_truncation()
+            backend.no_padding()
+        if not padding and len({len(e.ids) for e in encodings}) > 1:
+            raise ValueError("texts of different lengths cannot be stacked without padding; pass padding=True")
+        return {
+            "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
+            "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
+            "token_type_ids": torch.tensor([e.type_ids for e in encodings], dtype=torch.long),
+        }
+
+    # -- saving --------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write tokenizer.json, tokenizer_config.json, special_tokens_map.json and the model's
+        own files (vocab.txt, or vocab.json + merges.txt): Hugging Face's layout."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.backend.save(str(path / "tokenizer.json"))
+        if self.kind == "wordpiece":
+            vocab = self.backend.get_vocab(with_added_tokens=True)
+            lines = [token for token, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+            (path / "vocab.txt").write_text("".join(t + "\n" for t in lines), encoding="utf-8")
+            tokenizer_class = "BertTokenizer"
+        else:
+            self.backend.model.save(str(path))
+            tokenizer_class = "RobertaTokenizer" if "mask_token" in self.special_tokens else "GPT2Tokenizer"
+        config = {"tokenizer_class": tokenizer_class, **self.special_tokens,
+                  "model_max_length": self.model_max_length or 1_000_000_000_000_000_019_884_624_838_656,
+                  "clean_up_tokenization_spaces": False}
+        if self.do_lower_case is not None:
+            config["do_lower_case"] = self.do_lower_case
+        if self.kind == "bytelevel_bpe":
+            config["add_prefix_space"] = False
+        (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        (path / "special_tokens_map.json").write_text(json.dumps(self.special_tokens, indent=2, ensure_ascii=False)
+                                                      + "\n")
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _token_text(value) -> str | None:
+    """special_tokens_map.json stores a token as a string or as {"content": ...}."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def _guess_specials(vocab: dict[str, int]) -> dict[str, str]:
+    for candidate in (WORDPIECE_SPECIALS, BYTELEVEL_SPECIALS, GPT2_SPECIALS):
+        found = {k: v for k, v in candidate.items() if v in vocab}
+        if "unk_token" in found or "pad_token" in found:
+            return found
+    return {}
+
+
+def _guess_kind(backend: Backend) -> str:
+    if isinstance(backend.model, models.WordPiece):
+        return "wordpiece"
+    pre_tokenizer = json.dumps(json.loads(backend.to_str())["pre_tokenizer"])
+    if isinstance(backend.model, models.BPE) and "ByteLevel" in pre_tokenizer:
+        return "bytelevel_bpe"
+    raise ValueError(
+        f"tokenizer model {type(backend.model).__name__} is neither WordPiece nor byte-level BPE; minibert supports "
+        "those two (BERT and GPT-2/RoBERTa/BART vocabularies)"
+    )
+
+
+def wordpiece_backend(vocab: dict[str, int], lowercase: bool = True, unk_token: str = "[UNK]") -> Backend:
+    """BERT's pipeline around a WordPiece vocabulary (what BertTokenizerFast builds from vocab.txt)."""
+    backend = Backend(models.WordPiece(vocab, unk_token=unk_token, max_input_chars_per_word=100))
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=None, lowercase=lowercase)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    if "[CLS]" in vocab and "[SEP]" in vocab:
+        backend.post_processor = processors.BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
+    return backend
+
+
+def bytelevel_backend(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Backend:
+    """RoBERTa's pipeline around a byte-level BPE (what RobertaTokenizerFast builds from vocab.json + merges.txt)."""
+    backend = Backend(models.BPE(vocab, merges))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    if "<s>" in vocab and "</s>" in vocab:
+        backend.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]),
+                                                              trim_offsets=True, add_prefix_space=False)
+    else:
+        backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    return backend
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """Read a tokenizer from a directory (tokenizer.json, or vocab.txt, or vocab.json + merges.txt,
+    with tokenizer_config.json / special_tokens_map.json when present) or from one of those files."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"tokenizer path {path} does not exist; pass a directory with tokenizer.json or vocab.txt")
+    folder = path if path.is_dir() else path.parent
+    config = _read_json(folder / "tokenizer_config.json")
+    specials = {k: _token_text(v) for k, v in _read_json(folder / "special_tokens_map.json").items()}
+    specials.update({k: _token_text(config[k]) for k in SPECIAL_KEYS if config.get(k) is not None})
+    lowercase = config.get("do_lower_case")
+    if path.is_file() and path.name == "tokenizer.json" or path.is_dir() and (folder / "tokenizer.json").is_file():
+        backend = Backend.from_file(str(folder / "tokenizer.json"))
+    elif path.name == "vocab.txt" or path.is_dir() and (folder / "vocab.txt").is_file():
+        lines = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        vocab = {token: i for i, token in enumerate(lines)}
+        lowercase = True if lowercase is None else lowercase
+        backend = wordpiece_backend(vocab, lowercase=lowercase, unk_token=specials.get("unk_token", "[UNK]"))
+    elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        vocab = _read_json(folder / "vocab.json")
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+        merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
+        backend = bytelevel_backend(vocab, merges)
+    else:
+        raise ValueError(
+            f"no tokenizer found in {folder}: expected tokenizer.json, vocab.txt, or vocab.json + merges.txt; "
+            "train one with minibert.tokenizer.train_tokenizer(texts) and save_pretrained it there"
+        )
+    if not specials:
+        specials = _guess_specials(backend.get_vocab(with_added_tokens=True))
+    max_len = config.get("model_max_length")
+    max_len = max_len if isinstance(max_len, int) and max_len < 1_000_000 else None
+    return Tokenizer(backend, specials, _guess_kind(backend), model_max_length=max_len, do_lower_case=lowercase)
+
+
+# -- training --------------------------------------------------------------------------------
+def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000, min_frequency: int = 2,
+                    lowercase: bool = True, model_max_length: int | None = 512) -> Tokenizer:
+    """Learn a WordPiece (BERT family) or byte-level BPE (GPT-2 / RoBERTa / BART) vocabulary from texts."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; use one of {KINDS}")
+    if vocab_size < 50:
+        raise ValueError(f"vocab_size {vocab_size} is too small to be useful; use a few thousand")
+    texts = list(texts)
+    if not any(t.strip() for t in texts):
+        raise ValueError("cannot train a tokenizer on an empty corpus; pass some text")
+    if kind == "wordpiece":
+        specials = WORDPIECE_SPECIALS
+        backend = wordpiece_backend({"[UNK]": 0}, lowercase=lowercase)
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                            special_tokens=list(dict.fromkeys(specials.values())),
+                                            continuing_subword_prefix="##")
+        backend.train_from_iterator(texts, trainer=trainer)
+        vocab = backend.get_vocab()
+        backend.post_processor = processors.BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
+    else:
+        specials = BYTELEVEL_SPECIALS
+        backend = bytelevel_backend({}, [])
+        ordered = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                      special_tokens=ordered, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        backend.train_from_iterator(texts, trainer=trainer)
+        vocab = backend.get_vocab()
+        backend.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]),
+                                                              trim_offsets=True, add_prefix_space=False)
+    logger.info("trained a %s tokenizer with %d tokens", kind, backend.get_vocab_size())
+    return Tokenizer(backend, dict(specials), kind, model_max_length=model_max_length,
+                     do_lower_case=lowercase if kind == "wordpiece" else None)

@@ -1,0 +1,89 @@
+"""Corpus reading, sentence splitting, the shipped corpora, Chinese conversion and segmentation."""
+
+import json
+
+import pytest
+
+from minibert.data import (
+    OPENCC_CONVERSIONS,
+    convert_chinese,
+    default_corpus_path,
+    join_sentences,
+    load_corpus,
+    read_records,
+    segment_words,
+    split_sentences,
+)
+
+
+def test_split_sentences_english_and_chinese():
+    assert split_sentences("He said \"Go!\" Then Dr. Faustus left.\nAnd  J. Smith stayed? Yes.") == [
+        'He said "Go!"', "Then Dr. Faustus left.", "And J. Smith stayed?", "Yes."]
+    assert split_sentences("你好。我很好！真的吗？”是的。”还有") == [
+        "你好。", "我很好！", "真的吗？”", "是的。”", "还有"]
+    assert split_sentences("   ") == []
+    assert join_sentences(["你好。", "我很好！"]) == "你好。我很好！"
+    assert join_sentences(["One.", "Two."]) == "One. Two."
+
+
+def test_plain_text_and_jsonl(tmp_path):
+    (tmp_path / "a.txt").write_text("First doc. Still first!\n\n\nSecond doc.\nSame sentence? Yes.\n")
+    rows = [{"text": "床前明月光，疑是地上霜。举头望明月，低头思故乡。", "title": "静夜思"}, {"text": "One. Two."}]
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "\n")
+    assert load_corpus(tmp_path / "a.txt") == [["First doc.", "Still first!"],
+                                               ["Second doc.", "Same sentence?", "Yes."]]
+    docs = load_corpus(tmp_path)  # a directory: every corpus file in it, sorted
+    assert len(docs) == 4 and docs[2] == ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。"]
+    assert read_records(tmp_path / "b.jsonl")[0]["title"] == "静夜思"
+
+
+def test_shipped_corpora_keep_titles_and_genres():
+    records = read_records("shakespeare")
+    assert default_corpus_path() == default_corpus_path("shakespeare") and default_corpus_path().is_file()
+    titles = {r["title"] for r in records}
+    assert len(titles) == 36 and "Macbeth" in titles
+    assert {r["genre"] for r in records} == {"comedy", "history", "tragedy"}
+    assert all(len(r["text"]) > 1000 for r in records)
+    docs = load_corpus()
+    assert len(docs) == len(records) and sum(map(len, docs)) > 3000
+    poems = read_records("tang_poems")
+    assert len(poems) > 500 and all(r["author"] and r["title"] for r in poems)
+    couplets = [len(d) for d in load_corpus("tang_poems")]  # eight lines: four couplets ending in 。
+    assert couplets.count(4) / len(couplets) > 0.95
+    for path in (default_corpus_path("shakespeare"), default_corpus_path("tang_poems")):
+        assert path.stat().st_size < 400_000  # a few hundred KB at most
+
+
+def test_opencc_conversions():
+    pytest.importorskip("opencc")
+    assert convert_chinese("蕭晨騎馬出皇都", "t2s") == "萧晨骑马出皇都"
+    assert convert_chinese("萧晨骑马出皇都", "s2t") == "蕭晨騎馬出皇都"
+    assert convert_chinese("软件", "s2twp") == "軟體"  # the p: phrases too
+    for conversion in OPENCC_CONVERSIONS:
+        assert convert_chinese("汉字", conversion)
+    simplified = load_corpus("tang_poems", convert="t2s")
+    assert simplified[0][0] == "萧晨骑马出皇都，闻说埋冤在路隅。"
+
+
+def test_jieba_words_cover_the_text():
+    pytest.importorskip("jieba")
+    text = "我爱北京天安门，天安门上太阳升。"
+    words = segment_words(text)
+    assert "".join(words) == text and "天安门" in words
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_corpus(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("\n\n  \n")
+    with pytest.raises(ValueError, match="empty"):
+        load_corpus(tmp_path / "empty.txt")
+    with pytest.raises(ValueError, match="no paths|no corpus paths"):
+        load_corpus([])
+    (tmp_path / "bad.jsonl").write_text('{"body": "x"}\n')
+    with pytest.raises(ValueError, match="`text` field"):
+        load_corpus(tmp_path / "bad.jsonl")
+    with pytest.raises(ValueError, match="unknown OpenCC conversion 'x2y'.*t2s"):
+        load_corpus("tang_poems", convert="x2y")
+    with pytest.raises(ValueError, match="no shipped corpus"):
+        default_corpus_path("klingon")

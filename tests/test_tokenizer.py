@@ -1,0 +1,120 @@
+"""Tokenizers: training, saving in Hugging Face's format, loading each layout, parity with
+transformers' BertTokenizerFast / RobertaTokenizerFast built from the same vocabulary files."""
+
+import shutil
+
+import pytest
+import torch
+
+from minibert.data import load_corpus
+from minibert.tokenizer import load_tokenizer, train_tokenizer
+
+TEXTS = ["Fair is foul, and foul is fair: hover through the fog and filthy air.",
+         "When shall we three meet again? In thunder, lightning, or in rain?",
+         "Naïve café owners said: it's 12.5% (roughly) — über-cool!", "騎馬出皇都，聞說埋冤在路隅。"]
+PAIRS = ["Upon the heath.", "There to meet with Macbeth, unmatched-wordpieces xylophonic.", "x", "思君猶似掌中珠。"]
+
+
+@pytest.fixture(scope="module")
+def corpus_texts():
+    return [" ".join(doc) for doc in load_corpus()]
+
+
+@pytest.fixture(scope="module")
+def wordpiece(corpus_texts):
+    return train_tokenizer(corpus_texts, kind="wordpiece", vocab_size=1500)
+
+
+@pytest.fixture(scope="module")
+def bpe(corpus_texts):
+    return train_tokenizer(corpus_texts, kind="bytelevel_bpe", vocab_size=1500)
+
+
+def test_wordpiece_specials_and_words(wordpiece):
+    tok = wordpiece
+    assert tok.kind == "wordpiece" and tok.vocab_size == 1500
+    assert tok.convert_ids_to_tokens([tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id,
+                                      tok.mask_token_id]) == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    batch = tok(TEXTS[:2], PAIRS[:2])
+    ids, types = batch["input_ids"], batch["token_type_ids"]
+    assert ids[0, 0] == tok.cls_token_id and (ids == tok.sep_token_id).sum() == 4
+    first_sep = (ids[0] == tok.sep_token_id).nonzero()[0, 0]
+    real = batch["attention_mask"][0] == 1
+    assert types[0, : first_sep + 1].eq(0).all() and types[0, first_sep + 1 :][real[first_sep + 1 :]].eq(1).all()
+    assert tok.decode(tok.encode("fair is foul")) == "fair is foul"
+
+
+def test_padding_and_truncation(wordpiece):
+    batch = wordpiece(TEXTS, max_length=12, padding="max_length")
+    assert batch["input_ids"].shape == (4, 12)
+    assert (batch["attention_mask"].sum(1) <= 12).all()
+    short = wordpiece(["a", "a b c d e f"])
+    assert short["input_ids"].shape[1] == short["attention_mask"].sum(1).max()
+    assert (short["input_ids"][short["attention_mask"] == 0] == wordpiece.pad_token_id).all()
+    pair = wordpiece([TEXTS[0]], [TEXTS[1]], max_length=16)
+    assert pair["input_ids"].shape == (1, 16) and (pair["input_ids"] == wordpiece.sep_token_id).sum() == 2
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bytelevel_bpe"])
+def test_save_load_round_trip_and_autotokenizer(kind, wordpiece, bpe, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = wordpiece if kind == "wordpiece" else bpe
+    tok.save_pretrained(tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} <= names
+    assert ("vocab.txt" in names) if kind == "wordpiece" else {"vocab.json", "merges.txt"} <= names
+    ours = load_tokenizer(tmp_path)
+    assert ours.special_tokens == tok.special_tokens and ours.kind == kind
+    expected = tok(TEXTS, PAIRS)
+    for key, value in ours(TEXTS, PAIRS).items():
+        torch.testing.assert_close(value, expected[key])
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    theirs = hf(TEXTS, PAIRS, padding=True, return_tensors="pt")
+    torch.testing.assert_close(theirs["input_ids"], expected["input_ids"])
+    torch.testing.assert_close(theirs["attention_mask"], expected["attention_mask"])
+    assert hf.mask_token_id == tok.mask_token_id and hf.pad_token_id == tok.pad_token_id
+
+
+def test_vocab_txt_parity_with_bert_tokenizer_fast(wordpiece, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    wordpiece.save_pretrained(tmp_path / "full")
+    (tmp_path / "vocab").mkdir()
+    shutil.copy(tmp_path / "full" / "vocab.txt", tmp_path / "vocab" / "vocab.txt")
+    ours = load_tokenizer(tmp_path / "vocab" / "vocab.txt")  # a bare vocab.txt: BERT's defaults
+    hf = transformers.BertTokenizerFast.from_pretrained(tmp_path / "vocab")
+    for max_length in (None, 20):
+        mine = ours(TEXTS, PAIRS, max_length=max_length)
+        theirs = hf(TEXTS, PAIRS, padding=True, truncation=max_length is not None, max_length=max_length,
+                    return_tensors="pt")
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            torch.testing.assert_close(mine[key], theirs[key])
+    for text in TEXTS:
+        assert ours.encode(text) == hf.encode(text, add_special_tokens=False)
+
+
+def test_vocab_json_merges_parity_with_roberta_tokenizer_fast(bpe, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    bpe.backend.model.save(str(tmp_path))  # only vocab.json + merges.txt
+    ours = load_tokenizer(tmp_path)
+    assert ours.kind == "bytelevel_bpe" and ours.mask_token_id == bpe.mask_token_id
+    hf = transformers.RobertaTokenizerFast.from_pretrained(tmp_path)
+    mine = ours(TEXTS, PAIRS)
+    theirs = hf(TEXTS, PAIRS, padding=True, return_tensors="pt")
+    torch.testing.assert_close(mine["input_ids"], theirs["input_ids"])
+    torch.testing.assert_close(mine["attention_mask"], theirs["attention_mask"])
+    assert ours.decode(ours.encode(TEXTS[2])) == TEXTS[2]  # bytes: nothing is unknown
+
+
+def test_bad_input(wordpiece, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_tokenizer(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no tokenizer found"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(ValueError, match="unknown tokenizer kind"):
+        train_tokenizer(["a b c"], kind="sentencepiece")
+    with pytest.raises(ValueError, match="empty corpus"):
+        train_tokenizer(["", "  "])
+    with pytest.raises(ValueError, match="one pair per text"):
+        wordpiece(["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="padding must be"):
+        wordpiece(["a"], padding="longest_first")
