@@ -1,0 +1,403 @@
+"""GPT-2, top to bottom: config, attention, block, decoder, heads, weight names.
+
+GPT-2: Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"
+https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf
+
+Shapes: B batch, T new tokens, P cached (past) tokens, E = n_embd, H = n_head, D = E / H,
+F = n_inner, V vocabulary, C labels.
+
+GPT-2 is a stack of pre-LN blocks: each sub-layer reads a *normalised* copy of the residual
+stream and adds its output back, so the stream itself is never normalised until the very end.
+
+    x ──► LayerNorm ──► causal self-attention ──► (+x) ──► h
+    h ──► LayerNorm ──► feed-forward (E→F→E) ──► (+h) ──► next block
+
+    input_ids ─► token (wte) + position (wpe) embeddings ─► dropout ─► N blocks ─► LayerNorm (ln_f)
+              ─► logits = h @ wte^T  (the LM head *is* the token embedding: V x E stored once)
+
+A key/value cache makes decoding O(T) per token instead of O(T^2): each layer returns the keys
+and values it computed, and the next call appends one new position to them.
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from minibert.checkpoint import WeightMap
+from minibert.generation import GenerationMixin
+from minibert.modeling import ModelConfig, PreTrainedModel
+from minibert.nn import ATTN_IMPLEMENTATIONS, FeedForward, attend, causal_mask, combine, get_activation, padding_mask
+from minibert.nn.losses import causal_lm_loss, sequence_classification_loss
+from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GPT2Config(ModelConfig):
+    """Field names are those of Hugging Face's config.json, so loading a config is a copy."""
+
+    model_type = "gpt2"
+    vocab_size: int = 50257  # V: rows of the token embedding, which is also the LM head
+    n_positions: int = 1024  # longest sequence (prompt + generated tokens) the learned positions cover
+    n_embd: int = 768  # E: width of the residual stream
+    n_layer: int = 12  # number of pre-LN blocks
+    n_head: int = 12  # H: E must divide evenly into H heads of D = E / H
+    n_inner: int | None = None  # F: feed-forward width; None means 4 * E
+    activation_function: str = "gelu_new"  # GPT-2 uses the tanh approximation of GELU
+    resid_pdrop: float = 0.1  # dropout on each sub-layer's output before it joins the residual stream
+    embd_pdrop: float = 0.1  # dropout on token + position embeddings
+    attn_pdrop: float = 0.1  # dropout on the attention probabilities
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02  # std of the normal initialisation of weights
+    scale_attn_weights: bool = True  # divide scores by sqrt(D), as every transformer does
+    scale_attn_by_inverse_layer_idx: bool = False  # also divide layer i's scores by i + 1 (Mistral/Stanford CRFM)
+    reorder_and_upcast_attn: bool = False  # compute attention in fp32 under mixed precision (stability)
+    tie_word_embeddings: bool = True  # the LM head reuses the token embedding (always, here)
+    use_cache: bool = True
+    bos_token_id: int | None = 50256
+    eos_token_id: int | list[int] | None = 50256  # <|endoftext|> ends a generation
+    pad_token_id: int | None = None  # GPT-2 has none; sequence classification needs one for batches
+    add_cross_attention: bool = False  # GPT-2 as a seq2seq decoder: not supported here
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}; "
+                             "choose a head count that divides it")
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
+                             f"got {self.attn_implementation!r}")
+        if not self.tie_word_embeddings:
+            raise ValueError("minibert's GPT-2 always ties the LM head to the token embedding; "
+                             "set tie_word_embeddings to true")
+        if self.add_cross_attention:
+            raise ValueError("GPT-2 with cross-attention (add_cross_attention=true) is not supported; "
+                             "use BART for encoder-decoder models")
+        get_activation(self.activation_function)  # fails early, naming the activations there are
+
+    @property
+    def inner_dim(self) -> int:
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+
+# --------------------------------------------------------------------------------------------
+# Attention and block
+# --------------------------------------------------------------------------------------------
+class GPT2Attention(nn.Module):
+    """Causal self-attention with one fused projection for q, k and v (`c_attn`, E -> 3E), as in
+    GPT-2's checkpoints; the masks and the attention itself come from minibert.nn."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int):
+        super().__init__()
+        self.num_heads = config.n_head
+        self.head_dim = config.n_embd // config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.dropout = config.attn_pdrop
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.implementation = config.attn_implementation
+        self.upcast = config.reorder_and_upcast_attn
+        scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
+        self.scale = scale / (layer_idx + 1) if config.scale_attn_by_inverse_layer_idx else scale
+
+    def forward(self, x, keep=None, past_key_value=None, use_cache=False, output_attentions=False):
+        B, T, E = x.shape
+        qkv = self.c_attn(x).view(B, T, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, D)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
+        if past_key_value is not None:
+            k = torch.cat([past_key_value[0], k], dim=2)  # (B, H, P + T, D)
+            v = torch.cat([past_key_value[1], v], dim=2)
+        dtype = q.dtype
+        if self.upcast:  # fp32 scores and softmax under autocast; a no-op in fp32
+            q, k_, v_ = q.float(), k.float(), v.float()
+        else:
+            k_, v_ = k, v
+        out, probs = attend(q, k_, v_, keep, implementation=self.implementation, scale=self.scale,
+                            dropout_p=self.dropout if self.training else 0.0, need_probs=output_attentions)
+        out = out.to(dtype).transpose(1, 2).reshape(B, T, E)  # (B, T, E)
+        return self.resid_dropout(self.c_proj(out)), probs, (k, v) if use_cache else None
+
+
+class GPT2Block(nn.Module):
+    """One pre-LN block: x + attention(LN(x)), then h + feed_forward(LN(h))."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = GPT2Attention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = FeedForward(config.n_embd, config.inner_dim, config.activation_function, dropout=config.resid_pdrop)
+
+    def forward(self, x, keep=None, past_key_value=None, use_cache=False, output_attentions=False):
+        attn_out, probs, cache = self.attn(self.ln_1(x), keep, past_key_value, use_cache, output_attentions)
+        h = x + attn_out
+        return h + self.mlp(self.ln_2(h)), probs, cache
+
+
+# --------------------------------------------------------------------------------------------
+# Decoder
+# --------------------------------------------------------------------------------------------
+class GPT2PreTrainedModel(PreTrainedModel):
+    config_class = GPT2Config
+    base_model_prefix = "transformer"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2's initialisation: weights ~ N(0, initializer_range), biases 0, LayerNorm 1 / 0; the
+        projections that write into the residual stream are scaled down by 1/sqrt(2 * n_layer) so the
+        stream's variance does not grow with depth (GPT-2 paper, section 2.3)."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        # apply() visits children first, so these overwrite the plain init above.
+        residual_std = std / math.sqrt(2 * self.config.n_layer)
+        if isinstance(module, GPT2Attention):
+            nn.init.normal_(module.c_proj.weight, std=residual_std)
+        elif isinstance(module, FeedForward):
+            nn.init.normal_(module.down.weight, std=residual_std)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.wte
+
+
+def cache_length(past_key_values) -> int:
+    """Number of positions already in a cache (one (key, value) per layer, each (B, H, P, D))."""
+    return past_key_values[0][0].size(2) if past_key_values else 0
+
+
+class GPT2Model(GPT2PreTrainedModel):
+    """Embeddings -> N pre-LN blocks -> final LayerNorm; returns the cache when use_cache=True."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(GPT2Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def check_inputs(self, input_ids, attention_mask, position_ids, past: int) -> None:
+        """Bad input fails here with the fix, not deep inside an embedding lookup."""
+        config = self.config
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, sequence), got shape {tuple(input_ids.shape)}")
+        if position_ids is None and past + input_ids.size(1) > config.n_positions:
+            raise ValueError(
+                f"input has {past + input_ids.size(1)} positions ({past} cached + {input_ids.size(1)} new) but "
+                f"n_positions is {config.n_positions}; truncate the input to at most {config.n_positions} tokens"
+            )
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
+            raise ValueError(
+                f"input_ids holds token id {int(input_ids.max())} (min {int(input_ids.min())}) but vocab_size is "
+                f"{config.vocab_size}; the tokenizer does not match the model (load the checkpoint's tokenizer)"
+            )
+        want = (input_ids.size(0), past + input_ids.size(1))
+        if attention_mask is not None and tuple(attention_mask.shape) != want:
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but should be {want}: it covers the "
+                f"{past} cached positions and the {input_ids.size(1)} new ones"
+            )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        past_key_values: tuple | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        check: bool = True,
+    ) -> BaseModelOutput:
+        """input_ids (B, T) are the new tokens; attention_mask (B, P + T) covers the cached ones too.
+        Positions default to P, P+1, ... as in Hugging Face's forward; `generate` passes positions
+        counted over real tokens so that left-padded prompts start at 0. `check=False` skips the
+        input checks (generate validates once, then calls this at every step)."""
+        past = cache_length(past_key_values)
+        if check:
+            self.check_inputs(input_ids, attention_mask, position_ids, past)
+        B, T = input_ids.shape
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
+        h = self.wte(input_ids) + self.wpe(position_ids)  # (B, T, E)
+        if token_type_ids is not None:  # as in Hugging Face: segment ids are looked up in the token table
+            h = h + self.wte(token_type_ids)
+        h = self.drop(h)
+        # One query over all keys needs no mask; otherwise causal AND padding (masks.py).
+        keep = padding_mask(attention_mask) if attention_mask is not None and not bool(attention_mask.all()) else None
+        if T > 1:
+            keep = combine(causal_mask(T, past + T, device=input_ids.device), keep)
+
+        hidden_states, attentions, caches = [], [], []
+        for i, block in enumerate(self.h):
+            hidden_states.append(h)
+            layer_past = past_key_values[i] if past_key_values else None
+            if self.gradient_checkpointing and self.training:
+                h, probs, cache = checkpoint(block, h, keep, layer_past, use_cache, output_attentions,
+                                             use_reentrant=False)
+            else:
+                h, probs, cache = block(h, keep, layer_past, use_cache, output_attentions)
+            attentions.append(probs)
+            caches.append(cache)
+        h = self.ln_f(h)
+        hidden_states.append(h)
+        return BaseModelOutput(
+            last_hidden_state=h,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+            past_key_values=tuple(caches) if use_cache else None,
+        )
+
+
+def _base_kwargs(input_ids, attention_mask, position_ids, token_type_ids, past_key_values, use_cache,
+                 output_hidden_states, output_attentions) -> dict:
+    return dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                token_type_ids=token_type_ids, past_key_values=past_key_values, use_cache=use_cache,
+                output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
+    """Next-token prediction. The head is `F.linear(h, wte.weight)`: no separate parameter, so the
+    state dict holds the V x E matrix once and a checkpoint's `lm_head.weight` is a dropped copy."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.post_init()
+
+    def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.transformer.wte.weight)  # (B, T, V)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None, labels=None,
+                past_key_values=None, use_cache=False, output_hidden_states=False,
+                output_attentions=False) -> CausalLMOutput:
+        """labels (B, T) are the input ids themselves (-100 to ignore): the shift by one happens here."""
+        out = self.transformer(**_base_kwargs(input_ids, attention_mask, position_ids, token_type_ids,
+                                              past_key_values, use_cache, output_hidden_states, output_attentions))
+        logits = self.lm_logits(out.last_hidden_state)
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        return CausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                              hidden_states=out.hidden_states, attentions=out.attentions)
+
+    # -- the generation protocol (minibert/generation.py) --------------------------------------
+    def _check_generation_length(self, input_ids, max_new_tokens: int) -> None:
+        limit = self.config.n_positions
+        if input_ids.size(1) + max_new_tokens > limit:
+            raise ValueError(f"a prompt of {input_ids.size(1)} tokens plus max_new_tokens={max_new_tokens} exceeds "
+                             f"n_positions ({limit}); shorten the prompt or use max_new_tokens <= "
+                             f"{max(limit - input_ids.size(1), 0)}")
+
+    def _generation_setup(self, input_ids, attention_mask, max_new_tokens):
+        """The output starts with the prompt. Positions are counted over real tokens (a left-padded
+        row starts at 0, pads get 0) and each new token takes the last prompt position + 1, as in
+        Hugging Face's generate; mask and positions are laid out for the whole output at once so
+        no step has to grow them."""
+        B, T = input_ids.shape
+        if B > 1 and not bool(attention_mask[:, -1].all()):
+            logger.warning("a prompt is right-padded: pad decoder-only prompts on the left (tokenizer "
+                           "padding_side='left'), or the new tokens follow the padding")
+        prompt_positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)  # (B, T)
+        steps = torch.arange(1, max_new_tokens + 1, device=input_ids.device)
+        positions = torch.cat([prompt_positions, prompt_positions[:, -1:] + steps], dim=1)  # (B, T + new)
+        full_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)
+        padded = not bool(attention_mask.all())
+        return input_ids, {"attention_mask": full_mask if padded else None, "position_ids": positions}
+
+    def _generation_forward(self, tokens, state, past_key_values):
+        """Logits (B, V) for the position after `tokens`, and the grown cache."""
+        past = cache_length(past_key_values)
+        end = past + tokens.size(1)
+        mask = state["attention_mask"]
+        out = self.transformer(tokens, attention_mask=mask[:, :end] if mask is not None else None,
+                               position_ids=state["position_ids"][:, past:end], past_key_values=past_key_values,
+                               use_cache=True, check=False)
+        return self.lm_logits(out.last_hidden_state[:, -1]), out.past_key_values
+
+    @staticmethod
+    def _reorder_cache(past_key_values, beam_idx: torch.Tensor):
+        return tuple((k.index_select(0, beam_idx), v.index_select(0, beam_idx)) for k, v in past_key_values)
+
+
+class GPT2ForSequenceClassification(GPT2PreTrainedModel):
+    """A causal model has seen the whole sequence only at its last token, so that token's state is
+    the summary: score = linear(h at the last non-pad token). Works with left or right padding."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
+        self.post_init()
+
+    def last_token_index(self, input_ids: torch.Tensor) -> torch.Tensor:
+        pad = self.config.pad_token_id
+        if pad is None:
+            if input_ids.size(0) > 1:
+                raise ValueError("GPT-2 sequence classification of a batch needs pad_token_id in the config to find "
+                                 "each row's last token; set config.pad_token_id (e.g. to eos_token_id)")
+            return torch.full((1,), input_ids.size(1) - 1, device=input_ids.device)
+        positions = torch.arange(input_ids.size(1), device=input_ids.device)
+        return (positions * input_ids.ne(pad)).argmax(-1)  # rightmost non-pad token, (B,)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None, labels=None,
+                past_key_values=None, use_cache=False, output_hidden_states=False,
+                output_attentions=False) -> SequenceClassifierOutput:
+        out = self.transformer(**_base_kwargs(input_ids, attention_mask, position_ids, token_type_ids,
+                                              past_key_values, use_cache, output_hidden_states, output_attentions))
+        last = self.last_token_index(input_ids)
+        pooled = out.last_hidden_state[torch.arange(input_ids.size(0), device=input_ids.device), last]  # (B, E)
+        logits = self.score(pooled)  # (B, C)
+        loss = (sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
+                if labels is not None else None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                        attentions=out.attentions, past_key_values=out.past_key_values)
+
+
+# --------------------------------------------------------------------------------------------
+# Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
+# GPT-2's checkpoints store c_attn, c_proj and c_fc as Conv1D, i.e. (in, out): the transpose of
+# nn.Linear's (out, in). Those four are listed in `transposed` and shape-checked on load.
+# --------------------------------------------------------------------------------------------
+def _weight_and_bias(ours: str, theirs: str) -> tuple[tuple[str, str], ...]:
+    return ((f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias"))
+
+
+GPT2PreTrainedModel.weight_map = WeightMap(
+    base=(
+        ("wte.weight", "wte.weight"),
+        ("wpe.weight", "wpe.weight"),
+        *_weight_and_bias("h.{}.ln_1", "h.{}.ln_1"),
+        *_weight_and_bias("h.{}.attn.c_attn", "h.{}.attn.c_attn"),
+        *_weight_and_bias("h.{}.attn.c_proj", "h.{}.attn.c_proj"),
+        *_weight_and_bias("h.{}.ln_2", "h.{}.ln_2"),
+        *_weight_and_bias("h.{}.mlp.up", "h.{}.mlp.c_fc"),
+        *_weight_and_bias("h.{}.mlp.down", "h.{}.mlp.c_proj"),
+        *_weight_and_bias("ln_f", "ln_f"),
+    ),
+    heads=(("score.weight", "score.weight"),),
+    transposed=frozenset({"h.{}.attn.c_attn.weight", "h.{}.attn.c_proj.weight",
+                          "h.{}.mlp.up.weight", "h.{}.mlp.down.weight"}),
+    # h.N.attn.bias / masked_bias: the causal-mask buffers of old checkpoints; lm_head: the tied copy.
+    dropped=(r"h\.\d+\.attn\.(bias|masked_bias)", r"lm_head\.weight"),
+)
