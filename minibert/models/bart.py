@@ -1,0 +1,498 @@
+"""BART, top to bottom: config, embeddings, encoder, decoder, heads, weight names.
+
+BART: Lewis et al. 2019, https://arxiv.org/abs/1910.13461 (a denoising autoencoder: a
+bidirectional encoder reads the corrupted text, an autoregressive decoder rewrites the original).
+
+Shapes: B batch, S source (encoder) length, T target (decoder) length, P cached decoder positions,
+E = d_model, H heads, D = E / H, F feed-forward width, V vocabulary, C labels.
+
+Both stacks are post-LN, like BERT: each sub-layer's output is added to its input and the sum
+is normalised. The decoder has a third sub-layer that attends over the encoder's output.
+
+    encoder:  x ─► self-attention ─► (+x) ─► LN ─► feed-forward ─► (+) ─► LN ─► ... ─► memory (B, S, E)
+    decoder:  y ─► causal self-attention ─► (+y) ─► LN
+                ─► cross-attention (queries from y, keys/values from memory) ─► (+) ─► LN
+                ─► feed-forward ─► (+) ─► LN ─► ... ─► logits = h @ shared^T + final_logits_bias
+
+    embeddings (both stacks): shared token embedding (* sqrt(E) if scale_embedding)
+                              + learned positions, looked up at position + 2, then LayerNorm
+
+The offset of 2 is fairseq's: its position table reserved rows for the padding index, and the
+converted checkpoints kept that layout. While decoding, self-attention keys/values grow by one
+position per step; cross-attention keys/values are projected from the encoder output once.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from minibert.checkpoint import WeightMap
+from minibert.generation import GenerationMixin
+from minibert.modeling import ModelConfig, PreTrainedModel
+from minibert.nn import ATTN_IMPLEMENTATIONS, FeedForward, MultiHeadAttention, causal_mask, combine, get_activation
+from minibert.nn import padding_mask as make_padding_mask
+from minibert.nn.losses import sequence_classification_loss, token_classification_loss
+from minibert.outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+
+POSITION_OFFSET = 2
+
+
+@dataclass
+class BartConfig(ModelConfig):
+    """Field names are those of Hugging Face's config.json, so loading a config is a copy."""
+
+    model_type = "bart"
+    vocab_size: int = 50265  # V: rows of the shared embedding, which is also the LM head
+    max_position_embeddings: int = 1024  # longest source, and longest target, the positions cover
+    d_model: int = 1024  # E: width of every hidden state
+    encoder_layers: int = 12
+    decoder_layers: int = 12
+    encoder_attention_heads: int = 16
+    decoder_attention_heads: int = 16
+    encoder_ffn_dim: int = 4096  # F of the encoder's feed-forward networks
+    decoder_ffn_dim: int = 4096
+    activation_function: str = "gelu"
+    dropout: float = 0.1  # on embeddings and on every sub-layer's output
+    attention_dropout: float = 0.0  # on attention probabilities
+    activation_dropout: float = 0.0  # inside the feed-forward network, after the activation
+    classifier_dropout: float = 0.0  # inside the sequence-classification head
+    encoder_layerdrop: float = 0.0  # LayerDrop (Fan et al. 2019, https://arxiv.org/abs/1909.11556): skip
+    decoder_layerdrop: float = 0.0  # a whole layer with this probability while training
+    init_std: float = 0.02  # std of the normal initialisation of weights
+    scale_embedding: bool = False  # multiply token embeddings by sqrt(d_model)
+    tie_word_embeddings: bool = True  # the LM head reuses the shared embedding (always, here)
+    use_cache: bool = True
+    num_labels: int = 3  # Hugging Face's BART default (MNLI's three classes)
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int | list[int] = 2
+    decoder_start_token_id: int = 2  # BART's decoder starts from </s>
+    forced_bos_token_id: int | None = None  # generate: force this as the first generated token
+    forced_eos_token_id: int | list[int] | None = 2  # generate: force eos as the last token max_new_tokens allows
+
+    def __post_init__(self):
+        super().__post_init__()
+        for prefix in ("encoder", "decoder"):
+            heads = getattr(self, f"{prefix}_attention_heads")
+            if self.d_model % heads != 0:
+                raise ValueError(f"d_model {self.d_model} is not divisible by {prefix}_attention_heads {heads}; "
+                                 "choose a head count that divides it")
+        for name in ("vocab_size", "max_position_embeddings", "d_model", "encoder_layers", "decoder_layers",
+                     "encoder_ffn_dim", "decoder_ffn_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
+                     "encoder_layerdrop", "decoder_layerdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
+                             f"got {self.attn_implementation!r}")
+        if not self.tie_word_embeddings:
+            raise ValueError("minibert's BART always ties the LM head to the shared embedding; "
+                             "set tie_word_embeddings to true")
+        get_activation(self.activation_function)  # fails early, naming the activations there are
+
+
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Teacher forcing: the decoder reads [start, y_0, ..., y_{T-2}] and predicts [y_0, ..., y_{T-1}].
+    Label positions marked -100 become padding in the decoder input."""
+    shifted = input_ids.new_full(input_ids.shape, decoder_start_token_id)
+    shifted[:, 1:] = input_ids[:, :-1]
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def _padding_keep(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Boolean keep mask over keys, or None when nothing is padded (lets SDPA skip the mask)."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return make_padding_mask(attention_mask)
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+class BartEmbeddings(nn.Module):
+    """shared token embedding (* embed_scale) + learned position (+2 offset) -> LayerNorm -> dropout."""
+
+    def __init__(self, config: BartConfig, shared: nn.Embedding):
+        super().__init__()
+        self.embed_tokens = [shared]  # a list hides it from the module tree: `shared` is stored once, in BartModel
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.embed_positions = nn.Embedding(config.max_position_embeddings + POSITION_OFFSET, config.d_model)
+        self.layernorm_embedding = nn.LayerNorm(config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: torch.Tensor, past: int = 0) -> torch.Tensor:
+        positions = torch.arange(past, past + input_ids.size(1), device=input_ids.device) + POSITION_OFFSET
+        x = self.embed_tokens[0](input_ids) * self.embed_scale + self.embed_positions(positions)  # (B, T, E)
+        return self.dropout(self.layernorm_embedding(x))
+
+
+class BartEncoderLayer(nn.Module):
+    def __init__(self, config: BartConfig):
+        super().__init__()
+        E = config.d_model
+        self.self_attn = MultiHeadAttention(E, config.encoder_attention_heads, dropout=config.attention_dropout,
+                                            implementation=config.attn_implementation)
+        self.self_attn_layer_norm = nn.LayerNorm(E)
+        self.ffn = FeedForward(E, config.encoder_ffn_dim, config.activation_function, dropout=config.dropout,
+                               activation_dropout=config.activation_dropout)
+        self.final_layer_norm = nn.LayerNorm(E)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, keep=None, output_attentions=False):
+        attn = self.self_attn(x, keep=keep, output_attentions=output_attentions)
+        h = self.self_attn_layer_norm(x + self.dropout(attn.output))
+        return self.final_layer_norm(h + self.ffn(h)), attn.probs
+
+
+class BartDecoderLayer(nn.Module):
+    def __init__(self, config: BartConfig):
+        super().__init__()
+        E = config.d_model
+        heads = config.decoder_attention_heads
+        self.self_attn = MultiHeadAttention(E, heads, dropout=config.attention_dropout,
+                                            implementation=config.attn_implementation)
+        self.self_attn_layer_norm = nn.LayerNorm(E)
+        self.encoder_attn = MultiHeadAttention(E, heads, dropout=config.attention_dropout,
+                                               implementation=config.attn_implementation)
+        self.encoder_attn_layer_norm = nn.LayerNorm(E)
+        self.ffn = FeedForward(E, config.decoder_ffn_dim, config.activation_function, dropout=config.dropout,
+                               activation_dropout=config.activation_dropout)
+        self.final_layer_norm = nn.LayerNorm(E)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, y, memory, keep=None, memory_keep=None, past_key_value=None, use_cache=False,
+                output_attentions=False):
+        """past_key_value: (self k, self v, cross k, cross v) from the previous step, or None."""
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        cross_past = past_key_value[2:] if past_key_value is not None else None
+        attn = self.self_attn(y, keep=keep, past_key_value=self_past, use_cache=use_cache,
+                              output_attentions=output_attentions)
+        h = self.self_attn_layer_norm(y + self.dropout(attn.output))
+        cross = self.encoder_attn(h, keep=memory_keep, key_value_states=memory, past_key_value=cross_past,
+                                  use_cache=use_cache, output_attentions=output_attentions)
+        h = self.encoder_attn_layer_norm(h + self.dropout(cross.output))
+        out = self.final_layer_norm(h + self.ffn(h))
+        cache = (*attn.cache, *cross.cache) if use_cache else None
+        return out, attn.probs, cross.probs, cache
+
+
+class BartPreTrainedModel(PreTrainedModel):
+    config_class = BartConfig
+    base_model_prefix = "model"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Weights ~ N(0, init_std), biases 0, LayerNorm 1 / 0, the padding embedding row 0."""
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                nn.init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, BartForConditionalGeneration):
+            nn.init.zeros_(module.final_logits_bias)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.shared
+
+
+def _layer_drop(module: nn.Module, p: float) -> bool:
+    return module.training and p > 0 and bool(torch.rand(()) < p)
+
+
+class BartEncoder(nn.Module):
+    def __init__(self, config: BartConfig, shared: nn.Embedding):
+        super().__init__()
+        self.config = config
+        self.embeddings = BartEmbeddings(config, shared)
+        self.layers = nn.ModuleList(BartEncoderLayer(config) for _ in range(config.encoder_layers))
+        self.gradient_checkpointing = False
+
+    def forward(self, input_ids, attention_mask=None, output_hidden_states=False,
+                output_attentions=False) -> BaseModelOutput:
+        h = self.embeddings(input_ids)  # (B, S, E)
+        keep = _padding_keep(attention_mask)
+        hidden_states, attentions = [h], []
+        for layer in self.layers:
+            if _layer_drop(self, self.config.encoder_layerdrop):
+                probs = None
+            elif self.gradient_checkpointing and self.training:
+                h, probs = checkpoint(layer, h, keep, output_attentions, use_reentrant=False)
+            else:
+                h, probs = layer(h, keep, output_attentions)
+            hidden_states.append(h)
+            attentions.append(probs)
+        return BaseModelOutput(last_hidden_state=h,
+                               hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                               attentions=tuple(attentions) if output_attentions else None)
+
+
+class BartDecoder(nn.Module):
+    def __init__(self, config: BartConfig, shared: nn.Embedding):
+        super().__init__()
+        self.config = config
+        self.embeddings = BartEmbeddings(config, shared)
+        self.layers = nn.ModuleList(BartDecoderLayer(config) for _ in range(config.decoder_layers))
+        self.gradient_checkpointing = False
+
+    def forward(self, input_ids, memory, attention_mask=None, memory_attention_mask=None, past_key_values=None,
+                use_cache=False, output_hidden_states=False, output_attentions=False):
+        """input_ids (B, T) new target tokens; memory (B, S, E) the encoder output; attention_mask
+        (B, P + T) over the target, memory_attention_mask (B, S) over the source."""
+        past = past_key_values[0][0].size(2) if past_key_values else 0
+        T = input_ids.size(1)
+        h = self.embeddings(input_ids, past)  # (B, T, E)
+        keep = _padding_keep(attention_mask)
+        if T > 1:
+            keep = combine(causal_mask(T, past + T, device=input_ids.device), keep)
+        memory_keep = _padding_keep(memory_attention_mask)
+        hidden_states, attentions, cross_attentions, caches = [h], [], [], []
+        for i, layer in enumerate(self.layers):
+            layer_past = past_key_values[i] if past_key_values else None
+            if _layer_drop(self, self.config.decoder_layerdrop):
+                probs = cross_probs = cache = None
+            elif self.gradient_checkpointing and self.training:
+                h, probs, cross_probs, cache = checkpoint(layer, h, memory, keep, memory_keep, layer_past, use_cache,
+                                                          output_attentions, use_reentrant=False)
+            else:
+                h, probs, cross_probs, cache = layer(h, memory, keep, memory_keep, layer_past, use_cache,
+                                                     output_attentions)
+            hidden_states.append(h)
+            attentions.append(probs)
+            cross_attentions.append(cross_probs)
+            caches.append(cache)
+        return h, hidden_states, attentions, cross_attentions, tuple(caches) if use_cache else None
+
+
+class BartModel(BartPreTrainedModel):
+    """Encoder and decoder around one shared token embedding."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.encoder = BartEncoder(config, self.shared)
+        self.decoder = BartDecoder(config, self.shared)
+        self.post_init()
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = False
+
+    def check_inputs(self, input_ids, attention_mask, decoder_input_ids, past: int) -> None:
+        config = self.config
+        for name, ids, offset in (("input_ids", input_ids, 0), ("decoder_input_ids", decoder_input_ids, past)):
+            if ids is None:
+                continue
+            if ids.dim() != 2:
+                raise ValueError(f"{name} must be (batch, sequence), got shape {tuple(ids.shape)}")
+            if offset + ids.size(1) > config.max_position_embeddings:
+                raise ValueError(f"{name} reach position {offset + ids.size(1)} but max_position_embeddings is "
+                                 f"{config.max_position_embeddings}; truncate to at most "
+                                 f"{config.max_position_embeddings} tokens")
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= config.vocab_size):
+                raise ValueError(f"{name} holds token id {int(ids.max())} (min {int(ids.min())}) but vocab_size is "
+                                 f"{config.vocab_size}; the tokenizer does not match the model")
+        if attention_mask is not None and input_ids is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
+                             f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids")
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | None = None,
+        past_key_values: tuple | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> Seq2SeqModelOutput:
+        """Without decoder_input_ids the decoder reads input_ids shifted right (BART's denoising
+        objective, as in Hugging Face). encoder_outputs skips the encoder (generation, or reuse)."""
+        if decoder_input_ids is None:
+            if input_ids is None:
+                raise ValueError("BART's decoder needs input: pass decoder_input_ids (or labels to a head model), "
+                                 "or input_ids, which are shifted right to make them")
+            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
+                                                   self.config.decoder_start_token_id)
+        if input_ids is None and encoder_outputs is None:
+            raise ValueError("BART's encoder needs input: pass input_ids, or encoder_outputs from a previous call")
+        past = past_key_values[0][0].size(2) if past_key_values else 0
+        self.check_inputs(input_ids if encoder_outputs is None else None, attention_mask, decoder_input_ids, past)
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids, attention_mask, output_hidden_states, output_attentions)
+        h, hidden, attentions, cross, cache = self.decoder(
+            decoder_input_ids, encoder_outputs.last_hidden_state, decoder_attention_mask, attention_mask,
+            past_key_values, use_cache, output_hidden_states, output_attentions)
+        return Seq2SeqModelOutput(
+            last_hidden_state=h,
+            past_key_values=cache,
+            decoder_hidden_states=tuple(hidden) if output_hidden_states else None,
+            decoder_attentions=tuple(attentions) if output_attentions else None,
+            cross_attentions=tuple(cross) if output_attentions else None,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+def _seq2seq_output(out: Seq2SeqModelOutput, logits: torch.Tensor, loss: torch.Tensor | None) -> Seq2SeqLMOutput:
+    return Seq2SeqLMOutput(
+        loss=loss, logits=logits, past_key_values=out.past_key_values,
+        decoder_hidden_states=out.decoder_hidden_states, decoder_attentions=out.decoder_attentions,
+        cross_attentions=out.cross_attentions, encoder_last_hidden_state=out.encoder_last_hidden_state,
+        encoder_hidden_states=out.encoder_hidden_states, encoder_attentions=out.encoder_attentions,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
+    """Sequence-to-sequence LM: logits = h @ shared^T + final_logits_bias. The bias is a buffer
+    (zeros in the released checkpoints, kept for fine-tuned ones that changed it) saved with them."""
+
+    is_encoder_decoder = True
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.model = BartModel(config)
+        self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
+        self.post_init()
+
+    def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.model.shared.weight) + self.final_logits_bias  # (B, T, V)
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                labels=None, encoder_outputs=None, past_key_values=None, use_cache=False,
+                output_hidden_states=False, output_attentions=False) -> Seq2SeqLMOutput:
+        """labels (B, T) are the target itself (-100 to ignore); the decoder reads them shifted right."""
+        if labels is not None and decoder_input_ids is None:
+            decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
+                                                   self.config.decoder_start_token_id)
+        out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
+                         past_key_values, use_cache, output_hidden_states, output_attentions)
+        logits = self.lm_logits(out.last_hidden_state)
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        return _seq2seq_output(out, logits, loss)
+
+    # -- the generation protocol (minibert/generation.py) --------------------------------------
+    def _check_generation_length(self, input_ids, max_new_tokens: int) -> None:
+        limit = self.config.max_position_embeddings
+        if input_ids.size(1) > limit:
+            raise ValueError(f"the source has {input_ids.size(1)} tokens but max_position_embeddings is {limit}; "
+                             f"truncate it to {limit} tokens")
+        if 1 + max_new_tokens > limit:
+            raise ValueError(f"max_new_tokens={max_new_tokens} plus the decoder start token exceeds "
+                             f"max_position_embeddings ({limit}); use max_new_tokens <= {limit - 1}")
+
+    def _generation_setup(self, input_ids, attention_mask, max_new_tokens):
+        """Encode the source once; the output starts with decoder_start_token_id."""
+        self.model.check_inputs(input_ids, attention_mask, None, 0)
+        memory = self.model.encoder(input_ids, attention_mask).last_hidden_state  # (B, S, E)
+        start = input_ids.new_full((input_ids.size(0), 1), self.config.decoder_start_token_id)
+        return start, {"memory": memory, "memory_attention_mask": attention_mask}
+
+    def _generation_forward(self, tokens, state, past_key_values):
+        h, _, _, _, cache = self.model.decoder(tokens, state["memory"], None, state["memory_attention_mask"],
+                                               past_key_values, use_cache=True)
+        return self.lm_logits(h[:, -1]), cache
+
+    @staticmethod
+    def _reorder_cache(past_key_values, beam_idx: torch.Tensor):
+        """Only self-attention keys/values move. Beams of one input share the source, so their cross-
+        attention keys/values are identical rows and a reorder (always within an input) leaves them as
+        they are: skipping it saves copying (N, H, S, D) twice per layer per step."""
+        return tuple((sk.index_select(0, beam_idx), sv.index_select(0, beam_idx), ck, cv)
+                     for sk, sv, ck, cv in past_key_values)
+
+
+class BartClassificationHead(nn.Module):
+    """dropout, dense, tanh, dropout, out_proj on one sentence vector."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.out_proj = nn.Linear(config.d_model, config.num_labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(x)))))
+
+
+class BartForSequenceClassification(BartPreTrainedModel):
+    """The decoder reads the source shifted right, so its state at the last </s> has seen every token:
+    that state is the sentence vector (as in fairseq's BART classification)."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.model = BartModel(config)
+        self.classification_head = BartClassificationHead(config)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                labels=None, output_hidden_states=False, output_attentions=False) -> Seq2SeqLMOutput:
+        out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
+                         output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        eos = input_ids.eq(self.config.eos_token_id)  # (B, S)
+        counts = eos.sum(dim=1)
+        if int(counts.min()) == 0 or bool((counts != counts[0]).any()):
+            raise ValueError(f"every row must hold the same number (>= 1) of eos tokens "
+                             f"(id {self.config.eos_token_id}), got {counts.tolist()}; "
+                             "end each sequence with </s> as BART's tokenizer does")
+        h = out.last_hidden_state
+        sentence = h[eos].view(h.size(0), -1, h.size(-1))[:, -1]  # (B, E): the last eos of each row
+        logits = self.classification_head(sentence)  # (B, C)
+        loss = (sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
+                if labels is not None else None)
+        return _seq2seq_output(out, logits, loss)
+
+
+# --------------------------------------------------------------------------------------------
+# Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
+# --------------------------------------------------------------------------------------------
+def _weight_and_bias(ours: str, theirs: str) -> tuple[tuple[str, str], ...]:
+    return ((f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias"))
+
+
+def _stack(name: str, cross: bool) -> tuple[tuple[str, str], ...]:
+    layer = f"{name}.layers.{{}}"
+    pairs = [
+        (f"{name}.embeddings.embed_positions.weight", f"{name}.embed_positions.weight"),
+        *_weight_and_bias(f"{name}.embeddings.layernorm_embedding", f"{name}.layernorm_embedding"),
+    ]
+    for attn in ("self_attn", "encoder_attn") if cross else ("self_attn",):
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            pairs += _weight_and_bias(f"{layer}.{attn}.{proj}", f"{layer}.{attn}.{proj}")
+        pairs += _weight_and_bias(f"{layer}.{attn}_layer_norm", f"{layer}.{attn}_layer_norm")
+    pairs += _weight_and_bias(f"{layer}.ffn.up", f"{layer}.fc1")
+    pairs += _weight_and_bias(f"{layer}.ffn.down", f"{layer}.fc2")
+    pairs += _weight_and_bias(f"{layer}.final_layer_norm", f"{layer}.final_layer_norm")
+    return tuple(pairs)
+
+
+BartPreTrainedModel.weight_map = WeightMap(
+    base=(("shared.weight", "shared.weight"), *_stack("encoder", cross=False), *_stack("decoder", cross=True)),
+    heads=(
+        ("final_logits_bias", "final_logits_bias"),
+        *_weight_and_bias("classification_head.dense", "classification_head.dense"),
+        *_weight_and_bias("classification_head.out_proj", "classification_head.out_proj"),
+    ),
+    # embed_tokens are copies of shared, lm_head is the tied copy; version is a fairseq leftover.
+    dropped=(r"(encoder|decoder)\.embed_tokens\.weight", r"lm_head\.weight", r"(encoder|decoder)\.version"),
+)
