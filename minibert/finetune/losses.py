@@ -15,6 +15,8 @@ sigmoid(2 s) = t, so probabilities read as sigmoid(2 s) and the decision thresho
 
 import torch
 
+from minibert.nn.losses import sequence_classification_loss
+
 
 def zlpr_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """logits (B, C), targets (B, C) in [0, 1]; computed with logsumexp (no overflow)."""
@@ -33,3 +35,16 @@ def zlpr_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mea
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+PROBLEM_TYPES = ("single_label_classification", "regression", "multi_label_classification")
+MULTI_LABEL_LOSSES = ("bce", "zlpr")
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str, multi_label_loss: str = "bce"):
+    """The loss of a sequence-level task: cross-entropy, MSE, or multi-label BCE / ZLPR."""
+    if problem_type == "multi_label_classification" and multi_label_loss == "zlpr":
+        return zlpr_loss(logits, labels)
+    if multi_label_loss not in MULTI_LABEL_LOSSES:
+        raise ValueError(f"unknown multi-label loss {multi_label_loss!r}; choose one of {MULTI_LABEL_LOSSES}")
+    return sequence_classification_loss(logits, labels, logits.size(-1), problem_type)

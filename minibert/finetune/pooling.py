@@ -1,0 +1,307 @@
+"""Pooling heads: from the hidden states of every layer to one vector per sequence.
+
+Every pooling takes `hidden_states`, the tuple (embeddings, layer 1, ..., layer L) of (B, T, E)
+tensors a model returns with output_hidden_states=True, the attention mask (B, T) (1 = token,
+0 = padding) and, for "pooler", the model's pooler_output; it returns (B, out_dim).
+Why so many: different layers hold different information (lower: words, middle: syntax,
+upper: semantics and the pretraining objective), so the best sentence vector depends on the
+task ("Practical BERT" notes; Jawahar et al. 2019, https://aclanthology.org/P19-1356/).
+
+Shapes: B batch, T tokens, E hidden size, L layers (+1 with the embeddings), C channels.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Hidden = tuple[torch.Tensor, ...]
+
+
+def _keep(mask: torch.Tensor) -> torch.Tensor:
+    return mask.to(torch.bool).unsqueeze(-1)  # (B, T, 1)
+
+
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens only: (B, T, E) -> (B, E)."""
+    keep = _keep(mask).to(h.dtype)
+    return (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+
+def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over real tokens: padding is set to the dtype's lowest value, so it can never win."""
+    return h.masked_fill(~_keep(mask), torch.finfo(h.dtype).min).max(1).values
+
+
+class PoolerOutput(nn.Module):
+    """BERT's own pooler: tanh(dense(h_L[:, 0])), trained by next-sentence prediction."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.out_dim = hidden_size
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        if pooler_output is None:
+            raise ValueError("pooling 'pooler' needs a model with a pooler (RoBERTa has none); use --pooling cls")
+        return pooler_output
+
+
+class CLSPooling(nn.Module):
+    """The first token's state at one layer (default the last); layer=-2 is bert-as-service's choice:
+    the second-to-last layer is less tied to the pretraining objective than the last."""
+
+    def __init__(self, hidden_size: int, layer: int = -1):
+        super().__init__()
+        self.out_dim, self.layer = hidden_size, layer
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        return hidden_states[self.layer][:, 0]
+
+
+class MeanPooling(nn.Module):
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.out_dim = hidden_size
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        return masked_mean(hidden_states[-1], mask)
+
+
+class MaxPooling(MeanPooling):
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        return masked_max(hidden_states[-1], mask)
+
+
+class MeanMaxPooling(nn.Module):
+    """[mean; max] (and [CLS] with with_cls): (B, 2E) or (B, 3E)."""
+
+    def __init__(self, hidden_size: int, with_cls: bool = False):
+        super().__init__()
+        self.with_cls = with_cls
+        self.out_dim = hidden_size * (3 if with_cls else 2)
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        h = hidden_states[-1]
+        parts = [masked_mean(h, mask), masked_max(h, mask)] + ([h[:, 0]] if self.with_cls else [])
+        return torch.cat(parts, dim=-1)
+
+
+class Conv1DPooling(nn.Module):
+    """Two 1-D convolutions over time (kernel 3, same length), then a mask-aware max over time."""
+
+    def __init__(self, hidden_size: int, channels: int = 256):
+        super().__init__()
+        self.conv1 = nn.Conv1d(hidden_size, channels, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
+        self.out_dim = channels
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        keep = _keep(mask)
+        x = hidden_states[-1].masked_fill(~keep, 0.0).transpose(1, 2)  # (B, E, T)
+        x = self.conv2(F.relu(self.conv1(x))).transpose(1, 2)  # (B, T, C)
+        return masked_max(x, mask)
+
+
+class ConcatLastLayersPooling(nn.Module):
+    """[CLS] of the last `num` layers, concatenated: (B, num * E)."""
+
+    def __init__(self, hidden_size: int, num: int = 4):
+        super().__init__()
+        self.num, self.out_dim = num, hidden_size * num
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        if len(hidden_states) < self.num:
+            raise ValueError(f"concat pooling needs {self.num} hidden states, the model gives {len(hidden_states)}")
+        return torch.cat([h[:, 0] for h in hidden_states[-self.num :]], dim=-1)
+
+
+class WeightedLayerPooling(nn.Module):
+    """A learned weighted average of the layers from `layer_start` up, then the [CLS] token.
+    Why: the most transferable features may sit in middle layers; let the task choose."""
+
+    def __init__(self, hidden_size: int, num_layers: int, layer_start: int | None = None):
+        super().__init__()
+        self.layer_start = layer_start if layer_start is not None else max(1, num_layers // 3)
+        if not 0 <= self.layer_start <= num_layers:
+            raise ValueError(f"layer_start must be in [0, {num_layers}], got {self.layer_start}")
+        self.layer_weights = nn.Parameter(torch.ones(num_layers + 1 - self.layer_start))
+        self.out_dim = hidden_size
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        cls = torch.stack([h[:, 0] for h in hidden_states[self.layer_start :]], dim=1)  # (B, L', E)
+        w = self.layer_weights / self.layer_weights.sum()
+        return torch.einsum("l,ble->be", w, cls)
+
+
+class RNNPooling(nn.Module):
+    """An LSTM or GRU reads the [CLS] states of layers 1..L bottom to top; its last output pools them."""
+
+    def __init__(self, hidden_size: int, rnn_size: int = 256, cell: str = "lstm"):
+        super().__init__()
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.rnn = rnn(hidden_size, rnn_size, batch_first=True)
+        self.out_dim = rnn_size
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        cls = torch.stack([h[:, 0] for h in hidden_states[1:]], dim=1)  # (B, L, E)
+        out, _ = self.rnn(cls)  # (B, L, R)
+        return out[:, -1]
+
+
+class AttentionPooling(nn.Module):
+    """Dot-product attention over the layers' [CLS] states: o = W^T softmax(q h^T) h, q and W learned."""
+
+    def __init__(self, hidden_size: int, out_size: int = 128):
+        super().__init__()
+        self.q = nn.Parameter(torch.randn(hidden_size) * 0.1)
+        self.w = nn.Parameter(torch.randn(hidden_size, out_size) * 0.1)
+        self.out_dim = out_size
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        cls = torch.stack([h[:, 0] for h in hidden_states[1:]], dim=1)  # (B, L, E)
+        weights = torch.softmax(cls @ self.q, dim=-1)  # (B, L)
+        return torch.einsum("bl,ble->be", weights, cls) @ self.w  # (B, out)
+
+
+# ----------------------------------------------------------------------------------------------
+# SBERT-WK (Wang & Kuo 2020, https://arxiv.org/abs/2002.06652)
+# ----------------------------------------------------------------------------------------------
+# For each token, its states across layers l = layer_start..L are combined with weights that
+# favour layers bringing *new* information. For layer l, take the states of its neighbour
+# layers within `window` (clipped at the ends) and the state itself as the last column of a
+# matrix W (E, w); its QR decomposition W = QR splits h_l into the part spanned by the
+# neighbours (R[:-1, -1]) and the novel part (R[-1, -1]):
+#   novelty    n_l = |R[-1, -1]| / ||R[:, -1]||
+#   alignment  a_l = 1 / (2 w * mean_col(normalised R[:-1, :-1]) . R[:-1, -1] / ||R[:-1, -1]||)
+# both normalised to sum 1 over layers; alpha = (n + a) normalised; token = sum_l alpha_l h_l.
+# Token importance: the variance over l of cos(h_l, h_{l+1}) (tokens whose meaning changes across
+# layers carry more), normalised over the sentence's tokens (the last real token, [SEP], left
+# out, as in the reference code); sentence = sum_t importance_t token_t.
+# The authors' code loops over sentences, tokens and layers with one QR per (token, layer); here
+# there is one loop over the L' layers, each a batched QR over all B * T tokens at once. (Their
+# code also drops the left window of the lowest layers by a negative-slice slip; the window here
+# is clipped as the paper's formula says.)
+def _window(layer: int, num_layers: int, window: int) -> list[int]:
+    """Neighbour layers within the window, clipped to [0, num_layers), then the layer itself."""
+    lo, hi = max(0, layer - window), min(num_layers, layer + window + 1)
+    return [i for i in range(lo, hi) if i != layer] + [layer]
+
+
+def _layer_weights(R: torch.Tensor, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """R (..., w, w) -> (alignment, novelty), each (...). The ratios do not depend on QR's signs."""
+    r = R[..., :, -1]  # (..., w)
+    novelty = r[..., -1].abs() / torch.linalg.vector_norm(r, dim=-1)
+    block = R[..., :-1, :-1]
+    unit = block / torch.linalg.vector_norm(block, dim=-2, keepdim=True)  # each column normalised
+    along = (unit.mean(dim=-1) * r[..., :-1]).sum(-1) / torch.linalg.vector_norm(r[..., :-1], dim=-1)
+    return 1.0 / (along * w * 2), novelty
+
+
+def _sentence_weights(layers: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """layers (B, L', T, E) -> token importance (B, T) (normalised over used tokens) and the used-token mask."""
+    lengths = mask.long().sum(1, keepdim=True)  # (B, 1)
+    positions = torch.arange(mask.size(1), device=mask.device).unsqueeze(0)  # (1, T)
+    used = mask.bool() & (positions < lengths - 1)  # real tokens except the last ([SEP])
+    unit = F.normalize(layers, dim=-1)
+    adjacent = (unit[:, 1:] * unit[:, :-1]).sum(-1)  # (B, L'-1, T): cos(h_l, h_{l+1})
+    var = adjacent.var(dim=1) * used  # (B, T)
+    return var / var.sum(1, keepdim=True), used
+
+
+def sbert_wk(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, window: int = 2) -> torch.Tensor:
+    """Vectorised SBERT-WK: (B, E)."""
+    layers = torch.stack(hidden_states[layer_start:], dim=1)  # (B, L', T, E)
+    B, L, T, E = layers.shape
+    if L < 3:  # the token importance is a variance over adjacent-layer similarities: >= 2 of them
+        raise ValueError(f"SBERT-WK needs at least 3 hidden states from layer_start {layer_start}, got {L}")
+    importance, used = _sentence_weights(layers, mask)
+    # Unused positions (padding, [SEP]) borrow [CLS]'s states: weighted 0, but no 0/0 on the way.
+    layers = torch.where(used[:, None, :, None], layers, layers[:, :, :1])
+    tokens = layers.permute(0, 2, 3, 1)  # (B, T, E, L'): each token's layers as columns
+    per_layer = []
+    for layer in range(L):
+        cols = _window(layer, L, window)
+        _, R = torch.linalg.qr(tokens[..., cols])  # batched over (B, T): R (B, T, w, w)
+        per_layer.append(_layer_weights(R, len(cols)))
+    alignment = torch.stack([a for a, _ in per_layer], dim=-1)  # (B, T, L')
+    novelty = torch.stack([n for _, n in per_layer], dim=-1)  # (B, T, L')
+    alpha = alignment / alignment.sum(-1, keepdim=True) + novelty / novelty.sum(-1, keepdim=True)
+    alpha = alpha / alpha.sum(-1, keepdim=True)  # (B, T, L')
+    token_vectors = torch.einsum("btl,blte->bte", alpha, layers)  # (B, T, E)
+    return torch.einsum("bt,bte->be", importance, token_vectors)
+
+
+def sbert_wk_loops(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, window: int = 2) -> torch.Tensor:
+    """The same formulas, written the slow direct way (one QR per token and layer, as the
+    authors' code does): the reference that tests and bench/bench_sbert_wk.py compare with."""
+    layers = torch.stack(hidden_states[layer_start:], dim=1)  # (B, L', T, E)
+    out = []
+    for b in range(layers.size(0)):
+        n = int(mask[b].sum()) - 1  # leave out the last real token
+        sentence = layers[b, :, :n]  # (L', n, E)
+        num_layers = sentence.size(0)
+        token_vectors, importance = [], []
+        for t in range(n):
+            feature = sentence[:, t]  # (L', E)
+            align, novel = torch.zeros(num_layers), torch.zeros(num_layers)
+            for layer in range(num_layers):
+                cols = _window(layer, num_layers, window)
+                matrix = feature[cols]  # (w, E)
+                _, R = torch.linalg.qr(matrix.T)
+                r = R[:, -1]
+                unit = R[:-1, :-1] / R[:-1, :-1].norm(dim=0)
+                a = unit.mean(dim=1) @ R[:-1, -1] / r[:-1].norm()
+                align[layer] = 1 / (a * len(cols) * 2)
+                novel[layer] = r[-1].abs() / r.norm()
+            alpha = align / align.sum() + novel / novel.sum()
+            alpha = alpha / alpha.sum()
+            token_vectors.append(feature.T @ alpha)
+            sims = [F.cosine_similarity(feature[i], feature[i + 1], dim=0) for i in range(num_layers - 1)]
+            importance.append(torch.stack(sims).var())
+        importance = torch.stack(importance)
+        out.append(torch.stack(token_vectors).T @ (importance / importance.sum()))
+    return torch.stack(out)
+
+
+class SBERTWKPooling(nn.Module):
+    """SBERT-WK as a pooling head (no parameters)."""
+
+    def __init__(self, hidden_size: int, num_layers: int, layer_start: int | None = None, window: int = 2):
+        super().__init__()
+        default = max(0, min(math.ceil(num_layers / 3), num_layers + 1 - 3))  # 4 of BERT-base's 13
+        self.layer_start = layer_start if layer_start is not None else default
+        if num_layers + 1 - self.layer_start < 3:
+            raise ValueError(f"SBERT-WK layer_start {self.layer_start} leaves fewer than 3 of {num_layers + 1} "
+                             "hidden states; lower it or use a deeper model")
+        self.window, self.out_dim = window, hidden_size
+
+    def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
+        return sbert_wk(hidden_states, mask, self.layer_start, self.window)
+
+
+POOLINGS = ("pooler", "cls", "mean", "max", "mean_max", "mean_max_cls", "conv1d", "cls_layer", "concat_last4",
+            "weighted_layer", "lstm", "gru", "attention", "sbert_wk")
+
+
+def build_pooling(name: str, hidden_size: int, num_layers: int, layer: int = -2) -> nn.Module:
+    """One of POOLINGS. `layer` is the hidden-state index for "cls_layer" (default -2, second to last)."""
+    builders = {
+        "pooler": lambda: PoolerOutput(hidden_size),
+        "cls": lambda: CLSPooling(hidden_size),
+        "mean": lambda: MeanPooling(hidden_size),
+        "max": lambda: MaxPooling(hidden_size),
+        "mean_max": lambda: MeanMaxPooling(hidden_size),
+        "mean_max_cls": lambda: MeanMaxPooling(hidden_size, with_cls=True),
+        "conv1d": lambda: Conv1DPooling(hidden_size),
+        "cls_layer": lambda: CLSPooling(hidden_size, layer=layer),
+        "concat_last4": lambda: ConcatLastLayersPooling(hidden_size, 4),
+        "weighted_layer": lambda: WeightedLayerPooling(hidden_size, num_layers),
+        "lstm": lambda: RNNPooling(hidden_size, cell="lstm"),
+        "gru": lambda: RNNPooling(hidden_size, cell="gru"),
+        "attention": lambda: AttentionPooling(hidden_size),
+        "sbert_wk": lambda: SBERTWKPooling(hidden_size, num_layers),
+    }
+    if name not in builders:
+        raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
+    return builders[name]()

@@ -1,0 +1,87 @@
+"""Smart batching: dynamic padding and uniform-length batching.
+
+Dynamic padding: pad each batch to its own longest sequence, not to a fixed max_length.
+Uniform-length batching: sort the examples by length, cut the sorted list into batches, shuffle
+the order of the batches (the last, partial batch is kept), so each batch holds sequences of
+similar length and almost no padding. Why: on data with mixed lengths most of a fixed-length
+batch is padding, computed and thrown away; attention is quadratic in the padded length.
+Accuracy does not suffer (the "Practical BERT" notes; McCormick 2020), and it is faster by
+the ratio of padded to real tokens (see bench/bench_smart_batching.py).
+"""
+
+import torch
+
+
+class PaddingCollator:
+    """Examples (dicts with "input_ids", optional "token_type_ids" and "labels") -> a batch of
+    tensors: input_ids and attention_mask (B, T), token_type_ids (B, T), labels (B, ...).
+
+    padding="longest" (dynamic) pads to the batch's longest sequence; padding="max_length" pads
+    every batch to max_length (the baseline that smart batching beats)."""
+
+    def __init__(self, pad_token_id: int, max_length: int | None = None, padding: str = "longest",
+                 pad_to_multiple_of: int | None = None):
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+        if padding == "max_length" and max_length is None:
+            raise ValueError("padding='max_length' needs max_length")
+        self.pad_token_id, self.max_length, self.padding = pad_token_id, max_length, padding
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, examples: list[dict]) -> dict:
+        ids = [list(e["input_ids"])[: self.max_length] if self.max_length else list(e["input_ids"]) for e in examples]
+        T = self.max_length if self.padding == "max_length" else max(len(x) for x in ids)
+        if self.pad_to_multiple_of:
+            T = -(-T // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(ids), T), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), T), dtype=torch.long)
+        for i, x in enumerate(ids):
+            input_ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+            attention_mask[i, : len(x)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in examples[0]:
+            types = torch.zeros((len(ids), T), dtype=torch.long)
+            for i, e in enumerate(examples):
+                t = list(e["token_type_ids"])[: len(ids[i])]
+                types[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+            batch["token_type_ids"] = types
+        if "labels" in examples[0]:
+            batch["labels"] = torch.tensor([e["labels"] for e in examples])
+        return batch
+
+
+class UniformLengthSampler:
+    """Yields batches (lists of example indices) of similar length, in a shuffled batch order.
+
+    Examples of equal length are shuffled among themselves first, so batches differ from epoch
+    to epoch. Randomness comes from `generator`, or from torch's global generator (which the
+    engine seeds per epoch), so runs are reproducible."""
+
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool = True,
+                 generator: torch.Generator | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = torch.as_tensor(lengths)
+        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        tie_break = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = tie_break[torch.argsort(self.lengths[tie_break], stable=True)]  # by length
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+        return batches
+
+    def __iter__(self):
+        return iter(self.batches())
+
+
+def padding_share(batches: list[dict]) -> float:
+    """Share of the positions in these batches that are padding."""
+    total = sum(b["attention_mask"].numel() for b in batches)
+    real = sum(int(b["attention_mask"].sum()) for b in batches)
+    return 1.0 - real / max(total, 1)

@@ -1,0 +1,460 @@
+"""Fine-tuning a pretrained encoder on a labelled task: the library behind `train.py`.
+
+    data (CSV / JSON lines) -> labels -> tokens -> model (family head or any pooling head)
+    -> tricks (re-init, freeze, Mixout, LLRD, optimizer, PriorWD, FGM/PGD, SWA)
+    -> the training engine (smart batching, evaluation every eval_steps, best checkpoint)
+    -> the final model, its tokenizer and eval_results.json in output_dir
+
+Tasks: single-label classification (one text or a pair), regression (a number per example),
+multi-label classification (a list of label names, or a list of num_labels 0/1 or soft scores),
+with BCE or the ZLPR loss.
+"""
+
+import csv
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from minibert.auto import load_pretrained
+from minibert.checkpoint import read_config_dict
+from minibert.engine import Trainer, TrainingArguments
+from minibert.finetune.adversarial import FGM, PGD
+from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
+from minibert.finetune.freeze import freeze_embeddings
+from minibert.finetune.losses import MULTI_LABEL_LOSSES, task_loss
+from minibert.finetune.mixout import apply_mixout
+from minibert.finetune.optimizers import OPTIMIZERS, build_finetune_optimizer
+from minibert.finetune.param_groups import grouped_lr_groups, layer_wise_lr_decay_groups, param_groups
+from minibert.finetune.pooling import POOLINGS
+from minibert.finetune.prior_wd import PriorWD
+from minibert.finetune.reinit import reinit_pooler, reinit_top_layers
+from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler
+from minibert.finetune.swa import SWA
+from minibert.models import bert
+from minibert.tokenizer import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+TASKS_DIR = Path(__file__).parent / "data" / "tasks"
+DEFAULT_TRAIN_FILE = TASKS_DIR / "shakespeare_genre_train.jsonl"
+DEFAULT_VALIDATION_FILE = TASKS_DIR / "shakespeare_genre_validation.jsonl"
+# What `python pretrain.py --objective sop` writes with no other argument.
+DEFAULT_PRETRAINED = "runs/pretrain-sop"
+DEFAULT_PRETRAIN_COMMAND = "python pretrain.py --objective sop"
+RANDOM_INIT = "random"
+TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification")
+BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
+HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification}
+
+
+@dataclass
+class FinetuneArguments:
+    """Data, model and tricks. Flag names follow Hugging Face's run_glue.py where it has one."""
+
+    model_name_or_path: str = DEFAULT_PRETRAINED  # a minibert / Hugging Face checkpoint dir, or "random"
+    config_name: str | None = None  # with "random": the checkpoint dir (or config.json) whose shape to use
+    tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
+    train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl
+    validation_file: str | None = str(DEFAULT_VALIDATION_FILE)
+    text_column: str = "text"
+    text_pair_column: str | None = None  # a second text: sentence-pair classification
+    label_column: str = "label"
+    task_type: str = "auto"  # one of TASK_TYPES; auto: numbers -> regression, lists -> multi-label
+    num_labels: int | None = None  # default: the number of distinct labels in the training file
+    max_seq_length: int = 128
+    # -- head ------------------------------------------------------------------------------------
+    pooling: str = "default"  # "default" = the family's own head, or one of POOLINGS
+    pooling_layer: int = -2  # hidden-state index for --pooling cls_layer (-2: second to last)
+    multi_label_loss: str = "bce"  # bce | zlpr
+    classifier_dropout: float | None = None
+    # -- tricks ----------------------------------------------------------------------------------
+    optim: str = "adamw"  # one of OPTIMIZERS
+    llrd: float | None = None  # layer-wise learning-rate decay factor in (0, 1]
+    lr_groups: int | None = None  # grouped learning rates: this many groups of blocks ...
+    lr_group_factor: float = 2.6  # ... each lower group this many times slower
+    head_lr: float | None = None  # learning rate of the pooler and task head (default: learning_rate)
+    reinit_layers: int = 0  # re-initialise the top N blocks
+    reinit_pooler: bool = False
+    freeze_embeddings: bool = False
+    mixout: float = 0.0  # Mixout probability (0 = off); turns dropout off
+    prior_wd: bool = False  # weight decay toward the pretrained weights (uses --weight_decay)
+    fgm: bool = False
+    pgd_steps: int = 0  # > 0: PGD with this many steps (instead of FGM)
+    adv_epsilon: float = 1.0
+    adv_alpha: float = 0.3
+    adv_emb_name: str = "word_embeddings"
+    swa_start: float | None = None  # fraction of training after which SWA averages
+    swa_lr: float | None = None
+    group_by_length: bool = True  # uniform-length batching (smart batching)
+    padding: str = "longest"  # longest (dynamic) | max_length (fixed, the slow baseline)
+    per_device_eval_batch_size: int = 64
+
+
+@dataclass
+class Task:
+    problem_type: str
+    label_names: list[str] = field(default_factory=list)  # classification labels, in id order
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.problem_type == "regression" else len(self.label_names)
+
+
+# -- data -----------------------------------------------------------------------------------------
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """Rows of a CSV / TSV (header line) or JSON lines / JSON list file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"data file {path} does not exist; pass --train_file / --validation_file")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    elif suffix in (".json", ".jsonl"):
+        text = path.read_text(encoding="utf-8").strip()
+        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+    else:
+        raise ValueError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv, .json or .jsonl")
+    if not rows:
+        raise ValueError(f"{path} holds no examples")
+    return rows
+
+
+def _check_columns(rows: list[dict], columns: list[str], path) -> None:
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: no column {missing}; the columns are {sorted(rows[0])}. "
+                         "Pass --text_column / --text_pair_column / --label_column")
+
+
+def _as_number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_list(value):
+    if isinstance(value, str) and value.strip().startswith("["):
+        return json.loads(value)
+    return value
+
+
+def infer_task(labels: list, task_type: str, num_labels: int | None) -> Task:
+    """Decide the problem type and the label names from the training labels."""
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"--task_type must be one of {TASK_TYPES}, got {task_type!r}")
+    labels = [_as_list(v) for v in labels]
+    if task_type == "auto":
+        if all(isinstance(v, list) for v in labels):
+            task_type = "multi_label_classification"
+        elif all(isinstance(v, float) for v in labels) or (
+            all(_as_number(v) is not None for v in labels)
+            and any(not float(_as_number(v)).is_integer() for v in labels)
+        ):
+            task_type = "regression"
+        else:
+            task_type = "single_label_classification"
+    if task_type == "regression":
+        if num_labels not in (None, 1):
+            raise ValueError(f"regression predicts one number, but --num_labels is {num_labels}")
+        return Task(task_type)
+    if task_type == "multi_label_classification":
+        names = sorted({str(x) for v in labels for x in v if not isinstance(x, (int, float))})
+        if not names:  # lists of 0/1 or soft scores: one per label
+            width = {len(v) for v in labels}
+            if len(width) != 1:
+                raise ValueError(f"multi-label score lists have different lengths {sorted(width)}")
+            names = [f"LABEL_{i}" for i in range(width.pop())]
+    else:
+        values = [str(v) for v in labels]
+        numeric = all(_as_number(v) is not None for v in values)
+        names = sorted(set(values), key=(lambda v: float(v)) if numeric else None)
+        if numeric and num_labels is not None:
+            bad = [v for v in names if not 0 <= float(v) < num_labels]
+            if bad:
+                raise ValueError(f"labels {bad} do not fit --num_labels {num_labels} (ids 0..{num_labels - 1})")
+            names = [str(i) for i in range(num_labels)]
+    if num_labels is not None and len(names) != num_labels:
+        raise ValueError(f"the training labels are {names} ({len(names)}), which does not fit --num_labels "
+                         f"{num_labels}; fix --num_labels or the label column")
+    return Task(task_type, names)
+
+
+def encode_label(value, task: Task, path) -> int | float | list[float]:
+    if task.problem_type == "regression":
+        number = _as_number(value)
+        if number is None:
+            raise ValueError(f"{path}: regression label {value!r} is not a number")
+        return number
+    if task.problem_type == "multi_label_classification":
+        value = _as_list(value)
+        if value and all(isinstance(x, (int, float)) for x in value):
+            if len(value) != task.num_labels or not all(0 <= x <= 1 for x in value):
+                raise ValueError(f"{path}: multi-label scores {value} must be {task.num_labels} numbers in [0, 1]")
+            return [float(x) for x in value]
+        unknown = [x for x in value if str(x) not in task.label_names]
+        if unknown:
+            raise ValueError(f"{path}: labels {unknown} are not among the training labels {task.label_names}")
+        return [1.0 if name in {str(x) for x in value} else 0.0 for name in task.label_names]
+    name = str(value)
+    if name not in task.label_names:
+        raise ValueError(f"{path}: label {value!r} is not among the {task.num_labels} training labels "
+                         f"{task.label_names}; it does not fit num_labels")
+    return task.label_names.index(name)
+
+
+def load_split(path, args: FinetuneArguments, tokenizer, task: Task | None = None) -> tuple[list[dict], Task]:
+    """Tokenised examples ({"input_ids", "token_type_ids", "labels"}) of one file, and the task."""
+    rows = read_rows(path)
+    columns = [args.text_column, args.label_column] + ([args.text_pair_column] if args.text_pair_column else [])
+    _check_columns(rows, columns, path)
+    if task is None:
+        task = infer_task([r[args.label_column] for r in rows], args.task_type, args.num_labels)
+    labels = [encode_label(r[args.label_column], task, path) for r in rows]
+    texts = [str(r[args.text_column]) for r in rows]
+    pairs = [str(r[args.text_pair_column]) for r in rows] if args.text_pair_column else None
+    examples = []
+    for start in range(0, len(texts), 256):
+        chunk = tokenizer(texts[start : start + 256], pairs[start : start + 256] if pairs else None,
+                          max_length=args.max_seq_length, padding=True, truncation=True)
+        for ids, mask, types in zip(chunk["input_ids"], chunk["attention_mask"], chunk["token_type_ids"], strict=True):
+            n = int(mask.sum())
+            examples.append({"input_ids": ids[:n].tolist(), "token_type_ids": types[:n].tolist()})
+    for example, label in zip(examples, labels, strict=True):
+        example["labels"] = label
+    return examples, task
+
+
+# -- model ----------------------------------------------------------------------------------------
+def _missing_checkpoint_message(path: str) -> str:
+    if path == DEFAULT_PRETRAINED:
+        return (f"the default pretrained checkpoint {path} does not exist; run `{DEFAULT_PRETRAIN_COMMAND}` "
+                "first (about 1-3 minutes), or pass --model_name_or_path <checkpoint dir>")
+    return f"--model_name_or_path {path} is not a checkpoint directory (no config.json)"
+
+
+def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
+    """The model and the directory its tokenizer comes from."""
+    random_init = args.model_name_or_path == RANDOM_INIT
+    source = (args.config_name or DEFAULT_PRETRAINED) if random_init else args.model_name_or_path
+    if not (Path(source) / "config.json").is_file() and not (random_init and Path(source).is_file()):
+        raise ValueError(_missing_checkpoint_message(source))
+    config = read_config_dict(source)
+    family = config.get("model_type")
+    if family not in BASES:
+        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a {sorted(BASES)} checkpoint")
+    labels = {"num_labels": task.num_labels, "problem_type": task.problem_type,
+              "id2label": {i: n for i, n in enumerate(task.label_names)} if task.label_names else None}
+    overrides = {k: v for k, v in labels.items() if v is not None}
+    if args.classifier_dropout is not None:
+        overrides["classifier_dropout"] = args.classifier_dropout
+    config_class = BASES[family].config_class
+    if args.pooling == "default":
+        head = HEADS[family]
+        model = head(config_class.from_dict(config, **overrides)) if random_init else head.from_pretrained(
+            source, **overrides)
+    else:
+        if args.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
+        base_class = BASES[family]
+        encoder = base_class(config_class.from_dict(config, **overrides)) if random_init else \
+            base_class.from_pretrained(source, **overrides)
+        model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
+                                 args.classifier_dropout, args.pooling_layer)
+    tokenizer_dir = args.tokenizer_name or source
+    return model.train(), tokenizer_dir
+
+
+def load_finetuned(path: str | os.PathLike) -> nn.Module:
+    """Load what `finetune` saved: a family head model, or a PooledClassifier."""
+    config = read_config_dict(path)
+    if HEAD_KEY in config:
+        return PooledClassifier.load(path, BASES[config["model_type"]])
+    return load_pretrained(path)
+
+
+def apply_tricks(model: nn.Module, args: FinetuneArguments) -> None:
+    """Model surgery, before the optimizer is built: re-init, freeze, Mixout."""
+    if args.reinit_pooler and not reinit_pooler(model):
+        logger.warning("--reinit_pooler: this model has no pooler")
+    if args.reinit_layers:
+        reinit_top_layers(model, args.reinit_layers)
+    if args.freeze_embeddings:
+        freeze_embeddings(model)
+    if args.mixout:
+        apply_mixout(model, args.mixout)
+
+
+def build_optimizer(model: nn.Module, args: FinetuneArguments, training: TrainingArguments):
+    lr, wd = training.learning_rate, training.weight_decay
+    if args.llrd is not None and args.lr_groups is not None:
+        raise ValueError("choose one of --llrd (per-layer decay) and --lr_groups (grouped rates), not both")
+    if args.llrd is not None:
+        groups = layer_wise_lr_decay_groups(model, lr, wd, args.llrd, args.head_lr)
+    elif args.lr_groups is not None:
+        groups = grouped_lr_groups(model, lr, wd, args.lr_groups, args.lr_group_factor, args.head_lr)
+    elif args.head_lr is not None:
+        groups = layer_wise_lr_decay_groups(model, lr, wd, 1.0, args.head_lr)
+    else:
+        groups = param_groups(model, lr, wd)
+    if args.optim not in OPTIMIZERS:
+        raise ValueError(f"unknown --optim {args.optim!r}; choose one of {OPTIMIZERS}")
+    optimizer = build_finetune_optimizer(args.optim, groups, lr, wd, (training.adam_beta1, training.adam_beta2),
+                                         training.adam_epsilon)
+    return PriorWD(optimizer) if args.prior_wd else optimizer
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, task: Task) -> dict:
+    if task.problem_type == "regression":
+        pred, gold = logits.view(-1).double(), labels.view(-1).double()
+        rmse = float((pred - gold).pow(2).mean().sqrt())
+        pearson = float(torch.corrcoef(torch.stack([pred, gold]))[0, 1]) if len(gold) > 1 else float("nan")
+        return {"rmse": rmse, "pearson": pearson}
+    if task.problem_type == "multi_label_classification":
+        pred, gold = logits > 0, labels > 0.5
+        tp, fp, fn = (pred & gold).sum(0).double(), (pred & ~gold).sum(0).double(), (~pred & gold).sum(0).double()
+        micro = float(2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()).clamp(min=1))
+        macro = float((2 * tp / (2 * tp + fp + fn).clamp(min=1)).mean())
+        return {"f1_micro": micro, "f1_macro": macro, "exact_match": float((pred == gold).all(1).double().mean())}
+    pred = logits.argmax(-1)
+    f1s = []
+    for c in range(task.num_labels):
+        tp = int(((pred == c) & (labels == c)).sum())
+        fp, fn = int(((pred == c) & (labels != c)).sum()), int(((pred != c) & (labels == c)).sum())
+        f1s.append(2 * tp / max(2 * tp + fp + fn, 1))
+    return {"accuracy": float((pred == labels).double().mean()), "f1_macro": sum(f1s) / len(f1s)}
+
+
+def make_eval_fn(examples: list[dict], task: Task, collate, batch_size: int, multi_label_loss: str):
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))  # little padding
+
+    def evaluate(model: nn.Module) -> dict:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        logits, labels = [], []
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                batch = collate([examples[i] for i in order[start : start + batch_size]])
+                gold = batch.pop("labels")
+                out = model(**{k: v.to(device) for k, v in batch.items()})
+                logits.append(out.logits.float().cpu())
+                labels.append(gold)
+        model.train(was_training)
+        logits, labels = torch.cat(logits), torch.cat(labels)
+        loss = float(task_loss(logits, labels, task.problem_type, multi_label_loss))
+        return {"loss": loss, **compute_metrics(logits, labels, task)}
+
+    return evaluate
+
+
+def best_metric_name(task: Task) -> str:
+    return {"regression": "rmse", "multi_label_classification": "f1_micro"}.get(task.problem_type, "accuracy")
+
+
+# -- the whole run --------------------------------------------------------------------------------
+@dataclass
+class FinetuneResult:
+    metrics: dict  # of the final model on the validation set
+    history: list[dict]  # every evaluation, in order
+    output_dir: str
+    task: Task
+    seconds: float
+    swa_metrics: dict | None = None
+    best_step: int | None = None
+
+
+def finetune(args: FinetuneArguments, training: TrainingArguments) -> FinetuneResult:
+    """Fine-tune and save the final model (the best evaluation's, or SWA's average if better)."""
+    if args.multi_label_loss not in MULTI_LABEL_LOSSES:
+        raise ValueError(f"--multi_label_loss must be one of {MULTI_LABEL_LOSSES}, got {args.multi_label_loss!r}")
+    if args.padding not in ("longest", "max_length"):
+        raise ValueError(f"--padding must be longest or max_length, got {args.padding!r}")
+    if args.fgm and args.pgd_steps:
+        raise ValueError("choose one of --fgm and --pgd_steps, not both")
+    if not 0.0 <= args.mixout <= 1.0:
+        raise ValueError(f"--mixout must be a probability in [0, 1], got {args.mixout}")
+    if args.pooling != "default" and args.pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
+    source = args.model_name_or_path if args.model_name_or_path != RANDOM_INIT else (
+        args.config_name or DEFAULT_PRETRAINED)
+    if not Path(source).is_dir():
+        raise ValueError(_missing_checkpoint_message(source))
+    torch.manual_seed(training.seed)
+    tokenizer = load_tokenizer(args.tokenizer_name or source)
+    train_examples, task = load_split(args.train_file, args, tokenizer)
+    eval_examples = load_split(args.validation_file, args, tokenizer, task)[0] if args.validation_file else None
+    model, _ = build_model(args, task)
+    apply_tricks(model, args)
+
+    collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding)
+    sampler = None
+    if args.group_by_length:
+        sampler = UniformLengthSampler([len(e["input_ids"]) for e in train_examples],
+                                       training.per_device_train_batch_size)
+    eval_fn = None
+    if eval_examples:
+        eval_fn = make_eval_fn(eval_examples, task, PaddingCollator(tokenizer.pad_token_id, args.max_seq_length),
+                               args.per_device_eval_batch_size, args.multi_label_loss)
+        if training.metric_for_best_model is None:
+            training.metric_for_best_model = best_metric_name(task)
+            training.greater_is_better = training.metric_for_best_model != "rmse"
+    callbacks = []
+    if args.fgm:
+        callbacks.append(FGM(model, args.adv_epsilon, args.adv_emb_name))
+    if args.pgd_steps:
+        callbacks.append(PGD(model, args.adv_epsilon, args.adv_alpha, args.pgd_steps, args.adv_emb_name))
+    swa = SWA(args.swa_start, args.swa_lr) if args.swa_start is not None else None
+    if swa is not None:
+        callbacks.append(swa)
+
+    def loss_fn(wrapped: nn.Module, batch: dict):
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        outputs = wrapped(**inputs)
+        return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
+
+    trainer = Trainer(model, training, train_examples, collate, eval_fn=eval_fn, callbacks=callbacks,
+                      optimizer=build_optimizer(model, args, training), sampler=sampler, loss_fn=loss_fn)
+    result = trainer.train()
+    evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
+    metrics = eval_fn(model) if eval_fn else {}
+    swa_metrics = None
+    if swa is not None and swa.averaged is not None:
+        swa_metrics = swa.metrics or (eval_fn(swa.averaged_module()) if eval_fn else {})
+        key = training.metric_for_best_model
+        if not metrics or _better(swa_metrics[key], metrics[key], training.greater_is_better):
+            swa.copy_to(model)
+            metrics = swa_metrics
+            logger.info("the SWA average is the final model (%s %.4f)", key, metrics[key])
+    out = Path(training.output_dir)
+    if trainer.context.is_main:
+        save_model(model, out)
+        tokenizer.save_pretrained(out)
+        record = {"metrics": metrics, "swa_metrics": swa_metrics, "task": asdict(task),
+                  "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
+        (out / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
+    best_step = None
+    if result.best_checkpoint:
+        best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1])
+    return FinetuneResult(metrics, evaluations, str(out), task, result.seconds, swa_metrics, best_step)
+
+
+def _better(a: float, b: float, greater: bool | None) -> bool:
+    if math.isnan(a):
+        return False
+    return a > b if greater is not False else a < b
+
+
+def save_model(model: nn.Module, path: Path) -> None:
+    if isinstance(model, PooledClassifier):
+        model.save(path)
+    else:
+        model.save_pretrained(path)

@@ -1,0 +1,132 @@
+"""train.py end to end on tiny data: every task type, tricks as flags, saving, bad input."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+import train
+from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, load_finetuned
+from minibert.models.bert import BertConfig, BertForPreTraining
+from minibert.tokenizer import load_tokenizer, train_tokenizer
+
+WORDS = "the king queen fool love war crown sword jest wedding death ghost night song".split()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt")
+    g = torch.Generator().manual_seed(0)
+    texts = [" ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (12,), generator=g).tolist()) for _ in range(50)]
+    tokenizer = train_tokenizer(texts, "wordpiece", vocab_size=80, min_frequency=1)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    BertForPreTraining(config).save_pretrained(path)
+    return path
+
+
+def rows(n, kind, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        length = int(torch.randint(2, 10, (1,), generator=g))
+        words = [WORDS[j] for j in torch.randint(0, len(WORDS), (length,), generator=g).tolist()]
+        label = {"single": ["comedy", "tragedy"][("war" in words) or ("death" in words)],
+                 "regression": float(len(words)) / 10,
+                 "multi": [w for w in ("love", "war") if w in words]}[kind]
+        out.append({"sentence": " ".join(words), "other": " ".join(reversed(words)), "label": label})
+    return out
+
+
+def write_jsonl(path, data):
+    path.write_text("".join(json.dumps(r) + "\n" for r in data))
+    return str(path)
+
+
+def write_csv(path, data):
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(data[0]))
+        writer.writeheader()
+        writer.writerows(data)
+    return str(path)
+
+
+def run(checkpoint, tmp_path, train_file, validation_file, *extra):
+    argv = ["--model_name_or_path", str(checkpoint), "--train_file", train_file, "--validation_file",
+            validation_file, "--text_column", "sentence", "--output_dir", str(tmp_path / "out"),
+            "--max_steps", "4", "--eval_steps", "2", "--per_device_train_batch_size", "8", "--max_seq_length", "16",
+            "--no-disable_tqdm", "--disable_tqdm", "--device", "cpu", "--learning_rate", "1e-3", *extra]
+    finetune_args, training = train.parse(argv)
+    training.plot_loss = False  # matplotlib's import alone takes seconds
+    return train.finetune(finetune_args, training)
+
+
+def test_pair_classification_csv_with_tricks_saves_a_reloadable_best_model(checkpoint, tmp_path):
+    data = write_csv(tmp_path / "train.csv", rows(32, "single"))
+    dev = write_csv(tmp_path / "dev.csv", rows(16, "single", seed=1))
+    result = run(checkpoint, tmp_path, data, dev, "--text_pair_column", "other", "--fgm", "--llrd", "0.8",
+                 "--head_lr", "2e-3", "--reinit_layers", "1", "--freeze_embeddings", "--no-freeze_embeddings",
+                 "--mixout", "0.1", "--prior_wd", "--swa_start", "0.5", "--optim", "bertadam")
+    assert result.task.label_names == ["comedy", "tragedy"]
+    assert [r["step"] for r in result.history] == [2, 4]
+    assert {"eval_accuracy", "eval_f1_macro", "eval_loss"} <= set(result.history[0])
+    assert result.swa_metrics and "accuracy" in result.swa_metrics
+    saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    model = load_finetuned(tmp_path / "out")
+    tokenizer = load_tokenizer(tmp_path / "out")
+    dev_rows = rows(16, "single", seed=1)
+    enc = tokenizer([r["sentence"] for r in dev_rows], [r["other"] for r in dev_rows], max_length=16)
+    pred = model(**enc).logits.argmax(-1)
+    gold = torch.tensor([["comedy", "tragedy"].index(r["label"]) for r in dev_rows])
+    assert float((pred == gold).float().mean()) == pytest.approx(saved["metrics"]["accuracy"])
+
+
+@pytest.mark.parametrize("pooling", ["mean_max", "sbert_wk"])
+def test_regression_jsonl_with_a_pooling_head(checkpoint, tmp_path, pooling):
+    data = write_jsonl(tmp_path / "train.jsonl", rows(24, "regression"))
+    result = run(checkpoint, tmp_path, data, data, "--pooling", pooling, "--pgd_steps", "2", "--lr_groups", "2")
+    assert result.task.problem_type == "regression"
+    assert {"rmse", "pearson"} <= set(result.metrics)
+    model = load_finetuned(tmp_path / "out")
+    assert model.settings["pooling"] == pooling
+
+
+def test_multi_label_with_zlpr_and_random_init(checkpoint, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", rows(24, "multi"))
+    result = run(checkpoint, tmp_path, data, data, "--multi_label_loss", "zlpr", "--model_name_or_path", "random",
+                 "--config_name", str(checkpoint), "--optim", "radam_lookahead", "--no-group_by_length",
+                 "--padding", "max_length")
+    assert result.task.problem_type == "multi_label_classification" and result.task.label_names == ["love", "war"]
+    assert {"f1_micro", "f1_macro", "exact_match"} <= set(result.metrics)
+
+
+def test_bad_input_is_named(checkpoint, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "train.jsonl", rows(8, "single"))
+    with pytest.raises(ValueError, match=r"no column \['text'\]; the columns are \['label', 'other', 'sentence'\]"):
+        run(checkpoint, tmp_path, data, data, "--text_column", "text")
+    with pytest.raises(ValueError, match="does not fit --num_labels 3"):
+        run(checkpoint, tmp_path, data, data, "--num_labels", "3")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        run(checkpoint, tmp_path, data, data, "--mixout", "1.5")
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        run(checkpoint, tmp_path, data, data, "--llrd", "1.5")
+    with pytest.raises(ValueError, match="the embedding parameters are"):
+        run(checkpoint, tmp_path, data, data, "--fgm", "--adv_emb_name", "nope")
+    unseen = write_jsonl(tmp_path / "dev.jsonl", [{"sentence": "the king", "label": "history", "other": ""}])
+    with pytest.raises(ValueError, match="not among the 2 training labels"):
+        run(checkpoint, tmp_path, data, unseen)
+    with pytest.raises(SystemExit):
+        train.parse(["--pooling", "median"])
+    assert "sbert_wk" in capsys.readouterr().err
+    missing = str(tmp_path / "nowhere")
+    assert train.main(["--model_name_or_path", missing, "--output_dir", str(tmp_path / "o")]) == 2
+    assert "not a checkpoint directory" in capsys.readouterr().err
+
+
+def test_missing_default_checkpoint_names_the_pretrain_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train.main([]) == 2
+    assert DEFAULT_PRETRAIN_COMMAND in capsys.readouterr().err
