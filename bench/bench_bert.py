@@ -1,0 +1,95 @@
+"""minibert BERT vs Hugging Face BERT (sdpa), side by side in one process, same weights.
+
+BERT-base size (12 layers, 768 hidden), batch 8 x 128 with realistic padding (row lengths
+spread between 40% and 100% of the batch's longest), fp32 on the CPU. Times a forward pass in
+eval mode and one training step (forward, MLM loss, backward, AdamW step), alternating the two
+implementations so that load from other processes hits both alike, and prints median times
+and the ratio minibert / Hugging Face (< 1.0 means minibert is faster).
+
+    python bench/bench_bert.py            # the full measurement (a few minutes on 2 cores)
+    python bench/bench_bert.py --quick    # a tiny model, to check the script runs
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import transformers
+
+from minibert.models.bert import BertForMaskedLM
+
+
+def make_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.linspace(int(0.4 * seq), seq, batch).round().long()[torch.randperm(batch, generator=g)]
+    lengths[0] = seq
+    mask = (torch.arange(seq)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(1000, vocab, (batch, seq), generator=g) * mask
+    labels = ids.masked_fill(torch.rand(batch, seq, generator=g) > 0.15, -100).masked_fill(mask == 0, -100)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids), "labels": labels}
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny model, few repeats: a smoke run")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    size = (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+            if args.quick else dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                    intermediate_size=3072))
+    repeats = 2 if args.quick else args.repeats
+    config = transformers.BertConfig(vocab_size=30522, **size, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    hf = transformers.BertForMaskedLM(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf.save_pretrained(tmp)
+        ours = BertForMaskedLM.from_pretrained(tmp, attn_implementation="sdpa")
+    batch = make_batch(8, 128, config.vocab_size)
+    real = batch["attention_mask"].float().mean().item()
+    print(f"BERT {size['num_hidden_layers']} layers x {size['hidden_size']}, batch 8 x 128, "
+          f"{real:.0%} real tokens, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
+
+    with torch.inference_mode():
+        torch.testing.assert_close(ours.eval()(**batch).logits, hf.eval()(**batch).logits, atol=1e-4, rtol=1e-4)
+
+    def forward(model):
+        model.eval()
+        with torch.inference_mode():
+            model(**batch)
+
+    optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=1e-5) for m in (hf, ours)}
+
+    def train_step(model):
+        model.train()
+        opt = optimizers[id(model)]
+        opt.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        opt.step()
+
+    for name, fn in (("forward (eval)", forward), ("training step", train_step)):
+        fn(hf), fn(ours)  # warm-up
+        t_hf, t_ours = [], []
+        for _ in range(repeats):  # alternate, so background load hits both sides alike
+            t_hf += timed(lambda fn=fn: fn(hf), 1)
+            t_ours += timed(lambda fn=fn: fn(ours), 1)
+        m_hf, m_ours = statistics.median(t_hf), statistics.median(t_ours)
+        print(f"{name:15s} minibert {m_ours * 1e3:8.1f} ms | Hugging Face {m_hf * 1e3:8.1f} ms | "
+              f"ratio minibert/HF {m_ours / m_hf:.3f}")
+
+
+if __name__ == "__main__":
+    main()
