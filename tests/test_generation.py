@@ -1,0 +1,254 @@
+"""generate() against Hugging Face's generate, token for token, for GPT-2 and BART: greedy and beam
+search over batch sizes, beam counts, length penalties, early stopping, eos in the middle and
+left-padded prompts; sampling under the same seed; the score processors against Hugging Face's
+logits processors on random logits; bad arguments."""
+
+import pytest
+import torch
+
+from minibert.generation import ban_repeated_ngrams, force_token, repetition_penalty, top_k_filter, top_p_filter
+from minibert.models.bart import BartConfig, BartForConditionalGeneration
+from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
+
+transformers = pytest.importorskip("transformers")
+from transformers.generation import logits_process as lp  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from a thread pool, and on a shared CPU its spin-waits cost more than
+    the work (this file runs about 4x faster on one thread when the machine is busy)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+# Pad id 1, not 0: Hugging Face's beam search pads with eos when pad_token_id is 0 (it tests the pad
+# id for truthiness); minibert pads with pad_token_id whatever its value.
+VOCAB, GPT_PAD = 99, 1
+
+
+@pytest.fixture(scope="module")
+def gpt_pair():
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                     bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    ours = GPT2LMHeadModel(GPT2Config.from_dict(config.to_dict()))
+    ours.load_hf_state_dict(hf.state_dict())
+    return hf, ours.eval()
+
+
+@pytest.fixture(scope="module")
+def bart_pair():
+    torch.manual_seed(0)
+    config = transformers.BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
+                                     encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37,
+                                     decoder_ffn_dim=37, max_position_embeddings=64)
+    hf = transformers.BartForConditionalGeneration(config).eval()
+    ours = BartForConditionalGeneration(BartConfig.from_dict(config.to_dict()))
+    ours.load_hf_state_dict(hf.state_dict())
+    return hf, ours.eval()
+
+
+def gpt_prompts(batch: int):
+    """Left-padded prompts (the pad id never occurs in real tokens) of lengths 6, 3, 5, ..."""
+    ids = torch.randint(2, VOCAB - 1, (batch, 6))
+    mask = torch.ones_like(ids)
+    for row in range(1, batch):
+        mask[row, : (row * 3) % 5] = 0
+    return ids.masked_fill(mask == 0, GPT_PAD), mask
+
+
+def bart_sources(batch: int):
+    ids = torch.randint(3, VOCAB, (batch, 7))
+    ids[:, -1] = 2
+    if batch > 1:
+        ids[1, 4:] = 1
+        ids[1, 3] = 2
+    return ids, ids.ne(1).long()
+
+
+def eos_in_the_middle(hf, ids, mask, **kwargs) -> int:
+    """A token that Hugging Face's greedy output produces at step 3 of row 0: used as eos, it ends
+    some rows in the middle of the generation."""
+    out = hf.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, **kwargs)
+    return int(out[0, -1])
+
+
+def both(hf, ours, ids, mask, **kwargs):
+    with torch.no_grad():
+        theirs = hf.generate(ids, attention_mask=mask, **kwargs)
+    mine = ours.generate(ids, attention_mask=mask, **{k: v for k, v in kwargs.items() if k != "do_sample"})
+    return theirs, mine
+
+
+GREEDY_AND_BEAM = {
+    "greedy-b1": dict(batch=1),
+    "greedy-b4-eos": dict(batch=4, eos=True),
+    "greedy-b3-repetition-ngram": dict(batch=3, repetition_penalty=1.5, no_repeat_ngram_size=2),
+    "beam2-b3-eos": dict(batch=3, eos=True, num_beams=2),
+    "beam4-b2-lp0.5-return2": dict(batch=2, eos=True, num_beams=4, length_penalty=0.5, num_return_sequences=2),
+    "beam3-b3-lp2-early": dict(batch=3, eos=True, num_beams=3, length_penalty=2.0, early_stopping=True),
+    "beam4-b1-lp-1-never": dict(batch=1, eos=True, num_beams=4, length_penalty=-1.0, early_stopping="never"),
+    "beam3-b2-ngram-repetition": dict(batch=2, eos=True, num_beams=3, no_repeat_ngram_size=3,
+                                      repetition_penalty=1.3),
+}
+
+
+@pytest.mark.parametrize("case", list(GREEDY_AND_BEAM))
+def test_gpt_matches_hugging_face_token_for_token(gpt_pair, case):
+    hf, ours = gpt_pair
+    settings = dict(GREEDY_AND_BEAM[case])
+    ids, mask = gpt_prompts(settings.pop("batch"))
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=GPT_PAD, **settings)
+    if kwargs.pop("eos", False):
+        kwargs["eos_token_id"] = eos_in_the_middle(hf, ids, mask, pad_token_id=GPT_PAD)
+    theirs, mine = both(hf, ours, ids, mask, **kwargs)
+    assert mine.shape == theirs.shape
+    assert torch.equal(mine, theirs), f"\n{theirs}\n{mine}"
+
+
+@pytest.mark.parametrize("case", list(GREEDY_AND_BEAM))
+def test_bart_matches_hugging_face_token_for_token(bart_pair, case):
+    hf, ours = bart_pair
+    settings = dict(GREEDY_AND_BEAM[case])
+    ids, mask = bart_sources(settings.pop("batch"))
+    kwargs = dict(max_new_tokens=10, do_sample=False, **settings)
+    if kwargs.pop("eos", False):
+        kwargs["eos_token_id"] = eos_in_the_middle(hf, ids, mask)
+    theirs, mine = both(hf, ours, ids, mask, **kwargs)
+    assert torch.equal(mine, theirs), f"\n{theirs}\n{mine}"
+
+
+def test_finished_rows_are_padded(gpt_pair):
+    hf, ours = gpt_pair
+    ids, mask = gpt_prompts(4)
+    eos = eos_in_the_middle(hf, ids, mask, pad_token_id=GPT_PAD)
+    out = ours.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=GPT_PAD)
+    new = out[:, ids.size(1):]
+    ended = new.eq(eos).cumsum(dim=1) > 0
+    after_eos = ended & ~new.eq(eos) | (ended.cumsum(dim=1) > 1)
+    assert ended[0].any()
+    assert new[after_eos].eq(GPT_PAD).all()
+
+
+def test_prompt_without_mask_is_masked_at_pad_tokens(gpt_pair):
+    hf, ours = gpt_pair
+    ids, mask = gpt_prompts(3)
+    with_mask = ours.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=GPT_PAD)
+    inferred = ours.generate(ids, max_new_tokens=6, pad_token_id=GPT_PAD)
+    assert torch.equal(inferred, with_mask)
+    assert torch.equal(inferred, hf.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=GPT_PAD))
+
+
+def test_forced_bos_token(bart_pair):
+    hf, ours = bart_pair
+    ids, mask = bart_sources(2)
+    hf.generation_config.forced_bos_token_id = ours.config.forced_bos_token_id = 0
+    try:
+        theirs, mine = both(hf, ours, ids, mask, max_new_tokens=6, num_beams=2)
+    finally:
+        hf.generation_config.forced_bos_token_id = ours.config.forced_bos_token_id = None
+    assert mine[:, 1].eq(0).all() and torch.equal(mine, theirs)
+
+
+@pytest.mark.parametrize("family", ["gpt", "bart"])
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_sampling_matches_hugging_face_under_the_same_seed(gpt_pair, bart_pair, family, num_beams):
+    """Same processors, same probabilities, same draws from the global RNG: the same tokens."""
+    hf, ours = gpt_pair if family == "gpt" else bart_pair
+    ids, mask = gpt_prompts(3) if family == "gpt" else bart_sources(3)
+    kwargs = dict(max_new_tokens=8, num_beams=num_beams, temperature=0.7, top_k=20, top_p=0.9,
+                  num_return_sequences=2, repetition_penalty=1.2)
+    if family == "gpt":
+        kwargs["pad_token_id"] = GPT_PAD
+    torch.manual_seed(123)
+    theirs = hf.generate(ids, attention_mask=mask, do_sample=True, **kwargs)
+    torch.manual_seed(123)
+    mine = ours.generate(ids, attention_mask=mask, do_sample=True, **kwargs)
+    assert torch.equal(mine, theirs), f"\n{theirs}\n{mine}"
+
+
+def test_generator_makes_sampling_reproducible(gpt_pair):
+    _, ours = gpt_pair
+    ids, mask = gpt_prompts(2)
+
+    def sample(seed):
+        return ours.generate(ids, attention_mask=mask, do_sample=True, max_new_tokens=10, pad_token_id=GPT_PAD,
+                             generator=torch.Generator().manual_seed(seed))
+
+    first, again, other = sample(1), sample(1), sample(2)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+# ---------------------------------------------------------------------------------------------
+# Processors against Hugging Face's, on random logits
+# ---------------------------------------------------------------------------------------------
+def random_case(seed=0, N=6, V=50, L=12):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(N, V, generator=g) * 3
+    scores[0, :10] = 1.5  # ties
+    sequences = torch.randint(0, V, (N, L), generator=g)
+    sequences[1] = sequences[1, :4].repeat(3)  # repeated n-grams
+    return scores, sequences
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_processors_match_hugging_face(seed):
+    scores, seqs = random_case(seed)
+    ignore = torch.tensor([0, 3, 0, 5, 1, 0])
+    checks = [
+        (top_k_filter(scores, 5), lp.TopKLogitsWarper(5)(seqs, scores)),
+        (top_k_filter(scores, 1, min_keep=3), lp.TopKLogitsWarper(1, min_tokens_to_keep=3)(seqs, scores)),
+        (top_k_filter(scores, 500), lp.TopKLogitsWarper(500)(seqs, scores)),
+        (scores / 0.6, lp.TemperatureLogitsWarper(0.6)(seqs, scores)),
+        (repetition_penalty(scores, seqs, 1.4), lp.RepetitionPenaltyLogitsProcessor(1.4)(seqs, scores)),
+        (repetition_penalty(scores, seqs, 0.7, ignore),
+         lp.RepetitionPenaltyLogitsProcessor(0.7, prompt_ignore_length=ignore)(seqs, scores)),
+        (force_token(scores, [3, 7]), lp.ForcedEOSTokenLogitsProcessor(seqs.size(1) + 1, [3, 7])(seqs, scores)),
+        (force_token(scores, [4]), lp.ForcedBOSTokenLogitsProcessor(4)(seqs[:, :1], scores)),
+    ]
+    for p in (0.05, 0.5, 0.9, 0.999, 1.0):
+        for keep in (1, 3):
+            theirs = lp.TopPLogitsWarper(p, min_tokens_to_keep=keep)(seqs, scores)
+            checks.append((top_p_filter(scores, p, keep), theirs))
+    for n in (1, 2, 3, 4):
+        checks.append((ban_repeated_ngrams(scores, seqs, n), lp.NoRepeatNGramLogitsProcessor(n)(seqs, scores)))
+    for mine, theirs in checks:
+        torch.testing.assert_close(mine, theirs, atol=0, rtol=0)
+
+
+def test_filters_do_filter():
+    scores, seqs = random_case()
+    assert (top_k_filter(scores, 5) > float("-inf")).sum(dim=1).eq(5)[1:].all()
+    kept = top_p_filter(scores, 0.5) > float("-inf")
+    probs = scores.softmax(dim=-1)
+    assert ((probs * kept).sum(dim=1) >= 0.5).all() and (kept.sum(dim=1) < scores.size(1)).all()
+    assert ban_repeated_ngrams(scores, seqs, 2)[1, seqs[1, 0]] == float("-inf")  # row 1 ends "... d", then "d a"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad arguments
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(num_beams=2, num_return_sequences=3), "num_return_sequences"),
+    (dict(num_return_sequences=2), "greedy"),
+    (dict(do_sample=True, top_p=0.0), "top_p"),
+    (dict(do_sample=True, top_p=1.5), "top_p"),
+    (dict(do_sample=True, temperature=0.0), "temperature"),
+    (dict(top_k=-1), "top_k"),
+    (dict(repetition_penalty=0.0), "repetition_penalty"),
+    (dict(no_repeat_ngram_size=-2), "no_repeat_ngram_size"),
+    (dict(early_stopping="sometimes"), "early_stopping"),
+    (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(max_new_tokens=60), "n_positions"),
+])
+def test_bad_arguments_are_explained(gpt_pair, kwargs, match):
+    _, ours = gpt_pair
+    ids, mask = gpt_prompts(2)
+    with pytest.raises(ValueError, match=match):
+        ours.generate(ids, attention_mask=mask, **kwargs)
+    with pytest.raises(ValueError, match="attention_mask"):
+        ours.generate(ids, attention_mask=mask[:, 1:])
