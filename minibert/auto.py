@@ -5,7 +5,7 @@ import os
 
 from minibert.checkpoint import read_config_dict
 from minibert.modeling import PreTrainedModel
-from minibert.models import bert
+from minibert.models import bart, bert, gpt
 
 # model_type -> (class used when no architecture is named, {architecture name: class})
 FAMILIES: dict[str, tuple[type[PreTrainedModel], dict[str, type[PreTrainedModel]]]] = {
@@ -14,6 +14,10 @@ FAMILIES: dict[str, tuple[type[PreTrainedModel], dict[str, type[PreTrainedModel]
         bert.BertForTokenClassification, bert.BertForQuestionAnswering)}),
     "roberta": (bert.RobertaModel, {cls.__name__: cls for cls in (
         bert.RobertaModel, bert.RobertaForMaskedLM, bert.RobertaForSequenceClassification)}),
+    "gpt2": (gpt.GPT2Model, {cls.__name__: cls for cls in (
+        gpt.GPT2Model, gpt.GPT2LMHeadModel, gpt.GPT2ForSequenceClassification)}),
+    "bart": (bart.BartModel, {cls.__name__: cls for cls in (
+        bart.BartModel, bart.BartForConditionalGeneration, bart.BartForSequenceClassification)}),
 }
 
 

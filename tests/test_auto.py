@@ -1,0 +1,41 @@
+"""`minibert.load_pretrained` picks the class from config.json for every family."""
+
+import pytest
+import torch
+
+import minibert
+
+transformers = pytest.importorskip("transformers")
+
+TINY = {
+    "bert": dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    "roberta": dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32),
+    "gpt2": dict(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32, bos_token_id=0, eos_token_id=0),
+    "bart": dict(vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                 decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32),
+}
+CASES = [
+    ("bert", "BertConfig", "BertForTokenClassification"),
+    ("roberta", "RobertaConfig", "RobertaForMaskedLM"),
+    ("gpt2", "GPT2Config", "GPT2LMHeadModel"),
+    ("gpt2", "GPT2Config", "GPT2ForSequenceClassification"),
+    ("bart", "BartConfig", "BartForConditionalGeneration"),
+    ("bart", "BartConfig", "BartModel"),
+]
+
+
+@pytest.mark.parametrize("family,config_name,class_name", CASES)
+def test_class_from_architectures(tmp_path, family, config_name, class_name):
+    torch.manual_seed(0)
+    hf = getattr(transformers, class_name)(getattr(transformers, config_name)(**TINY[family]))
+    hf.save_pretrained(tmp_path)
+    ours = minibert.load_pretrained(tmp_path)
+    assert type(ours).__name__ == class_name
+    assert not ours.training  # loaded for inference, as Hugging Face does
+
+
+def test_base_class_when_no_architecture_is_named(tmp_path):
+    minibert.GPT2Model(minibert.GPT2Config(**TINY["gpt2"])).save_pretrained(tmp_path)
+    config = (tmp_path / "config.json").read_text().replace('"GPT2Model"', '"SomethingElse"')
+    (tmp_path / "config.json").write_text(config)
+    assert type(minibert.load_pretrained(tmp_path)) is minibert.GPT2Model
