@@ -26,8 +26,9 @@ import math
 import numpy as np
 import torch
 
-from minibert.data.objectives.base import Objective, masked_accuracy, shift_tokens_right
+from minibert.data.objectives.base import Objective, masked_accuracy
 from minibert.data.objectives.masking import IGNORE_INDEX
+from minibert.models.bart import shift_tokens_right
 
 MASK_LENGTHS = ("span-poisson", "subword")
 

@@ -221,10 +221,3 @@ def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return float("nan")
     return (logits.argmax(dim=-1)[keep] == labels[keep]).float().mean().item()
 
-
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
-    """Decoder inputs for teacher forcing: [start] + labels[:-1], with -100 turned back into padding."""
-    shifted = labels.new_full(labels.shape, pad_token_id)
-    shifted[:, 1:] = labels[:, :-1]
-    shifted[:, 0] = decoder_start_token_id
-    return shifted.masked_fill(shifted == IGNORE_INDEX, pad_token_id)
