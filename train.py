@@ -11,14 +11,12 @@ Every flag is a field of minibert.finetuning.FinetuneArguments or minibert.engin
 """
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
-import types
 
 from minibert.engine import TrainingArguments
-from minibert.engine.arguments import DEVICES, SCHEDULER_TYPES
+from minibert.engine.arguments import add_arguments, from_namespace
 from minibert.finetune.losses import MULTI_LABEL_LOSSES
 from minibert.finetune.optimizers import OPTIMIZERS
 from minibert.finetune.pooling import POOLINGS
@@ -30,41 +28,21 @@ OVERRIDES = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 1e-4, "num_train
              "per_device_train_batch_size": 32, "warmup_ratio": 0.1, "weight_decay": 0.01, "eval_steps": 50,
              "logging_steps": 10, "save_total_limit": 2, "load_best_model_at_end": True, "disable_tqdm": False}
 CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": TASK_TYPES,
-           "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length"),
-           "lr_scheduler_type": SCHEDULER_TYPES, "device": DEVICES}
-SKIP = {"lr_scheduler_kwargs", "phase2_ratio", "phase2_batch_size", "plot_loss"}
-
-
-def _scalar_type(annotation):
-    if isinstance(annotation, types.UnionType):
-        annotation = next(a for a in annotation.__args__ if a is not type(None))
-    return annotation
-
-
-def add_fields(parser: argparse.ArgumentParser, cls, defaults: dict) -> None:
-    group = parser.add_argument_group(cls.__name__)
-    for f in dataclasses.fields(cls):
-        if f.name in SKIP or f.name in {a.dest for a in parser._actions}:
-            continue
-        default = defaults.get(f.name, f.default)
-        kind = _scalar_type(f.type)
-        if kind is bool:
-            group.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=default)
-        else:
-            group.add_argument(f"--{f.name}", type=kind, default=default, choices=CHOICES.get(f.name),
-                               metavar=None if f.name in CHOICES else kind.__name__.upper())
+           "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length")}
 
 
 def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_fields(parser, FinetuneArguments, {})
-    add_fields(parser, TrainingArguments, OVERRIDES)
-    ns = vars(parser.parse_args(argv))
-    if ns["output_dir"] == DEFAULT_OUTPUT_DIR and "--output_dir" not in " ".join(argv):
-        ns["overwrite_output_dir"] = True  # the demo run may be repeated
-    pick = lambda cls: {f.name: ns[f.name] for f in dataclasses.fields(cls) if f.name in ns}
+    add_arguments(parser, FinetuneArguments)
+    add_arguments(parser, TrainingArguments, OVERRIDES)
+    for action in parser._actions:
+        if action.dest in CHOICES:
+            action.choices = CHOICES[action.dest]
+    ns = parser.parse_args(argv)
+    if ns.output_dir == DEFAULT_OUTPUT_DIR and not any(a.startswith("--output_dir") for a in argv):
+        ns.overwrite_output_dir = True  # the demo run may be repeated
     try:
-        return FinetuneArguments(**pick(FinetuneArguments)), TrainingArguments(**pick(TrainingArguments))
+        return from_namespace(ns, FinetuneArguments), from_namespace(ns, TrainingArguments)
     except ValueError as err:
         parser.error(str(err))
 

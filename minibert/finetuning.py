@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,17 +63,17 @@ class FinetuneArguments:
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl
     validation_file: str | None = str(DEFAULT_VALIDATION_FILE)
-    text_column: str = "text"
+    text_column: str = "text"  # the column holding the text
     text_pair_column: str | None = None  # a second text: sentence-pair classification
-    label_column: str = "label"
+    label_column: str = "label"  # a label name, a number (regression) or a list (multi-label)
     task_type: str = "auto"  # one of TASK_TYPES; auto: numbers -> regression, lists -> multi-label
     num_labels: int | None = None  # default: the number of distinct labels in the training file
-    max_seq_length: int = 128
+    max_seq_length: int = 128  # longer texts are truncated (a pair: the longer text first)
     # -- head ------------------------------------------------------------------------------------
     pooling: str = "default"  # "default" = the family's own head, or one of POOLINGS
     pooling_layer: int = -2  # hidden-state index for --pooling cls_layer (-2: second to last)
     multi_label_loss: str = "bce"  # bce | zlpr
-    classifier_dropout: float | None = None
+    classifier_dropout: float | None = None  # dropout before the classifier (default: the model's)
     # -- tricks ----------------------------------------------------------------------------------
     optim: str = "adamw"  # one of OPTIMIZERS
     llrd: float | None = None  # layer-wise learning-rate decay factor in (0, 1]
@@ -80,20 +81,20 @@ class FinetuneArguments:
     lr_group_factor: float = 2.6  # ... each lower group this many times slower
     head_lr: float | None = None  # learning rate of the pooler and task head (default: learning_rate)
     reinit_layers: int = 0  # re-initialise the top N blocks
-    reinit_pooler: bool = False
-    freeze_embeddings: bool = False
+    reinit_pooler: bool = False  # re-initialise the pooler (Zhang et al. 2020)
+    freeze_embeddings: bool = False  # no gradient for the embedding layer
     mixout: float = 0.0  # Mixout probability (0 = off); turns dropout off
     prior_wd: bool = False  # weight decay toward the pretrained weights (uses --weight_decay)
-    fgm: bool = False
+    fgm: bool = False  # FGM adversarial training on the word embeddings
     pgd_steps: int = 0  # > 0: PGD with this many steps (instead of FGM)
-    adv_epsilon: float = 1.0
-    adv_alpha: float = 0.3
-    adv_emb_name: str = "word_embeddings"
+    adv_epsilon: float = 1.0  # FGM step / PGD ball radius (L2 norm over the embedding matrix)
+    adv_alpha: float = 0.3  # PGD step size
+    adv_emb_name: str = "word_embeddings"  # attack the parameters whose name contains this
     swa_start: float | None = None  # fraction of training after which SWA averages
-    swa_lr: float | None = None
+    swa_lr: float | None = None  # SWA's constant learning rate (default: learning_rate / 2)
     group_by_length: bool = True  # uniform-length batching (smart batching)
     padding: str = "longest"  # longest (dynamic) | max_length (fixed, the slow baseline)
-    per_device_eval_batch_size: int = 64
+    per_device_eval_batch_size: int = 64  # examples per evaluation batch
 
 
 @dataclass
@@ -372,8 +373,9 @@ class FinetuneResult:
     best_step: int | None = None
 
 
-def finetune(args: FinetuneArguments, training: TrainingArguments) -> FinetuneResult:
-    """Fine-tune and save the final model (the best evaluation's, or SWA's average if better)."""
+def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
+    """Fine-tune and save the final model (the best evaluation's, or SWA's average if better).
+    `callbacks` are added to the engine's (see minibert.engine.Trainer for the hooks)."""
     if args.multi_label_loss not in MULTI_LABEL_LOSSES:
         raise ValueError(f"--multi_label_loss must be one of {MULTI_LABEL_LOSSES}, got {args.multi_label_loss!r}")
     if args.padding not in ("longest", "max_length"):
@@ -407,7 +409,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments) -> FinetuneRe
         if training.metric_for_best_model is None:
             training.metric_for_best_model = best_metric_name(task)
             training.greater_is_better = training.metric_for_best_model != "rmse"
-    callbacks = []
+    callbacks = list(callbacks)
     if args.fgm:
         callbacks.append(FGM(model, args.adv_epsilon, args.adv_emb_name))
     if args.pgd_steps:

@@ -58,7 +58,7 @@ def run(checkpoint, tmp_path, train_file, validation_file, *extra):
     argv = ["--model_name_or_path", str(checkpoint), "--train_file", train_file, "--validation_file",
             validation_file, "--text_column", "sentence", "--output_dir", str(tmp_path / "out"),
             "--max_steps", "4", "--eval_steps", "2", "--per_device_train_batch_size", "8", "--max_seq_length", "16",
-            "--no-disable_tqdm", "--disable_tqdm", "--device", "cpu", "--learning_rate", "1e-3", *extra]
+            "--disable_tqdm", "--device", "cpu", "--learning_rate", "1e-3", *extra]
     finetune_args, training = train.parse(argv)
     training.plot_loss = False  # matplotlib's import alone takes seconds
     return train.finetune(finetune_args, training)
@@ -68,7 +68,7 @@ def test_pair_classification_csv_with_tricks_saves_a_reloadable_best_model(check
     data = write_csv(tmp_path / "train.csv", rows(32, "single"))
     dev = write_csv(tmp_path / "dev.csv", rows(16, "single", seed=1))
     result = run(checkpoint, tmp_path, data, dev, "--text_pair_column", "other", "--fgm", "--llrd", "0.8",
-                 "--head_lr", "2e-3", "--reinit_layers", "1", "--freeze_embeddings", "--no-freeze_embeddings",
+                 "--head_lr", "2e-3", "--reinit_layers", "1", "--freeze_embeddings", "false",
                  "--mixout", "0.1", "--prior_wd", "--swa_start", "0.5", "--optim", "bertadam")
     assert result.task.label_names == ["comedy", "tragedy"]
     assert [r["step"] for r in result.history] == [2, 4]
@@ -97,7 +97,7 @@ def test_regression_jsonl_with_a_pooling_head(checkpoint, tmp_path, pooling):
 def test_multi_label_with_zlpr_and_random_init(checkpoint, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", rows(24, "multi"))
     result = run(checkpoint, tmp_path, data, data, "--multi_label_loss", "zlpr", "--model_name_or_path", "random",
-                 "--config_name", str(checkpoint), "--optim", "radam_lookahead", "--no-group_by_length",
+                 "--config_name", str(checkpoint), "--optim", "radam_lookahead", "--group_by_length", "false",
                  "--padding", "max_length")
     assert result.task.problem_type == "multi_label_classification" and result.task.label_names == ["love", "war"]
     assert {"f1_micro", "f1_macro", "exact_match"} <= set(result.metrics)
