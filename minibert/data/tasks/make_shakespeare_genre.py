@@ -6,9 +6,10 @@
 
 Task: which genre does the First Folio (1623) catalogue give the play a passage comes from:
 comedy, history or tragedy. The label is that real metadata; nothing is labelled by a rule.
-Passages are runs of consecutive speeches, copied verbatim without the speaker lines (a
-speaker's name would give the play away), of 80 to 520 characters, spread evenly through each
-of the 36 Folio plays. Every speech that appears in the pretraining corpus
+Each example is one speech, copied verbatim without its speaker line (a speaker's name would
+give the play away) and stage directions, of 60 to 1,000 characters (so lengths vary as real
+data does: half are under ~45 tokens, a tenth over 128), spread evenly through each of the 36
+Folio plays. Every speech that appears in the pretraining corpus
 (minibert/data/corpus/shakespeare.jsonl) is left out, so fine-tuning data never repeats
 pretraining text: pretrain on A, fine-tune and evaluate on B.
 """
@@ -21,8 +22,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 CORPUS = HERE.parent / "corpus" / "shakespeare.jsonl"
-TRAIN_PER_PLAY, VALIDATION_PER_PLAY = 25, 8
-MIN_CHARS, MAX_CHARS = 80, 520
+TRAIN_PER_PLAY, VALIDATION_PER_PLAY = 30, 10
+MIN_CHARS, MAX_CHARS = 60, 1000
 # A speaker line: "HAMLET." / "First Citizen." / "THESEUS" alone on a line.
 SPEAKER = re.compile(r"^([A-Z][A-Za-z' ]{0,29}\.|[A-Z][A-Z' ]{1,29})$")
 
@@ -53,20 +54,14 @@ def spoken(block: str) -> str | None:
     return text or None
 
 
-def passages(blocks: list[str], pretraining: str, rng: random.Random) -> list[str]:
-    out, current, target = [], [], rng.randint(MIN_CHARS, MAX_CHARS)
+def passages(blocks: list[str], pretraining: str) -> list[str]:
+    """The play's speeches of MIN_CHARS..MAX_CHARS that the pretraining corpus does not contain."""
+    found = []
     for block in blocks:
         text = spoken(block)
-        if text is None or block in pretraining:
-            current, target = [], rng.randint(MIN_CHARS, MAX_CHARS)  # only consecutive speeches
-            continue
-        current.append(text)
-        joined = " ".join(current)
-        if len(joined) >= target:
-            if len(joined) <= MAX_CHARS:
-                out.append(joined)
-            current, target = [], rng.randint(MIN_CHARS, MAX_CHARS)
-    return out
+        if text is not None and block not in pretraining and MIN_CHARS <= len(text) <= MAX_CHARS:
+            found.append(text)
+    return found
 
 
 def main(texts_dir: Path) -> None:
@@ -75,7 +70,7 @@ def main(texts_dir: Path) -> None:
     rng = random.Random(0)
     train, validation = [], []
     for filename, title, genre in folio_plays():
-        found = passages(speeches((texts_dir / filename).read_text(encoding="latin-1")), pretraining, rng)
+        found = passages(speeches((texts_dir / filename).read_text(encoding="latin-1")), pretraining)
         n = TRAIN_PER_PLAY + VALIDATION_PER_PLAY
         if len(found) < n:
             raise ValueError(f"{filename}: only {len(found)} passages, need {n}")
