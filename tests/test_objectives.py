@@ -8,6 +8,7 @@ from minibert.data import build_objective, load_corpus
 from minibert.data.objectives.masking import (
     choose_word_spans,
     geometric_probs,
+    maskable_positions,
     ngram_probs,
     replace_80_10_10,
     word_ids_from_starts,
@@ -159,7 +160,7 @@ def test_span_gets_one_decision(wordpiece, docs):
     g = torch.Generator().manual_seed(1)
     input_ids = obj.pad([e["input_ids"] for e in examples], wordpiece.pad_token_id)
     batch = {"input_ids": input_ids, "word_starts": obj.pad([e["word_starts"] for e in examples], False, torch.bool)}
-    maskable = ~torch.isin(input_ids, obj.special_ids)
+    maskable = maskable_positions(input_ids, obj.special_table)
     chosen, units = obj.choose(batch, maskable, g)
     inputs, labels = replace_80_10_10(input_ids, chosen, wordpiece.mask_token_id, obj.random_pool, g, unit_ids=units)
     outcomes = {"mask": 0, "kept": 0, "random": 0}

@@ -57,6 +57,8 @@ class Objective:
         self.chinese_words = chinese_words  # None: jieba words for text with Chinese characters
         self.pad_to_multiple_of = pad_to_multiple_of
         self.special_ids = torch.tensor(tokenizer.all_special_ids, dtype=torch.long)
+        self.special_table = torch.zeros(tokenizer.vocab_size, dtype=torch.bool)
+        self.special_table[self.special_ids] = True
         special = set(tokenizer.all_special_ids)
         self.random_pool = torch.tensor([i for i in range(tokenizer.vocab_size) if i not in special])
         self.skipped_documents = 0

@@ -10,7 +10,7 @@ Token selection comes in two shapes:
   `choose_word_spans` cuts each row's words into consecutive spans whose lengths (in words) are
   drawn from a given distribution, then takes spans in random order until p x (maskable tokens)
   are chosen. The span that crosses that budget is kept with probability (what is left of the
-  budget) / (its length), so the expected masked fraction is exactly p, without bias.
+  budget) / (its length), so the expected masked fraction is exactly p.
 
 Then `replace_80_10_10` turns chosen positions into the model's input: 80% [MASK], 10% a random
 token, 10% unchanged (why: the model must also represent tokens it sees, since [MASK] never
@@ -24,9 +24,12 @@ import torch
 IGNORE_INDEX = -100  # the label of positions that have no loss, as in torch's cross_entropy
 
 
-def maskable_positions(input_ids: torch.Tensor, special_ids: torch.Tensor) -> torch.Tensor:
-    """(B, T) bool: True where a token may be masked (not [CLS]/[SEP]/[PAD]/... )."""
-    return ~torch.isin(input_ids, special_ids)
+def maskable_positions(input_ids: torch.Tensor, special_table: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: True where a token may be masked (not [CLS]/[SEP]/[PAD]/...).
+
+    special_table (V,) bool: True for special token ids (one lookup per token, cheaper than isin).
+    """
+    return ~special_table[input_ids]
 
 
 def choose_tokens(maskable: torch.Tensor, probability: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -68,32 +71,35 @@ def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: 
     B, T = word_ids.shape
     device = word_ids.device
     maskable = word_ids >= 0
-    n_words = word_ids.max(dim=1).values + 1  # (B,)
-    W = max(int(n_words.max()), 1)
+    W = max(int(word_ids.max()) + 1, 1)  # words in the longest row
     safe_word = word_ids.clamp(min=0)
     tokens_per_word = torch.zeros(B, W, dtype=torch.long, device=device).scatter_add_(1, safe_word, maskable.long())
 
     # Cut each row's words into consecutive spans: span s covers words [ends[s-1], ends[s]).
-    lengths = torch.multinomial(length_probs.to(device).expand(B, -1), W, replacement=True, generator=generator) + 1
-    ends = torch.cumsum(lengths, dim=1)  # (B, S=W): at most W spans per row
-    word_index = torch.arange(W, device=device).expand(B, W)
-    span_of_word = torch.searchsorted(ends, word_index.contiguous(), right=True)  # (B, W)
-    in_row = word_index < n_words[:, None]
-    span_tokens = torch.zeros(B, W, dtype=torch.long, device=device).scatter_add_(1, span_of_word, tokens_per_word)
-    span_words = torch.zeros(B, W, dtype=torch.long, device=device).scatter_add_(1, span_of_word, in_row.long())
-    span_cut = (span_words > 0) & (span_words < lengths)
+    probs = length_probs.to(device).expand(B, -1)
+    mean = float((length_probs * torch.arange(1, len(length_probs) + 1)).sum())
+    n = min(W, int(W / mean * 1.25) + 8)  # enough spans to cover W words, almost always
+    lengths = torch.multinomial(probs, n, replacement=True, generator=generator) + 1
+    if n < W and int(lengths.sum(dim=1).min()) < W:  # rare: draw one span per word
+        lengths = torch.multinomial(probs, W, replacement=True, generator=generator) + 1
+    ends = torch.cumsum(lengths, dim=1).clamp(max=W)  # (B, n): where each span ends
+    ends_here = torch.zeros(B, W + 1, dtype=torch.long, device=device).scatter_(1, ends, 1)
+    span_of_word = torch.cumsum(ends_here[:, :W], dim=1)  # (B, W): how many spans end at or before each word
+    S = int(span_of_word[:, -1].max()) + 1  # spans in the row with the most
+    span_tokens = torch.zeros(B, S, dtype=torch.long, device=device).scatter_add_(1, span_of_word, tokens_per_word)
+    span_words = torch.zeros(B, S, dtype=torch.long, device=device).scatter_add_(
+        1, span_of_word, (tokens_per_word > 0).long())
+    span_cut = (span_words > 0) & (span_words < lengths[:, :S])
 
-    # Take spans in a random order until the budget of tokens is spent.
-    priority = torch.rand(B, W, generator=generator, device=device).masked_fill(span_tokens == 0, 2.0)
+    # Take spans in a random order until the budget is spent; the span that crosses the budget is
+    # kept with probability (budget left) / (its size): `before + u * size < budget` says both.
+    priority = torch.rand(B, S, generator=generator, device=device).masked_fill(span_tokens == 0, 2.0)
     order = torch.argsort(priority, dim=1)
     size = torch.gather(span_tokens, 1, order)  # (B, S) in the random order
-    after = torch.cumsum(size, dim=1)
-    before = after - size
+    before = torch.cumsum(size, dim=1) - size
     budget = probability * maskable.sum(dim=1, keepdim=True)  # (B, 1) float
-    take = (size > 0) & (before < budget)
-    crossing = take & (after > budget)
-    keep_crossing = torch.rand(B, W, generator=generator, device=device) * size < (budget - before)
-    take &= ~crossing | keep_crossing
+    # Only one span per row crosses the budget, so one coin per row decides it.
+    take = (size > 0) & (before + torch.rand(B, 1, generator=generator, device=device) * size < budget)
     span_selected = torch.zeros_like(take).scatter_(1, order, take)
 
     span_of_token = torch.gather(span_of_word, 1, safe_word)  # (B, T)
@@ -109,17 +115,21 @@ def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_i
     Returns (inputs, labels): labels hold the original token where chosen, IGNORE_INDEX elsewhere.
     unit_ids (B, T): positions with the same id share one decision (one per span, SpanBERT).
     """
-    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    labels = input_ids.masked_fill(~chosen, IGNORE_INDEX)
+    # Random numbers only where they are needed (the chosen ~15%): drawing them is most of the cost.
+    rows, cols = chosen.nonzero(as_tuple=True)
     if unit_ids is None:
-        draw = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+        draw = torch.rand(len(rows), generator=generator, device=input_ids.device)
     else:
-        per_unit = torch.rand(input_ids.shape[0], int(unit_ids.max()) + 1, generator=generator, device=input_ids.device)
-        draw = torch.gather(per_unit, 1, unit_ids)
-    to_mask = chosen & (draw < mask_prob)
-    to_random = chosen & (draw >= mask_prob) & (draw < mask_prob + random_prob)
-    pick = torch.randint(len(random_pool), input_ids.shape, generator=generator, device=input_ids.device)
-    inputs = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
-    inputs = torch.where(to_random, random_pool.to(input_ids.device)[pick], inputs)
+        per_unit = torch.rand(input_ids.shape[0], int(unit_ids.max()) + 1, generator=generator,
+                              device=input_ids.device)
+        draw = per_unit[rows, unit_ids[rows, cols]]
+    inputs = input_ids.clone()
+    to_mask = draw < mask_prob
+    inputs[rows[to_mask], cols[to_mask]] = mask_token_id
+    to_random = (draw >= mask_prob) & (draw < mask_prob + random_prob)
+    pick = torch.randint(len(random_pool), (int(to_random.sum()),), generator=generator, device=input_ids.device)
+    inputs[rows[to_random], cols[to_random]] = random_pool.to(input_ids.device)[pick]
     return inputs, labels
 
 

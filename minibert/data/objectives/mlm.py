@@ -57,7 +57,7 @@ class MaskedLM(Objective):
         """Replace batch["input_ids"] by its corrupted copy and add labels (-100 where not chosen)."""
         word_starts = batch.pop("word_starts", None)
         input_ids = batch["input_ids"]
-        maskable = maskable_positions(input_ids, self.special_ids)
+        maskable = maskable_positions(input_ids, self.special_table)
         if word_starts is not None:
             batch["word_starts"] = word_starts
         chosen, units = self.choose(batch, maskable, generator)
