@@ -2,9 +2,11 @@
 
 BERT-base size (12 layers, 768 hidden), batch 8 x 128 with realistic padding (row lengths
 spread between 40% and 100% of the batch's longest), fp32 on the CPU. Times a forward pass in
-eval mode and one training step (forward, MLM loss, backward, AdamW step), alternating the two
-implementations so that load from other processes hits both alike, and prints median times
-and the ratio minibert / Hugging Face (< 1.0 means minibert is faster).
+eval mode and one training step (forward, MLM loss, backward, AdamW step), alternating the
+implementations so that load from other processes hits all alike, and prints median times and
+the ratio minibert / Hugging Face (< 1.0 means minibert is faster) for minibert as loaded
+(every position computed, as Hugging Face does) and with `unpad=True` (the position-wise layers
+skip padding; minibert/nn/packing.py).
 
     python bench/bench_bert.py            # the full measurement (a few minutes on 2 cores)
     python bench/bench_bert.py --quick    # a tiny model, to check the script runs
@@ -57,6 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hf.save_pretrained(tmp)
         ours = BertForMaskedLM.from_pretrained(tmp, attn_implementation="sdpa")
+        unpadded = BertForMaskedLM.from_pretrained(tmp, attn_implementation="sdpa", unpad=True)
     batch = make_batch(8, 128, config.vocab_size)
     real = batch["attention_mask"].float().mean().item()
     print(f"BERT {size['num_hidden_layers']} layers x {size['hidden_size']}, batch 8 x 128, "
@@ -64,14 +67,18 @@ def main() -> None:
           f"transformers {transformers.__version__}")
 
     with torch.inference_mode():
-        torch.testing.assert_close(ours.eval()(**batch).logits, hf.eval()(**batch).logits, atol=1e-4, rtol=1e-4)
+        reference = hf.eval()(**batch).logits
+        torch.testing.assert_close(ours.eval()(**batch).logits, reference, atol=1e-4, rtol=1e-4)
+        real = batch["attention_mask"].bool()
+        torch.testing.assert_close(unpadded.eval()(**batch).logits[real], reference[real], atol=1e-4, rtol=1e-4)
 
     def forward(model):
         model.eval()
         with torch.inference_mode():
             model(**batch)
 
-    optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=1e-5) for m in (hf, ours)}
+    models = {"Hugging Face": hf, "minibert": ours, "minibert unpad": unpadded}
+    optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=1e-5) for m in models.values()}
 
     def train_step(model):
         model.train()
@@ -81,14 +88,17 @@ def main() -> None:
         opt.step()
 
     for name, fn in (("forward (eval)", forward), ("training step", train_step)):
-        fn(hf), fn(ours)  # warm-up
-        t_hf, t_ours = [], []
-        for _ in range(repeats):  # alternate, so background load hits both sides alike
-            t_hf += timed(lambda fn=fn: fn(hf), 1)
-            t_ours += timed(lambda fn=fn: fn(ours), 1)
-        m_hf, m_ours = statistics.median(t_hf), statistics.median(t_ours)
-        print(f"{name:15s} minibert {m_ours * 1e3:8.1f} ms | Hugging Face {m_hf * 1e3:8.1f} ms | "
-              f"ratio minibert/HF {m_ours / m_hf:.3f}")
+        times = {label: [] for label in models}
+        for model in models.values():
+            fn(model)  # warm-up
+        for _ in range(repeats):  # alternate, so background load hits every side alike
+            for label, model in models.items():
+                times[label] += timed(lambda fn=fn, model=model: fn(model), 1)
+        median = {label: statistics.median(t) for label, t in times.items()}
+        hf_ms = median["Hugging Face"]
+        print(f"{name:15s} Hugging Face {hf_ms * 1e3:8.1f} ms | " + " | ".join(
+            f"{label} {median[label] * 1e3:8.1f} ms (ratio {median[label] / hf_ms:.3f})"
+            for label in ("minibert", "minibert unpad")))
 
 
 if __name__ == "__main__":

@@ -191,3 +191,36 @@ def test_no_weights_in_directory(tmp_path):
     mb.BertConfig(vocab_size=10, hidden_size=8, num_attention_heads=2).to_json(tmp_path / "config.json")
     with pytest.raises(ValueError, match="no weights"):
         mb.BertModel.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("cls", [mb.BertForPreTraining, mb.RobertaForSequenceClassification])
+def test_unpadded_layers_match_the_padded_computation(cls):
+    """config.unpad runs the position-wise layers on real tokens only: same outputs at real
+    positions, same loss, same gradient for every parameter."""
+    config_cls = cls.config_class
+    cfg = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+               max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+               chunk_size_feed_forward=3)
+    torch.manual_seed(0)
+    padded = cls(config_cls(**cfg)).train()
+    packed = cls(config_cls(**cfg, unpad=True)).train()
+    packed.load_state_dict(padded.state_dict())
+    x = ids(B=3, T=9)
+    mask = torch.ones_like(x)
+    mask[1, 5:] = 0
+    mask[2, 2:] = 0
+    x = x.masked_fill(mask == 0, padded.config.pad_token_id)
+    labels = {"labels": x.masked_fill(mask == 0, -100), "next_sentence_label": torch.tensor([0, 1, 0])} \
+        if cls is mb.BertForPreTraining else {"labels": torch.tensor([1, 0, 1])}
+    a = padded(x, attention_mask=mask, output_hidden_states=True, **labels)
+    b = packed(x, attention_mask=mask, output_hidden_states=True, **labels)
+    real = mask.bool()
+    for h_a, h_b in zip(a.hidden_states, b.hidden_states, strict=True):
+        torch.testing.assert_close(h_b[real], h_a[real], atol=1e-5, rtol=1e-5)
+        assert torch.all(h_b[~real] == 0)
+    torch.testing.assert_close(b.loss, a.loss, atol=1e-5, rtol=1e-5)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p), q in zip(padded.named_parameters(), packed.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
+    assert "unpad" not in packed.config.to_dict()

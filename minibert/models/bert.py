@@ -28,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from minibert.checkpoint import WeightMap
 from minibert.modeling import ModelConfig, PreTrainedModel
-from minibert.nn import FeedForward, MultiHeadAttention, get_activation, padding_mask
+from minibert.nn import FeedForward, MultiHeadAttention, Packing, get_activation, padding_mask
 from minibert.nn.losses import sequence_classification_loss, span_extraction_loss, token_classification_loss
 from minibert.outputs import (
     BaseModelOutput,
@@ -61,6 +61,7 @@ class BertConfig(ModelConfig):
     chunk_size_feed_forward: int = 0  # >0: run the feed-forward this many positions at a time
     classifier_dropout: float | None = None  # dropout before task heads; None = hidden_dropout_prob
     tie_word_embeddings: bool = True  # the MLM decoder reuses the word embeddings (always, here)
+    unpad: bool = False  # skip padding in the position-wise layers (nn/packing.py); not saved
 
     def __post_init__(self):
         super().__post_init__()
@@ -170,8 +171,10 @@ class BertLayer(nn.Module):
                                dropout=config.hidden_dropout_prob, chunk_size=config.chunk_size_feed_forward)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, output_attentions: bool = False):
-        attn = self.attention(x, keep=keep, output_attentions=output_attentions)
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, output_attentions: bool = False,
+                packing: Packing | None = None):
+        """x (B, T, E), or (N, E) real tokens when packed; the output has the same shape."""
+        attn = self.attention(x, keep=keep, output_attentions=output_attentions, packing=packing)
         h = self.attention_norm(x + self.dropout(attn.output))
         return self.ffn_norm(h + self.ffn(h)), attn.probs
 
@@ -269,15 +272,21 @@ class BertModel(BertPreTrainedModel):
         self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         # A mask of all ones changes nothing: dropping it lets SDPA use its unmasked kernels.
         keep = None if attention_mask is None or bool(attention_mask.all()) else padding_mask(attention_mask)
+        packing = Packing.from_mask(attention_mask) if self.config.unpad and keep is not None else None
         h = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
+        if packing is not None:
+            h = packing.pack(h)  # (N, E): real tokens only
         hidden_states, attentions = [h], []
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
-                h, probs = checkpoint(layer, h, keep, output_attentions, use_reentrant=False)
+                h, probs = checkpoint(layer, h, keep, output_attentions, packing, use_reentrant=False)
             else:
-                h, probs = layer(h, keep, output_attentions)
+                h, probs = layer(h, keep, output_attentions, packing)
             hidden_states.append(h)
             attentions.append(probs)
+        if packing is not None:
+            h = packing.unpack(h)  # (B, T, E), zeros at padding
+            hidden_states = [packing.unpack(x) for x in hidden_states] if output_hidden_states else hidden_states
         return BaseModelOutput(
             last_hidden_state=h,
             pooler_output=self.pooler(h) if self.pooler is not None else None,

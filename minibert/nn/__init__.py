@@ -12,6 +12,7 @@ from minibert.nn.attention import (
 )
 from minibert.nn.feed_forward import FeedForward, apply_chunked
 from minibert.nn.masks import causal_mask, combine, padding_mask, to_additive
+from minibert.nn.packing import Packing
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,6 +21,7 @@ __all__ = [
     "FeedForward",
     "KVCache",
     "MultiHeadAttention",
+    "Packing",
     "apply_chunked",
     "attend",
     "causal_mask",

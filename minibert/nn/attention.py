@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minibert.nn.masks import to_additive
+from minibert.nn.packing import Packing
 
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 KVCache = tuple[torch.Tensor, torch.Tensor]  # (key, value), each (B, H, T_k, D)
@@ -105,7 +106,9 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def _heads(self, x: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+        if packing is not None:
+            x = packing.unpack(x)  # (N, E) -> (B, T, E)
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
 
@@ -117,15 +120,20 @@ class MultiHeadAttention(nn.Module):
         past_key_value: KVCache | None = None,
         use_cache: bool = False,
         output_attentions: bool = False,
+        packing: Packing | None = None,
     ) -> AttentionOutput:
-        B, T, E = hidden_states.shape
-        q = self._heads(self.q_proj(hidden_states))  # (B, H, T_q, D)
+        """hidden_states (B, T, E), or (N, E) real tokens only when `packing` is given (self-attention
+        without a cache): the projections then skip padding and only the scores see (B, T)."""
+        if packing is not None and (key_value_states is not None or past_key_value is not None):
+            raise ValueError("packed (unpadded) inputs work for self-attention without a cache only")
+        q = self._heads(self.q_proj(hidden_states), packing)  # (B, H, T_q, D)
+        B, _, T, _ = q.shape
         if key_value_states is not None and past_key_value is not None:
             k, v = past_key_value  # cross-attention: encoder keys/values were projected once
         else:
             source = hidden_states if key_value_states is None else key_value_states
-            k = self._heads(self.k_proj(source))  # (B, H, T_k, D)
-            v = self._heads(self.v_proj(source))
+            k = self._heads(self.k_proj(source), packing)  # (B, H, T_k, D)
+            v = self._heads(self.v_proj(source), packing)
             if past_key_value is not None:  # self-attention while decoding: append to the cache
                 k = torch.cat([past_key_value[0], k], dim=2)
                 v = torch.cat([past_key_value[1], v], dim=2)
@@ -135,5 +143,7 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             need_probs=output_attentions,
         )
-        out = out.transpose(1, 2).reshape(B, T, E)  # (B, T_q, E)
+        out = out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T_q, E)
+        if packing is not None:
+            out = packing.pack(out)  # (N, E)
         return AttentionOutput(self.out_proj(out), probs, (k, v) if use_cache else None)

@@ -43,5 +43,5 @@ class FeedForward(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.down(self.activation_dropout(self.act(self.up(x)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, E) -> (B, T, E)
-        return apply_chunked(self._forward, x, self.chunk_size, dim=1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, E) or packed (N, E), same shape out
+        return apply_chunked(self._forward, x, self.chunk_size, dim=-2)
