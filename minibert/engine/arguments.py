@@ -5,6 +5,11 @@ Only what the engine uses is here (no `report_to`, no `push_to_hub`). The few fi
 lacks are marked "minibert:" in their comment.
 """
 
+import argparse
+import dataclasses
+import inspect
+import json
+import re
 from dataclasses import dataclass, field
 
 SCHEDULER_TYPES = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -84,3 +89,57 @@ class TrainingArguments:
     @property
     def precision(self) -> str:
         return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "y"):
+        return True
+    if lowered in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls=TrainingArguments, defaults: dict | None = None) -> None:
+    """One --flag per dataclass field, named as the field (Hugging Face's names), with the field's
+    comment as help. Booleans: `--bf16` turns on, `--plot_loss false` turns off. `defaults`
+    overrides the dataclass defaults (a command line's own defaults)."""
+    defaults = defaults or {}
+    comments = _field_comments(cls)
+    group = parser.add_argument_group(f"{cls.__name__} (Hugging Face names)")
+    for f in dataclasses.fields(cls):
+        default = defaults.get(
+            f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        )
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        help_text = f"{comments.get(f.name, '')} (default: {default})".replace("%", "%%")
+        options = {"default": default, "help": help_text}
+        if kind.startswith("bool"):
+            options.update(type=_parse_bool, nargs="?", const=True, metavar="true|false")
+        elif kind == "dict":
+            options.update(type=json.loads, metavar="JSON")
+        elif kind.startswith("int"):
+            options.update(type=int)
+        elif kind.startswith("float"):
+            options.update(type=float)
+        if f.name == "lr_scheduler_type":
+            options["choices"] = SCHEDULER_TYPES
+        if f.name == "device":
+            options["choices"] = DEVICES
+        group.add_argument(f"--{f.name}", **options)
+
+
+def from_namespace(namespace: argparse.Namespace, cls=TrainingArguments):
+    """The dataclass built from the parsed flags that belong to it (others are ignored)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(namespace).items() if k in names})
+
+
+def _field_comments(cls) -> dict[str, str]:
+    """The `# comment` after each field in the class source: the help text of its flag."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    found = re.findall(r"^\s+(\w+): [^=]+=.*?#\s*(.+)$", source, flags=re.MULTILINE)
+    return {name: text.strip() for name, text in found}

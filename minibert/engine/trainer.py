@@ -117,6 +117,18 @@ def _batch_seed(*parts: int) -> int:
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF  # hash of a tuple of ints is stable across runs
 
 
+def check_output_dir(args: TrainingArguments, resuming: bool) -> bool:
+    """Refuse an output_dir that holds another run unless resuming or overwriting; True if it holds one."""
+    output_dir = Path(args.output_dir)
+    previous = bool(checkpointing.list_checkpoints(output_dir)) or (output_dir / METRICS_FILE).exists()
+    if previous and not resuming and not args.overwrite_output_dir:
+        raise ValueError(
+            f"{output_dir} already holds a training run; pass --resume_from_checkpoint last to continue it, "
+            "--overwrite_output_dir to replace it, or another --output_dir"
+        )
+    return previous
+
+
 class Trainer:
     """Train `model` on `train_dataset` (a sequence of examples) with `collate_fn(examples[, generator])`.
 
@@ -299,7 +311,9 @@ class Trainer:
     def _parameters(self) -> list[torch.Tensor]:
         return [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
 
-    def _train_step(self, window: dict) -> None:
+    def training_step(self, window: dict) -> None:
+        """One optimizer step (gradient_accumulation_steps micro-batches); train() loops over it, and
+        appends the step's measurements to `window` (benchmarks call it directly)."""
         accumulation = self.args.gradient_accumulation_steps
         self.wrapped.train()
         step_start = time.perf_counter()
@@ -417,12 +431,7 @@ class Trainer:
         return final
 
     def _prepare_output_dir(self, resuming: bool) -> None:
-        previous = checkpointing.list_checkpoints(self.output_dir) or (self.output_dir / METRICS_FILE).exists()
-        if previous and not resuming and not self.args.overwrite_output_dir:
-            raise ValueError(
-                f"{self.output_dir} already holds a training run; pass --resume_from_checkpoint last to continue it, "
-                "--overwrite_output_dir to replace it, or another --output_dir"
-            )
+        previous = check_output_dir(self.args, resuming)
         if self.context.is_main and previous and not resuming:
             for old in checkpointing.list_checkpoints(self.output_dir):
                 shutil.rmtree(old)
@@ -456,7 +465,7 @@ class Trainer:
         record = None
         try:
             while self.state.global_step < self.total_steps and not self.should_stop:
-                self._train_step(window)
+                self.training_step(window)
                 wait_total += window["wait"][-1]
                 time_total += window["time"][-1]
                 tokens_total += window["tokens"][-1] if window["tokens"] else 0

@@ -1,0 +1,111 @@
+"""Pretrain a BERT, BART or GPT model: `python pretrain.py --objective sop` (no other argument
+needed: the shipped Shakespeare corpus, a small model, about 2 minutes on a 2-core CPU).
+
+    python pretrain.py --objective mlm --corpus my_texts/ --model_size small --max_steps 20000 --bf16
+    python pretrain.py --objective wwm --init_from path/to/bert-base-chinese --corpus zh.txt
+    torchrun --nproc_per_node 8 pretrain.py --objective sop --model_size base --max_seq_length_phase2 512
+    python pretrain.py --objective sop --resume_from_checkpoint last
+
+Flags: the pretraining options below, then the engine's (Hugging Face's TrainingArguments names).
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from minibert.data import OBJECTIVES
+from minibert.engine import NonFiniteLossError
+from minibert.engine.arguments import add_arguments, from_namespace
+from minibert.pretraining import MODEL_SIZES, PretrainingOptions, format_summary, run_pretraining
+
+# The defaults of the no-argument run, tuned to finish in 1-3 minutes on a shared 2-core CPU.
+DEFAULTS = {
+    "output_dir": None,  # runs/pretrain-<objective>
+    "learning_rate": 1e-3,
+    "warmup_ratio": 0.06,
+    "weight_decay": 0.01,
+    "per_device_train_batch_size": 32,
+    "max_steps": 300,
+    "logging_steps": 20,
+    "eval_steps": None,
+    "save_steps": 150,
+    "save_total_limit": 2,
+    "disable_tqdm": False,
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    options = PretrainingOptions()
+    group = parser.add_argument_group("pretraining")
+    group.add_argument(
+        "--objective",
+        choices=list(OBJECTIVES),
+        default=options.objective,
+        help="what to learn; the model family follows (bart: BART, clm: GPT-2, others: BERT)",
+    )
+    group.add_argument(
+        "--corpus",
+        nargs="+",
+        default=options.corpus,
+        help="text/JSON-lines files or directories, or a shipped corpus (shakespeare, tang_poems)",
+    )
+    group.add_argument("--tokenizer", help="a tokenizer directory (default: --init_from's, or train one on the corpus)")
+    group.add_argument("--vocab_size", type=int, default=options.vocab_size, help="for a tokenizer trained here")
+    group.add_argument(
+        "--model_size",
+        choices=list(MODEL_SIZES),
+        default=options.model_size,
+        help="size preset of a model started from scratch",
+    )
+    group.add_argument("--config_file", help="a config.json of the family (instead of --model_size)")
+    group.add_argument("--init_from", help="a Hugging Face checkpoint directory to continue pretraining")
+    group.add_argument("--max_seq_length", type=int, default=options.max_seq_length)
+    group.add_argument(
+        "--max_seq_length_phase2",
+        type=int,
+        help="two-phase training (NVIDIA's BERT recipe): the last --phase2_ratio of the steps at this length, e.g. 512",
+    )
+    group.add_argument("--dropout", type=float, help="override the model's dropout")
+    group.add_argument("--mlm_probability", type=float, help="share of tokens to mask (default 0.15)")
+    group.add_argument(
+        "--validation_share",
+        type=float,
+        default=options.validation_share,
+        help="documents held out for the before/after evaluation",
+    )
+    add_arguments(parser, defaults=DEFAULTS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ns = parse_args(argv)
+    ns.output_dir = ns.output_dir or f"runs/pretrain-{ns.objective}"
+    try:
+        options = PretrainingOptions(
+            objective=ns.objective,
+            corpus=ns.corpus,
+            tokenizer=ns.tokenizer,
+            vocab_size=ns.vocab_size,
+            model_size=ns.model_size,
+            config_file=ns.config_file,
+            init_from=ns.init_from,
+            max_seq_length=ns.max_seq_length,
+            max_seq_length_phase2=ns.max_seq_length_phase2,
+            dropout=ns.dropout,
+            validation_share=ns.validation_share,
+            objective_options={} if ns.mlm_probability is None else {"mlm_probability": ns.mlm_probability},
+        )
+        result = run_pretraining(options, from_namespace(ns))
+    except (ValueError, NonFiniteLossError) as error:
+        print(f"pretrain.py: error: {error}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(format_summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""pretrain.py and minibert.pretraining: every objective end to end on a tiny model, the Hugging
+Face output, resuming, continuing from a checkpoint, two-phase length, and bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import minibert
+from minibert.data import read_records
+from minibert.engine import TrainingArguments
+from minibert.pretraining import PretrainingOptions, format_summary, run_pretraining
+
+ROOT = Path(__file__).parent.parent
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "d_model": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "n_embd": 32,
+    "n_layer": 1,
+    "n_head": 2,
+    "n_inner": 64,
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Ten documents of the shipped Shakespeare, as JSON lines."""
+    path = tmp_path_factory.mktemp("corpus") / "small.jsonl"
+    path.write_text("".join(json.dumps({"text": r["text"][:3000]}) + "\n" for r in read_records("shakespeare")[:10]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "config.json"
+    path.write_text(json.dumps(TINY))
+    return path
+
+
+def pretrain(tmp_path, corpus, tiny_config, objective="sop", steps=3, **overrides):
+    training = {
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": steps,
+        "per_device_train_batch_size": 4,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "learning_rate": 1e-3,
+        "device": "cpu",
+        "plot_loss": False,
+    }
+    options = {
+        "objective": objective,
+        "corpus": [str(corpus)],
+        "config_file": str(tiny_config),
+        "vocab_size": 300,
+        "max_seq_length": 32,
+        "validation_share": 0.2,
+        "max_eval_examples": 8,
+    }
+    for key, value in overrides.items():
+        (training if key in TrainingArguments.__dataclass_fields__ else options)[key] = value
+    return run_pretraining(PretrainingOptions(**options), TrainingArguments(**training))
+
+
+@pytest.mark.parametrize("objective", ["mlm", "wwm", "span", "nsp", "sop", "bart", "clm", "electra"])
+def test_every_objective_trains_and_saves_a_loadable_model(tmp_path, corpus, tiny_config, objective):
+    result = pretrain(tmp_path, corpus, tiny_config, objective)
+    out = tmp_path / "run"
+    assert result.train.global_step == 3 and all(
+        torch.isfinite(torch.tensor(r["loss"])) for r in result.train.history if "loss" in r
+    )
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert (out / "checkpoint-2" / "model.safetensors").is_file()  # each checkpoint is a model too
+    model = minibert.load_pretrained(out) if objective not in ("bart", "clm") else None
+    if objective == "electra":  # the discriminator, saved as a plain BERT encoder
+        assert type(model).__name__ == "BertModel"
+    assert result.eval_end and "loss" in result.eval_end
+    assert "saved to" in format_summary(result)
+
+
+def test_output_loads_in_transformers(tmp_path, corpus, tiny_config):
+    transformers = pytest.importorskip("transformers")
+    pretrain(tmp_path, corpus, tiny_config, "sop")
+    out = tmp_path / "run"
+    theirs = transformers.BertForPreTraining.from_pretrained(out)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    ours = minibert.load_pretrained(out)
+    batch = tokenizer(["Now is the winter of our discontent."], return_tensors="pt")
+    with torch.no_grad():
+        expected = theirs(**batch).prediction_logits
+        got = ours(**batch).prediction_logits
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_resume_last_and_continue_from_a_checkpoint(tmp_path, corpus, tiny_config):
+    first = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=4, save_steps=2)
+    resumed = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=6, save_steps=2, resume_from_checkpoint="last")
+    assert [r["step"] for r in resumed.train.history if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert resumed.train.history[:4] == [r for r in first.train.history if "loss" in r][:4]
+    further = pretrain(tmp_path / "b", corpus, tiny_config, "wwm", steps=2, init_from=str(tmp_path / "run"))
+    assert further.eval_start["loss"] < resumed.eval_start.get("loss", float("inf")) or further.eval_start
+
+
+def test_two_phase_sequence_length(tmp_path, corpus, tiny_config):
+    result = pretrain(
+        tmp_path, corpus, tiny_config, "mlm", steps=10, max_seq_length=16, max_seq_length_phase2=48, phase2_ratio=0.2
+    )
+    phases = [r["phase"] for r in result.train.history if "loss" in r]
+    assert phases == [0] * 8 + [1] * 2
+
+
+def cli(*args) -> tuple[int, str]:
+    """Run pretrain.py's main() in this process: (exit code, stderr)."""
+    import importlib.util
+    import io
+    from contextlib import redirect_stderr
+
+    spec = importlib.util.spec_from_file_location("pretrain_cli", ROOT / "pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        try:
+            code = module.main(list(args))
+        except SystemExit as exit_:  # argparse errors
+            code = exit_.code
+    return code, err.getvalue()
+
+
+def test_cli_bad_input_is_named(tmp_path, corpus, tiny_config):
+    code, err = cli("--objective", "xlnet")
+    assert code == 2 and "invalid choice: 'xlnet'" in err and "electra" in err
+    code, err = cli("--no_such_flag")
+    assert code == 2 and "unrecognized arguments: --no_such_flag" in err
+    code, err = cli("--corpus", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "o"))
+    assert code == 1 and "missing.txt does not exist" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    code, err = cli("--corpus", str(empty), "--output_dir", str(tmp_path / "o"))
+    assert code == 1 and "is empty" in err
+    code, err = cli("--init_from", str(tmp_path), "--output_dir", str(tmp_path / "o"))
+    assert code == 1 and "no config.json" in err
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_objective_must_fit_the_checkpoint_family(tmp_path, corpus, tiny_config):
+    from minibert.models.bert import BertConfig, BertForMaskedLM
+
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=50,
+            **{
+                k: v
+                for k, v in TINY.items()
+                if k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+            },
+        )
+    ).save_pretrained(tmp_path)
+    code, err = cli("--objective", "clm", "--init_from", str(tmp_path), "--output_dir", str(tmp_path / "o"))
+    assert code == 1 and "trains a gpt model but" in err and "objectives that fit it: mlm, wwm, span, nsp, sop" in err
+
+
+def test_refuses_another_runs_directory(tmp_path, corpus, tiny_config):
+    pretrain(tmp_path, corpus, tiny_config, "mlm", steps=2)
+    weights = (tmp_path / "run" / "model.safetensors").read_bytes()
+    code, err = cli("--corpus", str(corpus), "--config_file", str(tiny_config), "--output_dir", str(tmp_path / "run"))
+    assert code == 1 and "already holds a training run" in err
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == weights
