@@ -181,6 +181,23 @@ def test_fairseq_style_keys_and_tied_copies_load(tmp_path):
     assert sorted(info["newly_initialized"])[0].startswith("classification_head")
 
 
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    config = BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                        decoder_attention_heads=4, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=16,
+                        dropout=0.0)
+    model = BartForConditionalGeneration(config).train()
+    ids, mask, dec, _ = source_batch()
+    model(ids, attention_mask=mask, labels=dec).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    assert model.model.encoder.gradient_checkpointing and model.model.decoder.gradient_checkpointing
+    model(ids, attention_mask=mask, labels=dec).loss.backward()
+    for a, p in zip(plain, model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, a)
+
+
 def test_bad_input_is_explained():
     config = BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
                         decoder_attention_heads=4, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=12)

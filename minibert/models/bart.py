@@ -286,11 +286,13 @@ class BartModel(BartPreTrainedModel):
         self.decoder = BartDecoder(config, self.shared)
         self.post_init()
 
-    def gradient_checkpointing_enable(self) -> None:
-        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = True
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return self.encoder.gradient_checkpointing
 
-    def gradient_checkpointing_disable(self) -> None:
-        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = False
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, value: bool) -> None:  # PreTrainedModel's switch reaches both stacks
+        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = value
 
     def check_inputs(self, input_ids, attention_mask, decoder_input_ids, past: int) -> None:
         config = self.config
