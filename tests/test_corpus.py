@@ -87,3 +87,20 @@ def test_bad_input(tmp_path):
         load_corpus("tang_poems", convert="x2y")
     with pytest.raises(ValueError, match="no shipped corpus"):
         default_corpus_path("klingon")
+
+
+def test_missing_extra_names_it(monkeypatch):
+    from minibert.data import chinese
+
+    chinese._converter.cache_clear()
+    chinese._jieba.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "opencc", None)  # as if not installed
+    monkeypatch.setitem(__import__("sys").modules, "jieba", None)
+    try:
+        with pytest.raises(ImportError, match=r"minibert\[zh\]"):
+            convert_chinese("漢字", "t2s")
+        with pytest.raises(ImportError, match=r"minibert\[zh\]"):
+            segment_words("汉字")
+    finally:
+        chinese._converter.cache_clear()
+        chinese._jieba.cache_clear()

@@ -98,10 +98,10 @@ def _partly_masked_words(words: torch.Tensor, picked: torch.Tensor) -> tuple[int
     return int(((hit > 0) & (hit < total)).sum()), int(((hit > 1) & (hit == total)).sum())
 
 
-@pytest.mark.parametrize("kind", ["wordpiece", "bytelevel_bpe"])
-def test_whole_words_never_split(kind, wordpiece, bpe, docs):
+@pytest.mark.parametrize("name,kind", [("wwm", "wordpiece"), ("wwm", "bytelevel_bpe"), ("span", "wordpiece")])
+def test_whole_words_never_split(name, kind, wordpiece, bpe, docs):
     tok = wordpiece if kind == "wordpiece" else bpe
-    obj = build_objective("wwm", tok, MSL)
+    obj = build_objective(name, tok, MSL)
     examples = obj.examples(docs[:25])
     special = torch.tensor(tok.all_special_ids)
     g = torch.Generator().manual_seed(0)
