@@ -260,13 +260,13 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         output_dir.mkdir(parents=True, exist_ok=True)
         if trained_here or not (output_dir / "tokenizer.json").is_file():
             tokenizer.save_pretrained(output_dir)
-    logger.info(
-        "%s: %d training examples, %d held out, %s parameters",
-        options.objective,
-        len(examples),
-        len(eval_examples),
-        f"{sum(p.numel() for p in model.parameters()):,}",
-    )
+        logger.info(
+            "%s: %d training examples, %d held out, %s parameters",
+            options.objective,
+            len(examples),
+            len(eval_examples),
+            f"{sum(p.numel() for p in model.parameters()):,}",
+        )
 
     trainer_box = {}
     eval_fn = None

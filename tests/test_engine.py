@@ -340,3 +340,29 @@ def test_refuses_an_existing_run_unless_overwrite(tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
     Trainer(ToyModel(), make_args(tmp_path, max_steps=3, overwrite_output_dir=True), toy_dataset(), collate).train()
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-3"]
+
+
+def test_gradient_checkpointing_gives_the_same_training_on_a_tiny_bert(tmp_path):
+    from minibert.models.bert import BertConfig, BertForMaskedLM
+
+    config = dict(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    histories = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = BertForMaskedLM(BertConfig(**config))
+        args = make_args(
+            tmp_path / str(checkpointing), max_steps=3, logging_steps=1, gradient_checkpointing=checkpointing
+        )
+        result = Trainer(model, args, toy_dataset(), collate).train()
+        histories.append([(r["loss"], r["grad_norm"]) for r in result.history])
+    assert model.base_model.gradient_checkpointing
+    for (loss_a, norm_a), (loss_b, norm_b) in zip(*histories, strict=True):
+        assert loss_a == pytest.approx(loss_b, rel=1e-5) and norm_a == pytest.approx(norm_b, rel=1e-4)

@@ -45,6 +45,7 @@ class TrainingArguments:
     # -- precision and device ---------------------------------------------------------------------
     bf16: bool = False  # autocast to bfloat16 (CUDA or CPU); no loss scaling needed
     fp16: bool = False  # autocast to float16 with a gradient scaler (skips steps whose gradients overflow)
+    ddp_find_unused_parameters: bool = False  # let DDP skip parameters a forward pass did not use (slower)
     device: str = "auto"  # minibert: "auto" takes CUDA when present; "cpu"; "cuda"
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
     # -- logging, evaluation, checkpoints ---------------------------------------------------------

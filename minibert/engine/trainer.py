@@ -177,7 +177,9 @@ class Trainer:
                     f"{type(model).__name__} has no gradient_checkpointing_enable(); drop --gradient_checkpointing"
                 )
             model.gradient_checkpointing_enable()
-        self.wrapped = DistributedDataParallel(model) if self.context.enabled else model
+        self.wrapped = model
+        if self.context.enabled:
+            self.wrapped = DistributedDataParallel(model, find_unused_parameters=args.ddp_find_unused_parameters)
         self.callbacks = list(callbacks)
         self.eval_fn, self.metrics_fn, self.loss_fn, self.sampler = eval_fn, metrics_fn, loss_fn, sampler
         self.datasets = [train_dataset] + ([phase2_dataset] if phase2_dataset is not None else [])
@@ -387,7 +389,8 @@ class Trainer:
             del record["skipped_steps"]
         self.state.history.append(record)
         self.writer.write(record)
-        logger.info("step %d: %s", record["step"], {k: round(v, 4) for k, v in means.items()})
+        if self.context.is_main:
+            logger.info("step %d: %s", record["step"], {k: round(v, 4) for k, v in means.items()})
         window.clear()
         return record
 
