@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1, as in a DataLoader worker; more threads slow tiny ops on a busy CPU)")
+                        help="torch threads (default 1, as in a DataLoader worker)")
     args = parser.parse_args()
     if args.quick:
         args.batches, args.repeats = 8, 1

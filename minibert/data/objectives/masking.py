@@ -29,7 +29,7 @@ def maskable_positions(input_ids: torch.Tensor, special_table: torch.Tensor) -> 
 
     special_table (V,) bool: True for special token ids (one lookup per token, cheaper than isin).
     """
-    return ~special_table[input_ids]
+    return ~special_table.index_select(0, input_ids.reshape(-1)).view_as(input_ids)  # (faster than table[ids])
 
 
 def choose_tokens(maskable: torch.Tensor, probability: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -57,9 +57,22 @@ class SpanChoice:
 
     chosen: torch.Tensor  # (B, T) bool: tokens to mask
     span_of_token: torch.Tensor  # (B, T) long: the span each token belongs to (0 on special tokens)
-    span_words: torch.Tensor  # (B, S) long: words in each span (0 for spans past the row's end)
     span_selected: torch.Tensor  # (B, S) bool
-    span_cut: torch.Tensor  # (B, S) bool: the span was cut short by the end of the row
+    span_of_word: torch.Tensor  # (B, W) long
+    tokens_per_word: torch.Tensor  # (B, W) long: 0 for words past the row's end
+    lengths: torch.Tensor  # (B, >= S) long: the drawn length of each span, in words
+
+    @property
+    def span_words(self) -> torch.Tensor:
+        """(B, S) long: words in each span (0 for spans past the row's end)."""
+        words = torch.zeros_like(self.span_selected, dtype=torch.long)
+        return words.scatter_add_(1, self.span_of_word, (self.tokens_per_word > 0).long())
+
+    @property
+    def span_cut(self) -> torch.Tensor:
+        """(B, S) bool: the span was cut short by the end of the row."""
+        words = self.span_words
+        return (words > 0) & (words < self.lengths[:, : words.shape[1]])
 
 
 def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: torch.Tensor,
@@ -77,7 +90,7 @@ def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: 
 
     # Cut each row's words into consecutive spans: span s covers words [ends[s-1], ends[s]).
     probs = length_probs.to(device).expand(B, -1)
-    mean = float((length_probs * torch.arange(1, len(length_probs) + 1)).sum())
+    mean = sum(n * p for n, p in enumerate(length_probs.tolist(), 1))
     n = min(W, int(W / mean * 1.25) + 8)  # enough spans to cover W words, almost always
     lengths = torch.multinomial(probs, n, replacement=True, generator=generator) + 1
     if n < W and int(lengths.sum(dim=1).min()) < W:  # rare: draw one span per word
@@ -87,9 +100,6 @@ def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: 
     span_of_word = torch.cumsum(ends_here[:, :W], dim=1)  # (B, W): how many spans end at or before each word
     S = int(span_of_word[:, -1].max()) + 1  # spans in the row with the most
     span_tokens = torch.zeros(B, S, dtype=torch.long, device=device).scatter_add_(1, span_of_word, tokens_per_word)
-    span_words = torch.zeros(B, S, dtype=torch.long, device=device).scatter_add_(
-        1, span_of_word, (tokens_per_word > 0).long())
-    span_cut = (span_words > 0) & (span_words < lengths[:, :S])
 
     # Take spans in a random order until the budget is spent; the span that crosses the budget is
     # kept with probability (budget left) / (its size): `before + u * size < budget` says both.
@@ -104,7 +114,7 @@ def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: 
 
     span_of_token = torch.gather(span_of_word, 1, safe_word)  # (B, T)
     chosen = maskable & torch.gather(span_selected, 1, span_of_token)
-    return SpanChoice(chosen, span_of_token, span_words, span_selected, span_cut)
+    return SpanChoice(chosen, span_of_token, span_selected, span_of_word, tokens_per_word, lengths)
 
 
 def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_id: int, random_pool: torch.Tensor,
@@ -117,19 +127,21 @@ def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_i
     """
     labels = input_ids.masked_fill(~chosen, IGNORE_INDEX)
     # Random numbers only where they are needed (the chosen ~15%): drawing them is most of the cost.
-    rows, cols = chosen.nonzero(as_tuple=True)
+    B, T = input_ids.shape
+    flat = chosen.reshape(-1).nonzero().squeeze(1)  # (n,) positions in the flattened batch
     if unit_ids is None:
-        draw = torch.rand(len(rows), generator=generator, device=input_ids.device)
+        draw = torch.rand(len(flat), generator=generator, device=input_ids.device)
     else:
-        per_unit = torch.rand(input_ids.shape[0], int(unit_ids.max()) + 1, generator=generator,
-                              device=input_ids.device)
-        draw = per_unit[rows, unit_ids[rows, cols]]
+        units = int(unit_ids.max()) + 1
+        per_unit = torch.rand(B * units, generator=generator, device=input_ids.device)  # (B, units) flattened
+        draw = per_unit.index_select(0, torch.div(flat, T, rounding_mode="floor") * units
+                                     + unit_ids.reshape(-1).index_select(0, flat))
     inputs = input_ids.clone()
     to_mask = draw < mask_prob
-    inputs[rows[to_mask], cols[to_mask]] = mask_token_id
-    to_random = (draw >= mask_prob) & (draw < mask_prob + random_prob)
-    pick = torch.randint(len(random_pool), (int(to_random.sum()),), generator=generator, device=input_ids.device)
-    inputs[rows[to_random], cols[to_random]] = random_pool.to(input_ids.device)[pick]
+    inputs.view(-1).index_fill_(0, flat[to_mask], mask_token_id)
+    random_at = flat[(draw >= mask_prob) & (draw < mask_prob + random_prob)]
+    pick = torch.randint(len(random_pool), (len(random_at),), generator=generator, device=input_ids.device)
+    inputs.view(-1).index_copy_(0, random_at, random_pool.to(input_ids.device).index_select(0, pick))
     return inputs, labels
 
 
