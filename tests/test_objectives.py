@@ -159,9 +159,9 @@ def test_span_gets_one_decision(wordpiece, docs):
     examples = obj.examples(docs[:30])[:32]
     g = torch.Generator().manual_seed(1)
     input_ids = obj.pad([e["input_ids"] for e in examples], wordpiece.pad_token_id)
-    batch = {"input_ids": input_ids, "word_starts": obj.pad([e["word_starts"] for e in examples], False, torch.bool)}
+    word_starts = obj.pad([e["word_starts"] for e in examples], False, torch.bool)
     maskable = maskable_positions(input_ids, obj.special_table)
-    chosen, units = obj.choose(batch, maskable, g)
+    chosen, units = obj.choose(maskable, word_starts, g)
     inputs, labels = replace_80_10_10(input_ids, chosen, wordpiece.mask_token_id, obj.random_pool, g, unit_ids=units)
     outcomes = {"mask": 0, "kept": 0, "random": 0}
     for row in range(len(examples)):
@@ -317,6 +317,10 @@ def test_bad_input(wordpiece, bpe, docs):
         with pytest.raises(ValueError, match="no mask token"):
             build_objective(name, no_mask, MSL)
     build_objective("clm", no_mask, MSL)  # next-token prediction masks nothing
+    eos_only = Tokenizer(bpe.backend, {"eos_token": "</s>", "bos_token": "</s>"}, "bytelevel_bpe")  # GPT-2 style
+    assert len(build_objective("clm", eos_only, 32).examples(docs[:2])) > 2
+    with pytest.raises(ValueError, match="no pad token"):
+        build_objective("mlm", eos_only, MSL)
     with pytest.raises(ValueError, match="larger than the model allows"):
         build_objective("mlm", wordpiece, MSL).build_model({"max_position_embeddings": 64, "hidden_size": 16,
                                                             "num_hidden_layers": 1, "num_attention_heads": 2,

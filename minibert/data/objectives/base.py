@@ -6,7 +6,6 @@ examples into batches (`collate`: padding and all random corruption, drawn from 
 it is given, so a run that restores the generator's state replays the same batches).
 """
 
-import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,8 +16,6 @@ from minibert.data.chinese import has_cjk, segment_words
 from minibert.data.corpus import join_sentences
 from minibert.data.objectives.masking import IGNORE_INDEX
 from minibert.tokenizer import Tokenizer
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +32,7 @@ class Objective:
     name: ClassVar[str] = ""
     model_family: ClassVar[str] = "bert"  # "bert" | "bart" | "gpt": which model a trainer builds
     needs_mask_token: ClassVar[bool] = True
+    needs_pad_token: ClassVar[bool] = True
     needs_words: ClassVar[bool] = False  # whether examples carry word starts (whole-word objectives)
     min_seq_length: ClassVar[int] = 8
 
@@ -43,7 +41,7 @@ class Objective:
         if max_seq_length < self.min_seq_length:
             raise ValueError(f"max_seq_length {max_seq_length} is too short for {self.name}; use at least "
                              f"{self.min_seq_length}")
-        if tokenizer.pad_token_id is None:
+        if self.needs_pad_token and tokenizer.pad_token_id is None:
             raise ValueError(f"the tokenizer has no pad token, which {self.name} needs to pad batches; "
                              "use a tokenizer trained with minibert.tokenizer.train_tokenizer")
         if self.needs_mask_token and tokenizer.mask_token_id is None:
@@ -96,9 +94,13 @@ class Objective:
         """A freshly initialised model for this objective: tokenizer-derived fields are filled in,
         `config_kwargs` (hidden_size, num_hidden_layers, ...) override the rest."""
         config = self.config_class()(**{**self.default_config(), **(config_kwargs or {})})
-        model = self.model_class()(config)
+        model = self.model_class()(config, **self.model_options())
         self.check_model(model)
         return model
+
+    def model_options(self) -> dict[str, Any]:
+        """Keyword arguments of the model class beyond its config (ELECTRA's generator size, ...)."""
+        return {}
 
     def check_model(self, model) -> None:
         """Raise if the model cannot take this objective's batches (too short, too small a vocabulary)."""

@@ -18,10 +18,9 @@ class CausalLM(Objective):
     name = "clm"
     model_family = "gpt"
     needs_mask_token = False
+    needs_pad_token = False  # blocks are full: nothing is padded
 
     def __init__(self, tokenizer, max_seq_length: int, **options):
-        if tokenizer.pad_token_id is None:  # blocks are full: a pad token is only a placeholder
-            tokenizer.special_tokens.setdefault("pad_token", tokenizer.special_tokens.get("eos_token"))
         super().__init__(tokenizer, max_seq_length, **options)
         self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
         if self.eos is None:
@@ -47,7 +46,7 @@ class CausalLM(Objective):
         wanted = {"vocab_size": self.tokenizer.vocab_size, "n_positions": max(self.max_seq_length, 1024),
                   "bos_token_id": self.eos, "eos_token_id": self.eos, "pad_token_id": self.tokenizer.pad_token_id}
         names = {f.name for f in dataclasses.fields(self.config_class())}
-        return {k: v for k, v in wanted.items() if k in names}
+        return {k: v for k, v in wanted.items() if k in names and v is not None}
 
     def examples(self, documents: list[list[str]]) -> list[dict]:
         texts = [join_sentences(doc) for doc in documents]

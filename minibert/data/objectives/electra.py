@@ -26,12 +26,9 @@ class ReplacedTokenDetection(MaskedLM):
 
         return ElectraForPreTraining
 
-    def build_model(self, config_kwargs=None):
-        config = self.config_class()(**{**self.default_config(), **(config_kwargs or {})})
-        model = self.model_class()(config, generator_size=self.generator_size,
-                                   discriminator_weight=self.discriminator_weight, temperature=self.temperature)
-        self.check_model(model)
-        return model
+    def model_options(self) -> dict:
+        return {"generator_size": self.generator_size, "discriminator_weight": self.discriminator_weight,
+                "temperature": self.temperature}
 
     def metrics(self, batch, outputs) -> dict[str, float]:
         real = batch["attention_mask"].bool()

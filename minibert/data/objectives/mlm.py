@@ -49,7 +49,7 @@ class MaskedLM(Objective):
             out.append(example)
         return out
 
-    def choose(self, batch: dict[str, torch.Tensor], maskable: torch.Tensor, generator):
+    def choose(self, maskable: torch.Tensor, word_starts: torch.Tensor | None, generator):
         """(chosen (B, T) bool, unit_ids or None): which tokens to predict. Overridden by wwm and span."""
         return choose_tokens(maskable, self.mlm_probability, generator), None
 
@@ -58,10 +58,7 @@ class MaskedLM(Objective):
         word_starts = batch.pop("word_starts", None)
         input_ids = batch["input_ids"]
         maskable = maskable_positions(input_ids, self.special_table)
-        if word_starts is not None:
-            batch["word_starts"] = word_starts
-        chosen, units = self.choose(batch, maskable, generator)
-        batch.pop("word_starts", None)
+        chosen, units = self.choose(maskable, word_starts, generator)
         batch["input_ids"], batch["labels"] = replace_80_10_10(
             input_ids, chosen, self.tokenizer.mask_token_id, self.random_pool, generator,
             self.mask_replace_prob, self.random_replace_prob, unit_ids=units)

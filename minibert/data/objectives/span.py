@@ -25,7 +25,7 @@ class SpanMaskedLM(MaskedLM):
                              f"{max_span_length}; SpanBERT uses 0.2 and 10")
         self.length_probs = geometric_probs(geometric_p, max_span_length)
 
-    def choose(self, batch: dict[str, torch.Tensor], maskable: torch.Tensor, generator):
-        word_ids = word_ids_from_starts(batch["word_starts"], maskable)
+    def choose(self, maskable: torch.Tensor, word_starts: torch.Tensor | None, generator):
+        word_ids = word_ids_from_starts(word_starts, maskable)
         spans = choose_word_spans(word_ids, self.mlm_probability, self.length_probs, generator)
         return spans.chosen, spans.span_of_token

@@ -24,6 +24,6 @@ class WholeWordMaskedLM(MaskedLM):
             raise ValueError(f"max_ngram must be at least 1, got {max_ngram}; the seed notes use 3")
         self.length_probs = ngram_probs(max_ngram)
 
-    def choose(self, batch: dict[str, torch.Tensor], maskable: torch.Tensor, generator):
-        word_ids = word_ids_from_starts(batch["word_starts"], maskable)
+    def choose(self, maskable: torch.Tensor, word_starts: torch.Tensor | None, generator):
+        word_ids = word_ids_from_starts(word_starts, maskable)
         return choose_word_spans(word_ids, self.mlm_probability, self.length_probs, generator).chosen, None
