@@ -134,6 +134,13 @@ def test_chinese_whole_words_come_from_jieba(docs):
     batch = obj.collate(examples, torch.Generator().manual_seed(0))
     partial, multi = _partly_masked_words(_words(batch, examples, special), batch["labels"] != -100)
     assert partial == 0 and multi > 5
+    # Byte-level BPE may cut a character into several tokens: they stay in one word.
+    bpe = train_tokenizer(["".join(p) for p in poems], kind="bytelevel_bpe", vocab_size=600)
+    example = build_objective("wwm", bpe, 64).examples(poems[:1])[0]
+    encoding = bpe.backend.encode(" " + poems[0][0], add_special_tokens=False)
+    chars = [a for a, _ in encoding.offsets]
+    shared = [i for i in range(1, len(chars)) if chars[i] == chars[i - 1]]
+    assert shared and not example["word_starts"][1:][shared].any()
 
 
 @pytest.mark.parametrize("probs", [geometric_probs(0.2, 10), ngram_probs(3)], ids=["span", "ngram"])

@@ -169,7 +169,11 @@ class Objective:
                 if jieba_doc:
                     offset = text.index(sentence, cursor) - 1  # -1: the leading space we added
                     cursor = offset + 1 + len(sentence)
-                    word_starts = np.array([offset + a in starts for a, _ in enc.offsets], dtype=bool)
+                    # A token starts a word where jieba's word starts, unless it shares that character with
+                    # the token before (byte-level BPE can cut one character into several tokens).
+                    char = [a for a, _ in enc.offsets]
+                    word_starts = np.array([offset + a in starts and (i == 0 or a != char[i - 1])
+                                            for i, a in enumerate(char)], dtype=bool)
                     if len(word_starts):
                         word_starts[0] = True
                 else:
