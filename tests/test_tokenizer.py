@@ -90,6 +90,10 @@ def test_vocab_txt_parity_with_bert_tokenizer_fast(wordpiece, tmp_path):
             torch.testing.assert_close(mine[key], theirs[key])
     for text in TEXTS:
         assert ours.encode(text) == hf.encode(text, add_special_tokens=False)
+    hf.save_pretrained(tmp_path / "saved_by_hf")  # and what Hugging Face writes, we read
+    again = load_tokenizer(tmp_path / "saved_by_hf")
+    assert again.mask_token_id == hf.mask_token_id and again.kind == "wordpiece"
+    torch.testing.assert_close(again(TEXTS, PAIRS)["input_ids"], ours(TEXTS, PAIRS)["input_ids"])
 
 
 def test_vocab_json_merges_parity_with_roberta_tokenizer_fast(bpe, tmp_path):
