@@ -59,7 +59,7 @@ class FinetuneArguments:
     """Data, model and tricks. Flag names follow Hugging Face's run_glue.py where it has one."""
 
     model_name_or_path: str = DEFAULT_PRETRAINED  # a minibert / Hugging Face checkpoint dir, or "random"
-    config_name: str | None = None  # with "random": the checkpoint dir (or config.json) whose shape to use
+    config_name: str | None = None  # with "random": the checkpoint dir whose config (shape) and tokenizer to use
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl
     validation_file: str | None = str(DEFAULT_VALIDATION_FILE)
@@ -245,7 +245,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     """The model and the directory its tokenizer comes from."""
     random_init = args.model_name_or_path == RANDOM_INIT
     source = (args.config_name or DEFAULT_PRETRAINED) if random_init else args.model_name_or_path
-    if not (Path(source) / "config.json").is_file() and not (random_init and Path(source).is_file()):
+    if not (Path(source) / "config.json").is_file():
         raise ValueError(_missing_checkpoint_message(source))
     config = read_config_dict(source)
     family = config.get("model_type")
@@ -388,7 +388,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
     source = args.model_name_or_path if args.model_name_or_path != RANDOM_INIT else (
         args.config_name or DEFAULT_PRETRAINED)
-    if not Path(source).is_dir():
+    if not (Path(source) / "config.json").is_file():
         raise ValueError(_missing_checkpoint_message(source))
     torch.manual_seed(training.seed)
     tokenizer = load_tokenizer(args.tokenizer_name or source)

@@ -303,6 +303,19 @@ def test_lookahead_pulls_slow_weights_every_k_steps():
         build_finetune_optimizer("sgdx", param_groups(model, 1e-3, 0.0), 1e-3)
 
 
+def test_madgrad_is_an_optional_extra():
+    model = tiny_model()
+    try:
+        import madgrad  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="pip install madgrad"):
+            build_finetune_optimizer("madgrad", param_groups(model, 1e-3, 0.0), 1e-3)
+    else:
+        optimizer = build_finetune_optimizer("madgrad", param_groups(model, 1e-3, 0.0), 1e-3)
+        model(**batch()).loss.backward()
+        optimizer.step()
+
+
 # -- ZLPR -----------------------------------------------------------------------------------------
 def test_zlpr_hard_labels_match_the_original_formula():
     s = torch.randn(4, 6)
