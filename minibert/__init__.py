@@ -15,7 +15,9 @@ from minibert.models.bert import (
     RobertaForSequenceClassification,
     RobertaModel,
 )
+from minibert.models.electra import ElectraForPreTraining
 from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
+from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 
 __version__ = "0.1.0"
 
@@ -35,9 +37,13 @@ __all__ = [
     "BertForSequenceClassification",
     "BertForTokenClassification",
     "BertModel",
+    "ElectraForPreTraining",
     "RobertaConfig",
     "RobertaForMaskedLM",
     "RobertaForSequenceClassification",
     "RobertaModel",
+    "Tokenizer",
     "load_pretrained",
+    "load_tokenizer",
+    "train_tokenizer",
 ]
