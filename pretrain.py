@@ -28,6 +28,7 @@ DEFAULTS = {
     "per_device_train_batch_size": 32,
     "max_steps": 300,
     "logging_steps": 20,
+    "logging_first_step": True,
     "eval_steps": None,
     "save_steps": 150,
     "save_total_limit": 2,

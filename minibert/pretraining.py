@@ -322,19 +322,25 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
 
 
 def format_summary(result: PretrainingResult) -> str:
-    """The few lines a person wants after a run: losses, accuracies, speed, where the model is."""
-    start, end = result.eval_start, result.eval_end
+    """The few lines a person wants after a run: losses and accuracies at the start and the end (on
+    the training batches: step 1, before any update, against the last logging window; and on the
+    held-out documents), speed, and where the model is."""
+    train = [r for r in result.train.history if "loss" in r]
     lines = [
         f"pretrained {result.objective} for {result.train.global_step} steps in {result.train.seconds:.0f} s "
         f"({result.num_parameters:,} parameters, {result.num_examples} training examples)"
     ]
-    keys = [k for k in end if k.endswith("loss")] + [k for k in end if not k.endswith("loss")]
-    for key in keys:
-        before = f"{start[key]:.4f}" if key in start else "   -  "
-        change = f"  ({end[key] / start[key]:.0%} of start)" if key.endswith("loss") and start.get(key) else ""
-        lines.append(f"  held-out {key:<24} {before} -> {end[key]:.4f}{change}")
-    if not end:
-        lines.append(f"  training loss at the end: {result.train.training_loss:.4f} (no held-out documents)")
+    skip = {"step", "epoch", "phase", "learning_rate", "grad_norm", "tokens_per_second", "data_wait_share"}
+    rows = [("training", train[0], train[-1])] if train else []
+    if result.eval_end:
+        rows.append(("held-out", result.eval_start, result.eval_end))
+    for label, start, end in rows:
+        lines.append(f"  {label} (start -> end):")
+        keys = [k for k in end if k not in skip]
+        for key in sorted(keys, key=lambda k: (not k.endswith("loss"), k)):
+            before = f"{start[key]:.4f}" if key in start else "   -  "
+            change = f"  ({end[key] / start[key]:.0%} of start)" if key.endswith("loss") and start.get(key) else ""
+            lines.append(f"    {key:<24} {before} -> {end[key]:.4f}{change}")
     lines.append(
         f"  {result.train.tokens_per_second:,.0f} tokens/s; waiting for data: "
         f"{result.train.data_wait_share:.1%} of step time"

@@ -50,6 +50,7 @@ class TrainingArguments:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
     # -- logging, evaluation, checkpoints ---------------------------------------------------------
     logging_steps: int = 10  # one JSON line in metrics.jsonl every this many optimizer steps
+    logging_first_step: bool = False  # also log step 1 alone: the loss of the untrained model
     eval_steps: int | None = None  # call eval_fn every this many steps (and at the end); None: only at the end
     save_steps: int = 500  # checkpoint every this many steps, and always at the end
     save_total_limit: int | None = 3  # keep the last K checkpoints (the best one is never deleted); None: all

@@ -475,7 +475,8 @@ class Trainer:
                 step = self.state.global_step
                 done = step == self.total_steps or self.should_stop
                 logged = None
-                if step % self.args.logging_steps == 0 or done:
+                first = step == 1 and self.args.logging_first_step
+                if step % self.args.logging_steps == 0 or done or first:
                     logged = record = self._log(window)
                 if bar is not None:
                     bar.update(logged)
