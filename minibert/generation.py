@@ -266,7 +266,7 @@ class GenerationMixin:
     # -- beam search ----------------------------------------------------------------------------
     def _beam_search(self, sequences, state, max_length, procs, K, do_sample, eos, pad, length_penalty,
                      early_stopping, num_return_sequences, generator):
-        """Vectorised beam search with Hugging Face's semantics (v4.50+ rewrite).
+        """Vectorised beam search with the semantics of Hugging Face's (transformers v5).
 
         Per input it keeps K running beams and K finished hypotheses. Each step scores every beam x
         token, keeps the best 2K candidates (more with several eos ids, so K survive even if the best
