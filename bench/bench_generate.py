@@ -72,7 +72,8 @@ def timed(fn, clock):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny models and 8 new tokens: a smoke run")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per library and setting (median)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs per library and setting, median reported (default 3, or 1 with --quick)")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt-length", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -81,7 +82,9 @@ def main() -> None:
                         help="wall: elapsed time; cpu: this process's CPU time (for a busy, shared machine)")
     args = parser.parse_args()
     if args.quick:
-        args.new_tokens, args.repeats = 8, 1
+        args.new_tokens = 8
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = [("greedy", 1, 1), ("greedy", 8, 1), ("beam4", 1, 4)]
