@@ -94,6 +94,17 @@ def test_parity_with_hugging_face(tmp_path, ours_cls, hf_name, variant, impl):
         torch.testing.assert_close(mine.loss, theirs.loss, atol=ATOL, rtol=RTOL)
 
 
+def test_token_type_ids_and_upcast_attention_match(tmp_path):
+    hf, ours = hf_and_ours(tmp_path, "GPT2LMHeadModel", GPT2LMHeadModel, reorder_and_upcast_attn=True)
+    ids, mask = padded_batch()
+    segments = torch.randint(0, 2, ids.shape)
+    real = mask.bool()[..., None]
+    with torch.no_grad():
+        a = hf(ids, attention_mask=mask, token_type_ids=segments).logits
+        b = ours(ids, attention_mask=mask, token_type_ids=segments).logits
+    torch.testing.assert_close(b * real, a * real, atol=ATOL, rtol=RTOL)
+
+
 @pytest.mark.parametrize("problem", ["regression", "multi_label_classification"])
 def test_sequence_classification_losses(tmp_path, problem):
     num_labels = 1 if problem == "regression" else 3
