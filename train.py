@@ -24,7 +24,7 @@ from minibert.finetuning import TASK_TYPES, FinetuneArguments, finetune
 
 DEFAULT_OUTPUT_DIR = "runs/finetune-shakespeare-genre"
 # Fine-tuning defaults that differ from the engine's (a small model on a small task, on CPU).
-OVERRIDES = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 1e-4, "num_train_epochs": 5.0,
+OVERRIDES = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "num_train_epochs": 5.0,
              "per_device_train_batch_size": 32, "warmup_ratio": 0.1, "weight_decay": 0.01, "eval_steps": 50,
              "logging_steps": 10, "save_total_limit": 2, "load_best_model_at_end": True, "disable_tqdm": False}
 CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": TASK_TYPES,

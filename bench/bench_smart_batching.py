@@ -8,7 +8,7 @@ as wall time and as CPU time (the one to trust on a shared machine).
 
     python bench/bench_smart_batching.py            # 3 epochs each (several minutes on 2 cores)
     python bench/bench_smart_batching.py --quick    # 1 epoch each
-    python bench/bench_smart_batching.py --model_name_or_path runs/pretrain-sop
+    python bench/bench_smart_batching.py --model_name_or_path runs/pretrain-sop-tiny/checkpoint-150
 """
 
 import argparse
@@ -56,7 +56,7 @@ def epoch_padding(args: FinetuneArguments, batch_size: int) -> float:
 def run(name: str, model: str, epochs: float, smart: bool, output_dir: str) -> dict:
     args = FinetuneArguments(model_name_or_path=model, group_by_length=smart,
                              padding="longest" if smart else "max_length")
-    training = TrainingArguments(output_dir=output_dir, overwrite_output_dir=True, learning_rate=1e-4,
+    training = TrainingArguments(output_dir=output_dir, overwrite_output_dir=True, learning_rate=5e-4,
                                  num_train_epochs=epochs, per_device_train_batch_size=32, warmup_ratio=0.1,
                                  weight_decay=0.01, eval_steps=10_000, save_steps=10_000, logging_steps=10_000,
                                  load_best_model_at_end=True, plot_loss=False, device="cpu", seed=0)
