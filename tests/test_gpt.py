@@ -163,6 +163,13 @@ def test_round_trip_loads_in_transformers_with_same_logits(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
 
 
+def test_linear_weights_keep_the_conv1d_memory_order(tmp_path):
+    hf, ours = hf_and_ours(tmp_path, "GPT2LMHeadModel", GPT2LMHeadModel, save=True)
+    weights = [m.weight for m in ours.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(weights) == 8 and all(w.t().is_contiguous() for w in weights)
+    assert ours.transformer.h[0].attn.c_attn.weight.shape == (96, 32)  # nn.Linear's (out, in) shape
+
+
 def test_lm_head_is_the_token_embedding():
     model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=4, n_positions=16))
     assert not any("lm_head" in k for k in model.state_dict())

@@ -204,6 +204,14 @@ class BartPreTrainedModel(PreTrainedModel):
         elif isinstance(module, BartForConditionalGeneration):
             nn.init.zeros_(module.final_logits_bias)
 
+    def post_init(self) -> None:
+        """Initialise, then store every linear weight in (in, out) memory order behind its (out, in)
+        shape: faster small-batch decoding, see GPT2PreTrainedModel.post_init in gpt.py."""
+        super().post_init()
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.weight = nn.Parameter(module.weight.detach().t().contiguous().t())
+
     def get_input_embeddings(self) -> nn.Embedding:
         return self.base_model.shared
 
