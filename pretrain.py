@@ -60,8 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument(
         "--model_size",
         choices=list(MODEL_SIZES),
-        default=options.model_size,
-        help="size preset of a model started from scratch",
+        default=QUICK_RUN["model_size"],
+        help="size preset of a model started from scratch (default: %(default)s)",
     )
     group.add_argument("--config_file", help="a config.json of the family (instead of --model_size)")
     group.add_argument("--init_from", help="a Hugging Face checkpoint directory to continue pretraining")
