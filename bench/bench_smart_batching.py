@@ -16,6 +16,8 @@ import logging
 import tempfile
 import time
 
+import torch
+
 from minibert.engine import TrainingArguments
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler, padding_share
 from minibert.finetuning import DEFAULT_PRETRAINED, FinetuneArguments, finetune, load_split
@@ -71,14 +73,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model_name_or_path", default=DEFAULT_PRETRAINED)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared machine, 2 threads spin-wait on each other and the "
+                             "waiting, not the work, dominates a small model's step)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     epochs = 1.0 if args.quick else 3.0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, smart in (("fixed max-length padding (128)", False), ("smart batching", True)):
             rows.append(run(name, args.model_name_or_path, epochs, smart, f"{tmp}/{int(smart)}"))
-    print(f"Shakespeare genre task, {args.model_name_or_path}, {epochs:g} epochs, batch 32, max_seq_length 128")
+    print(f"Shakespeare genre task, {args.model_name_or_path}, {epochs:g} epochs, batch 32, max_seq_length 128, "
+          f"{args.threads} thread(s)")
     for r in rows:
         print(f"  {r['name']:32s} padding {r['padding']:6.1%}   per epoch: {r['wall']:6.1f} s wall, "
               f"{r['cpu']:6.1f} s CPU   accuracy {r['accuracy']:.3f}")
