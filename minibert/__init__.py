@@ -1,7 +1,14 @@
 """minibert: BERT, RoBERTa, BART and GPT-2-style transformers from scratch in plain PyTorch."""
 
 from minibert.auto import load_pretrained
-from minibert.models.bart import BartConfig, BartForConditionalGeneration, BartForSequenceClassification, BartModel
+from minibert.generation import GenerationMixin
+from minibert.models.bart import (
+    BartConfig,
+    BartForConditionalGeneration,
+    BartForSequenceClassification,
+    BartModel,
+    shift_tokens_right,
+)
 from minibert.models.bert import (
     BertConfig,
     BertForMaskedLM,
@@ -30,6 +37,7 @@ __all__ = [
     "GPT2ForSequenceClassification",
     "GPT2LMHeadModel",
     "GPT2Model",
+    "GenerationMixin",
     "BertConfig",
     "BertForMaskedLM",
     "BertForPreTraining",
@@ -45,5 +53,6 @@ __all__ = [
     "Tokenizer",
     "load_pretrained",
     "load_tokenizer",
+    "shift_tokens_right",
     "train_tokenizer",
 ]
