@@ -13,16 +13,6 @@ from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
 transformers = pytest.importorskip("transformers")
 from transformers.generation import logits_process as lp  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a thread pool, and on a shared CPU its spin-waits cost more than
-    the work (this file runs about 4x faster on one thread when the machine is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # Pad id 1, not 0: Hugging Face's beam search pads with eos when pad_token_id is 0 (it tests the pad
 # id for truthiness); minibert pads with pad_token_id whatever its value.
 VOCAB, GPT_PAD = 99, 1

@@ -10,15 +10,6 @@ from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2L
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a thread pool, and on a shared CPU its spin-waits cost more than
-    the work (this file runs about 4x faster on one thread when the machine is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 ATOL, RTOL = 1e-5, 1e-5
 VOCAB = 99
 
