@@ -28,11 +28,11 @@ DEFAULTS = {
     "warmup_ratio": 0.06,
     "weight_decay": 0.01,
     "per_device_train_batch_size": 32,
-    "max_steps": 300,
+    "max_steps": 400,
     "logging_steps": 25,
     "logging_first_step": True,
     "eval_steps": None,
-    "save_steps": 150,
+    "save_steps": 200,
     "save_total_limit": 2,
     "disable_tqdm": False,
 }
