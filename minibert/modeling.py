@@ -68,6 +68,16 @@ class ModelConfig:
         if self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
 
+    def check_at_least_one(self, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def check_probabilities(self, *names: str) -> None:
+        for name in names:
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
     @classmethod
     def from_dict(cls, data: dict, **overrides) -> "ModelConfig":
         if "num_labels" in overrides and "id2label" not in overrides:
@@ -102,6 +112,20 @@ class ModelConfig:
             path = Path(path)
             write_json(path / CONFIG_NAME if path.is_dir() else path, self.to_dict())
         return text
+
+
+def normal_init(module: nn.Module, std: float) -> None:
+    """The initialisation BERT, GPT-2 and BART share: Linear and Embedding weights ~ N(0, std),
+    biases 0, the padding embedding row 0, LayerNorm weight 1 and bias 0."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+        if getattr(module, "padding_idx", None) is not None:
+            nn.init.zeros_(module.weight[module.padding_idx])
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 class PreTrainedModel(nn.Module):

@@ -32,8 +32,8 @@ from torch.utils.checkpoint import checkpoint
 
 from minibert.checkpoint import WeightMap
 from minibert.generation import GenerationMixin
-from minibert.modeling import ModelConfig, PreTrainedModel
-from minibert.nn import ATTN_IMPLEMENTATIONS, FeedForward, MultiHeadAttention, causal_mask, combine, get_activation
+from minibert.modeling import ModelConfig, PreTrainedModel, normal_init
+from minibert.nn import FeedForward, MultiHeadAttention, causal_mask, combine, get_activation
 from minibert.nn import padding_mask as make_padding_mask
 from minibert.nn.losses import sequence_classification_loss, token_classification_loss
 from minibert.outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
@@ -81,17 +81,10 @@ class BartConfig(ModelConfig):
             if self.d_model % heads != 0:
                 raise ValueError(f"d_model {self.d_model} is not divisible by {prefix}_attention_heads {heads}; "
                                  "choose a head count that divides it")
-        for name in ("vocab_size", "max_position_embeddings", "d_model", "encoder_layers", "decoder_layers",
-                     "encoder_ffn_dim", "decoder_ffn_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
-                     "encoder_layerdrop", "decoder_layerdrop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
-            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
-                             f"got {self.attn_implementation!r}")
+        self.check_at_least_one("vocab_size", "max_position_embeddings", "d_model", "encoder_layers",
+                                "decoder_layers", "encoder_ffn_dim", "decoder_ffn_dim")
+        self.check_probabilities("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
+                                 "encoder_layerdrop", "decoder_layerdrop")
         if not self.tie_word_embeddings:
             raise ValueError("minibert's BART always ties the LM head to the shared embedding; "
                              "set tie_word_embeddings to true")
@@ -189,19 +182,8 @@ class BartPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """Weights ~ N(0, init_std), biases 0, LayerNorm 1 / 0, the padding embedding row 0."""
-        std = self.config.init_std
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-            if module.padding_idx is not None:
-                nn.init.zeros_(module.weight[module.padding_idx])
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, BartForConditionalGeneration):
+        normal_init(module, self.config.init_std)
+        if isinstance(module, BartForConditionalGeneration):
             nn.init.zeros_(module.final_logits_bias)
 
     def post_init(self) -> None:

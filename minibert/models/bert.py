@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from minibert.checkpoint import WeightMap
-from minibert.modeling import ModelConfig, PreTrainedModel
+from minibert.modeling import ModelConfig, PreTrainedModel, normal_init
 from minibert.nn import FeedForward, MultiHeadAttention, Packing, get_activation, padding_mask
 from minibert.nn.losses import sequence_classification_loss, span_extraction_loss, token_classification_loss
 from minibert.outputs import (
@@ -70,13 +70,9 @@ class BertConfig(ModelConfig):
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                 f"{self.num_attention_heads}; choose a head count that divides it"
             )
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        self.check_at_least_one("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+                                "max_position_embeddings", "type_vocab_size")
+        self.check_probabilities("hidden_dropout_prob", "attention_probs_dropout_prob")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} must be a token id below vocab_size {self.vocab_size}")
         if not self.tie_word_embeddings:
@@ -198,19 +194,8 @@ class BertPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """BERT's initialisation: weights ~ N(0, initializer_range), biases 0, LayerNorm 1 / 0,
         the padding embedding row 0."""
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-            if module.padding_idx is not None:
-                nn.init.zeros_(module.weight[module.padding_idx])
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, LMHead):
+        normal_init(module, self.config.initializer_range)
+        if isinstance(module, LMHead):
             nn.init.zeros_(module.bias)
 
     def get_input_embeddings(self) -> nn.Embedding:

@@ -30,8 +30,8 @@ from torch.utils.checkpoint import checkpoint
 
 from minibert.checkpoint import WeightMap
 from minibert.generation import GenerationMixin
-from minibert.modeling import ModelConfig, PreTrainedModel
-from minibert.nn import ATTN_IMPLEMENTATIONS, FeedForward, attend, causal_mask, combine, get_activation, padding_mask
+from minibert.modeling import ModelConfig, PreTrainedModel, normal_init
+from minibert.nn import FeedForward, attend, causal_mask, combine, get_activation, padding_mask
 from minibert.nn.losses import causal_lm_loss, sequence_classification_loss
 from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
@@ -70,15 +70,8 @@ class GPT2Config(ModelConfig):
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}; "
                              "choose a head count that divides it")
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
-            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, "
-                             f"got {self.attn_implementation!r}")
+        self.check_at_least_one("vocab_size", "n_positions", "n_embd", "n_layer")
+        self.check_probabilities("resid_pdrop", "embd_pdrop", "attn_pdrop")
         if not self.tie_word_embeddings:
             raise ValueError("minibert's GPT-2 always ties the LM head to the token embedding; "
                              "set tie_word_embeddings to true")
@@ -158,13 +151,7 @@ class GPT2PreTrainedModel(PreTrainedModel):
         projections that write into the residual stream are scaled down by 1/sqrt(2 * n_layer) so the
         stream's variance does not grow with depth (GPT-2 paper, section 2.3)."""
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=std)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        normal_init(module, std)
         # apply() visits children first, so these overwrite the plain init above.
         residual_std = std / math.sqrt(2 * self.config.n_layer)
         if isinstance(module, GPT2Attention):
