@@ -28,7 +28,7 @@ DEFAULTS = {
     "warmup_ratio": 0.06,
     "weight_decay": 0.01,
     "per_device_train_batch_size": 32,
-    "max_steps": 400,
+    "max_steps": 1200,
     "logging_steps": 25,
     "logging_first_step": True,
     "eval_steps": None,

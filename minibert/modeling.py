@@ -37,7 +37,7 @@ from minibert.nn.attention import ATTN_IMPLEMENTATIONS
 logger = logging.getLogger(__name__)
 
 # Keys of config.json that describe the file rather than the model; kept out of our dataclasses.
-_RUNTIME_ONLY = ("attn_implementation", "unpad")
+_RUNTIME_ONLY = ("attn_implementation", "unpad", "sparse_mlm")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 

@@ -224,3 +224,29 @@ def test_unpadded_layers_match_the_padded_computation(cls):
     for (name, p), q in zip(padded.named_parameters(), packed.parameters(), strict=True):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
     assert "unpad" not in packed.config.to_dict()
+
+
+@pytest.mark.parametrize("cls", [mb.BertForPreTraining, mb.BertForMaskedLM])
+def test_sparse_mlm_gives_the_same_loss_gradients_and_labelled_logits(cls):
+    cfg = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    dense = cls(mb.BertConfig(**cfg))
+    sparse = cls(mb.BertConfig(**cfg, sparse_mlm=True))
+    sparse.load_state_dict(dense.state_dict())
+    x = ids(B=3, T=9)
+    labels = x.masked_fill(torch.rand(3, 9, generator=torch.Generator().manual_seed(1)) > 0.3, -100)
+    extra = {"next_sentence_label": torch.tensor([0, 1, 0])} if cls is mb.BertForPreTraining else {}
+    a, b = dense(x, labels=labels, **extra), sparse(x, labels=labels, **extra)
+    la = a.prediction_logits if cls is mb.BertForPreTraining else a.logits
+    lb = b.prediction_logits if cls is mb.BertForPreTraining else b.logits
+    assert lb.shape == la.shape
+    torch.testing.assert_close(lb[labels != -100], la[labels != -100])
+    assert torch.all(lb[labels == -100] == 0)
+    torch.testing.assert_close(b.loss, a.loss)
+    a.loss.backward()
+    b.loss.backward()
+    for (name, p), q in zip(dense.named_parameters(), sparse.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)
+    torch.testing.assert_close(sparse(x).prediction_logits if cls is mb.BertForPreTraining else sparse(x).logits,
+                               la.detach(), atol=1e-6, rtol=1e-5)  # without labels: every position

@@ -29,7 +29,12 @@ from torch.utils.checkpoint import checkpoint
 from minibert.checkpoint import WeightMap
 from minibert.modeling import ModelConfig, PreTrainedModel, normal_init
 from minibert.nn import FeedForward, MultiHeadAttention, Packing, get_activation, padding_mask
-from minibert.nn.losses import sequence_classification_loss, span_extraction_loss, token_classification_loss
+from minibert.nn.losses import (
+    IGNORE_INDEX,
+    sequence_classification_loss,
+    span_extraction_loss,
+    token_classification_loss,
+)
 from minibert.outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -62,6 +67,7 @@ class BertConfig(ModelConfig):
     classifier_dropout: float | None = None  # dropout before task heads; None = hidden_dropout_prob
     tie_word_embeddings: bool = True  # the MLM decoder reuses the word embeddings (always, here)
     unpad: bool = False  # skip padding in the position-wise layers (nn/packing.py); not saved
+    sparse_mlm: bool = False  # with labels: MLM decoder only where labels != -100 (pretraining); not saved
 
     def __post_init__(self):
         super().__post_init__()
@@ -308,6 +314,20 @@ class LMHead(nn.Module):
         return F.linear(h, word_embeddings.weight, self.bias)  # (B, T, V)
 
 
+def masked_lm(lm, h: torch.Tensor, labels: torch.Tensor | None, sparse: bool):
+    """MLM logits (B, T, V) and loss. With `sparse` and labels, the V x E decoder, often the
+    largest matrix product of a small model, runs only at the labelled ~15% of positions, as in
+    NVIDIA's BERT pretraining; the other positions' logits are then zeros. Same loss either way."""
+    if labels is None or not sparse:
+        logits = lm(h)
+        return logits, token_classification_loss(logits, labels) if labels is not None else None
+    labelled = labels != IGNORE_INDEX  # (B, T)
+    picked = lm(h[labelled])  # (N, V)
+    logits = picked.new_zeros(*labels.shape, picked.size(-1))
+    logits[labelled] = picked
+    return logits, token_classification_loss(picked, labels[labelled])
+
+
 def _classifier_dropout(config: BertConfig) -> nn.Dropout:
     p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
     return nn.Dropout(p)
@@ -333,9 +353,9 @@ class BertForPreTraining(BertPreTrainedModel):
                 next_sentence_label=None, output_hidden_states=False, output_attentions=False) -> PreTrainingOutput:
         out = self.bert(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
                                        output_hidden_states, output_attentions))
-        prediction_logits = self.mlm_head(out.last_hidden_state, self.bert.embeddings.word_embeddings)
+        prediction_logits, mlm_loss = masked_lm(lambda h: self.mlm_head(h, self.bert.embeddings.word_embeddings),
+                                                out.last_hidden_state, labels, self.config.sparse_mlm)
         seq_relationship_logits = self.nsp_head(out.pooler_output)
-        mlm_loss = token_classification_loss(prediction_logits, labels) if labels is not None else None
         nsp_loss = (F.cross_entropy(seq_relationship_logits, next_sentence_label.view(-1))
                     if next_sentence_label is not None else None)
         parts = [x for x in (mlm_loss, nsp_loss) if x is not None]
@@ -361,8 +381,7 @@ class BertForMaskedLM(BertPreTrainedModel):
                 output_hidden_states=False, output_attentions=False) -> MaskedLMOutput:
         out = self.base_model(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
                                              output_hidden_states, output_attentions))
-        logits = self.lm(out.last_hidden_state)
-        loss = token_classification_loss(logits, labels) if labels is not None else None
+        logits, loss = masked_lm(self.lm, out.last_hidden_state, labels, self.config.sparse_mlm)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
     def lm(self, h: torch.Tensor) -> torch.Tensor:
