@@ -32,7 +32,13 @@ from torch.utils.checkpoint import checkpoint
 
 from minibert.checkpoint import WeightMap
 from minibert.generation import GenerationMixin
-from minibert.modeling import ModelConfig, PreTrainedModel, normal_init
+from minibert.modeling import (
+    ModelConfig,
+    PreTrainedModel,
+    check_token_ids,
+    normal_init,
+    store_linear_weights_input_major,
+)
 from minibert.nn import FeedForward, MultiHeadAttention, causal_mask, combine, get_activation
 from minibert.nn import padding_mask as make_padding_mask
 from minibert.nn.losses import sequence_classification_loss, token_classification_loss
@@ -187,12 +193,8 @@ class BartPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.final_logits_bias)
 
     def post_init(self) -> None:
-        """Initialise, then store every linear weight in (in, out) memory order behind its (out, in)
-        shape: faster small-batch decoding, see GPT2PreTrainedModel.post_init in gpt.py."""
         super().post_init()
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                module.weight = nn.Parameter(module.weight.detach().t().contiguous().t())
+        store_linear_weights_input_major(self)  # faster small-batch decoding, see modeling.py
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.base_model.shared
@@ -289,15 +291,11 @@ class BartModel(BartPreTrainedModel):
         for name, ids, offset in (("input_ids", input_ids, 0), ("decoder_input_ids", decoder_input_ids, past)):
             if ids is None:
                 continue
-            if ids.dim() != 2:
-                raise ValueError(f"{name} must be (batch, sequence), got shape {tuple(ids.shape)}")
+            check_token_ids(ids, config.vocab_size, name)
             if offset + ids.size(1) > config.max_position_embeddings:
                 raise ValueError(f"{name} reach position {offset + ids.size(1)} but max_position_embeddings is "
                                  f"{config.max_position_embeddings}; truncate to at most "
                                  f"{config.max_position_embeddings} tokens")
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= config.vocab_size):
-                raise ValueError(f"{name} holds token id {int(ids.max())} (min {int(ids.min())}) but vocab_size is "
-                                 f"{config.vocab_size}; the tokenizer does not match the model")
         if attention_mask is not None and input_ids is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
                              f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids")

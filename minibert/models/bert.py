@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from minibert.checkpoint import WeightMap
-from minibert.modeling import ModelConfig, PreTrainedModel, normal_init
+from minibert.modeling import ModelConfig, PreTrainedModel, check_token_ids, normal_init
 from minibert.nn import FeedForward, MultiHeadAttention, Packing, get_activation, padding_mask
 from minibert.nn.losses import (
     IGNORE_INDEX,
@@ -224,19 +224,13 @@ class BertModel(BertPreTrainedModel):
     def check_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> None:
         """Bad input fails here with the fix, not deep inside an embedding lookup."""
         config = self.config
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, sequence), got shape {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, config.vocab_size)
         limit = self.embeddings.max_tokens(config)
         if position_ids is None and input_ids.size(1) > limit:
             raise ValueError(
                 f"input has {input_ids.size(1)} tokens but this model takes at most {limit} "
                 f"(max_position_embeddings {config.max_position_embeddings}); truncate the input "
                 f"(e.g. tokenizer max_length={limit} or --max_seq_length {limit})"
-            )
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
-            raise ValueError(
-                f"input_ids holds token id {int(input_ids.max())} (min {int(input_ids.min())}) but vocab_size "
-                f"is {config.vocab_size}; the tokenizer does not match the model (load the checkpoint's tokenizer)"
             )
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(

@@ -30,7 +30,13 @@ from torch.utils.checkpoint import checkpoint
 
 from minibert.checkpoint import WeightMap
 from minibert.generation import GenerationMixin
-from minibert.modeling import ModelConfig, PreTrainedModel, normal_init
+from minibert.modeling import (
+    ModelConfig,
+    PreTrainedModel,
+    check_token_ids,
+    normal_init,
+    store_linear_weights_input_major,
+)
 from minibert.nn import FeedForward, attend, causal_mask, combine, get_activation, padding_mask
 from minibert.nn.losses import causal_lm_loss, sequence_classification_loss
 from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
@@ -160,15 +166,8 @@ class GPT2PreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.down.weight, std=residual_std)
 
     def post_init(self) -> None:
-        """Initialise, then keep every linear weight in GPT-2's original Conv1D memory order: still
-        shaped (out, in) like any nn.Linear, but stored (in, out), so F.linear multiplies by a matrix
-        that is not transposed. MKL's GEMM reads that layout 1.5-2x faster at 4-8 rows (batched or
-        beam decoding; bench/bench_generate.py) and no slower at 1 or at training sizes. Loading
-        copies into these tensors and keeps the order."""
         super().post_init()
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                module.weight = nn.Parameter(module.weight.detach().t().contiguous().t())
+        store_linear_weights_input_major(self)  # faster small-batch decoding, see modeling.py
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.base_model.wte
@@ -195,17 +194,11 @@ class GPT2Model(GPT2PreTrainedModel):
     def check_inputs(self, input_ids, attention_mask, position_ids, past: int) -> None:
         """Bad input fails here with the fix, not deep inside an embedding lookup."""
         config = self.config
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch, sequence), got shape {tuple(input_ids.shape)}")
+        check_token_ids(input_ids, config.vocab_size)
         if position_ids is None and past + input_ids.size(1) > config.n_positions:
             raise ValueError(
                 f"input has {past + input_ids.size(1)} positions ({past} cached + {input_ids.size(1)} new) but "
                 f"n_positions is {config.n_positions}; truncate the input to at most {config.n_positions} tokens"
-            )
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
-            raise ValueError(
-                f"input_ids holds token id {int(input_ids.max())} (min {int(input_ids.min())}) but vocab_size is "
-                f"{config.vocab_size}; the tokenizer does not match the model (load the checkpoint's tokenizer)"
             )
         want = (input_ids.size(0), past + input_ids.size(1))
         if attention_mask is not None and tuple(attention_mask.shape) != want:
