@@ -349,8 +349,10 @@ def format_summary(result: PretrainingResult) -> str:
         f"  {result.train.tokens_per_second:,.0f} tokens/s; waiting for data: "
         f"{result.train.data_wait_share:.1%} of step time"
     )
+    plot = ("loss.png" if (Path(result.output_dir) / "loss.png").exists()
+            else "no loss.png: pip install minibert[plot] for the plot")
     lines.append(
         f"saved to {result.output_dir} (config.json, model.safetensors, tokenizer files; metrics.jsonl, "
-        "loss.png, checkpoints)"
+        f"{plot}, checkpoints)"
     )
     return "\n".join(lines)
