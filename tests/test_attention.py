@@ -74,3 +74,9 @@ def test_unknown_activation_lists_choices():
 def test_head_divisibility_error():
     with pytest.raises(ValueError, match="not divisible"):
         MultiHeadAttention(10, 3)
+
+
+def test_padding_mask_is_none_when_nothing_is_padded():
+    assert padding_mask(None) is None
+    assert padding_mask(torch.ones(2, 5, dtype=torch.long)) is None
+    assert padding_mask(torch.tensor([[1, 1, 0]])).tolist() == [[[[True, True, False]]]]

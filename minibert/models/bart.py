@@ -39,8 +39,7 @@ from minibert.modeling import (
     normal_init,
     store_linear_weights_input_major,
 )
-from minibert.nn import FeedForward, MultiHeadAttention, causal_mask, combine, get_activation
-from minibert.nn import padding_mask as make_padding_mask
+from minibert.nn import FeedForward, MultiHeadAttention, causal_mask, combine, get_activation, padding_mask
 from minibert.nn.losses import sequence_classification_loss, token_classification_loss
 from minibert.outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
@@ -103,13 +102,6 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start
     shifted = input_ids.new_full(input_ids.shape, decoder_start_token_id)
     shifted[:, 1:] = input_ids[:, :-1]
     return shifted.masked_fill(shifted == -100, pad_token_id)
-
-
-def _padding_keep(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """Boolean keep mask over keys, or None when nothing is padded (lets SDPA skip the mask)."""
-    if attention_mask is None or bool(attention_mask.all()):
-        return None
-    return make_padding_mask(attention_mask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +207,7 @@ class BartEncoder(nn.Module):
     def forward(self, input_ids, attention_mask=None, output_hidden_states=False,
                 output_attentions=False) -> BaseModelOutput:
         h = self.embeddings(input_ids)  # (B, S, E)
-        keep = _padding_keep(attention_mask)
+        keep = padding_mask(attention_mask)
         hidden_states, attentions = [h], []
         for layer in self.layers:
             if _layer_drop(self, self.config.encoder_layerdrop):
@@ -246,10 +238,10 @@ class BartDecoder(nn.Module):
         past = past_key_values[0][0].size(2) if past_key_values else 0
         T = input_ids.size(1)
         h = self.embeddings(input_ids, past)  # (B, T, E)
-        keep = _padding_keep(attention_mask)
+        keep = padding_mask(attention_mask)
         if T > 1:
             keep = combine(causal_mask(T, past + T, device=input_ids.device), keep)
-        memory_keep = _padding_keep(memory_attention_mask)
+        memory_keep = padding_mask(memory_attention_mask)
         hidden_states, attentions, cross_attentions, caches = [h], [], [], []
         for i, layer in enumerate(self.layers):
             layer_past = past_key_values[i] if past_key_values else None

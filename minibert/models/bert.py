@@ -255,8 +255,7 @@ class BertModel(BertPreTrainedModel):
         output_attentions: bool = False,
     ) -> BaseModelOutput:
         self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
-        # A mask of all ones changes nothing: dropping it lets SDPA use its unmasked kernels.
-        keep = None if attention_mask is None or bool(attention_mask.all()) else padding_mask(attention_mask)
+        keep = padding_mask(attention_mask)  # None when nothing is padded
         packing = Packing.from_mask(attention_mask) if self.config.unpad and keep is not None else None
         h = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
         if packing is not None:

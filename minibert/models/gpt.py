@@ -234,7 +234,7 @@ class GPT2Model(GPT2PreTrainedModel):
             h = h + self.wte(token_type_ids)
         h = self.drop(h)
         # One query over all keys needs no mask; otherwise causal AND padding (masks.py).
-        keep = padding_mask(attention_mask) if attention_mask is not None and not bool(attention_mask.all()) else None
+        keep = padding_mask(attention_mask)  # None when nothing is padded
         if T > 1:
             keep = combine(causal_mask(T, past + T, device=input_ids.device), keep)
 

@@ -15,8 +15,12 @@ distribution over the masked keys instead of NaN, which matches Hugging Face's a
 import torch
 
 
-def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T_k) of 1 = real token, 0 = padding  ->  boolean keep mask (B, 1, 1, T_k)."""
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, T_k) of 1 = real token, 0 = padding  ->  boolean keep mask (B, 1, 1, T_k).
+    None when nothing is padded: a mask of all ones changes nothing, and without one SDPA can use
+    its unmasked kernels."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
     return attention_mask.bool()[:, None, None, :]
 
 
