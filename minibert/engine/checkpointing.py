@@ -15,10 +15,15 @@ Atomicity: everything is written into `.tmp-checkpoint-<step>/` and the director
 its final name only once complete (a rename is atomic on POSIX filesystems). A process killed
 mid-save leaves a temporary directory that is ignored and later removed, never a half-written
 checkpoint; older checkpoints are deleted only after the new one is in place.
+
+Safety: every .pt file holds only tensors and plain Python values (NumPy's generator state is
+stored as a list of ints), so all of them load with `torch.load(weights_only=True)`. Unpickling
+anything else could run code hidden in the file, so such a file is refused, never loaded.
 """
 
 import json
 import logging
+import pickle
 import random
 import re
 import shutil
@@ -82,7 +87,10 @@ def resolve_checkpoint(value: str, output_dir: str | Path) -> Path:
 
 # -- random number generators -----------------------------------------------------------------
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    numpy_state = np.random.get_state(legacy=False)
+    # The key as a list of ints rather than an ndarray: weights_only=True loads no NumPy objects.
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -151,8 +159,23 @@ def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None 
 
 
 # -- load ---------------------------------------------------------------------------------------
+def load_file(file: Path):
+    """torch.load with weights_only=True: a file holding anything but tensors and plain Python
+    values (a pickled callable, an object whose reduce runs a command) is refused unopened."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message goes on to suggest weights_only=False; keep only the line naming the culprit
+        culprit = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
+        raise ValueError(
+            f"{file} holds objects other than tensors and plain Python values ({culprit or error}); "
+            "refusing to load it, since unpickling them could run arbitrary code. Resume only from a "
+            "checkpoint written by minibert's engine, or start a new run without --resume_from_checkpoint"
+        ) from None
+
+
 def load_model_weights(model: nn.Module, directory: Path) -> None:
-    model.load_state_dict(torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True))
+    model.load_state_dict(load_file(directory / MODEL_FILE))
 
 
 def load_checkpoint(
@@ -166,13 +189,13 @@ def load_checkpoint(
 ) -> dict:
     """Restore every piece saved by save_checkpoint; returns the trainer state (step, data position...)."""
     load_model_weights(model, directory)
-    optimizer.load_state_dict(torch.load(directory / OPTIMIZER_FILE, map_location="cpu", weights_only=False))
-    saved = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(load_file(directory / OPTIMIZER_FILE))
+    saved = load_file(directory / STATE_FILE)
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     rng_file = directory / f"rng_state_{context.rank}.pt"
     if not rng_file.is_file():
         logger.warning("%s missing (different number of processes?); using rank 0's generators", rng_file.name)
         rng_file = directory / "rng_state_0.pt"
-    set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+    set_rng_state(load_file(rng_file))
     return saved["trainer"]

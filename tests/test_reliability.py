@@ -1,0 +1,39 @@
+"""Hostile-but-realistic input and faults (issue 11): nothing in a checkpoint is ever executed,
+nothing on disk is lost, and every bad file or argument gets one clear error naming it."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_engine import ToyModel, collate, make_args, toy_dataset
+
+from minibert.engine import Trainer
+
+
+class CreatesFile:
+    """Unpickling this object creates `marker`: a stand-in for any code hidden in a pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def train_tiny(tmp_path, **overrides):
+    args = make_args(tmp_path, **{"max_steps": 2, "save_steps": 2, **overrides})
+    return Trainer(ToyModel(), args, toy_dataset(), collate).train()
+
+
+@pytest.mark.parametrize("name", ["optimizer.pt", "trainer_state.pt", "rng_state_0.pt", "model_state.pt"])
+def test_a_checkpoint_file_holding_code_is_refused_and_never_run(tmp_path, name):
+    train_tiny(tmp_path)
+    marker = tmp_path / "ran"
+    torch.save({"state": CreatesFile(marker)}, tmp_path / "unsafe.pt")
+    torch.load(tmp_path / "unsafe.pt", weights_only=False)  # the payload is live: a plain load runs it
+    assert marker.exists()
+    marker.unlink()
+    (tmp_path / "unsafe.pt").replace(tmp_path / "run" / "checkpoint-2" / name)
+    with pytest.raises(ValueError, match=rf"checkpoint-2/{name} holds objects other than tensors.*refusing"):
+        train_tiny(tmp_path, max_steps=4, resume_from_checkpoint="last")
+    assert not marker.exists()
