@@ -1,6 +1,7 @@
 """Hostile-but-realistic input and faults (issue 11): nothing in a checkpoint is ever executed,
 nothing on disk is lost, and every bad file or argument gets one clear error naming it."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,31 @@ def test_a_checkpoint_file_holding_code_is_refused_and_never_run(tmp_path, name)
     with pytest.raises(ValueError, match=rf"checkpoint-2/{name} holds objects other than tensors.*refusing"):
         train_tiny(tmp_path, max_steps=4, resume_from_checkpoint="last")
     assert not marker.exists()
+
+
+# -- set-up as the README says ---------------------------------------------------------------------
+ROOT = Path(__file__).parent.parent
+
+
+def test_the_readme_install_is_what_ci_runs_and_brings_every_test_dependency():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def names(extra: str) -> set[str]:
+        found = set()
+        for requirement in extras[extra]:
+            name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
+            included = re.fullmatch(r"minibert\[(.*)\]", requirement)
+            found |= set().union(*(names(e) for e in included.group(1).split(","))) if included else {name}
+        return found
+
+    # every package a test imports or skips without: the suite must run whole after the README's install
+    assert {"pytest", "ruff", "transformers", "jieba", "opencc", "matplotlib"} <= names("dev")
+    readme = (ROOT / "README.md").read_text()
+    commands = ["pip install torch==2.13.0", 'pip install -e ".[dev]"', "ruff check .", "python -m pytest"]
+    for command in commands:
+        assert re.search(rf"^{re.escape(command)}\s", readme, re.M), command
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    run = [line.replace(" --quiet", "") for line in ci if line.startswith(("pip ", "ruff ", "python "))]
+    assert run == commands
