@@ -17,7 +17,7 @@ cannot drift apart. Keys of the base model are written without the family prefix
 import json
 import os
 import re
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,19 +142,37 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     )
 
 
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's data, or a directory's entries, to disk. A rename is atomic, but only after
+    fsyncs of the file and of its directory do the new name and its content survive a power cut."""
+    if os.name != "posix" and Path(path).is_dir():
+        return  # only POSIX lets a directory be opened to fsync it
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(target: Path, write) -> None:
     """Write through `write(tmp_path)` into a temporary file beside `target`, then rename it over
     `target`: a crash mid-write leaves the old file intact, never half a file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    # Created with mode 0o666 less the umask, as open() would give; safetensors writes 0o600 files,
+    # so that mode is put back after `write`.
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    mode = os.stat(tmp).st_mode
     try:
         write(tmp)
+        os.chmod(tmp, mode)
+        fsync(tmp)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    fsync(target.parent)
 
 
 def write_state_dict(path: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:

@@ -1,7 +1,9 @@
 """Hostile-but-realistic input and faults (issue 11): nothing in a checkpoint is ever executed,
 nothing on disk is lost, and every bad file or argument gets one clear error naming it."""
 
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,34 @@ def test_the_readme_install_is_what_ci_runs_and_brings_every_test_dependency():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     run = [line.replace(" --quiet", "") for line in ci if line.startswith(("pip ", "ruff ", "python "))]
     assert run == commands
+
+
+# -- nothing on disk is lost -----------------------------------------------------------------------
+def test_checkpoint_files_and_directories_are_fsynced_around_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    train_tiny(tmp_path)
+    run, temp = tmp_path / "run", tmp_path / "run" / ".tmp-checkpoint-2"
+    files = sorted(str(temp / f.name) for f in (run / "checkpoint-2").iterdir())
+    assert len(files) == 5 and set(files) <= set(synced)  # each file, under its temporary name
+    assert synced[-2:] == [str(temp), str(run)]  # the directory before the rename, its parent after
+
+
+def test_save_pretrained_files_follow_the_umask(tmp_path):
+    from minibert.models.bert import BertConfig, BertModel
+
+    previous = os.umask(0o027)
+    try:
+        BertModel(BertConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=16)).save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(previous)
+    for name in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE((tmp_path / "model" / name).stat().st_mode) == 0o666 & ~0o027, name
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors"]

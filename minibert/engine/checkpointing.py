@@ -12,7 +12,9 @@ A checkpoint is a directory `output_dir/checkpoint-<step>/` holding
      config.json + model.safetensors, and the tokenizer files, so a checkpoint is also a model)
 
 Atomicity: everything is written into `.tmp-checkpoint-<step>/` and the directory is renamed to
-its final name only once complete (a rename is atomic on POSIX filesystems). A process killed
+its final name only once complete (a rename is atomic on POSIX filesystems), and every file in
+it, the directory itself and, after the rename, the run directory are fsynced, so a power cut
+cannot leave a checkpoint whose name exists but whose files are still empty. A process killed
 mid-save leaves a temporary directory that is ignored and later removed, never a half-written
 checkpoint; older checkpoints are deleted only after the new one is in place.
 
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from minibert.checkpoint import fsync
 from minibert.engine.distributed import DistributedContext, barrier
 
 logger = logging.getLogger(__name__)
@@ -136,9 +139,13 @@ def save_checkpoint(
         (temp / STATE_JSON).write_text(json.dumps(trainer_state, indent=2, default=str) + "\n")
         if on_save is not None:
             on_save(temp)
+        for path in sorted(temp.rglob("*")):
+            fsync(path)
+        fsync(temp)
         if final.exists():  # the same step saved again (e.g. after a resume): replace it
             shutil.rmtree(final)
         temp.rename(final)
+        fsync(output_dir)
         logger.info("saved checkpoint %s", final)
     barrier(context)
     return final
