@@ -1,8 +1,10 @@
 """Hostile-but-realistic input and faults (issue 11): nothing in a checkpoint is ever executed,
 nothing on disk is lost, and every bad file or argument gets one clear error naming it."""
 
+import json
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 from test_engine import ToyModel, collate, make_args, toy_dataset
 
 from minibert.engine import Trainer
+from minibert.engine.checkpointing import list_checkpoints, load_model_weights
 
 
 class CreatesFile:
@@ -99,3 +102,39 @@ def test_save_pretrained_files_follow_the_umask(tmp_path):
     for name in ("config.json", "model.safetensors"):
         assert stat.S_IMODE((tmp_path / "model" / name).stat().st_mode) == 0o666 & ~0o027, name
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_a_moved_run_resumes_and_rotation_keeps_its_best_checkpoint(tmp_path):
+    def run(directory, max_steps, scores, **overrides):
+        args = make_args(directory, max_steps=max_steps, eval_steps=2, save_steps=2, save_total_limit=1,
+                         metric_for_best_model="accuracy", load_best_model_at_end=True, **overrides)
+        scores = iter(scores)
+        return Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda model: {"accuracy": next(scores)})
+
+    run(tmp_path / "a", 6, [0.5, 0.9, 0.7]).train()  # best: checkpoint-4
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    state = json.loads((tmp_path / "b" / "run" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert (state["best_checkpoint"], state["last_checkpoint"]) == ("checkpoint-4", "checkpoint-6")
+
+    resumed = run(tmp_path / "b", 10, [0.6, 0.65], resume_from_checkpoint="last")
+    result = resumed.train()
+    run_dir = tmp_path / "b" / "run"
+    assert [p.name for p in list_checkpoints(run_dir)] == ["checkpoint-4", "checkpoint-10"]
+    assert result.best_checkpoint == str(run_dir / "checkpoint-4") and result.best_metric == 0.9
+    best = ToyModel()
+    load_model_weights(best, run_dir / "checkpoint-4")
+    torch.testing.assert_close(resumed.model.out.weight, best.out.weight, rtol=0, atol=0)  # loaded at the end
+
+
+def test_the_best_checkpoint_knows_it_is_the_best(tmp_path):
+    """Resumed from the best checkpoint itself, the run still protects and reloads it."""
+    scores = iter([0.5, 0.9, 0.1, 0.1, 0.1, 0.1])
+    args = dict(max_steps=4, eval_steps=2, save_steps=2, save_total_limit=1, metric_for_best_model="accuracy")
+    eval_fn = lambda model: {"accuracy": next(scores)}
+    Trainer(ToyModel(), make_args(tmp_path, **args), toy_dataset(), collate, eval_fn=eval_fn).train()
+    state = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["best_checkpoint"] == "checkpoint-4"
+    args.update(max_steps=8, resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    result = Trainer(ToyModel(), make_args(tmp_path, **args), toy_dataset(), collate, eval_fn=eval_fn).train()
+    assert result.best_checkpoint == str(tmp_path / "run" / "checkpoint-4")
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-4", "checkpoint-8"]

@@ -60,6 +60,7 @@ class TrainerState:
     batches_done: int = 0  # this process's batches consumed in that epoch: the data position
     history: list[dict] = field(default_factory=list)  # every logged record (training and evaluation)
     best_metric: float | None = None
+    # Checkpoint names ("checkpoint-40"), not paths: they stay right when the run directory is moved
     best_checkpoint: str | None = None
     last_checkpoint: str | None = None
     examples_seen: int = 0
@@ -71,8 +72,8 @@ class TrainResult:
     history: list[dict]  # every JSON line written, in order
     training_loss: float  # mean loss over the last logging window
     best_metric: float | None
-    best_checkpoint: str | None
-    last_checkpoint: str | None
+    best_checkpoint: str | None  # path
+    last_checkpoint: str | None  # path
     data_wait_share: float  # share of step time spent waiting for batches (goal < 0.05)
     tokens_per_second: float  # over the whole run, all processes together
     seconds: float
@@ -344,7 +345,7 @@ class Trainer:
         step = self.state.global_step + 1
         if not math.isfinite(step_loss) and not self.args.fp16:
             self.optimizer.zero_grad(set_to_none=True)
-            last = self.state.last_checkpoint or "none was saved yet"
+            last = self.checkpoint_path(self.state.last_checkpoint) or "none was saved yet"
             raise NonFiniteLossError(
                 f"loss is {step_loss} at step {step}; training stopped before that step changed any weight. "
                 f"Last good checkpoint: {last}. Lower --learning_rate, raise --warmup_ratio, keep "
@@ -414,13 +415,21 @@ class Trainer:
         best = self.state.best_metric
         return best is None or (value > best if self.args.greater_is_better else value < best)
 
-    def save_checkpoint(self) -> Path:
-        step = self.state.global_step
-        final = self.output_dir / f"{checkpointing.CHECKPOINT_PREFIX}{step}"
-        self.state.last_checkpoint = str(final)
+    def checkpoint_path(self, name: str | None) -> str | None:
+        """The path of a checkpoint named in the state. Runs saved before names were stored hold
+        absolute paths: their last component is the name, and the run directory is where it is now."""
+        return None if name is None else str(self.output_dir / Path(name).name)
+
+    def save_checkpoint(self, best: bool = False) -> Path:
+        """Write checkpoint-<step>; `best`: it is also the new best checkpoint, recorded in the very
+        state it saves, so a run resumed from it still knows which checkpoint is best."""
+        name = f"{checkpointing.CHECKPOINT_PREFIX}{self.state.global_step}"
+        self.state.last_checkpoint = name
+        if best:
+            self.state.best_checkpoint = name
         checkpointing.save_checkpoint(
             self.output_dir,
-            step,
+            self.state.global_step,
             model=self.model,
             optimizer=self.optimizer,
             scheduler=self.scheduler,
@@ -430,8 +439,9 @@ class Trainer:
             on_save=lambda directory: self._callbacks("on_save", directory),
         )
         if self.context.is_main:
-            checkpointing.rotate_checkpoints(self.output_dir, self.args.save_total_limit, self.state.best_checkpoint)
-        return final
+            best_path = self.checkpoint_path(self.state.best_checkpoint)
+            checkpointing.rotate_checkpoints(self.output_dir, self.args.save_total_limit, best_path)
+        return self.output_dir / name
 
     def _prepare_output_dir(self, resuming: bool) -> None:
         previous = check_output_dir(self.args, resuming)
@@ -491,18 +501,19 @@ class Trainer:
                             )
                         if self._is_better(metrics[key]):
                             self.state.best_metric = float(metrics[key])
-                            self.state.best_checkpoint = str(self.save_checkpoint())
+                            self.save_checkpoint(best=True)
                             saved = True
                 if not saved and (step % self.args.save_steps == 0 or done):
                     self.save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
-        if self.args.load_best_model_at_end and self.state.best_checkpoint:
-            checkpointing.load_model_weights(self.model, Path(self.state.best_checkpoint))
+        best_path = self.checkpoint_path(self.state.best_checkpoint)
+        if self.args.load_best_model_at_end and best_path:
+            checkpointing.load_model_weights(self.model, Path(best_path))
             logger.info(
                 "loaded the best checkpoint %s (%s = %s)",
-                self.state.best_checkpoint,
+                best_path,
                 self.args.metric_for_best_model,
                 self.state.best_metric,
             )
@@ -515,8 +526,8 @@ class Trainer:
             history=self.state.history,
             training_loss=record["loss"] if record and "loss" in record else float("nan"),
             best_metric=self.state.best_metric,
-            best_checkpoint=self.state.best_checkpoint,
-            last_checkpoint=self.state.last_checkpoint,
+            best_checkpoint=best_path,
+            last_checkpoint=self.checkpoint_path(self.state.last_checkpoint),
             data_wait_share=wait_total / max(time_total, 1e-9),
             tokens_per_second=tokens_total * self.context.world_size / max(time_total, 1e-9),
             seconds=seconds,
