@@ -5,14 +5,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_engine import ToyModel, collate, make_args, toy_dataset
+from test_engine import ToyModel, collate, make_args, masking_collate, toy_dataset, weights
 
-from minibert.engine import Trainer
+from minibert.engine import Trainer, TrainingInterrupted
 from minibert.engine.checkpointing import list_checkpoints, load_model_weights
 
 
@@ -138,3 +141,75 @@ def test_the_best_checkpoint_knows_it_is_the_best(tmp_path):
     result = Trainer(ToyModel(), make_args(tmp_path, **args), toy_dataset(), collate, eval_fn=eval_fn).train()
     assert result.best_checkpoint == str(tmp_path / "run" / "checkpoint-4")
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-4", "checkpoint-8"]
+
+
+class SendsSignal:
+    def __init__(self, signal_number: int, at: int):
+        self.signal_number, self.at = signal_number, at
+
+    def on_backward_end(self, trainer, batch):  # in the middle of step `at`
+        if trainer.state.global_step + 1 == self.at:
+            os.kill(os.getpid(), self.signal_number)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_saves_the_step_then_stops_and_resume_is_exact(tmp_path, signal_number):
+    args = dict(max_steps=6, save_steps=100, logging_steps=1)
+    torch.manual_seed(0)
+    reference = ToyModel()
+    Trainer(reference, make_args(tmp_path / "a", **args), toy_dataset(), masking_collate).train()
+
+    before = signal.getsignal(signal_number)
+    torch.manual_seed(0)
+    stopped = Trainer(ToyModel(), make_args(tmp_path / "b", **args), toy_dataset(), masking_collate,
+                      callbacks=[SendsSignal(signal_number, at=3)])
+    with pytest.raises(TrainingInterrupted, match=r"stopped after step 3.*checkpoint-3.*--resume_from_checkpoint last"):
+        stopped.train()
+    assert signal.getsignal(signal_number) is before  # the handler lives only as long as train()
+    assert [p.name for p in list_checkpoints(tmp_path / "b" / "run")] == ["checkpoint-3"]
+
+    torch.manual_seed(1234)
+    resumed = ToyModel()
+    resume_args = make_args(tmp_path / "b", **args, resume_from_checkpoint="last")
+    Trainer(resumed, resume_args, toy_dataset(), masking_collate).train()
+    for name, value in weights(reference).items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0)
+
+
+STOPPED_FROM_OUTSIDE = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_engine import ToyModel, collate, make_args, masking_collate, toy_dataset, weights
+from minibert.engine import Trainer, TrainingInterrupted
+
+class WaitsForTheSignalAtStep2:
+    def on_step_end(self, trainer):
+        print("STEP", trainer.state.global_step, flush=True)
+        deadline = time.monotonic() + 60
+        while trainer.state.global_step == 2 and trainer.stop_signal is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+try:
+    args = make_args(Path({tmp!r}), max_steps=100)
+    Trainer(ToyModel(), args, toy_dataset(), collate, callbacks=[WaitsForTheSignalAtStep2()]).train()
+except TrainingInterrupted as stop:
+    print(stop, file=sys.stderr)
+    sys.exit(stop.exit_code)
+"""
+
+
+def test_sigterm_from_outside_saves_the_step_and_exits_143(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(STOPPED_FROM_OUTSIDE.format(tests=str(Path(__file__).parent), tmp=str(tmp_path)))
+    job = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().split() == ["STEP", "1"]
+        assert job.stdout.readline().split() == ["STEP", "2"]
+        job.send_signal(signal.SIGTERM)  # the job waits for it at the end of step 2
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        job.kill()
+    assert job.returncode == 143
+    assert "SIGTERM received: training stopped after step 2" in stderr and "--resume_from_checkpoint last" in stderr
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-2"]

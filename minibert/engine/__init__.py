@@ -3,13 +3,14 @@
 from minibert.engine.arguments import TrainingArguments
 from minibert.engine.optim import build_optimizer
 from minibert.engine.schedules import get_scheduler
-from minibert.engine.trainer import NonFiniteLossError, Trainer, TrainerState, TrainResult
+from minibert.engine.trainer import NonFiniteLossError, Trainer, TrainerState, TrainingInterrupted, TrainResult
 
 __all__ = [
     "NonFiniteLossError",
     "Trainer",
     "TrainResult",
     "TrainerState",
+    "TrainingInterrupted",
     "TrainingArguments",
     "build_optimizer",
     "get_scheduler",

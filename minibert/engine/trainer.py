@@ -11,6 +11,7 @@ One optimizer step, as the engine runs it:
     unscale (fp16), clip the gradient norm, optimizer step, scheduler step
     callbacks.on_step_end(trainer)                         SWA averages here
     every logging_steps: a JSON line; every eval_steps: eval_fn; every save_steps: a checkpoint
+    on SIGTERM or Ctrl-C (received at any point of the step): a checkpoint, then TrainingInterrupted
 
 Data: the engine owns the order. Each epoch's permutation comes from (seed, epoch); every batch
 gets its own torch.Generator seeded from (seed, phase, epoch, batch index, rank) for the collate
@@ -24,10 +25,12 @@ import json
 import logging
 import math
 import shutil
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +51,56 @@ logger = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped because the loss became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT (Ctrl-C) stopped training after a step, once a checkpoint of it was saved.
+    `exit_code` is the shell's convention for a process ended by that signal (130, 143)."""
+
+    def __init__(self, signal_number: int, step: int, checkpoint: str):
+        self.signal_number, self.step, self.checkpoint = signal_number, step, checkpoint
+        self.exit_code = 128 + signal_number
+        super().__init__(
+            f"{signal.Signals(signal_number).name} received: training stopped after step {step}, saved in "
+            f"{checkpoint}; to continue, run the same command with --resume_from_checkpoint last"
+        )
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _stop_after_the_step_on_signals(trainer: "Trainer"):
+    """While training, SIGINT and SIGTERM only note the signal; the loop then saves and stops after
+    the current step, so a preemption or a Ctrl-C loses nothing. A second signal stops at once.
+    Python lets only the main thread install handlers; elsewhere signals keep theirs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signal_number, frame):
+        if trainer.stop_signal is not None:
+            raise KeyboardInterrupt(f"{signal.Signals(signal_number).name} received twice: stopped without saving")
+        trainer.stop_signal = signal_number
+        logger.warning(
+            "%s received: saving a checkpoint after the current step, then stopping (send it again to stop now)",
+            signal.Signals(signal_number).name,
+        )
+
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number in STOP_SIGNALS:
+        signal.signal(number, note)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():  # None: a handler not set from Python, i.e. the default
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
+def _ignore_ctrl_c() -> None:
+    """DataLoader workers share the terminal's process group, so Ctrl-C reaches them too; the
+    training process handles it, and a worker that died of it would break the step being finished."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
@@ -202,6 +255,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.fp16)
         self.state = TrainerState()
         self.should_stop = False  # a callback may set this to end training after the current step
+        self.stop_signal: int | None = None  # SIGINT / SIGTERM received during train()
         self._loader_iter = None
 
     # -- the data stream -------------------------------------------------------------------------
@@ -260,6 +314,7 @@ class Trainer:
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator(),  # its own seed draw, so the global RNG (dropout) is untouched
+            worker_init_fn=_ignore_ctrl_c if self.args.dataloader_num_workers > 0 else None,
         )
         self._loader_iter = iter(loader)
 
@@ -443,6 +498,12 @@ class Trainer:
             checkpointing.rotate_checkpoints(self.output_dir, self.args.save_total_limit, best_path)
         return self.output_dir / name
 
+    def _stop_requested(self) -> bool:
+        """A stop signal arrived; under DDP on any process (a scheduler may signal only some), so that
+        every process saves and stops at the same step."""
+        received = {"stop": float(self.stop_signal is not None)}
+        return mean_across_ranks(received, self.context)["stop"] > 0
+
     def _prepare_output_dir(self, resuming: bool) -> None:
         previous = check_output_dir(self.args, resuming)
         if self.context.is_main and previous and not resuming:
@@ -476,38 +537,50 @@ class Trainer:
         window: dict[str, list] = defaultdict(list)
         start, wait_total, time_total, tokens_total = time.perf_counter(), 0.0, 0.0, 0
         record = None
-        try:
-            while self.state.global_step < self.total_steps and not self.should_stop:
-                self.training_step(window)
-                wait_total += window["wait"][-1]
-                time_total += window["time"][-1]
-                tokens_total += window["tokens"][-1] if window["tokens"] else 0
-                step = self.state.global_step
-                done = step == self.total_steps or self.should_stop
-                logged = None
-                first = step == 1 and self.args.logging_first_step
-                if step % self.args.logging_steps == 0 or done or first:
-                    logged = record = self._log(window)
+        self.stop_signal = None
+        with _stop_after_the_step_on_signals(self):
+            try:
+                while self.state.global_step < self.total_steps and not self.should_stop:
+                    self.training_step(window)
+                    wait_total += window["wait"][-1]
+                    time_total += window["time"][-1]
+                    tokens_total += window["tokens"][-1] if window["tokens"] else 0
+                    step = self.state.global_step
+                    done = step == self.total_steps or self.should_stop
+                    logged = None
+                    first = step == 1 and self.args.logging_first_step
+                    if step % self.args.logging_steps == 0 or done or first:
+                        logged = record = self._log(window)
+                    if bar is not None:
+                        bar.update(logged)
+                    saved = False
+                    eval_due = (self.args.eval_steps and step % self.args.eval_steps == 0) or done
+                    if self.eval_fn is not None and eval_due:
+                        metrics = self.evaluate()
+                        key = self.args.metric_for_best_model
+                        if key is not None:
+                            if key not in metrics:
+                                raise ValueError(
+                                    f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}"
+                                )
+                            if self._is_better(metrics[key]):
+                                self.state.best_metric = float(metrics[key])
+                                self.save_checkpoint(best=True)
+                                saved = True
+                    if not saved and (step % self.args.save_steps == 0 or done):
+                        self.save_checkpoint()
+                        saved = True
+                    if not done and self._stop_requested():
+                        if not saved:
+                            self.save_checkpoint()
+                        raise TrainingInterrupted(
+                            self.stop_signal or signal.SIGTERM,  # only another process got it: the scheduler's
+                            step,
+                            self.checkpoint_path(self.state.last_checkpoint),
+                        )
+            finally:
                 if bar is not None:
-                    bar.update(logged)
-                saved = False
-                if self.eval_fn is not None and ((self.args.eval_steps and step % self.args.eval_steps == 0) or done):
-                    metrics = self.evaluate()
-                    key = self.args.metric_for_best_model
-                    if key is not None:
-                        if key not in metrics:
-                            raise ValueError(
-                                f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}"
-                            )
-                        if self._is_better(metrics[key]):
-                            self.state.best_metric = float(metrics[key])
-                            self.save_checkpoint(best=True)
-                            saved = True
-                if not saved and (step % self.args.save_steps == 0 or done):
-                    self.save_checkpoint()
-        finally:
-            if bar is not None:
-                bar.close()
+                    bar.close()
         best_path = self.checkpoint_path(self.state.best_checkpoint)
         if self.args.load_best_model_at_end and best_path:
             checkpointing.load_model_weights(self.model, Path(best_path))
