@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from test_engine import ToyModel, collate, make_args, masking_collate, toy_dataset, weights
 
 from minibert.engine import Trainer, TrainingInterrupted
@@ -212,4 +213,39 @@ def test_sigterm_from_outside_saves_the_step_and_exits_143(tmp_path):
         job.kill()
     assert job.returncode == 143
     assert "SIGTERM received: training stopped after step 2" in stderr and "--resume_from_checkpoint last" in stderr
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-2"]
+
+
+# -- corrupt or mismatched state gets one clear message --------------------------------------------
+def truncate(file: Path) -> None:
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("name", ["optimizer.pt", "trainer_state.pt"])
+def test_a_truncated_checkpoint_file_is_named_with_the_checkpoint_to_resume_from_instead(tmp_path, name):
+    train_tiny(tmp_path, max_steps=4)
+    truncate(tmp_path / "run" / "checkpoint-4" / name)
+    earlier = tmp_path / "run" / "checkpoint-2"
+    message = rf"checkpoint-4/{name} is truncated or corrupt.*--resume_from_checkpoint {re.escape(str(earlier))}$"
+    with pytest.raises(ValueError, match=message):
+        train_tiny(tmp_path, max_steps=6, resume_from_checkpoint="last")
+    truncate(earlier / name)
+    with pytest.raises(ValueError, match=rf"checkpoint-2/{name} is truncated.*no earlier complete checkpoint"):
+        train_tiny(tmp_path, max_steps=6, resume_from_checkpoint=str(earlier))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.pt"])
+def test_a_checkpoint_written_short_is_never_kept(tmp_path, name):
+    """A full disk can cut a file short without an error from the writer: the save reads back."""
+
+    class WritesShort:
+        def on_save(self, trainer, directory):
+            if name == "model.safetensors":  # as pretraining saves the model in Hugging Face format
+                save_file(trainer.model.state_dict(), directory / name)
+            if trainer.state.global_step == 4:
+                truncate(directory / name)
+
+    args = make_args(tmp_path, max_steps=4, save_steps=2)
+    with pytest.raises(OSError, match=rf"\.tmp-checkpoint-4/{name} was written but cannot be read back"):
+        Trainer(ToyModel(), args, toy_dataset(), collate, callbacks=[WritesShort()]).train()
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-2"]

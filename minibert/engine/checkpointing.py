@@ -14,7 +14,9 @@ A checkpoint is a directory `output_dir/checkpoint-<step>/` holding
 Atomicity: everything is written into `.tmp-checkpoint-<step>/` and the directory is renamed to
 its final name only once complete (a rename is atomic on POSIX filesystems), and every file in
 it, the directory itself and, after the rename, the run directory are fsynced, so a power cut
-cannot leave a checkpoint whose name exists but whose files are still empty. A process killed
+cannot leave a checkpoint whose name exists but whose files are still empty. Before the rename,
+every .pt and .safetensors file is opened again (its zip directory, its header), so a short write
+(a full disk) fails the save instead of leaving a checkpoint that cannot be resumed. A process killed
 mid-save leaves a temporary directory that is ignored and later removed, never a half-written
 checkpoint; older checkpoints are deleted only after the new one is in place.
 
@@ -29,6 +31,7 @@ import pickle
 import random
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,6 +111,26 @@ def set_rng_state(state: dict) -> None:
 
 
 # -- save ---------------------------------------------------------------------------------------
+def verify_readable(directory: Path) -> None:
+    """Open every .pt and .safetensors file under `directory` the cheap way: a .pt file's zip
+    directory sits at its end and a .safetensors header must cover the whole file, so a file cut
+    short fails here without reading its tensors."""
+    from safetensors import safe_open
+
+    for file in sorted(directory.rglob("*")):
+        try:
+            if file.suffix == ".pt":
+                zipfile.ZipFile(file).close()
+            elif file.suffix == ".safetensors":
+                with safe_open(str(file), framework="pt"):
+                    pass
+        except Exception as error:
+            raise OSError(
+                f"{file} was written but cannot be read back ({error}); is the disk full or failing? "
+                "This checkpoint was not kept; the earlier ones are untouched"
+            ) from error
+
+
 def save_checkpoint(
     output_dir: Path,
     step: int,
@@ -139,6 +162,7 @@ def save_checkpoint(
         (temp / STATE_JSON).write_text(json.dumps(trainer_state, indent=2, default=str) + "\n")
         if on_save is not None:
             on_save(temp)
+        verify_readable(temp)
         for path in sorted(temp.rglob("*")):
             fsync(path)
         fsync(temp)
@@ -166,19 +190,34 @@ def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None 
 
 
 # -- load ---------------------------------------------------------------------------------------
-def load_file(file: Path):
+def load_file(file: Path, instead: str = "resume from another checkpoint, or start a new run"):
     """torch.load with weights_only=True: a file holding anything but tensors and plain Python
-    values (a pickled callable, an object whose reduce runs a command) is refused unopened."""
+    values (a pickled callable, an object whose reduce runs a command) is refused unopened, and a
+    truncated or corrupt one gets one error naming it; `instead` says what to do then."""
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's message goes on to suggest weights_only=False; keep only the line naming the culprit
-        culprit = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), "")
+        culprit = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), None)
+        if culprit is None:
+            raise ValueError(f"{file} is corrupt ({str(error).splitlines()[-1]}); {instead}") from None
         raise ValueError(
-            f"{file} holds objects other than tensors and plain Python values ({culprit or error}); "
-            "refusing to load it, since unpickling them could run arbitrary code. Resume only from a "
-            "checkpoint written by minibert's engine, or start a new run without --resume_from_checkpoint"
+            f"{file} holds objects other than tensors and plain Python values ({culprit}); refusing to "
+            "load it, since unpickling them could run arbitrary code. Resume only from a checkpoint "
+            "written by minibert's engine, or start a new run without --resume_from_checkpoint"
         ) from None
+    except Exception as error:  # torch raises RuntimeError, EOFError, OSError or KeyError for a cut file
+        reason = str(error).split(". ")[0] or type(error).__name__
+        raise ValueError(f"{file} is truncated or corrupt ({reason}); {instead}") from error
+
+
+def _earlier_checkpoint_hint(directory: Path) -> str:
+    """What to resume from when `directory` cannot be read: the newest complete checkpoint before it."""
+    step = checkpoint_step(directory)
+    earlier = [p for p in list_checkpoints(directory.parent) if step is not None and checkpoint_step(p) < step]
+    if earlier:
+        return f"resume from the previous checkpoint instead: --resume_from_checkpoint {earlier[-1]}"
+    return "no earlier complete checkpoint exists; start a new run (--overwrite_output_dir)"
 
 
 def load_model_weights(model: nn.Module, directory: Path) -> None:
@@ -195,14 +234,15 @@ def load_checkpoint(
     context: DistributedContext,
 ) -> dict:
     """Restore every piece saved by save_checkpoint; returns the trainer state (step, data position...)."""
-    load_model_weights(model, directory)
-    optimizer.load_state_dict(load_file(directory / OPTIMIZER_FILE))
-    saved = load_file(directory / STATE_FILE)
+    instead = _earlier_checkpoint_hint(directory)
+    model.load_state_dict(load_file(directory / MODEL_FILE, instead))
+    optimizer.load_state_dict(load_file(directory / OPTIMIZER_FILE, instead))
+    saved = load_file(directory / STATE_FILE, instead)
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     rng_file = directory / f"rng_state_{context.rank}.pt"
     if not rng_file.is_file():
         logger.warning("%s missing (different number of processes?); using rank 0's generators", rng_file.name)
         rng_file = directory / "rng_state_0.pt"
-    set_rng_state(load_file(rng_file))
+    set_rng_state(load_file(rng_file, instead))
     return saved["trainer"]
