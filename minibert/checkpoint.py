@@ -16,10 +16,12 @@ cannot drift apart. Keys of the base model are written without the family prefix
 
 import json
 import os
+import pickle
 import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -102,6 +104,43 @@ def normalize_legacy_key(key: str) -> str:
     return key
 
 
+def load_torch_file(file: Path, instead: str = "restore the file, or write it again") -> Any:
+    """torch.load with weights_only=True: a file holding anything but tensors and plain Python
+    values (a pickled callable, an object whose reduce runs a command) is refused unopened, and a
+    truncated or corrupt one gets one error naming it; `instead` says what to do then."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message goes on to suggest weights_only=False; keep only the line naming the culprit
+        culprit = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), None)
+        if culprit is None:
+            raise ValueError(f"{file} is corrupt ({str(error).splitlines()[-1]}); {instead}") from None
+        raise ValueError(
+            f"{file} holds objects other than tensors and plain Python values ({culprit}); refusing to "
+            f"load it, since unpickling them could run arbitrary code; {instead}"
+        ) from None
+    except Exception as error:  # torch raises RuntimeError, EOFError, OSError or KeyError for a cut file
+        reason = str(error).split(". ")[0] or type(error).__name__
+        raise ValueError(f"{file} is truncated or corrupt ({reason}); {instead}") from error
+
+
+def read_json_object(file: Path) -> dict:
+    """A JSON file that must hold one object ({...}), or a ValueError naming the file and the fault."""
+    try:
+        data = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{file} is not valid JSON ({error}); it is damaged or not what its name says: restore it "
+            "from where the model came from, or write it again (save_pretrained)"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{file} holds a JSON {type(data).__name__}, not an object {{...}}; restore it from where the "
+            "model came from, or write it again (save_pretrained)"
+        )
+    return data
+
+
 def read_config_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     config_file = path / CONFIG_NAME
@@ -112,15 +151,22 @@ def read_config_dict(path: str | os.PathLike) -> dict:
             f"{path} has no config.json, so it is not a Hugging Face checkpoint directory; "
             "pass the folder written by save_pretrained (config.json + model.safetensors)"
         )
-    return json.loads(config_file.read_text())
+    return read_json_object(config_file)
 
 
 def _load_file(file: Path) -> dict[str, torch.Tensor]:
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    if file.suffix != ".safetensors":
+        return load_torch_file(file, instead="restore it from where the model came from")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
+    try:
         return load_file(str(file))
-    return torch.load(file, map_location="cpu", weights_only=True)
+    except SafetensorError as error:
+        raise ValueError(
+            f"{file} is truncated or corrupt ({error}); restore it from where the model came from, "
+            "or write it again (save_pretrained)"
+        ) from None
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -131,7 +177,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return _load_file(path / single)
     for index in (SAFE_INDEX_NAME, TORCH_INDEX_NAME):
         if (path / index).is_file():
-            shards = sorted(set(json.loads((path / index).read_text())["weight_map"].values()))
+            shards = sorted(set(read_json_object(path / index)["weight_map"].values()))
             state: dict[str, torch.Tensor] = {}
             for shard in shards:
                 state.update(_load_file(path / shard))

@@ -28,6 +28,7 @@ from minibert.checkpoint import (
     WeightMap,
     normalize_legacy_key,
     read_config_dict,
+    read_json_object,
     read_state_dict,
     write_json,
     write_state_dict,
@@ -103,7 +104,7 @@ class ModelConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides) -> "ModelConfig":
         path = Path(path)
-        data = read_config_dict(path) if path.is_dir() else json.loads(path.read_text())
+        data = read_config_dict(path) if path.is_dir() else read_json_object(path)
         return cls.from_dict(data, **overrides)
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:

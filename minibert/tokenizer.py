@@ -25,6 +25,8 @@ import torch
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as Backend
 
+from minibert.checkpoint import read_json_object
+
 logger = logging.getLogger(__name__)
 
 KINDS = ("wordpiece", "bytelevel_bpe")
@@ -184,7 +186,17 @@ class Tokenizer:
 
 # -- loading ---------------------------------------------------------------------------------
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json_object(path) if path.is_file() else {}
+
+
+def _read_backend(file: Path) -> Backend:
+    try:
+        return Backend.from_file(str(file))
+    except Exception as error:  # the tokenizers library raises a bare Exception for any unreadable file
+        raise ValueError(
+            f"{file} is not a readable tokenizer ({error}); restore it from where the model came from, "
+            "or write it again with Tokenizer.save_pretrained"
+        ) from None
 
 
 def _token_text(value) -> str | None:
@@ -249,7 +261,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     specials.update({k: _token_text(config[k]) for k in SPECIAL_KEYS if config.get(k) is not None})
     lowercase = config.get("do_lower_case")
     if path.is_file() and path.name == "tokenizer.json" or path.is_dir() and (folder / "tokenizer.json").is_file():
-        backend = Backend.from_file(str(folder / "tokenizer.json"))
+        backend = _read_backend(folder / "tokenizer.json")
     elif path.name == "vocab.txt" or path.is_dir() and (folder / "vocab.txt").is_file():
         lines = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
         vocab = {token: i for i, token in enumerate(lines)}
@@ -286,12 +298,16 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
     if kind == "wordpiece":
         specials = WORDPIECE_SPECIALS
         backend = wordpiece_backend({"[UNK]": 0}, lowercase=lowercase)
+        # Reproducibility: the trainer gives "##c" tokens their ids in the order it meets them in a
+        # hash map, so ties between merges break differently from run to run
+        # (huggingface/tokenizers#1794). Listing every "##c" up front, sorted, fixes their ids; they
+        # are listed as special tokens only for training, and the vocabulary is rebuilt without that.
+        alphabet = sorted({c for t in texts for c in backend.normalizer.normalize_str(t) if not c.isspace()})
+        reserved = list(dict.fromkeys(specials.values())) + ["##" + c for c in alphabet]
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
-                                            special_tokens=list(dict.fromkeys(specials.values())),
-                                            continuing_subword_prefix="##")
+                                            special_tokens=reserved, continuing_subword_prefix="##")
         backend.train_from_iterator(texts, trainer=trainer)
-        vocab = backend.get_vocab()
-        backend.post_processor = processors.BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
+        backend = wordpiece_backend(backend.get_vocab(with_added_tokens=False), lowercase=lowercase)
     else:
         specials = BYTELEVEL_SPECIALS
         backend = bytelevel_backend({}, [])

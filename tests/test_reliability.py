@@ -249,3 +249,53 @@ def test_a_checkpoint_written_short_is_never_kept(tmp_path, name):
     with pytest.raises(OSError, match=rf"\.tmp-checkpoint-4/{name} was written but cannot be read back"):
         Trainer(ToyModel(), args, toy_dataset(), collate, callbacks=[WritesShort()]).train()
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-2"]
+
+
+# -- library: files -------------------------------------------------------------------------------
+def tiny_bert_dir(tmp_path) -> Path:
+    from minibert.models.bert import BertConfig, BertForMaskedLM
+
+    config = BertConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    BertForMaskedLM(config).save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("model.safetensors", truncate, "model.safetensors is truncated or corrupt"),
+        ("config.json", lambda f: f.write_text('{"model_type": "bert",'), "config.json is not valid JSON"),
+        ("config.json", lambda f: f.write_text('["bert"]'), "config.json holds a JSON list, not an object"),
+    ],
+)
+def test_a_damaged_model_file_is_named(tmp_path, name, damage, message):
+    from minibert import load_pretrained
+
+    model_dir = tiny_bert_dir(tmp_path)
+    damage(model_dir / name)
+    with pytest.raises(ValueError, match=message):
+        load_pretrained(model_dir)
+
+
+def test_a_pickled_weights_file_holding_code_is_refused(tmp_path):
+    from minibert import load_pretrained
+
+    model_dir = tiny_bert_dir(tmp_path)
+    (model_dir / "model.safetensors").unlink()
+    weights_with_code = {"bert.embeddings.word_embeddings.weight": CreatesFile(tmp_path / "ran")}
+    torch.save(weights_with_code, model_dir / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pytorch_model.bin holds objects other than tensors"):
+        load_pretrained(model_dir)
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("text", ['{"version": "1.0", "model": ', "[]", "\xff\xfe not json"])
+def test_a_damaged_tokenizer_json_is_named(tmp_path, text):
+    from minibert.tokenizer import load_tokenizer
+
+    (tmp_path / "tokenizer.json").write_text(text, encoding="latin-1")
+    with pytest.raises(ValueError, match="tokenizer.json is not a readable tokenizer"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("{oops")
+    with pytest.raises(ValueError, match="tokenizer_config.json is not valid JSON"):
+        load_tokenizer(tmp_path)

@@ -27,7 +27,6 @@ anything else could run code hidden in the file, so such a file is refused, neve
 
 import json
 import logging
-import pickle
 import random
 import re
 import shutil
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minibert.checkpoint import fsync
+from minibert.checkpoint import fsync, load_torch_file
 from minibert.engine.distributed import DistributedContext, barrier
 
 logger = logging.getLogger(__name__)
@@ -190,27 +189,6 @@ def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None 
 
 
 # -- load ---------------------------------------------------------------------------------------
-def load_file(file: Path, instead: str = "resume from another checkpoint, or start a new run"):
-    """torch.load with weights_only=True: a file holding anything but tensors and plain Python
-    values (a pickled callable, an object whose reduce runs a command) is refused unopened, and a
-    truncated or corrupt one gets one error naming it; `instead` says what to do then."""
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch's message goes on to suggest weights_only=False; keep only the line naming the culprit
-        culprit = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), None)
-        if culprit is None:
-            raise ValueError(f"{file} is corrupt ({str(error).splitlines()[-1]}); {instead}") from None
-        raise ValueError(
-            f"{file} holds objects other than tensors and plain Python values ({culprit}); refusing to "
-            "load it, since unpickling them could run arbitrary code. Resume only from a checkpoint "
-            "written by minibert's engine, or start a new run without --resume_from_checkpoint"
-        ) from None
-    except Exception as error:  # torch raises RuntimeError, EOFError, OSError or KeyError for a cut file
-        reason = str(error).split(". ")[0] or type(error).__name__
-        raise ValueError(f"{file} is truncated or corrupt ({reason}); {instead}") from error
-
-
 def _earlier_checkpoint_hint(directory: Path) -> str:
     """What to resume from when `directory` cannot be read: the newest complete checkpoint before it."""
     step = checkpoint_step(directory)
@@ -221,7 +199,7 @@ def _earlier_checkpoint_hint(directory: Path) -> str:
 
 
 def load_model_weights(model: nn.Module, directory: Path) -> None:
-    model.load_state_dict(load_file(directory / MODEL_FILE))
+    model.load_state_dict(load_torch_file(directory / MODEL_FILE))
 
 
 def load_checkpoint(
@@ -235,14 +213,14 @@ def load_checkpoint(
 ) -> dict:
     """Restore every piece saved by save_checkpoint; returns the trainer state (step, data position...)."""
     instead = _earlier_checkpoint_hint(directory)
-    model.load_state_dict(load_file(directory / MODEL_FILE, instead))
-    optimizer.load_state_dict(load_file(directory / OPTIMIZER_FILE, instead))
-    saved = load_file(directory / STATE_FILE, instead)
+    model.load_state_dict(load_torch_file(directory / MODEL_FILE, instead))
+    optimizer.load_state_dict(load_torch_file(directory / OPTIMIZER_FILE, instead))
+    saved = load_torch_file(directory / STATE_FILE, instead)
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     rng_file = directory / f"rng_state_{context.rank}.pt"
     if not rng_file.is_file():
         logger.warning("%s missing (different number of processes?); using rank 0's generators", rng_file.name)
         rng_file = directory / "rng_state_0.pt"
-    set_rng_state(load_file(rng_file, instead))
+    set_rng_state(load_torch_file(rng_file, instead))
     return saved["trainer"]
