@@ -4,7 +4,7 @@ its config.json (`model_type`, then the first of `architectures`), then load it.
 import os
 
 from minibert.checkpoint import read_config_dict
-from minibert.modeling import PreTrainedModel
+from minibert.modeling import PreTrainedModel, check_config_keywords
 from minibert.models import bart, bert, gpt
 
 # model_type -> (class used when no architecture is named, {architecture name: class})
@@ -36,4 +36,6 @@ def model_class_for(config: dict) -> type[PreTrainedModel]:
 
 def load_pretrained(path: str | os.PathLike, **config_overrides) -> PreTrainedModel:
     """Load any supported Hugging Face (or minibert) checkpoint directory as its minibert class."""
-    return model_class_for(read_config_dict(path)).from_pretrained(path, **config_overrides)
+    model_class = model_class_for(read_config_dict(path))
+    check_config_keywords(model_class.config_class, config_overrides, "load_pretrained")
+    return model_class.from_pretrained(path, **config_overrides)

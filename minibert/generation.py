@@ -25,10 +25,13 @@ One step of decoding, whatever the strategy:
 """
 
 import logging
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from minibert.modeling import check_ids
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +169,14 @@ class GenerationMixin:
         pad_token_id (unless pad equals eos), as Hugging Face does.
         """
         config = self.config
+        check_ids(input_ids, config.vocab_size)  # the forward passes inside skip their checks
         eos = _token_list(eos_token_id if eos_token_id is not None else config.eos_token_id)
         pad = pad_token_id if pad_token_id is not None else config.pad_token_id
         if pad is None and eos:
             pad = eos[0]
         self._check_generate_arguments(input_ids, attention_mask, max_new_tokens, do_sample, num_beams, temperature,
                                        top_k, top_p, repetition_penalty, no_repeat_ngram_size, num_return_sequences,
-                                       early_stopping)
+                                       early_stopping, length_penalty)
         self._check_generation_length(input_ids, max_new_tokens)
         if attention_mask is None and not self.is_encoder_decoder:
             attention_mask = _infer_attention_mask(input_ids, pad, eos)
@@ -206,10 +210,7 @@ class GenerationMixin:
     @staticmethod
     def _check_generate_arguments(input_ids, attention_mask, max_new_tokens, do_sample, num_beams, temperature,
                                   top_k, top_p, repetition_penalty, no_repeat_ngram_size, num_return_sequences,
-                                  early_stopping) -> None:
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int):
-            raise ValueError(f"input_ids must be integer token ids shaped (batch, sequence), got "
-                             f"{input_ids.dtype} {tuple(input_ids.shape)}")
+                                  early_stopping, length_penalty) -> None:
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
                              f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids")
@@ -234,6 +235,9 @@ class GenerationMixin:
             raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {repetition_penalty}")
         if no_repeat_ngram_size < 0:
             raise ValueError(f"no_repeat_ngram_size must be >= 0 (0 = off), got {no_repeat_ngram_size}")
+        if not math.isfinite(length_penalty):
+            raise ValueError(f"length_penalty must be a finite number (1.0 = scores per token, 0 = summed "
+                             f"log-probabilities), got {length_penalty}")
         if early_stopping not in (True, False, "never"):
             raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
 

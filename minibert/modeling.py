@@ -12,6 +12,7 @@ Loading a checkpoint, step by step (`PreTrainedModel.load_hf_state_dict`):
 """
 
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -129,15 +130,42 @@ def normal_init(module: nn.Module, std: float) -> None:
         nn.init.zeros_(module.bias)
 
 
-def check_token_ids(ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
-    """(B, T) ids inside the vocabulary, or an error that names the likely cause."""
+TOKENIZER_MISMATCH = "the tokenizer does not match the model (load the checkpoint's tokenizer)"
+
+
+def check_ids(ids, table_size: int, name: str = "input_ids", table: str = "vocab_size",
+              fix: str = TOKENIZER_MISMATCH) -> None:
+    """`ids` must be a (B, T) integer tensor of rows of an embedding table with `table_size` rows
+    (tokens, segments, positions); otherwise an error that quotes the bad id and says `fix`."""
+    if not torch.is_tensor(ids):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (batch, sequence), got a {type(ids).__name__}; "
+            f"wrap it: torch.tensor([ids]) for one sequence, or use the tokenizer's return_tensors"
+        )
     if ids.dim() != 2:
         raise ValueError(f"{name} must be (batch, sequence), got shape {tuple(ids.shape)}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer ids, got dtype {ids.dtype}; convert with .long()")
+    if ids.numel() == 0:
+        raise ValueError(f"{name} has shape {tuple(ids.shape)}: no tokens; pass at least one token per sequence")
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= table_size:
         raise ValueError(
-            f"{name} holds token id {int(ids.max())} (min {int(ids.min())}) but vocab_size is "
-            f"{vocab_size}; the tokenizer does not match the model (load the checkpoint's tokenizer)"
+            f"{name} holds id {low if low < 0 else high}, outside 0..{table_size - 1} ({table} is {table_size}); {fix}"
         )
+
+
+def check_config_keywords(config_class: type, keywords: dict, caller: str) -> None:
+    """Keyword arguments that set config fields must name one: a typo would otherwise be kept
+    silently among the unknown keys of config.json and change nothing."""
+    accepted = sorted(f.name for f in dataclasses.fields(config_class) if f.name != "extra")
+    for name in keywords:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TypeError(
+                f"{caller} got an unknown keyword {name!r}; {hint}{config_class.__name__} accepts {accepted}"
+            )
 
 
 def store_linear_weights_input_major(model: nn.Module) -> None:
@@ -281,6 +309,7 @@ class PreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **config_overrides):
         """Build the model from a local Hugging Face directory and load its weights (eval mode)."""
+        check_config_keywords(cls.config_class, config_overrides, f"{cls.__name__}.from_pretrained")
         config = cls.config_class.from_dict(read_config_dict(path), **config_overrides)
         model = cls(config)
         model.load_hf_state_dict(read_state_dict(path))

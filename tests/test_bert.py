@@ -129,7 +129,7 @@ def test_sequence_longer_than_positions():
 
 
 def test_token_id_out_of_vocabulary():
-    with pytest.raises(ValueError, match="token id 60.*vocab_size is 60.*tokenizer"):
+    with pytest.raises(ValueError, match="input_ids holds id 60, outside 0..59.*vocab_size is 60.*tokenizer"):
         mb.BertModel(tiny())(torch.tensor([[1, 2, 60]]))
 
 

@@ -232,6 +232,7 @@ def test_filters_do_filter():
     (dict(repetition_penalty=0.0), "repetition_penalty"),
     (dict(no_repeat_ngram_size=-2), "no_repeat_ngram_size"),
     (dict(early_stopping="sometimes"), "early_stopping"),
+    (dict(num_beams=2, length_penalty=float("nan")), "length_penalty must be a finite number"),
     (dict(max_new_tokens=0), "max_new_tokens"),
     (dict(max_new_tokens=60), "n_positions"),
 ])

@@ -299,3 +299,71 @@ def test_a_damaged_tokenizer_json_is_named(tmp_path, text):
     (tmp_path / "tokenizer_config.json").write_text("{oops")
     with pytest.raises(ValueError, match="tokenizer_config.json is not valid JSON"):
         load_tokenizer(tmp_path)
+
+
+# -- library: calls -------------------------------------------------------------------------------
+def tiny(family: str):
+    from minibert.models.bart import BartConfig, BartForConditionalGeneration
+    from minibert.models.bert import BertConfig, BertModel
+    from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
+
+    if family == "bert":
+        return BertModel(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=16, max_position_embeddings=16)).eval()
+    if family == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=30, n_positions=16, n_embd=8, n_layer=1, n_head=2)).eval()
+    return BartForConditionalGeneration(BartConfig(
+        vocab_size=30, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=16)).eval()
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "bart"])
+@pytest.mark.parametrize(
+    "input_ids, error, message",
+    [
+        (torch.tensor([[3, -7, 4]]), ValueError, r"input_ids holds id -7, outside 0..29 \(vocab_size is 30\)"),
+        (torch.tensor([[3, 30]]), ValueError, r"input_ids holds id 30, outside 0..29"),
+        (torch.zeros(2, 0, dtype=torch.long), ValueError, r"input_ids has shape \(2, 0\): no tokens"),
+        ([[3, 4, 5]], TypeError, r"input_ids must be a torch.Tensor.*got a list.*torch.tensor"),
+        (torch.tensor([[3.0, 4.0]]), TypeError, r"input_ids must hold integer ids.*\.long\(\)"),
+    ],
+)
+def test_bad_input_ids_are_named(family, input_ids, error, message):
+    model = tiny(family)
+    with pytest.raises(error, match=message):
+        model(input_ids)
+    if family != "bert":  # generate checks its prompt too (its forward passes inside skip the checks)
+        with pytest.raises(error, match=message):
+            model.generate(input_ids, max_new_tokens=2)
+
+
+def test_bert_segment_and_position_ids_outside_their_tables_are_named():
+    model, ids = tiny("bert"), torch.tensor([[3, 4, 5]])
+    with pytest.raises(ValueError, match=r"token_type_ids holds id 2, outside 0..1 \(type_vocab_size is 2\); "
+                                         r"this model takes 2 segments"):
+        model(ids, token_type_ids=torch.tensor([[0, 1, 2]]))
+    with pytest.raises(ValueError, match=r"token_type_ids holds id -1"):
+        model(ids, token_type_ids=torch.tensor([[0, -1, 1]]))
+    with pytest.raises(ValueError, match=r"position_ids holds id 16, outside 0..15 \(max_position_embeddings is 16"):
+        model(ids, position_ids=torch.tensor([[0, 1, 16]]))
+
+
+def test_gpt2_position_and_segment_ids_outside_their_tables_are_named():
+    model, ids = tiny("gpt2"), torch.tensor([[3, 4, 5]])
+    with pytest.raises(ValueError, match=r"position_ids holds id 16, outside 0..15 \(n_positions is 16\)"):
+        model(ids, position_ids=torch.tensor([[14, 15, 16]]))
+    with pytest.raises(ValueError, match=r"token_type_ids holds id 31"):
+        model(ids, token_type_ids=torch.tensor([[0, 0, 31]]))
+
+
+def test_an_unknown_keyword_to_load_pretrained_is_named_with_the_accepted_ones(tmp_path):
+    from minibert import load_pretrained
+    from minibert.models.bert import BertForMaskedLM
+
+    model_dir = tiny_bert_dir(tmp_path)
+    with pytest.raises(TypeError, match=r"load_pretrained got an unknown keyword 'attn_implementaion'; did you mean "
+                                        r"'attn_implementation'\? BertConfig accepts \[.*'hidden_size'"):
+        load_pretrained(model_dir, attn_implementaion="eager")
+    with pytest.raises(TypeError, match=r"BertForMaskedLM.from_pretrained got an unknown keyword 'hidden_dropout'"):
+        BertForMaskedLM.from_pretrained(model_dir, hidden_dropout=0.0)
+    assert load_pretrained(model_dir, attn_implementation="eager").config.attn_implementation == "eager"

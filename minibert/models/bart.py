@@ -35,7 +35,7 @@ from minibert.generation import GenerationMixin
 from minibert.modeling import (
     ModelConfig,
     PreTrainedModel,
-    check_token_ids,
+    check_ids,
     normal_init,
     store_linear_weights_input_major,
 )
@@ -283,7 +283,7 @@ class BartModel(BartPreTrainedModel):
         for name, ids, offset in (("input_ids", input_ids, 0), ("decoder_input_ids", decoder_input_ids, past)):
             if ids is None:
                 continue
-            check_token_ids(ids, config.vocab_size, name)
+            check_ids(ids, config.vocab_size, name)
             if offset + ids.size(1) > config.max_position_embeddings:
                 raise ValueError(f"{name} reach position {offset + ids.size(1)} but max_position_embeddings is "
                                  f"{config.max_position_embeddings}; truncate to at most "
@@ -306,16 +306,17 @@ class BartModel(BartPreTrainedModel):
     ) -> Seq2SeqModelOutput:
         """Without decoder_input_ids the decoder reads input_ids shifted right (BART's denoising
         objective, as in Hugging Face). encoder_outputs skips the encoder (generation, or reuse)."""
-        if decoder_input_ids is None:
-            if input_ids is None:
-                raise ValueError("BART's decoder needs input: pass decoder_input_ids (or labels to a head model), "
-                                 "or input_ids, which are shifted right to make them")
-            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
-                                                   self.config.decoder_start_token_id)
+        if decoder_input_ids is None and input_ids is None:
+            raise ValueError("BART's decoder needs input: pass decoder_input_ids (or labels to a head model), "
+                             "or input_ids, which are shifted right to make them")
         if input_ids is None and encoder_outputs is None:
             raise ValueError("BART's encoder needs input: pass input_ids, or encoder_outputs from a previous call")
         past = past_key_values[0][0].size(2) if past_key_values else 0
-        self.check_inputs(input_ids if encoder_outputs is None else None, attention_mask, decoder_input_ids, past)
+        read = encoder_outputs is None or decoder_input_ids is None  # input_ids feed the encoder or the shift
+        self.check_inputs(input_ids if read else None, attention_mask, decoder_input_ids, past)
+        if decoder_input_ids is None:
+            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
+                                                   self.config.decoder_start_token_id)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, output_hidden_states, output_attentions)
         h, hidden, attentions, cross, cache = self.decoder(

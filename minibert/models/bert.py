@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from minibert.checkpoint import WeightMap
-from minibert.modeling import ModelConfig, PreTrainedModel, check_token_ids, normal_init
+from minibert.modeling import ModelConfig, PreTrainedModel, check_ids, normal_init
 from minibert.nn import FeedForward, MultiHeadAttention, Packing, get_activation, padding_mask
 from minibert.nn.losses import (
     IGNORE_INDEX,
@@ -224,7 +224,7 @@ class BertModel(BertPreTrainedModel):
     def check_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> None:
         """Bad input fails here with the fix, not deep inside an embedding lookup."""
         config = self.config
-        check_token_ids(input_ids, config.vocab_size)
+        check_ids(input_ids, config.vocab_size)
         limit = self.embeddings.max_tokens(config)
         if position_ids is None and input_ids.size(1) > limit:
             raise ValueError(
@@ -238,12 +238,16 @@ class BertModel(BertPreTrainedModel):
                 f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids"
             )
         if token_type_ids is not None:
+            segments = config.type_vocab_size
+            check_ids(token_type_ids, segments, "token_type_ids", "type_vocab_size",
+                      fix="this model takes a single segment: drop token_type_ids" if segments == 1 else
+                      f"this model takes {segments} segments, ids 0 to {segments - 1}")
             if token_type_ids.shape != input_ids.shape:
                 raise ValueError(f"token_type_ids has shape {tuple(token_type_ids.shape)} but input_ids has "
                                  f"{tuple(input_ids.shape)}")
-            if token_type_ids.numel() and int(token_type_ids.max()) >= config.type_vocab_size:
-                raise ValueError(f"token_type_ids holds {int(token_type_ids.max())} but type_vocab_size is "
-                                 f"{config.type_vocab_size}; this model takes a single segment, drop token_type_ids")
+        if position_ids is not None:
+            check_ids(position_ids, config.max_position_embeddings, "position_ids", "max_position_embeddings",
+                      fix="truncate the input, or drop position_ids to number the tokens from the start")
 
     def forward(
         self,

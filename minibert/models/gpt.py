@@ -33,7 +33,7 @@ from minibert.generation import GenerationMixin
 from minibert.modeling import (
     ModelConfig,
     PreTrainedModel,
-    check_token_ids,
+    check_ids,
     normal_init,
     store_linear_weights_input_major,
 )
@@ -191,10 +191,16 @@ class GPT2Model(GPT2PreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def check_inputs(self, input_ids, attention_mask, position_ids, past: int) -> None:
+    def check_inputs(self, input_ids, attention_mask, position_ids, token_type_ids, past: int) -> None:
         """Bad input fails here with the fix, not deep inside an embedding lookup."""
         config = self.config
-        check_token_ids(input_ids, config.vocab_size)
+        check_ids(input_ids, config.vocab_size)
+        if position_ids is not None:
+            check_ids(position_ids, config.n_positions, "position_ids", "n_positions",
+                      fix="truncate the input, or drop position_ids to number the tokens from the cache's end")
+        if token_type_ids is not None:  # GPT-2 looks segment ids up in the token table
+            check_ids(token_type_ids, config.vocab_size, "token_type_ids",
+                      fix="GPT-2 embeds segment ids as tokens: pass token ids (or drop token_type_ids)")
         if position_ids is None and past + input_ids.size(1) > config.n_positions:
             raise ValueError(
                 f"input has {past + input_ids.size(1)} positions ({past} cached + {input_ids.size(1)} new) but "
@@ -225,7 +231,7 @@ class GPT2Model(GPT2PreTrainedModel):
         input checks (generate validates once, then calls this at every step)."""
         past = cache_length(past_key_values)
         if check:
-            self.check_inputs(input_ids, attention_mask, position_ids, past)
+            self.check_inputs(input_ids, attention_mask, position_ids, token_type_ids, past)
         B, T = input_ids.shape
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
