@@ -17,7 +17,7 @@ PAIRS = ["Upon the heath.", "There to meet with Macbeth, unmatched-wordpieces xy
 
 @pytest.fixture(scope="module")
 def corpus_texts():
-    return [" ".join(doc) for doc in load_corpus()]
+    return [" ".join(doc) for doc in load_corpus()[::12]]  # every 12th scene, about 300 KB
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,11 @@ def test_bad_input(wordpiece, tmp_path):
         wordpiece(["a", "b"], ["c"])
     with pytest.raises(ValueError, match="padding must be"):
         wordpiece(["a"], padding="longest_first")
+
+
+def test_wordpiece_training_is_reproducible():
+    """The same texts give the same vocabulary and ids every time (tokenizers' own trainer gives
+    the "##x" tokens hash-map order ids, huggingface/tokenizers#1794)."""
+    texts = [" ".join(d) for d in load_corpus()[:60]]
+    vocabs = [train_tokenizer(texts, vocab_size=1500).get_vocab() for _ in range(3)]
+    assert vocabs[0] == vocabs[1] == vocabs[2] and len(vocabs[0]) == 1500
