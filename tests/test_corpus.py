@@ -14,6 +14,9 @@ from minibert.data import (
     segment_words,
     split_sentences,
 )
+from minibert.data.corpus import load_works, split_works
+from minibert.finetuning import TASKS_DIR as TASKS
+from minibert.pretraining import split_documents
 
 
 def test_split_sentences_english_and_chinese():
@@ -41,17 +44,50 @@ def test_shipped_corpora_keep_titles_and_genres():
     records = read_records("shakespeare")
     assert default_corpus_path() == default_corpus_path("shakespeare") and default_corpus_path().is_file()
     titles = {r["title"] for r in records}
-    assert len(titles) == 36 and "Macbeth" in titles
-    assert {r["genre"] for r in records} == {"comedy", "history", "tragedy"}
-    assert all(len(r["text"]) > 1000 for r in records)
+    assert len(titles) == 37 and {"Macbeth", "Pericles"} <= titles  # the 36 Folio plays and Pericles
+    assert {r["genre"] for r in records} == {"comedy", "history", "tragedy", None}  # Pericles: not in the Folio
+    assert len(records) > 700 and sum(len(r["text"]) for r in records) > 3_500_000  # every scene, a few MB
     docs = load_corpus()
-    assert len(docs) == len(records) and sum(map(len, docs)) > 3000
+    assert len(docs) == len(records) and sum(map(len, docs)) > 40_000
     poems = read_records("tang_poems")
-    assert len(poems) > 500 and all(r["author"] and r["title"] for r in poems)
+    assert len(poems) > 7000 and all(r["author"] and r["title"] for r in poems)
     couplets = [len(d) for d in load_corpus("tang_poems")]  # eight lines: four couplets ending in 。
     assert couplets.count(4) / len(couplets) > 0.95
     for path in (default_corpus_path("shakespeare"), default_corpus_path("tang_poems")):
-        assert path.stat().st_size < 400_000  # a few hundred KB at most
+        assert path.suffix == ".gz" and path.stat().st_size < 2_000_000  # gzipped: under 2 MB each
+
+
+def test_dataset_b_never_repeats_dataset_a():
+    """The fine-tuning task's speeches are left out of the pretraining corpus (pretrain on A,
+    fine-tune and evaluate on B)."""
+    corpus = "\n".join(r["text"] for r in read_records("shakespeare"))
+    for split in ("train", "validation"):
+        rows = read_records(TASKS / f"shakespeare_genre_{split}.jsonl")
+        assert len(rows) >= 360
+        assert not [r["text"] for r in rows if r["text"] in corpus]
+
+
+def test_gzipped_files_and_works(tmp_path):
+    import gzip
+
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "a.txt.gz").write_bytes(gzip.compress(b"One. Two.\n\nThree. Four."))
+    (tmp_path / "books" / "b.jsonl").write_text('{"text": "Five. Six.", "title": "B"}\n')
+    works = load_works(tmp_path / "books")
+    assert [w for w, _ in works] == [str(tmp_path / "books" / "a.txt.gz")] * 2 + ["B"]
+    assert works[1][1] == ["Three.", "Four."]
+    (tmp_path / "one.txt").write_text("A. B.\n\nC. D.\n\nE. F.")
+    assert [w for w, _ in load_works(tmp_path / "one.txt")] == ["document 0", "document 1", "document 2"]
+
+
+def test_held_out_works_are_whole_and_stable():
+    works = load_works()
+    held = split_works([w for w, _ in works], 0.15)
+    assert len(held) == round(0.15 * 37) and held == split_works(list(reversed([w for w, _ in works])), 0.15)
+    train, held_docs, names = split_documents(works, 0.15)
+    assert set(names) == held and len(train) + len(held_docs) == len(works)
+    assert len(held_docs) == sum(w in held for w, _ in works)  # every scene of a held-out play, none of the others
+    assert split_works(["a"], 0.5) == set() and split_works(["a", "b"], 0.0) == set()
 
 
 def test_opencc_conversions():

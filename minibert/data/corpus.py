@@ -1,14 +1,21 @@
 """Reading a corpus: documents made of sentences.
 
 A corpus file is plain text (a blank line separates documents) or JSON lines (one document per
-line, its text in the `text` field, other fields kept as metadata by `read_records`). A
-directory is every .txt/.jsonl file in it. Sentences are split after . ! ? (English, not after
+line, its text in the `text` field, other fields kept as metadata by `read_records`), either of
+them gzipped (`.gz`). A directory is every such file in it. Sentences are split after . ! ? (English, not after
 common abbreviations) and after 。！？ (Chinese), closing quotes staying with their sentence.
 
-The shipped corpora (see corpus/SOURCES.md) are named: "shakespeare" (passages of the 36 First
-Folio plays, each with its title and genre) and "tang_poems" (Tang poems, Traditional Chinese).
+The shipped corpora (see corpus/SOURCES.md) are named: "shakespeare" (the spoken text of 37
+plays, one document per scene, each with its play's title and genre) and "tang_poems" (7,423
+Tang poems, Traditional Chinese).
+
+Documents belong to *works* (a play, a book): a record's `title`, else its file. Held-out text
+for pretraining is whole works (`split_works`), so the model is evaluated on text it never saw,
+not on other scenes of the plays it trained on.
 """
 
+import gzip
+import hashlib
 import json
 import os
 import re
@@ -17,10 +24,11 @@ from pathlib import Path
 from minibert.data.chinese import convert_chinese, is_cjk
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
-SHIPPED = {"shakespeare": CORPUS_DIR / "shakespeare.jsonl", "tang_poems": CORPUS_DIR / "tang_poems.jsonl"}
+SHIPPED = {"shakespeare": CORPUS_DIR / "shakespeare.jsonl.gz", "tang_poems": CORPUS_DIR / "tang_poems.jsonl.gz"}
 DEFAULT_CORPUS = "shakespeare"
 TEXT_SUFFIXES = (".txt", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json")
+CORPUS_SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES
 
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "prof", "mt"}
 # A sentence ends at . ! ? (and any closing quotes/brackets) followed by whitespace, or at 。！？
@@ -65,11 +73,21 @@ def join_sentences(sentences: list[str]) -> str:
     return out
 
 
+def _suffix(path: Path) -> str:
+    """The format suffix, under a .gz: "a.jsonl.gz" -> ".jsonl"."""
+    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+
+
+def _read_text(file: Path) -> str:
+    data = gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_bytes()
+    return data.decode("utf-8")
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix in TEXT_SUFFIXES + JSONL_SUFFIXES)
+        found = sorted(p for p in path.iterdir() if _suffix(p) in CORPUS_SUFFIXES)
         if not found:
-            raise ValueError(f"directory {path} holds no .txt or .jsonl corpus files")
+            raise ValueError(f"directory {path} holds no .txt or .jsonl corpus files (optionally .gz)")
         return found
     if not path.is_file():
         raise ValueError(
@@ -85,8 +103,8 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     path = SHIPPED.get(str(path), Path(path))
     records = []
     for file in _files(Path(path)):
-        if file.suffix in JSONL_SUFFIXES:
-            for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if _suffix(file) in JSONL_SUFFIXES:
+            for n, line in enumerate(_read_text(file).splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
@@ -97,7 +115,7 @@ def read_records(path: str | os.PathLike) -> list[dict]:
                     raise ValueError(f"{file}:{n} has no string `text` field; JSON lines need {{\"text\": ...}}")
                 records.append({**row, "source_file": str(file)})
         else:
-            for block in re.split(r"\n\s*\n", file.read_text(encoding="utf-8")):
+            for block in re.split(r"\n\s*\n", _read_text(file)):
                 if block.strip():
                     records.append({"text": block.strip(), "source_file": str(file)})
     return records
@@ -109,19 +127,38 @@ def load_corpus(paths: str | os.PathLike | list | None = None, convert: str | No
     convert: an OpenCC conversion applied to every text first (e.g. "t2s" for Traditional ->
     Simplified; needs the `zh` extra).
     """
+    return [sentences for _, sentences in load_works(paths, convert)]
+
+
+def load_works(paths: str | os.PathLike | list | None = None,
+               convert: str | None = None) -> list[tuple[str, list[str]]]:
+    """(work, sentences) of every document: the work is the record's `title` (a play, a book), else
+    its file when the corpus has several files, else the document itself."""
     if paths is None:
         paths = [DEFAULT_CORPUS]
     elif isinstance(paths, str | os.PathLike):
         paths = [paths]
     if not paths:
         raise ValueError("no corpus paths given; pass files, directories, or a shipped name such as 'shakespeare'")
+    records = [record for path in paths for record in read_records(path)]
+    several_files = len({r["source_file"] for r in records}) > 1
     documents = []
-    for path in paths:
-        for record in read_records(path):
-            text = convert_chinese(record["text"], convert) if convert else record["text"]
-            sentences = split_sentences(text)
-            if sentences:
-                documents.append(sentences)
+    for n, record in enumerate(records):
+        text = convert_chinese(record["text"], convert) if convert else record["text"]
+        sentences = split_sentences(text)
+        if sentences:
+            work = record.get("title") or (record["source_file"] if several_files else f"document {n}")
+            documents.append((str(work), sentences))
     if not documents:
         raise ValueError(f"the corpus {[str(p) for p in paths]} is empty: it holds no text; check the files")
     return documents
+
+
+def split_works(works: list[str], share: float) -> set[str]:
+    """The works held out: a `share` of them (at least one when share > 0), chosen by a hash of their
+    names, so the same corpus always holds out the same works, whatever the seed or the subset."""
+    names = sorted(set(works))
+    if share <= 0 or len(names) < 2:
+        return set()
+    ranked = sorted(names, key=lambda w: hashlib.sha1(w.encode("utf-8")).hexdigest())
+    return set(ranked[: max(1, round(share * len(names)))])

