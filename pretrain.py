@@ -15,28 +15,16 @@ import os
 import sys
 
 from minibert.data import OBJECTIVES
-from minibert.engine import NonFiniteLossError
+from minibert.engine import NonFiniteLossError, TrainingInterrupted
 from minibert.engine.arguments import add_arguments, from_namespace
-from minibert.pretraining import MODEL_SIZES, PretrainingOptions, format_summary, run_pretraining
-
-# The defaults of the no-argument run: tuned so that `python pretrain.py --objective sop` finishes in
-# 1-3 minutes on a 2-core CPU and still learns (the MLM loss falls below 70% of its start, SOP
-# accuracy rises above chance). Real runs pass their own sizes, lengths, steps and dropout.
-DEFAULTS = {
-    "output_dir": None,  # runs/pretrain-<objective>
-    "learning_rate": 2e-3,
-    "warmup_ratio": 0.06,
-    "weight_decay": 0.01,
-    "per_device_train_batch_size": 32,
-    "max_steps": 1200,
-    "logging_steps": 25,
-    "logging_first_step": True,
-    "eval_steps": None,
-    "save_steps": 200,
-    "save_total_limit": 2,
-    "disable_tqdm": False,
-}
-QUICK_RUN = {"model_size": "tiny", "max_seq_length": 64, "dropout": 0.0}
+from minibert.pretraining import (
+    DEFAULT_RUN,
+    DEFAULT_TRAINING,
+    MODEL_SIZES,
+    PretrainingOptions,
+    format_summary,
+    run_pretraining,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,11 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="text/JSON-lines files or directories, or a shipped corpus (shakespeare, tang_poems)",
     )
     group.add_argument("--tokenizer", help="a tokenizer directory (default: --init_from's, or train one on the corpus)")
-    group.add_argument("--vocab_size", type=int, default=options.vocab_size, help="for a tokenizer trained here")
+    group.add_argument("--vocab_size", type=int, default=DEFAULT_RUN["vocab_size"],
+                       help="for a tokenizer trained here (default: %(default)s)")
     group.add_argument(
         "--model_size",
         choices=list(MODEL_SIZES),
-        default=QUICK_RUN["model_size"],
+        default=DEFAULT_RUN["model_size"],
         help="size preset of a model started from scratch (default: %(default)s)",
     )
     group.add_argument("--config_file", help="a config.json of the family (instead of --model_size)")
@@ -68,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument(
         "--max_seq_length",
         type=int,
-        default=QUICK_RUN["max_seq_length"],
+        default=DEFAULT_RUN["max_seq_length"],
         help="tokens per example (default: %(default)s; BERT used 128, then 512)",
     )
     group.add_argument(
@@ -79,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument(
         "--dropout",
         type=float,
-        default=QUICK_RUN["dropout"],
+        default=DEFAULT_RUN["dropout"],
         help="dropout of the model (default: %(default)s, as a short run underfits; BERT used 0.1)",
     )
     group.add_argument("--mlm_probability", type=float, help="share of tokens to mask (default 0.15)")
@@ -89,7 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=options.validation_share,
         help="documents held out for the before/after evaluation",
     )
-    add_arguments(parser, defaults=DEFAULTS)
+    group.add_argument(
+        "--corpus_fraction",
+        type=float,
+        default=options.corpus_fraction,
+        help="train on this share of the training documents (a fixed subset; bench/bench_transfer.py uses it)",
+    )
+    add_arguments(parser, defaults=DEFAULT_TRAINING)
     return parser.parse_args(argv)
 
 
@@ -110,9 +105,13 @@ def main(argv=None) -> int:
             max_seq_length_phase2=ns.max_seq_length_phase2,
             dropout=ns.dropout,
             validation_share=ns.validation_share,
+            corpus_fraction=ns.corpus_fraction,
             objective_options={} if ns.mlm_probability is None else {"mlm_probability": ns.mlm_probability},
         )
         result = run_pretraining(options, from_namespace(ns))
+    except TrainingInterrupted as stop:
+        print(f"pretrain.py: {stop}", file=sys.stderr)
+        return stop.exit_code
     except (ValueError, NonFiniteLossError) as error:
         print(f"pretrain.py: error: {error}", file=sys.stderr)
         return 1

@@ -15,18 +15,13 @@ import json
 import logging
 import sys
 
-from minibert.engine import TrainingArguments
+from minibert.engine import TrainingArguments, TrainingInterrupted
 from minibert.engine.arguments import add_arguments, from_namespace
 from minibert.finetune.losses import MULTI_LABEL_LOSSES
 from minibert.finetune.optimizers import OPTIMIZERS
 from minibert.finetune.pooling import POOLINGS
-from minibert.finetuning import TASK_TYPES, FinetuneArguments, finetune
+from minibert.finetuning import DEFAULT_OUTPUT_DIR, DEFAULT_TRAINING, TASK_TYPES, FinetuneArguments, finetune
 
-DEFAULT_OUTPUT_DIR = "runs/finetune-shakespeare-genre"
-# Fine-tuning defaults that differ from the engine's (a small model on a small task, on CPU).
-OVERRIDES = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "num_train_epochs": 5.0,
-             "per_device_train_batch_size": 32, "warmup_ratio": 0.1, "weight_decay": 0.01, "eval_steps": 50,
-             "logging_steps": 10, "save_total_limit": 2, "load_best_model_at_end": True, "disable_tqdm": False}
 CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": TASK_TYPES,
            "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length")}
 
@@ -34,7 +29,7 @@ CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": 
 def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, FinetuneArguments)
-    add_arguments(parser, TrainingArguments, OVERRIDES)
+    add_arguments(parser, TrainingArguments, DEFAULT_TRAINING)
     for action in parser._actions:
         if action.dest in CHOICES:
             action.choices = CHOICES[action.dest]
@@ -52,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args, training = parse(sys.argv[1:] if argv is None else argv)
     try:
         result = finetune(args, training)
+    except TrainingInterrupted as stop:
+        print(f"train.py: {stop}", file=sys.stderr)
+        return stop.exit_code
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -49,6 +49,12 @@ DEFAULT_VALIDATION_FILE = TASKS_DIR / "shakespeare_genre_validation.jsonl"
 DEFAULT_PRETRAINED = "runs/pretrain-sop"
 DEFAULT_PRETRAIN_COMMAND = "python pretrain.py --objective sop"
 RANDOM_INIT = "random"
+DEFAULT_OUTPUT_DIR = "runs/finetune-shakespeare-genre"
+# The engine settings of `python train.py` that differ from TrainingArguments' defaults (a small
+# model on a small task, on a CPU).
+DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "num_train_epochs": 5.0,
+                    "per_device_train_batch_size": 32, "warmup_ratio": 0.1, "weight_decay": 0.01, "eval_steps": 50,
+                    "logging_steps": 10, "save_total_limit": 2, "load_best_model_at_end": True, "disable_tqdm": False}
 TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification")
 BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
 HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification}

@@ -6,8 +6,10 @@
     engine (minibert.engine.Trainer) ─► checkpoints, metrics.jsonl, loss.png
     ─► output_dir: config.json + model.safetensors + tokenizer files (Hugging Face format)
 
-A few documents (validation_share) are held out; the model is evaluated on them before and after
-training with fixed masks, so "loss at start" and "loss at end" compare the same batches.
+A share of the corpus's *works* (plays, books: `validation_share`) is held out whole, so the
+held-out text is truly unseen, not other scenes of the plays the model trained on. The model is
+evaluated on it before, during (every eval_steps) and after training with fixed masks, so "loss at
+start" and "loss at end" compare the same batches.
 """
 
 import dataclasses
@@ -21,7 +23,8 @@ import numpy as np
 import torch
 
 from minibert.checkpoint import read_config_dict, read_state_dict
-from minibert.data import OBJECTIVES, build_objective, load_corpus
+from minibert.data import OBJECTIVES, build_objective
+from minibert.data.corpus import load_works, split_works
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.distributed import setup
@@ -41,6 +44,26 @@ MODEL_SIZES = {
     "base": (12, 768, 12, 3072),
     "large": (24, 1024, 16, 4096),
 }
+# The default run (`python pretrain.py --objective sop` and nothing else), measured on a 2-core CPU
+# (README, "The default run, measured"): about 4 minutes in all, each training example seen about
+# twice. A 2,000-token vocabulary makes each step 1.5x cheaper than 8,000 (the tied decoder and its
+# gradient) and learned as well per second; batch 16 learned faster per second than 32; a larger
+# learning rate (4e-3) stalled. Real runs pass their own sizes, lengths, steps and dropout.
+DEFAULT_RUN = {"model_size": "tiny", "max_seq_length": 64, "dropout": 0.0, "vocab_size": 2000}
+DEFAULT_TRAINING = {
+    "output_dir": None,  # runs/pretrain-<objective>
+    "learning_rate": 2e-3,
+    "warmup_ratio": 0.06,
+    "weight_decay": 0.01,
+    "per_device_train_batch_size": 16,
+    "max_steps": 1300,
+    "logging_steps": 25,
+    "logging_first_step": True,
+    "eval_steps": 400,
+    "save_steps": 400,
+    "save_total_limit": 2,
+    "disable_tqdm": False,
+}
 # config.json model_type -> the family of objectives that can continue pretraining it
 CHECKPOINT_FAMILIES = {"bert": "bert", "roberta": "bert", "bart": "bart", "gpt2": "gpt"}
 TOKENIZER_KINDS = {"bert": "wordpiece", "bart": "bytelevel_bpe", "gpt": "bytelevel_bpe"}
@@ -59,8 +82,9 @@ class PretrainingOptions:
     init_from: str | None = None  # a Hugging Face checkpoint directory to continue pretraining
     max_seq_length: int = 128
     max_seq_length_phase2: int | None = None  # two-phase: the last phase2_ratio of the steps at this length
-    validation_share: float = 0.05  # documents held out for the before / after evaluation
-    max_eval_examples: int = 512
+    validation_share: float = 0.2  # share of the works (plays, books) held out for evaluation
+    corpus_fraction: float = 1.0  # train on this share of the training documents (the data-scale experiment)
+    max_eval_examples: int = 4096  # held-out examples evaluated (the first ones, in corpus order)
     dropout: float | None = None  # override the config's dropout (hidden and attention) when set
     objective_options: dict = field(default_factory=dict)  # e.g. {"mlm_probability": 0.15}
 
@@ -71,6 +95,8 @@ class PretrainingOptions:
             raise ValueError(f"unknown model_size {self.model_size!r}; choose one of {', '.join(MODEL_SIZES)}")
         if not 0.0 <= self.validation_share < 0.5:
             raise ValueError(f"validation_share must be in [0, 0.5), got {self.validation_share}")
+        if not 0.0 < self.corpus_fraction <= 1.0:
+            raise ValueError(f"corpus_fraction must be in (0, 1], got {self.corpus_fraction}")
 
     @property
     def family(self) -> str:
@@ -86,6 +112,9 @@ class PretrainingResult:
     eval_end: dict  # held-out metrics after training
     num_parameters: int
     num_examples: int
+    passes: float = 0.0  # how many times training went over its examples (epochs)
+    held_out_works: list[str] = field(default_factory=list)
+    eval_warning: str | None = None  # why the held-out numbers are too noisy to read, if they are
 
 
 # -- pieces ---------------------------------------------------------------------------------------
@@ -162,9 +191,10 @@ def build_model(options: PretrainingOptions, objective):
     family = options.family
     overrides = dropout_config(family, options.dropout) if options.dropout is not None else {}
     if family == "bert" and options.objective != "electra":
-        # The MLM decoder runs only at the masked positions (same loss, see bert.masked_lm): for a
-        # small model with an 8,000-word vocabulary that is most of the step's work saved.
-        overrides = {**overrides, "sparse_mlm": True}
+        # The exact speed paths, proven equal in tests/test_bert.py: the MLM decoder runs only at the
+        # masked positions (for a small model with an 8,000-word vocabulary that is most of the
+        # step's work), and the position-wise layers only on real tokens (unpad).
+        overrides = {**overrides, "sparse_mlm": True, "unpad": True}
     if options.init_from:
         config_dict = check_init_from(options.init_from, options.objective)
         config = objective.config_class().from_dict(config_dict)
@@ -186,13 +216,55 @@ def build_model(options: PretrainingOptions, objective):
     return objective.build_model({**config, **overrides})
 
 
-def split_documents(documents: list[list[str]], share: float, seed: int) -> tuple[list, list]:
-    """(train, held out): a seeded random share of the documents, at least one when share > 0."""
-    if share == 0 or len(documents) < 4:
-        return documents, []
-    order = np.random.default_rng(seed).permutation(len(documents))
-    held = set(order[: max(1, round(share * len(documents)))].tolist())
-    return [d for i, d in enumerate(documents) if i not in held], [d for i, d in enumerate(documents) if i in held]
+def split_documents(works: list[tuple[str, list[str]]], share: float) -> tuple[list, list, list[str]]:
+    """(train documents, held-out documents, held-out work names): whole works are held out
+    (`split_works`), never single documents of a work the model trains on."""
+    held = split_works([w for w, _ in works], share)
+    train = [doc for w, doc in works if w not in held]
+    if not train:
+        raise ValueError(f"holding out {share:.0%} of the works leaves nothing to train on; lower --validation_share")
+    return train, [doc for w, doc in works if w in held], sorted(held)
+
+
+def subsample(documents: list[list[str]], fraction: float) -> list[list[str]]:
+    """A fixed `fraction` of the documents (at least one), in corpus order; the same for every seed,
+    and each smaller fraction inside the larger ones, so a data-scale experiment varies only the size."""
+    if fraction >= 1.0:
+        return documents
+    order = np.random.default_rng(0).permutation(len(documents))
+    keep = set(order[: max(1, round(fraction * len(documents)))].tolist())
+    return [doc for i, doc in enumerate(documents) if i in keep]
+
+
+# What makes held-out numbers worth reading (below this they are printed with a warning).
+MIN_EVAL_WORKS, MIN_EVAL_PAIRS, MIN_EVAL_MASKED = 2, 500, 20_000
+MAX_PASSES = 3.0  # more passes over the corpus than this and a small model starts to memorise it
+
+
+def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str]) -> str | None:
+    """Why the held-out set is too small for its numbers to mean much, or None."""
+    problems = []
+    if len(held_out_works) < MIN_EVAL_WORKS:
+        problems.append(f"{len(held_out_works)} held-out work(s) (want >= {MIN_EVAL_WORKS})")
+    if any("next_sentence_label" in e for e in eval_examples[:1]) and len(eval_examples) < MIN_EVAL_PAIRS:
+        problems.append(f"{len(eval_examples)} sentence pairs (want >= {MIN_EVAL_PAIRS})")
+    if objective.needs_mask_token:
+        tokens = sum(len(e.get("input_ids", ())) or len(e.get("a", ())) + len(e.get("b", ())) for e in eval_examples)
+        masked = int(tokens * getattr(objective, "mlm_probability", 0.15))
+        if masked < MIN_EVAL_MASKED:
+            problems.append(f"about {masked:,} masked tokens (want >= {MIN_EVAL_MASKED:,})")
+    if not problems:
+        return None
+    return ("held-out set too small for its numbers to mean much: " + ", ".join(problems)
+            + "; use a corpus with more works (plays, books) or a larger --validation_share")
+
+
+def training_passes(args: TrainingArguments, num_examples: int, world_size: int) -> float:
+    """Passes over the training examples that max_steps (or num_train_epochs) makes."""
+    if args.max_steps and args.max_steps > 0:
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
+        return args.max_steps * per_step / max(num_examples, 1)
+    return float(args.num_train_epochs)
 
 
 def make_eval_fn(objective, examples: list[dict], batch_size: int, device_of, autocast):
@@ -243,13 +315,23 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     context = setup(args.device)
     torch.manual_seed(args.seed)
 
-    documents = load_corpus(options.corpus)
-    tokenizer, trained_here = get_tokenizer(options, documents, output_dir, resuming)
+    works = load_works(options.corpus)
+    train_docs, held_docs, held_out_works = split_documents(works, options.validation_share)
+    train_docs = subsample(train_docs, options.corpus_fraction)
+    tokenizer, trained_here = get_tokenizer(options, train_docs, output_dir, resuming)
     objective_options = {"seed": args.seed, **options.objective_options}
     objective = build_objective(options.objective, tokenizer, options.max_seq_length, **objective_options)
-    train_docs, held_docs = split_documents(documents, options.validation_share, args.seed)
     examples = objective.examples(train_docs)
     eval_examples = objective.examples(held_docs)[: options.max_eval_examples] if held_docs else []
+    warning = eval_warning(objective, eval_examples, held_out_works) if eval_examples else None
+    passes = training_passes(args, len(examples), context.world_size)
+    if passes > MAX_PASSES:
+        logger.warning(
+            "%d steps of %d examples make %.1f passes over the %d training examples: a model this size will "
+            "memorise the corpus instead of learning from it; use more text (--corpus more files or "
+            "directories), fewer --max_steps, or a smaller batch", args.max_steps,
+            args.per_device_train_batch_size * args.gradient_accumulation_steps * context.world_size, passes,
+            len(examples))
     model = build_model(options, objective)
 
     phase2 = {}
@@ -265,10 +347,11 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         if trained_here or not (output_dir / "tokenizer.json").is_file():
             tokenizer.save_pretrained(output_dir)
         logger.info(
-            "%s: %d training examples, %d held out, %s parameters",
+            "%s: %d training examples, %d held out (%d works), %s parameters",
             options.objective,
             len(examples),
             len(eval_examples),
+            len(held_out_works),
             f"{sum(p.numel() for p in model.parameters()):,}",
         )
 
@@ -309,6 +392,11 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "eval_start": eval_start,
             "eval_end": eval_end,
             "global_step": result.global_step,
+            "passes_over_corpus": passes,
+            "training_examples": len(examples),
+            "held_out_works": held_out_works,
+            "held_out_examples": len(eval_examples),
+            "eval_warning": warning,
             "data_wait_share": result.data_wait_share,
             "tokens_per_second": result.tokens_per_second,
             "seconds": result.seconds,
@@ -322,6 +410,9 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         eval_end=eval_end,
         num_parameters=sum(p.numel() for p in model.parameters()),
         num_examples=len(examples),
+        passes=passes,
+        held_out_works=held_out_works,
+        eval_warning=warning,
     )
 
 
@@ -332,12 +423,15 @@ def format_summary(result: PretrainingResult) -> str:
     train = [r for r in result.train.history if "loss" in r]
     lines = [
         f"pretrained {result.objective} for {result.train.global_step} steps in {result.train.seconds:.0f} s "
-        f"({result.num_parameters:,} parameters, {result.num_examples} training examples)"
+        f"({result.num_parameters:,} parameters, {result.num_examples} training examples, "
+        f"{result.passes:.1f} passes over them)"
     ]
     skip = {"step", "epoch", "phase", "learning_rate", "grad_norm", "tokens_per_second", "data_wait_share"}
     rows = [("training", train[0], train[-1])] if train else []
     if result.eval_end:
-        rows.append(("held-out", result.eval_start, result.eval_end))
+        works = ", ".join(result.held_out_works)
+        rows.append((f"held-out ({len(result.held_out_works)} works never trained on: {works})",
+                     result.eval_start, result.eval_end))
     for label, start, end in rows:
         lines.append(f"  {label} (start -> end):")
         keys = [k for k in end if k not in skip]
@@ -345,6 +439,8 @@ def format_summary(result: PretrainingResult) -> str:
             before = f"{start[key]:.4f}" if key in start else "   -  "
             change = f"  ({end[key] / start[key]:.0%} of start)" if key.endswith("loss") and start.get(key) else ""
             lines.append(f"    {key:<24} {before} -> {end[key]:.4f}{change}")
+    if result.eval_warning:
+        lines.append(f"  WARNING: {result.eval_warning}")
     lines.append(
         f"  {result.train.tokens_per_second:,.0f} tokens/s; waiting for data: "
         f"{result.train.data_wait_share:.1%} of step time"

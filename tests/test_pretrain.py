@@ -178,3 +178,34 @@ def test_refuses_another_runs_directory(tmp_path, corpus, tiny_config):
     code, err = cli("--corpus", str(corpus), "--config_file", str(tiny_config), "--output_dir", str(tmp_path / "run"))
     assert code == 1 and "already holds a training run" in err
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == weights
+
+
+def test_same_command_same_seed_same_tokenizer_and_losses(tmp_path, corpus, tiny_config):
+    """Two runs of the same command: the trained tokenizer and every logged loss are identical, so
+    experiments compare (tokenizers' WordPiece trainer alone is not reproducible, tokenizer.py)."""
+    first = pretrain(tmp_path / "a", corpus, tiny_config, "sop", steps=4)
+    second = pretrain(tmp_path / "b", corpus, tiny_config, "sop", steps=4)
+    assert (tmp_path / "a" / "run" / "vocab.txt").read_text() == (tmp_path / "b" / "run" / "vocab.txt").read_text()
+    losses = [[r["loss"] for r in result.train.history if "loss" in r] for result in (first, second)]
+    assert len(losses[0]) == 4 and losses[0] == losses[1]
+    assert first.eval_end == second.eval_end
+
+
+def test_held_out_works_passes_and_warnings(tmp_path, tiny_config, caplog):
+    plays = tmp_path / "plays.jsonl"
+    rows = [{"title": f"Play {p}", "text": r["text"][:1500]} for p, r in enumerate(read_records("shakespeare")[:12])]
+    plays.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level("WARNING"):
+        result = pretrain(tmp_path, plays, tiny_config, "mlm", steps=40, validation_share=0.25,
+                          per_device_train_batch_size=32)
+    assert len(result.held_out_works) == 3 and all(w.startswith("Play ") for w in result.held_out_works)
+    assert result.passes > 3 and "passes over the" in caplog.text and "use more text" in caplog.text
+    assert "masked tokens" in result.eval_warning  # eight held-out examples mean little: said, not hidden
+    summary = json.loads((tmp_path / "run" / "pretraining_summary.json").read_text())
+    assert summary["held_out_works"] == result.held_out_works and summary["passes_over_corpus"] == result.passes
+    text = format_summary(result)
+    assert "passes over them" in text and "WARNING: held-out set too small" in text and "Play " in text
+    half = pretrain(tmp_path / "half", plays, tiny_config, "mlm", steps=2, validation_share=0.25, corpus_fraction=0.5)
+    assert half.num_examples < result.num_examples and half.held_out_works == result.held_out_works
+    with pytest.raises(ValueError, match="corpus_fraction"):
+        PretrainingOptions(corpus_fraction=0.0)
