@@ -25,6 +25,7 @@ from torch import nn
 from minibert.auto import load_pretrained
 from minibert.checkpoint import read_config_dict
 from minibert.engine import Trainer, TrainingArguments
+from minibert.engine.trainer import check_output_not_input
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
@@ -392,8 +393,13 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         raise ValueError(f"--mixout must be a probability in [0, 1], got {args.mixout}")
     if args.pooling != "default" and args.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
-    source = args.model_name_or_path if args.model_name_or_path != RANDOM_INIT else (
-        args.config_name or DEFAULT_PRETRAINED)
+    random_init = args.model_name_or_path == RANDOM_INIT
+    source = (args.config_name or DEFAULT_PRETRAINED) if random_init else args.model_name_or_path
+    # Even with overwrite_output_dir (train.py's default run sets it): replacing a run is asked for,
+    # replacing the checkpoint it reads never is.
+    inputs = {"--config_name": args.config_name, "--tokenizer_name": args.tokenizer_name}
+    inputs["--config_name" if random_init else "--model_name_or_path"] = source
+    check_output_not_input(training.output_dir, inputs)
     if not (Path(source) / "config.json").is_file():
         raise ValueError(_missing_checkpoint_message(source))
     torch.manual_seed(training.seed)

@@ -28,7 +28,7 @@ from minibert.data.corpus import load_works, split_works
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.distributed import setup
-from minibert.engine.trainer import TrainResult, check_output_dir
+from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input
 from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -312,6 +312,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything
     if options.init_from:
         check_init_from(options.init_from, options.objective)
+    check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer})
     context = setup(args.device)
     torch.manual_seed(args.seed)
 

@@ -209,3 +209,26 @@ def test_held_out_works_passes_and_warnings(tmp_path, tiny_config, caplog):
     assert half.num_examples < result.num_examples and half.held_out_works == result.held_out_works
     with pytest.raises(ValueError, match="corpus_fraction"):
         PretrainingOptions(corpus_fraction=0.0)
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under `directory`, by relative path: equal snapshots mean nothing was written."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(tmp_path, corpus, tiny_config):
+    pretrain(tmp_path, corpus, tiny_config, "mlm", steps=2)
+    run, source = tmp_path / "run", tmp_path / "run" / "checkpoint-2"
+    before = snapshot(run)
+    common = ("--objective", "mlm", "--corpus", str(corpus), "--max_steps", "1", "--device", "cpu")
+    cases = [
+        (("--init_from", str(source), "--output_dir", str(source)), "is the --init_from directory"),
+        (("--init_from", str(source), "--output_dir", str(source / "more")), "sits inside the --init_from"),
+        (("--init_from", str(source), "--output_dir", str(run), "--overwrite_output_dir"), "contains the --init_from"),
+        (("--tokenizer", str(source), "--config_file", str(tiny_config), "--output_dir", str(source)),
+         "is the --tokenizer directory"),
+    ]
+    for flags, message in cases:
+        code, err = cli(*common, *flags)
+        assert code == 1 and message in err and "pass an --output_dir outside" in err, err
+    assert snapshot(run) == before

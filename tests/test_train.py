@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -130,3 +131,28 @@ def test_missing_default_checkpoint_names_the_pretrain_command(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert train.main([]) == 2
     assert DEFAULT_PRETRAIN_COMMAND in capsys.readouterr().err
+
+
+def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(checkpoint, tmp_path, monkeypatch, capsys):
+    source = tmp_path / "runs" / "finetune-shakespeare-genre"  # train.py's default output_dir
+    shutil.copytree(checkpoint, source)
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    data = write_jsonl(tmp_path / "train.jsonl", rows(8, "single"))
+    common = ["--train_file", data, "--validation_file", data, "--text_column", "sentence", "--max_steps", "1",
+              "--device", "cpu"]
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        # the default output_dir, which train.py may overwrite as a run, never as the input
+        (["--model_name_or_path", str(source)], "is the --model_name_or_path directory"),
+        (["--model_name_or_path", str(source), "--output_dir", str(source / "more")], "sits inside"),
+        (["--model_name_or_path", str(source), "--output_dir", "runs", "--overwrite_output_dir"], "contains"),
+        (["--model_name_or_path", "random", "--config_name", str(source), "--output_dir", str(source)],
+         "is the --config_name directory"),
+        (["--model_name_or_path", str(checkpoint), "--tokenizer_name", str(source), "--output_dir", str(source)],
+         "is the --tokenizer_name directory"),
+    ]
+    for flags, message in cases:
+        assert train.main(common + flags) == 2
+        err = capsys.readouterr().err
+        assert message in err and "pass an --output_dir outside" in err, err
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before

@@ -183,6 +183,28 @@ def check_output_dir(args: TrainingArguments, resuming: bool) -> bool:
     return previous
 
 
+
+def check_output_not_input(output_dir: str | Path, inputs: dict[str, str | Path | None]) -> None:
+    """Refuse an output_dir that is, contains or sits inside an input directory (flag -> path; None
+    is skipped): writing the run there would overwrite the model or tokenizer it starts from."""
+    output = Path(output_dir).resolve()
+    for flag, path in inputs.items():
+        if path is None:
+            continue
+        source = Path(path).resolve()
+        if output == source:
+            relation = "is"
+        elif output in source.parents:
+            relation = "contains"
+        elif source in output.parents:
+            relation = "sits inside"
+        else:
+            continue
+        raise ValueError(
+            f"--output_dir {output_dir} {relation} the {flag} directory {path}: the run would overwrite "
+            f"what it reads; pass an --output_dir outside {path}"
+        )
+
 class Trainer:
     """Train `model` on `train_dataset` (a sequence of examples) with `collate_fn(examples[, generator])`.
 
