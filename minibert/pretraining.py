@@ -67,6 +67,7 @@ DEFAULT_TRAINING = {
 # config.json model_type -> the family of objectives that can continue pretraining it
 CHECKPOINT_FAMILIES = {"bert": "bert", "roberta": "bert", "bart": "bart", "gpt2": "gpt"}
 TOKENIZER_KINDS = {"bert": "wordpiece", "bart": "bytelevel_bpe", "gpt": "bytelevel_bpe"}
+SUMMARY_FILE = "pretraining_summary.json"
 
 
 @dataclass
@@ -108,7 +109,7 @@ class PretrainingResult:
     output_dir: Path
     objective: str
     train: TrainResult
-    eval_start: dict  # held-out metrics before training (empty when resuming)
+    eval_start: dict  # held-out metrics before training (resuming: those the run recorded, if any)
     eval_end: dict  # held-out metrics after training
     num_parameters: int
     num_examples: int
@@ -291,6 +292,28 @@ def make_eval_fn(objective, examples: list[dict], batch_size: int, device_of, au
     return evaluate
 
 
+def recorded_eval_start(run_dirs: list[Path]) -> dict:
+    """The held-out metrics before training that a resumed run recorded in its summary (the first of
+    `run_dirs` holding one), so a resume keeps them: the resumed model can no longer measure them."""
+    for run_dir in run_dirs:
+        path = run_dir / SUMMARY_FILE
+        if not path.is_file():
+            continue
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            summary = None
+        if not isinstance(summary, dict):
+            raise ValueError(f"{path} is not a JSON object; restore it, or delete it to resume without the "
+                             "start metrics it held")
+        return summary.get("eval_start", {})
+    return {}
+
+
+def write_summary(output_dir: Path, summary: dict) -> None:
+    (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
 class SaveModelAndTokenizer:
     """A callback: each checkpoint also holds the model in Hugging Face format and the tokenizer,
     so `--init_from output_dir/checkpoint-N` and transformers can use it directly."""
@@ -307,8 +330,10 @@ class SaveModelAndTokenizer:
 def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callbacks=()) -> PretrainingResult:
     output_dir = Path(args.output_dir)
     resuming = args.resume_from_checkpoint is not None
+    eval_start = {}
     if resuming:
-        resolve_checkpoint(args.resume_from_checkpoint, output_dir)  # fail now, before any work
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)  # fail now, before any work
+        eval_start = recorded_eval_start([output_dir, checkpoint.parent])
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything
     if options.init_from:
         check_init_from(options.init_from, options.objective)
@@ -377,11 +402,12 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         **phase2,
     )
     trainer_box["trainer"] = trainer
-    eval_start = {}
     if eval_fn is not None and not resuming:
         model.eval()
         with torch.no_grad():
             eval_start = eval_fn(model)
+        if context.is_main:  # recorded now, so that a run stopped early and resumed still has it
+            write_summary(output_dir, {"objective": options.objective, "eval_start": eval_start})
     result = trainer.train()
     eval_end = next((r for r in reversed(result.history) if "eval_loss" in r), {})
     eval_end = {k.removeprefix("eval_"): v for k, v in eval_end.items() if k != "step"}
@@ -402,7 +428,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "tokens_per_second": result.tokens_per_second,
             "seconds": result.seconds,
         }
-        (output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_summary(output_dir, summary)
     return PretrainingResult(
         output_dir=output_dir,
         objective=options.objective,

@@ -232,3 +232,17 @@ def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(tmp_p
         code, err = cli(*common, *flags)
         assert code == 1 and message in err and "pass an --output_dir outside" in err, err
     assert snapshot(run) == before
+
+
+def test_a_resume_keeps_the_start_metrics_the_run_recorded(tmp_path, corpus, tiny_config):
+    first = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=4, save_steps=2)
+    summary_file = tmp_path / "run" / "pretraining_summary.json"
+    assert first.eval_start and json.loads(summary_file.read_text())["eval_start"] == first.eval_start
+    resumed = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=6, save_steps=2, resume_from_checkpoint="last")
+    summary = json.loads(summary_file.read_text())
+    assert resumed.eval_start == summary["eval_start"] == first.eval_start
+    assert summary["global_step"] == 6 and summary["eval_end"] == resumed.eval_end
+    summary_file.write_text("{not json")
+    with pytest.raises(ValueError, match="pretraining_summary.json is not a JSON object; restore it, or delete"):
+        pretrain(tmp_path, corpus, tiny_config, "mlm", steps=8, save_steps=2, resume_from_checkpoint="last")
+    assert summary_file.read_text() == "{not json"
