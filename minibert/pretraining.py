@@ -1,6 +1,6 @@
 """Pretraining, end to end: the library behind `pretrain.py`.
 
-    corpus ─► documents ─► tokenizer (given, from --init_from, or trained on the corpus)
+    corpus ─► documents ─► tokenizer (given, the resumed checkpoint's, --init_from's, or trained on the corpus)
                         ─► objective (mlm, wwm, span, nsp, sop, bart, clm, electra) ─► examples
     objective.model_family ─► model (a size preset, a config file, or --init_from a checkpoint)
     engine (minibert.engine.Trainer) ─► checkpoints, metrics.jsonl, loss.png
@@ -166,26 +166,39 @@ def check_init_from(path: str, objective: str) -> dict:
     return config
 
 
+def holds_tokenizer(directory: str | Path) -> bool:
+    return any((Path(directory) / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json"))
+
+
 def get_tokenizer(
-    options: PretrainingOptions, documents: list[list[str]], output_dir: Path, resuming: bool
-) -> tuple[Tokenizer, bool]:
-    """(tokenizer, trained_here). Order: --tokenizer, the resumed run's, --init_from's, else train one."""
+    options: PretrainingOptions, documents: list[list[str]], output_dir: Path, checkpoint: Path | None
+) -> Tokenizer:
+    """Order: --tokenizer; when resuming, the checkpoint's (its weights were trained with those ids, so
+    a resume into a new output_dir must not train other ones), else the run's own when the checkpoint
+    is this run's; --init_from's; else one trained on the corpus."""
     if options.tokenizer:
-        return load_tokenizer(options.tokenizer), False
-    if resuming and (output_dir / "tokenizer.json").is_file():
-        return load_tokenizer(output_dir), False
+        return load_tokenizer(options.tokenizer)
+    if checkpoint is not None:
+        own_run = checkpoint.parent.resolve() == output_dir.resolve()
+        for directory in (checkpoint, output_dir) if own_run else (checkpoint,):
+            if holds_tokenizer(directory):
+                return load_tokenizer(directory)
+        raise ValueError(
+            f"resuming from {checkpoint}, which holds no tokenizer files; pass --tokenizer with the tokenizer "
+            "the checkpoint was trained with"
+        )
     if options.init_from:
-        if not any((Path(options.init_from) / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json")):
+        if not holds_tokenizer(options.init_from):
             raise ValueError(
                 f"--init_from {options.init_from} holds no tokenizer files; pass --tokenizer with the "
                 "tokenizer the checkpoint was trained with"
             )
-        return load_tokenizer(options.init_from), False
+        return load_tokenizer(options.init_from)
     kind = TOKENIZER_KINDS[options.family]
     texts = (" ".join(doc) for doc in documents)
     tokenizer = train_tokenizer(texts, kind=kind, vocab_size=options.vocab_size, model_max_length=512)
     logger.info("trained a %s tokenizer of %d tokens on the corpus", kind, tokenizer.vocab_size)
-    return tokenizer, True
+    return tokenizer
 
 
 def build_model(options: PretrainingOptions, objective):
@@ -330,7 +343,7 @@ class SaveModelAndTokenizer:
 def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callbacks=()) -> PretrainingResult:
     output_dir = Path(args.output_dir)
     resuming = args.resume_from_checkpoint is not None
-    eval_start = {}
+    checkpoint, eval_start = None, {}
     if resuming:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)  # fail now, before any work
         eval_start = recorded_eval_start([output_dir, checkpoint.parent])
@@ -344,7 +357,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     works = load_works(options.corpus)
     train_docs, held_docs, held_out_works = split_documents(works, options.validation_share)
     train_docs = subsample(train_docs, options.corpus_fraction)
-    tokenizer, trained_here = get_tokenizer(options, train_docs, output_dir, resuming)
+    tokenizer = get_tokenizer(options, train_docs, output_dir, checkpoint)
     objective_options = {"seed": args.seed, **options.objective_options}
     objective = build_objective(options.objective, tokenizer, options.max_seq_length, **objective_options)
     examples = objective.examples(train_docs)
@@ -370,8 +383,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
 
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        if trained_here or not (output_dir / "tokenizer.json").is_file():
-            tokenizer.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)  # the run's tokenizer, wherever it came from
         logger.info(
             "%s: %d training examples, %d held out (%d works), %s parameters",
             options.objective,

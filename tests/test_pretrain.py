@@ -246,3 +246,19 @@ def test_a_resume_keeps_the_start_metrics_the_run_recorded(tmp_path, corpus, tin
     with pytest.raises(ValueError, match="pretraining_summary.json is not a JSON object; restore it, or delete"):
         pretrain(tmp_path, corpus, tiny_config, "mlm", steps=8, save_steps=2, resume_from_checkpoint="last")
     assert summary_file.read_text() == "{not json"
+
+
+def test_a_resume_from_another_runs_checkpoint_uses_the_tokenizer_it_carries(tmp_path, corpus, tiny_config):
+    pretrain(tmp_path / "a", corpus, tiny_config, "mlm", steps=4, save_steps=2)
+    vocab = (tmp_path / "a" / "run" / "vocab.txt").read_text()
+    # vocab_size differs from run a's: a tokenizer trained here would give the loaded weights other ids
+    resumed = pretrain(tmp_path / "b", corpus, tiny_config, "mlm", steps=4, save_steps=2, vocab_size=200,
+                       resume_from_checkpoint=str(tmp_path / "a" / "run" / "checkpoint-2"))
+    assert [r["step"] for r in resumed.train.history if "loss" in r] == [1, 2, 3, 4]  # steps 1-2: run a's
+    assert (tmp_path / "b" / "run" / "vocab.txt").read_text() == vocab
+    assert (tmp_path / "b" / "run" / "checkpoint-4" / "vocab.txt").read_text() == vocab
+    (tmp_path / "a" / "run" / "checkpoint-4" / "vocab.txt").unlink()
+    (tmp_path / "a" / "run" / "checkpoint-4" / "tokenizer.json").unlink()
+    with pytest.raises(ValueError, match="checkpoint-4, which holds no tokenizer files; pass --tokenizer"):
+        pretrain(tmp_path / "c", corpus, tiny_config, "mlm", steps=6,
+                 resume_from_checkpoint=str(tmp_path / "a" / "run" / "checkpoint-4"))
