@@ -25,7 +25,7 @@ from torch import nn
 from minibert.auto import load_pretrained
 from minibert.checkpoint import read_config_dict
 from minibert.engine import Trainer, TrainingArguments
-from minibert.engine.trainer import check_output_not_input
+from minibert.engine.trainer import check_output_dir, check_output_not_input
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
@@ -56,6 +56,9 @@ DEFAULT_OUTPUT_DIR = "runs/finetune-shakespeare-genre"
 DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "num_train_epochs": 5.0,
                     "per_device_train_batch_size": 32, "warmup_ratio": 0.1, "weight_decay": 0.01, "eval_steps": 50,
                     "logging_steps": 10, "save_total_limit": 2, "load_best_model_at_end": True, "disable_tqdm": False}
+# A pair's special tokens alone take 3 ([CLS] a [SEP] b [SEP]) or 4 (RoBERTa's <s> a </s></s> b </s>);
+# 8 leaves room for some text of each.
+MIN_SEQ_LENGTH = 8
 TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification")
 BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
 HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification}
@@ -102,6 +105,13 @@ class FinetuneArguments:
     group_by_length: bool = True  # uniform-length batching (smart batching)
     padding: str = "longest"  # longest (dynamic) | max_length (fixed, the slow baseline)
     per_device_eval_batch_size: int = 64  # examples per evaluation batch
+
+    def __post_init__(self):
+        if self.max_seq_length < MIN_SEQ_LENGTH:
+            raise ValueError(f"--max_seq_length {self.max_seq_length} is too short: it must hold the special "
+                             f"tokens and some text; pass --max_seq_length {MIN_SEQ_LENGTH} or more")
+        if self.per_device_eval_batch_size < 1:
+            raise ValueError(f"--per_device_eval_batch_size must be >= 1, got {self.per_device_eval_batch_size}")
 
 
 @dataclass
@@ -400,6 +410,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     inputs = {"--config_name": args.config_name, "--tokenizer_name": args.tokenizer_name}
     inputs["--config_name" if random_init else "--model_name_or_path"] = source
     check_output_not_input(training.output_dir, inputs)
+    check_output_dir(training, resuming=training.resume_from_checkpoint is not None)
     if not (Path(source) / "config.json").is_file():
         raise ValueError(_missing_checkpoint_message(source))
     torch.manual_seed(training.seed)

@@ -92,6 +92,12 @@ class PretrainingOptions:
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        shortest = OBJECTIVES[self.objective].min_seq_length
+        for flag, length in (("--max_seq_length", self.max_seq_length),
+                             ("--max_seq_length_phase2", self.max_seq_length_phase2)):
+            if length is not None and length < shortest:
+                raise ValueError(f"{flag} {length} is too short: a {self.objective} example needs at least "
+                                 f"{shortest} tokens (special tokens and text); pass {flag} {shortest} or more")
         if self.model_size not in MODEL_SIZES:
             raise ValueError(f"unknown model_size {self.model_size!r}; choose one of {', '.join(MODEL_SIZES)}")
         if not 0.0 <= self.validation_share < 0.5:

@@ -2,6 +2,7 @@
 Face output, resuming, continuing from a checkpoint, two-phase length, and bad input."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,34 @@ def test_a_resume_from_another_runs_checkpoint_uses_the_tokenizer_it_carries(tmp
     with pytest.raises(ValueError, match="checkpoint-4, which holds no tokenizer files; pass --tokenizer"):
         pretrain(tmp_path / "c", corpus, tiny_config, "mlm", steps=6,
                  resume_from_checkpoint=str(tmp_path / "a" / "run" / "checkpoint-4"))
+
+
+def test_bad_arguments_are_refused_before_any_tokenizer_is_trained(tmp_path, corpus, tiny_config, monkeypatch):
+    import minibert.pretraining
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a tokenizer was trained before the arguments were checked")
+
+    monkeypatch.setattr(minibert.pretraining, "train_tokenizer", no_training)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    common = ("--corpus", str(corpus), "--config_file", str(tiny_config))
+    cases = [
+        (("--max_seq_length", "1"), "--max_seq_length 1 is too short: a sop example needs at least 8 tokens"),
+        (("--max_seq_length", "-5"), "pass --max_seq_length 8 or more"),
+        (("--max_seq_length_phase2", "0"), "--max_seq_length_phase2 0 is too short"),
+        (("--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be >= 1, got 0"),
+        (("--phase2_batch_size", "0"), "--phase2_batch_size must be >= 1"),
+        (("--output_dir", str(a_file)), f"--output_dir {a_file} is a file; pass a directory path"),
+        (("--output_dir", str(a_file / "run")), f"sits under {a_file}, which is a file"),
+        (("--output_dir", str(locked / "run")), f"{locked} is not writable by this user"),
+    ]
+    real_access = os.access  # this test may run as root, whom os.access never refuses: stand in for the OS
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    for flags, message in cases:
+        flags = flags if "--output_dir" in flags else (*flags, "--output_dir", str(tmp_path / "run"))
+        code, err = cli(*common, *flags)
+        assert code == 1 and message in err, err
+    assert a_file.read_text() == "keep me" and not (tmp_path / "run").exists() and not any(locked.iterdir())

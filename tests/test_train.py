@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +158,34 @@ def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(check
         err = capsys.readouterr().err
         assert message in err and "pass an --output_dir outside" in err, err
     assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+
+
+def test_bad_arguments_are_refused_before_any_work(checkpoint, tmp_path, monkeypatch, capsys):
+    import minibert.finetuning
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the tokenizer was loaded before the arguments were checked")
+
+    monkeypatch.setattr(minibert.finetuning, "load_tokenizer", no_loading)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    cases = [
+        (["--max_seq_length", "1"], "--max_seq_length 1 is too short: it must hold the special tokens"),
+        (["--max_seq_length", "-3"], "pass --max_seq_length 8 or more"),
+        (["--per_device_eval_batch_size", "0"], "--per_device_eval_batch_size must be >= 1, got 0"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1, got 0"),
+        (["--output_dir", str(a_file)], f"--output_dir {a_file} is a file; pass a directory path"),
+        (["--output_dir", str(locked / "out")], f"{locked} is not writable by this user"),
+    ]
+    real_access = os.access  # this test may run as root, whom os.access never refuses: stand in for the OS
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    for flags, message in cases:
+        flags = flags if "--output_dir" in flags else [*flags, "--output_dir", str(tmp_path / "out")]
+        try:
+            code = train.main(["--model_name_or_path", str(checkpoint), *flags])
+        except SystemExit as exit_:  # argparse's error for a bad flag value
+            code = exit_.code
+        assert code == 2 and message in capsys.readouterr().err
+    assert a_file.read_text() == "keep me" and not (tmp_path / "out").exists() and not any(locked.iterdir())

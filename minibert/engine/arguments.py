@@ -65,7 +65,10 @@ class TrainingArguments:
     def __post_init__(self):
         checks = [
             (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
-            (self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1"),
+            (self.per_device_train_batch_size >= 1,
+             f"--per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}"),
+            (self.phase2_batch_size is None or self.phase2_batch_size >= 1,
+             f"--phase2_batch_size must be >= 1 (or unset: phase 1's), got {self.phase2_batch_size}"),
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
             (self.max_steps > 0 or self.num_train_epochs > 0, "set max_steps > 0 or num_train_epochs > 0"),
             (0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),

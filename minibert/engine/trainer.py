@@ -24,6 +24,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import threading
@@ -172,8 +173,10 @@ def _batch_seed(*parts: int) -> int:
 
 
 def check_output_dir(args: TrainingArguments, resuming: bool) -> bool:
-    """Refuse an output_dir that holds another run unless resuming or overwriting; True if it holds one."""
+    """Refuse an output_dir that cannot be written, or that holds another run unless resuming or
+    overwriting; True if it holds one. Both command lines call it before any work."""
     output_dir = Path(args.output_dir)
+    check_writable_dir(output_dir)
     previous = bool(checkpointing.list_checkpoints(output_dir)) or (output_dir / METRICS_FILE).exists()
     if previous and not resuming and not args.overwrite_output_dir:
         raise ValueError(
@@ -182,6 +185,21 @@ def check_output_dir(args: TrainingArguments, resuming: bool) -> bool:
         )
     return previous
 
+
+def check_writable_dir(output_dir: Path) -> None:
+    """Refuse an output_dir that is a file, sits under a file, or cannot be created or written. Nothing
+    is created here: the nearest existing directory is asked whether it may be written."""
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == output_dir else f"sits under {existing}, which is a file"
+        raise ValueError(f"--output_dir {output_dir} {where}; pass a directory path for --output_dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"--output_dir {output_dir}: {existing} is not writable by this user; pass an --output_dir "
+            "you may write to, or change the permissions"
+        )
 
 
 def check_output_not_input(output_dir: str | Path, inputs: dict[str, str | Path | None]) -> None:
