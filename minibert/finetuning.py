@@ -11,6 +11,7 @@ with BCE or the ZLPR loss.
 """
 
 import csv
+import io
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from torch import nn
 
 from minibert.auto import load_pretrained
 from minibert.checkpoint import read_config_dict
+from minibert.data.corpus import decode_utf8
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.trainer import check_output_dir, check_output_not_input
 from minibert.finetune.adversarial import FGM, PGD
@@ -131,14 +133,35 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise ValueError(f"data file {path} does not exist; pass --train_file / --validation_file")
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
-    elif suffix in (".json", ".jsonl"):
-        text = path.read_text(encoding="utf-8").strip()
-        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
-    else:
+    if suffix not in (".csv", ".tsv", ".json", ".jsonl"):
         raise ValueError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv, .json or .jsonl")
+    text = decode_utf8(path.read_bytes(), path)
+    if suffix in (".csv", ".tsv"):
+        delimiter, other = ("\t", ",") if suffix == ".tsv" else (",", "\t")
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows = list(reader)
+        header = reader.fieldnames or []
+        if len(header) == 1 and other in header[0]:
+            # One column whose name holds the other delimiter: the file was written with that one.
+            raise ValueError(f"{path}: the header {header[0]!r} is one column split by {other!r}, not {delimiter!r}; "
+                             f"the delimiter is probably wrong: rename the file to "
+                             f"{path.with_suffix('.csv' if suffix == '.tsv' else '.tsv').name}")
+    elif text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno} is not valid JSON ({e.msg}, column {e.colno}); "
+                             "fix that line, or write one JSON object per line (.jsonl)") from None
+    else:
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n} is not valid JSON ({e.msg}, column {e.colno}); "
+                                 "write one JSON object per line") from None
     if not rows:
         raise ValueError(f"{path} holds no examples")
     return rows

@@ -125,6 +125,21 @@ def test_bad_input(tmp_path):
         default_corpus_path("klingon")
 
 
+def test_a_file_that_is_not_utf8_is_named_with_its_position(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("An English line.\n")
+    (corpus / "b.txt").write_bytes("Hello there.\nA caf\u00e9 in Paris.\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"b\.txt is not UTF-8: the byte at offset 18 \(line 2\).*iconv -f latin1"):
+        load_corpus(corpus)
+    (corpus / "b.txt").write_bytes("\ufeffHello there.\n".encode())
+    (corpus / "c.jsonl").write_text('{"text": "fine"}\n\n{"text": "broken"\n')
+    with pytest.raises(ValueError, match=r"c\.jsonl:3 is not valid JSON"):
+        load_corpus(corpus)
+    (corpus / "c.jsonl").unlink()
+    assert load_corpus(corpus)[1] == ["Hello there."]  # the byte-order mark is not text
+
+
 def test_missing_extra_names_it(monkeypatch):
     from minibert.data import chinese
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train
-from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, load_finetuned
+from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, load_finetuned, read_rows
 from minibert.models.bert import BertConfig, BertForPreTraining
 from minibert.tokenizer import load_tokenizer, train_tokenizer
 
@@ -127,6 +127,24 @@ def test_bad_input_is_named(checkpoint, tmp_path, capsys):
     missing = str(tmp_path / "nowhere")
     assert train.main(["--model_name_or_path", missing, "--output_dir", str(tmp_path / "o")]) == 2
     assert "not a checkpoint directory" in capsys.readouterr().err
+
+
+def test_data_files_in_the_wrong_encoding_or_format_are_named(tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("sentence,label\ncaf\u00e9 au lait,1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.csv is not UTF-8: the byte at offset 18 \(line 2\).*iconv"):
+        read_rows(latin1)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffsentence,label\ncaf\u00e9,1\n".encode())
+    assert read_rows(bom) == [{"sentence": "caf\u00e9", "label": "1"}]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('\n{"sentence": "a", "label": 0}\n{"sentence": "b", "label": \n')
+    with pytest.raises(ValueError, match=r"broken\.jsonl:3 is not valid JSON"):
+        read_rows(broken)
+    tabs = tmp_path / "tabs.csv"
+    tabs.write_text("sentence\tlabel\nhello\t1\n")
+    with pytest.raises(ValueError, match=r"delimiter is probably wrong: rename the file to tabs\.tsv"):
+        read_rows(tabs)
 
 
 def test_missing_default_checkpoint_names_the_pretrain_command(tmp_path, monkeypatch, capsys):

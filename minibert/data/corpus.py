@@ -78,9 +78,26 @@ def _suffix(path: Path) -> str:
     return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
 
 
+def decode_utf8(data: bytes, file: str | os.PathLike) -> str:
+    """The text of a file's bytes, without a leading byte-order mark (Excel and Notepad write one).
+    Anything but UTF-8 is refused at the first bad byte: guessing Latin-1 or cp1252 would turn
+    every accented letter into a different token without a word."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(
+            f"{file} is not UTF-8: the byte at offset {e.start} (line {line}) is {data[e.start:e.start + 1]!r} "
+            f"({e.reason}); "
+            f"re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {file} > utf8_copy` (use the file's "
+            "real encoding in place of latin1)"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
 def _read_text(file: Path) -> str:
     data = gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_bytes()
-    return data.decode("utf-8")
+    return decode_utf8(data, file)
 
 
 def _files(path: Path) -> list[Path]:
