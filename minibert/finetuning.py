@@ -187,21 +187,58 @@ def _as_list(value):
     return value
 
 
-def infer_task(labels: list, task_type: str, num_labels: int | None) -> Task:
+def _label_key(value) -> str:
+    """The class a single label names: 1, 1.0 and "1" are one class, not three."""
+    number = _as_number(value)
+    if number is not None and math.isfinite(number) and number.is_integer():
+        return str(int(number))
+    return str(value)
+
+
+def _check_labels_present(values: list, path) -> None:
+    """An empty or NaN label is a hole in the data, never a class of its own."""
+    for row, value in enumerate(values, 1):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or \
+                str(value).strip().lower() in ("", "nan", "null"):
+            raise ValueError(f"{path}: row {row} (counting examples from 1) has no label ({value!r}); "
+                             "fill it in or drop the row")
+
+
+def _detect_task(labels: list, path) -> tuple[str, str]:
+    """The problem type the labels show, and why; refuse what could be read two ways."""
+    if all(isinstance(v, list) for v in labels):
+        return "multi_label_classification", "every label is a list"
+    if all(isinstance(v, float) for v in labels):
+        return "regression", "every label is a JSON float"
+    numbers = [_as_number(v) for v in labels]
+    words = [(row, v) for row, (v, n) in enumerate(zip(labels, numbers, strict=True), 1) if n is None]
+    if words and len(words) < len(labels) / 2:
+        row, value = words[0]
+        raise ValueError(f"{path}: row {row} has the label {value!r} among {len(labels) - len(words)} numeric labels "
+                         f"({len(words)} such rows); fix or drop it, or pass --task_type single_label_classification "
+                         "if the labels are class names")
+    if not words:
+        if any(not n.is_integer() for n in numbers):
+            return "regression", "numeric labels, not all integers"
+        return "single_label_classification", (f"{len({_label_key(v) for v in labels})} distinct integer labels; "
+                                               "pass --task_type regression to predict a number")
+    for row, value in enumerate(labels, 1):
+        if isinstance(value, str) and ("|" in value or "," in value):
+            raise ValueError(f"{path}: row {row} has the label {value!r}, which looks like several labels; for "
+                             'multi-label classification write a JSON list (["a", "b"]) and pass --task_type '
+                             "multi_label_classification, or pass --task_type single_label_classification if it is "
+                             "one label")
+    return "single_label_classification", f"{len({str(v) for v in labels})} distinct text labels"
+
+
+def infer_task(labels: list, task_type: str, num_labels: int | None, path="the training file") -> Task:
     """Decide the problem type and the label names from the training labels."""
     if task_type not in TASK_TYPES:
         raise ValueError(f"--task_type must be one of {TASK_TYPES}, got {task_type!r}")
     labels = [_as_list(v) for v in labels]
     if task_type == "auto":
-        if all(isinstance(v, list) for v in labels):
-            task_type = "multi_label_classification"
-        elif all(isinstance(v, float) for v in labels) or (
-            all(_as_number(v) is not None for v in labels)
-            and any(not float(_as_number(v)).is_integer() for v in labels)
-        ):
-            task_type = "regression"
-        else:
-            task_type = "single_label_classification"
+        task_type, reason = _detect_task(labels, path)
+        logger.info("task: %s (%s)", task_type, reason)
     if task_type == "regression":
         if num_labels not in (None, 1):
             raise ValueError(f"regression predicts one number, but --num_labels is {num_labels}")
@@ -214,7 +251,7 @@ def infer_task(labels: list, task_type: str, num_labels: int | None) -> Task:
                 raise ValueError(f"multi-label score lists have different lengths {sorted(width)}")
             names = [f"LABEL_{i}" for i in range(width.pop())]
     else:
-        values = [str(v) for v in labels]
+        values = [_label_key(v) for v in labels]
         numeric = all(_as_number(v) is not None for v in values)
         names = sorted(set(values), key=(lambda v: float(v)) if numeric else None)
         if numeric and num_labels is not None:
@@ -244,7 +281,7 @@ def encode_label(value, task: Task, path) -> int | float | list[float]:
         if unknown:
             raise ValueError(f"{path}: labels {unknown} are not among the training labels {task.label_names}")
         return [1.0 if name in {str(x) for x in value} else 0.0 for name in task.label_names]
-    name = str(value)
+    name = _label_key(value)
     if name not in task.label_names:
         raise ValueError(f"{path}: label {value!r} is not among the {task.num_labels} training labels "
                          f"{task.label_names}; it does not fit num_labels")
@@ -256,8 +293,9 @@ def load_split(path, args: FinetuneArguments, tokenizer, task: Task | None = Non
     rows = read_rows(path)
     columns = [args.text_column, args.label_column] + ([args.text_pair_column] if args.text_pair_column else [])
     _check_columns(rows, columns, path)
+    _check_labels_present([r[args.label_column] for r in rows], path)
     if task is None:
-        task = infer_task([r[args.label_column] for r in rows], args.task_type, args.num_labels)
+        task = infer_task([r[args.label_column] for r in rows], args.task_type, args.num_labels, path)
     labels = [encode_label(r[args.label_column], task, path) for r in rows]
     texts = [str(r[args.text_column]) for r in rows]
     pairs = [str(r[args.text_pair_column]) for r in rows] if args.text_pair_column else None

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train
-from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, load_finetuned, read_rows
+from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, encode_label, infer_task, load_finetuned, read_rows
 from minibert.models.bert import BertConfig, BertForPreTraining
 from minibert.tokenizer import load_tokenizer, train_tokenizer
 
@@ -145,6 +145,31 @@ def test_data_files_in_the_wrong_encoding_or_format_are_named(tmp_path):
     tabs.write_text("sentence\tlabel\nhello\t1\n")
     with pytest.raises(ValueError, match=r"delimiter is probably wrong: rename the file to tabs\.tsv"):
         read_rows(tabs)
+
+
+def test_labels_are_never_silently_a_different_task(checkpoint, tmp_path, caplog):
+    def labelled(labels):
+        return [{"sentence": f"the king {i}", "label": label} for i, label in enumerate(labels)]
+
+    for name, hole in [("empty", ""), ("nan", "nan"), ("null", None)]:
+        data = write_jsonl(tmp_path / f"{name}.jsonl", labelled(["a", "b", hole, "a"]))
+        with pytest.raises(ValueError, match=rf"{name}\.jsonl: row 3 .*has no label \({hole!r}\)"):
+            run(checkpoint, tmp_path, data, data)
+    with caplog.at_level("INFO", logger="minibert.finetuning"):
+        task = infer_task(["0", "1", "1.0", 0.0, "01"], "auto", None)
+    assert task.label_names == ["0", "1"]
+    assert "task: single_label_classification (2 distinct integer labels" in caplog.text
+    assert encode_label("1.0", task, "train.csv") == encode_label(1, task, "train.csv") == 1
+    with pytest.raises(ValueError, match=r"row 51 has the label 'n/a' among 50 numeric labels"):
+        infer_task([str(i / 10) for i in range(50)] + ["n/a"], "auto", None, "scores.csv")
+    with pytest.raises(ValueError, match=r"row 2 has the label 'love\|war'.*--task_type multi_label_classification"):
+        infer_task(["love", "love|war", "war"], "auto", None)
+    with pytest.raises(ValueError, match=r"row 1 has the label 'love, war'"):
+        infer_task(["love, war", "war"], "auto", None)
+    assert infer_task(["love|war", "war"], "single_label_classification", None).label_names == ["love|war", "war"]
+    with caplog.at_level("INFO", logger="minibert.finetuning"):
+        assert infer_task(["love", "war", "peace"], "auto", None).problem_type == "single_label_classification"
+    assert "task: single_label_classification (3 distinct text labels)" in caplog.text
 
 
 def test_missing_default_checkpoint_names_the_pretrain_command(tmp_path, monkeypatch, capsys):
