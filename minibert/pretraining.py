@@ -261,6 +261,28 @@ MIN_EVAL_WORKS, MIN_EVAL_PAIRS, MIN_EVAL_MASKED = 2, 500, 20_000
 MAX_PASSES = 3.0  # more passes over the corpus than this and a small model starts to memorise it
 
 
+MAX_UNKNOWN_SHARE = 0.5  # a corpus mostly outside the vocabulary teaches nothing but [UNK]
+UNKNOWN_SAMPLE = 200  # examples sampled to measure it: enough for a share, cheap on any corpus
+TOKEN_KEYS = ("input_ids", "a", "b", "sentences")  # where the objectives keep an example's token ids
+
+
+def unknown_token_share(examples: list[dict], tokenizer: Tokenizer) -> float | None:
+    """The share of text tokens the tokenizer did not know, over a sample of the examples.
+    None when it cannot tell: no unknown token, or one shared with another special token
+    (GPT-2's <|endoftext|>: a byte-level vocabulary never needs an unknown token)."""
+    unk = tokenizer.unk_token_id
+    specials = {tokenizer.backend.token_to_id(t) for k, t in tokenizer.special_tokens.items() if k != "unk_token"}
+    if unk is None or unk in specials or not examples:
+        return None
+    step = max(1, len(examples) // UNKNOWN_SAMPLE)
+    ids = [np.asarray(seq).ravel() for example in examples[::step][:UNKNOWN_SAMPLE]
+           for key in TOKEN_KEYS if key in example
+           for seq in (example[key] if key == "sentences" else [example[key]])]
+    tokens = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    text = tokens[~np.isin(tokens, list(specials))]  # [CLS]/[SEP] would hide an unreadable corpus
+    return float((text == unk).mean()) if text.size else None
+
+
 def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str]) -> str | None:
     """Why the held-out set is too small for its numbers to mean much, or None."""
     problems = []
@@ -367,6 +389,13 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     objective_options = {"seed": args.seed, **options.objective_options}
     objective = build_objective(options.objective, tokenizer, options.max_seq_length, **objective_options)
     examples = objective.examples(train_docs)
+    unknown = unknown_token_share(examples, tokenizer)
+    if unknown is not None and unknown > MAX_UNKNOWN_SHARE:
+        raise ValueError(
+            f"{unknown:.0%} of the training tokens are unknown to the tokenizer: it cannot read this corpus (another "
+            "language or script?); train one on this corpus (leave out --tokenizer and --init_from) or pass a "
+            "--tokenizer that covers its language"
+        )
     eval_examples = objective.examples(held_docs)[: options.max_eval_examples] if held_docs else []
     warning = eval_warning(objective, eval_examples, held_out_works) if eval_examples else None
     passes = training_passes(args, len(examples), context.world_size)

@@ -294,3 +294,20 @@ def test_bad_arguments_are_refused_before_any_tokenizer_is_trained(tmp_path, cor
         code, err = cli(*common, *flags)
         assert code == 1 and message in err, err
     assert a_file.read_text() == "keep me" and not (tmp_path / "run").exists() and not any(locked.iterdir())
+
+
+@pytest.mark.parametrize("objective", ["sop", "electra", "bart"])
+def test_a_corpus_the_tokenizer_cannot_read_stops_before_training(tmp_path, tiny_config, objective):
+    from minibert.tokenizer import train_tokenizer
+
+    english = train_tokenizer(["the king is dead, long live the king.", "a horse, a horse, my kingdom for a horse!"],
+                              "wordpiece", vocab_size=80, min_frequency=1)
+    english.save_pretrained(tmp_path / "english")
+    chinese = tmp_path / "poems.txt"
+    chinese.write_text("\n\n".join("床前明月光，疑是地上霜。举头望明月，低头思故乡。" for _ in range(20)))
+    code, err = cli("--objective", objective, "--corpus", str(chinese), "--tokenizer", str(tmp_path / "english"),
+                    "--config_file", str(tiny_config), "--max_seq_length", "32", "--max_steps", "2",
+                    "--output_dir", str(tmp_path / "run"))
+    assert code == 1, err
+    assert "100% of the training tokens are unknown to the tokenizer" in err and "leave out --tokenizer" in err
+    assert not (tmp_path / "run" / "checkpoint-1").exists()
