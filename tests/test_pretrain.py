@@ -3,6 +3,7 @@ Face output, resuming, continuing from a checkpoint, two-phase length, and bad i
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,19 @@ def test_a_corpus_the_tokenizer_cannot_read_stops_before_training(tmp_path, tiny
     assert code == 1, err
     assert "100% of the training tokens are unknown to the tokenizer" in err and "leave out --tokenizer" in err
     assert not (tmp_path / "run" / "checkpoint-1").exists()
+
+
+def test_resuming_with_another_model_says_in_one_line_what_differs(tmp_path, corpus, tiny_config):
+    pretrain(tmp_path, corpus, tiny_config, "mlm", steps=2, save_steps=2)
+    wider = tmp_path / "wider.json"
+    wider.write_text(json.dumps({**TINY, "hidden_size": 48, "intermediate_size": 96}))
+    with pytest.raises(ValueError) as error:
+        pretrain(tmp_path, corpus, wider, "mlm", steps=4, resume_from_checkpoint="last")
+    message = str(error.value)
+    assert "\n" not in message and "saved from a different model" in message
+    assert re.search(r"weights have other shapes \(first: \S+ \(\d+, 32\) in the checkpoint, \(\d+, 48\) here\)",
+                     message) and "model size" in message
+    with pytest.raises(ValueError) as error:  # another objective: sop adds the sentence-order head
+        pretrain(tmp_path, corpus, tiny_config, "sop", steps=4, resume_from_checkpoint="last")
+    message = str(error.value)
+    assert "\n" not in message and "weights of this model are not in it" in message and "objective" in message

@@ -198,8 +198,33 @@ def _earlier_checkpoint_hint(directory: Path) -> str:
     return "no earlier complete checkpoint exists; start a new run (--overwrite_output_dir)"
 
 
+def check_same_model(model: nn.Module, state: dict, directory: Path) -> None:
+    """One line saying how the checkpoint's model differs from this run's (missing or extra weights,
+    other shapes), instead of load_state_dict's list of every mismatched tensor."""
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in state]
+    extra = [k for k in state if k not in ours]
+    reshaped = [f"{k} {tuple(state[k].shape)} in the checkpoint, {tuple(v.shape)} here" for k, v in ours.items()
+                if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not (missing or extra or reshaped):
+        return
+    parts = []
+    if reshaped:
+        parts.append(f"{len(reshaped)} weights have other shapes (first: {reshaped[0]})")
+    if missing:
+        parts.append(f"{len(missing)} weights of this model are not in it (first: {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} of its weights are not in this model (first: {extra[0]})")
+    raise ValueError(
+        f"{directory} was saved from a different model: {'; '.join(parts)}. Resume with the model size, config "
+        "and objective of the run that wrote it, or start a new run in another --output_dir"
+    )
+
+
 def load_model_weights(model: nn.Module, directory: Path) -> None:
-    model.load_state_dict(load_torch_file(directory / MODEL_FILE))
+    state = load_torch_file(directory / MODEL_FILE)
+    check_same_model(model, state, directory)
+    model.load_state_dict(state)
 
 
 def load_checkpoint(
@@ -213,7 +238,9 @@ def load_checkpoint(
 ) -> dict:
     """Restore every piece saved by save_checkpoint; returns the trainer state (step, data position...)."""
     instead = _earlier_checkpoint_hint(directory)
-    model.load_state_dict(load_torch_file(directory / MODEL_FILE, instead))
+    state = load_torch_file(directory / MODEL_FILE, instead)
+    check_same_model(model, state, directory)
+    model.load_state_dict(state)
     optimizer.load_state_dict(load_torch_file(directory / OPTIMIZER_FILE, instead))
     saved = load_torch_file(directory / STATE_FILE, instead)
     scheduler.load_state_dict(saved["scheduler"])
