@@ -27,6 +27,7 @@ from minibert.auto import load_pretrained
 from minibert.checkpoint import read_config_dict
 from minibert.data.corpus import decode_utf8
 from minibert.engine import Trainer, TrainingArguments
+from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.trainer import check_output_dir, check_output_not_input
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
@@ -319,6 +320,18 @@ def _missing_checkpoint_message(path: str) -> str:
     return f"--model_name_or_path {path} is not a checkpoint directory (no config.json)"
 
 
+def check_length_fits(max_seq_length: int, config: dict, source) -> None:
+    """--max_seq_length must fit the model's learned positions (RoBERTa's start after the padding id)."""
+    family = config.get("model_type")
+    if family not in BASES:
+        return  # build_model names the family problem
+    base = BASES[family]
+    limit = base.embeddings_class.max_tokens(base.config_class.from_dict(config))
+    if max_seq_length > limit:
+        raise ValueError(f"--max_seq_length {max_seq_length} is longer than {source} can take ({limit} positions); "
+                         f"pass --max_seq_length {limit} or less")
+
+
 def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     """The model and the directory its tokenizer comes from."""
     random_init = args.model_name_or_path == RANDOM_INIT
@@ -472,8 +485,11 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     inputs["--config_name" if random_init else "--model_name_or_path"] = source
     check_output_not_input(training.output_dir, inputs)
     check_output_dir(training, resuming=training.resume_from_checkpoint is not None)
+    if training.resume_from_checkpoint is not None:
+        resolve_checkpoint(training.resume_from_checkpoint, training.output_dir)  # fail now, before any work
     if not (Path(source) / "config.json").is_file():
         raise ValueError(_missing_checkpoint_message(source))
+    check_length_fits(args.max_seq_length, read_config_dict(source), source)
     torch.manual_seed(training.seed)
     tokenizer = load_tokenizer(args.tokenizer_name or source)
     train_examples, task = load_split(args.train_file, args, tokenizer)

@@ -232,3 +232,12 @@ def test_bad_arguments_are_refused_before_any_work(checkpoint, tmp_path, monkeyp
             code = exit_.code
         assert code == 2 and message in capsys.readouterr().err
     assert a_file.read_text() == "keep me" and not (tmp_path / "out").exists() and not any(locked.iterdir())
+
+
+def test_a_length_past_the_positions_or_a_missing_resume_is_refused_before_work(checkpoint, tmp_path, capsys):
+    common = ["--model_name_or_path", str(checkpoint), "--output_dir", str(tmp_path / "out")]
+    assert train.main(common + ["--max_seq_length", "4096"]) == 2
+    assert "--max_seq_length 4096 is longer than" in capsys.readouterr().err
+    assert train.main(common + ["--resume_from_checkpoint", "last"]) == 2
+    assert "holds no complete checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
