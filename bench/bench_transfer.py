@@ -44,8 +44,8 @@ def pretrain(fraction: float, out: Path, tokenizer: str | None, quick: bool) -> 
     return {"examples": result.num_examples, "passes": result.passes, "eval_end": result.eval_end}
 
 
-def fine_tune(model: str, config: str, seed: int, out: Path, quick: bool) -> float:
-    args = FinetuneArguments(model_name_or_path=model, config_name=config if model == RANDOM_INIT else None)
+def fine_tune(model: str, config: str | None, seed: int, out: Path, quick: bool) -> float:
+    args = FinetuneArguments(model_name_or_path=model, config_name=config)
     training = {**FINETUNE_TRAINING, "output_dir": str(out), "seed": seed, "disable_tqdm": True,
                 "overwrite_output_dir": True}
     if quick:
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     for fraction in fractions:
         directory = out / f"pretrain-{fraction * 100:g}"
         stats = pretrain(fraction, directory, None if fraction == 1.0 else str(full), ns.quick)
-        accuracies = [fine_tune(str(directory), "", seed, out / "finetune", ns.quick) for seed in ns.seeds]
+        accuracies = [fine_tune(str(directory), None, seed, out / "finetune", ns.quick) for seed in ns.seeds]
         mean, std = summarise(accuracies)
         rows.append({"fraction": fraction, "training_examples": stats["examples"], "passes": stats["passes"],
                      "held_out": stats["eval_end"], "accuracies": accuracies, "mean": mean, "std": std})

@@ -266,6 +266,12 @@ UNKNOWN_SAMPLE = 200  # examples sampled to measure it: enough for a share, chea
 TOKEN_KEYS = ("input_ids", "a", "b", "sentences")  # where the objectives keep an example's token ids
 
 
+def token_arrays(example: dict) -> list[np.ndarray]:
+    """The token-id arrays an objective's example holds, whatever its keys (TOKEN_KEYS)."""
+    return [np.asarray(seq).ravel() for key in TOKEN_KEYS if key in example
+            for seq in (example[key] if key == "sentences" else [example[key]])]
+
+
 def unknown_token_share(examples: list[dict], tokenizer: Tokenizer) -> float | None:
     """The share of text tokens the tokenizer did not know, over a sample of the examples.
     None when it cannot tell: no unknown token, or one shared with another special token
@@ -275,9 +281,7 @@ def unknown_token_share(examples: list[dict], tokenizer: Tokenizer) -> float | N
     if unk is None or unk in specials or not examples:
         return None
     step = max(1, len(examples) // UNKNOWN_SAMPLE)
-    ids = [np.asarray(seq).ravel() for example in examples[::step][:UNKNOWN_SAMPLE]
-           for key in TOKEN_KEYS if key in example
-           for seq in (example[key] if key == "sentences" else [example[key]])]
+    ids = [seq for example in examples[::step][:UNKNOWN_SAMPLE] for seq in token_arrays(example)]
     tokens = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
     text = tokens[~np.isin(tokens, list(specials))]  # [CLS]/[SEP] would hide an unreadable corpus
     return float((text == unk).mean()) if text.size else None
@@ -288,10 +292,10 @@ def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str]
     problems = []
     if len(held_out_works) < MIN_EVAL_WORKS:
         problems.append(f"{len(held_out_works)} held-out work(s) (want >= {MIN_EVAL_WORKS})")
-    if any("next_sentence_label" in e for e in eval_examples[:1]) and len(eval_examples) < MIN_EVAL_PAIRS:
+    if "next_sentence_label" in eval_examples[0] and len(eval_examples) < MIN_EVAL_PAIRS:
         problems.append(f"{len(eval_examples)} sentence pairs (want >= {MIN_EVAL_PAIRS})")
     if hasattr(objective, "mlm_probability"):  # the masked-LM family (mlm, wwm, span, nsp, sop, electra)
-        tokens = sum(len(e.get("input_ids", ())) or len(e.get("a", ())) + len(e.get("b", ())) for e in eval_examples)
+        tokens = sum(len(seq) for e in eval_examples for seq in token_arrays(e))
         masked = int(tokens * objective.mlm_probability)
         if masked < MIN_EVAL_MASKED:
             problems.append(f"about {masked:,} masked tokens (want >= {MIN_EVAL_MASKED:,})")
@@ -401,11 +405,9 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     passes = training_passes(args, len(examples), context.world_size)
     if passes > MAX_PASSES:
         logger.warning(
-            "%d steps of %d examples make %.1f passes over the %d training examples: a model this size will "
-            "memorise the corpus instead of learning from it; use more text (--corpus more files or "
-            "directories), fewer --max_steps, or a smaller batch", args.max_steps,
-            args.per_device_train_batch_size * args.gradient_accumulation_steps * context.world_size, passes,
-            len(examples))
+            "training makes %.1f passes over the %d training examples: a model this size will memorise the "
+            "corpus instead of learning from it; use more text (--corpus more files or directories), fewer "
+            "--max_steps or --num_train_epochs, or a smaller batch", passes, len(examples))
     model = build_model(options, objective)
 
     phase2 = {}
