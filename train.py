@@ -5,6 +5,8 @@
     python train.py --model_name_or_path random          # the same model from random weights
     python train.py --model_name_or_path path/to/bert --train_file train.csv --validation_file dev.csv \\
         --text_column sentence --label_column label --pooling mean_max --llrd 0.9 --fgm --swa_start 0.75
+    python train.py --adapter_size 16 --learning_rate 1e-3   # or --ladder_side_tuning 4, --gradual_unfreezing
+    python train.py --multitask genre=train.jsonl,dev.jsonl play=train.jsonl,dev.jsonl,play --mixing equal
 
 Every flag is a field of minibert.finetuning.FinetuneArguments or minibert.engine.TrainingArguments
 (Hugging Face's names); `python train.py --help` lists them.
@@ -18,12 +20,14 @@ import sys
 from minibert.engine import TrainingArguments, TrainingInterrupted
 from minibert.engine.arguments import add_arguments, from_namespace
 from minibert.finetune.losses import MULTI_LABEL_LOSSES
+from minibert.finetune.multitask import MIXING_STRATEGIES
 from minibert.finetune.optimizers import OPTIMIZERS
 from minibert.finetune.pooling import POOLINGS
 from minibert.finetuning import DEFAULT_OUTPUT_DIR, DEFAULT_TRAINING, TASK_TYPES, FinetuneArguments, finetune
 
 CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": TASK_TYPES,
-           "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length")}
+           "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length"), "mixing": MIXING_STRATEGIES}
+LISTS = ("multitask",)  # flags that take several values
 
 
 def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
@@ -33,6 +37,8 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
     for action in parser._actions:
         if action.dest in CHOICES:
             action.choices = CHOICES[action.dest]
+        if action.dest in LISTS:
+            action.nargs = "+"
     ns = parser.parse_args(argv)
     if ns.output_dir == DEFAULT_OUTPUT_DIR and not any(a.startswith("--output_dir") for a in argv):
         ns.overwrite_output_dir = True  # the demo run may be repeated

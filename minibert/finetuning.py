@@ -2,6 +2,7 @@
 
     data (CSV / JSON lines) -> labels -> tokens -> model (family head or any pooling head)
     -> tricks (re-init, freeze, Mixout, LLRD, optimizer, PriorWD, FGM/PGD, SWA)
+    -> beyond full updates (adapters, gradual unfreezing, ladder side-tuning, multi-task mixing)
     -> the training engine (smart batching, evaluation every eval_steps, best checkpoint)
     -> the final model, its tokenizer and eval_results.json in output_dir
 
@@ -11,6 +12,7 @@ with BCE or the ZLPR loss.
 """
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -29,11 +31,22 @@ from minibert.data.corpus import decode_utf8
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.trainer import check_output_dir, check_output_not_input
+from minibert.finetune.adapters import add_adapters
 from minibert.finetune.adversarial import FGM, PGD
+from minibert.finetune.beside_base import is_beside_base, load_trained, read_beside_base, save_beside_base
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
+from minibert.finetune.ladder import LadderSideClassifier
 from minibert.finetune.losses import MULTI_LABEL_LOSSES, task_loss
 from minibert.finetune.mixout import apply_mixout
+from minibert.finetune.multitask import (
+    TASKS_KEY,
+    MixtureSampler,
+    MultiTaskClassifier,
+    check_mixing,
+    mixing_rates,
+    parse_tasks,
+)
 from minibert.finetune.optimizers import OPTIMIZERS, build_finetune_optimizer
 from minibert.finetune.param_groups import grouped_lr_groups, layer_wise_lr_decay_groups, param_groups
 from minibert.finetune.pooling import POOLINGS
@@ -41,6 +54,7 @@ from minibert.finetune.prior_wd import PriorWD
 from minibert.finetune.reinit import reinit_pooler, reinit_top_layers
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler
 from minibert.finetune.swa import SWA
+from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.models import bert
 from minibert.tokenizer import load_tokenizer
 
@@ -108,6 +122,15 @@ class FinetuneArguments:
     group_by_length: bool = True  # uniform-length batching (smart batching)
     padding: str = "longest"  # longest (dynamic) | max_length (fixed, the slow baseline)
     per_device_eval_batch_size: int = 64  # examples per evaluation batch
+    # -- beyond full updates (README: "Fine-tuning beyond full updates") ------------------------
+    adapter_size: int | None = None  # adapters of this bottleneck after every feed-forward; the rest frozen
+    gradual_unfreezing: bool = False  # train the head, then one more layer group from the top per stage
+    unfreeze_stage_steps: int | None = None  # steps per gradual-unfreezing stage (default: one epoch)
+    ladder_side_tuning: int | None = None  # a side network this many times narrower; the encoder frozen
+    multitask: list[str] | None = None  # NAME=TRAIN[,VALIDATION[,LABEL_COLUMN]] per task (replaces --train_file)
+    mixing: str = "proportional"  # multi-task sampling: proportional | temperature | equal
+    mixing_cap: int | None = None  # K: a task counts as at most K examples in the mixing rates
+    mixing_temperature: float = 2.0  # T for --mixing temperature
 
     def __post_init__(self):
         if self.max_seq_length < MIN_SEQ_LENGTH:
@@ -348,6 +371,10 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     if args.classifier_dropout is not None:
         overrides["classifier_dropout"] = args.classifier_dropout
     config_class = BASES[family].config_class
+    if args.ladder_side_tuning is not None:
+        encoder = BASES[family].from_pretrained(source, **overrides)
+        return LadderSideClassifier(encoder, args.ladder_side_tuning, task.num_labels, task.problem_type,
+                                    args.multi_label_loss, args.classifier_dropout).train(), source
     if args.pooling == "default":
         head = HEADS[family]
         model = head(config_class.from_dict(config, **overrides)) if random_init else head.from_pretrained(
@@ -360,15 +387,64 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
             base_class.from_pretrained(source, **overrides)
         model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
                                  args.classifier_dropout, args.pooling_layer)
+    if args.adapter_size is not None:
+        trainable = add_adapters(model, args.adapter_size)
+        logger.info("adapters of %d units: %d of %d parameters train", args.adapter_size, trainable,
+                    sum(p.numel() for p in model.parameters()))
     tokenizer_dir = args.tokenizer_name or source
     return model.train(), tokenizer_dir
 
 
+def check_methods(args: FinetuneArguments) -> None:
+    """Refuse what the methods beyond full updates cannot do together, before any work."""
+    frozen_base = {"--adapter_size": args.adapter_size is not None,
+                   "--ladder_side_tuning": args.ladder_side_tuning is not None}
+    chosen = [flag for flag, on in frozen_base.items() if on]
+    if len(chosen) == 2:
+        raise ValueError("choose one of --adapter_size and --ladder_side_tuning, not both")
+    if args.adapter_size is not None and args.adapter_size < 1:
+        raise ValueError(f"--adapter_size {args.adapter_size}: an adapter needs at least 1 unit; pass e.g. "
+                         "--adapter_size 16, or drop the flag to fine-tune every weight")
+    if args.ladder_side_tuning is not None and args.ladder_side_tuning < 1:
+        raise ValueError(f"--ladder_side_tuning {args.ladder_side_tuning}: the reduction factor r must be >= 1 "
+                         "(the side network is hidden_size / r wide); pass e.g. --ladder_side_tuning 8")
+    if chosen and args.model_name_or_path == RANDOM_INIT:
+        raise ValueError(f"{chosen[0]} trains a few parameters beside frozen pretrained weights, and random weights "
+                         "frozen learn nothing; pass a pretrained --model_name_or_path")
+    if chosen and args.multitask:
+        raise ValueError(f"{chosen[0]} with --multitask is not supported; drop one of them")
+    if chosen and args.gradual_unfreezing:
+        raise ValueError(f"--gradual_unfreezing thaws the encoder that {chosen[0]} keeps frozen; drop one of them")
+    if args.ladder_side_tuning is not None and args.pooling != "default":
+        raise ValueError("--ladder_side_tuning reads its side network by a masked mean; drop --pooling")
+    if args.ladder_side_tuning is not None and (args.fgm or args.pgd_steps or args.mixout or args.reinit_layers):
+        raise ValueError("--ladder_side_tuning keeps the encoder frozen and out of backward; drop --fgm / "
+                         "--pgd_steps / --mixout / --reinit_layers, which change the encoder")
+    if args.unfreeze_stage_steps is not None and not args.gradual_unfreezing:
+        raise ValueError("--unfreeze_stage_steps sets the stage length of --gradual_unfreezing; pass that flag too")
+    if args.multitask:
+        check_mixing(args.mixing, args.mixing_cap, args.mixing_temperature)
+
+
+# What a model saved beside its base needs to be rebuilt (with the task) before its parameters load.
+BESIDE_BASE_FIELDS = ("pooling", "pooling_layer", "multi_label_loss", "classifier_dropout", "adapter_size",
+                      "ladder_side_tuning")
+
+
 def load_finetuned(path: str | os.PathLike) -> nn.Module:
-    """Load what `finetune` saved: a family head model, or a PooledClassifier."""
+    """Load what `finetune` saved: a family head model, a PooledClassifier, a MultiTaskClassifier, or
+    (adapters, ladder side-tuning) the trained parameters beside their base checkpoint."""
+    if is_beside_base(path):
+        base, settings = read_beside_base(path)
+        args = FinetuneArguments(model_name_or_path=base, **settings["args"])
+        model, _ = build_model(args, Task(**settings["task"]))
+        load_trained(model, path)
+        return model.eval()
     config = read_config_dict(path)
     if HEAD_KEY in config:
         return PooledClassifier.load(path, BASES[config["model_type"]])
+    if TASKS_KEY in config:
+        return MultiTaskClassifier.load(path, BASES[config["model_type"]])
     return load_pretrained(path)
 
 
@@ -464,9 +540,8 @@ class FinetuneResult:
     best_step: int | None = None
 
 
-def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
-    """Fine-tune and save the final model (the best evaluation's, or SWA's average if better).
-    `callbacks` are added to the engine's (see minibert.engine.Trainer for the hooks)."""
+def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
+    """Every check that needs no data, before any work; returns the checkpoint to start from."""
     if args.multi_label_loss not in MULTI_LABEL_LOSSES:
         raise ValueError(f"--multi_label_loss must be one of {MULTI_LABEL_LOSSES}, got {args.multi_label_loss!r}")
     if args.padding not in ("longest", "max_length"):
@@ -490,6 +565,16 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     if not (Path(source) / "config.json").is_file():
         raise ValueError(_missing_checkpoint_message(source))
     check_length_fits(args.max_seq_length, read_config_dict(source), source)
+    check_methods(args)
+    return source
+
+
+def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
+    """Fine-tune and save the final model (the best evaluation's, or SWA's average if better).
+    `callbacks` are added to the engine's (see minibert.engine.Trainer for the hooks)."""
+    if args.multitask:
+        return finetune_multitask(args, training, callbacks)
+    source = _check_run(args, training)
     torch.manual_seed(training.seed)
     tokenizer = load_tokenizer(args.tokenizer_name or source)
     train_examples, task = load_split(args.train_file, args, tokenizer)
@@ -523,8 +608,14 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         outputs = wrapped(**inputs)
         return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
 
+    optimizer = build_optimizer(model, args, training)  # before unfreezing freezes: its groups hold every layer
+    if args.gradual_unfreezing:
+        batches = len(sampler) if sampler is not None else math.ceil(
+            len(train_examples) / training.per_device_train_batch_size)
+        steps = args.unfreeze_stage_steps or max(1, batches // training.gradient_accumulation_steps)
+        callbacks.append(GradualUnfreezing(model, steps))
     trainer = Trainer(model, training, train_examples, collate, eval_fn=eval_fn, callbacks=callbacks,
-                      optimizer=build_optimizer(model, args, training), sampler=sampler, loss_fn=loss_fn)
+                      optimizer=optimizer, sampler=sampler, loss_fn=loss_fn)
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
     metrics = eval_fn(model) if eval_fn else {}
@@ -538,7 +629,13 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
             logger.info("the SWA average is the final model (%s %.4f)", key, metrics[key])
     out = Path(training.output_dir)
     if trainer.context.is_main:
-        save_model(model, out)
+        if args.adapter_size is not None or args.ladder_side_tuning is not None:
+            settings = {"args": {k: getattr(args, k) for k in BESIDE_BASE_FIELDS}, "task": asdict(task)}
+            size = save_beside_base(model, out, source, settings)
+            logger.info("saved the %d trained parameters (%.1f MB) beside %s", sum(
+                p.numel() for p in model.parameters() if p.requires_grad), size / 1e6, source)
+        else:
+            save_model(model, out)
         tokenizer.save_pretrained(out)
         record = {"metrics": metrics, "swa_metrics": swa_metrics, "task": asdict(task),
                   "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
@@ -547,6 +644,93 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     if result.best_checkpoint:
         best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1])
     return FinetuneResult(metrics, evaluations, str(out), task, result.seconds, swa_metrics, best_step)
+
+
+def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
+                       callbacks: Sequence = ()) -> FinetuneResult:
+    """Several tasks in one run (--multitask): a shared encoder, a head per task, batches drawn by
+    the --mixing rates. Each evaluation gives every task's metrics ("genre_accuracy") and their
+    mean "score" (accuracy, multi-label f1_micro or regression pearson), by which the best is kept."""
+    source = _check_run(args, training)
+    specs = parse_tasks(args.multitask)
+    torch.manual_seed(training.seed)
+    tokenizer = load_tokenizer(args.tokenizer_name or source)
+    train_examples, sizes, tasks, eval_sets = [], [], {}, {}
+    for m, spec in enumerate(specs):
+        task_args = dataclasses.replace(args, label_column=spec["label_column"] or args.label_column)
+        examples, task = load_split(spec["train_file"], task_args, tokenizer)
+        train_examples += [{**e, "task": m} for e in examples]
+        sizes.append(len(examples))
+        tasks[spec["name"]] = task
+        if spec["validation_file"]:
+            held_out = load_split(spec["validation_file"], task_args, tokenizer, task)[0]
+            eval_sets[spec["name"]] = [{**e, "task": m} for e in held_out]
+    rates = mixing_rates(sizes, args.mixing, args.mixing_cap, args.mixing_temperature)
+    logger.info("multi-task mixing (%s): %s", args.mixing,
+                ", ".join(f"{n} {e} examples -> {r:.3f}" for n, e, r in zip(tasks, sizes, rates, strict=True)))
+    model = build_multitask_model(args, source, tasks)
+    apply_tricks(model, args)
+    names = list(tasks)
+
+    def with_task(collate):
+        def collate_with_task(examples: list[dict]) -> dict:
+            return {**collate(examples), "task": torch.tensor([e["task"] for e in examples])}
+        return collate_with_task
+
+    collate = with_task(PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding))
+    sampler = MixtureSampler(sizes, rates, training.per_device_train_batch_size)
+    eval_fns = {n: make_eval_fn(eval_sets[n], tasks[n], with_task(PaddingCollator(tokenizer.pad_token_id,
+                                args.max_seq_length)), args.per_device_eval_batch_size, args.multi_label_loss)
+                for n in names if n in eval_sets}
+
+    def evaluate(model: nn.Module) -> dict:
+        metrics, scores = {}, []
+        for name, fn in eval_fns.items():
+            task_metrics = fn(model)
+            metrics.update({f"{name}_{k}": v for k, v in task_metrics.items()})
+            key = best_metric_name(tasks[name])
+            scores.append(task_metrics["pearson" if key == "rmse" else key])
+        return {"score": sum(scores) / len(scores), **metrics}
+
+    if eval_fns and training.metric_for_best_model is None:
+        training.metric_for_best_model, training.greater_is_better = "score", True
+
+    def loss_fn(wrapped: nn.Module, batch: dict):
+        outputs = wrapped(**{k: v for k, v in batch.items() if k != "labels"})
+        task = tasks[names[int(batch["task"][0])]]
+        return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
+
+    trainer = Trainer(model, training, train_examples, collate, eval_fn=evaluate if eval_fns else None,
+                      callbacks=list(callbacks), optimizer=build_optimizer(model, args, training), sampler=sampler,
+                      loss_fn=loss_fn)
+    result = trainer.train()
+    evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
+    metrics = evaluate(model) if eval_fns else {}
+    out = Path(training.output_dir)
+    if trainer.context.is_main:
+        model.save(out)
+        tokenizer.save_pretrained(out)
+        record = {"metrics": metrics, "tasks": {n: asdict(t) for n, t in tasks.items()},
+                  "mixing": {"strategy": args.mixing, "rates": dict(zip(names, rates, strict=True))},
+                  "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
+        (out / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
+    best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1]) if result.best_checkpoint else None
+    return FinetuneResult(metrics, evaluations, str(out), tasks[names[0]], result.seconds, None, best_step)
+
+
+def build_multitask_model(args: FinetuneArguments, source: str, tasks: dict[str, Task]) -> MultiTaskClassifier:
+    config = read_config_dict(source)
+    family = config.get("model_type")
+    if family not in BASES:
+        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a {sorted(BASES)} checkpoint")
+    base_class = BASES[family]
+    if args.model_name_or_path == RANDOM_INIT:
+        encoder = base_class(base_class.config_class.from_dict(config))
+    else:
+        encoder = base_class.from_pretrained(source)
+    pooling = args.pooling if args.pooling != "default" else ("pooler" if encoder.pooler is not None else "cls")
+    heads = {n: {"num_labels": t.num_labels} for n, t in tasks.items()}
+    return MultiTaskClassifier(encoder, heads, pooling, args.classifier_dropout, args.pooling_layer).train()
 
 
 def _better(a: float, b: float, greater: bool | None) -> bool:

@@ -1,0 +1,71 @@
+"""Adapters: a small bottleneck after each block's feed-forward; the rest of the encoder frozen.
+
+Houlsby et al. 2019, https://arxiv.org/abs/1902.00751, in T5's variant (Raffel et al. 2020,
+https://arxiv.org/abs/1910.10683, section 3.5.1): one dense-ReLU-dense block after the
+feed-forward of every layer; only the adapters, the LayerNorms and the task head train.
+
+Why: a task then costs 2 x E x N parameters per layer (N = --adapter_size) instead of a copy of
+the whole model, so one frozen base serves many tasks, each a small file beside it. The up
+projection starts at zero, so the adapted model starts as exactly the pretrained one and
+training moves away from it only as far as the task asks. It saves parameters, not time: the
+backward pass still runs through every frozen block to reach the adapters (see ladder.py).
+
+    h ──► feed-forward ──► y ──► y + up(relu(down(y))) ──► (+h) ──► LayerNorm
+                                 └──── adapter (E→N→E) ───┘
+
+The adapter is a submodule of its block (`layers.{i}.adapter`), called by a forward hook on the
+block's `ffn`, so the family file is untouched and every pretrained weight keeps its name.
+"""
+
+import torch
+from torch import nn
+
+ADAPTER_FAMILIES = ("bert", "roberta")  # base_model.layers[i].ffn is the feed-forward to follow
+
+
+class Adapter(nn.Module):
+    """y -> y + up(relu(down(y))): (..., E) -> (..., E), the identity at initialisation."""
+
+    def __init__(self, hidden_size: int, size: int):
+        super().__init__()
+        self.down = nn.Linear(hidden_size, size)
+        self.up = nn.Linear(size, hidden_size)
+        nn.init.normal_(self.down.weight, std=0.02)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)  # zero output at the start: the pretrained model, unchanged
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y + self.up(torch.relu(self.down(y)))
+
+    def after_feed_forward(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        """The forward hook on the feed-forward: its output, adapted. A bound method, so a deepcopy
+        of the model (SWA's average) calls the copied adapter, not this one."""
+        return self(output)
+
+
+def check_adapter_size(size: int, hidden_size: int) -> None:
+    if not 1 <= size <= hidden_size:
+        raise ValueError(f"--adapter_size {size}: an adapter is a bottleneck of 1 to hidden_size ({hidden_size}) "
+                         f"units; pass --adapter_size {max(1, hidden_size // 8)} (hidden_size / 8) or so")
+
+
+def add_adapters(model: nn.Module, size: int) -> int:
+    """Put an adapter after every block's feed-forward and freeze everything but the adapters, the
+    LayerNorms and the head (pooler and classifier). Returns the number of trainable parameters."""
+    config = getattr(model, "config", None)
+    family = getattr(config, "model_type", None)
+    if family not in ADAPTER_FAMILIES:
+        raise ValueError(f"--adapter_size: {type(model).__name__} (model_type {family!r}) has no adapter support; "
+                         f"adapters fit {', '.join(ADAPTER_FAMILIES)} checkpoints; drop --adapter_size to "
+                         "fine-tune every weight")
+    check_adapter_size(size, config.hidden_size)
+    base = model.base_model
+    for layer in base.layers:
+        layer.adapter = Adapter(config.hidden_size, size)
+        layer.ffn.register_forward_hook(layer.adapter.after_feed_forward)
+    encoder = {id(p) for part in (base.embeddings, base.layers) for p in part.parameters()}
+    trained = {id(p) for m in model.modules() if isinstance(m, (Adapter, nn.LayerNorm)) for p in m.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trained or id(p) not in encoder)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

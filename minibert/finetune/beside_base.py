@@ -1,0 +1,80 @@
+"""Save a fine-tuned model as only the parameters it trained, beside a base checkpoint that is not copied.
+
+Adapters and ladder side-tuning leave the pretrained weights as they were; copying them into
+every task's directory would undo the point of training a few per cent of them. So a run
+writes `trained.safetensors` (the trainable parameters, named as in the model) and
+`beside_base.json`: the base checkpoint's path and a SHA-256 of its weights (a base that
+changed since is refused, not silently mixed in), plus whatever the caller needs to rebuild
+the model before loading (`settings`).
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+TRAINED_FILE = "trained.safetensors"
+CONFIG_FILE = "beside_base.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _weights_file(base: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (base / name).is_file():
+            return base / name
+    raise ValueError(f"base checkpoint {base} has no {' or '.join(WEIGHT_FILES)}; it moved or was deleted: "
+                     "put it back, or edit base_model in beside_base.json to its new place")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_beside_base(path: str | os.PathLike) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def save_beside_base(model: nn.Module, path: str | os.PathLike, base: str | os.PathLike, settings: dict) -> int:
+    """Write the trainable parameters and the base's address; returns the bytes written."""
+    path, base = Path(path), Path(base).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    trained = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(trained, str(path / TRAINED_FILE))
+    record = {"base_model": str(base), "base_sha256": _sha256(_weights_file(base)), "settings": settings}
+    (path / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return (path / TRAINED_FILE).stat().st_size
+
+
+def read_beside_base(path: str | os.PathLike) -> tuple[str, dict]:
+    """The base checkpoint (checked unchanged) and the settings saved with the parameters."""
+    record = json.loads((Path(path) / CONFIG_FILE).read_text())
+    base = Path(record["base_model"])
+    if _sha256(_weights_file(base)) != record["base_sha256"]:
+        raise ValueError(f"{path} was trained beside {base}, whose weights have changed since; the trained "
+                         "parameters only fit the weights they were trained with: restore that checkpoint, "
+                         "or fine-tune again")
+    return str(base), record["settings"]
+
+
+def load_trained(model: nn.Module, path: str | os.PathLike) -> None:
+    """Copy the saved parameters into `model` (built from the base, with the same extra modules)."""
+    saved = load_file(str(Path(path) / TRAINED_FILE))
+    ours = dict(model.named_parameters())
+    unknown = sorted(set(saved) - set(ours))
+    if unknown:
+        raise ValueError(f"{path}: saved parameters {unknown[:5]} are not in the rebuilt model; it was saved by "
+                         "another method or version")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            if ours[name].shape != tensor.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)} but the rebuilt model's is "
+                                 f"{tuple(ours[name].shape)}")
+            ours[name].copy_(tensor)

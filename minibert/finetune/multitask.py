@@ -1,0 +1,165 @@
+"""Multi-task fine-tuning: several labelled datasets in one run, a shared encoder, a head per task.
+
+Mixing rates as T5 gives them (Raffel et al. 2020, https://arxiv.org/abs/1910.10683,
+section 3.5.2), for tasks m with e_m training examples:
+
+    proportional (cap K):  r_m = min(e_m, K) / sum_n min(e_n, K)
+    temperature T:         r_m = p_m^(1/T) / sum_n p_n^(1/T),  p = the proportional rates (T = 1: them;
+                           larger T: closer to equal)
+    equal:                 r_m = 1 / M
+
+Why: one encoder learns from every task's labels, and a small task borrows what a large one
+teaches. The mixing decides who dominates: pure proportional lets the largest task drown the
+others (the cap K limits that), equal over-trains a tiny task until it is memorised; the
+temperature moves between the two.
+
+Every batch holds one task's examples (each head sees a full batch); the task of each batch is
+drawn with the rates above, so over a run the share of batches of task m tends to r_m.
+"""
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from minibert.finetune.pooling import build_pooling
+from minibert.outputs import SequenceClassifierOutput
+
+MIXING_STRATEGIES = ("proportional", "temperature", "equal")
+TASKS_KEY = "minibert_multitask"
+HEADS_FILE = "task_heads.safetensors"
+
+
+def parse_task_spec(spec: str) -> dict:
+    """NAME=TRAIN[,VALIDATION[,LABEL_COLUMN]] -> {"name", "train_file", "validation_file", "label_column"}."""
+    name, sep, files = spec.partition("=")
+    parts = files.split(",") if sep else []
+    if not sep or not name or not re.fullmatch(r"\w+", name) or not 1 <= len(parts) <= 3 or not parts[0]:
+        raise ValueError(f"--multitask {spec!r}: write each task as NAME=TRAIN[,VALIDATION[,LABEL_COLUMN]], "
+                         "NAME in letters, digits and _ (genre=train.jsonl,dev.jsonl,label)")
+    parts += [None] * (3 - len(parts))
+    return {"name": name, "train_file": parts[0], "validation_file": parts[1] or None, "label_column": parts[2] or None}
+
+
+def parse_tasks(specs: list[str]) -> list[dict]:
+    tasks = [parse_task_spec(s) for s in specs]
+    names = [t["name"] for t in tasks]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--multitask names the task(s) {repeated} more than once; each task needs its own "
+                         "name (it names its head and its metrics): rename one, e.g. genre_2=...")
+    return tasks
+
+
+def check_mixing(strategy: str, cap: int | None, temperature: float) -> None:
+    if strategy not in MIXING_STRATEGIES:
+        raise ValueError(f"--mixing {strategy!r}: choose one of {MIXING_STRATEGIES}")
+    if cap is not None and cap < 1:
+        raise ValueError(f"--mixing_cap {cap}: the cap K counts examples and must be >= 1; pass a K such as "
+                         "the size of the smallest task you do not want to drown, or leave it unset (no cap)")
+    if not temperature > 0:
+        raise ValueError(f"--mixing_temperature {temperature}: T must be > 0 (1 = proportional, larger = "
+                         "closer to equal); pass e.g. --mixing_temperature 2")
+
+
+def mixing_rates(sizes: list[int], strategy: str = "proportional", cap: int | None = None,
+                 temperature: float = 1.0) -> list[float]:
+    """The sampling rate of each task, from its number of training examples."""
+    check_mixing(strategy, cap, temperature)
+    if strategy == "equal":
+        return [1.0 / len(sizes)] * len(sizes)
+    capped = [min(e, cap) if cap is not None else e for e in sizes]
+    rates = [c / sum(capped) for c in capped]
+    if strategy == "temperature":
+        scaled = [r ** (1.0 / temperature) for r in rates]
+        rates = [s / sum(scaled) for s in scaled]
+    return rates
+
+
+class MixtureSampler:
+    """Batches (lists of indices into the concatenated examples) of one task each, the task drawn
+    with `rates`. An epoch is as many batches as all tasks' examples fill; each task's examples are
+    reshuffled whenever its turn has used them all. Randomness: `generator`, else torch's global
+    generator (which the engine seeds per epoch)."""
+
+    def __init__(self, task_sizes: list[int], rates: list[float], batch_size: int,
+                 generator: torch.Generator | None = None):
+        self.offsets = [sum(task_sizes[:m]) for m in range(len(task_sizes))]
+        self.task_sizes, self.rates, self.batch_size, self.generator = task_sizes, rates, batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(sum(self.task_sizes) / self.batch_size)
+
+    def __iter__(self):
+        rates = torch.tensor(self.rates, dtype=torch.double)
+        tasks = torch.multinomial(rates, len(self), replacement=True, generator=self.generator).tolist()
+        queues: list[list[int]] = [[] for _ in self.task_sizes]
+        for m in tasks:
+            batch = []
+            while len(batch) < min(self.batch_size, self.task_sizes[m]):
+                if not queues[m]:
+                    queues[m] = (torch.randperm(self.task_sizes[m], generator=self.generator)
+                                 + self.offsets[m]).tolist()
+                batch.append(queues[m].pop())
+            yield batch
+
+
+class MultiTaskClassifier(nn.Module):
+    """encoder -> (per task) pooling -> dropout -> linear. `task` (B,) picks the head; one task per batch."""
+
+    def __init__(self, encoder: nn.Module, tasks: dict[str, dict], pooling: str, dropout: float | None = None,
+                 layer: int = -2):
+        super().__init__()
+        config = encoder.config
+        self.encoder, self.config = encoder, config
+        self.settings = {"tasks": tasks, "pooling": pooling, "dropout": dropout, "layer": layer}
+        self.names = list(tasks)
+        self.poolings = nn.ModuleDict(
+            {n: build_pooling(pooling, config.hidden_size, config.num_hidden_layers, layer=layer) for n in tasks})
+        self.dropout = nn.Dropout(dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1))
+        self.classifiers = nn.ModuleDict(
+            {n: nn.Linear(self.poolings[n].out_dim, tasks[n]["num_labels"]) for n in tasks})
+        for classifier in self.classifiers.values():
+            nn.init.normal_(classifier.weight, std=getattr(config, "initializer_range", 0.02))
+            nn.init.zeros_(classifier.bias)
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.encoder
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embeddings.word_embeddings
+
+    def forward(self, input_ids, task, attention_mask=None, token_type_ids=None) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if bool((task != task[0]).any()):
+            raise ValueError("a multi-task batch mixes tasks; MixtureSampler gives batches of one task each")
+        name = self.names[int(task[0])]
+        out = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                           output_hidden_states=True)
+        pooled = self.poolings[name](out.hidden_states, attention_mask, out.pooler_output)  # (B, P)
+        return SequenceClassifierOutput(logits=self.classifiers[name](self.dropout(pooled)))  # (B, C_task)
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        self.encoder.config.extra[TASKS_KEY] = self.settings
+        self.encoder.save_pretrained(path)
+        heads = {f"poolings.{k}": v for k, v in self.poolings.state_dict().items()}
+        heads.update({f"classifiers.{k}": v for k, v in self.classifiers.state_dict().items()})
+        save_file({k: v.detach().contiguous().cpu() for k, v in heads.items()}, str(path / HEADS_FILE))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder_class) -> "MultiTaskClassifier":
+        path = Path(path)
+        settings = json.loads((path / "config.json").read_text())[TASKS_KEY]
+        model = cls(encoder_class.from_pretrained(path), **settings)
+        heads = load_file(str(path / HEADS_FILE))
+        for prefix, modules in (("poolings.", model.poolings), ("classifiers.", model.classifiers)):
+            modules.load_state_dict({k[len(prefix):]: v for k, v in heads.items() if k.startswith(prefix)})
+        return model.eval()

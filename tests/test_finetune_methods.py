@@ -1,0 +1,303 @@
+"""Fine-tuning beyond full updates (issue 14): adapters, gradual unfreezing, ladder side-tuning,
+multi-task mixing. Each test would fail if its method were broken; tiny models, seconds each."""
+
+import json
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from test_train import checkpoint, rows, run, write_jsonl  # noqa: F401 (checkpoint is a fixture)
+
+import train
+from minibert.finetune.adapters import add_adapters
+from minibert.finetune.beside_base import CONFIG_FILE, TRAINED_FILE
+from minibert.finetune.ladder import LadderSideClassifier
+from minibert.finetune.multitask import MixtureSampler, mixing_rates, parse_tasks
+from minibert.finetune.param_groups import layer_wise_lr_decay_groups
+from minibert.finetune.unfreezing import GradualUnfreezing
+from minibert.finetuning import load_finetuned
+from minibert.models.bert import BertConfig, BertForSequenceClassification, BertModel
+from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification
+
+
+def tiny_config(layers: int = 3) -> BertConfig:
+    return BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=16, num_labels=3,
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def tiny_model(layers: int = 3) -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    return BertForSequenceClassification(tiny_config(layers))
+
+
+def batch(seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(4, 7, dtype=torch.long)
+    mask[0, 4:] = 0
+    return {"input_ids": torch.randint(1, 50, (4, 7), generator=g), "attention_mask": mask,
+            "labels": torch.randint(0, 3, (4,), generator=g)}
+
+
+def snapshot(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+# -- adapters -------------------------------------------------------------------------------------
+def test_adapters_start_as_the_identity_and_train_only_adapters_layernorms_and_head():
+    model, b = tiny_model().eval(), batch()
+    before = model(**b).logits
+    trainable = add_adapters(model, 4)
+    torch.testing.assert_close(model(**b).logits, before, rtol=0, atol=0)  # the pretrained model, unchanged
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert {n for n in names if ".adapter." in n} == {f"bert.layers.{i}.adapter.{part}.{kind}" for i in range(3)
+                                                        for part in ("down", "up") for kind in ("weight", "bias")}
+    assert all(".adapter." in n or "norm" in n or n.startswith(("classifier.", "bert.pooler.")) for n in names)
+    assert "bert.embeddings.layer_norm.weight" in names and "bert.layers.0.ffn.up.weight" not in names
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model.train()
+    model(**b).loss.backward()
+    optimizer.step()  # the up projection starts at zero: the down projection gets a gradient from step 2
+    optimizer.zero_grad()
+    model(**b).loss.backward()
+    assert {n for n, p in model.named_parameters() if p.grad is not None and bool(p.grad.any())} == names
+    assert not torch.equal(model.eval()(**b).logits, before)  # the hook is live: adapters change the output
+
+
+def test_adapters_survive_a_deepcopy_with_their_own_weights():
+    import copy
+
+    model, b = tiny_model().eval(), batch()
+    add_adapters(model, 4)
+    twin = copy.deepcopy(model)
+    torch.nn.init.normal_(twin.bert.layers[0].adapter.up.weight)
+    assert not torch.equal(twin(**b).logits, model(**b).logits)  # the twin's hook calls the twin's adapter
+
+
+@pytest.mark.parametrize("size", [0, 17])
+def test_adapter_size_out_of_range_is_named(size):
+    with pytest.raises(ValueError, match=r"--adapter_size .*hidden_size \(16\)"):
+        add_adapters(tiny_model(), size)
+
+
+def test_adapters_on_an_unsupported_family_are_refused():
+    gpt = GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=16))
+    with pytest.raises(ValueError, match=r"--adapter_size: .*gpt2.*drop --adapter_size"):
+        add_adapters(gpt, 4)
+
+
+def test_adapters_through_train_py_save_small_beside_the_base_and_reload(checkpoint, tmp_path):  # noqa: F811
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    result = run(checkpoint, tmp_path, data, data, "--adapter_size", "4")
+    out = tmp_path / "out"
+    assert (out / TRAINED_FILE).is_file() and not (out / "model.safetensors").exists()
+    saved = load_file(str(out / TRAINED_FILE))
+    assert any(".adapter." in k for k in saved) and not any("word_embeddings" in k or "ffn.up" in k for k in saved)
+    assert (out / TRAINED_FILE).stat().st_size < (checkpoint / "model.safetensors").stat().st_size / 2
+    model = load_finetuned(out)
+    b = {k: v for k, v in batch().items() if k != "labels"}
+    b["input_ids"] = b["input_ids"] % 20
+    logits = model(**b).logits
+    assert result.metrics and logits.shape == (4, 2)
+    # the reload holds the trained adapters, not fresh (zero, identity) ones
+    assert any(bool(p.detach().any()) for n, p in model.named_parameters() if n.endswith("adapter.up.weight"))
+    base = load_file(str(checkpoint / "model.safetensors"))
+    name = next(iter(base))
+    base[name] = base[name] + 1
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    save_file(base, str(changed / "model.safetensors"))
+    record = json.loads((out / CONFIG_FILE).read_text())
+    record["base_model"] = str(changed)
+    (out / CONFIG_FILE).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="whose weights have changed"):
+        load_finetuned(out)
+
+
+def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, tmp_path, capsys):  # noqa: F811
+    common = ["--model_name_or_path", str(checkpoint), "--output_dir", str(tmp_path / "out"), "--max_seq_length", "16"]
+    cases = [(["--adapter_size", "0"], "--adapter_size 0"),
+             (["--adapter_size", "4", "--ladder_side_tuning", "2"], "not both"),
+             (["--adapter_size", "4", "--gradual_unfreezing"], "thaws the encoder"),
+             (["--ladder_side_tuning", "3"], "not divisible"),
+             (["--unfreeze_stage_steps", "3"], "pass that flag too"),
+             (["--multitask", "a=x.jsonl", "a=y.jsonl"], "more than once"),
+             (["--multitask", "a=x.jsonl", "--mixing_temperature", "0"], "T must be > 0"),
+             (["--multitask", "a=x.jsonl", "--mixing_cap", "0"], "must be >= 1")]
+    for flags, message in cases:
+        assert train.main(common + flags) == 2, flags
+        assert message in capsys.readouterr().err, flags
+    assert train.main(["--model_name_or_path", "random", "--config_name", str(checkpoint), "--output_dir",
+                       str(tmp_path / "out"), "--max_seq_length", "16", "--adapter_size", "4"]) == 2
+    assert "pass a pretrained --model_name_or_path" in capsys.readouterr().err
+
+
+# -- gradual unfreezing ---------------------------------------------------------------------------
+def test_gradual_unfreezing_thaws_one_group_per_stage_from_the_top_keeping_llrd_rates():
+    model, b = tiny_model(layers=3), batch()
+    groups = layer_wise_lr_decay_groups(model, 1e-3, 0.0, 0.5)
+    optimizer = torch.optim.AdamW(groups, lr=1e-3)
+    rates = {g["name"]: g["lr"] for g in groups}
+    unfreezing = GradualUnfreezing(model, steps_per_stage=2)
+    trainer = SimpleNamespace(state=SimpleNamespace(global_step=0))
+    order = ["head", "layer_2", "layer_1", "layer_0", "embeddings"]
+    for step in range(10):
+        start = snapshot(model)
+        model(**b).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        moved = {n for n, p in model.named_parameters() if not torch.equal(p, start[n])}
+        stage = step // 2
+        expected_groups = order[: stage + 1]
+        touched = {"head" if n.startswith(("classifier", "bert.pooler")) else
+                   "embeddings" if "embeddings" in n else f"layer_{n.split('.')[2]}" for n in moved}
+        assert touched == set(expected_groups), (step, touched)
+        trainer.state.global_step = step + 1
+        unfreezing.on_step_end(trainer)
+    assert {g["name"]: g["lr"] for g in optimizer.param_groups} == rates  # LLRD's rates, untouched
+
+
+def test_gradual_unfreezing_keeps_a_parameter_frozen_before_frozen():
+    model = tiny_model()
+    model.bert.embeddings.requires_grad_(False)
+    unfreezing = GradualUnfreezing(model, steps_per_stage=1)
+    unfreezing.set_stage(10)
+    assert all(p.requires_grad for p in model.bert.layers.parameters())
+    assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
+
+
+def test_gradual_unfreezing_through_train_py_leaves_the_lower_layers_untouched(checkpoint, tmp_path):  # noqa: F811
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    run(checkpoint, tmp_path, data, data, "--gradual_unfreezing", "--unfreeze_stage_steps", "2", "--llrd", "0.8",
+        "--load_best_model_at_end", "false")
+    tuned = load_file(str(tmp_path / "out" / "model.safetensors"))
+    base = load_file(str(checkpoint / "model.safetensors"))
+    common = [k for k in tuned if k in base]
+    changed = {k for k in common if not torch.equal(tuned[k], base[k])}
+    assert any(k.startswith("bert.encoder.layer.1.") for k in changed)  # the top block trained in stage 1
+    assert not any(k.startswith(("bert.encoder.layer.0.", "bert.embeddings.")) for k in changed)
+
+
+# -- ladder side-tuning ---------------------------------------------------------------------------
+def test_ladder_backward_never_enters_the_frozen_encoder():
+    torch.manual_seed(0)
+    encoder = BertModel(tiny_config())
+    before = snapshot(encoder)
+    model = LadderSideClassifier(encoder, reduction=4, num_labels=3)
+    b = batch()
+    seen = []
+    for layer in encoder.layers:  # a tensor that needs grad inside the encoder would be recorded here
+        layer.register_forward_hook(lambda m, i, out: seen.append(out[0].requires_grad))
+    out = model(**b)
+    out.loss.backward()
+    assert seen == [False] * 3
+    assert all(p.grad is None and not p.requires_grad for p in encoder.parameters())
+    side = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert side and all(not n.startswith("encoder.") for n in side)
+    assert all(model.get_parameter(n).grad is not None for n in side)
+    assert model.side_layers[0].attention.q_proj.weight.shape == (4, 4)  # 16 / 4 wide
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    first = float(out.loss.detach())
+    for _ in range(30):
+        loss = model(**b).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert float(loss.detach()) < first / 2  # it learns
+    assert all(torch.equal(p, before[n]) for n, p in encoder.named_parameters())
+
+
+def test_ladder_reads_every_layer_through_its_gate():
+    torch.manual_seed(0)
+    model = LadderSideClassifier(BertModel(tiny_config()), reduction=2, num_labels=3).eval()
+    b = {k: v for k, v in batch().items() if k != "labels"}
+    base = model(**b).logits
+    with torch.no_grad():
+        model.down[2].weight.normal_()  # the second block's rung
+    assert not torch.allclose(model(**b).logits, base)
+    with torch.no_grad():
+        model.gate_logits[1] = 100.0  # mu = 1: rung 2 closed, the side network ignores block 2
+        closed = model(**b).logits
+        model.down[2].weight.normal_()
+    torch.testing.assert_close(model(**b).logits, closed)
+
+
+def test_ladder_refuses_a_width_that_does_not_divide():
+    with pytest.raises(ValueError, match="--ladder_side_tuning 3: .*not divisible"):
+        LadderSideClassifier(BertModel(tiny_config()), reduction=3, num_labels=2)
+
+
+def test_ladder_through_train_py_saves_beside_the_base_and_reloads(checkpoint, tmp_path):  # noqa: F811
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    result = run(checkpoint, tmp_path, data, data, "--ladder_side_tuning", "2")
+    out = tmp_path / "out"
+    saved = load_file(str(out / TRAINED_FILE))
+    assert saved and not any(k.startswith("encoder.") for k in saved)
+    model = load_finetuned(out)
+    assert isinstance(model, LadderSideClassifier)
+    for name, tensor in saved.items():
+        assert torch.equal(model.get_parameter(name), tensor)
+    assert "accuracy" in result.metrics
+
+
+# -- multi-task -----------------------------------------------------------------------------------
+def test_mixing_rates_follow_t5s_formulas():
+    sizes = [1000, 100, 10]
+    assert mixing_rates(sizes, "proportional") == pytest.approx([1000 / 1110, 100 / 1110, 10 / 1110])
+    assert mixing_rates(sizes, "proportional", cap=200) == pytest.approx([200 / 310, 100 / 310, 10 / 310])
+    p = [200 / 310, 100 / 310, 10 / 310]
+    scaled = [r ** 0.5 for r in p]
+    tempered = mixing_rates(sizes, "temperature", cap=200, temperature=2)
+    assert tempered == pytest.approx([s / sum(scaled) for s in scaled])
+    assert mixing_rates(sizes, "temperature", temperature=1) == pytest.approx(mixing_rates(sizes, "proportional"))
+    assert mixing_rates(sizes, "temperature", temperature=1e6) == pytest.approx([1 / 3] * 3, abs=1e-4)
+    assert mixing_rates(sizes, "equal") == [1 / 3] * 3
+
+
+@pytest.mark.parametrize("strategy,cap,temperature", [("proportional", None, 1.0), ("proportional", 60, 1.0),
+                                                      ("temperature", 60, 3.0), ("equal", None, 1.0)])
+def test_sampled_batches_match_the_mixing_rates(strategy, cap, temperature):
+    sizes = [300, 60, 12]
+    rates = mixing_rates(sizes, strategy, cap, temperature)
+    sampler = MixtureSampler(sizes, rates, batch_size=4, generator=torch.Generator().manual_seed(0))
+    offsets = [0, 300, 360, 372]
+    counts: Counter = Counter()
+    for _ in range(60):
+        for b in sampler:
+            tasks = {next(m for m in range(3) if offsets[m] <= i < offsets[m + 1]) for i in b}
+            assert len(tasks) == 1  # one task per batch
+            counts[tasks.pop()] += 1
+    total = sum(counts.values())
+    for m, rate in enumerate(rates):  # 5,580 draws: 3 standard deviations < 0.02
+        assert counts[m] / total == pytest.approx(rate, abs=0.02), (m, counts)
+
+
+def test_bad_task_lists_are_named():
+    with pytest.raises(ValueError, match=r"\['genre'\] more than once"):
+        parse_tasks(["genre=a.jsonl", "genre=b.jsonl,c.jsonl"])
+    with pytest.raises(ValueError, match="NAME=TRAIN"):
+        parse_tasks(["a.jsonl"])
+    with pytest.raises(ValueError, match="--mixing_temperature -1"):
+        mixing_rates([1, 2], "temperature", temperature=-1)
+    with pytest.raises(ValueError, match="--mixing_cap 0"):
+        mixing_rates([1, 2], "proportional", cap=0)
+
+
+def test_multitask_through_train_py_reports_every_task_at_every_evaluation(checkpoint, tmp_path):  # noqa: F811
+    single = write_jsonl(tmp_path / "single.jsonl", rows(32, "single"))
+    numbers = write_jsonl(tmp_path / "numbers.jsonl", rows(16, "regression", seed=2))
+    result = run(checkpoint, tmp_path, single, single, "--multitask", f"genre={single},{single}",
+                 f"length={numbers},{numbers}", "--mixing", "temperature", "--mixing_cap", "20")
+    assert [r["step"] for r in result.history] == [2, 4]
+    for record in result.history:
+        assert {"eval_score", "eval_genre_accuracy", "eval_genre_loss", "eval_length_rmse",
+                "eval_length_pearson"} <= set(record)
+    saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert saved["mixing"]["rates"]["genre"] == pytest.approx(mixing_rates([32, 16], "temperature", 20, 2.0)[0])
+    model = load_finetuned(tmp_path / "out")
+    ids = torch.randint(1, 20, (2, 5))
+    assert model(ids, task=torch.tensor([1, 1])).logits.shape == (2, 1)
+    assert model(ids, task=torch.tensor([0, 0])).logits.shape == (2, 2)
