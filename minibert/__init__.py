@@ -25,6 +25,7 @@ from minibert.models.bert import (
 from minibert.models.electra import ElectraForPreTraining
 from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
 from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from minibert.tracing import trace, trace_generation
 
 __version__ = "0.1.0"
 
@@ -54,5 +55,7 @@ __all__ = [
     "load_pretrained",
     "load_tokenizer",
     "shift_tokens_right",
+    "trace",
+    "trace_generation",
     "train_tokenizer",
 ]

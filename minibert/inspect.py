@@ -1,0 +1,71 @@
+"""Watch a forward pass from the command line (the library side is minibert/tracing.py).
+
+    python -m minibert.inspect PATH --text "The cat sat on the mat."
+    python -m minibert.inspect PATH --text "The cat sat." --text "A dog." --attention_png attention.png
+    python -m minibert.inspect PATH --text "The cat" --generate 4        # GPT-2 and BART: the KV cache
+
+PATH is any checkpoint directory minibert loads (config.json + weights) with its tokenizer.
+Several --text make a padded batch, so the attention mask has something to hide.
+"""
+
+import argparse
+import sys
+
+from minibert.auto import load_pretrained
+from minibert.tokenizer import load_tokenizer
+from minibert.tracing import plot_attention, plot_hidden_states, trace, trace_generation
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m minibert.inspect", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("path", help="checkpoint directory with config.json, weights and a tokenizer")
+    parser.add_argument("--text", action="append", required=True, help="input text; repeat for a padded batch")
+    parser.add_argument("--text_pair", action="append", help="second segment for each --text (BERT pairs)")
+    parser.add_argument("--generate", type=int, default=0, metavar="N",
+                        help="GPT-2 / BART: trace N greedy decoding steps and one layer's key/value cache")
+    parser.add_argument("--layer", type=int, default=0, help="the decoder layer whose cache --generate shows")
+    parser.add_argument("--max_depth", type=int, default=None, help="hide calls nested deeper than this")
+    parser.add_argument("--attention_png", help="write the attention probabilities (layers x heads) here")
+    parser.add_argument("--hidden_states_png", help="write each token's hidden-state norms and changes here")
+    args = parser.parse_args(argv)
+    if args.text_pair is not None and len(args.text_pair) != len(args.text):
+        parser.error(f"got {len(args.text)} --text but {len(args.text_pair)} --text_pair; give one pair per text")
+    if args.generate < 0:
+        parser.error(f"--generate must be >= 0, got {args.generate}")
+    return args
+
+
+def model_inputs(model, tokenizer, texts, text_pairs=None) -> dict:
+    """The tokenizer's batch, keeping only what the model reads: token_type_ids are BERT's segments
+    (GPT-2 would look them up as tokens, BART takes none)."""
+    batch = tokenizer(texts, text_pairs, padding=len(texts) > 1)
+    if not hasattr(model.config, "type_vocab_size"):
+        batch.pop("token_type_ids")
+    return batch
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model = load_pretrained(args.path)
+    tokenizer = load_tokenizer(args.path)
+    inputs = model_inputs(model, tokenizer, args.text, args.text_pair)
+    tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
+    print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
+    if args.generate:
+        steps = trace_generation(model, inputs["input_ids"], inputs["attention_mask"],
+                                 max_new_tokens=args.generate, layer=args.layer)
+        print(steps.format(token_text=lambda i: tokenizer.decode([i], skip_special_tokens=False)))
+    else:
+        print(trace(model, **inputs).format(args.max_depth))
+    if args.attention_png:
+        plot_attention(model, inputs, tokens, args.attention_png)
+        print(f"wrote {args.attention_png}")
+    if args.hidden_states_png:
+        plot_hidden_states(model, inputs, tokens, args.hidden_states_png)
+        print(f"wrote {args.hidden_states_png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,564 @@
+"""Watch a forward pass: every module call in order, with its shapes, dtypes and the code that ran.
+
+`trace(model, **inputs)` runs `model(**inputs)` with a forward hook on every submodule and
+returns one `ModuleCall` per call, in execution order, nested as the calls were. The model files
+hold no tracing code: hooks are attached for the one call and removed afterwards.
+
+    trace = minibert.trace(model, **tokenizer("The cat sat on the mat."))
+    print(trace)                          # one line per module call, indented by nesting
+    trace.calls[3].outputs[0].shape       # the records, for a notebook
+
+Shapes are written with the letters the model files use (B batch, T tokens, S source tokens,
+E hidden size, H heads, D head dim, F feed-forward width, V vocabulary, C labels), read off the
+config and the inputs; a size that matches no letter is written as a number (a growing cache).
+
+`trace_generation` watches `generate`: one step per decoder call, with the key/value cache of
+one layer. `plot_attention` and `plot_hidden_states` draw the attention probabilities (layers x
+heads) and the hidden states (norms, change per layer) with matplotlib.
+"""
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from minibert.nn.masks import to_additive
+
+LETTER_MEANINGS = {"B": "batch", "T": "tokens", "S": "source tokens", "E": "hidden size", "H": "heads",
+                   "D": "head dim", "F": "feed-forward width", "V": "vocabulary", "C": "labels"}
+# Config fields that give each letter, across the families (BERT, GPT-2, BART).
+_CONFIG_FIELDS = {"E": ("hidden_size", "n_embd", "d_model"), "H": ("num_attention_heads", "n_head",
+                                                                   "encoder_attention_heads"),
+                  "F": ("intermediate_size", "inner_dim", "encoder_ffn_dim"), "V": ("vocab_size",),
+                  "C": ("num_labels",)}
+_MASK_NAMES = ("keep", "memory_keep", "attention_mask", "decoder_attention_mask")  # shown even when None
+_SHORT_DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16", torch.float64: "f64",
+                 torch.int64: "i64", torch.int32: "i32", torch.bool: "bool"}
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class TensorInfo:
+    """One tensor that went into or came out of a module call."""
+
+    name: str  # argument or output field, "past_key_value[0]" inside a tuple, "" for a bare output
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    letters: str  # the shape in letters, "(B, T, E)"
+    note: str = ""  # what a mask hides, which module a tied weight belongs to
+    value: torch.Tensor | None = field(default=None, repr=False)  # kept only with trace(keep_tensors=True)
+
+    def text(self) -> str:
+        name = f"{self.name} " if self.name else ""
+        note = f" [{self.note}]" if self.note else ""
+        return f"{name}{self.letters} {_SHORT_DTYPES.get(self.dtype, str(self.dtype))}{note}"
+
+
+@dataclass
+class ModuleCall:
+    """One call of one module: where it sits, what it read and wrote, and where its code is."""
+
+    index: int  # position in execution order (calls start in this order)
+    depth: int  # nesting: 0 for the model itself
+    name: str  # qualified name in the model, as model.get_submodule takes it ("" for the model)
+    kind: str  # class name
+    source: str  # file:line of the module's forward
+    inputs: list[TensorInfo | str] = field(default_factory=list)  # str: a non-tensor argument ("past=3")
+    outputs: list[TensorInfo] = field(default_factory=list)
+    context: tuple[str, str] = ("T", "T")  # letters of the query and key sequences (BART: S for the source)
+
+    def input(self, name: str) -> TensorInfo:
+        return _find(self.inputs, name, self)
+
+    def output(self, name: str) -> TensorInfo:
+        return _find(self.outputs, name, self)
+
+    def line(self) -> str:
+        ins = ", ".join(_group(self.inputs))
+        outs = ", ".join(_group(self.outputs)) or "None"
+        label = f"{self.name} ({self.kind})" if self.name else self.kind
+        return f"{'  ' * self.depth}{label}: {ins} -> {outs}  @ {self.source}"
+
+
+@dataclass
+class Trace:
+    calls: list[ModuleCall]
+    legend: dict[str, int]  # letter -> size
+    output: Any = None  # what the model returned
+    notes: list[str] = field(default_factory=list)
+
+    def format(self, max_depth: int | None = None) -> str:
+        lines = ["shapes: " + legend_text(self.legend)]
+        lines += [c.line() for c in self.calls if max_depth is None or c.depth <= max_depth]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def find(self, pattern: str) -> list[ModuleCall]:
+        """Calls whose qualified name matches the regular expression `pattern` (whole name)."""
+        return [c for c in self.calls if re.fullmatch(pattern, c.name)]
+
+
+def legend_text(legend: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v} {LETTER_MEANINGS[k]}" for k, v in legend.items())
+
+
+def _find(infos, name, call) -> TensorInfo:
+    for info in infos:
+        if isinstance(info, TensorInfo) and info.name == name:
+            return info
+    raise KeyError(f"{call.name or call.kind} has no tensor named {name!r}; it has "
+                   f"{[i.name for i in infos if isinstance(i, TensorInfo)]}")
+
+
+def _group(infos: list) -> list[str]:
+    """Text of each input/output. The tensors of one tuple are written together and equal
+    neighbours once: a GPT-2 cache of 2 layers reads "past_key_values 2 x 2 x (B, H, 9, D) f32"."""
+    parts: list[str] = []
+    i = 0
+    while i < len(infos):
+        info = infos[i]
+        if isinstance(info, str) or "[" not in info.name:
+            parts.append(info if isinstance(info, str) else info.text())
+            i += 1
+            continue
+        base = info.name.split("[")[0]
+        j = i
+        while j < len(infos) and isinstance(infos[j], TensorInfo) and infos[j].name.split("[")[0] == base \
+                and "[" in infos[j].name:
+            j += 1
+        tree = _tree([(_index_path(x.name), x) for x in infos[i:j]])
+        parts.append(f"{base} {tree}" if base else tree)
+        i = j
+    return parts
+
+
+def _index_path(name: str) -> tuple[int, ...]:
+    return tuple(int(k) for k in re.findall(r"\[(\d+)\]", name))
+
+
+def _tree(items: list[tuple[tuple[int, ...], TensorInfo]]) -> str:
+    """Render tensors addressed by index paths ((0, 1) = item 1 of item 0) as nested lists."""
+    if len(items) == 1 and not items[0][0]:
+        return dataclasses.replace(items[0][1], name="").text()
+    children: dict[int, list] = {}
+    for path, info in items:
+        children.setdefault(path[0], []).append((path[1:], info))
+    texts = [_tree(group) for group in children.values()]
+    runs: list[list] = []  # [text, count]: equal neighbours are written once
+    for text in texts:
+        if runs and runs[-1][0] == text:
+            runs[-1][1] += 1
+        else:
+            runs.append([text, 1])
+    parts = [f"{count} x {text}" if count > 1 else text for text, count in runs]
+    return parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+
+
+# --------------------------------------------------------------------------------------------
+# Shape letters
+# --------------------------------------------------------------------------------------------
+def shape_legend(model: nn.Module, batch: int | None = None, tokens: int | None = None,
+                 source: int | None = None) -> dict[str, int]:
+    """Letter -> size for this model and these inputs (B, T, S from the inputs; the rest from the config)."""
+    config = model.config
+    legend: dict[str, int] = {}
+    for letter, value in (("B", batch), ("T", tokens), ("S", source)):
+        if value is not None:
+            legend[letter] = value
+    for letter, names in _CONFIG_FIELDS.items():
+        if letter == "C" and "Classification" not in type(model).__name__:
+            continue  # C only where a classifier has num_labels outputs
+        value = next((getattr(config, n) for n in names if getattr(config, n, None) is not None), None)
+        if value is not None:
+            legend[letter] = value
+        if letter == "H" and value is not None:
+            legend["D"] = legend["E"] // value
+    return legend
+
+
+def shape_letters(shape: tuple[int, ...], dtype: torch.dtype, legend: dict[str, int],
+                  seq: str = "T", key_seq: str = "T") -> str:
+    """(2, 9, 128) -> "(B, T, E)". Each position has its own candidate letters, so sizes that
+    happen to be equal (T = D, H = C) are still told apart; anything else is written as a number."""
+    integer = not (dtype.is_floating_point or dtype == torch.bool)
+    if len(shape) == 4:  # attention: scores, probabilities and masks (B, H, T_q, T_k); keys/values (B, H, T_k, D)
+        key_or_value = dtype.is_floating_point and shape[-1] == legend.get("D") and shape[-1] != legend.get(key_seq)
+        options = [("B",), ("H",), (key_seq,) if key_or_value else (seq,), ("D",) if key_or_value else (key_seq,)]
+    elif len(shape) == 3:  # hidden states (B, T, E), feed-forward inside (B, T, F), logits (B, T, V | C)
+        options = [("B",), (seq,), ("E", "F", "V", "C")]
+    elif len(shape) == 2:  # ids and masks (B, T); sentence vectors and logits (B, E | C); packed tokens (N, E)
+        options = [("B", "V"), (seq,) if integer else ("E", "C", "V", "F", seq)]  # V: a tied (V, E) weight
+    else:
+        options = [()] * len(shape)
+    parts = []
+    for size, letters in zip(shape, options, strict=True):
+        parts.append(next((letter for letter in letters if legend.get(letter) == size), str(size)))
+    return "(" + ", ".join(parts) + ")"
+
+
+def _sequence_context(name: str, parent: tuple[str, str], encoder_decoder: bool) -> tuple[str, str]:
+    """Letters of a module's query and key sequences. BART: the encoder reads the source (S),
+    the decoder the target (T), and cross-attention (encoder_attn) has target queries over
+    source keys. Modules below those inherit their parent's letters."""
+    if not encoder_decoder:
+        return "T", "T"
+    last = name.rsplit(".", 1)[-1]
+    return {"encoder": ("S", "S"), "decoder": ("T", "T"), "encoder_attn": ("T", "S")}.get(last, parent)
+
+
+def _argument_context(arg: str, context: tuple[str, str], top: bool) -> tuple[str, str]:
+    """The encoder's output as a decoder argument (memory), or BART's own source inputs, are S."""
+    if arg.startswith(("memory", "key_value_states", "encoder")) or top and arg in ("input_ids", "attention_mask"):
+        return "S", "S"
+    return context
+
+
+# --------------------------------------------------------------------------------------------
+# Hooks
+# --------------------------------------------------------------------------------------------
+@cache
+def _source_of(cls: type) -> str:
+    """file:line of a module class's forward, relative to the repository or to site-packages."""
+    forward = cls.forward
+    try:
+        path = Path(inspect.getsourcefile(forward)).resolve()
+        line = inspect.getsourcelines(forward)[1]
+    except (OSError, TypeError):
+        return "?"
+    parts = path.parts
+    if "site-packages" in parts:  # torch's own modules: torch/nn/modules/linear.py
+        return f"{'/'.join(parts[parts.index('site-packages') + 1:])}:{line}"
+    return f"{path.relative_to(_REPO_ROOT) if path.is_relative_to(_REPO_ROOT) else path}:{line}"
+
+
+class _Recorder:
+    """Pre-hook: a new call, nested under the calls still running. Post-hook: its outputs."""
+
+    def __init__(self, model: nn.Module, legend: dict[str, int], keep_tensors: bool):
+        self.names = {module: name for name, module in model.named_modules(remove_duplicate=False)}
+        self.legend = legend
+        self.keep_tensors = keep_tensors
+        self.encoder_decoder = _is_encoder_decoder(model)
+        self.dtype = next(model.parameters()).dtype  # the scores' dtype decides the masked value
+        self.calls: list[ModuleCall] = []
+        self.running: list[ModuleCall] = []
+
+    def before(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        name = self.names.get(module, "?")
+        parent = self.running[-1].context if self.running else ("T", "T")
+        call = ModuleCall(index=len(self.calls), depth=len(self.running), name=name, kind=type(module).__name__,
+                          source=_source_of(type(module)),
+                          context=_sequence_context(name, parent, self.encoder_decoder))
+        top = self.encoder_decoder and all(c.name.rsplit(".", 1)[-1] not in ("encoder", "decoder")
+                                           for c in [*self.running, call])
+        for arg, value in _bind(module, args, kwargs):
+            context = _argument_context(arg, call.context, top)
+            call.inputs += self.describe(arg, value, context, is_input=True)
+        self.calls.append(call)
+        self.running.append(call)
+
+    def after(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        call = self.running.pop()
+        for name, value in _fields(output):
+            call.outputs += self.describe(name, value, _argument_context(name, call.context, False), is_input=False)
+
+    def describe(self, name: str, value: Any, context: tuple[str, str], is_input: bool) -> list:
+        if torch.is_tensor(value):
+            letters = shape_letters(tuple(value.shape), value.dtype, self.legend, *context)
+            return [TensorInfo(name, tuple(value.shape), value.dtype, letters, _mask_note(name, value, self.dtype),
+                               value.detach() if self.keep_tensors else None)]
+        if isinstance(value, nn.Module):  # a module handed to another: BERT's tied MLM decoder
+            weight = getattr(value, "weight", None)
+            if weight is None:
+                return []
+            owner = self.names.get(value, "?")
+            letters = shape_letters(tuple(weight.shape), weight.dtype, self.legend, *context)
+            return [TensorInfo(f"{name}.weight", tuple(weight.shape), weight.dtype, letters,
+                               f"tied: the very tensor of {owner}", weight.detach() if self.keep_tensors else None)]
+        if isinstance(value, (tuple, list)):
+            out = []
+            for i, item in enumerate(value):
+                out += self.describe(f"{name}[{i}]" if name else f"[{i}]", item, context, is_input)
+            return out
+        if value is None and is_input and name in _MASK_NAMES:
+            return [f"{name} None (nothing masked)"]
+        if isinstance(value, int) and not isinstance(value, bool) and is_input:
+            return [f"{name}={value}"]
+        if type(value).__name__ == "Packing":  # unpadded BERT: the real tokens' positions
+            return [f"{name}: {value.indices.numel()} real tokens of {value.batch_size} x {value.seq_len}"]
+        return []
+
+
+def _bind(module: nn.Module, args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
+    """(argument name, value) for each argument, in the order of the forward's signature."""
+    try:
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return [(f"arg{i}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    return list(bound.arguments.items())
+
+
+def _fields(output: Any) -> list[tuple[str, Any]]:
+    """(name, value) of a module's output: dataclass and NamedTuple fields by name, a bare tensor
+    or a plain tuple without names."""
+    if dataclasses.is_dataclass(output):
+        return [(f.name, getattr(output, f.name)) for f in dataclasses.fields(output)]
+    if isinstance(output, tuple) and hasattr(output, "_fields"):
+        return list(zip(output._fields, output, strict=True))
+    if isinstance(output, tuple):
+        return [(f"[{i}]" if len(output) > 1 else "", item) for i, item in enumerate(output)]
+    return [("", output)]
+
+
+def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype) -> str:
+    """A keep mask (True = may attend) is added to the scores as 0 / the dtype's most negative number."""
+    if value.dtype == torch.bool and name in ("keep", "memory_keep"):
+        masked = int((~value).sum())
+        if masked == 0:
+            return "keeps every key"
+        added = to_additive(value, dtype).min().item()  # what eager attention adds where keep is False
+        return f"{masked} of {value.numel()} masked: {added:.4g} added to their scores"
+    if name in ("attention_mask", "decoder_attention_mask") and not value.dtype.is_floating_point:
+        padding = int((value == 0).sum())
+        return f"{padding} padding" if padding else "no padding"
+    return ""
+
+
+@contextmanager
+def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = False) -> Iterator[list[ModuleCall]]:
+    """Hooks on every module of `model` while the block runs; yields the list the calls go into."""
+    recorder = _Recorder(model, legend, keep_tensors)
+    handles = []
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(recorder.before, with_kwargs=True))
+        handles.append(module.register_forward_hook(recorder.after, with_kwargs=True))
+    try:
+        yield recorder.calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# --------------------------------------------------------------------------------------------
+# One forward pass
+# --------------------------------------------------------------------------------------------
+def _is_encoder_decoder(model: nn.Module) -> bool:
+    return hasattr(getattr(model, "base_model", model), "decoder")
+
+
+def _legend_for_inputs(model: nn.Module, inputs: dict) -> dict[str, int]:
+    ids = inputs.get("input_ids")
+    target = inputs.get("decoder_input_ids")
+    if _is_encoder_decoder(model):
+        tokens = target.size(1) if target is not None else (ids.size(1) if ids is not None else None)
+        return shape_legend(model, ids.size(0) if ids is not None else None, tokens,
+                            ids.size(1) if ids is not None else None)
+    return shape_legend(model, ids.size(0), ids.size(1)) if ids is not None else shape_legend(model)
+
+
+def _tied_notes(model: nn.Module, legend: dict[str, int]) -> list[str]:
+    """An LM head with no weight of its own multiplies by the input embedding: say so once."""
+    if not hasattr(model, "get_input_embeddings") or "V" not in legend:
+        return []
+    own = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == legend["V"]]
+    heads = [n for n, m in model.named_modules() if n and not isinstance(m, nn.Embedding) and n.endswith("head")]
+    lm = hasattr(model, "lm_logits") or any("mlm" in n or "lm_head" in n for n in heads)
+    if own or not lm:
+        return []
+    embedding = model.get_input_embeddings()
+    name = next(n for n, m in model.named_modules() if m is embedding)
+    return [f"the output layer is tied: logits (.., V) = h (.., E) @ {name}.weight^T (V, E) + bias, "
+            f"so the V x E matrix is stored once"]
+
+
+@torch.no_grad()
+def trace(model: nn.Module, keep_tensors: bool = False, **inputs) -> Trace:
+    """Run `model(**inputs)` and record every module call (see the module docstring).
+    keep_tensors=True keeps each input and output tensor in its record (memory: a whole forward)."""
+    legend = _legend_for_inputs(model, inputs)
+    with recording(model, legend, keep_tensors) as calls:
+        output = model(**inputs)
+    return Trace(calls, legend, output, _tied_notes(model, legend))
+
+
+# --------------------------------------------------------------------------------------------
+# Generation: one layer's cache, step by step
+# --------------------------------------------------------------------------------------------
+@dataclass
+class GenerationStep:
+    step: int
+    decoder: ModuleCall  # the decoder stack's call (GPT2Model, BartDecoder)
+    attention: list[ModuleCall]  # the watched layer's attention calls (self, and cross for BART)
+    token: int | None = None  # the token this step chose (row 0)
+
+
+@dataclass
+class GenerationTrace:
+    steps: list[GenerationStep]
+    legend: dict[str, int]
+    sequences: torch.Tensor  # what generate returned
+    encoder: ModuleCall | None = None  # BART: the source is encoded once, before the first step
+
+    def format(self, token_text=str) -> str:
+        lines = ["shapes: " + legend_text(self.legend) + " (cache lengths are numbers: they grow)"]
+        if self.encoder is not None:
+            lines.append("encode the source once: " + self.encoder.line().strip())
+        for step in self.steps:
+            chose = f" -> token {step.token} {token_text(step.token)!r}" if step.token is not None else ""
+            lines.append(f"step {step.step}{chose}")
+            lines.append("  " + step.decoder.line().strip())
+            lines += ["    " + call.line().strip() for call in step.attention]
+        lines.append("self-attention cache length after each step: "
+                     + ", ".join(str(n) for n in self.cache_lengths("self")))
+        if self.encoder is not None:
+            lines.append("cross-attention cache length after each step: "
+                         + ", ".join(str(n) for n in self.cache_lengths("cross"))
+                         + " (the source's keys/values, projected at step 0 and reused)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def cache_lengths(self, which: str = "self") -> list[int]:
+        """Length of the watched layer's key cache after each step ("self" or BART's "cross")."""
+        lengths = []
+        for step in self.steps:
+            call = next(c for c in step.attention if (c.name.endswith("encoder_attn")) == (which == "cross"))
+            cache = [o for o in call.outputs if o.dtype.is_floating_point and len(o.shape) == 4
+                     and o.shape[-1] == self.legend["D"] and o.name != "probs"]
+            lengths.append(cache[0].shape[2])
+        return lengths
+
+
+def _decoder_stack(model: nn.Module) -> tuple[str, nn.Module]:
+    base = model.base_model
+    stack = getattr(base, "decoder", base)  # BART's decoder, or GPT-2's whole model
+    name = next(n for n, m in model.named_modules() if m is stack)
+    return name, stack
+
+
+@torch.no_grad()
+def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     max_new_tokens: int = 3, layer: int = 0, **generate_kwargs) -> GenerationTrace:
+    """Greedy `generate` under hooks; for each step, the decoder's call and the attention calls of
+    decoder layer `layer`, whose key/value cache grows by one position per step (BART's
+    cross-attention cache keeps the source length). An eos token does not stop it (all
+    max_new_tokens steps are shown) unless eos_token_id is passed."""
+    if not hasattr(model, "generate"):
+        raise ValueError(f"{type(model).__name__} does not generate; use GPT2LMHeadModel or "
+                         "BartForConditionalGeneration (a checkpoint saved from one of them)")
+    stack_name, stack = _decoder_stack(model)
+    layers = getattr(stack, "h", None) or stack.layers
+    if not 0 <= layer < len(layers):
+        raise ValueError(f"layer {layer} does not exist: the decoder has layers 0 to {len(layers) - 1}")
+    encoder_decoder = getattr(model, "is_encoder_decoder", False)
+    legend = shape_legend(model, input_ids.size(0), None, input_ids.size(1) if encoder_decoder else None)
+    with recording(model, legend) as calls:
+        sequences = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                                   **{"eos_token_id": [], **generate_kwargs})
+    prefix = f"{stack_name}.{'h' if hasattr(stack, 'h') else 'layers'}.{layer}."
+    steps: list[GenerationStep] = []
+    for call in calls:
+        if call.name == stack_name:
+            steps.append(GenerationStep(len(steps), call, []))
+        elif steps and call.name.startswith(prefix) and call.kind.endswith("Attention") \
+                and call.name[len(prefix):].count(".") == 0:
+            steps[-1].attention.append(call)
+    start = sequences.size(1) - len(steps)  # position of the first generated token
+    for step in steps:
+        step.token = int(sequences[0, start + step.step]) if start + step.step < sequences.size(1) else None
+    encoder = next((c for c in calls if c.name.endswith("encoder") and c.kind.endswith("Encoder")), None)
+    return GenerationTrace(steps, legend, sequences, encoder)
+
+
+# --------------------------------------------------------------------------------------------
+# Pictures
+# --------------------------------------------------------------------------------------------
+def _figure(width: float, height: float):
+    """A matplotlib Figure without pyplot: no global state, no display backend needed."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("the pictures need matplotlib: pip install -e '.[plot]'") from None
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _stack_outputs(model: nn.Module, inputs: dict):
+    """(attentions, hidden states) of the stack that reads the text: BART's encoder, else the model."""
+    with torch.no_grad():
+        out = model(**inputs, output_attentions=True, output_hidden_states=True)
+    if hasattr(out, "encoder_attentions"):
+        return out.encoder_attentions, out.encoder_hidden_states
+    return out.attentions, out.hidden_states
+
+
+def attention_maps(model: nn.Module, **inputs) -> torch.Tensor:
+    """Attention probabilities of every layer, (L, B, H, T, T): rows are queries, columns keys."""
+    attentions, _ = _stack_outputs(model, inputs)
+    return torch.stack(attentions)
+
+
+def _real_tokens(inputs: dict, row: int) -> torch.Tensor:
+    mask = inputs.get("attention_mask")
+    T = inputs["input_ids"].size(1)
+    return mask[row].bool() if mask is not None else torch.ones(T, dtype=torch.bool)
+
+
+def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0) -> None:
+    """A grid of layers x heads; each cell is one head's (T, T) attention over the real tokens of
+    batch row `row`, queries down, keys across. BART: the encoder's self-attention."""
+    attentions, _ = _stack_outputs(model, inputs)
+    real = _real_tokens(inputs, row)
+    tokens = [t for t, keep in zip(tokens, real.tolist(), strict=True) if keep]
+    L, H = len(attentions), attentions[0].size(1)
+    cell = max(1.6, 0.22 * len(tokens))
+    fig = _figure(cell * H + 1, cell * L + 1)
+    axes = fig.subplots(L, H, squeeze=False)
+    for layer, probs in enumerate(attentions):
+        grid = probs[row][:, real][:, :, real]  # (H, T_real, T_real)
+        for head in range(H):
+            ax = axes[layer][head]
+            ax.imshow(grid[head].float().numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
+            ax.set_xticks(range(len(tokens)), tokens if layer == L - 1 else [], rotation=90, fontsize=7)
+            ax.set_yticks(range(len(tokens)), tokens if head == 0 else [], fontsize=7)
+            ax.set_title(f"layer {layer} head {head}", fontsize=8)
+    fig.suptitle("attention probabilities: query (row) -> key (column)", fontsize=9)
+    fig.savefig(path, dpi=100)
+
+
+def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0) -> None:
+    """Each token's vector through the layers: its norm (left), and its cosine similarity to the
+    same token's vector one layer below (right: 1 = the layer changed little)."""
+    _, hidden_states = _stack_outputs(model, inputs)
+    real = _real_tokens(inputs, row)
+    tokens = [t for t, keep in zip(tokens, real.tolist(), strict=True) if keep]
+    h = torch.stack([x[row][real] for x in hidden_states]).float()  # (L + 1, T_real, E)
+    norms = h.norm(dim=-1)  # (L + 1, T_real)
+    cosine = torch.nn.functional.cosine_similarity(h[1:], h[:-1], dim=-1)  # (L, T_real)
+    fig = _figure(max(6.0, 0.7 * len(tokens) + 2), 0.5 * len(h) + 2.5)
+    left, right = fig.subplots(1, 2)
+    layer_names = ["embeddings"] + [f"layer {i}" for i in range(len(h) - 1)]
+    panels = ((left, norms, "norm of h", layer_names),
+              (right, cosine, "cosine(h, h one layer below)", layer_names[1:]))  # row i: what layer i changed
+    for ax, values, title, rows in panels:
+        image = ax.imshow(values.numpy(), aspect="auto", cmap="magma")
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.savefig(path, dpi=100)
+
+
+__all__ = ["GenerationTrace", "ModuleCall", "TensorInfo", "Trace", "attention_maps", "plot_attention",
+           "plot_hidden_states", "recording", "shape_legend", "shape_letters", "trace", "trace_generation"]

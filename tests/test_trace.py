@@ -1,0 +1,245 @@
+"""The tracer (minibert/tracing.py, python -m minibert.inspect): traced shapes are the real ones,
+attention rows sum to 1 over real tokens, the pictures are PNG files, and every family works,
+including checkpoints saved by Hugging Face. Tiny random models, no downloads."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import minibert
+from minibert import inspect as inspect_cli
+from minibert.tokenizer import train_tokenizer
+from minibert.tracing import attention_maps, plot_attention, plot_hidden_states, trace_generation
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXTS = ["the cat sat on the mat .", "a dog ran in the park and the cat watched .",
+         "the quick brown fox jumps over the lazy dog"] * 10
+
+
+def bert_config(**kw):
+    return minibert.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=24, max_position_embeddings=32, **kw)
+
+
+MODELS = {
+    "bert_mlm": lambda: minibert.BertForMaskedLM(bert_config()),
+    "bert_pretraining": lambda: minibert.BertForPreTraining(bert_config()),
+    "roberta_cls": lambda: minibert.RobertaForSequenceClassification(minibert.RobertaConfig(
+        vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+        max_position_embeddings=40, num_labels=3)),
+    "gpt2": lambda: minibert.GPT2LMHeadModel(minibert.GPT2Config(vocab_size=60, n_embd=16, n_layer=2, n_head=2,
+                                                                 n_positions=32, pad_token_id=0)),
+    "bart": lambda: minibert.BartForConditionalGeneration(minibert.BartConfig(
+        vocab_size=60, d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, max_position_embeddings=32)),
+}
+
+
+def batch(name: str) -> dict:
+    """Two rows, the second padded, so masks have work to do (BART and RoBERTa pad with id 1)."""
+    pad = 1 if name in ("bart", "roberta_cls") else 0
+    ids = torch.randint(3, 60, (2, 7), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    ids[1, 4:] = pad
+    if name == "bart":
+        ids[:, 3] = 2  # BART's eos, once per row
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def expand(letters: str, legend: dict[str, int]) -> tuple[int, ...]:
+    """"(B, T, E)" back to numbers with the legend."""
+    return tuple(int(x) if x.isdigit() else legend[x] for x in re.findall(r"\w+", letters))
+
+
+def all_infos(tr):
+    for call in tr.calls:
+        for info in call.inputs + call.outputs:
+            if not isinstance(info, str):
+                yield call, info
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_traced_shapes_are_the_real_shapes(name):
+    model = MODELS[name]().eval()
+    inputs = batch(name)
+    tr = minibert.trace(model, keep_tensors=True, output_hidden_states=True, output_attentions=True, **inputs)
+    out = tr.output
+    # Every traced shape is the shape of the tensor that went through, and its letters spell it.
+    for call, info in all_infos(tr):
+        assert info.shape == tuple(info.value.shape), (call.name, info.name)
+        assert expand(info.letters, tr.legend) == info.shape, (call.name, info.name, info.letters)
+    # Against what the model returns: the whole model, each layer, each attention map.
+    root = tr.calls[0]
+    assert root.depth == 0 and root.name == "" and root.kind == type(model).__name__
+    for field in ("logits", "prediction_logits"):
+        if getattr(out, field, None) is not None:
+            assert root.output(field).shape == tuple(getattr(out, field).shape)
+    hidden = getattr(out, "hidden_states", None) or out.encoder_hidden_states
+    attentions = getattr(out, "attentions", None) or out.encoder_attentions
+    layers = [c for c in tr.calls if re.fullmatch(r"(\w+\.)?(layers|h|encoder\.layers)\.\d+", c.name)]
+    assert len(layers) == len(attentions) == len(hidden) - 1 == 2
+    for call, h, probs in zip(layers, hidden[1:], attentions, strict=True):
+        assert call.outputs[0].shape == tuple(h.shape)
+        assert any(info.shape == tuple(probs.shape) for _, info in all_infos(tr) if info.name == "probs"
+                   or info.letters.startswith("(B, H")), call.name
+    # Nesting: a call's depth is one more than the call that encloses it, and hooks are gone.
+    assert all(b.depth <= a.depth + 1 for a, b in zip(tr.calls, tr.calls[1:], strict=False))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_lines_show_letters_mask_tied_decoder_pooler_and_source():
+    model = MODELS["bert_pretraining"]().eval()
+    tr = minibert.trace(model, **batch("bert_pretraining"))
+    text = str(tr)
+    assert text.splitlines()[0].startswith("shapes: B=2 batch, T=7 tokens, E=16 hidden size, H=2 heads, D=8 head dim")
+    # The mask attention receives: its shape and what masked keys get added.
+    attention = tr.find(r"bert\.layers\.0\.attention")[0]
+    keep = attention.input("keep")
+    assert keep.letters == "(B, 1, 1, T)" and keep.dtype == torch.bool
+    assert f"{torch.finfo(torch.float32).min:.4g}" in keep.note and "3 of 14 masked" in keep.note
+    # The tied decoder: the MLM head reads the word embedding matrix itself.
+    head = tr.find("mlm_head")[0]
+    assert head.input("word_embeddings.weight").letters == "(V, E)"
+    assert "bert.embeddings.word_embeddings" in head.input("word_embeddings.weight").note
+    assert "tied" in text
+    # The pooler: [CLS] state (B, T, E) -> (B, E).
+    pooler = tr.find(r"bert\.pooler")[0]
+    assert pooler.input("hidden_states").letters == "(B, T, E)" and pooler.outputs[0].letters == "(B, E)"
+    # file:line points at the forward that ran; nesting shows as indentation.
+    path, line = attention.source.split(":")
+    assert path == "minibert/nn/attention.py"
+    assert "def forward" in Path(minibert.__file__).parent.parent.joinpath(path).read_text().splitlines()[int(line) - 1]
+    assert tr.find(r"bert\.layers\.0\.attention\.q_proj")[0].source.startswith("torch/nn/modules/linear.py:")
+    assert re.search(r"^      bert\.layers\.0\.attention \(MultiHeadAttention\): hidden_states \(B, T, E\) f32",
+                     text, re.M)
+
+
+def test_bart_letters_tell_source_from_target():
+    model = MODELS["bart"]().eval()
+    inputs = batch("bart")
+    tr = minibert.trace(model, decoder_input_ids=inputs["input_ids"][:, :5], **inputs)
+    assert tr.legend["S"] == 7 and tr.legend["T"] == 5
+    assert tr.find(r"model\.encoder")[0].outputs[0].letters == "(B, S, E)"
+    assert tr.find(r"model\.decoder")[0].outputs[0].letters == "(B, T, E)"
+    cross = tr.find(r"model\.decoder\.layers\.0\.encoder_attn")[0]
+    assert cross.input("key_value_states").letters == "(B, S, E)"
+    assert cross.input("keep").letters == "(B, 1, 1, S)"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_attention_rows_sum_to_one_over_real_tokens(name):
+    model = MODELS[name]().eval()
+    inputs = batch(name)
+    probs = attention_maps(model, **inputs)  # (L, B, H, T, T)
+    real = inputs["attention_mask"].bool()
+    for row in range(2):
+        keys = probs[:, row][..., real[row]]  # (L, H, T, T_real)
+        sums = keys.sum(-1)[:, :, real[row]]  # rows of the real queries
+        torch.testing.assert_close(sums, torch.ones_like(sums))
+        assert probs[:, row][..., ~real[row]][:, :, real[row]].abs().sum() == 0  # padding gets nothing
+
+
+def _is_png(path: Path) -> bool:
+    matplotlib_image = pytest.importorskip("matplotlib.image")
+    image = matplotlib_image.imread(path)
+    return path.read_bytes()[:8] == PNG_SIGNATURE and image.ndim == 3 and min(image.shape[:2]) > 50
+
+
+@pytest.mark.parametrize("name", ["bert_mlm", "gpt2", "bart"])
+def test_pictures_are_png_files(tmp_path, name):
+    pytest.importorskip("matplotlib")
+    model = MODELS[name]().eval()
+    inputs = batch(name)
+    tokens = [f"t{i}" for i in inputs["input_ids"][1].tolist()]
+    plot_attention(model, inputs, tokens, tmp_path / "attention.png", row=1)
+    plot_hidden_states(model, inputs, tokens, tmp_path / "hidden.png", row=1)
+    assert _is_png(tmp_path / "attention.png") and _is_png(tmp_path / "hidden.png")
+
+
+def test_generation_cache_grows_by_one_per_step():
+    model = MODELS["gpt2"]().eval()
+    ids = batch("gpt2")["input_ids"][:1]
+    steps = trace_generation(model, ids, max_new_tokens=4, layer=1)
+    assert steps.cache_lengths("self") == [7, 8, 9, 10]
+    assert [s.decoder.inputs[0].shape for s in steps.steps] == [(1, 7), (1, 1), (1, 1), (1, 1)]
+    assert all(call.name == "transformer.h.1.attn" for s in steps.steps for call in s.attention)
+    assert steps.sequences.shape == (1, 11)
+    assert [s.token for s in steps.steps] == steps.sequences[0, 7:].tolist()
+    assert "self-attention cache length after each step: 7, 8, 9, 10" in str(steps)
+
+
+def test_bart_generation_cross_attention_cache_stays_fixed():
+    model = MODELS["bart"]().eval()
+    inputs = batch("bart")
+    steps = trace_generation(model, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=3)
+    assert steps.cache_lengths("self") == [1, 2, 3]
+    assert steps.cache_lengths("cross") == [7, 7, 7]
+    assert steps.encoder is not None and steps.encoder.outputs[0].letters == "(B, S, E)"
+    with pytest.raises(ValueError, match="layers 0 to 1"):
+        trace_generation(model, inputs["input_ids"], max_new_tokens=1, layer=5)
+
+
+# --------------------------------------------------------------------------------------------
+# The command line, on checkpoints saved by Hugging Face
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hf_checkpoints(tmp_path_factory):
+    """Tiny random Hugging Face models saved by transformers itself, each with a tokenizer:
+    BERT with Hugging Face's BertTokenizerFast, GPT-2 and BART with a byte-level BPE."""
+    transformers = pytest.importorskip("transformers")
+    root = tmp_path_factory.mktemp("hf")
+    wordpiece = train_tokenizer(TEXTS, kind="wordpiece", vocab_size=200, min_frequency=1)
+    (root / "vocab").mkdir()
+    (root / "vocab" / "vocab.txt").write_text("".join(t + "\n" for t in sorted(wordpiece.get_vocab(),
+                                                                               key=wordpiece.get_vocab().get)))
+    hf_tokenizer = transformers.BertTokenizerFast.from_pretrained(root / "vocab")  # a bare vocab.txt
+    bpe = train_tokenizer(TEXTS, kind="bytelevel_bpe", vocab_size=300, min_frequency=1)
+    torch.manual_seed(0)
+    models = {
+        "bert": (transformers.BertForPreTraining(transformers.BertConfig(
+            vocab_size=len(hf_tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=24, max_position_embeddings=32)), hf_tokenizer),
+        "gpt2": (transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            vocab_size=bpe.vocab_size, n_embd=16, n_layer=2, n_head=2, n_positions=32, bos_token_id=0,
+            eos_token_id=2)), bpe),
+        "bart": (transformers.BartForConditionalGeneration(transformers.BartConfig(
+            vocab_size=bpe.vocab_size, d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, max_position_embeddings=32)), bpe),
+    }
+    for name, (model, tokenizer) in models.items():
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return root
+
+
+def test_command_line_on_a_hugging_face_bert(hf_checkpoints, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    attention, hidden = tmp_path / "attention.png", tmp_path / "hidden.png"
+    assert inspect_cli.main([str(hf_checkpoints / "bert"), "--text", "the cat sat on the mat .", "--text", "a dog",
+                             "--text_pair", "the dog", "--text_pair", "a cat", "--attention_png", str(attention),
+                             "--hidden_states_png", str(hidden)]) == 0
+    out = capsys.readouterr().out
+    assert "BertForPreTraining from" in out and "'[CLS]', 'the', 'cat'" in out
+    assert re.search(r"^  bert \(BertModel\): input_ids \(B, T\) i64, attention_mask \(B, T\) i64 \[\d+ padding\], "
+                     r"token_type_ids \(B, T\) i64 -> last_hidden_state \(B, T, E\) f32, pooler_output \(B, E\) f32  "
+                     r"@ minibert/models/bert.py:\d+$", out, re.M)
+    assert "masked: -3.403e+38 added to their scores" in out
+    assert _is_png(attention) and _is_png(hidden)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bart"])
+def test_command_line_generate_on_hugging_face_decoders(hf_checkpoints, capsys, name):
+    assert inspect_cli.main([str(hf_checkpoints / name), "--text", "the cat sat", "--generate", "3"]) == 0
+    out = capsys.readouterr().out
+    lengths = re.search(r"self-attention cache length after each step: (.*)", out).group(1).split(", ")
+    assert [int(n) - int(lengths[0]) for n in lengths] == [0, 1, 2]
+    if name == "bart":
+        assert re.search(r"cross-attention cache length after each step: (\d+), \1, \1 ", out)
+
+
+def test_command_line_refuses_generate_on_an_encoder(hf_checkpoints):
+    with pytest.raises(ValueError, match="does not generate"):
+        inspect_cli.main([str(hf_checkpoints / "bert"), "--text", "the cat", "--generate", "2"])
