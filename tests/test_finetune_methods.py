@@ -301,3 +301,17 @@ def test_multitask_through_train_py_reports_every_task_at_every_evaluation(check
     ids = torch.randint(1, 20, (2, 5))
     assert model(ids, task=torch.tensor([1, 1])).logits.shape == (2, 1)
     assert model(ids, task=torch.tensor([0, 0])).logits.shape == (2, 2)
+
+
+# -- further pretraining --------------------------------------------------------------------------
+def test_task_text_writes_the_text_column_as_json_lines_with_a_text_field(tmp_path):
+    from minibert.finetune.task_text import write_task_text
+
+    data = rows(5, "single")
+    path = tmp_path / "train.csv"
+    path.write_text("sentence,other,label\n" + "".join(f"{r['sentence']},{r['other']},{r['label']}\n" for r in data))
+    assert write_task_text([path], "sentence", tmp_path / "text.jsonl", text_pair_column="other") == 5
+    texts = [json.loads(line)["text"] for line in (tmp_path / "text.jsonl").read_text().splitlines()]
+    assert texts == [f"{r['sentence']}\n{r['other']}" for r in data]
+    with pytest.raises(ValueError, match="no column"):
+        write_task_text([path], "text", tmp_path / "x.jsonl")
