@@ -10,7 +10,7 @@ V vocabulary, C labels.
 BERT is a stack of post-LN blocks: the residual sum is normalised *after* each sub-layer.
 
     x ──► self-attention ──► dropout ──► (+x) ──► LayerNorm ──► h
-    h ──► feed-forward (E→F→E) ──► dropout ──► (+h) ──► LayerNorm ──► next block
+    h ──► feed-forward (E→F→E, its dropout inside) ──► (+h) ──► LayerNorm ──► next block
 
     input_ids ─► word + position + token-type embeddings ─► LayerNorm ─► dropout
               ─► N blocks ─► last_hidden_state (B, T, E) ─┬─► MLM head: dense, act, LayerNorm,
@@ -283,17 +283,18 @@ class BertModel(BertPreTrainedModel):
         )
 
 
-class RobertaPreTrainedModel(BertPreTrainedModel):
+class RobertaModel(BertModel):
+    """BERT's encoder under RoBERTa's config, embeddings (positions after the padding index) and
+    checkpoint prefix; no pooler in RoBERTa's heads."""
+
     config_class = RobertaConfig
     base_model_prefix = "roberta"
-
-
-class RobertaModel(RobertaPreTrainedModel, BertModel):
     embeddings_class = RobertaEmbeddings
 
 
 # --------------------------------------------------------------------------------------------
-# Heads
+# Heads. Each builds its base model and its head in __init__, and its forward calls the base
+# model, then the head, then the loss.
 # --------------------------------------------------------------------------------------------
 class LMHead(nn.Module):
     """Masked-LM head: dense, activation, LayerNorm, then the decoder, which is the word
@@ -311,16 +312,19 @@ class LMHead(nn.Module):
         return F.linear(h, word_embeddings.weight, self.bias)  # (B, T, V)
 
 
-def masked_lm(lm, h: torch.Tensor, labels: torch.Tensor | None, sparse: bool):
-    """MLM logits (B, T, V) and loss. With `sparse` and labels, the V x E decoder, often the
-    largest matrix product of a small model, runs only at the labelled ~15% of positions, as in
-    NVIDIA's BERT pretraining; the other positions' logits are then zeros. Same loss either way."""
+def masked_lm(head: LMHead, word_embeddings: nn.Embedding, h: torch.Tensor, labels: torch.Tensor | None,
+              sparse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """MLM logits (B, T, V) = head(h, word_embeddings), and the loss when labels are given.
+
+    With `sparse` and labels, the V x E decoder, often the largest matrix product of a small
+    model, runs only at the labelled ~15% of positions, as in NVIDIA's BERT pretraining; the
+    other positions' logits are then zeros. Same loss and gradients either way."""
     if labels is None or not sparse:
-        logits = lm(h)
+        logits = head(h, word_embeddings)  # (B, T, V)
         return logits, token_classification_loss(logits, labels) if labels is not None else None
     labelled = labels != IGNORE_INDEX  # (B, T)
-    picked = lm(h[labelled])  # (N, V)
-    logits = picked.new_zeros(*labels.shape, picked.size(-1))
+    picked = head(h[labelled], word_embeddings)  # (N, V): the labelled positions only
+    logits = picked.new_zeros(*labels.shape, picked.size(-1))  # (B, T, V)
     logits[labelled] = picked
     return logits, token_classification_loss(picked, labels[labelled])
 
@@ -328,12 +332,6 @@ def masked_lm(lm, h: torch.Tensor, labels: torch.Tensor | None, sparse: bool):
 def _classifier_dropout(config: BertConfig) -> nn.Dropout:
     p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
     return nn.Dropout(p)
-
-
-def _base_kwargs(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions):
-    return dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                position_ids=position_ids, output_hidden_states=output_hidden_states,
-                output_attentions=output_attentions)
 
 
 class BertForPreTraining(BertPreTrainedModel):
@@ -348,11 +346,11 @@ class BertForPreTraining(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 next_sentence_label=None, output_hidden_states=False, output_attentions=False) -> PreTrainingOutput:
-        out = self.bert(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
-                                       output_hidden_states, output_attentions))
-        prediction_logits, mlm_loss = masked_lm(lambda h: self.mlm_head(h, self.bert.embeddings.word_embeddings),
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        output_attentions)
+        prediction_logits, mlm_loss = masked_lm(self.mlm_head, self.bert.embeddings.word_embeddings,
                                                 out.last_hidden_state, labels, self.config.sparse_mlm)
-        seq_relationship_logits = self.nsp_head(out.pooler_output)
+        seq_relationship_logits = self.nsp_head(out.pooler_output)  # (B, 2)
         nsp_loss = (F.cross_entropy(seq_relationship_logits, next_sentence_label.view(-1))
                     if next_sentence_label is not None else None)
         parts = [x for x in (mlm_loss, nsp_loss) if x is not None]
@@ -376,43 +374,29 @@ class BertForMaskedLM(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False) -> MaskedLMOutput:
-        out = self.base_model(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
-                                             output_hidden_states, output_attentions))
-        logits, loss = masked_lm(self.lm, out.last_hidden_state, labels, self.config.sparse_mlm)
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        output_attentions)
+        logits, loss = masked_lm(self.mlm_head, self.bert.embeddings.word_embeddings, out.last_hidden_state,
+                                 labels, self.config.sparse_mlm)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-
-    def lm(self, h: torch.Tensor) -> torch.Tensor:
-        return self.mlm_head(h, self.base_model.embeddings.word_embeddings)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
     """dropout(pooler_output) -> linear: regression (num_labels 1, MSE), single-label
     (cross-entropy) or multi-label (BCE) classification, as config.problem_type or the labels say."""
 
-    add_pooling_layer = True
-
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        setattr(self, self.base_model_prefix, self._base_class()(config, add_pooling_layer=self.add_pooling_layer))
-        self._build_head(config)
-        self.post_init()
-
-    @staticmethod
-    def _base_class():
-        return BertModel
-
-    def _build_head(self, config: BertConfig) -> None:
+        self.bert = BertModel(config)
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def classify(self, out: BaseModelOutput) -> torch.Tensor:
-        return self.classifier(self.dropout(out.pooler_output))
+        self.post_init()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False) -> SequenceClassifierOutput:
-        out = self.base_model(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
-                                             output_hidden_states, output_attentions))
-        logits = self.classify(out)  # (B, C)
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        output_attentions)
+        logits = self.classifier(self.dropout(out.pooler_output))  # (B, C)
         loss = (sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
                 if labels is not None else None)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
@@ -431,8 +415,8 @@ class BertForTokenClassification(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
-        out = self.bert(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
-                                       output_hidden_states, output_attentions))
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        output_attentions)
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, C)
         loss = token_classification_loss(logits, labels) if labels is not None else None
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
@@ -451,8 +435,8 @@ class BertForQuestionAnswering(BertPreTrainedModel):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 start_positions=None, end_positions=None, output_hidden_states=False,
                 output_attentions=False) -> QuestionAnsweringOutput:
-        out = self.bert(**_base_kwargs(input_ids, attention_mask, token_type_ids, position_ids,
-                                       output_hidden_states, output_attentions))
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        output_attentions)
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
@@ -461,17 +445,26 @@ class BertForQuestionAnswering(BertPreTrainedModel):
                                        hidden_states=out.hidden_states, attentions=out.attentions)
 
 
-class RobertaForMaskedLM(RobertaPreTrainedModel, BertForMaskedLM):
-    """RoBERTa's LM head always uses exact GELU, whatever hidden_act says."""
+class RobertaForMaskedLM(BertPreTrainedModel):
+    """BertForMaskedLM under RoBERTa's names; its LM head always uses exact GELU, whatever
+    hidden_act says."""
+
+    config_class = RobertaConfig
+    base_model_prefix = "roberta"
 
     def __init__(self, config: RobertaConfig):
-        RobertaPreTrainedModel.__init__(self, config)
+        super().__init__(config)
         self.roberta = RobertaModel(config, add_pooling_layer=False)
         self.lm_head = LMHead(config, "gelu")
         self.post_init()
 
-    def lm(self, h: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(h, self.roberta.embeddings.word_embeddings)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> MaskedLMOutput:
+        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                           output_attentions)
+        logits, loss = masked_lm(self.lm_head, self.roberta.embeddings.word_embeddings, out.last_hidden_state,
+                                 labels, self.config.sparse_mlm)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
 
 class RobertaClassificationHead(nn.Module):
@@ -485,21 +478,31 @@ class RobertaClassificationHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = self.dropout(h[:, 0])  # (B, E): the <s> token
-        return self.out_proj(self.dropout(torch.tanh(self.dense(x))))
+        return self.out_proj(self.dropout(torch.tanh(self.dense(x))))  # (B, C)
 
 
-class RobertaForSequenceClassification(RobertaPreTrainedModel, BertForSequenceClassification):
-    add_pooling_layer = False
+class RobertaForSequenceClassification(BertPreTrainedModel):
+    """Regression, single- or multi-label classification as in BertForSequenceClassification, with
+    RoBERTa's head on the <s> token instead of BERT's pooler."""
 
-    @staticmethod
-    def _base_class():
-        return RobertaModel
+    config_class = RobertaConfig
+    base_model_prefix = "roberta"
 
-    def _build_head(self, config: RobertaConfig) -> None:
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
         self.classifier = RobertaClassificationHead(config)
+        self.post_init()
 
-    def classify(self, out: BaseModelOutput) -> torch.Tensor:
-        return self.classifier(out.last_hidden_state)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> SequenceClassifierOutput:
+        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                           output_attentions)
+        logits = self.classifier(out.last_hidden_state)  # (B, C)
+        loss = (sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
+                if labels is not None else None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                        attentions=out.attentions)
 
 
 # --------------------------------------------------------------------------------------------
@@ -540,7 +543,8 @@ BertPreTrainedModel.weight_map = WeightMap(
     dropped=(*_BUFFERS, r"cls\.predictions\.decoder\.(weight|bias)"),
 )
 
-RobertaPreTrainedModel.weight_map = WeightMap(
+# RoBERTa's classes share one table: same encoder names, RoBERTa's head names.
+RobertaModel.weight_map = RobertaForMaskedLM.weight_map = RobertaForSequenceClassification.weight_map = WeightMap(
     base=_ENCODER,
     heads=(
         *_weight_and_bias("lm_head.dense", "lm_head.dense"),
