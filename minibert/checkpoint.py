@@ -97,6 +97,11 @@ class WeightMap:
         return _template(our_key)[0] in self.transposed
 
 
+def weight_and_bias(ours: str, theirs: str) -> tuple[tuple[str, str], ...]:
+    """The two rows of a layer with a weight and a bias (Linear, LayerNorm) in a rename table."""
+    return ((f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias"))
+
+
 def normalize_legacy_key(key: str) -> str:
     for old, new in _LEGACY_SUFFIXES.items():
         if key.endswith(old):

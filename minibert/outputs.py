@@ -19,6 +19,7 @@ class BaseModelOutput:
     hidden_states: Tensors | None = None  # embeddings + each layer: num_layers + 1 of (B, T, E)
     attentions: Tensors | None = None  # each layer: (B, H, T, T)
     past_key_values: tuple | None = None  # decoders: one (key, value) per layer, each (B, H, T, D)
+    cross_attentions: Tensors | None = None  # BART's decoder: each layer (B, H, T, S) over the source
 
 
 @dataclass
@@ -98,3 +99,16 @@ class Seq2SeqLMOutput:
     encoder_last_hidden_state: torch.Tensor | None = None
     encoder_hidden_states: Tensors | None = None
     encoder_attentions: Tensors | None = None
+
+
+@dataclass
+class ElectraPreTrainingOutput:
+    """ELECTRA's pretraining (models/electra.py): generator MLM + replaced-token detection."""
+
+    loss: torch.Tensor | None = None  # generator_loss + discriminator_weight * discriminator_loss
+    generator_loss: torch.Tensor | None = None
+    discriminator_loss: torch.Tensor | None = None
+    generator_logits: torch.Tensor | None = None  # (B, T, V)
+    discriminator_logits: torch.Tensor | None = None  # (B, T): > 0 means "replaced"
+    discriminator_labels: torch.Tensor | None = None  # (B, T) 1.0 where the token was replaced
+    corrupted_input_ids: torch.Tensor | None = None  # (B, T) what the discriminator saw

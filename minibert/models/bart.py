@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from minibert.checkpoint import WeightMap
+from minibert.checkpoint import WeightMap, weight_and_bias
 from minibert.generation import GenerationMixin
 from minibert.modeling import (
     ModelConfig,
@@ -39,7 +39,15 @@ from minibert.modeling import (
     normal_init,
     store_linear_weights_input_major,
 )
-from minibert.nn import FeedForward, MultiHeadAttention, causal_mask, combine, get_activation, padding_mask
+from minibert.nn import (
+    FeedForward,
+    MultiHeadAttention,
+    cache_length,
+    causal_mask,
+    combine,
+    get_activation,
+    padding_mask,
+)
 from minibert.nn.losses import sequence_classification_loss, token_classification_loss
 from minibert.outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
@@ -54,13 +62,13 @@ class BartConfig(ModelConfig):
     vocab_size: int = 50265  # V: rows of the shared embedding, which is also the LM head
     max_position_embeddings: int = 1024  # longest source, and longest target, the positions cover
     d_model: int = 1024  # E: width of every hidden state
-    encoder_layers: int = 12
-    decoder_layers: int = 12
-    encoder_attention_heads: int = 16
-    decoder_attention_heads: int = 16
+    encoder_layers: int = 12  # post-LN blocks of the encoder (self-attention, feed-forward)
+    decoder_layers: int = 12  # post-LN blocks of the decoder (causal self-attention, cross-attention, feed-forward)
+    encoder_attention_heads: int = 16  # H of the encoder: d_model must divide evenly into heads
+    decoder_attention_heads: int = 16  # H of the decoder's self- and cross-attention
     encoder_ffn_dim: int = 4096  # F of the encoder's feed-forward networks
-    decoder_ffn_dim: int = 4096
-    activation_function: str = "gelu"
+    decoder_ffn_dim: int = 4096  # F of the decoder's feed-forward networks
+    activation_function: str = "gelu"  # feed-forward activation: gelu, relu, silu, ...
     dropout: float = 0.1  # on embeddings and on every sub-layer's output
     attention_dropout: float = 0.0  # on attention probabilities
     activation_dropout: float = 0.0  # inside the feed-forward network, after the activation
@@ -70,11 +78,11 @@ class BartConfig(ModelConfig):
     init_std: float = 0.02  # std of the normal initialisation of weights
     scale_embedding: bool = False  # multiply token embeddings by sqrt(d_model)
     tie_word_embeddings: bool = True  # the LM head reuses the shared embedding (always, here)
-    use_cache: bool = True
+    use_cache: bool = True  # Hugging Face's default for returning the key/value cache; generate always uses it
     num_labels: int = 3  # Hugging Face's BART default (MNLI's three classes)
-    pad_token_id: int = 1
-    bos_token_id: int = 0
-    eos_token_id: int | list[int] = 2
+    pad_token_id: int = 1  # <pad>; its embedding row starts at zero
+    bos_token_id: int = 0  # <s>, the first token of every source
+    eos_token_id: int | list[int] = 2  # </s>: ends a generation, and marks the sentence vector for classification
     decoder_start_token_id: int = 2  # BART's decoder starts from </s>
     forced_bos_token_id: int | None = None  # generate: force this as the first generated token
     forced_eos_token_id: int | list[int] | None = 2  # generate: force eos as the last token max_new_tokens allows
@@ -232,10 +240,10 @@ class BartDecoder(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, input_ids, memory, attention_mask=None, memory_attention_mask=None, past_key_values=None,
-                use_cache=False, output_hidden_states=False, output_attentions=False):
+                use_cache=False, output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
         """input_ids (B, T) new target tokens; memory (B, S, E) the encoder output; attention_mask
         (B, P + T) over the target, memory_attention_mask (B, S) over the source."""
-        past = past_key_values[0][0].size(2) if past_key_values else 0
+        past = cache_length(past_key_values)
         T = input_ids.size(1)
         h = self.embeddings(input_ids, past)  # (B, T, E)
         keep = padding_mask(attention_mask)
@@ -257,7 +265,13 @@ class BartDecoder(nn.Module):
             attentions.append(probs)
             cross_attentions.append(cross_probs)
             caches.append(cache)
-        return h, hidden_states, attentions, cross_attentions, tuple(caches) if use_cache else None
+        return BaseModelOutput(
+            last_hidden_state=h,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+            cross_attentions=tuple(cross_attentions) if output_attentions else None,
+            past_key_values=tuple(caches) if use_cache else None,  # per layer: (self k, self v, cross k, cross v)
+        )
 
 
 class BartModel(BartPreTrainedModel):
@@ -311,7 +325,7 @@ class BartModel(BartPreTrainedModel):
                              "or input_ids, which are shifted right to make them")
         if input_ids is None and encoder_outputs is None:
             raise ValueError("BART's encoder needs input: pass input_ids, or encoder_outputs from a previous call")
-        past = past_key_values[0][0].size(2) if past_key_values else 0
+        past = cache_length(past_key_values)
         read = encoder_outputs is None or decoder_input_ids is None  # input_ids feed the encoder or the shift
         self.check_inputs(input_ids if read else None, attention_mask, decoder_input_ids, past)
         if decoder_input_ids is None:
@@ -319,15 +333,14 @@ class BartModel(BartPreTrainedModel):
                                                    self.config.decoder_start_token_id)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, output_hidden_states, output_attentions)
-        h, hidden, attentions, cross, cache = self.decoder(
-            decoder_input_ids, encoder_outputs.last_hidden_state, decoder_attention_mask, attention_mask,
-            past_key_values, use_cache, output_hidden_states, output_attentions)
+        decoded = self.decoder(decoder_input_ids, encoder_outputs.last_hidden_state, decoder_attention_mask,
+                               attention_mask, past_key_values, use_cache, output_hidden_states, output_attentions)
         return Seq2SeqModelOutput(
-            last_hidden_state=h,
-            past_key_values=cache,
-            decoder_hidden_states=tuple(hidden) if output_hidden_states else None,
-            decoder_attentions=tuple(attentions) if output_attentions else None,
-            cross_attentions=tuple(cross) if output_attentions else None,
+            last_hidden_state=decoded.last_hidden_state,
+            past_key_values=decoded.past_key_values,
+            decoder_hidden_states=decoded.hidden_states,
+            decoder_attentions=decoded.attentions,
+            cross_attentions=decoded.cross_attentions,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
@@ -392,9 +405,9 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
         return start, {"memory": memory, "memory_attention_mask": attention_mask}
 
     def _generation_forward(self, tokens, state, past_key_values):
-        h, _, _, _, cache = self.model.decoder(tokens, state["memory"], None, state["memory_attention_mask"],
-                                               past_key_values, use_cache=True)
-        return self.lm_logits(h[:, -1]), cache
+        out = self.model.decoder(tokens, state["memory"], None, state["memory_attention_mask"], past_key_values,
+                                 use_cache=True)
+        return self.lm_logits(out.last_hidden_state[:, -1]), out.past_key_values  # (B, V), cache one longer
 
     @staticmethod
     def _reorder_cache(past_key_values, beam_idx: torch.Tensor):
@@ -449,23 +462,19 @@ class BartForSequenceClassification(BartPreTrainedModel):
 # --------------------------------------------------------------------------------------------
 # Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
 # --------------------------------------------------------------------------------------------
-def _weight_and_bias(ours: str, theirs: str) -> tuple[tuple[str, str], ...]:
-    return ((f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias"))
-
-
 def _stack(name: str, cross: bool) -> tuple[tuple[str, str], ...]:
     layer = f"{name}.layers.{{}}"
     pairs = [
         (f"{name}.embeddings.embed_positions.weight", f"{name}.embed_positions.weight"),
-        *_weight_and_bias(f"{name}.embeddings.layernorm_embedding", f"{name}.layernorm_embedding"),
+        *weight_and_bias(f"{name}.embeddings.layernorm_embedding", f"{name}.layernorm_embedding"),
     ]
     for attn in ("self_attn", "encoder_attn") if cross else ("self_attn",):
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            pairs += _weight_and_bias(f"{layer}.{attn}.{proj}", f"{layer}.{attn}.{proj}")
-        pairs += _weight_and_bias(f"{layer}.{attn}_layer_norm", f"{layer}.{attn}_layer_norm")
-    pairs += _weight_and_bias(f"{layer}.ffn.up", f"{layer}.fc1")
-    pairs += _weight_and_bias(f"{layer}.ffn.down", f"{layer}.fc2")
-    pairs += _weight_and_bias(f"{layer}.final_layer_norm", f"{layer}.final_layer_norm")
+            pairs += weight_and_bias(f"{layer}.{attn}.{proj}", f"{layer}.{attn}.{proj}")
+        pairs += weight_and_bias(f"{layer}.{attn}_layer_norm", f"{layer}.{attn}_layer_norm")
+    pairs += weight_and_bias(f"{layer}.ffn.up", f"{layer}.fc1")
+    pairs += weight_and_bias(f"{layer}.ffn.down", f"{layer}.fc2")
+    pairs += weight_and_bias(f"{layer}.final_layer_norm", f"{layer}.final_layer_norm")
     return tuple(pairs)
 
 
@@ -473,8 +482,8 @@ BartPreTrainedModel.weight_map = WeightMap(
     base=(("shared.weight", "shared.weight"), *_stack("encoder", cross=False), *_stack("decoder", cross=True)),
     heads=(
         ("final_logits_bias", "final_logits_bias"),
-        *_weight_and_bias("classification_head.dense", "classification_head.dense"),
-        *_weight_and_bias("classification_head.out_proj", "classification_head.out_proj"),
+        *weight_and_bias("classification_head.dense", "classification_head.dense"),
+        *weight_and_bias("classification_head.out_proj", "classification_head.out_proj"),
     ),
     # embed_tokens are copies of shared, lm_head is the tied copy; version is a fairseq leftover.
     dropped=(r"(encoder|decoder)\.embed_tokens\.weight", r"lm_head\.weight", r"(encoder|decoder)\.version"),

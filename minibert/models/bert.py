@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from minibert.checkpoint import WeightMap
+from minibert.checkpoint import WeightMap, weight_and_bias
 from minibert.modeling import ModelConfig, PreTrainedModel, check_ids, normal_init
 from minibert.nn import FeedForward, MultiHeadAttention, Packing, get_activation, padding_mask
 from minibert.nn.losses import (
@@ -508,36 +508,32 @@ class RobertaForSequenceClassification(BertPreTrainedModel):
 # --------------------------------------------------------------------------------------------
 # Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
 # --------------------------------------------------------------------------------------------
-def _weight_and_bias(ours: str, theirs: str) -> tuple[tuple[str, str], ...]:
-    return ((f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias"))
-
-
 _ENCODER = (
     ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
     ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
     ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
-    *_weight_and_bias("embeddings.layer_norm", "embeddings.LayerNorm"),
-    *_weight_and_bias("layers.{}.attention.q_proj", "encoder.layer.{}.attention.self.query"),
-    *_weight_and_bias("layers.{}.attention.k_proj", "encoder.layer.{}.attention.self.key"),
-    *_weight_and_bias("layers.{}.attention.v_proj", "encoder.layer.{}.attention.self.value"),
-    *_weight_and_bias("layers.{}.attention.out_proj", "encoder.layer.{}.attention.output.dense"),
-    *_weight_and_bias("layers.{}.attention_norm", "encoder.layer.{}.attention.output.LayerNorm"),
-    *_weight_and_bias("layers.{}.ffn.up", "encoder.layer.{}.intermediate.dense"),
-    *_weight_and_bias("layers.{}.ffn.down", "encoder.layer.{}.output.dense"),
-    *_weight_and_bias("layers.{}.ffn_norm", "encoder.layer.{}.output.LayerNorm"),
-    *_weight_and_bias("pooler.dense", "pooler.dense"),
+    *weight_and_bias("embeddings.layer_norm", "embeddings.LayerNorm"),
+    *weight_and_bias("layers.{}.attention.q_proj", "encoder.layer.{}.attention.self.query"),
+    *weight_and_bias("layers.{}.attention.k_proj", "encoder.layer.{}.attention.self.key"),
+    *weight_and_bias("layers.{}.attention.v_proj", "encoder.layer.{}.attention.self.value"),
+    *weight_and_bias("layers.{}.attention.out_proj", "encoder.layer.{}.attention.output.dense"),
+    *weight_and_bias("layers.{}.attention_norm", "encoder.layer.{}.attention.output.LayerNorm"),
+    *weight_and_bias("layers.{}.ffn.up", "encoder.layer.{}.intermediate.dense"),
+    *weight_and_bias("layers.{}.ffn.down", "encoder.layer.{}.output.dense"),
+    *weight_and_bias("layers.{}.ffn_norm", "encoder.layer.{}.output.LayerNorm"),
+    *weight_and_bias("pooler.dense", "pooler.dense"),
 )
 _BUFFERS = (r"embeddings\.position_ids", r"embeddings\.token_type_ids")
 
 BertPreTrainedModel.weight_map = WeightMap(
     base=_ENCODER,
     heads=(
-        *_weight_and_bias("mlm_head.dense", "cls.predictions.transform.dense"),
-        *_weight_and_bias("mlm_head.layer_norm", "cls.predictions.transform.LayerNorm"),
+        *weight_and_bias("mlm_head.dense", "cls.predictions.transform.dense"),
+        *weight_and_bias("mlm_head.layer_norm", "cls.predictions.transform.LayerNorm"),
         ("mlm_head.bias", "cls.predictions.bias"),
-        *_weight_and_bias("nsp_head", "cls.seq_relationship"),
-        *_weight_and_bias("classifier", "classifier"),
-        *_weight_and_bias("qa_outputs", "qa_outputs"),
+        *weight_and_bias("nsp_head", "cls.seq_relationship"),
+        *weight_and_bias("classifier", "classifier"),
+        *weight_and_bias("qa_outputs", "qa_outputs"),
     ),
     # The decoder is the word embedding matrix and its bias is cls.predictions.bias: tied copies.
     dropped=(*_BUFFERS, r"cls\.predictions\.decoder\.(weight|bias)"),
@@ -547,11 +543,11 @@ BertPreTrainedModel.weight_map = WeightMap(
 RobertaModel.weight_map = RobertaForMaskedLM.weight_map = RobertaForSequenceClassification.weight_map = WeightMap(
     base=_ENCODER,
     heads=(
-        *_weight_and_bias("lm_head.dense", "lm_head.dense"),
-        *_weight_and_bias("lm_head.layer_norm", "lm_head.layer_norm"),
+        *weight_and_bias("lm_head.dense", "lm_head.dense"),
+        *weight_and_bias("lm_head.layer_norm", "lm_head.layer_norm"),
         ("lm_head.bias", "lm_head.bias"),
-        *_weight_and_bias("classifier.dense", "classifier.dense"),
-        *_weight_and_bias("classifier.out_proj", "classifier.out_proj"),
+        *weight_and_bias("classifier.dense", "classifier.dense"),
+        *weight_and_bias("classifier.out_proj", "classifier.out_proj"),
     ),
     dropped=(*_BUFFERS, r"lm_head\.decoder\.(weight|bias)"),
 )

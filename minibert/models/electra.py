@@ -25,7 +25,6 @@ Shapes: B batch, T sequence, E discriminator hidden size, G generator hidden siz
 
 import dataclasses
 import os
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,19 +32,8 @@ from torch import nn
 
 from minibert.models.bert import BertConfig, BertEmbeddings, BertModel
 from minibert.nn import get_activation
-
-IGNORE_INDEX = -100
-
-
-@dataclass
-class ElectraPreTrainingOutput:
-    loss: torch.Tensor | None = None  # generator_loss + discriminator_weight * discriminator_loss
-    generator_loss: torch.Tensor | None = None
-    discriminator_loss: torch.Tensor | None = None
-    generator_logits: torch.Tensor | None = None  # (B, T, V)
-    discriminator_logits: torch.Tensor | None = None  # (B, T): > 0 means "replaced"
-    discriminator_labels: torch.Tensor | None = None  # (B, T) 1.0 where the token was replaced
-    corrupted_input_ids: torch.Tensor | None = None  # (B, T) what the discriminator saw
+from minibert.nn.losses import IGNORE_INDEX
+from minibert.outputs import ElectraPreTrainingOutput
 
 
 def generator_config(config: BertConfig, size: float) -> BertConfig:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from minibert.checkpoint import WeightMap
+from minibert.checkpoint import WeightMap, weight_and_bias
 from minibert.generation import GenerationMixin
 from minibert.modeling import (
     ModelConfig,
@@ -37,7 +37,7 @@ from minibert.modeling import (
     normal_init,
     store_linear_weights_input_major,
 )
-from minibert.nn import FeedForward, attend, causal_mask, combine, get_activation, padding_mask
+from minibert.nn import FeedForward, attend, cache_length, causal_mask, combine, get_activation, padding_mask
 from minibert.nn.losses import causal_lm_loss, sequence_classification_loss
 from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
@@ -173,11 +173,6 @@ class GPT2PreTrainedModel(PreTrainedModel):
         return self.base_model.wte
 
 
-def cache_length(past_key_values) -> int:
-    """Number of positions already in a cache (one (key, value) per layer, each (B, H, P, D))."""
-    return past_key_values[0][0].size(2) if past_key_values else 0
-
-
 class GPT2Model(GPT2PreTrainedModel):
     """Embeddings -> N pre-LN blocks -> final LayerNorm; returns the cache when use_cache=True."""
 
@@ -265,13 +260,6 @@ class GPT2Model(GPT2PreTrainedModel):
         )
 
 
-def _base_kwargs(input_ids, attention_mask, position_ids, token_type_ids, past_key_values, use_cache,
-                 output_hidden_states, output_attentions) -> dict:
-    return dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                token_type_ids=token_type_ids, past_key_values=past_key_values, use_cache=use_cache,
-                output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-
-
 # --------------------------------------------------------------------------------------------
 # Heads
 # --------------------------------------------------------------------------------------------
@@ -291,8 +279,8 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
                 past_key_values=None, use_cache=False, output_hidden_states=False,
                 output_attentions=False) -> CausalLMOutput:
         """labels (B, T) are the input ids themselves (-100 to ignore): the shift by one happens here."""
-        out = self.transformer(**_base_kwargs(input_ids, attention_mask, position_ids, token_type_ids,
-                                              past_key_values, use_cache, output_hidden_states, output_attentions))
+        out = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, past_key_values, use_cache,
+                               output_hidden_states, output_attentions)
         logits = self.lm_logits(out.last_hidden_state)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         return CausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
@@ -360,8 +348,8 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
     def forward(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None, labels=None,
                 past_key_values=None, use_cache=False, output_hidden_states=False,
                 output_attentions=False) -> SequenceClassifierOutput:
-        out = self.transformer(**_base_kwargs(input_ids, attention_mask, position_ids, token_type_ids,
-                                              past_key_values, use_cache, output_hidden_states, output_attentions))
+        out = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, past_key_values, use_cache,
+                               output_hidden_states, output_attentions)
         last = self.last_token_index(input_ids)
         pooled = out.last_hidden_state[torch.arange(input_ids.size(0), device=input_ids.device), last]  # (B, E)
         logits = self.score(pooled)  # (B, C)
@@ -373,24 +361,21 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
 
 # --------------------------------------------------------------------------------------------
 # Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
-# GPT-2's checkpoints store c_attn, c_proj and c_fc as Conv1D, i.e. (in, out): the transpose of
-# nn.Linear's (out, in). Those four are listed in `transposed` and shape-checked on load.
+# GPT-2's checkpoints store its four projections (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) as
+# Conv1D, i.e. (in, out): the transpose of nn.Linear's (out, in). Those four are listed in
+# `transposed` and shape-checked on load.
 # --------------------------------------------------------------------------------------------
-def _weight_and_bias(ours: str, theirs: str) -> tuple[tuple[str, str], ...]:
-    return ((f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias"))
-
-
 GPT2PreTrainedModel.weight_map = WeightMap(
     base=(
         ("wte.weight", "wte.weight"),
         ("wpe.weight", "wpe.weight"),
-        *_weight_and_bias("h.{}.ln_1", "h.{}.ln_1"),
-        *_weight_and_bias("h.{}.attn.c_attn", "h.{}.attn.c_attn"),
-        *_weight_and_bias("h.{}.attn.c_proj", "h.{}.attn.c_proj"),
-        *_weight_and_bias("h.{}.ln_2", "h.{}.ln_2"),
-        *_weight_and_bias("h.{}.mlp.up", "h.{}.mlp.c_fc"),
-        *_weight_and_bias("h.{}.mlp.down", "h.{}.mlp.c_proj"),
-        *_weight_and_bias("ln_f", "ln_f"),
+        *weight_and_bias("h.{}.ln_1", "h.{}.ln_1"),
+        *weight_and_bias("h.{}.attn.c_attn", "h.{}.attn.c_attn"),
+        *weight_and_bias("h.{}.attn.c_proj", "h.{}.attn.c_proj"),
+        *weight_and_bias("h.{}.ln_2", "h.{}.ln_2"),
+        *weight_and_bias("h.{}.mlp.up", "h.{}.mlp.c_fc"),
+        *weight_and_bias("h.{}.mlp.down", "h.{}.mlp.c_proj"),
+        *weight_and_bias("ln_f", "ln_f"),
     ),
     heads=(("score.weight", "score.weight"),),
     transposed=frozenset({"h.{}.attn.c_attn.weight", "h.{}.attn.c_proj.weight",

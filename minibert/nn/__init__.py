@@ -7,6 +7,7 @@ from minibert.nn.attention import (
     KVCache,
     MultiHeadAttention,
     attend,
+    cache_length,
     eager_attention,
     sdpa_attention,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Packing",
     "apply_chunked",
     "attend",
+    "cache_length",
     "causal_mask",
     "combine",
     "eager_attention",

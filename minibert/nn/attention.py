@@ -25,6 +25,12 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 KVCache = tuple[torch.Tensor, torch.Tensor]  # (key, value), each (B, H, T_k, D)
 
 
+def cache_length(past_key_values: tuple | None) -> int:
+    """Positions already cached: a decoder's cache holds one tuple per layer whose first tensor is
+    the self-attention key (B, H, P, D) (GPT-2: (key, value); BART: (key, value, cross key, cross value))."""
+    return past_key_values[0][0].size(2) if past_key_values else 0
+
+
 def eager_attention(
     q: torch.Tensor,
     k: torch.Tensor,
