@@ -250,8 +250,8 @@ class GenerationMixin:
         running = torch.ones(N, dtype=torch.bool, device=sequences.device)
         past, tokens, length = None, sequences, start
         while length < max_length:
-            logits, past = self._generation_forward(tokens, state, past)
-            scores = _apply(procs, out[:, :length], logits.float())
+            logits, past = self._generation_forward(tokens, state, past)  # the cache now holds `length` positions
+            scores = _apply(procs, out[:, :length], logits.float())  # (N, V)
             if do_sample:
                 next_tokens = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
             else:
@@ -285,57 +285,59 @@ class GenerationMixin:
         among_top_k = torch.arange(n_candidates, device=device) < K  # only the top K may finish this step
         batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1): beam k of input b is row b * K + k
 
-        running = sequences.new_full((B, K, max_length), pad if pad is not None else -1)
+        running = sequences.new_full((B, K, max_length), pad if pad is not None else -1)  # (B, K, L)
         running[:, :, :start] = sequences.view(B, K, start)
         running_scores = torch.zeros(B, K, device=device)
         running_scores[:, 1:] = NEG  # all beams start identical: let only the first one expand at step one
-        finished = running.clone()
-        finished_scores = torch.full((B, K), NEG, device=device)
+        finished = running.clone()  # (B, K, L): the best K ended hypotheses of each input
+        finished_scores = torch.full((B, K), NEG, device=device)  # NEG: an empty slot
         finished_ok = torch.zeros(B, K, dtype=torch.bool, device=device)
         finished_len = torch.zeros(B, K, dtype=torch.long, device=device)
         improvable = torch.ones(B, 1, dtype=torch.bool, device=device)
 
         past, tokens, length = None, sequences, start
         while True:
-            logits, past = self._generation_forward(tokens, state, past)
+            # 1. Score every beam x token: the beam's sum of log-probabilities plus the token's.
+            logits, past = self._generation_forward(tokens, state, past)  # (N, V); the cache holds `length` positions
             log_probs = F.log_softmax(logits.float(), dim=-1)
-            log_probs = _apply(procs, running[:, :, :length].reshape(N, length), log_probs)
+            log_probs = _apply(procs, running[:, :, :length].reshape(N, length), log_probs)  # (N, V)
             V = log_probs.size(-1)
-            totals = (log_probs.view(B, K, V) + running_scores[..., None]).view(B, K * V)
+            totals = (log_probs.view(B, K, V) + running_scores[..., None]).view(B, K * V)  # (B, K*V)
             if do_sample:
                 picks = torch.multinomial(totals.softmax(dim=-1), n_candidates, generator=generator)
                 cand_scores = totals.gather(1, picks)
             else:
                 cand_scores, picks = totals.topk(n_candidates, dim=-1)  # (B, 2K)
-            cand_beam, cand_token = picks // V, picks % V
-            cand_seqs = running.gather(1, cand_beam[..., None].expand(-1, -1, max_length)).clone()
+            cand_beam, cand_token = picks // V, picks % V  # (B, 2K): which beam, which token
+            cand_seqs = running.gather(1, cand_beam[..., None].expand(-1, -1, max_length)).clone()  # (B, 2K, L)
             cand_seqs[:, :, length] = cand_token
             ends = torch.full_like(cand_token, length + 1 >= max_length, dtype=torch.bool)  # (B, 2K)
             if eos_ids is not None:
                 ends |= torch.isin(cand_token, eos_ids)
 
-            # The best K candidates that go on become the running beams.
-            alive_scores = cand_scores + ends.float() * NEG
+            # 2. The best K candidates that go on become the running beams (ended ones cannot).
+            alive_scores = cand_scores.masked_fill(ends, float("-inf"))
             best = alive_scores.topk(K, dim=-1).indices  # (B, K)
-            running = cand_seqs.gather(1, best[..., None].expand(-1, -1, max_length))
+            running = cand_seqs.gather(1, best[..., None].expand(-1, -1, max_length))  # (B, K, L)
             running_scores = alive_scores.gather(1, best)
             origin = cand_beam.gather(1, best) + batch_offset  # (B, K): rows they continue
 
-            # Ended candidates among the top K compete for the finished set on sum(log p) / length**penalty.
-            new_ok = ends & among_top_k
+            # 3. Ended candidates among the top K compete for the finished set on sum(log p) / length**penalty;
+            # a candidate that may not enter scores -inf, below every slot (empty slots hold NEG).
+            new_ok = ends & among_top_k  # (B, 2K)
             normed = cand_scores / ((length + 1 - start) ** length_penalty)
-            closed = (finished_ok.all(dim=-1, keepdim=True) & (early_stopping is True)) | ~improvable
-            normed = normed + closed.float() * NEG + (~new_ok).float() * NEG
-            all_scores = torch.cat([finished_scores, normed], dim=1)
-            keep = all_scores.topk(K, dim=-1).indices
+            closed = (finished_ok.all(dim=-1, keepdim=True) & (early_stopping is True)) | ~improvable  # (B, 1)
+            normed = normed.masked_fill(closed | ~new_ok, float("-inf"))
+            all_scores = torch.cat([finished_scores, normed], dim=1)  # (B, K + 2K)
+            keep = all_scores.topk(K, dim=-1).indices  # (B, K)
             finished = torch.cat([finished, cand_seqs], dim=1).gather(1, keep[..., None].expand(-1, -1, max_length))
             finished_scores = all_scores.gather(1, keep)
             finished_ok = torch.cat([finished_ok, new_ok], dim=1).gather(1, keep)
             new_len = torch.full_like(new_ok, length + 1, dtype=torch.long)
             finished_len = torch.cat([finished_len, new_len], dim=1).gather(1, keep)
 
-            past = self._reorder_cache(past, origin.view(-1))
-            length += 1
+            past = self._reorder_cache(past, origin.view(-1))  # row i now continues row origin[i]
+            length += 1  # the next forward adds one position to the cache
             improvable = improvable & _can_still_improve(running_scores, finished_scores, finished_ok, length, start,
                                                          max_length, length_penalty, early_stopping)
             all_done = bool(ends.all()) or not bool(improvable.any())

@@ -15,8 +15,9 @@ from torch import nn
 from minibert.nn.activations import get_activation
 
 
-def apply_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk_size: int, dim: int = 1):
-    """fn(x) computed over chunks of `chunk_size` along `dim`; chunk_size 0 means no chunking."""
+def apply_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk_size: int, dim: int = -2):
+    """fn(x) computed over chunks of `chunk_size` along `dim` (default: the positions of (B, T, E) or of
+    packed (N, E)); chunk_size 0 means no chunking."""
     if chunk_size <= 0 or x.size(dim) <= chunk_size:
         return fn(x)
     return torch.cat([fn(chunk) for chunk in x.split(chunk_size, dim=dim)], dim=dim)
@@ -44,4 +45,4 @@ class FeedForward(nn.Module):
         return self.dropout(self.down(self.activation_dropout(self.act(self.up(x)))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, E) or packed (N, E), same shape out
-        return apply_chunked(self._forward, x, self.chunk_size, dim=-2)
+        return apply_chunked(self._forward, x, self.chunk_size)
