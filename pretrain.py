@@ -15,6 +15,7 @@ import os
 import sys
 
 from minibert.data import OBJECTIVES
+from minibert.data.prepared import NotEnoughDiskSpace
 from minibert.engine import NonFiniteLossError, TrainingInterrupted
 from minibert.engine.arguments import add_arguments, from_namespace
 from minibert.pretraining import (
@@ -84,6 +85,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=options.corpus_fraction,
         help="train on this share of the training documents (a fixed subset; bench/bench_transfer.py uses it)",
     )
+    group.add_argument(
+        "--data_cache_dir",
+        help="where the corpus is kept tokenised (prepared once per corpus file and tokenizer) and trained "
+        "tokenizers are kept (default: $MINIBERT_CACHE, else ~/.cache/minibert)",
+    )
+    group.add_argument(
+        "--preparation_workers",
+        type=int,
+        help="processes that tokenise a large corpus file (default: one per CPU core, at most 8)",
+    )
     add_arguments(parser, defaults=DEFAULT_TRAINING)
     return parser.parse_args(argv)
 
@@ -106,13 +117,15 @@ def main(argv=None) -> int:
             dropout=ns.dropout,
             validation_share=ns.validation_share,
             corpus_fraction=ns.corpus_fraction,
+            data_cache_dir=ns.data_cache_dir,
+            preparation_workers=ns.preparation_workers,
             objective_options={} if ns.mlm_probability is None else {"mlm_probability": ns.mlm_probability},
         )
         result = run_pretraining(options, from_namespace(ns))
     except TrainingInterrupted as stop:
         print(f"pretrain.py: {stop}", file=sys.stderr)
         return stop.exit_code
-    except (ValueError, NonFiniteLossError) as error:
+    except (ValueError, NonFiniteLossError, NotEnoughDiskSpace) as error:
         print(f"pretrain.py: error: {error}", file=sys.stderr)
         return 1
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary

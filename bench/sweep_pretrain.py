@@ -22,7 +22,7 @@ import torch
 
 from minibert.data import build_objective
 from minibert.data.corpus import load_works
-from minibert.pretraining import size_config, split_documents
+from minibert.pretraining import select_documents, size_config
 from minibert.tokenizer import train_tokenizer
 
 DEFAULTS = {"vocab": 8000, "L": 64, "B": 32, "lr": 2e-3, "size": "tiny", "budget": 150.0, "mlm": 0.15,
@@ -44,7 +44,9 @@ def main(argv: list[str]) -> None:
         key, value = item.split("=")
         cfg[key] = type(cfg[key])(value)
     torch.manual_seed(0)
-    train_docs, held_docs, _ = split_documents(load_works(), 0.15)
+    works = load_works()
+    train, held, _ = select_documents([w for w, _ in works], 0.15, 1.0)
+    train_docs, held_docs = [works[i][1] for i in train], [works[i][1] for i in held]
     tokenizer = train_tokenizer([" ".join(d) for d in train_docs], vocab_size=cfg["vocab"])
     objective = build_objective("sop", tokenizer, cfg["L"], mlm_probability=cfg["mlm"])
     evaluation = build_objective("sop", tokenizer, cfg["L"])

@@ -13,9 +13,11 @@ start" and "loss at end" compare the same batches.
 """
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +26,11 @@ import torch
 
 from minibert.checkpoint import read_config_dict, read_state_dict
 from minibert.data import OBJECTIVES, build_objective
-from minibert.data.corpus import load_works, split_works
+from minibert.data.corpus import corpus_files, iter_records, split_sentences, split_works, work_name
+from minibert.data.prepared import TokenizedCorpus, default_cache_dir, file_fingerprint, prepare_corpus
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
-from minibert.engine.distributed import setup
+from minibert.engine.distributed import barrier, setup
 from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input
 from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 
@@ -88,6 +91,8 @@ class PretrainingOptions:
     max_eval_examples: int = 4096  # held-out examples evaluated (the first ones, in corpus order)
     dropout: float | None = None  # override the config's dropout (hidden and attention) when set
     objective_options: dict = field(default_factory=dict)  # e.g. {"mlm_probability": 0.15}
+    data_cache_dir: str | None = None  # prepared corpora, trained tokenizers (None: $MINIBERT_CACHE, ~/.cache/minibert)
+    preparation_workers: int | None = None  # processes that tokenise a large corpus file (None: one per core)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -176,12 +181,11 @@ def holds_tokenizer(directory: str | Path) -> bool:
     return any((Path(directory) / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json"))
 
 
-def get_tokenizer(
-    options: PretrainingOptions, documents: list[list[str]], output_dir: Path, checkpoint: Path | None
-) -> Tokenizer:
+def get_tokenizer(options: PretrainingOptions, output_dir: Path, checkpoint: Path | None) -> Tokenizer:
     """Order: --tokenizer; when resuming, the checkpoint's (its weights were trained with those ids, so
     a resume into a new output_dir must not train other ones), else the run's own when the checkpoint
-    is this run's; --init_from's; else one trained on the corpus."""
+    is this run's; --init_from's; else one trained on the training documents (kept in the data cache,
+    so the same corpus and settings train it once)."""
     if options.tokenizer:
         return load_tokenizer(options.tokenizer)
     if checkpoint is not None:
@@ -200,11 +204,54 @@ def get_tokenizer(
                 "tokenizer the checkpoint was trained with"
             )
         return load_tokenizer(options.init_from)
+    return trained_tokenizer(options)
+
+
+def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
+    """A tokenizer trained on the training documents' text (held-out works and, with corpus_fraction,
+    the documents left out are not read), from the cache when the same files and settings made one."""
+    files = [f for path in options.corpus for f in corpus_files(path)]
     kind = TOKENIZER_KINDS[options.family]
-    texts = (" ".join(doc) for doc in documents)
+    key = json.dumps([[file_fingerprint(f) for f in files], kind, options.vocab_size, options.validation_share,
+                      options.corpus_fraction])
+    root = Path(options.data_cache_dir or default_cache_dir()) / "tokenizers"
+    cached = root / hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+    if holds_tokenizer(cached):
+        logger.info("using the tokenizer trained earlier on this corpus: %s", cached)
+        return load_tokenizer(cached)
+    train, _, _ = select_documents(scan_work_names(files), options.validation_share, options.corpus_fraction)
+    chosen = set(train.tolist())
+    texts = (" ".join(split_sentences(row["text"])) for n, row in enumerate(_records_with_text(files)) if n in chosen)
     tokenizer = train_tokenizer(texts, kind=kind, vocab_size=options.vocab_size, model_max_length=512)
     logger.info("trained a %s tokenizer of %d tokens on the corpus", kind, tokenizer.vocab_size)
+    tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
+    tokenizer.save_pretrained(tmp)
+    if not cached.exists():
+        os.replace(tmp, cached)
     return tokenizer
+
+
+def _records_with_text(files: list[Path]):
+    """The records that hold text (those that become documents), streamed, in corpus order."""
+    for file in files:
+        for row, _ in iter_records(file):
+            if row["text"].strip():
+                yield row
+
+
+def scan_work_names(files: list[Path]) -> list[str]:
+    """Each document's work, read from the files without tokenising (the tokenizer is not trained yet)."""
+    several_files = len(files) > 1
+    names, first_record = [], 0
+    for file in files:
+        n = -1
+        for n, (row, _) in enumerate(iter_records(file)):
+            if row["text"].strip():
+                names.append(work_name(row.get("title"), str(file), several_files, first_record + n))
+        first_record += n + 1
+    if not names:
+        raise ValueError(f"the corpus {[str(f) for f in files]} is empty: it holds no text; check the files")
+    return names
 
 
 def build_model(options: PretrainingOptions, objective):
@@ -236,24 +283,27 @@ def build_model(options: PretrainingOptions, objective):
     return objective.build_model({**config, **overrides})
 
 
-def split_documents(works: list[tuple[str, list[str]]], share: float) -> tuple[list, list, list[str]]:
-    """(train documents, held-out documents, held-out work names): whole works are held out
-    (`split_works`), never single documents of a work the model trains on."""
-    held = split_works([w for w, _ in works], share)
-    train = [doc for w, doc in works if w not in held]
-    if not train:
+def select_documents(work_names: list[str], share: float, fraction: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(training document positions, held-out positions, held-out work names). Whole works are held out
+    (`split_works`), never single documents of a work the model trains on; then a fixed `fraction` of
+    the training documents (at least one) is kept, the same for every seed and each smaller fraction
+    inside the larger ones, so a data-scale experiment varies only the size."""
+    held = split_works(work_names, share)
+    is_held = np.array([w in held for w in work_names], dtype=bool)
+    train, held_out = np.flatnonzero(~is_held), np.flatnonzero(is_held)
+    if not len(train):
         raise ValueError(f"holding out {share:.0%} of the works leaves nothing to train on; lower --validation_share")
-    return train, [doc for w, doc in works if w in held], sorted(held)
+    if fraction < 1.0:
+        order = np.random.default_rng(0).permutation(len(train))
+        train = train[np.sort(order[: max(1, round(fraction * len(train)))])]
+    return train, held_out, sorted(held)
 
 
-def subsample(documents: list[list[str]], fraction: float) -> list[list[str]]:
-    """A fixed `fraction` of the documents (at least one), in corpus order; the same for every seed,
-    and each smaller fraction inside the larger ones, so a data-scale experiment varies only the size."""
-    if fraction >= 1.0:
-        return documents
-    order = np.random.default_rng(0).permutation(len(documents))
-    keep = set(order[: max(1, round(fraction * len(documents)))].tolist())
-    return [doc for i, doc in enumerate(documents) if i in keep]
+def split_corpus(corpus: TokenizedCorpus, share: float, fraction: float) -> tuple[TokenizedCorpus, TokenizedCorpus,
+                                                                                     list[str]]:
+    """(training documents, held-out documents, held-out work names) of a prepared corpus."""
+    train, held, names = select_documents(corpus.work_names(), share, fraction)
+    return corpus.subset(train), corpus.subset(held), names
 
 
 # What makes held-out numbers worth reading (below this they are printed with a warning).
@@ -371,6 +421,16 @@ class SaveModelAndTokenizer:
         self.tokenizer.save_pretrained(directory)
 
 
+def prepare(options: PretrainingOptions, tokenizer: Tokenizer, words: str, context) -> TokenizedCorpus:
+    """The corpus tokenised once into the data cache (minibert.data.prepared) and memory-mapped: rank 0
+    prepares what is missing while the other ranks wait, then every rank maps the same files."""
+    kwargs = {"cache_dir": options.data_cache_dir, "words": words, "workers": options.preparation_workers}
+    if context.is_main:
+        corpus = prepare_corpus(options.corpus, tokenizer, progress=True, **kwargs)
+    barrier(context)
+    return corpus if context.is_main else prepare_corpus(options.corpus, tokenizer, **kwargs)
+
+
 # -- the whole run ------------------------------------------------------------------------------
 def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callbacks=()) -> PretrainingResult:
     output_dir = Path(args.output_dir)
@@ -386,12 +446,11 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     context = setup(args.device)
     torch.manual_seed(args.seed)
 
-    works = load_works(options.corpus)
-    train_docs, held_docs, held_out_works = split_documents(works, options.validation_share)
-    train_docs = subsample(train_docs, options.corpus_fraction)
-    tokenizer = get_tokenizer(options, train_docs, output_dir, checkpoint)
+    tokenizer = get_tokenizer(options, output_dir, checkpoint)
     objective_options = {"seed": args.seed, **options.objective_options}
     objective = build_objective(options.objective, tokenizer, options.max_seq_length, **objective_options)
+    corpus = prepare(options, tokenizer, objective.word_rule, context)
+    train_docs, held_docs, held_out_works = split_corpus(corpus, options.validation_share, options.corpus_fraction)
     examples = objective.examples(train_docs)
     unknown = unknown_token_share(examples, tokenizer)
     if unknown is not None and unknown > MAX_UNKNOWN_SHARE:
@@ -400,8 +459,8 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "language or script?); train one on this corpus (leave out --tokenizer and --init_from) or pass a "
             "--tokenizer that covers its language"
         )
-    eval_examples = objective.examples(held_docs)[: options.max_eval_examples] if held_docs else []
-    warning = eval_warning(objective, eval_examples, held_out_works) if eval_examples else None
+    eval_examples = objective.examples(held_docs)[: options.max_eval_examples] if len(held_docs) else []
+    warning = eval_warning(objective, eval_examples, held_out_works) if len(eval_examples) else None
     passes = training_passes(args, len(examples), context.world_size)
     if passes > MAX_PASSES:
         logger.warning(
@@ -432,7 +491,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
 
     trainer_box = {}
     eval_fn = None
-    if eval_examples:
+    if len(eval_examples):
         eval_fn = make_eval_fn(
             objective,
             eval_examples,
@@ -474,6 +533,8 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "held_out_examples": len(eval_examples),
             "eval_warning": warning,
             "data_wait_share": result.data_wait_share,
+            "prepared_mb": corpus.prepared_bytes / 1e6,  # text tokenised into the data cache by this run
+            "preparation_seconds": corpus.prepared_seconds,
             "tokens_per_second": result.tokens_per_second,
             "seconds": result.seconds,
         }

@@ -21,6 +21,13 @@ except ImportError:
 requires_transformers = pytest.mark.skipif(not HAVE_TRANSFORMERS, reason="pip install -e '.[dev]' for parity tests")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _data_cache(tmp_path_factory):
+    """Prepared corpora and trained tokenizers go to a folder of this test session, not ~/.cache."""
+    os.environ["MINIBERT_CACHE"] = str(tmp_path_factory.mktemp("minibert-cache"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from minibert.data import (
 )
 from minibert.data.corpus import load_works, split_works
 from minibert.finetuning import TASKS_DIR as TASKS
-from minibert.pretraining import split_documents
+from minibert.pretraining import select_documents
 
 
 def test_split_sentences_english_and_chinese():
@@ -84,9 +84,12 @@ def test_held_out_works_are_whole_and_stable():
     works = load_works()
     held = split_works([w for w, _ in works], 0.15)
     assert len(held) == round(0.15 * 37) and held == split_works(list(reversed([w for w, _ in works])), 0.15)
-    train, held_docs, names = split_documents(works, 0.15)
+    train, held_docs, names = select_documents([w for w, _ in works], 0.15, 1.0)
     assert set(names) == held and len(train) + len(held_docs) == len(works)
     assert len(held_docs) == sum(w in held for w, _ in works)  # every scene of a held-out play, none of the others
+    assert all(works[i][0] in held for i in held_docs) and not any(works[i][0] in held for i in train)
+    small, _, _ = select_documents([w for w, _ in works], 0.15, 0.1)  # a fixed subset, inside the larger ones
+    assert len(small) == round(0.1 * len(train)) and set(small) <= set(train)
     assert split_works(["a"], 0.5) == set() and split_works(["a", "b"], 0.0) == set()
 
 

@@ -185,8 +185,9 @@ def test_refuses_another_runs_directory(tmp_path, corpus, tiny_config):
 def test_same_command_same_seed_same_tokenizer_and_losses(tmp_path, corpus, tiny_config):
     """Two runs of the same command: the trained tokenizer and every logged loss are identical, so
     experiments compare (tokenizers' WordPiece trainer alone is not reproducible, tokenizer.py)."""
-    first = pretrain(tmp_path / "a", corpus, tiny_config, "sop", steps=4)
-    second = pretrain(tmp_path / "b", corpus, tiny_config, "sop", steps=4)
+    # each run its own data cache: the second must train its tokenizer again, not reuse the first's
+    first = pretrain(tmp_path / "a", corpus, tiny_config, "sop", steps=4, data_cache_dir=str(tmp_path / "a" / "cache"))
+    second = pretrain(tmp_path / "b", corpus, tiny_config, "sop", steps=4, data_cache_dir=str(tmp_path / "b" / "cache"))
     assert (tmp_path / "a" / "run" / "vocab.txt").read_text() == (tmp_path / "b" / "run" / "vocab.txt").read_text()
     losses = [[r["loss"] for r in result.train.history if "loss" in r] for result in (first, second)]
     assert len(losses[0]) == 4 and losses[0] == losses[1]

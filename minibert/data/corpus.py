@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from minibert.data.chinese import convert_chinese, is_cjk
@@ -78,6 +79,19 @@ def _suffix(path: Path) -> str:
     return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
 
 
+def _not_utf8(file, data: bytes, error: UnicodeDecodeError, offset: int = 0, line: int = 1) -> ValueError:
+    """The error for a file that is not UTF-8: where the first bad byte is, and how to re-save the file.
+    `data` is the part of the file that starts at byte `offset`, on line `line`."""
+    at = offset + error.start
+    line += data[: error.start].count(b"\n")
+    return ValueError(
+        f"{file} is not UTF-8: the byte at offset {at} (line {line}) is {data[error.start:error.start + 1]!r} "
+        f"({error.reason}); "
+        f"re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {file} > utf8_copy` (use the file's "
+        "real encoding in place of latin1)"
+    )
+
+
 def decode_utf8(data: bytes, file: str | os.PathLike) -> str:
     """The text of a file's bytes, without a leading byte-order mark (Excel and Notepad write one).
     Anything but UTF-8 is refused at the first bad byte: guessing Latin-1 or cp1252 would turn
@@ -85,22 +99,29 @@ def decode_utf8(data: bytes, file: str | os.PathLike) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ValueError(
-            f"{file} is not UTF-8: the byte at offset {e.start} (line {line}) is {data[e.start:e.start + 1]!r} "
-            f"({e.reason}); "
-            f"re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {file} > utf8_copy` (use the file's "
-            "real encoding in place of latin1)"
-        ) from None
+        raise _not_utf8(file, data, e) from None
     return text.removeprefix("\ufeff")
 
 
-def _read_text(file: Path) -> str:
-    data = gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_bytes()
-    return decode_utf8(data, file)
+def read_lines(file: Path) -> Iterator[tuple[int, str, int]]:
+    """(line number, line, its size in bytes) of a file, gzipped or not, read as a stream: a corpus
+    larger than memory is never held whole. UTF-8 is checked line by line (decode_utf8's rule)."""
+    opener = gzip.open if file.suffix == ".gz" else open
+    offset = 0
+    with opener(file, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(file, raw, e, offset, n) from None
+            yield n, line.removeprefix("\ufeff") if n == 1 else line, len(raw)
+            offset += len(raw)
 
 
-def _files(path: Path) -> list[Path]:
+def corpus_files(path: str | os.PathLike) -> list[Path]:
+    """The corpus files a path names: a shipped corpus, a file, or every corpus file in a directory
+    (sorted by name)."""
+    path = Path(SHIPPED.get(str(path), path))
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if _suffix(p) in CORPUS_SUFFIXES)
         if not found:
@@ -114,28 +135,43 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
+def iter_records(file: Path) -> Iterator[tuple[dict, int]]:
+    """(record, its size in bytes) of one corpus file, streamed: a record is a JSON line (`text` plus
+    any metadata) or a block of a text file (blank lines separate documents)."""
+    if _suffix(file) in JSONL_SUFFIXES:
+        for n, line, size in read_lines(file):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{file}:{n} is not valid JSON ({e}); write one JSON object per line") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise ValueError(f"{file}:{n} has no string `text` field; JSON lines need {{\"text\": ...}}")
+            yield row, size
+        return
+    block, size = [], 0
+    for _, line, line_size in read_lines(file):
+        size += line_size
+        if line.strip():
+            block.append(line)
+        elif block:
+            yield {"text": "".join(block).strip()}, size
+            block, size = [], 0
+    if block:
+        yield {"text": "".join(block).strip()}, size
+
+
 def read_records(path: str | os.PathLike) -> list[dict]:
     """Each document as a dict: `text` plus any metadata (JSON lines keep all their fields, e.g. the
     shipped Shakespeare has title, genre, part, source)."""
-    path = SHIPPED.get(str(path), Path(path))
-    records = []
-    for file in _files(Path(path)):
-        if _suffix(file) in JSONL_SUFFIXES:
-            for n, line in enumerate(_read_text(file).splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{file}:{n} is not valid JSON ({e}); write one JSON object per line") from None
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise ValueError(f"{file}:{n} has no string `text` field; JSON lines need {{\"text\": ...}}")
-                records.append({**row, "source_file": str(file)})
-        else:
-            for block in re.split(r"\n\s*\n", _read_text(file)):
-                if block.strip():
-                    records.append({"text": block.strip(), "source_file": str(file)})
-    return records
+    return [{**row, "source_file": str(file)} for file in corpus_files(path) for row, _ in iter_records(file)]
+
+
+def work_name(title, file: str, several_files: bool, record: int) -> str:
+    """The work a document belongs to: its `title` (a play, a book), else its file when the corpus has
+    several files, else the document itself (`record`: its number among all the corpus's records)."""
+    return str(title or (file if several_files else f"document {record}"))
 
 
 def load_corpus(paths: str | os.PathLike | list | None = None, convert: str | None = None) -> list[list[str]]:
@@ -164,8 +200,7 @@ def load_works(paths: str | os.PathLike | list | None = None,
         text = convert_chinese(record["text"], convert) if convert else record["text"]
         sentences = split_sentences(text)
         if sentences:
-            work = record.get("title") or (record["source_file"] if several_files else f"document {n}")
-            documents.append((str(work), sentences))
+            documents.append((work_name(record.get("title"), record["source_file"], several_files, n), sentences))
     if not documents:
         raise ValueError(f"the corpus {[str(p) for p in paths]} is empty: it holds no text; check the files")
     return documents

@@ -86,9 +86,16 @@ class BartDenoising(Objective):
         return {k: v for k, v in wanted.items() if k in names}
 
     # -- examples: packed runs of sentences, kept as sentences for permutation -------------------------
-    def examples(self, documents: list[list[str]]) -> list[dict]:
-        return [{"sentences": [s.ids for s in chunk]} for chunk in self.pack_documents(documents,
-                                                                                     self.max_seq_length - 2)]
+    def example_index(self, corpus) -> np.ndarray:
+        return self.pack_index(corpus, self.max_seq_length - 2)  # (N, 3): shard, first token, end token
+
+    def build_example(self, corpus, row: np.ndarray) -> dict:
+        """The chunk's tokens cut at the sentence boundaries that fall inside it."""
+        shard, start, end = row.tolist()
+        bounds = corpus.shards[shard].sentences
+        inside = bounds[np.searchsorted(bounds, start, side="right"):np.searchsorted(bounds, end, side="left")]
+        cuts = [start, *np.asarray(inside).tolist(), end]
+        return {"sentences": [corpus.tokens(shard, a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]}
 
     # -- the five noises, on one document (1-D tensors without <s> and </s>) ---------------------------
     def permute_sentences(self, sentences: list[torch.Tensor], generator) -> list[torch.Tensor]:

@@ -1,29 +1,56 @@
-"""What every pretraining objective shares: checks, tokenisation once, padding, accuracy.
+"""What every pretraining objective shares: checks, tokenised corpora, lazy examples, padding, accuracy.
 
-An objective turns documents (lists of sentences, from minibert.data.load_corpus) into examples
-once (`examples`: tokenised, cached, with word boundaries where the objective needs them), and
-examples into batches (`collate`: padding and all random corruption, drawn from the generator
-it is given, so a run that restores the generator's state replays the same batches).
+An objective turns a tokenised corpus (minibert.data.prepared: token ids and sentence and document
+offsets, memory-mapped from a prepared cache or held in memory) into examples, and examples into
+batches:
+
+    examples(corpus)  -> Examples: one row of offsets per example (`example_index`), computed once;
+                         the example itself (token ids, word starts) is built from the arrays only
+                         when a batch asks for it (`build_example`), so memory does not grow with
+                         the corpus
+    collate(examples, generator) -> a batch: padding and all random corruption, drawn from the
+                         generator it is given, so a run that restores the generator's state
+                         replays the same batches
+
+`examples` also takes documents as lists of sentences (from minibert.data.load_corpus): they are
+tokenised in memory into the same arrays, so there is one pipeline.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from minibert.data.chinese import has_cjk, segment_words
-from minibert.data.corpus import join_sentences
 from minibert.data.objectives.masking import IGNORE_INDEX
+from minibert.data.prepared import TokenizedCorpus, tokenize_in_memory
 from minibert.tokenizer import Tokenizer
 
 
 @dataclass
 class Sentence:
-    """One tokenised sentence: ids (no special tokens) and, if asked for, where words start."""
+    """One tokenised sentence: ids (no special tokens) and where words start."""
 
     ids: np.ndarray  # (n,) int64
     word_starts: np.ndarray | None = None  # (n,) bool
+
+
+class Examples(Sequence):
+    """Examples built on demand: row i of `index` (offsets into the corpus's arrays) becomes example i
+    through `build(row)`. Slicing gives another lazy view; nothing is materialised until read."""
+
+    def __init__(self, build, index: np.ndarray):
+        self.build, self.index = build, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Examples(self.build, self.index[i])
+        return self.build(self.index[i])
 
 
 class Objective:
@@ -52,7 +79,7 @@ class Objective:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.seed = seed
-        self.chinese_words = chinese_words  # None: jieba words for text with Chinese characters
+        self.chinese_words = chinese_words  # None/True: jieba words for text with Chinese characters; False: never
         self.pad_to_multiple_of = pad_to_multiple_of
         self.special_ids = torch.tensor(tokenizer.all_special_ids, dtype=torch.long)
         self.special_table = torch.zeros(tokenizer.vocab_size, dtype=torch.bool)
@@ -60,13 +87,8 @@ class Objective:
         special = set(tokenizer.all_special_ids)
         self.random_pool = torch.tensor([i for i in range(tokenizer.vocab_size) if i not in special])
         self.skipped_documents = 0
-        self._sentence_cache: dict[str, Sentence] = {}
-        self._continuation = self._continuation_table() if self.needs_words else None
 
     # -- what the trainer calls -----------------------------------------------------------------
-    def examples(self, documents: list[list[str]]) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
     def collate(self, examples: list[dict[str, Any]], generator: torch.Generator | None = None) -> dict:
         raise NotImplementedError
 
@@ -117,69 +139,58 @@ class Objective:
                 f"{config.vocab_size}; build the model with vocab_size={self.tokenizer.vocab_size}"
             )
 
-    # -- tokenisation, once ------------------------------------------------------------------------
-    def _continuation_table(self) -> np.ndarray:
-        """(V,) bool: True for tokens that continue a word (WordPiece `##x`; byte-level BPE: no leading Ġ)."""
-        vocab = self.tokenizer.get_vocab()
-        table = np.zeros(self.tokenizer.vocab_size, dtype=bool)
-        for token, i in vocab.items():
-            if self.tokenizer.kind == "wordpiece":
-                table[i] = token.startswith("##")
-            else:
-                table[i] = not token.startswith("Ġ")
-        table[self.tokenizer.all_special_ids] = False
-        return table
+    # -- examples, from a tokenised corpus -------------------------------------------------------------
+    @property
+    def word_rule(self) -> str:
+        """How the corpus's word starts are made: from the vocabulary, or with jieba for Chinese text
+        (whole-word objectives, unless chinese_words=False)."""
+        return "jieba" if self.needs_words and self.chinese_words is not False else "vocab"
 
-    def _use_jieba(self, text: str) -> bool:
-        return self.chinese_words if self.chinese_words is not None else has_cjk(text)
+    def tokenized(self, documents) -> TokenizedCorpus:
+        """A TokenizedCorpus as it is, or documents (lists of sentences) tokenised in memory."""
+        if isinstance(documents, TokenizedCorpus):
+            return documents
+        return tokenize_in_memory(documents, self.tokenizer, self.word_rule)
+
+    def examples(self, documents) -> Examples:
+        """The objective's examples over a corpus (a TokenizedCorpus, or documents as lists of sentences)."""
+        corpus = self.tokenized(documents)
+        return Examples(partial(self.build_example, corpus), self.example_index(corpus))
+
+    def example_index(self, corpus: TokenizedCorpus) -> np.ndarray:
+        """(N, k) int64: one row of offsets per example."""
+        raise NotImplementedError
+
+    def build_example(self, corpus: TokenizedCorpus, row: np.ndarray) -> dict[str, Any]:
+        raise NotImplementedError
 
     def tokenize_documents(self, documents: list[list[str]]) -> list[list[Sentence]]:
-        """Each document's sentences as token ids, in one batched call; cached across calls.
+        """Each document's sentences as token ids (what the examples are made of; for inspection)."""
+        corpus = self.tokenized(documents)
+        return [[Sentence(corpus.tokens(k, a, b), corpus.word_starts(k, a, b))
+                 for a, b in zip(o[:-1].tolist(), o[1:].tolist(), strict=True)]
+                for k, o in corpus.documents()]
 
-        Sentences after the first get a leading space, so a byte-level BPE sees the word boundary it
-        would see in running text. With `needs_words`, word starts come from the vocabulary (## / Ġ),
-        or, for Chinese text, from jieba, run once per document.
-        """
-        todo = sorted({s for doc in documents for s in doc if s not in self._sentence_cache})
-        if todo:
-            if not self.needs_words:
-                for text, ids in zip(todo, self.tokenizer.encode_batch([" " + s for s in todo]), strict=True):
-                    self._sentence_cache[text] = Sentence(np.asarray(ids, dtype=np.int64))
-            else:
-                self._tokenize_with_words(documents, set(todo))
-        return [[self._sentence_cache[s] for s in doc] for doc in documents]
-
-    def _tokenize_with_words(self, documents: list[list[str]], todo: set[str]) -> None:
-        backend = self.tokenizer.backend
-        for doc in documents:
-            doc = [s for s in doc if s in todo]
-            if not doc:
-                continue
-            encodings = backend.encode_batch([" " + s for s in doc], add_special_tokens=False)
-            jieba_doc = self._use_jieba("".join(doc))
-            if jieba_doc:
-                text = join_sentences(doc)
-                starts, pos = set(), 0
-                for word in segment_words(text):  # once per document
-                    starts.add(pos)
-                    pos += len(word)
-                cursor = 0
-            for sentence, enc in zip(doc, encodings, strict=True):
-                ids = np.asarray(enc.ids, dtype=np.int64)
-                if jieba_doc:
-                    offset = text.index(sentence, cursor) - 1  # -1: the leading space we added
-                    cursor = offset + 1 + len(sentence)
-                    # A token starts a word where jieba's word starts, unless it shares that character with
-                    # the token before (byte-level BPE can cut one character into several tokens).
-                    char = [a for a, _ in enc.offsets]
-                    word_starts = np.array([offset + a in starts and (i == 0 or a != char[i - 1])
-                                            for i, a in enumerate(char)], dtype=bool)
-                    if len(word_starts):
-                        word_starts[0] = True
-                else:
-                    word_starts = ~self._continuation[ids] if len(ids) else np.zeros(0, dtype=bool)
-                self._sentence_cache[sentence] = Sentence(ids, word_starts)
-                todo.discard(sentence)
+    def pack_index(self, corpus: TokenizedCorpus, room: int) -> np.ndarray:
+        """(N, 3) rows (shard, first token, end token): consecutive sentences of one document packed into
+        chunks of at most `room` tokens (RoBERTa's DOC-SENTENCES); a sentence longer than `room` is cut
+        into pieces. A document's sentences are contiguous in the token array, so a chunk is a range."""
+        rows = []
+        for k, offsets in corpus.documents():
+            start, used = None, 0
+            for first, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+                for piece in range(first, end, room):
+                    n = min(room, end - piece)
+                    if used + n > room and used:
+                        rows.append((k, start, start + used))
+                        start, used = None, 0
+                    start = piece if start is None else start
+                    used += n
+            if used:
+                rows.append((k, start, start + used))
+        if not rows:
+            raise ValueError("the corpus produced no tokens; check that the documents hold text")
+        return np.asarray(rows, dtype=np.int64)
 
     # -- batching helpers ----------------------------------------------------------------------------
     def pad(self, rows: list[np.ndarray], value: int, dtype=torch.long) -> torch.Tensor:
@@ -191,35 +202,6 @@ class Objective:
         for i, row in enumerate(rows):
             out[i, : len(row)] = row
         return torch.from_numpy(out)
-
-    def pack_documents(self, documents: list[list[str]], room: int) -> list[list[Sentence]]:
-        """Consecutive sentences of one document packed into chunks of at most `room` tokens
-        (RoBERTa's DOC-SENTENCES); a sentence longer than `room` is cut into pieces."""
-        chunks = []
-        for doc in self.tokenize_documents(documents):
-            current, used = [], 0
-            for sentence in doc:
-                for start in range(0, max(len(sentence.ids), 1), room):
-                    piece = Sentence(sentence.ids[start:start + room],
-                                     None if sentence.word_starts is None else sentence.word_starts[start:start + room])
-                    if len(piece.ids) == 0:
-                        continue
-                    if used + len(piece.ids) > room and current:
-                        chunks.append(current)
-                        current, used = [], 0
-                    current.append(piece)
-                    used += len(piece.ids)
-            if current:
-                chunks.append(current)
-        if not chunks:
-            raise ValueError("the corpus produced no tokens; check that the documents hold text")
-        return chunks
-
-
-def concat(sentences: list[Sentence]) -> Sentence:
-    ids = np.concatenate([s.ids for s in sentences])
-    starts = None if sentences[0].word_starts is None else np.concatenate([s.word_starts for s in sentences])
-    return Sentence(ids, starts)
 
 
 def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -1,17 +1,19 @@
 """clm: causal language modelling, next-token prediction (GPT-2, Radford et al. 2019).
 
-The rule: predict each token from the ones before it. Documents are joined into one stream, each
+The rule: predict each token from the ones before it. Documents (their sentences tokenised as
+every objective tokenises them: each with a leading space) are joined into one stream, each
 followed by an end-of-text token (so the model learns where a text ends), and the stream is cut
 into full blocks of max_seq_length tokens (the remainder is dropped): no padding, no wasted
 compute. Batches carry `labels` equal to `input_ids`: the model shifts them itself (logits at t
 are scored against the token at t + 1), as Hugging Face's GPT2LMHeadModel does.
 """
 
+from functools import partial
+
 import numpy as np
 import torch
 
-from minibert.data.corpus import join_sentences
-from minibert.data.objectives.base import Objective
+from minibert.data.objectives.base import Examples, Objective
 
 
 class CausalLM(Objective):
@@ -48,16 +50,34 @@ class CausalLM(Objective):
         names = {f.name for f in dataclasses.fields(self.config_class())}
         return {k: v for k, v in wanted.items() if k in names and v is not None}
 
-    def examples(self, documents: list[list[str]]) -> list[dict]:
-        texts = [join_sentences(doc) for doc in documents]
-        stream = np.concatenate([np.append(np.asarray(ids, dtype=np.int64), self.eos)
-                                 for ids in self.tokenizer.encode_batch(texts)])
-        blocks = len(stream) // self.max_seq_length
+    def examples(self, documents) -> Examples:
+        """Block i is tokens [i * L, (i + 1) * L) of the stream; `blocks` says where each document sits in
+        it, so a block is assembled from the arrays when a batch asks for it."""
+        corpus = self.tokenized(documents)
+        rows = [(k, int(offsets[0]), int(offsets[-1])) for k, offsets in corpus.documents()]
+        documents_at = np.asarray(rows, dtype=np.int64).reshape(-1, 3)  # (D, 3): shard, first token, end token
+        stream_ends = np.cumsum(documents_at[:, 2] - documents_at[:, 1] + 1)  # + 1: the end-of-text token
+        total = int(stream_ends[-1]) if len(stream_ends) else 0
+        blocks = total // self.max_seq_length
         if blocks == 0:
-            raise ValueError(f"the corpus has {len(stream)} tokens, fewer than one block of max_seq_length "
+            raise ValueError(f"the corpus has {total} tokens, fewer than one block of max_seq_length "
                              f"{self.max_seq_length}; use more text or a smaller max_seq_length")
-        stream = stream[: blocks * self.max_seq_length].reshape(blocks, self.max_seq_length)
-        return [{"input_ids": row} for row in stream]
+        build = partial(self.build_block, corpus, documents_at, stream_ends)
+        return Examples(build, np.arange(blocks, dtype=np.int64)[:, None])
+
+    def build_block(self, corpus, documents_at: np.ndarray, stream_ends: np.ndarray, row: np.ndarray) -> dict:
+        start = int(row[0]) * self.max_seq_length
+        end = start + self.max_seq_length
+        pieces = []
+        d = int(np.searchsorted(stream_ends, start, side="right"))  # the document holding stream position start
+        while start < end:
+            shard, first, last = documents_at[d].tolist()
+            doc_start = int(stream_ends[d]) - (last - first + 1)  # where document d begins in the stream
+            ids = np.append(corpus.tokens(shard, first, last), self.eos)[start - doc_start:end - doc_start]
+            pieces.append(ids)
+            start += len(ids)
+            d += 1
+        return {"input_ids": np.concatenate(pieces)}
 
     def collate(self, examples: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         input_ids = torch.from_numpy(np.stack([e["input_ids"] for e in examples]))

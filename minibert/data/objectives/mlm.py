@@ -6,13 +6,13 @@ kept, so the model cannot rely on seeing [MASK] (it never appears when fine-tuni
 is redrawn every time a batch is built (RoBERTa's dynamic masking, https://arxiv.org/abs/1907.11692).
 
 Examples are consecutive sentences of one document, packed up to max_seq_length:
-`[CLS] sentences ... [SEP]`.
+`[CLS] sentences ... [SEP]` (built from the corpus's arrays when a batch asks for them).
 """
 
 import numpy as np
 import torch
 
-from minibert.data.objectives.base import Objective, concat, masked_accuracy
+from minibert.data.objectives.base import Objective, masked_accuracy
 from minibert.data.objectives.masking import choose_tokens, maskable_positions, replace_80_10_10
 
 
@@ -38,16 +38,16 @@ class MaskedLM(Objective):
 
         return BertForMaskedLM
 
-    def examples(self, documents: list[list[str]]) -> list[dict]:
-        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        out = []
-        for chunk in self.pack_documents(documents, self.max_seq_length - 2):
-            s = concat(chunk)
-            example = {"input_ids": np.concatenate([[cls], s.ids, [sep]])}
-            if s.word_starts is not None:
-                example["word_starts"] = np.concatenate([[False], s.word_starts, [False]])
-            out.append(example)
-        return out
+    def example_index(self, corpus) -> np.ndarray:
+        return self.pack_index(corpus, self.max_seq_length - 2)  # (N, 3): shard, first token, end token
+
+    def build_example(self, corpus, row: np.ndarray) -> dict:
+        shard, start, end = row.tolist()
+        example = {"input_ids": np.concatenate([[self.tokenizer.cls_token_id], corpus.tokens(shard, start, end),
+                                                [self.tokenizer.sep_token_id]])}
+        if self.needs_words:
+            example["word_starts"] = np.concatenate([[False], corpus.word_starts(shard, start, end), [False]])
+        return example
 
     def choose(self, maskable: torch.Tensor, word_starts: torch.Tensor | None, generator):
         """(chosen (B, T) bool, unit_ids or None): which tokens to predict. Overridden by wwm and span."""

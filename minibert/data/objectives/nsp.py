@@ -23,13 +23,14 @@ logger = logging.getLogger(__name__)
 
 
 def truncate_pair(a: np.ndarray, b: np.ndarray, room: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut the longer of the two (its end) until len(a) + len(b) <= room."""
-    while len(a) + len(b) > room:
-        if len(a) > len(b):
-            a = a[:-1]
+    """Cut the longer of the two (its end; b on a tie), one token at a time, until len(a) + len(b) <= room."""
+    la, lb = len(a), len(b)
+    while la + lb > room:
+        if la > lb:
+            la -= 1
         else:
-            b = b[:-1]
-    return a, b
+            lb -= 1
+    return a[:la], b[:lb]
 
 
 class SentencePairObjective(MaskedLM):
@@ -42,27 +43,25 @@ class SentencePairObjective(MaskedLM):
 
         return BertForPreTraining
 
-    def runs(self, documents: list[list[str]]):
-        """(document index, list of token arrays): runs of >= 2 consecutive sentences filling the room."""
+    def runs(self, corpus) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+        """(documents (D, 3): shard, first token, end token; runs: (document number, shard, the run's
+        sentence offsets)): runs of >= 2 consecutive sentences filling the room."""
         room = self.max_seq_length - 3
         self.skipped_documents = 0
-        tokenized = self.tokenize_documents(documents)
-        found = []
-        for d, doc in enumerate(tokenized):
-            doc = [s.ids for s in doc if len(s.ids)]
-            if len(doc) < 2:
+        documents, found = [], []
+        for d, (k, offsets) in enumerate(corpus.documents()):
+            documents.append((k, int(offsets[0]), int(offsets[-1])))
+            if len(offsets) < 3:  # fewer than two sentences
                 self.skipped_documents += 1
                 continue
-            current, used = [], 0
-            for ids in doc:
-                current.append(ids)
-                used += len(ids)
-                if used >= room:
-                    if len(current) >= 2:
-                        found.append((d, current))
-                        current, used = [], 0
-            if len(current) >= 2:
-                found.append((d, current))
+            first, used = 0, 0
+            for s, length in enumerate(np.diff(offsets).tolist()):
+                used += length
+                if used >= room and s + 1 - first >= 2:
+                    found.append((d, k, offsets[first:s + 2]))
+                    first, used = s + 1, 0
+            if len(offsets) - 1 - first >= 2:
+                found.append((d, k, offsets[first:]))
         if self.skipped_documents:
             logger.info("%s: skipped %d documents with a single sentence", self.name, self.skipped_documents)
         if not found:
@@ -70,31 +69,37 @@ class SentencePairObjective(MaskedLM):
                 f"no document is long enough for {self.name}: each needs at least two sentences "
                 f"({self.skipped_documents} documents had fewer); use a corpus of multi-sentence documents"
             )
-        return tokenized, found
+        return np.asarray(documents, dtype=np.int64), found
 
-    def examples(self, documents: list[list[str]]) -> list[dict]:
-        if len(documents) < 2:
+    def example_index(self, corpus) -> np.ndarray:
+        """(N, 7) rows: shard and token range of A, shard and token range of B, label. Pairs are drawn here,
+        once, from `seed`, in the order BERT's data preparation draws them."""
+        if len(corpus) < 2:
             raise ValueError("nsp draws random next segments from other documents, so it needs at least 2 "
                              "documents; use a larger corpus or the sop objective")
         rng = np.random.default_rng(self.seed)
-        tokenized, runs = self.runs(documents)
+        documents, runs = self.runs(corpus)
         room = self.max_seq_length - 3
-        out = []
-        for d, run in runs:
-            split = int(rng.integers(1, len(run)))
-            a = np.concatenate(run[:split])
+        rows = []
+        for d, k, offsets in runs:
+            split = int(rng.integers(1, len(offsets) - 1))
+            a = (k, int(offsets[0]), int(offsets[split]))
             if rng.random() < 0.5:
-                other = int(rng.integers(len(tokenized) - 1))
+                other = int(rng.integers(len(documents) - 1))
                 other += other >= d  # any document but this one
-                sentences = [s.ids for s in tokenized[other] if len(s.ids)] or [run[-1]]
-                start = int(rng.integers(len(sentences)))
-                b = np.concatenate(sentences[start:])[: max(room - len(a), 1)]
-                label = 1
+                shard, first, end = documents[other].tolist()
+                sentences = corpus.shards[shard].sentences
+                bounds = np.asarray(sentences[np.searchsorted(sentences, first):np.searchsorted(sentences, end)])
+                start = int(bounds[int(rng.integers(len(bounds)))])
+                rows.append((*a, shard, start, min(end, start + max(room - (a[2] - a[1]), 1)), 1))
             else:
-                b, label = np.concatenate(run[split:]), 0
-            a, b = truncate_pair(a, b, room)
-            out.append({"a": a, "b": b, "next_sentence_label": label})
-        return out
+                rows.append((*a, k, int(offsets[split]), int(offsets[-1]), 0))
+        return np.asarray(rows, dtype=np.int64)
+
+    def build_example(self, corpus, row: np.ndarray) -> dict:
+        ka, a0, a1, kb, b0, b1, label = row.tolist()
+        a, b = truncate_pair(corpus.tokens(ka, a0, a1), corpus.tokens(kb, b0, b1), self.max_seq_length - 3)
+        return {"a": a, "b": b, "next_sentence_label": label}
 
     def pair_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], labels: torch.Tensor, generator) -> dict:
         cls, sep, pad = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id

@@ -24,15 +24,20 @@ class SentenceOrderPrediction(SentencePairObjective):
         super().__init__(tokenizer, max_seq_length, **options)
         self.swap_probability = swap_probability
 
-    def examples(self, documents: list[list[str]]) -> list[dict]:
+    def example_index(self, corpus) -> np.ndarray:
+        """(N, 7) rows as nsp's (A and B from the same run, label unused): the split drawn once from `seed`."""
         rng = np.random.default_rng(self.seed)
-        _, runs = self.runs(documents)
-        out = []
-        for _, run in runs:
-            split = int(rng.integers(1, len(run))) if len(run) >= 3 else 1
-            a, b = truncate_pair(np.concatenate(run[:split]), np.concatenate(run[split:]), self.max_seq_length - 3)
-            out.append({"a": a, "b": b})
-        return out
+        _, runs = self.runs(corpus)
+        rows = []
+        for _, k, offsets in runs:
+            split = int(rng.integers(1, len(offsets) - 1)) if len(offsets) >= 4 else 1
+            rows.append((k, int(offsets[0]), int(offsets[split]), k, int(offsets[split]), int(offsets[-1]), -1))
+        return np.asarray(rows, dtype=np.int64)
+
+    def build_example(self, corpus, row: np.ndarray) -> dict:
+        k, a0, a1, _, b0, b1, _ = row.tolist()
+        a, b = truncate_pair(corpus.tokens(k, a0, a1), corpus.tokens(k, b0, b1), self.max_seq_length - 3)
+        return {"a": a, "b": b}
 
     def collate(self, examples: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         swapped = torch.rand(len(examples), generator=generator) < self.swap_probability
