@@ -8,7 +8,8 @@ tokens, AdamW over the trainable parameters, a few warm-up steps, then the media
 
 Memory, on a CPU (where there is no max_memory_allocated), two ways:
 - counted (exact, deterministic): the tensors autograd saves for backward during one training
-  forward (torch.autograd.graph.saved_tensors_hooks, each storage counted once), plus the
+  forward (torch.autograd.graph.saved_tensors_hooks, each storage counted once, weights not
+  counted here, since they are counted once among all parameters), plus the
   gradients and AdamW's two moments of the trainable parameters, plus all parameters. This is
   the peak a caching-free allocator would reach at the end of the forward pass; the saved
   activations are what ladder side-tuning claims to cut.
@@ -50,10 +51,12 @@ def measure(model_dir: str, method: str, size: int, batch_size: int, seq_len: in
                 "labels": torch.randint(0, 3, (batch_size,), generator=g)} for _ in range(2)]
 
     storages: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}  # saved too, but counted as weights
 
     def keep(tensor):
         storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -97,7 +100,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["runs/pretrain-sop", "wide"],
                         help="checkpoint dirs; 'wide' = the default one at " + json.dumps(WIDE))
     parser.add_argument("--adapter_size", type=int, default=16)
-    parser.add_argument("--ladder_side_tuning", type=int, default=8)
+    parser.add_argument("--ladder_side_tuning", type=int, default=4)  # as in bench_finetune_methods.py
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seq_len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)

@@ -38,6 +38,7 @@ METHODS = {
 
 
 def trainable_parameters(flags: list[str]) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # train.py, beside bench/
     import train
     from minibert.finetuning import Task, build_model, build_multitask_model
 
@@ -65,6 +66,10 @@ def main() -> None:
         for seed in args.seeds:
             out = Path("runs/methods") / f"{name}-{seed}"
             start = time.perf_counter()
+            if (out / "eval_results.json").is_file():  # done before: reused (delete runs/methods to redo)
+                runs.append({"seed": seed, "seconds": float("nan"),
+                             **json.loads((out / "eval_results.json").read_text())["metrics"]})
+                continue
             subprocess.run([sys.executable, "train.py", "--seed", str(seed), "--output_dir", str(out),
                             "--overwrite_output_dir", "--disable_tqdm", "--plot_loss", "false", *METHODS[name]],
                            check=True, capture_output=True)
@@ -79,7 +84,7 @@ def main() -> None:
         key = "genre_accuracy" if name == "multitask" else "accuracy"
         accuracies = [r[key] for r in result["runs"]]
         spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-        seconds = statistics.mean(r["seconds"] for r in result["runs"])
+        seconds = statistics.mean(r["seconds"] for r in result["runs"])  # nan when a run was reused
         print(f"| {name} | `{' '.join(result['flags'])}` | {result['trainable']:,} | " +
               " | ".join(f"{a:.3f}" for a in accuracies) +
               f" | {statistics.mean(accuracies):.3f} +- {spread:.3f} | {seconds:.0f} |")
