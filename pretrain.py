@@ -42,8 +42,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--corpus",
         nargs="+",
         default=options.corpus,
-        help="text/JSON-lines files or directories, or a shipped corpus (shakespeare, tang_poems)",
+        help="text, JSON-lines, CSV or TSV files (optionally .gz) or directories of them, or a shipped corpus "
+        "(shakespeare, tang_poems)",
     )
+    group.add_argument("--text_column", default=options.text_column,
+                       help="the JSON-lines field or CSV/TSV column holding the text (default: text); e.g. further "
+                       "pretraining on a fine-tuning file: --corpus train.csv --text_column sentence")
     group.add_argument("--tokenizer", help="a tokenizer directory (default: --init_from's, or train one on the corpus)")
     group.add_argument("--vocab_size", type=int, default=DEFAULT_RUN["vocab_size"],
                        help="for a tokenizer trained here (default: %(default)s)")
@@ -107,6 +111,7 @@ def main(argv=None) -> int:
         options = PretrainingOptions(
             objective=ns.objective,
             corpus=ns.corpus,
+            text_column=ns.text_column,
             tokenizer=ns.tokenizer,
             vocab_size=ns.vocab_size,
             model_size=ns.model_size,

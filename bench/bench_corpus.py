@@ -12,7 +12,9 @@ shared between the runs of a corpus. Measured, for the large corpus twice (the s
 the prepared arrays and the trained tokenizer) and the small one once:
 - peak resident memory of the whole process tree (pretrain.py and its preparation workers),
   sampled from /proc every 0.1 s;
-- seconds to the first training step (the first line of metrics.jsonl);
+- seconds to the first training step (the first line of metrics.jsonl), and, within the run, to its
+  examples being ready (the data side: tokenizer, prepared corpus, example indexes; after it come
+  the model and its evaluation on the held-out works at the start);
 - preparation throughput: MB of text tokenised per second (pretraining_summary.json's preparation
   time: reading, splitting into sentences, tokenising and writing the arrays);
 - the data-wait share of step time (pretraining_summary.json).
@@ -79,7 +81,7 @@ def tree_rss(pid: int) -> int:
 def run(corpus: Path, cache: Path, output: Path, steps: int) -> dict:
     command = [sys.executable, str(ROOT / "pretrain.py"), "--objective", "sop", "--corpus", str(corpus),
                "--output_dir", str(output), "--max_steps", str(steps), "--logging_steps", "1",
-               "--save_steps", str(steps), "--eval_steps", str(steps), "--max_eval_examples", "512",
+               "--save_steps", str(steps), "--eval_steps", str(steps),
                "--data_cache_dir", str(cache), "--overwrite_output_dir", "true"]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -105,6 +107,7 @@ def run(corpus: Path, cache: Path, output: Path, steps: int) -> dict:
     summary = json.loads((output / "pretraining_summary.json").read_text())
     return {"seconds": time.perf_counter() - start, "peak_rss_gb": peak / 2**30, "first_step_s": first_step,
             "data_wait_share": summary["data_wait_share"], "prepared_mb": summary["prepared_mb"],
+            "data_ready_s": summary["data_seconds"],
             "preparing_s": summary["preparation_seconds"]}
 
 
@@ -127,11 +130,12 @@ def main() -> None:
                 result["prep_mb_per_s"] = result["prepared_mb"] / result["preparing_s"]
             rows.append(result)
             print(json.dumps(result), flush=True)
-    print(f"\n{'corpus':>8} {'MB':>6} {'run':>4} {'total s':>8} {'first step s':>13} {'peak GB':>8} "
-          f"{'prep MB/s':>10} {'data wait':>10}")
+    print(f"\n{'corpus':>8} {'MB':>6} {'run':>4} {'total s':>8} {'data ready s':>13} {'first step s':>13} "
+          f"{'peak GB':>8} {'prep MB/s':>10} {'data wait':>10}")
     for r in rows:
         prep = f"{r['prep_mb_per_s']:.2f}" if "prep_mb_per_s" in r else "reused"
-        print(f"{r['corpus']:>8} {r['mb']:>6.0f} {r['run']:>4} {r['seconds']:>8.0f} {r['first_step_s']:>13.1f} "
+        print(f"{r['corpus']:>8} {r['mb']:>6.0f} {r['run']:>4} {r['seconds']:>8.0f} {r['data_ready_s']:>13.1f} "
+              f"{r['first_step_s']:>13.1f} "
               f"{r['peak_rss_gb']:>8.2f} {prep:>10} {r['data_wait_share']:>10.1%}")
     print(f"(work folder: {work})")
 

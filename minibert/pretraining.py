@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,7 @@ class PretrainingOptions:
 
     objective: str = "sop"  # one of minibert.data.OBJECTIVES
     corpus: list[str] = field(default_factory=lambda: ["shakespeare"])  # files, directories or shipped names
+    text_column: str = "text"  # the field (JSON lines) or column (CSV/TSV) holding each document's text
     tokenizer: str | None = None  # a tokenizer directory; None: --init_from's, or one trained on the corpus
     vocab_size: int = 8000  # size of a tokenizer trained on the corpus
     model_size: str = "mini"  # one of MODEL_SIZES, for a model started from scratch
@@ -212,16 +214,18 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     the documents left out are not read), from the cache when the same files and settings made one."""
     files = [f for path in options.corpus for f in corpus_files(path)]
     kind = TOKENIZER_KINDS[options.family]
-    key = json.dumps([[file_fingerprint(f) for f in files], kind, options.vocab_size, options.validation_share,
-                      options.corpus_fraction])
+    key = json.dumps([[file_fingerprint(f, options.text_column) for f in files], kind, options.vocab_size,
+                      options.validation_share, options.corpus_fraction])
     root = Path(options.data_cache_dir or default_cache_dir()) / "tokenizers"
     cached = root / hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
     if holds_tokenizer(cached):
         logger.info("using the tokenizer trained earlier on this corpus: %s", cached)
         return load_tokenizer(cached)
-    train, _, _ = select_documents(scan_work_names(files), options.validation_share, options.corpus_fraction)
+    names = scan_work_names(files, options.text_column)
+    train, _, _ = select_documents(names, options.validation_share, options.corpus_fraction)
     chosen = set(train.tolist())
-    texts = (" ".join(split_sentences(row["text"])) for n, row in enumerate(_records_with_text(files)) if n in chosen)
+    texts = (" ".join(split_sentences(row["text"]))
+             for n, row in enumerate(_records_with_text(files, options.text_column)) if n in chosen)
     tokenizer = train_tokenizer(texts, kind=kind, vocab_size=options.vocab_size, model_max_length=512)
     logger.info("trained a %s tokenizer of %d tokens on the corpus", kind, tokenizer.vocab_size)
     tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
@@ -231,21 +235,21 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     return tokenizer
 
 
-def _records_with_text(files: list[Path]):
+def _records_with_text(files: list[Path], text_column: str):
     """The records that hold text (those that become documents), streamed, in corpus order."""
     for file in files:
-        for row, _ in iter_records(file):
+        for row, _ in iter_records(file, text_column):
             if row["text"].strip():
                 yield row
 
 
-def scan_work_names(files: list[Path]) -> list[str]:
+def scan_work_names(files: list[Path], text_column: str = "text") -> list[str]:
     """Each document's work, read from the files without tokenising (the tokenizer is not trained yet)."""
     several_files = len(files) > 1
     names, first_record = [], 0
     for file in files:
         n = -1
-        for n, (row, _) in enumerate(iter_records(file)):
+        for n, (row, _) in enumerate(iter_records(file, text_column)):
             if row["text"].strip():
                 names.append(work_name(row.get("title"), str(file), several_files, first_record + n))
         first_record += n + 1
@@ -424,7 +428,8 @@ class SaveModelAndTokenizer:
 def prepare(options: PretrainingOptions, tokenizer: Tokenizer, words: str, context) -> TokenizedCorpus:
     """The corpus tokenised once into the data cache (minibert.data.prepared) and memory-mapped: rank 0
     prepares what is missing while the other ranks wait, then every rank maps the same files."""
-    kwargs = {"cache_dir": options.data_cache_dir, "words": words, "workers": options.preparation_workers}
+    kwargs = {"cache_dir": options.data_cache_dir, "words": words, "workers": options.preparation_workers,
+              "text_column": options.text_column}
     if context.is_main:
         corpus = prepare_corpus(options.corpus, tokenizer, progress=True, **kwargs)
     barrier(context)
@@ -444,6 +449,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         check_init_from(options.init_from, options.objective)
     check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer})
     context = setup(args.device)
+    started = time.perf_counter()
     torch.manual_seed(args.seed)
 
     tokenizer = get_tokenizer(options, output_dir, checkpoint)
@@ -461,6 +467,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         )
     eval_examples = objective.examples(held_docs)[: options.max_eval_examples] if len(held_docs) else []
     warning = eval_warning(objective, eval_examples, held_out_works) if len(eval_examples) else None
+    data_seconds = time.perf_counter() - started  # tokenizer, prepared corpus, example indexes: the data side
     passes = training_passes(args, len(examples), context.world_size)
     if passes > MAX_PASSES:
         logger.warning(
@@ -537,6 +544,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "preparation_seconds": corpus.prepared_seconds,
             "tokens_per_second": result.tokens_per_second,
             "seconds": result.seconds,
+            "data_seconds": data_seconds,  # start of the run to examples ready (reading, tokenising, indexing)
         }
         write_summary(output_dir, summary)
     return PretrainingResult(

@@ -175,3 +175,24 @@ def test_resume_from_the_prepared_format_is_exact(books, tmp_path):
     assert run(tmp_path / "stopped", 6, callbacks=[StopAfter3()])[-1][0] == 3
     resumed = run(tmp_path / "stopped", 6, resume="last")
     assert resumed[-3:] == straight[-3:] and [s for s, _ in resumed][-3:] == [4, 5, 6]
+
+
+def test_a_fine_tuning_file_is_a_corpus_through_its_text_column(tmp_path, tokenizers):
+    """Further pretraining on task text (Gururangan et al. 2020): CSV/TSV rows and JSON lines whose text sits
+    in another column are read through --text_column, and the column is part of the cache key."""
+    rows = [("Speak, I charge thee. Stay and speak.", "tragedy"), ("What is the matter? Nothing, my lord.", "comedy")]
+    table = tmp_path / "train.csv"
+    table.write_text("sentence,label\n" + "".join(f'"{t}",{g}\n' for t, g in rows), encoding="utf-8")
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("sentence\tlabel\n" + "".join(f"{t}\t{g}\n" for t, g in rows), encoding="utf-8")
+    expected = [["Speak, I charge thee.", "Stay and speak."], ["What is the matter?", "Nothing, my lord."]]
+    assert load_corpus(table, text_column="sentence") == expected == load_corpus(tsv, text_column="sentence")
+    corpus = prepare_corpus(table, tokenizers["wordpiece"], tmp_path / "cache", text_column="sentence")
+    assert len(corpus) == 2 and corpus.work_names() == ["document 0", "document 1"]
+    with pytest.raises(ValueError, match=r"has no `text` column \(its columns: sentence, label\); pass --text_column"):
+        load_corpus(table)
+    lines = tmp_path / "train.jsonl"
+    lines.write_text(json.dumps({"speech": "One. Two."}) + "\n")
+    with pytest.raises(ValueError, match=r"no string `text` field \(its fields: speech\).*--text_column"):
+        prepare_corpus(lines, tokenizers["wordpiece"], tmp_path / "cache")
+    assert load_corpus(lines, text_column="speech") == [["One.", "Two."]]

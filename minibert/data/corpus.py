@@ -14,6 +14,7 @@ for pretraining is whole works (`split_works`), so the model is evaluated on tex
 not on other scenes of the plays it trained on.
 """
 
+import csv
 import gzip
 import hashlib
 import json
@@ -29,7 +30,8 @@ SHIPPED = {"shakespeare": CORPUS_DIR / "shakespeare.jsonl.gz", "tang_poems": COR
 DEFAULT_CORPUS = "shakespeare"
 TEXT_SUFFIXES = (".txt", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json")
-CORPUS_SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES
+TABLE_SUFFIXES = (".csv", ".tsv")  # a fine-tuning file's text column, for further pretraining on task text
+CORPUS_SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + TABLE_SUFFIXES
 
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "prof", "mt"}
 # A sentence ends at . ! ? (and any closing quotes/brackets) followed by whitespace, or at 。！？
@@ -125,7 +127,7 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if _suffix(p) in CORPUS_SUFFIXES)
         if not found:
-            raise ValueError(f"directory {path} holds no .txt or .jsonl corpus files (optionally .gz)")
+            raise ValueError(f"directory {path} holds no .txt, .jsonl, .csv or .tsv corpus files (optionally .gz)")
         return found
     if not path.is_file():
         raise ValueError(
@@ -135,10 +137,15 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
     return [path]
 
 
-def iter_records(file: Path) -> Iterator[tuple[dict, int]]:
-    """(record, its size in bytes) of one corpus file, streamed: a record is a JSON line (`text` plus
-    any metadata) or a block of a text file (blank lines separate documents)."""
-    if _suffix(file) in JSONL_SUFFIXES:
+def iter_records(file: Path, text_column: str = "text") -> Iterator[tuple[dict, int]]:
+    """(record, its size in bytes) of one corpus file, streamed: a record is a JSON line or a CSV/TSV
+    row (its `text_column` as `text`, plus any metadata) or a block of a text file (blank lines
+    separate documents)."""
+    suffix = _suffix(file)
+    if suffix in TABLE_SUFFIXES:
+        yield from _table_records(file, text_column)
+        return
+    if suffix in JSONL_SUFFIXES:
         for n, line, size in read_lines(file):
             if not line.strip():
                 continue
@@ -146,9 +153,11 @@ def iter_records(file: Path) -> Iterator[tuple[dict, int]]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{file}:{n} is not valid JSON ({e}); write one JSON object per line") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise ValueError(f"{file}:{n} has no string `text` field; JSON lines need {{\"text\": ...}}")
-            yield row, size
+            if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
+                fields = f" (its fields: {', '.join(row)})" if isinstance(row, dict) else ""
+                raise ValueError(f"{file}:{n} has no string `{text_column}` field{fields}; JSON lines need "
+                                 f"{{\"{text_column}\": ...}}, or pass --text_column with the field holding the text")
+            yield {**row, "text": row[text_column]}, size
         return
     block, size = [], 0
     for _, line, line_size in read_lines(file):
@@ -162,10 +171,25 @@ def iter_records(file: Path) -> Iterator[tuple[dict, int]]:
         yield {"text": "".join(block).strip()}, size
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
+def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
+    """CSV (comma) or TSV (tab) rows with a header line, streamed."""
+    delimiter = "\t" if _suffix(file) == ".tsv" else ","
+    lines = (line for _, line, _ in read_lines(file))
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    if reader.fieldnames is None or text_column not in reader.fieldnames:
+        found = ", ".join(reader.fieldnames or []) or "no header"
+        raise ValueError(f"{file} has no `{text_column}` column (its columns: {found}); pass --text_column with "
+                         "the column that holds the text")
+    for row in reader:
+        text = row.get(text_column)
+        yield {**row, "text": text if isinstance(text, str) else ""}, len(text or "")
+
+
+def read_records(path: str | os.PathLike, text_column: str = "text") -> list[dict]:
     """Each document as a dict: `text` plus any metadata (JSON lines keep all their fields, e.g. the
     shipped Shakespeare has title, genre, part, source)."""
-    return [{**row, "source_file": str(file)} for file in corpus_files(path) for row, _ in iter_records(file)]
+    return [{**row, "source_file": str(file)} for file in corpus_files(path)
+            for row, _ in iter_records(file, text_column)]
 
 
 def work_name(title, file: str, several_files: bool, record: int) -> str:
@@ -174,17 +198,18 @@ def work_name(title, file: str, several_files: bool, record: int) -> str:
     return str(title or (file if several_files else f"document {record}"))
 
 
-def load_corpus(paths: str | os.PathLike | list | None = None, convert: str | None = None) -> list[list[str]]:
+def load_corpus(paths: str | os.PathLike | list | None = None, convert: str | None = None,
+                text_column: str = "text") -> list[list[str]]:
     """Documents as lists of sentences, from files, directories or shipped names (None: "shakespeare").
 
     convert: an OpenCC conversion applied to every text first (e.g. "t2s" for Traditional ->
     Simplified; needs the `zh` extra).
     """
-    return [sentences for _, sentences in load_works(paths, convert)]
+    return [sentences for _, sentences in load_works(paths, convert, text_column)]
 
 
-def load_works(paths: str | os.PathLike | list | None = None,
-               convert: str | None = None) -> list[tuple[str, list[str]]]:
+def load_works(paths: str | os.PathLike | list | None = None, convert: str | None = None,
+               text_column: str = "text") -> list[tuple[str, list[str]]]:
     """(work, sentences) of every document: the work is the record's `title` (a play, a book), else
     its file when the corpus has several files, else the document itself."""
     if paths is None:
@@ -193,7 +218,7 @@ def load_works(paths: str | os.PathLike | list | None = None,
         paths = [paths]
     if not paths:
         raise ValueError("no corpus paths given; pass files, directories, or a shipped name such as 'shakespeare'")
-    records = [record for path in paths for record in read_records(path)]
+    records = [record for path in paths for record in read_records(path, text_column)]
     several_files = len({r["source_file"] for r in records}) > 1
     documents = []
     for n, record in enumerate(records):

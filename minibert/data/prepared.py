@@ -262,17 +262,18 @@ def tokenizer_fingerprint(tokenizer, words: str) -> str:
     return hashlib.sha1(definition.encode("utf-8")).hexdigest()[:16]
 
 
-def file_fingerprint(file: Path) -> str:
+def file_fingerprint(file: Path, text_column: str = "text") -> str:
     stat = file.stat()
     key = f"{file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    key += "" if text_column == "text" else f"\0{text_column}"  # another column of the same file is other text
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
 
 
-def _chunks(file: Path):
+def _chunks(file: Path, text_column: str):
     """(texts of the records that hold text, their record numbers, their titles, bytes read, records read
     so far) in pieces of about CHUNK_CHARS characters, streamed from the file."""
     texts, records, titles, chars, size, seen = [], [], [], 0, 0, 0
-    for row, row_size in iter_records(file):
+    for row, row_size in iter_records(file, text_column):
         size += row_size
         if row["text"].strip():
             texts.append(row["text"])
@@ -369,7 +370,8 @@ class _ShardWriter:
         (self.directory / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
-def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers: int, progress: bool) -> None:
+def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers: int, progress: bool,
+                  text_column: str = "text") -> None:
     """Tokenise each corpus file into its directory. Chunks are read here and tokenised by a pool of
     processes when the work is large enough (at most two chunks per worker in flight, so memory stays
     bounded; results are written in order). Each directory is built under a temporary name and renamed
@@ -394,8 +396,9 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
             writer, job, *rest = pending.popleft()
             if job is None:  # the file's last chunk was written: complete it
                 file, directory, num_records = rest
-                writer.close({"format": FORMAT_VERSION, "file": str(file), "fingerprint": file_fingerprint(file),
-                              "words": words, "num_records": num_records})
+                writer.close({"format": FORMAT_VERSION, "file": str(file), "text_column": text_column,
+                              "fingerprint": file_fingerprint(file, text_column), "words": words,
+                              "num_records": num_records})
                 if directory.exists():  # another process finished the same preparation first: keep its copy
                     shutil.rmtree(writer.directory, ignore_errors=True)
                 else:
@@ -414,7 +417,7 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
             temporary.append(tmp)
             writer = _ShardWriter(tmp, token_dtype(tokenizer.vocab_size))
             num_records = 0
-            for texts, records, titles, size, seen in _chunks(file):
+            for texts, records, titles, size, seen in _chunks(file, text_column):
                 job = pool.apply_async(_tokenize_texts, (texts,)) if pool is not None else tokenize.texts(texts)
                 pending.append((writer, job, records, titles, size))
                 num_records = seen
@@ -436,14 +439,14 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
 
 
 def prepare_corpus(paths, tokenizer, cache_dir: str | os.PathLike | None = None, words: str = "vocab",
-                   workers: int | None = None, progress: bool = False) -> TokenizedCorpus:
+                   workers: int | None = None, progress: bool = False, text_column: str = "text") -> TokenizedCorpus:
     """Every file of the corpus (files, directories, shipped names), tokenised with `tokenizer`, from the
     cache when it holds them and prepared into it otherwise. Returns the whole corpus, memory-mapped."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     files = [f for p in paths for f in corpus_files(p)]
     root = Path(cache_dir or default_cache_dir()) / "prepared" / tokenizer_fingerprint(tokenizer, words)
-    directories = [root / f"{file.stem}-{file_fingerprint(file)}" for file in files]
+    directories = [root / f"{file.stem}-{file_fingerprint(file, text_column)}" for file in files]
     todo = [(f, d) for f, d in zip(files, directories, strict=True) if not (d / "meta.json").is_file()]
     if todo:
         check_disk_space(root, estimate_bytes([f for f, _ in todo], tokenizer.vocab_size))
@@ -451,7 +454,7 @@ def prepare_corpus(paths, tokenizer, cache_dir: str | os.PathLike | None = None,
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     started = time.perf_counter()
     if todo:
-        prepare_files(todo, tokenizer, words, workers, progress)
+        prepare_files(todo, tokenizer, words, workers, progress, text_column)
     shards = []
     for file, directory in zip(files, directories, strict=True):
         shard = Shard.open(directory)
