@@ -6,13 +6,24 @@ sequence starting with its start token. Rows that end (an eos token) are padded 
 Shapes: B inputs, K beams, N = B * K (or B * num_return_sequences) rows decoded together,
 L tokens so far, V vocabulary.
 
+Every setting an argument leaves out comes from the checkpoint, as in Hugging Face:
+
+    argument passed to generate  >  generation_config.json (the whole file, when the checkpoint has one)
+                                 >  config.json's generation fields and special tokens (older checkpoints)
+                                 >  Hugging Face's global defaults (GenerationConfig below)
+
+so bart-large-cnn, which stores num_beams 4, length_penalty 2, min_length 56 and
+no_repeat_ngram_size 3, summarises with them here too.
+
 A model mixes this in and provides a small protocol:
 
     is_encoder_decoder                  class attribute (True for BART)
+    _position_limit() -> int            the longest output the positions cover (caps the default length)
     _check_generation_length(input_ids, max_new_tokens)   ValueError when the positions run out
-    _generation_setup(input_ids, attention_mask, max_new_tokens) -> (sequences, state)
-        the rows the output starts with (B, L0), and a dict of per-row tensors (batch first, or
-        None) that every decoding step needs: an attention mask, positions, encoder states ...
+    _generation_setup(input_ids, attention_mask, max_new_tokens, decoder_start) -> (sequences, state)
+        the rows the output starts with (B, L0) (an encoder-decoder's: decoder_start), and a dict of
+        per-row tensors (batch first, or None) that every decoding step needs: an attention mask,
+        positions, encoder states ...
     _generation_forward(tokens, state, past_key_values) -> (logits (N, V), past_key_values)
         run the new tokens (the whole prompt first, then one token per row) against the cache
     _reorder_cache(past_key_values, beam_idx) -> past_key_values
@@ -20,13 +31,15 @@ A model mixes this in and provides a small protocol:
 
 One step of decoding, whatever the strategy:
 
-    logits ─► processors (repetition penalty, no-repeat n-grams, forced bos/eos) ─► [sampling:
+    logits ─► processors (repetition penalty, no-repeat n-grams, minimum length, forced bos/eos) ─► [sampling:
     temperature, top-k, top-p] ─► argmax | multinomial | top-2K over K beams ─► append, stop at eos
 """
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +50,93 @@ logger = logging.getLogger(__name__)
 
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (sequences (N, L), scores (N, V)) -> scores
 NEG = -1.0e9  # "impossible" score for beam bookkeeping: finite, so sums and comparisons stay well defined
+DEFAULT_NEW_TOKENS = 20  # Hugging Face's default length when nothing sets one: 20 new tokens
+
+
+@dataclass
+class GenerationConfig:
+    """The settings `generate` applies, named and defaulted as Hugging Face's GenerationConfig (its
+    global defaults), so a generation_config.json or an older config.json is read by copying keys."""
+
+    max_length: int | None = None  # whole output (prompt, or decoder start token, + new tokens); None: 20 new
+    max_new_tokens: int | None = None  # new tokens per row; wins over max_length
+    min_length: int = 0  # eos is banned while a row is shorter than this (prompt or start token counted)
+    min_new_tokens: int | None = None  # ... or has fewer new tokens than this; wins over min_length
+    do_sample: bool = False  # sample from the processed distribution instead of taking the best
+    num_beams: int = 1  # 1: greedy or sampling; more: beam search
+    temperature: float = 1.0  # sampling: divide the scores by this
+    top_k: int = 50  # sampling: keep the k best tokens (0: all)
+    top_p: float = 1.0  # sampling: keep the smallest set of best tokens holding this probability
+    repetition_penalty: float = 1.0  # CTRL's penalty on tokens already in the row (1.0: off)
+    no_repeat_ngram_size: int = 0  # no n-gram of this size twice in a row (0: off)
+    length_penalty: float = 1.0  # beam search: finished score = sum(log p) / new_length ** length_penalty
+    early_stopping: bool | str = False  # beam search: True, False or "never" (see generate)
+    num_return_sequences: int = 1  # rows returned per input
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None  # generation ends at any of these
+    pad_token_id: int | None = None  # fills rows that ended; None: the first eos id
+    decoder_start_token_id: int | None = None  # encoder-decoder: the decoder's first token; None: bos
+    forced_bos_token_id: int | None = None  # encoder-decoder: the first generated token (mBART's language id)
+    forced_eos_token_id: int | list[int] | None = None  # the last token max_length allows
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "") -> "GenerationConfig":
+        """The fields a generation_config.json or config.json sets (null means "not set"). Settings
+        Hugging Face would apply but minibert cannot are named in a warning rather than dropped silently."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        ignored = sorted(k for k, neutral in UNSUPPORTED_SETTINGS.items() if k in data and data[k] != neutral)
+        if ignored:
+            logger.warning("%s sets generation options minibert does not apply: %s", source or "the config",
+                           ", ".join(f"{k}={data[k]!r}" for k in ignored))
+        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong and how to fix it) for every setting out of range."""
+        found = []
+        for name, ok, message in (
+            ("max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 1,
+             f"max_new_tokens must be at least 1, got {self.max_new_tokens}"),
+            ("min_length", self.min_length >= 0, f"min_length must be >= 0 (0 = off), got {self.min_length}"),
+            ("min_new_tokens", self.min_new_tokens is None or self.min_new_tokens >= 0,
+             f"min_new_tokens must be >= 0 (0 = off), got {self.min_new_tokens}"),
+            ("num_beams", self.num_beams >= 1, f"num_beams must be >= 1, got {self.num_beams}"),
+            ("num_return_sequences", self.num_return_sequences >= 1,
+             f"num_return_sequences must be >= 1, got {self.num_return_sequences}"),
+            ("num_return_sequences", self.num_beams == 1 or self.num_return_sequences <= self.num_beams,
+             f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams ({self.num_beams}): "
+             "beam search returns its best beams; raise num_beams or lower num_return_sequences"),
+            ("num_return_sequences", self.num_beams > 1 or self.do_sample or self.num_return_sequences == 1,
+             f"greedy decoding returns one sequence per input, not {self.num_return_sequences}; "
+             "use do_sample=True or num_beams >= num_return_sequences"),
+            ("top_p", 0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}; 1.0 turns nucleus "
+             "filtering off"),
+            ("top_k", self.top_k >= 0, f"top_k must be >= 0 (0 turns top-k filtering off), got {self.top_k}"),
+            ("temperature", not self.do_sample or self.temperature > 0,
+             f"temperature must be > 0 when sampling, got {self.temperature}; for the most likely tokens use "
+             "do_sample=False"),
+            ("repetition_penalty", self.repetition_penalty > 0,
+             f"repetition_penalty must be > 0 (1.0 = off), got {self.repetition_penalty}"),
+            ("no_repeat_ngram_size", self.no_repeat_ngram_size >= 0,
+             f"no_repeat_ngram_size must be >= 0 (0 = off), got {self.no_repeat_ngram_size}"),
+            ("length_penalty", math.isfinite(self.length_penalty),
+             f"length_penalty must be a finite number (1.0 = scores per token, 0 = summed log-probabilities), "
+             f"got {self.length_penalty}"),
+            ("early_stopping", self.early_stopping in (True, False, "never"),
+             f"early_stopping must be True, False or 'never', got {self.early_stopping!r}"),
+        ):
+            if not ok:
+                found.append((name, message))
+        return found
+
+
+# Hugging Face options (with their "off" values) that minibert's generate does not implement.
+UNSUPPORTED_SETTINGS = {
+    "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": None, "bad_words_ids": None,
+    "suppress_tokens": None, "begin_suppress_tokens": None, "sequence_bias": None,
+    "exponential_decay_length_penalty": None, "encoder_repetition_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0, "remove_invalid_values": False, "num_beam_groups": 1,
+    "diversity_penalty": 0.0, "renormalize_logits": False,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,6 +170,13 @@ def ban_repeated_ngrams(scores, sequences, n: int):
     return scores.masked_fill(banned[:, :V], float("-inf"))
 
 
+def ban_eos(scores, eos_ids: list[int]):
+    """The row may not end yet (minimum length): its eos tokens become impossible."""
+    scores = scores.clone()
+    scores[:, eos_ids] = float("-inf")
+    return scores
+
+
 def force_token(scores, token_ids: list[int]):
     """Only `token_ids` remain possible (score 0, everything else -inf)."""
     forced = torch.full_like(scores, float("-inf"))
@@ -97,15 +204,18 @@ def top_p_filter(scores, p: float, min_keep: int = 1):
     return scores.masked_fill(drop, float("-inf"))
 
 
-def build_processors(*, repetition: float, ignore_before, no_repeat_ngram_size: int, forced_bos: int | None,
-                     forced_eos: list[int] | None, max_length: int, do_sample: bool, temperature: float,
-                     top_k: int, top_p: float, min_keep: int) -> list[Processor]:
+def build_processors(*, repetition: float, ignore_before, no_repeat_ngram_size: int, eos: list[int],
+                     min_length: int, forced_bos: int | None, forced_eos: list[int] | None, max_length: int,
+                     do_sample: bool, temperature: float, top_k: int, top_p: float,
+                     min_keep: int) -> list[Processor]:
     """The processors in Hugging Face's order; the sampling ones only when sampling."""
     procs: list[Processor] = []
     if repetition != 1.0:
         procs.append(lambda seq, s: repetition_penalty(s, seq, repetition, ignore_before))
     if no_repeat_ngram_size > 0:
         procs.append(lambda seq, s: ban_repeated_ngrams(s, seq, no_repeat_ngram_size))
+    if min_length > 0 and eos:  # rows shorter than min_length (prompt or start token counted) may not end
+        procs.append(lambda seq, s: ban_eos(s, eos) if seq.size(1) < min_length else s)
     if forced_bos is not None:  # the first generated token of an encoder-decoder (e.g. mBART's language id)
         procs.append(lambda seq, s: force_token(s, [forced_bos]) if seq.size(1) == 1 else s)
     if forced_eos:  # the last token allowed by max_length must end the sequence
@@ -138,108 +248,146 @@ def _token_list(value) -> list[int]:
 class GenerationMixin:
     is_encoder_decoder = False
 
+    def generation_defaults(self) -> GenerationConfig:
+        """What `generate` falls back on, resolved as Hugging Face resolves it: the checkpoint's
+        generation_config.json when it had one (then config.json's generation fields count for nothing),
+        else the generation fields and special tokens of config.json, else the global defaults."""
+        if self.generation_config is not None:
+            return GenerationConfig.from_dict(self.generation_config, "generation_config.json")
+        return GenerationConfig.from_dict(self.config.to_dict(), "config.json")
+
     @torch.no_grad()
     def generate(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        max_new_tokens: int = 20,
-        do_sample: bool = False,
-        num_beams: int = 1,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
+        max_new_tokens: int | None = None,
+        do_sample: bool | None = None,
+        num_beams: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
         eos_token_id: int | list[int] | None = None,
         pad_token_id: int | None = None,
-        length_penalty: float = 1.0,
-        early_stopping: bool | str = False,
-        no_repeat_ngram_size: int = 0,
-        repetition_penalty: float = 1.0,
-        num_return_sequences: int = 1,
+        length_penalty: float | None = None,
+        early_stopping: bool | str | None = None,
+        no_repeat_ngram_size: int | None = None,
+        repetition_penalty: float | None = None,
+        num_return_sequences: int | None = None,
         generator: torch.Generator | None = None,
+        *,
+        max_length: int | None = None,
+        min_length: int | None = None,
+        min_new_tokens: int | None = None,
+        forced_bos_token_id: int | None = None,
+        forced_eos_token_id: int | list[int] | None = None,
+        decoder_start_token_id: int | None = None,
     ) -> torch.Tensor:
-        """Generate up to `max_new_tokens` tokens per row; returns token ids (rows * num_return_sequences, L).
+        """Generate new tokens per row; returns token ids (rows * num_return_sequences, L).
 
-        eos_token_id / pad_token_id default to the config's (pad falls back to eos, as in Hugging
-        Face). Beam search scores a finished hypothesis as sum(log p) / generated_length**length_penalty;
+        Every setting left as None comes from the checkpoint (`generation_defaults`); the meaning of
+        each is in GenerationConfig. Lengths: max_new_tokens wins over max_length (which counts the
+        prompt, or the decoder start token); with neither anywhere, 20 new tokens within the model's
+        positions. min_new_tokens wins over min_length alike. pad_token_id falls back to eos, as in
+        Hugging Face. Beam search scores a finished hypothesis as sum(log p) / generated_length**length_penalty;
         early_stopping=True stops an input once it has num_beams finished hypotheses, False stops it
         when no running beam can still beat the worst of them at its current length, "never" when
         none could at any length. `generator` makes sampling reproducible without touching the
         global RNG. Without attention_mask, a decoder-only prompt is masked where it holds
         pad_token_id (unless pad equals eos), as Hugging Face does.
         """
-        config = self.config
-        check_ids(input_ids, config.vocab_size)  # the forward passes inside skip their checks
-        eos = _token_list(eos_token_id if eos_token_id is not None else config.eos_token_id)
-        pad = pad_token_id if pad_token_id is not None else config.pad_token_id
+        explicit = {k: v for k, v in dict(
+            max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams, temperature=temperature,
+            top_k=top_k, top_p=top_p, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+            length_penalty=length_penalty, early_stopping=early_stopping, no_repeat_ngram_size=no_repeat_ngram_size,
+            repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences, max_length=max_length,
+            min_length=min_length, min_new_tokens=min_new_tokens, forced_bos_token_id=forced_bos_token_id,
+            forced_eos_token_id=forced_eos_token_id, decoder_start_token_id=decoder_start_token_id,
+        ).items() if v is not None}
+        settings = dataclasses.replace(self.generation_defaults(), **explicit)
+        self._check_settings(settings, explicit)
+        check_ids(input_ids, self.config.vocab_size)  # the forward passes inside skip their checks
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
+                             f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids")
+        eos = _token_list(settings.eos_token_id)
+        pad = settings.pad_token_id
         if pad is None and eos:
             pad = eos[0]
-        self._check_generate_arguments(input_ids, attention_mask, max_new_tokens, do_sample, num_beams, temperature,
-                                       top_k, top_p, repetition_penalty, no_repeat_ngram_size, num_return_sequences,
-                                       early_stopping, length_penalty)
-        self._check_generation_length(input_ids, max_new_tokens)
+        start = 1 if self.is_encoder_decoder else input_ids.size(1)  # the output's length before any new token
+        new_tokens = self._new_tokens(settings, start, explicit)
+        min_length = start + settings.min_new_tokens if settings.min_new_tokens is not None else settings.min_length
+        if min_length > start + new_tokens:
+            logger.warning("min_length %d is past the longest output (%d tokens): no row can end with eos",
+                           min_length, start + new_tokens)
+        self._check_generation_length(input_ids, new_tokens)
         if attention_mask is None and not self.is_encoder_decoder:
             attention_mask = _infer_attention_mask(input_ids, pad, eos)
-        sequences, state = self._generation_setup(input_ids, attention_mask, max_new_tokens)
+        sequences, state = self._generation_setup(input_ids, attention_mask, new_tokens,
+                                                  self._decoder_start(settings))
 
         # Left padding must not count as "already generated" for the repetition penalty.
         ignore_before = None
         if not self.is_encoder_decoder and not bool(attention_mask.all()):
             ignore_before = attention_mask.ne(0).int().argmax(dim=1)  # index of each row's first real token
+        num_beams, num_return_sequences = settings.num_beams, settings.num_return_sequences
         copies = max(num_beams, num_return_sequences)
         if copies > 1:  # each input becomes `copies` consecutive rows
             sequences = sequences.repeat_interleave(copies, dim=0)
             state = {k: v.repeat_interleave(copies, dim=0) if v is not None else None for k, v in state.items()}
             ignore_before = ignore_before.repeat_interleave(copies, dim=0) if ignore_before is not None else None
 
-        max_length = sequences.size(1) + max_new_tokens
+        max_length = start + new_tokens
         # Beam sampling keeps enough tokens that a beam can continue after every eos is drawn.
         min_keep = (len(eos) + 1 if eos else 2) if num_beams > 1 else 1
         procs = build_processors(
-            repetition=repetition_penalty, ignore_before=ignore_before, no_repeat_ngram_size=no_repeat_ngram_size,
-            forced_bos=getattr(config, "forced_bos_token_id", None),
-            forced_eos=_token_list(getattr(config, "forced_eos_token_id", None)) or None,
-            max_length=max_length, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-            min_keep=min_keep,
+            repetition=settings.repetition_penalty, ignore_before=ignore_before,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size, eos=eos, min_length=min_length,
+            forced_bos=settings.forced_bos_token_id,
+            forced_eos=_token_list(settings.forced_eos_token_id) or None,
+            max_length=max_length, do_sample=settings.do_sample, temperature=settings.temperature,
+            top_k=settings.top_k, top_p=settings.top_p, min_keep=min_keep,
         )
         if num_beams == 1:
-            return self._greedy_or_sample(sequences, state, max_length, procs, do_sample, eos, pad, generator)
-        return self._beam_search(sequences, state, max_length, procs, num_beams, do_sample, eos, pad,
-                                 length_penalty, early_stopping, num_return_sequences, generator)
+            return self._greedy_or_sample(sequences, state, max_length, procs, settings.do_sample, eos, pad,
+                                          generator)
+        return self._beam_search(sequences, state, max_length, procs, num_beams, settings.do_sample, eos, pad,
+                                 settings.length_penalty, settings.early_stopping, num_return_sequences, generator)
 
-    @staticmethod
-    def _check_generate_arguments(input_ids, attention_mask, max_new_tokens, do_sample, num_beams, temperature,
-                                  top_k, top_p, repetition_penalty, no_repeat_ngram_size, num_return_sequences,
-                                  early_stopping, length_penalty) -> None:
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
-                             f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        if num_beams < 1 or num_return_sequences < 1:
-            raise ValueError(f"num_beams ({num_beams}) and num_return_sequences ({num_return_sequences}) must be >= 1")
-        if num_beams > 1 and num_return_sequences > num_beams:
-            raise ValueError(f"num_return_sequences ({num_return_sequences}) cannot exceed num_beams ({num_beams}): "
-                             "beam search returns its best beams; raise num_beams or lower num_return_sequences")
-        if num_beams == 1 and not do_sample and num_return_sequences > 1:
-            raise ValueError(f"greedy decoding returns one sequence per input, not {num_return_sequences}; "
-                             "use do_sample=True or num_beams >= num_return_sequences")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}; 1.0 turns nucleus filtering off")
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 turns top-k filtering off), got {top_k}")
-        if do_sample and not temperature > 0:
-            raise ValueError(f"temperature must be > 0 when sampling, got {temperature}; "
-                             "for the most likely tokens use do_sample=False")
-        if not repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {repetition_penalty}")
-        if no_repeat_ngram_size < 0:
-            raise ValueError(f"no_repeat_ngram_size must be >= 0 (0 = off), got {no_repeat_ngram_size}")
-        if not math.isfinite(length_penalty):
-            raise ValueError(f"length_penalty must be a finite number (1.0 = scores per token, 0 = summed "
-                             f"log-probabilities), got {length_penalty}")
-        if early_stopping not in (True, False, "never"):
-            raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    def _check_settings(self, settings: GenerationConfig, explicit: dict) -> None:
+        """The first setting out of range, as a ValueError; one the checkpoint set is named as such."""
+        for name, message in settings.problems():
+            if name in explicit:
+                raise ValueError(message)
+            source = "generation_config.json" if self.generation_config is not None else "config.json"
+            raise ValueError(f"{message} (set by the checkpoint's {source}): pass {name}=... to generate to "
+                             f"override it, or correct {source}")
+
+    def _new_tokens(self, settings: GenerationConfig, start: int, explicit: dict) -> int:
+        """How many tokens each row may add: max_new_tokens, else max_length - start, else Hugging Face's
+        default of 20 within the model's positions."""
+        if settings.max_new_tokens is not None:
+            return settings.max_new_tokens
+        if settings.max_length is not None:
+            if settings.max_length <= start:
+                given = "" if "max_length" in explicit else " (from the checkpoint)"
+                what = "prompt" if not self.is_encoder_decoder else "decoder start token"
+                raise ValueError(f"max_length={settings.max_length}{given} leaves no room after the {start}-token "
+                                 f"{what}; pass max_new_tokens (it counts new tokens only) or a max_length above "
+                                 f"{start}")
+            return settings.max_length - start
+        return max(min(start + DEFAULT_NEW_TOKENS, self._position_limit()) - start, 1)
+
+    def _decoder_start(self, settings: GenerationConfig) -> int | None:
+        """An encoder-decoder's first decoder token: decoder_start_token_id, else bos (as Hugging Face)."""
+        if not self.is_encoder_decoder:
+            return None
+        token = settings.decoder_start_token_id if settings.decoder_start_token_id is not None \
+            else settings.bos_token_id
+        if token is None:
+            raise ValueError("generation needs decoder_start_token_id (or bos_token_id) for the decoder's first "
+                             "token; pass decoder_start_token_id=... or set it in config.json")
+        return token
 
     # -- one row per input (or per sample) ------------------------------------------------------
     def _greedy_or_sample(self, sequences, state, max_length, procs, do_sample, eos, pad, generator):
@@ -285,7 +433,10 @@ class GenerationMixin:
         among_top_k = torch.arange(n_candidates, device=device) < K  # only the top K may finish this step
         batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1): beam k of input b is row b * K + k
 
-        running = sequences.new_full((B, K, max_length), pad if pad is not None else -1)  # (B, K, L)
+        # Rows that end early are filled as Hugging Face fills them: with pad_token_id, but with the
+        # first eos when pad_token_id is 0 (it tests the pad id for truth), and -1 without eos.
+        fill = (pad or eos[0]) if eos else -1
+        running = sequences.new_full((B, K, max_length), fill)  # (B, K, L)
         running[:, :, :start] = sequences.view(B, K, start)
         running_scores = torch.zeros(B, K, device=device)
         running_scores[:, 1:] = NEG  # all beams start identical: let only the first one expand at step one

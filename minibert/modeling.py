@@ -26,6 +26,7 @@ from torch import nn
 
 from minibert.checkpoint import (
     CONFIG_NAME,
+    GENERATION_CONFIG_NAME,
     WeightMap,
     normalize_legacy_key,
     read_config_dict,
@@ -196,6 +197,8 @@ class PreTrainedModel(nn.Module):
         super().__init__()
         self.config = config
         self.loading_info: dict[str, list[str]] = {}
+        # generation_config.json as read from a checkpoint (None: it had none); generation.py applies it
+        self.generation_config: dict | None = None
 
     # -- structure ------------------------------------------------------------------------
     @property
@@ -313,12 +316,18 @@ class PreTrainedModel(nn.Module):
         config = cls.config_class.from_dict(read_config_dict(path), **config_overrides)
         model = cls(config)
         model.load_hf_state_dict(read_state_dict(path))
+        generation_file = Path(path) / GENERATION_CONFIG_NAME
+        if generation_file.is_file():
+            model.generation_config = read_json_object(generation_file)
         return model.eval()
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write config.json + model.safetensors under Hugging Face's names."""
+        """Write config.json + model.safetensors under Hugging Face's names (and generation_config.json
+        when the model was loaded with one)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.config.architectures = [type(self).__name__]
         write_state_dict(path, self.hf_state_dict())
         write_json(path / CONFIG_NAME, self.config.to_dict())
+        if self.generation_config is not None:
+            write_json(path / GENERATION_CONFIG_NAME, self.generation_config)

@@ -1,20 +1,32 @@
 """generate() against Hugging Face's generate, token for token, for GPT-2 and BART: greedy and beam
-search over batch sizes, beam counts, length penalties, early stopping, eos in the middle and
-left-padded prompts; sampling under the same seed; the score processors against Hugging Face's
+search over batch sizes, beam counts, length penalties, early stopping, minimum lengths, eos in the
+middle and left-padded prompts; the generation defaults a checkpoint stores (generation_config.json,
+or an older config.json); sampling under the same seed; the score processors against Hugging Face's
 logits processors on random logits; bad arguments."""
+
+import json
+import logging
 
 import pytest
 import torch
 
-from minibert.generation import ban_repeated_ngrams, force_token, repetition_penalty, top_k_filter, top_p_filter
+import minibert
+from minibert.generation import (
+    ban_eos,
+    ban_repeated_ngrams,
+    force_token,
+    repetition_penalty,
+    top_k_filter,
+    top_p_filter,
+)
 from minibert.models.bart import BartConfig, BartForConditionalGeneration
 from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
 
 transformers = pytest.importorskip("transformers")
 from transformers.generation import logits_process as lp  # noqa: E402
 
-# Pad id 1, not 0: Hugging Face's beam search pads with eos when pad_token_id is 0 (it tests the pad
-# id for truthiness); minibert pads with pad_token_id whatever its value.
+# Pad id 1: a real pad id. (Hugging Face's beam search pads with eos when pad_token_id is 0, as it tests
+# the pad id for truth; minibert does the same, see test_beam_search_pads_with_eos_when_pad_is_zero.)
 VOCAB, GPT_PAD = 99, 1
 
 
@@ -83,6 +95,9 @@ GREEDY_AND_BEAM = {
     "beam4-b1-lp-1-never": dict(batch=1, eos=True, num_beams=4, length_penalty=-1.0, early_stopping="never"),
     "beam3-b2-ngram-repetition": dict(batch=2, eos=True, num_beams=3, no_repeat_ngram_size=3,
                                       repetition_penalty=1.3),
+    "greedy-b3-min-new-tokens": dict(batch=3, eos=True, min_new_tokens=6),
+    "beam3-b2-min-new-tokens-return2": dict(batch=2, eos=True, num_beams=3, min_new_tokens=5,
+                                            num_return_sequences=2),
 }
 
 
@@ -109,6 +124,37 @@ def test_bart_matches_hugging_face_token_for_token(bart_pair, case):
         kwargs["eos_token_id"] = eos_in_the_middle(hf, ids, mask)
     theirs, mine = both(hf, ours, ids, mask, **kwargs)
     assert torch.equal(mine, theirs), f"\n{theirs}\n{mine}"
+
+
+@pytest.mark.parametrize("family", ["gpt", "bart"])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_min_length_counts_the_prompt_or_start_token(gpt_pair, bart_pair, family, num_beams):
+    hf, ours = gpt_pair if family == "gpt" else bart_pair
+    ids, mask = gpt_prompts(3) if family == "gpt" else bart_sources(3)
+    extra = dict(pad_token_id=GPT_PAD) if family == "gpt" else {}
+    eos = eos_in_the_middle(hf, ids, mask, **extra)
+    start = ids.size(1) if family == "gpt" else 1
+    kwargs = dict(max_new_tokens=10, num_beams=num_beams, eos_token_id=eos, **extra)
+    free = ours.generate(ids, attention_mask=mask, **kwargs)
+    theirs, mine = both(hf, ours, ids, mask, do_sample=False, min_length=start + 6, **kwargs)
+    assert torch.equal(mine, theirs), f"\n{theirs}\n{mine}"
+    assert not mine[:, start : start + 6].eq(eos).any()  # no row ends before the minimum ...
+    if num_beams == 1:
+        assert free[:, start : start + 6].eq(eos).any()  # ... though greedy ends a row early without it
+
+
+def test_beam_search_pads_with_eos_when_pad_is_zero(gpt_pair):
+    """Hugging Face's beam search fills ended rows with `pad_token_id or eos`: pad id 0 gives eos. Matched."""
+    hf, ours = gpt_pair
+    torch.manual_seed(0)
+    ids, mask = gpt_prompts(3)
+    eos = eos_in_the_middle(hf, ids, mask, pad_token_id=0)
+    kwargs = dict(max_new_tokens=12, num_beams=3, num_return_sequences=3, eos_token_id=eos, pad_token_id=0,
+                  length_penalty=0.5)
+    theirs, mine = both(hf, ours, ids, mask, do_sample=False, **kwargs)
+    assert torch.equal(mine, theirs), f"\n{theirs}\n{mine}"
+    new = mine[:, ids.size(1) :]
+    assert new.eq(eos).sum(dim=1).max() > 1 and not new.eq(0).any()  # an ended row is filled with eos, not 0
 
 
 def test_finished_rows_are_padded(gpt_pair):
@@ -174,6 +220,91 @@ def test_generator_makes_sampling_reproducible(gpt_pair):
 
 
 # ---------------------------------------------------------------------------------------------
+# The generation defaults a checkpoint stores: generation_config.json > config.json > global defaults
+# ---------------------------------------------------------------------------------------------
+def stored_checkpoint(hf, path, generation_json: dict | None, legacy: dict | None):
+    """`hf` saved to `path` with generation_config.json holding `generation_json` (none if None) and
+    config.json carrying the generation fields `legacy` (as checkpoints written before
+    generation_config.json existed do); loaded back by both libraries."""
+    hf.save_pretrained(path)
+    (path / "generation_config.json").unlink()
+    if legacy:
+        config = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**config, **legacy}))
+    if generation_json is not None:
+        transformers.GenerationConfig(**generation_json).save_pretrained(path)
+    return type(hf).from_pretrained(path).eval(), minibert.load_pretrained(path).eval()
+
+
+STORED = {  # family -> case -> (generation_config.json, config.json fields); EOS: a token produced early
+    "gpt": {
+        "generation_config.json": (dict(num_beams=3, max_length=16, min_new_tokens=4, length_penalty=2.0,
+                                        no_repeat_ngram_size=2, early_stopping=True, eos_token_id="EOS",
+                                        pad_token_id=GPT_PAD, bos_token_id=VOCAB - 1), None),
+        "config.json": (None, dict(num_beams=2, max_length=15, min_length=10, repetition_penalty=1.4,
+                                   num_return_sequences=2, eos_token_id="EOS", pad_token_id=GPT_PAD)),
+        "both": (dict(max_new_tokens=7, eos_token_id="EOS", pad_token_id=GPT_PAD),
+                 dict(num_beams=4, min_length=12, eos_token_id="EOS")),
+    },
+    "bart": {  # bart-large-cnn's settings (config.json), in miniature
+        "config.json": (None, dict(num_beams=4, length_penalty=2.0, max_length=14, min_length=8,
+                                   no_repeat_ngram_size=3, early_stopping=True, forced_bos_token_id=0,
+                                   eos_token_id="EOS", forced_eos_token_id="EOS")),
+        "generation_config.json": (dict(num_beams=2, max_length=12, min_new_tokens=5, eos_token_id="EOS",
+                                        pad_token_id=1, decoder_start_token_id=2, repetition_penalty=1.3), None),
+        "both": (dict(max_new_tokens=9, eos_token_id="EOS", decoder_start_token_id=2),
+                 dict(num_beams=3, min_length=9, forced_eos_token_id=2)),
+    },
+}
+
+
+def _with_eos(settings: dict | None, eos: int) -> dict | None:
+    return None if settings is None else {k: eos if v == "EOS" else v for k, v in settings.items()}
+
+
+@pytest.mark.parametrize("family,case", [(f, c) for f in STORED for c in STORED[f]])
+def test_stored_generation_defaults_match_hugging_face(gpt_pair, bart_pair, tmp_path, family, case):
+    hf, _ = gpt_pair if family == "gpt" else bart_pair
+    ids, mask = gpt_prompts(3) if family == "gpt" else bart_sources(3)
+    eos = eos_in_the_middle(hf, ids, mask, **(dict(pad_token_id=GPT_PAD) if family == "gpt" else {}))
+    generation_json, legacy = (_with_eos(part, eos) for part in STORED[family][case])
+    hf_loaded, ours = stored_checkpoint(hf, tmp_path, generation_json, legacy)
+    for overrides in ({}, dict(num_beams=4, num_return_sequences=1, max_new_tokens=5)):  # none; explicit ones win
+        with torch.no_grad():
+            theirs = hf_loaded.generate(ids, attention_mask=mask, **overrides)
+        mine = ours.generate(ids, attention_mask=mask, **overrides)
+        assert torch.equal(mine, theirs), f"{overrides}\n{theirs}\n{mine}"
+    ours.save_pretrained(tmp_path / "again")  # generation_config.json travels with the model
+    if generation_json is not None:
+        again = json.loads((tmp_path / "again" / "generation_config.json").read_text())
+        assert {k: again[k] for k in generation_json} == generation_json
+
+
+def test_bad_stored_generation_settings_name_the_file(gpt_pair, tmp_path, caplog):
+    hf, _ = gpt_pair
+    ids, mask = gpt_prompts(2)
+    _, ours = stored_checkpoint(hf, tmp_path, dict(num_beams=0, suppress_tokens=[3]), None)
+    with caplog.at_level(logging.WARNING, logger="minibert.generation"):
+        with pytest.raises(ValueError, match=r"num_beams must be >= 1, got 0 \(set by the checkpoint's "
+                                             r"generation_config.json\): pass num_beams="):
+            ours.generate(ids, attention_mask=mask)
+    assert "suppress_tokens=[3]" in caplog.text  # what Hugging Face would apply and minibert cannot
+    assert ours.generate(ids, attention_mask=mask, num_beams=1, max_new_tokens=2).shape == (2, 8)
+    _, ours = stored_checkpoint(hf, tmp_path / "short", None, dict(max_length=4))
+    with pytest.raises(ValueError, match=r"max_length=4 \(from the checkpoint\) leaves no room after the "
+                                         r"6-token prompt; pass max_new_tokens"):
+        ours.generate(ids, attention_mask=mask)
+
+
+def test_default_length_is_twenty_new_tokens_within_the_positions(gpt_pair):
+    hf, ours = gpt_pair
+    for length in (6, 50):  # 50 + 20 > n_positions 64: capped, as Hugging Face caps it
+        ids = torch.randint(2, VOCAB - 1, (1, length))
+        theirs, mine = both(hf, ours, ids, torch.ones_like(ids), do_sample=False, pad_token_id=GPT_PAD)
+        assert torch.equal(mine, theirs) and mine.size(1) == min(length + 20, 64)
+
+
+# ---------------------------------------------------------------------------------------------
 # Processors against Hugging Face's, on random logits
 # ---------------------------------------------------------------------------------------------
 def random_case(seed=0, N=6, V=50, L=12):
@@ -199,6 +330,7 @@ def test_processors_match_hugging_face(seed):
          lp.RepetitionPenaltyLogitsProcessor(0.7, prompt_ignore_length=ignore)(seqs, scores)),
         (force_token(scores, [3, 7]), lp.ForcedEOSTokenLogitsProcessor(seqs.size(1) + 1, [3, 7])(seqs, scores)),
         (force_token(scores, [4]), lp.ForcedBOSTokenLogitsProcessor(4)(seqs[:, :1], scores)),
+        (ban_eos(scores, [3, 7]), lp.MinLengthLogitsProcessor(seqs.size(1) + 1, [3, 7])(seqs, scores)),
     ]
     for p in (0.05, 0.5, 0.9, 0.999, 1.0):
         for keep in (1, 3):
@@ -234,6 +366,10 @@ def test_filters_do_filter():
     (dict(early_stopping="sometimes"), "early_stopping"),
     (dict(num_beams=2, length_penalty=float("nan")), "length_penalty must be a finite number"),
     (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(min_new_tokens=-1), "min_new_tokens must be >= 0"),
+    (dict(min_length=-3), "min_length must be >= 0"),
+    (dict(max_length=6), "max_length=6 leaves no room after the 6-token prompt"),
+    (dict(num_beams=0), "num_beams must be >= 1, got 0$"),
     (dict(max_new_tokens=60), "n_positions"),
 ])
 def test_bad_arguments_are_explained(gpt_pair, kwargs, match):

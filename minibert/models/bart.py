@@ -388,6 +388,9 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
         return _seq2seq_output(out, logits, loss)
 
     # -- the generation protocol (minibert/generation.py) --------------------------------------
+    def _position_limit(self) -> int:
+        return self.config.max_position_embeddings
+
     def _check_generation_length(self, input_ids, max_new_tokens: int) -> None:
         limit = self.config.max_position_embeddings
         if input_ids.size(1) > limit:
@@ -397,11 +400,11 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
             raise ValueError(f"max_new_tokens={max_new_tokens} plus the decoder start token exceeds "
                              f"max_position_embeddings ({limit}); use max_new_tokens <= {limit - 1}")
 
-    def _generation_setup(self, input_ids, attention_mask, max_new_tokens):
-        """Encode the source once; the output starts with decoder_start_token_id."""
+    def _generation_setup(self, input_ids, attention_mask, max_new_tokens, decoder_start):
+        """Encode the source once; the output starts with decoder_start (decoder_start_token_id)."""
         self.model.check_inputs(input_ids, attention_mask, None, 0)
         memory = self.model.encoder(input_ids, attention_mask).last_hidden_state  # (B, S, E)
-        start = input_ids.new_full((input_ids.size(0), 1), self.config.decoder_start_token_id)
+        start = input_ids.new_full((input_ids.size(0), 1), decoder_start)
         return start, {"memory": memory, "memory_attention_mask": attention_mask}
 
     def _generation_forward(self, tokens, state, past_key_values):

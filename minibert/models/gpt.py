@@ -287,6 +287,9 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
                               hidden_states=out.hidden_states, attentions=out.attentions)
 
     # -- the generation protocol (minibert/generation.py) --------------------------------------
+    def _position_limit(self) -> int:
+        return self.config.n_positions
+
     def _check_generation_length(self, input_ids, max_new_tokens: int) -> None:
         limit = self.config.n_positions
         if input_ids.size(1) + max_new_tokens > limit:
@@ -294,7 +297,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
                              f"n_positions ({limit}); shorten the prompt or use max_new_tokens <= "
                              f"{max(limit - input_ids.size(1), 0)}")
 
-    def _generation_setup(self, input_ids, attention_mask, max_new_tokens):
+    def _generation_setup(self, input_ids, attention_mask, max_new_tokens, decoder_start=None):
         """The output starts with the prompt. Positions are counted over real tokens (a left-padded
         row starts at 0, pads get 0) and each new token takes the last prompt position + 1, as in
         Hugging Face's generate; mask and positions are laid out for the whole output at once so
