@@ -46,7 +46,8 @@ class StepTimer:
 
 def epoch_padding(args: FinetuneArguments, batch_size: int) -> float:
     tokenizer = load_tokenizer(args.model_name_or_path)
-    examples, _ = load_split(args.train_file, args, tokenizer)
+    examples, _ = load_split(args.train_file, tokenizer, args.max_seq_length, args.text_column, args.label_column,
+                             args.text_pair_column)
     collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding)
     if args.group_by_length:
         batches = list(UniformLengthSampler([len(e["input_ids"]) for e in examples], batch_size))

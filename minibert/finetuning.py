@@ -12,7 +12,6 @@ with BCE or the ZLPR loss.
 """
 
 import csv
-import dataclasses
 import io
 import json
 import logging
@@ -312,21 +311,24 @@ def encode_label(value, task: Task, path) -> int | float | list[float]:
     return task.label_names.index(name)
 
 
-def load_split(path, args: FinetuneArguments, tokenizer, task: Task | None = None) -> tuple[list[dict], Task]:
-    """Tokenised examples ({"input_ids", "token_type_ids", "labels"}) of one file, and the task."""
+def load_split(path, tokenizer, max_seq_length: int, text_column: str = "text", label_column: str = "label",
+               text_pair_column: str | None = None, task: Task | None = None, task_type: str = "auto",
+               num_labels: int | None = None) -> tuple[list[dict], Task]:
+    """Tokenised examples ({"input_ids", "token_type_ids", "labels"}) of one file, and the task (inferred
+    from the labels unless given: a validation file takes the training file's)."""
     rows = read_rows(path)
-    columns = [args.text_column, args.label_column] + ([args.text_pair_column] if args.text_pair_column else [])
+    columns = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
     _check_columns(rows, columns, path)
-    _check_labels_present([r[args.label_column] for r in rows], path)
+    _check_labels_present([r[label_column] for r in rows], path)
     if task is None:
-        task = infer_task([r[args.label_column] for r in rows], args.task_type, args.num_labels, path)
-    labels = [encode_label(r[args.label_column], task, path) for r in rows]
-    texts = [str(r[args.text_column]) for r in rows]
-    pairs = [str(r[args.text_pair_column]) for r in rows] if args.text_pair_column else None
+        task = infer_task([r[label_column] for r in rows], task_type, num_labels, path)
+    labels = [encode_label(r[label_column], task, path) for r in rows]
+    texts = [str(r[text_column]) for r in rows]
+    pairs = [str(r[text_pair_column]) for r in rows] if text_pair_column else None
     examples = []
     for start in range(0, len(texts), 256):
         chunk = tokenizer(texts[start : start + 256], pairs[start : start + 256] if pairs else None,
-                          max_length=args.max_seq_length, padding=True, truncation=True)
+                          max_length=max_seq_length, padding=True, truncation=True)
         for ids, mask, types in zip(chunk["input_ids"], chunk["attention_mask"], chunk["token_type_ids"], strict=True):
             n = int(mask.sum())
             examples.append({"input_ids": ids[:n].tolist(), "token_type_ids": types[:n].tolist()})
@@ -577,8 +579,12 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     source = _check_run(args, training)
     torch.manual_seed(training.seed)
     tokenizer = load_tokenizer(args.tokenizer_name or source)
-    train_examples, task = load_split(args.train_file, args, tokenizer)
-    eval_examples = load_split(args.validation_file, args, tokenizer, task)[0] if args.validation_file else None
+    columns = {"text_column": args.text_column, "label_column": args.label_column,
+               "text_pair_column": args.text_pair_column}
+    train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
+                                      task_type=args.task_type, num_labels=args.num_labels)
+    eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task)[0]
+                     if args.validation_file else None)
     model, _ = build_model(args, task)
     apply_tricks(model, args)
 
@@ -657,13 +663,15 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
     tokenizer = load_tokenizer(args.tokenizer_name or source)
     train_examples, sizes, tasks, eval_sets = [], [], {}, {}
     for m, spec in enumerate(specs):
-        task_args = dataclasses.replace(args, label_column=spec["label_column"] or args.label_column)
-        examples, task = load_split(spec["train_file"], task_args, tokenizer)
+        columns = {"text_column": args.text_column, "label_column": spec["label_column"] or args.label_column,
+                   "text_pair_column": args.text_pair_column}
+        examples, task = load_split(spec["train_file"], tokenizer, args.max_seq_length, **columns,
+                                    task_type=args.task_type, num_labels=args.num_labels)
         train_examples += [{**e, "task": m} for e in examples]
         sizes.append(len(examples))
         tasks[spec["name"]] = task
         if spec["validation_file"]:
-            held_out = load_split(spec["validation_file"], task_args, tokenizer, task)[0]
+            held_out = load_split(spec["validation_file"], tokenizer, args.max_seq_length, **columns, task=task)[0]
             eval_sets[spec["name"]] = [{**e, "task": m} for e in held_out]
     rates = mixing_rates(sizes, args.mixing, args.mixing_cap, args.mixing_temperature)
     logger.info("multi-task mixing (%s): %s", args.mixing,

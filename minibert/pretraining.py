@@ -367,17 +367,18 @@ def training_passes(args: TrainingArguments, num_examples: int, world_size: int)
     return float(args.num_train_epochs)
 
 
-def make_eval_fn(objective, examples: list[dict], batch_size: int, device_of, autocast):
+def make_eval_fn(objective, examples, batch_size: int, trainer: Trainer):
     """Loss (and each loss component) and the objective's metrics on held-out examples, with the
-    same masks at every call (each batch's generator is seeded by its index)."""
+    same masks at every call (each batch's generator is seeded by its index), on the trainer's
+    device and under its autocast."""
 
     def evaluate(model) -> dict:
-        device = device_of()
+        device = trainer.device
         totals: dict[str, float] = {}
         for start in range(0, len(examples), batch_size):
             batch = objective.collate(examples[start : start + batch_size], torch.Generator().manual_seed(start))
             batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast():
+            with trainer.autocast():
                 outputs = model(**batch)
             values = {"loss": float(outputs.loss)}
             values.update({k: float(v) for k, v in vars(outputs).items() if k.endswith("_loss") and v is not None})
@@ -496,27 +497,19 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             f"{sum(p.numel() for p in model.parameters()):,}",
         )
 
-    trainer_box = {}
-    eval_fn = None
-    if len(eval_examples):
-        eval_fn = make_eval_fn(
-            objective,
-            eval_examples,
-            args.per_device_train_batch_size,
-            lambda: trainer_box["trainer"].device,
-            lambda: trainer_box["trainer"].autocast(),
-        )
     trainer = Trainer(
         model,
         args,
         examples,
         objective.collate,
-        eval_fn=eval_fn,
         callbacks=[SaveModelAndTokenizer(tokenizer), *callbacks],
         metrics_fn=objective.metrics,
         **phase2,
     )
-    trainer_box["trainer"] = trainer
+    # The held-out evaluation runs on the trainer's device, under its autocast: built once the trainer is.
+    if len(eval_examples):
+        trainer.eval_fn = make_eval_fn(objective, eval_examples, args.per_device_train_batch_size, trainer)
+    eval_fn = trainer.eval_fn
     if eval_fn is not None and not resuming:
         model.eval()
         with torch.no_grad():

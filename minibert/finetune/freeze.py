@@ -3,8 +3,7 @@
 Why: the word-embedding matrix is often the largest block of parameters, and a small task only
 updates the rows of the words it contains, pulling them away from their unseen neighbours.
 Freezing it saves optimizer memory and time (no Adam moments for V x E) and often costs nothing
-("Practical BERT" notes; see also Lee et al. 2019, https://arxiv.org/abs/1911.03090, on
-freezing lower layers).
+(Lee et al. 2019, https://arxiv.org/abs/1911.03090, freeze lower layers with little loss).
 """
 
 from torch import nn

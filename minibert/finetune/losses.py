@@ -1,6 +1,6 @@
 """ZLPR, a multi-label loss that works like softmax cross-entropy, with soft labels.
 
-Su et al. 2022, https://arxiv.org/abs/2208.02955 (and the seed notes 002). With scores s_i
+Su et al. 2022, https://arxiv.org/abs/2208.02955. With scores s_i
 (logits, threshold 0) and targets t_i in [0, 1]:
 
     loss = log(1 + sum_i (1 - t_i) e^{s_i}) + log(1 + sum_i t_i e^{-s_i})

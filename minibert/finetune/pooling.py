@@ -5,7 +5,7 @@ tensors a model returns with output_hidden_states=True, the attention mask (B, T
 0 = padding) and, for "pooler", the model's pooler_output; it returns (B, out_dim).
 Why so many: different layers hold different information (lower: words, middle: syntax,
 upper: semantics and the pretraining objective), so the best sentence vector depends on the
-task ("Practical BERT" notes; Jawahar et al. 2019, https://aclanthology.org/P19-1356/).
+task (Jawahar et al. 2019, https://aclanthology.org/P19-1356/).
 
 Shapes: B batch, T tokens, E hidden size, L layers (+1 with the embeddings), C channels.
 """

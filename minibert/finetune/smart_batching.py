@@ -5,7 +5,8 @@ Uniform-length batching: sort the examples by length, cut the sorted list into b
 the order of the batches (the last, partial batch is kept), so each batch holds sequences of
 similar length and almost no padding. Why: on data with mixed lengths most of a fixed-length
 batch is padding, computed and thrown away; attention is quadratic in the padded length.
-Accuracy does not suffer (the "Practical BERT" notes; McCormick 2020), and it is faster by
+Accuracy does not suffer (McCormick 2020, https://mccormickml.com/2020/07/29/smart-batching-tutorial/),
+and it is faster by
 the ratio of padded to real tokens (see bench/bench_smart_batching.py).
 """
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from minibert.data.objectives.base import Objective, masked_accuracy
-from minibert.data.objectives.masking import IGNORE_INDEX
 from minibert.models.bart import shift_tokens_right
+from minibert.nn.losses import IGNORE_INDEX
 
 MASK_LENGTHS = ("span-poisson", "subword")
 

@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from minibert.data.objectives.masking import IGNORE_INDEX
 from minibert.data.prepared import TokenizedCorpus, tokenize_in_memory
+from minibert.nn.losses import IGNORE_INDEX
 from minibert.tokenizer import Tokenizer
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE_INDEX = -100  # the label of positions that have no loss, as in torch's cross_entropy
+from minibert.nn.losses import IGNORE_INDEX  # the label of positions that have no loss
 
 
 def maskable_positions(input_ids: torch.Tensor, special_table: torch.Tensor) -> torch.Tensor:
@@ -146,7 +146,8 @@ def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_i
 
 
 def ngram_probs(max_n: int) -> torch.Tensor:
-    """P(n) proportional to 1/n for n = 1..max_n: whole-word n-grams (Cui et al. / the seed notes)."""
+    """P(n) proportional to 1/n for n = 1..max_n: whole-word n-grams (MacBERT's n-gram masking,
+    https://arxiv.org/abs/2004.13922, with 1/n weights)."""
     weights = 1.0 / torch.arange(1, max_n + 1, dtype=torch.float)
     return weights / weights.sum()
 

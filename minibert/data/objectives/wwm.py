@@ -1,5 +1,6 @@
 """wwm: whole-word masking with n-grams (Google's BERT wwm release; Cui et al. 2019,
-https://arxiv.org/abs/1906.08101 for Chinese; n-grams as in the seed notes / MacBERT).
+https://arxiv.org/abs/1906.08101 for Chinese; n-gram masking as in MacBERT, Cui et al. 2020,
+https://arxiv.org/abs/2004.13922, here with weights 1/n).
 
 The rule: mask words, never pieces of words. A word is a WordPiece token and its `##`
 continuations, a byte-level BPE token starting with `Ġ` and what follows it, or, for Chinese
@@ -21,7 +22,7 @@ class WholeWordMaskedLM(MaskedLM):
     def __init__(self, tokenizer, max_seq_length: int, max_ngram: int = 3, **options):
         super().__init__(tokenizer, max_seq_length, **options)
         if max_ngram < 1:
-            raise ValueError(f"max_ngram must be at least 1, got {max_ngram}; the seed notes use 3")
+            raise ValueError(f"max_ngram must be at least 1, got {max_ngram}; the default is 3")
         self.length_probs = ngram_probs(max_ngram)
 
     def choose(self, maskable: torch.Tensor, word_starts: torch.Tensor | None, generator):
