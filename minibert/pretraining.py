@@ -90,7 +90,9 @@ class PretrainingOptions:
     max_seq_length_phase2: int | None = None  # two-phase: the last phase2_ratio of the steps at this length
     validation_share: float = 0.2  # share of the works (plays, books) held out for evaluation
     corpus_fraction: float = 1.0  # train on this share of the training documents (the data-scale experiment)
-    max_eval_examples: int = 4096  # held-out examples evaluated (the first ones, in corpus order)
+    # held-out examples evaluated (the first ones, in corpus order): above MIN_EVAL_PAIRS and MIN_EVAL_MASKED at 64
+    # tokens, all of the shipped corpus's held-out pairs, and a fixed evaluation time however large the corpus
+    max_eval_examples: int = 2500
     dropout: float | None = None  # override the config's dropout (hidden and attention) when set
     objective_options: dict = field(default_factory=dict)  # e.g. {"mlm_probability": 0.15}
     data_cache_dir: str | None = None  # prepared corpora, trained tokenizers (None: $MINIBERT_CACHE, ~/.cache/minibert)
