@@ -24,6 +24,7 @@ from minibert.models.bert import (
 )
 from minibert.models.electra import ElectraForPreTraining
 from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
+from minibert.sentence_embeddings import Whitening, embed
 from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from minibert.tracing import trace, trace_generation
 
@@ -52,6 +53,8 @@ __all__ = [
     "RobertaForSequenceClassification",
     "RobertaModel",
     "Tokenizer",
+    "Whitening",
+    "embed",
     "load_pretrained",
     "load_tokenizer",
     "shift_tokens_right",
