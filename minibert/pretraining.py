@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,8 +233,10 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     logger.info("trained a %s tokenizer of %d tokens on the corpus", kind, tokenizer.vocab_size)
     tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
     tokenizer.save_pretrained(tmp)
-    if not cached.exists():
-        os.replace(tmp, cached)
+    try:
+        os.replace(tmp, cached)  # complete or absent, never half-written
+    except OSError:  # another process (a DDP rank, a second run) cached the same tokenizer first
+        shutil.rmtree(tmp, ignore_errors=True)
     return tokenizer
 
 

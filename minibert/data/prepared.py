@@ -399,10 +399,10 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
                 writer.close({"format": FORMAT_VERSION, "file": str(file), "text_column": text_column,
                               "fingerprint": file_fingerprint(file, text_column), "words": words,
                               "num_records": num_records})
-                if directory.exists():  # another process finished the same preparation first: keep its copy
-                    shutil.rmtree(writer.directory, ignore_errors=True)
-                else:
+                try:
                     os.replace(writer.directory, directory)
+                except OSError:  # another process (a second run) finished the same preparation first: keep its copy
+                    shutil.rmtree(writer.directory, ignore_errors=True)
                 continue
             records, titles, size = rest
             writer.add(job.get() if pool is not None else job, records, titles)
