@@ -304,14 +304,21 @@ def test_multitask_through_train_py_reports_every_task_at_every_evaluation(check
 
 
 # -- further pretraining --------------------------------------------------------------------------
-def test_task_text_writes_the_text_column_as_json_lines_with_a_text_field(tmp_path):
-    from minibert.finetune.task_text import write_task_text
+def test_further_pretraining_on_the_fine_tuning_file_then_fine_tuning(checkpoint, tmp_path):  # noqa: F811
+    """Task-adaptive pretraining in two commands: pretrain.py continues the checkpoint on the CSV's text
+    column (--text_column), train.py fine-tunes what it wrote."""
+    import pretrain
 
-    data = rows(5, "single")
-    path = tmp_path / "train.csv"
-    path.write_text("sentence,other,label\n" + "".join(f"{r['sentence']},{r['other']},{r['label']}\n" for r in data))
-    assert write_task_text([path], "sentence", tmp_path / "text.jsonl", text_pair_column="other") == 5
-    texts = [json.loads(line)["text"] for line in (tmp_path / "text.jsonl").read_text().splitlines()]
-    assert texts == [f"{r['sentence']}\n{r['other']}" for r in data]
-    with pytest.raises(ValueError, match="no column"):
-        write_task_text([path], "text", tmp_path / "x.jsonl")
+    data = tmp_path / "train.csv"
+    data.write_text("sentence,other,label\n" + "".join(f"{r['sentence']}. {r['other']}.,x,{r['label']}\n"
+                                                      for r in rows(40, "single")))
+    code = pretrain.main(["--objective", "sop", "--init_from", str(checkpoint), "--corpus", str(data),
+                          "--text_column", "sentence", "--max_steps", "2", "--per_device_train_batch_size", "4",
+                          "--max_seq_length", "32", "--output_dir", str(tmp_path / "tapt"), "--device", "cpu",
+                          "--disable_tqdm", "true", "--plot_loss", "false"])
+    assert code == 0
+    tapt = load_file(str(tmp_path / "tapt" / "model.safetensors"))
+    base = load_file(str(checkpoint / "model.safetensors"))
+    assert any(not torch.equal(tapt[k], base[k]) for k in base if k in tapt)  # it trained on the task's text
+    result = run(tmp_path / "tapt", tmp_path, str(data), str(data))
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0 and (tmp_path / "out" / "model.safetensors").is_file()
