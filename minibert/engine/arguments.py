@@ -48,6 +48,9 @@ class TrainingArguments:
     ddp_find_unused_parameters: bool = False  # let DDP skip parameters a forward pass did not use (slower)
     device: str = "auto"  # minibert: "auto" takes CUDA when present; "cpu"; "cuda"
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more time
+    torch_compile: bool = False  # compile the model's forward (and so its backward) with torch.compile
+    torch_compile_backend: str | None = None  # torch.compile backend (inductor when unset); setting it compiles
+    torch_compile_mode: str | None = None  # inductor mode (max-autotune, reduce-overhead ...); setting it compiles
     # -- logging, evaluation, checkpoints ---------------------------------------------------------
     logging_steps: int = 10  # one JSON line in metrics.jsonl every this many optimizer steps
     logging_first_step: bool = False  # also log step 1 alone: the loss of the untrained model
@@ -88,6 +91,8 @@ class TrainingArguments:
             raise ValueError(f"lr_scheduler_type must be one of {SCHEDULER_TYPES}, got {self.lr_scheduler_type!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.torch_compile_backend is not None or self.torch_compile_mode is not None:
+            self.torch_compile = True  # as in Hugging Face: naming a backend or a mode asks for compilation
         if self.greater_is_better is None and self.metric_for_best_model is not None:
             self.greater_is_better = "loss" not in self.metric_for_best_model
 

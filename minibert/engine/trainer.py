@@ -274,6 +274,12 @@ class Trainer:
         self.wrapped = model
         if self.context.enabled:
             self.wrapped = DistributedDataParallel(model, find_unused_parameters=args.ddp_find_unused_parameters)
+        if args.torch_compile:
+            # The model is compiled (DDP's wrapper included, as PyTorch recommends), not the loop: the loss
+            # bookkeeping, clipping, logging and checkpoints stay plain Python, and self.model keeps its
+            # own parameter names for saving and evaluation (which runs eagerly).
+            self.wrapped = torch.compile(self.wrapped, backend=args.torch_compile_backend or "inductor",
+                                         mode=args.torch_compile_mode)
         self.callbacks = list(callbacks)
         self.eval_fn, self.metrics_fn, self.loss_fn, self.sampler = eval_fn, metrics_fn, loss_fn, sampler
         self.datasets = [train_dataset] + ([phase2_dataset] if phase2_dataset is not None else [])
