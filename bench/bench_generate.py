@@ -6,9 +6,15 @@ beams. Runs alternate between the two libraries and the median of --repeats is r
 burst of load from another process hits both. Every pair of outputs is also checked to be the
 same tokens. Prints tokens/s (new tokens per second, beams not counted) and the ratio.
 
+For GPT-2 batch-1 greedy it also prints the weight-read floor (the bare matrix products one token
+needs) and minibert against it with each key/value cache: dynamic (grown by torch.cat), static
+(preallocated, written in place), and with --compile the static cache under torch.compile (one graph
+for every decoding step; inductor).
+
     python bench/bench_generate.py            # the full run (a few minutes on 2 quiet cores)
     python bench/bench_generate.py --quick    # tiny models, a few tokens: a smoke run
     python bench/bench_generate.py --threads 1 --clock cpu   # on a busy, shared machine
+    python bench/bench_generate.py --families gpt2 --threads 1 --clock cpu --compile   # the floor rows
 
 --clock cpu times each call by the CPU time of this process instead of the wall clock: on a machine
 shared with other jobs, time spent waiting for a core then counts for neither library (use it with
@@ -69,6 +75,32 @@ def timed(fn, clock):
     return clock() - start, out
 
 
+def against_the_floor(ours: GPT2LMHeadModel, ids, common: dict, reference, args, clock) -> None:
+    """Batch-1 greedy tokens/s of each cache (and of the compiled static cache), as a share of the floor."""
+    floor = weight_read_floor(ours, args.repeats, clock)
+    print(f"{'':<6} {'(floor b1)':<12} {floor:>10.1f}   <- weights read once per token, no attention, no Python")
+    variants = [("dynamic", "dynamic", False), ("static", "static", False)]
+    if args.compile:
+        variants.append(("static+compile", "static", True))
+    for name, cache, compiled in variants:
+        if compiled:
+            ours.transformer.compile(dynamic=False)  # in place: generate's calls of the decoder go through it
+        run = lambda: ours.generate(ids, cache_implementation=cache, **common)  # noqa: B023
+        with torch.no_grad():
+            start = time.perf_counter()
+            run()  # warm-up (with --compile: captures and compiles the prompt's and the step's graphs)
+            warm_up = time.perf_counter() - start
+            times, same = [], True
+            for _ in range(args.repeats):
+                t, out = timed(run, clock)
+                times.append(t)
+                same &= torch.equal(out, reference)
+        rate = (out.size(1) - ids.size(1)) / statistics.median(times)
+        note = f", first call {warm_up:.0f} s (compilation)" if compiled else ""
+        print(f"{'':<6} {f'{name} b1':<12} {'':>10} {rate:>15.1f} {rate / floor:>6.0%} of the floor  "
+              f"{'same tokens' if same else 'NOT THE SAME TOKENS'}{note}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny models and 8 new tokens: a smoke run")
@@ -78,8 +110,12 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--families", default="gpt2,bart", help="comma-separated: gpt2, bart")
+    parser.add_argument("--settings", default="greedy-b1,greedy-b8,beam4-b1",
+                        help="comma-separated: greedy-b1, greedy-b8, beam4-b1 (GPT-2's floor rows need greedy-b1)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: elapsed time; cpu: this process's CPU time (for a busy, shared machine)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the static cache under torch.compile (GPT-2 batch-1 greedy; compiles once)")
     args = parser.parse_args()
     if args.quick:
         args.new_tokens = 8
@@ -87,7 +123,8 @@ def main() -> None:
         args.repeats = 1 if args.quick else 3
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = [("greedy", 1, 1), ("greedy", 8, 1), ("beam4", 1, 4)]
+    known = {"greedy-b1": ("greedy", 1, 1), "greedy-b8": ("greedy", 8, 1), "beam4-b1": ("beam4", 1, 4)}
+    settings = [known[name] for name in args.settings.split(",")]
     clock = time.perf_counter if args.clock == "wall" else time.process_time
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
@@ -119,8 +156,9 @@ def main() -> None:
             print(f"{family:<6} {f'{name} b{batch}':<12} {hf_rate:>10.1f} {our_rate:>15.1f} "
                   f"{our_rate / hf_rate:>6.2f}x  {'yes' if same else 'NO'}")
             if family == "gpt2" and name == "greedy" and batch == 1:
-                print(f"{'':<6} {'(floor b1)':<12} {weight_read_floor(ours, args.repeats, clock):>10.1f}   "
-                      "<- weights read once per token, no attention, no Python: the bound for both")
+                batch_one = (ids, common, out_hf)
+        if family == "gpt2" and ("greedy", 1, 1) in settings:  # last: --compile compiles the model in place
+            against_the_floor(ours, *batch_one, args, clock)
 
 
 if __name__ == "__main__":

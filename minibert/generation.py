@@ -24,8 +24,11 @@ A model mixes this in and provides a small protocol:
         the rows the output starts with (B, L0) (an encoder-decoder's: decoder_start), and a dict of
         per-row tensors (batch first, or None) that every decoding step needs: an attention mask,
         positions, encoder states ...
-    _generation_forward(tokens, state, past_key_values) -> (logits (N, V), past_key_values)
-        run the new tokens (the whole prompt first, then one token per row) against the cache
+    _static_cache(rows, max_length, state) -> StaticCache
+        cache_implementation="static": keys/values preallocated for the whole output (nn/attention.py)
+    _generation_forward(tokens, state, past_key_values, cached) -> (logits (N, V), past_key_values)
+        run the new tokens (the whole prompt first, then one token per row) against the cache, which
+        holds `cached` positions (None, or an empty StaticCache, before the first call)
     _reorder_cache(past_key_values, beam_idx) -> past_key_values
         beam search: row i of the next step continues row beam_idx[i] of this one
 
@@ -51,6 +54,7 @@ logger = logging.getLogger(__name__)
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (sequences (N, L), scores (N, V)) -> scores
 NEG = -1.0e9  # "impossible" score for beam bookkeeping: finite, so sums and comparisons stay well defined
 DEFAULT_NEW_TOKENS = 20  # Hugging Face's default length when nothing sets one: 20 new tokens
+CACHE_IMPLEMENTATIONS = ("dynamic", "static")
 
 
 @dataclass
@@ -78,6 +82,9 @@ class GenerationConfig:
     decoder_start_token_id: int | None = None  # encoder-decoder: the decoder's first token; None: bos
     forced_bos_token_id: int | None = None  # encoder-decoder: the first generated token (mBART's language id)
     forced_eos_token_id: int | list[int] | None = None  # the last token max_length allows
+    # "dynamic": keys/values grow by one position per step (torch.cat); "static": preallocated for the
+    # whole output and written in place, so every step has the same shapes (torch.compile, CUDA graphs)
+    cache_implementation: str = "dynamic"
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "") -> "GenerationConfig":
@@ -123,6 +130,8 @@ class GenerationConfig:
              f"got {self.length_penalty}"),
             ("early_stopping", self.early_stopping in (True, False, "never"),
              f"early_stopping must be True, False or 'never', got {self.early_stopping!r}"),
+            ("cache_implementation", self.cache_implementation in CACHE_IMPLEMENTATIONS,
+             f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, got {self.cache_implementation!r}"),
         ):
             if not ok:
                 found.append((name, message))
@@ -282,6 +291,7 @@ class GenerationMixin:
         forced_bos_token_id: int | None = None,
         forced_eos_token_id: int | list[int] | None = None,
         decoder_start_token_id: int | None = None,
+        cache_implementation: str | None = None,
     ) -> torch.Tensor:
         """Generate new tokens per row; returns token ids (rows * num_return_sequences, L).
 
@@ -294,7 +304,9 @@ class GenerationMixin:
         when no running beam can still beat the worst of them at its current length, "never" when
         none could at any length. `generator` makes sampling reproducible without touching the
         global RNG. Without attention_mask, a decoder-only prompt is masked where it holds
-        pad_token_id (unless pad equals eos), as Hugging Face does.
+        pad_token_id (unless pad equals eos), as Hugging Face does. cache_implementation="static"
+        decodes on a preallocated key/value cache (the same tokens; a compiled model captures one
+        graph for all steps).
         """
         explicit = {k: v for k, v in dict(
             max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams, temperature=temperature,
@@ -303,6 +315,7 @@ class GenerationMixin:
             repetition_penalty=repetition_penalty, num_return_sequences=num_return_sequences, max_length=max_length,
             min_length=min_length, min_new_tokens=min_new_tokens, forced_bos_token_id=forced_bos_token_id,
             forced_eos_token_id=forced_eos_token_id, decoder_start_token_id=decoder_start_token_id,
+            cache_implementation=cache_implementation,
         ).items() if v is not None}
         settings = dataclasses.replace(self.generation_defaults(), **explicit)
         self._check_settings(settings, explicit)
@@ -348,10 +361,13 @@ class GenerationMixin:
             max_length=max_length, do_sample=settings.do_sample, temperature=settings.temperature,
             top_k=settings.top_k, top_p=settings.top_p, min_keep=min_keep,
         )
+        past = None  # the dynamic cache starts empty and grows
+        if settings.cache_implementation == "static":
+            past = self._static_cache(sequences.size(0), max_length, state)
         if num_beams == 1:
-            return self._greedy_or_sample(sequences, state, max_length, procs, settings.do_sample, eos, pad,
+            return self._greedy_or_sample(sequences, state, past, max_length, procs, settings.do_sample, eos, pad,
                                           generator)
-        return self._beam_search(sequences, state, max_length, procs, num_beams, settings.do_sample, eos, pad,
+        return self._beam_search(sequences, state, past, max_length, procs, num_beams, settings.do_sample, eos, pad,
                                  settings.length_penalty, settings.early_stopping, num_return_sequences, generator)
 
     def _check_settings(self, settings: GenerationConfig, explicit: dict) -> None:
@@ -390,15 +406,16 @@ class GenerationMixin:
         return token
 
     # -- one row per input (or per sample) ------------------------------------------------------
-    def _greedy_or_sample(self, sequences, state, max_length, procs, do_sample, eos, pad, generator):
+    def _greedy_or_sample(self, sequences, state, past, max_length, procs, do_sample, eos, pad, generator):
         N, start = sequences.shape
         out = sequences.new_full((N, max_length), pad if pad is not None else 0)  # written in place, never grown
         out[:, :start] = sequences
         eos_ids = torch.tensor(eos, device=sequences.device) if eos else None
         running = torch.ones(N, dtype=torch.bool, device=sequences.device)
-        past, tokens, length = None, sequences, start
+        tokens, length = sequences, start
         while length < max_length:
-            logits, past = self._generation_forward(tokens, state, past)  # the cache now holds `length` positions
+            logits, past = self._generation_forward(tokens, state, past, length - tokens.size(1))
+            # the cache now holds `length` positions
             scores = _apply(procs, out[:, :length], logits.float())  # (N, V)
             if do_sample:
                 next_tokens = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
@@ -416,7 +433,7 @@ class GenerationMixin:
         return out[:, :length]
 
     # -- beam search ----------------------------------------------------------------------------
-    def _beam_search(self, sequences, state, max_length, procs, K, do_sample, eos, pad, length_penalty,
+    def _beam_search(self, sequences, state, past, max_length, procs, K, do_sample, eos, pad, length_penalty,
                      early_stopping, num_return_sequences, generator):
         """Vectorised beam search with the semantics of Hugging Face's (transformers v5).
 
@@ -446,10 +463,11 @@ class GenerationMixin:
         finished_len = torch.zeros(B, K, dtype=torch.long, device=device)
         improvable = torch.ones(B, 1, dtype=torch.bool, device=device)
 
-        past, tokens, length = None, sequences, start
+        tokens, length = sequences, start
         while True:
             # 1. Score every beam x token: the beam's sum of log-probabilities plus the token's.
-            logits, past = self._generation_forward(tokens, state, past)  # (N, V); the cache holds `length` positions
+            logits, past = self._generation_forward(tokens, state, past, length - tokens.size(1))  # (N, V)
+            # the cache holds `length` positions
             log_probs = F.log_softmax(logits.float(), dim=-1)
             log_probs = _apply(procs, running[:, :, :length].reshape(N, length), log_probs)  # (N, V)
             V = log_probs.size(-1)

@@ -101,29 +101,60 @@ GREEDY_AND_BEAM = {
 }
 
 
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
 @pytest.mark.parametrize("case", list(GREEDY_AND_BEAM))
-def test_gpt_matches_hugging_face_token_for_token(gpt_pair, case):
+def test_gpt_matches_hugging_face_token_for_token(gpt_pair, case, cache):
     hf, ours = gpt_pair
     settings = dict(GREEDY_AND_BEAM[case])
     ids, mask = gpt_prompts(settings.pop("batch"))
     kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=GPT_PAD, **settings)
     if kwargs.pop("eos", False):
         kwargs["eos_token_id"] = eos_in_the_middle(hf, ids, mask, pad_token_id=GPT_PAD)
-    theirs, mine = both(hf, ours, ids, mask, **kwargs)
+    theirs, mine = both(hf, ours, ids, mask, cache_implementation=cache, **kwargs)
     assert mine.shape == theirs.shape
     assert torch.equal(mine, theirs), f"\n{theirs}\n{mine}"
 
 
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
 @pytest.mark.parametrize("case", list(GREEDY_AND_BEAM))
-def test_bart_matches_hugging_face_token_for_token(bart_pair, case):
+def test_bart_matches_hugging_face_token_for_token(bart_pair, case, cache):
     hf, ours = bart_pair
     settings = dict(GREEDY_AND_BEAM[case])
     ids, mask = bart_sources(settings.pop("batch"))
     kwargs = dict(max_new_tokens=10, do_sample=False, **settings)
     if kwargs.pop("eos", False):
         kwargs["eos_token_id"] = eos_in_the_middle(hf, ids, mask)
-    theirs, mine = both(hf, ours, ids, mask, **kwargs)
+    theirs, mine = both(hf, ours, ids, mask, cache_implementation=cache, **kwargs)
     assert torch.equal(mine, theirs), f"\n{theirs}\n{mine}"
+
+
+@pytest.mark.parametrize("family", ["gpt", "bart"])
+def test_static_cache_steps_compile_to_one_graph(gpt_pair, bart_pair, family):
+    """Every decoding step on the static cache has the same shapes: once the prompt's graph and the
+    first step's are captured, no later step recompiles (a dynamic cache's steps would, or go dynamic)."""
+    _, ours = gpt_pair if family == "gpt" else bart_pair
+    ids, mask = gpt_prompts(2) if family == "gpt" else bart_sources(1)
+    extra = dict(pad_token_id=GPT_PAD) if family == "gpt" else {}
+    extra["min_new_tokens"] = 12  # no row ends early
+    eager = ours.generate(ids, attention_mask=mask, max_new_tokens=8, cache_implementation="static", **extra)
+    captured = []
+
+    def count_graphs(graph_module, example_inputs):
+        captured.append(graph_module)
+        return graph_module.forward
+
+    decoder = ours.transformer if family == "gpt" else ours.model.decoder
+    torch._dynamo.reset()
+    compiled = torch.compile(decoder.forward, backend=count_graphs, dynamic=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decoder, "forward", compiled)
+        with torch._dynamo.config.patch(error_on_recompile=False):
+            out = ours.generate(ids, attention_mask=mask, max_new_tokens=8, cache_implementation="static", **extra)
+        graphs_after_8 = len(captured)
+        again = ours.generate(ids, attention_mask=mask, max_new_tokens=12, cache_implementation="static", **extra)
+    torch._dynamo.reset()
+    assert torch.equal(out, eager) and again.size(1) == out.size(1) + 4
+    assert graphs_after_8 <= 2  # the prompt (T tokens) and one decoding step (1 token)
 
 
 @pytest.mark.parametrize("family", ["gpt", "bart"])

@@ -42,9 +42,11 @@ from minibert.modeling import (
 from minibert.nn import (
     FeedForward,
     MultiHeadAttention,
+    StaticCache,
     cache_length,
     causal_mask,
     combine,
+    filled_slots_mask,
     get_activation,
     padding_mask,
 )
@@ -126,8 +128,11 @@ class BartEmbeddings(nn.Module):
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: torch.Tensor, past: int = 0) -> torch.Tensor:
-        positions = torch.arange(past, past + input_ids.size(1), device=input_ids.device) + POSITION_OFFSET
+    def forward(self, input_ids: torch.Tensor, past: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """positions (T,): given by a static cache's decoding step; else past, past + 1, ..."""
+        if positions is None:
+            positions = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
+        positions = positions + POSITION_OFFSET
         x = self.embed_tokens[0](input_ids) * self.embed_scale + self.embed_positions(positions)  # (B, T, E)
         return self.dropout(self.layernorm_embedding(x))
 
@@ -167,12 +172,13 @@ class BartDecoderLayer(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, y, memory, keep=None, memory_keep=None, past_key_value=None, use_cache=False,
-                output_attentions=False):
-        """past_key_value: (self k, self v, cross k, cross v) from the previous step, or None."""
+                output_attentions=False, cache_position=None):
+        """past_key_value: (self k, self v, cross k, cross v) from the previous step, or None;
+        cache_position (T,): it is a static cache's, written in place there."""
         self_past = past_key_value[:2] if past_key_value is not None else None
         cross_past = past_key_value[2:] if past_key_value is not None else None
         attn = self.self_attn(y, keep=keep, past_key_value=self_past, use_cache=use_cache,
-                              output_attentions=output_attentions)
+                              output_attentions=output_attentions, cache_position=cache_position)
         h = self.self_attn_layer_norm(y + self.dropout(attn.output))
         cross = self.encoder_attn(h, keep=memory_keep, key_value_states=memory, past_key_value=cross_past,
                                   use_cache=use_cache, output_attentions=output_attentions)
@@ -240,14 +246,21 @@ class BartDecoder(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, input_ids, memory, attention_mask=None, memory_attention_mask=None, past_key_values=None,
-                use_cache=False, output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
+                use_cache=False, output_hidden_states=False, output_attentions=False,
+                cache_position=None) -> BaseModelOutput:
         """input_ids (B, T) new target tokens; memory (B, S, E) the encoder output; attention_mask
-        (B, P + T) over the target, memory_attention_mask (B, S) over the source."""
-        past = cache_length(past_key_values)
+        (B, P + T) over the target, memory_attention_mask (B, S) over the source. With a StaticCache,
+        cache_position (T,) gives the new tokens' slots (and positions)."""
+        static = isinstance(past_key_values, StaticCache)
+        if static != (cache_position is not None):
+            raise ValueError("a StaticCache and cache_position go together: pass both (static decoding) or neither")
+        past = 0 if static else cache_length(past_key_values)
         T = input_ids.size(1)
-        h = self.embeddings(input_ids, past)  # (B, T, E)
+        h = self.embeddings(input_ids, past, cache_position)  # (B, T, E)
         keep = padding_mask(attention_mask)
-        if T > 1:
+        if static:  # a static cache's unwritten slots are masked at every step
+            keep = combine(filled_slots_mask(cache_position, past_key_values.max_length), keep)
+        elif T > 1:
             keep = combine(causal_mask(T, past + T, device=input_ids.device), keep)
         memory_keep = padding_mask(memory_attention_mask)
         hidden_states, attentions, cross_attentions, caches = [h], [], [], []
@@ -260,7 +273,7 @@ class BartDecoder(nn.Module):
                                                           output_attentions, use_reentrant=False)
             else:
                 h, probs, cross_probs, cache = layer(h, memory, keep, memory_keep, layer_past, use_cache,
-                                                     output_attentions)
+                                                     output_attentions, cache_position)
             hidden_states.append(h)
             attentions.append(probs)
             cross_attentions.append(cross_probs)
@@ -270,7 +283,8 @@ class BartDecoder(nn.Module):
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
             cross_attentions=tuple(cross_attentions) if output_attentions else None,
-            past_key_values=tuple(caches) if use_cache else None,  # per layer: (self k, self v, cross k, cross v)
+            # per layer: (self k, self v, cross k, cross v)
+            past_key_values=(past_key_values if static else tuple(caches)) if use_cache else None,
         )
 
 
@@ -405,11 +419,27 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
         self.model.check_inputs(input_ids, attention_mask, None, 0)
         memory = self.model.encoder(input_ids, attention_mask).last_hidden_state  # (B, S, E)
         start = input_ids.new_full((input_ids.size(0), 1), decoder_start)
-        return start, {"memory": memory, "memory_attention_mask": attention_mask}
+        # None when nothing is padded: the steps then never ask the mask whether it is (a sync, and a
+        # break in a compiled step's graph)
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        return start, {"memory": memory, "memory_attention_mask": attention_mask if padded else None}
 
-    def _generation_forward(self, tokens, state, past_key_values):
+    def _static_cache(self, rows: int, max_length: int, state) -> StaticCache:
+        """Per decoder layer: zeros (rows, H, max_length, D) for the self-attention keys and values, and
+        the cross-attention keys and values (rows, H, S, D), projected from the encoder output now."""
+        memory, layers = state["memory"], []
+        for layer in self.model.decoder.layers:
+            self_attn, cross = layer.self_attn, layer.encoder_attn
+            shape = (rows, self_attn.num_heads, max_length, self_attn.head_dim)
+            layers.append((memory.new_zeros(shape), memory.new_zeros(shape),
+                           cross._heads(cross.k_proj(memory)), cross._heads(cross.v_proj(memory))))
+        return StaticCache(layers)
+
+    def _generation_forward(self, tokens, state, past_key_values, cached: int):
+        static = isinstance(past_key_values, StaticCache)
+        cache_position = torch.arange(cached, cached + tokens.size(1), device=tokens.device) if static else None
         out = self.model.decoder(tokens, state["memory"], None, state["memory_attention_mask"], past_key_values,
-                                 use_cache=True)
+                                 use_cache=True, cache_position=cache_position)
         return self.lm_logits(out.last_hidden_state[:, -1]), out.past_key_values  # (B, V), cache one longer
 
     @staticmethod
@@ -417,6 +447,8 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
         """Only self-attention keys/values move. Beams of one input share the source, so their cross-
         attention keys/values are identical rows and a reorder (always within an input) leaves them as
         they are: skipping it saves copying (N, H, S, D) twice per layer per step."""
+        if isinstance(past_key_values, StaticCache):
+            return past_key_values.reorder_(beam_idx, tensors_per_layer=2)
         return tuple((sk.index_select(0, beam_idx), sv.index_select(0, beam_idx), ck, cv)
                      for sk, sv, ck, cv in past_key_values)
 

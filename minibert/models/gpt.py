@@ -16,7 +16,8 @@ stream and adds its output back, so the stream itself is never normalised until 
               ─► logits = h @ wte^T  (the LM head *is* the token embedding: V x E stored once)
 
 A key/value cache makes decoding O(T) per token instead of O(T^2): each layer returns the keys
-and values it computed, and the next call appends one new position to them.
+and values it computed, and the next call appends one new position to them (or, with a static cache
+preallocated for the whole output, writes it in place: see nn/attention.py StaticCache).
 """
 
 import logging
@@ -37,7 +38,18 @@ from minibert.modeling import (
     normal_init,
     store_linear_weights_input_major,
 )
-from minibert.nn import FeedForward, attend, cache_length, causal_mask, combine, get_activation, padding_mask
+from minibert.nn import (
+    FeedForward,
+    StaticCache,
+    attend,
+    cache_length,
+    causal_mask,
+    combine,
+    filled_slots_mask,
+    get_activation,
+    padding_mask,
+    write_static,
+)
 from minibert.nn.losses import causal_lm_loss, sequence_classification_loss
 from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
@@ -111,11 +123,14 @@ class GPT2Attention(nn.Module):
         scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
         self.scale = scale / (layer_idx + 1) if config.scale_attn_by_inverse_layer_idx else scale
 
-    def forward(self, x, keep=None, past_key_value=None, use_cache=False, output_attentions=False):
+    def forward(self, x, keep=None, past_key_value=None, use_cache=False, output_attentions=False,
+                cache_position=None):
         B, T, E = x.shape
         qkv = self.c_attn(x).view(B, T, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, D)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
-        if past_key_value is not None:
+        if cache_position is not None:  # static cache: written in place at cache_position
+            k, v = write_static(past_key_value, k, v, cache_position)  # (B, H, L, D)
+        elif past_key_value is not None:
             k = torch.cat([past_key_value[0], k], dim=2)  # (B, H, P + T, D)
             v = torch.cat([past_key_value[1], v], dim=2)
         dtype = q.dtype
@@ -139,8 +154,10 @@ class GPT2Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = FeedForward(config.n_embd, config.inner_dim, config.activation_function, dropout=config.resid_pdrop)
 
-    def forward(self, x, keep=None, past_key_value=None, use_cache=False, output_attentions=False):
-        attn_out, probs, cache = self.attn(self.ln_1(x), keep, past_key_value, use_cache, output_attentions)
+    def forward(self, x, keep=None, past_key_value=None, use_cache=False, output_attentions=False,
+                cache_position=None):
+        attn_out, probs, cache = self.attn(self.ln_1(x), keep, past_key_value, use_cache, output_attentions,
+                                           cache_position)
         h = x + attn_out
         return h + self.mlp(self.ln_2(h)), probs, cache
 
@@ -186,8 +203,10 @@ class GPT2Model(GPT2PreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def check_inputs(self, input_ids, attention_mask, position_ids, token_type_ids, past: int) -> None:
-        """Bad input fails here with the fix, not deep inside an embedding lookup."""
+    def check_inputs(self, input_ids, attention_mask, position_ids, token_type_ids, past: int,
+                     mask_length: int | None = None) -> None:
+        """Bad input fails here with the fix, not deep inside an embedding lookup. mask_length: the
+        attention mask's length when it is not past + new (a static cache's, covering all its slots)."""
         config = self.config
         check_ids(input_ids, config.vocab_size)
         if position_ids is not None:
@@ -201,12 +220,12 @@ class GPT2Model(GPT2PreTrainedModel):
                 f"input has {past + input_ids.size(1)} positions ({past} cached + {input_ids.size(1)} new) but "
                 f"n_positions is {config.n_positions}; truncate the input to at most {config.n_positions} tokens"
             )
-        want = (input_ids.size(0), past + input_ids.size(1))
+        want = (input_ids.size(0), mask_length or past + input_ids.size(1))
         if attention_mask is not None and tuple(attention_mask.shape) != want:
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)} but should be {want}: it covers the "
-                f"{past} cached positions and the {input_ids.size(1)} new ones"
-            )
+            covers = ("every slot of the static cache" if mask_length else
+                      f"the {past} cached positions and the {input_ids.size(1)} new ones")
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but should be {want}: it "
+                             f"covers {covers}")
 
     def forward(
         self,
@@ -219,25 +238,41 @@ class GPT2Model(GPT2PreTrainedModel):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         check: bool = True,
+        cache_position: torch.Tensor | None = None,
     ) -> BaseModelOutput:
         """input_ids (B, T) are the new tokens; attention_mask (B, P + T) covers the cached ones too.
         Positions default to P, P+1, ... as in Hugging Face's forward; `generate` passes positions
         counted over real tokens so that left-padded prompts start at 0. `check=False` skips the
-        input checks (generate validates once, then calls this at every step)."""
-        past = cache_length(past_key_values)
+        input checks (generate validates once, then calls this at every step).
+        With a StaticCache, cache_position (T,) gives the slots of the new tokens and attention_mask
+        (B, L) covers all L slots; nothing here then depends on a Python number that changes per step."""
+        static = isinstance(past_key_values, StaticCache)
+        if static != (cache_position is not None):
+            raise ValueError("a StaticCache and cache_position go together: pass both (static decoding) or neither")
         if check:
-            self.check_inputs(input_ids, attention_mask, position_ids, token_type_ids, past)
+            past = int(cache_position[0]) if static else cache_length(past_key_values)
+            self.check_inputs(input_ids, attention_mask, position_ids, token_type_ids, past,
+                              past_key_values.max_length if static else None)
         B, T = input_ids.shape
-        if position_ids is None:
+        if position_ids is None and static:
+            position_ids = cache_position[None]  # (1, T)
+        elif position_ids is None:
+            past = cache_length(past_key_values)
             position_ids = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
         h = self.wte(input_ids) + self.wpe(position_ids)  # (B, T, E)
         if token_type_ids is not None:  # as in Hugging Face: segment ids are looked up in the token table
             h = h + self.wte(token_type_ids)
         h = self.drop(h)
-        # One query over all keys needs no mask; otherwise causal AND padding (masks.py).
-        keep = padding_mask(attention_mask)  # None when nothing is padded
-        if T > 1:
-            keep = combine(causal_mask(T, past + T, device=input_ids.device), keep)
+        # One query over all keys needs no mask; otherwise causal AND padding (masks.py). A static
+        # cache's unwritten slots are masked at every step.
+        if static:
+            padded = attention_mask.bool()[:, None, None, :] if attention_mask is not None else None  # (B, 1, 1, L)
+            keep = combine(filled_slots_mask(cache_position, past_key_values.max_length), padded)
+        else:
+            keep = padding_mask(attention_mask)  # None when nothing is padded
+            if T > 1:
+                past = cache_length(past_key_values)
+                keep = combine(causal_mask(T, past + T, device=input_ids.device), keep)
 
         hidden_states, attentions, caches = [], [], []
         for i, block in enumerate(self.h):
@@ -247,7 +282,7 @@ class GPT2Model(GPT2PreTrainedModel):
                 h, probs, cache = checkpoint(block, h, keep, layer_past, use_cache, output_attentions,
                                              use_reentrant=False)
             else:
-                h, probs, cache = block(h, keep, layer_past, use_cache, output_attentions)
+                h, probs, cache = block(h, keep, layer_past, use_cache, output_attentions, cache_position)
             attentions.append(probs)
             caches.append(cache)
         h = self.ln_f(h)
@@ -256,7 +291,7 @@ class GPT2Model(GPT2PreTrainedModel):
             last_hidden_state=h,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
-            past_key_values=tuple(caches) if use_cache else None,
+            past_key_values=(past_key_values if static else tuple(caches)) if use_cache else None,
         )
 
 
@@ -313,18 +348,31 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
         padded = not bool(attention_mask.all())
         return input_ids, {"attention_mask": full_mask if padded else None, "position_ids": positions}
 
-    def _generation_forward(self, tokens, state, past_key_values):
-        """Logits (B, V) for the position after `tokens`, and the grown cache."""
-        past = cache_length(past_key_values)
-        end = past + tokens.size(1)
+    def _static_cache(self, rows: int, max_length: int, state) -> StaticCache:
+        """Zeros (rows, H, max_length, D) for the keys and the values of every block."""
+        config, weight = self.config, self.transformer.wte.weight
+        shape = (rows, config.n_head, max_length, config.n_embd // config.n_head)
+        return StaticCache([(weight.new_zeros(shape), weight.new_zeros(shape)) for _ in range(config.n_layer)])
+
+    def _generation_forward(self, tokens, state, past_key_values, cached: int):
+        """Logits (B, V) for the position after `tokens`, and the cache holding them too. A static
+        cache gets the mask over all its slots (laid out for the whole output) and the new slots."""
+        end = cached + tokens.size(1)
         mask = state["attention_mask"]
-        out = self.transformer(tokens, attention_mask=mask[:, :end] if mask is not None else None,
-                               position_ids=state["position_ids"][:, past:end], past_key_values=past_key_values,
-                               use_cache=True, check=False)
+        cache_position = None
+        if isinstance(past_key_values, StaticCache):
+            cache_position = torch.arange(cached, end, device=tokens.device)
+        elif mask is not None:
+            mask = mask[:, :end]
+        out = self.transformer(tokens, attention_mask=mask, position_ids=state["position_ids"][:, cached:end],
+                               past_key_values=past_key_values, use_cache=True, check=False,
+                               cache_position=cache_position)
         return self.lm_logits(out.last_hidden_state[:, -1]), out.past_key_values
 
     @staticmethod
     def _reorder_cache(past_key_values, beam_idx: torch.Tensor):
+        if isinstance(past_key_values, StaticCache):
+            return past_key_values.reorder_(beam_idx, tensors_per_layer=2)
         return tuple((k.index_select(0, beam_idx), v.index_select(0, beam_idx)) for k, v in past_key_values)
 
 

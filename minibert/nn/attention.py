@@ -25,6 +25,50 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 KVCache = tuple[torch.Tensor, torch.Tensor]  # (key, value), each (B, H, T_k, D)
 
 
+class StaticCache:
+    """Keys and values preallocated for a whole generation (Hugging Face's StaticCache, in brief).
+
+    One tuple of tensors per layer, each (N, H, L, D) with L the longest output (GPT-2: key, value;
+    BART: self-attention key, value, then cross-attention key, value, computed once). A step writes
+    its new keys/values in place at `cache_position` (write_static) and attends over all L slots, the
+    ones not written yet masked (masks.filled_slots_mask). No tensor changes shape from one decoding
+    step to the next, so torch.compile captures one graph for them all (and CUDA graphs can replay it).
+
+        dynamic:  (N, H, P, D) ─► cat ─► (N, H, P + 1, D)       a new, longer tensor every step
+        static:   (N, H, L, D)  ─► index_copy_ at P ─► same tensor, slot P filled
+    """
+
+    def __init__(self, layers: list[tuple[torch.Tensor, ...]]):
+        self.layers = layers
+
+    def __getitem__(self, layer: int) -> tuple[torch.Tensor, ...]:
+        return self.layers[layer]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def max_length(self) -> int:
+        return self.layers[0][0].size(2)
+
+    def reorder_(self, beam_idx: torch.Tensor, tensors_per_layer: int) -> "StaticCache":
+        """Beam search: row i takes row beam_idx[i]'s keys/values, in place (the tensors stay the ones a
+        compiled step was captured with); only each layer's first `tensors_per_layer` tensors move."""
+        for layer in self.layers:
+            for tensor in layer[:tensors_per_layer]:
+                tensor.copy_(tensor.index_select(0, beam_idx))
+        return self
+
+
+def write_static(cache: KVCache, k: torch.Tensor, v: torch.Tensor, cache_position: torch.Tensor) -> KVCache:
+    """Write new keys/values (B, H, T, D) into a static cache's slots `cache_position` (T,); returns the
+    whole cache (B, H, L, D), to be attended with filled_slots_mask."""
+    key_cache, value_cache = cache
+    key_cache.index_copy_(2, cache_position, k.to(key_cache.dtype))
+    value_cache.index_copy_(2, cache_position, v.to(value_cache.dtype))
+    return key_cache, value_cache
+
+
 def cache_length(past_key_values: tuple | None) -> int:
     """Positions already cached: a decoder's cache holds one tuple per layer whose first tensor is
     the self-attention key (B, H, P, D) (GPT-2: (key, value); BART: (key, value, cross key, cross value))."""
@@ -127,9 +171,11 @@ class MultiHeadAttention(nn.Module):
         use_cache: bool = False,
         output_attentions: bool = False,
         packing: Packing | None = None,
+        cache_position: torch.Tensor | None = None,
     ) -> AttentionOutput:
         """hidden_states (B, T, E), or (N, E) real tokens only when `packing` is given (self-attention
-        without a cache): the projections then skip padding and only the scores see (B, T)."""
+        without a cache): the projections then skip padding and only the scores see (B, T).
+        cache_position (T,): past_key_value is a static cache's (key, value); write into it there."""
         if packing is not None and (key_value_states is not None or past_key_value is not None):
             raise ValueError("packed (unpadded) inputs work for self-attention without a cache only")
         q = self._heads(self.q_proj(hidden_states), packing)  # (B, H, T_q, D)
@@ -140,7 +186,9 @@ class MultiHeadAttention(nn.Module):
             source = hidden_states if key_value_states is None else key_value_states
             k = self._heads(self.k_proj(source), packing)  # (B, H, T_k, D)
             v = self._heads(self.v_proj(source), packing)
-            if past_key_value is not None:  # self-attention while decoding: append to the cache
+            if cache_position is not None:  # self-attention while decoding, static cache: write in place
+                k, v = write_static(past_key_value, k, v, cache_position)
+            elif past_key_value is not None:  # self-attention while decoding: append to the cache
                 k = torch.cat([past_key_value[0], k], dim=2)
                 v = torch.cat([past_key_value[1], v], dim=2)
         out, probs = attend(

@@ -7,6 +7,8 @@ the eager path and the SDPA fast path see exactly the same numbers.
 
     padding (B, T_k)  ->  (B, 1, 1, T_k)      every query may see every real key
     causal  (T_q, T_k) -> (1, 1, T_q, T_k)    query i sees keys 0 .. i + past  (past = T_k - T_q)
+    filled  (T_q,), L  -> (1, 1, T_q, L)      a preallocated cache of L slots: the query at position p
+                                              sees slots 0 .. p (the later ones are empty)
 
 A row with no visible key at all (a left-pad query in a causal model) gets a uniform
 distribution over the masked keys instead of NaN, which matches Hugging Face's additive masks.
@@ -30,6 +32,14 @@ def causal_mask(q_len: int, k_len: int, device: torch.device | None = None) -> t
     q_pos = torch.arange(past, k_len, device=device)[:, None]  # (T_q, 1)
     k_pos = torch.arange(k_len, device=device)[None, :]  # (1, T_k)
     return (k_pos <= q_pos)[None, None]  # (1, 1, T_q, T_k)
+
+
+def filled_slots_mask(cache_position: torch.Tensor, length: int) -> torch.Tensor:
+    """Boolean keep mask (1, 1, T_q, L) over a static cache of L slots, for queries at positions
+    `cache_position` (T_q,): slots up to the query's own position hold its past and itself; the rest
+    are not written yet. Built from a tensor, not an int, so its shape is the same at every step."""
+    slots = torch.arange(length, device=cache_position.device)
+    return (slots[None, :] <= cache_position[:, None])[None, None]  # (1, 1, T_q, L)
 
 
 def combine(*masks: torch.Tensor | None) -> torch.Tensor | None:
