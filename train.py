@@ -1,4 +1,4 @@
-"""Fine-tune a pretrained encoder on a labelled task.
+"""Fine-tune a pretrained model on a labelled task, or on a text-generation task (BART, GPT-2).
 
     python train.py                      # the default: the `pretrain.py --objective sop` checkpoint
                                          # on the shipped Shakespeare genre task, a few minutes on CPU
@@ -7,6 +7,11 @@
         --text_column sentence --label_column label --pooling mean_max --llrd 0.9 --fgm --swa_start 0.75
     python train.py --adapter_size 16 --learning_rate 1e-3   # or --ladder_side_tuning 4, --gradual_unfreezing
     python train.py --multitask genre=train.jsonl,dev.jsonl play=train.jsonl,dev.jsonl,play --mixing equal
+    python train.py --task_type seq2seq --model_name_or_path runs/pretrain-bart-tang --num_beams 4 \\
+        --train_file minibert/data/tasks/tang_t2s_train.jsonl --text_column source --target_column target \\
+        --validation_file minibert/data/tasks/tang_t2s_validation.jsonl  # BART (README: "Generation tasks")
+    python train.py --task_type causal_lm --model_name_or_path path/to/gpt2 --train_file data.jsonl \\
+        --text_column prompt --target_column completion                    # GPT-2: the loss on the completion
 
 Every flag is a field of minibert.finetuning.FinetuneArguments or minibert.engine.TrainingArguments
 (Hugging Face's names); `python train.py --help` lists them.

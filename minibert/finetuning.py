@@ -8,7 +8,9 @@
 
 Tasks: single-label classification (one text or a pair), regression (a number per example),
 multi-label classification (a list of label names, or a list of num_labels 0/1 or soft scores),
-with BCE or the ZLPR loss.
+with BCE or the ZLPR loss; and text generation (finetune/generative.py): seq2seq (BART: a source
+column and a --target_column) and causal_lm (GPT-2: a prompt column and a completion column),
+evaluated by generating (exact match, chrF) with the same engine and flags.
 """
 
 import csv
@@ -35,6 +37,17 @@ from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.beside_base import is_beside_base, load_trained, read_beside_base, save_beside_base
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
+from minibert.finetune.generative import (
+    GENERATIVE_TASK_TYPES,
+    GenerationEvaluator,
+    GenerativeCollator,
+    build_generative_model,
+    causal_lm_examples,
+    check_generative_checkpoint,
+    input_pad_token_id,
+    seq2seq_examples,
+    text_pairs,
+)
 from minibert.finetune.ladder import LadderSideClassifier
 from minibert.finetune.losses import MULTI_LABEL_LOSSES, task_loss
 from minibert.finetune.mixout import apply_mixout
@@ -46,6 +59,7 @@ from minibert.finetune.multitask import (
     mixing_rates,
     parse_tasks,
 )
+from minibert.finetune.new_encoder import BartWithNewEncoder, TwoStageTraining, has_new_encoder
 from minibert.finetune.optimizers import OPTIMIZERS, build_finetune_optimizer
 from minibert.finetune.param_groups import grouped_lr_groups, layer_wise_lr_decay_groups, param_groups
 from minibert.finetune.pooling import POOLINGS
@@ -75,7 +89,8 @@ DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "nu
 # A pair's special tokens alone take 3 ([CLS] a [SEP] b [SEP]) or 4 (RoBERTa's <s> a </s></s> b </s>);
 # 8 leaves room for some text of each.
 MIN_SEQ_LENGTH = 8
-TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification")
+TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification",
+              *GENERATIVE_TASK_TYPES)
 BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
 HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification}
 
@@ -93,6 +108,13 @@ class FinetuneArguments:
     text_pair_column: str | None = None  # a second text: sentence-pair classification
     label_column: str = "label"  # a label name, a number (regression) or a list (multi-label)
     task_type: str = "auto"  # one of TASK_TYPES; auto: numbers -> regression, lists -> multi-label
+    # -- generation (--task_type seq2seq / causal_lm; --text_column is the source or the prompt) ----
+    target_column: str | None = None  # the text to generate: seq2seq's target, causal_lm's completion
+    num_beams: int = 1  # evaluation: 1 = greedy decoding, more = beam search with this many beams
+    generation_max_length: int | None = None  # evaluation: new tokens at most per example (default: max_seq_length)
+    new_encoder_vocab: str | None = None  # BART's translation recipe: a tokenizer dir of the source language
+    new_encoder_layers: int = 1  # encoder layers of the new, randomly initialised encoder front
+    new_encoder_stage_two_steps: int | None = None  # the last steps, which train everything (default: last 20%)
     num_labels: int | None = None  # default: the number of distinct labels in the training file
     max_seq_length: int = 128  # longer texts are truncated (a pair: the longer text first)
     # -- head ------------------------------------------------------------------------------------
@@ -137,6 +159,10 @@ class FinetuneArguments:
                              f"tokens and some text; pass --max_seq_length {MIN_SEQ_LENGTH} or more")
         if self.per_device_eval_batch_size < 1:
             raise ValueError(f"--per_device_eval_batch_size must be >= 1, got {self.per_device_eval_batch_size}")
+        if self.num_beams < 1:
+            raise ValueError(f"--num_beams must be >= 1 (1 = greedy decoding), got {self.num_beams}")
+        if self.generation_max_length is not None and self.generation_max_length < 1:
+            raise ValueError(f"--generation_max_length must be >= 1, got {self.generation_max_length}")
 
 
 @dataclass
@@ -426,6 +452,46 @@ def check_methods(args: FinetuneArguments) -> None:
         raise ValueError("--unfreeze_stage_steps sets the stage length of --gradual_unfreezing; pass that flag too")
     if args.multitask:
         check_mixing(args.mixing, args.mixing_cap, args.mixing_temperature)
+    check_generation_flags(args)
+
+
+def check_generation_flags(args: FinetuneArguments) -> None:
+    """Classification flags with a generative task type, and generation flags without one."""
+    if args.task_type not in GENERATIVE_TASK_TYPES:
+        given = [flag for flag, on in (("--target_column", args.target_column is not None),
+                                       ("--num_beams", args.num_beams != 1),
+                                       ("--generation_max_length", args.generation_max_length is not None),
+                                       ("--new_encoder_vocab", args.new_encoder_vocab is not None)) if on]
+        if given:
+            raise ValueError(f"{given[0]} is for text generation; pass --task_type seq2seq (BART) or causal_lm "
+                             "(GPT-2), or drop it")
+        return
+    classification_only = {
+        "--text_pair_column": args.text_pair_column is not None, "--num_labels": args.num_labels is not None,
+        "--pooling": args.pooling != "default", "--multi_label_loss": args.multi_label_loss != "bce",
+        "--classifier_dropout": args.classifier_dropout is not None, "--llrd": args.llrd is not None,
+        "--lr_groups": args.lr_groups is not None, "--head_lr": args.head_lr is not None,
+        "--reinit_layers": args.reinit_layers != 0, "--reinit_pooler": args.reinit_pooler,
+        "--freeze_embeddings": args.freeze_embeddings, "--mixout": args.mixout != 0, "--fgm": args.fgm,
+        "--pgd_steps": args.pgd_steps != 0, "--swa_start": args.swa_start is not None,
+        "--adapter_size": args.adapter_size is not None, "--gradual_unfreezing": args.gradual_unfreezing,
+        "--ladder_side_tuning": args.ladder_side_tuning is not None, "--multitask": bool(args.multitask)}
+    given = [flag for flag, on in classification_only.items() if on]
+    if given:
+        raise ValueError(f"{given[0]} is a classification method that --task_type {args.task_type} does not "
+                         "support; drop it")
+    if args.target_column is None:
+        what = "target" if args.task_type == "seq2seq" else "completion"
+        raise ValueError(f"--task_type {args.task_type} needs --target_column: the column holding the {what}, the "
+                         "text to generate")
+    if args.new_encoder_vocab is not None:
+        if args.task_type != "seq2seq":
+            raise ValueError("--new_encoder_vocab puts a new encoder in front of BART; pass --task_type seq2seq")
+        if not Path(args.new_encoder_vocab).is_dir():
+            raise ValueError(f"--new_encoder_vocab {args.new_encoder_vocab} is not a directory; pass a tokenizer "
+                             "directory (tokenizer.json, or vocab.json + merges.txt) of the source language")
+        if args.new_encoder_layers < 0:
+            raise ValueError(f"--new_encoder_layers must be >= 0, got {args.new_encoder_layers}")
 
 
 # What a model saved beside its base needs to be rebuilt (with the task) before its parameters load.
@@ -434,8 +500,11 @@ BESIDE_BASE_FIELDS = ("pooling", "pooling_layer", "multi_label_loss", "classifie
 
 
 def load_finetuned(path: str | os.PathLike) -> nn.Module:
-    """Load what `finetune` saved: a family head model, a PooledClassifier, a MultiTaskClassifier, or
-    (adapters, ladder side-tuning) the trained parameters beside their base checkpoint."""
+    """Load what `finetune` saved: a family head model, a PooledClassifier, a MultiTaskClassifier,
+    (adapters, ladder side-tuning) the trained parameters beside their base checkpoint, a fine-tuned
+    BART or GPT-2 (load_pretrained), or a BART with a new encoder front (--new_encoder_vocab)."""
+    if has_new_encoder(path):
+        return BartWithNewEncoder.load(path)
     if is_beside_base(path):
         base, settings = read_beside_base(path)
         args = FinetuneArguments(model_name_or_path=base, **settings["args"])
@@ -576,6 +645,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     `callbacks` are added to the engine's (see minibert.engine.Trainer for the hooks)."""
     if args.multitask:
         return finetune_multitask(args, training, callbacks)
+    if args.task_type in GENERATIVE_TASK_TYPES:
+        return finetune_generative(args, training, callbacks)
     source = _check_run(args, training)
     torch.manual_seed(training.seed)
     tokenizer = load_tokenizer(args.tokenizer_name or source)
@@ -650,6 +721,75 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     if result.best_checkpoint:
         best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1])
     return FinetuneResult(metrics, evaluations, str(out), task, result.seconds, swa_metrics, best_step)
+
+
+def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
+                        callbacks: Sequence = ()) -> FinetuneResult:
+    """--task_type seq2seq (BART) or causal_lm (GPT-2): the engine trains on the teacher-forced loss;
+    each evaluation generates from every validation source (or prompt) and keeps the best chrF.
+    Saves the model, its tokenizer, eval_results.json and generated_predictions.jsonl."""
+    source = _check_run(args, training)
+    check_generative_checkpoint(args.task_type, read_config_dict(source), args.max_seq_length, source)
+    torch.manual_seed(training.seed)
+    tokenizer = load_tokenizer(args.tokenizer_name or source)
+    source_tokenizer = load_tokenizer(args.new_encoder_vocab) if args.new_encoder_vocab else None
+
+    def read_examples(path) -> list[dict]:
+        sources, targets = text_pairs(read_rows(path), args.text_column, args.target_column, args.task_type, path)
+        if args.task_type == "seq2seq":
+            return seq2seq_examples(sources, targets, tokenizer, args.max_seq_length, source_tokenizer)
+        return causal_lm_examples(sources, targets, tokenizer, args.max_seq_length, path)
+
+    train_examples = read_examples(args.train_file)
+    eval_examples = read_examples(args.validation_file) if args.validation_file else None
+    model = build_generative_model(args.task_type, source, args.model_name_or_path == RANDOM_INIT)
+    if source_tokenizer is not None:
+        model = BartWithNewEncoder(model, source_tokenizer.vocab_size, input_pad_token_id(source_tokenizer),
+                                   args.new_encoder_layers).train()
+    pad_id = input_pad_token_id(source_tokenizer or tokenizer)
+    sampler = None
+    if args.group_by_length:
+        sampler = UniformLengthSampler([len(e["input_ids"]) for e in train_examples],
+                                       training.per_device_train_batch_size)
+    evaluator = None
+    if eval_examples:
+        evaluator = GenerationEvaluator(eval_examples, args.task_type, tokenizer, args.per_device_eval_batch_size,
+                                        args.num_beams, args.generation_max_length or args.max_seq_length, pad_id)
+        if training.metric_for_best_model is None:
+            training.metric_for_best_model, training.greater_is_better = "chrf", True
+    callbacks = list(callbacks)
+    optimizer = build_optimizer(model, args, training)  # before stage one freezes: its groups hold every parameter
+    if source_tokenizer is not None:
+        batches = len(sampler) if sampler is not None else math.ceil(
+            len(train_examples) / training.per_device_train_batch_size)
+        total = training.max_steps if training.max_steps > 0 else math.ceil(
+            batches / training.gradient_accumulation_steps * training.num_train_epochs)
+        stage_two = args.new_encoder_stage_two_steps
+        callbacks.append(TwoStageTraining(model, total - (stage_two if stage_two is not None else total // 5)))
+    trainer = Trainer(model, training, train_examples, GenerativeCollator(pad_id), eval_fn=evaluator,
+                      callbacks=callbacks, optimizer=optimizer, sampler=sampler)
+    result = trainer.train()
+    evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
+    metrics = evaluator(model) if evaluator else {}
+    out = Path(training.output_dir)
+    task = Task(args.task_type)
+    if trainer.context.is_main:
+        if isinstance(model, BartWithNewEncoder):
+            model.save(out, source_tokenizer)
+        else:
+            model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        settings = {k: getattr(args, k) for k in ("text_column", "target_column", "num_beams", "max_seq_length",
+                                                  "validation_file")}
+        record = {"metrics": metrics, "task": asdict(task), "generation": settings,
+                  "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
+        (out / "eval_results.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        if evaluator:
+            lines = [json.dumps({"target": e["target"], "prediction": p}, ensure_ascii=False)
+                     for e, p in zip(eval_examples, evaluator.predictions, strict=True)]
+            (out / "generated_predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1]) if result.best_checkpoint else None
+    return FinetuneResult(metrics, evaluations, str(out), task, result.seconds, None, best_step)
 
 
 def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,

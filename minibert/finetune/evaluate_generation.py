@@ -1,0 +1,86 @@
+"""Evaluate a model that `train.py --task_type seq2seq / causal_lm` saved, with any decoding:
+
+    python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --num_beams 4
+    python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --validation_file other.jsonl
+
+The columns, the task type and --max_seq_length come from the run's eval_results.json, the
+validation file too unless given; so greedy decoding and beam search are compared on the very
+same weights. Prints the metrics as one JSON line (loss, exact_match, chrf, seconds).
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from minibert.finetune.generative import (
+    GenerationEvaluator,
+    causal_lm_examples,
+    input_pad_token_id,
+    seq2seq_examples,
+    text_pairs,
+)
+from minibert.finetune.new_encoder import NEW_ENCODER_DIR, has_new_encoder
+from minibert.finetuning import load_finetuned, read_rows
+from minibert.tokenizer import load_tokenizer
+
+
+def evaluate_saved(path: str | Path, validation_file: str | None = None, num_beams: int = 1,
+                   batch_size: int = 64, max_new_tokens: int | None = None) -> dict:
+    path = Path(path)
+    record_file = path / "eval_results.json"
+    if not record_file.is_file():
+        raise ValueError(f"{path} has no eval_results.json; pass the output_dir of a train.py --task_type seq2seq "
+                         "or causal_lm run")
+    record = json.loads(record_file.read_text())
+    task_type, settings = record["task"]["problem_type"], record.get("generation")
+    if settings is None:
+        raise ValueError(f"{path} holds a {task_type} model, not a generation run; use train.py's own evaluation")
+    validation_file = validation_file or settings.get("validation_file")
+    if validation_file is None:
+        raise ValueError("the run had no validation file; pass --validation_file")
+    tokenizer = load_tokenizer(path)
+    source_tokenizer = load_tokenizer(path / NEW_ENCODER_DIR) if has_new_encoder(path) else None
+    max_length = settings["max_seq_length"]
+    sources, targets = text_pairs(read_rows(validation_file), settings["text_column"], settings["target_column"],
+                                  task_type, validation_file)
+    if task_type == "seq2seq":
+        examples = seq2seq_examples(sources, targets, tokenizer, max_length, source_tokenizer)
+    else:
+        examples = causal_lm_examples(sources, targets, tokenizer, max_length, validation_file)
+    model = load_finetuned(path)
+    evaluator = GenerationEvaluator(examples, task_type, tokenizer, batch_size, num_beams,
+                                    max_new_tokens or max_length, input_pad_token_id(source_tokenizer or tokenizer))
+    start = time.perf_counter()
+    metrics = evaluator(model)
+    return {**metrics, "num_beams": num_beams, "examples": len(examples), "seconds": time.perf_counter() - start}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", help="the output_dir of a train.py --task_type seq2seq / causal_lm run")
+    parser.add_argument("--validation_file", help="default: the run's")
+    parser.add_argument("--num_beams", type=int, default=1, help="1: greedy decoding (default), more: beam search")
+    parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
+    parser.add_argument("--generation_max_length", type=int, help="new tokens at most (default: max_seq_length)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        metrics = evaluate_saved(args.path, args.validation_file, args.num_beams, args.per_device_eval_batch_size,
+                                 args.generation_max_length)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
