@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from minibert.nn.masks import to_additive
+from minibert.nn.attention import to_additive
 
 LETTER_MEANINGS = {"B": "batch", "T": "tokens", "S": "source tokens", "E": "hidden size", "H": "heads",
                    "D": "head dim", "F": "feed-forward width", "V": "vocabulary", "C": "labels"}

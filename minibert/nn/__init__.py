@@ -1,6 +1,6 @@
-"""Building blocks shared by every model family: activations, masks, attention, feed-forward."""
+"""Building blocks shared by every model family: attention (with its masks), feed-forward (with its
+activations), packing, losses."""
 
-from minibert.nn.activations import ACTIVATIONS, get_activation
 from minibert.nn.attention import (
     ATTN_IMPLEMENTATIONS,
     AttentionOutput,
@@ -9,12 +9,16 @@ from minibert.nn.attention import (
     StaticCache,
     attend,
     cache_length,
+    causal_mask,
+    combine,
     eager_attention,
+    filled_slots_mask,
+    padding_mask,
     sdpa_attention,
+    to_additive,
     write_static,
 )
-from minibert.nn.feed_forward import FeedForward, apply_chunked
-from minibert.nn.masks import causal_mask, combine, filled_slots_mask, padding_mask, to_additive
+from minibert.nn.feed_forward import ACTIVATIONS, FeedForward, apply_chunked, get_activation
 from minibert.nn.packing import Packing
 
 __all__ = [
