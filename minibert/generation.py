@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from minibert.modeling import check_ids
+from minibert.modeling import check_ids, store_linear_weights_input_major
 
 logger = logging.getLogger(__name__)
 
@@ -320,6 +320,8 @@ class GenerationMixin:
         settings = dataclasses.replace(self.generation_defaults(), **explicit)
         self._check_settings(settings, explicit)
         check_ids(input_ids, self.config.vocab_size)  # the forward passes inside skip their checks
+        if input_ids.device.type == "cpu":  # decoding multiplies a few rows at a time: the layout MKL reads fastest
+            store_linear_weights_input_major(self)
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
                              f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids")

@@ -173,10 +173,12 @@ def store_linear_weights_input_major(model: nn.Module) -> None:
     """Keep every nn.Linear weight shaped (out, in) but stored (in, out) in memory, GPT-2's original
     Conv1D order: F.linear then multiplies by a matrix that is not transposed, which MKL's GEMM reads
     1.5-2x faster at 4-8 rows (batched and beam decoding; bench/bench_generate.py) and no slower at
-    1 row or at training sizes. Loading copies into these tensors and keeps the order."""
+    1 row or at training sizes. An explicit step, taken by `generate` on the CPU: only the memory order
+    changes (`.data`), so values, shapes and the Parameter objects an optimizer holds stay the same;
+    loading copies into these tensors and keeps the order."""
     for module in model.modules():
-        if isinstance(module, nn.Linear):
-            module.weight = nn.Parameter(module.weight.detach().t().contiguous().t())
+        if isinstance(module, nn.Linear) and not module.weight.t().is_contiguous():
+            module.weight.data = module.weight.data.t().contiguous().t()
 
 
 class PreTrainedModel(nn.Module):

@@ -154,10 +154,21 @@ def test_round_trip_loads_in_transformers_with_same_logits(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
 
 
-def test_linear_weights_keep_the_conv1d_memory_order(tmp_path):
+def test_generate_stores_linear_weights_in_the_conv1d_memory_order(tmp_path):
+    """An explicit step of `generate` on the CPU, not of construction: only the memory order changes,
+    the Parameter objects (which an optimizer may hold), values and outputs stay."""
     hf, ours = hf_and_ours(tmp_path, "GPT2LMHeadModel", GPT2LMHeadModel, save=True)
     weights = [m.weight for m in ours.modules() if isinstance(m, torch.nn.Linear)]
-    assert len(weights) == 8 and all(w.t().is_contiguous() for w in weights)
+    assert len(weights) == 8 and all(w.is_contiguous() for w in weights)  # as built and loaded
+    values = [w.detach().clone() for w in weights]
+    ids = torch.randint(0, VOCAB, (2, 5))
+    with torch.no_grad():
+        before = ours(ids).logits
+        ours.generate(ids, max_new_tokens=2)
+        torch.testing.assert_close(ours(ids).logits, before, atol=ATOL, rtol=RTOL)
+    after = [m.weight for m in ours.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(a is w and a.t().is_contiguous() for a, w in zip(after, weights, strict=True))
+    assert all(torch.equal(a, v) for a, v in zip(after, values, strict=True))
     assert ours.transformer.h[0].attn.c_attn.weight.shape == (96, 32)  # nn.Linear's (out, in) shape
 
 

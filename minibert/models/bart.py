@@ -37,7 +37,6 @@ from minibert.modeling import (
     PreTrainedModel,
     check_ids,
     normal_init,
-    store_linear_weights_input_major,
 )
 from minibert.nn import (
     FeedForward,
@@ -197,10 +196,6 @@ class BartPreTrainedModel(PreTrainedModel):
         normal_init(module, self.config.init_std)
         if isinstance(module, BartForConditionalGeneration):
             nn.init.zeros_(module.final_logits_bias)
-
-    def post_init(self) -> None:
-        super().post_init()
-        store_linear_weights_input_major(self)  # faster small-batch decoding, see modeling.py
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.base_model.shared

@@ -36,7 +36,6 @@ from minibert.modeling import (
     PreTrainedModel,
     check_ids,
     normal_init,
-    store_linear_weights_input_major,
 )
 from minibert.nn import (
     FeedForward,
@@ -181,10 +180,6 @@ class GPT2PreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.c_proj.weight, std=residual_std)
         elif isinstance(module, FeedForward):
             nn.init.normal_(module.down.weight, std=residual_std)
-
-    def post_init(self) -> None:
-        super().post_init()
-        store_linear_weights_input_major(self)  # faster small-batch decoding, see modeling.py
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.base_model.wte
