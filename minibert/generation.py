@@ -43,6 +43,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -439,86 +440,126 @@ class GenerationMixin:
                      early_stopping, num_return_sequences, generator):
         """Vectorised beam search with the semantics of Hugging Face's (transformers v5).
 
-        Per input it keeps K running beams and K finished hypotheses. Each step scores every beam x
-        token, keeps the best 2K candidates (more with several eos ids, so K survive even if the best
-        ones all end), continues the best K that did not end, and offers the ended ones among the top
-        K to the finished set with their length-normalised score.
+        Per input it keeps K running beams and K finished hypotheses (`Beams`). Each step has three
+        phases, one function each: score every beam x token and keep the best 2K candidates (more with
+        several eos ids, so K survive even if the best ones all end: `_candidates`); continue the best
+        K that did not end (`_continue_beams`); offer the ended ones among the top K to the finished
+        set with their length-normalised score (`_offer_finished`).
         """
         N, start = sequences.shape
         B = N // K
         device = sequences.device
         eos_ids = torch.tensor(eos, device=device) if eos else None
         n_candidates = max(2, 1 + len(eos)) * K
-        among_top_k = torch.arange(n_candidates, device=device) < K  # only the top K may finish this step
-        batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1): beam k of input b is row b * K + k
-
         # Rows that end early are filled as Hugging Face fills them: with pad_token_id, but with the
         # first eos when pad_token_id is 0 (it tests the pad id for truth), and -1 without eos.
-        fill = (pad or eos[0]) if eos else -1
-        running = sequences.new_full((B, K, max_length), fill)  # (B, K, L)
-        running[:, :, :start] = sequences.view(B, K, start)
-        running_scores = torch.zeros(B, K, device=device)
-        running_scores[:, 1:] = NEG  # all beams start identical: let only the first one expand at step one
-        finished = running.clone()  # (B, K, L): the best K ended hypotheses of each input
-        finished_scores = torch.full((B, K), NEG, device=device)  # NEG: an empty slot
-        finished_ok = torch.zeros(B, K, dtype=torch.bool, device=device)
-        finished_len = torch.zeros(B, K, dtype=torch.long, device=device)
+        beams = Beams.start(sequences.view(B, K, start), max_length, fill=(pad or eos[0]) if eos else -1)
+        batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1): beam k of input b is row b * K + k
         improvable = torch.ones(B, 1, dtype=torch.bool, device=device)
 
         tokens, length = sequences, start
         while True:
-            # 1. Score every beam x token: the beam's sum of log-probabilities plus the token's.
             logits, past = self._generation_forward(tokens, state, past, length - tokens.size(1))  # (N, V)
             # the cache holds `length` positions
             log_probs = F.log_softmax(logits.float(), dim=-1)
-            log_probs = _apply(procs, running[:, :, :length].reshape(N, length), log_probs)  # (N, V)
-            V = log_probs.size(-1)
-            totals = (log_probs.view(B, K, V) + running_scores[..., None]).view(B, K * V)  # (B, K*V)
-            if do_sample:
-                picks = torch.multinomial(totals.softmax(dim=-1), n_candidates, generator=generator)
-                cand_scores = totals.gather(1, picks)
-            else:
-                cand_scores, picks = totals.topk(n_candidates, dim=-1)  # (B, 2K)
-            cand_beam, cand_token = picks // V, picks % V  # (B, 2K): which beam, which token
-            cand_seqs = running.gather(1, cand_beam[..., None].expand(-1, -1, max_length)).clone()  # (B, 2K, L)
-            cand_seqs[:, :, length] = cand_token
-            ends = torch.full_like(cand_token, length + 1 >= max_length, dtype=torch.bool)  # (B, 2K)
-            if eos_ids is not None:
-                ends |= torch.isin(cand_token, eos_ids)
-
-            # 2. The best K candidates that go on become the running beams (ended ones cannot).
-            alive_scores = cand_scores.masked_fill(ends, float("-inf"))
-            best = alive_scores.topk(K, dim=-1).indices  # (B, K)
-            running = cand_seqs.gather(1, best[..., None].expand(-1, -1, max_length))  # (B, K, L)
-            running_scores = alive_scores.gather(1, best)
-            origin = cand_beam.gather(1, best) + batch_offset  # (B, K): rows they continue
-
-            # 3. Ended candidates among the top K compete for the finished set on sum(log p) / length**penalty;
-            # a candidate that may not enter scores -inf, below every slot (empty slots hold NEG).
-            new_ok = ends & among_top_k  # (B, 2K)
-            normed = cand_scores / ((length + 1 - start) ** length_penalty)
-            closed = (finished_ok.all(dim=-1, keepdim=True) & (early_stopping is True)) | ~improvable  # (B, 1)
-            normed = normed.masked_fill(closed | ~new_ok, float("-inf"))
-            all_scores = torch.cat([finished_scores, normed], dim=1)  # (B, K + 2K)
-            keep = all_scores.topk(K, dim=-1).indices  # (B, K)
-            finished = torch.cat([finished, cand_seqs], dim=1).gather(1, keep[..., None].expand(-1, -1, max_length))
-            finished_scores = all_scores.gather(1, keep)
-            finished_ok = torch.cat([finished_ok, new_ok], dim=1).gather(1, keep)
-            new_len = torch.full_like(new_ok, length + 1, dtype=torch.long)
-            finished_len = torch.cat([finished_len, new_len], dim=1).gather(1, keep)
+            log_probs = _apply(procs, beams.running[:, :, :length].reshape(N, length), log_probs)  # (N, V)
+            cand = _candidates(beams, log_probs, length, max_length, n_candidates, eos_ids, do_sample, generator)
+            origin = _continue_beams(beams, cand, K) + batch_offset  # (B, K): the rows the new beams continue
+            _offer_finished(beams, cand, K, length, start, length_penalty, early_stopping, improvable)
 
             past = self._reorder_cache(past, origin.view(-1))  # row i now continues row origin[i]
             length += 1  # the next forward adds one position to the cache
-            improvable = improvable & _can_still_improve(running_scores, finished_scores, finished_ok, length, start,
-                                                         max_length, length_penalty, early_stopping)
-            all_done = bool(ends.all()) or not bool(improvable.any())
-            if all_done or (early_stopping is True and bool(finished_ok.all())):
+            improvable = improvable & _can_still_improve(beams.running_scores, beams.finished_scores, beams.finished_ok,
+                                                         length, start, max_length, length_penalty, early_stopping)
+            all_done = bool(cand.ends.all()) or not bool(improvable.any())
+            if all_done or (early_stopping is True and bool(beams.finished_ok.all())):
                 break
-            tokens = running[:, :, length - 1].reshape(N, 1)
+            tokens = beams.running[:, :, length - 1].reshape(N, 1)
 
         R = num_return_sequences
-        out_len = int(finished_len[:, :R].max())  # the longest returned hypothesis sets the width
-        return finished[:, :R, :out_len].reshape(B * R, out_len)
+        out_len = int(beams.finished_len[:, :R].max())  # the longest returned hypothesis sets the width
+        return beams.finished[:, :R, :out_len].reshape(B * R, out_len)
+
+
+@dataclass
+class Beams:
+    """Beam search's state per input: K running beams and the K best finished hypotheses."""
+
+    running: torch.Tensor  # (B, K, L) tokens of the beams still going
+    running_scores: torch.Tensor  # (B, K) their sums of log-probabilities
+    finished: torch.Tensor  # (B, K, L) the best ended hypotheses
+    finished_scores: torch.Tensor  # (B, K) sum(log p) / length**penalty; NEG: an empty slot
+    finished_ok: torch.Tensor  # (B, K) bool: the slot holds a hypothesis
+    finished_len: torch.Tensor  # (B, K) its length
+
+    @classmethod
+    def start(cls, prompt: torch.Tensor, max_length: int, fill: int) -> "Beams":
+        """K copies of each prompt (B, K, L0): only the first may expand at step one (they are identical)."""
+        B, K, start = prompt.shape
+        running = prompt.new_full((B, K, max_length), fill)  # (B, K, L)
+        running[:, :, :start] = prompt
+        scores = torch.zeros(B, K, device=prompt.device)
+        scores[:, 1:] = NEG
+        zeros = torch.zeros(B, K, dtype=torch.long, device=prompt.device)
+        return cls(running, scores, running.clone(), torch.full((B, K), NEG, device=prompt.device), zeros.bool(),
+                   zeros)
+
+
+class Candidates(NamedTuple):
+    scores: torch.Tensor  # (B, C) sum of log-probabilities, C = 2K or more
+    beam: torch.Tensor  # (B, C) which running beam each extends
+    sequences: torch.Tensor  # (B, C, L) that beam with the new token written at the current length
+    ends: torch.Tensor  # (B, C) bool: the new token is an eos, or the length is reached
+
+
+def _candidates(beams: Beams, log_probs: torch.Tensor, length: int, max_length: int, n: int, eos_ids, do_sample: bool,
+                generator) -> Candidates:
+    """Phase 1: score every beam x token (the beam's sum of log-probabilities plus the token's) and keep the
+    best n (or n sampled)."""
+    B, K, _ = beams.running.shape
+    V = log_probs.size(-1)
+    totals = (log_probs.view(B, K, V) + beams.running_scores[..., None]).view(B, K * V)  # (B, K*V)
+    if do_sample:
+        picks = torch.multinomial(totals.softmax(dim=-1), n, generator=generator)
+        scores = totals.gather(1, picks)
+    else:
+        scores, picks = totals.topk(n, dim=-1)  # (B, 2K)
+    beam, token = picks // V, picks % V  # (B, 2K): which beam, which token
+    sequences = beams.running.gather(1, beam[..., None].expand(-1, -1, max_length)).clone()  # (B, 2K, L)
+    sequences[:, :, length] = token
+    ends = torch.full_like(token, length + 1 >= max_length, dtype=torch.bool)  # (B, 2K)
+    if eos_ids is not None:
+        ends |= torch.isin(token, eos_ids)
+    return Candidates(scores, beam, sequences, ends)
+
+
+def _continue_beams(beams: Beams, cand: Candidates, K: int) -> torch.Tensor:
+    """Phase 2: the best K candidates that go on become the running beams (ended ones cannot).
+    Returns (B, K): the beam (0 .. K-1 within its input) each new beam continues."""
+    alive_scores = cand.scores.masked_fill(cand.ends, float("-inf"))
+    best = alive_scores.topk(K, dim=-1).indices  # (B, K)
+    beams.running = cand.sequences.gather(1, best[..., None].expand(-1, -1, cand.sequences.size(-1)))  # (B, K, L)
+    beams.running_scores = alive_scores.gather(1, best)
+    return cand.beam.gather(1, best)
+
+
+def _offer_finished(beams: Beams, cand: Candidates, K: int, length: int, start: int, length_penalty: float,
+                    early_stopping, improvable: torch.Tensor) -> None:
+    """Phase 3: ended candidates among the top K compete for the finished set on sum(log p) / length**penalty;
+    a candidate that may not enter scores -inf, below every slot (empty slots hold NEG)."""
+    among_top_k = torch.arange(cand.ends.size(1), device=cand.ends.device) < K  # only the top K may finish
+    new_ok = cand.ends & among_top_k  # (B, 2K)
+    normed = cand.scores / ((length + 1 - start) ** length_penalty)
+    closed = (beams.finished_ok.all(dim=-1, keepdim=True) & (early_stopping is True)) | ~improvable  # (B, 1)
+    normed = normed.masked_fill(closed | ~new_ok, float("-inf"))
+    all_scores = torch.cat([beams.finished_scores, normed], dim=1)  # (B, K + 2K)
+    keep = all_scores.topk(K, dim=-1).indices  # (B, K)
+    L = cand.sequences.size(-1)
+    beams.finished = torch.cat([beams.finished, cand.sequences], dim=1).gather(1, keep[..., None].expand(-1, -1, L))
+    beams.finished_scores = all_scores.gather(1, keep)
+    beams.finished_ok = torch.cat([beams.finished_ok, new_ok], dim=1).gather(1, keep)
+    new_len = torch.full_like(new_ok, length + 1, dtype=torch.long)
+    beams.finished_len = torch.cat([beams.finished_len, new_len], dim=1).gather(1, keep)
 
 
 def _can_still_improve(running_scores, finished_scores, finished_ok, length, start, max_length, length_penalty,
