@@ -32,7 +32,8 @@ METHODS = {
     "gradual_unfreezing_llrd": ["--gradual_unfreezing", "--llrd", "0.8"],
     "ladder": ["--ladder_side_tuning", "4", "--learning_rate", "2e-3"],
     "multitask": ["--multitask", f"genre={TASKS}_train.jsonl,{TASKS}_validation.jsonl",
-                  f"play={TASKS}_train.jsonl,{TASKS}_validation.jsonl,play", "--mixing", "equal"],
+                  f"play={TASKS}_train.jsonl,{TASKS}_validation.jsonl,play", "--mixing", "equal",
+                  "--task_type", "single_label_classification"],  # a play's title may hold a comma
     "further_pretraining": ["--model_name_or_path", TAPT_DIR],
 }
 
