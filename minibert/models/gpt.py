@@ -258,7 +258,7 @@ class GPT2Model(GPT2PreTrainedModel):
         if token_type_ids is not None:  # as in Hugging Face: segment ids are looked up in the token table
             h = h + self.wte(token_type_ids)
         h = self.drop(h)
-        # One query over all keys needs no mask; otherwise causal AND padding (masks.py). A static
+        # One query over all keys needs no mask; otherwise causal AND padding (the masks in nn/attention.py). A static
         # cache's unwritten slots are masked at every step.
         if static:
             padded = attention_mask.bool()[:, None, None, :] if attention_mask is not None else None  # (B, 1, 1, L)
