@@ -236,22 +236,23 @@ class DocumentTokenizer:
         return out
 
 
-def _shard_arrays(parts: list[dict], records: list[int], titles: list[int]) -> dict[str, np.ndarray]:
-    """Join the arrays of consecutive chunks into one shard's arrays (offsets made cumulative)."""
-    lengths = np.concatenate([p["lengths"] for p in parts]) if parts else np.zeros(0, np.int64)
-    per_doc = np.concatenate([p["per_document"] for p in parts]) if parts else np.zeros(0, np.int64)
-    keep = per_doc > 0  # a document whose sentences gave no token is no document
-    return {"tokens": np.concatenate([p["tokens"] for p in parts]) if parts else np.zeros(0, np.uint16),
-            "word_starts": np.concatenate([p["word_starts"] for p in parts]) if parts else np.zeros(0, bool),
-            "sentences": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            "documents": np.concatenate([[0], np.cumsum(per_doc[keep])]).astype(np.int64),
-            "records": np.asarray(records, dtype=np.int64)[keep], "titles": np.asarray(titles, dtype=np.int32)[keep]}
+def _chunk_arrays(part: dict, records: list[int], title_ids: list[int], tokens_before: int,
+                  sentences_before: int) -> dict[str, np.ndarray]:
+    """What one tokenised chunk appends to its shard's arrays: offsets continue from the tokens and
+    sentences before it (the leading 0 of the offset arrays is the shard's, written once)."""
+    keep = part["per_document"] > 0  # a document whose sentences gave no token is no document
+    return {"tokens": part["tokens"], "word_starts": part["word_starts"],
+            "sentences": tokens_before + np.cumsum(part["lengths"]),
+            "documents": sentences_before + np.cumsum(part["per_document"][keep]),
+            "records": np.asarray(records, dtype=np.int64)[keep], "titles": np.asarray(title_ids, dtype=np.int32)[keep]}
 
 
 def tokenize_in_memory(documents: list[list[str]], tokenizer, words: str = "vocab") -> TokenizedCorpus:
     """Documents (lists of sentences) as a one-shard corpus held in memory, no cache involved."""
     part = DocumentTokenizer(tokenizer, words)(documents)
-    arrays = _shard_arrays([part], list(range(len(documents))), [-1] * len(documents))
+    arrays = _chunk_arrays(part, list(range(len(documents))), [-1] * len(documents), 0, 0)
+    for name in ("sentences", "documents"):
+        arrays[name] = np.concatenate([[0], arrays[name]]).astype(np.int64)
     shard = Shard(**arrays, title_names=[], file="<memory>", num_records=len(documents))
     return TokenizedCorpus.whole([shard])
 
@@ -350,14 +351,9 @@ class _ShardWriter:
         self.counts[name] += len(array)
 
     def add(self, part: dict, records: list[int], titles: list) -> None:
-        keep = part["per_document"] > 0
-        self._write("tokens", part["tokens"].astype(self.dtype))
-        self._write("word_starts", part["word_starts"])
-        self._write("sentences", self.tokens + np.cumsum(part["lengths"]))
-        self._write("documents", self.sentences + np.cumsum(part["per_document"][keep]))
-        self._write("records", np.asarray(records, dtype=np.int64)[keep])
         ids = [-1 if t is None else self.titles.setdefault(str(t), len(self.titles)) for t in titles]
-        self._write("titles", np.asarray(ids, dtype=np.int32)[keep])
+        for name, array in _chunk_arrays(part, records, ids, self.tokens, self.sentences).items():
+            self._write(name, array.astype(self.dtype) if name == "tokens" else array)
         self.tokens += int(part["lengths"].sum())
         self.sentences += len(part["lengths"])
 
