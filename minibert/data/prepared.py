@@ -50,12 +50,16 @@ import numpy as np
 
 from minibert.data.chinese import has_cjk, segment_words
 from minibert.data.corpus import corpus_files, iter_records, join_sentences, split_sentences, work_name
+from minibert.data.fast_wordpiece import FastWordPiece
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CHUNK_CHARS = 1 << 21  # about 2 MB of text per task handed to a worker
-PARALLEL_MIN_BYTES = 8 << 20  # smaller files are prepared in this process (a worker pool costs seconds)
+# Less text than this is prepared in this process: a pool of workers takes about 3 s to start (each
+# imports torch with minibert), the time this process takes for about 15 MB on its own, so two
+# workers, each doing half, gain only past about 30 MB (measured on 2 cores).
+PARALLEL_MIN_BYTES = 32 << 20
 WORD_RULES = ("vocab", "jieba")  # word starts from the vocabulary (## / no Ġ) only, or jieba for Chinese text
 ARRAYS = {"tokens": None, "word_starts": np.bool_, "sentences": np.int64, "documents": np.int64,
           "records": np.int64, "titles": np.int32}  # None: the vocabulary's token dtype
@@ -176,38 +180,65 @@ def continuation_table(tokenizer) -> np.ndarray:
 class DocumentTokenizer:
     """Turns documents (lists of sentences) into shard arrays. Each sentence gets a leading space, so a
     byte-level BPE sees the word boundary it would see in running text. Word starts come from the
-    vocabulary, or, with words="jieba" and Chinese text, from jieba's words (run once per document)."""
+    vocabulary, or, with words="jieba" and Chinese text, from jieba's words (run once per document).
+
+    A BERT tokenizer goes through minibert.data.fast_wordpiece (each distinct word encoded once), which
+    gives the backend's very ids; a document it cannot take, and every other tokenizer, goes to the
+    backend's encode_batch."""
 
     def __init__(self, tokenizer, words: str = "vocab"):
         if words not in WORD_RULES:
             raise ValueError(f"unknown word-start rule {words!r}; use one of {WORD_RULES}")
         self.backend, self.words = tokenizer.backend, words
+        self.fast = FastWordPiece.for_backend(tokenizer.backend)
         self.continuation = continuation_table(tokenizer)
         self.dtype = token_dtype(tokenizer.vocab_size)
 
     def __call__(self, documents: list[list[str]]) -> dict[str, np.ndarray]:
         """Arrays for these documents: tokens, word_starts, sentence lengths and sentences per document.
         Sentences that give no token are left out (they hold nothing to learn)."""
-        flat = [" " + s for doc in documents for s in doc]
-        encodings = self.backend.encode_batch(flat, add_special_tokens=False) if flat else []
-        ids, starts, lengths, per_doc = [], [], [], []
-        i = 0
-        for doc in documents:
-            jieba_starts = self._jieba_starts(doc, encodings[i:i + len(doc)]) if self.words == "jieba" else None
+        ids: list[int] = []  # every kept sentence's ids, back to back (one array at the end, not one per sentence)
+        lengths, per_doc = [], []
+        jieba = []  # (where the sentence starts in ids, its word starts) for the jieba rule's documents
+        for sentences, jieba_starts in self._encode(documents):
             kept = 0
-            for j in range(len(doc)):
-                sentence_ids = np.asarray(encodings[i + j].ids, dtype=np.int64)
-                if not len(sentence_ids):
+            for j, sentence_ids in enumerate(sentences):
+                if not sentence_ids:
                     continue
-                ids.append(sentence_ids)
-                starts.append(jieba_starts[j] if jieba_starts is not None else ~self.continuation[sentence_ids])
+                if jieba_starts is not None:
+                    jieba.append((len(ids), jieba_starts[j]))
+                ids += sentence_ids
                 lengths.append(len(sentence_ids))
                 kept += 1
             per_doc.append(kept)
-            i += len(doc)
-        cat = (lambda a, dtype: np.concatenate(a).astype(dtype) if a else np.zeros(0, dtype=dtype))
-        return {"tokens": cat(ids, self.dtype), "word_starts": cat(starts, np.bool_),
+        tokens = np.array(ids, dtype=np.int64)
+        word_starts = ~self.continuation[tokens]
+        for start, starts in jieba:
+            word_starts[start:start + len(starts)] = starts
+        return {"tokens": tokens.astype(self.dtype), "word_starts": word_starts,
                 "lengths": np.asarray(lengths, dtype=np.int64), "per_document": np.asarray(per_doc, dtype=np.int64)}
+
+    def _encode(self, documents: list[list[str]]):
+        """Each document's sentences as lists of ids, with jieba's word starts where that rule applies
+        (else None). The fast path's documents one by one; the others in one batch to the backend."""
+        fast = [self._goes_fast(doc) for doc in documents]
+        batch = [" " + s for doc, is_fast in zip(documents, fast, strict=True) if not is_fast for s in doc]
+        encodings = iter(self.backend.encode_batch(batch, add_special_tokens=False) if batch else [])
+        for doc, is_fast in zip(documents, fast, strict=True):
+            if is_fast:
+                yield [self.fast.encode(s) for s in doc], None
+                continue
+            doc_encodings = [next(encodings) for _ in doc]
+            jieba_starts = self._jieba_starts(doc, doc_encodings) if self.words == "jieba" else None
+            yield [e.ids for e in doc_encodings], jieba_starts
+
+    def _goes_fast(self, doc: list[str]) -> bool:
+        """The fast path takes a document unless it holds what it cannot do exactly, or needs the backend's
+        character offsets (jieba's word starts, for Chinese text)."""
+        if self.fast is None:
+            return False
+        text = "".join(doc)
+        return not (self.words == "jieba" and has_cjk(text)) and self.fast.can_encode(text)
 
     def texts(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The arrays of raw document texts, split into sentences first."""
