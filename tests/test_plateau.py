@@ -1,0 +1,68 @@
+"""bench/plateau.py, the issue 9 diagnosis: what its numbers rest on (which input each prediction saw,
+the ALiBi patch, the partial re-initialisation, the word-count baseline)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import minibert.nn.attention as attention
+from minibert.models.bert import BertConfig, BertForPreTraining
+from minibert.tokenizer import train_tokenizer
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def plateau():
+    spec = importlib.util.spec_from_file_location("plateau", ROOT / "bench" / "plateau.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_prediction_kinds_tell_mask_kept_and_random_apart(plateau):
+    mask = 4
+    batch = {"input_ids": torch.tensor([[1, mask, 7, 9, 2]]), "labels": torch.tensor([[-100, 5, 7, 8, -100]])}
+    kinds = plateau.prediction_kinds(batch, mask)
+    assert kinds[0, 1:4].tolist() == [0, 1, 2]  # [MASK], the token kept, a random token in its place
+
+
+def test_alibi_patch_biases_attention_towards_near_tokens(plateau, monkeypatch):
+    monkeypatch.setattr(attention, "attend", attention.attend)  # the patch is undone after the test
+    torch.manual_seed(0)
+    model = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                          intermediate_size=32)).eval()
+    ids = torch.randint(5, 50, (1, 12))
+    plain = model(input_ids=ids, output_attentions=True).attentions[0]  # (B, H, T, T)
+    plateau.patch(model, {"position": "alibi", "slopes": "20,0", "preln": 0, "untie": 0})
+    biased = model(input_ids=ids, output_attentions=True).attentions[0]
+    assert biased[0, 0].diagonal().min() > 0.99  # head 0: a slope of 20 leaves a token nothing but itself
+    torch.testing.assert_close(biased[0, 1], plain[0, 1])  # head 1: slope 0, unchanged
+    torch.testing.assert_close(biased.sum(-1), torch.ones(1, 2, 12))
+
+
+def test_reset_qk_draws_queries_and_keys_again_and_keeps_the_rest(plateau, tmp_path):
+    torch.manual_seed(1)
+    model = BertForPreTraining(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                          intermediate_size=32))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # "pretrained": far from any fresh initialisation
+    model.save_pretrained(tmp_path / "ckpt")
+    train_tokenizer(["to be or not to be that is the question"] * 5, vocab_size=60).save_pretrained(tmp_path / "ckpt")
+    reset = BertForPreTraining.from_pretrained(plateau.reset(str(tmp_path / "ckpt"), "qk", str(tmp_path / "reset")))
+    before, after = dict(model.named_parameters()), dict(reset.named_parameters())
+    for name, value in after.items():
+        if ".q_proj." in name or ".k_proj." in name:
+            assert (value - before[name]).abs().min() > 0.5, name  # drawn again (weights ~N(0, 0.02), biases 0)
+        else:
+            torch.testing.assert_close(value, before[name], msg=name)
+
+
+def test_word_count_baseline_beats_the_majority_class(plateau, capsys):
+    plateau.bag_of_words()
+    accuracy = json.loads(capsys.readouterr().out)["naive_bayes_validation_accuracy"]
+    assert 0.45 < accuracy <= 1.0  # the majority class (comedy) is 0.389 of the validation speeches
