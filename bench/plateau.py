@@ -27,7 +27,11 @@ change to the architecture, applied from outside the model files by replacing th
   absolute positions removed;
 - preln=1: LayerNorm before each sub-layer instead of after (Xiong et al. 2020,
   https://arxiv.org/abs/2002.04745);
-- untie=1: the MLM decoder gets its own V x E matrix instead of the word embeddings.
+- untie=1: the MLM decoder gets its own V x E matrix instead of the word embeddings;
+- position=neighbours: no patch at all, plain BERT weights initialised with a previous-token and a
+  next-token head in the first block (`neighbour_heads`); with freeze=1 those heads' queries and keys and
+  the position embeddings are not trained. The model stays a Hugging Face BERT: fine-tune it with
+  `finetune` and no position setting.
 `save=DIR` keeps the model (its architecture change is not saved: load it under the same patch).
 
 `finetune CHECKPOINT|random` runs `train.py`'s default recipe (the shipped genre task, best validation
@@ -172,6 +176,36 @@ def rotate(x: torch.Tensor) -> torch.Tensor:
     return x * cos + torch.cat([-second, first], dim=-1) * sin
 
 
+def neighbour_heads(model, frequencies: int = 16, amplitude: float = 0.057, strength: float = 1.0) -> None:
+    """Plain BERT weights set so that, from step 0, head 0 of the first block looks at the previous token
+    and head 1 at the next one (about 46% of their attention each).
+
+    The positions get sinusoids of `frequencies` high frequencies (pi / F ... pi) in their first 2F
+    dimensions (`amplitude` puts about half of the embedding's variance there, the token embeddings the
+    rest). A head's query copies those dimensions (x `strength`), its key rotates each sine-cosine pair by
+    one position's angle, so q_i . k_j = strength^2 sum_f cos(w_f (i - j -+ 1)): largest at j = i -+ 1."""
+    E = model.config.hidden_size
+    D = E // model.config.num_attention_heads
+    positions = model.bert.embeddings.position_embeddings.weight  # (P, E)
+    omega = math.pi * (torch.arange(frequencies).float() + 1) / frequencies  # (F,)
+    angle = torch.arange(positions.shape[0]).float()[:, None] * omega[None]  # (P, F)
+    attention_0 = model.bert.layers[0].attention
+    with torch.no_grad():
+        positions.zero_()
+        positions[:, 0:2 * frequencies:2], positions[:, 1:2 * frequencies:2] = torch.cos(angle), torch.sin(angle)
+        positions.mul_(amplitude)
+        for head, direction in ((0, 1.0), (1, -1.0)):  # previous token, next token
+            q, k = attention_0.q_proj.weight, attention_0.k_proj.weight  # (E_out, E_in)
+            q[head * D: head * D + 2 * frequencies] = 0.0
+            k[head * D: head * D + 2 * frequencies] = 0.0
+            for f in range(frequencies):
+                a, b, row = 2 * f, 2 * f + 1, head * D + 2 * f
+                cos, sin = math.cos(direction * omega[f].item()), math.sin(direction * omega[f].item())
+                q[row, a] = q[row + 1, b] = strength
+                k[row, a], k[row, b], k[row + 1, a], k[row + 1, b] = (strength * cos, -strength * sin,
+                                                                      strength * sin, strength * cos)
+
+
 def patch(model, cfg: dict) -> None:
     """Apply cfg's architecture change (model: the model to add weights to; None when none are added)."""
     if cfg["position"] == "alibi":
@@ -191,8 +225,16 @@ def patch(model, cfg: dict) -> None:
         with torch.no_grad():
             positions.zero_()
         positions.requires_grad_(False)
+    elif cfg["position"] == "neighbours":
+        neighbour_heads(model)
+        if cfg["freeze"]:
+            frozen = [model.bert.embeddings.position_embeddings.weight,
+                      *model.bert.layers[0].attention.q_proj.parameters(),
+                      *model.bert.layers[0].attention.k_proj.parameters()]
+            for parameter in frozen:
+                parameter.requires_grad_(False)
     elif cfg["position"] != "absolute":
-        raise ValueError(f"position must be absolute, alibi, relative or rope, got {cfg['position']!r}")
+        raise ValueError(f"position must be absolute, alibi, relative, rope or neighbours, got {cfg['position']!r}")
     if cfg["preln"]:
         from minibert.models import bert
 
@@ -270,8 +312,9 @@ def finetune(checkpoint: str, cfg: dict) -> None:
     from minibert.finetuning import DEFAULT_TRAINING, FinetuneArguments
     from minibert.finetuning import finetune as run_finetuning
 
-    if cfg["preln"] or cfg["untie"] or cfg["position"] in ("relative", "rope"):
-        sys.exit("finetune: only position=absolute or alibi (patches that need no new weights)")
+    if cfg["preln"] or cfg["untie"] or cfg["position"] in ("relative", "rope", "neighbours"):
+        sys.exit("finetune: only position=absolute or alibi (patches that need no new weights; a neighbours "
+                 "model is a plain BERT: leave position out)")
     patch(None, cfg)
     start = reset(checkpoint, cfg["reset"], tempfile.mkdtemp()) if cfg["reset"] else checkpoint
     shape = {"config_name": cfg["config"], "tokenizer_name": cfg["config"]} if checkpoint == "random" else {}
@@ -338,7 +381,7 @@ def main(argv: list[str]) -> None:
         return bag_of_words()
     if argv[:1] not in (["train"], ["finetune"]) or (argv[0] == "finetune" and len(argv) < 2):
         sys.exit(__doc__)
-    cfg = {"position": "absolute", "slopes": "1,0.25", "preln": 0, "untie": 0, "steps": 1300, "save": ""}
+    cfg = {"position": "absolute", "slopes": "1,0.25", "preln": 0, "untie": 0, "freeze": 0, "steps": 1300, "save": ""}
     if argv[0] == "finetune":
         cfg.update(seed=1, pooling="default", learning_rate=5e-4, epochs=5.0, config="runs/pretrain-sop", reset="",
                    train_file="")
