@@ -33,6 +33,9 @@ change to the architecture, applied from outside the model files by replacing th
   the position embeddings are not trained. The model stays a Hugging Face BERT: fine-tune it with
   `finetune` and no position setting.
 `save=DIR` keeps the model (its architecture change is not saved: load it under the same patch).
+Held out: the default run's 20% of the plays, the first 1,500 SOP examples (`diagnose`: 2,500, as
+pretrain.py). Prints one JSON line per quarter. Run one experiment per core: two threads on a shared
+core run ten times slower than one.
 
 `finetune CHECKPOINT|random` runs `train.py`'s default recipe (the shipped genre task, best validation
 accuracy) under the same patch, from that checkpoint or from random weights of the shape of `config=`
@@ -42,8 +45,6 @@ forgotten, the rest kept) or `reset=blocks` (only the embeddings kept).
 
     python bench/plateau.py few_labels 10 few.jsonl    # the training file cut to 10 speeches per play
     python bench/plateau.py bag_of_words                # naive Bayes on word counts, the lexical baseline
-Held out: the default run's 20% of the plays, the first 1,500 SOP examples. Prints one JSON line per
-quarter. Run one experiment per core: two threads on a shared core run ten times slower than one.
 """
 
 import collections
