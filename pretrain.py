@@ -17,10 +17,11 @@ import sys
 from minibert.data import OBJECTIVES
 from minibert.data.prepared import NotEnoughDiskSpace
 from minibert.engine import NonFiniteLossError, TrainingInterrupted
-from minibert.engine.arguments import add_arguments, from_namespace
+from minibert.engine.arguments import add_arguments, from_namespace, parse_bool
 from minibert.pretraining import (
     DEFAULT_RUN,
     DEFAULT_TRAINING,
+    MASKED_LM_OBJECTIVES,
     MODEL_SIZES,
     PretrainingOptions,
     format_summary,
@@ -76,7 +77,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=DEFAULT_RUN["dropout"],
         help="dropout of the model (default: %(default)s, as a short run underfits; BERT used 0.1)",
     )
-    group.add_argument("--mlm_probability", type=float, help="share of tokens to mask (default 0.15)")
+    group.add_argument(
+        "--neighbour_heads",
+        type=parse_bool,
+        metavar="true|false",
+        help="write a previous- and a next-token head into block 0 and keep them fixed while pretraining "
+        f"(default: on for {', '.join(MASKED_LM_OBJECTIVES)} from scratch; see minibert/neighbour_heads.py)",
+    )
+    group.add_argument(
+        "--mlm_probability",
+        type=float,
+        help=f"share of tokens to mask in training (default: {DEFAULT_RUN['mlm_probability']} for "
+        f"{', '.join(MASKED_LM_OBJECTIVES)} from scratch, Wettig et al. 2022, https://arxiv.org/abs/2202.08005; "
+        "BERT used 0.15, as the held-out evaluation always does)",
+    )
     group.add_argument(
         "--validation_share",
         type=float,
@@ -103,6 +117,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def masking_options(objective: str, mlm_probability: float | None, init_from: str | None) -> dict:
+    """--mlm_probability, else the default run's masking for a BERT started from scratch, else the objective's own."""
+    if mlm_probability is None and objective in MASKED_LM_OBJECTIVES and not init_from:
+        mlm_probability = DEFAULT_RUN["mlm_probability"]
+    return {} if mlm_probability is None else {"mlm_probability": mlm_probability}
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ns = parse_args(argv)
@@ -120,11 +141,12 @@ def main(argv=None) -> int:
             max_seq_length=ns.max_seq_length,
             max_seq_length_phase2=ns.max_seq_length_phase2,
             dropout=ns.dropout,
+            neighbour_heads=ns.neighbour_heads,
             validation_share=ns.validation_share,
             corpus_fraction=ns.corpus_fraction,
             data_cache_dir=ns.data_cache_dir,
             preparation_workers=ns.preparation_workers,
-            objective_options={} if ns.mlm_probability is None else {"mlm_probability": ns.mlm_probability},
+            objective_options=masking_options(ns.objective, ns.mlm_probability, ns.init_from),
         )
         result = run_pretraining(options, from_namespace(ns))
     except TrainingInterrupted as stop:

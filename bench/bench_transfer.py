@@ -33,7 +33,8 @@ QUICK_MODEL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads":
 def pretrain(fraction: float, out: Path, tokenizer: str | None, quick: bool) -> dict:
     options = PretrainingOptions(objective="sop", corpus_fraction=fraction, tokenizer=tokenizer,
                                  model_size=DEFAULT_RUN["model_size"], vocab_size=DEFAULT_RUN["vocab_size"],
-                                 max_seq_length=DEFAULT_RUN["max_seq_length"], dropout=DEFAULT_RUN["dropout"])
+                                 max_seq_length=DEFAULT_RUN["max_seq_length"], dropout=DEFAULT_RUN["dropout"],
+                                 objective_options={"mlm_probability": DEFAULT_RUN["mlm_probability"]})
     training = {**DEFAULT_TRAINING, "output_dir": str(out), "disable_tqdm": True, "overwrite_output_dir": True}
     if quick:
         config = out.parent / "quick_config.json"

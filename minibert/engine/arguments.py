@@ -101,7 +101,7 @@ class TrainingArguments:
         return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
 
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
     lowered = text.lower()
     if lowered in ("1", "true", "yes", "y"):
         return True
@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TrainingArguments, defaul
         help_text = f"{comments.get(f.name, '')} (default: {default})".replace("%", "%%")
         options = {"default": default, "help": help_text}
         if kind.startswith("bool"):
-            options.update(type=_parse_bool, nargs="?", const=True, metavar="true|false")
+            options.update(type=parse_bool, nargs="?", const=True, metavar="true|false")
         elif kind == "dict":
             options.update(type=json.loads, metavar="JSON")
         elif kind.startswith("int"):

@@ -1,0 +1,133 @@
+"""minibert/neighbour_heads.py: the two heads look next door from step 0, stay fixed while pretraining,
+and leave a checkpoint that Hugging Face's BERT loads and runs to the same numbers."""
+
+import json
+
+import pytest
+import torch
+
+from minibert.engine import TrainingArguments
+from minibert.models.bert import BertConfig, BertForPreTraining, RobertaConfig, RobertaModel
+from minibert.neighbour_heads import write_neighbour_heads
+from minibert.pretraining import PretrainingOptions, run_pretraining
+
+SMALL = {"vocab_size": 120, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "intermediate_size": 128}
+
+
+def neighbour_attention(attentions: torch.Tensor) -> tuple[float, float]:
+    """attentions (B, H, T, T) of block 0: head 0's mean weight on the previous token, head 1's on the next."""
+    return attentions[:, 0].diagonal(-1, -2, -1).mean().item(), attentions[:, 1].diagonal(1, -2, -1).mean().item()
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_the_heads_look_at_the_previous_and_the_next_token_from_step_0(family):
+    torch.manual_seed(0)
+    if family == "bert":
+        model = BertForPreTraining(BertConfig(**SMALL)).eval()
+        encoder = model.bert
+    else:  # RoBERTa's positions start after the padding index: only distances matter, so it works the same
+        model = encoder = RobertaModel(RobertaConfig(**SMALL, pad_token_id=1)).eval()
+    ids = torch.randint(5, 120, (4, 24))
+    before = neighbour_attention(model(input_ids=ids, output_attentions=True).attentions[0])
+    fixed = write_neighbour_heads(encoder)
+    after = neighbour_attention(model(input_ids=ids, output_attentions=True).attentions[0])
+    assert max(before) < 0.1 and min(after) > 0.3, (before, after)  # uniform attention would give 1/24
+    first = encoder.layers[0].attention
+    assert {id(p) for p in fixed} == {id(encoder.embeddings.position_embeddings.weight),
+                                      *map(id, first.q_proj.parameters()), *map(id, first.k_proj.parameters())}
+
+
+def test_too_few_heads_are_refused_with_the_fix_and_small_heads_get_fewer_sinusoids():
+    model = BertForPreTraining(BertConfig(**{**SMALL, "num_attention_heads": 1}))
+    with pytest.raises(ValueError, match="need 2 heads of at least 4 dimensions; this model has 1 of 64.*"
+                                         "--neighbour_heads false"):
+        write_neighbour_heads(model.bert)
+    torch.manual_seed(0)
+    model = BertForPreTraining(BertConfig(**{**SMALL, "hidden_size": 32})).eval()  # heads of 16 dims: F = 8
+    write_neighbour_heads(model.bert)
+    ids = torch.randint(5, 120, (4, 24))
+    assert min(neighbour_attention(model(input_ids=ids, output_attentions=True).attentions[0])) > 0.3
+
+
+def test_on_by_default_only_for_a_bert_started_from_scratch(tmp_path):
+    assert PretrainingOptions(objective="sop").uses_neighbour_heads
+    assert PretrainingOptions(objective="mlm").uses_neighbour_heads
+    assert not PretrainingOptions(objective="sop", neighbour_heads=False).uses_neighbour_heads
+    for objective in ("clm", "bart", "electra"):
+        assert not PretrainingOptions(objective=objective).uses_neighbour_heads
+        with pytest.raises(ValueError, match="--neighbour_heads true needs a BERT started from scratch"):
+            PretrainingOptions(objective=objective, neighbour_heads=True)
+    assert not PretrainingOptions(objective="sop", init_from=str(tmp_path)).uses_neighbour_heads
+    with pytest.raises(ValueError, match="--init_from's attention is already trained"):
+        PretrainingOptions(objective="sop", init_from=str(tmp_path), neighbour_heads=True)
+
+
+def test_pretraining_keeps_the_heads_fixed_and_saves_a_plain_hugging_face_bert(tmp_path):
+    import transformers
+
+    from minibert.data import read_records
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": r["text"][:3000]}) + "\n" for r in read_records("shakespeare")[:10]))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({k: v for k, v in SMALL.items() if k != "vocab_size"}))
+    options = PretrainingOptions(objective="sop", corpus=[str(corpus)], config_file=str(config), vocab_size=300,
+                                 max_seq_length=32, validation_share=0.0, data_cache_dir=str(tmp_path / "cache"))
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=4,
+                             learning_rate=1e-2, logging_steps=2, save_steps=100, device="cpu", disable_tqdm=True)
+    result = run_pretraining(options, args)
+    trained = BertForPreTraining.from_pretrained(result.output_dir)
+
+    # what write_neighbour_heads writes does not depend on the rest of the model: write it into a fresh one
+    fresh = BertForPreTraining(trained.config)
+    write_neighbour_heads(fresh.bert)
+    first, written = trained.bert.layers[0].attention, fresh.bert.layers[0].attention
+    torch.testing.assert_close(trained.bert.embeddings.position_embeddings.weight,
+                               fresh.bert.embeddings.position_embeddings.weight)
+    for name in ("q_proj", "k_proj"):  # two heads of D = 32 = 2F: every row of the two projections is written
+        torch.testing.assert_close(getattr(first, name).weight, getattr(written, name).weight)
+        torch.testing.assert_close(getattr(first, name).bias, torch.zeros(64))
+    assert json.loads((result.output_dir / "pretraining_summary.json").read_text())["neighbour_heads"] is True
+
+    reference = transformers.BertForPreTraining.from_pretrained(result.output_dir, attn_implementation="eager").eval()
+    ids = torch.randint(5, trained.config.vocab_size, (2, 20))
+    theirs = reference(input_ids=ids, output_attentions=True)
+    ours = trained.eval()(input_ids=ids, output_attentions=True)
+    torch.testing.assert_close(ours.prediction_logits, theirs.prediction_logits, atol=1e-4, rtol=1e-4)
+    assert min(neighbour_attention(theirs.attentions[0])) > 0.3  # transformers runs the same neighbour heads
+
+
+def test_the_default_run_masks_40_percent_from_scratch_and_is_always_evaluated_at_15(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    import minibert.pretraining as pretraining
+    from minibert.data import read_records
+
+    spec = importlib.util.spec_from_file_location("pretrain_cli", Path(__file__).parent.parent / "pretrain.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.masking_options("sop", None, None) == {"mlm_probability": 0.4}
+    assert cli.masking_options("sop", 0.2, None) == {"mlm_probability": 0.2}  # the flag wins
+    assert cli.masking_options("sop", None, "path/to/bert") == {}  # continuing a checkpoint: the objective's 0.15
+    assert cli.masking_options("clm", None, None) == {} and cli.masking_options("electra", None, None) == {}
+
+    seen = {}
+    make_eval_fn = pretraining.make_eval_fn
+
+    def recording_make_eval_fn(objective, *args):
+        seen["held_out"] = objective
+        return make_eval_fn(objective, *args)
+
+    monkeypatch.setattr(pretraining, "make_eval_fn", recording_make_eval_fn)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": r["text"][:2000], "title": r["title"]}) + "\n"
+                              for r in read_records("shakespeare")[:40:4]))
+    options = PretrainingOptions(objective="sop", corpus=[str(corpus)], model_size="micro", vocab_size=300,
+                                 max_seq_length=32, objective_options={"mlm_probability": 0.5},
+                                 data_cache_dir=str(tmp_path / "cache"))
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=2,
+                             save_steps=100, device="cpu", disable_tqdm=True)
+    result = run_pretraining(options, args)
+    assert seen["held_out"].mlm_probability == 0.15 and result.eval_end  # trained at 0.5, held out at BERT's 0.15
