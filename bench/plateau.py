@@ -45,6 +45,8 @@ forgotten, the rest kept) or `reset=blocks` (only the embeddings kept).
 
     python bench/plateau.py few_labels 10 few.jsonl    # the training file cut to 10 speeches per play
     python bench/plateau.py bag_of_words                # naive Bayes on word counts, the lexical baseline
+    python bench/plateau.py nearest_words runs/pretrain-sop [king,lord,...]   # what the word table learned
+    python bench/plateau.py linear_probe runs/pretrain-sop      # genre from frozen features ("random:CKPT")
 """
 
 import collections
@@ -177,7 +179,8 @@ def rotate(x: torch.Tensor) -> torch.Tensor:
     return x * cos + torch.cat([-second, first], dim=-1) * sin
 
 
-def neighbour_heads(model, frequencies: int = 16, amplitude: float = 0.057, strength: float = 1.0) -> None:
+def neighbour_heads(model, frequencies: int = 16, amplitude: float = 0.057, strength: float = 1.0,
+                    cls_free: bool = False) -> None:
     """Plain BERT weights set so that, from step 0, head 0 of the first block looks at the previous token
     and head 1 at the next one (about 46% of their attention each).
 
@@ -195,6 +198,8 @@ def neighbour_heads(model, frequencies: int = 16, amplitude: float = 0.057, stre
         positions.zero_()
         positions[:, 0:2 * frequencies:2], positions[:, 1:2 * frequencies:2] = torch.cos(angle), torch.sin(angle)
         positions.mul_(amplitude)
+        if cls_free:
+            positions[0] = 0.0
         for head, direction in ((0, 1.0), (1, -1.0)):  # previous token, next token
             q, k = attention_0.q_proj.weight, attention_0.k_proj.weight  # (E_out, E_in)
             q[head * D: head * D + 2 * frequencies] = 0.0
@@ -227,7 +232,7 @@ def patch(model, cfg: dict) -> None:
             positions.zero_()
         positions.requires_grad_(False)
     elif cfg["position"] == "neighbours":
-        neighbour_heads(model)
+        neighbour_heads(model, strength=cfg["strength"], cls_free=bool(cfg["cls_free"]))
         if cfg["freeze"]:
             frozen = [model.bert.embeddings.position_embeddings.weight,
                       *model.bert.layers[0].attention.q_proj.parameters(),
@@ -258,8 +263,9 @@ def train(cfg: dict) -> None:
     torch.manual_seed(0)
     train_docs, held_docs = documents()
     tokenizer = train_tokenizer([" ".join(d) for d in train_docs], vocab_size=2000)
-    objective = build_objective("sop", tokenizer, 64)
-    examples, held = objective.examples(train_docs), objective.examples(held_docs)[:1500]
+    objective = build_objective("sop", tokenizer, 64, mlm_probability=cfg["masking"])
+    evaluation = build_objective("sop", tokenizer, 64)  # held out: always BERT's 15% masking
+    examples, held = objective.examples(train_docs), evaluation.examples(held_docs)[:1500]
     model = objective.build_model({**size_config("bert", "tiny"), "sparse_mlm": True, "hidden_dropout_prob": 0.0,
                                    "attention_probs_dropout_prob": 0.0, "attn_implementation": "eager"})
     patch(model, cfg)
@@ -275,13 +281,13 @@ def train(cfg: dict) -> None:
                                   generator)
         scale = step / warmup if step < warmup else (steps - step) / (steps - warmup)
         for group in optimizer.param_groups:
-            group["lr"] = 2e-3 * scale
+            group["lr"] = cfg["lr"] * scale
         model(**batch).loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         optimizer.zero_grad()
         if (step + 1) % math.ceil(steps / 4) == 0 or step + 1 == steps:
-            result = held_out_accuracy(model, objective, held, tokenizer.mask_token_id)
+            result = held_out_accuracy(model, evaluation, held, tokenizer.mask_token_id)
             print(json.dumps({**cfg, "step": step + 1, "seconds": round(time.perf_counter() - start),
                               "held_out_accuracy": result}), flush=True)
     if cfg["save"]:
@@ -297,7 +303,13 @@ def reset(checkpoint: str, parts: str, directory: str) -> str:
 
     torch.manual_seed(0)
     model = BertForPreTraining.from_pretrained(checkpoint)
-    for layer in model.bert.layers:
+    if parts == "embscale":  # the embeddings shrunk to their initial scale: their LayerNorm makes it the same function
+        embeddings = model.bert.embeddings
+        scale = model.config.initializer_range / embeddings.word_embeddings.weight.std().item()
+        with torch.no_grad():
+            for table in (embeddings.word_embeddings, embeddings.position_embeddings, embeddings.token_type_embeddings):
+                table.weight.mul_(scale)
+    for layer in model.bert.layers if parts != "embscale" else []:
         modules = {"qk": [layer.attention.q_proj, layer.attention.k_proj], "blocks": [layer]}[parts]
         for module in modules:
             module.apply(model._init_weights)
@@ -343,6 +355,65 @@ def few_labels(per_play: int, path: str) -> None:
     print(f"{len(rows)} speeches -> {path}")
 
 
+def nearest_words(checkpoint: str, words: str = "king,lord,she,go,good,death,night,sword") -> None:
+    """For each word, the five words whose input embeddings are nearest to it (cosine, after removing the
+    table's mean vector, which every trained embedding shares): what pretraining put into the word table."""
+    model = BertForPreTraining.from_pretrained(checkpoint)
+    vocab = load_tokenizer(checkpoint).get_vocab()
+    inverse = {i: w for w, i in vocab.items()}
+    table = model.bert.embeddings.word_embeddings.weight.detach()  # (V, E)
+    table = torch.nn.functional.normalize(table - table.mean(0), dim=-1)
+    for word in words.split(","):
+        if word not in vocab:
+            print(json.dumps({"word": word, "nearest": "not in the vocabulary"}))
+            continue
+        nearest = (table @ table[vocab[word]]).topk(6).indices.tolist()[1:]  # [0] is the word itself
+        print(json.dumps({"word": word, "nearest": [inverse[i] for i in nearest]}))
+
+
+def linear_probe(checkpoint: str) -> None:
+    """Logistic regression on frozen features of the genre task's speeches (the mean over tokens of the last
+    layer's hidden states), from a checkpoint or, for "random:CKPT", from random weights of its shape: how
+    much of the genre the encoder's features hold before any fine-tuning. One line per weight decay."""
+    from minibert.finetuning import DEFAULT_TRAIN_FILE, DEFAULT_VALIDATION_FILE, read_rows
+    from minibert.models.bert import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    if checkpoint.startswith("random:"):
+        shape = checkpoint.removeprefix("random:")
+        config = BertConfig.from_dict(json.loads(open(f"{shape}/config.json").read()))
+        model, tokenizer = BertModel(config), load_tokenizer(shape)
+    else:
+        model, tokenizer = BertModel.from_pretrained(checkpoint), load_tokenizer(checkpoint)
+    model.eval()
+
+    def features(path) -> tuple[torch.Tensor, list[str]]:
+        rows = read_rows(path)
+        with torch.no_grad():
+            pooled = [model(**tokenizer(r["text"], max_length=128)).last_hidden_state[0].mean(0) for r in rows]
+        return torch.stack(pooled), [r["label"] for r in rows]  # (N, E)
+
+    (x, train_labels), (x_val, val_labels) = features(DEFAULT_TRAIN_FILE), features(DEFAULT_VALIDATION_FILE)
+    classes = sorted(set(train_labels))
+    y, y_val = (torch.tensor([classes.index(label) for label in labels]) for labels in (train_labels, val_labels))
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    x, x_val = (x - mean) / std, (x_val - mean) / std
+    for decay in (1e-3, 1e-2, 1e-1):
+        w = torch.zeros(x.shape[1], len(classes), requires_grad=True)  # (E, classes)
+        b = torch.zeros(len(classes), requires_grad=True)
+        optimizer = torch.optim.LBFGS([w, b], max_iter=500)
+
+        def loss(w=w, b=b, decay=decay, optimizer=optimizer):
+            optimizer.zero_grad()
+            value = torch.nn.functional.cross_entropy(x @ w + b, y) + decay * (w ** 2).sum()
+            value.backward()
+            return value
+
+        optimizer.step(loss)
+        accuracy = ((x_val @ w + b).argmax(-1) == y_val).float().mean().item()
+        print(json.dumps({"checkpoint": checkpoint, "weight_decay": decay, "validation_accuracy": round(accuracy, 4)}))
+
+
 def bag_of_words() -> None:
     """Multinomial naive Bayes on lower-cased words (add-one smoothing): what the genre task gives a
     model that knows nothing but word counts."""
@@ -380,9 +451,15 @@ def main(argv: list[str]) -> None:
         return few_labels(int(argv[1]), argv[2])
     if argv == ["bag_of_words"]:
         return bag_of_words()
+    if argv[:1] == ["linear_probe"] and len(argv) == 2:
+        return linear_probe(argv[1])
+    if argv[:1] == ["nearest_words"] and len(argv) in (2, 3):
+        return nearest_words(*argv[1:])
     if argv[:1] not in (["train"], ["finetune"]) or (argv[0] == "finetune" and len(argv) < 2):
         sys.exit(__doc__)
-    cfg = {"position": "absolute", "slopes": "1,0.25", "preln": 0, "untie": 0, "freeze": 0, "steps": 1300, "save": ""}
+    cfg = {"position": "absolute", "slopes": "1,0.25", "preln": 0, "untie": 0, "freeze": 0, "strength": 1.0,
+           "cls_free": 0, "lr": 2e-3, "masking": 0.15, "steps": 1300,
+           "save": ""}
     if argv[0] == "finetune":
         cfg.update(seed=1, pooling="default", learning_rate=5e-4, epochs=5.0, config="runs/pretrain-sop", reset="",
                    train_file="")
