@@ -79,3 +79,19 @@ def test_neighbour_heads_look_at_the_previous_and_the_next_token_from_step_0(pla
     previous, following = probs[:, 0].diagonal(-1, -2, -1).mean(), probs[:, 1].diagonal(1, -2, -1).mean()
     assert previous > 0.3 and following > 0.3  # uniform attention would give 1/24
     assert plain[:, 0].diagonal(-1, -2, -1).mean() < 0.1  # BERT's own initialisation has no such head
+
+
+def test_nearest_words_reads_the_word_table(plateau, tmp_path, capsys):
+    tokenizer = train_tokenizer(["the king and the queen speak , the lord goes"] * 20, vocab_size=60)
+    vocab = tokenizer.get_vocab()
+    model = BertForPreTraining(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=32))
+    with torch.no_grad():
+        table = model.bert.embeddings.word_embeddings.weight
+        table[vocab["queen"]] = table[vocab["king"]] + 1e-3  # the queen written next to the king
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    plateau.nearest_words(str(tmp_path), "king,throne")
+    king, throne = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert king["nearest"][0] == "queen" and len(king["nearest"]) == 5
+    assert throne["nearest"] == "not in the vocabulary"
