@@ -29,9 +29,12 @@ change to the architecture, applied from outside the model files by replacing th
   https://arxiv.org/abs/2002.04745);
 - untie=1: the MLM decoder gets its own V x E matrix instead of the word embeddings;
 - position=neighbours: no patch at all, plain BERT weights initialised with a previous-token and a
-  next-token head in the first block (`neighbour_heads`); with freeze=1 those heads' queries and keys and
-  the position embeddings are not trained. The model stays a Hugging Face BERT: fine-tune it with
+  next-token head in the first block (minibert/neighbour_heads.py, which pretrain.py now uses by default);
+  with freeze=1 those heads' queries and keys and the position embeddings are not trained. spacing=even
+  (the first version, amplitude 0.057 then, 0.0566 now) or geometric (pretrain.py's), strength= (1.0),
+  cls_free=1 (no sinusoids at position 0). The model stays a Hugging Face BERT: fine-tune it with
   `finetune` and no position setting.
+- lr= (2e-3) and masking= (0.15: the share of tokens masked in training; held out it is always 0.15).
 `save=DIR` keeps the model (its architecture change is not saved: load it under the same patch).
 Held out: the default run's 20% of the plays, the first 1,500 SOP examples (`diagnose`: 2,500, as
 pretrain.py). Prints one JSON line per quarter. Run one experiment per core: two threads on a shared
@@ -62,6 +65,7 @@ import minibert.nn.attention as attention
 from minibert.data import build_objective
 from minibert.data.corpus import load_works
 from minibert.models.bert import BertForPreTraining, LMHead
+from minibert.neighbour_heads import angular_frequencies, write_neighbour_heads
 from minibert.pretraining import select_documents, size_config
 from minibert.tokenizer import load_tokenizer, train_tokenizer
 
@@ -179,37 +183,10 @@ def rotate(x: torch.Tensor) -> torch.Tensor:
     return x * cos + torch.cat([-second, first], dim=-1) * sin
 
 
-def neighbour_heads(model, frequencies: int = 16, amplitude: float = 0.057, strength: float = 1.0,
-                    cls_free: bool = False) -> None:
-    """Plain BERT weights set so that, from step 0, head 0 of the first block looks at the previous token
-    and head 1 at the next one (about 46% of their attention each).
-
-    The positions get sinusoids of `frequencies` high frequencies (pi / F ... pi) in their first 2F
-    dimensions (`amplitude` puts about half of the embedding's variance there, the token embeddings the
-    rest). A head's query copies those dimensions (x `strength`), its key rotates each sine-cosine pair by
-    one position's angle, so q_i . k_j = strength^2 sum_f cos(w_f (i - j -+ 1)): largest at j = i -+ 1."""
-    E = model.config.hidden_size
-    D = E // model.config.num_attention_heads
-    positions = model.bert.embeddings.position_embeddings.weight  # (P, E)
-    omega = math.pi * (torch.arange(frequencies).float() + 1) / frequencies  # (F,)
-    angle = torch.arange(positions.shape[0]).float()[:, None] * omega[None]  # (P, F)
-    attention_0 = model.bert.layers[0].attention
-    with torch.no_grad():
-        positions.zero_()
-        positions[:, 0:2 * frequencies:2], positions[:, 1:2 * frequencies:2] = torch.cos(angle), torch.sin(angle)
-        positions.mul_(amplitude)
-        if cls_free:
-            positions[0] = 0.0
-        for head, direction in ((0, 1.0), (1, -1.0)):  # previous token, next token
-            q, k = attention_0.q_proj.weight, attention_0.k_proj.weight  # (E_out, E_in)
-            q[head * D: head * D + 2 * frequencies] = 0.0
-            k[head * D: head * D + 2 * frequencies] = 0.0
-            for f in range(frequencies):
-                a, b, row = 2 * f, 2 * f + 1, head * D + 2 * f
-                cos, sin = math.cos(direction * omega[f].item()), math.sin(direction * omega[f].item())
-                q[row, a] = q[row + 1, b] = strength
-                k[row, a], k[row, b], k[row + 1, a], k[row + 1, b] = (strength * cos, -strength * sin,
-                                                                      strength * sin, strength * cos)
+def evenly_spaced(frequencies: int) -> torch.Tensor:
+    """The first version's frequencies, pi * f / F for f = 1 .. F: their common period of 2F positions makes
+    each head look as hard at the token 2F + 1 away as at its neighbour (minibert/neighbour_heads.py)."""
+    return math.pi * torch.arange(1, frequencies + 1, dtype=torch.float64) / frequencies
 
 
 def patch(model, cfg: dict) -> None:
@@ -232,7 +209,11 @@ def patch(model, cfg: dict) -> None:
             positions.zero_()
         positions.requires_grad_(False)
     elif cfg["position"] == "neighbours":
-        neighbour_heads(model, strength=cfg["strength"], cls_free=bool(cfg["cls_free"]))
+        spacing = {"even": evenly_spaced, "geometric": angular_frequencies}[cfg["spacing"]]
+        write_neighbour_heads(model.bert, strength=cfg["strength"], spacing=spacing)
+        if cfg["cls_free"]:  # position 0 ([CLS]) without sinusoids: its queries go by content alone
+            with torch.no_grad():
+                model.bert.embeddings.position_embeddings.weight[0] = 0.0
         if cfg["freeze"]:
             frozen = [model.bert.embeddings.position_embeddings.weight,
                       *model.bert.layers[0].attention.q_proj.parameters(),
@@ -458,7 +439,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] not in (["train"], ["finetune"]) or (argv[0] == "finetune" and len(argv) < 2):
         sys.exit(__doc__)
     cfg = {"position": "absolute", "slopes": "1,0.25", "preln": 0, "untie": 0, "freeze": 0, "strength": 1.0,
-           "cls_free": 0, "lr": 2e-3, "masking": 0.15, "steps": 1300,
+           "cls_free": 0, "spacing": "even", "lr": 2e-3, "masking": 0.15, "steps": 1300,
            "save": ""}
     if argv[0] == "finetune":
         cfg.update(seed=1, pooling="default", learning_rate=5e-4, epochs=5.0, config="runs/pretrain-sop", reset="",

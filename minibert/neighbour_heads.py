@@ -63,10 +63,11 @@ def why_no_room(config) -> str | None:
     return None
 
 
-def write_neighbour_heads(encoder: nn.Module, frequencies: int = FREQUENCIES,
-                          strength: float = STRENGTH) -> list[nn.Parameter]:
+def write_neighbour_heads(encoder: nn.Module, frequencies: int = FREQUENCIES, strength: float = STRENGTH,
+                          spacing=angular_frequencies) -> list[nn.Parameter]:
     """Write the two heads into `encoder` (a minibert BertModel or RobertaModel: `.embeddings`,
-    `.layers`, `.config`) in place; return the parameters to keep fixed."""
+    `.layers`, `.config`) in place; return the parameters to keep fixed. `spacing(F)` gives the F
+    angular frequencies (bench/plateau.py passes the evenly spaced ones of the first version)."""
     config = encoder.config
     reason = why_no_room(config)
     if reason:
@@ -75,7 +76,7 @@ def write_neighbour_heads(encoder: nn.Module, frequencies: int = FREQUENCIES,
     D = E // H
     frequencies = min(frequencies, D // 2)  # a smaller head gets fewer sinusoids
     positions = encoder.embeddings.position_embeddings.weight  # (P, E)
-    omega = angular_frequencies(frequencies)  # (F,)
+    omega = spacing(frequencies)  # (F,)
     angle = torch.arange(positions.shape[0], dtype=torch.float64)[:, None] * omega  # (P, F)
     amplitude = config.initializer_range * math.sqrt(E / frequencies)  # sum of squares a^2 F = std^2 E
     attention = encoder.layers[0].attention

@@ -68,19 +68,6 @@ def test_word_count_baseline_beats_the_majority_class(plateau, capsys):
     assert 0.45 < accuracy <= 1.0  # the majority class (comedy) is 0.389 of the validation speeches
 
 
-def test_neighbour_heads_look_at_the_previous_and_the_next_token_from_step_0(plateau):
-    torch.manual_seed(0)
-    model = BertForPreTraining(BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                          intermediate_size=128)).eval()
-    ids = torch.randint(5, 100, (4, 24))
-    plain = model(input_ids=ids, output_attentions=True).attentions[0]  # (B, H, T, T)
-    plateau.neighbour_heads(model)
-    probs = model(input_ids=ids, output_attentions=True).attentions[0]
-    previous, following = probs[:, 0].diagonal(-1, -2, -1).mean(), probs[:, 1].diagonal(1, -2, -1).mean()
-    assert previous > 0.3 and following > 0.3  # uniform attention would give 1/24
-    assert plain[:, 0].diagonal(-1, -2, -1).mean() < 0.1  # BERT's own initialisation has no such head
-
-
 def test_nearest_words_reads_the_word_table(plateau, tmp_path, capsys):
     tokenizer = train_tokenizer(["the king and the queen speak , the lord goes"] * 20, vocab_size=60)
     vocab = tokenizer.get_vocab()
