@@ -564,7 +564,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "eval_end": eval_end,
             "global_step": result.global_step,
             "passes_over_corpus": passes,
-            "neighbour_heads": options.uses_neighbour_heads,
+            "neighbour_heads": options.uses_neighbour_heads and not why_no_room(model.config),  # written?
             "training_examples": len(examples),
             "held_out_works": held_out_works,
             "held_out_examples": len(eval_examples),

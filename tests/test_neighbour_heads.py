@@ -1,6 +1,7 @@
 """minibert/neighbour_heads.py: the two heads look next door from step 0, stay fixed while pretraining,
 and leave a checkpoint that Hugging Face's BERT loads and runs to the same numbers."""
 
+import dataclasses
 import json
 
 import pytest
@@ -131,3 +132,22 @@ def test_the_default_run_masks_40_percent_from_scratch_and_is_always_evaluated_a
                              save_steps=100, device="cpu", disable_tqdm=True)
     result = run_pretraining(options, args)
     assert seen["held_out"].mlm_probability == 0.15 and result.eval_end  # trained at 0.5, held out at BERT's 0.15
+
+
+def test_a_default_run_leaves_the_heads_out_of_a_model_without_room_and_says_so(tmp_path, caplog):
+    from minibert.data import read_records
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": r["text"][:2000]}) + "\n" for r in read_records("shakespeare")[:6]))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**{k: v for k, v in SMALL.items() if k != "vocab_size"}, "num_attention_heads": 1}))
+    options = PretrainingOptions(objective="mlm", corpus=[str(corpus)], config_file=str(config), vocab_size=300,
+                                 max_seq_length=32, validation_share=0.0, data_cache_dir=str(tmp_path / "cache"))
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=2,
+                             save_steps=100, device="cpu", disable_tqdm=True)
+    result = run_pretraining(options, args)
+    assert "this model has 1 of 64; pretraining without them" in caplog.text
+    assert json.loads((result.output_dir / "pretraining_summary.json").read_text())["neighbour_heads"] is False
+    with pytest.raises(ValueError, match="need 2 heads"):  # asked for explicitly: refused, not left out
+        run_pretraining(dataclasses.replace(options, neighbour_heads=True),
+                        dataclasses.replace(args, output_dir=str(tmp_path / "run2")))
