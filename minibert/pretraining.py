@@ -66,7 +66,7 @@ DEFAULT_TRAINING = {
     "warmup_ratio": 0.06,
     "weight_decay": 0.01,
     "per_device_train_batch_size": 16,
-    "max_steps": 1300,
+    "max_steps": 1600,
     "logging_steps": 25,
     "logging_first_step": True,
     "eval_steps": 400,
@@ -98,7 +98,7 @@ class PretrainingOptions:
     corpus_fraction: float = 1.0  # train on this share of the training documents (the data-scale experiment)
     # held-out examples evaluated (the first ones, in corpus order): above MIN_EVAL_PAIRS and MIN_EVAL_MASKED at 64
     # tokens, all of the shipped corpus's held-out pairs, and a fixed evaluation time however large the corpus
-    max_eval_examples: int = 2500
+    max_eval_examples: int = 4000
     dropout: float | None = None  # override the config's dropout (hidden and attention) when set
     # a previous- and a next-token head written into block 0 and kept fixed (minibert/neighbour_heads.py); None:
     # on for a BERT started from scratch by mlm, wwm, span, nsp or sop, off otherwise

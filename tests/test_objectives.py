@@ -341,3 +341,27 @@ def test_bad_input(wordpiece, bpe, docs):
         build_objective("bart", bpe, MSL, replace_length=2)
     with pytest.raises(ValueError, match="fewer than one block"):
         build_objective("clm", bpe, 512).examples([["Too short."]])
+
+
+def _ends_a_sentence(tokenizer, segments) -> np.ndarray:
+    ends = set(tokenizer.convert_tokens_to_ids([".", "!", "?"]))
+    return np.array([int(s[-1]) in ends for s in segments])
+
+
+@pytest.mark.parametrize("name", ["sop", "nsp"])
+def test_segment_ends_do_not_give_the_label_away(wordpiece, docs, name):
+    """At 64 tokens most pairs must be cut. Had the cut taken a segment's end, "the segment before the middle
+    [SEP] stops mid-sentence" would tell the label: for sop the overflowing last sentence sits in B, so B was
+    cut more often and that one rule scored 0.68 on held-out plays; for nsp a random B was cut at a token
+    count while the real one ended with its run. Here the rule must do no better than a coin."""
+    obj = build_objective(name, wordpiece, 64)
+    examples = obj.examples(docs)
+    a_clean = _ends_a_sentence(wordpiece, [e["a"] for e in examples])
+    b_clean = _ends_a_sentence(wordpiece, [e["b"] for e in examples])
+    assert len(examples) > 1000 and 0.5 < a_clean.mean()  # enough pairs, and most segments do end a sentence
+    if name == "sop":  # the first segment is A, or B when swapped (p = 0.5): guess "swapped" when it stops mid-sentence
+        accuracy = 0.5 * a_clean.mean() + 0.5 * (1 - b_clean.mean())
+    else:  # guess "random next" when B stops mid-sentence
+        random_next = np.array([e["next_sentence_label"] == 1 for e in examples])
+        accuracy = 0.5 * (1 - b_clean[random_next].mean()) + 0.5 * b_clean[~random_next].mean()
+    assert accuracy == pytest.approx(0.5, abs=0.03)
