@@ -78,7 +78,7 @@ def plot(rows: list[dict], random_row: dict, majority: float, path: Path) -> boo
                alpha=0.15)
     ax.axhline(majority, color="gray", linestyle="--", label="majority class")
     ax.set_xscale("log")
-    ax.set_xlabel("pretraining examples of corpus A (64 tokens each, log scale)")
+    ax.set_xlabel("pretraining examples of corpus A (sentence pairs of up to 64 tokens, log scale)")
     ax.set_ylabel("validation accuracy on B (genre)")
     ax.set_title("Pretrain on A, fine-tune on B: the size of A")
     ax.legend(loc="best", fontsize=8)
