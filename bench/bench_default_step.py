@@ -1,0 +1,88 @@
+"""The default pretraining run's training step with and without its two exact speed paths (issue 9).
+
+    python bench/bench_default_step.py           # 40 timed steps per setting
+    python bench/bench_default_step.py --quick   # 2 steps each: a smoke run
+
+The model and data of `python pretrain.py --objective sop` (a tiny BERT, vocabulary 2,000, batches of 16
+sentence pairs of up to 64 tokens, 40% of the tokens masked), one training step (forward, backward, clip,
+AdamW) four ways, from the same weights, on the same real batches, taking turns step by step so that
+background load hits all four alike:
+
+    plain         every position through every layer, the MLM decoder at every position
+    sparse_mlm    the decoder only at the masked positions (pretrain.py's default)
+    unpad         the position-wise layers only on real tokens
+    both          sparse_mlm + unpad: what pretrain.py runs
+
+Both paths are proven equal to the plain step in tests/test_bert.py. Printed: median milliseconds per step,
+real tokens per second, and each setting's time over the plain step's (below 1.0: faster).
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from minibert.data import build_objective
+from minibert.data.corpus import load_works
+from minibert.models.bert import BertConfig, BertForPreTraining
+from minibert.pretraining import DEFAULT_RUN, DEFAULT_TRAINING, MODEL_SIZES, select_documents
+from minibert.tokenizer import train_tokenizer
+
+SETTINGS = {"plain": (False, False), "sparse_mlm": (True, False), "unpad": (False, True), "both": (True, True)}
+
+
+def batches(count: int) -> tuple[list[dict], int]:
+    """`count` batches of the default run's training pairs, and the vocabulary size."""
+    works = load_works()
+    train, _, _ = select_documents([w for w, _ in works], 0.2, 1.0)
+    documents = [works[i][1] for i in train]
+    tokenizer = train_tokenizer([" ".join(d) for d in documents], vocab_size=DEFAULT_RUN["vocab_size"])
+    objective = build_objective("sop", tokenizer, DEFAULT_RUN["max_seq_length"],
+                                mlm_probability=DEFAULT_RUN["mlm_probability"])
+    examples = objective.examples(documents)
+    size = DEFAULT_TRAINING["per_device_train_batch_size"]
+    generator = torch.Generator().manual_seed(0)
+    return [objective.collate(examples[i * size:(i + 1) * size], generator) for i in range(count)], len(tokenizer)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--quick", action="store_true")
+    ns = parser.parse_args(argv)
+    steps = 2 if ns.quick else ns.steps
+    data, vocab = batches(steps + 2)  # two warm-up steps
+    layers, hidden, heads, ffn = MODEL_SIZES[DEFAULT_RUN["model_size"]]
+    shape = dict(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                 intermediate_size=ffn, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    start = BertForPreTraining(BertConfig(**shape)).state_dict()
+    models, optimizers = {}, {}
+    for name, (sparse_mlm, unpad) in SETTINGS.items():
+        models[name] = BertForPreTraining(BertConfig(**shape, sparse_mlm=sparse_mlm, unpad=unpad))
+        models[name].load_state_dict(start)
+        optimizers[name] = torch.optim.AdamW(models[name].parameters(), lr=DEFAULT_TRAINING["learning_rate"])
+    seconds = {name: [] for name in SETTINGS}
+    for step, batch in enumerate(data):
+        for name, model in models.items():
+            began = time.perf_counter()
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizers[name].step()
+            optimizers[name].zero_grad(set_to_none=True)
+            if step >= 2:
+                seconds[name].append(time.perf_counter() - began)
+    real = statistics.mean(int(b["attention_mask"].sum()) for b in data[2:])
+    width = data[2]["input_ids"].numel()
+    print(f"default run's step, {torch.get_num_threads()} threads; a batch holds {real:.0f} real tokens of {width}")
+    plain = statistics.median(seconds["plain"])
+    for name, times in seconds.items():
+        median = statistics.median(times)
+        print(f"{name:<11} {median * 1000:7.1f} ms/step  {real / median:8.0f} real tokens/s  "
+              f"{median / plain:5.2f} of plain")
+
+
+if __name__ == "__main__":
+    main()
