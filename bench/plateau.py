@@ -36,8 +36,8 @@ change to the architecture, applied from outside the model files by replacing th
   `finetune` and no position setting.
 - lr= (2e-3) and masking= (0.15: the share of tokens masked in training; held out it is always 0.15).
 `save=DIR` keeps the model (its architecture change is not saved: load it under the same patch).
-Held out: the default run's 20% of the plays, the first 1,500 SOP examples (`diagnose`: 2,500, as
-pretrain.py). Prints one JSON line per quarter. Run one experiment per core: two threads on a shared
+Held out: the default run's 20% of the plays, the first 1,500 SOP examples (`diagnose`: 2,500;
+pretrain.py evaluates them all). Prints one JSON line per quarter. Run one experiment per core: two threads on a shared
 core run ten times slower than one.
 
 `finetune CHECKPOINT|random` runs `train.py`'s default recipe (the shipped genre task, best validation
