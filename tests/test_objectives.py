@@ -352,8 +352,8 @@ def _ends_a_sentence(tokenizer, segments) -> np.ndarray:
 def test_segment_ends_do_not_give_the_label_away(wordpiece, docs, name):
     """At 64 tokens most pairs must be cut. Had the cut taken a segment's end, "the segment before the middle
     [SEP] stops mid-sentence" would tell the label: for sop the overflowing last sentence sits in B, so B was
-    cut more often and that one rule scored 0.68 on held-out plays; for nsp a random B was cut at a token
-    count while the real one ended with its run. Here the rule must do no better than a coin."""
+    cut more often and that one rule scored 0.68 on held-out plays; for nsp a random B cut at a token count
+    would stop mid-sentence where a real one ends with its run. Here the rule must do no better than a coin."""
     obj = build_objective(name, wordpiece, 64)
     examples = obj.examples(docs)
     a_clean = _ends_a_sentence(wordpiece, [e["a"] for e in examples])
