@@ -13,7 +13,7 @@ batch, from the collate generator. Single-sentence documents are skipped and cou
 import numpy as np
 import torch
 
-from minibert.data.objectives.nsp import SentencePairObjective, truncate_pair
+from minibert.data.objectives.nsp import SentencePairObjective, fitted
 
 
 class SentenceOrderPrediction(SentencePairObjective):
@@ -27,17 +27,17 @@ class SentenceOrderPrediction(SentencePairObjective):
     def example_index(self, corpus) -> np.ndarray:
         """(N, 7) rows as nsp's (A and B from the same run, label unused): the split drawn once from `seed`."""
         rng = np.random.default_rng(self.seed)
-        _, runs = self.runs(corpus)
-        rows = []
+        _, runs = self.runs(corpus, rng)
+        room, rows = self.max_seq_length - 3, []
         for _, k, offsets in runs:
             split = int(rng.integers(1, len(offsets) - 1)) if len(offsets) >= 4 else 1
-            rows.append((k, int(offsets[0]), int(offsets[split]), k, int(offsets[split]), int(offsets[-1]), -1))
+            a, b = (k, int(offsets[0]), int(offsets[split])), (k, int(offsets[split]), int(offsets[-1]))
+            rows.append(fitted(a, b, -1, room, rng))
         return np.asarray(rows, dtype=np.int64)
 
     def build_example(self, corpus, row: np.ndarray) -> dict:
-        k, a0, a1, _, b0, b1, _ = row.tolist()
-        a, b = truncate_pair(corpus.tokens(k, a0, a1), corpus.tokens(k, b0, b1), self.max_seq_length - 3)
-        return {"a": a, "b": b}
+        k, a0, a1, _, b0, b1, _ = row.tolist()  # the ranges are already cut to fit (fitted)
+        return {"a": corpus.tokens(k, a0, a1), "b": corpus.tokens(k, b0, b1)}
 
     def collate(self, examples: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         swapped = torch.rand(len(examples), generator=generator) < self.swap_probability
