@@ -13,6 +13,7 @@ from minibert.data.objectives.masking import (
     replace_80_10_10,
     word_ids_from_starts,
 )
+from minibert.data.objectives.nsp import truncate_pair
 from minibert.tokenizer import Tokenizer, train_tokenizer
 
 MSL = 128
@@ -379,3 +380,19 @@ def test_segment_shapes_do_not_give_the_label_away(wordpiece, docs, name):
         for rule_name, rule in rules.items():
             right = np.mean([rule(e["a"], e["b"]) == y for e, y in zip(examples, label, strict=True)])
             assert right == pytest.approx(0.5, abs=0.04), rule_name
+
+
+def test_truncate_pair_cuts_the_longer_then_both_and_draws_the_odd_token():
+    """truncate_pair's closed form against the loop it replaced (cut one token from the longer, until it fits),
+    with the odd token of an equal cut taken from A or from B as asked."""
+    for len_a in range(1, 90, 3):
+        for len_b in range(1, 90, 4):
+            for tie_cuts_a in (True, False):
+                cut_a, cut_b = truncate_pair(len_a, len_b, 61, tie_cuts_a)
+                la, lb = len_a, len_b
+                while la + lb > 61:  # the reference: longer first; when equal, the side asked for
+                    if la > lb or (la == lb and tie_cuts_a):
+                        la -= 1
+                    else:
+                        lb -= 1
+                assert (len_a - cut_a, len_b - cut_b) == (la, lb), (len_a, len_b, tie_cuts_a)
