@@ -77,6 +77,9 @@ DEFAULT_TRAINING = {
 # config.json model_type -> the family of objectives that can continue pretraining it
 CHECKPOINT_FAMILIES = {"bert": "bert", "roberta": "bert", "bart": "bart", "gpt2": "gpt"}
 TOKENIZER_KINDS = {"bert": "wordpiece", "bart": "bytelevel_bpe", "gpt": "bytelevel_bpe"}
+# BERT's and BART's tokenizers frame each text ([CLS] ... [SEP], <s> ... </s>); GPT-2's adds nothing: its
+# training documents are only separated by </s>, and a prompt must not end with one.
+FRAMES_TEXT = {"bert": True, "bart": True, "gpt": False}
 SUMMARY_FILE = "pretraining_summary.json"
 
 
@@ -236,7 +239,8 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     the documents left out are not read), from the cache when the same files and settings made one."""
     files = [f for path in options.corpus for f in corpus_files(path)]
     kind = TOKENIZER_KINDS[options.family]
-    key = json.dumps([[file_fingerprint(f, options.text_column) for f in files], kind, options.vocab_size,
+    frame = FRAMES_TEXT[options.family]
+    key = json.dumps([[file_fingerprint(f, options.text_column) for f in files], kind, frame, options.vocab_size,
                       options.validation_share, options.corpus_fraction])
     root = Path(options.data_cache_dir or default_cache_dir()) / "tokenizers"
     cached = root / hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
@@ -248,7 +252,7 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     chosen = set(train.tolist())
     texts = (" ".join(split_sentences(row["text"]))
              for n, row in enumerate(_records_with_text(files, options.text_column)) if n in chosen)
-    tokenizer = train_tokenizer(texts, kind=kind, vocab_size=options.vocab_size, model_max_length=512)
+    tokenizer = train_tokenizer(texts, kind=kind, vocab_size=options.vocab_size, model_max_length=512, frame=frame)
     logger.info("trained a %s tokenizer of %d tokens on the corpus", kind, tokenizer.vocab_size)
     tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
     tokenizer.save_pretrained(tmp)

@@ -171,7 +171,9 @@ class Tokenizer:
             tokenizer_class = "BertTokenizer"
         else:
             self.backend.model.save(str(path))
-            tokenizer_class = "RobertaTokenizer" if "mask_token" in self.special_tokens else "GPT2Tokenizer"
+            # RoBERTa's class frames each text in <s> ... </s>; GPT-2's adds nothing (its post-processor is ByteLevel)
+            framed = type(self.backend.post_processor).__name__ == "RobertaProcessing"
+            tokenizer_class = "RobertaTokenizer" if framed else "GPT2Tokenizer"
         config = {"tokenizer_class": tokenizer_class, **self.special_tokens,
                   "model_max_length": self.model_max_length or 1_000_000_000_000_000_019_884_624_838_656,
                   "clean_up_tokenization_spaces": False}
@@ -286,8 +288,12 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
 
 # -- training --------------------------------------------------------------------------------
 def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000, min_frequency: int = 2,
-                    lowercase: bool = True, model_max_length: int | None = 512) -> Tokenizer:
-    """Learn a WordPiece (BERT family) or byte-level BPE (GPT-2 / RoBERTa / BART) vocabulary from texts."""
+                    lowercase: bool = True, model_max_length: int | None = 512, frame: bool = True) -> Tokenizer:
+    """Learn a WordPiece (BERT family) or byte-level BPE (GPT-2 / RoBERTa / BART) vocabulary from texts.
+
+    `frame`: a byte-level tokenizer wraps each text in <s> ... </s> as RoBERTa's and BART's do; with
+    frame=False it adds nothing, as GPT-2's does, so that a prompt ends where its text ends instead of
+    with the end-of-document token a decoder was trained to start a new document after."""
     if kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; use one of {KINDS}")
     if vocab_size < 50:
@@ -317,8 +323,9 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
                                       special_tokens=ordered, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         backend.train_from_iterator(texts, trainer=trainer)
         vocab = backend.get_vocab()
-        backend.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]),
-                                                              trim_offsets=True, add_prefix_space=False)
+        if frame:
+            backend.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]),
+                                                                  trim_offsets=True, add_prefix_space=False)
     logger.info("trained a %s tokenizer with %d tokens", kind, backend.get_vocab_size())
     return Tokenizer(backend, dict(specials), kind, model_max_length=model_max_length,
                      do_lower_case=lowercase if kind == "wordpiece" else None)

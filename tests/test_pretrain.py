@@ -86,6 +86,14 @@ def test_every_objective_trains_and_saves_a_loadable_model(tmp_path, corpus, tin
     }
     assert (out / "checkpoint-2" / "model.safetensors").is_file()  # each checkpoint is a model too
     model = minibert.load_pretrained(out) if objective not in ("bart", "clm") else None
+    tokenizer = minibert.load_tokenizer(out)
+    text = "To be, or not to be"
+    ids = tokenizer(text)["input_ids"][0].tolist()
+    if objective == "clm":  # a prompt for GPT-2 ends where its text ends, not with the </s> between documents
+        assert ids == tokenizer.encode(text)
+    else:  # BERT's and BART's tokenizers frame each text
+        ends = (tokenizer.sep_token_id, tokenizer.eos_token_id)
+        assert len(ids) == len(tokenizer.encode(text)) + 2 and ids[-1] in ends
     if objective == "electra":  # the discriminator, saved as a plain BERT encoder
         assert type(model).__name__ == "BertModel"
     assert result.eval_end and "loss" in result.eval_end

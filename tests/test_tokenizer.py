@@ -109,6 +109,23 @@ def test_vocab_json_merges_parity_with_roberta_tokenizer_fast(bpe, tmp_path):
     assert ours.decode(ours.encode(TEXTS[2])) == TEXTS[2]  # bytes: nothing is unknown
 
 
+def test_gpt_style_tokenizer_adds_nothing_and_saves_as_gpt2(corpus_texts, tmp_path):
+    """frame=False, what pretrain.py trains for GPT-2: a prompt ends where its text ends, not with the </s>
+    that separates training documents (a decoder continues after it with a new document)."""
+    transformers = pytest.importorskip("transformers")
+    gpt = train_tokenizer(corpus_texts, kind="bytelevel_bpe", vocab_size=1500, frame=False)
+    assert gpt(TEXTS[0])["input_ids"][0].tolist() == gpt.encode(TEXTS[0])
+    gpt.save_pretrained(tmp_path)
+    ours = load_tokenizer(tmp_path)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert type(hf).__name__.startswith("GPT2Tokenizer")
+    expected = ours(TEXTS)
+    assert gpt.eos_token_id not in expected["input_ids"][expected["attention_mask"].bool()].tolist()
+    theirs = hf(TEXTS, padding=True, return_tensors="pt")
+    torch.testing.assert_close(theirs["input_ids"], expected["input_ids"])
+    torch.testing.assert_close(theirs["attention_mask"], expected["attention_mask"])
+
+
 def test_bad_input(wordpiece, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_tokenizer(tmp_path / "nowhere")
