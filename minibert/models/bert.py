@@ -66,7 +66,8 @@ class BertConfig(ModelConfig):
     chunk_size_feed_forward: int = 0  # >0: run the feed-forward this many positions at a time
     classifier_dropout: float | None = None  # dropout before task heads; None = hidden_dropout_prob
     tie_word_embeddings: bool = True  # the MLM decoder reuses the word embeddings (always, here)
-    unpad: bool = False  # skip padding in the position-wise layers (nn/packing.py); not saved
+    unpad: bool = False  # position-wise layers on real tokens only: BertModel packs (B, T, E) -> (N, E)
+    #                      (nn/packing.py), attention unpacks q, k, v for its scores; not saved
     sparse_mlm: bool = False  # with labels: MLM decoder only where labels != -100 (pretraining); not saved
 
     def __post_init__(self):
@@ -298,7 +299,10 @@ class RobertaModel(BertModel):
 # --------------------------------------------------------------------------------------------
 class LMHead(nn.Module):
     """Masked-LM head: dense, activation, LayerNorm, then the decoder, which is the word
-    embedding matrix itself (tied: V x E parameters stored once) plus a bias of its own."""
+    embedding matrix itself (tied: V x E parameters stored once) plus a bias of its own.
+
+    Saving writes the matrix once, as the embedding; Hugging Face's `cls.predictions.decoder.weight`
+    is the same tensor under a second name, so the weight table lists it as dropped on load."""
 
     def __init__(self, config: BertConfig, activation: str):
         super().__init__()
@@ -316,6 +320,7 @@ def masked_lm(head: LMHead, word_embeddings: nn.Embedding, h: torch.Tensor, labe
               sparse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """MLM logits (B, T, V) = head(h, word_embeddings), and the loss when labels are given.
 
+    labels (B, T) hold the token to predict, or IGNORE_INDEX (-100) where nothing is predicted.
     With `sparse` and labels, the V x E decoder, often the largest matrix product of a small
     model, runs only at the labelled ~15% of positions, as in NVIDIA's BERT pretraining; the
     other positions' logits are then zeros. Same loss and gradients either way."""
