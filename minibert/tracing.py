@@ -20,6 +20,7 @@ heads) and the hidden states (norms, change per layer) with matplotlib.
 import dataclasses
 import inspect
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from minibert.nn import attention
 from minibert.nn.attention import to_additive
 
 LETTER_MEANINGS = {"B": "batch", "T": "tokens", "S": "source tokens", "E": "hidden size", "H": "heads",
@@ -335,19 +337,53 @@ def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype) -> str:
     return ""
 
 
+def _watch_attend(recorder: _Recorder, attend_fn):
+    """`attend` (nn/attention.py) is a function, not a module, so no hook sees it; this wrapper records
+    its call under the attention module that made it: the queries, keys and values split into heads
+    (B, H, T, D), the mask, and what comes back, which the module's own line cannot show."""
+    source = f"minibert/nn/attention.py:{inspect.getsourcelines(attend_fn)[1]}"
+
+    def attend(q, k, v, keep, **options):
+        parent = recorder.running[-1] if recorder.running else None
+        seq, key_seq = parent.context if parent is not None else ("T", "T")
+        call = ModuleCall(index=len(recorder.calls), depth=len(recorder.running),
+                          name=f"{parent.name}.attend" if parent is not None else "attend", kind="function",
+                          source=source, context=(seq, key_seq))
+        call.inputs += recorder.describe("q", q, (seq, seq), is_input=True)
+        for name, value in (("k", k), ("v", v)):
+            call.inputs += recorder.describe(name, value, (key_seq, key_seq), is_input=True)
+        call.inputs += recorder.describe("keep", keep, (seq, key_seq), is_input=True)
+        call.inputs.append(f"implementation={options.get('implementation')}")
+        recorder.calls.append(call)
+        out, probs = attend_fn(q, k, v, keep, **options)
+        call.outputs += recorder.describe("output", out, (seq, seq), is_input=False)
+        call.outputs += recorder.describe("probs", probs, (seq, key_seq), is_input=False)
+        return out, probs
+
+    return attend
+
+
 @contextmanager
 def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = False) -> Iterator[list[ModuleCall]]:
-    """Hooks on every module of `model` while the block runs; yields the list the calls go into."""
+    """Hooks on every module of `model` while the block runs, and `attend` wrapped in every minibert
+    module that calls it (restored afterwards); yields the list the calls go into."""
     recorder = _Recorder(model, legend, keep_tensors)
     handles = []
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(recorder.before, with_kwargs=True))
         handles.append(module.register_forward_hook(recorder.after, with_kwargs=True))
+    callers = [m for name, m in list(sys.modules.items())
+               if name.startswith("minibert.") and getattr(m, "attend", None) is attention.attend]
+    watched = _watch_attend(recorder, attention.attend)
+    for caller in callers:
+        caller.attend = watched
     try:
         yield recorder.calls
     finally:
         for handle in handles:
             handle.remove()
+        for caller in callers:
+            caller.attend = attention.attend
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ attention rows sum to 1 over real tokens, the pictures are PNG files, and every 
 including checkpoints saved by Hugging Face. Tiny random models, no downloads."""
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 import minibert
 from minibert import inspect as inspect_cli
+from minibert.nn import attention
 from minibert.tokenizer import train_tokenizer
 from minibert.tracing import attention_maps, plot_attention, plot_hidden_states, trace_generation
 
@@ -85,9 +87,17 @@ def test_traced_shapes_are_the_real_shapes(name):
         assert call.outputs[0].shape == tuple(h.shape)
         assert any(info.shape == tuple(probs.shape) for _, info in all_infos(tr) if info.name == "probs"
                    or info.letters.startswith("(B, H")), call.name
-    # Nesting: a call's depth is one more than the call that encloses it, and hooks are gone.
+    # attend() is a function, not a module: recorded under the attention module that called it, once per
+    # attention call, with the queries, keys and values split into heads (their shapes checked above).
+    attends = [c for c in tr.calls if c.kind == "function"]
+    callers = [c for c in tr.calls if c.kind.endswith("Attention")]
+    assert len(attends) == len(callers) > 0 and all(c.name.endswith(".attend") for c in attends)
+    assert all(c.input("q").letters in ("(B, H, T, D)", "(B, H, S, D)") for c in attends)
+    # Nesting: a call's depth is one more than the call that encloses it; hooks and the wrapper are gone.
     assert all(b.depth <= a.depth + 1 for a, b in zip(tr.calls, tr.calls[1:], strict=False))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert all(getattr(m, "attend", attention.attend) is attention.attend
+               for n, m in list(sys.modules.items()) if n.startswith("minibert."))
 
 
 def test_lines_show_letters_mask_tied_decoder_pooler_and_source():
@@ -127,6 +137,10 @@ def test_bart_letters_tell_source_from_target():
     cross = tr.find(r"model\.decoder\.layers\.0\.encoder_attn")[0]
     assert cross.input("key_value_states").letters == "(B, S, E)"
     assert cross.input("keep").letters == "(B, 1, 1, S)"
+    # inside it, attend(): target queries over source keys and values, split into heads
+    attend = tr.find(r"model\.decoder\.layers\.0\.encoder_attn\.attend")[0]
+    assert [attend.input(n).letters for n in ("q", "k", "v")] == ["(B, H, T, D)", "(B, H, S, D)", "(B, H, S, D)"]
+    assert attend.output("output").letters == "(B, H, T, D)" and attend.depth == cross.depth + 1
 
 
 @pytest.mark.parametrize("name", list(MODELS))
