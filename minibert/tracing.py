@@ -216,7 +216,11 @@ def _sequence_context(name: str, parent: tuple[str, str], encoder_decoder: bool)
     if not encoder_decoder:
         return "T", "T"
     last = name.rsplit(".", 1)[-1]
-    return {"encoder": ("S", "S"), "decoder": ("T", "T"), "encoder_attn": ("T", "S")}.get(last, parent)
+    if last in ("encoder", "decoder", "encoder_attn"):
+        return {"encoder": ("S", "S"), "decoder": ("T", "T"), "encoder_attn": ("T", "S")}[last]
+    if parent == ("T", "S"):  # inside cross-attention: the keys and values project the source, the rest the target
+        return ("S", "S") if last in ("k_proj", "v_proj") else ("T", "T")
+    return parent
 
 
 def _argument_context(arg: str, context: tuple[str, str], top: bool) -> tuple[str, str]:

@@ -137,6 +137,9 @@ def test_bart_letters_tell_source_from_target():
     cross = tr.find(r"model\.decoder\.layers\.0\.encoder_attn")[0]
     assert cross.input("key_value_states").letters == "(B, S, E)"
     assert cross.input("keep").letters == "(B, 1, 1, S)"
+    projections = {n: tr.find(rf"model\.decoder\.layers\.0\.encoder_attn\.{n}")[0] for n in ("q_proj", "k_proj")}
+    assert projections["q_proj"].input("input").letters == "(B, T, E)"
+    assert projections["k_proj"].input("input").letters == "(B, S, E)"  # the encoder's output, projected
     # inside it, attend(): target queries over source keys and values, split into heads
     attend = tr.find(r"model\.decoder\.layers\.0\.encoder_attn\.attend")[0]
     assert [attend.input(n).letters for n in ("q", "k", "v")] == ["(B, H, T, D)", "(B, H, S, D)", "(B, H, S, D)"]
