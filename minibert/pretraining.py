@@ -81,6 +81,9 @@ TOKENIZER_KINDS = {"bert": "wordpiece", "bart": "bytelevel_bpe", "gpt": "bytelev
 # training documents are only separated by </s>, and a prompt must not end with one.
 FRAMES_TEXT = {"bert": True, "bart": True, "gpt": False}
 SUMMARY_FILE = "pretraining_summary.json"
+# The seed that draws the held-out examples (SOP's runs and splits, NSP's random segments), whatever --seed
+# is: every seed is measured on the same pairs. 42, the engine's default --seed: the default run's own.
+HELD_OUT_SEED = 42
 
 
 @dataclass
@@ -503,9 +506,11 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "language or script?); train one on this corpus (leave out --tokenizer and --init_from) or pass a "
             "--tokenizer that covers its language"
         )
-    # Held out, the masking is always the objective's own (BERT's 15%), whatever training masks: numbers compare.
+    # Held out, the masking is always the objective's own (BERT's 15%), whatever training masks, and the
+    # examples are drawn with HELD_OUT_SEED, whatever --seed is: numbers compare across runs and seeds.
     standard = {k: v for k, v in objective_options.items() if k != "mlm_probability"}
-    evaluation = build_objective(options.objective, tokenizer, options.max_seq_length, **standard)
+    evaluation = build_objective(options.objective, tokenizer, options.max_seq_length,
+                                 **{**standard, "seed": HELD_OUT_SEED})
     eval_examples = evaluation.examples(held_docs)[: options.max_eval_examples] if len(held_docs) else []
     warning = eval_warning(evaluation, eval_examples, held_out_works) if len(eval_examples) else None
     data_seconds = time.perf_counter() - started  # tokenizer, prepared corpus, example indexes: the data side

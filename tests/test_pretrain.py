@@ -100,6 +100,22 @@ def test_every_objective_trains_and_saves_a_loadable_model(tmp_path, corpus, tin
     assert "saved to" in format_summary(result)
 
 
+def test_every_seed_is_evaluated_on_the_same_held_out_examples(tmp_path, corpus, tiny_config, monkeypatch):
+    import minibert.pretraining as pretraining
+
+    seen = []
+    make_eval_fn = pretraining.make_eval_fn
+    monkeypatch.setattr(pretraining, "make_eval_fn", lambda objective, examples, *a: seen.append(examples)
+                        or make_eval_fn(objective, examples, *a))
+    for seed in (1, 2):
+        pretrain(tmp_path / str(seed), corpus, tiny_config, "sop", seed=seed, max_eval_examples=1000)
+    assert len(seen) == 2 and len(seen[0]) > 8
+    def plain(examples):
+        return [{k: torch.as_tensor(v).tolist() for k, v in example.items()} for example in examples]
+
+    assert plain(seen[0]) == plain(seen[1])
+
+
 def test_output_loads_in_transformers(tmp_path, corpus, tiny_config):
     transformers = pytest.importorskip("transformers")
     pretrain(tmp_path, corpus, tiny_config, "sop")
