@@ -3,6 +3,7 @@ evaluate on B, and watch how much the size of A helps.
 
     python bench/bench_transfer.py                 # 1%, 10%, 100% of the shipped Shakespeare, 3 seeds (~25 min)
     python bench/bench_transfer.py --quick         # a smoke run of the whole pipeline (seconds)
+    python bench/bench_transfer.py --max_steps 12800 --output_dir runs/transfer-long   # 8x the steps (~70 min)
 
 For each fraction of corpus A's training documents (a fixed subset, each smaller one inside the
 larger), the default `pretrain.py --objective sop` recipe runs for the same number of steps;
@@ -30,12 +31,14 @@ from minibert.pretraining import DEFAULT_RUN, DEFAULT_TRAINING, PretrainingOptio
 QUICK_MODEL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 
 
-def pretrain(fraction: float, out: Path, tokenizer: str | None, quick: bool) -> dict:
+def pretrain(fraction: float, out: Path, tokenizer: str | None, quick: bool, max_steps: int) -> dict:
     options = PretrainingOptions(objective="sop", corpus_fraction=fraction, tokenizer=tokenizer,
                                  model_size=DEFAULT_RUN["model_size"], vocab_size=DEFAULT_RUN["vocab_size"],
                                  max_seq_length=DEFAULT_RUN["max_seq_length"], dropout=DEFAULT_RUN["dropout"],
                                  objective_options={"mlm_probability": DEFAULT_RUN["mlm_probability"]})
-    training = {**DEFAULT_TRAINING, "output_dir": str(out), "disable_tqdm": True, "overwrite_output_dir": True}
+    every = max(max_steps // 4, 1)  # four held-out evaluations and checkpoints, however long the run
+    training = {**DEFAULT_TRAINING, "output_dir": str(out), "disable_tqdm": True, "overwrite_output_dir": True,
+                "max_steps": max_steps, "eval_steps": every, "save_steps": every}
     if quick:
         config = out.parent / "quick_config.json"
         config.write_text(json.dumps(QUICK_MODEL))
@@ -93,6 +96,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--output_dir", default="runs/transfer")
+    parser.add_argument("--max_steps", type=int, default=DEFAULT_TRAINING["max_steps"],
+                        help="pretraining steps for every fraction (default: the default run's)")
     parser.add_argument("--quick", action="store_true", help="tiny model, 3 steps each: checks the pipeline only")
     ns = parser.parse_args(argv)
     if ns.quick:
@@ -107,7 +112,7 @@ def main(argv=None) -> int:
     rows = []
     for fraction in fractions:
         directory = out / f"pretrain-{fraction * 100:g}"
-        stats = pretrain(fraction, directory, None if fraction == 1.0 else str(full), ns.quick)
+        stats = pretrain(fraction, directory, None if fraction == 1.0 else str(full), ns.quick, ns.max_steps)
         accuracies = [fine_tune(str(directory), None, seed, out / "finetune", ns.quick) for seed in ns.seeds]
         mean, std = summarise(accuracies)
         rows.append({"fraction": fraction, "training_examples": stats["examples"], "passes": stats["passes"],
@@ -131,7 +136,8 @@ def main(argv=None) -> int:
               f"{r['passes']:>7.1f} {held_text:>17}  {per_seed}  {r['mean']:.3f} +- {r['std']:.3f}")
     per_seed = " ".join(f"{a:<10.3f}" for a in random_row["accuracies"])
     print(f"{'random weights':<28} {'-':>10} {'-':>7} {'-':>17}  {per_seed}  {mean:.3f} +- {std:.3f}")
-    record = {"majority": majority, "seeds": ns.seeds, "pretrained": rows, "random": random_row, "quick": ns.quick}
+    record = {"majority": majority, "seeds": ns.seeds, "max_steps": ns.max_steps, "pretrained": rows,
+              "random": random_row, "quick": ns.quick}
     (out / "transfer.json").write_text(json.dumps(record, indent=2) + "\n")
     drawn = plot(rows, random_row, majority, out / "transfer.png")
     print(f"\nwrote {out / 'transfer.json'}" + (f" and {out / 'transfer.png'}" if drawn else
