@@ -7,6 +7,10 @@ continuations, a byte-level BPE token starting with `Ġ` and what follows it, or
 text, a word found by jieba (run once per document when examples are built). Words are taken in
 n-grams of 1 to 3 consecutive words, P(n) proportional to 1/n, until 15% of the tokens are
 chosen; every token of a chosen word is then masked 80/10/10.
+
+Where: each example arrives with `word_starts` (B, T) (`data/prepared.py`, `continuation_table`
+marks the tokens that continue a word; Chinese: jieba's words); `masking.word_ids_from_starts` numbers the words (a word
+never crosses a special token) and `masking.choose_word_spans` picks the n-grams.
 """
 
 import torch
