@@ -171,8 +171,9 @@ class Tokenizer:
             tokenizer_class = "BertTokenizer"
         else:
             self.backend.model.save(str(path))
-            # RoBERTa's class frames each text in <s> ... </s>; GPT-2's adds nothing (its post-processor is ByteLevel)
-            framed = type(self.backend.post_processor).__name__ == "RobertaProcessing"
+            # RoBERTa's class has a mask token and frames each text in <s> ... </s>; GPT-2's adds nothing
+            adds_nothing = type(self.backend.post_processor).__name__ in ("ByteLevel", "NoneType")
+            framed = "mask_token" in self.special_tokens and not adds_nothing
             tokenizer_class = "RobertaTokenizer" if framed else "GPT2Tokenizer"
         config = {"tokenizer_class": tokenizer_class, **self.special_tokens,
                   "model_max_length": self.model_max_length or 1_000_000_000_000_000_019_884_624_838_656,

@@ -236,10 +236,13 @@ def _argument_context(arg: str, context: tuple[str, str], top: bool) -> tuple[st
 @cache
 def _source_of(cls: type) -> str:
     """file:line of a module class's forward, relative to the repository or to site-packages."""
-    forward = cls.forward
+    return _source_of_function(cls.forward)
+
+
+def _source_of_function(function) -> str:
     try:
-        path = Path(inspect.getsourcefile(forward)).resolve()
-        line = inspect.getsourcelines(forward)[1]
+        path = Path(inspect.getsourcefile(function)).resolve()
+        line = inspect.getsourcelines(function)[1]
     except (OSError, TypeError):
         return "?"
     parts = path.parts
@@ -345,7 +348,7 @@ def _watch_attend(recorder: _Recorder, attend_fn):
     """`attend` (nn/attention.py) is a function, not a module, so no hook sees it; this wrapper records
     its call under the attention module that made it: the queries, keys and values split into heads
     (B, H, T, D), the mask, and what comes back, which the module's own line cannot show."""
-    source = f"minibert/nn/attention.py:{inspect.getsourcelines(attend_fn)[1]}"
+    source = _source_of_function(attend_fn)
 
     def attend(q, k, v, keep, **options):
         parent = recorder.running[-1] if recorder.running else None
