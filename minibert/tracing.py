@@ -216,8 +216,9 @@ def _sequence_context(name: str, parent: tuple[str, str], encoder_decoder: bool)
     if not encoder_decoder:
         return "T", "T"
     last = name.rsplit(".", 1)[-1]
-    if last in ("encoder", "decoder", "encoder_attn"):
-        return {"encoder": ("S", "S"), "decoder": ("T", "T"), "encoder_attn": ("T", "S")}[last]
+    named = {"encoder": ("S", "S"), "decoder": ("T", "T"), "encoder_attn": ("T", "S")}
+    if last in named:
+        return named[last]
     if parent == ("T", "S"):  # inside cross-attention: the keys and values project the source, the rest the target
         return ("S", "S") if last in ("k_proj", "v_proj") else ("T", "T")
     return parent
