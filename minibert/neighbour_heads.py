@@ -5,7 +5,7 @@ its attention is uniform, so no position knows which tokens are next to it, and 
 sits on a plateau until attention learns to look at neighbours (Chen et al. 2023, "Sudden drops in
 the loss", https://arxiv.org/abs/2309.07311). On this project's default budget (4 minutes of a
 2-core CPU) the plateau outlasts the run: held-out accuracy at [MASK] 0.070, the unigram count's
-0.064 (README, "Why the old default stopped at 0.14"). Heads that attend to the previous or the
+0.064 (docs/pretraining-notes.md, "Why the old default stopped at 0.14"). Heads that attend to the previous or the
 next token are among the first that trained BERTs grow (Clark et al. 2019,
 https://arxiv.org/abs/1906.04341), and attention fixed by hand to neighbouring positions loses little
 against learned attention (You et al. 2020, https://arxiv.org/abs/2005.00742). So we write those two
@@ -29,8 +29,9 @@ of positions does not change a dot product of rotations, so RoBERTa's offset pos
 Only weights change: the checkpoint is a plain Hugging Face BERT, and fine-tuning trains every weight.
 `write_neighbour_heads` returns the weights to keep fixed (the position embeddings, block 0's query and
 key projections); pretraining sets them `requires_grad=False` (`--neighbour_heads false` leaves them out).
-Trained instead of fixed, such heads are lost within 300 steps and the run stays on the plateau (README,
-"Why the old default stopped at 0.14"; measured with an earlier, evenly spaced version of these heads).
+Trained instead of fixed, such heads are lost within 300 steps and the run stays on the plateau
+(docs/pretraining-notes.md, "Why the old default stopped at 0.14"; measured with an earlier, evenly
+spaced version of these heads).
 """
 
 import math
