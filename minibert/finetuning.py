@@ -531,7 +531,11 @@ def apply_tricks(model: nn.Module, args: FinetuneArguments) -> None:
         apply_mixout(model, args.mixout)
 
 
-def build_optimizer(model: nn.Module, args: FinetuneArguments, training: TrainingArguments):
+def finetuning_optimizer(model: nn.Module, args: FinetuneArguments, training: TrainingArguments):
+    """The optimizer `train.py` trains with: the parameter groups its flags ask for (layer-wise decay,
+    grouped rates, a head rate, else the engine's two groups), under `--optim`'s optimizer
+    (finetune/optimizers.py), wrapped in PriorWD with `--prior_wd`. The engine's own
+    `build_optimizer` (engine/optim.py) is the plain AdamW that `pretrain.py` uses."""
     lr, wd = training.learning_rate, training.weight_decay
     if args.llrd is not None and args.lr_groups is not None:
         raise ValueError("choose one of --llrd (per-layer decay) and --lr_groups (grouped rates), not both")
@@ -685,7 +689,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         outputs = wrapped(**inputs)
         return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
 
-    optimizer = build_optimizer(model, args, training)  # before unfreezing freezes: its groups hold every layer
+    optimizer = finetuning_optimizer(model, args, training)  # before unfreezing freezes: its groups hold every layer
     if args.gradual_unfreezing:
         batches = len(sampler) if sampler is not None else math.ceil(
             len(train_examples) / training.per_device_train_batch_size)
@@ -758,7 +762,7 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         if training.metric_for_best_model is None:
             training.metric_for_best_model, training.greater_is_better = "chrf", True
     callbacks = list(callbacks)
-    optimizer = build_optimizer(model, args, training)  # before stage one freezes: its groups hold every parameter
+    optimizer = finetuning_optimizer(model, args, training)  # before stage one freezes: its groups hold every parameter
     if source_tokenizer is not None:
         batches = len(sampler) if sampler is not None else math.ceil(
             len(train_examples) / training.per_device_train_batch_size)
@@ -849,7 +853,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
 
     trainer = Trainer(model, training, train_examples, collate, eval_fn=evaluate if eval_fns else None,
-                      callbacks=list(callbacks), optimizer=build_optimizer(model, args, training), sampler=sampler,
+                      callbacks=list(callbacks), optimizer=finetuning_optimizer(model, args, training), sampler=sampler,
                       loss_fn=loss_fn)
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]

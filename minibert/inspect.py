@@ -23,7 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--text", action="append", required=True, help="input text; repeat for a padded batch")
     parser.add_argument("--text_pair", action="append", help="second segment for each --text (BERT pairs)")
     parser.add_argument("--generate", type=int, default=0, metavar="N",
-                        help="GPT-2 / BART: trace N greedy decoding steps and one layer's key/value cache")
+                        help="GPT-2 / BART: trace greedy decoding, the prompt's pass and then N steps on the "
+                             "key/value cache (N + 1 new tokens), showing one layer's cache")
     parser.add_argument("--layer", type=int, default=0, help="the decoder layer whose cache --generate shows")
     parser.add_argument("--max_depth", type=int, default=None, help="hide calls nested deeper than this")
     parser.add_argument("--attention_png", help="write the attention probabilities (layers x heads) here")
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
     if args.generate:
         steps = trace_generation(model, inputs["input_ids"], inputs["attention_mask"],
-                                 max_new_tokens=args.generate, layer=args.layer)
+                                 max_new_tokens=args.generate + 1, layer=args.layer)  # + the prompt's pass
         print(steps.format(token_text=lambda i: tokenizer.decode([i], skip_special_tokens=False)))
     else:
         print(trace(model, **inputs).format(args.max_depth))

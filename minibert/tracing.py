@@ -443,7 +443,8 @@ def trace(model: nn.Module, keep_tensors: bool = False, **inputs) -> Trace:
 class GenerationStep:
     step: int
     decoder: ModuleCall  # the decoder stack's call (GPT2Model, BartDecoder)
-    attention: list[ModuleCall]  # the watched layer's attention calls (self, and cross for BART)
+    attention: list[ModuleCall]  # the watched layer's attention calls (self, and cross for BART), each
+    #                              followed by its `attend` call: q (B, H, 1, D) against the cached k, v
     token: int | None = None  # the token this step chose (row 0)
 
 
@@ -460,9 +461,11 @@ class GenerationTrace:
             lines.append("encode the source once: " + self.encoder.line().strip())
         for step in self.steps:
             chose = f" -> token {step.token} {token_text(step.token)!r}" if step.token is not None else ""
-            lines.append(f"step {step.step}{chose}")
+            what = "the prompt, which fills the cache" if step.step == 0 else "one new token, on the cache"
+            lines.append(f"step {step.step} ({what}){chose}")
             lines.append("  " + step.decoder.line().strip())
-            lines += ["    " + call.line().strip() for call in step.attention]
+            lines += [("      " if call.kind == "function" else "    ") + call.line().strip()  # attend: one deeper
+                      for call in step.attention]
         lines.append("self-attention cache length after each step: "
                      + ", ".join(str(n) for n in self.cache_lengths("self")))
         if self.encoder is not None:
@@ -478,7 +481,8 @@ class GenerationTrace:
         """Length of the watched layer's key cache after each step ("self" or BART's "cross")."""
         lengths = []
         for step in self.steps:
-            call = next(c for c in step.attention if (c.name.endswith("encoder_attn")) == (which == "cross"))
+            call = next(c for c in step.attention
+                        if c.kind != "function" and c.name.endswith("encoder_attn") == (which == "cross"))
             cache = [o for o in call.outputs if o.dtype.is_floating_point and len(o.shape) == 4
                      and o.shape[-1] == self.legend["D"] and o.name != "probs"]
             lengths.append(cache[0].shape[2])
@@ -496,9 +500,11 @@ def _decoder_stack(model: nn.Module) -> tuple[str, nn.Module]:
 def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      max_new_tokens: int = 3, layer: int = 0, **generate_kwargs) -> GenerationTrace:
     """Greedy `generate` under hooks; for each step, the decoder's call and the attention calls of
-    decoder layer `layer`, whose key/value cache grows by one position per step (BART's
-    cross-attention cache keeps the source length). An eos token does not stop it (all
-    max_new_tokens steps are shown) unless eos_token_id is passed."""
+    decoder layer `layer` (with their `attend` calls), whose key/value cache grows by one position per
+    step (BART's cross-attention cache keeps the source length). Step 0 is the prompt's pass, which
+    fills the cache; each later step runs one new token on it, so max_new_tokens tokens take
+    max_new_tokens - 1 cached steps. An eos token does not stop it (all steps are shown) unless
+    eos_token_id is passed."""
     if not hasattr(model, "generate"):
         raise ValueError(f"{type(model).__name__} does not generate; use GPT2LMHeadModel or "
                          "BartForConditionalGeneration (a checkpoint saved from one of them)")
@@ -516,8 +522,9 @@ def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: 
     for call in calls:
         if call.name == stack_name:
             steps.append(GenerationStep(len(steps), call, []))
-        elif steps and call.name.startswith(prefix) and call.kind.endswith("Attention") \
-                and call.name[len(prefix):].count(".") == 0:
+        elif steps and call.name.startswith(prefix) and (
+                call.kind.endswith("Attention") and call.name[len(prefix):].count(".") == 0
+                or call.kind == "function" and call.name[len(prefix):].count(".") == 1):  # its `attend`
             steps[-1].attention.append(call)
     start = sequences.size(1) - len(steps)  # position of the first generated token
     for step in steps:

@@ -182,7 +182,13 @@ def test_generation_cache_grows_by_one_per_step():
     steps = trace_generation(model, ids, max_new_tokens=4, layer=1)
     assert steps.cache_lengths("self") == [7, 8, 9, 10]
     assert [s.decoder.inputs[0].shape for s in steps.steps] == [(1, 7), (1, 1), (1, 1), (1, 1)]
-    assert all(call.name == "transformer.h.1.attn" for s in steps.steps for call in s.attention)
+    # each step: the layer's attention module, then its `attend` with the queries of the new tokens
+    # against every cached key
+    assert [[call.name for call in s.attention] for s in steps.steps] == \
+        [["transformer.h.1.attn", "transformer.h.1.attn.attend"]] * 4
+    attends = [s.attention[1] for s in steps.steps]
+    assert [(c.inputs[0].shape, c.inputs[1].shape) for c in attends] == \
+        [((1, 2, t, 8), (1, 2, n, 8)) for t, n in [(7, 7), (1, 8), (1, 9), (1, 10)]]
     assert steps.sequences.shape == (1, 11)
     assert [s.token for s in steps.steps] == steps.sequences[0, 7:].tolist()
     assert "self-attention cache length after each step: 7, 8, 9, 10" in str(steps)
@@ -252,9 +258,11 @@ def test_command_line_generate_on_hugging_face_decoders(hf_checkpoints, capsys, 
     assert inspect_cli.main([str(hf_checkpoints / name), "--text", "the cat sat", "--generate", "3"]) == 0
     out = capsys.readouterr().out
     lengths = re.search(r"self-attention cache length after each step: (.*)", out).group(1).split(", ")
-    assert [int(n) - int(lengths[0]) for n in lengths] == [0, 1, 2]
+    assert [int(n) - int(lengths[0]) for n in lengths] == [0, 1, 2, 3]  # the prompt's pass, then 3 cached steps
+    assert re.search(r"^step 3 \(one new token, on the cache\)", out, re.M)
+    assert re.search(r"^      \S+\.attend \(function\): q \(B, H, 1, D\) f32, k \(B, H, \d+, D\)", out, re.M)
     if name == "bart":
-        assert re.search(r"cross-attention cache length after each step: (\d+), \1, \1 ", out)
+        assert re.search(r"cross-attention cache length after each step: (\d+), \1, \1, \1 ", out)
 
 
 def test_command_line_refuses_generate_on_an_encoder(hf_checkpoints):
