@@ -22,6 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,11 +52,11 @@ MODEL_SIZES = {
     "large": (24, 1024, 16, 4096),
 }
 # The default run (`python pretrain.py --objective sop` and nothing else), measured on a 2-core CPU
-# (README, "The default run, measured"): 2.5 minutes in all (issue 9's budget: 4), each training
+# (README, "The default run, measured"): about 3 minutes in all (issue 9's budget: 4), each training
 # example seen about twice. A 2,000-token vocabulary makes each step 1.5x cheaper than 8,000 (the tied decoder and its
 # gradient) and learned as well per second; batch 16 learned faster per second than 32; a larger
 # learning rate (4e-3) stalled. Masking 40% of the tokens (Wettig et al. 2022, https://arxiv.org/abs/2202.08005)
-# and the neighbour heads below take held-out MLM accuracy from 0.142 to 0.239 in the same time.
+# and the neighbour heads below take held-out MLM accuracy from 0.142 to 0.256 in the same time.
 # Real runs pass their own sizes, lengths, steps, dropout and masking.
 DEFAULT_RUN = {"model_size": "tiny", "max_seq_length": 64, "dropout": 0.0, "vocab_size": 2000, "mlm_probability": 0.4}
 # Objectives that mask tokens for a BERT on its own: these get DEFAULT_RUN's masking and the neighbour heads.
@@ -478,21 +479,27 @@ def prepare(options: PretrainingOptions, tokenizer: Tokenizer, words: str, conte
 
 
 # -- the whole run ------------------------------------------------------------------------------
-def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callbacks=()) -> PretrainingResult:
-    output_dir = Path(args.output_dir)
-    resuming = args.resume_from_checkpoint is not None
-    checkpoint, eval_start = None, {}
-    if resuming:
-        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)  # fail now, before any work
-        eval_start = recorded_eval_start([output_dir, checkpoint.parent])
-    check_output_dir(args, resuming)  # refuse another run's directory before writing anything
-    if options.init_from:
-        check_init_from(options.init_from, options.objective)
-    check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer})
-    context = setup(args.device)
-    started = time.perf_counter()
-    torch.manual_seed(args.seed)
+@dataclass
+class PretrainingData:
+    """What a run trains on and is measured on, ready before the model is built."""
 
+    tokenizer: Tokenizer
+    objective: Any  # builds the training examples and batches (training's masking: --mlm_probability)
+    objective_options: dict  # what built it (seed, masking), for the second phase's longer objective
+    corpus: TokenizedCorpus  # the prepared, memory-mapped corpus
+    train_docs: TokenizedCorpus  # its training works (a --corpus_fraction share of them)
+    examples: Any  # the training examples, built lazily from offsets
+    evaluation: Any  # the objective as measured: its own masking (BERT's 15%) and HELD_OUT_SEED
+    eval_examples: Any  # the held-out works' examples (up to --max_eval_examples)
+    held_out_works: list[str]
+    eval_warning: str | None  # why the held-out numbers are too noisy to read, if they are
+    passes: float  # how many times training will go over its examples
+
+
+def pretraining_data(options: PretrainingOptions, args: TrainingArguments, output_dir: Path,
+                     checkpoint: Path | None, context) -> PretrainingData:
+    """Tokenizer, objective, prepared corpus, the training and held-out works' examples; refuses a
+    corpus the tokenizer cannot read and warns when training would go over its examples too often."""
     tokenizer = get_tokenizer(options, output_dir, checkpoint)
     objective_options = {"seed": args.seed, **options.objective_options}
     objective = build_objective(options.objective, tokenizer, options.max_seq_length, **objective_options)
@@ -513,47 +520,67 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
                                  **{**standard, "seed": HELD_OUT_SEED})
     eval_examples = evaluation.examples(held_docs)[: options.max_eval_examples] if len(held_docs) else []
     warning = eval_warning(evaluation, eval_examples, held_out_works) if len(eval_examples) else None
-    data_seconds = time.perf_counter() - started  # tokenizer, prepared corpus, example indexes: the data side
     passes = training_passes(args, len(examples), context.world_size)
     if passes > MAX_PASSES:
         logger.warning(
             "training makes %.1f passes over the %d training examples: a model this size will memorise the "
             "corpus instead of learning from it; use more text (--corpus more files or directories), fewer "
             "--max_steps or --num_train_epochs, or a smaller batch", passes, len(examples))
-    model = build_model(options, objective)
+    return PretrainingData(tokenizer, objective, objective_options, corpus, train_docs, examples, evaluation,
+                           eval_examples, held_out_works, warning, passes)
+
+
+def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callbacks=()) -> PretrainingResult:
+    output_dir = Path(args.output_dir)
+    resuming = args.resume_from_checkpoint is not None
+    checkpoint, eval_start = None, {}
+    if resuming:
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)  # fail now, before any work
+        eval_start = recorded_eval_start([output_dir, checkpoint.parent])
+    check_output_dir(args, resuming)  # refuse another run's directory before writing anything
+    if options.init_from:
+        check_init_from(options.init_from, options.objective)
+    check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer})
+    context = setup(args.device)
+    started = time.perf_counter()
+    torch.manual_seed(args.seed)
+
+    data = pretraining_data(options, args, output_dir, checkpoint, context)
+    data_seconds = time.perf_counter() - started  # tokenizer, prepared corpus, example indexes: the data side
+    model = build_model(options, data.objective)
 
     phase2 = {}
     if options.max_seq_length_phase2:
-        long_objective = build_objective(
-            options.objective, tokenizer, options.max_seq_length_phase2, **objective_options
-        )
+        long_objective = build_objective(options.objective, data.tokenizer, options.max_seq_length_phase2,
+                                         **data.objective_options)
         long_objective.check_model(model)
-        phase2 = {"phase2_dataset": long_objective.examples(train_docs), "phase2_collate_fn": long_objective.collate}
+        phase2 = {"phase2_dataset": long_objective.examples(data.train_docs),
+                  "phase2_collate_fn": long_objective.collate}
 
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer.save_pretrained(output_dir)  # the run's tokenizer, wherever it came from
+        data.tokenizer.save_pretrained(output_dir)  # the run's tokenizer, wherever it came from
         logger.info(
             "%s: %d training examples, %d held out (%d works), %s parameters",
             options.objective,
-            len(examples),
-            len(eval_examples),
-            len(held_out_works),
+            len(data.examples),
+            len(data.eval_examples),
+            len(data.held_out_works),
             f"{sum(p.numel() for p in model.parameters()):,}",
         )
 
     trainer = Trainer(
         model,
         args,
-        examples,
-        objective.collate,
-        callbacks=[SaveModelAndTokenizer(tokenizer), *callbacks],
-        metrics_fn=objective.metrics,
+        data.examples,
+        data.objective.collate,
+        callbacks=[SaveModelAndTokenizer(data.tokenizer), *callbacks],
+        metrics_fn=data.objective.metrics,
         **phase2,
     )
     # The held-out evaluation runs on the trainer's device, under its autocast: built once the trainer is.
-    if len(eval_examples):
-        trainer.eval_fn = make_eval_fn(evaluation, eval_examples, args.per_device_train_batch_size, trainer)
+    if len(data.eval_examples):
+        trainer.eval_fn = make_eval_fn(data.evaluation, data.eval_examples, args.per_device_train_batch_size, trainer)
     eval_fn = trainer.eval_fn
     if eval_fn is not None and not resuming:
         model.eval()
@@ -566,21 +593,21 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     eval_end = {k.removeprefix("eval_"): v for k, v in eval_end.items() if k != "step"}
     if context.is_main:
         model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
+        data.tokenizer.save_pretrained(output_dir)
         summary = {
             "objective": options.objective,
             "eval_start": eval_start,
             "eval_end": eval_end,
             "global_step": result.global_step,
-            "passes_over_corpus": passes,
+            "passes_over_corpus": data.passes,
             "neighbour_heads": options.uses_neighbour_heads and not why_no_room(model.config),  # written?
-            "training_examples": len(examples),
-            "held_out_works": held_out_works,
-            "held_out_examples": len(eval_examples),
-            "eval_warning": warning,
+            "training_examples": len(data.examples),
+            "held_out_works": data.held_out_works,
+            "held_out_examples": len(data.eval_examples),
+            "eval_warning": data.eval_warning,
             "data_wait_share": result.data_wait_share,
-            "prepared_mb": corpus.prepared_bytes / 1e6,  # text tokenised into the data cache by this run
-            "preparation_seconds": corpus.prepared_seconds,
+            "prepared_mb": data.corpus.prepared_bytes / 1e6,  # text tokenised into the data cache by this run
+            "preparation_seconds": data.corpus.prepared_seconds,
             "tokens_per_second": result.tokens_per_second,
             "seconds": result.seconds,
             "data_seconds": data_seconds,  # start of the run to examples ready (reading, tokenising, indexing)
@@ -593,10 +620,10 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         eval_start=eval_start,
         eval_end=eval_end,
         num_parameters=sum(p.numel() for p in model.parameters()),
-        num_examples=len(examples),
-        passes=passes,
-        held_out_works=held_out_works,
-        eval_warning=warning,
+        num_examples=len(data.examples),
+        passes=data.passes,
+        held_out_works=data.held_out_works,
+        eval_warning=data.eval_warning,
     )
 
 
