@@ -153,9 +153,10 @@ UNSUPPORTED_SETTINGS = {
 # Score processors. Each takes the sequences so far (N, L) and the next-token scores (N, V).
 # --------------------------------------------------------------------------------------------
 def repetition_penalty(scores, sequences, penalty: float, ignore_before: torch.Tensor | None = None):
-    """CTRL's penalty (Keskar et al. 2019, https://arxiv.org/abs/1909.05858): a token already in the
-    row has its score divided by `penalty` if positive, multiplied if negative (so it always drops
-    for penalty > 1). `ignore_before` (N,): leading positions (left padding) that do not count."""
+    """CTRL's penalty (Keskar et al. 2019, https://arxiv.org/abs/1909.05858) as Hugging Face applies it:
+    a token already in the row has its score divided by `penalty` if positive, multiplied if negative
+    (CTRL divides always, which would raise a negative score; this way it always drops for penalty > 1).
+    `ignore_before` (N,): leading positions (left padding) that do not count."""
     V = scores.size(-1)
     tokens = sequences.clamp(max=V)
     if ignore_before is not None:

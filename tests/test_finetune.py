@@ -1,6 +1,7 @@
 """Fine-tuning tricks: each test would fail if its trick were broken."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -41,8 +42,9 @@ def grads(model) -> dict:
 
 
 class FakeTrainer:
-    def __init__(self, model):
+    def __init__(self, model, accumulation: int = 1):
         self.model = model
+        self.args = SimpleNamespace(gradient_accumulation_steps=accumulation)
 
     def compute_loss(self, b):
         out = self.model(**b)
@@ -71,6 +73,40 @@ def test_fgm_adds_adversarial_gradient_and_restores_embedding_exactly():
     assert torch.equal(emb.detach(), clean_weights)
     for n, g in grads(model).items():
         torch.testing.assert_close(g, clean[n] + adversarial[n], rtol=1e-5, atol=1e-6)
+
+
+def test_fgm_under_accumulation_attacks_each_micro_batch_along_its_own_gradient():
+    """Two micro-batches of one optimizer step: the second attack follows the second batch's clean
+    gradient, not the sum left by the first batch (its clean and adversarial gradients)."""
+    model, first, second = tiny_model(), batch(1), batch(2)
+    emb = model.bert.embeddings.word_embeddings.weight
+
+    def adversarial_grads(b, r):  # gradients of the batch's loss with the embeddings moved by r, by hand
+        reference = tiny_model()
+        reference.bert.embeddings.word_embeddings.weight.data.add_(r)
+        reference(**b).loss.backward()
+        return grads(reference)
+
+    clean = {}
+    for b in (first, second):
+        reference = tiny_model()
+        reference(**b).loss.backward()
+        clean[id(b)] = grads(reference)
+    expected = {}
+    for b in (first, second):
+        g = clean[id(b)]["bert.embeddings.word_embeddings.weight"]
+        adversarial = adversarial_grads(b, 0.5 * g / g.norm())
+        for n in adversarial:
+            expected[n] = expected.get(n, 0) + clean[id(b)][n] + adversarial[n]
+
+    trainer, fgm = FakeTrainer(model, accumulation=2), FGM(model, epsilon=0.5)
+    for b in (first, second):
+        model(**b).loss.backward()
+        fgm.on_backward_end(trainer, b)
+    for n, g in grads(model).items():
+        torch.testing.assert_close(g, expected[n], rtol=1e-5, atol=1e-6)
+    fgm.on_step_end(trainer)
+    assert fgm.earlier == {} and emb.grad is not None
 
 
 @pytest.mark.parametrize("bad", [0.0, float("nan")])

@@ -14,6 +14,9 @@ points, which on small classification sets often buys a point or two of accuracy
 Both fit the engine's callback hook `on_backward_end(trainer, batch)` (after the clean backward,
 before the optimizer step) through `trainer.compute_loss(batch) -> (loss, outputs)` and
 `trainer.backward(loss)`; `adversarial_step` takes the same two functions for any other loop.
+Under gradient accumulation the embeddings' gradient after a micro-batch's backward also holds
+the step's earlier micro-batches (and their attacks); the attack follows this micro-batch's own
+gradient, so FGM keeps the gradient it left behind and subtracts it (`on_step_end` forgets it).
 """
 
 import logging
@@ -52,20 +55,23 @@ class FGM:
         self.params = find_embedding_parameters(model, emb_name)
         self.backup: dict[str, torch.Tensor] = {}
         self.skipped = 0  # attacks skipped because the gradient norm was zero or not finite
+        # the embeddings' gradient left by this optimizer step's earlier micro-batches (accumulation)
+        self.earlier: dict[str, torch.Tensor] = {}
 
     @staticmethod
-    def _direction(param: nn.Parameter) -> torch.Tensor | None:
-        """g / ||g||, or None when the norm is zero or not finite (nothing sensible to follow)."""
+    def _direction(param: nn.Parameter, earlier: torch.Tensor | None = None) -> torch.Tensor | None:
+        """g / ||g||, g the gradient less `earlier`; None when the norm is zero or not finite."""
         if param.grad is None:
             return None
-        norm = torch.linalg.vector_norm(param.grad.float())
+        grad = param.grad if earlier is None else param.grad - earlier
+        norm = torch.linalg.vector_norm(grad.float())
         if not torch.isfinite(norm) or norm == 0:
             return None
-        return param.grad / norm
+        return grad / norm
 
     def attack(self) -> bool:
         """Perturb the embeddings in place; False (and nothing changed) when no gradient is usable."""
-        directions = {n: self._direction(p) for n, p in self.params.items()}
+        directions = {n: self._direction(p, self.earlier.get(n)) for n, p in self.params.items()}
         if any(d is None for d in directions.values()):
             self.skipped += 1
             return False
@@ -92,6 +98,11 @@ class FGM:
 
     def on_backward_end(self, trainer, batch) -> None:
         self.step(lambda: trainer.compute_loss(batch)[0], trainer.backward)
+        if trainer.args.gradient_accumulation_steps > 1:  # the next micro-batch attacks with its own gradient
+            self.earlier = {n: p.grad.detach().clone() for n, p in self.params.items() if p.grad is not None}
+
+    def on_step_end(self, trainer) -> None:
+        self.earlier = {}  # the optimizer step zeroed the gradients
 
 
 class PGD(FGM):
@@ -107,7 +118,9 @@ class PGD(FGM):
 
     def attack(self, first: bool = True) -> bool:
         """One ascent step of size alpha, then projection onto ||emb - clean|| <= epsilon."""
-        directions = {n: self._direction(p) for n, p in self.params.items()}
+        # the first step follows this micro-batch's clean gradient; the later ones the adversarial
+        # gradient alone (the intermediate backward passes start from zero)
+        directions = {n: self._direction(p, self.earlier.get(n) if first else None) for n, p in self.params.items()}
         if any(d is None for d in directions.values()):
             if first:
                 self.skipped += 1
