@@ -338,7 +338,11 @@ def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype) -> str:
         if masked == 0:
             return "keeps every key"
         added = to_additive(value, dtype).min().item()  # what eager attention adds where keep is False
-        return f"{masked} of {value.numel()} masked: {added:.4g} added to their scores"
+        rows, keys = value.shape[-2:]
+        causal = rows == keys > 1 and torch.equal(value, value.tril())  # no query sees a later key
+        shared = ", the same for every row of the batch" if value.dim() == 4 and value.size(0) == 1 else ""
+        return (f"{'causal: ' if causal else ''}{masked} of {value.numel()} masked{shared}: "
+                f"{added:.4g} added to their scores")
     if name in ("attention_mask", "decoder_attention_mask") and not value.dtype.is_floating_point:
         padding = int((value == 0).sum())
         return f"{padding} padding" if padding else "no padding"

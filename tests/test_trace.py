@@ -110,6 +110,7 @@ def test_lines_show_letters_mask_tied_decoder_pooler_and_source():
     keep = attention.input("keep")
     assert keep.letters == "(B, 1, 1, T)" and keep.dtype == torch.bool
     assert f"{torch.finfo(torch.float32).min:.4g}" in keep.note and "3 of 14 masked" in keep.note
+    assert "causal" not in keep.note and "every row" not in keep.note  # padding only, one row per text
     # The tied decoder: the MLM head reads the word embedding matrix itself.
     head = tr.find("mlm_head")[0]
     assert head.input("word_embeddings.weight").letters == "(V, E)"
@@ -137,6 +138,11 @@ def test_bart_letters_tell_source_from_target():
     cross = tr.find(r"model\.decoder\.layers\.0\.encoder_attn")[0]
     assert cross.input("key_value_states").letters == "(B, S, E)"
     assert cross.input("keep").letters == "(B, 1, 1, S)"
+    # the decoder's own mask is causal (T = 5: 10 of 25 masked) and, with no decoder padding, one (T, T)
+    # mask serves every row of the batch
+    own = tr.find(r"model\.decoder\.layers\.0\.self_attn")[0].input("keep")
+    assert own.letters == "(1, 1, T, T)"
+    assert own.note.startswith("causal: 10 of 25 masked, the same for every row of the batch: ")
     projections = {n: tr.find(rf"model\.decoder\.layers\.0\.encoder_attn\.{n}")[0] for n in ("q_proj", "k_proj")}
     assert projections["q_proj"].input("input").letters == "(B, T, E)"
     assert projections["k_proj"].input("input").letters == "(B, S, E)"  # the encoder's output, projected

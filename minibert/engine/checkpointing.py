@@ -22,7 +22,9 @@ checkpoint; older checkpoints are deleted only after the new one is in place.
 
 Safety: every .pt file holds only tensors and plain Python values (NumPy's generator state is
 stored as a list of ints), so all of them load with `torch.load(weights_only=True)`. Unpickling
-anything else could run code hidden in the file, so such a file is refused, never loaded.
+anything else could run code hidden in the file, so such a file is refused, never loaded (the one
+loader of .pt files, for checkpoints and Hugging Face's .bin weights alike, is `load_torch_file` in
+minibert/checkpoint.py, the weight-name module: same stem, another layer).
 """
 
 import json

@@ -2,7 +2,7 @@
 
     constant               1
     constant_with_warmup   ramp 0 -> 1 over warmup, then 1
-    linear                 ramp up, then straight down to 0 at the last step (BERT's schedule)
+    linear                 ramp up, then straight down to 0 after the last step (BERT's schedule)
     cosine                 ramp up, then half a cosine down to 0 (num_cycles=0.5)
     cosine_with_restarts   ramp up, then num_cycles cosines, each jumping back to 1 (SGDR,
                            https://arxiv.org/abs/1608.03983: restarts help escape a poor basin)
@@ -12,6 +12,11 @@ Warmup exists because Adam's second-moment estimates are noisy in the first step
 learning rate there can throw a transformer into a bad region it never leaves
 (https://arxiv.org/abs/2002.04745). The multipliers match Hugging Face's get_scheduler
 (tests/test_schedules.py checks every type against it).
+
+Counting: the trainer steps the optimizer, then the scheduler, so update k (from 0) runs at the
+multiplier of step k. The first update runs at 0 (with warmup), the peak is reached at update
+`warmup_steps`, and the last update (N - 1 of N) runs at 1 / (N - warmup_steps) of the peak under
+linear: the schedule's 0 is where it would go next.
 """
 
 import math
