@@ -13,6 +13,7 @@ from test_engine import ToyModel, collate, make_args, masking_collate, toy_datas
 
 from minibert.engine import Trainer
 from minibert.engine.checkpointing import list_checkpoints
+from minibert.finetune.swa import SWA
 
 TESTS = Path(__file__).parent
 
@@ -58,6 +59,37 @@ def test_resume_is_exact(tmp_path):
         torch.testing.assert_close(resumed_model.state_dict()[name], value, rtol=0, atol=0)
     lines = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 11  # the lines of steps 5-6 written before the crash were not duplicated
+
+
+def test_resume_inside_stochastic_weight_averaging_is_exact(tmp_path):
+    """Interrupted after SWA took over the learning rate (at step 3; last checkpoint: 8) and resumed ==
+    uninterrupted: the same losses and learning rates (SWALR's), weights, and average."""
+    args = dict(max_steps=11, save_steps=4, logging_steps=1, warmup_steps=3)
+
+    def swa():
+        return SWA(start=0.3, swa_lr=0.05, anneal_steps=2)
+
+    torch.manual_seed(0)
+    reference, reference_swa = ToyModel(), swa()
+    expected = Trainer(reference, make_args(tmp_path / "a", **args), toy_dataset(), masking_collate,
+                       callbacks=[reference_swa]).train()
+    torch.manual_seed(0)
+    crashed = Trainer(ToyModel(), make_args(tmp_path / "b", **args), toy_dataset(), masking_collate,
+                      callbacks=[swa(), Crash(9)])
+    with pytest.raises(KeyboardInterrupt):
+        crashed.train()
+    assert (tmp_path / "b" / "run" / "checkpoint-8" / "swa_state.pt").is_file()
+
+    torch.manual_seed(1234)
+    resumed_model, resumed_swa = ToyModel(), swa()
+    resumed = Trainer(resumed_model, make_args(tmp_path / "b", **args, resume_from_checkpoint="last"),
+                      toy_dataset(), masking_collate, callbacks=[resumed_swa]).train()
+    assert losses(resumed.history) == losses(expected.history)
+    assert resumed_swa.averaged.n_averaged.item() == reference_swa.averaged.n_averaged.item() == 9  # steps 3-11
+    for name, value in weights(reference).items():
+        torch.testing.assert_close(resumed_model.state_dict()[name], value, rtol=0, atol=0)
+    for name, value in reference_swa.averaged_module().state_dict().items():
+        torch.testing.assert_close(resumed_swa.averaged_module().state_dict()[name], value, rtol=0, atol=0)
 
 
 def test_keeps_the_last_k_checkpoints_each_complete(tmp_path):

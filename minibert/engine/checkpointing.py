@@ -9,7 +9,8 @@ A checkpoint is a directory `output_dir/checkpoint-<step>/` holding
     rng_state_<rank>.pt             Python, NumPy, torch CPU and CUDA generators of each process
     trainer_state.json              the same step and history, readable
     (+ whatever `on_save` callbacks add: pretraining adds the model in Hugging Face format,
-     config.json + model.safetensors, and the tokenizer files, so a checkpoint is also a model)
+     config.json + model.safetensors, and the tokenizer files, so a checkpoint is also a model;
+     SWA adds its average, swa_state.pt, which its `on_resume` reads back)
 
 Atomicity: everything is written into `.tmp-checkpoint-<step>/` and the directory is renamed to
 its final name only once complete (a rename is atomic on POSIX filesystems), and every file in

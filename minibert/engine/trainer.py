@@ -229,7 +229,8 @@ class Trainer:
     model: returns an output with `.loss` (or pass `loss_fn(model, batch) -> (loss, outputs)`).
     eval_fn(model) -> dict of metrics, called every eval_steps and at the end.
     callbacks: objects with any of on_backward_end(trainer, batch), on_step_end(trainer),
-        on_evaluate(trainer, metrics), on_save(trainer, directory), on_train_end(trainer).
+        on_evaluate(trainer, metrics), on_save(trainer, directory), on_train_end(trainer), and
+        on_resume(trainer, directory), before a checkpoint is restored (to put back what its on_save wrote).
     optimizer: a prebuilt optimizer (else AdamW over `param_groups`, or the default no-decay groups).
     sampler: a custom order: an iterable of example indices or of batches (lists of indices); it is
         re-iterated every epoch (set_epoch(epoch) is called when it has one) under a generator
@@ -564,6 +565,7 @@ class Trainer:
         checkpoint = checkpointing.resolve_checkpoint(resume, self.output_dir) if resume else None
         self._prepare_output_dir(resuming=checkpoint is not None)
         if checkpoint is not None:
+            self._callbacks("on_resume", checkpoint)
             saved = checkpointing.load_checkpoint(
                 checkpoint,
                 model=self.model,

@@ -2,7 +2,9 @@
 
 Izmailov et al. 2018, https://arxiv.org/abs/1803.05407. After a fraction of training, the
 learning rate is annealed to a constant `swa_lr` and the weights visited at every step are
-averaged; the average, not the last point, is the final model.
+averaged. `finetune` (minibert/finetuning.py) then evaluates the average beside the trainer's own
+final model (the best checkpoint, under train.py) and keeps the average only if it scores better on
+the validation set, the set every checkpoint is chosen on.
 
 Why: with a constant, fairly high rate SGD circles a wide basin instead of settling at one edge
 of it; the average lands nearer the basin's centre, which generalises better and is less
@@ -11,17 +13,25 @@ sensitive to the exact step at which training stops. (BERT has no BatchNorm, so 
 
 Fits the engine's callbacks: `on_step_end(trainer)` averages (and, at the start step, hands the
 learning rate over to `SWALR`, keeping each group's ratio, e.g. of layer-wise decay);
-`on_train_end(trainer)` evaluates the averaged model with the trainer's eval_fn.
+`on_train_end(trainer)` evaluates the averaged model with the trainer's eval_fn. A checkpoint saved
+after the start holds the average (`swa_state.pt`: `on_save`) and the trainer saves SWALR's state as
+its scheduler's, so `on_resume` puts both back before the engine loads that state: the run goes on
+averaging exactly where it stopped.
 """
 
 import logging
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel
 
+from minibert.checkpoint import load_torch_file
+
 logger = logging.getLogger(__name__)
+
+STATE_FILE = "swa_state.pt"  # in a checkpoint directory: the averaged weights and how many were averaged
 
 
 class SWA:
@@ -44,15 +54,30 @@ class SWA:
         if trainer.state.global_step < self.start_step(trainer.total_steps):
             return
         if self.averaged is None:
-            self.averaged = AveragedModel(trainer.model)
-            peak = max(g.get("initial_lr", g["lr"]) for g in trainer.optimizer.param_groups)
-            target = self.swa_lr if self.swa_lr is not None else trainer.args.learning_rate / 2
-            ratios = [g.get("initial_lr", g["lr"]) / peak for g in trainer.optimizer.param_groups]
-            # From here on the engine steps SWALR instead of its own schedule.
-            trainer.scheduler = SWALR(trainer.optimizer, swa_lr=[target * r for r in ratios],
-                                      anneal_epochs=max(1, self.anneal_steps), anneal_strategy="cos")
-            logger.info("step %d: stochastic weight averaging starts (swa_lr %g)", trainer.state.global_step, target)
+            self._take_over(trainer)
+            logger.info("step %d: stochastic weight averaging starts", trainer.state.global_step)
         self.averaged.update_parameters(trainer.model)
+
+    def _take_over(self, trainer) -> None:
+        """Start an average of the model, and from here on have the engine step SWALR instead of its
+        own schedule."""
+        self.averaged = AveragedModel(trainer.model)
+        peak = max(g.get("initial_lr", g["lr"]) for g in trainer.optimizer.param_groups)
+        target = self.swa_lr if self.swa_lr is not None else trainer.args.learning_rate / 2
+        ratios = [g.get("initial_lr", g["lr"]) / peak for g in trainer.optimizer.param_groups]
+        trainer.scheduler = SWALR(trainer.optimizer, swa_lr=[target * r for r in ratios],
+                                  anneal_epochs=max(1, self.anneal_steps), anneal_strategy="cos")
+
+    def on_save(self, trainer, directory: Path) -> None:
+        if self.averaged is not None:
+            torch.save(self.averaged.state_dict(), directory / STATE_FILE)  # tensors only: weights_only loads it
+
+    def on_resume(self, trainer, directory: Path) -> None:
+        """Before the engine restores the checkpoint: a checkpoint from the averaging phase gets the
+        average back and SWALR in place of the schedule (whose state the checkpoint holds)."""
+        if (directory / STATE_FILE).is_file():
+            self._take_over(trainer)
+            self.averaged.load_state_dict(load_torch_file(directory / STATE_FILE))
 
     def averaged_module(self) -> nn.Module:
         if self.averaged is None:
