@@ -238,6 +238,11 @@ def get_tokenizer(options: PretrainingOptions, output_dir: Path, checkpoint: Pat
     return trained_tokenizer(options)
 
 
+# Bumped when train_tokenizer learns a different vocabulary from the same text, so that a tokenizer
+# cached by an older version is not reused (2: no "##c" for the CJK characters the normaliser isolates).
+TOKENIZER_TRAINING = 2
+
+
 def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     """A tokenizer trained on the training documents' text (held-out works and, with corpus_fraction,
     the documents left out are not read), from the cache when the same files and settings made one."""
@@ -245,7 +250,7 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     kind = TOKENIZER_KINDS[options.family]
     frame = FRAMES_TEXT[options.family]
     key = json.dumps([[file_fingerprint(f, options.text_column) for f in files], kind, frame, options.vocab_size,
-                      options.validation_share, options.corpus_fraction])
+                      options.validation_share, options.corpus_fraction, TOKENIZER_TRAINING])
     root = Path(options.data_cache_dir or default_cache_dir()) / "tokenizers"
     cached = root / hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
     if holds_tokenizer(cached):
