@@ -426,8 +426,11 @@ def _tied_notes(model: nn.Module, legend: dict[str, int]) -> list[str]:
         return []
     embedding = model.get_input_embeddings()
     name = next(n for n, m in model.named_modules() if m is embedding)
-    return [f"the output layer is tied: logits (.., V) = h (.., E) @ {name}.weight^T (V, E) + bias, "
-            f"so the V x E matrix is stored once"]
+    # BERT's LM head has a bias of its own, BART a final_logits_bias; GPT-2 none
+    tensors = [*model.named_parameters(), *model.named_buffers()]  # final_logits_bias is a buffer
+    bias = next((n for n, t in tensors if n.endswith("bias") and t.numel() == legend["V"]), None)
+    return [f"the output layer is tied: logits (.., V) = h (.., E) @ {name}.weight^T (V, E)"
+            f"{f' + {bias} (V)' if bias else ''}, so the V x E matrix is stored once"]
 
 
 @torch.no_grad()

@@ -128,6 +128,15 @@ def test_lines_show_letters_mask_tied_decoder_pooler_and_source():
                      text, re.M)
 
 
+def test_the_tied_output_note_names_the_bias_each_family_has():
+    """BERT's LM head adds its own bias, BART a final_logits_bias buffer, GPT-2 nothing."""
+    notes = {name: minibert.trace(MODELS[name]().eval(), **batch(name)).notes for name in ("bert_pretraining",
+                                                                                           "gpt2", "bart")}
+    assert "@ bert.embeddings.word_embeddings.weight^T (V, E) + mlm_head.bias (V)," in notes["bert_pretraining"][0]
+    assert "@ transformer.wte.weight^T (V, E), so" in notes["gpt2"][0]
+    assert "@ model.shared.weight^T (V, E) + final_logits_bias (V)," in notes["bart"][0]
+
+
 def test_bart_letters_tell_source_from_target():
     model = MODELS["bart"]().eval()
     inputs = batch("bart")
