@@ -426,9 +426,12 @@ def _tied_notes(model: nn.Module, legend: dict[str, int]) -> list[str]:
         return []
     embedding = model.get_input_embeddings()
     name = next(n for n, m in model.named_modules() if m is embedding)
-    # BERT's LM head has a bias of its own, BART a final_logits_bias; GPT-2 none
+    # BERT's LM head has a bias of its own, BART a final_logits_bias; GPT-2 none. Not a layer's bias
+    # that happens to have V entries: the owner must be no Linear or LayerNorm.
+    modules = dict(model.named_modules())
     tensors = [*model.named_parameters(), *model.named_buffers()]  # final_logits_bias is a buffer
-    bias = next((n for n, t in tensors if n.endswith("bias") and t.numel() == legend["V"]), None)
+    bias = next((n for n, t in tensors if n.endswith("bias") and t.numel() == legend["V"]
+                 and not isinstance(modules[n.rpartition(".")[0]], nn.Linear | nn.LayerNorm)), None)
     return [f"the output layer is tied: logits (.., V) = h (.., E) @ {name}.weight^T (V, E)"
             f"{f' + {bias} (V)' if bias else ''}, so the V x E matrix is stored once"]
 
