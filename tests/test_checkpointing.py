@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_engine import ToyModel, collate, make_args, masking_collate, toy_dataset, weights
+from test_engine import VOCAB, ToyModel, ToyOutput, collate, make_args, masking_collate, toy_dataset, weights
+from torch import nn
 
 from minibert.engine import Trainer
 from minibert.engine.checkpointing import list_checkpoints
 from minibert.finetune.swa import SWA
+from minibert.finetune.unfreezing import GradualUnfreezing
 
 TESTS = Path(__file__).parent
 
@@ -90,6 +92,47 @@ def test_resume_inside_stochastic_weight_averaging_is_exact(tmp_path):
         torch.testing.assert_close(resumed_model.state_dict()[name], value, rtol=0, atol=0)
     for name, value in reference_swa.averaged_module().state_dict().items():
         torch.testing.assert_close(resumed_swa.averaged_module().state_dict()[name], value, rtol=0, atol=0)
+
+
+class ToyStack(nn.Module):
+    """ToyModel with the shape gradual unfreezing thaws: embeddings, then layers, then a head."""
+
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.embeddings = nn.Embedding(VOCAB, dim)
+        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(2))
+        self.head = nn.Linear(dim, VOCAB)
+
+    def forward(self, input_ids, labels=None, attention_mask=None):
+        h = self.embeddings(input_ids)
+        for layer in self.layers:
+            h = h + torch.tanh(layer(h))
+        logits = self.head(h)  # (B, T, V)
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        return ToyOutput(loss=loss, logits=logits, token_loss=loss)
+
+
+def test_resume_inside_gradual_unfreezing_is_exact(tmp_path):
+    """Resumed from checkpoint 4, the run thaws what step 5 thawed before (stage 2: the head and the top two
+    groups), not stage 0: the same losses as the uninterrupted run."""
+    args = dict(max_steps=9, save_steps=4, logging_steps=1)
+
+    def run(directory, crash=None, **more):
+        torch.manual_seed(0)
+        model = ToyStack()
+        trainer = Trainer(model, make_args(directory, **args, **more), toy_dataset(), masking_collate)
+        trainer.callbacks.append(GradualUnfreezing(model, steps_per_stage=2))  # after the optimizer, as finetune does
+        if crash is not None:
+            trainer.callbacks.append(crash)
+        return trainer.train(), model
+
+    expected, reference = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", Crash(5))
+    resumed, model = run(tmp_path / "b", resume_from_checkpoint="last")
+    assert losses(resumed.history) == losses(expected.history)
+    for name, value in weights(reference).items():
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
 
 
 def test_keeps_the_last_k_checkpoints_each_complete(tmp_path):

@@ -229,8 +229,9 @@ class Trainer:
     model: returns an output with `.loss` (or pass `loss_fn(model, batch) -> (loss, outputs)`).
     eval_fn(model) -> dict of metrics, called every eval_steps and at the end.
     callbacks: objects with any of on_backward_end(trainer, batch), on_step_end(trainer),
-        on_evaluate(trainer, metrics), on_save(trainer, directory), on_train_end(trainer), and
-        on_resume(trainer, directory), before a checkpoint is restored (to put back what its on_save wrote).
+        on_evaluate(trainer, metrics), on_save(trainer, directory), on_train_end(trainer),
+        on_resume(trainer, directory), before a checkpoint is restored (to put back what its on_save wrote),
+        and on_train_begin(trainer), once the state is restored, before the first step.
     optimizer: a prebuilt optimizer (else AdamW over `param_groups`, or the default no-decay groups).
     sampler: a custom order: an iterable of example indices or of batches (lists of indices); it is
         re-iterated every epoch (set_epoch(epoch) is called when it has one) under a generator
@@ -578,6 +579,7 @@ class Trainer:
             if self.context.is_main:  # the JSON lines of steps after the checkpoint are redone
                 self.writer.path.write_text("".join(json.dumps(r) + "\n" for r in self.state.history))
             logger.info("resumed from %s at step %d", checkpoint, self.state.global_step)
+        self._callbacks("on_train_begin")
         self._loader_iter = None
         bar = None
         if not self.args.disable_tqdm and self.context.is_main:

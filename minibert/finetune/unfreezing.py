@@ -53,3 +53,6 @@ class GradualUnfreezing:
         stage = min(trainer.state.global_step // self.steps_per_stage, len(self.groups))
         if stage != self.stage:
             self.set_stage(stage)
+
+    def on_train_begin(self, trainer) -> None:
+        self.on_step_end(trainer)  # a resumed run starts at its checkpoint's stage, not at stage 0
