@@ -187,7 +187,7 @@ def test_new_encoder_two_stages_and_generation_beyond_barts_vocabulary(checkpoin
         class state:
             global_step = 3
 
-    stages.on_step_end(Step)
+    stages.on_train_begin(Step)  # a run resumed at step 3 is in stage two before its first step
     assert all(p.requires_grad for p in model.parameters())
     source = torch.tensor([[5, bart.config.vocab_size + 50, 7], [0, 0, 9]]).flip(1)  # ids past BART's vocabulary
     out = model.generate(source, attention_mask=source.ne(0).long(), max_new_tokens=4, num_beams=2)

@@ -173,3 +173,6 @@ class TwoStageTraining:
                 p.requires_grad_(True)
             self.stage = 2
             logger.info("new encoder, stage two from step %d: every parameter trains", trainer.state.global_step)
+
+    def on_train_begin(self, trainer) -> None:
+        self.on_step_end(trainer)  # a run resumed in stage two trains every parameter from its first step
