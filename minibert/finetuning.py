@@ -68,6 +68,7 @@ from minibert.finetune.reinit import reinit_pooler, reinit_top_layers
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler
 from minibert.finetune.swa import SWA
 from minibert.finetune.unfreezing import GradualUnfreezing
+from minibert.modeling import store_linear_weights_input_major
 from minibert.models import bert
 from minibert.tokenizer import load_tokenizer
 
@@ -772,6 +773,11 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         callbacks.append(TwoStageTraining(model, total - (stage_two if stage_two is not None else total // 5)))
     trainer = Trainer(model, training, train_examples, GenerativeCollator(pad_id), eval_fn=evaluator,
                       callbacks=callbacks, optimizer=optimizer, sampler=sampler)
+    if evaluator is not None and next(model.parameters()).device.type == "cpu":
+        # The evaluations' generate stores the Linear weights input-major on the CPU. Taken before the first
+        # step, every step multiplies in that one memory order, and a run resumed from a checkpoint repeats
+        # the run it resumes bit for bit (otherwise its steps before the next evaluation add in another order).
+        store_linear_weights_input_major(model)
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
     metrics = evaluator(model) if evaluator else {}

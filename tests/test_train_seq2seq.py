@@ -1,7 +1,9 @@
 """train.py --task_type seq2seq (BART) and causal_lm (GPT-2) on tiny data: chrF by hand, the examples
 and their -100 labels, end-to-end runs, bad input, and BART's two-stage new-encoder recipe."""
 
+import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -59,7 +61,7 @@ def write_jsonl(path, rows):
     return str(path)
 
 
-def run(model, tmp_path, *extra, train_rows=None, dev_rows=None):
+def run(model, tmp_path, *extra, train_rows=None, dev_rows=None, callbacks=()):
     data = write_jsonl(tmp_path / "train.jsonl", train_rows or pairs(24))
     dev = write_jsonl(tmp_path / "dev.jsonl", dev_rows or pairs(6, seed=1))
     argv = ["--model_name_or_path", str(model), "--train_file", data, "--validation_file", dev,
@@ -69,7 +71,7 @@ def run(model, tmp_path, *extra, train_rows=None, dev_rows=None):
             "--generation_max_length", "8", "--disable_tqdm", "--device", "cpu", "--learning_rate", "1e-3", *extra]
     args, training = train.parse(argv)
     training.plot_loss = False  # matplotlib's import alone takes seconds
-    return train.finetune(args, training)
+    return train.finetune(args, training, callbacks)
 
 
 def test_chrf_against_a_hand_computed_case():
@@ -195,3 +197,40 @@ def test_new_encoder_two_stages_and_generation_beyond_barts_vocabulary(checkpoin
     loss = model(source, source.ne(0).long(), labels=torch.tensor([[0, 5, 2], [0, 6, 2]])).loss
     loss.backward()
     assert model.front.embed_tokens.weight.grad is not None
+
+
+def test_a_resumed_seq2seq_run_repeats_the_run_it_resumes(checkpoints, tmp_path):
+    """The evaluations' generate stores the weights input-major on the CPU; finetune takes that order before
+    the first step, so the run resumed from checkpoint-2 (before the evaluation at step 4) gives the
+    uninterrupted run's losses, gradient norms and weights bit for bit."""
+    tiny = BartConfig.from_json(checkpoints["bart"] / "config.json")  # widened: the memory order must change the sums
+    wide = tmp_path / "wide_bart"
+    torch.manual_seed(0)
+    BartForConditionalGeneration(dataclasses.replace(tiny, d_model=128, encoder_ffn_dim=256, decoder_ffn_dim=256)
+                                 ).save_pretrained(wide)
+    load_tokenizer(checkpoints["bart"]).save_pretrained(wide)
+    flags = ("--max_steps", "6", "--save_steps", "2", "--logging_steps", "1", "--save_total_limit", "10")
+    class Layouts:  # at every step: is each Linear weight stored input-major, as generate leaves it?
+        seen = []
+
+        def on_backward_end(self, trainer, batch):
+            self.seen.append({m.weight.t().is_contiguous() for m in trainer.model.modules()
+                              if isinstance(m, torch.nn.Linear)})
+
+    (tmp_path / "a").mkdir()
+    run(wide, tmp_path / "a", *flags, callbacks=[Layouts()])
+    assert Layouts.seen == [{True}] * 6  # from step 1, before the first evaluation generates
+    (tmp_path / "b").mkdir()
+    shutil.copytree(tmp_path / "a" / "out", tmp_path / "b" / "out")
+    for later in ("checkpoint-4", "checkpoint-6"):
+        shutil.rmtree(tmp_path / "b" / "out" / later)
+    run(wide, tmp_path / "b", *flags, "--resume_from_checkpoint", "last")
+
+    def steps(directory):
+        lines = [json.loads(line) for line in (directory / "out" / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"], r["grad_norm"]) for r in lines if "loss" in r and r["step"] > 2]
+
+    assert steps(tmp_path / "b") == steps(tmp_path / "a") and len(steps(tmp_path / "a")) == 4
+    resumed, uninterrupted = (load_finetuned(tmp_path / d / "out").state_dict() for d in "ba")
+    for name, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0)
