@@ -207,6 +207,9 @@ def test_callback_hooks_order_and_counts(tmp_path):
     calls = []
 
     class Recorder:
+        def on_train_begin(self, trainer):
+            calls.append("begin")
+
         def on_backward_end(self, trainer, batch):
             calls.append("backward")
 
@@ -226,7 +229,7 @@ def test_callback_hooks_order_and_counts(tmp_path):
     args = make_args(tmp_path, max_steps=4, gradient_accumulation_steps=2, eval_steps=2, save_steps=4)
     Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda m: {"loss": 1.0}, callbacks=[Recorder()]).train()
     step = ["backward", "backward", "step"]
-    assert calls == step * 2 + ["evaluate"] + step * 2 + ["evaluate", "save", "end"]
+    assert calls == ["begin"] + step * 2 + ["evaluate"] + step * 2 + ["evaluate", "save", "end"]
     assert (tmp_path / "run" / "checkpoint-4" / "extra.txt").exists()
 
 
@@ -268,6 +271,18 @@ def test_custom_sampler_of_batches_is_followed(tmp_path):
     args = make_args(tmp_path, max_steps=4, per_device_train_batch_size=99)
     Trainer(ToyModel(), args, data, spy_collate, sampler=sampler).train()
     assert seen == [[0, 1, 2], [5, 4], [11, 10, 9, 8], [0, 1, 2]]
+
+
+def test_dataloader_workers_give_the_batches_and_losses_of_the_main_process(tmp_path):
+    """--dataloader_num_workers 2: the batches (random masking included, each from its own generator) are
+    built in worker processes, and training is the same as without workers (it once failed at the first
+    batch: the workers' init function did not take the worker id)."""
+    runs = {}
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        args = make_args(tmp_path / str(workers), max_steps=10, logging_steps=1, dataloader_num_workers=workers)
+        runs[workers] = Trainer(ToyModel(), args, toy_dataset(), masking_collate).train()
+    assert [r["loss"] for r in runs[2].history] == [r["loss"] for r in runs[0].history]
 
 
 def test_random_sampler_is_reproducible(tmp_path):

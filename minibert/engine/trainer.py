@@ -98,9 +98,10 @@ def _stop_after_the_step_on_signals(trainer: "Trainer"):
             signal.signal(number, signal.SIG_DFL if handler is None else handler)
 
 
-def _ignore_ctrl_c() -> None:
+def _ignore_ctrl_c(worker_id: int) -> None:
     """DataLoader workers share the terminal's process group, so Ctrl-C reaches them too; the
-    training process handles it, and a worker that died of it would break the step being finished."""
+    training process handles it, and a worker that died of it would break the step being finished.
+    (A DataLoader's worker_init_fn is called with the worker's id.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
