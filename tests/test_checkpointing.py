@@ -135,6 +135,22 @@ def test_resume_inside_gradual_unfreezing_is_exact(tmp_path):
         torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
 
 
+def test_a_resume_between_two_logged_records_logs_the_same_means(tmp_path):
+    """Logging every 5 steps, checkpoint 4 is taken with steps 1-4 not yet logged: the resumed run's record at
+    step 5 is the mean over steps 1-5, as the uninterrupted run's is, not over step 5 alone."""
+    args = dict(max_steps=10, save_steps=4, logging_steps=5)
+    torch.manual_seed(0)
+    expected = Trainer(ToyModel(), make_args(tmp_path / "a", **args), toy_dataset(), masking_collate).train()
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(ToyModel(), make_args(tmp_path / "b", **args), toy_dataset(), masking_collate,
+                callbacks=[Crash(5)]).train()
+    resumed = Trainer(ToyModel(), make_args(tmp_path / "b", **args, resume_from_checkpoint="last"), toy_dataset(),
+                      masking_collate).train()
+    assert [r["step"] for r in expected.history] == [5, 10]
+    assert losses(resumed.history) == losses(expected.history)
+
+
 def test_keeps_the_last_k_checkpoints_each_complete(tmp_path):
     args = make_args(tmp_path, max_steps=8, save_steps=2, save_total_limit=2)
     Trainer(ToyModel(), args, toy_dataset(), collate).train()

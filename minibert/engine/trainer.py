@@ -119,6 +119,9 @@ class TrainerState:
     best_checkpoint: str | None = None
     last_checkpoint: str | None = None
     examples_seen: int = 0
+    # measurements of the steps done since the last logged record (loss, grad_norm, ...): a run resumed
+    # from a checkpoint taken between two records logs the same means as the run it repeats
+    log_window: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -303,6 +306,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.fp16)
         self.state = TrainerState()
+        self.window: dict[str, list] = defaultdict(list)  # the steps not yet logged (train() fills it)
         self.should_stop = False  # a callback may set this to end training after the current step
         self.stop_signal: int | None = None  # SIGINT / SIGTERM received during train()
         self._loader_iter = None
@@ -529,6 +533,7 @@ class Trainer:
         state it saves, so a run resumed from it still knows which checkpoint is best."""
         name = f"{checkpointing.CHECKPOINT_PREFIX}{self.state.global_step}"
         self.state.last_checkpoint = name
+        self.state.log_window = {k: list(v) for k, v in self.window.items() if v}
         if best:
             self.state.best_checkpoint = name
         checkpointing.save_checkpoint(
@@ -585,7 +590,7 @@ class Trainer:
         bar = None
         if not self.args.disable_tqdm and self.context.is_main:
             bar = ProgressBar(self.total_steps, initial=self.state.global_step)
-        window: dict[str, list] = defaultdict(list)
+        window = self.window = defaultdict(list, {k: list(v) for k, v in self.state.log_window.items()})
         start, wait_total, time_total, tokens_total = time.perf_counter(), 0.0, 0.0, 0
         record = None
         self.stop_signal = None
