@@ -40,7 +40,7 @@ def find_embedding_parameters(model: nn.Module, name: str) -> dict[str, nn.Param
         ]
         frozen = [n for n, p in model.named_parameters() if name in n and not p.requires_grad]
         hint = (f"{frozen} match but are frozen (an attack needs embeddings that train: drop the option that "
-                f"freezes them, --freeze_embeddings, --adapter_size or --ladder_side_tuning)" if frozen
+                f"freezes them, --freeze_embeddings or --adapter_size)" if frozen
                 else f"the embedding parameters are {embedding_names}")
         raise ValueError(f"no trainable parameter name contains {name!r}: {hint}")
     return found
