@@ -286,7 +286,10 @@ class _Recorder:
     def describe(self, name: str, value: Any, context: tuple[str, str], is_input: bool) -> list:
         if torch.is_tensor(value):
             letters = shape_letters(tuple(value.shape), value.dtype, self.legend, *context)
-            return [TensorInfo(name, tuple(value.shape), value.dtype, letters, _mask_note(name, value, self.dtype),
+            if _built_once(name, value):  # a causal mask has batch dimension 1 even when B is 1 too
+                letters = "(1" + letters[letters.index(","):]
+            return [TensorInfo(name, tuple(value.shape), value.dtype, letters,
+                               _mask_note(name, value, self.dtype, self.legend.get("B")),
                                value.detach() if self.keep_tensors else None)]
         if isinstance(value, nn.Module):  # a module handed to another: BERT's tied MLM decoder
             weight = getattr(value, "weight", None)
@@ -331,16 +334,29 @@ def _fields(output: Any) -> list[tuple[str, Any]]:
     return [("", output)]
 
 
-def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype) -> str:
+def _is_causal(value: torch.Tensor) -> bool:
+    """A keep mask in which no query sees a later key."""
+    rows, keys = value.shape[-2:]
+    return rows == keys > 1 and torch.equal(value, value.tril())
+
+
+def _built_once(name: str, value: torch.Tensor) -> bool:
+    """A causal keep mask of batch dimension 1: built once and broadcast over the batch, whatever B is."""
+    return (name in ("keep", "memory_keep") and value.dtype == torch.bool and value.dim() == 4
+            and value.size(0) == 1 and bool((~value).any()) and _is_causal(value))
+
+
+def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype, batch: int | None = None) -> str:
     """A keep mask (True = may attend) is added to the scores as 0 / the dtype's most negative number."""
     if value.dtype == torch.bool and name in ("keep", "memory_keep"):
         masked = int((~value).sum())
         if masked == 0:
             return "keeps every key"
         added = to_additive(value, dtype).min().item()  # what eager attention adds where keep is False
-        rows, keys = value.shape[-2:]
-        causal = rows == keys > 1 and torch.equal(value, value.tril())  # no query sees a later key
-        shared = ", the same for every row of the batch" if value.dim() == 4 and value.size(0) == 1 else ""
+        causal = _is_causal(value)
+        # batch dimension 1 with B > 1, or a causal mask (built once): one mask serves every row
+        broadcast = value.dim() == 4 and value.size(0) == 1 and (causal or (batch or 1) > 1)
+        shared = ", the same for every row of the batch" if broadcast else ""
         return (f"{'causal: ' if causal else ''}{masked} of {value.numel()} masked{shared}: "
                 f"{added:.4g} added to their scores")
     if name in ("attention_mask", "decoder_attention_mask") and not value.dtype.is_floating_point:

@@ -161,6 +161,17 @@ def test_bart_letters_tell_source_from_target():
     assert attend.output("output").letters == "(B, H, T, D)" and attend.depth == cross.depth + 1
 
 
+def test_with_one_row_a_causal_mask_still_shows_its_broadcast_batch_dimension():
+    """With B = 1 every size-1 dimension could be B; a causal mask is built once, so it shows 1."""
+    for name, pattern in (("bart", r"model\.decoder\.layers\.0\.self_attn"), ("gpt2", r"transformer\.h\.0\.attn")):
+        inputs = {k: v[:1] for k, v in batch(name).items()}
+        tr = minibert.trace(MODELS[name]().eval(), **inputs)
+        assert tr.legend["B"] == 1
+        keep = tr.find(pattern)[0].input("keep")
+        assert keep.letters == "(1, 1, T, T)" and "the same for every row of the batch" in keep.note
+        assert tr.find(pattern)[0].input("x" if name == "gpt2" else "hidden_states").letters == "(B, T, E)"
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_attention_rows_sum_to_one_over_real_tokens(name):
     model = MODELS[name]().eval()
