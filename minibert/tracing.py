@@ -1,8 +1,10 @@
 """Watch a forward pass: every module call in order, with its shapes, dtypes and the code that ran.
 
 `trace(model, **inputs)` runs `model(**inputs)` with a forward hook on every submodule and
-returns one `ModuleCall` per call, in execution order, nested as the calls were. The model files
-hold no tracing code: hooks are attached for the one call and removed afterwards.
+returns one `ModuleCall` per call, in execution order, nested as the calls were. Two functions get
+lines of their own too: attention's `attend` (the heads' q, k, v and the mask) and each
+feed-forward's activation. The model files hold no tracing code: hooks and wrappers are attached
+for the one call and removed afterwards.
 
     trace = minibert.trace(model, **tokenizer("The cat sat on the mat."))
     print(trace)                          # one line per module call, indented by nesting
@@ -33,6 +35,7 @@ from torch import nn
 
 from minibert.nn import attention
 from minibert.nn.attention import to_additive
+from minibert.nn.feed_forward import ACTIVATIONS
 
 LETTER_MEANINGS = {"B": "batch", "T": "tokens", "S": "source tokens", "E": "hidden size", "H": "heads",
                    "D": "head dim", "F": "feed-forward width", "V": "vocabulary", "C": "labels"}
@@ -391,6 +394,26 @@ def _watch_attend(recorder: _Recorder, attend_fn):
     return attend
 
 
+def _watch_activation(recorder: _Recorder, activation):
+    """A feed-forward's (or head's) activation is a plain function (nn/feed_forward.py), so no hook sees
+    it either; this wrapper gives it a line of its own between the two linear layers around it."""
+    source = _source_of_function(activation)
+
+    def act(x):
+        parent = recorder.running[-1] if recorder.running else None
+        call = ModuleCall(index=len(recorder.calls), depth=len(recorder.running),
+                          name=f"{parent.name}.act" if parent is not None else "act",
+                          kind=f"function {activation.__name__}", source=source,
+                          context=parent.context if parent is not None else ("T", "T"))
+        call.inputs += recorder.describe("x", x, call.context, is_input=True)
+        recorder.calls.append(call)
+        out = activation(x)
+        call.outputs += recorder.describe("", out, call.context, is_input=False)
+        return out
+
+    return act
+
+
 @contextmanager
 def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = False) -> Iterator[list[ModuleCall]]:
     """Hooks on every module of `model` while the block runs, and `attend` wrapped in every minibert
@@ -405,6 +428,9 @@ def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = Fal
     watched = _watch_attend(recorder, attention.attend)
     for caller in callers:
         caller.attend = watched
+    activations = {m: m.act for m in model.modules() if getattr(m, "act", None) in ACTIVATIONS.values()}
+    for module, activation in activations.items():
+        module.act = _watch_activation(recorder, activation)
     try:
         yield recorder.calls
     finally:
@@ -412,6 +438,8 @@ def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = Fal
             handle.remove()
         for caller in callers:
             caller.attend = attention.attend
+        for module, activation in activations.items():
+            module.act = activation
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,7 +578,7 @@ def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: 
             steps.append(GenerationStep(len(steps), call, []))
         elif steps and call.name.startswith(prefix) and (
                 call.kind.endswith("Attention") and call.name[len(prefix):].count(".") == 0
-                or call.kind == "function" and call.name[len(prefix):].count(".") == 1):  # its `attend`
+                or call.name.endswith(".attend") and call.name[len(prefix):].count(".") == 1):  # its `attend`
             steps[-1].attention.append(call)
     start = sequences.size(1) - len(steps)  # position of the first generated token
     for step in steps:

@@ -12,6 +12,7 @@ import torch
 import minibert
 from minibert import inspect as inspect_cli
 from minibert.nn import attention
+from minibert.nn.feed_forward import ACTIVATIONS
 from minibert.tokenizer import train_tokenizer
 from minibert.tracing import attention_maps, plot_attention, plot_hidden_states, trace_generation
 
@@ -89,7 +90,7 @@ def test_traced_shapes_are_the_real_shapes(name):
                    or info.letters.startswith("(B, H")), call.name
     # attend() is a function, not a module: recorded under the attention module that called it, once per
     # attention call, with the queries, keys and values split into heads (their shapes checked above).
-    attends = [c for c in tr.calls if c.kind == "function"]
+    attends = [c for c in tr.calls if c.kind == "function" and not c.name.endswith(".act")]
     callers = [c for c in tr.calls if c.kind.endswith("Attention")]
     assert len(attends) == len(callers) > 0 and all(c.name.endswith(".attend") for c in attends)
     assert all(c.input("q").letters in ("(B, H, T, D)", "(B, H, S, D)") for c in attends)
@@ -98,6 +99,14 @@ def test_traced_shapes_are_the_real_shapes(name):
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
     assert all(getattr(m, "attend", attention.attend) is attention.attend
                for n, m in list(sys.modules.items()) if n.startswith("minibert."))
+    # The feed-forward's activation (a function too) has its line between the two linear layers, on the
+    # (.., F) intermediate; afterwards every module holds its plain function again.
+    for ffn in [c for c in tr.calls if c.kind == "FeedForward"]:
+        inside = [c.name.rsplit(".", 1)[-1] for c in tr.calls if c.name.startswith(ffn.name + ".")]
+        assert inside[:2] == ["up", "act"] and "down" in inside[2:], inside
+        act = tr.find(re.escape(ffn.name) + r"\.act")[0]
+        assert act.kind in ("function gelu", "function gelu_new") and act.inputs[0].letters.endswith("F)")
+    assert all(m.act in ACTIVATIONS.values() for m in model.modules() if hasattr(m, "act"))
 
 
 def test_lines_show_letters_mask_tied_decoder_pooler_and_source():
