@@ -339,6 +339,20 @@ def test_lookahead_pulls_slow_weights_every_k_steps():
         build_finetune_optimizer("sgdx", param_groups(model, 1e-3, 0.0), 1e-3)
 
 
+def test_wrapper_copies_follow_their_parameter_to_its_device():
+    """PriorWD's start weights and Lookahead's slow weights are copied when the optimizer is built,
+    which is before the Trainer moves the model to its device (a GPU). Here the parameter lives on the
+    meta device while the copy stays on the CPU, as a CUDA run would have it: the first step used to
+    fail with "Tensor on device cpu is not on the expected device"."""
+    for wrap, name in ((PriorWD, "prior"), (lambda opt: Lookahead(opt, k=1), "slow")):
+        w = nn.Parameter(torch.zeros(3, 3, device="meta"))
+        opt = wrap(torch.optim.SGD([{"params": [w], "weight_decay": 0.1}], lr=0.1))
+        opt.wrapper_state[w][name] = torch.zeros(3, 3)  # taken on the CPU, before the move
+        w.grad = torch.ones_like(w)
+        opt.step()
+        assert opt.wrapper_state[w][name].device == w.device
+
+
 def test_madgrad_is_an_optional_extra():
     model = tiny_model()
     try:

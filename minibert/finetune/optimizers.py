@@ -92,6 +92,14 @@ class OptimizerWrapper(Optimizer):
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]
 
+    def _tensor(self, p: torch.Tensor, name: str) -> torch.Tensor:
+        """The wrapper's tensor `name` for p, on p's device: the optimizer is built before the Trainer
+        moves the model to its device, and the copies taken then stay on the CPU until first used."""
+        tensor = self.wrapper_state[p][name]
+        if tensor.device != p.device:
+            tensor = self.wrapper_state[p][name] = tensor.to(p.device)
+        return tensor
+
     def state_dict(self) -> dict:
         params = self._params()
         return {
@@ -125,7 +133,7 @@ class Lookahead(OptimizerWrapper):
         self.inner_steps += 1
         if self.inner_steps % self.k == 0:
             for p in self._params():
-                slow = self.wrapper_state[p]["slow"]
+                slow = self._tensor(p, "slow")
                 slow.add_(p - slow, alpha=self.alpha)
                 p.copy_(slow)
         return loss

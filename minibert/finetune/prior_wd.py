@@ -36,11 +36,11 @@ class PriorWD(OptimizerWrapper):
                 continue
             for p in group["params"]:
                 if p.grad is not None:
-                    p.sub_(p - self.wrapper_state[p]["prior"], alpha=decay)
+                    p.sub_(p - self._tensor(p, "prior"), alpha=decay)
         return self.optimizer.step(closure)
 
     def distance_to_prior(self) -> float:
         """L2 distance of all decayed parameters from their start values (for logging)."""
-        priors = [(p, s["prior"]) for p, s in self.wrapper_state.items() if "prior" in s]
+        priors = [(p, self._tensor(p, "prior")) for p, s in list(self.wrapper_state.items()) if "prior" in s]
         total = sum(float((p.detach() - prior).pow(2).sum()) for p, prior in priors)
         return total**0.5
