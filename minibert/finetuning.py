@@ -107,8 +107,8 @@ class FinetuneArguments:
     validation_file: str | None = str(DEFAULT_VALIDATION_FILE)
     text_column: str = "text"  # the column holding the text
     text_pair_column: str | None = None  # a second text: sentence-pair classification
-    label_column: str = "label"  # a label name, a number (regression) or a list (multi-label)
-    task_type: str = "auto"  # one of TASK_TYPES; auto: numbers -> regression, lists -> multi-label
+    label_column: str = "label"  # a label name or whole number (a class), another number (regression), a list
+    task_type: str = "auto"  # auto: names, whole numbers: classes; floats, fractions: regression; lists: multi-label
     # -- generation (--task_type seq2seq / causal_lm; --text_column is the source or the prompt) ----
     target_column: str | None = None  # the text to generate: seq2seq's target, causal_lm's completion
     num_beams: int = 1  # evaluation: 1 = greedy decoding, more = beam search with this many beams
@@ -133,7 +133,7 @@ class FinetuneArguments:
     reinit_pooler: bool = False  # re-initialise the pooler (Zhang et al. 2020)
     freeze_embeddings: bool = False  # no gradient for the embedding layer
     mixout: float = 0.0  # Mixout probability (0 = off); turns dropout off
-    prior_wd: bool = False  # weight decay toward the pretrained weights (uses --weight_decay)
+    prior_wd: bool = False  # weight decay toward the weights fine-tuning starts from (uses --weight_decay)
     fgm: bool = False  # FGM adversarial training on the word embeddings
     pgd_steps: int = 0  # > 0: PGD with this many steps (instead of FGM)
     adv_epsilon: float = 1.0  # FGM step / PGD ball radius (L2 norm over the embedding matrix)
@@ -444,6 +444,10 @@ def check_methods(args: FinetuneArguments) -> None:
         raise ValueError(f"{chosen[0]} with --multitask is not supported; drop one of them")
     if chosen and args.gradual_unfreezing:
         raise ValueError(f"--gradual_unfreezing thaws the encoder that {chosen[0]} keeps frozen; drop one of them")
+    if args.adapter_size is not None and args.reinit_layers:
+        raise ValueError(f"--reinit_layers {args.reinit_layers} with --adapter_size: the adapters keep the blocks "
+                         "frozen, so re-initialised blocks would stay random (and their adapters' zero start would "
+                         "be drawn again); drop --reinit_layers, or drop --adapter_size to fine-tune every weight")
     if args.ladder_side_tuning is not None and args.pooling != "default":
         raise ValueError("--ladder_side_tuning reads its side network by a masked mean; drop --pooling")
     if args.ladder_side_tuning is not None and (args.fgm or args.pgd_steps or args.mixout or args.reinit_layers):

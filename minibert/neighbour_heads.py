@@ -88,7 +88,10 @@ def write_neighbour_heads(encoder: nn.Module, frequencies: int = FREQUENCIES, st
         positions.copy_(amplitude * sinusoids)
         for head, shift in ((0, 1.0), (1, -1.0)):  # previous token: j = i - 1; next token: j = i + 1
             rows = slice(head * D, head * D + 2 * frequencies)
-            q[rows], k[rows] = 0.0, 0.0  # the head's first 2F dims read positions only; the other D - 2F, content
+            # the head's first 2F dims read the input's first 2F dims, where the sinusoids are written (the word
+            # and segment embeddings add there too, and the embedding LayerNorm rescales the sum); its other
+            # D - 2F dims read content
+            q[rows], k[rows] = 0.0, 0.0
             for f in range(frequencies):
                 row, cos, sin = head * D + 2 * f, math.cos(shift * omega[f]), math.sin(shift * omega[f])
                 q[row, 2 * f] = q[row + 1, 2 * f + 1] = strength

@@ -122,6 +122,7 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
     cases = [(["--adapter_size", "0"], "--adapter_size 0"),
              (["--adapter_size", "4", "--ladder_side_tuning", "2"], "not both"),
              (["--adapter_size", "4", "--gradual_unfreezing"], "thaws the encoder"),
+             (["--adapter_size", "4", "--reinit_layers", "1"], "re-initialised blocks would stay random"),
              (["--ladder_side_tuning", "3"], "not divisible"),
              (["--unfreeze_stage_steps", "3"], "pass that flag too"),
              (["--multitask", "a=x.jsonl", "a=y.jsonl"], "more than once"),

@@ -4,13 +4,18 @@ Zhang et al. 2020, "Revisiting Few-sample BERT Fine-tuning", https://arxiv.org/a
 Why: the top blocks (and the pooler, trained only for NSP) are specialised to the pretraining
 objective; on small tasks starting them afresh transfers better and makes results less
 dependent on the random seed. Lower blocks carry the general features and are kept.
+
+Drawn again as at construction, by the family's own `_init_weights`: for BERT, Linear and Embedding
+weights from normal(0, initializer_range) (0.02; an embedding's padding row 0), biases 0, LayerNorm weight 1
+and bias 0.
 """
 
 from torch import nn
 
 
 def _init_fn(model: nn.Module):
-    """The model family's own initialiser (`_init_weights`), else BERT's rule with std 0.02."""
+    """The model family's own initialiser (`_init_weights`), else BERT's rule with the config's
+    initializer_range (0.02 without one)."""
     init = getattr(model, "_init_weights", None)
     if init is not None:
         return init

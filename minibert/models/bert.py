@@ -321,9 +321,10 @@ def masked_lm(head: LMHead, word_embeddings: nn.Embedding, h: torch.Tensor, labe
     """MLM logits (B, T, V) = head(h, word_embeddings), and the loss when labels are given.
 
     labels (B, T) hold the token to predict, or IGNORE_INDEX (-100) where nothing is predicted.
-    With `sparse` and labels, the V x E decoder, often the largest matrix product of a small
-    model, runs only at the labelled ~15% of positions, as in NVIDIA's BERT pretraining; the
-    other positions' logits are then zeros. Same loss and gradients either way."""
+    With `sparse` and labels, the whole head, whose V x E decoder is often the largest matrix
+    product of a small model, runs only at the labelled positions (BERT's 15% of the tokens, the
+    default pretraining run's 40%), as in NVIDIA's BERT pretraining; the other positions' logits
+    are then zeros. Same loss and gradients either way."""
     if labels is None or not sparse:
         logits = head(h, word_embeddings)  # (B, T, V)
         return logits, token_classification_loss(logits, labels) if labels is not None else None

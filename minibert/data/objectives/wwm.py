@@ -4,9 +4,10 @@ https://arxiv.org/abs/2004.13922, here with weights 1/n).
 
 The rule: mask words, never pieces of words. A word is a WordPiece token and its `##`
 continuations, a byte-level BPE token starting with `Ġ` and what follows it, or, for Chinese
-text, a word found by jieba (run once per document when examples are built). Words are taken in
-n-grams of 1 to 3 consecutive words, P(n) proportional to 1/n, until 15% of the tokens are
-chosen; every token of a chosen word is then masked 80/10/10.
+text, a word found by jieba (run once per document when the corpus is tokenised, and cached with
+it: `data/prepared.py`). Words are taken in n-grams of 1 to 3 consecutive words, P(n) proportional
+to 1/n, until `mlm_probability` of the tokens are chosen (BERT's 15%; the default pretraining run
+from scratch uses 40%); every token of a chosen word is then masked 80/10/10.
 
 Where: each example arrives with `word_starts` (B, T) (`data/prepared.py`, `continuation_table`
 marks the tokens that continue a word; Chinese: jieba's words); `masking.word_ids_from_starts` numbers the words (a word
