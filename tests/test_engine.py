@@ -110,6 +110,57 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     assert not torch.equal(big.out.weight, init.out.weight)
 
 
+def uneven_token_dataset(n: int = 16, length: int = 10, seed: int = 0, first: int = 0) -> list[dict]:
+    """Fixed labels with very different counts of labelled tokens per example (1 to `length` - first),
+    so micro-batches of an accumulated step hold unequal shares of the step's tokens."""
+    g = torch.Generator().manual_seed(seed)
+    data = []
+    for i in range(n):
+        ids = torch.randint(5, 60, (length,), generator=g)
+        labels = ids.clone()
+        labels[first + 1 + i % (length - first - 1):] = -100  # the first `first` tokens: a prompt
+        labels[:first] = -100
+        data.append({"input_ids": ids, "labels": labels})
+    return data
+
+
+def stack(examples: list[dict]) -> dict:
+    return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+@pytest.mark.parametrize("family", ["bert_mlm", "gpt2"])
+def test_accumulation_weighs_token_losses_by_their_tokens(tmp_path, family):
+    """A masked-LM or causal-LM loss is a mean over labelled tokens: micro-batches with unequal counts
+    must be weighed by them (Hugging Face's num_items_in_batch), or 2 x 4 is not one batch of 8. Fails
+    with the plain 1 / accumulation-steps scaling."""
+    from minibert.models.bert import BertConfig, BertForMaskedLM
+    from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
+
+    def build():
+        torch.manual_seed(0)
+        if family == "gpt2":
+            return GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=16,
+                                              resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+        return BertForMaskedLM(BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                          intermediate_size=32, max_position_embeddings=16, hidden_dropout_prob=0.0,
+                                          attention_probs_dropout_prob=0.0))
+
+    data = uneven_token_dataset(first=2 if family == "gpt2" else 0)
+    big, small = build(), build()
+    common = dict(max_steps=3, max_grad_norm=0.0, learning_rate=1e-2, logging_steps=1)
+    # plain SGD: the weights move by the gradients themselves (Adam would blow a key bias's zero gradient,
+    # rounding noise, up to full steps)
+    big_run = Trainer(big, make_args(tmp_path / "a", per_device_train_batch_size=8, **common), data, stack,
+                      optimizer=torch.optim.SGD(big.parameters(), lr=0.5)).train()
+    accumulated = make_args(tmp_path / "b", per_device_train_batch_size=4, gradient_accumulation_steps=2, **common)
+    small_run = Trainer(small, accumulated, data, stack, optimizer=torch.optim.SGD(small.parameters(), lr=0.5)).train()
+    for key, value in big.state_dict().items():
+        torch.testing.assert_close(small.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    # the logged loss is the big batch's mean too
+    for ours, theirs in zip(small_run.history, big_run.history, strict=True):
+        assert abs(ours["loss"] - theirs["loss"]) < 1e-5
+
+
 def test_optimizer_groups_follow_the_one_no_decay_rule(tmp_path):
     optimizer = build_optimizer(ToyModel(), make_args(tmp_path, weight_decay=0.1))
     decays = {g["weight_decay"]: sorted(p.dim() for p in g["params"]) for g in optimizer.param_groups}

@@ -66,6 +66,17 @@ def barrier(context: DistributedContext) -> None:
         dist.barrier()
 
 
+def sum_across_ranks(value: float, context: DistributedContext) -> float:
+    """One number summed over all processes (every process gets the sum)."""
+    if not context.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.to(context.device)
+    dist.all_reduce(tensor)
+    return float(tensor.item())
+
+
 def mean_across_ranks(values: dict[str, float], context: DistributedContext) -> dict[str, float]:
     """Average logged scalars over all processes, so rank 0 reports the whole batch, not its shard."""
     if not context.enabled or not values:

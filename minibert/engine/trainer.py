@@ -2,10 +2,12 @@
 
 One optimizer step, as the engine runs it:
 
-    for each of gradient_accumulation_steps micro-batches:
-        batch = next batch of this process's shard        (timed: the data-wait share)
+    batches = the next gradient_accumulation_steps batches of this process's shard   (timed: the data wait)
+    weights = loss_weights(batches)                        1 / accumulation steps, or each one's share of
+                                                           the step's labelled tokens (token-level losses)
+    for each micro-batch and its weight:
         loss, outputs = compute_loss(batch)                under autocast (bf16 / fp16) if asked
-        backward(loss)                                     loss / accumulation steps, scaled in fp16
+        backward(loss)                                     loss x weight, scaled in fp16
         callbacks.on_backward_end(trainer, batch)          FGM / PGD add adversarial gradients here
     stop if the loss is not finite (fp16: the scaler skips the step instead)
     unscale (fp16), clip the gradient norm, optimizer step, scheduler step
@@ -42,7 +44,7 @@ from torch.utils.data import DataLoader
 
 from minibert.engine import checkpointing
 from minibert.engine.arguments import TrainingArguments
-from minibert.engine.distributed import DistributedContext, mean_across_ranks, setup
+from minibert.engine.distributed import DistributedContext, mean_across_ranks, setup, sum_across_ranks
 from minibert.engine.metrics import METRICS_FILE, PLOT_FILE, MetricsWriter, ProgressBar, plot_losses
 from minibert.engine.optim import build_optimizer
 from minibert.engine.schedules import get_scheduler, resolve_warmup_steps
@@ -295,6 +297,7 @@ class Trainer:
             args.phase2_batch_size or args.per_device_train_batch_size,
         ]
 
+        self.loss_weight = 1.0 / args.gradient_accumulation_steps  # the current micro-batch's (loss_weights)
         self.total_steps = self._count_steps()
         self.phase2_start = (
             math.floor(self.total_steps * (1 - args.phase2_ratio)) if phase2_dataset is not None else None
@@ -409,9 +412,27 @@ class Trainer:
             )
         return outputs.loss, outputs
 
+    def loss_weights(self, batches: list[dict]) -> list[float]:
+        """What each micro-batch's mean loss is multiplied by before its backward.
+
+        A model whose loss is one mean over labelled tokens says how many it averages (`loss_items`:
+        masked LM, causal LM, seq2seq, token classification). Each micro-batch is then weighed by its share
+        of the step's labelled tokens on every process, so that accumulated micro-batches (and DDP's
+        average over processes) give exactly the gradient of one big batch, however the labelled tokens
+        fall between them (Hugging Face's `num_items_in_batch`). Any other loss (a sentence-level mean,
+        MLM + SOP, ELECTRA's two parts, a custom loss_fn) takes 1 / the accumulation steps."""
+        count = getattr(self.model, "loss_items", None) if self.loss_fn is None else None
+        if count is None or (len(batches) == 1 and not self.context.enabled):  # one batch: its own mean
+            return [1.0 / len(batches)] * len(batches)
+        items = [count(batch) for batch in batches]
+        total = sum_across_ranks(float(sum(items)), self.context)
+        if total == 0:  # nothing labelled anywhere: the losses are not finite and the step stops
+            return [1.0 / len(batches)] * len(batches)
+        return [n * self.context.world_size / total for n in items]
+
     def backward(self, loss: torch.Tensor) -> None:
-        """Backward of one micro-batch's loss: divided by the accumulation steps, scaled in fp16."""
-        self.scaler.scale(loss / self.args.gradient_accumulation_steps).backward()
+        """Backward of the current micro-batch's loss times its weight (`loss_weights`), scaled in fp16."""
+        self.scaler.scale(loss * self.loss_weight).backward()
 
     def _callbacks(self, hook: str, *args) -> None:
         for callback in self.callbacks:
@@ -429,18 +450,22 @@ class Trainer:
         self.wrapped.train()
         step_start = time.perf_counter()
         wait = 0.0
-        losses = []
-        for micro in range(accumulation):
+        batches = []
+        for _ in range(accumulation):
             t = time.perf_counter()
             batch, tokens = self._next_batch()
-            batch = self._to_device(batch)
+            batches.append((self._to_device(batch), tokens))
             wait += time.perf_counter() - t
+        weights = self.loss_weights([batch for batch, _ in batches])
+        losses = []
+        for micro, ((batch, tokens), weight) in enumerate(zip(batches, weights, strict=True)):
+            self.loss_weight = weight
             last = micro == accumulation - 1
             with nullcontext() if last or not self.context.enabled else self.wrapped.no_sync():
                 loss, outputs = self.compute_loss(batch)
                 self.backward(loss)
                 self._callbacks("on_backward_end", batch)
-            losses.append(loss.detach().float())
+            losses.append(loss.detach().float() * weight)
             for name, value in vars(outputs).items() if dataclasses.is_dataclass(outputs) else ():
                 if name.endswith("_loss") and torch.is_tensor(value):
                     window[name].append(float(value.detach()))
@@ -449,7 +474,7 @@ class Trainer:
                     window[name].append(float(value))
             window["tokens"].append(tokens)
             self.state.examples_seen += len(next(iter(batch.values())))
-        step_loss = float(torch.stack(losses).mean())
+        step_loss = float(torch.stack(losses).sum() / sum(weights))  # this process's mean over its micro-batches
         step = self.state.global_step + 1
         if not math.isfinite(step_loss) and not self.args.fp16:
             self.optimizer.zero_grad(set_to_none=True)

@@ -49,7 +49,7 @@ from minibert.nn import (
     get_activation,
     padding_mask,
 )
-from minibert.nn.losses import sequence_classification_loss, token_classification_loss
+from minibert.nn.losses import labelled_count, sequence_classification_loss, token_classification_loss
 from minibert.outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 POSITION_OFFSET = 2
@@ -395,6 +395,10 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
         logits = self.lm_logits(out.last_hidden_state)
         loss = token_classification_loss(logits, labels) if labels is not None else None
         return _seq2seq_output(out, logits, loss)
+
+    def loss_items(self, batch: dict) -> int:
+        """How many terms the loss averages: the engine weighs accumulated micro-batches by it."""
+        return labelled_count(batch["labels"])
 
     # -- the generation protocol (minibert/generation.py) --------------------------------------
     def _position_limit(self) -> int:

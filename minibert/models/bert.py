@@ -31,6 +31,7 @@ from minibert.modeling import ModelConfig, PreTrainedModel, check_ids, normal_in
 from minibert.nn import FeedForward, MultiHeadAttention, Packing, get_activation, padding_mask
 from minibert.nn.losses import (
     IGNORE_INDEX,
+    labelled_count,
     sequence_classification_loss,
     span_extraction_loss,
     token_classification_loss,
@@ -386,6 +387,10 @@ class BertForMaskedLM(BertPreTrainedModel):
                                  labels, self.config.sparse_mlm)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
+    def loss_items(self, batch: dict) -> int:
+        """How many terms the loss averages: the engine weighs accumulated micro-batches by it."""
+        return labelled_count(batch["labels"])
+
 
 class BertForSequenceClassification(BertPreTrainedModel):
     """dropout(pooler_output) -> linear: regression (num_labels 1, MSE), single-label
@@ -427,6 +432,10 @@ class BertForTokenClassification(BertPreTrainedModel):
         loss = token_classification_loss(logits, labels) if labels is not None else None
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                      attentions=out.attentions)
+
+    def loss_items(self, batch: dict) -> int:
+        """How many terms the loss averages: the engine weighs accumulated micro-batches by it."""
+        return labelled_count(batch["labels"])
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
@@ -471,6 +480,10 @@ class RobertaForMaskedLM(BertPreTrainedModel):
         logits, loss = masked_lm(self.lm_head, self.roberta.embeddings.word_embeddings, out.last_hidden_state,
                                  labels, self.config.sparse_mlm)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def loss_items(self, batch: dict) -> int:
+        """How many terms the loss averages: the engine weighs accumulated micro-batches by it."""
+        return labelled_count(batch["labels"])
 
 
 class RobertaClassificationHead(nn.Module):

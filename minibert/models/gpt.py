@@ -49,7 +49,7 @@ from minibert.nn import (
     padding_mask,
     write_static,
 )
-from minibert.nn.losses import causal_lm_loss, sequence_classification_loss
+from minibert.nn.losses import causal_lm_count, causal_lm_loss, sequence_classification_loss
 from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
 logger = logging.getLogger(__name__)
@@ -315,6 +315,10 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         return CausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
                               hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def loss_items(self, batch: dict) -> int:
+        """How many terms the loss averages: the engine weighs accumulated micro-batches by it."""
+        return causal_lm_count(batch["labels"])
 
     # -- the generation protocol (minibert/generation.py) --------------------------------------
     def _position_limit(self) -> int:

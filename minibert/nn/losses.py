@@ -43,6 +43,18 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return token_classification_loss(logits[:, :-1].float(), labels[:, 1:])
 
 
+# How many terms each token-level loss averages: the engine weighs the micro-batches of an accumulated
+# step by these counts, so that their mean losses add up to the mean of one big batch.
+def labelled_count(labels: torch.Tensor) -> int:
+    """The terms of token_classification_loss: labels that are not -100."""
+    return int((labels != IGNORE_INDEX).sum())
+
+
+def causal_lm_count(labels: torch.Tensor) -> int:
+    """The terms of causal_lm_loss: labels[:, 1:] that are not -100 (the first token is never predicted)."""
+    return labelled_count(labels[:, 1:])
+
+
 def span_extraction_loss(
     start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor
 ) -> torch.Tensor:
