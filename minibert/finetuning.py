@@ -11,6 +11,22 @@ multi-label classification (a list of label names, or a list of num_labels 0/1 o
 with BCE or the ZLPR loss; and text generation (finetune/generative.py): seq2seq (BART: a source
 column and a --target_column) and causal_lm (GPT-2: a prompt column and a completion column),
 evaluated by generating (exact match, chrF) with the same engine and flags.
+
+Where each stage is, here and beside this file:
+
+    rows, labels       read_rows; infer_task / _detect_task (--task_type auto); encode_label; load_split
+    model              build_model (family heads: models/; --pooling: finetune/classifier.py with the
+                       poolings of finetune/pooling.py; --adapter_size: finetune/adapters.py;
+                       --ladder_side_tuning: finetune/ladder.py)
+    refusals           check_methods, check_generation_flags: flags that cannot work together
+    tricks             apply_tricks -> finetune/reinit.py, freeze.py, mixout.py
+    optimizer          finetuning_optimizer -> finetune/param_groups.py (--llrd, --lr_groups),
+                       finetune/optimizers.py (--optim), finetune/prior_wd.py (--prior_wd)
+    loss, metrics      finetune/losses.py (task_loss, --multi_label_loss zlpr); compute_metrics, make_eval_fn
+    training           finetune (callbacks: finetune/adversarial.py for --fgm / --pgd_steps, finetune/swa.py,
+                       finetune/unfreezing.py; batches: finetune/smart_batching.py) -> engine/trainer.py
+    other runs         finetune_generative (finetune/generative.py, new_encoder.py),
+                       finetune_multitask (finetune/multitask.py); saving: save_model, finetune/beside_base.py
 """
 
 import csv

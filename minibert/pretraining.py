@@ -10,6 +10,16 @@ A share of the corpus's *works* (plays, books: `validation_share`) is held out w
 held-out text is truly unseen, not other scenes of the plays the model trained on. The model is
 evaluated on it before, during (every eval_steps) and after training with fixed masks, so "loss at
 start" and "loss at end" compare the same batches.
+
+Where each stage is, here and beside this file:
+
+    tokenizer          get_tokenizer, trained_tokenizer -> tokenizer.py (train_tokenizer)
+    corpus             prepare -> data/prepared.py (tokenised once, memory-mapped; wwm's word starts);
+                       split_corpus (whole works held out)
+    objective          data/objectives/<name>.py (masking rules in masking.py, pairs in nsp.py)
+    model              build_model: a size preset (MODEL_SIZES), the speed paths (models/bert.py:
+                       masked_lm, and unpad with nn/packing.py), the fixed heads (neighbour_heads.py)
+    training, summary  run_pretraining -> engine/trainer.py; make_eval_fn; write_summary
 """
 
 import dataclasses
