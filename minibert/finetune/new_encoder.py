@@ -94,6 +94,10 @@ class BartWithNewEncoder(nn.Module, GenerationMixin):
         return self.bart(attention_mask=attention_mask, decoder_input_ids=decoder_input_ids, labels=labels,
                          encoder_outputs=memory)
 
+    def loss_items(self, batch: dict) -> int:
+        """BART's loss, so BART's count: the engine weighs accumulated micro-batches by it."""
+        return self.bart.loss_items(batch)
+
     # -- the generation protocol (minibert/generation.py): BART's, but the source goes through the front
     def _position_limit(self) -> int:
         return self.bart._position_limit()
