@@ -66,15 +66,17 @@ def barrier(context: DistributedContext) -> None:
         dist.barrier()
 
 
-def sum_across_ranks(value: float, context: DistributedContext) -> float:
-    """One number summed over all processes (every process gets the sum)."""
-    if not context.enabled:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64)
+def _all_reduce_sum(values: list[float], context: DistributedContext) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64)
     if dist.get_backend() == "nccl":
         tensor = tensor.to(context.device)
     dist.all_reduce(tensor)
-    return float(tensor.item())
+    return tensor.tolist()
+
+
+def sum_across_ranks(value: float, context: DistributedContext) -> float:
+    """One number summed over all processes (every process gets the sum)."""
+    return _all_reduce_sum([value], context)[0] if context.enabled else value
 
 
 def mean_across_ranks(values: dict[str, float], context: DistributedContext) -> dict[str, float]:
@@ -82,8 +84,5 @@ def mean_across_ranks(values: dict[str, float], context: DistributedContext) -> 
     if not context.enabled or not values:
         return values
     keys = sorted(values)
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        tensor = tensor.to(context.device)
-    dist.all_reduce(tensor)
-    return {k: v / context.world_size for k, v in zip(keys, tensor.tolist(), strict=True)}
+    sums = _all_reduce_sum([values[k] for k in keys], context)
+    return {k: v / context.world_size for k, v in zip(keys, sums, strict=True)}
