@@ -41,6 +41,6 @@ class PriorWD(OptimizerWrapper):
 
     def distance_to_prior(self) -> float:
         """L2 distance of all decayed parameters from their start values (for logging)."""
-        priors = [(p, self._tensor(p, "prior")) for p, s in list(self.wrapper_state.items()) if "prior" in s]
+        priors = [(p, self._tensor(p, "prior")) for p, s in self.wrapper_state.items() if "prior" in s]
         total = sum(float((p.detach() - prior).pow(2).sum()) for p, prior in priors)
         return total**0.5
