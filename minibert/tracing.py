@@ -416,8 +416,9 @@ def _watch_activation(recorder: _Recorder, activation):
 
 @contextmanager
 def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = False) -> Iterator[list[ModuleCall]]:
-    """Hooks on every module of `model` while the block runs, and `attend` wrapped in every minibert
-    module that calls it (restored afterwards); yields the list the calls go into."""
+    """Hooks on every module of `model` while the block runs, `attend` wrapped in every minibert
+    module that calls it, and every module's activation function wrapped (all restored afterwards);
+    yields the list the calls go into."""
     recorder = _Recorder(model, legend, keep_tensors)
     handles = []
     for module in model.modules():
