@@ -365,7 +365,22 @@ def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype, batch: int | 
     if name in ("attention_mask", "decoder_attention_mask") and not value.dtype.is_floating_point:
         padding = int((value == 0).sum())
         return f"{padding} padding" if padding else "no padding"
+    if name in ("token_type_ids", "position_ids") and value.dim() == 2 and value.numel():
+        return "row 0: " + _runs(value[0].tolist())
     return ""
+
+
+def _runs(ids: list[int]) -> str:
+    """Row 0 of segment or position ids, short: "7 x 0, 4 x 1" (segments), "0..14" (positions), "10"."""
+    if len(ids) > 1 and ids == list(range(ids[0], ids[0] + len(ids))):
+        return f"{ids[0]}..{ids[-1]}"
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and runs[-1][0] == i:
+            runs[-1][1] += 1
+        else:
+            runs.append([i, 1])
+    return ", ".join(f"{count} x {value}" if count > 1 else str(value) for value, count in runs)
 
 
 def _watch_attend(recorder: _Recorder, attend_fn):

@@ -227,6 +227,17 @@ def test_generation_cache_grows_by_one_per_step():
     assert steps.sequences.shape == (1, 11)
     assert [s.token for s in steps.steps] == steps.sequences[0, 7:].tolist()
     assert "self-attention cache length after each step: 7, 8, 9, 10" in str(steps)
+    # the positions each step's tokens get: the prompt's 0..6, then one new position per step
+    assert [s.decoder.input("position_ids").note for s in steps.steps] == \
+        ["row 0: 0..6", "row 0: 7", "row 0: 8", "row 0: 9"]
+
+
+def test_segment_ids_are_shown_as_runs():
+    """A sentence pair's token_type_ids: row 0's segments, as the embeddings receive them."""
+    inputs = batch("bert_pretraining")
+    inputs["token_type_ids"] = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 0, 0, 0]])
+    tr = minibert.trace(MODELS["bert_pretraining"]().eval(), **inputs)
+    assert tr.find(r"bert\.embeddings")[0].input("token_type_ids").note == "row 0: 3 x 0, 4 x 1"
 
 
 def test_bart_generation_cross_attention_cache_stays_fixed():
@@ -282,7 +293,8 @@ def test_command_line_on_a_hugging_face_bert(hf_checkpoints, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "BertForPreTraining from" in out and "'[CLS]', 'the', 'cat'" in out
     assert re.search(r"^  bert \(BertModel\): input_ids \(B, T\) i64, attention_mask \(B, T\) i64 \[\d+ padding\], "
-                     r"token_type_ids \(B, T\) i64 -> last_hidden_state \(B, T, E\) f32, pooler_output \(B, E\) f32  "
+                     r"token_type_ids \(B, T\) i64 \[row 0: \d+ x 0, \d+ x 1\] "
+                     r"-> last_hidden_state \(B, T, E\) f32, pooler_output \(B, E\) f32  "
                      r"@ minibert/models/bert.py:\d+$", out, re.M)
     assert "masked: -3.403e+38 added to their scores" in out
     assert _is_png(attention) and _is_png(hidden)
