@@ -263,9 +263,17 @@ class _Recorder:
         self.legend = legend
         self.keep_tensors = keep_tensors
         self.encoder_decoder = _is_encoder_decoder(model)
-        self.dtype = next(model.parameters()).dtype  # the scores' dtype decides the masked value
+        parameter = next(model.parameters())
+        self.parameter_dtype, self.device_type = parameter.dtype, parameter.device.type
         self.calls: list[ModuleCall] = []
         self.running: list[ModuleCall] = []
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The attention scores' dtype, which decides the masked value: autocast's while it is on."""
+        if torch.is_autocast_enabled(self.device_type):
+            return torch.get_autocast_dtype(self.device_type)
+        return self.parameter_dtype
 
     def before(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         name = self.names.get(module, "?")

@@ -232,6 +232,14 @@ def test_generation_cache_grows_by_one_per_step():
         ["row 0: 0..6", "row 0: 7", "row 0: 8", "row 0: 9"]
 
 
+def test_under_autocast_the_mask_note_gives_the_value_added_in_bf16():
+    model = MODELS["bert_mlm"]().eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tr = minibert.trace(model, **batch("bert_mlm"))
+    note = tr.find(r"bert\.layers\.0\.attention\.attend")[0].input("keep").note
+    assert note.endswith(f"{torch.finfo(torch.bfloat16).min:.4g} added to their scores"), note
+
+
 def test_segment_ids_are_shown_as_runs():
     """A sentence pair's token_type_ids: row 0's segments, as the embeddings receive them."""
     inputs = batch("bert_pretraining")
