@@ -419,7 +419,8 @@ class Trainer:
         masked LM, causal LM, seq2seq, token classification). Each micro-batch is then weighed by its share
         of the step's labelled tokens on every process, so that accumulated micro-batches (and DDP's
         average over processes) give exactly the gradient of one big batch, however the labelled tokens
-        fall between them (Hugging Face's `num_items_in_batch`). Any other loss (a sentence-level mean,
+        fall between them (Hugging Face's `num_items_in_batch`, https://huggingface.co/blog/gradient_accumulation).
+        Any other loss (a sentence-level mean,
         MLM + SOP, ELECTRA's two parts, a custom loss_fn) takes 1 / the accumulation steps."""
         count = getattr(self.model, "loss_items", None) if self.loss_fn is None else None
         if count is None or (len(batches) == 1 and not self.context.enabled):  # one batch: its own mean
