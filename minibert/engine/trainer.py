@@ -420,8 +420,8 @@ class Trainer:
         of the step's labelled tokens on every process, so that accumulated micro-batches (and DDP's
         average over processes) give exactly the gradient of one big batch, however the labelled tokens
         fall between them (Hugging Face's `num_items_in_batch`, https://huggingface.co/blog/gradient_accumulation).
-        Any other loss (a sentence-level mean,
-        MLM + SOP, ELECTRA's two parts, a custom loss_fn) takes 1 / the accumulation steps."""
+        Any other loss (a sentence-level mean, MLM + SOP, ELECTRA's two parts, a custom loss_fn) takes
+        1 / the accumulation steps."""
         count = getattr(self.model, "loss_items", None) if self.loss_fn is None else None
         if count is None or (len(batches) == 1 and not self.context.enabled):  # one batch: its own mean
             return [1.0 / len(batches)] * len(batches)
