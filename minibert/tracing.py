@@ -354,7 +354,7 @@ def _is_causal(value: torch.Tensor) -> bool:
 def _built_once(name: str, value: torch.Tensor) -> bool:
     """A causal keep mask of batch dimension 1: built once and broadcast over the batch, whatever B is."""
     return (name in ("keep", "memory_keep") and value.dtype == torch.bool and value.dim() == 4
-            and value.size(0) == 1 and bool((~value).any()) and _is_causal(value))
+            and value.size(0) == 1 and _is_causal(value))
 
 
 def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype, batch: int | None = None) -> str:
@@ -391,6 +391,14 @@ def _runs(ids: list[int]) -> str:
     return ", ".join(f"{count} x {value}" if count > 1 else str(value) for value, count in runs)
 
 
+def _function_call(recorder: _Recorder, suffix: str, kind: str, source: str) -> ModuleCall:
+    """The record of a function called inside the running module (named after it, one level deeper)."""
+    parent = recorder.running[-1] if recorder.running else None
+    return ModuleCall(index=len(recorder.calls), depth=len(recorder.running),
+                      name=f"{parent.name}.{suffix}" if parent is not None else suffix, kind=kind, source=source,
+                      context=parent.context if parent is not None else ("T", "T"))
+
+
 def _watch_attend(recorder: _Recorder, attend_fn):
     """`attend` (nn/attention.py) is a function, not a module, so no hook sees it; this wrapper records
     its call under the attention module that made it: the queries, keys and values split into heads
@@ -398,11 +406,8 @@ def _watch_attend(recorder: _Recorder, attend_fn):
     source = _source_of_function(attend_fn)
 
     def attend(q, k, v, keep, **options):
-        parent = recorder.running[-1] if recorder.running else None
-        seq, key_seq = parent.context if parent is not None else ("T", "T")
-        call = ModuleCall(index=len(recorder.calls), depth=len(recorder.running),
-                          name=f"{parent.name}.attend" if parent is not None else "attend", kind="function",
-                          source=source, context=(seq, key_seq))
+        call = _function_call(recorder, "attend", "function", source)
+        seq, key_seq = call.context
         call.inputs += recorder.describe("q", q, (seq, seq), is_input=True)
         for name, value in (("k", k), ("v", v)):
             call.inputs += recorder.describe(name, value, (key_seq, key_seq), is_input=True)
@@ -423,11 +428,7 @@ def _watch_activation(recorder: _Recorder, activation):
     source = _source_of_function(activation)
 
     def act(x):
-        parent = recorder.running[-1] if recorder.running else None
-        call = ModuleCall(index=len(recorder.calls), depth=len(recorder.running),
-                          name=f"{parent.name}.act" if parent is not None else "act",
-                          kind=f"function {activation.__name__}", source=source,
-                          context=parent.context if parent is not None else ("T", "T"))
+        call = _function_call(recorder, "act", f"function {activation.__name__}", source)
         call.inputs += recorder.describe("x", x, call.context, is_input=True)
         recorder.calls.append(call)
         out = activation(x)
