@@ -28,7 +28,8 @@ from minibert.finetune.losses import MULTI_LABEL_LOSSES
 from minibert.finetune.multitask import MIXING_STRATEGIES
 from minibert.finetune.optimizers import OPTIMIZERS
 from minibert.finetune.pooling import POOLINGS
-from minibert.finetuning import DEFAULT_OUTPUT_DIR, DEFAULT_TRAINING, TASK_TYPES, FinetuneArguments, finetune
+from minibert.finetune.task_data import TASK_TYPES
+from minibert.finetuning import DEFAULT_OUTPUT_DIR, DEFAULT_TRAINING, FinetuneArguments, finetune
 
 CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": TASK_TYPES,
            "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length"), "mixing": MIXING_STRATEGIES}

@@ -34,7 +34,8 @@ WIDE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "i
 
 
 def measure(model_dir: str, method: str, size: int, batch_size: int, seq_len: int, steps: int) -> dict:
-    from minibert.finetuning import FinetuneArguments, Task, build_model
+    from minibert.finetune.task_data import Task
+    from minibert.finetuning import FinetuneArguments, build_model
 
     torch.manual_seed(0)
     options = {"adapter_size": size} if method == "adapters" else {"ladder_side_tuning": size} if (

@@ -41,7 +41,8 @@ METHODS = {
 def trainable_parameters(flags: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # train.py, beside bench/
     import train
-    from minibert.finetuning import Task, build_model, build_multitask_model
+    from minibert.finetune.task_data import Task
+    from minibert.finetuning import build_model, build_multitask_model
 
     args, _ = train.parse(flags)
     task = Task("single_label_classification", ["comedy", "history", "tragedy"])

@@ -20,7 +20,8 @@ import torch
 
 from minibert.engine import TrainingArguments
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler, padding_share
-from minibert.finetuning import DEFAULT_PRETRAINED, FinetuneArguments, finetune, load_split
+from minibert.finetune.task_data import load_split
+from minibert.finetuning import DEFAULT_PRETRAINED, FinetuneArguments, finetune
 from minibert.tokenizer import load_tokenizer
 
 

@@ -24,8 +24,9 @@ from collections import Counter
 from pathlib import Path
 
 from minibert.engine import TrainingArguments
+from minibert.finetune.task_data import read_rows
 from minibert.finetuning import DEFAULT_TRAINING as FINETUNE_TRAINING
-from minibert.finetuning import DEFAULT_VALIDATION_FILE, RANDOM_INIT, FinetuneArguments, finetune, read_rows
+from minibert.finetuning import DEFAULT_VALIDATION_FILE, RANDOM_INIT, FinetuneArguments, finetune
 from minibert.pretraining import DEFAULT_RUN, DEFAULT_TRAINING, PretrainingOptions, run_pretraining
 
 QUICK_MODEL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}

@@ -356,7 +356,8 @@ def linear_probe(checkpoint: str) -> None:
     """Logistic regression on frozen features of the genre task's speeches (the mean over tokens of the last
     layer's hidden states), from a checkpoint or, for "random:CKPT", from random weights of its shape: how
     much of the genre the encoder's features hold before any fine-tuning. One line per weight decay."""
-    from minibert.finetuning import DEFAULT_TRAIN_FILE, DEFAULT_VALIDATION_FILE, read_rows
+    from minibert.finetune.task_data import read_rows
+    from minibert.finetuning import DEFAULT_TRAIN_FILE, DEFAULT_VALIDATION_FILE
     from minibert.models.bert import BertConfig, BertModel
 
     torch.manual_seed(0)

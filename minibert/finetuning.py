@@ -14,7 +14,8 @@ evaluated by generating (exact match, chrF) with the same engine and flags.
 
 Where each stage is, here and beside this file:
 
-    rows, labels       read_rows; infer_task / _detect_task (--task_type auto); encode_label; load_split
+    rows, labels       finetune/task_data.py: read_rows; infer_task / _detect_task (--task_type auto);
+                       encode_label; load_split
     model              build_model (family heads: models/; --pooling: finetune/classifier.py with the
                        poolings of finetune/pooling.py; --adapter_size: finetune/adapters.py;
                        --ladder_side_tuning: finetune/ladder.py)
@@ -29,14 +30,12 @@ Where each stage is, here and beside this file:
                        finetune_multitask (finetune/multitask.py); saving: save_model, finetune/beside_base.py
 """
 
-import csv
-import io
 import json
 import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -44,7 +43,6 @@ from torch import nn
 
 from minibert.auto import load_pretrained
 from minibert.checkpoint import read_config_dict
-from minibert.data.corpus import decode_utf8
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.trainer import check_output_dir, check_output_not_input
@@ -83,6 +81,7 @@ from minibert.finetune.prior_wd import PriorWD
 from minibert.finetune.reinit import reinit_pooler, reinit_top_layers
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler
 from minibert.finetune.swa import SWA
+from minibert.finetune.task_data import Task, load_split, read_rows
 from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.modeling import store_linear_weights_input_major
 from minibert.models import bert
@@ -106,8 +105,6 @@ DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "nu
 # A pair's special tokens alone take 3 ([CLS] a [SEP] b [SEP]) or 4 (RoBERTa's <s> a </s></s> b </s>);
 # 8 leaves room for some text of each.
 MIN_SEQ_LENGTH = 8
-TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification",
-              *GENERATIVE_TASK_TYPES)
 BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
 HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification}
 
@@ -180,204 +177,6 @@ class FinetuneArguments:
             raise ValueError(f"--num_beams must be >= 1 (1 = greedy decoding), got {self.num_beams}")
         if self.generation_max_length is not None and self.generation_max_length < 1:
             raise ValueError(f"--generation_max_length must be >= 1, got {self.generation_max_length}")
-
-
-@dataclass
-class Task:
-    problem_type: str
-    label_names: list[str] = field(default_factory=list)  # classification labels, in id order
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.problem_type == "regression" else len(self.label_names)
-
-
-# -- data -----------------------------------------------------------------------------------------
-def read_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of a CSV / TSV (header line) or JSON lines / JSON list file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"data file {path} does not exist; pass --train_file / --validation_file")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".tsv", ".json", ".jsonl"):
-        raise ValueError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv, .json or .jsonl")
-    text = decode_utf8(path.read_bytes(), path)
-    if suffix in (".csv", ".tsv"):
-        delimiter, other = ("\t", ",") if suffix == ".tsv" else (",", "\t")
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-        rows = list(reader)
-        header = reader.fieldnames or []
-        if len(header) == 1 and other in header[0]:
-            # One column whose name holds the other delimiter: the file was written with that one.
-            raise ValueError(f"{path}: the header {header[0]!r} is one column split by {other!r}, not {delimiter!r}; "
-                             f"the delimiter is probably wrong: rename the file to "
-                             f"{path.with_suffix('.csv' if suffix == '.tsv' else '.tsv').name}")
-    elif text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno} is not valid JSON ({e.msg}, column {e.colno}); "
-                             "fix that line, or write one JSON object per line (.jsonl)") from None
-    else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n} is not valid JSON ({e.msg}, column {e.colno}); "
-                                 "write one JSON object per line") from None
-    if not rows:
-        raise ValueError(f"{path} holds no examples")
-    return rows
-
-
-def _check_columns(rows: list[dict], columns: list[str], path) -> None:
-    missing = [c for c in columns if c not in rows[0]]
-    if missing:
-        raise ValueError(f"{path}: no column {missing}; the columns are {sorted(rows[0])}. "
-                         "Pass --text_column / --text_pair_column / --label_column")
-
-
-def _as_number(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _as_list(value):
-    if isinstance(value, str) and value.strip().startswith("["):
-        return json.loads(value)
-    return value
-
-
-def _label_key(value) -> str:
-    """The class a single label names: 1, 1.0 and "1" are one class, not three."""
-    number = _as_number(value)
-    if number is not None and math.isfinite(number) and number.is_integer():
-        return str(int(number))
-    return str(value)
-
-
-def _check_labels_present(values: list, path) -> None:
-    """An empty or NaN label is a hole in the data, never a class of its own."""
-    for row, value in enumerate(values, 1):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or \
-                str(value).strip().lower() in ("", "nan", "null"):
-            raise ValueError(f"{path}: row {row} (counting examples from 1) has no label ({value!r}); "
-                             "fill it in or drop the row")
-
-
-def _detect_task(labels: list, path) -> tuple[str, str]:
-    """The problem type the labels show, and why; refuse what could be read two ways."""
-    if all(isinstance(v, list) for v in labels):
-        return "multi_label_classification", "every label is a list"
-    if all(isinstance(v, float) for v in labels):
-        return "regression", "every label is a JSON float"
-    numbers = [_as_number(v) for v in labels]
-    words = [(row, v) for row, (v, n) in enumerate(zip(labels, numbers, strict=True), 1) if n is None]
-    if words and len(words) < len(labels) / 2:
-        row, value = words[0]
-        raise ValueError(f"{path}: row {row} has the label {value!r} among {len(labels) - len(words)} numeric labels "
-                         f"({len(words)} such rows); fix or drop it, or pass --task_type single_label_classification "
-                         "if the labels are class names")
-    if not words:
-        if any(not n.is_integer() for n in numbers):
-            return "regression", "numeric labels, not all integers"
-        return "single_label_classification", (f"{len({_label_key(v) for v in labels})} distinct integer labels; "
-                                               "pass --task_type regression to predict a number")
-    for row, value in enumerate(labels, 1):
-        if isinstance(value, str) and ("|" in value or "," in value):
-            raise ValueError(f"{path}: row {row} has the label {value!r}, which looks like several labels; for "
-                             'multi-label classification write a JSON list (["a", "b"]) and pass --task_type '
-                             "multi_label_classification, or pass --task_type single_label_classification if it is "
-                             "one label")
-    return "single_label_classification", f"{len({str(v) for v in labels})} distinct text labels"
-
-
-def infer_task(labels: list, task_type: str, num_labels: int | None, path="the training file") -> Task:
-    """Decide the problem type and the label names from the training labels."""
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"--task_type must be one of {TASK_TYPES}, got {task_type!r}")
-    labels = [_as_list(v) for v in labels]
-    if task_type == "auto":
-        task_type, reason = _detect_task(labels, path)
-        logger.info("task: %s (%s)", task_type, reason)
-    if task_type == "regression":
-        if num_labels not in (None, 1):
-            raise ValueError(f"regression predicts one number, but --num_labels is {num_labels}")
-        return Task(task_type)
-    if task_type == "multi_label_classification":
-        names = sorted({str(x) for v in labels for x in v if not isinstance(x, (int, float))})
-        if not names:  # lists of 0/1 or soft scores: one per label
-            width = {len(v) for v in labels}
-            if len(width) != 1:
-                raise ValueError(f"multi-label score lists have different lengths {sorted(width)}")
-            names = [f"LABEL_{i}" for i in range(width.pop())]
-    else:
-        values = [_label_key(v) for v in labels]
-        numeric = all(_as_number(v) is not None for v in values)
-        names = sorted(set(values), key=(lambda v: float(v)) if numeric else None)
-        if numeric and num_labels is not None:
-            bad = [v for v in names if not 0 <= float(v) < num_labels]
-            if bad:
-                raise ValueError(f"labels {bad} do not fit --num_labels {num_labels} (ids 0..{num_labels - 1})")
-            names = [str(i) for i in range(num_labels)]
-    if num_labels is not None and len(names) != num_labels:
-        raise ValueError(f"the training labels are {names} ({len(names)}), which does not fit --num_labels "
-                         f"{num_labels}; fix --num_labels or the label column")
-    return Task(task_type, names)
-
-
-def encode_label(value, task: Task, path) -> int | float | list[float]:
-    if task.problem_type == "regression":
-        number = _as_number(value)
-        if number is None:
-            raise ValueError(f"{path}: regression label {value!r} is not a number")
-        return number
-    if task.problem_type == "multi_label_classification":
-        value = _as_list(value)
-        if value and all(isinstance(x, (int, float)) for x in value):
-            if len(value) != task.num_labels or not all(0 <= x <= 1 for x in value):
-                raise ValueError(f"{path}: multi-label scores {value} must be {task.num_labels} numbers in [0, 1]")
-            return [float(x) for x in value]
-        unknown = [x for x in value if str(x) not in task.label_names]
-        if unknown:
-            raise ValueError(f"{path}: labels {unknown} are not among the training labels {task.label_names}")
-        return [1.0 if name in {str(x) for x in value} else 0.0 for name in task.label_names]
-    name = _label_key(value)
-    if name not in task.label_names:
-        raise ValueError(f"{path}: label {value!r} is not among the {task.num_labels} training labels "
-                         f"{task.label_names}; it does not fit num_labels")
-    return task.label_names.index(name)
-
-
-def load_split(path, tokenizer, max_seq_length: int, text_column: str = "text", label_column: str = "label",
-               text_pair_column: str | None = None, task: Task | None = None, task_type: str = "auto",
-               num_labels: int | None = None) -> tuple[list[dict], Task]:
-    """Tokenised examples ({"input_ids", "token_type_ids", "labels"}) of one file, and the task (inferred
-    from the labels unless given: a validation file takes the training file's)."""
-    rows = read_rows(path)
-    columns = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
-    _check_columns(rows, columns, path)
-    _check_labels_present([r[label_column] for r in rows], path)
-    if task is None:
-        task = infer_task([r[label_column] for r in rows], task_type, num_labels, path)
-    labels = [encode_label(r[label_column], task, path) for r in rows]
-    texts = [str(r[text_column]) for r in rows]
-    pairs = [str(r[text_pair_column]) for r in rows] if text_pair_column else None
-    examples = []
-    for start in range(0, len(texts), 256):
-        chunk = tokenizer(texts[start : start + 256], pairs[start : start + 256] if pairs else None,
-                          max_length=max_seq_length, padding=True, truncation=True)
-        for ids, mask, types in zip(chunk["input_ids"], chunk["attention_mask"], chunk["token_type_ids"], strict=True):
-            n = int(mask.sum())
-            examples.append({"input_ids": ids[:n].tolist(), "token_type_ids": types[:n].tolist()})
-    for example, label in zip(examples, labels, strict=True):
-        example["labels"] = label
-    return examples, task
 
 
 # -- model ----------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import train
-from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, encode_label, infer_task, load_finetuned, read_rows
+from minibert.finetune.task_data import encode_label, infer_task, read_rows
+from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, load_finetuned
 from minibert.models.bert import BertConfig, BertForPreTraining
 from minibert.tokenizer import load_tokenizer, train_tokenizer
 
@@ -155,7 +156,7 @@ def test_labels_are_never_silently_a_different_task(checkpoint, tmp_path, caplog
         data = write_jsonl(tmp_path / f"{name}.jsonl", labelled(["a", "b", hole, "a"]))
         with pytest.raises(ValueError, match=rf"{name}\.jsonl: row 3 .*has no label \({hole!r}\)"):
             run(checkpoint, tmp_path, data, data)
-    with caplog.at_level("INFO", logger="minibert.finetuning"):
+    with caplog.at_level("INFO", logger="minibert.finetune.task_data"):
         task = infer_task(["0", "1", "1.0", 0.0, "01"], "auto", None)
     assert task.label_names == ["0", "1"]
     assert "task: single_label_classification (2 distinct integer labels" in caplog.text
@@ -167,7 +168,7 @@ def test_labels_are_never_silently_a_different_task(checkpoint, tmp_path, caplog
     with pytest.raises(ValueError, match=r"row 1 has the label 'love, war'"):
         infer_task(["love, war", "war"], "auto", None)
     assert infer_task(["love|war", "war"], "single_label_classification", None).label_names == ["love|war", "war"]
-    with caplog.at_level("INFO", logger="minibert.finetuning"):
+    with caplog.at_level("INFO", logger="minibert.finetune.task_data"):
         assert infer_task(["love", "war", "peace"], "auto", None).problem_type == "single_label_classification"
     assert "task: single_label_classification (3 distinct text labels)" in caplog.text
 

@@ -25,7 +25,8 @@ from minibert.finetune.generative import (
     text_pairs,
 )
 from minibert.finetune.new_encoder import NEW_ENCODER_DIR, has_new_encoder
-from minibert.finetuning import load_finetuned, read_rows
+from minibert.finetune.task_data import read_rows
+from minibert.finetuning import load_finetuned
 from minibert.tokenizer import load_tokenizer
 
 
