@@ -505,7 +505,8 @@ class Trainer:
         self.state.global_step = step
         if math.isfinite(step_loss):
             window["loss"].append(step_loss)
-        window["grad_norm"].append(float(grad_norm))
+        if math.isfinite(grad_norm):  # an fp16 step the scaler skipped: counted in skipped_steps, not averaged
+            window["grad_norm"].append(float(grad_norm))
         window["wait"].append(wait)
         window["time"].append(time.perf_counter() - step_start)
         self._callbacks("on_step_end")
