@@ -197,7 +197,9 @@ def test_apply_mixout_swaps_linears_and_turns_dropout_off():
     model = BertForSequenceClassification(config)
     keys = set(model.state_dict())
     linears = sum(type(m) is nn.Linear for m in model.modules())
+    head_start = model.classifier.weight.detach().clone()
     assert apply_mixout(model, 0.7) == linears
+    assert torch.equal(model.classifier.target, head_start)  # the new head mixes toward its random start
     assert sum(isinstance(m, MixLinear) for m in model.modules()) == linears
     assert set(model.state_dict()) == keys  # checkpoints unchanged
     assert all(m.p == 0.0 for m in model.modules() if isinstance(m, nn.Dropout))

@@ -9,6 +9,13 @@ weight u; the result is rescaled so its expectation is the current weight w:
 Why: it acts as an adaptive L2 penalty pulling w toward u (not toward 0 as dropout's implicit
 penalty does), which stabilises fine-tuning of large models on small data sets. As in the
 paper, mixout replaces dropout, so the model's dropout is switched off when it is applied.
+
+What `train.py --mixout p` mixes (`apply_mixout`, called once the model is built, after any
+--reinit_layers / --reinit_pooler): every module whose type is exactly nn.Linear, the attention
+projections, feed-forwards, pooler and task head alike. u is each layer's weight at that moment:
+the pretrained weight for a pretrained layer, the fresh random one for the new head and for
+re-initialised layers (the paper does the same for its new output layer). In evaluation the
+layer uses w itself.
 """
 
 import torch
