@@ -37,10 +37,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def model_inputs(model, tokenizer, texts, text_pairs=None) -> dict:
+def model_inputs(model, tokenizer, texts, text_pairs=None, generate: bool = False) -> dict:
     """The tokenizer's batch, keeping only what the model reads: token_type_ids are BERT's segments
-    (GPT-2 would look them up as tokens, BART takes none)."""
-    batch = tokenizer(texts, text_pairs, padding=len(texts) > 1)
+    (GPT-2 would look them up as tokens, BART takes none). A decoder-only model (GPT-2) reads the text
+    as it is, with no special tokens around it (a prompt ending in the end-of-text token would ask for
+    what follows the end), and its prompts for --generate are padded on the left, so that every row's
+    new tokens follow its own last token."""
+    decoder_only = hasattr(model, "generate") and not getattr(model, "is_encoder_decoder", False)
+    batch = tokenizer(texts, text_pairs, padding=len(texts) > 1, add_special_tokens=not decoder_only,
+                      padding_side="left" if decoder_only and generate else "right")
     if not hasattr(model.config, "type_vocab_size"):
         batch.pop("token_type_ids")
     return batch
@@ -50,7 +55,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     model = load_pretrained(args.path)
     tokenizer = load_tokenizer(args.path)
-    inputs = model_inputs(model, tokenizer, args.text, args.text_pair)
+    inputs = model_inputs(model, tokenizer, args.text, args.text_pair, generate=bool(args.generate))
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
     if args.generate:

@@ -114,11 +114,14 @@ class Tokenizer:
 
     def __call__(self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
                  max_length: int | None = None, padding: bool | str = True,
-                 truncation: bool = True) -> dict[str, torch.Tensor]:
-        """Encode a batch (with special tokens) into padded tensors (B, T).
+                 truncation: bool = True, padding_side: str = "right",
+                 add_special_tokens: bool = True) -> dict[str, torch.Tensor]:
+        """Encode a batch (with special tokens, unless add_special_tokens=False) into padded tensors (B, T).
 
         padding=True pads to the longest in the batch, "max_length" to max_length; truncation
-        cuts the longer of a pair first, as Hugging Face's "longest_first" does.
+        cuts the longer of a pair first, as Hugging Face's "longest_first" does. padding_side="left"
+        puts the padding first: what a decoder-only model's batched prompts need, so that every
+        row's new tokens follow its own last token.
         """
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
@@ -126,6 +129,8 @@ class Tokenizer:
             text_pairs = [text_pairs] if isinstance(text_pairs, str) else list(text_pairs)
             if len(text_pairs) != len(texts):
                 raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs; pass one pair per text")
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         if padding not in (True, False, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
         max_length = max_length or self.model_max_length
@@ -140,12 +145,12 @@ class Tokenizer:
             else:
                 backend.no_truncation()
             if padding:
-                backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token,
+                backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token, direction=padding_side,
                                        length=max_length if padding == "max_length" else None)
             else:
                 backend.no_padding()
             inputs = texts if text_pairs is None else list(zip(texts, text_pairs, strict=True))
-            encodings = backend.encode_batch(inputs, add_special_tokens=True)
+            encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
         finally:
             backend.no_truncation()
             backend.no_padding()

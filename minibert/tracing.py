@@ -448,9 +448,10 @@ def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = Fal
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(recorder.before, with_kwargs=True))
         handles.append(module.register_forward_hook(recorder.after, with_kwargs=True))
+    plain_attend = attention.attend  # nn/attention.py is one of the callers: keep the function itself
     callers = [m for name, m in list(sys.modules.items())
-               if name.startswith("minibert.") and getattr(m, "attend", None) is attention.attend]
-    watched = _watch_attend(recorder, attention.attend)
+               if name.startswith("minibert.") and getattr(m, "attend", None) is plain_attend]
+    watched = _watch_attend(recorder, plain_attend)
     for caller in callers:
         caller.attend = watched
     activations = {m: m.act for m in model.modules() if getattr(m, "act", None) in ACTIVATIONS.values()}
@@ -462,7 +463,7 @@ def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = Fal
         for handle in handles:
             handle.remove()
         for caller in callers:
-            caller.attend = attention.attend
+            caller.attend = plain_attend
         for module, activation in activations.items():
             module.act = activation
 

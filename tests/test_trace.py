@@ -17,6 +17,7 @@ from minibert.tokenizer import train_tokenizer
 from minibert.tracing import attention_maps, plot_attention, plot_hidden_states, trace_generation
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLAIN_ATTEND_CODE = attention.attend.__code__  # before any trace
 TEXTS = ["the cat sat on the mat .", "a dog ran in the park and the cat watched .",
          "the quick brown fox jumps over the lazy dog"] * 10
 
@@ -97,6 +98,9 @@ def test_traced_shapes_are_the_real_shapes(name):
     # Nesting: a call's depth is one more than the call that encloses it; hooks and the wrapper are gone.
     assert all(b.depth <= a.depth + 1 for a, b in zip(tr.calls, tr.calls[1:], strict=False))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    # (nn/attention.py itself is one of the modules whose `attend` is wrapped: it must get the function
+    # back too, or every later call in the process runs through a stale recorder)
+    assert attention.attend.__qualname__ == "attend" and attention.attend.__code__ is PLAIN_ATTEND_CODE
     assert all(getattr(m, "attend", attention.attend) is attention.attend
                for n, m in list(sys.modules.items()) if n.startswith("minibert."))
     # The feed-forward's activation (a function too) has its line between the two linear layers, on the
@@ -323,3 +327,27 @@ def test_command_line_generate_on_hugging_face_decoders(hf_checkpoints, capsys, 
 def test_command_line_refuses_generate_on_an_encoder(hf_checkpoints):
     with pytest.raises(ValueError, match="does not generate"):
         inspect_cli.main([str(hf_checkpoints / "bert"), "--text", "the cat", "--generate", "2"])
+
+
+def test_gpt2_prompts_are_the_text_alone_and_padded_on_the_left_for_generate(hf_checkpoints, capsys):
+    """A decoder-only prompt carries no special tokens (one ending in eos asks what follows the end of
+    the text), and a batch of prompts is padded on the left, so each row continues its own last token."""
+    from minibert.auto import load_pretrained
+    from minibert.tokenizer import load_tokenizer
+
+    path = hf_checkpoints / "gpt2"
+    model, tokenizer = load_pretrained(path), load_tokenizer(path)
+    texts = ["the cat sat on the mat", "a dog"]
+    inputs = inspect_cli.model_inputs(model, tokenizer, texts, generate=True)
+    alone = tokenizer.encode_batch(texts)
+    T = inputs["input_ids"].size(1)
+    assert T == len(alone[0]) and len(alone[1]) < T
+    for row, ids in enumerate(alone):  # the text's own tokens at the right end, padding before them
+        assert inputs["input_ids"][row, T - len(ids):].tolist() == ids
+        assert inputs["attention_mask"][row].tolist() == [0] * (T - len(ids)) + [1] * len(ids)
+    assert "token_type_ids" not in inputs
+    assert inspect_cli.main([str(path), "--text", texts[0], "--text", texts[1], "--generate", "2"]) == 0
+    out = capsys.readouterr().out
+    lengths = re.search(r"self-attention cache length after each step: (.*)", out).group(1).split(", ")
+    assert int(lengths[0]) == T  # the prompt's pass read the text's tokens, nothing added
+    assert "right-padded" not in out

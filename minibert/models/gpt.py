@@ -338,8 +338,8 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
         no step has to grow them."""
         B, T = input_ids.shape
         if B > 1 and not bool(attention_mask[:, -1].all()):
-            logger.warning("a prompt is right-padded: pad decoder-only prompts on the left (tokenizer "
-                           "padding_side='left'), or the new tokens follow the padding")
+            logger.warning("a prompt is right-padded: pad decoder-only prompts on the left (minibert's tokenizer "
+                           "and Hugging Face's: padding_side='left'), or the new tokens follow the padding")
         prompt_positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)  # (B, T)
         steps = torch.arange(1, max_new_tokens + 1, device=input_ids.device)
         positions = torch.cat([prompt_positions, prompt_positions[:, -1:] + steps], dim=1)  # (B, T + new)
