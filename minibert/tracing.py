@@ -524,7 +524,7 @@ class GenerationStep:
     step: int
     decoder: ModuleCall  # the decoder stack's call (GPT2Model, BartDecoder)
     attention: list[ModuleCall]  # the watched layer's attention calls (self, and cross for BART), each
-    #                              followed by its `attend` call: q (B, H, 1, D) against the cached k, v
+    #                              followed by its `attend` call: after step 0, q (B, H, 1, D) against the cached k, v
     token: int | None = None  # the token this step chose (row 0)
 
 
@@ -536,7 +536,7 @@ class GenerationTrace:
     encoder: ModuleCall | None = None  # BART: the source is encoded once, before the first step
 
     def format(self, token_text=str) -> str:
-        lines = ["shapes: " + legend_text(self.legend) + " (cache lengths are numbers: they grow)"]
+        lines = ["shapes: " + legend_text(self.legend) + " (cache lengths are numbers: they change per step)"]
         if self.encoder is not None:
             lines.append("encode the source once: " + self.encoder.line().strip())
         for step in self.steps:
@@ -546,12 +546,15 @@ class GenerationTrace:
             lines.append("  " + step.decoder.line().strip())
             lines += [("      " if call.kind == "function" else "    ") + call.line().strip()  # attend: one deeper
                       for call in step.attention]
-        lines.append("self-attention cache length after each step: "
-                     + ", ".join(str(n) for n in self.cache_lengths("self")))
+        lengths = self.cache_lengths("self")
+        static = len(lengths) > 1 and len(set(lengths)) == 1
+        lines.append("self-attention cache length after each step: " + ", ".join(str(n) for n in lengths)
+                     + (" (a static cache: every slot allocated before step 0, the ones not yet written masked)"
+                        if static else ""))
         if self.encoder is not None:
             lines.append("cross-attention cache length after each step: "
                          + ", ".join(str(n) for n in self.cache_lengths("cross"))
-                         + " (the source's keys/values, projected at step 0 and reused)")
+                         + " (the source's keys/values, projected once and reused)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -581,7 +584,8 @@ def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: 
                      max_new_tokens: int = 3, layer: int = 0, **generate_kwargs) -> GenerationTrace:
     """Greedy `generate` under hooks; for each step, the decoder's call and the attention calls of
     decoder layer `layer` (with their `attend` calls), whose key/value cache grows by one position per
-    step (BART's cross-attention cache keeps the source length). Step 0 is the prompt's pass, which
+    step (with cache_implementation="static": keeps its preallocated length, the unwritten slots masked;
+    BART's cross-attention cache keeps the source length). Step 0 is the prompt's pass, which
     fills the cache; each later step runs one new token on it, so max_new_tokens tokens take
     max_new_tokens - 1 cached steps. An eos token does not stop it (all steps are shown) unless
     eos_token_id is passed."""

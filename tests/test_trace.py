@@ -236,6 +236,15 @@ def test_generation_cache_grows_by_one_per_step():
         ["row 0: 0..6", "row 0: 7", "row 0: 8", "row 0: 9"]
 
 
+def test_a_static_cache_keeps_its_length_and_says_why():
+    model = MODELS["gpt2"]().eval()
+    ids = batch("gpt2")["input_ids"][:1]
+    steps = trace_generation(model, ids, max_new_tokens=4, cache_implementation="static")
+    assert steps.cache_lengths("self") == [11, 11, 11, 11]  # 7 prompt tokens + 4 new, allocated at once
+    assert "11, 11, 11, 11 (a static cache: every slot allocated before step 0" in str(steps)
+    assert "a static cache" not in str(trace_generation(model, ids, max_new_tokens=4))
+
+
 def test_under_autocast_the_mask_note_gives_the_value_added_in_bf16():
     model = MODELS["bert_mlm"]().eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):
