@@ -54,7 +54,11 @@ class WeightMap:
     transposed: our templates whose Hugging Face tensor is stored transposed (GPT-2's Conv1D);
                 each is shape-checked before it is transposed.
     dropped:    regexes of Hugging Face keys that carry no weights we need (buffers such as
-                `embeddings.position_ids`, or tied copies that the model recreates).
+                `embeddings.position_ids`, or tied copies that the model recreates: BART's
+                `encoder.embed_tokens` / `decoder.embed_tokens` and `lm_head` are `shared`). Loading
+                skips them without comparing them to what they copy (Hugging Face re-ties them on
+                load the same way); saving never writes them (our state dict holds one copy), and
+                Hugging Face recreates them when it loads the file.
     """
 
     base: tuple[tuple[str, str], ...]

@@ -6,7 +6,8 @@ Loading a checkpoint, step by step (`PreTrainedModel.load_hf_state_dict`):
 2. the family prefix (`bert.`, `roberta.`, `transformer.`, `model.`) is stripped, so a base
    model and a head model read the same files;
 3. each key is renamed by the table (transposed where the table says, after a shape check);
-4. keys are sorted into: loaded, dropped on purpose (buffers, tied copies), belonging to a head
+4. keys are sorted into: loaded, dropped on purpose (buffers, tied copies: skipped unchecked, never
+   written back by `save_pretrained`; `WeightMap.dropped`), belonging to a head
    this class does not have (ignored, logged), freshly initialised (a task head or pooler the
    checkpoint does not have: logged), and errors (anything else, missing or unexpected).
 """

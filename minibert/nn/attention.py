@@ -90,8 +90,9 @@ class StaticCache:
     One tuple of tensors per layer, each (N, H, L, D) with L the longest output (GPT-2: key, value;
     BART: self-attention key, value, then cross-attention key, value, computed once). A step writes
     its new keys/values in place at `cache_position` (write_static) and attends over all L slots, the
-    ones not written yet masked (masks.filled_slots_mask). No tensor changes shape from one decoding
-    step to the next, so torch.compile captures one graph for them all (and CUDA graphs can replay it).
+    ones not written yet masked (filled_slots_mask, above, which the model combines with the padding
+    mask). No tensor changes shape from one decoding step to the next, so torch.compile captures one
+    graph for them all (and CUDA graphs can replay it).
 
         dynamic:  (N, H, P, D) ─► cat ─► (N, H, P + 1, D)       a new, longer tensor every step
         static:   (N, H, L, D)  ─► index_copy_ at P ─► same tensor, slot P filled
