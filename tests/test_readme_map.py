@@ -41,3 +41,13 @@ def test_every_name_in_the_map_is_defined_where_the_map_says():
             assert re.search(definition, source, re.M), f"{name} (row {question!r}) is not defined in {paths}"
             checked += 1
     assert checked >= 40
+
+
+def test_every_file_line_in_the_traced_sample_is_a_def_line():
+    """The tracer prints `@ file:line` of the function that ran: a line moved by an edit above it must
+    be moved in the README's sample too."""
+    references = re.findall(r"@ (minibert/[\w/]+\.py):(\d+)", (ROOT / "README.md").read_text())
+    assert len(references) >= 8
+    for path, line in references:
+        text = (ROOT / path).read_text().splitlines()[int(line) - 1]
+        assert re.match(r"\s*def \w+\(", text), f"README's {path}:{line} is {text.strip()!r}, not a def line"
