@@ -46,7 +46,7 @@ from minibert.checkpoint import read_config_dict
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.trainer import check_output_dir, check_output_not_input
-from minibert.finetune.adapters import add_adapters
+from minibert.finetune.adapters import add_adapters, check_adapter_size
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.beside_base import is_beside_base, load_trained, read_beside_base, save_beside_base
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
@@ -62,7 +62,7 @@ from minibert.finetune.generative import (
     seq2seq_examples,
     text_pairs,
 )
-from minibert.finetune.ladder import LadderSideClassifier
+from minibert.finetune.ladder import LadderSideClassifier, side_width
 from minibert.finetune.losses import MULTI_LABEL_LOSSES, task_loss
 from minibert.finetune.mixout import apply_mixout
 from minibert.finetune.multitask import (
@@ -239,8 +239,9 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     return model.train(), tokenizer_dir
 
 
-def check_methods(args: FinetuneArguments) -> None:
-    """Refuse what the methods beyond full updates cannot do together, before any work."""
+def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
+    """Refuse what the methods beyond full updates cannot do together, before any work (with the
+    checkpoint's `config`: sizes that do not fit its hidden size too)."""
     frozen_base = {"--adapter_size": args.adapter_size is not None,
                    "--ladder_side_tuning": args.ladder_side_tuning is not None}
     chosen = [flag for flag, on in frozen_base.items() if on]
@@ -268,6 +269,11 @@ def check_methods(args: FinetuneArguments) -> None:
     if args.ladder_side_tuning is not None and (args.fgm or args.pgd_steps or args.mixout or args.reinit_layers):
         raise ValueError("--ladder_side_tuning keeps the encoder frozen and out of backward; drop --fgm / "
                          "--pgd_steps / --mixout / --reinit_layers, which change the encoder")
+    hidden_size = (config or {}).get("hidden_size")
+    if hidden_size is not None and args.adapter_size is not None:
+        check_adapter_size(args.adapter_size, hidden_size)
+    if hidden_size is not None and args.ladder_side_tuning is not None:
+        side_width(hidden_size, args.ladder_side_tuning)
     if args.unfreeze_stage_steps is not None and not args.gradual_unfreezing:
         raise ValueError("--unfreeze_stage_steps sets the stage length of --gradual_unfreezing; pass that flag too")
     if args.multitask:
@@ -459,8 +465,9 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
         resolve_checkpoint(training.resume_from_checkpoint, training.output_dir)  # fail now, before any work
     if not (Path(source) / "config.json").is_file():
         raise ValueError(_missing_checkpoint_message(source))
-    check_length_fits(args.max_seq_length, read_config_dict(source), source)
-    check_methods(args)
+    config = read_config_dict(source)
+    check_length_fits(args.max_seq_length, config, source)
+    check_methods(args, config)
     return source
 
 

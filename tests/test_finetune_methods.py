@@ -124,6 +124,10 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
              (["--adapter_size", "4", "--gradual_unfreezing"], "thaws the encoder"),
              (["--adapter_size", "4", "--reinit_layers", "1"], "re-initialised blocks would stay random"),
              (["--ladder_side_tuning", "3"], "not divisible"),
+             # sizes that do not fit the checkpoint's hidden size: refused before the data is read (the
+             # training file does not even exist)
+             (["--adapter_size", "100000", "--train_file", str(tmp_path / "missing.jsonl")], "to hidden_size ("),
+             (["--ladder_side_tuning", "3", "--train_file", str(tmp_path / "missing.jsonl")], "not divisible"),
              (["--unfreeze_stage_steps", "3"], "pass that flag too"),
              (["--multitask", "a=x.jsonl", "a=y.jsonl"], "more than once"),
              (["--multitask", "a=x.jsonl", "--mixing_temperature", "0"], "T must be > 0"),
