@@ -2,6 +2,7 @@
 
     python bench/bench_default_step.py           # 40 timed steps per setting
     python bench/bench_default_step.py --quick   # 2 steps each: a smoke run
+    python bench/bench_default_step.py --profile # and where pretrain.py's step spends its time (torch.profiler)
 
 The model and data of `python pretrain.py --objective sop` (a tiny BERT, vocabulary 2,000, batches of 16
 sentence pairs of up to 64 tokens, 40% of the tokens masked), one training step (forward, backward, clip,
@@ -53,6 +54,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler over 10 of pretrain.py's steps")
     ns = parser.parse_args(argv)
     steps = 2 if ns.quick else ns.steps
     data, vocab = batches(steps + 2)  # two warm-up steps
@@ -92,6 +94,33 @@ def main(argv=None) -> None:
     achieved = step_flops / statistics.median(seconds["both"])
     print(f"the default step: {step_flops / 1e9:.2f} GFLOP of matrix products, {achieved / 1e9:.1f} GFLOP/s; "
           f"a 2048^3 matrix product here: {peak / 1e9:.1f} GFLOP/s ({achieved / peak:.2f} of it)")
+    if ns.profile:
+        profile_steps(models["both"], optimizers["both"], data[2:][:10], step_flops)
+
+
+MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def profile_steps(model, optimizer, data: list[dict], step_flops: float) -> None:
+    """Where the time of pretrain.py's step goes: the matrix products themselves against the rest
+    (attention's softmax, AdamW, GELU, LayerNorm, element-wise work), over len(data) steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        began = time.perf_counter()
+        for batch in data:
+            model(**batch).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        wall = time.perf_counter() - began
+    events = prof.key_averages()
+    products = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6 / len(data)
+    step = wall / len(data)
+    print(f"profiled {len(data)} steps (the profiler adds its own overhead): {step * 1000:.0f} ms a step, "
+          f"{products * 1000:.0f} ms of it in matrix products ({step_flops / products / 1e9:.0f} GFLOP/s while "
+          "multiplying); the rest, by operator:")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def matmul_flops_per_second(n: int = 2048, seconds: float = 1.0) -> float:

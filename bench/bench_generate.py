@@ -15,6 +15,7 @@ for every decoding step; inductor).
     python bench/bench_generate.py --quick    # tiny models, a few tokens: a smoke run
     python bench/bench_generate.py --threads 1 --clock cpu   # on a busy, shared machine
     python bench/bench_generate.py --families gpt2 --threads 1 --clock cpu --compile   # the floor rows
+    python bench/bench_generate.py --families gpt2 --settings greedy-b1 --threads 1 --profile   # time in products
 
 --clock cpu times each call by the CPU time of this process instead of the wall clock: on a machine
 shared with other jobs, time spent waiting for a core then counts for neither library (use it with
@@ -101,6 +102,24 @@ def against_the_floor(ours: GPT2LMHeadModel, ids, common: dict, reference, args,
               f"{'same tokens' if same else 'NOT THE SAME TOKENS'}{note}")
 
 
+MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv")
+
+
+def profiled(name: str, run) -> None:
+    """One generate call under torch.profiler: the share of its CPU time in the matrix products
+    themselves, and the operators the rest goes to."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    products = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS)
+    rest = sorted((e for e in events if e.key not in MATRIX_PRODUCTS), key=lambda e: -e.self_cpu_time_total)
+    print(f"  profile, {name}: {products / total:.0%} of the CPU time in matrix products; then "
+          + ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in rest[:5]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny models and 8 new tokens: a smoke run")
@@ -116,6 +135,8 @@ def main() -> None:
                         help="wall: elapsed time; cpu: this process's CPU time (for a busy, shared machine)")
     parser.add_argument("--compile", action="store_true",
                         help="also time the static cache under torch.compile (GPT-2 batch-1 greedy; compiles once)")
+    parser.add_argument("--profile", action="store_true",
+                        help="torch.profiler over one call of each setting: the share of time in matrix products")
     args = parser.parse_args()
     if args.quick:
         args.new_tokens = 8
@@ -155,6 +176,12 @@ def main() -> None:
             hf_rate, our_rate = new / statistics.median(hf_times), new / statistics.median(our_times)
             print(f"{family:<6} {f'{name} b{batch}':<12} {hf_rate:>10.1f} {our_rate:>15.1f} "
                   f"{our_rate / hf_rate:>6.2f}x  {'yes' if same else 'NO'}")
+            if args.profile:
+                profiled("Hugging Face", run_hf)
+                profiled("minibert", run_ours)
+                if family == "gpt2" and batch == 1 and beams == 1:
+                    profiled("minibert, static cache",
+                             lambda: ours.generate(ids, cache_implementation="static", **common))  # noqa: B023
             if family == "gpt2" and name == "greedy" and batch == 1:
                 batch_one = (ids, common, out_hf)
         if family == "gpt2" and ("greedy", 1, 1) in settings:  # last: --compile compiles the model in place
