@@ -37,6 +37,10 @@ from minibert.nn import attention
 from minibert.nn.attention import to_additive
 from minibert.nn.feed_forward import ACTIVATIONS
 
+# The plain function, taken once at import: a recording always puts this back, so two recordings that
+# overlap (two threads) cannot leave one's wrapper behind as "the original".
+_PLAIN_ATTEND = attention.attend
+
 LETTER_MEANINGS = {"B": "batch", "T": "tokens", "S": "source tokens", "E": "hidden size", "H": "heads",
                    "D": "head dim", "F": "feed-forward width", "V": "vocabulary", "C": "labels"}
 # Config fields that give each letter, across the families (BERT, GPT-2, BART).
@@ -448,10 +452,9 @@ def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = Fal
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(recorder.before, with_kwargs=True))
         handles.append(module.register_forward_hook(recorder.after, with_kwargs=True))
-    plain_attend = attention.attend  # nn/attention.py is one of the callers: keep the function itself
-    callers = [m for name, m in list(sys.modules.items())
-               if name.startswith("minibert.") and getattr(m, "attend", None) is plain_attend]
-    watched = _watch_attend(recorder, plain_attend)
+    callers = [m for name, m in list(sys.modules.items())  # nn/attention.py is one of them
+               if name.startswith("minibert.") and getattr(m, "attend", None) is _PLAIN_ATTEND]
+    watched = _watch_attend(recorder, _PLAIN_ATTEND)
     for caller in callers:
         caller.attend = watched
     activations = {m: m.act for m in model.modules() if getattr(m, "act", None) in ACTIVATIONS.values()}
@@ -463,7 +466,7 @@ def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = Fal
         for handle in handles:
             handle.remove()
         for caller in callers:
-            caller.attend = plain_attend
+            caller.attend = _PLAIN_ATTEND
         for module, activation in activations.items():
             module.act = activation
 

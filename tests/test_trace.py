@@ -174,6 +174,21 @@ def test_bart_letters_tell_source_from_target():
     assert attend.output("output").letters == "(B, H, T, D)" and attend.depth == cross.depth + 1
 
 
+def test_overlapping_recordings_leave_the_plain_attend_behind():
+    """Two traces at once (two threads): whichever ends first, attend is the plain function afterwards."""
+    from minibert.tracing import recording, shape_legend
+
+    model = MODELS["bert_mlm"]().eval()
+    first, second = recording(model, shape_legend(model)), recording(model, shape_legend(model))
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    assert attention.attend.__code__ is PLAIN_ATTEND_CODE
+    assert all(getattr(m, "attend", attention.attend) is attention.attend
+               for n, m in list(sys.modules.items()) if n.startswith("minibert."))
+
+
 def test_with_one_row_a_causal_mask_still_shows_its_broadcast_batch_dimension():
     """With B = 1 every size-1 dimension could be B; a causal mask is built once, so it shows 1."""
     for name, pattern in (("bart", r"model\.decoder\.layers\.0\.self_attn"), ("gpt2", r"transformer\.h\.0\.attn")):
