@@ -117,7 +117,7 @@ class FinetuneArguments:
     config_name: str | None = None  # with "random": the checkpoint dir whose config (shape) and tokenizer to use
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl
-    validation_file: str | None = str(DEFAULT_VALIDATION_FILE)
+    validation_file: str | None = None  # default: the shipped validation file with the shipped --train_file, else none
     text_column: str = "text"  # the column holding the text
     text_pair_column: str | None = None  # a second text: sentence-pair classification
     label_column: str = "label"  # a label name or whole number (a class), another number (regression), a list
@@ -177,6 +177,16 @@ class FinetuneArguments:
             raise ValueError(f"--num_beams must be >= 1 (1 = greedy decoding), got {self.num_beams}")
         if self.generation_max_length is not None and self.generation_max_length < 1:
             raise ValueError(f"--generation_max_length must be >= 1, got {self.generation_max_length}")
+        if self.head_lr is not None and self.head_lr <= 0:
+            raise ValueError(f"--head_lr must be > 0, got {self.head_lr}; drop it to train the head at --learning_rate")
+        if self.validation_file is None:
+            if Path(self.train_file).resolve() == DEFAULT_TRAIN_FILE.resolve():
+                self.validation_file = str(DEFAULT_VALIDATION_FILE)  # the shipped task's own held-out speeches
+            elif not self.multitask:
+                # Never the shipped task's file for someone else's data: it would pick the "best" checkpoint,
+                # and report accuracy, on examples of another task.
+                logger.warning("no --validation_file: the run is not evaluated, and the final model is the last "
+                               "step's; pass --validation_file FILE to evaluate and keep the best checkpoint")
 
 
 # -- model ----------------------------------------------------------------------------------------

@@ -242,3 +242,29 @@ def test_a_length_past_the_positions_or_a_missing_resume_is_refused_before_work(
     assert train.main(common + ["--resume_from_checkpoint", "last"]) == 2
     assert "holds no complete checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_own_training_file_without_validation_file_is_not_scored_on_the_shipped_task(checkpoint, tmp_path, caplog):
+    """The shipped validation file belongs to the shipped training file: someone else's data without a
+    --validation_file trains unevaluated (said so), never scored on Shakespeare's genres."""
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    argv = ["--model_name_or_path", str(checkpoint), "--train_file", data, "--text_column", "sentence",
+            "--output_dir", str(tmp_path / "out"), "--max_steps", "4", "--eval_steps", "2",
+            "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--disable_tqdm", "--device", "cpu"]
+    finetune_args, training = train.parse(argv)
+    assert finetune_args.validation_file is None
+    training.plot_loss = False
+    with caplog.at_level("WARNING", logger="minibert.finetuning"):
+        result = train.finetune(finetune_args, training)
+    assert "no --validation_file: the run is not evaluated" in caplog.text
+    assert not any("eval_accuracy" in record or "eval_loss" in record for record in result.history)
+    assert load_finetuned(tmp_path / "out") is not None
+    # the shipped training file keeps its own validation file, however the path is written
+    shipped = train.parse(["--train_file", "minibert/data/tasks/shakespeare_genre_train.jsonl"])[0]
+    assert shipped.validation_file.endswith("shakespeare_genre_validation.jsonl")
+
+
+def test_a_head_learning_rate_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        train.parse(["--head_lr", "-1"])
+    assert "--head_lr must be > 0" in capsys.readouterr().err
