@@ -30,6 +30,7 @@ Where each stage is, here and beside this file:
                        finetune_multitask (finetune/multitask.py); saving: save_model, finetune/beside_base.py
 """
 
+import copy
 import json
 import logging
 import math
@@ -484,6 +485,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
 def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
     """Fine-tune and save the final model (the best evaluation's, or SWA's average if better).
     `callbacks` are added to the engine's (see minibert.engine.Trainer for the hooks)."""
+    training = copy.copy(training)  # the run fills in its best-model metric; the caller's arguments stay as given
     if args.multitask:
         return finetune_multitask(args, training, callbacks)
     if args.task_type in GENERATIVE_TASK_TYPES:
@@ -569,6 +571,7 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
     """--task_type seq2seq (BART) or causal_lm (GPT-2): the engine trains on the teacher-forced loss;
     each evaluation generates from every validation source (or prompt) and keeps the best chrF.
     Saves the model, its tokenizer, eval_results.json and generated_predictions.jsonl."""
+    training = copy.copy(training)
     source = _check_run(args, training)
     check_generative_checkpoint(args.task_type, read_config_dict(source), args.max_seq_length, source)
     torch.manual_seed(training.seed)
@@ -643,6 +646,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
     """Several tasks in one run (--multitask): a shared encoder, a head per task, batches drawn by
     the --mixing rates. Each evaluation gives every task's metrics ("genre_accuracy") and their
     mean "score" (accuracy, multi-label f1_micro or regression pearson), by which the best is kept."""
+    training = copy.copy(training)
     source = _check_run(args, training)
     specs = parse_tasks(args.multitask)
     torch.manual_seed(training.seed)

@@ -268,3 +268,21 @@ def test_a_head_learning_rate_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         train.parse(["--head_lr", "-1"])
     assert "--head_lr must be > 0" in capsys.readouterr().err
+
+
+def test_finetune_leaves_the_callers_training_arguments_as_they_were(checkpoint, tmp_path):
+    """One TrainingArguments reused across runs (a sweep): the first run's best-model metric must not
+    carry over into a run of another task."""
+    classes = write_jsonl(tmp_path / "classes.jsonl", rows(32, "single"))
+    numbers = write_jsonl(tmp_path / "numbers.jsonl", rows(32, "regression"))
+    argv = ["--model_name_or_path", str(checkpoint), "--text_column", "sentence", "--max_steps", "2",
+            "--eval_steps", "2", "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--disable_tqdm",
+            "--device", "cpu"]
+    _, training = train.parse([*argv, "--output_dir", str(tmp_path / "a")])
+    training.plot_loss = False
+    before = (training.metric_for_best_model, training.greater_is_better)
+    train.finetune(train.parse([*argv, "--train_file", classes, "--validation_file", classes])[0], training)
+    assert (training.metric_for_best_model, training.greater_is_better) == before
+    training.output_dir = str(tmp_path / "b")
+    result = train.finetune(train.parse([*argv, "--train_file", numbers, "--validation_file", numbers])[0], training)
+    assert "eval_rmse" in result.history[-1] or any("eval_rmse" in r for r in result.history)
