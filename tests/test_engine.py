@@ -82,9 +82,16 @@ def weights(model: nn.Module) -> dict:
 
 
 def test_trains_logs_json_lines_and_plots(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
     torch.manual_seed(0)
-    args = make_args(tmp_path, max_steps=24, warmup_ratio=0.1, weight_decay=0.01, plot_loss=True)
-    result = Trainer(ToyModel(), args, toy_dataset(), masking_collate, metrics_fn=accuracy).train()
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # a backend of the user's choosing (a notebook's inline one, say)
+    try:
+        args = make_args(tmp_path, max_steps=24, warmup_ratio=0.1, weight_decay=0.01, plot_loss=True)
+        result = Trainer(ToyModel(), args, toy_dataset(), masking_collate, metrics_fn=accuracy).train()
+        assert matplotlib.get_backend() == "svg"  # the loss plot left it alone
+    finally:
+        matplotlib.use(backend)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [4, 8, 12, 16, 20, 24]
     for key in ("loss", "token_loss", "accuracy", "learning_rate", "grad_norm", "tokens_per_second", "data_wait_share"):

@@ -40,10 +40,9 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     """Plot every loss-like key of metrics.jsonl against the step. Returns the PNG's path, or None
     (with a message saying how to get it) when matplotlib is not installed."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # no display needed
-        import matplotlib.pyplot as plt
+        # A Figure of its own, without pyplot: no display needed, and the process's backend (a notebook's
+        # inline one, say) is left as it was.
+        from matplotlib.figure import Figure
     except ImportError:
         logger.warning(
             "no loss plot: matplotlib is not installed; `pip install minibert[plot]` (or matplotlib) "
@@ -55,7 +54,8 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     keys = sorted({k for r in records for k in r if k.endswith("loss")})
     if not keys:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     for key in keys:
         points = [(r["step"], r[key]) for r in records if key in r]
         ax.plot(*zip(*points, strict=True), label=key, marker="." if key.startswith("eval_") else None)
@@ -64,8 +64,7 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    fig.savefig(png_path, dpi=100, format="png")
     return Path(png_path)
 
 
