@@ -20,7 +20,9 @@ import hashlib
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from minibert.data.chinese import convert_chinese, is_cjk
@@ -32,6 +34,9 @@ TEXT_SUFFIXES = (".txt", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json")
 TABLE_SUFFIXES = (".csv", ".tsv")  # a fine-tuning file's text column, for further pretraining on task text
 CORPUS_SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + TABLE_SUFFIXES
+# A CSV/TSV cell may be a whole document, far over csv's default limit of 131,072 characters; 2**31 - 1
+# is the largest limit every platform takes (a C long is 32 bits on Windows).
+CSV_FIELD_LIMIT = 2**31 - 1
 
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "prof", "mt"}
 # A sentence ends at . ! ? (and any closing quotes/brackets) followed by whitespace, or at 。！？
@@ -113,13 +118,21 @@ def read_lines(file: Path) -> Iterator[tuple[int, str, int]]:
     opener = gzip.open if file.suffix == ".gz" else open
     offset = 0
     with opener(file, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise _not_utf8(file, raw, e, offset, n) from None
-            yield n, line.removeprefix("\ufeff") if n == 1 else line, len(raw)
-            offset += len(raw)
+        try:
+            for n, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise _not_utf8(file, raw, e, offset, n) from None
+                yield n, line.removeprefix("\ufeff") if n == 1 else line, len(raw)
+                offset += len(raw)
+        # Only a gzip stream raises these: a file cut short (EOFError), one that is not gzip at all or
+        # fails its CRC (BadGzipFile), a damaged block (zlib.error). Found at the read, not at the open.
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise ValueError(
+                f"{file} is not a complete gzip file ({e}); download or copy it again, or drop the .gz from "
+                f"its name if it is not compressed (`gunzip -t {file}` checks it)"
+            ) from None
 
 
 def corpus_files(path: str | os.PathLike) -> list[Path]:
@@ -173,16 +186,39 @@ def iter_records(file: Path, text_column: str = "text") -> Iterator[tuple[dict, 
         yield {"text": "".join(block).strip()}, size
 
 
+@contextmanager
+def _long_csv_fields(file: Path, reader: csv.DictReader):
+    """Lets `reader` read cells of any length (CSV_FIELD_LIMIT) for the time of one read, and turns a
+    csv.Error into a ValueError naming the file and line. csv.field_size_limit is global to the
+    process, so it is put back at once: between two rows the caller (and any other CSV reading in
+    the process) sees its own limit, even when the generator reading is left suspended or closed."""
+    previous = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        yield
+    except csv.Error as e:
+        line = reader.reader.line_num  # the DictReader's own count moves only after a good row
+        raise ValueError(f"{file}:{line} is not valid CSV/TSV ({e}); check its quoting and line ends, or write "
+                         "the corpus as JSON lines ({\"text\": ...} per line)") from None
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     """CSV (comma) or TSV (tab) rows with a header line, streamed."""
     delimiter = "\t" if _suffix(file) == ".tsv" else ","
     lines = (line for _, line, _ in read_lines(file))
     reader = csv.DictReader(lines, delimiter=delimiter)
-    if reader.fieldnames is None or text_column not in reader.fieldnames:
-        found = ", ".join(reader.fieldnames or []) or "no header"
+    with _long_csv_fields(file, reader):
+        fieldnames = reader.fieldnames  # reads the header line
+    if fieldnames is None or text_column not in fieldnames:
+        found = ", ".join(fieldnames or []) or "no header"
         raise ValueError(f"{file} has no `{text_column}` column (its columns: {found}); pass --text_column with "
                          "the column that holds the text")
-    for row in reader:
+    while True:
+        with _long_csv_fields(file, reader):
+            row = next(reader, None)
+        if row is None:
+            return
         text = row.get(text_column)
         yield {**row, "text": text if isinstance(text, str) else ""}, len(text or "")
 
