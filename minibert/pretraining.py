@@ -23,6 +23,7 @@ Where each stage is, here and beside this file:
 """
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from minibert.checkpoint import read_config_dict, read_state_dict
+from minibert.checkpoint import read_config_dict, read_json_object, read_state_dict
 from minibert.data import OBJECTIVES, build_objective
 from minibert.data.corpus import corpus_files, iter_records, split_sentences, split_works, work_name
 from minibert.data.prepared import TokenizedCorpus, default_cache_dir, file_fingerprint, prepare_corpus
@@ -45,6 +46,9 @@ from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.distributed import barrier, setup
 from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input
+from minibert.models.bart import BartConfig
+from minibert.models.bert import BertConfig
+from minibert.models.gpt import GPT2Config
 from minibert.neighbour_heads import why_no_room, write_neighbour_heads
 from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 
@@ -87,6 +91,7 @@ DEFAULT_TRAINING = {
 }
 # config.json model_type -> the family of objectives that can continue pretraining it
 CHECKPOINT_FAMILIES = {"bert": "bert", "roberta": "bert", "bart": "bart", "gpt2": "gpt"}
+CONFIG_CLASSES = {"bert": BertConfig, "bart": BartConfig, "gpt": GPT2Config}
 TOKENIZER_KINDS = {"bert": "wordpiece", "bart": "bytelevel_bpe", "gpt": "bytelevel_bpe"}
 # BERT's and BART's tokenizers frame each text ([CLS] ... [SEP], <s> ... </s>); GPT-2's adds nothing: its
 # training documents are only separated by </s>, and a prompt must not end with one.
@@ -218,6 +223,36 @@ def check_init_from(path: str, objective: str) -> dict:
     return config
 
 
+def read_config_file(path: str, objective: str) -> dict:
+    """--config_file: a config.json that describes the model `objective` trains. Only the config class's
+    fields are kept: a key a letter or two off a field is a typo and refused; the rest (Hugging Face's
+    bookkeeping, fields minibert does not have) are named in a warning and left out."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--config_file {path} is a directory; pass the config.json inside it")
+    if not path.is_file():
+        raise ValueError(f"--config_file {path} does not exist; pass a config.json, or use --model_size")
+    loaded = read_json_object(path)
+    wanted = OBJECTIVES[objective].model_family
+    model_type = loaded.get("model_type")
+    if model_type is not None and CHECKPOINT_FAMILIES.get(model_type) != wanted:
+        family = CHECKPOINT_FAMILIES.get(model_type)
+        fitting = [name for name, cls in OBJECTIVES.items() if cls.model_family == family]
+        hint = (f"objectives that fit it: {', '.join(fitting)}" if fitting
+                else f"minibert pretrains model_type {sorted(CHECKPOINT_FAMILIES)}")
+        raise ValueError(f"--config_file {path} describes a {model_type!r} model, but --objective {objective} trains "
+                         f"a {wanted} model; {hint}")
+    known = {f.name for f in dataclasses.fields(CONFIG_CLASSES[wanted]) if f.name != "extra"}
+    unknown = sorted(set(loaded) - known)
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.85)
+        if close:
+            raise ValueError(f"--config_file {path}: {key!r} is no config field; did you mean {close[0]!r}?")
+    if unknown:
+        logger.warning("--config_file %s: left out %s (no field of the %s config)", path, ", ".join(unknown), wanted)
+    return {key: value for key, value in loaded.items() if key in known}
+
+
 def holds_tokenizer(directory: str | Path) -> bool:
     return any((Path(directory) / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json"))
 
@@ -324,12 +359,7 @@ def build_model(options: PretrainingOptions, objective):
         logger.info("continuing pretraining from %s", options.init_from)
         return model
     if options.config_file:
-        path = Path(options.config_file)
-        if not path.is_file():
-            raise ValueError(f"--config_file {path} does not exist; pass a config.json, or use --model_size")
-        known = {f.name for f in dataclasses.fields(objective.config_class())}
-        loaded = json.loads(path.read_text())
-        config = {k: v for k, v in loaded.items() if k in known}
+        config = read_config_file(options.config_file, options.objective)
     else:
         config = size_config(family, options.model_size)
     model = objective.build_model({**config, **overrides})
@@ -556,6 +586,8 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything
     if options.init_from:
         check_init_from(options.init_from, options.objective)
+    if options.config_file:
+        read_config_file(options.config_file, options.objective)  # its family and keys, before any data work
     check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer})
     context = setup(args.device)
     started = time.perf_counter()

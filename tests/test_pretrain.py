@@ -353,3 +353,24 @@ def test_resuming_with_another_model_says_in_one_line_what_differs(tmp_path, cor
         pretrain(tmp_path, corpus, tiny_config, "sop", steps=4, resume_from_checkpoint="last")
     message = str(error.value)
     assert "\n" not in message and "weights of this model are not in it" in message and "objective" in message
+
+
+def test_a_config_file_of_another_family_or_with_a_typo_is_refused_before_any_data_work(tmp_path, tiny_config):
+    """A GPT-2 config.json given to a BERT objective would keep only vocab_size and silently train
+    BERT-base; a misspelt key would be dropped the same way. The corpus here does not even exist:
+    the config is refused first."""
+    missing = str(tmp_path / "no-such-corpus.jsonl")
+    gpt = tmp_path / "gpt.json"
+    gpt.write_text(json.dumps({"model_type": "gpt2", "n_embd": 96, "n_layer": 2, "vocab_size": 500}))
+    code, err = cli("--objective", "sop", "--corpus", missing, "--config_file", str(gpt), "--output_dir",
+                    str(tmp_path / "a"))
+    assert code == 1 and "describes a 'gpt2' model, but --objective sop trains a bert model" in err
+    assert "objectives that fit it: clm" in err
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({**json.loads(tiny_config.read_text()), "hidden_sizes": 256}))
+    code, err = cli("--objective", "mlm", "--corpus", str(tmp_path / "x.jsonl"), "--config_file", str(typo),
+                    "--output_dir", str(tmp_path / "b"), "--max_steps", "1")
+    assert code == 1 and "'hidden_sizes' is no config field; did you mean 'hidden_size'?" in err
+    code, err = cli("--objective", "mlm", "--corpus", missing, "--config_file", str(tmp_path), "--output_dir",
+                    str(tmp_path / "c"))
+    assert code == 1 and "is a directory; pass the config.json inside it" in err
