@@ -1,9 +1,18 @@
 """`load_pretrained(path)`: pick the minibert class for a Hugging Face checkpoint directory from
-its config.json (`model_type`, then the first of `architectures`), then load it."""
+its config.json (`model_type`, then the first of `architectures` that minibert has; when it names
+only classes minibert lacks, refuse rather than drop their heads), then load it."""
 
 import os
+from pathlib import Path
 
-from minibert.checkpoint import read_config_dict
+from minibert.checkpoint import (
+    BESIDE_BASE_FILE,
+    MULTITASK_KEY,
+    NEW_ENCODER_DIR,
+    NEW_ENCODER_SETTINGS,
+    POOLED_CLASSIFIER_KEY,
+    read_config_dict,
+)
 from minibert.modeling import PreTrainedModel, check_config_keywords
 from minibert.models import bart, bert, gpt
 
@@ -28,14 +37,54 @@ def model_class_for(config: dict) -> type[PreTrainedModel]:
             f"unsupported model_type {model_type!r} in config.json; minibert supports {sorted(FAMILIES)}"
         )
     default, classes = FAMILIES[model_type]
-    for name in config.get("architectures") or ():
+    names = config.get("architectures") or ()
+    for name in names:
         if name in classes:
             return classes[name]
+    if names:
+        # The base class would load the encoder and drop the head the checkpoint was trained with
+        # (next-sentence, multiple choice, ...), leaving a model that looks loaded but is not that one.
+        raise ValueError(
+            f"config.json names architecture {', '.join(names)}, which minibert does not have; its "
+            f"{model_type} classes are {', '.join(sorted(classes))}. To use the base model alone (the "
+            f"head dropped), load it explicitly: minibert.{default.__name__}.from_pretrained(path)"
+        )
     return default
 
 
+# What train.py writes that config.json alone does not describe; only load_finetuned rebuilds it.
+FINETUNED_CONFIG_KEYS = {
+    POOLED_CLASSIFIER_KEY: "a classifier saved by train.py --pooling (pooling and classifier in head.safetensors)",
+    MULTITASK_KEY: "a multi-task classifier saved by train.py --multitask (its task heads are beside the encoder)",
+}
+
+
+def check_not_finetuned(path: str | os.PathLike, config: dict | None) -> None:
+    """Refuse a directory whose model is more than its config.json names (`config`: None when it has
+    none): loading it as a plain checkpoint would give a bare encoder, the trained parts left behind."""
+    if (Path(path) / BESIDE_BASE_FILE).is_file():
+        found = ("the parameters an --adapter_size / --ladder_side_tuning run trained, saved beside their base "
+                 "checkpoint (beside_base.json)")
+    elif (Path(path) / NEW_ENCODER_DIR / NEW_ENCODER_SETTINGS).is_file():
+        found = "a BART with a new encoder front (train.py --new_encoder_vocab; the front is in new_encoder/)"
+    else:
+        found = next((what for key, what in FINETUNED_CONFIG_KEYS.items() if key in (config or {})), None)
+    if found:
+        raise ValueError(f"{path} holds {found}, which load_pretrained cannot rebuild; load it with "
+                         f"minibert.finetuning.load_finetuned({str(path)!r})")
+
+
+def checkpoint_class(path: str | os.PathLike) -> type[PreTrainedModel]:
+    """The class load_pretrained builds for the directory `path`, found without loading any weights."""
+    config = None if (Path(path) / BESIDE_BASE_FILE).is_file() else read_config_dict(path)  # it has no config.json
+    check_not_finetuned(path, config)
+    return model_class_for(config)
+
+
 def load_pretrained(path: str | os.PathLike, **config_overrides) -> PreTrainedModel:
-    """Load any supported Hugging Face (or minibert) checkpoint directory as its minibert class."""
-    model_class = model_class_for(read_config_dict(path))
+    """Load any supported Hugging Face (or minibert) checkpoint directory as its minibert class.
+    What train.py saved with parts of its own (--pooling, --multitask, adapters, ladder side-tuning,
+    --new_encoder_vocab) is refused: minibert.finetuning.load_finetuned loads it."""
+    model_class = checkpoint_class(path)
     check_config_keywords(model_class.config_class, config_overrides, "load_pretrained")
     return model_class.from_pretrained(path, **config_overrides)

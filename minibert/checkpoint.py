@@ -31,6 +31,12 @@ SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_INDEX_NAME = "model.safetensors.index.json"
 TORCH_WEIGHTS_NAME = "pytorch_model.bin"
 TORCH_INDEX_NAME = "pytorch_model.bin.index.json"
+# What train.py saves that config.json alone does not describe, and only minibert.finetuning.load_finetuned
+# rebuilds. The names live here, below both, so that load_pretrained can recognise (and refuse) such a directory.
+POOLED_CLASSIFIER_KEY = "minibert_pooled_classifier"  # a config.json key: --pooling (head.safetensors beside)
+MULTITASK_KEY = "minibert_multitask"  # a config.json key: --multitask (task_heads.safetensors beside)
+BESIDE_BASE_FILE = "beside_base.json"  # --adapter_size / --ladder_side_tuning: trained parts, no config.json
+NEW_ENCODER_DIR, NEW_ENCODER_SETTINGS = "new_encoder", "front.json"  # --new_encoder_vocab: BART's new front
 
 _LAYER_INDEX = re.compile(r"\.(\d+)\.")
 # TF-era checkpoints call LayerNorm parameters gamma/beta; Hugging Face renames them on load too.

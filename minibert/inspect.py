@@ -9,9 +9,11 @@ Several --text make a padded batch, so the attention mask has something to hide.
 """
 
 import argparse
+import importlib.util
 import sys
+from pathlib import Path
 
-from minibert.auto import load_pretrained
+from minibert.auto import checkpoint_class, load_pretrained
 from minibert.tokenizer import load_tokenizer
 from minibert.tracing import plot_attention, plot_hidden_states, trace, trace_generation
 
@@ -30,6 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--attention_png", help="write the attention probabilities (layers x heads) here")
     parser.add_argument("--hidden_states_png", help="write each token's hidden-state norms and changes here")
     args = parser.parse_args(argv)
+    for i, text in enumerate(args.text):
+        if not text:  # a decoder-only model would get no tokens at all, and fail deep in its forward
+            which = f"--text number {i + 1}" if len(args.text) > 1 else "--text"
+            parser.error(f"{which} is empty; give the text to trace")
     if args.text_pair is not None and len(args.text_pair) != len(args.text):
         parser.error(f"got {len(args.text)} --text but {len(args.text_pair)} --text_pair; give one pair per text")
     if args.generate < 0:
@@ -47,14 +53,48 @@ def model_inputs(model, tokenizer, texts, text_pairs=None, generate: bool = Fals
     batch = tokenizer(texts, text_pairs, padding=len(texts) > 1, add_special_tokens=not decoder_only,
                       padding_side="left" if decoder_only and generate else "right")
     if not hasattr(model.config, "type_vocab_size"):
-        batch.pop("token_type_ids")
+        batch.pop("token_type_ids", None)  # a byte-level tokenizer may not return them at all
     return batch
+
+
+def check_picture_path(flag: str, path: str) -> None:
+    """Before the model runs: a picture that cannot be written would otherwise fail only after the
+    whole trace was printed."""
+    target = Path(path)
+    if target.is_dir():
+        example = target / f"{flag[2:].removesuffix('_png')}.png"
+        raise ValueError(f"{flag} {path} is a directory; name the file to write in it, e.g. {example}")
+    if not target.parent.is_dir():
+        problem = "is not a directory" if target.parent.exists() else "does not exist"
+        raise ValueError(f"{flag} {path}: {target.parent} {problem}; create the directory first, or write elsewhere")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError(f"{flag} needs matplotlib: pip install -e '.[plot]'")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """What can be refused from the arguments and config.json alone, before any weights load."""
+    model_class = checkpoint_class(args.path)
+    if args.generate and not hasattr(model_class, "generate"):
+        raise ValueError(f"{model_class.__name__} does not generate; --generate needs a GPT2LMHeadModel or "
+                         "BartForConditionalGeneration checkpoint (drop --generate to trace one forward pass)")
+    for flag, path in (("--attention_png", args.attention_png), ("--hidden_states_png", args.hidden_states_png)):
+        if path:
+            check_picture_path(flag, path)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError) as error:  # a bad path or checkpoint: the message says what to do
+        print(f"python -m minibert.inspect: error: {error}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    tokenizer = load_tokenizer(args.path)  # before the model: a missing tokenizer is found without loading it
     model = load_pretrained(args.path)
-    tokenizer = load_tokenizer(args.path)
     inputs = model_inputs(model, tokenizer, args.text, args.text_pair, generate=bool(args.generate))
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")

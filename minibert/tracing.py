@@ -672,7 +672,7 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
             ax.set_yticks(range(len(tokens)), tokens if head == 0 else [], fontsize=7)
             ax.set_title(f"layer {layer} head {head}", fontsize=8)
     fig.suptitle("attention probabilities: query (row) -> key (column)", fontsize=9)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")  # without format, a path with no extension gets ".png" added
 
 
 def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0) -> None:
@@ -695,7 +695,7 @@ def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, 
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         ax.set_title(title, fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")  # without format, a path with no extension gets ".png" added
 
 
 __all__ = ["GenerationTrace", "ModuleCall", "TensorInfo", "Trace", "attention_maps", "plot_attention",

@@ -17,8 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from minibert.checkpoint import BESIDE_BASE_FILE
+
 TRAINED_FILE = "trained.safetensors"
-CONFIG_FILE = "beside_base.json"
+CONFIG_FILE = BESIDE_BASE_FILE  # (checkpoint.py: load_pretrained refuses a directory holding it)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 

@@ -18,11 +18,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from minibert.checkpoint import POOLED_CLASSIFIER_KEY
 from minibert.finetune.losses import task_loss
 from minibert.finetune.pooling import build_pooling
 from minibert.outputs import SequenceClassifierOutput
 
-HEAD_KEY = "minibert_pooled_classifier"
+HEAD_KEY = POOLED_CLASSIFIER_KEY  # the config.json key that marks this head (checkpoint.py)
 HEAD_FILE = "head.safetensors"
 
 

@@ -27,11 +27,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from minibert.checkpoint import MULTITASK_KEY
 from minibert.finetune.pooling import build_pooling
 from minibert.outputs import SequenceClassifierOutput
 
 MIXING_STRATEGIES = ("proportional", "temperature", "equal")
-TASKS_KEY = "minibert_multitask"
+TASKS_KEY = MULTITASK_KEY  # the config.json key that marks a multi-task model (checkpoint.py)
 HEADS_FILE = "task_heads.safetensors"
 
 

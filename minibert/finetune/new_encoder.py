@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from minibert.checkpoint import NEW_ENCODER_DIR, NEW_ENCODER_SETTINGS
 from minibert.generation import GenerationMixin
 from minibert.models.bart import BartConfig, BartEncoderLayer, BartForConditionalGeneration
 from minibert.nn import padding_mask
@@ -36,9 +37,8 @@ from minibert.outputs import Seq2SeqLMOutput
 
 logger = logging.getLogger(__name__)
 
-NEW_ENCODER_DIR = "new_encoder"  # beside the fine-tuned BART: the front's weights, settings and tokenizer
 FRONT_WEIGHTS = "front.safetensors"
-FRONT_SETTINGS = "front.json"
+FRONT_SETTINGS = NEW_ENCODER_SETTINGS  # in NEW_ENCODER_DIR, beside the fine-tuned BART (checkpoint.py)
 
 
 class NewEncoderFront(nn.Module):

@@ -304,4 +304,12 @@ def build_pooling(name: str, hidden_size: int, num_layers: int, layer: int = -2)
     }
     if name not in builders:
         raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
+    # hidden_states holds the embeddings and then one entry per layer: num_layers + 1 of them. An index
+    # outside that would fail only at the first forward, after the model and the data were loaded.
+    if name == "cls_layer" and not -(num_layers + 1) <= layer <= num_layers:
+        raise ValueError(
+            f"--pooling_layer (embed's layer=) {layer} is out of range for --pooling cls_layer: the model has "
+            f"{num_layers} layers, so the hidden states are indexed {-(num_layers + 1)}..{num_layers} "
+            f"(0 the embeddings, {num_layers} or -1 the last layer, -2 the default)"
+        )
     return builders[name]()
