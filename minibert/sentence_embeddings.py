@@ -88,8 +88,9 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
       ...; `layer` is the hidden state "cls_layer" reads) or a pooling module, e.g. the trained head
       of a train.py run: `PooledClassifier.load(dir, BertModel).pooling`.
     normalize: L2-normalise each vector (then a dot product is the cosine).
-    device: where to run; default the loaded model's device, or "cuda" when a path is given and a
-      GPU is there. Sentences longer than the model takes (or than max_length) are truncated.
+    device: where to run; default the given model's own device (another one is refused: the model is
+      the caller's, embed does not move it), or "cuda" when a path is given and a GPU is there.
+    Sentences longer than the model takes (or than max_length) are truncated.
     """
     sentences = _check_sentences(sentences)
     if batch_size < 1:
@@ -98,8 +99,13 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
         model = model_or_path
         if tokenizer is None:
             raise ValueError("embed was given a model but no tokenizer; pass tokenizer=load_tokenizer(checkpoint_dir)")
+        home = next(model.parameters()).device
         if device is None:
-            device = next(model.parameters()).device
+            device = home
+        elif torch.device(device) != home:
+            # Moving the caller's model (and leaving it there) would be a side effect nobody asked for.
+            raise ValueError(f"embed was given a model on {home} and device={str(device)!r}; move the model first "
+                             f"(model.to({str(device)!r})), or leave device out to run where it is")
     else:
         model = load_pretrained(model_or_path)
         tokenizer = tokenizer or load_tokenizer(model_or_path)
@@ -134,7 +140,7 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
             rows = order[start : start + batch_size]
             batch = tokenizer([sentences[i] for i in rows], max_length=max_length)
             batch = {k: v.to(device) for k, v in batch.items()}
-            hidden = encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+            hidden = encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
                              output_hidden_states=True)
             vectors = pooling(hidden.hidden_states, batch["attention_mask"], hidden.pooler_output).float()  # (B, E)
             if normalize:

@@ -43,7 +43,7 @@ class Tokenizer:
     """A `tokenizers.Tokenizer` plus the names of its special tokens, called like Hugging Face's.
 
     `tok(texts, text_pairs=None, max_length=None, padding=True, truncation=True)` returns padded
-    tensors input_ids, attention_mask, token_type_ids (B, T). `kind` is "wordpiece" or
+    tensors input_ids, attention_mask and (WordPiece: BERT's segments) token_type_ids (B, T). `kind` is "wordpiece" or
     "bytelevel_bpe"; it decides how words are found for whole-word masking.
     """
 
@@ -115,13 +115,18 @@ class Tokenizer:
     def __call__(self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
                  max_length: int | None = None, padding: bool | str = True,
                  truncation: bool = True, padding_side: str = "right",
-                 add_special_tokens: bool = True) -> dict[str, torch.Tensor]:
+                 add_special_tokens: bool = True,
+                 return_token_type_ids: bool | None = None) -> dict[str, torch.Tensor]:
         """Encode a batch (with special tokens, unless add_special_tokens=False) into padded tensors (B, T).
 
         padding=True pads to the longest in the batch, "max_length" to max_length; truncation
         cuts the longer of a pair first, as Hugging Face's "longest_first" does. padding_side="left"
         puts the padding first: what a decoder-only model's batched prompts need, so that every
-        row's new tokens follow its own last token.
+        row's new tokens follow its own last token. token_type_ids (BERT's segments) come with a
+        WordPiece tokenizer, as Hugging Face's BERT tokenizer returns them and its RoBERTa, GPT-2 and
+        BART tokenizers do not (GPT-2 would look the zeros up as token 0 and add it everywhere);
+        return_token_type_ids=True / False asks for them or not whatever the kind. The backend's own
+        truncation and padding settings (from tokenizer.json) are put back afterwards.
         """
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
@@ -133,12 +138,15 @@ class Tokenizer:
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         if padding not in (True, False, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}; pass None for the tokenizer's own limit")
         max_length = max_length or self.model_max_length
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length; pass max_length=...")
         if self.pad_token_id is None and padding:
             raise ValueError("this tokenizer has no pad token, so a batch cannot be padded; pass padding=False")
         backend = self.backend
+        saved_truncation, saved_padding = backend.truncation, backend.padding
         try:
             if truncation and max_length:
                 backend.enable_truncation(max_length, strategy="longest_first")
@@ -154,13 +162,19 @@ class Tokenizer:
         finally:
             backend.no_truncation()
             backend.no_padding()
+            if saved_truncation is not None:
+                backend.enable_truncation(**saved_truncation)
+            if saved_padding is not None:
+                backend.enable_padding(**saved_padding)
         if not padding and len({len(e.ids) for e in encodings}) > 1:
             raise ValueError("texts of different lengths cannot be stacked without padding; pass padding=True")
-        return {
+        batch = {
             "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
             "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
-            "token_type_ids": torch.tensor([e.type_ids for e in encodings], dtype=torch.long),
         }
+        if return_token_type_ids if return_token_type_ids is not None else self.kind == "wordpiece":
+            batch["token_type_ids"] = torch.tensor([e.type_ids for e in encodings], dtype=torch.long)
+        return batch
 
     # -- saving --------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> None:

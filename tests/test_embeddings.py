@@ -120,7 +120,14 @@ def test_long_sentences_are_truncated_to_the_model():
 def test_embed_on_gpu_equals_cpu():
     model, tok = tiny_bert(), tiny_tokenizer()
     cpu = embed(model, SENTENCES, tokenizer=tok, device="cpu")
-    np.testing.assert_allclose(embed(model, SENTENCES, tokenizer=tok, device="cuda"), cpu, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(embed(model.to("cuda"), SENTENCES, tokenizer=tok), cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_embed_never_moves_the_callers_model():
+    model, tok = tiny_bert(), tiny_tokenizer()
+    with pytest.raises(ValueError, match=r"given a model on cpu and device='meta'; move the model first"):
+        embed(model, SENTENCES, tokenizer=tok, device="meta")
+    assert all(p.device.type == "cpu" for p in model.parameters())
 
 
 # ---------------------------------------------------------------------------------------------

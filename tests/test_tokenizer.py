@@ -160,3 +160,32 @@ def test_wordpiece_on_chinese_reserves_no_continuation_a_cjk_character_cannot_ha
     assert cjk == [] and len(vocab) <= 3000
     ids = tokenizer("床前明月光，疑是地上霜。")["input_ids"][0].tolist()
     assert tokenizer.unk_token_id not in ids and len(ids) == 2 + 12  # [CLS], one id per character, [SEP]
+
+
+def test_segment_ids_come_with_wordpiece_only_as_in_hugging_face(wordpiece, bpe):
+    """BERT's tokenizer returns token_type_ids; RoBERTa's, GPT-2's and BART's do not (GPT-2 would look
+    the zeros up as token 0 and add it at every position), unless asked for."""
+    assert "token_type_ids" in wordpiece(TEXTS[:2])
+    assert set(bpe(TEXTS[:2])) == {"input_ids", "attention_mask"}
+    assert "token_type_ids" in bpe(TEXTS[:2], return_token_type_ids=True)
+    assert "token_type_ids" not in wordpiece(TEXTS[:2], return_token_type_ids=False)
+
+
+def test_a_batch_call_puts_back_the_backends_own_truncation_and_padding(wordpiece):
+    """A tokenizer.json saved with truncation (many on the hub are) keeps it after a batch call."""
+    wordpiece.backend.enable_truncation(8)
+    try:
+        before = wordpiece.backend.truncation
+        long_text = " ".join(TEXTS)
+        assert len(wordpiece.backend.encode(long_text).ids) == 8
+        wordpiece(TEXTS[:2], max_length=32)
+        assert wordpiece.backend.truncation == before and wordpiece.backend.padding is None
+        assert len(wordpiece.backend.encode(long_text).ids) == 8
+    finally:
+        wordpiece.backend.no_truncation()
+
+
+def test_max_length_below_one_is_refused(wordpiece):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_length must be >= 1"):
+            wordpiece(TEXTS[:1], max_length=bad)

@@ -286,3 +286,33 @@ def test_finetune_leaves_the_callers_training_arguments_as_they_were(checkpoint,
     training.output_dir = str(tmp_path / "b")
     result = train.finetune(train.parse([*argv, "--train_file", numbers, "--validation_file", numbers])[0], training)
     assert "eval_rmse" in result.history[-1] or any("eval_rmse" in r for r in result.history)
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([{"text": "a b", "label": "x"}, {"text": "c d", "label": "y"}, {"text": "e f"}], "row 3 .* has no label"),
+    ([{"text": "a b", "label": "x"}, {"label": "y"}], r"example 2 \(counting from 1\) has no 'text'"),
+    ([{"text": "a b", "label": "x"}, {"text": None, "label": "y"}], "example 2 .* has no 'text'"),
+    ([{"text": "a b", "label": "x"}, {"text": ["a", "b"], "label": "y"}], "example 2 has list .* not a text"),
+    ([{"text": "a b", "label": "x"}, {"text": "c", "label": "[unsure]"}], r"'\[unsure\]' starts with '\[' but is"),
+    ([{"text": "a b", "label": "x"}, ["c", "y"]], "example 2 is list .* not an object"),
+])
+def test_a_broken_example_is_named_with_its_row_never_trained_on(tmp_path, lines, message):
+    """A missing text or label, a null, a list where a text belongs, a bracketed label that is not JSON:
+    each named with its file and example, not a KeyError, not the text "None"."""
+    from minibert.finetune.task_data import load_split
+
+    path = write_jsonl(tmp_path / "train.jsonl", lines)
+    tokenizer = train_tokenizer(["a b c d e f"] * 4, kind="wordpiece", vocab_size=60, min_frequency=1)
+    with pytest.raises(ValueError, match=message) as error:
+        load_split(path, tokenizer, 16)
+    assert str(path) in str(error.value)
+
+
+def test_a_csv_cell_longer_than_the_csv_modules_limit_reads_whole(tmp_path):
+    import csv as csv_module
+
+    text = "word " * 40_000  # 200,000 characters: past csv's default field limit of 131,072
+    path = write_csv(tmp_path / "train.csv", [{"text": text, "label": "a"}, {"text": "short", "label": "b"}])
+    limit = csv_module.field_size_limit()
+    assert read_rows(path)[0]["text"] == text
+    assert csv_module.field_size_limit() == limit  # put back: the limit is the whole process's

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibert.data.corpus import decode_utf8
+from minibert.data.corpus import CSV_FIELD_LIMIT, decode_utf8
 from minibert.finetune.generative import GENERATIVE_TASK_TYPES
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,14 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     if suffix in (".csv", ".tsv"):
         delimiter, other = ("\t", ",") if suffix == ".tsv" else (",", "\t")
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-        rows = list(reader)
+        previous = csv.field_size_limit(CSV_FIELD_LIMIT)  # a cell may be a whole document; put back after
+        try:
+            rows = list(reader)
+        except csv.Error as e:
+            raise ValueError(f"{path}:{reader.reader.line_num} is not valid CSV/TSV ({e}); check its quoting "
+                             "and line ends, or write the data as JSON lines") from None
+        finally:
+            csv.field_size_limit(previous)
         header = reader.fieldnames or []
         if len(header) == 1 and other in header[0]:
             # One column whose name holds the other delimiter: the file was written with that one.
@@ -81,6 +88,10 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
                                  "write one JSON object per line") from None
     if not rows:
         raise ValueError(f"{path} holds no examples")
+    for row, record in enumerate(rows, 1):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: example {row} is {type(record).__name__} {str(record)[:40]!r}, not an object "
+                             'with named columns; write one {"text": ..., "label": ...} per example')
     return rows
 
 
@@ -91,6 +102,20 @@ def _check_columns(rows: list[dict], columns: list[str], path) -> None:
                          "Pass --text_column / --text_pair_column / --label_column")
 
 
+def _check_texts(rows: list[dict], columns: list[str], path) -> None:
+    """Every example has its texts (a CSV row cut short reads its missing cells as None, a JSON line may
+    lack a key), and a text is a string (a number is taken as its digits): never the text "None" or a
+    list's Python repr."""
+    for row, record in enumerate(rows, 1):
+        for column in columns:
+            if record.get(column) is None:
+                raise ValueError(f"{path}: example {row} (counting from 1) has no {column!r}; fill it in or drop "
+                                 "the example")
+            if not isinstance(record[column], (str, int, float)) or isinstance(record[column], bool):
+                raise ValueError(f"{path}: example {row} has {type(record[column]).__name__} "
+                                 f"{str(record[column])[:40]!r} as its {column!r}, not a text")
+
+
 def _as_number(value) -> float | None:
     try:
         return float(value)
@@ -98,9 +123,13 @@ def _as_number(value) -> float | None:
         return None
 
 
-def _as_list(value):
+def _as_list(value, path="the data file"):
     if isinstance(value, str) and value.strip().startswith("["):
-        return json.loads(value)
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: the label {value!r} starts with '[' but is not a JSON list ({e.msg}); write "
+                             'several labels as ["a", "b"], or a single label without the brackets') from None
     return value
 
 
@@ -152,7 +181,7 @@ def infer_task(labels: list, task_type: str, num_labels: int | None, path="the t
     """Decide the problem type and the label names from the training labels."""
     if task_type not in TASK_TYPES:
         raise ValueError(f"--task_type must be one of {TASK_TYPES}, got {task_type!r}")
-    labels = [_as_list(v) for v in labels]
+    labels = [_as_list(v, path) for v in labels]
     if task_type == "auto":
         task_type, reason = _detect_task(labels, path)
         logger.info("task: %s (%s)", task_type, reason)
@@ -189,7 +218,7 @@ def encode_label(value, task: Task, path) -> int | float | list[float]:
             raise ValueError(f"{path}: regression label {value!r} is not a number")
         return number
     if task.problem_type == "multi_label_classification":
-        value = _as_list(value)
+        value = _as_list(value, path)
         if value and all(isinstance(x, (int, float)) for x in value):
             if len(value) != task.num_labels or not all(0 <= x <= 1 for x in value):
                 raise ValueError(f"{path}: multi-label scores {value} must be {task.num_labels} numbers in [0, 1]")
@@ -213,7 +242,8 @@ def load_split(path, tokenizer, max_seq_length: int, text_column: str = "text", 
     rows = read_rows(path)
     columns = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
     _check_columns(rows, columns, path)
-    _check_labels_present([r[label_column] for r in rows], path)
+    _check_labels_present([r.get(label_column) for r in rows], path)
+    _check_texts(rows, [c for c in columns if c != label_column], path)
     if task is None:
         task = infer_task([r[label_column] for r in rows], task_type, num_labels, path)
     labels = [encode_label(r[label_column], task, path) for r in rows]
@@ -222,7 +252,7 @@ def load_split(path, tokenizer, max_seq_length: int, text_column: str = "text", 
     examples = []
     for start in range(0, len(texts), 256):
         chunk = tokenizer(texts[start : start + 256], pairs[start : start + 256] if pairs else None,
-                          max_length=max_seq_length, padding=True, truncation=True)
+                          max_length=max_seq_length, padding=True, truncation=True, return_token_type_ids=True)
         for ids, mask, types in zip(chunk["input_ids"], chunk["attention_mask"], chunk["token_type_ids"], strict=True):
             n = int(mask.sum())
             examples.append({"input_ids": ids[:n].tolist(), "token_type_ids": types[:n].tolist()})
