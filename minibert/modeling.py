@@ -268,13 +268,16 @@ class PreTrainedModel(nn.Module):
         expected = self.state_dict()
         ours: dict[str, torch.Tensor] = {}
         unexpected, other_heads = [], []
+        # A head model's checkpoint writes its base under the prefix (roberta.embeddings...): a key outside
+        # it that no table names is the head of a class minibert lacks (token classification ...).
+        head_checkpoint = any(k.startswith(self.base_model_prefix + ".") for k in hf_state)
         for hf_key, tensor in hf_state.items():
-            body, _ = self._split_prefix(normalize_legacy_key(hf_key))
+            body, prefixed = self._split_prefix(normalize_legacy_key(hf_key))
             if self.weight_map.is_dropped(body):
                 continue
             hit = self.weight_map.to_ours(body)
             if hit is None:
-                unexpected.append(hf_key)
+                (other_heads if head_checkpoint and not prefixed else unexpected).append(hf_key)
                 continue
             key, part = hit
             if part == "base" and self.is_head_model:

@@ -178,6 +178,12 @@ def test_the_encoder_alone_loads_when_asked_for(tmp_path):
         intermediate_size=32)).save_pretrained(tmp_path)
     model = minibert.BertModel.from_pretrained(tmp_path)
     assert model.loading_info["ignored"] == ["cls.seq_relationship.bias", "cls.seq_relationship.weight"]
+    # a head no weight table names (RoBERTa token classification) is another head's too, not a misfit
+    transformers.RobertaForTokenClassification(transformers.RobertaConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        pad_token_id=1, type_vocab_size=1)).save_pretrained(tmp_path / "roberta")
+    model = minibert.RobertaModel.from_pretrained(tmp_path / "roberta")
+    assert sorted(model.loading_info["ignored"]) == ["classifier.bias", "classifier.weight"]
 
 
 def test_no_architecture_named_loads_the_base_class(tmp_path):
