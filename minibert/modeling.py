@@ -73,9 +73,13 @@ class ModelConfig:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
 
     def check_at_least_one(self, *names: str) -> None:
+        """Sizes and counts: whole numbers >= 1 (a JSON "96" or 0 heads would fail far from here)."""
         for name in names:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
 
     def check_probabilities(self, *names: str) -> None:
         for name in names:

@@ -143,6 +143,15 @@ def test_config_validation():
         tiny(num_attention_heads=5)
     with pytest.raises(ValueError, match="unknown activation function 'swishy'"):
         tiny(hidden_act="swishy")
+    # zero or negative heads (96 % -2 == 0 passed the divisibility test), a size written as a string
+    for bad, message in (({"num_attention_heads": 0}, "num_attention_heads must be at least 1, got 0"),
+                         ({"num_attention_heads": -2}, "num_attention_heads must be at least 1, got -2"),
+                         ({"hidden_size": "32"}, "hidden_size must be a whole number, got '32'")):
+        with pytest.raises(ValueError, match=message):
+            tiny(**bad)
+    for config, field in ((minibert.GPT2Config, "n_head"), (minibert.BartConfig, "decoder_attention_heads")):
+        with pytest.raises(ValueError, match=f"{field} must be at least 1, got 0"):
+            config(**{field: 0})
 
 
 def test_directory_without_config(tmp_path):

@@ -90,13 +90,14 @@ class BartConfig(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self.check_at_least_one("vocab_size", "max_position_embeddings", "d_model", "encoder_layers",
+                                "decoder_layers", "encoder_ffn_dim", "decoder_ffn_dim", "encoder_attention_heads",
+                                "decoder_attention_heads")
         for prefix in ("encoder", "decoder"):
             heads = getattr(self, f"{prefix}_attention_heads")
             if self.d_model % heads != 0:
                 raise ValueError(f"d_model {self.d_model} is not divisible by {prefix}_attention_heads {heads}; "
                                  "choose a head count that divides it")
-        self.check_at_least_one("vocab_size", "max_position_embeddings", "d_model", "encoder_layers",
-                                "decoder_layers", "encoder_ffn_dim", "decoder_ffn_dim")
         self.check_probabilities("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
                                  "encoder_layerdrop", "decoder_layerdrop")
         if not self.tie_word_embeddings:

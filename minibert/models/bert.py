@@ -73,13 +73,13 @@ class BertConfig(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self.check_at_least_one("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                "intermediate_size", "max_position_embeddings", "type_vocab_size")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                 f"{self.num_attention_heads}; choose a head count that divides it"
             )
-        self.check_at_least_one("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
-                                "max_position_embeddings", "type_vocab_size")
         self.check_probabilities("hidden_dropout_prob", "attention_probs_dropout_prob")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} must be a token id below vocab_size {self.vocab_size}")

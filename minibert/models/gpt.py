@@ -84,10 +84,10 @@ class GPT2Config(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self.check_at_least_one("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}; "
                              "choose a head count that divides it")
-        self.check_at_least_one("vocab_size", "n_positions", "n_embd", "n_layer")
         self.check_probabilities("resid_pdrop", "embd_pdrop", "attn_pdrop")
         if not self.tie_word_embeddings:
             raise ValueError("minibert's GPT-2 always ties the LM head to the token embedding; "
