@@ -308,7 +308,11 @@ class GenerationMixin:
         global RNG. Without attention_mask, a decoder-only prompt is masked where it holds
         pad_token_id (unless pad equals eos), as Hugging Face does. cache_implementation="static"
         decodes on a preallocated key/value cache (the same tokens; a compiled model captures one
-        graph for all steps).
+        graph for all steps). On the CPU the first call stores the model's Linear weights in (in, out)
+        memory order (`modeling.store_linear_weights_input_major`: same values and Parameters, faster
+        decoding) and leaves them so: `save_pretrained` writes them as before, but code that needs
+        contiguous weights (`safetensors.torch.save_file(model.state_dict())`, `.view`) calls
+        `.contiguous()` first.
         """
         explicit = {k: v for k, v in dict(
             max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams, temperature=temperature,
