@@ -86,7 +86,7 @@ from minibert.finetune.task_data import Task, load_split, read_rows
 from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.modeling import store_linear_weights_input_major
 from minibert.models import bert
-from minibert.tokenizer import load_tokenizer
+from minibert.tokenizer import Tokenizer, check_tokenizer_fits, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +196,15 @@ def _missing_checkpoint_message(path: str) -> str:
         return (f"the default pretrained checkpoint {path} does not exist; run `{DEFAULT_PRETRAIN_COMMAND}` "
                 "first (about 1-3 minutes), or pass --model_name_or_path <checkpoint dir>")
     return f"--model_name_or_path {path} is not a checkpoint directory (no config.json)"
+
+
+def finetuning_tokenizer(args: FinetuneArguments, source: str) -> Tokenizer:
+    """The checkpoint's tokenizer, or --tokenizer_name's once it is shown to be the checkpoint's."""
+    if args.tokenizer_name is None:
+        return load_tokenizer(source)
+    tokenizer = load_tokenizer(args.tokenizer_name)
+    check_tokenizer_fits(tokenizer, read_config_dict(source), f"--tokenizer_name {args.tokenizer_name}", source)
+    return tokenizer
 
 
 def check_length_fits(max_seq_length: int, config: dict, source) -> None:
@@ -492,7 +501,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         return finetune_generative(args, training, callbacks)
     source = _check_run(args, training)
     torch.manual_seed(training.seed)
-    tokenizer = load_tokenizer(args.tokenizer_name or source)
+    tokenizer = finetuning_tokenizer(args, source)
     columns = {"text_column": args.text_column, "label_column": args.label_column,
                "text_pair_column": args.text_pair_column}
     train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
@@ -575,7 +584,7 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
     source = _check_run(args, training)
     check_generative_checkpoint(args.task_type, read_config_dict(source), args.max_seq_length, source)
     torch.manual_seed(training.seed)
-    tokenizer = load_tokenizer(args.tokenizer_name or source)
+    tokenizer = finetuning_tokenizer(args, source)
     source_tokenizer = load_tokenizer(args.new_encoder_vocab) if args.new_encoder_vocab else None
 
     def read_examples(path) -> list[dict]:
@@ -650,7 +659,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
     source = _check_run(args, training)
     specs = parse_tasks(args.multitask)
     torch.manual_seed(training.seed)
-    tokenizer = load_tokenizer(args.tokenizer_name or source)
+    tokenizer = finetuning_tokenizer(args, source)
     train_examples, sizes, tasks, eval_sets = [], [], {}, {}
     for m, spec in enumerate(specs):
         columns = {"text_column": args.text_column, "label_column": spec["label_column"] or args.label_column,

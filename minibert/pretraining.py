@@ -50,7 +50,7 @@ from minibert.models.bart import BartConfig
 from minibert.models.bert import BertConfig
 from minibert.models.gpt import GPT2Config
 from minibert.neighbour_heads import why_no_room, write_neighbour_heads
-from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from minibert.tokenizer import Tokenizer, check_tokenizer_fits, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,11 @@ def get_tokenizer(options: PretrainingOptions, output_dir: Path, checkpoint: Pat
     is this run's; --init_from's; else one trained on the training documents (kept in the data cache,
     so the same corpus and settings train it once)."""
     if options.tokenizer:
-        return load_tokenizer(options.tokenizer)
+        tokenizer = load_tokenizer(options.tokenizer)
+        if options.init_from:
+            check_tokenizer_fits(tokenizer, read_config_dict(options.init_from), f"--tokenizer {options.tokenizer}",
+                                 f"--init_from {options.init_from}")
+        return tokenizer
     if checkpoint is not None:
         own_run = checkpoint.parent.resolve() == output_dir.resolve()
         for directory in (checkpoint, output_dir) if own_run else (checkpoint,):

@@ -271,6 +271,20 @@ def bytelevel_backend(vocab: dict[str, int], merges: list[tuple[str, str]]) -> B
     return backend
 
 
+def check_tokenizer_fits(tokenizer: Tokenizer, config: dict, tokenizer_flag: str, model_source) -> None:
+    """A tokenizer given apart from its model (--tokenizer, --tokenizer_name) must be the model's: one
+    with other ids would pad with what the model reads as a word, or index past its embedding table."""
+    vocab = config.get("vocab_size")
+    if vocab is not None and tokenizer.vocab_size > vocab:
+        raise ValueError(f"{tokenizer_flag} has {tokenizer.vocab_size} tokens but {model_source} embeds {vocab}; "
+                         f"it is not this model's tokenizer: drop {tokenizer_flag} to use the checkpoint's own")
+    pad = config.get("pad_token_id")
+    if pad is not None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id != pad:
+        raise ValueError(f"{tokenizer_flag} pads with id {tokenizer.pad_token_id} ({tokenizer.pad_token!r}) but "
+                         f"{model_source} was trained with pad_token_id {pad}; it is not this model's tokenizer: "
+                         f"drop {tokenizer_flag} to use the checkpoint's own")
+
+
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Read a tokenizer from a directory (tokenizer.json, or vocab.txt, or vocab.json + merges.txt,
     with tokenizer_config.json / special_tokens_map.json when present) or from one of those files."""

@@ -13,6 +13,7 @@ import minibert
 from minibert.data import read_records
 from minibert.engine import TrainingArguments
 from minibert.pretraining import PretrainingOptions, format_summary, run_pretraining
+from minibert.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).parent.parent
 TINY = {
@@ -137,6 +138,12 @@ def test_resume_last_and_continue_from_a_checkpoint(tmp_path, corpus, tiny_confi
     assert resumed.train.history[:4] == [r for r in first.train.history if "loss" in r][:4]
     further = pretrain(tmp_path / "b", corpus, tiny_config, "wwm", steps=2, init_from=str(tmp_path / "run"))
     assert further.eval_start["loss"] < resumed.eval_start.get("loss", float("inf")) or further.eval_start
+    # continuing with a tokenizer that is not the checkpoint's (other ids, more of them) is refused
+    train_tokenizer(["the king is dead"] * 5, kind="bytelevel_bpe", vocab_size=300,
+                    min_frequency=1).save_pretrained(tmp_path / "bpe")
+    code, err = cli("--objective", "mlm", "--corpus", str(corpus), "--init_from", str(tmp_path / "run"),
+                    "--tokenizer", str(tmp_path / "bpe"), "--output_dir", str(tmp_path / "c"))
+    assert code == 1 and "it is not this model's tokenizer" in err
 
 
 def test_two_phase_sequence_length(tmp_path, corpus, tiny_config):

@@ -316,3 +316,21 @@ def test_a_csv_cell_longer_than_the_csv_modules_limit_reads_whole(tmp_path):
     limit = csv_module.field_size_limit()
     assert read_rows(path)[0]["text"] == text
     assert csv_module.field_size_limit() == limit  # put back: the limit is the whole process's
+
+
+def test_a_tokenizer_that_is_not_the_checkpoints_is_refused(checkpoint, tmp_path, capsys):
+    """--tokenizer_name with other ids (a byte-level tokenizer: more tokens than the model embeds, padding
+    with id 1 where the model pads with 0) would feed the model ids past its embedding table, or words it
+    never saw as padding."""
+    from minibert.tokenizer import check_tokenizer_fits
+
+    data = write_jsonl(tmp_path / "train.jsonl", rows(16, "single"))
+    bpe = train_tokenizer(WORDS * 4, kind="bytelevel_bpe", vocab_size=300, min_frequency=1)
+    bpe.save_pretrained(tmp_path / "bpe")
+    assert train.main(["--model_name_or_path", str(checkpoint), "--train_file", data, "--text_column", "sentence",
+                       "--max_steps", "1", "--max_seq_length", "16", "--device", "cpu", "--disable_tqdm",
+                       "--tokenizer_name", str(tmp_path / "bpe"), "--output_dir", str(tmp_path / "a")]) == 2
+    assert f"has {bpe.vocab_size} tokens but {checkpoint} embeds" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"pads with id 1 \('<pad>'\) but CKPT was trained with pad_token_id 0"):
+        check_tokenizer_fits(bpe, {"vocab_size": 1000, "pad_token_id": 0}, "--tokenizer_name X", "CKPT")
+    check_tokenizer_fits(load_tokenizer(checkpoint), json.loads((checkpoint / "config.json").read_text()), "-", "-")
