@@ -316,7 +316,7 @@ def test_bad_stored_generation_settings_name_the_file(gpt_pair, tmp_path, caplog
     ids, mask = gpt_prompts(2)
     _, ours = stored_checkpoint(hf, tmp_path, dict(num_beams=0, suppress_tokens=[3]), None)
     with caplog.at_level(logging.WARNING, logger="minibert.generation"):
-        with pytest.raises(ValueError, match=r"num_beams must be >= 1, got 0 \(set by the checkpoint's "
+        with pytest.raises(ValueError, match=r"num_beams must be a whole number >= 1, got 0 \(set by the checkpoint's "
                                              r"generation_config.json\): pass num_beams="):
             ours.generate(ids, attention_mask=mask)
     assert "suppress_tokens=[3]" in caplog.text  # what Hugging Face would apply and minibert cannot
@@ -400,7 +400,8 @@ def test_filters_do_filter():
     (dict(min_new_tokens=-1), "min_new_tokens must be >= 0"),
     (dict(min_length=-3), "min_length must be >= 0"),
     (dict(max_length=6), "max_length=6 leaves no room after the 6-token prompt"),
-    (dict(num_beams=0), "num_beams must be >= 1, got 0$"),
+    (dict(num_beams=0), "num_beams must be a whole number >= 1, got 0$"),
+    (dict(num_beams=2.0), "num_beams must be a whole number >= 1, got 2.0$"),
     (dict(max_new_tokens=60), "n_positions"),
 ])
 def test_bad_arguments_are_explained(gpt_pair, kwargs, match):
