@@ -141,6 +141,12 @@ class Tokenizer:
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}; pass None for the tokenizer's own limit")
         max_length = max_length or self.model_max_length
+        processor = self.backend.post_processor if add_special_tokens else None
+        specials = processor.num_special_tokens_to_add(text_pairs is not None) if processor else 0
+        if truncation and max_length and max_length <= specials:
+            # The backend would silently not truncate at all.
+            raise ValueError(f"max_length {max_length} leaves no room for text: the special tokens alone take "
+                             f"{specials}; pass max_length > {specials}")
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length; pass max_length=...")
         if self.pad_token_id is None and padding:

@@ -185,7 +185,11 @@ def test_a_batch_call_puts_back_the_backends_own_truncation_and_padding(wordpiec
         wordpiece.backend.no_truncation()
 
 
-def test_max_length_below_one_is_refused(wordpiece):
+def test_max_length_below_one_or_below_the_special_tokens_is_refused(wordpiece):
     for bad in (0, -1):
         with pytest.raises(ValueError, match="max_length must be >= 1"):
             wordpiece(TEXTS[:1], max_length=bad)
+    # [CLS] a [SEP] b [SEP]: 3 specials; at max_length 3 the backend would not truncate at all
+    with pytest.raises(ValueError, match="the special tokens alone take 3; pass max_length > 3"):
+        wordpiece(TEXTS[:1], PAIRS[:1], max_length=3)
+    assert wordpiece(TEXTS[:1], PAIRS[:1], max_length=4)["input_ids"].shape == (1, 4)
