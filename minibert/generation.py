@@ -412,6 +412,10 @@ class GenerationMixin:
         if token is None:
             raise ValueError("generation needs decoder_start_token_id (or bos_token_id) for the decoder's first "
                              "token; pass decoder_start_token_id=... or set it in config.json")
+        vocab = self.config.vocab_size  # the decoder's vocabulary
+        if not isinstance(token, int) or not 0 <= token < vocab:
+            raise ValueError(f"decoder_start_token_id {token!r} is not a token id of this model (0..{vocab - 1}); "
+                             "pass the id of its start token (BART's is eos, 2)")
         return token
 
     # -- one row per input (or per sample) ------------------------------------------------------

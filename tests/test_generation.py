@@ -411,3 +411,12 @@ def test_bad_arguments_are_explained(gpt_pair, kwargs, match):
         ours.generate(ids, attention_mask=mask, **kwargs)
     with pytest.raises(ValueError, match="attention_mask"):
         ours.generate(ids, attention_mask=mask[:, 1:])
+
+
+def test_a_decoder_start_id_outside_the_vocabulary_is_named(bart_pair):
+    _, ours = bart_pair
+    ids, mask = bart_sources(1)
+    vocab = ours.get_input_embeddings().num_embeddings
+    for bad in (vocab, -1):
+        with pytest.raises(ValueError, match=rf"decoder_start_token_id {bad} is not a token id of this model"):
+            ours.generate(ids, attention_mask=mask, max_new_tokens=2, decoder_start_token_id=bad)
