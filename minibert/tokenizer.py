@@ -43,8 +43,8 @@ class Tokenizer:
     """A `tokenizers.Tokenizer` plus the names of its special tokens, called like Hugging Face's.
 
     `tok(texts, text_pairs=None, max_length=None, padding=True, truncation=True)` returns padded
-    tensors input_ids, attention_mask and (WordPiece: BERT's segments) token_type_ids (B, T). `kind` is "wordpiece" or
-    "bytelevel_bpe"; it decides how words are found for whole-word masking.
+    tensors input_ids, attention_mask and (WordPiece: BERT's segments) token_type_ids (B, T).
+    `kind` is "wordpiece" or "bytelevel_bpe"; it decides how words are found for whole-word masking.
     """
 
     def __init__(self, backend: Backend, special_tokens: dict[str, str], kind: str,
@@ -178,7 +178,8 @@ class Tokenizer:
             "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
             "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
         }
-        if return_token_type_ids if return_token_type_ids is not None else self.kind == "wordpiece":
+        segments = self.kind == "wordpiece" if return_token_type_ids is None else return_token_type_ids
+        if segments:
             batch["token_type_ids"] = torch.tensor([e.type_ids for e in encodings], dtype=torch.long)
         return batch
 
