@@ -187,7 +187,7 @@ def iter_records(file: Path, text_column: str = "text") -> Iterator[tuple[dict, 
 
 
 @contextmanager
-def _long_csv_fields(file: Path, reader: csv.DictReader):
+def long_csv_fields(file: Path, reader: csv.DictReader):
     """Lets `reader` read cells of any length (CSV_FIELD_LIMIT) for the time of one read, and turns a
     csv.Error into a ValueError naming the file and line. csv.field_size_limit is global to the
     process, so it is put back at once: between two rows the caller (and any other CSV reading in
@@ -198,7 +198,7 @@ def _long_csv_fields(file: Path, reader: csv.DictReader):
     except csv.Error as e:
         line = reader.reader.line_num  # the DictReader's own count moves only after a good row
         raise ValueError(f"{file}:{line} is not valid CSV/TSV ({e}); check its quoting and line ends, or write "
-                         "the corpus as JSON lines ({\"text\": ...} per line)") from None
+                         "it as JSON lines (one object per line)") from None
     finally:
         csv.field_size_limit(previous)
 
@@ -208,14 +208,14 @@ def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     delimiter = "\t" if _suffix(file) == ".tsv" else ","
     lines = (line for _, line, _ in read_lines(file))
     reader = csv.DictReader(lines, delimiter=delimiter)
-    with _long_csv_fields(file, reader):
+    with long_csv_fields(file, reader):
         fieldnames = reader.fieldnames  # reads the header line
     if fieldnames is None or text_column not in fieldnames:
         found = ", ".join(fieldnames or []) or "no header"
         raise ValueError(f"{file} has no `{text_column}` column (its columns: {found}); pass --text_column with "
                          "the column that holds the text")
     while True:
-        with _long_csv_fields(file, reader):
+        with long_csv_fields(file, reader):
             row = next(reader, None)
         if row is None:
             return

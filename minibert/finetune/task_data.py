@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibert.data.corpus import CSV_FIELD_LIMIT, decode_utf8
+from minibert.data.corpus import decode_utf8, long_csv_fields
 from minibert.finetune.generative import GENERATIVE_TASK_TYPES
 
 logger = logging.getLogger(__name__)
@@ -56,14 +56,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     if suffix in (".csv", ".tsv"):
         delimiter, other = ("\t", ",") if suffix == ".tsv" else (",", "\t")
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-        previous = csv.field_size_limit(CSV_FIELD_LIMIT)  # a cell may be a whole document; put back after
-        try:
+        with long_csv_fields(path, reader):  # a cell may be a whole document
             rows = list(reader)
-        except csv.Error as e:
-            raise ValueError(f"{path}:{reader.reader.line_num} is not valid CSV/TSV ({e}); check its quoting "
-                             "and line ends, or write the data as JSON lines") from None
-        finally:
-            csv.field_size_limit(previous)
         header = reader.fieldnames or []
         if len(header) == 1 and other in header[0]:
             # One column whose name holds the other delimiter: the file was written with that one.
