@@ -203,45 +203,40 @@ def dropout_config(family: str, p: float) -> dict:
     return {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
 
 
-def check_init_from(path: str, objective: str) -> dict:
-    """The checkpoint's config, after checking that `objective` can continue pretraining it."""
-    config = read_config_dict(path)  # raises: not a directory / no config.json
-    model_type = config.get("model_type")
+def check_model_type(model_type: str | None, objective: str, source: str) -> None:
+    """`source` (an --init_from checkpoint, a --config_file) must describe a model `objective` trains."""
     family = CHECKPOINT_FAMILIES.get(model_type)
     if family is None:
-        raise ValueError(
-            f"--init_from {path}: model_type {model_type!r} is not one minibert pretrains; "
-            f"supported: {sorted(CHECKPOINT_FAMILIES)}"
-        )
+        raise ValueError(f"{source}: model_type {model_type!r} is not one minibert pretrains; "
+                         f"supported: {sorted(CHECKPOINT_FAMILIES)}")
     wanted = OBJECTIVES[objective].model_family
     if family != wanted:
         fitting = [name for name, cls in OBJECTIVES.items() if cls.model_family == family]
-        raise ValueError(
-            f"--objective {objective} trains a {wanted} model but {path} is a {model_type} checkpoint; "
-            f"objectives that fit it: {', '.join(fitting)}"
-        )
+        raise ValueError(f"--objective {objective} trains a {wanted} model but {source} describes a {model_type!r} "
+                         f"model; objectives that fit it: {', '.join(fitting)}")
+
+
+def check_init_from(path: str, objective: str) -> dict:
+    """The checkpoint's config, after checking that `objective` can continue pretraining it."""
+    config = read_config_dict(path)  # raises: not a directory / no config.json
+    check_model_type(config.get("model_type"), objective, f"--init_from {path}")
     return config
 
 
 def read_config_file(path: str, objective: str) -> dict:
-    """--config_file: a config.json that describes the model `objective` trains. Only the config class's
-    fields are kept: a key a letter or two off a field is a typo and refused; the rest (Hugging Face's
-    bookkeeping, fields minibert does not have) are named in a warning and left out."""
+    """--config_file: a config.json that describes the model `objective` trains (when it names its
+    model_type). Only the config class's fields are kept: a key a letter or two off a field is a typo
+    and refused; the rest (Hugging Face's bookkeeping, fields minibert does not have) are named in a
+    warning and left out."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"--config_file {path} is a directory; pass the config.json inside it")
     if not path.is_file():
         raise ValueError(f"--config_file {path} does not exist; pass a config.json, or use --model_size")
     loaded = read_json_object(path)
+    if "model_type" in loaded:
+        check_model_type(loaded["model_type"], objective, f"--config_file {path}")
     wanted = OBJECTIVES[objective].model_family
-    model_type = loaded.get("model_type")
-    if model_type is not None and CHECKPOINT_FAMILIES.get(model_type) != wanted:
-        family = CHECKPOINT_FAMILIES.get(model_type)
-        fitting = [name for name, cls in OBJECTIVES.items() if cls.model_family == family]
-        hint = (f"objectives that fit it: {', '.join(fitting)}" if fitting
-                else f"minibert pretrains model_type {sorted(CHECKPOINT_FAMILIES)}")
-        raise ValueError(f"--config_file {path} describes a {model_type!r} model, but --objective {objective} trains "
-                         f"a {wanted} model; {hint}")
     known = {f.name for f in dataclasses.fields(CONFIG_CLASSES[wanted]) if f.name != "extra"}
     unknown = sorted(set(loaded) - known)
     for key in unknown:
@@ -344,7 +339,9 @@ def scan_work_names(files: list[Path], text_column: str = "text") -> list[str]:
     return names
 
 
-def build_model(options: PretrainingOptions, objective):
+def build_model(options: PretrainingOptions, objective, file_config: dict | None = None):
+    """The model `objective` trains: --init_from's, a size preset, or --config_file's fields (`file_config`,
+    read once by run_pretraining's early check; read here when not given)."""
     family = options.family
     overrides = dropout_config(family, options.dropout) if options.dropout is not None else {}
     if family == "bert" and options.objective != "electra":
@@ -363,7 +360,7 @@ def build_model(options: PretrainingOptions, objective):
         logger.info("continuing pretraining from %s", options.init_from)
         return model
     if options.config_file:
-        config = read_config_file(options.config_file, options.objective)
+        config = file_config if file_config is not None else read_config_file(options.config_file, options.objective)
     else:
         config = size_config(family, options.model_size)
     model = objective.build_model({**config, **overrides})
@@ -590,8 +587,8 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything
     if options.init_from:
         check_init_from(options.init_from, options.objective)
-    if options.config_file:
-        read_config_file(options.config_file, options.objective)  # its family and keys, before any data work
+    # its family and keys, before any data work
+    file_config = read_config_file(options.config_file, options.objective) if options.config_file else None
     check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer})
     context = setup(args.device)
     started = time.perf_counter()
@@ -599,7 +596,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
 
     data = pretraining_data(options, args, output_dir, checkpoint, context)
     data_seconds = time.perf_counter() - started  # tokenizer, prepared corpus, example indexes: the data side
-    model = build_model(options, data.objective)
+    model = build_model(options, data.objective, file_config)
 
     phase2 = {}
     if options.max_seq_length_phase2:

@@ -371,7 +371,7 @@ def test_a_config_file_of_another_family_or_with_a_typo_is_refused_before_any_da
     gpt.write_text(json.dumps({"model_type": "gpt2", "n_embd": 96, "n_layer": 2, "vocab_size": 500}))
     code, err = cli("--objective", "sop", "--corpus", missing, "--config_file", str(gpt), "--output_dir",
                     str(tmp_path / "a"))
-    assert code == 1 and "describes a 'gpt2' model, but --objective sop trains a bert model" in err
+    assert code == 1 and "--objective sop trains a bert model but --config_file" in err and "describes a 'gpt2'" in err
     assert "objectives that fit it: clm" in err
     typo = tmp_path / "typo.json"
     typo.write_text(json.dumps({**json.loads(tiny_config.read_text()), "hidden_sizes": 256}))
