@@ -6,7 +6,9 @@ sequence starting with its start token. Rows that end (an eos token) are padded 
 Shapes: B inputs, K beams, N = B * K (or B * num_return_sequences) rows decoded together,
 L tokens so far, V vocabulary.
 
-Every setting an argument leaves out comes from the checkpoint, as in Hugging Face:
+Every setting an argument leaves out comes from the checkpoint, as in Hugging Face (an argument
+passed as None sets Hugging Face's global default: for a token id, none, so `eos_token_id=None`
+generates to the full length even when the checkpoint stores an eos):
 
     argument passed to generate  >  generation_config.json (the whole file, when the checkpoint has one)
                                  >  config.json's generation fields and special tokens (older checkpoints)
@@ -19,7 +21,8 @@ A model mixes this in and provides a small protocol:
 
     is_encoder_decoder                  class attribute (True for BART)
     _position_limit() -> int            the longest output the positions cover (caps the default length)
-    _check_generation_length(input_ids, max_new_tokens)   ValueError when the positions run out
+    _check_generation_length(input_ids, attention_mask, max_new_tokens)   ValueError when the positions run out
+    _decoder_vocab_size() -> int        the ids the decoder reads and writes (mixin default: config.vocab_size)
     _generation_setup(input_ids, attention_mask, max_new_tokens, decoder_start) -> (sequences, state)
         the rows the output starts with (B, L0) (an encoder-decoder's: decoder_start), and a dict of
         per-row tensors (batch first, or None) that every decoding step needs: an attention mask,
@@ -41,6 +44,7 @@ One step of decoding, whatever the strategy:
 import dataclasses
 import logging
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -56,6 +60,22 @@ Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (sequences (
 NEG = -1.0e9  # "impossible" score for beam bookkeeping: finite, so sums and comparisons stay well defined
 DEFAULT_NEW_TOKENS = 20  # Hugging Face's default length when nothing sets one: 20 new tokens
 CACHE_IMPLEMENTATIONS = ("dynamic", "static")
+
+
+class _Unset:
+    """The default of generate's settings: "not passed", so the checkpoint's value applies (an
+    explicit None is a value: Hugging Face's global default, which for a token id means none)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+def _whole(value) -> bool:
+    """An int (numpy's too), not a bool and not a float: counts and lengths index tensors."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass
@@ -98,17 +118,22 @@ class GenerationConfig:
                            ", ".join(f"{k}={data[k]!r}" for k in ignored))
         return cls(**{k: v for k, v in data.items() if k in names and v is not None})
 
-    def problems(self) -> list[tuple[str, str]]:
-        """(field, what is wrong and how to fix it) for every setting out of range."""
-        found = []
+    def problems(self, vocab_size: int | None = None) -> list[tuple[str, str]]:
+        """(field, what is wrong and how to fix it) for every setting out of range; with `vocab_size`,
+        the token ids (eos, pad, forced bos/eos) are checked against the decoder's vocabulary too."""
+        found = [(name, f"{name} must be a whole number, got {value!r}")
+                 for name in ("max_new_tokens", "max_length", "min_length", "min_new_tokens", "num_beams", "top_k",
+                              "no_repeat_ngram_size", "num_return_sequences")
+                 if (value := getattr(self, name)) is not None and not _whole(value)]
+        if found:  # the range checks below compare numbers: a string would raise there
+            return found
         for name, ok, message in (
             ("max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 1,
              f"max_new_tokens must be at least 1, got {self.max_new_tokens}"),
             ("min_length", self.min_length >= 0, f"min_length must be >= 0 (0 = off), got {self.min_length}"),
             ("min_new_tokens", self.min_new_tokens is None or self.min_new_tokens >= 0,
              f"min_new_tokens must be >= 0 (0 = off), got {self.min_new_tokens}"),
-            ("num_beams", isinstance(self.num_beams, int) and self.num_beams >= 1,
-             f"num_beams must be a whole number >= 1, got {self.num_beams!r}"),
+            ("num_beams", self.num_beams >= 1, f"num_beams must be a whole number >= 1, got {self.num_beams!r}"),
             ("num_return_sequences", self.num_return_sequences >= 1,
              f"num_return_sequences must be >= 1, got {self.num_return_sequences}"),
             ("num_return_sequences", self.num_beams == 1 or self.num_return_sequences <= self.num_beams,
@@ -137,6 +162,29 @@ class GenerationConfig:
         ):
             if not ok:
                 found.append((name, message))
+        if vocab_size is not None:
+            found += self._token_id_problems(vocab_size)
+        return found
+
+    def _token_id_problems(self, vocab_size: int) -> list[tuple[str, str]]:
+        """Token ids outside the vocabulary would index the wrong row (-1: the last) or fail mid-generation
+        (a pad id is fed back once a row has ended). An eos outside it is only never generated, as in
+        Hugging Face (GPT2Config's default eos, 50256, in a model built with a small vocabulary)."""
+        found = []
+        for name, lists_allowed in (("eos_token_id", True), ("pad_token_id", False), ("forced_bos_token_id", False),
+                                    ("forced_eos_token_id", True)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            values = value if lists_allowed and isinstance(value, (list, tuple)) else [value]
+            ranged = name != "eos_token_id"
+            bad = [v for v in values if not _whole(v) or ranged and not 0 <= v < vocab_size]
+            if bad:
+                what = ", or a list of them" if lists_allowed else ""
+                off = "[] or None" if lists_allowed else "None"
+                found.append((name, f"{name} must be a token id of this model (0..{vocab_size - 1}){what}, got "
+                                    f"{value!r}{'' if value == bad[0] else f' (holding {bad[0]!r})'}; {off} turns "
+                                    "it off"))
         return found
 
 
@@ -273,33 +321,34 @@ class GenerationMixin:
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        max_new_tokens: int | None = None,
-        do_sample: bool | None = None,
-        num_beams: int | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_token_id: int | list[int] | None = None,
-        pad_token_id: int | None = None,
-        length_penalty: float | None = None,
-        early_stopping: bool | str | None = None,
-        no_repeat_ngram_size: int | None = None,
-        repetition_penalty: float | None = None,
-        num_return_sequences: int | None = None,
+        max_new_tokens: int | None = UNSET,
+        do_sample: bool | None = UNSET,
+        num_beams: int | None = UNSET,
+        temperature: float | None = UNSET,
+        top_k: int | None = UNSET,
+        top_p: float | None = UNSET,
+        eos_token_id: int | list[int] | None = UNSET,
+        pad_token_id: int | None = UNSET,
+        length_penalty: float | None = UNSET,
+        early_stopping: bool | str | None = UNSET,
+        no_repeat_ngram_size: int | None = UNSET,
+        repetition_penalty: float | None = UNSET,
+        num_return_sequences: int | None = UNSET,
         generator: torch.Generator | None = None,
         *,
-        max_length: int | None = None,
-        min_length: int | None = None,
-        min_new_tokens: int | None = None,
-        forced_bos_token_id: int | None = None,
-        forced_eos_token_id: int | list[int] | None = None,
-        decoder_start_token_id: int | None = None,
-        cache_implementation: str | None = None,
+        max_length: int | None = UNSET,
+        min_length: int | None = UNSET,
+        min_new_tokens: int | None = UNSET,
+        forced_bos_token_id: int | None = UNSET,
+        forced_eos_token_id: int | list[int] | None = UNSET,
+        decoder_start_token_id: int | None = UNSET,
+        cache_implementation: str | None = UNSET,
     ) -> torch.Tensor:
         """Generate new tokens per row; returns token ids (rows * num_return_sequences, L).
 
-        Every setting left as None comes from the checkpoint (`generation_defaults`); the meaning of
-        each is in GenerationConfig. Lengths: max_new_tokens wins over max_length (which counts the
+        Every setting not passed comes from the checkpoint (`generation_defaults`); one passed as None
+        takes Hugging Face's global default (for a token id: none); the meaning of each is in
+        GenerationConfig. Lengths: max_new_tokens wins over max_length (which counts the
         prompt, or the decoder start token); with neither anywhere, 20 new tokens within the model's
         positions. min_new_tokens wins over min_length alike. pad_token_id falls back to eos, as in
         Hugging Face. Beam search scores a finished hypothesis as sum(log p) / generated_length**length_penalty;
@@ -323,8 +372,10 @@ class GenerationMixin:
             min_length=min_length, min_new_tokens=min_new_tokens, forced_bos_token_id=forced_bos_token_id,
             forced_eos_token_id=forced_eos_token_id, decoder_start_token_id=decoder_start_token_id,
             cache_implementation=cache_implementation,
-        ).items() if v is not None}
-        settings = dataclasses.replace(self.generation_defaults(), **explicit)
+        ).items() if v is not UNSET}
+        global_defaults = GenerationConfig()
+        settings = dataclasses.replace(self.generation_defaults(), **{
+            k: getattr(global_defaults, k) if v is None else v for k, v in explicit.items()})
         self._check_settings(settings, explicit)
         check_ids(input_ids, self.config.vocab_size)  # the forward passes inside skip their checks
         if input_ids.device.type == "cpu":  # decoding multiplies a few rows at a time: the layout MKL reads fastest
@@ -342,9 +393,9 @@ class GenerationMixin:
         if min_length > start + new_tokens:
             logger.warning("min_length %d is past the longest output (%d tokens): no row can end with eos",
                            min_length, start + new_tokens)
-        self._check_generation_length(input_ids, new_tokens)
         if attention_mask is None and not self.is_encoder_decoder:
             attention_mask = _infer_attention_mask(input_ids, pad, eos)
+        self._check_generation_length(input_ids, attention_mask, new_tokens)
         sequences, state = self._generation_setup(input_ids, attention_mask, new_tokens,
                                                   self._decoder_start(settings))
 
@@ -381,7 +432,7 @@ class GenerationMixin:
 
     def _check_settings(self, settings: GenerationConfig, explicit: dict) -> None:
         """The first setting out of range, as a ValueError; one the checkpoint set is named as such."""
-        for name, message in settings.problems():
+        for name, message in settings.problems(self._decoder_vocab_size()):
             if name in explicit:
                 raise ValueError(message)
             source = "generation_config.json" if self.generation_config is not None else "config.json"
@@ -403,6 +454,10 @@ class GenerationMixin:
             return settings.max_length - start
         return max(min(start + DEFAULT_NEW_TOKENS, self._position_limit()) - start, 1)
 
+    def _decoder_vocab_size(self) -> int:
+        """The ids the decoder reads and writes (eos, pad, the start token are checked against it)."""
+        return self.config.vocab_size
+
     def _decoder_start(self, settings: GenerationConfig) -> int | None:
         """An encoder-decoder's first decoder token: decoder_start_token_id, else bos (as Hugging Face)."""
         if not self.is_encoder_decoder:
@@ -412,7 +467,7 @@ class GenerationMixin:
         if token is None:
             raise ValueError("generation needs decoder_start_token_id (or bos_token_id) for the decoder's first "
                              "token; pass decoder_start_token_id=... or set it in config.json")
-        vocab = self.config.vocab_size  # the decoder's vocabulary
+        vocab = self._decoder_vocab_size()
         if not isinstance(token, int) or not 0 <= token < vocab:
             raise ValueError(f"decoder_start_token_id {token!r} is not a token id of this model (0..{vocab - 1}); "
                              "pass the id of its start token (BART's is eos, 2)")

@@ -199,7 +199,7 @@ def test_bad_input_is_explained():
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.full((1, 13), 5))
     with pytest.raises(ValueError, match="max_new_tokens"):
-        model.generate(torch.full((1, 5), 5), max_new_tokens=12)
+        model.generate(torch.full((1, 5), 5), max_new_tokens=13)  # the start token and 12 new tokens fed back
     with pytest.raises(ValueError, match="vocab_size"):
         model(torch.full((1, 3), VOCAB))
     with pytest.raises(ValueError, match="unknown activation"):

@@ -401,7 +401,17 @@ def test_filters_do_filter():
     (dict(min_length=-3), "min_length must be >= 0"),
     (dict(max_length=6), "max_length=6 leaves no room after the 6-token prompt"),
     (dict(num_beams=0), "num_beams must be a whole number >= 1, got 0$"),
-    (dict(num_beams=2.0), "num_beams must be a whole number >= 1, got 2.0$"),
+    (dict(num_beams=2.0), "num_beams must be a whole number, got 2.0$"),
+    (dict(max_new_tokens=4.0), "max_new_tokens must be a whole number, got 4.0$"),
+    (dict(max_length=10.0), "max_length must be a whole number"),
+    (dict(do_sample=True, top_k=5.0), "top_k must be a whole number"),
+    (dict(no_repeat_ngram_size=2.0), "no_repeat_ngram_size must be a whole number"),
+    (dict(min_new_tokens=1.5), "min_new_tokens must be a whole number"),
+    (dict(forced_eos_token_id=-1), r"forced_eos_token_id must be a token id of this model \(0..98\), or a list"),
+    (dict(forced_bos_token_id=VOCAB), r"forced_bos_token_id must be a token id of this model \(0..98\), got 99"),
+    (dict(forced_bos_token_id=[]), "forced_bos_token_id must be a token id.*None turns it off"),
+    (dict(pad_token_id=VOCAB), "pad_token_id must be a token id of this model"),
+    (dict(eos_token_id=[5, 2.0]), r"eos_token_id must be .* got \[5, 2.0\] \(holding 2.0\)"),
     (dict(max_new_tokens=60), "n_positions"),
 ])
 def test_bad_arguments_are_explained(gpt_pair, kwargs, match):
@@ -420,3 +430,96 @@ def test_a_decoder_start_id_outside_the_vocabulary_is_named(bart_pair):
     for bad in (vocab, -1):
         with pytest.raises(ValueError, match=rf"decoder_start_token_id {bad} is not a token id of this model"):
             ours.generate(ids, attention_mask=mask, max_new_tokens=2, decoder_start_token_id=bad)
+
+
+def tiny_pair(family: str):
+    """A fresh pair (the module's fixtures are shared), its weights drawn wide enough (std 0.3) that
+    what is forced shows in the output."""
+    torch.manual_seed(0)
+    if family == "gpt2":
+        config = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                         bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1, initializer_range=0.3)
+        hf, ours = transformers.GPT2LMHeadModel(config), GPT2LMHeadModel(GPT2Config.from_dict(config.to_dict()))
+    else:
+        config = transformers.BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=1, decoder_layers=1,
+                                         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=37,
+                                         decoder_ffn_dim=37, max_position_embeddings=64, init_std=0.3)
+        hf = transformers.BartForConditionalGeneration(config)
+        ours = BartForConditionalGeneration(BartConfig.from_dict(config.to_dict()))
+    ours.load_hf_state_dict(hf.state_dict())
+    return hf.eval(), ours.eval()
+
+
+def test_a_setting_passed_as_none_is_switched_off_as_in_hugging_face():
+    """None passed to generate means Hugging Face's global default (for a token id: none), not the
+    checkpoint's value: bart-large stores forced_bos_token_id 0, which None must be able to turn off."""
+    hf, ours = tiny_pair("bart")  # BART's config stores forced_eos_token_id 2; bart-large's also forced bos 0
+    hf.generation_config.forced_bos_token_id = ours.config.forced_bos_token_id = 0
+    assert ours.config.forced_eos_token_id == hf.generation_config.forced_eos_token_id == 2
+    ids, mask = bart_sources(2)
+    for name in ("forced_bos_token_id", "forced_eos_token_id"):
+        theirs, mine = both(hf, ours, ids, mask, max_new_tokens=6, do_sample=False, **{name: None})
+        assert torch.equal(mine, theirs), name
+        assert not torch.equal(mine, ours.generate(ids, attention_mask=mask, max_new_tokens=6)), name  # stored: on
+    hf, ours = tiny_pair("gpt2")
+    ids, mask = gpt_prompts(2)
+    eos = eos_in_the_middle(hf, ids, mask, pad_token_id=GPT_PAD)
+    hf.generation_config.eos_token_id = ours.config.eos_token_id = eos  # the checkpoint's eos ends row 0 early
+    theirs, mine = both(hf, ours, ids, mask, max_new_tokens=8, do_sample=False, pad_token_id=GPT_PAD,
+                        eos_token_id=None)
+    assert mine.shape == (2, 6 + 8) and torch.equal(mine, theirs)
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_the_last_new_token_needs_no_position(gpt_pair, bart_pair, cache):
+    """The last new token is never fed back, so a GPT-2 prompt of n_positions - 4 real tokens may take 5
+    new ones (left padding takes no position), and BART max_position_embeddings new ones: as Hugging Face."""
+    hf, ours = gpt_pair
+    long = torch.randint(2, VOCAB - 1, (1, 60))
+    full = torch.cat([long, long[:, :4]], 1)  # (1, 64)
+    cases = [(long, torch.ones_like(long), 5), (full, torch.ones_like(full), 1)]
+    padded = torch.randint(2, VOCAB - 1, (2, 64))
+    mask = torch.ones_like(padded)
+    mask[0, :10], mask[1, :24] = 0, 0  # real lengths 54 and 40
+    cases.append((padded.masked_fill(mask == 0, GPT_PAD), mask, 5))
+    for ids, mask, new in cases:
+        theirs, mine = both(hf, ours, ids, mask, max_new_tokens=new, do_sample=False, pad_token_id=GPT_PAD,
+                            cache_implementation=cache)
+        assert torch.equal(mine, theirs), (ids.shape, new)
+    with pytest.raises(ValueError, match=r"a prompt of 60 tokens plus max_new_tokens=6 needs 65 positions .*"
+                                         r"use max_new_tokens <= 5"):
+        ours.generate(long, max_new_tokens=6)
+    with pytest.raises(ValueError, match="the prompt alone is past n_positions"):
+        ours.generate(torch.cat([long, long], 1), max_new_tokens=1)
+    hf, ours = bart_pair
+    ids, mask = bart_sources(2)
+    theirs, mine = both(hf, ours, ids, mask, max_new_tokens=64, min_new_tokens=64, do_sample=False,
+                        cache_implementation=cache)
+    assert mine.shape == (2, 65) and torch.equal(mine, theirs)
+    with pytest.raises(ValueError, match="use max_new_tokens <= 64"):
+        ours.generate(ids, attention_mask=mask, max_new_tokens=65)
+
+
+def test_a_new_encoders_decoder_start_is_checked_against_the_decoders_vocabulary():
+    """BartWithNewEncoder's config.vocab_size is the source's; the start token is the decoder's."""
+    from minibert.finetune.new_encoder import BartWithNewEncoder
+
+    _, bart = tiny_pair("bart")
+    ids = torch.randint(2, 40, (1, 5))
+    small = BartWithNewEncoder(bart, vocab_size=50, pad_token_id=1)
+    assert small.generate(ids, max_new_tokens=2, decoder_start_token_id=60)[0, 0] == 60  # 50 <= 60 < 99
+    _, bart = tiny_pair("bart")
+    large = BartWithNewEncoder(bart, vocab_size=300, pad_token_id=1)
+    with pytest.raises(ValueError, match=r"decoder_start_token_id 150 is not a token id of this model \(0..98\)"):
+        large.generate(ids, max_new_tokens=2, decoder_start_token_id=150)
+
+
+def test_a_static_cache_written_past_its_slots_is_named(gpt_pair):
+    from minibert.nn.attention import StaticCache
+
+    _, ours = gpt_pair
+    cache = StaticCache([(torch.zeros(1, 4, 4, 8), torch.zeros(1, 4, 4, 8)) for _ in range(2)])
+    ids = torch.randint(2, VOCAB - 1, (1, 1))
+    ours.transformer(ids, past_key_values=cache, cache_position=torch.tensor([3]))  # the last slot: fine
+    with pytest.raises(ValueError, match="cache_position reaches slot 4 but the StaticCache holds 4 slots"):
+        ours.transformer(ids, past_key_values=cache, cache_position=torch.tensor([4]))

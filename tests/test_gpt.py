@@ -236,7 +236,7 @@ def test_bad_input_is_explained():
     config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=4, n_positions=16, pad_token_id=None)
     model = GPT2LMHeadModel(config).eval()
     with pytest.raises(ValueError, match="n_positions"):
-        model.generate(torch.zeros(1, 10, dtype=torch.long), max_new_tokens=7)
+        model.generate(torch.zeros(1, 10, dtype=torch.long), max_new_tokens=8)  # 10 + 8 - 1 > 16 positions
     with pytest.raises(ValueError, match="n_positions"):
         model(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError, match="vocab_size"):

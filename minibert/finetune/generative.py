@@ -256,8 +256,8 @@ class GenerationEvaluator:
             inputs = pad(prompts, self.pad_token_id, left=True).to(device)
             mask = pad([[1] * len(p) for p in prompts], 0, left=True).to(device)
         new_tokens = self.max_new_tokens
-        if self.task_type == "causal_lm":  # prompt and new tokens share GPT-2's positions
-            new_tokens = max(1, min(new_tokens, model._position_limit() - inputs.size(1)))
+        if self.task_type == "causal_lm":  # prompt and new tokens share GPT-2's positions (the last is never fed)
+            new_tokens = max(1, min(new_tokens, model._position_limit() + 1 - inputs.size(1)))
         out = model.generate(inputs, attention_mask=mask, num_beams=self.num_beams, max_new_tokens=new_tokens)
         new = out[:, 1:] if self.task_type == "seq2seq" else out[:, inputs.size(1) :]  # after the start / prompt
         bos, eos = _ends(self.tokenizer) if self.task_type == "seq2seq" else (None, _end_of_text(self.tokenizer))

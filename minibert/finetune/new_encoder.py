@@ -102,8 +102,11 @@ class BartWithNewEncoder(nn.Module, GenerationMixin):
     def _position_limit(self) -> int:
         return self.bart._position_limit()
 
-    def _check_generation_length(self, input_ids, max_new_tokens: int) -> None:
-        self.bart._check_generation_length(input_ids, max_new_tokens)
+    def _check_generation_length(self, input_ids, attention_mask, max_new_tokens: int) -> None:
+        self.bart._check_generation_length(input_ids, attention_mask, max_new_tokens)
+
+    def _decoder_vocab_size(self) -> int:  # config.vocab_size is the source's here
+        return self.bart.config.vocab_size
 
     def _generation_setup(self, input_ids, attention_mask, max_new_tokens, decoder_start):
         memory = self.bart.model.encoder(input_ids, attention_mask).last_hidden_state  # (B, S, E)

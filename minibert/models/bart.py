@@ -405,14 +405,15 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
     def _position_limit(self) -> int:
         return self.config.max_position_embeddings
 
-    def _check_generation_length(self, input_ids, max_new_tokens: int) -> None:
+    def _check_generation_length(self, input_ids, attention_mask, max_new_tokens: int) -> None:
         limit = self.config.max_position_embeddings
         if input_ids.size(1) > limit:
             raise ValueError(f"the source has {input_ids.size(1)} tokens but max_position_embeddings is {limit}; "
                              f"truncate it to {limit} tokens")
-        if 1 + max_new_tokens > limit:
-            raise ValueError(f"max_new_tokens={max_new_tokens} plus the decoder start token exceeds "
-                             f"max_position_embeddings ({limit}); use max_new_tokens <= {limit - 1}")
+        if max_new_tokens > limit:  # the decoder reads the start token and all new tokens but the last
+            raise ValueError(f"max_new_tokens={max_new_tokens} needs {max_new_tokens} decoder positions (the start "
+                             f"token and every new token but the last), past max_position_embeddings ({limit}); "
+                             f"use max_new_tokens <= {limit}")
 
     def _generation_setup(self, input_ids, attention_mask, max_new_tokens, decoder_start):
         """Encode the source once; the output starts with decoder_start (decoder_start_token_id)."""

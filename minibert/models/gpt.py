@@ -246,6 +246,9 @@ class GPT2Model(GPT2PreTrainedModel):
             raise ValueError("a StaticCache and cache_position go together: pass both (static decoding) or neither")
         if check:
             past = int(cache_position[0]) if static else cache_length(past_key_values)
+            if static and int(cache_position[-1]) >= past_key_values.max_length:
+                raise ValueError(f"cache_position reaches slot {int(cache_position[-1])} but the StaticCache holds "
+                                 f"{past_key_values.max_length} slots; allocate it for the whole output")
             self.check_inputs(input_ids, attention_mask, position_ids, token_type_ids, past,
                               past_key_values.max_length if static else None)
         B, T = input_ids.shape
@@ -324,12 +327,17 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
     def _position_limit(self) -> int:
         return self.config.n_positions
 
-    def _check_generation_length(self, input_ids, max_new_tokens: int) -> None:
+    def _check_generation_length(self, input_ids, attention_mask, max_new_tokens: int) -> None:
+        """Positions are counted over real tokens (left padding takes none), and the last new token is
+        never fed back, so a row needs real prompt + max_new_tokens - 1 positions."""
         limit = self.config.n_positions
-        if input_ids.size(1) + max_new_tokens > limit:
-            raise ValueError(f"a prompt of {input_ids.size(1)} tokens plus max_new_tokens={max_new_tokens} exceeds "
-                             f"n_positions ({limit}); shorten the prompt or use max_new_tokens <= "
-                             f"{max(limit - input_ids.size(1), 0)}")
+        longest = int(attention_mask.ne(0).sum(1).max()) if attention_mask is not None else input_ids.size(1)
+        if longest + max_new_tokens - 1 > limit:
+            fix = (f"use max_new_tokens <= {limit + 1 - longest}" if longest <= limit else
+                   f"the prompt alone is past n_positions: shorten it to at most {limit} tokens")
+            raise ValueError(f"a prompt of {longest} tokens plus max_new_tokens={max_new_tokens} needs "
+                             f"{longest + max_new_tokens - 1} positions (the last new token is never fed back), "
+                             f"past n_positions ({limit}); {fix}")
 
     def _generation_setup(self, input_ids, attention_mask, max_new_tokens, decoder_start=None):
         """The output starts with the prompt. Positions are counted over real tokens (a left-padded
