@@ -137,10 +137,13 @@ def stack(examples: list[dict]) -> dict:
 
 
 @pytest.mark.parametrize("family", ["bert_mlm", "gpt2"])
-def test_accumulation_weighs_token_losses_by_their_tokens(tmp_path, family):
+@pytest.mark.parametrize("unlabelled", [False, True])
+def test_accumulation_weighs_token_losses_by_their_tokens(tmp_path, family, unlabelled, monkeypatch):
     """A masked-LM or causal-LM loss is a mean over labelled tokens: micro-batches with unequal counts
     must be weighed by them (Hugging Face's num_items_in_batch), or 2 x 4 is not one batch of 8. Fails
-    with the plain 1 / accumulation-steps scaling."""
+    with the plain 1 / accumulation-steps scaling. `unlabelled`: most examples have no labelled token,
+    so some micro-batches have none (mean 0/0 = nan, weight 0): the step must go on, exactly as the big
+    batch's (it stopped with a false "loss is nan")."""
     from minibert.models.bert import BertConfig, BertForMaskedLM
     from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
 
@@ -154,6 +157,18 @@ def test_accumulation_weighs_token_losses_by_their_tokens(tmp_path, family):
                                           attention_probs_dropout_prob=0.0))
 
     data = uneven_token_dataset(first=2 if family == "gpt2" else 0)
+    weights = []
+    if unlabelled:
+        for i, example in enumerate(data):
+            if i % 8:  # two labelled examples of 16
+                example["labels"][:] = -100
+        plain_weights = Trainer.loss_weights
+
+        def recorded_weights(self, batches):
+            weights.extend(plain_weights(self, batches))
+            return weights[-len(batches):]
+
+        monkeypatch.setattr(Trainer, "loss_weights", recorded_weights)
     big, small = build(), build()
     common = dict(max_steps=3, max_grad_norm=0.0, learning_rate=1e-2, logging_steps=1)
     # plain SGD: the weights move by the gradients themselves (Adam would blow a key bias's zero gradient,
@@ -167,6 +182,7 @@ def test_accumulation_weighs_token_losses_by_their_tokens(tmp_path, family):
     # the logged loss is the big batch's mean too
     for ours, theirs in zip(small_run.history, big_run.history, strict=True):
         assert abs(ours["loss"] - theirs["loss"]) < 1e-5
+    assert not unlabelled or 0.0 in weights  # the case was met
 
 
 def test_optimizer_groups_follow_the_one_no_decay_rule(tmp_path):

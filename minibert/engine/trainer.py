@@ -466,13 +466,16 @@ class Trainer:
                 loss, outputs = self.compute_loss(batch)
                 self.backward(loss)
                 self._callbacks("on_backward_end", batch)
-            losses.append(loss.detach().float() * weight)
-            for name, value in vars(outputs).items() if dataclasses.is_dataclass(outputs) else ():
-                if name.endswith("_loss") and torch.is_tensor(value):
-                    window[name].append(float(value.detach()))
-            if self.metrics_fn is not None:
-                for name, value in self.metrics_fn(batch, outputs).items():
-                    window[name].append(float(value))
+            if weight == 0:  # no labelled token: its mean is 0/0 (nan), its gradient 0; it adds nothing
+                losses.append(torch.zeros((), device=loss.device))
+            else:
+                losses.append(loss.detach().float() * weight)
+                for name, value in vars(outputs).items() if dataclasses.is_dataclass(outputs) else ():
+                    if name.endswith("_loss") and torch.is_tensor(value):
+                        window[name].append(float(value.detach()))
+                if self.metrics_fn is not None:
+                    for name, value in self.metrics_fn(batch, outputs).items():
+                        window[name].append(float(value))
             window["tokens"].append(tokens)
             self.state.examples_seen += len(next(iter(batch.values())))
         step_loss = float(torch.stack(losses).sum() / sum(weights))  # this process's mean over its micro-batches
