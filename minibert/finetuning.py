@@ -186,8 +186,9 @@ class FinetuneArguments:
             elif not self.multitask:
                 # Never the shipped task's file for someone else's data: it would pick the "best" checkpoint,
                 # and report accuracy, on examples of another task.
-                logger.warning("no --validation_file: the run is not evaluated, and the final model is the last "
-                               "step's; pass --validation_file FILE to evaluate and keep the best checkpoint")
+                final = "the SWA average" if self.swa_start is not None else "the last step's"
+                logger.warning("no --validation_file: the run is not evaluated, and the final model is %s; pass "
+                               "--validation_file FILE to evaluate and keep the best checkpoint", final)
 
 
 # -- model ----------------------------------------------------------------------------------------
@@ -492,7 +493,8 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
 
 
 def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
-    """Fine-tune and save the final model (the best evaluation's, or SWA's average if better).
+    """Fine-tune and save the final model (the best evaluation's, or SWA's average if better; with no
+    validation set, the last step's, or SWA's average).
     `callbacks` are added to the engine's (see minibert.engine.Trainer for the hooks)."""
     training = copy.copy(training)  # the run fills in its best-model metric; the caller's arguments stay as given
     if args.multitask:
@@ -550,12 +552,18 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     metrics = eval_fn(model) if eval_fn else {}
     swa_metrics = None
     if swa is not None and swa.averaged is not None:
-        swa_metrics = swa.metrics or (eval_fn(swa.averaged_module()) if eval_fn else {})
-        key = training.metric_for_best_model
-        if not metrics or _better(swa_metrics[key], metrics[key], training.greater_is_better):
+        if eval_fn is None:
+            # No validation set to choose by: the average is the final model, as in SWA itself.
             swa.copy_to(model)
-            metrics = swa_metrics
-            logger.info("the SWA average is the final model (%s %.4f)", key, metrics[key])
+            logger.info("no validation set to compare by: the SWA average (%d steps averaged) is the final model",
+                        int(swa.averaged.n_averaged))
+        else:
+            swa_metrics = swa.metrics or eval_fn(swa.averaged_module())
+            key = training.metric_for_best_model
+            if _better(swa_metrics[key], metrics[key], training.greater_is_better):
+                swa.copy_to(model)
+                metrics = swa_metrics
+                logger.info("the SWA average is the final model (%s %.4f)", key, metrics[key])
     out = Path(training.output_dir)
     if trainer.context.is_main:
         if args.adapter_size is not None or args.ladder_side_tuning is not None:

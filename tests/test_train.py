@@ -264,6 +264,32 @@ def test_own_training_file_without_validation_file_is_not_scored_on_the_shipped_
     assert shipped.validation_file.endswith("shakespeare_genre_validation.jsonl")
 
 
+def test_swa_without_a_validation_file_saves_the_average_as_the_final_model(checkpoint, tmp_path, caplog):
+    """With nothing to compare the average against, SWA's own choice: the average is saved (this
+    crashed with KeyError: None before anything was saved)."""
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    argv = ["--model_name_or_path", str(checkpoint), "--train_file", data, "--text_column", "sentence",
+            "--output_dir", str(tmp_path / "out"), "--max_steps", "4", "--per_device_train_batch_size", "8",
+            "--max_seq_length", "16", "--disable_tqdm", "--device", "cpu", "--swa_start", "0.5"]
+    finetune_args, training = train.parse(argv)
+    training.plot_loss = False
+
+    class KeepAverage:
+        def on_train_end(self, trainer):
+            swa = next(c for c in trainer.callbacks if type(c).__name__ == "SWA")
+            self.average = {k: v.clone() for k, v in swa.averaged_module().state_dict().items()}
+
+    spy = KeepAverage()
+    with caplog.at_level("INFO", logger="minibert.finetuning"):
+        result = train.finetune(finetune_args, training, callbacks=[spy])
+    assert "the final model is the SWA average" in caplog.text  # the no-validation warning
+    assert "the SWA average (3 steps averaged) is the final model" in caplog.text
+    assert result.metrics == {} and result.swa_metrics is None
+    saved = load_finetuned(tmp_path / "out").state_dict()
+    assert saved.keys() == spy.average.keys()
+    assert all(torch.equal(saved[k], spy.average[k]) for k in saved)
+
+
 def test_a_head_learning_rate_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         train.parse(["--head_lr", "-1"])

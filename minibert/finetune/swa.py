@@ -4,7 +4,8 @@ Izmailov et al. 2018, https://arxiv.org/abs/1803.05407. After a fraction of trai
 learning rate is annealed to a constant `swa_lr` and the weights visited at every step are
 averaged. `finetune` (minibert/finetuning.py) then evaluates the average beside the trainer's own
 final model (the best checkpoint, under train.py) and keeps the average only if it scores better on
-the validation set, the set every checkpoint is chosen on.
+the validation set, the set every checkpoint is chosen on; a run with no validation set keeps the
+average, SWA's own choice.
 
 Why: with a constant, fairly high rate SGD circles a wide basin instead of settling at one edge
 of it; the average lands nearer the basin's centre, which generalises better and is less
