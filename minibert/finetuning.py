@@ -277,8 +277,15 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
     if chosen and args.model_name_or_path == RANDOM_INIT:
         raise ValueError(f"{chosen[0]} trains a few parameters beside frozen pretrained weights, and random weights "
                          "frozen learn nothing; pass a pretrained --model_name_or_path")
-    if chosen and args.multitask:
-        raise ValueError(f"{chosen[0]} with --multitask is not supported; drop one of them")
+    if args.multitask:
+        # finetune_multitask builds none of these (the single-task run's model surgery and training callbacks).
+        single_task_only = {**frozen_base, "--gradual_unfreezing": args.gradual_unfreezing,
+                            "--swa_start": args.swa_start is not None, "--fgm": args.fgm,
+                            "--pgd_steps": args.pgd_steps != 0}
+        given = [flag for flag, on in single_task_only.items() if on]
+        if given:
+            raise ValueError(f"{given[0]} with --multitask is not supported (the multi-task run would silently "
+                             "train without it); drop one of them")
     if chosen and args.gradual_unfreezing:
         raise ValueError(f"--gradual_unfreezing thaws the encoder that {chosen[0]} keeps frozen; drop one of them")
     if args.adapter_size is not None and args.reinit_layers:
