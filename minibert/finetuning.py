@@ -288,6 +288,11 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
                              "train without it); drop one of them")
     if chosen and args.gradual_unfreezing:
         raise ValueError(f"--gradual_unfreezing thaws the encoder that {chosen[0]} keeps frozen; drop one of them")
+    if args.gradual_unfreezing and (args.fgm or args.pgd_steps):
+        attack = "--fgm" if args.fgm else "--pgd_steps"
+        raise ValueError(f"{attack} attacks the word embeddings along their gradient, and --gradual_unfreezing "
+                         "keeps the embeddings frozen (no gradient) until its last stage, so every step before it "
+                         "would go unattacked; drop one of them")
     if args.adapter_size is not None and args.reinit_layers:
         raise ValueError(f"--reinit_layers {args.reinit_layers} with --adapter_size: the adapters keep the blocks "
                          "frozen, so re-initialised blocks would stay random (and their adapters' zero start would "

@@ -134,7 +134,10 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
              (["--multitask", "a=x.jsonl", "--mixing_cap", "0"], "must be >= 1"),
              # the multi-task run builds none of these: refused, not silently trained without
              *[(["--multitask", "a=x.jsonl", *flag], f"{flag[0]} with --multitask is not supported")
-               for flag in (["--gradual_unfreezing"], ["--swa_start", "0.5"], ["--fgm"], ["--pgd_steps", "2"])]]
+               for flag in (["--gradual_unfreezing"], ["--swa_start", "0.5"], ["--fgm"], ["--pgd_steps", "2"])],
+             # (a missing --train_file: refused before the data is read)
+             *[(["--gradual_unfreezing", *flag, "--train_file", str(tmp_path / "missing.jsonl")],
+                f"{flag[0]} attacks the word embeddings") for flag in (["--fgm"], ["--pgd_steps", "2"])]]
     for flags, message in cases:
         assert train.main(common + flags) == 2, flags
         assert message in capsys.readouterr().err, flags
