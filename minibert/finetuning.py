@@ -302,6 +302,17 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
     if args.ladder_side_tuning is not None and (args.fgm or args.pgd_steps or args.mixout or args.reinit_layers):
         raise ValueError("--ladder_side_tuning keeps the encoder frozen and out of backward; drop --fgm / "
                          "--pgd_steps / --mixout / --reinit_layers, which change the encoder")
+    if args.ladder_side_tuning is not None:
+        rates = {"--llrd": args.llrd is not None, "--lr_groups": args.lr_groups is not None,
+                 "--head_lr": args.head_lr is not None}
+        by_depth = [flag for flag, on in rates.items() if on]
+        if by_depth:
+            # param_groups.py sets rates by the encoder's blocks; every parameter the ladder trains (side
+            # network and classifier) sits outside them, so all of it would be "head" at one rate.
+            raise ValueError(f"{by_depth[0]} with --ladder_side_tuning: the learning-rate groups follow the "
+                             "encoder's blocks (all else is the head), which the ladder keeps frozen, so its side "
+                             "network and classifier would all train at one rate; drop "
+                             f"{by_depth[0]} and set that rate with --learning_rate")
     hidden_size = (config or {}).get("hidden_size")
     if hidden_size is not None and args.adapter_size is not None:
         check_adapter_size(args.adapter_size, hidden_size)

@@ -137,7 +137,10 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
                for flag in (["--gradual_unfreezing"], ["--swa_start", "0.5"], ["--fgm"], ["--pgd_steps", "2"])],
              # (a missing --train_file: refused before the data is read)
              *[(["--gradual_unfreezing", *flag, "--train_file", str(tmp_path / "missing.jsonl")],
-                f"{flag[0]} attacks the word embeddings") for flag in (["--fgm"], ["--pgd_steps", "2"])]]
+                f"{flag[0]} attacks the word embeddings") for flag in (["--fgm"], ["--pgd_steps", "2"])],
+             *[(["--ladder_side_tuning", "2", *flag, "--train_file", str(tmp_path / "missing.jsonl")],
+                f"{flag[0]} with --ladder_side_tuning: the learning-rate groups")
+               for flag in (["--llrd", "0.9"], ["--lr_groups", "2"], ["--head_lr", "1e-3"])]]
     for flags, message in cases:
         assert train.main(common + flags) == 2, flags
         assert message in capsys.readouterr().err, flags
