@@ -41,7 +41,14 @@ import torch
 from minibert.checkpoint import read_config_dict, read_json_object, read_state_dict
 from minibert.data import OBJECTIVES, build_objective
 from minibert.data.corpus import corpus_files, iter_records, split_sentences, split_works, work_name
-from minibert.data.prepared import TokenizedCorpus, default_cache_dir, file_fingerprint, prepare_corpus
+from minibert.data.objectives.nsp import SentencePairObjective
+from minibert.data.prepared import (
+    TokenizedCorpus,
+    default_cache_dir,
+    file_fingerprint,
+    prepare_corpus,
+    remove_abandoned_temporaries,
+)
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.distributed import barrier, setup
@@ -144,6 +151,12 @@ class PretrainingOptions:
             raise ValueError(f"validation_share must be in [0, 0.5), got {self.validation_share}")
         if not 0.0 < self.corpus_fraction <= 1.0:
             raise ValueError(f"corpus_fraction must be in (0, 1], got {self.corpus_fraction}")
+        if "mlm_probability" in self.objective_options and self.objective in ("bart", "clm"):
+            raise ValueError(f"--mlm_probability applies to the masked-LM objectives (mlm, wwm, span, nsp, sop, "
+                             f"electra); {self.objective} "
+                             + ("masks nothing: it predicts each next token" if self.objective == "clm" else
+                                "masks its own way (30% of the tokens in Poisson spans, BART's text infilling)")
+                             + "; leave --mlm_probability out")
         if self.neighbour_heads and (self.init_from or self.objective not in MASKED_LM_OBJECTIVES):
             why = ("--init_from's attention is already trained" if self.init_from
                    else f"--objective {self.objective} does not train a BERT encoder alone")
@@ -307,6 +320,7 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
              for n, row in enumerate(_records_with_text(files, options.text_column)) if n in chosen)
     tokenizer = train_tokenizer(texts, kind=kind, vocab_size=options.vocab_size, model_max_length=512, frame=frame)
     logger.info("trained a %s tokenizer of %d tokens on the corpus", kind, tokenizer.vocab_size)
+    remove_abandoned_temporaries(cached)
     tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
     tokenizer.save_pretrained(tmp)
     try:
@@ -326,17 +340,17 @@ def _records_with_text(files: list[Path], text_column: str):
 
 def scan_work_names(files: list[Path], text_column: str = "text") -> list[str]:
     """Each document's work, read from the files without tokenising (the tokenizer is not trained yet)."""
-    several_files = len(files) > 1
-    names, first_record = [], 0
+    documents, first_record = [], 0  # (title, file, record number) of each record with text
     for file in files:
         n = -1
         for n, (row, _) in enumerate(iter_records(file, text_column)):
             if row["text"].strip():
-                names.append(work_name(row.get("title"), str(file), several_files, first_record + n))
+                documents.append((row.get("title"), str(file), first_record + n))
         first_record += n + 1
-    if not names:
+    if not documents:
         raise ValueError(f"the corpus {[str(f) for f in files]} is empty: it holds no text; check the files")
-    return names
+    several_files = len({file for _, file, _ in documents}) > 1  # an empty file does not count (as load_works)
+    return [work_name(title, file, several_files, record) for title, file, record in documents]
 
 
 def build_model(options: PretrainingOptions, objective, file_config: dict | None = None):
@@ -434,7 +448,7 @@ def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str]
     problems = []
     if len(held_out_works) < MIN_EVAL_WORKS:
         problems.append(f"{len(held_out_works)} held-out work(s) (want >= {MIN_EVAL_WORKS})")
-    if "next_sentence_label" in eval_examples[0] and len(eval_examples) < MIN_EVAL_PAIRS:
+    if isinstance(objective, SentencePairObjective) and len(eval_examples) < MIN_EVAL_PAIRS:  # nsp, sop
         problems.append(f"{len(eval_examples)} sentence pairs (want >= {MIN_EVAL_PAIRS})")
     if hasattr(objective, "mlm_probability"):  # the masked-LM family (mlm, wwm, span, nsp, sop, electra)
         tokens = sum(len(seq) for e in eval_examples for seq in token_arrays(e))
@@ -445,6 +459,20 @@ def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str]
         return None
     return ("held-out set too small for its numbers to mean much: " + ", ".join(problems)
             + "; use a corpus with more works (plays, books) or a larger --validation_share")
+
+
+def held_out_examples(evaluation, held_docs, held_out_works: list[str], options: PretrainingOptions):
+    """The held-out works' examples (up to --max_eval_examples); a held-out set the objective cannot
+    make examples of (sop/nsp: too few sentences or documents) is named as such, not as the corpus."""
+    if not len(held_docs):
+        return []
+    try:
+        return evaluation.examples(held_docs)[: options.max_eval_examples]
+    except ValueError as e:
+        shown = ", ".join(held_out_works[:5]) + (", ..." if len(held_out_works) > 5 else "")
+        raise ValueError(f"the held-out works ({shown}) cannot make {options.objective} examples ({e}); the training "
+                         "works can. Hold out more works (a larger --validation_share), give the records titles, "
+                         "or pass --validation_share 0 to train without a held-out evaluation") from None
 
 
 def training_passes(args: TrainingArguments, num_examples: int, world_size: int) -> float:
@@ -547,7 +575,13 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
                      checkpoint: Path | None, context) -> PretrainingData:
     """Tokenizer, objective, prepared corpus, the training and held-out works' examples; refuses a
     corpus the tokenizer cannot read and warns when training would go over its examples too often."""
-    tokenizer = get_tokenizer(options, output_dir, checkpoint)
+    # Like the prepared corpus: rank 0 trains the tokenizer (or finds it cached) while the other ranks wait,
+    # then they read it from the cache instead of each training it on the whole text again.
+    if context.is_main:
+        tokenizer = get_tokenizer(options, output_dir, checkpoint)
+    barrier(context)
+    if not context.is_main:
+        tokenizer = get_tokenizer(options, output_dir, checkpoint)
     objective_options = {"seed": args.seed, **options.objective_options}
     objective = build_objective(options.objective, tokenizer, options.max_seq_length, **objective_options)
     corpus = prepare(options, tokenizer, objective.word_rule, context)
@@ -565,8 +599,13 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
     standard = {k: v for k, v in objective_options.items() if k != "mlm_probability"}
     evaluation = build_objective(options.objective, tokenizer, options.max_seq_length,
                                  **{**standard, "seed": HELD_OUT_SEED})
-    eval_examples = evaluation.examples(held_docs)[: options.max_eval_examples] if len(held_docs) else []
+    eval_examples = held_out_examples(evaluation, held_docs, held_out_works, options)
     warning = eval_warning(evaluation, eval_examples, held_out_works) if len(eval_examples) else None
+    if options.validation_share > 0 and not held_out_works:
+        warning = ("nothing is held out: the corpus is one work (all its records share one title, or it holds one "
+                   "document), and a work is held out whole; no held-out numbers are measured. Give the records "
+                   "their own titles, or split the text into several files")
+        logger.warning(warning)
     passes = training_passes(args, len(examples), context.world_size)
     if passes > MAX_PASSES:
         logger.warning(

@@ -1,6 +1,7 @@
 """Corpus reading, sentence splitting, the shipped corpora, Chinese conversion and segmentation."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -74,7 +75,7 @@ def test_gzipped_files_and_works(tmp_path):
     (tmp_path / "books" / "a.txt.gz").write_bytes(gzip.compress(b"One. Two.\n\nThree. Four."))
     (tmp_path / "books" / "b.jsonl").write_text('{"text": "Five. Six.", "title": "B"}\n')
     works = load_works(tmp_path / "books")
-    assert [w for w, _ in works] == [str(tmp_path / "books" / "a.txt.gz")] * 2 + ["B"]
+    assert [w for w, _ in works] == ["a.txt.gz"] * 2 + ["B"]  # an untitled file's work: its name
     assert works[1][1] == ["Three.", "Four."]
     (tmp_path / "one.txt").write_text("A. B.\n\nC. D.\n\nE. F.")
     assert [w for w, _ in load_works(tmp_path / "one.txt")] == ["document 0", "document 1", "document 2"]
@@ -158,3 +159,33 @@ def test_missing_extra_names_it(monkeypatch):
     finally:
         chinese._converter.cache_clear()
         chinese._jieba.cache_clear()
+
+
+def test_work_names_do_not_depend_on_how_the_path_is_spelt(tmp_path, monkeypatch):
+    """Untitled files are works named by their file's name: a relative and an absolute path (and any
+    working directory) hold out the same works. An empty file is not a work and changes nothing."""
+    from minibert.data.corpus import corpus_files
+    from minibert.data.prepared import prepare_corpus
+    from minibert.pretraining import scan_work_names
+    from minibert.tokenizer import train_tokenizer
+
+    books = tmp_path / "corpora" / "books"
+    books.mkdir(parents=True)
+    for i in range(6):
+        (books / f"book{i}.txt").write_text(f"Book {i} begins. It goes on.\n\nIt ends here, book {i}.")
+    spellings = [(books, tmp_path), (books.relative_to(tmp_path), tmp_path), (Path("books"), tmp_path / "corpora")]
+    held = []
+    for path, cwd in spellings:
+        monkeypatch.chdir(cwd)
+        held.append(split_works([w for w, _ in load_works(path)], 0.34))
+    assert held[0] == held[1] == held[2] and held[0] <= {f"book{i}.txt" for i in range(6)}
+
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "a.txt").write_text("One. Two.\n\nThree. Four.\n\nFive. Six.")
+    (lone / "b.txt").write_text("")  # empty: the corpus is still one file of documents, each its own work
+    expected = ["document 0", "document 1", "document 2"]
+    assert [w for w, _ in load_works(lone)] == expected
+    assert scan_work_names(corpus_files(lone)) == expected
+    tokenizer = train_tokenizer(["One two three four five six"], vocab_size=60)
+    assert prepare_corpus(lone, tokenizer, tmp_path / "cache").work_names() == expected

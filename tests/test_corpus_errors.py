@@ -88,3 +88,14 @@ def test_malformed_csv_is_a_value_error_naming_the_file_and_line(tmp_path, defau
     with pytest.raises(ValueError, match=r"cr.csv:3 is not valid CSV/TSV .*JSON lines"):
         list(iter_records(file))
     assert csv.field_size_limit() == default_csv_limit
+
+
+def test_a_tsv_cell_that_swallowed_the_rows_after_it_is_named(tmp_path, default_csv_limit):
+    """A cell that opens with a quote and never closes it reads on to the next quote, rows included:
+    silently, 5 rows became 2 records, tabs and labels in the text."""
+    file = tmp_path / "quote.tsv"
+    file.write_text('label\ttext\n1\tFine.\n0\t"Unclosed quote.\n1\tThird.\n0\tFourth.\n')
+    with pytest.raises(ValueError, match=r"quote.tsv:3: the `text` cell holds a tab .*never closes"):
+        list(iter_records(file))
+    file.write_text('label\ttext\n1\tFine.\n0\t"Quoted, closed."\n1\tThird.\n')
+    assert [r["text"] for r, _ in iter_records(file)] == ["Fine.", "Quoted, closed.", "Third."]

@@ -196,3 +196,26 @@ def test_a_fine_tuning_file_is_a_corpus_through_its_text_column(tmp_path, tokeni
     with pytest.raises(ValueError, match=r"no string `text` field \(its fields: speech\).*--text_column"):
         prepare_corpus(lines, tokenizers["wordpiece"], tmp_path / "cache")
     assert load_corpus(lines, text_column="speech") == [["One.", "Two."]]
+
+
+def test_a_killed_preparations_folder_is_removed_once_abandoned(tmp_path):
+    """kill -9 (or the OOM killer) leaves `<name>.tmp-<pid>`; the next preparation removes it once its
+    process is gone and nothing was written in it for an hour, and keeps anything that may be live."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    final = tmp_path / "cache" / "book-0123"
+    old = final.with_name(f"{final.name}.tmp-{int(dead.stdout)}")
+    recent = final.with_name(f"{final.name}.tmp-{int(dead.stdout) + 1}")  # pids are reused; treat it as recent
+    live = final.with_name(f"{final.name}.tmp-{os.getppid()}")
+    for folder in (old, recent, live):
+        folder.mkdir(parents=True)
+        (folder / "tokens.bin").write_bytes(b"x" * 10)
+    hour_ago = os.path.getmtime(old) - prepared.ABANDONED_AFTER - 60
+    for folder in (old, live):
+        for p in (folder, folder / "tokens.bin"):
+            os.utime(p, (hour_ago, hour_ago))
+    prepared.remove_abandoned_temporaries(final)
+    assert not old.exists() and recent.exists() and live.exists()

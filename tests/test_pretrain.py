@@ -315,6 +315,8 @@ def test_bad_arguments_are_refused_before_any_tokenizer_is_trained(tmp_path, cor
         (("--max_seq_length", "-5"), "pass --max_seq_length 8 or more"),
         (("--max_seq_length_phase2", "0"), "--max_seq_length_phase2 0 is too short"),
         (("--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be >= 1, got 0"),
+        (("--objective", "bart", "--mlm_probability", "0.3"), "--mlm_probability applies to the masked-LM objectives"),
+        (("--objective", "clm", "--mlm_probability", "0.3"), "clm masks nothing"),
         (("--phase2_batch_size", "0"), "--phase2_batch_size must be >= 1"),
         (("--output_dir", str(a_file)), f"--output_dir {a_file} is a file; pass a directory path"),
         (("--output_dir", str(a_file / "run")), f"sits under {a_file}, which is a file"),
@@ -381,3 +383,29 @@ def test_a_config_file_of_another_family_or_with_a_typo_is_refused_before_any_da
     code, err = cli("--objective", "mlm", "--corpus", missing, "--config_file", str(tmp_path), "--output_dir",
                     str(tmp_path / "c"))
     assert code == 1 and "is a directory; pass the config.json inside it" in err
+
+
+def test_a_held_out_set_that_is_empty_or_cannot_make_pairs_is_said_so(tmp_path, tiny_config, corpus):
+    """A corpus that is one work holds nothing out: said in the summary, not silently skipped. Held-out
+    works that cannot make sentence pairs are named as such (the corpus's own message blamed all of it).
+    SOP's held-out pairs are counted like NSP's (the check looked for NSP's label alone)."""
+    from minibert.data import build_objective, load_corpus
+    from minibert.pretraining import eval_warning
+
+    one_work = tmp_path / "hamlet.jsonl"
+    one_work.write_text("".join(json.dumps({"title": "Hamlet", "text": r["text"][:1500]}) + "\n"
+                                for r in read_records("shakespeare")[:6]))
+    result = pretrain(tmp_path / "one", one_work, tiny_config, "mlm", steps=1)
+    assert result.held_out_works == [] and "nothing is held out: the corpus is one work" in result.eval_warning
+    assert "WARNING: nothing is held out" in format_summary(result)
+
+    five = tmp_path / "five.txt"  # five long documents: one held out, and nsp draws B from another document
+    five.write_text("\n\n".join(r["text"][:2000] for r in read_records("shakespeare")[:5]))
+    with pytest.raises(ValueError, match=r"the held-out works \(document \d\) cannot make nsp examples .*"
+                                         r"--validation_share 0"):
+        pretrain(tmp_path / "five", five, tiny_config, "nsp", steps=1)
+
+    tokenizer = train_tokenizer([r["text"][:3000] for r in read_records("shakespeare")[:10]], vocab_size=300)
+    sop = build_objective("sop", tokenizer, 32)
+    pairs = sop.examples(load_corpus(corpus))[:20]
+    assert "20 sentence pairs (want >= 500)" in eval_warning(sop, pairs, ["A", "B"])

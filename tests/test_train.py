@@ -146,6 +146,10 @@ def test_data_files_in_the_wrong_encoding_or_format_are_named(tmp_path):
     tabs.write_text("sentence\tlabel\nhello\t1\n")
     with pytest.raises(ValueError, match=r"delimiter is probably wrong: rename the file to tabs\.tsv"):
         read_rows(tabs)
+    quoted = tmp_path / "quoted.tsv"  # an unclosed quote read the next rows into its cell (4 rows came back as 2)
+    quoted.write_text('label\tsentence\n1\tFine.\n0\t"Unclosed quote.\n1\tThird.\n0\tFourth.\n')
+    with pytest.raises(ValueError, match=r"quoted\.tsv:3: the `sentence` cell holds a tab and 3 line break"):
+        read_rows(quoted)
 
 
 def test_labels_are_never_silently_a_different_task(checkpoint, tmp_path, caplog):

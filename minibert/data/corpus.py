@@ -203,6 +203,16 @@ def long_csv_fields(file: Path, reader: csv.DictReader):
         csv.field_size_limit(previous)
 
 
+def check_tsv_row(row: dict, file, line: int) -> None:
+    """A TSV cell holding a tab: a cell that opened with a quote (") and never closed it has read on,
+    rows and tabs included, up to the next quote; the rows it swallowed would be lost silently."""
+    for column, value in row.items():
+        if isinstance(value, str) and "\t" in value:
+            raise ValueError(f"{file}:{line}: the `{column}` cell holds a tab and {value.count(chr(10))} line "
+                             "break(s): it starts with a quote (\") that never closes, so the rows after it were read "
+                             "into it; remove that quote or double it (\"\"), or write the file as JSON lines")
+
+
 def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     """CSV (comma) or TSV (tab) rows with a header line, streamed."""
     delimiter = "\t" if _suffix(file) == ".tsv" else ","
@@ -215,10 +225,13 @@ def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
         raise ValueError(f"{file} has no `{text_column}` column (its columns: {found}); pass --text_column with "
                          "the column that holds the text")
     while True:
+        first_line = reader.reader.line_num + 1
         with long_csv_fields(file, reader):
             row = next(reader, None)
         if row is None:
             return
+        if delimiter == "\t":
+            check_tsv_row(row, file, first_line)
         text = row.get(text_column)
         yield {**row, "text": text if isinstance(text, str) else ""}, len(text or "")
 
@@ -231,9 +244,11 @@ def read_records(path: str | os.PathLike, text_column: str = "text") -> list[dic
 
 
 def work_name(title, file: str, several_files: bool, record: int) -> str:
-    """The work a document belongs to: its `title` (a play, a book), else its file when the corpus has
-    several files, else the document itself (`record`: its number among all the corpus's records)."""
-    return str(title or (file if several_files else f"document {record}"))
+    """The work a document belongs to: its `title` (a play, a book), else its file's name when the corpus
+    has several files holding documents, else the document itself (`record`: its number among all the
+    corpus's records). The file's name alone, not its path: `corpora/x`, `./corpora/x` and an absolute
+    path hold out the same works (and one run's held-out text is never another's training text)."""
+    return str(title or (Path(file).name if several_files else f"document {record}"))
 
 
 def load_corpus(paths: str | os.PathLike | list | None = None, convert: str | None = None,
@@ -257,16 +272,17 @@ def load_works(paths: str | os.PathLike | list | None = None, convert: str | Non
     if not paths:
         raise ValueError("no corpus paths given; pass files, directories, or a shipped name such as 'shakespeare'")
     records = [record for path in paths for record in read_records(path, text_column)]
-    several_files = len({r["source_file"] for r in records}) > 1
-    documents = []
+    documents = []  # (record number, record, sentences)
     for n, record in enumerate(records):
         text = convert_chinese(record["text"], convert) if convert else record["text"]
         sentences = split_sentences(text)
         if sentences:
-            documents.append((work_name(record.get("title"), record["source_file"], several_files, n), sentences))
+            documents.append((n, record, sentences))
     if not documents:
         raise ValueError(f"the corpus {[str(p) for p in paths]} is empty: it holds no text; check the files")
-    return documents
+    several_files = len({record["source_file"] for _, record, _ in documents}) > 1  # an empty file does not count
+    return [(work_name(record.get("title"), record["source_file"], several_files, n), sentences)
+            for n, record, sentences in documents]
 
 
 def split_works(works: list[str], share: float) -> set[str]:

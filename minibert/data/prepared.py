@@ -146,7 +146,7 @@ class TokenizedCorpus:
 
     def work_names(self) -> list[str]:
         """Each selected document's work (corpus.work_name's rule: title, else file, else the document)."""
-        several_files = len(self.shards) > 1
+        several_files = sum(shard.num_documents > 0 for shard in self.shards) > 1  # as corpus.load_works
         names, first_record = [], 0
         for shard, chosen in zip(self.shards, self.selection, strict=True):
             for d in chosen.tolist():
@@ -438,6 +438,7 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
 
     try:
         for file, directory in todo:
+            remove_abandoned_temporaries(directory)
             tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
@@ -465,6 +466,36 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+ABANDONED_AFTER = 3600  # seconds without a write before another process's temporary folder counts as abandoned
+
+
+def remove_abandoned_temporaries(final: Path) -> None:
+    """Delete `final`'s temporary siblings (`<name>.tmp-<pid>`) that a killed process left behind (kill -9,
+    out of memory): its process is gone from this machine and nothing in the folder was written for an
+    hour (a process on another machine sharing the cache would still be writing)."""
+    for tmp in final.parent.glob(f"{final.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        try:
+            last_write = max(p.stat().st_mtime for p in [tmp, *tmp.rglob("*")])
+        except OSError:  # removed meanwhile
+            continue
+        if time.time() - last_write > ABANDONED_AFTER:
+            logger.info("removing %s, left by a process that no longer runs", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
 def prepare_corpus(paths, tokenizer, cache_dir: str | os.PathLike | None = None, words: str = "vocab",
                    workers: int | None = None, progress: bool = False, text_column: str = "text") -> TokenizedCorpus:
     """Every file of the corpus (files, directories, shipped names), tokenised with `tokenizer`, from the
@@ -485,7 +516,7 @@ def prepare_corpus(paths, tokenizer, cache_dir: str | os.PathLike | None = None,
     shards = []
     for file, directory in zip(files, directories, strict=True):
         shard = Shard.open(directory)
-        shard.file = str(file)  # as this run names it: work names (and so the held-out works) follow the corpus paths
+        shard.file = str(file)  # its name names its documents' work when they have no title (corpus.work_name)
         shards.append(shard)
     corpus = TokenizedCorpus.whole(shards)
     corpus.prepared_bytes = sum(text_size(f) or f.stat().st_size for f, _ in todo)

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibert.data.corpus import decode_utf8, long_csv_fields
+from minibert.data.corpus import check_tsv_row, decode_utf8, long_csv_fields
 from minibert.finetune.generative import GENERATIVE_TASK_TYPES
 
 logger = logging.getLogger(__name__)
@@ -56,14 +56,23 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     if suffix in (".csv", ".tsv"):
         delimiter, other = ("\t", ",") if suffix == ".tsv" else (",", "\t")
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-        with long_csv_fields(path, reader):  # a cell may be a whole document
-            rows = list(reader)
-        header = reader.fieldnames or []
+        with long_csv_fields(path, reader):
+            header = reader.fieldnames or []  # reads the header line
         if len(header) == 1 and other in header[0]:
             # One column whose name holds the other delimiter: the file was written with that one.
             raise ValueError(f"{path}: the header {header[0]!r} is one column split by {other!r}, not {delimiter!r}; "
                              f"the delimiter is probably wrong: rename the file to "
                              f"{path.with_suffix('.csv' if suffix == '.tsv' else '.tsv').name}")
+        rows = []
+        while True:
+            first_line = reader.reader.line_num + 1
+            with long_csv_fields(path, reader):  # a cell may be a whole document
+                row = next(reader, None)
+            if row is None:
+                break
+            if delimiter == "\t":
+                check_tsv_row(row, path, first_line)
+            rows.append(row)
     elif text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
