@@ -205,6 +205,8 @@ def repetition_penalty(scores, sequences, penalty: float, ignore_before: torch.T
     """CTRL's penalty (Keskar et al. 2019, https://arxiv.org/abs/1909.05858) as Hugging Face applies it:
     a token already in the row has its score divided by `penalty` if positive, multiplied if negative
     (CTRL divides always, which would raise a negative score; this way it always drops for penalty > 1).
+    "Already in the row" means in `sequences`: a decoder-only model's prompt and new tokens; an
+    encoder-decoder's decoder tokens, its start token included, never the source (as Hugging Face).
     `ignore_before` (N,): leading positions (left padding) that do not count."""
     V = scores.size(-1)
     tokens = sequences.clamp(max=V)

@@ -290,6 +290,8 @@ class PreTrainedModel(nn.Module):
                 other_heads.append(hf_key)
                 continue
             if self.weight_map.is_transposed(hit[0]):
+                # The shape check catches a table that names the wrong tensors, except a square one (GPT-2's
+                # attn.c_proj, E x E): there only the parity tests' outputs tell a missing transpose.
                 want = tuple(reversed(expected[key].shape))
                 if tuple(tensor.shape) != want:
                     raise ValueError(

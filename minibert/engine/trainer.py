@@ -421,7 +421,16 @@ class Trainer:
         average over processes) give exactly the gradient of one big batch, however the labelled tokens
         fall between them (Hugging Face's `num_items_in_batch`, https://huggingface.co/blog/gradient_accumulation).
         Any other loss (a sentence-level mean, MLM + SOP, ELECTRA's two parts, a custom loss_fn) takes
-        1 / the accumulation steps."""
+        1 / the accumulation steps.
+
+            weight_i = n_i * world_size / total     n_i: micro-batch i's labelled tokens (labels != -100;
+                                                    a causal LM's shifted labels[:, 1:]; nn/losses.py's
+                                                    labelled_count, causal_lm_count)
+                                                    total: every micro-batch of this step on every rank
+                                                    (an all-reduce sum: distributed.sum_across_ranks)
+
+        All micro-batches of the step are fetched before the first backward (training_step), so the
+        total is known in time; world_size cancels DDP's average of the gradients over ranks."""
         count = getattr(self.model, "loss_items", None) if self.loss_fn is None else None
         if count is None or (len(batches) == 1 and not self.context.enabled):  # one batch: its own mean
             return [1.0 / len(batches)] * len(batches)
