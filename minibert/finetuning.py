@@ -670,6 +670,8 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         tokenizer.save_pretrained(out)
         settings = {k: getattr(args, k) for k in ("text_column", "target_column", "num_beams", "max_seq_length",
                                                   "validation_file")}
+        # the limit the evaluations decoded with, so a re-evaluation (evaluate_generation) decodes the same
+        settings["generation_max_length"] = args.generation_max_length or args.max_seq_length
         record = {"metrics": metrics, "task": asdict(task), "generation": settings,
                   "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
         (out / "eval_results.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train
+from minibert.finetune import evaluate_generation
 from minibert.finetune.evaluate_generation import evaluate_saved
 from minibert.finetune.generative import GenerativeCollator, causal_lm_examples, chrf, exact_match, seq2seq_examples
 from minibert.finetune.new_encoder import BartWithNewEncoder, TwoStageTraining, stage_one_parameters
@@ -107,7 +108,7 @@ def test_seq2seq_and_causal_lm_examples_put_the_loss_on_the_target_only(checkpoi
     assert torch.allclose(model(**{k: v[:1] for k, v in batch.items()}).loss, expected, atol=1e-6)
 
 
-def test_seq2seq_bart_end_to_end_with_beam_search(checkpoints, tmp_path):
+def test_seq2seq_bart_end_to_end_with_beam_search(checkpoints, tmp_path, monkeypatch):
     result = run(checkpoints["bart"], tmp_path, "--num_beams", "2")
     assert result.task.problem_type == "seq2seq"
     assert [r["step"] for r in result.history] == [2, 4]
@@ -118,8 +119,23 @@ def test_seq2seq_bart_end_to_end_with_beam_search(checkpoints, tmp_path):
     predictions = [json.loads(line) for line in (out / "generated_predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 6 and {"target", "prediction"} <= set(predictions[0])
     assert isinstance(load_finetuned(out), BartForConditionalGeneration)
-    again = evaluate_saved(out, num_beams=2, max_new_tokens=8)  # the same weights, decoded again
-    assert again["chrf"] == pytest.approx(result.metrics["chrf"]) and again["examples"] == 6
+    # the same weights decoded again, as the run decoded them: its --generation_max_length 8 (not
+    # --max_seq_length 24) is read from eval_results.json
+    limits = []
+
+    class RecordLimit(evaluate_generation.GenerationEvaluator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            limits.append(self.max_new_tokens)
+
+    monkeypatch.setattr(evaluate_generation, "GenerationEvaluator", RecordLimit)
+    again = evaluate_saved(out, num_beams=2)
+    assert limits == [8] and again["examples"] == 6
+    assert {k: again[k] for k in result.metrics} == result.metrics
+    del saved["generation"]["generation_max_length"]  # a run saved before it was recorded: max_seq_length, as then
+    (out / "eval_results.json").write_text(json.dumps(saved))
+    evaluate_saved(out, num_beams=2)
+    assert limits[-1] == 24
 
 
 def test_causal_lm_gpt2_end_to_end(checkpoints, tmp_path):

@@ -3,9 +3,10 @@
     python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --num_beams 4
     python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --validation_file other.jsonl
 
-The columns, the task type and --max_seq_length come from the run's eval_results.json, the
-validation file too unless given; so greedy decoding and beam search are compared on the very
-same weights. Prints the metrics as one JSON line (loss, exact_match, chrf, seconds).
+The columns, the task type, --max_seq_length and --generation_max_length come from the run's
+eval_results.json, the validation file too unless given; so greedy decoding and beam search are
+compared on the very same weights, and the run's own --num_beams repeats the run's own numbers.
+Prints the metrics as one JSON line (loss, exact_match, chrf, seconds).
 """
 
 import argparse
@@ -54,8 +55,10 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     else:
         examples = causal_lm_examples(sources, targets, tokenizer, max_length, validation_file)
     model = load_finetuned(path)
-    evaluator = GenerationEvaluator(examples, task_type, tokenizer, batch_size, num_beams,
-                                    max_new_tokens or max_length, input_pad_token_id(source_tokenizer or tokenizer))
+    # A run saved before generation_max_length was recorded decoded up to max_seq_length unless told otherwise.
+    max_new_tokens = max_new_tokens or settings.get("generation_max_length", max_length)
+    evaluator = GenerationEvaluator(examples, task_type, tokenizer, batch_size, num_beams, max_new_tokens,
+                                    input_pad_token_id(source_tokenizer or tokenizer))
     start = time.perf_counter()
     metrics = evaluator(model)
     return {**metrics, "num_beams": num_beams, "examples": len(examples), "seconds": time.perf_counter() - start}
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation_file", help="default: the run's")
     parser.add_argument("--num_beams", type=int, default=1, help="1: greedy decoding (default), more: beam search")
     parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
-    parser.add_argument("--generation_max_length", type=int, help="new tokens at most (default: max_seq_length)")
+    parser.add_argument("--generation_max_length", type=int, help="new tokens at most (default: the run's)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
