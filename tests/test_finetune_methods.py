@@ -1,7 +1,9 @@
 """Fine-tuning beyond full updates (issue 14): adapters, gradual unfreezing, ladder side-tuning,
 multi-task mixing. Each test would fail if its method were broken; tiny models, seconds each."""
 
+import dataclasses
 import json
+import shutil
 from collections import Counter
 from types import SimpleNamespace
 
@@ -12,12 +14,13 @@ from test_train import checkpoint, rows, run, write_jsonl  # noqa: F401 (checkpo
 
 import train
 from minibert.finetune.adapters import add_adapters
-from minibert.finetune.beside_base import CONFIG_FILE, TRAINED_FILE
+from minibert.finetune.beside_base import CONFIG_FILE, TRAINED_FILE, save_beside_base
 from minibert.finetune.ladder import LadderSideClassifier
 from minibert.finetune.multitask import MixtureSampler, mixing_rates, parse_tasks
 from minibert.finetune.param_groups import layer_wise_lr_decay_groups
+from minibert.finetune.task_data import Task
 from minibert.finetune.unfreezing import GradualUnfreezing
-from minibert.finetuning import load_finetuned
+from minibert.finetuning import BESIDE_BASE_FIELDS, FinetuneArguments, build_model, load_finetuned
 from minibert.models.bert import BertConfig, BertForSequenceClassification, BertModel
 from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification
 
@@ -115,6 +118,26 @@ def test_adapters_through_train_py_save_small_beside_the_base_and_reload(checkpo
     (out / CONFIG_FILE).write_text(json.dumps(record))
     with pytest.raises(ValueError, match="whose weights have changed"):
         load_finetuned(out)
+
+
+def test_a_base_whose_config_changed_is_refused_and_an_older_run_still_loads(checkpoint, tmp_path):  # noqa: F811
+    """Same weights, another config.json (here its activation): another model, so refused. A run saved
+    before the config was recorded still loads, its base's weights checked."""
+    base = shutil.copytree(checkpoint, tmp_path / "base")
+    args = FinetuneArguments(model_name_or_path=str(base), adapter_size=4)
+    task = Task("single_label_classification", ["comedy", "tragedy"])
+    model, _ = build_model(args, task)
+    out = tmp_path / "out"
+    save_beside_base(model, out, base, {"args": {k: getattr(args, k) for k in BESIDE_BASE_FIELDS},
+                                        "task": dataclasses.asdict(task)})
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))
+    with pytest.raises(ValueError, match=r"whose config.json has changed since \(hidden_act: 'gelu' -> 'relu'\)"):
+        load_finetuned(out)
+    record = json.loads((out / CONFIG_FILE).read_text())
+    del record["base_config"]
+    (out / CONFIG_FILE).write_text(json.dumps(record))
+    assert load_finetuned(out) is not None
 
 
 def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, tmp_path, capsys):  # noqa: F811

@@ -3,9 +3,10 @@
 Adapters and ladder side-tuning leave the pretrained weights as they were; copying them into
 every task's directory would undo the point of training a few per cent of them. So a run
 writes `trained.safetensors` (the trainable parameters, named as in the model) and
-`beside_base.json`: the base checkpoint's path and a SHA-256 of its weights (a base that
-changed since is refused, not silently mixed in), plus whatever the caller needs to rebuild
-the model before loading (`settings`).
+`beside_base.json`: the base checkpoint's path, a SHA-256 of its weights and a copy of its
+config.json (a base whose weights or config changed since is refused, not silently mixed in:
+the same weights under another activation or LayerNorm epsilon are another model), plus
+whatever the caller needs to rebuild the model before loading (`settings`).
 """
 
 import hashlib
@@ -17,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from minibert.checkpoint import BESIDE_BASE_FILE
+from minibert.checkpoint import BESIDE_BASE_FILE, read_config_dict
 
 TRAINED_FILE = "trained.safetensors"
 CONFIG_FILE = BESIDE_BASE_FILE  # (checkpoint.py: load_pretrained refuses a directory holding it)
@@ -50,19 +51,30 @@ def save_beside_base(model: nn.Module, path: str | os.PathLike, base: str | os.P
     path.mkdir(parents=True, exist_ok=True)
     trained = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
     save_file(trained, str(path / TRAINED_FILE))
-    record = {"base_model": str(base), "base_sha256": _sha256(_weights_file(base)), "settings": settings}
+    record = {"base_model": str(base), "base_sha256": _sha256(_weights_file(base)),
+              "base_config": read_config_dict(base), "settings": settings}
     (path / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return (path / TRAINED_FILE).stat().st_size
 
 
 def read_beside_base(path: str | os.PathLike) -> tuple[str, dict]:
-    """The base checkpoint (checked unchanged) and the settings saved with the parameters."""
+    """The base checkpoint (its weights and config checked unchanged) and the settings saved with the
+    parameters."""
     record = json.loads((Path(path) / CONFIG_FILE).read_text())
     base = Path(record["base_model"])
     if _sha256(_weights_file(base)) != record["base_sha256"]:
         raise ValueError(f"{path} was trained beside {base}, whose weights have changed since; the trained "
                          "parameters only fit the weights they were trained with: restore that checkpoint, "
                          "or fine-tune again")
+    saved = record.get("base_config")  # None in a run saved before it was recorded: the weights alone are checked
+    if saved is not None:
+        now = read_config_dict(base)
+        changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+        if changed:
+            shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+            raise ValueError(f"{path} was trained beside {base}, whose config.json has changed since ({shown}); the "
+                             "trained parameters only fit the model they were trained with: restore that "
+                             "config.json, or fine-tune again")
     return str(base), record["settings"]
 
 
