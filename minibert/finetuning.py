@@ -253,7 +253,8 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
                                  args.classifier_dropout, args.pooling_layer)
     if args.adapter_size is not None:
-        trainable = add_adapters(model, args.adapter_size)
+        # the pooler trains only under a head that reads it: the family head (BERT's) or --pooling pooler
+        trainable = add_adapters(model, args.adapter_size, train_pooler=args.pooling in ("default", "pooler"))
         logger.info("adapters of %d units: %d of %d parameters train", args.adapter_size, trainable,
                     sum(p.numel() for p in model.parameters()))
     tokenizer_dir = args.tokenizer_name or source

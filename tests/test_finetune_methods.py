@@ -70,6 +70,19 @@ def test_adapters_start_as_the_identity_and_train_only_adapters_layernorms_and_h
     assert not torch.equal(model.eval()(**b).logits, before)  # the hook is live: adapters change the output
 
 
+@pytest.mark.parametrize("pooling", ["mean", "pooler"])
+def test_adapters_train_the_pooler_only_under_a_head_that_reads_it(checkpoint, pooling):  # noqa: F811
+    """--pooling mean never reads the pooler: left trainable it got no gradient, yet was counted and
+    saved as trained."""
+    task = Task("single_label_classification", ["comedy", "tragedy"])
+    model, _ = build_model(FinetuneArguments(model_name_or_path=str(checkpoint), pooling=pooling, adapter_size=4), task)
+    b = batch()
+    model(input_ids=b["input_ids"] % 20, attention_mask=b["attention_mask"], labels=b["labels"] % 2).loss.backward()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in model.named_parameters() if p.grad is not None}
+    assert any(".pooler." in n for n in trainable) == (pooling == "pooler")
+
+
 def test_adapters_survive_a_deepcopy_with_their_own_weights():
     import copy
 

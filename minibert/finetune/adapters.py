@@ -50,9 +50,11 @@ def check_adapter_size(size: int, hidden_size: int) -> None:
                          f"units; pass --adapter_size {max(1, hidden_size // 8)} (hidden_size / 8) or so")
 
 
-def add_adapters(model: nn.Module, size: int) -> int:
+def add_adapters(model: nn.Module, size: int, train_pooler: bool = True) -> int:
     """Put an adapter after every block's feed-forward and freeze everything but the adapters, the
-    LayerNorms and the head (pooler and classifier). Returns the number of trainable parameters."""
+    LayerNorms and the head: the classifier, and the pooler when the head reads it (`train_pooler`;
+    a pooling of the hidden states, such as --pooling mean, does not). Returns the number of
+    trainable parameters."""
     config = getattr(model, "config", None)
     family = getattr(config, "model_type", None)
     if family not in ADAPTER_FAMILIES:
@@ -64,8 +66,12 @@ def add_adapters(model: nn.Module, size: int) -> int:
     for layer in base.layers:
         layer.adapter = Adapter(config.hidden_size, size)
         layer.ffn.register_forward_hook(layer.adapter.after_feed_forward)
-    encoder = {id(p) for part in (base.embeddings, base.layers) for p in part.parameters()}
+    parts = [base.embeddings, base.layers]
+    pooler = getattr(base, "pooler", None)
+    if pooler is not None and not train_pooler:
+        parts.append(pooler)  # unread, it would get no gradient, yet be counted and saved as trained
+    frozen = {id(p) for part in parts for p in part.parameters()}
     trained = {id(p) for m in model.modules() if isinstance(m, (Adapter, nn.LayerNorm)) for p in m.parameters()}
     for p in model.parameters():
-        p.requires_grad_(id(p) in trained or id(p) not in encoder)
+        p.requires_grad_(id(p) in trained or id(p) not in frozen)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
