@@ -235,6 +235,34 @@ def test_unpadded_layers_match_the_padded_computation(cls):
     assert "unpad" not in packed.config.to_dict()
 
 
+@pytest.mark.parametrize("cls", [mb.BertForSequenceClassification, mb.RobertaForSequenceClassification,
+                                 mb.BertModel])
+def test_a_left_padded_batch_is_not_unpadded(cls):
+    """The pooler and the classification heads read position 0, a pad in a left-padded row: unpacking
+    left it at zeros (logits 0 for those rows); the batch runs padded instead, exactly."""
+    cfg = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+               max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    padded = cls(cls.config_class(**cfg))
+    packed = cls(cls.config_class(**cfg, unpad=True))
+    packed.load_state_dict(padded.state_dict())
+    x = ids(B=3, T=9)
+    mask = torch.ones_like(x)
+    mask[1, :4] = 0
+    mask[2, :7] = 0
+    x = x.masked_fill(mask == 0, padded.config.pad_token_id)
+    a, b = padded(x, attention_mask=mask), packed(x, attention_mask=mask)
+    name = "logits" if hasattr(a, "logits") else "pooler_output"
+    torch.testing.assert_close(getattr(b, name), getattr(a, name), atol=0, rtol=0)
+
+
+def test_extractive_qa_refuses_unpad():
+    """Its span softmax covers every position, padding included (as Hugging Face's)."""
+    with pytest.raises(ValueError, match="unpad=True cannot run extractive QA exactly"):
+        mb.BertForQuestionAnswering(mb.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1,
+                                                  num_attention_heads=4, intermediate_size=48, unpad=True))
+
+
 @pytest.mark.parametrize("cls", [mb.BertForPreTraining, mb.BertForMaskedLM])
 def test_sparse_mlm_gives_the_same_loss_gradients_and_labelled_logits(cls):
     cfg = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,

@@ -262,7 +262,10 @@ class BertModel(BertPreTrainedModel):
     ) -> BaseModelOutput:
         self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         keep = padding_mask(attention_mask)  # None when nothing is padded
-        packing = Packing.from_mask(attention_mask) if self.config.unpad and keep is not None else None
+        # Unpadded only when every row starts with a real token: the pooler and the classification heads read
+        # position 0, which a left-padded row would leave at zeros instead of its padded computation.
+        unpad = self.config.unpad and keep is not None and bool(attention_mask[:, 0].all())
+        packing = Packing.from_mask(attention_mask) if unpad else None
         h = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
         if packing is not None:
             h = packing.pack(h)  # (N, E): real tokens only
@@ -442,6 +445,10 @@ class BertForQuestionAnswering(BertPreTrainedModel):
     """Extractive QA (SQuAD): a linear layer gives every token a start and an end logit."""
 
     def __init__(self, config: BertConfig):
+        if config.unpad:
+            raise ValueError("unpad=True cannot run extractive QA exactly: its span softmax reads every position, "
+                             "padding included (as Hugging Face's), and unpadding leaves padded positions at zeros; "
+                             "leave unpad out")
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
