@@ -271,7 +271,7 @@ class PreTrainedModel(nn.Module):
     def load_hf_state_dict(self, hf_state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
         expected = self.state_dict()
         ours: dict[str, torch.Tensor] = {}
-        unexpected, other_heads = [], []
+        unexpected, other_heads, extra_layers = [], [], []
         # A head model's checkpoint writes its base under the prefix (roberta.embeddings...): a key outside
         # it that no table names is the head of a class minibert lacks (token classification ...).
         head_checkpoint = any(k.startswith(self.base_model_prefix + ".") for k in hf_state)
@@ -287,7 +287,8 @@ class PreTrainedModel(nn.Module):
             if part == "base" and self.is_head_model:
                 key = f"{self.base_model_prefix}.{key}"
             if key not in expected:
-                other_heads.append(hf_key)
+                # a block the config does not have (layer 0 has this weight): dropping it would change the outputs
+                (extra_layers if re.sub(r"\.\d+\.", ".0.", key, count=1) in expected else other_heads).append(hf_key)
                 continue
             if self.weight_map.is_transposed(hit[0]):
                 # The shape check catches a table that names the wrong tensors, except a square one (GPT-2's
@@ -304,6 +305,9 @@ class PreTrainedModel(nn.Module):
                     f"{tuple(expected[key].shape)} for {key}; check config.json against the weights"
                 )
             ours[key] = tensor
+        if extra_layers:
+            raise ValueError(f"checkpoint has {len(extra_layers)} weights of layers the config does not have "
+                             f"(e.g. {extra_layers[0]}): check the layer count in config.json against the weights")
         missing = [k for k in expected if k not in ours]
         fresh = [k for k in missing if self._is_optional(k)]
         required = [k for k in missing if not self._is_optional(k)]

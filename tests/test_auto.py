@@ -43,3 +43,29 @@ def test_base_class_when_no_architecture_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert type(minibert.load_pretrained(tmp_path)) is minibert.GPT2Model
     # one minibert does not have is refused (its head would be dropped): tests/test_cli_errors.py
+
+
+@pytest.mark.parametrize("family,config_name,class_name,layers_key", [
+    ("bert", "BertConfig", "BertForMaskedLM", "num_hidden_layers"),
+    ("gpt2", "GPT2Config", "GPT2LMHeadModel", "n_layer"),
+    ("bart", "BartConfig", "BartForConditionalGeneration", "decoder_layers"),
+])
+def test_a_checkpoint_with_more_layers_than_its_config_is_refused(tmp_path, family, config_name, class_name,
+                                                                   layers_key):
+    """The extra blocks were dropped silently (logged at INFO as "other heads"), changing every output."""
+    torch.manual_seed(0)
+    hf = getattr(transformers, class_name)(getattr(transformers, config_name)(**{**TINY[family], layers_key: 2}))
+    hf.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config[layers_key] = 1
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="weights of layers the config does not have .*layer count in config.json"):
+        minibert.load_pretrained(tmp_path)
+
+
+def test_another_heads_weights_are_still_ignored(tmp_path):
+    """BertForPreTraining's pooler and NSP head, loaded into a class without them: ignored, as before."""
+    torch.manual_seed(0)
+    transformers.BertForPreTraining(transformers.BertConfig(**TINY["bert"])).save_pretrained(tmp_path)
+    model = minibert.BertForQuestionAnswering.from_pretrained(tmp_path)
+    assert any("pooler" in k for k in model.loading_info["ignored"])
