@@ -172,8 +172,11 @@ class Tokenizer:
                 backend.enable_truncation(**saved_truncation)
             if saved_padding is not None:
                 backend.enable_padding(**saved_padding)
-        if not padding and len({len(e.ids) for e in encodings}) > 1:
-            raise ValueError("texts of different lengths cannot be stacked without padding; pass padding=True")
+        if len({len(e.ids) for e in encodings}) > 1:
+            raise ValueError("texts of different lengths cannot be stacked without padding; pass padding=True"
+                             if not padding else
+                             f"padding to max_length={max_length} leaves texts longer than it; pass truncation=True "
+                             "or a larger max_length")
         batch = {
             "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
             "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
@@ -253,11 +256,13 @@ def _guess_kind(backend: Backend) -> str:
     )
 
 
-def wordpiece_backend(vocab: dict[str, int], lowercase: bool = True, unk_token: str = "[UNK]") -> Backend:
-    """BERT's pipeline around a WordPiece vocabulary (what BertTokenizerFast builds from vocab.txt)."""
+def wordpiece_backend(vocab: dict[str, int], lowercase: bool = True, unk_token: str = "[UNK]",
+                      strip_accents: bool | None = None, tokenize_chinese_chars: bool = True) -> Backend:
+    """BERT's pipeline around a WordPiece vocabulary (what BertTokenizerFast builds from vocab.txt and the
+    settings of tokenizer_config.json: strip_accents None follows lowercase, as BERT's uncased models)."""
     backend = Backend(models.WordPiece(vocab, unk_token=unk_token, max_input_chars_per_word=100))
-    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                    strip_accents=None, lowercase=lowercase)
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=tokenize_chinese_chars,
+                                                    strip_accents=strip_accents, lowercase=lowercase)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     if "[CLS]" in vocab and "[SEP]" in vocab:
@@ -306,10 +311,15 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     if path.is_file() and path.name == "tokenizer.json" or path.is_dir() and (folder / "tokenizer.json").is_file():
         backend = _read_backend(folder / "tokenizer.json")
     elif path.name == "vocab.txt" or path.is_dir() and (folder / "vocab.txt").is_file():
-        lines = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        with open(folder / "vocab.txt", encoding="utf-8") as f:
+            # one token per line ending (\n, \r\n or \r), as Hugging Face's load_vocab reads it: splitlines()
+            # would also split at U+2028, U+0085 ... inside a token and shift every later id
+            lines = [line.rstrip("\n") for line in f]
         vocab = {token: i for i, token in enumerate(lines)}
         lowercase = True if lowercase is None else lowercase
-        backend = wordpiece_backend(vocab, lowercase=lowercase, unk_token=specials.get("unk_token", "[UNK]"))
+        backend = wordpiece_backend(vocab, lowercase=lowercase, unk_token=specials.get("unk_token", "[UNK]"),
+                                    strip_accents=config.get("strip_accents"),
+                                    tokenize_chinese_chars=config.get("tokenize_chinese_chars", True))
     elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         vocab = _read_json(folder / "vocab.json")
         lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()

@@ -69,3 +69,15 @@ def test_another_heads_weights_are_still_ignored(tmp_path):
     transformers.BertForPreTraining(transformers.BertConfig(**TINY["bert"])).save_pretrained(tmp_path)
     model = minibert.BertForQuestionAnswering.from_pretrained(tmp_path)
     assert any("pooler" in k for k in model.loading_info["ignored"])
+
+
+@pytest.mark.parametrize("family,config_name,class_name", [("bert", "BertConfig", "BertLMHeadModel"),
+                                                           ("roberta", "RobertaConfig", "RobertaForCausalLM")])
+def test_a_causal_bert_is_refused_not_run_bidirectionally(tmp_path, family, config_name, class_name):
+    """is_decoder: true was dropped into config.extra and the encoder ran without its causal mask
+    (outputs off by ~0.02), also when load_pretrained's advice (the base class) was followed."""
+    hf = getattr(transformers, class_name)(getattr(transformers, config_name)(**TINY[family], is_decoder=True))
+    hf.save_pretrained(tmp_path)
+    base = minibert.BertModel if family == "bert" else minibert.RobertaModel
+    with pytest.raises(ValueError, match="sets is_decoder: true, a causal decoder"):
+        base.from_pretrained(tmp_path)

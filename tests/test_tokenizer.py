@@ -193,3 +193,28 @@ def test_max_length_below_one_or_below_the_special_tokens_is_refused(wordpiece):
     with pytest.raises(ValueError, match="the special tokens alone take 3; pass max_length > 3"):
         wordpiece(TEXTS[:1], PAIRS[:1], max_length=3)
     assert wordpiece(TEXTS[:1], PAIRS[:1], max_length=4)["input_ids"].shape == (1, 4)
+
+
+def test_vocab_txt_alone_follows_tokenizer_config_and_reads_lines_as_hugging_face(tmp_path):
+    """strip_accents and tokenize_chinese_chars in tokenizer_config.json were ignored (other ids than
+    BertTokenizerFast's), and a token holding U+2028 or U+0085 shifted every later id (splitlines)."""
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    base = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "café", "résumé", "cafe", "resume", "北", "京", "北京",
+            "hello", "a\u2028b", "world", "x\x85y", "last"]
+    for n, settings in enumerate(({"strip_accents": False}, {"tokenize_chinese_chars": False}, {})):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        (folder / "vocab.txt").write_text("".join(t + "\n" for t in base), encoding="utf-8")
+        (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer",
+                                                                  "do_lower_case": True, **settings}))
+        ours, theirs = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+        assert ours.vocab_size == len(theirs) == len(base)
+        for text in ("Café résumé", "北京 hello", "hello world last"):
+            assert ours.encode(text) == theirs(text, add_special_tokens=False)["input_ids"], (settings, text)
+
+
+def test_padding_to_a_max_length_a_text_passes_says_to_truncate(wordpiece):
+    with pytest.raises(ValueError, match="leaves texts longer than it; pass truncation=True"):
+        wordpiece(["a long text of many words indeed", "short"], padding="max_length", max_length=4, truncation=False)

@@ -87,6 +87,11 @@ class BertConfig(ModelConfig):
             raise ValueError("minibert's BERT always ties the MLM decoder to the word embeddings; "
                              "set tie_word_embeddings to true")
         get_activation(self.hidden_act)  # fails early, naming the activations there are
+        for name, what in (("is_decoder", "a causal decoder (BertLMHeadModel, RobertaForCausalLM)"),
+                           ("add_cross_attention", "an encoder-decoder's decoder with cross-attention")):
+            if self.extra.get(name):  # Hugging Face's own fields, which minibert's BERT would otherwise drop
+                raise ValueError(f"config.json sets {name}: true, {what}; minibert's BERT and RoBERTa are "
+                                 "bidirectional encoders only, and ignoring it would give other outputs")
 
 
 @dataclass
