@@ -65,12 +65,17 @@ class WeightMap:
                 skips them without comparing them to what they copy (Hugging Face re-ties them on
                 load the same way); saving never writes them (our state dict holds one copy), and
                 Hugging Face recreates them when it loads the file.
+    aliases:    (another name, the name read) of Hugging Face keys: a checkpoint written by another tool
+                may hold a tied tensor only under its copy's name (BERT's MLM bias as
+                `cls.predictions.decoder.bias`); it is read under the name the table knows when that
+                one is absent.
     """
 
     base: tuple[tuple[str, str], ...]
     heads: tuple[tuple[str, str], ...] = ()
     transposed: frozenset[str] = frozenset()
     dropped: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
     _to_ours: dict = field(init=False, repr=False, compare=False)
     _to_theirs: dict = field(init=False, repr=False, compare=False)
 
@@ -82,6 +87,14 @@ class WeightMap:
                 to_theirs[ours] = (theirs, part)
         object.__setattr__(self, "_to_ours", to_ours)
         object.__setattr__(self, "_to_theirs", to_theirs)
+
+    def resolve_aliases(self, hf_state: dict) -> dict:
+        """`hf_state` with each alias renamed to the name the table reads, where that name is absent."""
+        state = dict(hf_state)
+        for alias, name in self.aliases:
+            if alias in state and name not in state:
+                state[name] = state.pop(alias)
+        return state
 
     def is_dropped(self, hf_key: str) -> bool:
         return any(re.fullmatch(p, hf_key) for p in self.dropped)

@@ -275,7 +275,7 @@ class PreTrainedModel(nn.Module):
         # A head model's checkpoint writes its base under the prefix (roberta.embeddings...): a key outside
         # it that no table names is the head of a class minibert lacks (token classification ...).
         head_checkpoint = any(k.startswith(self.base_model_prefix + ".") for k in hf_state)
-        for hf_key, tensor in hf_state.items():
+        for hf_key, tensor in self.weight_map.resolve_aliases(hf_state).items():
             body, prefixed = self._split_prefix(normalize_legacy_key(hf_key))
             if self.weight_map.is_dropped(body):
                 continue

@@ -81,3 +81,26 @@ def test_a_causal_bert_is_refused_not_run_bidirectionally(tmp_path, family, conf
     base = minibert.BertModel if family == "bert" else minibert.RobertaModel
     with pytest.raises(ValueError, match="sets is_decoder: true, a causal decoder"):
         base.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("family,class_name,name,alias", [
+    ("bert", "BertForMaskedLM", "cls.predictions.bias", "cls.predictions.decoder.bias"),
+    ("roberta", "RobertaForMaskedLM", "lm_head.bias", "lm_head.decoder.bias"),
+])
+def test_an_mlm_bias_stored_only_under_its_decoder_alias_is_read(tmp_path, family, class_name, name, alias):
+    """Other tools may write the tied MLM bias only as the decoder's; it was loaded as zeros."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    config = getattr(transformers, "BertConfig" if family == "bert" else "RobertaConfig")(**TINY[family])
+    hf = getattr(transformers, class_name)(config).eval()
+    with torch.no_grad():
+        dict(hf.named_parameters())[name].normal_()
+    hf.save_pretrained(tmp_path)
+    state = {k: v.clone().contiguous() for k, v in hf.state_dict().items() if "decoder.weight" not in k}
+    state[alias] = state.pop(name)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(minibert.load_pretrained(tmp_path)(ids).logits, hf(ids).logits,
+                                   atol=1e-5, rtol=1e-5)

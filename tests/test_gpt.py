@@ -250,3 +250,16 @@ def test_bad_input_is_explained():
     classifier = GPT2ForSequenceClassification(config)
     with pytest.raises(ValueError, match="pad_token_id"):
         classifier(torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_a_hugging_face_cache_is_named_not_indexed():
+    """transformers' DynamicCache passed as past_key_values failed with "object is not subscriptable"."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=1,
+                                                              n_head=4)).eval()
+    ours = GPT2LMHeadModel(GPT2Config.from_dict(hf.config.to_dict())).eval()
+    ids = torch.randint(3, VOCAB, (1, 6))
+    cache = hf(ids[:, :4], use_cache=True).past_key_values
+    with pytest.raises(TypeError, match=f"past_key_values is a {type(cache).__name__}; minibert's decoders take"):
+        ours(ids[:, 4:], past_key_values=cache, use_cache=True)

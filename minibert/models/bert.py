@@ -568,6 +568,7 @@ BertPreTrainedModel.weight_map = WeightMap(
     ),
     # The decoder is the word embedding matrix and its bias is cls.predictions.bias: tied copies.
     dropped=(*_BUFFERS, r"cls\.predictions\.decoder\.(weight|bias)"),
+    aliases=(("cls.predictions.decoder.bias", "cls.predictions.bias"),),
 )
 
 # RoBERTa's classes share one table: same encoder names, RoBERTa's head names.
@@ -581,4 +582,5 @@ RobertaModel.weight_map = RobertaForMaskedLM.weight_map = RobertaForSequenceClas
         *weight_and_bias("classifier.out_proj", "classifier.out_proj"),
     ),
     dropped=(*_BUFFERS, r"lm_head\.decoder\.(weight|bias)"),
+    aliases=(("lm_head.decoder.bias", "lm_head.bias"),),
 )

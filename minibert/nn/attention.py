@@ -132,6 +132,10 @@ def write_static(cache: KVCache, k: torch.Tensor, v: torch.Tensor, cache_positio
 def cache_length(past_key_values: tuple | None) -> int:
     """Positions already cached: a decoder's cache holds one tuple per layer whose first tensor is
     the self-attention key (B, H, P, D) (GPT-2: (key, value); BART: (key, value, cross key, cross value))."""
+    if past_key_values is not None and not isinstance(past_key_values, tuple | list | StaticCache):
+        raise TypeError(f"past_key_values is a {type(past_key_values).__name__}; minibert's decoders take their own "
+                        "cache: the tuple (one (key, value, ...) per layer) a forward returns with use_cache=True, "
+                        "or a StaticCache")
     return past_key_values[0][0].size(2) if past_key_values else 0
 
 
