@@ -14,7 +14,9 @@
         --text_column prompt --target_column completion                    # GPT-2: the loss on the completion
 
 Every flag is a field of minibert.finetuning.FinetuneArguments or minibert.engine.TrainingArguments
-(Hugging Face's names); `python train.py --help` lists them.
+(Hugging Face's names); `python train.py --help` lists them. The default --output_dir,
+runs/finetune-shakespeare-genre, is kept like any other: a second run there is refused unless it
+passes --overwrite_output_dir (or --resume_from_checkpoint last, or another --output_dir).
 """
 
 import argparse
@@ -29,7 +31,7 @@ from minibert.finetune.multitask import MIXING_STRATEGIES
 from minibert.finetune.optimizers import OPTIMIZERS
 from minibert.finetune.pooling import POOLINGS
 from minibert.finetune.task_data import TASK_TYPES
-from minibert.finetuning import DEFAULT_OUTPUT_DIR, DEFAULT_TRAINING, FinetuneArguments, finetune
+from minibert.finetuning import DEFAULT_TRAINING, FinetuneArguments, finetune
 
 CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": TASK_TYPES,
            "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length"), "mixing": MIXING_STRATEGIES}
@@ -46,8 +48,6 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
         if action.dest in LISTS:
             action.nargs = "+"
     ns = parser.parse_args(argv)
-    if ns.output_dir == DEFAULT_OUTPUT_DIR and not any(a.startswith("--output_dir") for a in argv):
-        ns.overwrite_output_dir = True  # the demo run may be repeated
     try:
         return from_namespace(ns, FinetuneArguments), from_namespace(ns, TrainingArguments)
     except ValueError as err:

@@ -500,8 +500,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
         raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
     random_init = args.model_name_or_path == RANDOM_INIT
     source = (args.config_name or DEFAULT_PRETRAINED) if random_init else args.model_name_or_path
-    # Even with overwrite_output_dir (train.py's default run sets it): replacing a run is asked for,
-    # replacing the checkpoint it reads never is.
+    # Even with --overwrite_output_dir: replacing a run is asked for, replacing the checkpoint it reads never is.
     inputs = {"--config_name": args.config_name, "--tokenizer_name": args.tokenizer_name}
     inputs["--config_name" if random_init else "--model_name_or_path"] = source
     check_output_not_input(training.output_dir, inputs)

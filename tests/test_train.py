@@ -183,6 +183,29 @@ def test_missing_default_checkpoint_names_the_pretrain_command(tmp_path, monkeyp
     assert DEFAULT_PRETRAIN_COMMAND in capsys.readouterr().err
 
 
+def test_a_run_without_output_dir_never_replaces_an_earlier_run(checkpoint, tmp_path, monkeypatch, capsys):
+    """The default output_dir is kept like any other: a second run there (the demo, or any other
+    command without --output_dir) is refused, naming the flags, unless it passes --overwrite_output_dir;
+    `--overwrite_output_dir false` stays false."""
+    monkeypatch.chdir(tmp_path)
+    assert not train.parse([])[1].overwrite_output_dir
+    assert not train.parse(["--overwrite_output_dir", "false"])[1].overwrite_output_dir
+    data = write_jsonl(tmp_path / "my_train.jsonl", rows(16, "single"))
+    command = ["--model_name_or_path", str(checkpoint), "--train_file", data, "--validation_file", data,
+               "--text_column", "sentence", "--max_steps", "1", "--max_seq_length", "16", "--disable_tqdm",
+               "--plot_loss", "false", "--device", "cpu"]
+    assert train.main(command) == 0
+    run = tmp_path / "runs" / "finetune-shakespeare-genre"  # train.py's default output_dir
+    first = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for again in ([], ["--overwrite_output_dir", "false"]):
+        assert train.main(command + ["--seed", "7", *again]) == 2
+        err = capsys.readouterr().err
+        assert "already holds a training run" in err and "--overwrite_output_dir" in err and "--output_dir" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == first
+    assert train.main(command + ["--seed", "7", "--overwrite_output_dir"]) == 0  # asked for: replaced
+    assert (run / "model.safetensors").read_bytes() != first["model.safetensors"]
+
+
 def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(checkpoint, tmp_path, monkeypatch, capsys):
     source = tmp_path / "runs" / "finetune-shakespeare-genre"  # train.py's default output_dir
     shutil.copytree(checkpoint, source)
@@ -192,7 +215,7 @@ def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(check
               "--device", "cpu"]
     monkeypatch.chdir(tmp_path)
     cases = [
-        # the default output_dir, which train.py may overwrite as a run, never as the input
+        # the default output_dir
         (["--model_name_or_path", str(source)], "is the --model_name_or_path directory"),
         (["--model_name_or_path", str(source), "--output_dir", str(source / "more")], "sits inside"),
         (["--model_name_or_path", str(source), "--output_dir", "runs", "--overwrite_output_dir"], "contains"),
