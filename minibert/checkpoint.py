@@ -141,7 +141,8 @@ def load_torch_file(file: Path, instead: str = "restore the file, or write it ag
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's message goes on to suggest weights_only=False; keep only the line naming the culprit
-        culprit = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line), None)
+        culprit = next((line.strip() for line in str(error).splitlines() if "unsupported global" in line.lower()),
+                       None)  # "Unsupported global: ..." or "... unsupported GLOBAL posix.system whose module ..."
         if culprit is None:
             raise ValueError(f"{file} is corrupt ({str(error).splitlines()[-1]}); {instead}") from None
         raise ValueError(

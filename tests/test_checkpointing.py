@@ -219,3 +219,89 @@ def test_killing_during_a_save_keeps_the_last_good_checkpoint(tmp_path):
     ).train()
     assert [r["step"] for r in result.history] == [1, 2, 3, 4, 5, 6]  # 1-2 from the checkpoint
     assert [p.name for p in run.iterdir() if "checkpoint" in p.name] == ["checkpoint-6"]
+
+
+def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside(tmp_path):
+    """Redoing steps 3-6 from checkpoint-2: the first run's checkpoint-4/-6 were taken by "last" and by
+    save_total_limit for the new run's newest, so the redone steps were silently thrown away."""
+    from minibert.engine.checkpointing import resolve_checkpoint
+
+    class Signs:  # marks each checkpoint with the run that wrote it
+        def __init__(self, name):
+            self.name = name
+
+        def on_save(self, trainer, directory):
+            (directory / "written_by").write_text(self.name)
+
+    run = tmp_path / "run"
+    first = make_args(tmp_path, max_steps=6, save_steps=2)
+    Trainer(ToyModel(), first, toy_dataset(), collate, callbacks=[Signs("first")]).train()
+    redo = make_args(tmp_path, max_steps=6, save_steps=2, save_total_limit=2,
+                     resume_from_checkpoint=str(run / "checkpoint-2"))
+    Trainer(ToyModel(), redo, toy_dataset(), collate, callbacks=[Signs("redo")]).train()
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint-4", "checkpoint-6"]
+    assert [(run / f"checkpoint-{s}" / "written_by").read_text() for s in (4, 6)] == ["redo", "redo"]
+    assert [(run / f"abandoned-checkpoint-{s}" / "written_by").read_text() for s in (4, 6)] == ["first", "first"]
+    assert resolve_checkpoint("last", run) == run / "checkpoint-6"
+
+
+def test_a_checkpoint_set_aside_for_its_successor_comes_back_if_the_save_died(tmp_path):
+    from minibert.engine.checkpointing import resolve_checkpoint
+
+    run = tmp_path / "run"
+    Trainer(ToyModel(), make_args(tmp_path, max_steps=4, save_steps=2), toy_dataset(), collate).train()
+    (run / "checkpoint-4").rename(run / ".replaced-checkpoint-4")  # killed between the two renames
+    assert resolve_checkpoint("last", run) == run / "checkpoint-4"
+
+
+def test_a_resume_with_other_data_or_optimizer_settings_is_refused(tmp_path):
+    """The data position is batches done in the epoch: under another batch size or seed it points at
+    other examples (16 of 64 seen twice, 16 never); another optimizer's state failed with a KeyError."""
+    from minibert.finetune.prior_wd import PriorWD
+
+    run = tmp_path / "run"
+    Trainer(ToyModel(), make_args(tmp_path, max_steps=4, save_steps=2), toy_dataset(), collate).train()
+    cases = [(dict(per_device_train_batch_size=4), "--per_device_train_batch_size: 8 then, 4 now"),
+             (dict(seed=7), "--seed: 1 then, 7 now"),
+             (dict(gradient_accumulation_steps=2), "--gradient_accumulation_steps: 1 then, 2 now")]
+    for overrides, message in cases:
+        args = make_args(tmp_path, max_steps=6, resume_from_checkpoint=str(run / "checkpoint-2"), **overrides)
+        with pytest.raises(ValueError, match=message):
+            Trainer(ToyModel(), args, toy_dataset(), collate).train()
+    with pytest.raises(ValueError, match=r"the training examples .*: \[64\] then, \[40\] now"):
+        args = make_args(tmp_path, max_steps=6, resume_from_checkpoint=str(run / "checkpoint-2"))
+        Trainer(ToyModel(), args, toy_dataset()[:40], collate).train()
+    model = ToyModel()
+    wrapped = PriorWD(torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1))
+    args = make_args(tmp_path, max_steps=6, resume_from_checkpoint=str(run / "checkpoint-2"))
+    with pytest.raises(ValueError, match=r"the optimizer \(--optim, --prior_wd\): AdamW then, PriorWD\(AdamW\) now"):
+        Trainer(model, args, toy_dataset(), collate, optimizer=wrapped).train()
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]  # a refused resume moved nothing
+
+
+def test_a_resume_into_another_directory_finds_its_best_checkpoint_there(tmp_path):
+    """The best checkpoint is named in the state; resumed into a new --output_dir it was looked for there
+    (and reported as corrupt after all the training); the new directory did not exist either."""
+    first = make_args(tmp_path / "a", max_steps=4, save_steps=2, eval_steps=2, metric_for_best_model="loss",
+                      greater_is_better=False, load_best_model_at_end=True)
+    def eval_fn(model):  # constant, so the first checkpoint stays the best
+        return {"loss": 1.0}
+
+    Trainer(ToyModel(), first, toy_dataset(), collate, eval_fn=eval_fn).train()
+    again = make_args(tmp_path / "b" / "new", max_steps=6, save_steps=2, eval_steps=2, metric_for_best_model="loss",
+                      greater_is_better=False, load_best_model_at_end=True,
+                      resume_from_checkpoint=str(tmp_path / "a" / "run" / "checkpoint-4"))
+    result = Trainer(ToyModel(), again, toy_dataset(), collate, eval_fn=eval_fn).train()
+    assert result.best_checkpoint == str(tmp_path / "a" / "run" / "checkpoint-2")
+    assert (tmp_path / "b" / "new" / "run" / "metrics.jsonl").is_file()
+
+
+def test_a_directory_holding_a_saved_model_is_not_overwritten(tmp_path):
+    from minibert.models.bert import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16)).save_pretrained(tmp_path / "run")
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"holds a saved model \(model.safetensors\)"):
+        Trainer(ToyModel(), make_args(tmp_path, max_steps=2, save_steps=2), toy_dataset(), collate).train()
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before

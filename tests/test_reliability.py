@@ -30,16 +30,24 @@ class CreatesFile:
         return Path.touch, (self.marker,)
 
 
+class RunsCommand(CreatesFile):
+    """The same through os.system: torch names a blocked module in other words ("unsupported GLOBAL")."""
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
 def train_tiny(tmp_path, **overrides):
     args = make_args(tmp_path, **{"max_steps": 2, "save_steps": 2, **overrides})
     return Trainer(ToyModel(), args, toy_dataset(), collate).train()
 
 
+@pytest.mark.parametrize("payload", [CreatesFile, RunsCommand])
 @pytest.mark.parametrize("name", ["optimizer.pt", "trainer_state.pt", "rng_state_0.pt", "model_state.pt"])
-def test_a_checkpoint_file_holding_code_is_refused_and_never_run(tmp_path, name):
+def test_a_checkpoint_file_holding_code_is_refused_and_never_run(tmp_path, name, payload):
     train_tiny(tmp_path)
     marker = tmp_path / "ran"
-    torch.save({"state": CreatesFile(marker)}, tmp_path / "unsafe.pt")
+    torch.save({"state": payload(marker)}, tmp_path / "unsafe.pt")
     torch.load(tmp_path / "unsafe.pt", weights_only=False)  # the payload is live: a plain load runs it
     assert marker.exists()
     marker.unlink()

@@ -19,7 +19,11 @@ cannot leave a checkpoint whose name exists but whose files are still empty. Bef
 every .pt and .safetensors file is opened again (its zip directory, its header), so a short write
 (a full disk) fails the save instead of leaving a checkpoint that cannot be resumed. A process killed
 mid-save leaves a temporary directory that is ignored and later removed, never a half-written
-checkpoint; older checkpoints are deleted only after the new one is in place.
+checkpoint; older checkpoints are deleted only after the new one is in place (a checkpoint of the
+same step too: it is set aside as .replaced-checkpoint-<step> first, and restored if the process dies
+before its successor is in place). Resuming from a checkpoint older than the run's newest sets the newer
+ones aside as abandoned-checkpoint-<step> (set_aside_newer), so that "last" and save_total_limit
+follow the resumed run, not the future it abandoned.
 
 Safety: every .pt file holds only tensors and plain Python values (NumPy's generator state is
 stored as a list of ints), so all of them load with `torch.load(weights_only=True)`. Unpickling
@@ -48,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
 TEMP_PREFIX = ".tmp-checkpoint-"
+REPLACED_PREFIX = ".replaced-checkpoint-"  # a checkpoint of the same step, until its successor is in place
+ABANDONED_PREFIX = "abandoned-checkpoint-"  # newer than the one a run resumed from: kept, never resumed
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.pt"
 STATE_JSON = "trainer_state.json"
@@ -76,6 +82,8 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
 def resolve_checkpoint(value: str, output_dir: str | Path) -> Path:
     """--resume_from_checkpoint: "last" -> the newest complete checkpoint of output_dir, or a path."""
     if value == "last":
+        if Path(output_dir).is_dir():
+            restore_replaced(Path(output_dir))
         found = list_checkpoints(output_dir)
         if not found:
             raise ValueError(
@@ -168,13 +176,33 @@ def save_checkpoint(
         for path in sorted(temp.rglob("*")):
             fsync(path)
         fsync(temp)
-        if final.exists():  # the same step saved again (e.g. after a resume): replace it
-            shutil.rmtree(final)
+        replaced = output_dir / f"{REPLACED_PREFIX}{step}"
+        if final.exists():  # the same step saved again: set the old copy aside until the new one is in place
+            shutil.rmtree(replaced, ignore_errors=True)
+            final.rename(replaced)
         temp.rename(final)
         fsync(output_dir)
+        shutil.rmtree(replaced, ignore_errors=True)
         logger.info("saved checkpoint %s", final)
     barrier(context)
     return final
+
+
+def set_aside_newer(checkpoint: Path) -> list[Path]:
+    """Resuming from `checkpoint` redoes the steps after it: the run directory's newer checkpoints (the
+    abandoned future) are renamed abandoned-checkpoint-<step>, kept but out of the way of "last" and of
+    save_total_limit, which would otherwise take them for this run's newest. Returns the new names."""
+    step = checkpoint_step(checkpoint)
+    moved = []
+    for newer in list_checkpoints(checkpoint.parent):
+        if step is not None and checkpoint_step(newer) > step:
+            target = newer.with_name(ABANDONED_PREFIX + newer.name[len(CHECKPOINT_PREFIX):])
+            n = 1
+            while target.exists():  # abandoned twice: keep both
+                target, n = newer.with_name(f"{ABANDONED_PREFIX}{checkpoint_step(newer)}.{n}"), n + 1
+            newer.rename(target)
+            moved.append(target)
+    return moved
 
 
 def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None = None) -> None:
@@ -182,6 +210,7 @@ def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None 
     temporary directory a killed save left behind."""
     for stale in output_dir.glob(f"{TEMP_PREFIX}*"):
         shutil.rmtree(stale, ignore_errors=True)
+    restore_replaced(output_dir)
     if keep is None:
         return
     checkpoints = list_checkpoints(output_dir)
@@ -189,6 +218,17 @@ def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None 
         if protect is None or old.resolve() != Path(protect).resolve():
             shutil.rmtree(old)
             logger.info("deleted old checkpoint %s (save_total_limit=%d)", old, keep)
+
+
+def restore_replaced(output_dir: Path) -> None:
+    """A process killed between setting a checkpoint aside and putting its successor in place leaves
+    .replaced-checkpoint-<step> and no checkpoint-<step>: the old copy goes back; with both, it goes."""
+    for old in output_dir.glob(f"{REPLACED_PREFIX}*"):
+        final = output_dir / (CHECKPOINT_PREFIX + old.name[len(REPLACED_PREFIX):])
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(final)
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -238,14 +278,19 @@ def load_checkpoint(
     scheduler,
     scaler,
     context: DistributedContext,
+    check_trainer_state: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Restore every piece saved by save_checkpoint; returns the trainer state (step, data position...)."""
+    """Restore every piece saved by save_checkpoint; returns the trainer state (step, data position...).
+    `check_trainer_state` sees that state before the optimizer's is loaded (another optimizer's would
+    fail there with a bare KeyError)."""
     instead = _earlier_checkpoint_hint(directory)
     state = load_torch_file(directory / MODEL_FILE, instead)
     check_same_model(model, state, directory)
+    saved = load_torch_file(directory / STATE_FILE, instead)
+    if check_trainer_state is not None:
+        check_trainer_state(saved["trainer"])
     model.load_state_dict(state)
     optimizer.load_state_dict(load_torch_file(directory / OPTIMIZER_FILE, instead))
-    saved = load_torch_file(directory / STATE_FILE, instead)
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     rng_file = directory / f"rng_state_{context.rank}.pt"

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 
 from minibert.engine import checkpointing
 from minibert.engine.arguments import TrainingArguments
-from minibert.engine.distributed import DistributedContext, mean_across_ranks, setup, sum_across_ranks
+from minibert.engine.distributed import DistributedContext, barrier, mean_across_ranks, setup, sum_across_ranks
 from minibert.engine.metrics import METRICS_FILE, PLOT_FILE, MetricsWriter, ProgressBar, plot_losses
 from minibert.engine.optim import build_optimizer
 from minibert.engine.schedules import get_scheduler, resolve_warmup_steps
@@ -124,6 +124,8 @@ class TrainerState:
     # measurements of the steps done since the last logged record (loss, grad_norm, ...): a run resumed
     # from a checkpoint taken between two records logs the same means as the run it repeats
     log_window: dict[str, list[float]] = field(default_factory=dict)
+    # what the data position and the optimizer state mean (Trainer.run_settings): a resume must match them
+    run_settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -178,6 +180,10 @@ def _batch_seed(*parts: int) -> int:
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF  # hash of a tuple of ints is stable across runs
 
 
+# A directory holding one of these holds a model (save_pretrained's output, a downloaded checkpoint)
+SAVED_MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "config.json")
+
+
 def check_output_dir(args: TrainingArguments, resuming: bool) -> bool:
     """Refuse an output_dir that cannot be written, or that holds another run unless resuming or
     overwriting; True if it holds one. Both command lines call it before any work."""
@@ -189,6 +195,10 @@ def check_output_dir(args: TrainingArguments, resuming: bool) -> bool:
             f"{output_dir} already holds a training run; pass --resume_from_checkpoint last to continue it, "
             "--overwrite_output_dir to replace it, or another --output_dir"
         )
+    model = next((name for name in SAVED_MODEL_FILES if (output_dir / name).is_file()), None)
+    if model is not None and not previous and not resuming and not args.overwrite_output_dir:
+        raise ValueError(f"{output_dir} holds a saved model ({model}) that this run would overwrite; pass another "
+                         "--output_dir, or --overwrite_output_dir to replace it")
     return previous
 
 
@@ -272,6 +282,7 @@ class Trainer:
         self.context: DistributedContext = setup(args.device)
         self.device = self.context.device
         self.output_dir = Path(args.output_dir)
+        self.resumed_from: Path | None = None  # the checkpoint train() resumed from
         self.model = model.to(self.device)
         if args.gradient_checkpointing:
             if not hasattr(model, "gradient_checkpointing_enable"):
@@ -564,14 +575,21 @@ class Trainer:
 
     def checkpoint_path(self, name: str | None) -> str | None:
         """The path of a checkpoint named in the state. Runs saved before names were stored hold
-        absolute paths: their last component is the name, and the run directory is where it is now."""
-        return None if name is None else str(self.output_dir / Path(name).name)
+        absolute paths: their last component is the name, and the run directory is where it is now. A run
+        resumed from another directory's checkpoint finds the checkpoints saved before it there."""
+        if name is None:
+            return None
+        path = self.output_dir / Path(name).name
+        if not path.exists() and self.resumed_from is not None and (self.resumed_from.parent / path.name).exists():
+            path = self.resumed_from.parent / path.name
+        return str(path)
 
     def save_checkpoint(self, best: bool = False) -> Path:
         """Write checkpoint-<step>; `best`: it is also the new best checkpoint, recorded in the very
         state it saves, so a run resumed from it still knows which checkpoint is best."""
         name = f"{checkpointing.CHECKPOINT_PREFIX}{self.state.global_step}"
         self.state.last_checkpoint = name
+        self.state.run_settings = self.run_settings()
         self.state.log_window = {k: list(v) for k, v in self.window.items() if v}
         if best:
             self.state.best_checkpoint = name
@@ -597,6 +615,38 @@ class Trainer:
         received = {"stop": float(self.stop_signal is not None)}
         return mean_across_ranks(received, self.context)["stop"] > 0
 
+    def run_settings(self) -> dict:
+        """What the data position (batches done in the epoch) and the saved optimizer state mean. A resume
+        with other values would see some examples twice and others never, or load another optimizer's
+        state, so it is refused (check_resume_settings)."""
+        chain, optimizer = [], self.optimizer
+        while optimizer is not None:  # wrappers first: PriorWD(Lookahead(RAdam))
+            chain.append(type(optimizer).__name__)
+            optimizer = getattr(optimizer, "optimizer", None)
+        return {
+            "per_device_train_batch_size": self.batch_sizes[0], "phase2_batch_size": self.batch_sizes[1],
+            "gradient_accumulation_steps": self.args.gradient_accumulation_steps,
+            "world_size": self.context.world_size, "seed": self.args.seed,
+            "train_examples": [len(d) for d in self.datasets], "optimizer": "(".join(chain) + ")" * (len(chain) - 1),
+        }
+
+    def check_resume_settings(self, saved: dict, checkpoint: Path) -> None:
+        """Refuse a resume whose data order or optimizer would not be the checkpoint's (older checkpoints
+        recorded nothing: not checked)."""
+        recorded = saved.get("run_settings") or {}
+        flags = {"per_device_train_batch_size": "--per_device_train_batch_size",
+                 "phase2_batch_size": "--phase2_batch_size",
+                 "gradient_accumulation_steps": "--gradient_accumulation_steps", "seed": "--seed",
+                 "world_size": "the number of processes", "optimizer": "the optimizer (--optim, --prior_wd)",
+                 "train_examples": "the training examples (the corpus or data file, --max_seq_length, ...)"}
+        now = self.run_settings()
+        differ = [f"{flags[k]}: {recorded[k]} then, {now[k]} now" for k in flags
+                  if k in recorded and recorded[k] != now[k]]
+        if differ:
+            raise ValueError(f"{checkpoint} was saved by a run with other settings ({'; '.join(differ)}); its data "
+                             "position and optimizer state mean nothing under these. Resume with the settings of "
+                             "that run, or start a new run in another --output_dir")
+
     def _prepare_output_dir(self, resuming: bool) -> None:
         previous = check_output_dir(self.args, resuming)
         if self.context.is_main and previous and not resuming:
@@ -609,6 +659,7 @@ class Trainer:
     def train(self, resume_from_checkpoint: str | None = None) -> TrainResult:
         resume = resume_from_checkpoint or self.args.resume_from_checkpoint
         checkpoint = checkpointing.resolve_checkpoint(resume, self.output_dir) if resume else None
+        self.resumed_from = checkpoint
         self._prepare_output_dir(resuming=checkpoint is not None)
         if checkpoint is not None:
             self._callbacks("on_resume", checkpoint)
@@ -619,9 +670,18 @@ class Trainer:
                 scheduler=self.scheduler,
                 scaler=self.scaler,
                 context=self.context,
+                check_trainer_state=lambda saved: self.check_resume_settings(saved, checkpoint),
             )
             self.state = TrainerState(**saved)
+            if self.context.is_main and checkpoint.parent.resolve() == self.output_dir.resolve():
+                for moved in checkpointing.set_aside_newer(checkpoint):
+                    logger.warning("resuming from %s redoes the steps after it: %s set aside as %s (kept; 'last' "
+                                   "and --save_total_limit now follow this run)", checkpoint.name,
+                                   moved.name.replace(checkpointing.ABANDONED_PREFIX, checkpointing.CHECKPOINT_PREFIX),
+                                   moved.name)
+            barrier(self.context)
             if self.context.is_main:  # the JSON lines of steps after the checkpoint are redone
+                self.writer.path.parent.mkdir(parents=True, exist_ok=True)  # a new --output_dir
                 self.writer.path.write_text("".join(json.dumps(r) + "\n" for r in self.state.history))
             logger.info("resumed from %s at step %d", checkpoint, self.state.global_step)
         self._callbacks("on_train_begin")
