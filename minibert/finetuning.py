@@ -486,6 +486,21 @@ class FinetuneResult:
     best_step: int | None = None
 
 
+def _inputs(args: FinetuneArguments, source: str, random_init: bool) -> list[tuple[str, str]]:
+    """(flag, path) of everything the run reads: the checkpoint, its tokenizer, BART's source-language
+    tokenizer (the saved run's tokenizer files would replace it) and the data files. A file is checked as
+    itself, not as its directory: `--train_file train.csv --output_dir runs/x` is fine."""
+    inputs = [("--config_name" if random_init else "--model_name_or_path", source),
+              ("--config_name", args.config_name), ("--tokenizer_name", args.tokenizer_name),
+              ("--new_encoder_vocab", args.new_encoder_vocab)]
+    if args.multitask:  # its tasks' files replace --train_file and --validation_file
+        for task in parse_tasks(args.multitask):
+            inputs += [("--multitask", task["train_file"]), ("--multitask", task["validation_file"])]
+    else:
+        inputs += [("--train_file", args.train_file), ("--validation_file", args.validation_file)]
+    return [(flag, path) for flag, path in inputs if path is not None]
+
+
 def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
     """Every check that needs no data, before any work; returns the checkpoint to start from."""
     if args.multi_label_loss not in MULTI_LABEL_LOSSES:
@@ -500,10 +515,9 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
         raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
     random_init = args.model_name_or_path == RANDOM_INIT
     source = (args.config_name or DEFAULT_PRETRAINED) if random_init else args.model_name_or_path
-    # Even with --overwrite_output_dir: replacing a run is asked for, replacing the checkpoint it reads never is.
-    inputs = {"--config_name": args.config_name, "--tokenizer_name": args.tokenizer_name}
-    inputs["--config_name" if random_init else "--model_name_or_path"] = source
-    check_output_not_input(training.output_dir, inputs)
+    # Even with --overwrite_output_dir: replacing a run is asked for, replacing what it reads never is.
+    for flag, path in _inputs(args, source, random_init):
+        check_output_not_input(training.output_dir, {flag: path})
     check_output_dir(training, resuming=training.resume_from_checkpoint is not None)
     if training.resume_from_checkpoint is not None:
         resolve_checkpoint(training.resume_from_checkpoint, training.output_dir)  # fail now, before any work

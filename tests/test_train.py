@@ -211,8 +211,10 @@ def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(check
     shutil.copytree(checkpoint, source)
     before = {p.name: p.read_bytes() for p in source.iterdir()}
     data = write_jsonl(tmp_path / "train.jsonl", rows(8, "single"))
+    (tmp_path / "dev").mkdir()
+    dev = write_jsonl(tmp_path / "dev" / "dev.jsonl", rows(8, "single", seed=1))
     common = ["--train_file", data, "--validation_file", data, "--text_column", "sentence", "--max_steps", "1",
-              "--device", "cpu"]
+              "--max_seq_length", "16", "--device", "cpu", "--plot_loss", "false"]
     monkeypatch.chdir(tmp_path)
     cases = [
         # the default output_dir
@@ -223,12 +225,20 @@ def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(check
          "is the --config_name directory"),
         (["--model_name_or_path", str(checkpoint), "--tokenizer_name", str(source), "--output_dir", str(source)],
          "is the --tokenizer_name directory"),
+        # the data files: checked as files, so only their own directory (or one above) is refused
+        (["--model_name_or_path", str(checkpoint), "--output_dir", str(tmp_path), "--overwrite_output_dir"],
+         "contains the --train_file"),
+        (["--model_name_or_path", str(checkpoint), "--validation_file", dev, "--output_dir", str(tmp_path / "dev")],
+         "contains the --validation_file"),
+        (["--model_name_or_path", str(checkpoint), "--multitask", f"genre={data},{dev}", "--output_dir",
+          str(tmp_path / "dev")], "contains the --multitask"),
     ]
     for flags, message in cases:
         assert train.main(common + flags) == 2
         err = capsys.readouterr().err
         assert message in err and "pass an --output_dir outside" in err, err
     assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["dev.jsonl"]
 
 
 def test_bad_arguments_are_refused_before_any_work(checkpoint, tmp_path, monkeypatch, capsys):

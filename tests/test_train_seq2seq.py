@@ -194,6 +194,23 @@ def test_new_encoder_stage_one_updates_exactly_the_papers_parameters(checkpoints
     assert saved_vocab == load_tokenizer(checkpoints["new_vocab"]).vocab_size
 
 
+def test_the_new_encoder_vocab_directory_is_never_the_output_dir(checkpoints, tmp_path, capsys):
+    """The run saves BART's tokenizer to its output_dir: there it would replace the source-language
+    tokenizer it reads (tokenizer.json and the rest), even with --overwrite_output_dir."""
+    vocab = tmp_path / "source_vocab"
+    shutil.copytree(checkpoints["new_vocab"], vocab)
+    before = {p.name: p.read_bytes() for p in vocab.iterdir()}
+    data = write_jsonl(tmp_path / "train.jsonl", pairs(8))
+    code = train.main(["--model_name_or_path", str(checkpoints["bart"]), "--new_encoder_vocab", str(vocab),
+                       "--output_dir", str(vocab), "--overwrite_output_dir", "--train_file", data,
+                       "--task_type", "seq2seq", "--text_column", "source", "--target_column", "target",
+                       "--max_steps", "1", "--max_seq_length", "24", "--disable_tqdm", "--plot_loss", "false",
+                       "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--output_dir {vocab} is the --new_encoder_vocab directory" in err, err
+    assert {p.name: p.read_bytes() for p in vocab.iterdir()} == before
+
+
 def test_new_encoder_two_stages_and_generation_beyond_barts_vocabulary(checkpoints):
     bart = BartForConditionalGeneration.from_pretrained(checkpoints["bart"])
     model = BartWithNewEncoder(bart, vocab_size=bart.config.vocab_size + 100, pad_token_id=0, num_layers=1)
