@@ -616,6 +616,14 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
                            eval_examples, held_out_works, warning, passes)
 
 
+def check_inputs_kept(options: PretrainingOptions, output_dir: Path) -> None:
+    """Refuse an output_dir that would write over what the run reads, even with --overwrite_output_dir:
+    the checkpoint, tokenizer and config.json it starts from. A file is checked as itself, not as its
+    directory: `--config_file config.json --output_dir runs/x` is fine."""
+    check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer,
+                                        "--config_file": options.config_file})
+
+
 def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callbacks=()) -> PretrainingResult:
     output_dir = Path(args.output_dir)
     resuming = args.resume_from_checkpoint is not None
@@ -623,12 +631,13 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     if resuming:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)  # fail now, before any work
         eval_start = recorded_eval_start([output_dir, checkpoint.parent])
-    check_output_dir(args, resuming)  # refuse another run's directory before writing anything
     if options.init_from:
         check_init_from(options.init_from, options.objective)
     # its family and keys, before any data work
     file_config = read_config_file(options.config_file, options.objective) if options.config_file else None
-    check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer})
+    # Before check_output_dir, whose advice for a directory in use (--overwrite_output_dir) would harm an input.
+    check_inputs_kept(options, output_dir)
+    check_output_dir(args, resuming)  # refuse another run's directory before writing anything
     context = setup(args.device)
     started = time.perf_counter()
     torch.manual_seed(args.seed)

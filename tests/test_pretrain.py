@@ -4,6 +4,7 @@ Face output, resuming, continuing from a checkpoint, two-phase length, and bad i
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -266,6 +267,21 @@ def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(tmp_p
         code, err = cli(*common, *flags)
         assert code == 1 and message in err and "pass an --output_dir outside" in err, err
     assert snapshot(run) == before
+
+
+def test_an_output_dir_that_holds_the_config_file_is_refused(tmp_path, corpus, tiny_config):
+    """The run would replace the user's config.json: refused with this reason, not as a directory
+    holding a model (whose advice, --overwrite_output_dir, would replace it), and even with that flag."""
+    mine = tmp_path / "myconfig"
+    mine.mkdir()
+    shutil.copy(tiny_config, mine / "config.json")
+    before = snapshot(mine)
+    for overwrite in ([], ["--overwrite_output_dir"]):
+        code, err = cli("--objective", "mlm", "--max_steps", "1", "--vocab_size", "300", "--max_seq_length", "32",
+                        "--device", "cpu", "--plot_loss", "false", "--corpus", str(corpus), "--config_file",
+                        str(mine / "config.json"), "--output_dir", str(mine), *overwrite)
+        assert code == 1 and "contains the --config_file" in err and "pass an --output_dir outside" in err, err
+    assert snapshot(mine) == before
 
 
 def test_a_resume_keeps_the_start_metrics_the_run_recorded(tmp_path, corpus, tiny_config):
