@@ -40,7 +40,7 @@ import torch
 
 from minibert.checkpoint import read_config_dict, read_json_object, read_state_dict
 from minibert.data import OBJECTIVES, build_objective
-from minibert.data.corpus import corpus_files, iter_records, split_sentences, split_works, work_name
+from minibert.data.corpus import SHIPPED, corpus_files, iter_records, split_sentences, split_works, work_name
 from minibert.data.objectives.nsp import SentencePairObjective
 from minibert.data.prepared import (
     TokenizedCorpus,
@@ -617,11 +617,15 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
 
 
 def check_inputs_kept(options: PretrainingOptions, output_dir: Path) -> None:
-    """Refuse an output_dir that would write over what the run reads, even with --overwrite_output_dir:
-    the checkpoint, tokenizer and config.json it starts from. A file is checked as itself, not as its
-    directory: `--config_file config.json --output_dir runs/x` is fine."""
+    """Refuse an output_dir that would write over or into what the run reads, even with
+    --overwrite_output_dir: the checkpoint, tokenizer and config.json it starts from, and the corpus (a run
+    written into a corpus directory becomes corpus: the next run reads its metrics.jsonl as text). A file
+    is checked as itself, not as its directory: `--corpus corpus.txt --output_dir runs/x` is fine."""
     check_output_not_input(output_dir, {"--init_from": options.init_from, "--tokenizer": options.tokenizer,
                                         "--config_file": options.config_file})
+    for path in options.corpus:
+        # a shipped corpus's name stands for its file, as corpus_files reads it
+        check_output_not_input(output_dir, {"--corpus": SHIPPED.get(str(path), path)})
 
 
 def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callbacks=()) -> PretrainingResult:

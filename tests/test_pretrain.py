@@ -284,6 +284,33 @@ def test_an_output_dir_that_holds_the_config_file_is_refused(tmp_path, corpus, t
     assert snapshot(mine) == before
 
 
+def test_an_output_dir_that_is_or_holds_the_corpus_is_refused(tmp_path, corpus, tiny_config):
+    """Even with --overwrite_output_dir: a run written into its corpus directory becomes corpus (the
+    next run, the printed resume command included, reads its metrics.jsonl as text)."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    shutil.copy(corpus, texts / "small.jsonl")
+    before = snapshot(texts)
+    common = ("--objective", "mlm", "--max_steps", "1", "--vocab_size", "300", "--max_seq_length", "32",
+              "--device", "cpu", "--plot_loss", "false", "--config_file", str(tiny_config), "--overwrite_output_dir")
+    cases = [
+        (("--corpus", str(texts), "--output_dir", str(texts)), "is the --corpus directory"),
+        (("--corpus", str(corpus), str(texts / "small.jsonl"), "--output_dir", str(texts)), "contains the --corpus"),
+    ]
+    for flags, message in cases:
+        code, err = cli(*common, *flags)
+        assert code == 1 and message in err and "pass an --output_dir outside" in err, err
+    assert snapshot(texts) == before
+    from minibert.data.corpus import SHIPPED
+    from minibert.pretraining import check_inputs_kept
+
+    # a shipped corpus's name is checked as the file it stands for
+    with pytest.raises(ValueError, match="contains the --corpus"):
+        check_inputs_kept(PretrainingOptions(corpus=["shakespeare"]), SHIPPED["shakespeare"].parent)
+    # a corpus file is checked as itself: an output_dir beside it (corpus.txt, runs/x) is fine
+    check_inputs_kept(PretrainingOptions(corpus=[str(texts / "small.jsonl")]), texts / "runs" / "x")
+
+
 def test_a_resume_keeps_the_start_metrics_the_run_recorded(tmp_path, corpus, tiny_config):
     first = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=4, save_steps=2)
     summary_file = tmp_path / "run" / "pretraining_summary.json"
