@@ -265,7 +265,7 @@ def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(tmp_p
     ]
     for flags, message in cases:
         code, err = cli(*common, *flags)
-        assert code == 1 and message in err and "pass an --output_dir outside" in err, err
+        assert code == 1 and message in err and "pass an --output_dir" in err, err
     assert snapshot(run) == before
 
 
@@ -280,7 +280,7 @@ def test_an_output_dir_that_holds_the_config_file_is_refused(tmp_path, corpus, t
         code, err = cli("--objective", "mlm", "--max_steps", "1", "--vocab_size", "300", "--max_seq_length", "32",
                         "--device", "cpu", "--plot_loss", "false", "--corpus", str(corpus), "--config_file",
                         str(mine / "config.json"), "--output_dir", str(mine), *overwrite)
-        assert code == 1 and "contains the --config_file" in err and "pass an --output_dir outside" in err, err
+        assert code == 1 and "contains the --config_file file" in err and "does not hold it" in err, err
     assert snapshot(mine) == before
 
 
@@ -299,7 +299,7 @@ def test_an_output_dir_that_is_or_holds_the_corpus_is_refused(tmp_path, corpus, 
     ]
     for flags, message in cases:
         code, err = cli(*common, *flags)
-        assert code == 1 and message in err and "pass an --output_dir outside" in err, err
+        assert code == 1 and message in err and "pass an --output_dir" in err, err
     assert snapshot(texts) == before
     from minibert.data.corpus import SHIPPED
     from minibert.pretraining import check_inputs_kept

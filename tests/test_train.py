@@ -236,7 +236,7 @@ def test_an_output_dir_that_is_contains_or_sits_inside_an_input_is_refused(check
     for flags, message in cases:
         assert train.main(common + flags) == 2
         err = capsys.readouterr().err
-        assert message in err and "pass an --output_dir outside" in err, err
+        assert message in err and "pass an --output_dir" in err, err
     assert {p.name: p.read_bytes() for p in source.iterdir()} == before
     assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["dev.jsonl"]
 

@@ -219,8 +219,8 @@ def check_writable_dir(output_dir: Path) -> None:
 
 
 def check_output_not_input(output_dir: str | Path, inputs: dict[str, str | Path | None]) -> None:
-    """Refuse an output_dir that is, contains or sits inside an input directory (flag -> path; None
-    is skipped): writing the run there would overwrite the model or tokenizer it starts from."""
+    """Refuse an output_dir that is, contains or sits inside an input directory, or holds an input file
+    (flag -> path; None is skipped): writing the run there would overwrite what it starts from."""
     output = Path(output_dir).resolve()
     for flag, path in inputs.items():
         if path is None:
@@ -234,10 +234,15 @@ def check_output_not_input(output_dir: str | Path, inputs: dict[str, str | Path 
             relation = "sits inside"
         else:
             continue
+        if source.is_file():  # only "contains" can hold
+            raise ValueError(f"--output_dir {output_dir} contains the {flag} file {path}: the run would overwrite "
+                             f"what it reads; pass an --output_dir that does not hold it (a new directory beside "
+                             f"it is fine)")
         raise ValueError(
             f"--output_dir {output_dir} {relation} the {flag} directory {path}: the run would overwrite "
             f"what it reads; pass an --output_dir outside {path}"
         )
+
 
 class Trainer:
     """Train `model` on `train_dataset` (a sequence of examples) with `collate_fn(examples[, generator])`.
