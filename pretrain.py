@@ -1,5 +1,5 @@
 """Pretrain a BERT, BART or GPT model: `python pretrain.py --objective sop` (no other argument
-needed: the shipped Shakespeare corpus, a small model, about 3 minutes on a 2-core CPU).
+needed: the shipped Shakespeare corpus, the `tiny` model (2 layers x 128), about 3 minutes on a 2-core CPU).
 
     python pretrain.py --objective mlm --corpus my_texts/ --model_size small --max_steps 20000 --bf16
     python pretrain.py --objective wwm --init_from path/to/bert-base-chinese --corpus zh.txt

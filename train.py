@@ -6,8 +6,10 @@
     python train.py --model_name_or_path path/to/bert --train_file train.csv --validation_file dev.csv \\
         --text_column sentence --label_column label --pooling mean_max --llrd 0.9 --fgm --swa_start 0.75
     python train.py --adapter_size 16 --learning_rate 1e-3   # or --ladder_side_tuning 4, --gradual_unfreezing
-    python train.py --multitask genre=train.jsonl,dev.jsonl play=train.jsonl,dev.jsonl,play --mixing equal
-    python train.py --task_type seq2seq --model_name_or_path runs/pretrain-bart-tang --num_beams 4 \\
+    python train.py --multitask genre=TRAIN,VAL play=TRAIN,VAL,play --mixing equal \\
+        --task_type single_label_classification  # TRAIN, VAL: the shipped genre files; a play label such as
+                                                 # "Henry VI, Part 3" holds a comma, which auto-detection refuses
+    python train.py --task_type seq2seq --model_name_or_path runs/pretrain-bart-tang-1300 --num_beams 4 \\
         --train_file minibert/data/tasks/tang_t2s_train.jsonl --text_column source --target_column target \\
         --validation_file minibert/data/tasks/tang_t2s_validation.jsonl  # BART (README: "Generation tasks")
     python train.py --task_type causal_lm --model_name_or_path path/to/gpt2 --train_file data.jsonl \\

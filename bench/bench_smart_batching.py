@@ -8,7 +8,7 @@ as wall time and as CPU time (the one to trust on a shared machine).
 
     python bench/bench_smart_batching.py            # 3 epochs each (several minutes on 2 cores)
     python bench/bench_smart_batching.py --quick    # 1 epoch each
-    python bench/bench_smart_batching.py --model_name_or_path runs/pretrain-sop-tiny/checkpoint-150
+    python bench/bench_smart_batching.py --model_name_or_path runs/pretrain-sop/checkpoint-1600   # any checkpoint
 """
 
 import argparse

@@ -8,6 +8,7 @@ and over the gradients of every parameter after one backward pass.
     python bench/parity_report.py
 """
 
+import sys
 import tempfile
 
 import torch
@@ -104,4 +105,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the docstring is the usage
+        print(__doc__)
+        raise SystemExit(0)
     main()

@@ -113,4 +113,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the docstring is the usage
+        print(__doc__)
+        raise SystemExit(0)
     sys.exit(main())

@@ -95,6 +95,8 @@ def main(argv: list[str]) -> None:
     path = Path(argv[0] if argv else "runs/pretrain-sop")
     if (path / "tokenizer.json").exists() or (path / "vocab.txt").exists():
         tokenizer = load_tokenizer(path)
+    elif argv:
+        raise SystemExit(f"{path} holds no tokenizer (tokenizer.json or vocab.txt); pass a checkpoint directory")
     else:
         tokenizer = train_tokenizer([" ".join(works[i][1]) for i in train], vocab_size=DEFAULT_RUN["vocab_size"])
     for rule in ("bert", "forward"):
@@ -105,4 +107,7 @@ def main(argv: list[str]) -> None:
     print(json.dumps({"pairs_rule": "now", "pairs": len(pairs), **rule_accuracies(pairs, tokenizer)}))
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the docstring is the usage
+        print(__doc__)
+        raise SystemExit(0)
     main(sys.argv[1:])

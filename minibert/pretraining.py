@@ -742,7 +742,8 @@ def format_summary(result: PretrainingResult) -> str:
     rows = [("training", train[0], train[-1])] if train else []
     if result.eval_end:
         works = ", ".join(result.held_out_works)
-        rows.append((f"held-out ({len(result.held_out_works)} works never trained on: {works})",
+        count = len(result.held_out_works)
+        rows.append((f"held-out ({count} work{'s' if count != 1 else ''} never trained on: {works})",
                      result.eval_start, result.eval_end))
     for label, start, end in rows:
         lines.append(f"  {label} (start -> end):")
