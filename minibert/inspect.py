@@ -50,8 +50,11 @@ def model_inputs(model, tokenizer, texts, text_pairs=None, generate: bool = Fals
     what follows the end), and its prompts for --generate are padded on the left, so that every row's
     new tokens follow its own last token."""
     decoder_only = hasattr(model, "generate") and not getattr(model, "is_encoder_decoder", False)
+    limit = model._position_limit() if hasattr(model, "_position_limit") else model.base_model.embeddings.max_tokens(
+        model.config)
     batch = tokenizer(texts, text_pairs, padding=len(texts) > 1, add_special_tokens=not decoder_only,
-                      padding_side="left" if decoder_only and generate else "right")
+                      padding_side="left" if decoder_only and generate else "right",
+                      truncation=True, max_length=limit)  # a longer text would not fit the positions
     if not hasattr(model.config, "type_vocab_size"):
         batch.pop("token_type_ids", None)  # a byte-level tokenizer may not return them at all
     return batch
@@ -67,8 +70,16 @@ def check_picture_path(flag: str, path: str) -> None:
     if not target.parent.is_dir():
         problem = "is not a directory" if target.parent.exists() else "does not exist"
         raise ValueError(f"{flag} {path}: {target.parent} {problem}; create the directory first, or write elsewhere")
+    if target.exists() and not _is_png(target):  # an earlier picture may be replaced, nothing else
+        raise ValueError(f"{flag} {path} exists and is not a PNG picture (a checkpoint's file?); writing the "
+                         "picture there would destroy it: name another file")
     if importlib.util.find_spec("matplotlib") is None:
         raise ValueError(f"{flag} needs matplotlib: pip install -e '.[plot]'")
+
+
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -80,6 +91,22 @@ def check_arguments(args: argparse.Namespace) -> None:
     for flag, path in (("--attention_png", args.attention_png), ("--hidden_states_png", args.hidden_states_png)):
         if path:
             check_picture_path(flag, path)
+    if args.attention_png and args.hidden_states_png and \
+            Path(args.attention_png).resolve() == Path(args.hidden_states_png).resolve():
+        raise ValueError(f"--attention_png and --hidden_states_png both name {args.attention_png}: the second picture "
+                         "would replace the first; give each its own file")
+
+
+def check_generate_fits(model, attention_mask, steps: int) -> None:
+    """--generate N runs the prompt and N cached steps (N + 1 new tokens); said in the flag's terms."""
+    limit = model._position_limit()
+    if getattr(model, "is_encoder_decoder", False):
+        most = limit - 1  # the decoder's start token and N new tokens fed back
+    else:
+        most = limit - int(attention_mask.sum(1).max())  # the prompt's positions, then one per step
+    if steps > most:
+        raise ValueError(f"--generate {steps} runs past the model's {limit} positions with this prompt; "
+                         + (f"use --generate {most} or fewer" if most >= 1 else "shorten the prompt"))
 
 
 def main(argv=None) -> int:
@@ -99,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
     if args.generate:
+        check_generate_fits(model, inputs["attention_mask"], args.generate)
         steps = trace_generation(model, inputs["input_ids"], inputs["attention_mask"],
                                  max_new_tokens=args.generate + 1, layer=args.layer)  # + the prompt's pass
         print(steps.format(token_text=lambda i: tokenizer.decode([i], skip_special_tokens=False)))

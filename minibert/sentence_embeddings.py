@@ -113,6 +113,11 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
             device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder = _encoder_of(model)
     config = encoder.config
+    fresh = [k for k in getattr(model, "loading_info", {}).get("newly_initialized", []) if "pooler" in k]
+    if pooling == "pooler" and fresh:
+        raise ValueError(f"pooling='pooler' reads the pooler, and this checkpoint has none ({fresh[0]} was "
+                         "initialised at random when it loaded: an ELECTRA discriminator, a model saved without "
+                         "it); use pooling='cls' or 'mean'")
     if isinstance(pooling, str):
         pooling = build_pooling(pooling, config.hidden_size, config.num_hidden_layers, layer=layer)
         if any(True for _ in pooling.parameters()):

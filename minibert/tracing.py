@@ -197,12 +197,15 @@ def shape_legend(model: nn.Module, batch: int | None = None, tokens: int | None 
 
 
 def shape_letters(shape: tuple[int, ...], dtype: torch.dtype, legend: dict[str, int],
-                  seq: str = "T", key_seq: str = "T") -> str:
+                  seq: str = "T", key_seq: str = "T", head_dim_last: bool | None = None) -> str:
     """(2, 9, 128) -> "(B, T, E)". Each position has its own candidate letters, so sizes that
-    happen to be equal (T = D, H = C) are still told apart; anything else is written as a number."""
+    happen to be equal (T = D, H = C) are still told apart; anything else is written as a number.
+    head_dim_last: whether a 4-D tensor is queries/keys/values (B, H, T, D) rather than scores or a
+    mask (B, H, T_q, T_k), when its role says so (the size alone cannot when T = D)."""
     integer = not (dtype.is_floating_point or dtype == torch.bool)
     if len(shape) == 4:  # attention: scores, probabilities and masks (B, H, T_q, T_k); keys/values (B, H, T_k, D)
-        key_or_value = dtype.is_floating_point and shape[-1] == legend.get("D") and shape[-1] != legend.get(key_seq)
+        key_or_value = head_dim_last if head_dim_last is not None else (
+            dtype.is_floating_point and shape[-1] == legend.get("D") and shape[-1] != legend.get(key_seq))
         options = [("B",), ("H",), (key_seq,) if key_or_value else (seq,), ("D",) if key_or_value else (key_seq,)]
     elif len(shape) == 3:  # hidden states (B, T, E), feed-forward inside (B, T, F), logits (B, T, V | C)
         options = [("B",), (seq,), ("E", "F", "V", "C")]
@@ -214,6 +217,24 @@ def shape_letters(shape: tuple[int, ...], dtype: torch.dtype, legend: dict[str, 
     for size, letters in zip(shape, options, strict=True):
         parts.append(next((letter for letter in letters if legend.get(letter) == size), str(size)))
     return "(" + ", ".join(parts) + ")"
+
+
+_HEAD_DIM_NAMES = ("q", "k", "v", "output", "cache", "past_key_value", "past_key_values")  # (B, H, T, D)
+_KEY_LENGTH_NAMES = ("probs", "attentions", "keep", "memory_keep")  # (B, H, T_q, T_k)
+
+
+def _head_dim_last(name: str, value: torch.Tensor) -> bool | None:
+    """Whether a 4-D tensor ends in the head dim, by its role: its name, or, unnamed (a block's tuple),
+    whether it is attention probabilities (non-negative rows summing to 1). None: not 4-D floats."""
+    if value.dim() != 4 or not value.dtype.is_floating_point:
+        return None
+    base = name.split("[")[0]
+    if base in _HEAD_DIM_NAMES:
+        return True
+    if base in _KEY_LENGTH_NAMES:
+        return False
+    rows = value.detach().float()
+    return not (bool((rows >= 0).all()) and bool(torch.allclose(rows.sum(-1), torch.ones(()), atol=1e-3)))
 
 
 def _sequence_context(name: str, parent: tuple[str, str], encoder_decoder: bool) -> tuple[str, str]:
@@ -300,7 +321,8 @@ class _Recorder:
 
     def describe(self, name: str, value: Any, context: tuple[str, str], is_input: bool) -> list:
         if torch.is_tensor(value):
-            letters = shape_letters(tuple(value.shape), value.dtype, self.legend, *context)
+            letters = shape_letters(tuple(value.shape), value.dtype, self.legend, *context,
+                                    head_dim_last=_head_dim_last(name, value))
             if _built_once(name, value):  # a causal mask has batch dimension 1 even when B is 1 too
                 letters = "(1" + letters[letters.index(","):]
             return [TensorInfo(name, tuple(value.shape), value.dtype, letters,
@@ -569,8 +591,10 @@ class GenerationTrace:
         for step in self.steps:
             call = next(c for c in step.attention
                         if c.kind != "function" and c.name.endswith("encoder_attn") == (which == "cross"))
+            # by role, not by size: the 4-D outputs that are not attention probabilities (a BART decoder may
+            # have another head count, so another head dim, than the legend's, which is the encoder's)
             cache = [o for o in call.outputs if o.dtype.is_floating_point and len(o.shape) == 4
-                     and o.shape[-1] == self.legend["D"] and o.name != "probs"]
+                     and o.name.split("[")[0] not in _KEY_LENGTH_NAMES]
             lengths.append(cache[0].shape[2])
         return lengths
 
@@ -687,6 +711,8 @@ def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, 
     fig = _figure(max(6.0, 0.7 * len(tokens) + 2), 0.5 * len(h) + 2.5)
     left, right = fig.subplots(1, 2)
     layer_names = ["embeddings"] + [f"layer {i}" for i in range(len(h) - 1)]
+    if hasattr(model.base_model, "ln_f"):  # GPT-2 (pre-LN): the last state is after the final LayerNorm, as in
+        layer_names[-1] += " + ln_f"  # Hugging Face, so that row shows what ln_f does too
     panels = ((left, norms, "norm of h", layer_names),
               (right, cosine, "cosine(h, h one layer below)", layer_names[1:]))  # row i: what layer i changed
     for ax, values, title, rows in panels:

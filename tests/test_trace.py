@@ -377,3 +377,62 @@ def test_gpt2_prompts_are_the_text_alone_and_padded_on_the_left_for_generate(hf_
     lengths = re.search(r"self-attention cache length after each step: (.*)", out).group(1).split(", ")
     assert int(lengths[0]) == T  # the prompt's pass read the text's tokens, nothing added
     assert "right-padded" not in out
+
+
+def test_queries_keys_and_values_keep_their_letters_when_the_tokens_equal_the_head_dim():
+    """D = 8 and T = 8: q/k/v printed as (B, H, T, T), like scores; the role decides now, not the size."""
+    torch.manual_seed(0)
+    for model in (minibert.BertForMaskedLM(bert_config()), MODELS["gpt2"]()):
+        tr = minibert.trace(model.eval(), input_ids=torch.randint(3, 60, (1, 8)), output_attentions=True)
+        attend = next(c for c in tr.calls if c.name.endswith("attend"))
+        assert [attend.input(n).letters for n in ("q", "k", "v")] == ["(B, H, T, D)"] * 3
+        assert attend.output("output").letters == "(B, H, T, D)"
+        assert attend.output("probs").letters == "(B, H, T, T)"
+
+
+def test_a_bart_whose_decoder_has_other_heads_traces_its_generation():
+    """The cache was found by the legend's head dim, the encoder's: an IndexError after generating."""
+    torch.manual_seed(0)
+    model = minibert.BartForConditionalGeneration(minibert.BartConfig(
+        vocab_size=60, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=4, encoder_ffn_dim=24, decoder_ffn_dim=40, max_position_embeddings=32)).eval()
+    steps = trace_generation(model, batch("bart")["input_ids"][:1, :4], max_new_tokens=3)
+    assert steps.cache_lengths() == [1, 2, 3] and steps.cache_lengths("cross") == [4, 4, 4]
+    assert "cross-attention cache length" in str(steps)
+
+
+def test_pictures_never_replace_a_file_that_is_not_a_picture(hf_checkpoints, tmp_path, capsys):
+    """--attention_png CKPT/model.safetensors turned the checkpoint into a PNG; one path for both pictures
+    lost the first."""
+    weights = hf_checkpoints / "bert" / "model.safetensors"
+    before = weights.read_bytes()
+    assert inspect_cli.main([str(hf_checkpoints / "bert"), "--text", "the cat", "--attention_png", str(weights)]) == 1
+    assert "exists and is not a PNG picture" in capsys.readouterr().err and weights.read_bytes() == before
+    same = str(tmp_path / "both.png")
+    assert inspect_cli.main([str(hf_checkpoints / "bert"), "--text", "the cat", "--attention_png", same,
+                             "--hidden_states_png", same]) == 1
+    assert "both name" in capsys.readouterr().err
+
+
+def test_a_long_text_is_cut_to_the_positions_and_generate_is_bounded_in_its_own_terms(hf_checkpoints, capsys):
+    """The BERT checkpoint's tokenizer (a bare vocab.txt) sets no length: a long text could not be traced
+    (the error named a flag inspect lacks); --generate's bound was given as max_new_tokens, off by one."""
+    long = " ".join(["the cat sat on the mat ."] * 10)
+    assert inspect_cli.main([str(hf_checkpoints / "bert"), "--text", long, "--max_depth", "1"]) == 0
+    assert re.search(r"input_ids \(B, T\) i64", capsys.readouterr().out)
+    prompt = "the cat sat on the mat"
+    assert inspect_cli.main([str(hf_checkpoints / "gpt2"), "--text", prompt, "--generate", "40"]) == 1
+    most = int(re.search(r"use --generate (\d+) or fewer", capsys.readouterr().err).group(1))
+    assert inspect_cli.main([str(hf_checkpoints / "gpt2"), "--text", prompt, "--generate", str(most)]) == 0
+
+
+def test_embed_refuses_a_pooler_the_checkpoint_does_not_have(tmp_path):
+    """An ELECTRA discriminator (or any model saved without a pooler) loads one at random: pooling='pooler'
+    gave other vectors on every call."""
+    from minibert.sentence_embeddings import embed
+
+    minibert.BertModel(bert_config(), add_pooling_layer=False).save_pretrained(tmp_path)  # as ELECTRA saves it
+    train_tokenizer(TEXTS, kind="wordpiece", vocab_size=60, min_frequency=1).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="pooling='pooler' reads the pooler, and this checkpoint has none"):
+        embed(tmp_path, ["the cat"], pooling="pooler")
+    assert embed(tmp_path, ["the cat"], pooling="cls").shape == (1, 16)
