@@ -30,6 +30,25 @@ def test_every_pooling_shape_and_padding_invariance(name):
     torch.testing.assert_close(pooling(noisy, mask, pooler_output), out)
 
 
+@pytest.mark.parametrize("name", POOLINGS)
+def test_every_pooling_ignores_how_much_padding_the_batch_needs(name):
+    # The same sentence alone and right-padded to a longer batch mate's length must get the same
+    # logits: training and evaluation batches pad differently. float64, so rounding cannot hide a leak.
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = PooledClassifier(BertModel(config), name, num_labels=3).double().eval()
+    short, long = torch.randint(1, 40, (1, 5)), torch.randint(1, 40, (1, 11))
+    batch = torch.cat([torch.cat([short, torch.zeros(1, 6, dtype=torch.long)], 1), long])
+    mask = torch.ones_like(batch)
+    mask[0, 5:] = 0
+    with torch.no_grad():
+        alone = model(short, torch.ones_like(short)).logits[0]
+        padded = model(batch, mask).logits[0]
+    torch.testing.assert_close(padded, alone, rtol=0, atol=1e-10)
+
+
 def test_mask_aware_mean_and_max():
     h = torch.tensor([[[1.0], [3.0], [100.0]], [[-5.0], [-7.0], [-1.0]]])  # (2, 3, 1)
     mask = torch.tensor([[1, 1, 0], [1, 1, 0]])

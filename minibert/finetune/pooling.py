@@ -99,7 +99,11 @@ class Conv1DPooling(nn.Module):
     def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
         keep = _keep(mask)
         x = hidden_states[-1].masked_fill(~keep, 0.0).transpose(1, 2)  # (B, E, T)
-        x = self.conv2(F.relu(self.conv1(x))).transpose(1, 2)  # (B, T, C)
+        # Zero conv1's output at padded positions too: there it holds relu(bias + the last real tokens),
+        # which conv2's window would carry into the last real tokens, so a sequence's vector would depend
+        # on how much padding its batch needs. Zeroed, conv2 sees what it sees past an unpadded end.
+        h = F.relu(self.conv1(x)).masked_fill(~keep.transpose(1, 2), 0.0)  # (B, C, T)
+        x = self.conv2(h).transpose(1, 2)  # (B, T, C)
         return masked_max(x, mask)
 
 
