@@ -490,3 +490,14 @@ def test_torch_compile_gives_the_losses_of_the_eager_model(tmp_path, family):
     assert all("_orig_mod" not in name for name in model.state_dict())  # checkpoints keep the model's names
     for (loss_a, norm_a), (loss_b, norm_b) in zip(*histories, strict=True):
         assert loss_a == pytest.approx(loss_b, rel=1e-5) and norm_a == pytest.approx(norm_b, rel=1e-4)
+
+
+def test_the_logged_learning_rate_is_the_highest_groups(tmp_path):
+    """With layer-wise rates the first group is the embeddings' (--llrd 0.5: a quarter of the rate), which
+    was what the log called the learning rate."""
+    model = ToyModel()
+    groups = [{"params": list(model.embed.parameters()), "lr": 1e-3},
+              {"params": [p for n, p in model.named_parameters() if not n.startswith("embed")], "lr": 1e-2}]
+    args = make_args(tmp_path, max_steps=2, logging_steps=1, lr_scheduler_type="constant")
+    result = Trainer(model, args, toy_dataset(), collate, optimizer=torch.optim.AdamW(groups)).train()
+    assert [r["learning_rate"] for r in result.history if "loss" in r] == [1e-2, 1e-2]

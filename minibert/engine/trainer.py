@@ -527,7 +527,8 @@ class Trainer:
                 step,
                 self.scaler.get_scale(),
             )
-        window["learning_rate"].append(self.scheduler.get_last_lr()[0])
+        # the highest group's rate: with layer-wise rates (--llrd, --lr_groups) group 0 is the embeddings', far below
+        window["learning_rate"].append(max(self.scheduler.get_last_lr()))
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.global_step = step
