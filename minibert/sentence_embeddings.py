@@ -163,6 +163,15 @@ def _whitening_file(path: str | os.PathLike) -> Path:
     return path if path.suffix == ".safetensors" else path / WHITENING_FILE
 
 
+def _holds_whitening(file: Path) -> bool:
+    """A .safetensors file written by Whitening.save (its three arrays), not some other one."""
+    try:
+        with safe_open(str(file), framework="numpy") as f:
+            return set(f.keys()) == {"mu", "U", "eigenvalues"}
+    except Exception:  # not safetensors at all
+        return False
+
+
 def _moments(x: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """mu (E,) and Sigma = (x - beta mu)^T (x - beta mu) / N (E, E) of float64 vectors x (N, E)."""
     mu = x.mean(axis=0)
@@ -287,6 +296,9 @@ class Whitening:
         or a .safetensors file name, to keep several beside one model). Returns the file."""
         self._check_fitted()
         file = _whitening_file(path)
+        if file.is_file() and not _holds_whitening(file):  # model.safetensors named by mistake: not replaced
+            raise ValueError(f"{file} exists and holds no whitening (a model's weights?); save the whitening "
+                             "to the model's directory (whitening.safetensors) or another file name")
         file.parent.mkdir(parents=True, exist_ok=True)
         settings = {"beta": repr(self.beta), "gamma": repr(self.gamma), "k": str(self.k or ""),
                     "num_sentences": str(self.num_sentences)}

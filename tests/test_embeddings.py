@@ -193,6 +193,14 @@ def test_save_and_load_beside_a_model(tmp_path):
     full = Whitening(1.0, 0.0).fit(x)
     full.save(tmp_path / "whitening-pca.safetensors")  # a second one beside the same model
     assert Whitening.load(tmp_path / "whitening-pca.safetensors").k is None
+    full.save(tmp_path / "whitening-pca.safetensors")  # an earlier whitening may be replaced
+    from safetensors.numpy import save_file
+
+    save_file({"embeddings.weight": x}, str(tmp_path / "model.safetensors"))
+    before = (tmp_path / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="holds no whitening"):  # the model's weights are never replaced
+        full.save(tmp_path / "model.safetensors")
+    assert (tmp_path / "model.safetensors").read_bytes() == before
 
 
 def test_whitening_bad_input_names_the_fix():
