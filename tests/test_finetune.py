@@ -273,6 +273,23 @@ def test_grouped_lr_three_groups_factor():
     assert by_name["classifier.weight"]["lr"] == 2.6
 
 
+def test_grouped_lr_with_fewer_blocks_than_groups_keeps_the_top_block_at_lr():
+    # ULMFiT's discriminative fine-tuning gives the top layer the base rate: with 2 blocks and 3 groups
+    # each block is a group of its own, counted from the top (the bottom group is left empty).
+    model = tiny_model(layers=2)
+    by_name = _lr_by_name(model, grouped_lr_groups(model, lr=2.6, weight_decay=0.0, num_groups=3, factor=2.6))
+    for name in by_name:
+        expected = 1.0 if name.startswith(("bert.embeddings.", "bert.layers.0.")) else 2.6  # top block, head: lr
+        assert by_name[name]["lr"] == pytest.approx(expected, rel=1e-12), name
+    for layers in range(1, 13):
+        model = tiny_model(layers=layers)
+        for num_groups in range(1, 5):
+            by_name = _lr_by_name(model, grouped_lr_groups(model, 1.0, 0.0, num_groups, 2.6))
+            assert by_name[f"bert.layers.{layers - 1}.ffn.up.weight"]["lr"] == 1.0, (layers, num_groups)
+            lowest = 2.6 ** -min(num_groups - 1, layers - 1)
+            assert by_name["bert.layers.0.ffn.up.weight"]["lr"] == pytest.approx(lowest), (layers, num_groups)
+
+
 def test_frozen_parameters_are_left_out():
     model = tiny_model()
     frozen = freeze_embeddings(model)

@@ -8,7 +8,11 @@ decay, a separate head learning rate, prior weight decay) refines these groups, 
 replaces the rule.
 """
 
+import logging
+
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 def decays(name: str, param: nn.Parameter) -> bool:
@@ -95,13 +99,21 @@ def grouped_lr_groups(
 ) -> list[dict]:
     """Grouped (discriminative) learning rates: the blocks cut into `num_groups` contiguous groups,
     the top group at `lr`, each lower group `factor` times smaller (ULMFiT's 2.6), the
-    embeddings with the lowest group. A coarser LLRD that needs one number less tuning."""
+    embeddings with the lowest block's group. A coarser LLRD that needs one number less tuning.
+    With fewer blocks than groups each block is a group of its own, counted from the top: the top
+    block still trains at `lr` (ULMFiT's discriminative fine-tuning, https://arxiv.org/abs/1801.06146,
+    gives the last layer the base rate), and the lowest groups are left empty."""
     if num_groups < 1:
         raise ValueError(f"num_groups must be at least 1, got {num_groups}")
     if factor < 1.0:
         raise ValueError(f"the group factor divides the rate of each lower group and must be >= 1, got {factor}")
     _, layers = _base_parts(model)
     n = len(layers)
-    group_of_block = [min(i * num_groups // n, num_groups - 1) for i in range(n)]  # 0 = bottom group
+    if n >= num_groups:
+        group_of_block = [i * num_groups // n for i in range(n)]  # 0 = bottom group
+    else:
+        logger.warning("--lr_groups %d on a model with %d blocks: each block is its own group, the top one at the "
+                       "learning rate and each lower one %g times smaller", num_groups, n, factor)
+        group_of_block = [num_groups - n + i for i in range(n)]
     rates = [lr / factor ** (num_groups - 1 - g) for g in group_of_block]
     return depth_param_groups(model, lr, weight_decay, [rates[0] if rates else lr, *rates], head_lr)
