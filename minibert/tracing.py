@@ -657,7 +657,13 @@ def _figure(width: float, height: float):
 
 
 def _stack_outputs(model: nn.Module, inputs: dict):
-    """(attentions, hidden states) of the stack that reads the text: BART's encoder, else the model."""
+    """(attentions, hidden states) of the stack that reads the text: BART's encoder, else the model.
+    A left-padded GPT-2 batch (inspect --generate's) gets positions counted over real tokens, as
+    generate gives them, so each row is drawn as it was generated from."""
+    mask = inputs.get("attention_mask")
+    if hasattr(model.base_model, "wpe") and mask is not None and "position_ids" not in inputs \
+            and not bool(mask[:, 0].all()):
+        inputs = {**inputs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}  # (B, T)
     with torch.no_grad():
         out = model(**inputs, output_attentions=True, output_hidden_states=True)
     if hasattr(out, "encoder_attentions"):

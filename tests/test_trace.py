@@ -436,3 +436,16 @@ def test_embed_refuses_a_pooler_the_checkpoint_does_not_have(tmp_path):
     with pytest.raises(ValueError, match="pooling='pooler' reads the pooler, and this checkpoint has none"):
         embed(tmp_path, ["the cat"], pooling="pooler")
     assert embed(tmp_path, ["the cat"], pooling="cls").shape == (1, 16)
+
+
+def test_a_left_padded_gpt2_row_is_drawn_as_it_was_generated_from():
+    """inspect --generate pads GPT-2 prompts on the left; the pictures ran them with positions counted from
+    the padding, not over the real tokens as generate does."""
+    torch.manual_seed(0)
+    model = MODELS["gpt2"]().eval()
+    ids = torch.randint(3, 60, (2, 6))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # row 0: 4 real tokens, on the right
+    padded = attention_maps(model, input_ids=ids.masked_fill(mask == 0, 0), attention_mask=mask)
+    alone = attention_maps(model, input_ids=ids[:1, 2:])
+    torch.testing.assert_close(padded[:, 0, :, 2:, 2:], alone[:, 0], atol=1e-5, rtol=1e-5)
