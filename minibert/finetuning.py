@@ -154,7 +154,7 @@ class FinetuneArguments:
     adv_alpha: float = 0.3  # PGD step size
     adv_emb_name: str = "word_embeddings"  # attack the parameters whose name contains this
     swa_start: float | None = None  # fraction of training after which SWA averages
-    swa_lr: float | None = None  # SWA's constant learning rate (default: learning_rate / 2)
+    swa_lr: float | None = None  # SWA's rate in learning_rate's place, others in ratio (default: learning_rate / 2)
     group_by_length: bool = True  # uniform-length batching (smart batching)
     padding: str = "longest"  # longest (dynamic) | max_length (fixed, the slow baseline)
     per_device_eval_batch_size: int = 64  # examples per evaluation batch

@@ -443,3 +443,21 @@ def test_swa_averages_from_the_start_fraction_and_takes_over_the_learning_rate()
     assert swa.metrics["w"] == pytest.approx(2 * sum(visited) / len(visited))
     with pytest.raises(ValueError, match="fraction"):
         SWA(start=1.5)
+
+
+@pytest.mark.parametrize("swa_lr", [None, 1e-4])
+def test_swa_lr_is_the_rate_of_the_learning_rate_groups_and_others_keep_their_ratio(swa_lr):
+    # --head_lr 4x --learning_rate and LLRD 0.5: swa_lr (default lr / 2) is the top block's rate in the
+    # averaging phase, the head gets 4x it and the embeddings 0.5^2 of it (2 blocks), as before SWA.
+    lr, decay = 5e-4, 0.5
+    model = tiny_model(layers=2)
+    opt = torch.optim.AdamW(layer_wise_lr_decay_groups(model, lr, 0.0, decay, head_lr=4 * lr))
+    for group in opt.param_groups:
+        group["initial_lr"] = group["lr"]  # what the engine's schedule sets
+    trainer = SimpleNamespace(model=model, optimizer=opt, scheduler=None, total_steps=4,
+                              state=SimpleNamespace(global_step=2), args=SimpleNamespace(learning_rate=lr))
+    SWA(start=0.5, swa_lr=swa_lr, anneal_steps=1).on_step_end(trainer)
+    trainer.scheduler.step()
+    target = swa_lr if swa_lr is not None else lr / 2
+    expected = {"head": 4 * target, "layer_1": target, "layer_0": target * decay, "embeddings": target * decay**2}
+    assert {g["name"]: g["lr"] for g in opt.param_groups} == pytest.approx(expected, rel=1e-9)

@@ -38,7 +38,9 @@ STATE_FILE = "swa_state.pt"  # in a checkpoint directory: the averaged weights a
 class SWA:
     def __init__(self, start: float = 0.75, swa_lr: float | None = None, anneal_steps: int = 10):
         """start: the fraction of the optimizer steps after which averaging begins (in [0, 1));
-        swa_lr: the constant rate of the averaging phase (default: the peak learning rate / 2);
+        swa_lr: the constant rate of the averaging phase for the groups that train at --learning_rate
+        (default: --learning_rate / 2); every other group keeps its ratio to --learning_rate (a --head_lr
+        twice --learning_rate gets 2 * swa_lr, a block that layer-wise decay slows by 0.5 gets swa_lr / 2);
         anneal_steps: steps of cosine annealing from the current rate to swa_lr."""
         if not 0.0 <= start < 1.0:
             raise ValueError(f"--swa_start is a fraction of training in [0, 1), got {start}")
@@ -63,9 +65,11 @@ class SWA:
         """Start an average of the model, and from here on have the engine step SWALR instead of its
         own schedule."""
         self.averaged = AveragedModel(trainer.model)
-        peak = max(g.get("initial_lr", g["lr"]) for g in trainer.optimizer.param_groups)
-        target = self.swa_lr if self.swa_lr is not None else trainer.args.learning_rate / 2
-        ratios = [g.get("initial_lr", g["lr"]) / peak for g in trainer.optimizer.param_groups]
+        # Ratios to --learning_rate, the rate swa_lr stands for: not to the fastest group, which with a
+        # --head_lr above --learning_rate is the head, and would slow every group by learning_rate / head_lr.
+        base = trainer.args.learning_rate
+        target = self.swa_lr if self.swa_lr is not None else base / 2
+        ratios = [g.get("initial_lr", g["lr"]) / base for g in trainer.optimizer.param_groups]
         trainer.scheduler = SWALR(trainer.optimizer, swa_lr=[target * r for r in ratios],
                                   anneal_epochs=max(1, self.anneal_steps), anneal_strategy="cos")
 
