@@ -77,7 +77,7 @@ from minibert.finetune.multitask import (
 from minibert.finetune.new_encoder import BartWithNewEncoder, TwoStageTraining, has_new_encoder
 from minibert.finetune.optimizers import OPTIMIZERS, build_finetune_optimizer
 from minibert.finetune.param_groups import grouped_lr_groups, layer_wise_lr_decay_groups, param_groups
-from minibert.finetune.pooling import POOLINGS
+from minibert.finetune.pooling import POOLINGS, check_pooling
 from minibert.finetune.prior_wd import PriorWD
 from minibert.finetune.reinit import reinit_pooler, reinit_top_layers
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler
@@ -314,6 +314,9 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
                              "encoder's blocks (all else is the head), which the ladder keeps frozen, so its side "
                              "network and classifier would all train at one rate; drop "
                              f"{by_depth[0]} and set that rate with --learning_rate")
+    num_layers = (config or {}).get("num_hidden_layers")
+    if num_layers is not None and args.pooling in POOLINGS:
+        check_pooling(args.pooling, num_layers, args.pooling_layer)
     hidden_size = (config or {}).get("hidden_size")
     if hidden_size is not None and args.adapter_size is not None:
         check_adapter_size(args.adapter_size, hidden_size)

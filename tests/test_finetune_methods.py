@@ -185,6 +185,21 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
     assert "pass a pretrained --model_name_or_path" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, message", [
+    # the fixture's checkpoint has 2 layers, so 3 hidden states
+    (["--pooling", "concat_last4"], "--pooling concat_last4 concatenates the [CLS] states of the last 4 hidden "
+                                    "states, and a model with 2 layers has 3"),
+])
+def test_a_flag_the_run_would_ignore_or_cannot_use_is_refused_before_the_data_is_read(
+        checkpoint, tmp_path, capsys, flags, message):  # noqa: F811
+    """A flag that tunes a method which is off (a mistyped --fgm, --swa_start ...) would train without the
+    method and no word about it; concat_last4 on a shallow model failed only at the first forward."""
+    common = ["--model_name_or_path", str(checkpoint), "--output_dir", str(tmp_path / "out"), "--max_seq_length", "16",
+              "--train_file", str(tmp_path / "missing.jsonl")]  # refused before the (missing) data is read
+    assert train.main(common + flags) == 2
+    assert message in capsys.readouterr().err
+
+
 # -- gradual unfreezing ---------------------------------------------------------------------------
 def test_gradual_unfreezing_thaws_one_group_per_stage_from_the_top_keeping_llrd_rates():
     model, b = tiny_model(layers=3), batch()

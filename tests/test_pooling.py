@@ -64,6 +64,13 @@ def test_cls_layer_defaults_to_second_to_last_and_concat_last4():
     torch.testing.assert_close(build_pooling("concat_last4", 8, 4)(states, mask), expected)
 
 
+def test_concat_last4_on_a_model_with_fewer_than_3_layers_is_refused_when_built():
+    with pytest.raises(ValueError, match=r"--pooling concat_last4 .* a model with 2 layers has 3 .* use a model with "
+                                         r"at least 3 layers, or --pooling cls_layer"):
+        build_pooling("concat_last4", 8, 2)
+    assert build_pooling("concat_last4", 8, 3).out_dim == 32
+
+
 def test_weighted_layer_pooling_starts_as_a_mean_of_cls():
     states, mask = hidden()
     pooling = build_pooling("weighted_layer", 8, 4)

@@ -288,6 +288,24 @@ POOLINGS = ("pooler", "cls", "mean", "max", "mean_max", "mean_max_cls", "conv1d"
             "weighted_layer", "lstm", "gru", "attention", "sbert_wk")
 
 
+def check_pooling(name: str, num_layers: int, layer: int = -2) -> None:
+    """Refuse a pooling the model's depth cannot feed. hidden_states holds the embeddings and then one
+    entry per layer: num_layers + 1 of them. Checked here, before the model and the data load, since
+    the pooling itself would fail only at the first forward."""
+    if name == "cls_layer" and not -(num_layers + 1) <= layer <= num_layers:
+        raise ValueError(
+            f"--pooling_layer (embed's layer=) {layer} is out of range for --pooling cls_layer: the model has "
+            f"{num_layers} layers, so the hidden states are indexed {-(num_layers + 1)}..{num_layers} "
+            f"(0 the embeddings, {num_layers} or -1 the last layer, -2 the default)"
+        )
+    if name == "concat_last4" and num_layers + 1 < 4:
+        raise ValueError(
+            f"--pooling concat_last4 concatenates the [CLS] states of the last 4 hidden states, and a model with "
+            f"{num_layers} layers has {num_layers + 1} (the embeddings and one per layer); use a model with at "
+            "least 3 layers, or --pooling cls_layer, weighted_layer or mean"
+        )
+
+
 def build_pooling(name: str, hidden_size: int, num_layers: int, layer: int = -2) -> nn.Module:
     """One of POOLINGS. `layer` is the hidden-state index for "cls_layer" (default -2, second to last)."""
     builders = {
@@ -308,12 +326,5 @@ def build_pooling(name: str, hidden_size: int, num_layers: int, layer: int = -2)
     }
     if name not in builders:
         raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(POOLINGS)}")
-    # hidden_states holds the embeddings and then one entry per layer: num_layers + 1 of them. An index
-    # outside that would fail only at the first forward, after the model and the data were loaded.
-    if name == "cls_layer" and not -(num_layers + 1) <= layer <= num_layers:
-        raise ValueError(
-            f"--pooling_layer (embed's layer=) {layer} is out of range for --pooling cls_layer: the model has "
-            f"{num_layers} layers, so the hidden states are indexed {-(num_layers + 1)}..{num_layers} "
-            f"(0 the embeddings, {num_layers} or -1 the last layer, -2 the default)"
-        )
+    check_pooling(name, num_layers, layer)
     return builders[name]()
