@@ -324,9 +324,38 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
         side_width(hidden_size, args.ladder_side_tuning)
     if args.unfreeze_stage_steps is not None and not args.gradual_unfreezing:
         raise ValueError("--unfreeze_stage_steps sets the stage length of --gradual_unfreezing; pass that flag too")
+    check_sub_flags(args)
     if args.multitask:
         check_mixing(args.mixing, args.mixing_cap, args.mixing_temperature)
     check_generation_flags(args)
+
+
+def _given(args: FinetuneArguments, name: str) -> bool:
+    """The flag was set to something other than its default (all a parsed command line can tell)."""
+    return getattr(args, name) != FinetuneArguments.__dataclass_fields__[name].default
+
+
+def check_sub_flags(args: FinetuneArguments) -> None:
+    """A flag that tunes a method which is not on would be accepted and do nothing: a mistyped --fgm or
+    --swa_start would give a run without the method and no word about it."""
+    attack = args.fgm or args.pgd_steps != 0
+    sub_flags = [
+        ("--pooling_layer", args.pooling == "cls_layer",
+         f"picks the hidden state that --pooling cls_layer reads, and this run pools with --pooling {args.pooling}; "
+         "pass --pooling cls_layer"),
+        ("--adv_epsilon", attack, "sets the attack size of --fgm / --pgd_steps; pass one of them"),
+        ("--adv_emb_name", attack, "names the parameters that --fgm / --pgd_steps attack; pass one of them"),
+        ("--adv_alpha", args.pgd_steps != 0,
+         "is the step size of --pgd_steps (FGM takes a single step of --adv_epsilon, so it has none); pass "
+         "--pgd_steps N"),
+        ("--lr_group_factor", args.lr_groups is not None,
+         "sets how much slower each lower group of --lr_groups trains; pass --lr_groups N"),
+        ("--swa_lr", args.swa_start is not None,
+         "is the learning rate of stochastic weight averaging, which --swa_start turns on; pass --swa_start"),
+    ]
+    for flag, method_on, what in sub_flags:
+        if _given(args, flag[2:]) and not method_on:
+            raise ValueError(f"{flag} {what}, or drop {flag}")
 
 
 def check_generation_flags(args: FinetuneArguments) -> None:

@@ -20,7 +20,7 @@ from minibert.finetune.multitask import MixtureSampler, mixing_rates, parse_task
 from minibert.finetune.param_groups import layer_wise_lr_decay_groups
 from minibert.finetune.task_data import Task
 from minibert.finetune.unfreezing import GradualUnfreezing
-from minibert.finetuning import BESIDE_BASE_FIELDS, FinetuneArguments, build_model, load_finetuned
+from minibert.finetuning import BESIDE_BASE_FIELDS, FinetuneArguments, build_model, check_methods, load_finetuned
 from minibert.models.bert import BertConfig, BertForSequenceClassification, BertModel
 from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification
 
@@ -186,6 +186,17 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
 
 
 @pytest.mark.parametrize("flags, message", [
+    (["--pooling_layer", "1"], "--pooling_layer picks the hidden state that --pooling cls_layer reads, and this run "
+                               "pools with --pooling default; pass --pooling cls_layer, or drop --pooling_layer"),
+    (["--pooling", "mean", "--pooling_layer", "99"], "this run pools with --pooling mean"),
+    (["--adv_epsilon", "0.001"], "--adv_epsilon sets the attack size of --fgm / --pgd_steps; pass one of them"),
+    (["--adv_emb_name", "position"], "--adv_emb_name names the parameters that --fgm / --pgd_steps attack"),
+    (["--adv_alpha", "5"], "--adv_alpha is the step size of --pgd_steps"),
+    (["--fgm", "--adv_alpha", "5"], "(FGM takes a single step of --adv_epsilon, so it has none)"),
+    (["--pgd_steps", "0", "--adv_alpha", "0.5"], "--adv_alpha is the step size of --pgd_steps"),
+    (["--lr_group_factor", "100"], "--lr_group_factor sets how much slower each lower group of --lr_groups trains; "
+                                   "pass --lr_groups N, or drop --lr_group_factor"),
+    (["--swa_lr", "0.1"], "which --swa_start turns on; pass --swa_start, or drop --swa_lr"),
     # the fixture's checkpoint has 2 layers, so 3 hidden states
     (["--pooling", "concat_last4"], "--pooling concat_last4 concatenates the [CLS] states of the last 4 hidden "
                                     "states, and a model with 2 layers has 3"),
@@ -198,6 +209,13 @@ def test_a_flag_the_run_would_ignore_or_cannot_use_is_refused_before_the_data_is
               "--train_file", str(tmp_path / "missing.jsonl")]  # refused before the (missing) data is read
     assert train.main(common + flags) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_tuning_flags_of_methods_that_are_on_are_accepted(checkpoint):  # noqa: F811
+    check_methods(FinetuneArguments(model_name_or_path=str(checkpoint), pooling="cls_layer", pooling_layer=1,
+                                    pgd_steps=2, adv_epsilon=0.5, adv_alpha=0.1, adv_emb_name="word",
+                                    lr_groups=2, lr_group_factor=2.0, swa_start=0.5, swa_lr=1e-4))
+    check_methods(FinetuneArguments(model_name_or_path=str(checkpoint), fgm=True, adv_epsilon=0.5))
 
 
 # -- gradual unfreezing ---------------------------------------------------------------------------
