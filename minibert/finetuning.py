@@ -561,6 +561,18 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
     return source
 
 
+# Gradual unfreezing and BART's two stages freeze parameters for part of the run. Their callbacks are built
+# after the Trainer, for two reasons that matter under DDP (torchrun):
+# - DDP synchronises only the parameters that require a gradient when it wraps the model: frozen before,
+#   a group thawed later would train on each process's own gradient, and the copies would drift apart.
+# - Each of the world_size processes takes 1/world_size of every epoch's batches, so a stage measured in
+#   optimizer steps follows the trainer's own count of this process's batches, not the dataset's.
+def steps_per_epoch(trainer: Trainer) -> int:
+    """This process's optimizer steps in one epoch of the training data."""
+    batches = len(trainer._epoch_batches(0, 0))  # the engine's own split of the epoch between processes
+    return max(1, batches // trainer.args.gradient_accumulation_steps)
+
+
 def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
     """Fine-tune and save the final model (the best evaluation's, or SWA's average if better; with no
     validation set, the last step's, or SWA's average).
@@ -610,12 +622,11 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
 
     optimizer = finetuning_optimizer(model, args, training)  # before unfreezing freezes: its groups hold every layer
     if args.gradual_unfreezing:
-        batches = len(sampler) if sampler is not None else math.ceil(
-            len(train_examples) / training.per_device_train_batch_size)
-        steps = args.unfreeze_stage_steps or max(1, batches // training.gradient_accumulation_steps)
-        callbacks.append(GradualUnfreezing(model, steps))
+        training.ddp_find_unused_parameters = True  # DDP must let the frozen groups go without a gradient
     trainer = Trainer(model, training, train_examples, collate, eval_fn=eval_fn, callbacks=callbacks,
                       optimizer=optimizer, sampler=sampler, loss_fn=loss_fn)
+    if args.gradual_unfreezing:
+        trainer.callbacks.append(GradualUnfreezing(model, args.unfreeze_stage_steps or steps_per_epoch(trainer)))
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
     metrics = eval_fn(model) if eval_fn else {}
@@ -687,17 +698,14 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
                                         args.num_beams, args.generation_max_length or args.max_seq_length, pad_id)
         if training.metric_for_best_model is None:
             training.metric_for_best_model, training.greater_is_better = "chrf", True
-    callbacks = list(callbacks)
     optimizer = finetuning_optimizer(model, args, training)  # before stage one freezes: its groups hold every parameter
     if source_tokenizer is not None:
-        batches = len(sampler) if sampler is not None else math.ceil(
-            len(train_examples) / training.per_device_train_batch_size)
-        total = training.max_steps if training.max_steps > 0 else math.ceil(
-            batches / training.gradient_accumulation_steps * training.num_train_epochs)
-        stage_two = args.new_encoder_stage_two_steps
-        callbacks.append(TwoStageTraining(model, total - (stage_two if stage_two is not None else total // 5)))
+        training.ddp_find_unused_parameters = True  # DDP must let stage one's frozen parameters go without a gradient
     trainer = Trainer(model, training, train_examples, GenerativeCollator(pad_id), eval_fn=evaluator,
                       callbacks=callbacks, optimizer=optimizer, sampler=sampler)
+    if source_tokenizer is not None:
+        total, stage_two = trainer.total_steps, args.new_encoder_stage_two_steps  # this process's optimizer steps
+        trainer.callbacks.append(TwoStageTraining(model, total - (stage_two if stage_two is not None else total // 5)))
     if evaluator is not None and next(model.parameters()).device.type == "cpu":
         # The evaluations' generate stores the Linear weights input-major on the CPU. Taken before the first
         # step, every step multiplies in that one memory order, and a run resumed from a checkpoint repeats

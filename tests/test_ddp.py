@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 from test_engine import ToyModel, collate, make_args, stack, toy_dataset, uneven_token_dataset
+from test_train import checkpoint, rows, write_jsonl  # noqa: F401 (checkpoint is a fixture)
+from test_train_seq2seq import checkpoints, pairs  # noqa: F401 (checkpoints is a fixture)
 
 from minibert.engine import Trainer
 from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
@@ -42,6 +44,51 @@ lm = GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n
 args = make_args(Path({tmp!r}) / "lm", max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=2,
                  max_grad_norm=0.0, logging_steps=1, save_steps=3)
 Trainer(lm, args, uneven_token_dataset(first=2), stack, optimizer=torch.optim.SGD(lm.parameters(), lr=0.5)).train()
+"""
+
+
+# Gradual unfreezing and BART's two stages under DDP: each rank records, at every step, the stage it trained
+# in and the data epoch it read, and after every backward how far its gradients are from rank 0's.
+STAGES_WORKER = """
+import json, sys, torch
+import torch.distributed as dist
+from pathlib import Path
+import train
+
+out = Path({tmp!r})
+
+
+class Record:
+    def __init__(self, name, stage_of):
+        self.name, self.stage_of, self.steps, self.grad_gap = name, stage_of, [], 0.0
+
+    def on_backward_end(self, trainer, batch):
+        grads = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+        theirs = grads.clone()
+        dist.broadcast(theirs, 0)
+        self.grad_gap = max(self.grad_gap, float((grads - theirs).abs().max()))
+
+    def on_step_end(self, trainer):  # before the stage callback: the stage this step trained in
+        stages = [c for c in trainer.callbacks if type(c).__name__ in ("GradualUnfreezing", "TwoStageTraining")]
+        self.steps.append({{"step": trainer.state.global_step, "epoch": trainer.state.epoch,
+                           "stage": self.stage_of(stages[0]), "total": trainer.total_steps}})
+
+    def on_train_end(self, trainer):
+        record = {{"steps": self.steps, "grad_gap": self.grad_gap}}
+        (out / f"{{self.name}}-{{trainer.context.rank}}.json").write_text(json.dumps(record))
+
+
+common = ["--disable_tqdm", "--device", "cpu", "--plot_loss", "false", "--save_steps", "1000",
+          "--logging_steps", "1000", "--per_device_train_batch_size", "4", "--max_seq_length", "24"]
+args, training = train.parse(["--model_name_or_path", {bert!r}, "--train_file", {bert_data!r},
+                              "--text_column", "sentence", "--output_dir", str(out / "unfreeze"),
+                              "--gradual_unfreezing", "--max_steps", "12", *common])
+train.finetune(args, training, callbacks=[Record("unfreeze", lambda c: c.stage)])
+args, training = train.parse(["--model_name_or_path", {bart!r}, "--train_file", {bart_data!r},
+                              "--task_type", "seq2seq", "--text_column", "source", "--target_column", "target",
+                              "--new_encoder_vocab", {new_vocab!r}, "--output_dir", str(out / "two_stage"),
+                              "--num_train_epochs", "2", *common])
+train.finetune(args, training, callbacks=[Record("two_stage", lambda c: c.stage)])
 """
 
 
@@ -95,3 +142,32 @@ def test_two_cpu_processes_match_one_process_with_the_global_batch(tmp_path):
     distributed = torch.load(tmp_path / "ddp" / "lm" / "run" / "checkpoint-3" / "model_state.pt", weights_only=True)
     for name, value in lm.state_dict().items():
         torch.testing.assert_close(distributed[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_stages_last_this_processs_epoch_and_thawed_parameters_stay_in_sync(tmp_path, checkpoint, checkpoints):  # noqa: F811
+    """--gradual_unfreezing's default stage is one epoch, and each of the 2 processes reads half of it; BART's
+    stage two is the last 20% of this process's steps. Both freeze part of the model for a while: what they
+    thaw must be synchronised like the rest (DDP wraps the model before they freeze)."""
+    bert_data = write_jsonl(tmp_path / "bert.jsonl", rows(40, "single"))  # 10 batches of 4: 5 per process
+    bart_data = write_jsonl(tmp_path / "bart.jsonl", pairs(32))  # 8 batches of 4: 4 per process and epoch
+    script = tmp_path / "stages.py"
+    script.write_text(textwrap.dedent(STAGES_WORKER.format(
+        tmp=str(tmp_path), bert=str(checkpoint), bert_data=bert_data, bart=str(checkpoints["bart"]),
+        bart_data=bart_data, new_vocab=str(checkpoints["new_vocab"]))))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    for rank in (0, 1):
+        unfreeze = json.loads((tmp_path / f"unfreeze-{rank}.json").read_text())
+        # the head alone in this process's first epoch (steps 1-5), the top block too in its second
+        assert [(s["epoch"], s["stage"]) for s in unfreeze["steps"]] == [(0, 0)] * 5 + [(1, 1)] * 5 + [(2, 2)] * 2
+        assert unfreeze["grad_gap"] == 0.0
+
+        two_stage = json.loads((tmp_path / f"two_stage-{rank}.json").read_text())
+        steps = two_stage["steps"]
+        assert len(steps) == steps[0]["total"] == 8  # 2 epochs of 4 batches
+        assert [s["stage"] for s in steps] == [1] * 7 + [2]  # stage two: the last 8 // 5 = 1 step
+        assert two_stage["grad_gap"] == 0.0

@@ -157,7 +157,8 @@ def stage_one_parameters(model: BartWithNewEncoder) -> list[str]:
 
 
 class TwoStageTraining:
-    """A training callback (build it after the optimizer, whose groups need every parameter): stage
+    """A training callback (build it after the optimizer, whose groups need every parameter, and after
+    the Trainer, whose DDP wrapper synchronises only what requires a gradient when it is built): stage
     one trains stage_one_parameters only (a frozen parameter has no gradient, which AdamW skips: no
     update, no decay, no moment) for `stage_one_steps` optimizer steps; then every parameter trains."""
 

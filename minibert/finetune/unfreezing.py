@@ -7,7 +7,8 @@ Why: at the start the new head is random and its gradients are noise; sent down 
 layer at once they overwrite pretrained features the task would have used (catastrophic
 forgetting). Stage 0 trains the head alone (the pooler and classifier), stage s also the top s
 blocks, and the embeddings come last, so each layer starts moving only once the layers above it
-have settled. Stage = one epoch by default, as in the paper.
+have settled. Stage = one epoch by default, as in the paper (under DDP, one epoch of this
+process's share of the batches: finetuning.steps_per_epoch).
 
 It composes with LLRD and grouped rates: the optimizer is built over every parameter first,
 with its depth's learning rate; a frozen parameter just has no gradient, which AdamW skips
@@ -24,7 +25,9 @@ logger = logging.getLogger(__name__)
 
 
 class GradualUnfreezing:
-    """A training callback; build it after the optimizer (whose groups need every parameter)."""
+    """A training callback; build it after the optimizer (whose groups need every parameter) and after
+    the Trainer: DDP synchronises only the parameters that require a gradient when it wraps the model
+    (and needs ddp_find_unused_parameters for the frozen ones)."""
 
     def __init__(self, model: nn.Module, steps_per_stage: int):
         if steps_per_stage < 1:
