@@ -109,6 +109,22 @@ def test_fgm_under_accumulation_attacks_each_micro_batch_along_its_own_gradient(
     assert fgm.earlier == {} and emb.grad is not None
 
 
+@pytest.mark.parametrize("attack, flag", [(FGM, "--fgm"), (PGD, "--pgd_steps")])
+def test_adversarial_training_refuses_accumulation_under_ddp(attack, flag):
+    """On the last micro-batch DDP has averaged the gradient over the processes before the attack reads
+    it: the direction would not be this micro-batch's own gradient."""
+    def trainer(world, accumulation):
+        return SimpleNamespace(context=SimpleNamespace(world_size=world),
+                               args=SimpleNamespace(gradient_accumulation_steps=accumulation))
+
+    adversary = attack(tiny_model())
+    with pytest.raises(ValueError, match=f"{flag} with --gradient_accumulation_steps 2 on 2 processes: .* drop "
+                                         "--gradient_accumulation_steps"):
+        adversary.on_train_begin(trainer(2, 2))
+    for world, accumulation in ((1, 2), (2, 1)):  # accumulation on one process, DDP without it: fine
+        adversary.on_train_begin(trainer(world, accumulation))
+
+
 @pytest.mark.parametrize("bad", [0.0, float("nan")])
 def test_fgm_skips_zero_or_nonfinite_norm(bad):
     model = tiny_model()

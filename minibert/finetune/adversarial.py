@@ -17,6 +17,10 @@ before the optimizer step) through `trainer.compute_loss(batch) -> (loss, output
 Under gradient accumulation the embeddings' gradient after a micro-batch's backward also holds
 the step's earlier micro-batches (and their attacks); the attack follows this micro-batch's own
 gradient, so FGM keeps the gradient it left behind and subtracts it (`on_step_end` forgets it).
+Under DDP that subtraction fails on a step's last micro-batch: its backward is the synchronised one,
+after which the gradient is the average over the processes of all their micro-batches, so
+accumulation on more than one process is refused (`on_train_begin`). Without accumulation every
+process attacks along the same averaged gradient, that of the whole global batch.
 """
 
 import logging
@@ -48,6 +52,8 @@ def find_embedding_parameters(model: nn.Module, name: str) -> dict[str, nn.Param
 
 class FGM:
     """Fast gradient method: one step of size epsilon along the normalised embedding gradient."""
+
+    flag = "--fgm"  # the train.py flag that turns it on, for error messages
 
     def __init__(self, model: nn.Module, epsilon: float = 1.0, emb_name: str = "word_embeddings"):
         if epsilon <= 0:
@@ -105,9 +111,21 @@ class FGM:
     def on_step_end(self, trainer) -> None:
         self.earlier = {}  # the optimizer step zeroed the gradients
 
+    def on_train_begin(self, trainer) -> None:
+        world, accumulation = trainer.context.world_size, trainer.args.gradient_accumulation_steps
+        if world > 1 and accumulation > 1:
+            raise ValueError(
+                f"{self.flag} with --gradient_accumulation_steps {accumulation} on {world} processes: on a step's "
+                "last micro-batch DDP has already averaged the gradient over the processes, so the attack would "
+                "not follow that micro-batch's own gradient; drop --gradient_accumulation_steps (a larger "
+                "--per_device_train_batch_size, or more processes, gives the same batch) or train on one process"
+            )
+
 
 class PGD(FGM):
     """Projected gradient descent: K steps of size alpha, kept inside the epsilon ball."""
+
+    flag = "--pgd_steps"
 
     def __init__(self, model: nn.Module, epsilon: float = 1.0, alpha: float = 0.3, steps: int = 3,
                  emb_name: str = "word_embeddings"):
