@@ -566,13 +566,8 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
 # - DDP synchronises only the parameters that require a gradient when it wraps the model: frozen before,
 #   a group thawed later would train on each process's own gradient, and the copies would drift apart.
 # - Each of the world_size processes takes 1/world_size of every epoch's batches, so a stage measured in
-#   optimizer steps follows the trainer's own count of this process's batches, not the dataset's.
-def steps_per_epoch(trainer: Trainer) -> int:
-    """This process's optimizer steps in one epoch of the training data."""
-    batches = len(trainer._epoch_batches(0, 0))  # the engine's own split of the epoch between processes
-    return max(1, batches // trainer.args.gradient_accumulation_steps)
-
-
+#   optimizer steps follows the trainer's own count of this process's batches (Trainer.steps_per_epoch), not
+#   the dataset's.
 def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
     """Fine-tune and save the final model (the best evaluation's, or SWA's average if better; with no
     validation set, the last step's, or SWA's average).
@@ -626,7 +621,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     trainer = Trainer(model, training, train_examples, collate, eval_fn=eval_fn, callbacks=callbacks,
                       optimizer=optimizer, sampler=sampler, loss_fn=loss_fn)
     if args.gradual_unfreezing:
-        trainer.callbacks.append(GradualUnfreezing(model, args.unfreeze_stage_steps or steps_per_epoch(trainer)))
+        trainer.callbacks.append(GradualUnfreezing(model, args.unfreeze_stage_steps or trainer.steps_per_epoch()))
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
     metrics = eval_fn(model) if eval_fn else {}

@@ -356,6 +356,10 @@ class Trainer:
         usable = len(items) - len(items) % world  # every rank takes the same number of batches
         return [list(b) for b in items[rank:usable:world]]
 
+    def steps_per_epoch(self) -> int:
+        """This process's optimizer steps in one epoch of the (first phase's) training data."""
+        return max(1, len(self._epoch_batches(0, 0)) // self.args.gradient_accumulation_steps)
+
     def _count_steps(self) -> int:
         if self.args.max_steps > 0:
             return self.args.max_steps
