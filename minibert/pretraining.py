@@ -754,10 +754,11 @@ def format_summary(result: PretrainingResult) -> str:
             lines.append(f"    {key:<24} {before} -> {end[key]:.4f}{change}")
     if result.eval_warning:
         lines.append(f"  WARNING: {result.eval_warning}")
-    lines.append(
-        f"  {result.train.tokens_per_second:,.0f} tokens/s; waiting for data: "
-        f"{result.train.data_wait_share:.1%} of step time"
-    )
+    if result.train.tokens_per_second > 0:
+        lines.append(f"  {result.train.tokens_per_second:,.0f} tokens/s; waiting for data: "
+                     f"{result.train.data_wait_share:.1%} of step time")
+    else:  # a resume of a run that had already reached its last step
+        lines.append("  no step left to run: the checkpoint had already reached --max_steps")
     plot = ("loss.png" if (Path(result.output_dir) / "loss.png").exists()
             else "no loss.png: pip install minibert[plot] for the plot")
     lines.append(

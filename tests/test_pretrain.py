@@ -137,6 +137,8 @@ def test_resume_last_and_continue_from_a_checkpoint(tmp_path, corpus, tiny_confi
     resumed = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=6, save_steps=2, resume_from_checkpoint="last")
     assert [r["step"] for r in resumed.train.history if "loss" in r] == [1, 2, 3, 4, 5, 6]
     assert resumed.train.history[:4] == [r for r in first.train.history if "loss" in r][:4]
+    done = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=6, save_steps=2, resume_from_checkpoint="last")
+    assert "no step left to run" in format_summary(done) and " 0 tokens/s" not in format_summary(done)
     further = pretrain(tmp_path / "b", corpus, tiny_config, "wwm", steps=2, init_from=str(tmp_path / "run"))
     assert further.eval_start["loss"] < resumed.eval_start.get("loss", float("inf")) or further.eval_start
     # continuing with a tokenizer that is not the checkpoint's (other ids, more of them) is refused
