@@ -502,7 +502,8 @@ def _is_encoder_decoder(model: nn.Module) -> bool:
 
 def _legend_for_inputs(model: nn.Module, inputs: dict) -> dict[str, int]:
     ids = inputs.get("input_ids")
-    target = inputs.get("decoder_input_ids")
+    # BART reads labels shifted right when no decoder_input_ids are given (then input_ids, shifted)
+    target = next((inputs[k] for k in ("decoder_input_ids", "labels") if inputs.get(k) is not None), None)
     if _is_encoder_decoder(model):
         tokens = target.size(1) if target is not None else (ids.size(1) if ids is not None else None)
         return shape_legend(model, ids.size(0) if ids is not None else None, tokens,

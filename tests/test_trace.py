@@ -449,3 +449,13 @@ def test_a_left_padded_gpt2_row_is_drawn_as_it_was_generated_from():
     padded = attention_maps(model, input_ids=ids.masked_fill(mask == 0, 0), attention_mask=mask)
     alone = attention_maps(model, input_ids=ids[:1, 2:])
     torch.testing.assert_close(padded[:, 0, :, 2:, 2:], alone[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_bart_called_with_labels_alone_shows_the_decoders_length_as_t():
+    """Without decoder_input_ids BART's decoder reads the labels shifted right: T is theirs, not the source's."""
+    torch.manual_seed(0)
+    model = MODELS["bart"]().eval()
+    tr = minibert.trace(model, input_ids=torch.randint(3, 60, (2, 7)), labels=torch.randint(3, 60, (2, 4)))
+    assert tr.legend["T"] == 4 and tr.legend["S"] == 7
+    decoder = next(c for c in tr.calls if c.name == "model.decoder")
+    assert decoder.output("last_hidden_state").letters == "(B, T, E)"
