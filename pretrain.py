@@ -128,6 +128,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ns = parse_args(argv)
     ns.output_dir = ns.output_dir or f"runs/pretrain-{ns.objective}"
+    given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+    if "--num_train_epochs" in given and "--max_steps" not in given:
+        ns.max_steps = -1  # epochs asked for: the default run's --max_steps would otherwise win (the engine's rule)
     try:
         options = PretrainingOptions(
             objective=ns.objective,

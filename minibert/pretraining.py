@@ -52,7 +52,7 @@ from minibert.data.prepared import (
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.distributed import barrier, setup
-from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input
+from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input, metric_key
 from minibert.models.bart import BartConfig
 from minibert.models.bert import BertConfig
 from minibert.models.gpt import GPT2Config
@@ -689,8 +689,17 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             eval_start = eval_fn(model)
         if context.is_main:  # recorded now, so that a run stopped early and resumed still has it
             write_summary(output_dir, {"objective": options.objective, "eval_start": eval_start})
+        key = metric_key(args.metric_for_best_model, eval_start)
+        if key is not None and key not in eval_start:  # before any step, not at the first evaluation
+            raise ValueError(f"--metric_for_best_model {args.metric_for_best_model} is not a held-out measure of this "
+                             f"run; choose one of {', '.join(sorted(eval_start))}")
     result = trainer.train()
-    eval_end = next((r for r in reversed(result.history) if "eval_loss" in r), {})
+    evaluations = [r for r in result.history if "eval_loss" in r]
+    eval_end = evaluations[-1] if evaluations else {}
+    if result.best_checkpoint and args.load_best_model_at_end:  # the saved model is the best checkpoint's:
+        # report its evaluation, not the last one
+        step = int(Path(result.best_checkpoint).name.removeprefix("checkpoint-"))
+        eval_end = next((r for r in evaluations if r["step"] == step), eval_end)
     eval_end = {k.removeprefix("eval_"): v for k, v in eval_end.items() if k != "step"}
     if context.is_main:
         model.save_pretrained(output_dir)
@@ -698,8 +707,10 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         summary = {
             "objective": options.objective,
             "eval_start": eval_start,
-            "eval_end": eval_end,
+            "eval_end": eval_end,  # of the saved model: the best checkpoint's with --load_best_model_at_end
             "global_step": result.global_step,
+            "saved_model": Path(result.best_checkpoint).name if result.best_checkpoint and args.load_best_model_at_end
+            else f"step {result.global_step}",
             "passes_over_corpus": data.passes,
             "neighbour_heads": options.uses_neighbour_heads and not why_no_room(model.config),  # written?
             "training_examples": len(data.examples),

@@ -454,3 +454,24 @@ def test_a_held_out_set_that_is_empty_or_cannot_make_pairs_is_said_so(tmp_path, 
     sop = build_objective("sop", tokenizer, 32)
     pairs = sop.examples(load_corpus(corpus))[:20]
     assert "20 sentence pairs (want >= 500)" in eval_warning(sop, pairs, ["A", "B"])
+
+
+def test_best_model_epochs_and_metric_flags_do_what_they_say(tmp_path, corpus, tiny_config):
+    """--load_best_model_at_end saved the best checkpoint but reported the last evaluation; a misspelt
+    --metric_for_best_model failed at the first evaluation, with nothing saved (Hugging Face's eval_loss
+    too); --num_train_epochs lost to the default run's --max_steps (1 epoch became 1,600 steps)."""
+    best = pretrain(tmp_path / "best", corpus, tiny_config, "mlm", steps=6, save_steps=2, eval_steps=2,
+                    metric_for_best_model="eval_loss", greater_is_better=True, load_best_model_at_end=True)
+    evaluations = {r["step"]: r["eval_loss"] for r in best.train.history if "eval_loss" in r}
+    assert best.train.best_checkpoint.endswith("checkpoint-2") and best.eval_end["loss"] == evaluations[2] != \
+        evaluations[6]
+    summary = json.loads((tmp_path / "best" / "run" / "pretraining_summary.json").read_text())
+    assert summary["saved_model"] == "checkpoint-2"
+    with pytest.raises(ValueError, match="--metric_for_best_model los is not a held-out measure .*loss"):
+        pretrain(tmp_path / "typo", corpus, tiny_config, "mlm", steps=4, eval_steps=2, metric_for_best_model="los")
+    code, err = cli("--objective", "mlm", "--corpus", str(corpus), "--config_file", str(tiny_config), "--vocab_size",
+                    "300", "--max_seq_length", "32", "--num_train_epochs", "1", "--save_total_limit", "None",
+                    "--device", "cpu", "--plot_loss", "false", "--output_dir", str(tmp_path / "epochs"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "epochs" / "pretraining_summary.json").read_text())
+    assert summary["passes_over_corpus"] <= 1.0 and summary["global_step"] < 100

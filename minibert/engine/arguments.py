@@ -110,6 +110,14 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _optional(kind):
+    """A parser for an `int | None` flag: "None" (what --help shows as its default) means None."""
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls=TrainingArguments, defaults: dict | None = None) -> None:
     """One --flag per dataclass field, named as the field (Hugging Face's names), with the field's
     comment as help. Booleans: `--bf16` turns on, `--plot_loss false` turns off. `defaults`
@@ -129,7 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TrainingArguments, defaul
         elif kind == "dict":
             options.update(type=json.loads, metavar="JSON")
         elif kind.startswith("int"):
-            options.update(type=int)
+            options.update(type=_optional(int) if "None" in kind else int)
         elif kind.startswith("float"):
             options.update(type=float)
         if f.name == "lr_scheduler_type":

@@ -218,6 +218,13 @@ def check_writable_dir(output_dir: Path) -> None:
         )
 
 
+def metric_key(name: str | None, metrics: dict) -> str | None:
+    """--metric_for_best_model as eval_fn names it: Hugging Face's spelling, eval_loss, is accepted for loss."""
+    if name is not None and name not in metrics and name.removeprefix("eval_") in metrics:
+        return name.removeprefix("eval_")
+    return name
+
+
 def check_output_not_input(output_dir: str | Path, inputs: dict[str, str | Path | None]) -> None:
     """Refuse an output_dir that is, contains or sits inside an input directory, or holds an input file
     (flag -> path; None is skipped): writing the run there would overwrite what it starts from."""
@@ -722,11 +729,13 @@ class Trainer:
                     eval_due = (self.args.eval_steps and step % self.args.eval_steps == 0) or done
                     if self.eval_fn is not None and eval_due:
                         metrics = self.evaluate()
-                        key = self.args.metric_for_best_model
+                        key = metric_key(self.args.metric_for_best_model, metrics)
                         if key is not None:
                             if key not in metrics:
+                                self.save_checkpoint()  # the steps trained so far are not lost to a typo
                                 raise ValueError(
-                                    f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}"
+                                    f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}; "
+                                    f"resume from {self.checkpoint_path(self.state.last_checkpoint)} with one of them"
                                 )
                             if self._is_better(metrics[key]):
                                 self.state.best_metric = float(metrics[key])
