@@ -96,8 +96,9 @@ DEFAULT_TRAINING = {
     "save_total_limit": 2,
     "disable_tqdm": False,
 }
-# config.json model_type -> the family of objectives that can continue pretraining it
-CHECKPOINT_FAMILIES = {"bert": "bert", "roberta": "bert", "bart": "bart", "gpt2": "gpt"}
+# config.json model_type -> the family of objectives that can continue pretraining it. Not RoBERTa: the
+# objectives build BERT's classes (a RoBERTa checkpoint would need RoBERTa's embeddings and LM head).
+CHECKPOINT_FAMILIES = {"bert": "bert", "bart": "bart", "gpt2": "gpt"}
 CONFIG_CLASSES = {"bert": BertConfig, "bart": BartConfig, "gpt": GPT2Config}
 TOKENIZER_KINDS = {"bert": "wordpiece", "bart": "bytelevel_bpe", "gpt": "bytelevel_bpe"}
 # BERT's and BART's tokenizers frame each text ([CLS] ... [SEP], <s> ... </s>); GPT-2's adds nothing: its
@@ -220,7 +221,9 @@ def check_model_type(model_type: str | None, objective: str, source: str) -> Non
     """`source` (an --init_from checkpoint, a --config_file) must describe a model `objective` trains."""
     family = CHECKPOINT_FAMILIES.get(model_type)
     if family is None:
-        raise ValueError(f"{source}: model_type {model_type!r} is not one minibert pretrains; "
+        roberta = (" (RoBERTa's checkpoints load for fine-tuning, train.py, but pretraining builds BERT's classes, "
+                   "not RoBERTa's embeddings and LM head)") if model_type == "roberta" else ""
+        raise ValueError(f"{source}: model_type {model_type!r} is not one minibert pretrains{roberta}; "
                          f"supported: {sorted(CHECKPOINT_FAMILIES)}")
     wanted = OBJECTIVES[objective].model_family
     if family != wanted:

@@ -475,3 +475,17 @@ def test_best_model_epochs_and_metric_flags_do_what_they_say(tmp_path, corpus, t
     assert code == 0, err
     summary = json.loads((tmp_path / "epochs" / "pretraining_summary.json").read_text())
     assert summary["passes_over_corpus"] <= 1.0 and summary["global_step"] < 100
+
+
+def test_a_roberta_checkpoint_or_config_is_refused_before_any_work(tmp_path, corpus):
+    """Listed as supported, a RoBERTa --init_from failed after the data work with advice for library users;
+    a --config_file naming roberta silently built a BERT."""
+    transformers = pytest.importorskip("transformers")
+    transformers.RobertaForMaskedLM(transformers.RobertaConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+    )).save_pretrained(tmp_path / "roberta")
+    for flags in (("--init_from", str(tmp_path / "roberta")),
+                  ("--config_file", str(tmp_path / "roberta" / "config.json"))):
+        code, err = cli("--objective", "mlm", "--corpus", str(corpus), *flags, "--output_dir", str(tmp_path / "o"))
+        assert code == 1 and "model_type 'roberta' is not one minibert pretrains (RoBERTa's checkpoints" in err, err
+    assert not (tmp_path / "o").exists()
