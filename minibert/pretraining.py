@@ -374,6 +374,10 @@ def build_model(options: PretrainingOptions, objective, file_config: dict | None
         model = objective.build_model({**kwargs, **overrides})
         target = model if hasattr(model, "load_hf_state_dict") else model.discriminator  # ELECTRA: the encoder
         target.load_hf_state_dict(read_state_dict(options.init_from))
+        if target is not model:
+            logger.warning("--init_from %s gives ELECTRA its discriminator's encoder; the generator and both heads "
+                           "start at random (a saved model holds only the discriminator; a checkpoint-N directory's "
+                           "model_state.pt holds them all: --resume_from_checkpoint continues them)", options.init_from)
         logger.info("continuing pretraining from %s", options.init_from)
         return model
     if options.config_file:
