@@ -469,8 +469,9 @@ def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str]
 
 
 def held_out_examples(evaluation, held_docs, held_out_works: list[str], options: PretrainingOptions):
-    """The held-out works' examples (up to --max_eval_examples); a held-out set the objective cannot
-    make examples of (sop/nsp: too few sentences or documents) is named as such, not as the corpus."""
+    """The held-out works' examples (up to options.max_eval_examples, 4,000; not a flag); a held-out set
+    the objective cannot make examples of (sop/nsp: too few sentences or documents) is named as such,
+    not as the corpus."""
     if not len(held_docs):
         return []
     try:
@@ -572,7 +573,7 @@ class PretrainingData:
     train_docs: TokenizedCorpus  # its training works (a --corpus_fraction share of them)
     examples: Any  # the training examples, built lazily from offsets
     evaluation: Any  # the objective as measured: its own masking (BERT's 15%) and HELD_OUT_SEED
-    eval_examples: Any  # the held-out works' examples (up to --max_eval_examples)
+    eval_examples: Any  # the held-out works' examples (up to options.max_eval_examples)
     held_out_works: list[str]
     eval_warning: str | None  # why the held-out numbers are too noisy to read, if they are
     passes: float  # how many times training will go over its examples
@@ -649,6 +650,9 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     # Before check_output_dir, whose advice for a directory in use (--overwrite_output_dir) would harm an input.
     check_inputs_kept(options, output_dir)
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything
+    if args.phase2_batch_size is not None and options.max_seq_length_phase2 is None:
+        raise ValueError("--phase2_batch_size is the batch of the second phase, which --max_seq_length_phase2 "
+                         "turns on; pass that too, or drop --phase2_batch_size")
     context = setup(args.device)
     started = time.perf_counter()
     torch.manual_seed(args.seed)

@@ -362,6 +362,7 @@ def test_bad_arguments_are_refused_before_any_tokenizer_is_trained(tmp_path, cor
         (("--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be >= 1, got 0"),
         (("--objective", "bart", "--mlm_probability", "0.3"), "--mlm_probability applies to the masked-LM objectives"),
         (("--objective", "clm", "--mlm_probability", "0.3"), "clm masks nothing"),
+        (("--phase2_batch_size", "4"), "--phase2_batch_size is the batch of the second phase"),
         (("--phase2_batch_size", "0"), "--phase2_batch_size must be >= 1"),
         (("--output_dir", str(a_file)), f"--output_dir {a_file} is a file; pass a directory path"),
         (("--output_dir", str(a_file / "run")), f"sits under {a_file}, which is a file"),
