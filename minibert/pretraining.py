@@ -50,7 +50,7 @@ from minibert.data.prepared import (
     remove_abandoned_temporaries,
 )
 from minibert.engine import Trainer, TrainingArguments
-from minibert.engine.checkpointing import resolve_checkpoint
+from minibert.engine.checkpointing import checkpoint_step, resolve_checkpoint
 from minibert.engine.distributed import barrier, setup
 from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input, metric_key
 from minibert.models.bart import BartConfig
@@ -709,7 +709,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     eval_end = evaluations[-1] if evaluations else {}
     if result.best_checkpoint and args.load_best_model_at_end:  # the saved model is the best checkpoint's:
         # report its evaluation, not the last one
-        step = int(Path(result.best_checkpoint).name.removeprefix("checkpoint-"))
+        step = checkpoint_step(Path(result.best_checkpoint))
         eval_end = next((r for r in evaluations if r["step"] == step), eval_end)
     eval_end = {k.removeprefix("eval_"): v for k, v in eval_end.items() if k != "step"}
     if context.is_main:
