@@ -777,8 +777,11 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         for name, fn in eval_fns.items():
             task_metrics = fn(model)
             metrics.update({f"{name}_{k}": v for k, v in task_metrics.items()})
-            key = best_metric_name(tasks[name])
-            scores.append(task_metrics["pearson" if key == "rmse" else key])
+            key = "pearson" if best_metric_name(tasks[name]) == "rmse" else best_metric_name(tasks[name])
+            if math.isnan(task_metrics[key]):
+                logger.warning("task %s: %s is undefined (constant predictions or gold values, or fewer than 2 "
+                               "validation examples), so the combined score is too", name, key)
+            scores.append(task_metrics[key])
         return {"score": sum(scores) / len(scores), **metrics}
 
     if eval_fns and training.metric_for_best_model is None:

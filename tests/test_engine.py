@@ -336,6 +336,24 @@ def test_best_checkpoint_is_kept_and_reloaded(tmp_path):
     assert [r["eval_accuracy"] for r in result.history if "eval_accuracy" in r] == [0.5, 0.9, 0.7, 0.6]
 
 
+def test_an_error_metric_is_lower_is_better_and_an_undefined_one_is_never_best(tmp_path, caplog):
+    """--metric_for_best_model rmse kept the checkpoint of the *highest* error (only "loss" was taken as
+    lower-is-better), and a first NaN (a Pearson of constant predictions) stayed "best" for ever."""
+    assert make_args(tmp_path, metric_for_best_model="rmse").greater_is_better is False
+    assert make_args(tmp_path, metric_for_best_model="eval_len_rmse").greater_is_better is False
+    assert make_args(tmp_path, metric_for_best_model="pearson").greater_is_better is True
+    rmse = iter([5.6, 5.2, 4.9, 4.8])
+    args = make_args(tmp_path / "rmse", max_steps=8, eval_steps=2, save_steps=2, metric_for_best_model="rmse")
+    result = Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda m: {"rmse": next(rmse)}).train()
+    assert result.best_metric == 4.8 and result.best_checkpoint.endswith("checkpoint-8")
+    pearson = iter([float("nan"), 0.2, 0.5, 0.3])
+    args = make_args(tmp_path / "nan", max_steps=8, eval_steps=2, save_steps=2, metric_for_best_model="pearson")
+    with caplog.at_level("WARNING"):
+        result = Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda m: {"pearson": next(pearson)}).train()
+    assert result.best_metric == 0.5 and result.best_checkpoint.endswith("checkpoint-6")
+    assert "pearson is undefined (NaN) at step 2" in caplog.text
+
+
 def test_custom_sampler_of_batches_is_followed(tmp_path):
     seen = []
 

@@ -58,7 +58,7 @@ class TrainingArguments:
     save_steps: int = 500  # checkpoint every this many steps, and always at the end
     save_total_limit: int | None = 3  # keep the last K checkpoints (the best one is never deleted); None: all
     metric_for_best_model: str | None = None  # key of eval_fn's dict; its best checkpoint is kept
-    greater_is_better: bool | None = None  # default: True unless the metric's name contains "loss"
+    greater_is_better: bool | None = None  # default: False when the metric's name holds "loss" or "rmse", else True
     load_best_model_at_end: bool = False  # reload the best checkpoint's weights when training ends
     resume_from_checkpoint: str | None = None  # a checkpoint directory, or "last" for the newest in output_dir
     seed: int = 42
@@ -94,11 +94,15 @@ class TrainingArguments:
         if self.torch_compile_backend is not None or self.torch_compile_mode is not None:
             self.torch_compile = True  # as in Hugging Face: naming a backend or a mode asks for compilation
         if self.greater_is_better is None and self.metric_for_best_model is not None:
-            self.greater_is_better = "loss" not in self.metric_for_best_model
+            # Hugging Face looks for "loss" only; an error such as a regression's rmse is also lower-is-better
+            self.greater_is_better = not any(word in self.metric_for_best_model for word in LOWER_IS_BETTER)
 
     @property
     def precision(self) -> str:
         return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+
+LOWER_IS_BETTER = ("loss", "rmse")  # a metric whose name holds one of these is better when smaller
 
 
 def parse_bool(text: str) -> bool:

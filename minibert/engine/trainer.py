@@ -587,8 +587,12 @@ class Trainer:
         return metrics
 
     def _is_better(self, value: float) -> bool:
+        """An undefined metric (NaN: a Pearson of constant predictions) is never better, and a NaN best
+        (kept by a run saved before this rule) is beaten by any number."""
         best = self.state.best_metric
-        return best is None or (value > best if self.args.greater_is_better else value < best)
+        if math.isnan(value):
+            return False
+        return best is None or math.isnan(best) or (value > best if self.args.greater_is_better else value < best)
 
     def checkpoint_path(self, name: str | None) -> str | None:
         """The path of a checkpoint named in the state. Runs saved before names were stored hold
@@ -737,6 +741,9 @@ class Trainer:
                                     f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}; "
                                     f"resume from {self.checkpoint_path(self.state.last_checkpoint)} with one of them"
                                 )
+                            if math.isnan(metrics[key]):
+                                logger.warning("%s is undefined (NaN) at step %d, so this evaluation cannot be the "
+                                               "best one", key, step)
                             if self._is_better(metrics[key]):
                                 self.state.best_metric = float(metrics[key])
                                 self.save_checkpoint(best=True)
