@@ -471,8 +471,8 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, task: Task) -> d
         macro = float((2 * tp / (2 * tp + fp + fn).clamp(min=1)).mean())
         return {"f1_micro": micro, "f1_macro": macro, "exact_match": float((pred == gold).all(1).double().mean())}
     pred = logits.argmax(-1)
-    f1s = []
-    for c in range(task.num_labels):
+    f1s = []  # macro-F1 over the classes in the gold labels or the predictions, as scikit-learn's default
+    for c in sorted(set(labels.tolist()) | set(pred.tolist())):
         tp = int(((pred == c) & (labels == c)).sum())
         fp, fn = int(((pred == c) & (labels != c)).sum()), int(((pred != c) & (labels == c)).sum())
         f1s.append(2 * tp / max(2 * tp + fp + fn, 1))

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import train
-from minibert.finetune.task_data import encode_label, infer_task, read_rows
-from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, load_finetuned
+from minibert.finetune.task_data import Task, encode_label, infer_task, read_rows
+from minibert.finetuning import DEFAULT_PRETRAIN_COMMAND, compute_metrics, load_finetuned
 from minibert.models.bert import BertConfig, BertForPreTraining
 from minibert.tokenizer import load_tokenizer, train_tokenizer
 
@@ -397,3 +397,13 @@ def test_a_tokenizer_that_is_not_the_checkpoints_is_refused(checkpoint, tmp_path
     with pytest.raises(ValueError, match=r"pads with id 1 \('<pad>'\) but CKPT was trained with pad_token_id 0"):
         check_tokenizer_fits(bpe, {"vocab_size": 1000, "pad_token_id": 0}, "--tokenizer_name X", "CKPT")
     check_tokenizer_fits(load_tokenizer(checkpoint), json.loads((checkpoint / "config.json").read_text()), "-", "-")
+
+
+def test_macro_f1_averages_over_the_classes_seen_in_gold_or_predictions():
+    """As scikit-learn's f1_score(average="macro"): a training class absent from a small validation
+    set and never predicted counted as F1 = 0 (one right answer scored 0.25)."""
+    task = Task("single_label_classification", ["a", "b", "c", "d"])
+    one_hot = torch.eye(4)
+    metrics = compute_metrics(one_hot[[0, 1, 1, 0, 2]], torch.tensor([0, 1, 2, 0, 1]), task)
+    assert metrics["f1_macro"] == pytest.approx((1 + 0.5 + 0) / 3)  # classes 0, 1, 2; class 3 appears nowhere
+    assert compute_metrics(one_hot[[2]], torch.tensor([2]), task) == {"accuracy": 1.0, "f1_macro": 1.0}
