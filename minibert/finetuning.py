@@ -180,10 +180,10 @@ class FinetuneArguments:
             raise ValueError(f"--generation_max_length must be >= 1, got {self.generation_max_length}")
         if self.head_lr is not None and self.head_lr <= 0:
             raise ValueError(f"--head_lr must be > 0, got {self.head_lr}; drop it to train the head at --learning_rate")
-        if self.validation_file is None:
+        if self.validation_file is None and not self.multitask:  # (--multitask: each task names its own)
             if Path(self.train_file).resolve() == DEFAULT_TRAIN_FILE.resolve():
                 self.validation_file = str(DEFAULT_VALIDATION_FILE)  # the shipped task's own held-out speeches
-            elif not self.multitask:
+            else:
                 # Never the shipped task's file for someone else's data: it would pick the "best" checkpoint,
                 # and report accuracy, on examples of another task.
                 final = "the SWA average" if self.swa_start is not None else "the last step's"
@@ -278,6 +278,10 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
     if chosen and args.model_name_or_path == RANDOM_INIT:
         raise ValueError(f"{chosen[0]} trains a few parameters beside frozen pretrained weights, and random weights "
                          "frozen learn nothing; pass a pretrained --model_name_or_path")
+    if args.multitask and (args.validation_file is not None or _given(args, "train_file")):
+        flag = "--validation_file" if args.validation_file is not None else "--train_file"
+        raise ValueError(f"{flag} with --multitask would be ignored: each task's files come from its spec; give "
+                         f"them as --multitask NAME=TRAIN,VALIDATION[,LABEL_COLUMN] and drop {flag}")
     if args.multitask:
         # finetune_multitask builds none of these (the single-task run's model surgery and training callbacks).
         single_task_only = {**frozen_base, "--gradual_unfreezing": args.gradual_unfreezing,
@@ -352,6 +356,12 @@ def check_sub_flags(args: FinetuneArguments) -> None:
          "sets how much slower each lower group of --lr_groups trains; pass --lr_groups N"),
         ("--swa_lr", args.swa_start is not None,
          "is the learning rate of stochastic weight averaging, which --swa_start turns on; pass --swa_start"),
+        ("--mixing", bool(args.multitask), "chooses how --multitask samples its tasks; pass --multitask"),
+        ("--mixing_cap", bool(args.multitask) and args.mixing in ("proportional", "temperature"),
+         "caps a task's size in the proportional and temperature rates (T5's equal mixing has no cap); pass "
+         "--multitask with --mixing proportional or temperature"),
+        ("--mixing_temperature", bool(args.multitask) and args.mixing == "temperature",
+         "is T of --mixing temperature; pass --multitask with --mixing temperature"),
     ]
     for flag, method_on, what in sub_flags:
         if _given(args, flag[2:]) and not method_on:
@@ -754,6 +764,9 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         if spec["validation_file"]:
             held_out = load_split(spec["validation_file"], tokenizer, args.max_seq_length, **columns, task=task)[0]
             eval_sets[spec["name"]] = [{**e, "task": m} for e in held_out]
+    if not eval_sets:
+        logger.warning("no task has a validation file: the run is not evaluated, and the final model is the last "
+                       "step's; give one as --multitask NAME=TRAIN,VALIDATION to evaluate and keep the best checkpoint")
     rates = mixing_rates(sizes, args.mixing, args.mixing_cap, args.mixing_temperature)
     logger.info("multi-task mixing (%s): %s", args.mixing,
                 ", ".join(f"{n} {e} examples -> {r:.3f}" for n, e, r in zip(tasks, sizes, rates, strict=True)))

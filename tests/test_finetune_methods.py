@@ -166,8 +166,19 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
              (["--ladder_side_tuning", "3", "--train_file", str(tmp_path / "missing.jsonl")], "not divisible"),
              (["--unfreeze_stage_steps", "3"], "pass that flag too"),
              (["--multitask", "a=x.jsonl", "a=y.jsonl"], "more than once"),
-             (["--multitask", "a=x.jsonl", "--mixing_temperature", "0"], "T must be > 0"),
+             (["--multitask", "a=x.jsonl", "--mixing", "temperature", "--mixing_temperature", "0"], "T must be > 0"),
              (["--multitask", "a=x.jsonl", "--mixing_cap", "0"], "must be >= 1"),
+             # flags the multi-task run would ignore
+             (["--multitask", "a=x.jsonl", "--validation_file", "v.jsonl"],
+              "--validation_file with --multitask would be ignored: each task's files come from its spec; give them "
+              "as --multitask NAME=TRAIN,VALIDATION[,LABEL_COLUMN] and drop --validation_file"),
+             (["--multitask", "a=x.jsonl", "--train_file", "t.jsonl"],
+              "--train_file with --multitask would be ignored"),
+             (["--mixing", "equal"], "--mixing chooses how --multitask samples its tasks; pass --multitask"),
+             (["--multitask", "a=x.jsonl", "--mixing", "equal", "--mixing_cap", "5"],
+              "(T5's equal mixing has no cap)"),
+             (["--multitask", "a=x.jsonl", "--mixing_temperature", "3"],
+              "--mixing_temperature is T of --mixing temperature"),
              # the multi-task run builds none of these: refused, not silently trained without
              *[(["--multitask", "a=x.jsonl", *flag], f"{flag[0]} with --multitask is not supported")
                for flag in (["--gradual_unfreezing"], ["--swa_start", "0.5"], ["--fgm"], ["--pgd_steps", "2"])],
@@ -372,8 +383,13 @@ def test_bad_task_lists_are_named():
 def test_multitask_through_train_py_reports_every_task_at_every_evaluation(checkpoint, tmp_path):  # noqa: F811
     single = write_jsonl(tmp_path / "single.jsonl", rows(32, "single"))
     numbers = write_jsonl(tmp_path / "numbers.jsonl", rows(16, "regression", seed=2))
-    result = run(checkpoint, tmp_path, single, single, "--multitask", f"genre={single},{single}",
-                 f"length={numbers},{numbers}", "--mixing", "temperature", "--mixing_cap", "20")
+    finetune_args, training = train.parse(
+        ["--model_name_or_path", str(checkpoint), "--text_column", "sentence", "--output_dir", str(tmp_path / "out"),
+         "--max_steps", "4", "--eval_steps", "2", "--per_device_train_batch_size", "8", "--max_seq_length", "16",
+         "--disable_tqdm", "--device", "cpu", "--learning_rate", "1e-3", "--multitask", f"genre={single},{single}",
+         f"length={numbers},{numbers}", "--mixing", "temperature", "--mixing_cap", "20"])
+    training.plot_loss = False
+    result = train.finetune(finetune_args, training)
     assert [r["step"] for r in result.history] == [2, 4]
     for record in result.history:
         assert {"eval_score", "eval_genre_accuracy", "eval_genre_loss", "eval_length_rmse",
