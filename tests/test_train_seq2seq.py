@@ -11,7 +11,14 @@ import torch
 import train
 from minibert.finetune import evaluate_generation
 from minibert.finetune.evaluate_generation import evaluate_saved
-from minibert.finetune.generative import GenerativeCollator, causal_lm_examples, chrf, exact_match, seq2seq_examples
+from minibert.finetune.generative import (
+    GenerativeCollator,
+    causal_lm_examples,
+    chrf,
+    exact_match,
+    seq2seq_examples,
+    text_pairs,
+)
 from minibert.finetune.new_encoder import BartWithNewEncoder, TwoStageTraining, stage_one_parameters
 from minibert.finetuning import load_finetuned
 from minibert.models.bart import BartConfig, BartForConditionalGeneration
@@ -158,6 +165,13 @@ def test_bad_input_is_named(checkpoints, tmp_path):
     empty = [*pairs(3), {"source": "king", "target": " "}, {"source": "war", "target": None}]
     with pytest.raises(ValueError, match=r"target column 'target' is empty in 2 of 5 rows \(rows 4, 5\)"):
         run(checkpoints["bart"], tmp_path, train_rows=empty)
+    holes = [*pairs(3), {"target": "war"}, {"source": None, "target": "peace"}]  # they became "" silently
+    with pytest.raises(ValueError, match=r"source column 'source' is missing in 2 of 5 rows \(rows 4, 5\); fill"):
+        run(checkpoints["bart"], tmp_path, train_rows=holes)
+    with pytest.raises(ValueError, match=r"row 4 has list \"\['king'\]\" as its 'source', not a text"):
+        run(checkpoints["bart"], tmp_path, train_rows=[*pairs(3), {"source": ["king"], "target": "war"}])
+    assert text_pairs([{"source": 0, "target": 1}, {"source": "", "target": "x"}], "source", "target", "causal_lm",
+                      "f.jsonl") == (["0", ""], ["1", "x"])  # 0 is "0" (it was ""), and "" stays an empty prompt
     long_prompt = [{"source": " ".join(["king"] * 30), "target": "war"}]
     with pytest.raises(ValueError, match=r"row 1: the prompt alone has \d+ tokens.*--max_seq_length 24.*shorten"):
         run(checkpoints["gpt2"], tmp_path, "--task_type", "causal_lm", train_rows=long_prompt)

@@ -93,7 +93,17 @@ def text_pairs(rows: list[dict], source_column: str, target_column: str, task_ty
         raise ValueError(f"{path}: the target column {target_column!r} is empty in {len(empty)} of {len(rows)} rows "
                          f"(rows {shown}); every example needs a text to learn to generate: fill those rows or "
                          "drop them")
-    return [str(r.get(source_column) or "") for r in rows], [str(r[target_column]) for r in rows]
+    missing = [n for n, r in enumerate(rows, 1) if r.get(source_column) is None]
+    if missing:  # a hole in the data, never the text "" (a row may give "" itself: an empty prompt)
+        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"{path}: the source column {source_column!r} is missing in {len(missing)} of {len(rows)} "
+                         f"rows (rows {shown}); fill those rows (\"\" for an empty one) or drop them")
+    for n, r in enumerate(rows, 1):
+        for column in (source_column, target_column):
+            if not isinstance(r[column], (str, int, float)) or isinstance(r[column], bool):
+                raise ValueError(f"{path}: row {n} has {type(r[column]).__name__} {str(r[column])[:40]!r} as its "
+                                 f"{column!r}, not a text")
+    return [str(r[source_column]) for r in rows], [str(r[target_column]) for r in rows]
 
 
 def _ends(tokenizer) -> tuple[int, int]:
