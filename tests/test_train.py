@@ -120,8 +120,12 @@ def test_bad_input_is_named(checkpoint, tmp_path, capsys):
     with pytest.raises(ValueError, match="the embedding parameters are"):
         run(checkpoint, tmp_path, data, data, "--fgm", "--adv_emb_name", "nope")
     unseen = write_jsonl(tmp_path / "dev.jsonl", [{"sentence": "the king", "label": "history", "other": ""}])
-    with pytest.raises(ValueError, match="not among the 2 training labels"):
+    with pytest.raises(ValueError, match=r"dev\.jsonl: row 1: label 'history' is not among the task's 2 labels"):
         run(checkpoint, tmp_path, data, unseen)
+    infinite = write_jsonl(tmp_path / "inf.jsonl", [{"sentence": f"the king {i}", "label": label}
+                                                    for i, label in enumerate([0.5, 1.5, "inf", 2.5])])
+    with pytest.raises(ValueError, match=r"inf\.jsonl: row 3: regression label 'inf' is not a finite number"):
+        run(checkpoint, tmp_path, infinite, infinite)  # it trained, and stopped at step 1 blaming the rate
     with pytest.raises(SystemExit):
         train.parse(["--pooling", "median"])
     assert "sbert_wk" in capsys.readouterr().err

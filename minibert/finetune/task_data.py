@@ -217,8 +217,8 @@ def infer_task(labels: list, task_type: str, num_labels: int | None, path="the t
 def encode_label(value, task: Task, path) -> int | float | list[float]:
     if task.problem_type == "regression":
         number = _as_number(value)
-        if number is None:
-            raise ValueError(f"{path}: regression label {value!r} is not a number")
+        if number is None or not math.isfinite(number):  # an inf label made the loss inf at the first step
+            raise ValueError(f"{path}: regression label {value!r} is not a finite number; fix it or drop the row")
         return number
     if task.problem_type == "multi_label_classification":
         value = _as_list(value, path)
@@ -232,8 +232,8 @@ def encode_label(value, task: Task, path) -> int | float | list[float]:
         return [1.0 if name in {str(x) for x in value} else 0.0 for name in task.label_names]
     name = _label_key(value)
     if name not in task.label_names:
-        raise ValueError(f"{path}: label {value!r} is not among the {task.num_labels} training labels "
-                         f"{task.label_names}; it does not fit num_labels")
+        raise ValueError(f"{path}: label {value!r} is not among the task's {task.num_labels} labels "
+                         f"{task.label_names} (the training file's, or 0 .. N-1 with --num_labels N)")
     return task.label_names.index(name)
 
 
@@ -249,7 +249,7 @@ def load_split(path, tokenizer, max_seq_length: int, text_column: str = "text", 
     _check_texts(rows, [c for c in columns if c != label_column], path)
     if task is None:
         task = infer_task([r[label_column] for r in rows], task_type, num_labels, path)
-    labels = [encode_label(r[label_column], task, path) for r in rows]
+    labels = [encode_label(r[label_column], task, f"{path}: row {n}") for n, r in enumerate(rows, 1)]
     texts = [str(r[text_column]) for r in rows]
     pairs = [str(r[text_pair_column]) for r in rows] if text_pair_column else None
     examples = []
