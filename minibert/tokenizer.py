@@ -114,13 +114,15 @@ class Tokenizer:
 
     def __call__(self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
                  max_length: int | None = None, padding: bool | str = True,
-                 truncation: bool = True, padding_side: str = "right",
+                 truncation: bool | str = True, padding_side: str = "right",
                  add_special_tokens: bool = True,
                  return_token_type_ids: bool | None = None) -> dict[str, torch.Tensor]:
         """Encode a batch (with special tokens, unless add_special_tokens=False) into padded tensors (B, T).
 
-        padding=True pads to the longest in the batch, "max_length" to max_length; truncation
-        cuts the longer of a pair first, as Hugging Face's "longest_first" does. padding_side="left"
+        padding=True pads to the longest in the batch, "max_length" to max_length (a tokenizer with no
+        pad token, as GPT-2's, takes texts of one length only); truncation=True cuts the longer of a
+        pair first, as Hugging Face's "longest_first" does, and "only_first" / "only_second" cut that
+        text alone (a question kept whole, its context cut). padding_side="left"
         puts the padding first: what a decoder-only model's batched prompts need, so that every
         row's new tokens follow its own last token. token_type_ids (BERT's segments) come with a
         WordPiece tokenizer, as Hugging Face's BERT tokenizer returns them and its RoBERTa, GPT-2 and
@@ -149,13 +151,18 @@ class Tokenizer:
                              f"{specials}; pass max_length > {specials}")
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length; pass max_length=...")
+        if truncation not in (True, False, "longest_first", "only_first", "only_second", "do_not_truncate"):
+            raise ValueError(f"truncation must be True, False, 'longest_first', 'only_first' or 'only_second', "
+                             f"got {truncation!r}")
+        strategy = "longest_first" if truncation is True else truncation
+        truncation = truncation not in (False, "do_not_truncate")
         if self.pad_token_id is None and padding:
-            raise ValueError("this tokenizer has no pad token, so a batch cannot be padded; pass padding=False")
+            padding = False  # nothing to pad with: fine while every text has the same length (checked below)
         backend = self.backend
         saved_truncation, saved_padding = backend.truncation, backend.padding
         try:
             if truncation and max_length:
-                backend.enable_truncation(max_length, strategy="longest_first")
+                backend.enable_truncation(max_length, strategy=strategy)
             else:
                 backend.no_truncation()
             if padding:
@@ -172,6 +179,9 @@ class Tokenizer:
                 backend.enable_truncation(**saved_truncation)
             if saved_padding is not None:
                 backend.enable_padding(**saved_padding)
+        if self.pad_token_id is None and len({len(e.ids) for e in encodings}) > 1:
+            raise ValueError("this tokenizer has no pad token, so texts of different lengths cannot be padded; "
+                             "set one (e.g. its eos token) or pass one text at a time")
         if len({len(e.ids) for e in encodings}) > 1:
             raise ValueError("texts of different lengths cannot be stacked without padding; pass padding=True"
                              if not padding else
@@ -209,6 +219,11 @@ class Tokenizer:
                   "clean_up_tokenization_spaces": False}
         if self.do_lower_case is not None:
             config["do_lower_case"] = self.do_lower_case
+        normalizer = json.loads(self.backend.to_str()).get("normalizer") or {}
+        if self.kind == "wordpiece" and normalizer.get("type") == "BertNormalizer":
+            # transformers' BertTokenizer rebuilds its normaliser from these keys, not from tokenizer.json
+            config.update(do_lower_case=normalizer["lowercase"], strip_accents=normalizer["strip_accents"],
+                          tokenize_chinese_chars=normalizer["handle_chinese_chars"])
         if self.kind == "bytelevel_bpe":
             config["add_prefix_space"] = False
         (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
@@ -330,8 +345,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             f"no tokenizer found in {folder}: expected tokenizer.json, vocab.txt, or vocab.json + merges.txt; "
             "train one with minibert.tokenizer.train_tokenizer(texts) and save_pretrained it there"
         )
-    if not specials:
-        specials = _guess_specials(backend.get_vocab(with_added_tokens=True))
+    # the family's usual names fill in what the files leave out, as transformers' classes default them
+    specials = {**_guess_specials(backend.get_vocab(with_added_tokens=True)), **specials}
     max_len = config.get("model_max_length")
     max_len = max_len if isinstance(max_len, int) and max_len < 1_000_000 else None
     return Tokenizer(backend, specials, _guess_kind(backend), model_max_length=max_len, do_lower_case=lowercase)

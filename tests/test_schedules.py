@@ -65,3 +65,6 @@ def test_bad_scheduler_input():
         get_scheduler("linear", optimizer, power=2.0)
     with pytest.raises(ValueError, match="must not exceed"):
         get_scheduler("polynomial", optimizer, lr_end=1.0)
+    tiny = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-8)  # under the default lr_end: a KeyError
+    with pytest.raises(ValueError, match=r"polynomial lr_end \(1e-07\) must not exceed the learning rate \(1e-08\)"):
+        get_scheduler("polynomial", tiny)

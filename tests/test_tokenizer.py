@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from minibert.data import load_corpus
-from minibert.tokenizer import load_tokenizer, train_tokenizer
+from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 
 TEXTS = ["Fair is foul, and foul is fair: hover through the fog and filthy air.",
          "When shall we three meet again? In thunder, lightning, or in rain?",
@@ -218,3 +218,62 @@ def test_vocab_txt_alone_follows_tokenizer_config_and_reads_lines_as_hugging_fac
 def test_padding_to_a_max_length_a_text_passes_says_to_truncate(wordpiece):
     with pytest.raises(ValueError, match="leaves texts longer than it; pass truncation=True"):
         wordpiece(["a long text of many words indeed", "short"], padding="max_length", max_length=4, truncation=False)
+
+
+def test_a_saved_tokenizer_keeps_its_normaliser_for_hugging_face(tmp_path):
+    """save_pretrained wrote do_lower_case only, and only when the source named it; transformers
+    rebuilds BERT's normaliser from these keys (not from tokenizer.json), so a re-saved tokenizer with
+    strip_accents False / tokenize_chinese_chars False, or a cased one, read other ids there."""
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    base = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "café", "cafe", "北", "京", "北京", "hello", "Hello"]
+    for n, settings in enumerate(({"do_lower_case": True, "strip_accents": False, "tokenize_chinese_chars": False},
+                                  {"do_lower_case": False})):
+        source, saved = tmp_path / f"source{n}", tmp_path / f"saved{n}"
+        source.mkdir()
+        (source / "vocab.txt").write_text("".join(t + "\n" for t in base), encoding="utf-8")
+        (source / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", **settings}))
+        load_tokenizer(source).save_pretrained(saved)
+        (saved / "tokenizer_config.json").write_text(  # as a tokenizer.json-only source would leave it
+            json.dumps({k: v for k, v in json.loads((saved / "tokenizer_config.json").read_text()).items()
+                        if n == 0 or k != "do_lower_case"}))
+        load_tokenizer(saved).save_pretrained(saved)
+        ours, theirs = load_tokenizer(saved), transformers.AutoTokenizer.from_pretrained(saved)
+        for text in ("Café 北京", "Hello hello"):
+            assert ours.encode(text) == theirs(text, add_special_tokens=False)["input_ids"], (settings, text)
+        assert ours.encode("Café 北京" if n == 0 else "Hello") == load_tokenizer(source).encode(
+            "Café 北京" if n == 0 else "Hello")
+
+
+def test_truncation_strategies_are_honoured_or_refused(wordpiece):
+    """Any string was taken as True and cut by longest_first: only_second cut the question."""
+    question, context = "who is the king of scotland and of england", "the king of scotland is a man of words"
+    q, c = wordpiece.encode(question), wordpiece.encode(context)
+    room = len(q) + 3 + len(c) // 2  # [CLS] q [SEP] c [SEP] with half the context
+    second = wordpiece([question], [context], max_length=room, truncation="only_second")["input_ids"][0].tolist()
+    assert second == [wordpiece.cls_token_id, *q, wordpiece.sep_token_id, *c[:len(c) // 2], wordpiece.sep_token_id]
+    longest = wordpiece([question], [context], max_length=room, truncation=True)["input_ids"][0].tolist()
+    assert longest[1:1 + len(q)] != q  # longest_first cuts the question too
+    with pytest.raises(ValueError, match="truncation must be True, False, 'longest_first'"):
+        wordpiece(["a"], truncation="only_third")
+
+
+def test_no_pad_token_is_needed_while_nothing_is_padded(corpus_texts, tmp_path):
+    """GPT-2 has no pad token: the README's one-text call raised "a batch cannot be padded"."""
+    import json
+
+    trained = train_tokenizer(corpus_texts[:50], kind="bytelevel_bpe", vocab_size=400, frame=False)
+    gpt = Tokenizer(trained.backend, {k: v for k, v in trained.special_tokens.items() if k != "pad_token"},
+                    trained.kind)  # GPT-2's own files name no pad token
+    assert gpt.pad_token_id is None
+    assert gpt(["Once upon a time"])["input_ids"].tolist() == [gpt.encode("Once upon a time")]
+    with pytest.raises(ValueError, match="no pad token, so texts of different lengths cannot be padded"):
+        gpt(["Once upon a time", "Once"])
+    # a config naming only some special tokens: the others keep their family's names (they were lost)
+    folder = tmp_path / "partial"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("".join(t + "\n" for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "unk_token": "[UNK]"}))
+    partial = load_tokenizer(folder)
+    assert (partial.pad_token_id, partial.cls_token_id, partial.sep_token_id, partial.mask_token_id) == (0, 2, 3, 4)

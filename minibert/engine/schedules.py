@@ -114,8 +114,9 @@ def get_scheduler(
         )
     if name == "polynomial":
         peak_lr = optimizer.defaults["lr"]
-        if kwargs.get("lr_end", 1e-7) > peak_lr:
-            raise ValueError(f"polynomial lr_end ({kwargs['lr_end']}) must not exceed the learning rate ({peak_lr})")
+        lr_end = kwargs.get("lr_end", 1e-7)
+        if lr_end > peak_lr:
+            raise ValueError(f"polynomial lr_end ({lr_end}) must not exceed the learning rate ({peak_lr})")
         kwargs["peak_lr"] = peak_lr
     multiplier = partial(_SCHEDULES[name], warmup_steps=num_warmup_steps, total_steps=num_training_steps, **kwargs)
     return LambdaLR(optimizer, multiplier)
