@@ -46,6 +46,7 @@ from minibert.auto import load_pretrained
 from minibert.checkpoint import read_config_dict
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
+from minibert.engine.distributed import resolve_device
 from minibert.engine.trainer import check_output_dir, check_output_not_input
 from minibert.finetune.adapters import add_adapters, check_adapter_size
 from minibert.finetune.adversarial import FGM, PGD
@@ -706,16 +707,17 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
     optimizer = finetuning_optimizer(model, args, training)  # before stage one freezes: its groups hold every parameter
     if source_tokenizer is not None:
         training.ddp_find_unused_parameters = True  # DDP must let stage one's frozen parameters go without a gradient
+    if evaluator is not None and resolve_device(training.device).type == "cpu":
+        # The evaluations' generate stores the Linear weights input-major on the CPU. Taken before the first
+        # step, every step multiplies in that one memory order, and a run resumed from a checkpoint repeats
+        # the run it resumes bit for bit. And before the Trainer wraps the model in DDP, which lays out its
+        # gradient buckets by the parameters' strides: a later re-layout scrambled the first step's gradients.
+        store_linear_weights_input_major(model)
     trainer = Trainer(model, training, train_examples, GenerativeCollator(pad_id), eval_fn=evaluator,
                       callbacks=callbacks, optimizer=optimizer, sampler=sampler)
     if source_tokenizer is not None:
         total, stage_two = trainer.total_steps, args.new_encoder_stage_two_steps  # this process's optimizer steps
         trainer.callbacks.append(TwoStageTraining(model, total - (stage_two if stage_two is not None else total // 5)))
-    if evaluator is not None and next(model.parameters()).device.type == "cpu":
-        # The evaluations' generate stores the Linear weights input-major on the CPU. Taken before the first
-        # step, every step multiplies in that one memory order, and a run resumed from a checkpoint repeats
-        # the run it resumes bit for bit (otherwise its steps before the next evaluation add in another order).
-        store_linear_weights_input_major(model)
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
     metrics = evaluator(model) if evaluator else {}
@@ -805,6 +807,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         task = tasks[names[int(batch["task"][0])]]
         return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
 
+    training.ddp_find_unused_parameters = True  # each batch trains one task's head: DDP must let the others go
     trainer = Trainer(model, training, train_examples, collate, eval_fn=evaluate if eval_fns else None,
                       callbacks=list(callbacks), optimizer=finetuning_optimizer(model, args, training), sampler=sampler,
                       loss_fn=loss_fn)

@@ -514,9 +514,13 @@ class Trainer:
                         window[name].append(float(value))
             window["tokens"].append(tokens)
             self.state.examples_seen += len(next(iter(batch.values())))
-        step_loss = float(torch.stack(losses).sum() / sum(weights))  # this process's mean over its micro-batches
+        # this process's share of the step's loss: the weights already divide by the step's total on every rank,
+        # so the mean over ranks (_log) is the global batch's loss; a rank whose micro-batches hold no labelled
+        # token adds 0 (dividing by its sum of weights, 0, made it nan)
+        step_loss = float(torch.stack(losses).sum())
         step = self.state.global_step + 1
-        if not math.isfinite(step_loss) and not self.args.fp16:
+        finite = mean_across_ranks({"finite": float(math.isfinite(step_loss))}, self.context)["finite"] == 1.0
+        if not finite and not self.args.fp16:  # every rank stops together
             self.optimizer.zero_grad(set_to_none=True)
             last = self.checkpoint_path(self.state.last_checkpoint) or "none was saved yet"
             raise NonFiniteLossError(
