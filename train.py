@@ -24,6 +24,7 @@ passes --overwrite_output_dir (or --resume_from_checkpoint last, or another --ou
 import argparse
 import json
 import logging
+import os
 import sys
 
 from minibert.engine import TrainingArguments, TrainingInterrupted
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one report
+        return 0
     print("\nevaluations (validation set):")
     for record in result.history:
         print("  " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
