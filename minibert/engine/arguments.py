@@ -37,7 +37,7 @@ class TrainingArguments:
     max_steps: int = -1  # optimizer steps; when > 0 it wins over num_train_epochs
     num_train_epochs: float = 3.0
     dataloader_num_workers: int = 0  # processes that collate batches (0: in the training process)
-    dataloader_drop_last: bool = False  # drop the last incomplete batch of each epoch
+    dataloader_drop_last: bool = False  # drop the last incomplete batch of each epoch (under DDP: the last round)
     # minibert: two-phase training as in NVIDIA's BERT recipe (short sequences first, long ones last);
     # the engine switches to `phase2_dataset` for this final share of the steps.
     phase2_ratio: float = 0.1

@@ -176,6 +176,11 @@ def _unbatched(item):
     return item
 
 
+def _repeat(items: list, count: int) -> list:
+    """The first `count` of items, cycling when there are fewer."""
+    return [items[i % len(items)] for i in range(count)]
+
+
 def _batch_seed(*parts: int) -> int:
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF  # hash of a tuple of ints is stable across runs
 
@@ -348,8 +353,12 @@ class Trainer:
             # global batches of world * size examples; rank r takes the r-th slice of each
             step = size * world
             batches = [order[i : i + step] for i in range(0, n, step)]
-            if batches and (len(batches[-1]) < step and (self.args.dataloader_drop_last or world > 1)):
-                batches.pop()
+            if batches and len(batches[-1]) < step:
+                if self.args.dataloader_drop_last:
+                    batches.pop()
+                elif world > 1:  # every rank needs a full share: complete the last global batch with the
+                    # epoch's first examples, as PyTorch's DistributedSampler does (dropping it lost them)
+                    batches[-1] += _repeat(order, step - len(batches[-1]))
             return [b[rank * size : (rank + 1) * size] for b in batches]
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
@@ -360,8 +369,12 @@ class Trainer:
             items = [items[i : i + size] for i in range(0, len(items), size)]
             if self.args.dataloader_drop_last and len(items[-1]) < size:
                 items.pop()
-        usable = len(items) - len(items) % world  # every rank takes the same number of batches
-        return [list(b) for b in items[rank:usable:world]]
+        if len(items) % world:  # every rank takes the same number of batches: complete the last round with
+            if self.args.dataloader_drop_last:  # the epoch's first batches (dropping them lost their examples)
+                items = items[: len(items) - len(items) % world]
+            else:
+                items = items + _repeat(items, world - len(items) % world)
+        return [list(b) for b in items[rank::world]]
 
     def steps_per_epoch(self) -> int:
         """This process's optimizer steps in one epoch of the (first phase's) training data."""
