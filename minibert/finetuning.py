@@ -837,7 +837,8 @@ def build_multitask_model(args: FinetuneArguments, source: str, tasks: dict[str,
     else:
         encoder = base_class.from_pretrained(source)
     pooling = args.pooling if args.pooling != "default" else ("pooler" if encoder.pooler is not None else "cls")
-    heads = {n: {"num_labels": t.num_labels} for n, t in tasks.items()}
+    heads = {n: {"num_labels": t.num_labels, "problem_type": t.problem_type, "label_names": t.label_names}
+             for n, t in tasks.items()}  # saved in config.json: what each head's outputs mean
     return MultiTaskClassifier(encoder, heads, pooling, args.classifier_dropout, args.pooling_layer).train()
 
 

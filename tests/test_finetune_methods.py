@@ -397,6 +397,8 @@ def test_multitask_through_train_py_reports_every_task_at_every_evaluation(check
     saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert saved["mixing"]["rates"]["genre"] == pytest.approx(mixing_rates([32, 16], "temperature", 20, 2.0)[0])
     model = load_finetuned(tmp_path / "out")
+    assert model.settings["tasks"]["length"]["problem_type"] == "regression"  # (only num_labels was kept)
+    assert model.settings["tasks"]["genre"]["label_names"] == saved["tasks"]["genre"]["label_names"]
     ids = torch.randint(1, 20, (2, 5))
     assert model(ids, task=torch.tensor([1, 1])).logits.shape == (2, 1)
     assert model(ids, task=torch.tensor([0, 0])).logits.shape == (2, 2)
