@@ -40,7 +40,7 @@ import torch
 
 from minibert.checkpoint import read_config_dict, read_json_object, read_state_dict
 from minibert.data import OBJECTIVES, build_objective
-from minibert.data.corpus import SHIPPED, corpus_files, iter_records, split_sentences, split_works, work_name
+from minibert.data.corpus import SHIPPED, corpus_file_list, iter_records, split_sentences, split_works, work_name
 from minibert.data.objectives.nsp import SentencePairObjective
 from minibert.data.prepared import (
     TokenizedCorpus,
@@ -306,7 +306,7 @@ TOKENIZER_TRAINING = 2
 def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     """A tokenizer trained on the training documents' text (held-out works and, with corpus_fraction,
     the documents left out are not read), from the cache when the same files and settings made one."""
-    files = [f for path in options.corpus for f in corpus_files(path)]
+    files = corpus_file_list(options.corpus)
     kind = TOKENIZER_KINDS[options.family]
     frame = FRAMES_TEXT[options.family]
     key = json.dumps([[file_fingerprint(f, options.text_column) for f in files], kind, frame, options.vocab_size,

@@ -189,3 +189,27 @@ def test_work_names_do_not_depend_on_how_the_path_is_spelt(tmp_path, monkeypatch
     assert scan_work_names(corpus_files(lone)) == expected
     tokenizer = train_tokenizer(["One two three four five six"], vocab_size=60)
     assert prepare_corpus(lone, tokenizer, tmp_path / "cache").work_names() == expected
+
+
+def test_a_corpus_file_named_twice_is_refused_by_every_reader(tmp_path):
+    """`--corpus a.txt a.txt` (or a directory and a file in it) crashed the first preparation with a
+    missing meta.json (two workers on one cache folder) and would have read its works twice."""
+    from minibert.data.prepared import prepare_corpus
+    from minibert.pretraining import PretrainingOptions, trained_tokenizer
+    from minibert.tokenizer import train_tokenizer
+
+    folder = tmp_path / "books"
+    folder.mkdir()
+    (folder / "a.txt").write_text("One. Two.\n\nThree. Four.")
+    (folder / "b.txt").write_text("Five. Six.")
+    tokenizer = train_tokenizer(["One two three four five six"], vocab_size=60)
+    message = r"corpus file .*a\.txt is named twice .*; name each file once"
+    for paths in ([folder / "a.txt", folder / "a.txt"], [folder, folder / "a.txt"]):
+        with pytest.raises(ValueError, match=message):
+            load_works(paths)
+        with pytest.raises(ValueError, match=message):
+            prepare_corpus(paths, tokenizer, tmp_path / "cache")
+        with pytest.raises(ValueError, match=message):
+            trained_tokenizer(PretrainingOptions(corpus=[str(p) for p in paths], data_cache_dir=str(tmp_path)))
+    assert not (tmp_path / "cache" / "prepared").exists() or not any((tmp_path / "cache" / "prepared").rglob("*.npy"))
+    assert join_sentences(["Hello,", "", "你好世界。"]) == join_sentences(["Hello,", "你好世界。"])  # an IndexError

@@ -76,7 +76,7 @@ def split_sentences(text: str) -> list[str]:
 def join_sentences(sentences: list[str]) -> str:
     """The inverse of split_sentences: a space between sentences, none between Chinese ones."""
     out = ""
-    for s in sentences:
+    for s in filter(None, sentences):  # an empty sentence adds nothing (is_cjk(s[0]) failed on it)
         if out and not (is_cjk(out[-1]) or out[-1] in "。！？”」』）" or is_cjk(s[0])):
             out += " "
         out += s
@@ -150,6 +150,21 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
             f"corpora {sorted(SHIPPED)}"
         )
     return [path]
+
+
+def corpus_file_list(paths) -> list[Path]:
+    """Every file that the corpus paths name, each once: a file named twice (`--corpus a.txt a.txt`, or a
+    directory and a file in it) is refused, since reading it twice would double its works silently."""
+    files, seen = [], {}
+    for path in [paths] if isinstance(paths, str | os.PathLike) else paths:
+        for file in corpus_files(path):
+            key = file.resolve()
+            if key in seen:
+                raise ValueError(f"corpus file {file} is named twice (by {seen[key]!r} and {str(path)!r}); name "
+                                 "each file once")
+            seen[key] = str(path)
+            files.append(file)
+    return files
 
 
 def iter_records(file: Path, text_column: str = "text") -> Iterator[tuple[dict, int]]:
@@ -271,7 +286,7 @@ def load_works(paths: str | os.PathLike | list | None = None, convert: str | Non
         paths = [paths]
     if not paths:
         raise ValueError("no corpus paths given; pass files, directories, or a shipped name such as 'shakespeare'")
-    records = [record for path in paths for record in read_records(path, text_column)]
+    records = [record for file in corpus_file_list(paths) for record in read_records(file, text_column)]
     documents = []  # (record number, record, sentences)
     for n, record in enumerate(records):
         text = convert_chinese(record["text"], convert) if convert else record["text"]

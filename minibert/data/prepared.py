@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from minibert.data.chinese import has_cjk, segment_words
-from minibert.data.corpus import corpus_files, iter_records, join_sentences, split_sentences, work_name
+from minibert.data.corpus import corpus_file_list, iter_records, join_sentences, split_sentences, work_name
 from minibert.data.fast_wordpiece import FastWordPiece
 
 logger = logging.getLogger(__name__)
@@ -502,7 +502,7 @@ def prepare_corpus(paths, tokenizer, cache_dir: str | os.PathLike | None = None,
     cache when it holds them and prepared into it otherwise. Returns the whole corpus, memory-mapped."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    files = [f for p in paths for f in corpus_files(p)]
+    files = corpus_file_list(paths)
     root = Path(cache_dir or default_cache_dir()) / "prepared" / tokenizer_fingerprint(tokenizer, words)
     directories = [root / f"{file.stem}-{file_fingerprint(file, text_column)}" for file in files]
     todo = [(f, d) for f, d in zip(files, directories, strict=True) if not (d / "meta.json").is_file()]
