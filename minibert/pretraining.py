@@ -493,11 +493,18 @@ def training_passes(args: TrainingArguments, num_examples: int, world_size: int)
 
 def make_eval_fn(objective, examples, batch_size: int, trainer: Trainer):
     """Loss (and each loss component) and the objective's metrics on held-out examples, with the
-    same masks at every call (each batch's generator is seeded by its index), on the trainer's
-    device and under its autocast."""
+    same masks at every call (each batch's generator is seeded by its index) and the same random draws
+    inside the model (ELECTRA's samples), on the trainer's device and under its autocast."""
 
     def evaluate(model) -> dict:
         device = trainer.device
+        # ELECTRA's generator samples from the global generator: seeded here, the same weights score the same,
+        # and the training that follows draws the same dropout however often it is evaluated
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            return measure(model, device)
+
+    def measure(model, device) -> dict:
         totals: dict[str, float] = {}
         for start in range(0, len(examples), batch_size):
             batch = objective.collate(examples[start : start + batch_size], torch.Generator().manual_seed(start))
