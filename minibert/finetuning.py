@@ -758,13 +758,17 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
     for m, spec in enumerate(specs):
         columns = {"text_column": args.text_column, "label_column": spec["label_column"] or args.label_column,
                    "text_pair_column": args.text_pair_column}
-        examples, task = load_split(spec["train_file"], tokenizer, args.max_seq_length, **columns,
-                                    task_type=args.task_type, num_labels=args.num_labels)
+        try:
+            examples, task = load_split(spec["train_file"], tokenizer, args.max_seq_length, **columns,
+                                        task_type=args.task_type, num_labels=args.num_labels)
+            held_out = (load_split(spec["validation_file"], tokenizer, args.max_seq_length, **columns, task=task)[0]
+                        if spec["validation_file"] else None)
+        except ValueError as err:  # its files and label column come from the spec, not --train_file & co.
+            raise ValueError(f"--multitask {spec['name']}=...: {err}") from None
         train_examples += [{**e, "task": m} for e in examples]
         sizes.append(len(examples))
         tasks[spec["name"]] = task
-        if spec["validation_file"]:
-            held_out = load_split(spec["validation_file"], tokenizer, args.max_seq_length, **columns, task=task)[0]
+        if held_out is not None:
             eval_sets[spec["name"]] = [{**e, "task": m} for e in held_out]
     if not eval_sets:
         logger.warning("no task has a validation file: the run is not evaluated, and the final model is the last "
@@ -823,7 +827,8 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
                   "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
         (out / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
     best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1]) if result.best_checkpoint else None
-    return FinetuneResult(metrics, evaluations, str(out), tasks[names[0]], result.seconds, None, best_step)
+    mixed = Task(" + ".join(f"{n}: {t.problem_type}" for n, t in tasks.items()))  # what train.py reports
+    return FinetuneResult(metrics, evaluations, str(out), mixed, result.seconds, None, best_step)
 
 
 def build_multitask_model(args: FinetuneArguments, source: str, tasks: dict[str, Task]) -> MultiTaskClassifier:

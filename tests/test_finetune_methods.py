@@ -166,6 +166,7 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
              (["--ladder_side_tuning", "3", "--train_file", str(tmp_path / "missing.jsonl")], "not divisible"),
              (["--unfreeze_stage_steps", "3"], "pass that flag too"),
              (["--multitask", "a=x.jsonl", "a=y.jsonl"], "more than once"),
+             (["--multitask", "a=x.jsonl"], "--multitask a=...: data file x.jsonl does not exist"),
              (["--multitask", "a=x.jsonl", "--mixing", "temperature", "--mixing_temperature", "0"], "T must be > 0"),
              (["--multitask", "a=x.jsonl", "--mixing_cap", "0"], "must be >= 1"),
              # flags the multi-task run would ignore
@@ -391,6 +392,7 @@ def test_multitask_through_train_py_reports_every_task_at_every_evaluation(check
     training.plot_loss = False
     result = train.finetune(finetune_args, training)
     assert [r["step"] for r in result.history] == [2, 4]
+    assert result.task.problem_type == "genre: single_label_classification + length: regression"  # (the first's)
     for record in result.history:
         assert {"eval_score", "eval_genre_accuracy", "eval_genre_loss", "eval_length_rmse",
                 "eval_length_pearson"} <= set(record)
