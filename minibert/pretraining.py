@@ -672,7 +672,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     if options.max_seq_length_phase2:
         long_objective = build_objective(options.objective, data.tokenizer, options.max_seq_length_phase2,
                                          **data.objective_options)
-        long_objective.check_model(model)
+        long_objective.check_model(model, "--max_seq_length_phase2")
         phase2 = {"phase2_dataset": long_objective.examples(data.train_docs),
                   "phase2_collate_fn": long_objective.collate}
 

@@ -501,3 +501,10 @@ def test_evaluating_electra_neither_varies_nor_moves_the_training(tmp_path, corp
     assert [r["loss"] for r in often.train.history if "loss" in r] == \
         [r["loss"] for r in once.train.history if "loss" in r]
     assert often.eval_end == once.eval_end
+
+
+def test_a_second_phase_longer_than_the_positions_names_its_own_flag(tmp_path, corpus, tiny_config):
+    """The refusal spoke of max_seq_length, which the user had kept within the positions."""
+    with pytest.raises(ValueError, match=r"^--max_seq_length_phase2 4096 is larger than the model allows \(\d+ "
+                                         r"positions\); pass --max_seq_length_phase2 <= \d+"):
+        pretrain(tmp_path, corpus, tiny_config, "mlm", steps=2, max_seq_length_phase2=4096)

@@ -124,14 +124,15 @@ class Objective:
         """Keyword arguments of the model class beyond its config (ELECTRA's generator size, ...)."""
         return {}
 
-    def check_model(self, model) -> None:
-        """Raise if the model cannot take this objective's batches (too short, too small a vocabulary)."""
+    def check_model(self, model, flag: str = "max_seq_length") -> None:
+        """Raise if the model cannot take this objective's batches (too short, too small a vocabulary);
+        `flag` names the setting that gave the length (pretrain.py's second phase has its own)."""
         config = model.config
         limit = self.position_limit(config)
         if self.max_seq_length > limit:
             raise ValueError(
-                f"max_seq_length {self.max_seq_length} is larger than the model allows ({limit} positions); "
-                f"pass max_seq_length <= {limit}, or a config with a larger max_position_embeddings"
+                f"{flag} {self.max_seq_length} is larger than the model allows ({limit} positions); "
+                f"pass {flag} <= {limit}, or a config with a larger max_position_embeddings"
             )
         if config.vocab_size < self.tokenizer.vocab_size:
             raise ValueError(
