@@ -105,16 +105,22 @@ def test_trains_logs_json_lines_and_plots(tmp_path):
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+    """SGD with clipping off, so that a gradient twice too large shows (Adam's normalisation hid a lost
+    1 / accumulation weight), and the logged losses compared too."""
     torch.manual_seed(0)
     init = ToyModel(dropout=0.0)
     big, small = ToyModel(dropout=0.0), ToyModel(dropout=0.0)
     big.load_state_dict(init.state_dict())
     small.load_state_dict(init.state_dict())
-    Trainer(big, make_args(tmp_path / "a", max_steps=3, per_device_train_batch_size=8), toy_dataset(), collate).train()
-    accumulated = make_args(tmp_path / "b", max_steps=3, per_device_train_batch_size=4, gradient_accumulation_steps=2)
-    Trainer(small, accumulated, toy_dataset(), collate).train()
+    common = {"max_steps": 3, "max_grad_norm": 0.0, "logging_steps": 1}
+    one = Trainer(big, make_args(tmp_path / "a", per_device_train_batch_size=8, **common), toy_dataset(), collate,
+                  optimizer=torch.optim.SGD(big.parameters(), lr=0.5)).train()
+    accumulated = make_args(tmp_path / "b", per_device_train_batch_size=4, gradient_accumulation_steps=2, **common)
+    two = Trainer(small, accumulated, toy_dataset(), collate,
+                  optimizer=torch.optim.SGD(small.parameters(), lr=0.5)).train()
     for key, value in big.state_dict().items():
         torch.testing.assert_close(small.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    assert [round(r["loss"], 5) for r in one.history] == [round(r["loss"], 5) for r in two.history]
     assert not torch.equal(big.out.weight, init.out.weight)
 
 
