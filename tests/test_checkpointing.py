@@ -277,6 +277,9 @@ def test_a_resume_with_other_data_or_optimizer_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"the optimizer \(--optim, --prior_wd\): AdamW then, PriorWD\(AdamW\) now"):
         Trainer(model, args, toy_dataset(), collate, optimizer=wrapped).train()
     assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]  # a refused resume moved nothing
+    trainer = Trainer(ToyModel(), make_args(tmp_path, max_steps=6), toy_dataset(), collate)
+    with pytest.raises(ValueError, match="the number of processes: 2 then, 1 now"):  # saved under torchrun
+        trainer.check_resume_settings({"run_settings": {**trainer.run_settings(), "world_size": 2}}, run)
 
 
 def test_a_resume_into_another_directory_finds_its_best_checkpoint_there(tmp_path):
