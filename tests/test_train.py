@@ -411,3 +411,35 @@ def test_macro_f1_averages_over_the_classes_seen_in_gold_or_predictions():
     metrics = compute_metrics(one_hot[[0, 1, 1, 0, 2]], torch.tensor([0, 1, 2, 0, 1]), task)
     assert metrics["f1_macro"] == pytest.approx((1 + 0.5 + 0) / 3)  # classes 0, 1, 2; class 3 appears nowhere
     assert compute_metrics(one_hot[[2]], torch.tensor([2]), task) == {"accuracy": 1.0, "f1_macro": 1.0}
+
+
+@pytest.mark.parametrize("average_better", [True, False])
+def test_the_swa_average_is_kept_only_when_it_validates_better(checkpoint, tmp_path, monkeypatch, caplog,
+                                                                 average_better):
+    """The README says the average is kept if it validates better; the choice itself was never tested
+    (always keeping it, or never, passed every test)."""
+    import minibert.finetuning
+
+    calls = []
+
+    def better(a, b, greater):
+        calls.append((a, b, greater))
+        return average_better
+
+    monkeypatch.setattr(minibert.finetuning, "_better", better)
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    dev = write_jsonl(tmp_path / "dev.jsonl", rows(16, "single", seed=1))
+    with caplog.at_level("INFO", logger="minibert.finetuning"):
+        result = run(checkpoint, tmp_path, data, dev, "--swa_start", "0.5", "--eval_steps", "4")
+    assert calls == [(result.swa_metrics["accuracy"], pytest.approx(calls[0][1]), True)]
+    kept = "the SWA average is the final model" in caplog.text
+    assert kept == average_better
+    saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    model, tokenizer = load_finetuned(tmp_path / "out"), load_tokenizer(tmp_path / "out")
+    enc = tokenizer([r["sentence"] for r in rows(16, "single", seed=1)], max_length=16)
+    gold = torch.tensor([["comedy", "tragedy"].index(r["label"]) for r in rows(16, "single", seed=1)])
+    logits = model(**enc).logits
+    loss = float(torch.nn.functional.cross_entropy(logits, gold))
+    # the saved model is the one whose metrics are reported: the average's when kept, the last step's if not
+    assert loss == pytest.approx((result.swa_metrics if average_better else saved["metrics"])["loss"], rel=1e-4)
+    assert (saved["metrics"] == result.swa_metrics) == average_better
