@@ -144,6 +144,15 @@ def test_chinese_whole_words_come_from_jieba(docs):
     assert shared and not example["word_starts"][1:][shared].any()
 
 
+def test_length_distributions_are_the_papers():
+    """The histogram test below samples from these same tables, so they are pinned here by the papers'
+    own numbers: ALBERT's p(n) = (1/n) / (1 + 1/2 + 1/3), SpanBERT's Geo(0.2) clipped at 10, mean 3.8."""
+    torch.testing.assert_close(ngram_probs(3), torch.tensor([6 / 11, 3 / 11, 2 / 11]))
+    geometric = torch.tensor([0.2 * 0.8 ** k for k in range(10)])
+    torch.testing.assert_close(geometric_probs(0.2, 10), geometric / geometric.sum())
+    assert (geometric_probs(0.2, 10) * torch.arange(1, 11)).sum().item() == pytest.approx(3.8, abs=0.05)
+
+
 @pytest.mark.parametrize("probs", [geometric_probs(0.2, 10), ngram_probs(3)], ids=["span", "ngram"])
 def test_span_length_histogram(probs):
     g = torch.Generator().manual_seed(0)

@@ -1,6 +1,6 @@
 """BART's recipe for translating from another language: a new encoder front with its own vocabulary.
 
-Lewis et al. 2019, https://arxiv.org/abs/1910.13461 (section 3.5): BART's encoder embedding layer
+Lewis et al. 2019, https://arxiv.org/abs/1910.13461 (section 3.4): BART's encoder embedding layer
 is replaced by a new, randomly initialised encoder, which learns to map the foreign words into an
 input that BART can de-noise into its own language; the new encoder has its own vocabulary.
 

@@ -146,8 +146,8 @@ def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_i
 
 
 def ngram_probs(max_n: int) -> torch.Tensor:
-    """P(n) proportional to 1/n for n = 1..max_n: whole-word n-grams (MacBERT's n-gram masking,
-    https://arxiv.org/abs/2004.13922, with 1/n weights)."""
+    """P(n) proportional to 1/n for n = 1..max_n: whole-word n-grams (ALBERT's n-gram masking,
+    https://arxiv.org/abs/1909.11942, section 4.1: 6/11, 3/11, 2/11 for max_n = 3)."""
     weights = 1.0 / torch.arange(1, max_n + 1, dtype=torch.float)
     return weights / weights.sum()
 

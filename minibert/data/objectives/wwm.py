@@ -1,6 +1,6 @@
 """wwm: whole-word masking with n-grams (Google's BERT wwm release; Cui et al. 2019,
-https://arxiv.org/abs/1906.08101 for Chinese; n-gram masking as in MacBERT, Cui et al. 2020,
-https://arxiv.org/abs/2004.13922, here with weights 1/n).
+https://arxiv.org/abs/1906.08101 for Chinese; n-grams of 1-3 words with P(n) proportional to 1/n
+as in ALBERT, Lan et al. 2019, https://arxiv.org/abs/1909.11942, section 4.1).
 
 The rule: mask words, never pieces of words. A word is a WordPiece token and its `##`
 continuations, a byte-level BPE token starting with `Ġ` and what follows it, or, for Chinese
