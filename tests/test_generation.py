@@ -12,8 +12,10 @@ import torch
 
 import minibert
 from minibert.generation import (
+    _apply,
     ban_eos,
     ban_repeated_ngrams,
+    build_processors,
     force_token,
     repetition_penalty,
     top_k_filter,
@@ -347,6 +349,14 @@ def random_case(seed=0, N=6, V=50, L=12):
     return scores, sequences
 
 
+def sampling_chain(temperature, top_k, top_p):
+    """generate's own sampling processors (build_processors), in its order."""
+    procs = build_processors(repetition=1.0, ignore_before=None, no_repeat_ngram_size=0, eos=[], min_length=0,
+                             forced_bos=None, forced_eos=None, max_length=100, do_sample=True,
+                             temperature=temperature, top_k=top_k, top_p=top_p, min_keep=1)
+    return lambda seqs, scores: _apply(procs, seqs, scores)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_processors_match_hugging_face(seed):
     scores, seqs = random_case(seed)
@@ -355,7 +365,9 @@ def test_processors_match_hugging_face(seed):
         (top_k_filter(scores, 5), lp.TopKLogitsWarper(5)(seqs, scores)),
         (top_k_filter(scores, 1, min_keep=3), lp.TopKLogitsWarper(1, min_tokens_to_keep=3)(seqs, scores)),
         (top_k_filter(scores, 500), lp.TopKLogitsWarper(500)(seqs, scores)),
-        (scores / 0.6, lp.TemperatureLogitsWarper(0.6)(seqs, scores)),
+        (sampling_chain(0.6, 0, 1.0)(seqs, scores), lp.TemperatureLogitsWarper(0.6)(seqs, scores)),  # minibert's own
+        (sampling_chain(0.6, 5, 0.9)(seqs, scores), lp.LogitsProcessorList(
+            [lp.TemperatureLogitsWarper(0.6), lp.TopKLogitsWarper(5), lp.TopPLogitsWarper(0.9)])(seqs, scores)),
         (repetition_penalty(scores, seqs, 1.4), lp.RepetitionPenaltyLogitsProcessor(1.4)(seqs, scores)),
         (repetition_penalty(scores, seqs, 0.7, ignore),
          lp.RepetitionPenaltyLogitsProcessor(0.7, prompt_ignore_length=ignore)(seqs, scores)),
