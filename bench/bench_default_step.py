@@ -5,9 +5,9 @@
     python bench/bench_default_step.py --profile # and where pretrain.py's step spends its time (torch.profiler)
 
 The model and data of `python pretrain.py --objective sop` (a tiny BERT, vocabulary 2,000, batches of 16
-sentence pairs of up to 64 tokens, 40% of the tokens masked), one training step (forward, backward, clip,
-AdamW) four ways, from the same weights, on the same real batches, taking turns step by step so that
-background load hits all four alike:
+sentence pairs of up to 64 tokens, 40% of the tokens masked, the neighbour heads written and kept fixed),
+one training step (forward, backward, clip, AdamW) four ways, from the same weights, on the same real
+batches, taking turns step by step so that background load hits all four alike:
 
     plain         every position through every layer, the MLM decoder at every position
     sparse_mlm    the decoder only at the masked positions (pretrain.py's default)
@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from minibert.data import build_objective
 from minibert.data.corpus import load_works
 from minibert.models.bert import BertConfig, BertForPreTraining
+from minibert.neighbour_heads import write_neighbour_heads
 from minibert.pretraining import DEFAULT_RUN, DEFAULT_TRAINING, MODEL_SIZES, select_documents
 from minibert.tokenizer import train_tokenizer
 
@@ -67,7 +68,10 @@ def main(argv=None) -> None:
     for name, (sparse_mlm, unpad) in SETTINGS.items():
         models[name] = BertForPreTraining(BertConfig(**shape, sparse_mlm=sparse_mlm, unpad=unpad))
         models[name].load_state_dict(start)
-        optimizers[name] = torch.optim.AdamW(models[name].parameters(), lr=DEFAULT_TRAINING["learning_rate"])
+        for parameter in write_neighbour_heads(models[name].bert):  # fixed in the default run: no gradient,
+            parameter.requires_grad_(False)  # no update (pretraining.build_model)
+        trainable = [p for p in models[name].parameters() if p.requires_grad]
+        optimizers[name] = torch.optim.AdamW(trainable, lr=DEFAULT_TRAINING["learning_rate"])
     seconds = {name: [] for name in SETTINGS}
     for step, batch in enumerate(data):
         for name, model in models.items():
