@@ -6,12 +6,14 @@
 Each run is `python train.py --seed S <the method's flags>` (the default task, checkpoint and
 recipe), one at a time; the table gives the final model's validation accuracy (the best
 evaluation's checkpoint), the trainable parameters and the run's wall time. Further pretraining
-first runs its `pretrain.py` command once (skipped when its output exists): the default checkpoint's
+first runs its `pretrain.py` command once (skipped when its output exists and was made from the same
+runs/pretrain-sop; so is any run whose result exists from it): the default checkpoint's
 own objective (SOP, which includes MLM, and keeps the pooler that an MLM-only run would drop, so
 the comparison changes one thing) on the task's training text.
 """
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -38,6 +40,18 @@ METHODS = {
 }
 
 
+BASE_STAMP = "base_checkpoint.sha1"  # beside each result: the runs/pretrain-sop it was fine-tuned from
+
+
+def base_fingerprint() -> str:
+    """The default checkpoint's weights, hashed: a result (or the further-pretrained checkpoint) made
+    from another runs/pretrain-sop is run again, never mixed into the table."""
+    weights = Path("runs/pretrain-sop/model.safetensors")
+    if not weights.is_file():
+        raise SystemExit("runs/pretrain-sop/model.safetensors is missing; run python pretrain.py --objective sop")
+    return hashlib.sha1(weights.read_bytes()).hexdigest()
+
+
 def trainable_parameters(flags: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # train.py, beside bench/
     import train
@@ -60,21 +74,28 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--output", default="runs/bench_finetune_methods.json")
     args = parser.parse_args()
-    if "further_pretraining" in args.methods and not (Path(TAPT_DIR) / "config.json").is_file():
+    base = base_fingerprint()
+    tapt_stamp = Path(TAPT_DIR) / BASE_STAMP
+    if "further_pretraining" in args.methods and not (
+            (Path(TAPT_DIR) / "config.json").is_file() and tapt_stamp.is_file() and tapt_stamp.read_text() == base):
         subprocess.run([sys.executable, *TAPT_COMMAND], check=True)
+        tapt_stamp.write_text(base)
     results = {}
     for name in args.methods:
         runs = []
         for seed in args.seeds:
             out = Path("runs/methods") / f"{name}-{seed}"
             start = time.perf_counter()
-            if (out / "eval_results.json").is_file():  # done before: reused (delete runs/methods to redo)
+            stamp = out / BASE_STAMP
+            if (out / "eval_results.json").is_file() and stamp.is_file() and stamp.read_text() == base:
+                # done before from this same runs/pretrain-sop: reused (delete runs/methods to redo)
                 runs.append({"seed": seed, "seconds": float("nan"),
                              **json.loads((out / "eval_results.json").read_text())["metrics"]})
                 continue
             subprocess.run([sys.executable, "train.py", "--seed", str(seed), "--output_dir", str(out),
                             "--overwrite_output_dir", "--disable_tqdm", "--plot_loss", "false", *METHODS[name]],
                            check=True, capture_output=True)
+            stamp.write_text(base)
             metrics = json.loads((out / "eval_results.json").read_text())["metrics"]
             runs.append({"seed": seed, "seconds": time.perf_counter() - start, **metrics})
             print(name, json.dumps(runs[-1]), flush=True)
