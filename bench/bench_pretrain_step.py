@@ -9,7 +9,8 @@ All three use the same weights, the same batch (15% of the tokens labelled, real
 over the same decay / no-decay groups, gradient clipping at 1.0 and a linear schedule. Printed:
 median seconds per step, tokens/s, and the ratios (below 1.0: minibert is faster).
 
-    python bench/bench_pretrain_step.py              # BERT-base, batch 8 x 128, 6 timed steps each
+    python bench/bench_pretrain_step.py              # BERT-base, batch 8 x 128, 20 timed steps each
+    python bench/bench_pretrain_step.py --threads 1 --clock cpu   # steady on a shared CPU
     python bench/bench_pretrain_step.py --quick      # a tiny model, 2 steps: a smoke run
     python bench/bench_pretrain_step.py --device cuda --bf16   # on a GPU, with tokens/s and MFU
 """
@@ -76,11 +77,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny model, 2 steps: a smoke run")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--seq_len", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the process's CPU time, steady under other load (CPU only; with --threads 1)")
     ns = parser.parse_args()
     import transformers
+
+    if ns.threads is not None:
+        torch.set_num_threads(ns.threads)
+    if ns.clock == "cpu" and ns.device == "cuda":
+        parser.error("--clock cpu times the CPU's work; on a GPU use the wall clock")
+    clock = time.process_time if ns.clock == "cpu" else time.perf_counter
 
     sizes, steps = (TINY, 2) if ns.quick else (BASE, ns.steps)
     vocab = 30522
@@ -119,17 +129,18 @@ def main() -> None:
         for step in range(steps + 1):  # step 0 warms up (allocations, first-call costs), not timed
             for name, run in runners.items():
                 sync(device)
-                start = time.perf_counter()
+                start = clock()
                 run() if name == "minibert engine" else run(batch)
                 sync(device)
                 if step > 0:
-                    times[name].append(time.perf_counter() - start)
+                    times[name].append(clock() - start)
 
     params = sum(p.numel() for p in hf_model.parameters())
     print(
         f"one pretraining step, BertForPreTraining {'tiny' if ns.quick else 'base'} ({params / 1e6:.0f}M params), "
         f"batch {ns.batch_size} x {ns.seq_len} ({tokens} real tokens), {device}, "
-        f"{'bf16' if ns.bf16 else 'fp32'}, torch {torch.__version__}, transformers {transformers.__version__}"
+        f"{'bf16' if ns.bf16 else 'fp32'}, {torch.get_num_threads()} thread(s), {ns.clock} clock, torch "
+        f"{torch.__version__}, transformers {transformers.__version__}"
     )
     medians = {name: statistics.median(t) for name, t in times.items()}
     peak = next(
