@@ -322,7 +322,9 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     texts = (" ".join(split_sentences(row["text"]))
              for n, row in enumerate(_records_with_text(files, options.text_column)) if n in chosen)
     tokenizer = train_tokenizer(texts, kind=kind, vocab_size=options.vocab_size, model_max_length=512, frame=frame)
-    logger.info("trained a %s tokenizer of %d tokens on the corpus", kind, tokenizer.vocab_size)
+    logger.info("trained a %s tokenizer of %d tokens on the corpus%s", kind, tokenizer.vocab_size,
+                f" (--vocab_size {options.vocab_size} is fewer than its distinct characters, which it keeps)"
+                if tokenizer.vocab_size > options.vocab_size else "")
     remove_abandoned_temporaries(cached)
     tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
     tokenizer.save_pretrained(tmp)
