@@ -226,10 +226,20 @@ def test_fp16_scaler_skips_an_overflowing_step(tmp_path):
             if trainer.state.global_step == 3:
                 snapshots.append((weights(trainer.model), trainer.scaler.get_scale()))
 
+    rates = []
+
+    class Rates:
+        def on_step_end(self, trainer):
+            rates.append(trainer.scheduler.get_last_lr()[0])  # the rate of the next update
+
     args = make_args(tmp_path, fp16=True, max_steps=6, logging_steps=3)
-    trainer = Trainer(model, args, toy_dataset(), collate, callbacks=[Overflow()])
+    trainer = Trainer(model, args, toy_dataset(), collate, callbacks=[Overflow(), Rates()])
     scale_before = trainer.scaler.get_scale()
     result = trainer.train()
+    # the skipped step 3 spent none of the linear schedule (as Hugging Face's Trainer): step 4 updates at
+    # step 3's rate, and the schedule ends one step short of zero
+    peak = args.learning_rate
+    assert rates == pytest.approx([peak * (1 - k / 6) for k in (1, 2, 2, 3, 4, 5)])
     before, (after, scale_after) = snapshots
     for key in before:
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=0)  # step 3 changed nothing

@@ -548,7 +548,8 @@ class Trainer:
         scale = self.scaler.get_scale() if self.args.fp16 else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.args.fp16 and self.scaler.get_scale() < scale:
+        skipped = self.args.fp16 and self.scaler.get_scale() < scale
+        if skipped:
             window["skipped_steps"].append(1.0)
             logger.info(
                 "step %d: fp16 gradients overflowed; the scaler skipped the step (scale now %g)",
@@ -557,7 +558,8 @@ class Trainer:
             )
         # the highest group's rate: with layer-wise rates (--llrd, --lr_groups) group 0 is the embeddings', far below
         window["learning_rate"].append(max(self.scheduler.get_last_lr()))
-        self.scheduler.step()
+        if not skipped:  # a skipped update spends none of the schedule (as Hugging Face's Trainer)
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.global_step = step
         if math.isfinite(step_loss):
