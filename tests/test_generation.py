@@ -535,3 +535,27 @@ def test_a_static_cache_written_past_its_slots_is_named(gpt_pair):
     ours.transformer(ids, past_key_values=cache, cache_position=torch.tensor([3]))  # the last slot: fine
     with pytest.raises(ValueError, match="cache_position reaches slot 4 but the StaticCache holds 4 slots"):
         ours.transformer(ids, past_key_values=cache, cache_position=torch.tensor([4]))
+
+
+@pytest.mark.parametrize("family", ["gpt", "bart"])
+def test_the_static_cache_works_under_gradient_checkpointing_in_train_mode(family):
+    """The checkpointed blocks were called without cache_position: generate on a training model with
+    gradient checkpointing on failed with a size mismatch on the static cache (the dynamic one worked)."""
+    from minibert.models.bart import BartConfig, BartForConditionalGeneration
+    from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    if family == "gpt":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=16, n_layer=2, n_head=2, n_positions=64,
+                                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.3))
+    else:
+        model = BartForConditionalGeneration(BartConfig(
+            vocab_size=99, d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+            dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, init_std=0.3))
+    model.gradient_checkpointing_enable()
+    model.train()
+    ids = torch.randint(3, 98, (2, 5))
+    dynamic = model.generate(ids, max_new_tokens=4, cache_implementation="dynamic")
+    static = model.generate(ids, max_new_tokens=4, cache_implementation="static")
+    assert torch.equal(dynamic, static)

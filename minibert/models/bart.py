@@ -266,7 +266,7 @@ class BartDecoder(nn.Module):
                 probs = cross_probs = cache = None
             elif self.gradient_checkpointing and self.training:
                 h, probs, cross_probs, cache = checkpoint(layer, h, memory, keep, memory_keep, layer_past, use_cache,
-                                                          output_attentions, use_reentrant=False)
+                                                          output_attentions, cache_position, use_reentrant=False)
             else:
                 h, probs, cross_probs, cache = layer(h, memory, keep, memory_keep, layer_past, use_cache,
                                                      output_attentions, cache_position)

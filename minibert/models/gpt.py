@@ -278,7 +278,7 @@ class GPT2Model(GPT2PreTrainedModel):
             layer_past = past_key_values[i] if past_key_values else None
             if self.gradient_checkpointing and self.training:
                 h, probs, cache = checkpoint(block, h, keep, layer_past, use_cache, output_attentions,
-                                             use_reentrant=False)
+                                             cache_position, use_reentrant=False)
             else:
                 h, probs, cache = block(h, keep, layer_past, use_cache, output_attentions, cache_position)
             attentions.append(probs)
