@@ -8,8 +8,10 @@ Loading a checkpoint, step by step (`PreTrainedModel.load_hf_state_dict`):
 3. each key is renamed by the table (transposed where the table says, after a shape check);
 4. keys are sorted into: loaded, dropped on purpose (buffers, tied copies: skipped unchecked, never
    written back by `save_pretrained`; `WeightMap.dropped`), belonging to a head
-   this class does not have (ignored, logged), freshly initialised (a task head or pooler the
-   checkpoint does not have: logged), and errors (anything else, missing or unexpected).
+   this class does not have (ignored: a warning), freshly initialised (a task head or pooler the
+   checkpoint does not have: a warning), and errors (any other key the model needs, or a base-model
+   key it does not know). A misspelt *head* key is therefore a warning (an ignored key and a fresh
+   head), not an error, as in Hugging Face.
 """
 
 import dataclasses
@@ -318,10 +320,13 @@ class PreTrainedModel(nn.Module):
                 "Check that the checkpoint's model_type matches this class (or use minibert.load_pretrained)"
             )
         self.load_state_dict(ours, strict=False)
+        # Warnings, as Hugging Face's: a head left random (a misspelt key included) must be trained, and
+        # weights left unread are worth a look.
         if fresh:
-            logger.info("%s: newly initialised (not in the checkpoint): %s", type(self).__name__, fresh)
+            logger.warning("%s: newly initialised (not in the checkpoint; train before use): %s",
+                           type(self).__name__, fresh)
         if other_heads:
-            logger.info("%s: ignored checkpoint weights of other heads: %s", type(self).__name__, other_heads)
+            logger.warning("%s: ignored checkpoint weights of other heads: %s", type(self).__name__, other_heads)
         self.loading_info = {"newly_initialized": fresh, "ignored": other_heads}
         return self.loading_info
 

@@ -97,6 +97,19 @@ def test_base_model_from_head_checkpoint_and_back(tmp_path):
     assert "bert.pooler.dense.weight" in mlm.loading_info["ignored"]
 
 
+def test_a_head_left_random_or_weights_left_unread_are_warnings(tmp_path, caplog):
+    """A misspelt head key loaded with nothing above INFO: a random head, and no word a user would see."""
+    hf = _hf_pretraining(tmp_path)
+    state = hf.state_dict()
+    state["cls.seq_relationshp.weight"] = state.pop("cls.seq_relationship.weight")  # misspelt
+    with caplog.at_level("WARNING", logger="minibert.modeling"):
+        model = mb.BertForPreTraining(mb.BertConfig.from_json(tmp_path / "config.json"))
+        model.load_hf_state_dict(state)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("newly initialised" in m and "nsp_head.weight" in m for m in warned), warned
+    assert any("ignored" in m and "cls.seq_relationshp.weight" in m for m in warned), warned
+
+
 def test_legacy_names_buffers_and_torch_bin(tmp_path):
     hf = _hf_pretraining(tmp_path)
     state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
