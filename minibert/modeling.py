@@ -2,6 +2,8 @@
 and saves Hugging Face checkpoints through the family's `WeightMap` (see checkpoint.py).
 
 Loading a checkpoint, step by step (`PreTrainedModel.load_hf_state_dict`):
+0. the family's aliases are resolved (`WeightMap.aliases`: BERT's MLM decoder bias, written under
+   two names);
 1. legacy names are modernised (LayerNorm.gamma -> LayerNorm.weight);
 2. the family prefix (`bert.`, `roberta.`, `transformer.`, `model.`) is stripped, so a base
    model and a head model read the same files;

@@ -2,9 +2,10 @@
 
 The rule: mask contiguous spans of whole words instead of single tokens. Span lengths (in words)
 follow a geometric distribution with p = 0.2, clipped at 10 words (mean 3.8 words); spans are
-taken until 15% of the tokens are chosen. Each span gets one 80/10/10 decision: all of its tokens
-become [MASK], or all become random tokens, or all are kept (why: a span half-masked would leak
-its own answer).
+taken until 15% of the tokens are chosen, the span that crosses that budget kept with probability
+(budget left) / (its size): 15% on average, a row over or under by up to one span (masking.py).
+Each span gets one 80/10/10 decision: all of its tokens become [MASK], or all become random
+tokens, or all are kept (why: a span half-masked would leak its own answer).
 """
 
 import torch
