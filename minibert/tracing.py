@@ -12,7 +12,8 @@ for the one call and removed afterwards.
 
 Shapes are written with the letters the model files use (B batch, T tokens, S source tokens,
 E hidden size, H heads, D head dim, F feed-forward width, V vocabulary, C labels), read off the
-config and the inputs; a size that matches no letter is written as a number (a growing cache).
+config and the inputs; a multiple of E where a width belongs is written as one (GPT-2's fused
+query/key/value projection: 3E), and a size that matches no letter as a number (a growing cache).
 
 `trace_generation` watches `generate`: one step per decoder call, with the key/value cache of
 one layer. `plot_attention` and `plot_hidden_states` draw the attention probabilities (layers x
@@ -209,13 +210,19 @@ def shape_letters(shape: tuple[int, ...], dtype: torch.dtype, legend: dict[str, 
         options = [("B",), ("H",), (key_seq,) if key_or_value else (seq,), ("D",) if key_or_value else (key_seq,)]
     elif len(shape) == 3:  # hidden states (B, T, E), feed-forward inside (B, T, F), logits (B, T, V | C)
         options = [("B",), (seq,), ("E", "F", "V", "C")]
-    elif len(shape) == 2:  # ids and masks (B, T); sentence vectors and logits (B, E | C); packed tokens (N, E)
-        options = [("B", "V"), (seq,) if integer else ("E", "C", "V", "F", seq)]  # V: a tied (V, E) weight
+    elif len(shape) == 2:  # ids and masks (B, T); sentence vectors and logits (B, E | C); packed tokens (N, E);
+        # a position table's rows (T, E); V: a tied (V, E) weight
+        options = [("B", "V", seq), (seq,) if integer else ("E", "C", "V", "F", seq)]
+    elif len(shape) == 1:  # position ids (T), a bias (E | F | V)
+        options = [(seq, "B") if integer else ("E", "F", "V", "C")]
     else:
         options = [()] * len(shape)
     parts = []
     for size, letters in zip(shape, options, strict=True):
-        parts.append(next((letter for letter in letters if legend.get(letter) == size), str(size)))
+        letter = next((letter for letter in letters if legend.get(letter) == size), None)
+        if letter is None and "E" in letters and legend.get("E") and size % legend["E"] == 0 and size > legend["E"]:
+            letter = f"{size // legend['E']}E"  # fused projections: GPT-2's c_attn gives (B, T, 3E)
+        parts.append(letter or str(size))
     return "(" + ", ".join(parts) + ")"
 
 

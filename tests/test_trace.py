@@ -55,7 +55,10 @@ def batch(name: str) -> dict:
 
 def expand(letters: str, legend: dict[str, int]) -> tuple[int, ...]:
     """"(B, T, E)" back to numbers with the legend."""
-    return tuple(int(x) if x.isdigit() else legend[x] for x in re.findall(r"\w+", letters))
+    def size(x: str) -> int:  # "3E": a multiple of a letter's size (GPT-2's fused c_attn)
+        return int(x) if x.isdigit() else int(x[:-1]) * legend[x[-1]] if x[:-1].isdigit() else legend[x]
+
+    return tuple(size(x) for x in re.findall(r"\w+", letters))
 
 
 def all_infos(tr):
