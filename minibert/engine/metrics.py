@@ -2,10 +2,12 @@
 an optional tqdm bar (the command lines turn it on).
 
 metrics.jsonl holds one object per line, e.g.
-    {"step": 20, "epoch": 0.4, "loss": 6.1, "mlm_loss": 5.5, "sop_loss": 0.6, "mlm_accuracy": 0.11,
-     "learning_rate": 0.0005, "grad_norm": 1.7, "tokens_per_second": 5400.0, "data_wait_share": 0.01}
-and evaluation lines carry "eval_" keys. Any tool that reads JSON lines (pandas.read_json(lines=True),
-jq) reads it while training runs.
+    {"step": 20, "epoch": 0.4, "loss": 6.1, "mlm_loss": 5.5, "nsp_loss": 0.6, "mlm_accuracy": 0.11,
+     "sop_accuracy": 0.52, "learning_rate": 0.0005, "grad_norm": 1.7, "tokens_per_second": 5400.0,
+     "data_wait_share": 0.01}
+and evaluation lines carry "eval_" keys. The loss parts keep the model output's names: a SOP run trains
+BERT's two-way sentence head, Hugging Face's NSP head, so its loss is "nsp_loss" beside "sop_accuracy".
+Any tool that reads JSON lines (pandas.read_json(lines=True), jq) reads it while training runs.
 """
 
 import json
