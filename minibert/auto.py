@@ -81,10 +81,12 @@ def checkpoint_class(path: str | os.PathLike) -> type[PreTrainedModel]:
     return model_class_for(config)
 
 
-def load_pretrained(path: str | os.PathLike, **config_overrides) -> PreTrainedModel:
+def load_pretrained(path: str | os.PathLike, ignore_mismatched_sizes: bool = False,
+                    **config_overrides) -> PreTrainedModel:
     """Load any supported Hugging Face (or minibert) checkpoint directory as its minibert class.
     What train.py saved with parts of its own (--pooling, --multitask, adapters, ladder side-tuning,
-    --new_encoder_vocab) is refused: minibert.finetuning.load_finetuned loads it."""
+    --new_encoder_vocab) is refused: minibert.finetuning.load_finetuned loads it. With
+    ignore_mismatched_sizes, a task head that does not fit `num_labels=` starts afresh."""
     model_class = checkpoint_class(path)
     check_config_keywords(model_class.config_class, config_overrides, "load_pretrained")
-    return model_class.from_pretrained(path, **config_overrides)
+    return model_class.from_pretrained(path, ignore_mismatched_sizes=ignore_mismatched_sizes, **config_overrides)

@@ -243,8 +243,11 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
                                     args.multi_label_loss, args.classifier_dropout).train(), source
     if args.pooling == "default":
         head = HEADS[family]
+        # a classifier checkpoint of another number of labels: its head starts afresh (with a warning)
         model = head(config_class.from_dict(config, **overrides)) if random_init else head.from_pretrained(
-            source, **overrides)
+            source, ignore_mismatched_sizes=True, **overrides)
+        if not random_init:
+            keep_checkpoint_label_rows(model, config, task)
     else:
         if args.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
@@ -260,6 +263,26 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
                     sum(p.numel() for p in model.parameters()))
     tokenizer_dir = args.tokenizer_name or source
     return model.train(), tokenizer_dir
+
+
+def keep_checkpoint_label_rows(model: nn.Module, config: dict, task: Task) -> None:
+    """A classifier checkpoint whose labels are the task's, in another order (an MNLI model's
+    contradiction / neutral / entailment): its output rows are put in the task's order, so each class
+    keeps the row trained for it (loaded as they were, the rows meant other classes)."""
+    saved = config.get("id2label") or {}
+    names = [saved.get(str(i), saved.get(i)) for i in range(len(saved))]
+    if sorted(map(str, names)) != sorted(task.label_names) or names == task.label_names:
+        return
+    if model.loading_info.get("mismatched") or any("classifier" in k for k in model.loading_info["newly_initialized"]):
+        return  # the head was not loaded: nothing to reorder
+    output = [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.startswith("classifier")
+              and m.out_features == task.num_labels][-1]
+    order = [names.index(label) for label in task.label_names]  # row of the checkpoint for each task class
+    with torch.no_grad():
+        output.weight.copy_(output.weight[order])
+        output.bias.copy_(output.bias[order])
+    logger.info("the checkpoint's classifier rows put in the task's label order %s (they were %s)",
+                task.label_names, names)
 
 
 def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:

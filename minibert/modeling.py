@@ -275,7 +275,7 @@ class PreTrainedModel(nn.Module):
     def load_hf_state_dict(self, hf_state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
         expected = self.state_dict()
         ours: dict[str, torch.Tensor] = {}
-        unexpected, other_heads, extra_layers = [], [], []
+        unexpected, other_heads, extra_layers, mismatched = [], [], [], []
         # A head model's checkpoint writes its base under the prefix (roberta.embeddings...): a key outside
         # it that no table names is the head of a class minibert lacks (token classification ...).
         head_checkpoint = any(k.startswith(self.base_model_prefix + ".") for k in hf_state)
@@ -303,10 +303,16 @@ class PreTrainedModel(nn.Module):
                         f"{hf_key}: stored transposed with shape {tuple(tensor.shape)}, expected {want}"
                     )
                 tensor = tensor.t()
+            if tensor.shape != expected[key].shape and part == "head" and self.ignore_mismatched_heads:
+                mismatched.append(f"{hf_key} {tuple(tensor.shape)} -> {tuple(expected[key].shape)}")
+                continue  # left as initialised: a task head of another size (another number of labels)
             if tensor.shape != expected[key].shape:
+                fix = ("a task head of another size (another num_labels?): from_pretrained(..., "
+                       "ignore_mismatched_sizes=True) starts it afresh" if part == "head" else
+                       "check config.json against the weights")
                 raise ValueError(
                     f"{hf_key}: checkpoint has shape {tuple(tensor.shape)} but the config gives "
-                    f"{tuple(expected[key].shape)} for {key}; check config.json against the weights"
+                    f"{tuple(expected[key].shape)} for {key}; {fix}"
                 )
             ours[key] = tensor
         if extra_layers:
@@ -329,15 +335,24 @@ class PreTrainedModel(nn.Module):
                            type(self).__name__, fresh)
         if other_heads:
             logger.warning("%s: ignored checkpoint weights of other heads: %s", type(self).__name__, other_heads)
-        self.loading_info = {"newly_initialized": fresh, "ignored": other_heads}
+        if mismatched:
+            logger.warning("%s: task head of another size in the checkpoint, initialised afresh: %s",
+                           type(self).__name__, mismatched)
+        self.loading_info = {"newly_initialized": fresh, "ignored": other_heads, "mismatched": mismatched}
         return self.loading_info
 
+    ignore_mismatched_heads = False  # set by from_pretrained(ignore_mismatched_sizes=True)
+
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **config_overrides):
-        """Build the model from a local Hugging Face directory and load its weights (eval mode)."""
+    def from_pretrained(cls, path: str | os.PathLike, ignore_mismatched_sizes: bool = False, **config_overrides):
+        """Build the model from a local Hugging Face directory and load its weights (eval mode).
+        ignore_mismatched_sizes (Hugging Face's name): a *task head* whose shape differs from the config's
+        (a classifier of 3 labels for a task of 2) starts afresh, with a warning; the base model's
+        weights must still fit."""
         check_config_keywords(cls.config_class, config_overrides, f"{cls.__name__}.from_pretrained")
         config = cls.config_class.from_dict(read_config_dict(path), **config_overrides)
         model = cls(config)
+        model.ignore_mismatched_heads = ignore_mismatched_sizes
         model.load_hf_state_dict(read_state_dict(path))
         generation_file = Path(path) / GENERATION_CONFIG_NAME
         if generation_file.is_file():

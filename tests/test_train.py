@@ -443,3 +443,34 @@ def test_the_swa_average_is_kept_only_when_it_validates_better(checkpoint, tmp_p
     # the saved model is the one whose metrics are reported: the average's when kept, the last step's if not
     assert loss == pytest.approx((result.swa_metrics if average_better else saved["metrics"])["loss"], rel=1e-4)
     assert (saved["metrics"] == result.swa_metrics) == average_better
+
+
+def test_a_classifier_checkpoint_of_other_labels_fine_tunes(tmp_path, caplog):
+    """A 3-label classifier on a 2-label task crashed ("check config.json against the weights"); one with
+    the task's labels in another order had its rows reused under other names (tragedy's row as comedy's)."""
+    transformers = pytest.importorskip("transformers")
+    from minibert.finetune.task_data import Task
+    from minibert.finetuning import FinetuneArguments, build_model
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, num_labels=3,
+                                     id2label={0: "tragedy", 1: "history", 2: "comedy"})
+    hf = transformers.BertForSequenceClassification(config).eval()
+    hf.save_pretrained(tmp_path / "mnli-like")
+    args = FinetuneArguments(model_name_or_path=str(tmp_path / "mnli-like"))
+    model, _ = build_model(args, Task("single_label_classification", ["comedy", "history", "tragedy"]))
+    for ours, theirs in ((0, 2), (1, 1), (2, 0)):  # each class keeps the row trained for it
+        torch.testing.assert_close(model.classifier.weight[ours], hf.classifier.weight[theirs], rtol=0, atol=0)
+        torch.testing.assert_close(model.classifier.bias[ours], hf.classifier.bias[theirs], rtol=0, atol=0)
+    with caplog.at_level("WARNING", logger="minibert.modeling"):
+        model, _ = build_model(args, Task("single_label_classification", ["no", "yes"]))
+    assert model.classifier.out_features == 2
+    assert "task head of another size in the checkpoint, initialised afresh" in caplog.text
+    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight, hf.bert.embeddings.word_embeddings.weight)
+    import minibert
+
+    with pytest.raises(ValueError, match=r"a task head of another size .*ignore_mismatched_sizes=True"):
+        minibert.load_pretrained(tmp_path / "mnli-like", num_labels=2)
+    fresh = minibert.load_pretrained(tmp_path / "mnli-like", num_labels=2, ignore_mismatched_sizes=True)
+    assert fresh.classifier.out_features == 2
