@@ -425,3 +425,27 @@ def test_further_pretraining_on_the_fine_tuning_file_then_fine_tuning(checkpoint
     assert any(not torch.equal(tapt[k], base[k]) for k in base if k in tapt)  # it trained on the task's text
     result = run(tmp_path / "tapt", tmp_path, str(data), str(data))
     assert 0.0 <= result.metrics["accuracy"] <= 1.0 and (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_adapters_beside_a_sharded_base_save_and_reload(checkpoint, tmp_path):  # noqa: F811
+    """A sharded base (an index and its shards) trained the whole run, then failed at save with "it moved
+    or was deleted", leaving no beside_base.json: the result could not be reloaded."""
+    sharded = tmp_path / "sharded"
+    shutil.copytree(checkpoint, sharded)
+    weights = load_file(str(sharded / "model.safetensors"))
+    (sharded / "model.safetensors").unlink()
+    names = sorted(weights)
+    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for file, keys in halves.items():
+        save_file({k: weights[k] for k in keys}, str(sharded / file))
+    index = {"metadata": {}, "weight_map": {k: file for file, keys in halves.items() for k in keys}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    run(sharded, tmp_path, data, data, "--adapter_size", "4")
+    model = load_finetuned(tmp_path / "out")
+    assert any(bool(p.detach().any()) for n, p in model.named_parameters() if n.endswith("adapter.up.weight"))
+    save_file({**load_file(str(sharded / "model-00002-of-00002.safetensors"))},
+              str(sharded / "model-00002-of-00002.safetensors"), metadata={"changed": "yes"})
+    with pytest.raises(ValueError, match="changed"):
+        load_finetuned(tmp_path / "out")  # a shard rewritten: the base is not the one trained beside

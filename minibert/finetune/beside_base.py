@@ -18,26 +18,32 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from minibert.checkpoint import BESIDE_BASE_FILE, read_config_dict
+from minibert.checkpoint import BESIDE_BASE_FILE, SAFE_INDEX_NAME, TORCH_INDEX_NAME, read_config_dict, read_json_object
 
 TRAINED_FILE = "trained.safetensors"
 CONFIG_FILE = BESIDE_BASE_FILE  # (checkpoint.py: load_pretrained refuses a directory holding it)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def _weights_file(base: Path) -> Path:
+def _weights_files(base: Path) -> list[Path]:
+    """The files holding the base's weights: one file, or an index and its shards (sorted)."""
     for name in WEIGHT_FILES:
         if (base / name).is_file():
-            return base / name
-    raise ValueError(f"base checkpoint {base} has no {' or '.join(WEIGHT_FILES)}; it moved or was deleted: "
-                     "put it back, or edit base_model in beside_base.json to its new place")
+            return [base / name]
+    for index in (SAFE_INDEX_NAME, TORCH_INDEX_NAME):
+        if (base / index).is_file():
+            shards = sorted(set(read_json_object(base / index)["weight_map"].values()))
+            return [base / index, *(base / shard for shard in shards)]
+    raise ValueError(f"base checkpoint {base} has no {' or '.join(WEIGHT_FILES)} (nor shards with an index); it "
+                     "moved or was deleted: put it back, or edit base_model in beside_base.json to its new place")
 
 
-def _sha256(path: Path) -> str:
+def _sha256(paths: list[Path]) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -51,7 +57,7 @@ def save_beside_base(model: nn.Module, path: str | os.PathLike, base: str | os.P
     path.mkdir(parents=True, exist_ok=True)
     trained = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
     save_file(trained, str(path / TRAINED_FILE))
-    record = {"base_model": str(base), "base_sha256": _sha256(_weights_file(base)),
+    record = {"base_model": str(base), "base_sha256": _sha256(_weights_files(base)),
               "base_config": read_config_dict(base), "settings": settings}
     (path / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return (path / TRAINED_FILE).stat().st_size
@@ -62,7 +68,7 @@ def read_beside_base(path: str | os.PathLike) -> tuple[str, dict]:
     parameters."""
     record = json.loads((Path(path) / CONFIG_FILE).read_text())
     base = Path(record["base_model"])
-    if _sha256(_weights_file(base)) != record["base_sha256"]:
+    if _sha256(_weights_files(base)) != record["base_sha256"]:
         raise ValueError(f"{path} was trained beside {base}, whose weights have changed since; the trained "
                          "parameters only fit the weights they were trained with: restore that checkpoint, "
                          "or fine-tune again")
