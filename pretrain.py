@@ -75,8 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument(
         "--dropout",
         type=float,
-        default=DEFAULT_RUN["dropout"],
-        help="dropout of the model (default: %(default)s, as a short run underfits; BERT used 0.1)",
+        default=None,
+        help=f"dropout of the model (default: {DEFAULT_RUN['dropout']} from scratch, as a short run underfits; BERT "
+             "used 0.1; --init_from and --config_file keep their config's)",
     )
     group.add_argument(
         "--neighbour_heads",
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
             init_from=ns.init_from,
             max_seq_length=ns.max_seq_length,
             max_seq_length_phase2=ns.max_seq_length_phase2,
-            dropout=ns.dropout,
+            # a checkpoint continued, or a config given, keeps its own dropout unless --dropout says otherwise
+            dropout=ns.dropout if ns.dropout is not None or ns.init_from or ns.config_file else DEFAULT_RUN["dropout"],
             neighbour_heads=ns.neighbour_heads,
             validation_share=ns.validation_share,
             corpus_fraction=ns.corpus_fraction,

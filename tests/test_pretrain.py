@@ -508,3 +508,19 @@ def test_a_second_phase_longer_than_the_positions_names_its_own_flag(tmp_path, c
     with pytest.raises(ValueError, match=r"^--max_seq_length_phase2 4096 is larger than the model allows \(\d+ "
                                          r"positions\); pass --max_seq_length_phase2 <= \d+"):
         pretrain(tmp_path, corpus, tiny_config, "mlm", steps=2, max_seq_length_phase2=4096)
+
+
+def test_continuing_a_checkpoint_keeps_its_dropout_unless_asked(tmp_path, corpus, tiny_config):
+    """--dropout's from-scratch default (0.0) was applied over an --init_from checkpoint's (BERT's 0.1), and
+    written into the output's config.json, so the fine-tuning after it ran without dropout too."""
+    pretrain(tmp_path / "a", corpus, tiny_config, "mlm", steps=1)
+    source = tmp_path / "a" / "run"
+    assert json.loads((source / "config.json").read_text())["hidden_dropout_prob"] == 0.1  # the config's
+    common = ("--objective", "mlm", "--corpus", str(corpus), "--init_from", str(source), "--max_steps", "1",
+              "--max_seq_length", "32", "--plot_loss", "false", "--disable_tqdm", "true")
+    code, err = cli(*common, "--output_dir", str(tmp_path / "kept"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "kept" / "config.json").read_text())["hidden_dropout_prob"] == 0.1
+    code, err = cli(*common, "--output_dir", str(tmp_path / "asked"), "--dropout", "0.0")
+    assert code == 0, err
+    assert json.loads((tmp_path / "asked" / "config.json").read_text())["hidden_dropout_prob"] == 0.0
