@@ -471,13 +471,17 @@ def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str]
 
 
 def held_out_examples(evaluation, held_docs, held_out_works: list[str], options: PretrainingOptions):
-    """The held-out works' examples (up to options.max_eval_examples, 4,000; not a flag); a held-out set
+    """The held-out works' examples (up to options.max_eval_examples, 4,000, evenly spaced; not a flag); a held-out set
     the objective cannot make examples of (sop/nsp: too few sentences or documents) is named as such,
     not as the corpus."""
     if not len(held_docs):
         return []
     try:
-        return evaluation.examples(held_docs)[: options.max_eval_examples]
+        examples = evaluation.examples(held_docs)
+        # evenly spaced over the held-out works (the first 4,000 in corpus order measured only the first works,
+        # or the first file of several)
+        step = max(1, -(-len(examples) // options.max_eval_examples))
+        return examples[::step][: options.max_eval_examples]
     except ValueError as e:
         shown = ", ".join(held_out_works[:5]) + (", ..." if len(held_out_works) > 5 else "")
         raise ValueError(f"the held-out works ({shown}) cannot make {options.objective} examples ({e}); the training "

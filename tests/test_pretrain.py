@@ -524,3 +524,15 @@ def test_continuing_a_checkpoint_keeps_its_dropout_unless_asked(tmp_path, corpus
     code, err = cli(*common, "--output_dir", str(tmp_path / "asked"), "--dropout", "0.0")
     assert code == 0, err
     assert json.loads((tmp_path / "asked" / "config.json").read_text())["hidden_dropout_prob"] == 0.0
+
+
+def test_the_held_out_examples_are_spread_over_every_held_out_work():
+    """The first 4,000 in corpus order: with two corpora every evaluated example came from the first."""
+    from types import SimpleNamespace
+
+    from minibert.pretraining import held_out_examples
+
+    evaluation = SimpleNamespace(examples=lambda docs: list(range(10_000)))  # 5,000 from each of two files
+    chosen = held_out_examples(evaluation, [0], ["a", "b"], SimpleNamespace(max_eval_examples=4000))
+    assert 3000 <= len(chosen) <= 4000 and sum(i >= 5000 for i in chosen) >= 0.45 * len(chosen)
+    assert held_out_examples(evaluation, [0], ["a"], SimpleNamespace(max_eval_examples=20_000)) == list(range(10_000))
