@@ -758,7 +758,8 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         settings["generation_max_length"] = args.generation_max_length or args.max_seq_length
         record = {"metrics": metrics, "task": asdict(task), "generation": settings,
                   "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
-        (out / "eval_results.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        (out / "eval_results.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+                                               encoding="utf-8")  # whatever the locale: file names may be Chinese
         if evaluator:
             lines = [json.dumps({"target": e["target"], "prediction": p}, ensure_ascii=False)
                      for e, p in zip(eval_examples, evaluator.predictions, strict=True)]

@@ -226,9 +226,11 @@ class Tokenizer:
                           tokenize_chinese_chars=normalizer["handle_chinese_chars"])
         if self.kind == "bytelevel_bpe":
             config["add_prefix_space"] = False
-        (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        # UTF-8 whatever the locale: tokens may be Chinese (an ASCII locale failed mid-save)
+        (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                                                    encoding="utf-8")
         (path / "special_tokens_map.json").write_text(json.dumps(self.special_tokens, indent=2, ensure_ascii=False)
-                                                      + "\n")
+                                                      + "\n", encoding="utf-8")
 
 
 # -- loading ---------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     if not record_file.is_file():
         raise ValueError(f"{path} has no eval_results.json; pass the output_dir of a train.py --task_type seq2seq "
                          "or causal_lm run")
-    record = json.loads(record_file.read_text())
+    record = json.loads(record_file.read_text(encoding="utf-8"))
     task_type, settings = record["task"]["problem_type"], record.get("generation")
     if settings is None:
         raise ValueError(f"{path} holds a {task_type} model, not a generation run; use train.py's own evaluation")
