@@ -27,7 +27,9 @@ def has_cjk(text: str) -> bool:
 
 
 def _missing(package: str) -> ImportError:
-    return ImportError(f"{package} is needed for Chinese text; install the extra: pip install 'minibert[zh]'")
+    # minibert is installed from its checkout (a PyPI package of the same name is another project)
+    return ImportError(f"{package} is needed for Chinese text; install the extra from the minibert checkout: "
+                       f"pip install -e \".[zh]\" (or pip install jieba opencc)")
 
 
 @cache

@@ -93,12 +93,28 @@ def _not_utf8(file, data: bytes, error: UnicodeDecodeError, offset: int = 0, lin
     `data` is the part of the file that starts at byte `offset`, on line `line`."""
     at = offset + error.start
     line += data[: error.start].count(b"\n")
+    guess = _likely_encoding(data)
     return ValueError(
         f"{file} is not UTF-8: the byte at offset {at} (line {line}) is {data[error.start:error.start + 1]!r} "
         f"({error.reason}); "
-        f"re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {file} > utf8_copy` (use the file's "
-        "real encoding in place of latin1)"
+        f"re-save it as UTF-8, e.g. `iconv -f {guess or 'latin1'} -t utf-8 {file} > utf8_copy`"
+        + (f" (its bytes read as {guess}: Chinese text)" if guess
+           else " (use the file's real encoding in place of latin1)")
     )
+
+
+def _likely_encoding(data: bytes) -> str | None:
+    """GB18030 (GBK's superset) or Big5 when the bytes decode as one of them into mostly Chinese text:
+    `iconv -f latin1` on such a file would turn it into a mojibake that loads without an error."""
+    for encoding in ("gb18030", "big5"):
+        try:
+            text = data[:65536].decode(encoding, errors="strict")
+        except UnicodeDecodeError:
+            continue
+        letters = [c for c in text if not c.isascii()]
+        if letters and sum(is_cjk(c) for c in letters) >= 0.8 * len(letters):
+            return encoding
+    return None
 
 
 def decode_utf8(data: bytes, file: str | os.PathLike) -> str:
