@@ -300,3 +300,18 @@ def test_sparse_mlm_gives_the_same_loss_gradients_and_labelled_logits(cls):
         torch.testing.assert_close(q.grad, p.grad, msg=name)
     torch.testing.assert_close(sparse(x).prediction_logits if cls is mb.BertForPreTraining else sparse(x).logits,
                                la.detach(), atol=1e-6, rtol=1e-5)  # without labels: every position
+
+
+def test_untied_embeddings_are_refused_only_where_there_is_a_decoder(tmp_path):
+    """tie_word_embeddings false refused every BERT class, a classifier (which has no decoder to tie) too;
+    transformers loads that one, with the outputs minibert gives."""
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                  intermediate_size=48, tie_word_embeddings=False, num_labels=3)
+    hf = transformers.BertForSequenceClassification(cfg).eval()
+    hf.save_pretrained(tmp_path / "cls")
+    ours = mb.BertForSequenceClassification.from_pretrained(tmp_path / "cls")
+    torch.testing.assert_close(ours(ids()).logits, hf(ids()).logits)
+    transformers.BertForMaskedLM(cfg).save_pretrained(tmp_path / "mlm")
+    with pytest.raises(ValueError, match="always ties the MLM decoder"):
+        mb.BertForMaskedLM.from_pretrained(tmp_path / "mlm")

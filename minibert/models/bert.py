@@ -66,7 +66,7 @@ class BertConfig(ModelConfig):
     pad_token_id: int = 0  # its embedding row starts at zero and receives no gradient
     chunk_size_feed_forward: int = 0  # >0: run the feed-forward this many positions at a time
     classifier_dropout: float | None = None  # dropout before task heads; None = hidden_dropout_prob
-    tie_word_embeddings: bool = True  # the MLM decoder reuses the word embeddings (always, here)
+    tie_word_embeddings: bool = True  # the MLM decoder reuses the word embeddings (an untied LM head is refused)
     unpad: bool = False  # position-wise layers on real tokens only: BertModel packs (B, T, E) -> (N, E)
     #                      (nn/packing.py), attention unpacks q, k, v for its scores; not saved
     sparse_mlm: bool = False  # with labels: MLM decoder only where labels != -100 (pretraining); not saved
@@ -83,9 +83,6 @@ class BertConfig(ModelConfig):
         self.check_probabilities("hidden_dropout_prob", "attention_probs_dropout_prob")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} must be a token id below vocab_size {self.vocab_size}")
-        if not self.tie_word_embeddings:
-            raise ValueError("minibert's BERT always ties the MLM decoder to the word embeddings; "
-                             "set tie_word_embeddings to true")
         get_activation(self.hidden_act)  # fails early, naming the activations there are
         for name, what in (("is_decoder", "a causal decoder (BertLMHeadModel, RobertaForCausalLM)"),
                            ("add_cross_attention", "an encoder-decoder's decoder with cross-attention")):
@@ -315,6 +312,9 @@ class LMHead(nn.Module):
 
     def __init__(self, config: BertConfig, activation: str):
         super().__init__()
+        if not config.tie_word_embeddings:  # only a model with this head has a decoder to tie (a classifier has none)
+            raise ValueError("minibert's BERT always ties the MLM decoder to the word embeddings; "
+                             "set tie_word_embeddings to true")
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = get_activation(activation)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
