@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from minibert.checkpoint import read_config_dict, read_json_object, read_state_dict
+from minibert.checkpoint import GENERATION_CONFIG_NAME, read_config_dict, read_json_object, read_state_dict
 from minibert.data import OBJECTIVES, build_objective
 from minibert.data.corpus import SHIPPED, corpus_file_list, iter_records, split_sentences, split_works, work_name
 from minibert.data.objectives.nsp import SentencePairObjective
@@ -376,6 +376,12 @@ def build_model(options: PretrainingOptions, objective, file_config: dict | None
         model = objective.build_model({**kwargs, **overrides})
         target = model if hasattr(model, "load_hf_state_dict") else model.discriminator  # ELECTRA: the encoder
         target.load_hf_state_dict(read_state_dict(options.init_from))
+        # what minibert has no field for, kept as from_pretrained keeps it: decoding defaults (num_beams,
+        # min_length ... in config.json, or generation_config.json), task_specific_params
+        target.config.extra = {**config.extra, **target.config.extra}
+        generation_file = Path(options.init_from) / GENERATION_CONFIG_NAME
+        if generation_file.is_file():
+            target.generation_config = read_json_object(generation_file)
         if target is not model:
             logger.warning("--init_from %s gives ELECTRA its discriminator's encoder; the generator and both heads "
                            "start at random (a saved model holds only the discriminator; a checkpoint-N directory's "

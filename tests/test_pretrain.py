@@ -536,3 +536,18 @@ def test_the_held_out_examples_are_spread_over_every_held_out_work():
     chosen = held_out_examples(evaluation, [0], ["a", "b"], SimpleNamespace(max_eval_examples=4000))
     assert 3000 <= len(chosen) <= 4000 and sum(i >= 5000 for i in chosen) >= 0.45 * len(chosen)
     assert held_out_examples(evaluation, [0], ["a"], SimpleNamespace(max_eval_examples=20_000)) == list(range(10_000))
+
+
+def test_continuing_a_generator_keeps_its_decoding_defaults(tmp_path, corpus, tiny_config):
+    """--init_from built the model from the config's known fields only: generation_config.json and
+    config.json's older decoding fields (num_beams ...) were lost, and the continued BART decoded greedily."""
+    pretrain(tmp_path / "a", corpus, tiny_config, "bart", steps=1)
+    source = tmp_path / "a" / "run"
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "num_beams": 4, "task_specific_params": {"x": 1}}))
+    (source / "generation_config.json").write_text(json.dumps({"num_beams": 4, "min_length": 5}))
+    pretrain(tmp_path / "b", corpus, tiny_config, "bart", steps=1, init_from=str(source))
+    out = tmp_path / "b" / "run"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["num_beams"] == 4 and saved["task_specific_params"] == {"x": 1}
+    assert json.loads((out / "generation_config.json").read_text()) == {"num_beams": 4, "min_length": 5}
