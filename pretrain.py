@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     except TrainingInterrupted as stop:
         print(f"pretrain.py: {stop}", file=sys.stderr)
         return stop.exit_code
-    except (ValueError, NonFiniteLossError, NotEnoughDiskSpace) as error:
+    except (ValueError, ImportError, NonFiniteLossError, NotEnoughDiskSpace) as error:  # ImportError: an extra
         print(f"pretrain.py: error: {error}", file=sys.stderr)
         return 1
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary

@@ -26,6 +26,8 @@ def test_split_sentences_english_and_chinese():
     assert split_sentences("你好。我很好！真的吗？”是的。”还有") == [
         "你好。", "我很好！", "真的吗？”", "是的。”", "还有"]
     assert split_sentences("   ") == []
+    assert split_sentences('他說："你好。"然後走了。') == ['他說："你好。"', "然後走了。"]  # the quote closes it
+    assert split_sentences('他走了。"你好"她說。') == ["他走了。", '"你好"她說。']  # and here opens the next
     assert join_sentences(["你好。", "我很好！"]) == "你好。我很好！"
     assert join_sentences(["One.", "Two."]) == "One. Two."
 
@@ -156,9 +158,9 @@ def test_missing_extra_names_it(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "opencc", None)  # as if not installed
     monkeypatch.setitem(__import__("sys").modules, "jieba", None)
     try:
-        with pytest.raises(ImportError, match=r"minibert\[zh\]"):
+        with pytest.raises(ImportError, match=r"pip install -e \"\.\[zh\]\" \(or pip install jieba opencc\)"):
             convert_chinese("漢字", "t2s")
-        with pytest.raises(ImportError, match=r"minibert\[zh\]"):
+        with pytest.raises(ImportError, match=r"pip install -e \"\.\[zh\]\" \(or pip install jieba opencc\)"):
             segment_words("汉字")
     finally:
         chinese._converter.cache_clear()

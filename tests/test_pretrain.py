@@ -551,3 +551,21 @@ def test_continuing_a_generator_keeps_its_decoding_defaults(tmp_path, corpus, ti
     saved = json.loads((out / "config.json").read_text())
     assert saved["num_beams"] == 4 and saved["task_specific_params"] == {"x": 1}
     assert json.loads((out / "generation_config.json").read_text()) == {"num_beams": 4, "min_length": 5}
+
+
+def test_a_missing_extra_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    """wwm on Chinese text without jieba printed a 13-frame traceback."""
+    from minibert.data import chinese
+
+    corpus = tmp_path / "zh.txt"
+    poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+    corpus.write_text("\n\n".join(poem for _ in range(30)), encoding="utf-8")
+    chinese._jieba.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "jieba", None)  # as if not installed
+    try:
+        code, err = cli("--objective", "wwm", "--corpus", str(corpus), "--output_dir", str(tmp_path / "run"),
+                        "--model_size", "micro", "--max_steps", "1", "--data_cache_dir", str(tmp_path / "cache"),
+                        "--validation_share", "0")
+    finally:
+        chinese._jieba.cache_clear()
+    assert code == 1 and 'jieba is needed for Chinese text; install the extra' in err and "Traceback" not in err, err
