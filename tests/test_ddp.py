@@ -12,7 +12,16 @@ import textwrap
 from pathlib import Path
 
 import torch
-from test_engine import ToyModel, collate, make_args, stack, toy_dataset, uneven_token_dataset
+from test_engine import (
+    ToyModel,
+    collate,
+    make_args,
+    one_labelled_of_four,
+    stack,
+    tiny_lm,
+    toy_dataset,
+    uneven_token_dataset,
+)
 from test_train import checkpoint, rows, write_jsonl  # noqa: F401 (checkpoint is a fixture)
 from test_train_seq2seq import checkpoints, pairs  # noqa: F401 (checkpoints is a fixture)
 
@@ -48,15 +57,11 @@ Trainer(lm, args, uneven_token_dataset(first=2), stack, optimizer=torch.optim.SG
 
 # one labelled example of 4, one step per epoch: at every step one rank holds no labelled token (it stopped
 # the run with a false "loss is nan" there, while one process trains)
-torch.manual_seed(0)
-lm = GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=16, resid_pdrop=0.0,
-                                embd_pdrop=0.0, attn_pdrop=0.0))
-data = uneven_token_dataset(n=4, first=2)
-for example in data[1:]:
-    example["labels"][:] = -100
+from test_engine import one_labelled_of_four, tiny_lm
+lm = tiny_lm()
 args = make_args(Path({tmp!r}) / "unlabelled", max_steps=3, per_device_train_batch_size=2, max_grad_norm=0.0,
                  logging_steps=1, save_steps=3)
-Trainer(lm, args, data, stack, optimizer=torch.optim.SGD(lm.parameters(), lr=0.5)).train()
+Trainer(lm, args, one_labelled_of_four(), stack, optimizer=torch.optim.SGD(lm.parameters(), lr=0.5)).train()
 """
 
 
@@ -181,15 +186,11 @@ def test_two_cpu_processes_match_one_process_with_the_global_batch(tmp_path):
     # the logged loss is the mean over all the step's labelled tokens (it was the mean of each rank's mean)
     assert [round(r["loss"], 5) for r in lines] == [round(r["loss"], 5) for r in expected.history]
 
-    torch.manual_seed(0)
-    lm = GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=16, resid_pdrop=0.0,
-                                    embd_pdrop=0.0, attn_pdrop=0.0))
-    data = uneven_token_dataset(n=4, first=2)
-    for example in data[1:]:
-        example["labels"][:] = -100
+    lm = tiny_lm()
     args = make_args(tmp_path / "single-unlabelled", max_steps=3, per_device_train_batch_size=4, max_grad_norm=0.0,
                      logging_steps=1, save_steps=3)
-    expected = Trainer(lm, args, data, stack, optimizer=torch.optim.SGD(lm.parameters(), lr=0.5)).train()
+    expected = Trainer(lm, args, one_labelled_of_four(), stack,
+                       optimizer=torch.optim.SGD(lm.parameters(), lr=0.5)).train()
     run = tmp_path / "ddp" / "unlabelled" / "run"
     distributed = torch.load(run / "checkpoint-3" / "model_state.pt", weights_only=True)
     for name, value in lm.state_dict().items():

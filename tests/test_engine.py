@@ -138,6 +138,23 @@ def uneven_token_dataset(n: int = 16, length: int = 10, seed: int = 0, first: in
     return data
 
 
+def tiny_lm():
+    """A one-block GPT-2 without dropout, the same weights at every call (seeded)."""
+    from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=60, n_embd=16, n_layer=1, n_head=2, n_positions=16,
+                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+
+
+def one_labelled_of_four() -> list[dict]:
+    """Four examples, only the first with labelled tokens: split over two ranks, one holds none."""
+    data = uneven_token_dataset(n=4, first=2)
+    for example in data[1:]:
+        example["labels"][:] = -100
+    return data
+
+
 def stack(examples: list[dict]) -> dict:
     return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
 
