@@ -591,6 +591,13 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
         raise ValueError(_missing_checkpoint_message(source))
     config = read_config_dict(source)
     check_length_fits(args.max_seq_length, config, source)
+    if args.text_pair_column is not None and config.get("model_type") == "bert" and config.get("type_vocab_size",
+                                                                                              2) < 2:
+        # a BERT of one segment embedding: a pair's second segment (token type 1, which BERT's WordPiece
+        # tokenizer gives it) has no row; it failed at the first batch. (RoBERTa's pairs are all type 0.)
+        raise ValueError(f"--text_pair_column {args.text_pair_column}: {source} has a single segment "
+                         "(type_vocab_size 1), so the pair's second text has no segment embedding; join the two "
+                         "texts into one column, or drop --text_pair_column")
     check_methods(args, config)
     return source
 

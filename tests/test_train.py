@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import train
 from minibert.finetune.task_data import Task, encode_label, infer_task, read_rows
@@ -474,3 +475,18 @@ def test_a_classifier_checkpoint_of_other_labels_fine_tunes(tmp_path, caplog):
         minibert.load_pretrained(tmp_path / "mnli-like", num_labels=2)
     fresh = minibert.load_pretrained(tmp_path / "mnli-like", num_labels=2, ignore_mismatched_sizes=True)
     assert fresh.classifier.out_features == 2
+
+
+def test_a_pair_task_on_a_one_segment_bert_is_refused_before_work(checkpoint, tmp_path, capsys):
+    """It failed at the first batch with "this model takes a single segment: drop token_type_ids", which
+    a train.py user cannot act on."""
+    one = tmp_path / "one-segment"
+    shutil.copytree(checkpoint, one)
+    config = json.loads((one / "config.json").read_text())
+    (one / "config.json").write_text(json.dumps({**config, "type_vocab_size": 1}))
+    weights = load_file(str(one / "model.safetensors"))
+    key = next(k for k in weights if "token_type_embeddings" in k)
+    save_file({**weights, key: weights[key][:1].contiguous()}, str(one / "model.safetensors"))
+    code = train.main(["--model_name_or_path", str(one), "--text_pair_column", "other", "--max_seq_length", "16",
+                       "--output_dir", str(tmp_path / "out"), "--train_file", str(tmp_path / "missing.jsonl")])
+    assert code == 2 and "has a single segment (type_vocab_size 1)" in capsys.readouterr().err
