@@ -782,8 +782,9 @@ def format_summary(result: PretrainingResult) -> str:
     skip = {"step", "epoch", "phase", "learning_rate", "grad_norm", "tokens_per_second", "data_wait_share"}
     rows = [("training", train[0], train[-1])] if train else []
     if result.eval_end:
-        works = ", ".join(result.held_out_works)
         count = len(result.held_out_works)
+        works = ", ".join(result.held_out_works[:10]) + (  # all of them are in pretraining_summary.json
+            f", ... ({count - 10} more: pretraining_summary.json lists them)" if count > 10 else "")
         rows.append((f"held-out ({count} work{'s' if count != 1 else ''} never trained on: {works})",
                      result.eval_start, result.eval_end))
     for label, start, end in rows:

@@ -569,3 +569,11 @@ def test_a_missing_extra_is_a_message_not_a_traceback(tmp_path, monkeypatch):
     finally:
         chinese._jieba.cache_clear()
     assert code == 1 and 'jieba is needed for Chinese text; install the extra' in err and "Traceback" not in err, err
+
+
+def test_the_summary_names_ten_held_out_works_at_most(tmp_path, corpus, tiny_config):
+    """The Tang poems hold out 1,380 titles: the summary printed them all on one line (34 KB)."""
+    result = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=1)
+    result.held_out_works = [f"poem {i}" for i in range(1380)]
+    summary = format_summary(result)
+    assert "poem 9, ... (1370 more: pretraining_summary.json lists them)" in summary and "poem 10," not in summary
