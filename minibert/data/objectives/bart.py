@@ -10,8 +10,8 @@ Five noises, each with its own switch (0 turns it off), applied in this order:
 2. token masking / text infilling (`mask_ratio`, default 0.3 of the tokens): spans are chosen,
    with lengths from Poisson(`poisson_lambda` = 3.5) (`mask_length="span-poisson"`, text
    infilling) or of one token (`mask_length="subword"`, token masking), until their lengths add up
-   to mask_ratio of the tokens. Lengths count subword tokens (fairseq's default; its
-   `--mask-whole-words` option, which counts words, is not built here). Each span is replaced by one
+   to mask_ratio of the tokens. Lengths count subword tokens here; fairseq's denoising task counts
+   whole words for span-poisson (`get_whole_word_mask`), which is not built. Each span is replaced by one
    <mask> (`replace_length=1`), by one
    <mask> per token (-1) or removed (0); a span of length 0 inserts a <mask>. Spans that overlap
    or touch merge into one (as in fairseq), so about 27% of the tokens end up masked, not 30%.
