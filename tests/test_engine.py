@@ -500,6 +500,19 @@ def test_bad_trainer_input_is_named(tmp_path):
         Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda m: {"accuracy": 1.0}).train()
 
 
+def test_a_run_stopped_before_its_first_checkpoint_is_told_how_to_start_again(tmp_path):
+    """Killed before its first checkpoint, a run leaves metrics.jsonl alone: the two refusals sent the user
+    round in a circle (resume it; then, resuming: drop the flag), neither naming --overwrite_output_dir."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    with pytest.raises(ValueError, match=r"stopped before its first checkpoint .*pass --overwrite_output_dir"):
+        Trainer(ToyModel(), make_args(tmp_path, max_steps=2), toy_dataset(), collate).train()
+    with pytest.raises(ValueError, match=r"holds no complete checkpoint.*--overwrite_output_dir"):
+        Trainer(ToyModel(), make_args(tmp_path, max_steps=2, resume_from_checkpoint="last"), toy_dataset(),
+                collate).train()
+    Trainer(ToyModel(), make_args(tmp_path, max_steps=2, overwrite_output_dir=True), toy_dataset(), collate).train()
+
+
 def test_refuses_an_existing_run_unless_overwrite(tmp_path):
     Trainer(ToyModel(), make_args(tmp_path, max_steps=2), toy_dataset(), collate).train()
     before = (tmp_path / "run" / "metrics.jsonl").read_text()

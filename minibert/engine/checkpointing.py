@@ -88,7 +88,8 @@ def resolve_checkpoint(value: str, output_dir: str | Path) -> Path:
         if not found:
             raise ValueError(
                 f"--resume_from_checkpoint last: {output_dir} holds no complete checkpoint-<step> directory; "
-                "drop the flag to start a new run, or pass the path of a checkpoint"
+                "drop the flag to start a new run (with --overwrite_output_dir if the directory holds a run "
+                "stopped before its first checkpoint), or pass the path of a checkpoint"
             )
         return found[-1]
     path = Path(value)

@@ -196,6 +196,10 @@ def check_output_dir(args: TrainingArguments, resuming: bool) -> bool:
     check_writable_dir(output_dir)
     previous = bool(checkpointing.list_checkpoints(output_dir)) or (output_dir / METRICS_FILE).exists()
     if previous and not resuming and not args.overwrite_output_dir:
+        if not checkpointing.list_checkpoints(output_dir):  # stopped before its first checkpoint: nothing to resume
+            raise ValueError(f"{output_dir} holds a run that stopped before its first checkpoint (its "
+                             f"{METRICS_FILE} alone); pass --overwrite_output_dir to start it again, or another "
+                             "--output_dir")
         raise ValueError(
             f"{output_dir} already holds a training run; pass --resume_from_checkpoint last to continue it, "
             "--overwrite_output_dir to replace it, or another --output_dir"
