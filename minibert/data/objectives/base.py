@@ -39,7 +39,8 @@ class Sentence:
 
 class Examples(Sequence):
     """Examples built on demand: row i of `index` (offsets into the corpus's arrays) becomes example i
-    through `build(row)`. Slicing gives another lazy view; nothing is materialised until read."""
+    through `build(row)`. Slicing, or indexing with an array of positions, gives another lazy view;
+    nothing is materialised until read."""
 
     def __init__(self, build, index: np.ndarray):
         self.build, self.index = build, index
@@ -48,7 +49,7 @@ class Examples(Sequence):
         return len(self.index)
 
     def __getitem__(self, i):
-        if isinstance(i, slice):
+        if isinstance(i, slice | np.ndarray):
             return Examples(self.build, self.index[i])
         return self.build(self.index[i])
 
