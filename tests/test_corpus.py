@@ -138,10 +138,13 @@ def test_a_file_that_is_not_utf8_is_named_with_its_position(tmp_path):
     (corpus / "b.txt").write_bytes("Hello there.\nA caf\u00e9 in Paris.\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"b\.txt is not UTF-8: the byte at offset 18 \(line 2\).*iconv -f latin1"):
         load_corpus(corpus)
+    poem = "床前明月光，疑是地上霜。\n舉頭望明月，低頭思故鄉。\n"
     for encoding, name in (("gbk", "gb18030"), ("big5", "big5")):  # `iconv -f latin1` made mojibake of these
-        (corpus / "b.txt").write_bytes("床前明月光，疑是地上霜。\n舉頭望明月，低頭思故鄉。\n".encode(encoding))
-        with pytest.raises(ValueError, match=rf"iconv -f {name} -t utf-8 .* \(its bytes read as {name}: Chinese"):
-            load_corpus(corpus)
+        # short, and past 64 KB with a title line first (one line alone passed for the other encoding)
+        for text in (poem, "將進酒\n" + poem * 4000):
+            (corpus / "b.txt").write_bytes(text.encode(encoding))
+            with pytest.raises(ValueError, match=rf"iconv -f {name} -t utf-8 .* \(its bytes read as {name}: Chin"):
+                load_corpus(corpus)
     (corpus / "b.txt").write_bytes("\ufeffHello there.\n".encode())
     (corpus / "c.jsonl").write_text('{"text": "fine"}\n\n{"text": "broken"\n')
     with pytest.raises(ValueError, match=r"c\.jsonl:3 is not valid JSON"):

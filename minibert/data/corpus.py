@@ -14,12 +14,14 @@ for pretraining is whole works (`split_works`), so the model is evaluated on tex
 not on other scenes of the plays it trained on.
 """
 
+import codecs
 import csv
 import gzip
 import hashlib
 import json
 import os
 import re
+import unicodedata
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,33 +93,41 @@ def _suffix(path: Path) -> str:
     return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
 
 
-def _not_utf8(file, data: bytes, error: UnicodeDecodeError, offset: int = 0, line: int = 1) -> ValueError:
+def _not_utf8(file, data: bytes, error: UnicodeDecodeError, offset: int = 0, line: int = 1,
+              sample: bytes | None = None) -> ValueError:
     """The error for a file that is not UTF-8: where the first bad byte is, and how to re-save the file.
-    `data` is the part of the file that starts at byte `offset`, on line `line`."""
+    `data` is the part of the file that starts at byte `offset`, on line `line`; `sample`, the file's
+    first bytes, tells a Chinese encoding (default: `data`)."""
     at = offset + error.start
     line += data[: error.start].count(b"\n")
-    guess = _likely_encoding(data)
+    chinese = _chinese_encodings(data if sample is None else sample)
+    if len(chinese) == 1:
+        how = f"`iconv -f {chinese[0]} -t utf-8 {file} > utf8_copy` (its bytes read as {chinese[0]}: Chinese text)"
+    elif chinese:  # both read: GBK bytes and Big5 bytes can each pass for the other
+        how = (f"`iconv -f gb18030 -t utf-8 {file} > utf8_copy` (its bytes read as Chinese text in GB18030/GBK and "
+               "in Big5: if the copy is garbled, use -f big5)")
+    else:
+        how = f"`iconv -f latin1 -t utf-8 {file} > utf8_copy` (use the file's real encoding in place of latin1)"
     return ValueError(
         f"{file} is not UTF-8: the byte at offset {at} (line {line}) is {data[error.start:error.start + 1]!r} "
-        f"({error.reason}); "
-        f"re-save it as UTF-8, e.g. `iconv -f {guess or 'latin1'} -t utf-8 {file} > utf8_copy`"
-        + (f" (its bytes read as {guess}: Chinese text)" if guess
-           else " (use the file's real encoding in place of latin1)")
+        f"({error.reason}); re-save it as UTF-8, e.g. {how}"
     )
 
 
-def _likely_encoding(data: bytes) -> str | None:
-    """GB18030 (GBK's superset) or Big5 when the bytes decode as one of them into mostly Chinese text:
-    `iconv -f latin1` on such a file would turn it into a mojibake that loads without an error."""
+def _chinese_encodings(data: bytes) -> list[str]:
+    """Which of GB18030 (GBK's superset) and Big5 read `data` (a file's first bytes) as mostly Chinese
+    text: `iconv -f latin1` on such a file would make a mojibake that loads without an error."""
+    found = []
     for encoding in ("gb18030", "big5"):
-        try:
-            text = data[:65536].decode(encoding, errors="strict")
+        try:  # incremental: a character cut at the sample's end is not an error
+            text = codecs.getincrementaldecoder(encoding)(errors="strict").decode(data[:65536], final=False)
         except UnicodeDecodeError:
             continue
         letters = [c for c in text if not c.isascii()]
-        if letters and sum(is_cjk(c) for c in letters) >= 0.8 * len(letters):
-            return encoding
-    return None
+        chinese = sum(is_cjk(c) and unicodedata.category(c) != "Co" for c in letters)  # not private-use
+        if letters and chinese >= 0.8 * len(letters):
+            found.append(encoding)
+    return found
 
 
 def decode_utf8(data: bytes, file: str | os.PathLike) -> str:
@@ -142,7 +152,8 @@ def read_lines(file: Path) -> Iterator[tuple[int, str, int]]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise _not_utf8(file, raw, e, offset, n) from None
+                    with opener(file, "rb") as start:  # the file's first bytes tell a Chinese encoding
+                        raise _not_utf8(file, raw, e, offset, n, start.read(65536)) from None
                 yield n, line.removeprefix("\ufeff") if n == 1 else line, len(raw)
                 offset += len(raw)
         # Only a gzip stream raises these: a file cut short (EOFError), one that is not gzip at all or
