@@ -28,6 +28,8 @@ def test_split_sentences_english_and_chinese():
     assert split_sentences("   ") == []
     assert split_sentences('他說："你好。"然後走了。') == ['他說："你好。"', "然後走了。"]  # the quote closes it
     assert split_sentences('他走了。"你好"她說。') == ["他走了。", '"你好"她說。']  # and here opens the next
+    two = '他說："你好。我很好。"她笑了。'  # a quote opened one sentence before
+    assert split_sentences(two) == ['他說："你好。', '我很好。"', "她笑了。"]
     assert join_sentences(["你好。", "我很好！"]) == "你好。我很好！"
     assert join_sentences(["One.", "Two."]) == "One. Two."
 

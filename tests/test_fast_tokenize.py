@@ -184,7 +184,7 @@ def _split_sentences_before(text: str) -> list[str]:
             if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha() and match.group(1) == "."):
                 continue
         else:
-            while end < len(text) and text[end] in "\"'" and text[start:end].count(text[end]) % 2 == 1:
+            while end < len(text) and text[end] in "\"'" and text[:end].count(text[end]) % 2 == 1:
                 end += 1
         sentence = text[start:end].strip()
         if sentence:

@@ -65,8 +65,8 @@ def split_sentences(text: str) -> list[str]:
             word = text[start:match.start()].rsplit(" ", 1)[-1].lower()
             if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha() and match.group() == "."):
                 continue  # "Dr. Faustus", "J. Smith": not the end of a sentence
-        else:  # a straight quote after 。！？ closes the sentence when the sentence opened one (他說："你好。")
-            while end < len(text) and text[end] in "\"'" and text[start:end].count(text[end]) % 2 == 1:
+        else:  # a straight quote after 。！？ closes the sentence when one is open (他說："你好。我很好。")
+            while end < len(text) and text[end] in "\"'" and text[:end].count(text[end]) % 2 == 1:
                 end += 1
         sentence = text[start:end].strip()
         if sentence:
