@@ -143,6 +143,11 @@ class Tokenizer:
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}; pass None for the tokenizer's own limit")
         max_length = max_length or self.model_max_length
+        if truncation not in (True, False, "longest_first", "only_first", "only_second", "do_not_truncate"):
+            raise ValueError(f"truncation must be True, False, 'longest_first', 'only_first' or 'only_second', "
+                             f"got {truncation!r}")
+        strategy = "longest_first" if truncation is True else truncation
+        truncation = truncation not in (False, "do_not_truncate")
         processor = self.backend.post_processor if add_special_tokens else None
         specials = processor.num_special_tokens_to_add(text_pairs is not None) if processor else 0
         if truncation and max_length and max_length <= specials:
@@ -151,11 +156,9 @@ class Tokenizer:
                              f"{specials}; pass max_length > {specials}")
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length; pass max_length=...")
-        if truncation not in (True, False, "longest_first", "only_first", "only_second", "do_not_truncate"):
-            raise ValueError(f"truncation must be True, False, 'longest_first', 'only_first' or 'only_second', "
-                             f"got {truncation!r}")
-        strategy = "longest_first" if truncation is True else truncation
-        truncation = truncation not in (False, "do_not_truncate")
+        if self.pad_token_id is None and padding == "max_length":
+            raise ValueError("this tokenizer has no pad token, so it cannot pad to max_length; set one (e.g. its "
+                             "eos token) or pass padding=True")
         if self.pad_token_id is None and padding:
             padding = False  # nothing to pad with: fine while every text has the same length (checked below)
         backend = self.backend

@@ -257,6 +257,9 @@ def test_truncation_strategies_are_honoured_or_refused(wordpiece):
     assert longest[1:1 + len(q)] != q  # longest_first cuts the question too
     with pytest.raises(ValueError, match="truncation must be True, False, 'longest_first'"):
         wordpiece(["a"], truncation="only_third")
+    # "do_not_truncate" is False: no "leaves no room for text" refusal (it raised where False returns)
+    assert wordpiece(["a b"], max_length=2, truncation="do_not_truncate")["input_ids"].tolist() == \
+        wordpiece(["a b"], max_length=2, truncation=False)["input_ids"].tolist()
 
 
 def test_no_pad_token_is_needed_while_nothing_is_padded(corpus_texts, tmp_path):
@@ -270,6 +273,8 @@ def test_no_pad_token_is_needed_while_nothing_is_padded(corpus_texts, tmp_path):
     assert gpt(["Once upon a time"])["input_ids"].tolist() == [gpt.encode("Once upon a time")]
     with pytest.raises(ValueError, match="no pad token, so texts of different lengths cannot be padded"):
         gpt(["Once upon a time", "Once"])
+    with pytest.raises(ValueError, match="no pad token, so it cannot pad to max_length"):  # short rows came back
+        gpt(["Once"], padding="max_length", max_length=8)
     # a config naming only some special tokens: the others keep their family's names (they were lost)
     folder = tmp_path / "partial"
     folder.mkdir()
