@@ -41,7 +41,6 @@ import torch
 from minibert.checkpoint import GENERATION_CONFIG_NAME, read_config_dict, read_json_object, read_state_dict
 from minibert.data import OBJECTIVES, build_objective
 from minibert.data.corpus import SHIPPED, corpus_file_list, iter_records, split_sentences, split_works, work_name
-from minibert.data.objectives.base import Examples
 from minibert.data.objectives.nsp import SentencePairObjective
 from minibert.data.prepared import (
     TokenizedCorpus,
@@ -490,7 +489,7 @@ def held_out_examples(evaluation, held_docs, held_out_works: list[str], options:
         # evenly spaced over the held-out works (the first 4,000 in corpus order measured only the first works,
         # or the first file of several)
         picks = np.linspace(0, len(examples) - 1, options.max_eval_examples).round().astype(np.int64)
-        return examples[picks] if isinstance(examples, Examples) else [examples[i] for i in picks]
+        return examples[picks]  # a lazy view (Examples takes an array of positions)
     except ValueError as e:
         shown = ", ".join(held_out_works[:5]) + (", ..." if len(held_out_works) > 5 else "")
         raise ValueError(f"the held-out works ({shown}) cannot make {options.objective} examples ({e}); the training "

@@ -530,13 +530,18 @@ def test_the_held_out_examples_are_spread_over_every_held_out_work():
     """The first 4,000 in corpus order: with two corpora every evaluated example came from the first."""
     from types import SimpleNamespace
 
+    import numpy as np
+
+    from minibert.data.objectives.base import Examples
     from minibert.pretraining import held_out_examples
 
-    evaluation = SimpleNamespace(examples=lambda docs: list(range(10_000)))  # 5,000 from each of two files
-    chosen = held_out_examples(evaluation, [0], ["a", "b"], SimpleNamespace(max_eval_examples=4000))
+    # 5,000 examples from each of two files, built lazily as an objective's are (example i is i)
+    evaluation = SimpleNamespace(examples=lambda docs: Examples(int, np.arange(10_000)))
+    chosen = list(held_out_examples(evaluation, [0], ["a", "b"], SimpleNamespace(max_eval_examples=4000)))
     assert len(chosen) == 4000 and sum(i >= 5000 for i in chosen) == 2000  # (a step of 3 gave 3,334)
     assert len(held_out_examples(evaluation, [0], ["a"], SimpleNamespace(max_eval_examples=9_999))) == 9_999
-    assert held_out_examples(evaluation, [0], ["a"], SimpleNamespace(max_eval_examples=20_000)) == list(range(10_000))
+    assert list(held_out_examples(evaluation, [0], ["a"], SimpleNamespace(max_eval_examples=20_000))) == \
+        list(range(10_000))
 
 
 def test_continuing_a_generator_keeps_its_decoding_defaults(tmp_path, corpus, tiny_config):
