@@ -54,7 +54,6 @@ from minibert.finetune.beside_base import is_beside_base, load_trained, read_bes
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
 from minibert.finetune.generative import (
-    GENERATIVE_TASK_TYPES,
     GenerationEvaluator,
     GenerativeCollator,
     build_generative_model,
@@ -83,7 +82,7 @@ from minibert.finetune.prior_wd import PriorWD
 from minibert.finetune.reinit import reinit_pooler, reinit_top_layers
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler
 from minibert.finetune.swa import SWA
-from minibert.finetune.task_data import Task, load_split, read_rows
+from minibert.finetune.task_data import GENERATIVE_TASK_TYPES, Task, load_split, read_rows
 from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.modeling import store_linear_weights_input_major
 from minibert.models import bert

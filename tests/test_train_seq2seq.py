@@ -168,7 +168,7 @@ def test_bad_input_is_named(checkpoints, tmp_path):
     holes = [*pairs(3), {"target": "war"}, {"source": None, "target": "peace"}]  # they became "" silently
     with pytest.raises(ValueError, match=r"source column 'source' is missing in 2 of 5 rows \(rows 4, 5\); fill"):
         run(checkpoints["bart"], tmp_path, train_rows=holes)
-    with pytest.raises(ValueError, match=r"row 4 has list \"\['king'\]\" as its 'source', not a text"):
+    with pytest.raises(ValueError, match=r"example 4 has list \"\['king'\]\" as its 'source', not a text"):
         run(checkpoints["bart"], tmp_path, train_rows=[*pairs(3), {"source": ["king"], "target": "war"}])
     assert text_pairs([{"source": 0, "target": 1}, {"source": "", "target": "x"}], "source", "target", "causal_lm",
                       "f.jsonl") == (["0", ""], ["1", "x"])  # 0 is "0" (it was ""), and "" stays an empty prompt

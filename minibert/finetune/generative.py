@@ -25,13 +25,13 @@ import torch
 from torch import nn
 
 from minibert.checkpoint import read_config_dict
+from minibert.finetune.task_data import _check_texts
 from minibert.models.bart import BartForConditionalGeneration
 from minibert.models.gpt import GPT2LMHeadModel
 from minibert.nn.losses import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
-GENERATIVE_TASK_TYPES = ("seq2seq", "causal_lm")
 # task type -> (the config.json model_type it needs, the head that fine-tunes it)
 HEADS = {"seq2seq": ("bart", BartForConditionalGeneration), "causal_lm": ("gpt2", GPT2LMHeadModel)}
 PRETRAIN_HINT = {"seq2seq": "pretrain.py --objective bart", "causal_lm": "pretrain.py --objective clm"}
@@ -98,11 +98,7 @@ def text_pairs(rows: list[dict], source_column: str, target_column: str, task_ty
         shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
         raise ValueError(f"{path}: the source column {source_column!r} is missing in {len(missing)} of {len(rows)} "
                          f"rows (rows {shown}); fill those rows (\"\" for an empty one) or drop them")
-    for n, r in enumerate(rows, 1):
-        for column in (source_column, target_column):
-            if not isinstance(r[column], (str, int, float)) or isinstance(r[column], bool):
-                raise ValueError(f"{path}: row {n} has {type(r[column]).__name__} {str(r[column])[:40]!r} as its "
-                                 f"{column!r}, not a text")
+    _check_texts(rows, [source_column, target_column], path)  # a list or dict is not a text
     return [str(r[source_column]) for r in rows], [str(r[target_column]) for r in rows]
 
 

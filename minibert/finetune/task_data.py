@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minibert.data.corpus import check_tsv_row, decode_utf8, long_csv_fields
-from minibert.finetune.generative import GENERATIVE_TASK_TYPES
 
 logger = logging.getLogger(__name__)
 
+GENERATIVE_TASK_TYPES = ("seq2seq", "causal_lm")  # trained by finetune/generative.py
 TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification",
               *GENERATIVE_TASK_TYPES)
 
