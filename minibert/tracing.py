@@ -84,6 +84,7 @@ class ModuleCall:
     inputs: list[TensorInfo | str] = field(default_factory=list)  # str: a non-tensor argument ("past=3")
     outputs: list[TensorInfo] = field(default_factory=list)
     context: tuple[str, str] = ("T", "T")  # letters of the query and key sequences (BART: S for the source)
+    setting: str = ""  # what the class name does not say: a Dropout's p ("p=0.0": this one never drops)
 
     def input(self, name: str) -> TensorInfo:
         return _find(self.inputs, name, self)
@@ -94,7 +95,8 @@ class ModuleCall:
     def line(self) -> str:
         ins = ", ".join(_group(self.inputs))
         outs = ", ".join(_group(self.outputs)) or "None"
-        label = f"{self.name} ({self.kind})" if self.name else self.kind
+        kind = f"{self.kind} {self.setting}" if self.setting else self.kind
+        label = f"{self.name} ({kind})" if self.name else kind
         return f"{'  ' * self.depth}{label}: {ins} -> {outs}  @ {self.source}"
 
 
@@ -133,7 +135,8 @@ def _find(infos, name, call) -> TensorInfo:
 
 def _group(infos: list) -> list[str]:
     """Text of each input/output. The tensors of one tuple are written together and equal
-    neighbours once: a GPT-2 cache of 2 layers reads "past_key_values 2 x 2 x (B, H, 9, D) f32"."""
+    neighbours once: a GPT-2 cache of 2 layers reads "past_key_values 2 x 2 x (B, H, 9, D) f32", a BART
+    cache of one layer "past_key_values 1 x [2 x (B, H, 3, D) f32, 2 x (B, H, 14, D) f32]" (self, cross)."""
     parts: list[str] = []
     i = 0
     while i < len(infos):
@@ -171,8 +174,9 @@ def _tree(items: list[tuple[tuple[int, ...], TensorInfo]]) -> str:
             runs[-1][1] += 1
         else:
             runs.append([text, 1])
-    parts = [f"{count} x {text}" if count > 1 else text for text, count in runs]
-    return parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+    if len(runs) == 1:  # one kind of item: "2 x (..)", and "1 x [..]" keeps a one-layer cache's level in view
+        return f"{runs[0][1]} x {runs[0][0]}"
+    return "[" + ", ".join(f"{count} x {text}" if count > 1 else text for text, count in runs) + "]"
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +316,8 @@ class _Recorder:
         parent = self.running[-1].context if self.running else ("T", "T")
         call = ModuleCall(index=len(self.calls), depth=len(self.running), name=name, kind=type(module).__name__,
                           source=_source_of(type(module)),
-                          context=_sequence_context(name, parent, self.encoder_decoder))
+                          context=_sequence_context(name, parent, self.encoder_decoder),
+                          setting=f"p={module.p}" if isinstance(module, nn.Dropout) else "")
         top = self.encoder_decoder and all(c.name.rsplit(".", 1)[-1] not in ("encoder", "decoder")
                                            for c in [*self.running, call])
         for arg, value in _bind(module, args, kwargs):
@@ -617,13 +622,14 @@ def _decoder_stack(model: nn.Module) -> tuple[str, nn.Module]:
 @torch.no_grad()
 def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      max_new_tokens: int = 3, layer: int = 0, **generate_kwargs) -> GenerationTrace:
-    """Greedy `generate` under hooks; for each step, the decoder's call and the attention calls of
-    decoder layer `layer` (with their `attend` calls), whose key/value cache grows by one position per
-    step (with cache_implementation="static": keeps its preallocated length, the unwritten slots masked;
-    BART's cross-attention cache keeps the source length). Step 0 is the prompt's pass, which
-    fills the cache; each later step runs one new token on it, so max_new_tokens tokens take
-    max_new_tokens - 1 cached steps. An eos token does not stop it (all steps are shown) unless
-    eos_token_id is passed."""
+    """Greedy `generate` under hooks (one beam, no sampling, no forced bos/eos: each step's token is
+    the model's own first choice, whatever decoding the checkpoint's generation config asks for). For
+    each step: the decoder's call and the attention calls of decoder layer `layer` (with their `attend`
+    calls), whose key/value cache grows by one position per step (with cache_implementation="static":
+    keeps its preallocated length, the unwritten slots masked; BART's cross-attention cache keeps the
+    source length). Step 0 is the prompt's pass, which fills the cache; each later step runs one new
+    token on it, so max_new_tokens tokens take max_new_tokens - 1 cached steps. An eos token does not
+    stop it (all steps are shown) unless eos_token_id is passed."""
     if not hasattr(model, "generate"):
         raise ValueError(f"{type(model).__name__} does not generate; use GPT2LMHeadModel or "
                          "BartForConditionalGeneration (a checkpoint saved from one of them)")
@@ -635,7 +641,8 @@ def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: 
     legend = shape_legend(model, input_ids.size(0), None, input_ids.size(1) if encoder_decoder else None)
     with recording(model, legend) as calls:
         sequences = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                                   **{"eos_token_id": [], **generate_kwargs})
+                                   **{"eos_token_id": [], "num_beams": 1, "do_sample": False,
+                                      "forced_bos_token_id": None, "forced_eos_token_id": None, **generate_kwargs})
     prefix = f"{stack_name}.{'h' if hasattr(stack, 'h') else 'layers'}.{layer}."
     steps: list[GenerationStep] = []
     for call in calls:

@@ -142,6 +142,9 @@ def test_lines_show_letters_mask_tied_decoder_pooler_and_source():
     assert tr.find(r"bert\.layers\.0\.attention\.q_proj")[0].source.startswith("torch/nn/modules/linear.py:")
     assert re.search(r"^      bert\.layers\.0\.attention \(MultiHeadAttention\): hidden_states \(B, T, E\) f32",
                      text, re.M)
+    # A dropout's p, which its class name does not say (BERT's activation dropout is there, and never drops).
+    assert "bert.layers.0.ffn.dropout (Dropout p=0.1): input (B, T, E)" in text
+    assert "bert.layers.0.ffn.activation_dropout (Dropout p=0.0): input (B, T, F)" in text
 
 
 def test_the_tied_output_note_names_the_bias_each_family_has():
@@ -288,6 +291,24 @@ def test_bart_generation_cross_attention_cache_stays_fixed():
     assert steps.encoder is not None and steps.encoder.outputs[0].letters == "(B, S, E)"
     with pytest.raises(ValueError, match="layers 0 to 1"):
         trace_generation(model, inputs["input_ids"], max_new_tokens=1, layer=5)
+
+
+def test_generation_trace_is_greedy_whatever_the_checkpoint_asks_and_shows_a_one_layer_cache_level():
+    """A checkpoint's beams made the rows B * K and its forced eos was shown as the model's choice; a cache
+    of one layer was written without its layer level ("[2 x .., 2 x ..]" read as two entries)."""
+    config = MODELS["bart"]().config
+    config.decoder_layers = 1
+    model = minibert.BartForConditionalGeneration(config).eval()
+    inputs = batch("bart")
+    plain = trace_generation(model, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=3)
+    model.generation_config = {"num_beams": 4, "forced_bos_token_id": 0, "forced_eos_token_id": 2,
+                               "decoder_start_token_id": config.decoder_start_token_id,
+                               "pad_token_id": config.pad_token_id}
+    asked = trace_generation(model, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=3)
+    torch.testing.assert_close(asked.sequences, plain.sequences, rtol=0, atol=0)
+    assert [s.token for s in asked.steps] == [s.token for s in plain.steps]
+    assert asked.steps[-1].decoder.outputs[0].shape[0] == 2  # the batch's 2 rows, not 2 x 4 beams
+    assert "past_key_values 1 x [2 x (B, H, 3, D) f32, 2 x (B, H, 7, D) f32]" in str(asked)
 
 
 # --------------------------------------------------------------------------------------------

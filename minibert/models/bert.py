@@ -12,7 +12,7 @@ BERT is a stack of post-LN blocks: the residual sum is normalised *after* each s
     x ──► self-attention ──► dropout ──► (+x) ──► LayerNorm ──► h
     h ──► feed-forward (E→F→E, its dropout inside) ──► (+h) ──► LayerNorm ──► next block
 
-    input_ids ─► word + position + token-type embeddings ─► LayerNorm ─► dropout
+    input_ids ─► word + token-type + position embeddings ─► LayerNorm ─► dropout
               ─► N blocks ─► last_hidden_state (B, T, E) ─┬─► MLM head: dense, act, LayerNorm,
                                                           │   decoder = word embeddings^T + bias
                                                           └─► pooler: tanh(dense(h[:, 0])) ─► NSP /
