@@ -375,3 +375,34 @@ def test_an_unknown_keyword_to_load_pretrained_is_named_with_the_accepted_ones(t
     with pytest.raises(TypeError, match=r"BertForMaskedLM.from_pretrained got an unknown keyword 'hidden_dropout'"):
         BertForMaskedLM.from_pretrained(model_dir, hidden_dropout=0.0)
     assert load_pretrained(model_dir, attn_implementation="eager").config.attn_implementation == "eager"
+
+
+def test_a_step_with_no_labelled_token_is_skipped_not_stopped(tmp_path, caplog):
+    """Every label -100 (a short MLM row can mask nothing) made a loss of 0 / 0: with one batch a step,
+    training stopped blaming the learning rate. The step is skipped: no update, the schedule unspent."""
+    calls = {"n": 0}
+
+    def some_unlabelled(examples: list[dict]) -> dict:
+        batch = collate(examples)
+        calls["n"] += 1
+        if calls["n"] in (2, 3):  # steps 2 and 3
+            batch["labels"] = torch.full_like(batch["labels"], -100)
+        return batch
+
+    seen = []
+
+    class Record:
+        def on_step_end(self, trainer):
+            seen.append((weights(trainer.model), trainer.scheduler.get_last_lr()[0]))
+
+    args = make_args(tmp_path, max_steps=5, logging_steps=1, lr_scheduler_type="linear", dataloader_num_workers=0)
+    with caplog.at_level("WARNING", logger="minibert.engine.trainer"):
+        result = Trainer(ToyModel(dropout=0.0), args, toy_dataset(), some_unlabelled, callbacks=[Record()]).train()
+    assert result.global_step == 5
+    for step in (2, 3):  # weights and learning rate as after the step before
+        for name, value in seen[step - 1][0].items():
+            torch.testing.assert_close(value, seen[step - 2][0][name], rtol=0, atol=0)
+        assert seen[step - 1][1] == seen[step - 2][1]
+    assert any(not torch.equal(seen[3][0][n], seen[2][0][n]) for n in seen[3][0])  # step 4 learns again
+    assert [r.get("skipped_steps", 0.0) for r in result.history] == [0.0, 1.0, 1.0, 0.0, 0.0]
+    assert "step 2: no labelled token" in caplog.text

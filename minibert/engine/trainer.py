@@ -48,6 +48,7 @@ from minibert.engine.distributed import DistributedContext, barrier, mean_across
 from minibert.engine.metrics import METRICS_FILE, PLOT_FILE, MetricsWriter, ProgressBar, plot_losses
 from minibert.engine.optim import build_optimizer
 from minibert.engine.schedules import get_scheduler, resolve_warmup_steps
+from minibert.nn.losses import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -484,6 +485,20 @@ class Trainer:
             return [1.0 / len(batches)] * len(batches)
         return [n * self.context.world_size / total for n in items]
 
+    def labelled_tokens(self, batches: list[dict]) -> float:
+        """Labels that are not -100 in this step's micro-batches on every process (an all-reduce: every
+        rank calls it together); inf when a batch has no `labels` to count."""
+        count = getattr(self.model, "loss_items", None) if self.loss_fn is None else None
+        local = 0.0
+        for batch in batches:
+            if count is not None:
+                local += count(batch)
+            elif "labels" in batch:
+                local += int(batch["labels"].ne(IGNORE_INDEX).sum())
+            else:
+                local = math.inf
+        return sum_across_ranks(local, self.context)
+
     def backward(self, loss: torch.Tensor) -> None:
         """Backward of the current micro-batch's loss times its weight (`loss_weights`), scaled in fp16."""
         self.scaler.scale(loss * self.loss_weight).backward()
@@ -537,7 +552,11 @@ class Trainer:
         step_loss = float(torch.stack(losses).sum())
         step = self.state.global_step + 1
         finite = mean_across_ranks({"finite": float(math.isfinite(step_loss))}, self.context)["finite"] == 1.0
-        if not finite and not self.args.fp16:  # every rank stops together
+        # Every label of the step -100 (a short row can mask nothing: 0.85**6 = 0.38 for 6 tokens): the mean
+        # over no token is 0 / 0, and there is nothing to learn. The update is skipped (with zero gradients,
+        # AdamW would still move the weights by momentum and decay); every rank decides together.
+        unlabelled = not finite and self.labelled_tokens([batch for batch, _ in batches]) == 0
+        if not finite and not unlabelled and not self.args.fp16:  # every rank stops together
             self.optimizer.zero_grad(set_to_none=True)
             last = self.checkpoint_path(self.state.last_checkpoint) or "none was saved yet"
             raise NonFiniteLossError(
@@ -545,15 +564,21 @@ class Trainer:
                 f"Last good checkpoint: {last}. Lower --learning_rate, raise --warmup_ratio, keep "
                 "--max_grad_norm on, or use --bf16 rather than --fp16"
             )
-        if self.args.fp16:
-            self.scaler.unscale_(self.optimizer)
-        max_norm = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters(), max_norm)
-        scale = self.scaler.get_scale() if self.args.fp16 else None
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        skipped = self.args.fp16 and self.scaler.get_scale() < scale
-        if skipped:
+        if unlabelled:
+            grad_norm, skipped = math.nan, True
+            window["skipped_steps"].append(1.0)
+            logger.warning("step %d: no labelled token in this step's batches (every label is -100), so nothing "
+                           "to learn: the update is skipped. Longer rows or a larger batch make this rarer", step)
+        else:
+            if self.args.fp16:
+                self.scaler.unscale_(self.optimizer)
+            max_norm = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters(), max_norm)
+            scale = self.scaler.get_scale() if self.args.fp16 else None
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            skipped = self.args.fp16 and self.scaler.get_scale() < scale
+        if skipped and not unlabelled:
             window["skipped_steps"].append(1.0)
             logger.info(
                 "step %d: fp16 gradients overflowed; the scaler skipped the step (scale now %g)",
@@ -584,8 +609,8 @@ class Trainer:
         means = mean_across_ranks(means, self.context)
         means["tokens_per_second"] *= self.context.world_size
         record = {"step": self.state.global_step, "epoch": self.state.epoch, "phase": self.state.phase, **means}
-        if "skipped_steps" in record and not self.args.fp16:
-            del record["skipped_steps"]
+        if "skipped_steps" in record and not self.args.fp16 and not record["skipped_steps"]:
+            del record["skipped_steps"]  # only fp16 overflows or unlabelled steps skip an update
         self.state.history.append(record)
         self.writer.write(record)
         if self.context.is_main:
