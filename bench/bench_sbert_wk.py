@@ -1,5 +1,9 @@
-"""SBERT-WK pooling: minibert's vectorised version (one batched QR per layer) against the
-direct per-sentence, per-token, per-layer loops of the authors' code, on the same hidden states.
+"""SBERT-WK pooling: minibert's vectorised version (one batched QR per layer) against
+minibert's own direct loops (sbert_wk_loops: per sentence, per token, per layer, one QR each, as
+the authors' code is written), on the same hidden states. The loops are not the authors' code:
+they share its formulas, but clip the context window at the lowest used layers, where the
+authors' code drops the left neighbours of layers 1..window-1 (see the comment above _window in
+minibert/finetune/pooling.py); both paths compute in float64.
 
 BERT-base shapes: 13 hidden states of width 768, layers 4..12 used, window 2, a batch of
 16 sentences of up to 64 tokens with padding. Checks that both give the same vectors, then
@@ -44,13 +48,13 @@ def main() -> None:
         start = time.perf_counter()
         slow_out = sbert_wk_loops(states, mask, layer_start)  # slow enough to time once
         slow = time.perf_counter() - start
-        torch.testing.assert_close(fast_out, slow_out, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(fast_out, slow_out, rtol=1e-5, atol=1e-6)  # both float64 inside
         fast = median_time(lambda: sbert_wk(states, mask, layer_start), repeats)
     print(f"SBERT-WK, batch {batch} x {tokens} tokens ({real} weighed), hidden {hidden}, "
           f"{layers + 1 - layer_start} layers, window 2, {torch.get_num_threads()} threads")
     print(f"  per-token loops (reference): {slow * 1000:9.1f} ms")
     print(f"  vectorised (batched QR):     {fast * 1000:9.1f} ms")
-    print(f"  speed-up: {slow / fast:.1f}x (goal >= 10x); outputs equal within 1e-4")
+    print(f"  speed-up: {slow / fast:.1f}x (goal >= 10x); outputs equal within 1e-5")
 
 
 if __name__ == "__main__":

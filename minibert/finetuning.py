@@ -658,6 +658,9 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     optimizer = finetuning_optimizer(model, args, training)  # before unfreezing freezes: its groups hold every layer
     if args.gradual_unfreezing:
         training.ddp_find_unused_parameters = True  # DDP must let the frozen groups go without a gradient
+    if args.pooling not in ("default", "pooler"):
+        # the encoder's pooler (and, under cls_layer, the blocks above the layer it reads) gets no gradient
+        training.ddp_find_unused_parameters = True
     trainer = Trainer(model, training, train_examples, collate, eval_fn=eval_fn, callbacks=callbacks,
                       optimizer=optimizer, sampler=sampler, loss_fn=loss_fn)
     if args.gradual_unfreezing:

@@ -90,11 +90,20 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
     normalize: L2-normalise each vector (then a dot product is the cosine).
     device: where to run; default the given model's own device (another one is refused: the model is
       the caller's, embed does not move it), or "cuda" when a path is given and a GPU is there.
-    Sentences longer than the model takes (or than max_length) are truncated.
+    Sentences longer than the model takes (or than max_length) are truncated. Each batch is padded on
+    the right and every row holds [CLS] and [SEP], as the pooling heads assume (see
+    minibert.finetune.pooling); a pooling module called on other batches must not rely on this.
     """
     sentences = _check_sentences(sentences)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}; pass e.g. batch_size=32")
+    if not isinstance(pooling, str) and not (isinstance(pooling, nn.Module)
+                                             and isinstance(getattr(pooling, "out_dim", None), numbers.Integral)):
+        raise ValueError(
+            f"pooling must be a name (one of minibert.finetune.pooling.POOLINGS) or a pooling module with an int "
+            f"out_dim (the size of the vectors it returns, for embed's (N, out_dim) array), got "
+            f"{type(pooling).__name__}; set self.out_dim in the module's __init__, as the heads there do"
+        )
     if isinstance(model_or_path, nn.Module):
         model = model_or_path
         if tokenizer is None:
@@ -107,6 +116,9 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
             raise ValueError(f"embed was given a model on {home} and device={str(device)!r}; move the model first "
                              f"(model.to({str(device)!r})), or leave device out to run where it is")
     else:
+        if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r} but torch sees no GPU here; pass device='cpu', or leave "
+                             "device out (a GPU when there is one, else the CPU)")
         model = load_pretrained(model_or_path)
         tokenizer = tokenizer or load_tokenizer(model_or_path)
         if device is None:
@@ -136,6 +148,7 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
     was_training = encoder.training, pooling.training
     encoder.eval()
     pooling.eval()
+    weights = next((p for p in pooling.parameters() if p.is_floating_point()), None)
     out = np.zeros((len(sentences), pooling.out_dim), dtype=np.float32)  # (N, E)
     # Longest first, as sentence-transformers does: similar lengths share a batch (little padding),
     # and a too-large batch fails on the first one, not after minutes.
@@ -147,7 +160,11 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
             batch = {k: v.to(device) for k, v in batch.items()}
             hidden = encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
                              output_hidden_states=True)
-            vectors = pooling(hidden.hidden_states, batch["attention_mask"], hidden.pooler_output).float()  # (B, E)
+            states, pooled = hidden.hidden_states, hidden.pooler_output
+            if weights is not None and weights.dtype != states[0].dtype:  # a half model, a float32 head
+                states = tuple(h.to(weights.dtype) for h in states)
+                pooled = pooled.to(weights.dtype) if pooled is not None else None
+            vectors = pooling(states, batch["attention_mask"], pooled).float()  # (B, E)
             if normalize:
                 vectors = F.normalize(vectors, dim=-1)
             out[rows] = vectors.cpu().numpy()
@@ -202,9 +219,9 @@ class Whitening:
 
     def __init__(self, beta: float = 1.0, gamma: float = 1.0, k: int | None = None):
         for name, value in (("beta", beta), ("gamma", gamma)):
-            if not 0.0 <= value <= 1.0:  # also refuses NaN
+            if not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:  # also refuses NaN and "0.5"
                 raise ValueError(f"{name} must be in [0, 1] (0: leave the vectors as they are, 1: standard "
-                                 f"whitening), got {value}; pass a value between, e.g. {name}=0.5")
+                                 f"whitening), got {value!r}; pass a number between, e.g. {name}=0.5")
         if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
             raise ValueError(f"k must be a positive int (the number of dimensions kept) or None for all, got {k!r}")
         self.beta, self.gamma, self.k = float(beta), float(gamma), None if k is None else int(k)
@@ -219,7 +236,10 @@ class Whitening:
         if x.ndim != 2:
             raise ValueError(f"{what} takes an (N, E) array of sentence vectors, got shape {x.shape}; "
                              "for one vector pass it as [vector]")
-        if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"{what} takes float sentence vectors, got dtype {x.dtype} (token ids?); pass embed's "
+                             "output, or vectors.astype(np.float32) if these are vectors")
+        if not np.isfinite(x).all():
             raise ValueError(f"{what} needs finite float vectors; check the embeddings for NaN or inf")
         return x
 
@@ -249,6 +269,14 @@ class Whitening:
                     f"or fit on more sentences (at least {k + 1}, better several times {E})"
                 )
             rank = int((eigenvalues > eigenvalues[0] * NO_VARIANCE).sum())
+            # Identical vectors: "pass k<=0" below would be no fix (k >= 1). Their centred Sigma is 0, or
+            # ~1e-33 where the mean rounds, which the relative rank test cannot tell from a direction.
+            if rank == 0 or (self.beta == 1 and (x == x[0]).all()):
+                raise ValueError(
+                    f"the {N} fitted vectors are all the same (no direction has any variance), so there is "
+                    "nothing to whiten; fit on the vectors of different sentences (are they all empty, or one "
+                    "sentence repeated?)"
+                )
             if rank < k:
                 raise ValueError(
                     f"the {N} fitted vectors vary in only {rank} of their {E} directions, and whitening divides by "
@@ -311,6 +339,9 @@ class Whitening:
         if not file.is_file():
             raise ValueError(f"no whitening at {file}; fit one with Whitening(...).fit(embed(model, sentences)) "
                              "and .save(model_dir)")
+        if not _holds_whitening(file):  # e.g. model.safetensors, the model's weights, named by mistake
+            raise ValueError(f"{file} holds no whitening (a model's weights?); pass the model's directory "
+                             f"(it reads {WHITENING_FILE}) or the file Whitening.save wrote")
         with safe_open(str(file), framework="numpy") as f:
             settings = f.metadata()
             tensors = {name: f.get_tensor(name) for name in ("mu", "U", "eigenvalues")}

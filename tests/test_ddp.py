@@ -83,6 +83,8 @@ train.finetune(args, training)
 assert train.main(["--model_name_or_path", {bert!r}, "--text_column", "sentence", "--multitask",
                    "a={bert_data},{bert_data}", "b={bert_data},{bert_data}", "--max_steps", "4", "--eval_steps", "2",
                    "--output_dir", str(out / "multitask"), *common]) == 0
+assert train.main(["--model_name_or_path", {bert!r}, "--text_column", "sentence", "--train_file", {bert_data!r},
+                   "--pooling", "cls_layer", "--max_steps", "3", "--output_dir", str(out / "cls_layer"), *common]) == 0
 """
 
 
@@ -202,7 +204,8 @@ def test_two_cpu_processes_match_one_process_with_the_global_batch(tmp_path):
 def test_generation_and_multitask_fine_tuning_under_two_processes(tmp_path, checkpoint, checkpoints):  # noqa: F811
     """seq2seq fine-tuning with a validation file re-laid its Linear weights out after DDP had been built
     on them, which scrambled the first step's gradients (1.5e-3 away from one process after 4 steps);
-    --multitask failed at step 2 ("Expected to have finished reduction"): each batch uses one head."""
+    --multitask failed at step 2 ("Expected to have finished reduction"): each batch uses one head; so did
+    --pooling cls_layer (the pooler and the blocks above the layer read get no gradient)."""
     bart = tmp_path / "bart"
     shutil.copytree(checkpoints["bart"], bart)
     config = json.loads((bart / "config.json").read_text())
@@ -220,7 +223,8 @@ def test_generation_and_multitask_fine_tuning_under_two_processes(tmp_path, chec
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "ddp" / "multitask" / "eval_results.json").is_file()
-    assert done.stdout.count("final model (") == 1  # train.py's report, from rank 0 alone
+    assert (tmp_path / "ddp" / "cls_layer" / "model.safetensors").is_file()
+    assert done.stdout.count("final model (") == 2  # train.py's two reports, from rank 0 alone
 
     import train
 

@@ -29,10 +29,10 @@ def tiny_tokenizer() -> Tokenizer:
     return Tokenizer(wordpiece_backend({t: i for i, t in enumerate(tokens)}), WORDPIECE_SPECIALS, "wordpiece")
 
 
-def tiny_bert(layers: int = 4) -> BertModel:
+def tiny_bert(layers: int = 4, initializer_range: float = 0.02) -> BertModel:
     torch.manual_seed(0)
     config = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32)
+                        intermediate_size=32, max_position_embeddings=32, initializer_range=initializer_range)
     return BertModel(config).eval()
 
 
@@ -52,6 +52,54 @@ def test_embed_equals_a_manual_forward_and_pooling(name):
     got = embed(model, SENTENCES, pooling=pooling, tokenizer=tok, batch_size=4)
     assert got.shape == (len(SENTENCES), pooling.out_dim) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sbert_wk_gives_a_sentence_the_same_vector_alone_and_in_a_batch():
+    # This tiny BERT's adjacent layers are nearly parallel (cosine > 0.9999): in float32, SBERT-WK's QR
+    # turned the encoder's rounding differences between a padded batch and a sentence alone into a 3e-3
+    # gap. Computed in float64 it is ~3e-6.
+    model, tok = tiny_bert(), tiny_tokenizer()
+    batched = embed(model, SENTENCES, pooling="sbert_wk", tokenizer=tok)
+    alone = np.concatenate([embed(model, [s], pooling="sbert_wk", tokenizer=tok) for s in SENTENCES])
+    np.testing.assert_allclose(alone, batched, rtol=0, atol=3e-5 * np.abs(batched).max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sbert_wk_on_a_half_precision_model(dtype):
+    # torch has no float16 / bfloat16 QR: SBERT-WK computes in float64 and hands back the model's dtype.
+    # Initialised wider than BERT's 0.02, so adjacent layers differ (cosine <= 0.74) by more than half
+    # precision's rounding: then the vectors are as close to float32's as mean pooling's are (~3 eps).
+    tok = tiny_tokenizer()
+    full = embed(tiny_bert(initializer_range=0.3), SENTENCES, pooling="sbert_wk", tokenizer=tok)
+    half = embed(tiny_bert(initializer_range=0.3).to(dtype), SENTENCES, pooling="sbert_wk", tokenizer=tok)
+    assert half.dtype == np.float32 and np.isfinite(half).all()
+    np.testing.assert_allclose(half, full, rtol=0, atol=3 * torch.finfo(dtype).eps * np.abs(full).max())
+
+
+@pytest.mark.parametrize("pooling", ["conv1d", "weighted_layer", "attention", "lstm"])
+def test_a_pooling_head_with_weights_runs_on_a_half_precision_model(pooling):
+    # The head is built in float32 and read bfloat16 states: a dtype mismatch in its first Linear.
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    full = embed(tiny_bert(), SENTENCES, pooling=pooling, tokenizer=tok)
+    torch.manual_seed(0)
+    half = embed(tiny_bert().to(torch.bfloat16), SENTENCES, pooling=pooling, tokenizer=tok)
+    assert np.isfinite(half).all()
+    np.testing.assert_allclose(half, full, rtol=0, atol=0.05 * np.abs(full).max())
+
+
+def test_embed_runs_a_pooling_module_in_eval_mode_and_gives_its_mode_back():
+    class Probe(torch.nn.Module):
+        out_dim = 16
+
+        def forward(self, hidden_states, mask, pooler_output=None):
+            self.modes.append(self.training)
+            return hidden_states[-1][:, 0]
+
+    probe = Probe().train()
+    probe.modes = []
+    embed(tiny_bert(), SENTENCES, pooling=probe, tokenizer=tiny_tokenizer(), batch_size=4)
+    assert probe.modes == [False, False] and probe.training
 
 
 def test_every_pooling_name_gives_n_by_out_dim():
@@ -107,6 +155,23 @@ def test_embed_bad_input_names_the_fix():
     gpt = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=16))
     with pytest.raises(ValueError, match="BERT or RoBERTa encoder, got GPT2LMHeadModel"):
         embed(gpt, SENTENCES, tokenizer=tok)
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got 2.5; pass e.g. batch_size=32"):
+        embed(model, SENTENCES, tokenizer=tok, batch_size=2.5)
+
+    class NoOutDim(torch.nn.Module):
+        def forward(self, hidden_states, mask, pooler_output=None):
+            return hidden_states[-1][:, 0]
+
+    with pytest.raises(ValueError, match=r"int out_dim .* got NoOutDim; set self.out_dim in the module's __init__"):
+        embed(model, SENTENCES, pooling=NoOutDim(), tokenizer=tok)
+    with pytest.raises(ValueError, match=r"a pooling module with an int out_dim .* got NoneType"):
+        embed(model, SENTENCES, pooling=None, tokenizer=tok)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_embed_on_cuda_without_a_gpu_names_the_fix():
+    with pytest.raises(ValueError, match=r"device='cuda' but torch sees no GPU here; pass device='cpu'"):
+        embed("/nonexistent-model-dir", SENTENCES, device="cuda")  # refused before the model loads
 
 
 def test_long_sentences_are_truncated_to_the_model():
@@ -162,8 +227,24 @@ def test_beta_gamma_one_full_k_gives_zero_mean_identity_covariance():
     white = Whitening(1.0, 1.0).fit_transform(x)
     np.testing.assert_allclose(white.mean(axis=0), 0.0, atol=1e-10)
     np.testing.assert_allclose(np.cov(white, rowvar=False, bias=True), np.eye(12), atol=1e-9)
-    # and on vectors it was not fitted on, the same map: their covariance is near, not at, I
-    assert Whitening(1.0, 1.0).fit(x).transform(vectors(seed=0)[:5]).shape == (5, 12)
+    # and on vectors it was not fitted on (more draws of the same distribution), the same map:
+    # (x - mu) W with the fitted mu and W, so their mean is near 0 and their covariance near, not at, I
+    fitted, unseen = np.split(vectors(N=400), 2)
+    w = Whitening(1.0, 1.0).fit(fitted)
+    out = w.transform(unseen)
+    np.testing.assert_allclose(out, (unseen - fitted.mean(axis=0)) @ w.kernel(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=0.4)
+    np.testing.assert_allclose(np.cov(out, rowvar=False, bias=True), np.eye(12), atol=0.5)
+    assert not np.allclose(np.cov(out, rowvar=False, bias=True), np.eye(12), atol=1e-3)
+
+
+def test_whitening_fixes_the_sign_of_each_direction():
+    # An SVD gives each column of U up to its sign; the largest entry of each is made positive, so
+    # the same vectors give the same transform on any machine and LAPACK (and after save / load).
+    x = vectors()
+    U = Whitening(1.0, 1.0).fit(x).U
+    assert (U[np.abs(U).argmax(axis=0), np.arange(12)] > 0).all()
+    np.testing.assert_allclose(Whitening(1.0, 1.0).fit(x[::-1]).U, U, rtol=0, atol=1e-10)  # same vectors, reordered
 
 
 def test_beta_gamma_zero_full_k_is_the_identity_up_to_a_rotation():
@@ -206,6 +287,8 @@ def test_save_and_load_beside_a_model(tmp_path):
 def test_whitening_bad_input_names_the_fix():
     with pytest.raises(ValueError, match=r"beta must be in \[0, 1\].*beta=0.5"):
         Whitening(beta=1.5)
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\].*got '0.5'; pass a number"):
+        Whitening(beta="0.5")
     with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\]"):
         Whitening(gamma=-0.1)
     with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\]"):
@@ -232,8 +315,24 @@ def test_whitening_bad_input_names_the_fix():
         Whitening().fit(vectors()).transform(np.ones((2, 5)))
     with pytest.raises(ValueError, match="NaN"):
         Whitening().fit(np.full((30, 3), np.nan))
+    with pytest.raises(ValueError, match=r"takes float sentence vectors, got dtype int64 \(token ids\?\); pass embed"):
+        Whitening(k=3).fit(np.arange(80).reshape(10, 8))
+    # vectors that do not vary at all: "pass k<=0" would be no fix; and where their mean rounds (0.1),
+    # Sigma is ~1e-33 instead of 0, and was whitened without a word
+    for same in (np.ones((10, 8)), np.full((10, 8), 0.1)):
+        with pytest.raises(ValueError, match=r"the 10 fitted vectors are all the same .* fit on the vectors of diff"):
+            Whitening(k=1).fit(same)
     with pytest.raises(ValueError, match="no whitening at"):
         Whitening.load("/nonexistent-model-dir")
+
+
+def test_loading_a_file_that_holds_no_whitening_names_the_fix(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"embeddings.weight": vectors()}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"model.safetensors holds no whitening \(a model's weights\?\); pass the "
+                                         r"model's directory \(it reads whitening.safetensors\)"):
+        Whitening.load(tmp_path / "model.safetensors")
 
 
 def test_mean_vectors_of_a_post_ln_bert_lose_one_direction():

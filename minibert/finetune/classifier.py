@@ -34,8 +34,10 @@ class PooledClassifier(nn.Module):
         super().__init__()
         config = encoder.config
         self.encoder = encoder
+        # Everything the constructor takes, so load() rebuilds the head as trained (a model trained on
+        # after load_finetuned keeps its dropout; None means the encoder's hidden_dropout_prob).
         self.settings = {"pooling": pooling, "num_labels": num_labels, "problem_type": problem_type,
-                         "multi_label_loss": multi_label_loss, "layer": layer}
+                         "multi_label_loss": multi_label_loss, "layer": layer, "dropout": dropout}
         self.pooling = build_pooling(pooling, config.hidden_size, config.num_hidden_layers, layer=layer)
         p = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
         self.dropout = nn.Dropout(p)
@@ -54,7 +56,11 @@ class PooledClassifier(nn.Module):
     def gradient_checkpointing_enable(self) -> None:
         self.encoder.gradient_checkpointing_enable()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                output_hidden_states: bool = False) -> SequenceClassifierOutput:
+        """Expects right-padded rows with at least one real token each, as minibert's tokenizer and
+        collators give (see minibert.finetune.pooling): a left-padded batch makes the [CLS]-reading
+        heads read a pad. Not checked here, on every training step."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         out = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -64,7 +70,11 @@ class PooledClassifier(nn.Module):
         loss = None
         if labels is not None:
             loss = task_loss(logits, labels, self.settings["problem_type"], self.settings["multi_label_loss"])
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        # every layer's states are read by the pooling, but returned only when asked, as the family heads do
+        # (returned, they would count as used for DDP: a head that reads a lower layer leaves the top blocks
+        # without a gradient, and DDP's find_unused_parameters must see that from the outputs)
+        return SequenceClassifierOutput(loss=loss, logits=logits,
+                                        hidden_states=out.hidden_states if output_hidden_states else None)
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)

@@ -7,6 +7,14 @@ Why so many: different layers hold different information (lower: words, middle: 
 upper: semantics and the pretraining objective), so the best sentence vector depends on the
 task (Jawahar et al. 2019, https://aclanthology.org/P19-1356/).
 
+Every head assumes what minibert's tokenizer and collators give: right padding (position 0 holds
+[CLS], or <s>) and at least one real token per row. Nothing checks it on this hot path. A
+left-padded row makes the heads that read position 0 (cls, cls_layer, concat_last4,
+weighted_layer, lstm, gru, attention, mean_max_cls) read a pad, and sbert_wk drop the wrong token;
+a row with no real token gives the dtype's lowest value from the max heads (max, mean_max,
+mean_max_cls, conv1d), NaN from sbert_wk and 0 from mean. A caller with left-padded batches
+should re-tokenise with padding_side="right".
+
 Shapes: B batch, T tokens, E hidden size, L layers (+1 with the embeddings), C channels.
 """
 
@@ -149,8 +157,12 @@ class RNNPooling(nn.Module):
 
     def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
         cls = torch.stack([h[:, 0] for h in hidden_states[1:]], dim=1)  # (B, L, E)
-        out, _ = self.rnn(cls)  # (B, L, R)
-        return out[:, -1]
+        # Outside autocast, in the RNN's own dtype (float32 unless the caller converted the head): oneDNN
+        # has no bfloat16 / float16 LSTM on CPUs without AVX-512, so `train.py --pooling lstm --bf16`
+        # crashed at its first step. L steps over B vectors: float32 costs nothing next to the encoder.
+        with torch.autocast(cls.device.type, enabled=False):
+            out, _ = self.rnn(cls.to(self.rnn.weight_ih_l0.dtype))  # (B, L, R)
+        return out[:, -1].to(cls.dtype)
 
 
 class AttentionPooling(nn.Module):
@@ -183,11 +195,19 @@ class AttentionPooling(nn.Module):
 # layers carry more), normalised over the sentence's tokens (the last real token, [SEP], left
 # out, as in the reference code); sentence = sum_t importance_t token_t.
 # The authors' code loops over sentences, tokens and layers with one QR per (token, layer); here
-# there is one loop over the L' layers, each a batched QR over all B * T tokens at once. (Their
-# code also drops the left window of the lowest layers by a negative-slice slip; the window here
-# is clipped as the paper's formula says.)
+# there is one loop over the L' layers, each a batched QR over all B * T tokens at once.
+# The one deliberate difference from the authors' code (BinWang28/SBERT-WK-Sentence-Embedding,
+# utils.py): its left window `token_feature[k-window_size:k]` is empty for k < window (a negative
+# start wraps past k), so layers 1..window-1 of the used ones (with window 2: layer_start + 1) get
+# no left neighbours there. Here the window is clipped at the lowest used layer instead: layer 1
+# keeps layer 0 as its neighbour. The vectors differ slightly (cosine 0.9995 on runs/pretrain-sop).
+# Computed in float64: adjacent layers of a token are often nearly parallel (cosine > 0.999 in a
+# shallow or untrained model), so the novel part R[-1, -1] is small and float32's rounding in the QR
+# moves the vectors by ~1e-3 (a sentence alone and in a padded batch disagreed); and torch has no
+# float16 / bfloat16 QR at all. The cost is small next to the encoder.
 def _window(layer: int, num_layers: int, window: int) -> list[int]:
-    """Neighbour layers within the window, clipped to [0, num_layers), then the layer itself."""
+    """Neighbour layers within the window, clipped to [0, num_layers), then the layer itself.
+    E.g. _window(1, 9, 2) == [0, 2, 3, 1] (the authors' code: [2, 3, 1])."""
     lo, hi = max(0, layer - window), min(num_layers, layer + window + 1)
     return [i for i in range(lo, hi) if i != layer] + [layer]
 
@@ -214,32 +234,40 @@ def _sentence_weights(layers: torch.Tensor, mask: torch.Tensor) -> tuple[torch.T
 
 
 def sbert_wk(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, window: int = 2) -> torch.Tensor:
-    """Vectorised SBERT-WK: (B, E)."""
-    layers = torch.stack(hidden_states[layer_start:], dim=1)  # (B, L', T, E)
+    """Vectorised SBERT-WK: (B, E), in the hidden states' dtype (computed in float64, see above).
+    Assumes right padding and at least one real token besides the last in each row (see the module
+    docstring): an all-pad row gives NaN."""
+    layers = torch.stack(hidden_states[layer_start:], dim=1).double()  # (B, L', T, E)
     B, L, T, E = layers.shape
     if L < 3:  # the token importance is a variance over adjacent-layer similarities: >= 2 of them
         raise ValueError(f"SBERT-WK needs at least 3 hidden states from layer_start {layer_start}, got {L}")
     importance, used = _sentence_weights(layers, mask)
     # Unused positions (padding, [SEP]) borrow [CLS]'s states: weighted 0, but no 0/0 on the way.
     layers = torch.where(used[:, None, :, None], layers, layers[:, :, :1])
-    tokens = layers.permute(0, 2, 3, 1)  # (B, T, E, L'): each token's layers as columns
+    rows = layers.transpose(1, 2).contiguous()  # (B, T, L', E): each token's layers as rows
+    # Only R is used: mode "r" skips forming Q (half the QR's time) but has no backward, so training
+    # (states that need a gradient) keeps "reduced".
+    mode = "reduced" if rows.requires_grad else "r"
     per_layer = []
     for layer in range(L):
         cols = _window(layer, L, window)
-        _, R = torch.linalg.qr(tokens[..., cols])  # batched over (B, T): R (B, T, w, w)
+        # rows[:, :, cols].mT (B, T, E, w) is column-major, as LAPACK wants: qr copies it as it is
+        # (from a (B, T, E, L') view, picking columns and transposing took as long as the QR).
+        _, R = torch.linalg.qr(rows[:, :, cols].mT, mode=mode)  # batched over (B, T): R (B, T, w, w)
         per_layer.append(_layer_weights(R, len(cols)))
     alignment = torch.stack([a for a, _ in per_layer], dim=-1)  # (B, T, L')
     novelty = torch.stack([n for _, n in per_layer], dim=-1)  # (B, T, L')
     alpha = alignment / alignment.sum(-1, keepdim=True) + novelty / novelty.sum(-1, keepdim=True)
     alpha = alpha / alpha.sum(-1, keepdim=True)  # (B, T, L')
     token_vectors = torch.einsum("btl,blte->bte", alpha, layers)  # (B, T, E)
-    return torch.einsum("bt,bte->be", importance, token_vectors)
+    return torch.einsum("bt,bte->be", importance, token_vectors).to(hidden_states[0].dtype)
 
 
 def sbert_wk_loops(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, window: int = 2) -> torch.Tensor:
     """The same formulas, written the slow direct way (one QR per token and layer, as the
-    authors' code does): the reference that tests and bench/bench_sbert_wk.py compare with."""
-    layers = torch.stack(hidden_states[layer_start:], dim=1)  # (B, L', T, E)
+    authors' code does; float64 and the clipped window, as sbert_wk): the reference that tests and
+    bench/bench_sbert_wk.py compare with."""
+    layers = torch.stack(hidden_states[layer_start:], dim=1).double()  # (B, L', T, E)
     out = []
     for b in range(layers.size(0)):
         n = int(mask[b].sum()) - 1  # leave out the last real token
@@ -248,7 +276,7 @@ def sbert_wk_loops(hidden_states: Hidden, mask: torch.Tensor, layer_start: int =
         token_vectors, importance = [], []
         for t in range(n):
             feature = sentence[:, t]  # (L', E)
-            align, novel = torch.zeros(num_layers), torch.zeros(num_layers)
+            align, novel = layers.new_zeros(num_layers), layers.new_zeros(num_layers)
             for layer in range(num_layers):
                 cols = _window(layer, num_layers, window)
                 matrix = feature[cols]  # (w, E)
@@ -265,7 +293,7 @@ def sbert_wk_loops(hidden_states: Hidden, mask: torch.Tensor, layer_start: int =
             importance.append(torch.stack(sims).var())
         importance = torch.stack(importance)
         out.append(torch.stack(token_vectors).T @ (importance / importance.sum()))
-    return torch.stack(out)
+    return torch.stack(out).to(hidden_states[0].dtype)
 
 
 class SBERTWKPooling(nn.Module):
@@ -273,11 +301,13 @@ class SBERTWKPooling(nn.Module):
 
     def __init__(self, hidden_size: int, num_layers: int, layer_start: int | None = None, window: int = 2):
         super().__init__()
+        check_pooling("sbert_wk", num_layers)  # the model's depth; the default layer_start then always fits
         default = max(0, min(math.ceil(num_layers / 3), num_layers + 1 - 3))  # 4 of BERT-base's 13
         self.layer_start = layer_start if layer_start is not None else default
-        if num_layers + 1 - self.layer_start < 3:
-            raise ValueError(f"SBERT-WK layer_start {self.layer_start} leaves fewer than 3 of {num_layers + 1} "
-                             "hidden states; lower it or use a deeper model")
+        if not 0 <= self.layer_start <= num_layers - 2:
+            raise ValueError(f"SBERT-WK layer_start {self.layer_start} leaves {num_layers + 1 - self.layer_start} of "
+                             f"the {num_layers + 1} hidden states, and it needs at least 3; pass layer_start in "
+                             f"[0, {num_layers - 2}] (or None: {default} for this model)")
         self.window, self.out_dim = window, hidden_size
 
     def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
@@ -303,6 +333,12 @@ def check_pooling(name: str, num_layers: int, layer: int = -2) -> None:
             f"--pooling concat_last4 concatenates the [CLS] states of the last 4 hidden states, and a model with "
             f"{num_layers} layers has {num_layers + 1} (the embeddings and one per layer); use a model with at "
             "least 3 layers, or --pooling cls_layer, weighted_layer or mean"
+        )
+    if name == "sbert_wk" and num_layers + 1 < 3:
+        raise ValueError(
+            f"--pooling sbert_wk weighs each token by the variance of its similarity between adjacent layers, "
+            f"which needs at least 3 hidden states, and a model with {num_layers} layer(s) has {num_layers + 1} "
+            "(the embeddings and one per layer); use a model with at least 2 layers, or --pooling mean or cls"
         )
 
 
