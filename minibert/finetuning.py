@@ -576,6 +576,9 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
         raise ValueError("choose one of --fgm and --pgd_steps, not both")
     if not 0.0 <= args.mixout <= 1.0:
         raise ValueError(f"--mixout must be a probability in [0, 1], got {args.mixout}")
+    if args.prior_wd and training.weight_decay == 0:  # PriorWD refuses it too, but only once the model is built
+        raise ValueError("--prior_wd with --weight_decay 0 pulls nothing toward the start weights; pass "
+                         "--weight_decay > 0 (e.g. 0.01), or drop --prior_wd")
     if args.pooling != "default" and args.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
     random_init = args.model_name_or_path == RANDOM_INIT

@@ -159,14 +159,17 @@ def stack(examples: list[dict]) -> dict:
     return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-@pytest.mark.parametrize("family", ["bert_mlm", "gpt2"])
-@pytest.mark.parametrize("unlabelled", [False, True])
-def test_accumulation_weighs_token_losses_by_their_tokens(tmp_path, family, unlabelled, monkeypatch):
+@pytest.mark.parametrize("family, first, unlabelled", [
+    ("bert_mlm", 0, False), ("bert_mlm", 0, True), ("gpt2", 2, False), ("gpt2", 2, True),
+    ("gpt2", 0, False),  # the first token labelled, as clm pretraining labels it: never predicted, never counted
+])
+def test_accumulation_weighs_token_losses_by_their_tokens(tmp_path, family, first, unlabelled, monkeypatch):
     """A masked-LM or causal-LM loss is a mean over labelled tokens: micro-batches with unequal counts
     must be weighed by them (Hugging Face's num_items_in_batch), or 2 x 4 is not one batch of 8. Fails
-    with the plain 1 / accumulation-steps scaling. `unlabelled`: most examples have no labelled token,
-    so some micro-batches have none (mean 0/0 = nan, weight 0): the step must go on, exactly as the big
-    batch's (it stopped with a false "loss is nan")."""
+    with the plain 1 / accumulation-steps scaling, and for GPT-2 with a labelled first token when the count
+    includes it (a prompt of 2 unlabelled tokens hid that). `unlabelled`: most examples have no labelled
+    token, so some micro-batches have none (mean 0/0 = nan, weight 0): the step must go on, exactly as the
+    big batch's (it stopped with a false "loss is nan")."""
     from minibert.models.bert import BertConfig, BertForMaskedLM
     from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
 
@@ -179,7 +182,7 @@ def test_accumulation_weighs_token_losses_by_their_tokens(tmp_path, family, unla
                                           intermediate_size=32, max_position_embeddings=16, hidden_dropout_prob=0.0,
                                           attention_probs_dropout_prob=0.0))
 
-    data = uneven_token_dataset(first=2 if family == "gpt2" else 0)
+    data = uneven_token_dataset(first=first)
     weights = []
     if unlabelled:
         for i, example in enumerate(data):
@@ -265,6 +268,27 @@ def test_fp16_scaler_skips_an_overflowing_step(tmp_path):
     # the skipped step's infinite norm stays out of its window's mean, as its loss would
     assert all(math.isfinite(record["grad_norm"]) for record in result.history)
     assert result.global_step == 6
+
+
+def test_fp16_clips_the_unscaled_gradient_of_every_parameter_group(tmp_path):
+    """Clipping reads the true gradient of all groups: under fp16 without GradScaler.unscale_ first it saw
+    gradients 65,536 times too large (grad_norm logged 65,536x, every update clipped to a sliver), and over
+    the first group only it left the others unclipped. Plain SGD with a norm far below the gradient's: one
+    update moves all the weights by exactly lr * max_grad_norm, in fp32 and in fp16."""
+    norms = []
+    for fp16 in (False, True):
+        torch.manual_seed(0)
+        model = ToyModel(dropout=0.0)
+        start = weights(model)
+        groups = [{"params": list(model.embed.parameters())},
+                  {"params": [p for n, p in model.named_parameters() if not n.startswith("embed")]}]
+        args = make_args(tmp_path / str(fp16), fp16=fp16, max_steps=1, logging_steps=1, max_grad_norm=0.01,
+                         lr_scheduler_type="constant")
+        result = Trainer(model, args, toy_dataset(), collate, optimizer=torch.optim.SGD(groups, lr=1.0)).train()
+        moved = math.sqrt(sum(float((p.detach() - start[n]).pow(2).sum()) for n, p in model.named_parameters()))
+        assert moved == pytest.approx(1.0 * 0.01, rel=1e-3), f"fp16={fp16}: the update is {moved:.3g} long"
+        norms.append(result.history[0]["grad_norm"])
+    assert norms[0] > 0.1 and norms[1] == pytest.approx(norms[0], rel=1e-2)  # clipped, and the same norm logged
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):

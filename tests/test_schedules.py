@@ -55,6 +55,9 @@ def test_shapes_of_the_main_schedules():
 def test_warmup_by_ratio_or_steps():
     assert resolve_warmup_steps(1000, warmup_ratio=0.06) == 60
     assert resolve_warmup_steps(1000, warmup_steps=10, warmup_ratio=0.06) == 10  # steps win, as in HF
+    # a share rounds up, as HF's math.ceil(num_training_steps * warmup_ratio): a short run still warms up
+    # (int() gives 0, 60 and 7; 1000 x 0.06 above is exact, so it cannot tell)
+    assert [resolve_warmup_steps(n, warmup_ratio=r) for n, r in ((10, 0.06), (1001, 0.06), (50, 0.15))] == [1, 61, 8]
 
 
 def test_bad_scheduler_input():

@@ -264,6 +264,7 @@ def test_bad_arguments_are_refused_before_any_work(checkpoint, tmp_path, monkeyp
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1, got 0"),
         (["--output_dir", str(a_file)], f"--output_dir {a_file} is a file; pass a directory path"),
         (["--output_dir", str(locked / "out")], f"{locked} is not writable by this user"),
+        (["--prior_wd", "--weight_decay", "0"], "--prior_wd with --weight_decay 0 pulls nothing"),
     ]
     real_access = os.access  # this test may run as root, whom os.access never refuses: stand in for the OS
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))

@@ -146,9 +146,12 @@ class Lookahead(OptimizerWrapper):
         self.inner_steps = state_dict["inner_steps"]
 
 
-def radam_lookahead(params, lr: float = 1e-3, weight_decay: float = 0.0, k: int = 5, alpha: float = 0.5) -> Lookahead:
-    return Lookahead(torch.optim.RAdam(params, lr=lr, weight_decay=weight_decay, decoupled_weight_decay=True),
-                     k=k, alpha=alpha)
+def radam_lookahead(params, lr: float = 1e-3, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                    eps: float = 1e-8, k: int = 5, alpha: float = 0.5) -> Lookahead:
+    """RAdam with decoupled weight decay (as AdamW and BertAdam here) inside Lookahead. betas and eps are
+    --adam_beta1/--adam_beta2/--adam_epsilon: without them a beta2 sweep under RAdam silently ran at 0.999."""
+    return Lookahead(torch.optim.RAdam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                       decoupled_weight_decay=True), k=k, alpha=alpha)
 
 
 def madgrad(params, lr: float = 1e-3, weight_decay: float = 0.0) -> Optimizer:
@@ -165,13 +168,14 @@ OPTIMIZERS = ("adamw", "bertadam", "radam_lookahead", "madgrad")
 
 def build_finetune_optimizer(name: str, groups: list[dict], lr: float, weight_decay: float = 0.0,
                              betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> Optimizer:
-    """One of OPTIMIZERS over prepared parameter groups (each group's lr / weight_decay win)."""
+    """One of OPTIMIZERS over prepared parameter groups (each group's lr / weight_decay win). betas and eps
+    (--adam_beta1, --adam_beta2, --adam_epsilon) reach AdamW, BertAdam and RAdam; MADGRAD has no Adam moments."""
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     if name == "bertadam":
         return BertAdam(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, correct_bias=False)
     if name == "radam_lookahead":
-        return radam_lookahead(groups, lr=lr, weight_decay=weight_decay)
+        return radam_lookahead(groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
     if name == "madgrad":
         return madgrad(groups, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")

@@ -21,6 +21,12 @@ class PriorWD(OptimizerWrapper):
 
     def __init__(self, optimizer: Optimizer):
         super().__init__(optimizer)
+        # The pull toward w0 is the groups' weight_decay: with none, the wrapper held no prior and every step
+        # was the inner optimizer's alone, with no word about it.
+        if not any(group.get("weight_decay", 0.0) for group in self.param_groups):
+            raise ValueError("--prior_wd with --weight_decay 0 pulls nothing toward the start weights (its strength "
+                             "is each parameter group's weight_decay, and every group has 0); pass --weight_decay "
+                             "> 0, or drop --prior_wd")
         for group in self.param_groups:
             group["prior_weight_decay"] = group.get("weight_decay", 0.0)
             group["weight_decay"] = 0.0
