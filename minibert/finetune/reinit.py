@@ -34,7 +34,8 @@ def _init_fn(model: nn.Module):
 
 
 def reinit_pooler(model: nn.Module) -> bool:
-    """Re-initialise base_model.pooler; False when the model has none."""
+    """Re-initialise base_model.pooler; False when the model has none (RoBERTa's family head reads [CLS]
+    through a dense layer of its own, not a pooler: train.py then warns and changes nothing)."""
     pooler = getattr(getattr(model, "base_model", model), "pooler", None)
     if pooler is None:
         return False
