@@ -39,6 +39,26 @@ def test_sdpa_equals_eager(kind):
         assert (probs[1, :, :, 5:] == 0).all()
 
 
+@pytest.mark.parametrize("kind", ["padding", "causal+left-padding", "a row of padding"])
+def test_sdpa_gradients_equal_eager_even_for_a_query_that_sees_no_key(kind):
+    """The CPU kernel's backward for a query with no visible key was T_k times the eager one (a left-padded
+    GPT-2 row whose first real token is labelled: the loss reads the last pad's output)."""
+    attn = torch.ones(3, 7, dtype=torch.long)
+    attn[1, 5:] = 0
+    attn[2, :3] = 0
+    if kind == "a row of padding":
+        attn[0] = 0
+    keep = combine(causal_mask(7, 7), padding_mask(attn)) if kind == "causal+left-padding" else padding_mask(attn)
+    grads = []
+    for attention in (lambda *a: eager_attention(*a)[0], sdpa_attention):
+        torch.manual_seed(0)
+        q, k, v = (t.requires_grad_() for t in _qkv())
+        attention(q, k, v, keep).square().sum().backward()
+        grads.append((q.grad, k.grad, v.grad))
+    for ours, reference in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
 def test_causal_mask_with_past():
     keep = causal_mask(2, 5)[0, 0]
     assert keep.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]

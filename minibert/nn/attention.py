@@ -167,7 +167,15 @@ def sdpa_attention(
     scale: float | None = None,
 ) -> torch.Tensor:
     """The same computation through PyTorch's fused kernel. The mask is passed additively (not as
-    a boolean) so a query with no visible key behaves as in the eager path instead of giving NaN."""
+    a boolean) so a query with no visible key behaves as in the eager path instead of giving NaN.
+    Its gradient does not: the CPU kernel's backward for such a query (a left-padded GPT-2 row's first
+    pads, an all-padding row) is T_k times the eager one, because the log-sum-exp absorbs log T_k into
+    the mask's finfo.min. With a gradient to take and such a row in the mask, the CPU runs the eager
+    path. (On a GPU the kernels differ and the check would cost a device sync per layer: not measured
+    there, no GPU having been lent to this project.)"""
+    if (keep is not None and q.device.type == "cpu" and torch.is_grad_enabled()
+            and (q.requires_grad or k.requires_grad or v.requires_grad) and not bool(keep.any(-1).all())):
+        return eager_attention(q, k, v, keep, dropout_p, scale)[0]
     mask = to_additive(keep, q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
 
