@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from minibert.data import build_objective
 from minibert.data.corpus import load_works
 from minibert.models.bert import BertConfig, BertForPreTraining
-from minibert.neighbour_heads import write_neighbour_heads
+from minibert.neighbour_heads import keep_fixed, write_neighbour_heads
 from minibert.pretraining import DEFAULT_RUN, DEFAULT_TRAINING, MODEL_SIZES, select_documents
 from minibert.tokenizer import train_tokenizer
 
@@ -68,8 +68,8 @@ def main(argv=None) -> None:
     for name, (sparse_mlm, unpad) in SETTINGS.items():
         models[name] = BertForPreTraining(BertConfig(**shape, sparse_mlm=sparse_mlm, unpad=unpad))
         models[name].load_state_dict(start)
-        for parameter in write_neighbour_heads(models[name].bert):  # fixed in the default run: no gradient,
-            parameter.requires_grad_(False)  # no update (pretraining.build_model)
+        # fixed in the default run (2 heads: whole tensors, so no gradient, no update; pretraining.build_model)
+        assert keep_fixed(write_neighbour_heads(models[name].bert)) is None
         trainable = [p for p in models[name].parameters() if p.requires_grad]
         optimizers[name] = torch.optim.AdamW(trainable, lr=DEFAULT_TRAINING["learning_rate"])
     seconds = {name: [] for name in SETTINGS}

@@ -27,8 +27,11 @@ sinusoids as much variance as the word embeddings have (initializer_range^2 * E)
 of positions does not change a dot product of rotations, so RoBERTa's offset positions work the same.
 
 Only weights change: the checkpoint is a plain Hugging Face BERT, and fine-tuning trains every weight.
-`write_neighbour_heads` returns the weights to keep fixed (the position embeddings, block 0's query and
-key projections); pretraining sets them `requires_grad=False` (`--neighbour_heads false` leaves them out).
+`write_neighbour_heads` returns what to keep fixed while pretraining: the position embeddings, and the
+rows of block 0's query and key projections (weights and biases) that belong to heads 0 and 1, their
+content dimensions included. `keep_fixed` freezes them: a tensor all of whose rows are fixed gets
+`requires_grad=False`; where more heads share the projection (4 heads of the `small` size's 8 and up),
+only the two heads' rows are held and the other heads train (`--neighbour_heads false` leaves them all out).
 Trained instead of fixed, such heads are lost within 300 steps and the run stays on the plateau
 (docs/pretraining-notes.md, "Why the old default stopped at 0.14"; measured with an earlier, evenly
 spaced version of these heads).
@@ -65,10 +68,11 @@ def why_no_room(config) -> str | None:
 
 
 def write_neighbour_heads(encoder: nn.Module, frequencies: int = FREQUENCIES, strength: float = STRENGTH,
-                          spacing=angular_frequencies) -> list[nn.Parameter]:
+                          spacing=angular_frequencies) -> list[tuple[nn.Parameter, slice]]:
     """Write the two heads into `encoder` (a minibert BertModel or RobertaModel: `.embeddings`,
-    `.layers`, `.config`) in place; return the parameters to keep fixed. `spacing(F)` gives the F
-    angular frequencies (bench/plateau.py passes the evenly spaced ones of the first version)."""
+    `.layers`, `.config`) in place; return what to keep fixed, as (parameter, rows) pairs for `keep_fixed`.
+    `spacing(F)` gives the F angular frequencies (bench/plateau.py passes the evenly spaced ones of the
+    first version)."""
     config = encoder.config
     reason = why_no_room(config)
     if reason:
@@ -99,4 +103,41 @@ def write_neighbour_heads(encoder: nn.Module, frequencies: int = FREQUENCIES, st
                 # so q_i . k_j = s^2 a^2 sum_f cos(w_f (i - j - shift)) peaks where j = i - shift
                 k[row, 2 * f], k[row, 2 * f + 1] = strength * cos, -strength * sin
                 k[row + 1, 2 * f], k[row + 1, 2 * f + 1] = strength * sin, strength * cos
-    return [positions, *attention.q_proj.parameters(), *attention.k_proj.parameters()]
+    two_heads = slice(0, 2 * D)  # heads 0 and 1: rows 0 .. 2D of the query and key projections
+    return [(positions, slice(None)), *((p, two_heads) for p in attention.q_proj.parameters()),
+            *((p, two_heads) for p in attention.k_proj.parameters())]
+
+
+class KeepRows:
+    """Trainer callback holding some rows of trainable weights at their values: their gradient is zeroed
+    as it is made (before clipping, the optimizer's moments and DDP's all-reduce see it), and the rows are
+    copied back after each optimizer step (AdamW's decoupled weight decay shrinks a weight whose gradient
+    is 0)."""
+
+    def __init__(self, parts: list[tuple[nn.Parameter, slice]]):
+        self.parts = [(p, rows, p.detach()[rows].clone()) for p, rows in parts]
+        for p, rows, _ in self.parts:
+            p.register_hook(lambda grad, rows=rows: grad.index_fill(0, _indices(rows, grad), 0.0))
+
+    def on_step_end(self, trainer) -> None:
+        with torch.no_grad():
+            for p, rows, value in self.parts:
+                p[rows] = value
+
+
+def _indices(rows: slice, grad: torch.Tensor) -> torch.Tensor:
+    return torch.arange(grad.shape[0], device=grad.device)[rows]
+
+
+def keep_fixed(parts: list[tuple[nn.Parameter, slice]]) -> KeepRows | None:
+    """Freeze what `write_neighbour_heads` returns: a parameter whose rows are all fixed gets
+    requires_grad=False (no gradient, no optimizer state: the default 2-head model's case for everything);
+    the others are held row by row by the returned callback (None when there are none), which the
+    Trainer must be given."""
+    partial = []
+    for p, rows in parts:
+        if len(range(p.shape[0])[rows]) == p.shape[0]:
+            p.requires_grad_(False)
+        else:
+            partial.append((p, rows))
+    return KeepRows(partial) if partial else None

@@ -56,7 +56,7 @@ from minibert.engine.trainer import TrainResult, check_output_dir, check_output_
 from minibert.models.bart import BartConfig
 from minibert.models.bert import BertConfig
 from minibert.models.gpt import GPT2Config
-from minibert.neighbour_heads import why_no_room, write_neighbour_heads
+from minibert.neighbour_heads import keep_fixed, why_no_room, write_neighbour_heads
 from minibert.tokenizer import Tokenizer, check_tokenizer_fits, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -358,9 +358,11 @@ def scan_work_names(files: list[Path], text_column: str = "text") -> list[str]:
     return [work_name(title, file, several_files, record) for title, file, record in documents]
 
 
-def build_model(options: PretrainingOptions, objective, file_config: dict | None = None):
-    """The model `objective` trains: --init_from's, a size preset, or --config_file's fields (`file_config`,
-    read once by run_pretraining's early check; read here when not given)."""
+def build_model(options: PretrainingOptions, objective,
+                file_config: dict | None = None) -> tuple[torch.nn.Module, list]:
+    """The model `objective` trains (--init_from's, a size preset, or --config_file's fields: `file_config`,
+    read once by run_pretraining's early check; read here when not given), and the trainer callbacks it
+    needs (the neighbour heads' KeepRows, when block 0 has more heads than the two written)."""
     family = options.family
     overrides = dropout_config(family, options.dropout) if options.dropout is not None else {}
     if family == "bert" and options.objective != "electra":
@@ -387,7 +389,7 @@ def build_model(options: PretrainingOptions, objective, file_config: dict | None
                            "start at random (a saved model holds only the discriminator; a checkpoint-N directory's "
                            "model_state.pt holds them all: --resume_from_checkpoint continues them)", options.init_from)
         logger.info("continuing pretraining from %s", options.init_from)
-        return model
+        return model, []
     if options.config_file:
         config = file_config if file_config is not None else read_config_file(options.config_file, options.objective)
     else:
@@ -397,11 +399,11 @@ def build_model(options: PretrainingOptions, objective, file_config: dict | None
         no_room = why_no_room(model.config)
         if no_room and options.neighbour_heads is None:  # on by default: left out where they do not fit
             logger.warning("%s; pretraining without them", no_room)
-            return model
+            return model, []
         # Fixed previous- and next-token heads: past the masked-LM plateau within the default budget.
-        for parameter in write_neighbour_heads(model.bert):
-            parameter.requires_grad_(False)
-    return model
+        keeper = keep_fixed(write_neighbour_heads(model.bert))
+        return model, [keeper] if keeper is not None else []  # KeepRows: block 0's other heads train
+    return model, []
 
 
 def select_documents(work_names: list[str], share: float, fraction: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -680,7 +682,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
 
     data = pretraining_data(options, args, output_dir, checkpoint, context)
     data_seconds = time.perf_counter() - started  # tokenizer, prepared corpus, example indexes: the data side
-    model = build_model(options, data.objective, file_config)
+    model, model_callbacks = build_model(options, data.objective, file_config)
 
     phase2 = {}
     if options.max_seq_length_phase2:
@@ -707,7 +709,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         args,
         data.examples,
         data.objective.collate,
-        callbacks=[SaveModelAndTokenizer(data.tokenizer), *callbacks],
+        callbacks=[SaveModelAndTokenizer(data.tokenizer), *callbacks, *model_callbacks],
         metrics_fn=data.objective.metrics,
         **phase2,
     )

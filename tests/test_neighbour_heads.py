@@ -9,7 +9,7 @@ import torch
 
 from minibert.engine import TrainingArguments
 from minibert.models.bert import BertConfig, BertForPreTraining, RobertaConfig, RobertaModel
-from minibert.neighbour_heads import write_neighbour_heads
+from minibert.neighbour_heads import keep_fixed, write_neighbour_heads
 from minibert.pretraining import PretrainingOptions, run_pretraining
 
 SMALL = {"vocab_size": 120, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -35,8 +35,8 @@ def test_the_heads_look_at_the_previous_and_the_next_token_from_step_0(family):
     after = neighbour_attention(model(input_ids=ids, output_attentions=True).attentions[0])
     assert max(before) < 0.1 and min(after) > 0.3, (before, after)  # uniform attention would give 1/24
     first = encoder.layers[0].attention
-    assert {id(p) for p in fixed} == {id(encoder.embeddings.position_embeddings.weight),
-                                      *map(id, first.q_proj.parameters()), *map(id, first.k_proj.parameters())}
+    assert {id(p) for p, _ in fixed} == {id(encoder.embeddings.position_embeddings.weight),
+                                         *map(id, first.q_proj.parameters()), *map(id, first.k_proj.parameters())}
 
 
 def test_too_few_heads_are_refused_with_the_fix_and_small_heads_get_fewer_sinusoids():
@@ -151,3 +151,44 @@ def test_a_default_run_leaves_the_heads_out_of_a_model_without_room_and_says_so(
     with pytest.raises(ValueError, match="need 2 heads"):  # asked for explicitly: refused, not left out
         run_pretraining(dataclasses.replace(options, neighbour_heads=True),
                         dataclasses.replace(args, output_dir=str(tmp_path / "run2")))
+
+
+def test_with_more_heads_in_block_0_only_the_two_written_heads_stay_fixed(tmp_path):
+    """Block 0's whole query and key projections were frozen: with 4 heads, heads 2 and 3 kept their random
+    queries and keys for the whole run (and the README measured them as 'free heads')."""
+    from minibert.data import read_records
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": r["text"][:3000]}) + "\n" for r in read_records("shakespeare")[:10]))
+    config = tmp_path / "config.json"  # 4 heads of D = 16: rows 0..32 are heads 0 and 1
+    config.write_text(json.dumps({**{k: v for k, v in SMALL.items() if k != "vocab_size"}, "num_attention_heads": 4}))
+    options = PretrainingOptions(objective="mlm", corpus=[str(corpus)], config_file=str(config), vocab_size=300,
+                                 max_seq_length=32, validation_share=0.0, data_cache_dir=str(tmp_path / "cache"))
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=3, per_device_train_batch_size=4,
+                             learning_rate=1e-2, weight_decay=0.1, logging_steps=3, save_steps=100, device="cpu",
+                             disable_tqdm=True)
+    result = run_pretraining(options, args)
+    trained = BertForPreTraining.from_pretrained(result.output_dir).bert
+    fresh = BertForPreTraining(trained.config)
+    write_neighbour_heads(fresh.bert)
+    written = fresh.bert.layers[0].attention
+    torch.testing.assert_close(trained.embeddings.position_embeddings.weight,
+                               fresh.bert.embeddings.position_embeddings.weight, rtol=0, atol=0)
+    for name in ("q_proj", "k_proj"):
+        ours, theirs = getattr(trained.layers[0].attention, name), getattr(written, name)
+        torch.testing.assert_close(ours.weight[:32], theirs.weight[:32], rtol=0, atol=0)  # held, decay and all
+        torch.testing.assert_close(ours.bias[:32], torch.zeros(32), rtol=0, atol=0)
+        assert ours.bias[32:].abs().min() > 0  # heads 2 and 3 trained (their biases start at 0)
+
+
+def test_keep_fixed_freezes_whole_tensors_and_holds_the_rows_of_shared_ones():
+    model = BertForPreTraining(BertConfig(**{**SMALL, "num_attention_heads": 4}))
+    keeper = keep_fixed(write_neighbour_heads(model.bert))
+    first = model.bert.layers[0].attention
+    assert not model.bert.embeddings.position_embeddings.weight.requires_grad
+    assert first.q_proj.weight.requires_grad and keeper is not None and len(keeper.parts) == 4
+    model.bert.layers[0].attention.q_proj.weight.sum().backward()
+    assert (first.q_proj.weight.grad[:32] == 0).all() and (first.q_proj.weight.grad[32:] == 1).all()
+    two = BertForPreTraining(BertConfig(**SMALL))  # 2 heads: every row is written, nothing is held row by row
+    assert keep_fixed(write_neighbour_heads(two.bert)) is None
+    assert not any(p.requires_grad for p in two.bert.layers[0].attention.q_proj.parameters())
