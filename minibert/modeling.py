@@ -184,7 +184,9 @@ def store_linear_weights_input_major(model: nn.Module) -> None:
     1.5-2x faster at 4-8 rows (batched and beam decoding; bench/bench_generate.py) and no slower at
     1 row or at training sizes. An explicit step, taken by `generate` on the CPU: only the memory order
     changes (`.data`), so values, shapes and the Parameter objects an optimizer holds stay the same;
-    loading copies into these tensors and keeps the order."""
+    loading copies into these tensors and keeps the order. Not its state: a fused AdamW
+    (`fused=True`) that already holds moments for these weights steps wrongly after the re-layout
+    (3.2e-2 off after 3 steps; `fused=False` is exact), so re-lay before an optimizer's first step."""
     for module in model.modules():
         if isinstance(module, nn.Linear) and not module.weight.t().is_contiguous():
             module.weight.data = module.weight.data.t().contiguous().t()

@@ -86,6 +86,31 @@ def test_chunked_feed_forward_equals_unchunked():
     torch.testing.assert_close(apply_chunked(lambda t: t * 2, x, 5), x * 2)
 
 
+def test_chunked_feed_forward_runs_one_chunk_at_a_time():
+    pieces = []
+
+    def double(t):
+        pieces.append(t.shape[-2])
+        return t * 2
+
+    x = torch.randn(2, 13, 16)
+    torch.testing.assert_close(apply_chunked(double, x, 5), x * 2)
+    assert pieces == [5, 5, 3]
+    pieces.clear()
+    packed = torch.randn(11, 16)  # unpadded (N, E): chunks of positions too
+    torch.testing.assert_close(apply_chunked(double, packed, 4), packed * 2)
+    assert pieces == [4, 4, 3]
+    pieces.clear()
+    apply_chunked(double, x, 0)  # 0: no chunking; a chunk as long as the sequence: one piece
+    apply_chunked(double, x, 13)
+    assert pieces == [13, 13]
+    ff = FeedForward(16, 64, "gelu", chunk_size=4).eval()
+    ff.up.register_forward_hook(lambda module, args, out: pieces.append(args[0].shape[-2]))
+    pieces.clear()
+    ff(x)
+    assert pieces == [4, 4, 4, 1]
+
+
 def test_unknown_activation_lists_choices():
     with pytest.raises(ValueError, match="gelu_new"):
         get_activation("gelu_newest")

@@ -5,6 +5,7 @@ cross-attention; checkpoints both ways; bad input."""
 import pytest
 import torch
 
+from minibert.models import bart
 from minibert.models.bart import (
     BartConfig,
     BartForConditionalGeneration,
@@ -172,19 +173,27 @@ def test_fairseq_style_keys_and_tied_copies_load(tmp_path):
     assert sorted(info["newly_initialized"])[0].startswith("classification_head")
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
+    """With dropout on, so the recomputed forward must draw the masks the first one drew (the RNG state
+    restored), and each encoder and decoder layer checkpointed once per forward: the path is taken."""
     torch.manual_seed(0)
     config = BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                         decoder_attention_heads=4, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=16,
-                        dropout=0.0)
+                        dropout=0.3, attention_dropout=0.3, activation_dropout=0.3)
     model = BartForConditionalGeneration(config).train()
+    calls, real = [], bart.checkpoint
+    monkeypatch.setattr(bart, "checkpoint", lambda fn, *args, **kwargs: calls.append(fn) or real(fn, *args, **kwargs))
     ids, mask, dec, _ = source_batch()
+    torch.manual_seed(1)
     model(ids, attention_mask=mask, labels=dec).loss.backward()
     plain = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     model.gradient_checkpointing_enable()
     assert model.model.encoder.gradient_checkpointing and model.model.decoder.gradient_checkpointing
+    assert calls == []
+    torch.manual_seed(1)
     model(ids, attention_mask=mask, labels=dec).loss.backward()
+    assert calls == [*model.model.encoder.layers, *model.model.decoder.layers]
     for a, p in zip(plain, model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, a)
 

@@ -28,18 +28,46 @@ def test_chunked_feed_forward_gives_the_same_model_output():
     ref = model(x).last_hidden_state
     chunked = mb.BertModel(tiny(chunk_size_feed_forward=4)).eval()
     chunked.load_state_dict(model.state_dict())
+    pieces = []  # positions per call of each block's up-projection: the chunks really are run one by one
+    for layer in chunked.layers:
+        layer.ffn.up.register_forward_hook(lambda module, args, out: pieces.append(args[0].shape[-2]))
     torch.testing.assert_close(chunked(x).last_hidden_state, ref)
+    assert pieces == [4, 4, 1] * len(chunked.layers)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    cfg = tiny(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+def spy_on_checkpoint(monkeypatch, module) -> list:
+    """The blocks `module` (a model file) hands to torch.utils.checkpoint, one entry per call."""
+    calls, real = [], module.checkpoint
+
+    def counting(fn, *args, **kwargs):
+        calls.append(fn)
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(module, "checkpoint", counting)
+    return calls
+
+
+@pytest.mark.parametrize("unpad", [False, True], ids=["padded", "unpad"])
+def test_gradient_checkpointing_gives_the_same_gradients(unpad, monkeypatch):
+    """With dropout on, so the recomputed forward must draw the masks the first one drew (the RNG state
+    restored), and each block checkpointed once per forward: the path is taken, not only allowed."""
+    cfg = tiny(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3, unpad=unpad, sparse_mlm=unpad)
     a = mb.BertForMaskedLM(cfg).train()
     b = mb.BertForMaskedLM(cfg).train()
     b.load_state_dict(a.state_dict())
     b.gradient_checkpointing_enable()
-    x = ids()
-    a(x, labels=x).loss.backward()
-    b(x, labels=x).loss.backward()
+    calls = spy_on_checkpoint(monkeypatch, mb)
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 5:] = 0
+    mask[2, 2:] = 0
+    x = ids(B=3).masked_fill(mask == 0, 0)
+    labels = x.masked_fill(mask == 0, -100)
+    torch.manual_seed(1)
+    a(x, attention_mask=mask, labels=labels).loss.backward()
+    assert calls == []
+    torch.manual_seed(1)
+    b(x, attention_mask=mask, labels=labels).loss.backward()
+    assert calls == list(b.bert.layers)
     for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(q.grad, p.grad, msg=name)
 

@@ -5,6 +5,7 @@ both ways; bad input."""
 import pytest
 import torch
 
+from minibert.models import gpt
 from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
 
 transformers = pytest.importorskip("transformers")
@@ -208,17 +209,25 @@ def test_conv1d_weights_are_shape_checked(tmp_path):
         ours.load_hf_state_dict(state)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
+    """With dropout on, so the recomputed forward must draw the masks the first one drew (the RNG state
+    restored), and each block checkpointed once per forward: the path is taken, not only allowed."""
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=16, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=16, resid_pdrop=0.3,
+                        embd_pdrop=0.3, attn_pdrop=0.3)
     model = GPT2LMHeadModel(config).train()
+    calls, real = [], gpt.checkpoint
+    monkeypatch.setattr(gpt, "checkpoint", lambda fn, *args, **kwargs: calls.append(fn) or real(fn, *args, **kwargs))
     ids = torch.randint(0, VOCAB, (2, 8))
+    torch.manual_seed(1)
     model(ids, labels=ids).loss.backward()
     plain = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     model.gradient_checkpointing_enable()
+    assert calls == []
+    torch.manual_seed(1)
     model(ids, labels=ids).loss.backward()
+    assert calls == list(model.transformer.h)
     for a, p in zip(plain, model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, a)
 

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import minibert
-from minibert.data import read_records
+from minibert.data import build_objective, read_records
 from minibert.engine import TrainingArguments
-from minibert.pretraining import PretrainingOptions, format_summary, run_pretraining
+from minibert.models.bert import BertConfig
+from minibert.pretraining import PretrainingOptions, build_model, format_summary, run_pretraining
 from minibert.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).parent.parent
@@ -583,3 +584,17 @@ def test_the_summary_names_ten_held_out_works_at_most(tmp_path, corpus, tiny_con
     result.held_out_works = [f"poem {i}" for i in range(1380)]
     summary = format_summary(result)
     assert "poem 9, ... (1370 more: pretraining_summary.json lists them)" in summary and "poem 10," not in summary
+
+
+def test_the_masked_objectives_build_the_unpad_and_sparse_mlm_model_and_electra_does_not(corpus, tiny_config):
+    """pretrain.py's speed paths (models/bert.py: unpad and the sparse MLM head) are on for a BERT that a
+    masked-LM objective trains; ELECTRA's generator and discriminator keep them off."""
+    tokenizer = train_tokenizer([r["text"] for r in read_records(corpus)], vocab_size=300)
+    for objective in ("mlm", "wwm", "span", "nsp", "sop", "electra"):
+        options = PretrainingOptions(objective=objective, corpus=[str(corpus)], config_file=str(tiny_config),
+                                     max_seq_length=32)
+        model, _ = build_model(options, build_objective(objective, tokenizer, 32))
+        configs = [m.config for m in model.modules() if isinstance(getattr(m, "config", None), BertConfig)]
+        assert configs, objective
+        on = objective != "electra"
+        assert all(c.unpad is on and c.sparse_mlm is on for c in configs), (objective, configs)

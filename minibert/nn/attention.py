@@ -7,9 +7,14 @@ Shapes: B batch, H heads, T_q / T_k query / key length, D head dim, E = H * D mo
     out    = dropout(probs) @ v         (B, H, T_q, D)
 
 `eager_attention` is the reference a reader can follow line by line. `sdpa_attention` hands the
-same computation to `torch.nn.functional.scaled_dot_product_attention` (fused kernels, flash
-attention on GPU); tests/test_attention.py proves the two equal. Asking for the attention
-probabilities always takes the eager path, because the fused kernels never materialise them.
+same computation to `torch.nn.functional.scaled_dot_product_attention` (PyTorch's fused kernels);
+tests/test_attention.py proves the two equal. Asking for the attention probabilities always takes
+the eager path, because the fused kernels never materialise them. A mask, when there is one, is
+always passed as an explicit `attn_mask`, never as `is_causal=True`: GPT-2 and BART's decoder pass
+their causal mask even on full blocks without padding, and a padded BERT batch (unpad included) its
+padding mask. PyTorch's FlashAttention backend takes no `attn_mask`, so on a GPU those calls run on
+the memory-efficient or math kernels; only mask-free calls (BERT without padding, one query over
+all keys) can reach flash. Read from the code; not measured on a GPU.
 """
 
 from typing import NamedTuple

@@ -3,8 +3,13 @@
     x -> up (E -> F) -> activation -> [activation dropout] -> down (F -> E) -> dropout
 
 Each position is transformed independently, so the sequence can be cut into chunks and run one
-chunk at a time: the (B, T, F) intermediate, usually the largest activation in the block,
-then only exists for one chunk (Reformer, https://arxiv.org/abs/2001.04451, section 3).
+chunk at a time (Reformer, https://arxiv.org/abs/2001.04451, section 3). This lowers peak memory in
+inference only (under no_grad): the (B, T, F) intermediate, usually the largest activation in the
+block, then exists for one chunk at a time. In training, autograd keeps every chunk's intermediates
+for the backward, so chunking saves no memory (a 2-layer BERT, 8 x 128, F = 1024: 22.90 MiB saved for
+backward with and without chunk_size_feed_forward=16), as with Hugging Face's chunking; and with
+dropout on, the chunks draw other masks than one unchunked call from the same seed (equal only in
+distribution).
 """
 
 import math
@@ -68,7 +73,8 @@ def get_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 # -- the feed-forward network -----------------------------------------------------------------------
 def apply_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk_size: int, dim: int = -2):
     """fn(x) computed over chunks of `chunk_size` along `dim` (default: the positions of (B, T, E) or of
-    packed (N, E)); chunk_size 0 means no chunking."""
+    packed (N, E)); chunk_size 0 means no chunking. Saves memory only without autograd (inference):
+    in training every chunk's intermediates are kept for the backward, as if unchunked."""
     if chunk_size <= 0 or x.size(dim) <= chunk_size:
         return fn(x)
     return torch.cat([fn(chunk) for chunk in x.split(chunk_size, dim=dim)], dim=dim)
