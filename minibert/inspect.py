@@ -50,14 +50,25 @@ def model_inputs(model, tokenizer, texts, text_pairs=None, generate: bool = Fals
     what follows the end), and its prompts for --generate are padded on the left, so that every row's
     new tokens follow its own last token."""
     decoder_only = hasattr(model, "generate") and not getattr(model, "is_encoder_decoder", False)
-    limit = model._position_limit() if hasattr(model, "_position_limit") else model.base_model.embeddings.max_tokens(
-        model.config)
+    if text_pairs is not None and model.config.model_type == "gpt2":
+        raise ValueError("--text_pair: GPT-2 reads one text (a pair would be glued together with no separator); "
+                         "write both in one --text")
     batch = tokenizer(texts, text_pairs, padding=len(texts) > 1, add_special_tokens=not decoder_only,
                       padding_side="left" if decoder_only and generate else "right",
-                      truncation=True, max_length=limit)  # a longer text would not fit the positions
+                      truncation=True, max_length=position_limit(model))  # a longer text would not fit
     if not hasattr(model.config, "type_vocab_size"):
         batch.pop("token_type_ids", None)  # a byte-level tokenizer may not return them at all
     return batch
+
+
+def position_limit(model) -> int:
+    """How many tokens the model's positions hold: BERT's and RoBERTa's embeddings say (RoBERTa's start after
+    the padding index); GPT-2 (n_positions) and BART (max_position_embeddings), whatever their head, from the
+    config."""
+    embeddings = getattr(model.base_model, "embeddings", None)
+    if hasattr(embeddings, "max_tokens"):
+        return embeddings.max_tokens(model.config)
+    return getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
 
 
 def check_picture_path(flag: str, path: str) -> None:

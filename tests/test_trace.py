@@ -3,6 +3,7 @@ attention rows sum to 1 over real tokens, the pictures are PNG files, and every 
 including checkpoints saved by Hugging Face. Tiny random models, no downloads."""
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -483,3 +484,28 @@ def test_bart_called_with_labels_alone_shows_the_decoders_length_as_t():
     assert tr.legend["T"] == 4 and tr.legend["S"] == 7
     decoder = next(c for c in tr.calls if c.name == "model.decoder")
     assert decoder.output("last_hidden_state").letters == "(B, T, E)"
+
+
+@pytest.mark.parametrize("name, head", [("gpt2", "GPT2Model"), ("gpt2", "GPT2ForSequenceClassification"),
+                                        ("bart", "BartModel"), ("bart", "BartForSequenceClassification")])
+def test_command_line_on_the_other_gpt2_and_bart_classes(hf_checkpoints, tmp_path, capsys, name, head):
+    """The token limit came from the generators' method or BERT's embeddings: these four crashed with an
+    AttributeError before tracing anything."""
+    pytest.importorskip("matplotlib")
+    transformers = pytest.importorskip("transformers")
+    source = transformers.AutoConfig.from_pretrained(hf_checkpoints / name)
+    source.pad_token_id = 1
+    torch.manual_seed(0)
+    getattr(transformers, head)(source).save_pretrained(tmp_path / head)
+    for file in (hf_checkpoints / name).iterdir():  # the tokenizer's files
+        if "token" in file.name or file.suffix == ".txt" or file.name == "vocab.json":
+            shutil.copy(file, tmp_path / head)
+    picture = tmp_path / "attention.png"
+    assert inspect_cli.main([str(tmp_path / head), "--text", "the cat sat", "--text", "a dog",
+                             "--attention_png", str(picture)]) == 0
+    assert f"{head} from" in capsys.readouterr().out and _is_png(picture)
+
+
+def test_a_text_pair_for_gpt2_is_refused(hf_checkpoints, capsys):
+    assert inspect_cli.main([str(hf_checkpoints / "gpt2"), "--text", "the cat", "--text_pair", "sat"]) == 1
+    assert "GPT-2 reads one text" in capsys.readouterr().err
