@@ -59,16 +59,21 @@ FINETUNED_CONFIG_KEYS = {
 }
 
 
+def finetuned_output(path: str | os.PathLike, config: dict | None) -> str | None:
+    """What a train.py output directory holds beyond its config.json (`config`: None when it has none),
+    or None for a plain checkpoint."""
+    if (Path(path) / BESIDE_BASE_FILE).is_file():
+        return ("the parameters an --adapter_size / --ladder_side_tuning run trained, saved beside their base "
+                "checkpoint (beside_base.json)")
+    if (Path(path) / NEW_ENCODER_DIR / NEW_ENCODER_SETTINGS).is_file():
+        return "a BART with a new encoder front (train.py --new_encoder_vocab; the front is in new_encoder/)"
+    return next((what for key, what in FINETUNED_CONFIG_KEYS.items() if key in (config or {})), None)
+
+
 def check_not_finetuned(path: str | os.PathLike, config: dict | None) -> None:
     """Refuse a directory whose model is more than its config.json names (`config`: None when it has
     none): loading it as a plain checkpoint would give a bare encoder, the trained parts left behind."""
-    if (Path(path) / BESIDE_BASE_FILE).is_file():
-        found = ("the parameters an --adapter_size / --ladder_side_tuning run trained, saved beside their base "
-                 "checkpoint (beside_base.json)")
-    elif (Path(path) / NEW_ENCODER_DIR / NEW_ENCODER_SETTINGS).is_file():
-        found = "a BART with a new encoder front (train.py --new_encoder_vocab; the front is in new_encoder/)"
-    else:
-        found = next((what for key, what in FINETUNED_CONFIG_KEYS.items() if key in (config or {})), None)
+    found = finetuned_output(path, config)
     if found:
         raise ValueError(f"{path} holds {found}, which load_pretrained cannot rebuild; load it with "
                          f"minibert.finetuning.load_finetuned({str(path)!r})")

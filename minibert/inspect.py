@@ -4,8 +4,10 @@
     python -m minibert.inspect PATH --text "The cat sat." --text "A dog." --attention_png attention.png
     python -m minibert.inspect PATH --text "The cat" --generate 4        # GPT-2 and BART: the KV cache
 
-PATH is any checkpoint directory minibert loads (config.json + weights) with its tokenizer.
-Several --text make a padded batch, so the attention mask has something to hide.
+PATH is any checkpoint directory minibert loads (config.json + weights) with its tokenizer, train.py's
+outputs included (--pooling heads, adapters and ladders beside their base, --multitask: its first task's
+head, or the one --task names). Several --text make a padded batch, so the attention mask has something
+to hide.
 """
 
 import argparse
@@ -13,7 +15,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from minibert.auto import checkpoint_class, load_pretrained
+import torch
+
+from minibert.auto import checkpoint_class, finetuned_output, load_pretrained
+from minibert.checkpoint import read_config_dict
+from minibert.finetuning import load_finetuned
 from minibert.tokenizer import load_tokenizer
 from minibert.tracing import plot_attention, plot_hidden_states, trace, trace_generation
 
@@ -28,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="GPT-2 / BART: trace greedy decoding, the prompt's pass and then N steps on the "
                              "key/value cache (N + 1 new tokens), showing one layer's cache")
     parser.add_argument("--layer", type=int, default=0, help="the decoder layer whose cache --generate shows")
+    parser.add_argument("--task", help="a train.py --multitask output: the task whose head to trace (default: the "
+                                       "first)")
     parser.add_argument("--max_depth", type=int, default=None, help="hide calls nested deeper than this")
     parser.add_argument("--attention_png", help="write the attention probabilities (layers x heads) here")
     parser.add_argument("--hidden_states_png", help="write each token's hidden-state norms and changes here")
@@ -93,9 +101,23 @@ def _is_png(path: Path) -> bool:
         return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def train_py_output(path: str) -> str | None:
+    """What a train.py output directory holds beyond a plain checkpoint (None for a plain one)."""
+    has_config = (Path(path) / "config.json").is_file()
+    return finetuned_output(path, read_config_dict(path) if has_config else None)
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """What can be refused from the arguments and config.json alone, before any weights load."""
-    model_class = checkpoint_class(args.path)
+    held = train_py_output(args.path)
+    if held and "new encoder front" in held:
+        raise ValueError(f"{args.path} holds {held}; the tracer does not follow the new front: trace the BART it "
+                         "started from")
+    if held and args.generate:
+        raise ValueError(f"{args.path} holds {held}, a classifier, which does not generate; drop --generate")
+    if args.task is not None and not (held and "multi-task" in held):
+        raise ValueError("--task names a task of a train.py --multitask output; drop it for this checkpoint")
+    model_class = None if held else checkpoint_class(args.path)
     if args.generate and not hasattr(model_class, "generate"):
         raise ValueError(f"{model_class.__name__} does not generate; --generate needs a GPT2LMHeadModel or "
                          "BartForConditionalGeneration checkpoint (drop --generate to trace one forward pass)")
@@ -132,8 +154,14 @@ def main(argv=None) -> int:
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     tokenizer = load_tokenizer(args.path)  # before the model: a missing tokenizer is found without loading it
-    model = load_pretrained(args.path)
+    model = load_finetuned(args.path) if train_py_output(args.path) else load_pretrained(args.path)
     inputs = model_inputs(model, tokenizer, args.text, args.text_pair, generate=bool(args.generate))
+    if hasattr(model, "names"):  # a multi-task classifier: one task's head per batch
+        task = args.task if args.task is not None else model.names[0]
+        if task not in model.names:
+            raise ValueError(f"--task {task}: this model's tasks are {', '.join(model.names)}")
+        print(f"tracing task {task!r}'s head (tasks: {', '.join(model.names)}; --task chooses)")
+        inputs["task"] = torch.full((inputs["input_ids"].size(0),), model.names.index(task))
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
     if args.generate:

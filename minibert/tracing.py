@@ -679,6 +679,9 @@ def _stack_outputs(model: nn.Module, inputs: dict):
     if hasattr(model.base_model, "wpe") and mask is not None and "position_ids" not in inputs \
             and not bool(mask[:, 0].all()):
         inputs = {**inputs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}  # (B, T)
+    if "output_attentions" not in inspect.signature(model.forward).parameters:
+        # a classifier around an encoder (train.py's --pooling heads, ladder, multi-task): the encoder's maps
+        model, inputs = model.base_model, {k: v for k, v in inputs.items() if k != "task"}
     with torch.no_grad():
         out = model(**inputs, output_attentions=True, output_hidden_states=True)
     if hasattr(out, "encoder_attentions"):

@@ -4,6 +4,7 @@ index, and load_pretrained on what it cannot load whole (a Hugging Face head min
 what train.py saved with parts of its own). Tiny random models, no downloads."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from minibert.finetune.multitask import MultiTaskClassifier
 from minibert.finetune.new_encoder import BartWithNewEncoder
 from minibert.finetune.pooling import build_pooling
 from minibert.finetuning import load_finetuned
+from minibert.inspect import _is_png
 from minibert.tokenizer import train_tokenizer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -50,6 +52,7 @@ def no_model_load(monkeypatch):
     def load(*args, **kwargs):
         raise AssertionError("the model was loaded before the bad argument was refused")
     monkeypatch.setattr(inspect_cli, "load_pretrained", load)
+    monkeypatch.setattr(inspect_cli, "load_finetuned", load)
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,6 +241,33 @@ def test_what_train_py_saved_with_parts_of_its_own_points_to_load_finetuned(tmp_
         assert not isinstance(load_finetuned(path), minibert.BertModel)  # the pointer is right
 
 
-def test_inspect_on_a_pooled_classifier_points_to_load_finetuned(tmp_path, capsys, no_model_load):
-    _pooled(tmp_path / "run")
-    assert "load_finetuned" in refused(capsys, [tmp_path / "run", "--text", "hi"])
+def test_inspect_traces_what_train_py_saved_and_draws_its_encoder(checkpoints, tmp_path, capsys):
+    """train.py's --pooling and --multitask outputs were refused ("use load_finetuned", which a command-line
+    user cannot); they load as load_finetuned loads them, and the pictures show their encoder."""
+    pytest.importorskip("matplotlib")
+    for save in (_pooled, _multitask):
+        path = tmp_path / save.__name__
+        save(path)
+        for file in (checkpoints / "bert").iterdir():
+            if "token" in file.name or file.name == "vocab.txt":
+                shutil.copy(file, path)
+        pictures = [tmp_path / f"{save.__name__}_{kind}.png" for kind in ("attention", "hidden")]
+        task = ["--task", "b"] if save is _multitask else []
+        assert inspect_cli.main([str(path), "--text", "the cat sat", "--text", "a dog", *task, "--attention_png",
+                                 str(pictures[0]), "--hidden_states_png", str(pictures[1])]) == 0
+        out = capsys.readouterr().out
+        assert ("PooledClassifier from" if save is _pooled else "MultiTaskClassifier from") in out
+        assert all(_is_png(p) for p in pictures)
+        if save is _multitask:
+            assert "tracing task 'b''s head (tasks: a, b" in out and "task (B) i64" in out
+    assert "this model's tasks are a, b" in refused(capsys, [tmp_path / "_multitask", "--text", "hi", "--task", "c"])
+
+
+def test_inspect_refuses_what_it_cannot_trace_of_train_py_outputs(checkpoints, tmp_path, capsys, no_model_load):
+    _pooled(tmp_path / "pooled")
+    assert "a classifier, which does not generate; drop --generate" in refused(
+        capsys, [tmp_path / "pooled", "--text", "hi", "--generate", "2"])
+    assert "--task names a task of a train.py --multitask output" in refused(
+        capsys, [checkpoints / "bert", "--text", "hi", "--task", "a"])
+    _new_encoder(tmp_path / "front")
+    assert "the tracer does not follow the new front" in refused(capsys, [tmp_path / "front", "--text", "hi"])
