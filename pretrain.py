@@ -16,7 +16,7 @@ import sys
 
 from minibert.data import OBJECTIVES
 from minibert.data.prepared import NotEnoughDiskSpace
-from minibert.engine import NonFiniteLossError, TrainingInterrupted
+from minibert.engine import NonFiniteLossError, StoppedBySignal, TrainingInterrupted, stop_on_signals
 from minibert.engine.arguments import add_arguments, from_namespace, parse_bool
 from minibert.pretraining import (
     DEFAULT_RUN,
@@ -154,8 +154,9 @@ def main(argv=None) -> int:
             preparation_workers=ns.preparation_workers,
             objective_options=masking_options(ns.objective, ns.mlm_probability, ns.init_from),
         )
-        result = run_pretraining(options, from_namespace(ns))
-    except TrainingInterrupted as stop:
+        with stop_on_signals():
+            result = run_pretraining(options, from_namespace(ns))
+    except (TrainingInterrupted, StoppedBySignal) as stop:
         print(f"pretrain.py: {stop}", file=sys.stderr)
         return stop.exit_code
     except (ValueError, ImportError, NonFiniteLossError, NotEnoughDiskSpace) as error:  # ImportError: an extra

@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 
-from minibert.engine import TrainingArguments, TrainingInterrupted
+from minibert.engine import StoppedBySignal, TrainingArguments, TrainingInterrupted, stop_on_signals
 from minibert.engine.arguments import add_arguments, from_namespace
 from minibert.finetune.losses import MULTI_LABEL_LOSSES
 from minibert.finetune.multitask import MIXING_STRATEGIES
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args, training = parse(sys.argv[1:] if argv is None else argv)
     try:
-        result = finetune(args, training)
-    except TrainingInterrupted as stop:
+        with stop_on_signals():
+            result = finetune(args, training)
+    except (TrainingInterrupted, StoppedBySignal) as stop:
         print(f"train.py: {stop}", file=sys.stderr)
         return stop.exit_code
     except ValueError as err:

@@ -406,3 +406,25 @@ def test_a_step_with_no_labelled_token_is_skipped_not_stopped(tmp_path, caplog):
     assert any(not torch.equal(seen[3][0][n], seen[2][0][n]) for n in seen[3][0])  # step 4 learns again
     assert [r.get("skipped_steps", 0.0) for r in result.history] == [0.0, 1.0, 1.0, 0.0, 0.0]
     assert "step 2: no labelled token" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_a_sigterm_outside_the_training_steps_stops_with_a_message(monkeypatch, capsys, command):
+    """Outside the steps (data preparation, the last evaluation and saves) SIGTERM ended the process with
+    no word (143, the output directory looking finished when it was not), and Ctrl-C gave a traceback."""
+    import pretrain
+    import train
+
+    module = {"train": train, "pretrain": pretrain}[command]
+
+    def finishing(*args, **kwargs):  # the run, signalled while it writes its final files
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(module, "finetune" if command == "train" else "run_pretraining", finishing)
+    before = signal.getsignal(signal.SIGTERM)
+    assert module.main(["--output_dir", "unused"]) == 143
+    err = capsys.readouterr().err
+    assert f"{command}.py: SIGTERM received outside the training steps: stopped at once, and the run is " \
+           "unfinished" in err and "--resume_from_checkpoint last" in err
+    assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone with it

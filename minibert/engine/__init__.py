@@ -3,10 +3,19 @@
 from minibert.engine.arguments import TrainingArguments
 from minibert.engine.optim import build_optimizer
 from minibert.engine.schedules import get_scheduler
-from minibert.engine.trainer import NonFiniteLossError, Trainer, TrainerState, TrainingInterrupted, TrainResult
+from minibert.engine.trainer import (
+    NonFiniteLossError,
+    StoppedBySignal,
+    Trainer,
+    TrainerState,
+    TrainingInterrupted,
+    TrainResult,
+    stop_on_signals,
+)
 
 __all__ = [
     "NonFiniteLossError",
+    "StoppedBySignal",
     "Trainer",
     "TrainResult",
     "TrainerState",
@@ -14,4 +23,5 @@ __all__ = [
     "TrainingArguments",
     "build_optimizer",
     "get_scheduler",
+    "stop_on_signals",
 ]

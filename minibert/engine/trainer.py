@@ -73,6 +73,44 @@ class TrainingInterrupted(Exception):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class StoppedBySignal(KeyboardInterrupt):
+    """SIGINT or SIGTERM where no step was running to finish (preparing the data, the first or the last
+    evaluation, the final saves), or a second one during a step: the command stops at once. Every file
+    written before is whole (checkpoints and model files are written aside, then renamed)."""
+
+    def __init__(self, signal_number: int, twice: bool = False):
+        self.exit_code = 128 + signal_number
+        name = signal.Signals(signal_number).name
+        where = "twice during a step" if twice else "outside the training steps"
+        super().__init__(
+            f"{name} received {where}: stopped at once, and the run is unfinished (its final model, summary or "
+            "results may be missing). Nothing written before is damaged: run the same command again, with "
+            "--resume_from_checkpoint last if it saved a checkpoint"
+        )
+
+
+@contextmanager
+def stop_on_signals():
+    """The command lines' handlers outside the training steps (the trainer installs its own during them,
+    then puts these back): SIGTERM stops the command as Ctrl-C does, with StoppedBySignal, where by
+    default it would end the process without a word. Only the main thread may install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signal_number, frame):
+        raise StoppedBySignal(signal_number)
+
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number in STOP_SIGNALS:
+        signal.signal(number, stop)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
 @contextmanager
 def _stop_after_the_step_on_signals(trainer: "Trainer"):
     """While training, SIGINT and SIGTERM only note the signal; the loop then saves and stops after
@@ -84,7 +122,7 @@ def _stop_after_the_step_on_signals(trainer: "Trainer"):
 
     def note(signal_number, frame):
         if trainer.stop_signal is not None:
-            raise KeyboardInterrupt(f"{signal.Signals(signal_number).name} received twice: stopped without saving")
+            raise StoppedBySignal(signal_number, twice=True)
         trainer.stop_signal = signal_number
         logger.warning(
             "%s received: saving a checkpoint after the current step, then stopping (send it again to stop now)",
