@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from minibert.checkpoint import GENERATION_CONFIG_NAME, read_config_dict, read_json_object, read_state_dict
+from minibert.checkpoint import (
+    GENERATION_CONFIG_NAME,
+    atomic_write_bytes,
+    read_config_dict,
+    read_json_object,
+    read_state_dict,
+)
 from minibert.data import OBJECTIVES, build_objective
 from minibert.data.corpus import SHIPPED, corpus_file_list, iter_records, split_sentences, split_works, work_name
 from minibert.data.objectives.nsp import SentencePairObjective
@@ -558,7 +564,10 @@ def recorded_eval_start(run_dirs: list[Path]) -> dict:
 
 
 def write_summary(output_dir: Path, summary: dict) -> None:
-    (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    """Written aside, then renamed: the summary is the only copy of the held-out metrics before training, which
+    a resume reads back (a kill while writing it in place left an empty file, and those numbers lost)."""
+    text = json.dumps(summary, indent=2) + "\n"
+    atomic_write_bytes(output_dir / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 class SaveModelAndTokenizer:

@@ -428,3 +428,23 @@ def test_a_sigterm_outside_the_training_steps_stops_with_a_message(monkeypatch, 
     assert f"{command}.py: SIGTERM received outside the training steps: stopped at once, and the run is " \
            "unfinished" in err and "--resume_from_checkpoint last" in err
     assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone with it
+
+
+def test_the_pretraining_summary_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """It holds the only copy of the held-out metrics before training; written in place, a kill or a full disk
+    mid-write left a broken file, and the resume's advice (delete it) lost those numbers."""
+    from minibert.pretraining import recorded_eval_start, write_summary
+
+    write_summary(tmp_path, {"eval_start": {"mlm_accuracy": 0.1}})
+    real = Path.write_text
+
+    def half(self, text, *args, **kwargs):
+        real(self, text[:5], *args, **kwargs)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half)
+    with pytest.raises(OSError):
+        write_summary(tmp_path, {"eval_start": {"mlm_accuracy": 0.2}, "steps": 1600})
+    monkeypatch.undo()
+    assert recorded_eval_start([tmp_path]) == {"mlm_accuracy": 0.1}
+    assert [p.name for p in tmp_path.iterdir()] == ["pretraining_summary.json"]
