@@ -815,7 +815,7 @@ def format_summary(result: PretrainingResult) -> str:
     else:  # a resume of a run that had already reached its last step
         lines.append("  no step left to run: the checkpoint had already reached --max_steps")
     plot = ("loss.png" if (Path(result.output_dir) / "loss.png").exists()
-            else "no loss.png: pip install minibert[plot] for the plot")
+            else "no loss.png (--plot_loss false, or no matplotlib: pip install -e '.[plot]' in the checkout)")
     lines.append(
         f"saved to {result.output_dir} (config.json, model.safetensors, tokenizer files; metrics.jsonl, "
         f"{plot}, checkpoints)"

@@ -47,7 +47,7 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path) -> Path | None:
         from matplotlib.figure import Figure
     except ImportError:
         logger.warning(
-            "no loss plot: matplotlib is not installed; `pip install minibert[plot]` (or matplotlib) "
+            "no loss plot: matplotlib is not installed; `pip install -e '.[plot]'` in the checkout (or matplotlib) "
             "and rerun, or plot %s yourself",
             metrics_path,
         )
