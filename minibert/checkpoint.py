@@ -14,6 +14,7 @@ cannot drift apart. Keys of the base model are written without the family prefix
 `transformer.`, `model.`); `PreTrainedModel` adds or strips the prefix as the class needs.
 """
 
+import glob
 import json
 import os
 import pickle
@@ -234,6 +235,8 @@ def atomic_write_bytes(target: Path, write) -> None:
     """Write through `write(tmp_path)` into a temporary file beside `target`, then rename it over
     `target`: a crash mid-write leaves the old file intact, never half a file."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.{'[0-9a-f]' * 8}.tmp"):
+        stale.unlink(missing_ok=True)  # a copy a process killed while writing this file left behind
     tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
     # Created with mode 0o666 less the umask, as open() would give; safetensors writes 0o600 files,
     # so that mode is put back after `write`.

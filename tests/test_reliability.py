@@ -448,3 +448,30 @@ def test_the_pretraining_summary_is_replaced_whole_or_not_at_all(tmp_path, monke
     monkeypatch.undo()
     assert recorded_eval_start([tmp_path]) == {"mlm_accuracy": 0.1}
     assert [p.name for p in tmp_path.iterdir()] == ["pretraining_summary.json"]
+
+
+def test_a_kill_while_rotating_or_writing_leaves_nothing_behind_for_good(tmp_path, monkeypatch):
+    """A checkpoint deleted half-way by rotation was no longer listed, so nothing ever removed the rest; a
+    copy of a file a kill interrupted (.NAME.<hex>.tmp) stayed in the output directory for good."""
+    from minibert.checkpoint import write_json
+    from minibert.engine import checkpointing
+
+    train_tiny(tmp_path, max_steps=4, save_steps=2)  # checkpoint-2 and checkpoint-4
+    run_dir = tmp_path / "run"
+    real = shutil.rmtree
+
+    def killed_half_way(path, *args, **kwargs):
+        next(p for p in Path(path).iterdir() if p.is_file()).unlink()
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(checkpointing.shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointing.rotate_checkpoints(run_dir, keep=1)
+    monkeypatch.setattr(checkpointing.shutil, "rmtree", real)
+    checkpointing.rotate_checkpoints(run_dir, keep=1)  # the next save's rotation
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["checkpoint-4"]
+
+    stale = run_dir / ".config.json.0123abcd.tmp"
+    stale.write_text('{"half": ')
+    write_json(run_dir / "config.json", {"whole": True})
+    assert not stale.exists() and json.loads((run_dir / "config.json").read_text()) == {"whole": True}

@@ -217,7 +217,10 @@ def rotate_checkpoints(output_dir: Path, keep: int | None, protect: Path | None 
     checkpoints = list_checkpoints(output_dir)
     for old in checkpoints[: max(0, len(checkpoints) - keep)]:
         if protect is None or old.resolve() != Path(protect).resolve():
-            shutil.rmtree(old)
+            # renamed first, at once: a process killed while deleting leaves a temporary directory, which the
+            # next rotation clears, not a half-deleted checkpoint-N that no listing would ever show again
+            doomed = old.rename(output_dir / f"{TEMP_PREFIX}deleted-{old.name}")
+            shutil.rmtree(doomed)
             logger.info("deleted old checkpoint %s (save_total_limit=%d)", old, keep)
 
 
