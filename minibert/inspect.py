@@ -12,6 +12,7 @@ to hide.
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -146,6 +147,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
+    except BrokenPipeError:  # the reader stopped early (`| head`): what it wanted was printed
+        # Python's documented recipe: the flush at exit then writes nowhere, instead of a second error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as error:  # a bad path or checkpoint: the message says what to do
         print(f"python -m minibert.inspect: error: {error}", file=sys.stderr)
         return 1

@@ -579,7 +579,8 @@ class GenerationTrace:
             lines.append("encode the source once: " + self.encoder.line().strip())
         for step in self.steps:
             chose = f" -> token {step.token} {token_text(step.token)!r}" if step.token is not None else ""
-            what = "the prompt, which fills the cache" if step.step == 0 else "one new token, on the cache"
+            first = "the decoder's start token" if self.encoder is not None else "the prompt"  # BART: source encoded
+            what = f"{first}, which fills the cache" if step.step == 0 else "one new token, on the cache"
             lines.append(f"step {step.step} ({what}){chose}")
             lines.append("  " + step.decoder.line().strip())
             lines += [("      " if call.kind == "function" else "    ") + call.line().strip()  # attend: one deeper

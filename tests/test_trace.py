@@ -290,6 +290,7 @@ def test_bart_generation_cross_attention_cache_stays_fixed():
     assert steps.cache_lengths("self") == [1, 2, 3]
     assert steps.cache_lengths("cross") == [7, 7, 7]
     assert steps.encoder is not None and steps.encoder.outputs[0].letters == "(B, S, E)"
+    assert "step 0 (the decoder's start token, which fills the cache)" in str(steps)  # the source is not a prompt
     with pytest.raises(ValueError, match="layers 0 to 1"):
         trace_generation(model, inputs["input_ids"], max_new_tokens=1, layer=5)
 
