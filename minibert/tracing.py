@@ -175,7 +175,9 @@ def _tree(items: list[tuple[tuple[int, ...], TensorInfo]]) -> str:
         else:
             runs.append([text, 1])
     if len(runs) == 1:  # one kind of item: "2 x (..)", and "1 x [..]" keeps a one-layer cache's level in view
-        return f"{runs[0][1]} x {runs[0][0]}"
+        nested = any(path for group in children.values() for path, _ in group)  # its items are tuples themselves
+        text, count = runs[0]
+        return f"{count} x {text}" if count > 1 or nested else text  # a block's (h, None, ..) stays "(B, T, E)"
     return "[" + ", ".join(f"{count} x {text}" if count > 1 else text for text, count in runs) + "]"
 
 
@@ -623,8 +625,9 @@ def _decoder_stack(model: nn.Module) -> tuple[str, nn.Module]:
 @torch.no_grad()
 def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      max_new_tokens: int = 3, layer: int = 0, **generate_kwargs) -> GenerationTrace:
-    """Greedy `generate` under hooks (one beam, no sampling, no forced bos/eos: each step's token is
-    the model's own first choice, whatever decoding the checkpoint's generation config asks for). For
+    """Greedy `generate` under hooks (one beam, one sequence, no sampling, no forced bos/eos, no repetition
+    penalty or banned n-grams: each step's token is the model's own first choice, whatever decoding the
+    checkpoint's generation config asks for). For
     each step: the decoder's call and the attention calls of decoder layer `layer` (with their `attend`
     calls), whose key/value cache grows by one position per step (with cache_implementation="static":
     keeps its preallocated length, the unwritten slots masked; BART's cross-attention cache keeps the
@@ -643,7 +646,9 @@ def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: 
     with recording(model, legend) as calls:
         sequences = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                                    **{"eos_token_id": [], "num_beams": 1, "do_sample": False,
-                                      "forced_bos_token_id": None, "forced_eos_token_id": None, **generate_kwargs})
+                                      "forced_bos_token_id": None, "forced_eos_token_id": None,
+                                      "num_return_sequences": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                                      **generate_kwargs})
     prefix = f"{stack_name}.{'h' if hasattr(stack, 'h') else 'layers'}.{layer}."
     steps: list[GenerationStep] = []
     for call in calls:

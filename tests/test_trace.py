@@ -143,6 +143,8 @@ def test_lines_show_letters_mask_tied_decoder_pooler_and_source():
     assert tr.find(r"bert\.layers\.0\.attention\.q_proj")[0].source.startswith("torch/nn/modules/linear.py:")
     assert re.search(r"^      bert\.layers\.0\.attention \(MultiHeadAttention\): hidden_states \(B, T, E\) f32",
                      text, re.M)
+    # A block returns (h, None): one tensor, written as itself, not as a list of one
+    assert re.search(r"^    bert\.layers\.0 \(BertLayer\): .* -> \(B, T, E\) f32  @", text, re.M)
     # A dropout's p, which its class name does not say (BERT's activation dropout is there, and never drops).
     assert "bert.layers.0.ffn.dropout (Dropout p=0.1): input (B, T, E)" in text
     assert "bert.layers.0.ffn.activation_dropout (Dropout p=0.0): input (B, T, F)" in text
@@ -303,7 +305,8 @@ def test_generation_trace_is_greedy_whatever_the_checkpoint_asks_and_shows_a_one
     model = minibert.BartForConditionalGeneration(config).eval()
     inputs = batch("bart")
     plain = trace_generation(model, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=3)
-    model.generation_config = {"num_beams": 4, "forced_bos_token_id": 0, "forced_eos_token_id": 2,
+    model.generation_config = {"num_beams": 4, "num_return_sequences": 4, "forced_bos_token_id": 0,
+                               "forced_eos_token_id": 2, "repetition_penalty": 5.0, "no_repeat_ngram_size": 1,
                                "decoder_start_token_id": config.decoder_start_token_id,
                                "pad_token_id": config.pad_token_id}
     asked = trace_generation(model, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=3)
