@@ -405,7 +405,28 @@ def test_a_step_with_no_labelled_token_is_skipped_not_stopped(tmp_path, caplog):
         assert seen[step - 1][1] == seen[step - 2][1]
     assert any(not torch.equal(seen[3][0][n], seen[2][0][n]) for n in seen[3][0])  # step 4 learns again
     assert [r.get("skipped_steps", 0.0) for r in result.history] == [0.0, 1.0, 1.0, 0.0, 0.0]
-    assert "step 2: no labelled token" in caplog.text
+    assert "step 2: a batch of this step has no labelled token" in caplog.text
+
+
+def test_a_step_with_one_unlabelled_micro_batch_is_skipped_for_a_model_without_token_weights(tmp_path, caplog):
+    """A model whose loss is not one mean over tokens (BertForPreTraining's MLM + SOP: no loss_items) takes
+    1 / accumulation per micro-batch, so one micro-batch with nothing masked made the step's loss NaN: the
+    run stopped, blaming the learning rate, although the step as a whole had labelled tokens."""
+    calls = {"n": 0}
+
+    def third_unlabelled(examples: list[dict]) -> dict:
+        batch = collate(examples)
+        calls["n"] += 1
+        if calls["n"] == 3:  # step 2's first micro-batch
+            batch["labels"] = torch.full_like(batch["labels"], -100)
+        return batch
+
+    args = make_args(tmp_path, max_steps=3, logging_steps=1, gradient_accumulation_steps=2)
+    with caplog.at_level("WARNING", logger="minibert.engine.trainer"):
+        result = Trainer(ToyModel(dropout=0.0), args, toy_dataset(), third_unlabelled).train()
+    assert result.global_step == 3
+    assert [r.get("skipped_steps", 0.0) for r in result.history] == [0.0, 1.0, 0.0]
+    assert "step 2: a batch of this step has no labelled token" in caplog.text
 
 
 @pytest.mark.parametrize("command", ["train", "pretrain"])

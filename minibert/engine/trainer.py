@@ -48,7 +48,7 @@ from minibert.engine.distributed import DistributedContext, barrier, mean_across
 from minibert.engine.metrics import METRICS_FILE, PLOT_FILE, MetricsWriter, ProgressBar, plot_losses
 from minibert.engine.optim import build_optimizer
 from minibert.engine.schedules import get_scheduler, resolve_warmup_steps
-from minibert.nn.losses import IGNORE_INDEX
+from minibert.nn.losses import labelled_count
 
 logger = logging.getLogger(__name__)
 
@@ -519,23 +519,15 @@ class Trainer:
             return [1.0 / len(batches)] * len(batches)
         items = [count(batch) for batch in batches]
         total = sum_across_ranks(float(sum(items)), self.context)
-        if total == 0:  # nothing labelled anywhere: the losses are not finite and the step stops
+        if total == 0:  # nothing labelled anywhere: the losses are not finite, and training_step skips the step
             return [1.0 / len(batches)] * len(batches)
         return [n * self.context.world_size / total for n in items]
 
-    def labelled_tokens(self, batches: list[dict]) -> float:
-        """Labels that are not -100 in this step's micro-batches on every process (an all-reduce: every
-        rank calls it together); inf when a batch has no `labels` to count."""
-        count = getattr(self.model, "loss_items", None) if self.loss_fn is None else None
-        local = 0.0
-        for batch in batches:
-            if count is not None:
-                local += count(batch)
-            elif "labels" in batch:
-                local += int(batch["labels"].ne(IGNORE_INDEX).sum())
-            else:
-                local = math.inf
-        return sum_across_ranks(local, self.context)
+    def unlabelled_batches(self, batches: list[dict]) -> float:
+        """How many of this step's micro-batches, on every process, hold no label that is not -100 (an
+        all-reduce: every rank calls it together). A batch without `labels` counts as labelled."""
+        local = sum(1 for batch in batches if "labels" in batch and labelled_count(batch["labels"]) == 0)
+        return sum_across_ranks(float(local), self.context)
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backward of the current micro-batch's loss times its weight (`loss_weights`), scaled in fp16."""
@@ -590,23 +582,26 @@ class Trainer:
         step_loss = float(torch.stack(losses).sum())
         step = self.state.global_step + 1
         finite = mean_across_ranks({"finite": float(math.isfinite(step_loss))}, self.context)["finite"] == 1.0
-        # Every label of the step -100 (a short row can mask nothing: 0.85**6 = 0.38 for 6 tokens): the mean
-        # over no token is 0 / 0, and there is nothing to learn. The update is skipped (with zero gradients,
-        # AdamW would still move the weights by momentum and decay); every rank decides together.
-        unlabelled = not finite and self.labelled_tokens([batch for batch, _ in batches]) == 0
+        # A micro-batch whose labels are all -100 (a short row can mask nothing: 0.85**6 = 0.38 for 6 tokens)
+        # has a mean over no token, 0 / 0: the step's loss is undefined (a model weighing micro-batches by their
+        # tokens, `loss_items`, gives it weight 0 and stays finite unless the whole step is unlabelled). The
+        # update is skipped (with zero gradients, AdamW would still move the weights by momentum and decay);
+        # every rank decides together.
+        unlabelled = not finite and self.unlabelled_batches([batch for batch, _ in batches]) > 0
         if not finite and not unlabelled and not self.args.fp16:  # every rank stops together
             self.optimizer.zero_grad(set_to_none=True)
             last = self.checkpoint_path(self.state.last_checkpoint) or "none was saved yet"
+            where = f"loss is {step_loss}" if not math.isfinite(step_loss) else "loss is not finite on another process"
             raise NonFiniteLossError(
-                f"loss is {step_loss} at step {step}; training stopped before that step changed any weight. "
+                f"{where} at step {step}; training stopped before that step changed any weight. "
                 f"Last good checkpoint: {last}. Lower --learning_rate, raise --warmup_ratio, keep "
                 "--max_grad_norm on, or use --bf16 rather than --fp16"
             )
         if unlabelled:
             grad_norm, skipped = math.nan, True
             window["skipped_steps"].append(1.0)
-            logger.warning("step %d: no labelled token in this step's batches (every label is -100), so nothing "
-                           "to learn: the update is skipped. Longer rows or a larger batch make this rarer", step)
+            logger.warning("step %d: a batch of this step has no labelled token (every label is -100), so its loss "
+                           "is undefined: the update is skipped. Longer rows or a larger batch make this rarer", step)
         else:
             if self.args.fp16:
                 self.scaler.unscale_(self.optimizer)
