@@ -177,8 +177,9 @@ def sdpa_attention(
     pads, an all-padding row) is T_k times the eager one, because the log-sum-exp absorbs log T_k into
     the mask's finfo.min. With a gradient to take and such a row in the mask, the CPU runs the eager
     path. (On a GPU the kernels differ and the check would cost a device sync per layer: not measured
-    there, no GPU having been lent to this project.)"""
-    if (keep is not None and q.device.type == "cpu" and torch.is_grad_enabled()
+    there, no GPU having been lent to this project. Under torch.compile the data-dependent check would
+    split the graph at every attention call, so compiled training keeps SDPA's gradient for such rows.)"""
+    if (keep is not None and q.device.type == "cpu" and torch.is_grad_enabled() and not torch.compiler.is_compiling()
             and (q.requires_grad or k.requires_grad or v.requires_grad) and not bool(keep.any(-1).all())):
         return eager_attention(q, k, v, keep, dropout_p, scale)[0]
     mask = to_additive(keep, q.dtype)
