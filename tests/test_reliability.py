@@ -496,3 +496,15 @@ def test_a_kill_while_rotating_or_writing_leaves_nothing_behind_for_good(tmp_pat
     stale.write_text('{"half": ')
     write_json(run_dir / "config.json", {"whole": True})
     assert not stale.exists() and json.loads((run_dir / "config.json").read_text()) == {"whole": True}
+
+
+def test_a_checkpoint_whose_optimizer_trained_other_parameters_is_named(tmp_path):
+    """A 4-head pretraining run checkpointed before the neighbour-heads fix (block 0's query and key frozen,
+    so not in the optimizer) met torch's bare "doesn't match the size of optimizer's group" on resume."""
+    train_tiny(tmp_path, max_steps=2, save_steps=2)
+    model = ToyModel()
+    model.norm.requires_grad_(False)  # trained by the checkpoint's run, frozen in this one
+    args = make_args(tmp_path, max_steps=4, save_steps=2, resume_from_checkpoint="last")
+    with pytest.raises(ValueError, match=r"checkpoint-2's optimizer holds \[\d+, \d+\] parameters per group and "
+                                         r"this run trains \[\d+, \d+\].*--init_from"):
+        Trainer(model, args, toy_dataset(), collate).train()

@@ -294,7 +294,17 @@ def load_checkpoint(
     if check_trainer_state is not None:
         check_trainer_state(saved["trainer"])
     model.load_state_dict(state)
-    optimizer.load_state_dict(load_torch_file(directory / OPTIMIZER_FILE, instead))
+    saved_optimizer = load_torch_file(directory / OPTIMIZER_FILE, instead)
+    ours = [len(g["params"]) for g in optimizer.state_dict()["param_groups"]]
+    theirs = [len(g["params"]) for g in saved_optimizer.get("param_groups", [])]
+    if ours != theirs:  # torch's own error names neither the checkpoint nor a way out
+        raise ValueError(
+            f"{directory}'s optimizer holds {theirs} parameters per group and this run trains {ours}: it was "
+            "saved with other parameters trainable (other freezing flags, or a minibert before 2026-11-24, which "
+            "froze block 0's whole query and key projections under the neighbour heads of a model with more "
+            "than 2 heads). Resume with the settings and version that saved it, or start a new run (pretrain.py "
+            f"--init_from {directory} continues its weights)")
+    optimizer.load_state_dict(saved_optimizer)
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     rng_file = directory / f"rng_state_{context.rank}.pt"
