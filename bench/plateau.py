@@ -65,7 +65,7 @@ import minibert.nn.attention as attention
 from minibert.data import build_objective
 from minibert.data.corpus import load_works
 from minibert.models.bert import BertForPreTraining, LMHead
-from minibert.neighbour_heads import angular_frequencies, write_neighbour_heads
+from minibert.neighbour_heads import angular_frequencies, keep_fixed, write_neighbour_heads
 from minibert.pretraining import select_documents, size_config
 from minibert.tokenizer import load_tokenizer, train_tokenizer
 
@@ -210,16 +210,12 @@ def patch(model, cfg: dict) -> None:
         positions.requires_grad_(False)
     elif cfg["position"] == "neighbours":
         spacing = {"even": evenly_spaced, "geometric": angular_frequencies}[cfg["spacing"]]
-        write_neighbour_heads(model.bert, strength=cfg["strength"], spacing=spacing)
+        written = write_neighbour_heads(model.bert, strength=cfg["strength"], spacing=spacing)
         if cfg["cls_free"]:  # position 0 ([CLS]) without sinusoids: its queries go by content alone
             with torch.no_grad():
                 model.bert.embeddings.position_embeddings.weight[0] = 0.0
-        if cfg["freeze"]:
-            frozen = [model.bert.embeddings.position_embeddings.weight,
-                      *model.bert.layers[0].attention.q_proj.parameters(),
-                      *model.bert.layers[0].attention.k_proj.parameters()]
-            for parameter in frozen:
-                parameter.requires_grad_(False)
+        if cfg["freeze"]:  # as pretraining.build_model: the tiny model's 2 heads fill block 0, so whole tensors
+            assert keep_fixed(written) is None
     elif cfg["position"] != "absolute":
         raise ValueError(f"position must be absolute, alibi, relative, rope or neighbours, got {cfg['position']!r}")
     if cfg["preln"]:

@@ -30,8 +30,9 @@ Only weights change: the checkpoint is a plain Hugging Face BERT, and fine-tunin
 `write_neighbour_heads` returns what to keep fixed while pretraining: the position embeddings, and the
 rows of block 0's query and key projections (weights and biases) that belong to heads 0 and 1, their
 content dimensions included. `keep_fixed` freezes them: a tensor all of whose rows are fixed gets
-`requires_grad=False`; where more heads share the projection (4 heads of the `small` size's 8 and up),
-only the two heads' rows are held and the other heads train (`--neighbour_heads false` leaves them all out).
+`requires_grad=False`; where more heads share the projection (the `mini` size and up, or a config of more
+than 2 heads), only the two heads' rows are held and the other heads train (`--neighbour_heads false`
+leaves them all out).
 Trained instead of fixed, such heads are lost within 300 steps and the run stays on the plateau
 (docs/pretraining-notes.md, "Why the old default stopped at 0.14"; measured with an earlier, evenly
 spaced version of these heads).
