@@ -53,21 +53,23 @@ def model_class_for(config: dict) -> type[PreTrainedModel]:
 
 
 # What train.py writes that config.json alone does not describe; only load_finetuned rebuilds it.
-FINETUNED_CONFIG_KEYS = {
+FINETUNED_OUTPUTS = {
+    "beside_base": ("the parameters an --adapter_size / --ladder_side_tuning run trained, saved beside their base "
+                    "checkpoint (beside_base.json)"),
+    "new_encoder": "a BART with a new encoder front (train.py --new_encoder_vocab; the front is in new_encoder/)",
     POOLED_CLASSIFIER_KEY: "a classifier saved by train.py --pooling (pooling and classifier in head.safetensors)",
     MULTITASK_KEY: "a multi-task classifier saved by train.py --multitask (its task heads are beside the encoder)",
 }
 
 
 def finetuned_output(path: str | os.PathLike, config: dict | None) -> str | None:
-    """What a train.py output directory holds beyond its config.json (`config`: None when it has none),
-    or None for a plain checkpoint."""
+    """Which train.py output the directory holds beyond its config.json (a key of FINETUNED_OUTPUTS; `config`:
+    None when it has none), or None for a plain checkpoint."""
     if (Path(path) / BESIDE_BASE_FILE).is_file():
-        return ("the parameters an --adapter_size / --ladder_side_tuning run trained, saved beside their base "
-                "checkpoint (beside_base.json)")
+        return "beside_base"
     if (Path(path) / NEW_ENCODER_DIR / NEW_ENCODER_SETTINGS).is_file():
-        return "a BART with a new encoder front (train.py --new_encoder_vocab; the front is in new_encoder/)"
-    return next((what for key, what in FINETUNED_CONFIG_KEYS.items() if key in (config or {})), None)
+        return "new_encoder"
+    return next((key for key in (POOLED_CLASSIFIER_KEY, MULTITASK_KEY) if key in (config or {})), None)
 
 
 def check_not_finetuned(path: str | os.PathLike, config: dict | None) -> None:
@@ -75,7 +77,7 @@ def check_not_finetuned(path: str | os.PathLike, config: dict | None) -> None:
     none): loading it as a plain checkpoint would give a bare encoder, the trained parts left behind."""
     found = finetuned_output(path, config)
     if found:
-        raise ValueError(f"{path} holds {found}, which load_pretrained cannot rebuild; load it with "
+        raise ValueError(f"{path} holds {FINETUNED_OUTPUTS[found]}, which load_pretrained cannot rebuild; load it with "
                          f"minibert.finetuning.load_finetuned({str(path)!r})")
 
 

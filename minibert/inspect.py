@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from minibert.auto import checkpoint_class, finetuned_output, load_pretrained
-from minibert.checkpoint import read_config_dict
+from minibert.auto import FINETUNED_OUTPUTS, checkpoint_class, finetuned_output, load_pretrained
+from minibert.checkpoint import MULTITASK_KEY, read_config_dict
 from minibert.finetuning import load_finetuned
 from minibert.tokenizer import load_tokenizer
 from minibert.tracing import plot_attention, plot_hidden_states, trace, trace_generation
@@ -108,15 +108,17 @@ def train_py_output(path: str) -> str | None:
     return finetuned_output(path, read_config_dict(path) if has_config else None)
 
 
-def check_arguments(args: argparse.Namespace) -> None:
-    """What can be refused from the arguments and config.json alone, before any weights load."""
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """What can be refused from the arguments and config.json alone, before any weights load; returns which
+    train.py output the directory holds (a key of auto.FINETUNED_OUTPUTS), None for a plain checkpoint."""
     held = train_py_output(args.path)
-    if held and "new encoder front" in held:
-        raise ValueError(f"{args.path} holds {held}; the tracer does not follow the new front: trace the BART it "
-                         "started from")
+    if held == "new_encoder":
+        raise ValueError(f"{args.path} holds {FINETUNED_OUTPUTS[held]}; the tracer does not follow the new front: "
+                         "trace the BART it started from")
     if held and args.generate:
-        raise ValueError(f"{args.path} holds {held}, a classifier, which does not generate; drop --generate")
-    if args.task is not None and not (held and "multi-task" in held):
+        raise ValueError(f"{args.path} holds {FINETUNED_OUTPUTS[held]}, a classifier, which does not generate; "
+                         "drop --generate")
+    if args.task is not None and held != MULTITASK_KEY:
         raise ValueError("--task names a task of a train.py --multitask output; drop it for this checkpoint")
     model_class = None if held else checkpoint_class(args.path)
     if args.generate and not hasattr(model_class, "generate"):
@@ -129,6 +131,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             Path(args.attention_png).resolve() == Path(args.hidden_states_png).resolve():
         raise ValueError(f"--attention_png and --hidden_states_png both name {args.attention_png}: the second picture "
                          "would replace the first; give each its own file")
+    return held
 
 
 def check_generate_fits(model, attention_mask, steps: int) -> None:
@@ -157,9 +160,9 @@ def main(argv=None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_arguments(args)
+    held = check_arguments(args)
     tokenizer = load_tokenizer(args.path)  # before the model: a missing tokenizer is found without loading it
-    model = load_finetuned(args.path) if train_py_output(args.path) else load_pretrained(args.path)
+    model = load_finetuned(args.path) if held else load_pretrained(args.path)
     inputs = model_inputs(model, tokenizer, args.text, args.text_pair, generate=bool(args.generate))
     if hasattr(model, "names"):  # a multi-task classifier: one task's head per batch
         task = args.task if args.task is not None else model.names[0]

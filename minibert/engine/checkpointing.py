@@ -295,9 +295,10 @@ def load_checkpoint(
         check_trainer_state(saved["trainer"])
     model.load_state_dict(state)
     saved_optimizer = load_torch_file(directory / OPTIMIZER_FILE, instead)
-    ours = [len(g["params"]) for g in optimizer.state_dict()["param_groups"]]
+    current = optimizer.state_dict()  # (a wrapper's, PriorWD's or Lookahead's, nests the inner one: not compared)
+    ours = [len(g["params"]) for g in current.get("param_groups", [])]
     theirs = [len(g["params"]) for g in saved_optimizer.get("param_groups", [])]
-    if ours != theirs:  # torch's own error names neither the checkpoint nor a way out
+    if "param_groups" in current and ours != theirs:  # torch's own error names neither the checkpoint nor a way out
         raise ValueError(
             f"{directory}'s optimizer holds {theirs} parameters per group and this run trains {ours}: it was "
             "saved with other parameters trainable (other freezing flags, or a minibert before 2026-11-24, which "
