@@ -261,6 +261,6 @@ def write_state_dict(path: str | os.PathLike, state: dict[str, torch.Tensor]) ->
     atomic_write_bytes(Path(path) / SAFE_WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
 
-def write_json(file: str | os.PathLike, obj: dict) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(Path(file), lambda tmp: Path(tmp).write_text(text))
+def write_json(file: str | os.PathLike, obj: dict, sort_keys: bool = True) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n"
+    atomic_write_bytes(Path(file), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

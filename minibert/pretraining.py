@@ -40,10 +40,10 @@ import torch
 
 from minibert.checkpoint import (
     GENERATION_CONFIG_NAME,
-    atomic_write_bytes,
     read_config_dict,
     read_json_object,
     read_state_dict,
+    write_json,
 )
 from minibert.data import OBJECTIVES, build_objective
 from minibert.data.corpus import SHIPPED, corpus_file_list, iter_records, split_sentences, split_works, work_name
@@ -566,8 +566,7 @@ def recorded_eval_start(run_dirs: list[Path]) -> dict:
 def write_summary(output_dir: Path, summary: dict) -> None:
     """Written aside, then renamed: the summary is the only copy of the held-out metrics before training, which
     a resume reads back (a kill while writing it in place left an empty file, and those numbers lost)."""
-    text = json.dumps(summary, indent=2) + "\n"
-    atomic_write_bytes(output_dir / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_json(output_dir / SUMMARY_FILE, summary, sort_keys=False)
 
 
 class SaveModelAndTokenizer:
