@@ -90,36 +90,38 @@ class StoppedBySignal(KeyboardInterrupt):
 
 
 @contextmanager
-def stop_on_signals():
-    """The command lines' handlers outside the training steps (the trainer installs its own during them,
-    then puts these back): SIGTERM stops the command as Ctrl-C does, with StoppedBySignal, where by
-    default it would end the process without a word. Only the main thread may install handlers."""
+def _handling_signals(handler):
+    """SIGINT and SIGTERM go to `handler` inside the block; the previous handlers come back after it.
+    Python lets only the main thread install handlers; elsewhere signals keep theirs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def stop(signal_number, frame):
-        raise StoppedBySignal(signal_number)
-
     previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
     for number in STOP_SIGNALS:
-        signal.signal(number, stop)
+        signal.signal(number, handler)
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        for number, old in previous.items():  # None: a handler not set from Python, i.e. the default
+            signal.signal(number, signal.SIG_DFL if old is None else old)
+
+
+@contextmanager
+def stop_on_signals():
+    """The command lines' handlers outside the training steps (the trainer installs its own during them,
+    then puts these back): SIGTERM stops the command as Ctrl-C does, with StoppedBySignal, where by
+    default it would end the process without a word."""
+    def stop(signal_number, frame):
+        raise StoppedBySignal(signal_number)
+
+    with _handling_signals(stop):
+        yield
 
 
 @contextmanager
 def _stop_after_the_step_on_signals(trainer: "Trainer"):
     """While training, SIGINT and SIGTERM only note the signal; the loop then saves and stops after
-    the current step, so a preemption or a Ctrl-C loses nothing. A second signal stops at once.
-    Python lets only the main thread install handlers; elsewhere signals keep theirs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
+    the current step, so a preemption or a Ctrl-C loses nothing. A second signal stops at once."""
     def note(signal_number, frame):
         if trainer.stop_signal is not None:
             raise StoppedBySignal(signal_number, twice=True)
@@ -129,14 +131,8 @@ def _stop_after_the_step_on_signals(trainer: "Trainer"):
             signal.Signals(signal_number).name,
         )
 
-    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
-    for number in STOP_SIGNALS:
-        signal.signal(number, note)
-    try:
+    with _handling_signals(note):
         yield
-    finally:
-        for number, handler in previous.items():  # None: a handler not set from Python, i.e. the default
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
 
 
 def _ignore_ctrl_c(worker_id: int) -> None:
