@@ -219,3 +219,17 @@ def test_a_killed_preparations_folder_is_removed_once_abandoned(tmp_path):
             os.utime(p, (hour_ago, hour_ago))
     prepared.remove_abandoned_temporaries(final)
     assert not old.exists() and recent.exists() and live.exists()
+
+
+def test_preparation_workers_leave_ctrl_c_to_the_main_process(tokenizers, monkeypatch):
+    """Ctrl-C reaches every process of the terminal's group: each worker printed its own KeyboardInterrupt
+    traceback (three of them, 99 lines, over the command's message)."""
+    import signal
+
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # set back after the test, as the handler below
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        prepared._init_worker(tokenizers["wordpiece"], "vocab")
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

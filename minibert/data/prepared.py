@@ -41,6 +41,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -324,6 +325,9 @@ _WORKER: dict = {}
 
 def _init_worker(tokenizer, words: str) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already
+    # Ctrl-C reaches the whole process group: the main process stops the pool and says so; each worker
+    # printing its own KeyboardInterrupt traceback buried that message under dozens of lines
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["tokenize"] = DocumentTokenizer(tokenizer, words)
 
 
