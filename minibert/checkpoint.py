@@ -178,9 +178,12 @@ def read_config_dict(path: str | os.PathLike) -> dict:
     if not path.is_dir():
         raise ValueError(f"{path} is not a directory; pass the folder that holds config.json and the weights")
     if not config_file.is_file():
+        training_state = (path / "model_state.pt").is_file()  # engine/checkpointing.py's MODEL_FILE
         raise ValueError(
             f"{path} has no config.json, so it is not a Hugging Face checkpoint directory; "
-            "pass the folder written by save_pretrained (config.json + model.safetensors)"
+            + (f"it is a training checkpoint, train.py's checkpoint-N (for --resume_from_checkpoint): pass the run's "
+               f"output directory, {path.parent}, once the run has finished" if training_state else
+               "pass the folder written by save_pretrained (config.json + model.safetensors)")
         )
     return read_json_object(config_file)
 

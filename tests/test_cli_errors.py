@@ -271,3 +271,12 @@ def test_inspect_refuses_what_it_cannot_trace_of_train_py_outputs(checkpoints, t
         capsys, [checkpoints / "bert", "--text", "hi", "--task", "a"])
     _new_encoder(tmp_path / "front")
     assert "the tracer does not follow the new front" in refused(capsys, [tmp_path / "front", "--text", "hi"])
+
+
+def test_inspect_on_a_train_py_checkpoint_points_to_the_run_directory(tmp_path, capsys, no_model_load):
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    torch.save({}, checkpoint / "model_state.pt")
+    assert f"it is a training checkpoint, train.py's checkpoint-N (for --resume_from_checkpoint): pass the run's " \
+           f"output directory, {tmp_path / 'run'}, once the run has finished" in refused(
+               capsys, [checkpoint, "--text", "hi"])
