@@ -118,7 +118,7 @@ class KeepRows:
     def __init__(self, parts: list[tuple[nn.Parameter, slice]]):
         self.parts = [(p, rows, p.detach()[rows].clone()) for p, rows in parts]
         for p, rows, _ in self.parts:
-            p.register_hook(lambda grad, rows=rows: grad.index_fill(0, _indices(rows, grad), 0.0))
+            p.register_hook(lambda grad, rows=rows: _zero_rows(grad, rows))
 
     def on_step_end(self, trainer) -> None:
         with torch.no_grad():
@@ -126,8 +126,10 @@ class KeepRows:
                 p[rows] = value
 
 
-def _indices(rows: slice, grad: torch.Tensor) -> torch.Tensor:
-    return torch.arange(grad.shape[0], device=grad.device)[rows]
+def _zero_rows(grad: torch.Tensor, rows: slice) -> torch.Tensor:
+    grad = grad.clone()  # a hook must not change the gradient autograd handed it in place
+    grad[rows] = 0.0
+    return grad
 
 
 def keep_fixed(parts: list[tuple[nn.Parameter, slice]]) -> KeepRows | None:

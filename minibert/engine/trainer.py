@@ -595,7 +595,6 @@ class Trainer:
             )
         if unlabelled:
             grad_norm, skipped = math.nan, True
-            window["skipped_steps"].append(1.0)
             logger.warning("step %d: a batch of this step has no labelled token (every label is -100), so its loss "
                            "is undefined: the update is skipped. Longer rows or a larger batch make this rarer", step)
         else:
@@ -607,8 +606,9 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             skipped = self.args.fp16 and self.scaler.get_scale() < scale
-        if skipped and not unlabelled:
+        if skipped:
             window["skipped_steps"].append(1.0)
+        if skipped and not unlabelled:
             logger.info(
                 "step %d: fp16 gradients overflowed; the scaler skipped the step (scale now %g)",
                 step,
