@@ -711,7 +711,8 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
     Saves the model, its tokenizer, eval_results.json and generated_predictions.jsonl."""
     training = copy.copy(training)
     source = _check_run(args, training)
-    check_generative_checkpoint(args.task_type, read_config_dict(source), args.max_seq_length, source)
+    check_generative_checkpoint(args.task_type, read_config_dict(source), args.max_seq_length, source,
+                                args.generation_max_length)
     torch.manual_seed(training.seed)
     tokenizer = finetuning_tokenizer(args, source)
     source_tokenizer = load_tokenizer(args.new_encoder_vocab) if args.new_encoder_vocab else None

@@ -180,6 +180,9 @@ def test_bad_input_is_named(checkpoints, tmp_path):
         run(checkpoints["gpt2"], tmp_path, "--task_type", "seq2seq")
     with pytest.raises(ValueError, match=r"model_type 'bert'.*pretrain.py --objective bart"):
         run(checkpoints["bert"], tmp_path, "--task_type", "seq2seq")
+    with pytest.raises(ValueError, match=r"--generation_max_length 65 is past the 64 decoder positions of .*; pass "
+                                         r"--generation_max_length 64 or less"):  # it died at the first evaluation
+        run(checkpoints["bart"], tmp_path, "--generation_max_length", "65")
     with pytest.raises(ValueError, match="--fgm is a classification method"):
         run(checkpoints["bart"], tmp_path, "--fgm")
     with pytest.raises(ValueError, match="--target_column is for text generation; pass --task_type seq2seq"):

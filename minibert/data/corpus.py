@@ -258,6 +258,18 @@ def check_tsv_row(row: dict, file, line: int) -> None:
                              "into it; remove that quote or double it (\"\"), or write the file as JSON lines")
 
 
+def check_row_width(row: dict, columns: int, file, line: int, delimiter: str) -> None:
+    """A CSV / TSV row with more cells than the header's columns: a cell holds an unquoted delimiter,
+    which cut a text short and moved the rest into the next columns (a label among them), silently.
+    DictReader keeps the extra cells under the key None; empty ones (trailing delimiters) are harmless
+    and dropped here."""
+    extra = row.pop(None, None) or []
+    if any(cell.strip() for cell in extra):
+        raise ValueError(f"{file}:{line}: the row has {columns + len(extra)} cells but the header names {columns} "
+                         f"columns, so a text was cut short and its rest read into the next columns: a cell probably "
+                         f"holds an unquoted {delimiter!r}; quote that cell (\"...\") or write the file as JSON lines")
+
+
 def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     """CSV (comma) or TSV (tab) rows with a header line, streamed."""
     delimiter = "\t" if _suffix(file) == ".tsv" else ","
@@ -277,6 +289,7 @@ def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
             return
         if delimiter == "\t":
             check_tsv_row(row, file, first_line)
+        check_row_width(row, len(fieldnames), file, first_line, delimiter)
         text = row.get(text_column)
         yield {**row, "text": text if isinstance(text, str) else ""}, len(text or "")
 

@@ -39,9 +39,11 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
         raise ValueError(f"{path} has no eval_results.json; pass the output_dir of a train.py --task_type seq2seq "
                          "or causal_lm run")
     record = json.loads(record_file.read_text(encoding="utf-8"))
-    task_type, settings = record["task"]["problem_type"], record.get("generation")
-    if settings is None:
+    settings = record.get("generation")
+    if settings is None:  # a classifier's record names its task; a multi-task run's has "tasks" instead
+        task_type = record["task"]["problem_type"] if "task" in record else "multi-task"
         raise ValueError(f"{path} holds a {task_type} model, not a generation run; use train.py's own evaluation")
+    task_type = record["task"]["problem_type"]
     validation_file = validation_file or settings.get("validation_file")
     if validation_file is None:
         raise ValueError("the run had no validation file; pass --validation_file")

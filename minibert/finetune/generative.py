@@ -47,7 +47,13 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str], char_order: int =
     Spaces are removed first. Counts are summed over the corpus per order n; precision
     P_n = matched / hypothesis n-grams and recall R_n = matched / reference n-grams (an n-gram
     matches at most as often as the reference holds it); P and R are the means of P_n and R_n over
-    the orders that both sides have n-grams of; chrF = (1 + beta^2) P R / (beta^2 P + R)."""
+    the orders that both sides have n-grams of; chrF = (1 + beta^2) P R / (beta^2 P + R).
+
+    Equal to sacreBLEU's CHRF() (2.x defaults) on one sentence and on a corpus whose references all
+    have 6 characters or more; otherwise the two differ: sacreBLEU does not count a sentence's
+    hypothesis n-grams of an order its reference has none of, here they count against precision.
+    A corpus with no n-gram on either side scores 100 if every text is empty on both (spaces aside;
+    sacreBLEU: 0), else 0."""
     if len(hypotheses) != len(references):
         raise ValueError(f"chrf got {len(hypotheses)} hypotheses but {len(references)} references; pass one each")
     matched, hyp_total, ref_total = [0] * char_order, [0] * char_order, [0] * char_order
@@ -60,8 +66,8 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str], char_order: int =
             hyp_total[n - 1] += sum(h.values())
             ref_total[n - 1] += sum(r.values())
     orders = [n for n in range(char_order) if hyp_total[n] and ref_total[n]]
-    if not orders:
-        return 100.0 if list(hypotheses) == list(references) else 0.0
+    if not orders:  # nothing to count: right only if every text is empty on both sides (spaces do not count)
+        return 100.0 if not any(h.split() or r.split() for h, r in zip(hypotheses, references, strict=True)) else 0.0
     precision = sum(matched[n] / hyp_total[n] for n in orders) / len(orders)
     recall = sum(matched[n] / ref_total[n] for n in orders) / len(orders)
     if precision + recall == 0:
@@ -138,11 +144,16 @@ def _end_of_text(tokenizer) -> int:
 def causal_lm_examples(prompts: list[str], completions: list[str], tokenizer, max_seq_length: int,
                        path) -> list[dict]:
     """{"input_ids": prompt completion <eos>, "labels": -100 over the prompt, "prompt_length", "target"}.
-    A completion that does not fit is cut; a prompt that fills the sequence alone is an error."""
+    A completion that does not fit is cut; a prompt that fills the sequence alone is an error. An empty
+    prompt becomes <eos> alone: the token every text follows in `pretrain.py --objective clm` (GPT-2's
+    <|endoftext|>, from which Hugging Face starts unconditional generation), so the completion's first
+    token is learnt and generated from it (from no token at all, it was neither, and a batch of empty
+    prompts had nothing to generate from)."""
     eos = _end_of_text(tokenizer)
     examples, cut = [], 0
     for n, (prompt, completion) in enumerate(zip(tokenizer.encode_batch(prompts), tokenizer.encode_batch(completions),
                                                  strict=True), 1):
+        prompt = prompt or [eos]
         if len(prompt) >= max_seq_length:
             raise ValueError(f"{path} row {n}: the prompt alone has {len(prompt)} tokens, but GPT-2 reads prompt and "
                              f"completion as one sequence of at most --max_seq_length {max_seq_length} tokens, which "
@@ -195,8 +206,11 @@ class GenerativeCollator:
 
 
 # -- model ----------------------------------------------------------------------------------------
-def check_generative_checkpoint(task_type: str, config: dict, max_seq_length: int, source) -> None:
-    """The checkpoint's family fits the task type, and --max_seq_length its positions."""
+def check_generative_checkpoint(task_type: str, config: dict, max_seq_length: int, source,
+                                generation_max_length: int | None = None) -> None:
+    """The checkpoint's family fits the task type, --max_seq_length its positions, and BART's decoder
+    positions the --generation_max_length new tokens (GPT-2's are shared with each prompt: the evaluator
+    fits them row by row)."""
     family = config.get("model_type")
     wanted, _ = HEADS[task_type]
     if family != wanted:
@@ -208,6 +222,9 @@ def check_generative_checkpoint(task_type: str, config: dict, max_seq_length: in
     if limit is not None and max_seq_length > limit:
         raise ValueError(f"--max_seq_length {max_seq_length} is longer than {source} can take ({limit} positions); "
                          f"pass --max_seq_length {limit} or less")
+    if family == "bart" and limit is not None and (generation_max_length or 0) > limit:
+        raise ValueError(f"--generation_max_length {generation_max_length} is past the {limit} decoder positions of "
+                         f"{source}; pass --generation_max_length {limit} or less")
 
 
 def build_generative_model(task_type: str, source: str, random_init: bool) -> nn.Module:
@@ -232,6 +249,7 @@ class GenerationEvaluator:
         self.collate = GenerativeCollator(self.pad_token_id)
         self.order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))  # little padding
         self.predictions: list[str] = []
+        self.capped = False  # whether BART's positions have cut max_new_tokens (said once)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> dict:
@@ -264,6 +282,14 @@ class GenerationEvaluator:
         new_tokens = self.max_new_tokens
         if self.task_type == "causal_lm":  # prompt and new tokens share GPT-2's positions (the last is never fed)
             new_tokens = max(1, min(new_tokens, model._position_limit() + 1 - inputs.size(1)))
+        elif new_tokens > model._position_limit():
+            # BART's decoder reads the start token and every new token but the last: one position each. Past
+            # them generate refused, at the first evaluation, after --eval_steps steps of training.
+            new_tokens = model._position_limit()
+            if not self.capped:
+                self.capped = True  # said once: a run evaluates many times
+                logger.warning("--generation_max_length %d is past the decoder's %d positions; generating at most "
+                               "%d new tokens", self.max_new_tokens, new_tokens, new_tokens)
         out = model.generate(inputs, attention_mask=mask, num_beams=self.num_beams, max_new_tokens=new_tokens)
         new = out[:, 1:] if self.task_type == "seq2seq" else out[:, inputs.size(1) :]  # after the start / prompt
         bos, eos = _ends(self.tokenizer) if self.task_type == "seq2seq" else (None, _end_of_text(self.tokenizer))

@@ -12,8 +12,11 @@ How `--task_type auto` reads a label column (`_detect_task`), first rule that fi
                                     all whole numbers             single_label_classification (1, 1.0, "1": one class)
     otherwise                                                    single_label_classification over the text labels
 It refuses what could be read two ways: a few words among many numbers (a typo), a text label with "|"
-or "," (several labels written as one), an empty or NaN label (a hole, never a class). The validation
-file takes the training file's Task, so a label seen only there is an error, not a new class.
+or "," (several labels written as one), an empty or NaN label (a hole, never a class); and a
+classification with a single class (nothing to learn). The validation file takes the training file's
+Task, so a label seen only there is an error, not a new class. read_rows refuses a column named twice
+(a CSV header's or a JSON object's: only the last would be read) and a CSV / TSV row with more cells
+than the header (an unquoted delimiter inside a cell, which shifts the label).
 """
 
 import csv
@@ -25,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibert.data.corpus import check_tsv_row, decode_utf8, long_csv_fields
+from minibert.data.corpus import check_row_width, check_tsv_row, decode_utf8, long_csv_fields
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,12 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{path}: the header {header[0]!r} is one column split by {other!r}, not {delimiter!r}; "
                              f"the delimiter is probably wrong: rename the file to "
                              f"{path.with_suffix('.csv' if suffix == '.tsv' else '.tsv').name}")
+        # csv.DictReader keeps the last column of a name: the others would be dropped silently. (Unnamed
+        # columns, such as the empty ones a spreadsheet leaves after the last, cannot be asked for.)
+        repeated = sorted({name for name in header if name and header.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{path}: the header names the column(s) {repeated} more than once (columns "
+                             f"{header}); give each column its own name")
         rows = []
         while True:
             first_line = reader.reader.line_num + 1
@@ -72,23 +81,30 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
                 break
             if delimiter == "\t":
                 check_tsv_row(row, path, first_line)
+            check_row_width(row, len(header), path, first_line, delimiter)
             rows.append(row)
     elif text.lstrip().startswith("["):
         try:
-            rows = json.loads(text)
+            rows = json.loads(text, object_pairs_hook=_object_of_unique_keys)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{e.lineno} is not valid JSON ({e.msg}, column {e.colno}); "
                              "fix that line, or write one JSON object per line (.jsonl)") from None
+        except _RepeatedKeys as e:
+            raise ValueError(f"{path}: an example names the key(s) {e.args[0]} more than once; JSON keeps only the "
+                             "last value: give each key its own name") from None
     else:
         rows = []
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=_object_of_unique_keys))
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{n} is not valid JSON ({e.msg}, column {e.colno}); "
                                  "write one JSON object per line") from None
+            except _RepeatedKeys as e:
+                raise ValueError(f"{path}:{n}: the object names the key(s) {e.args[0]} more than once; JSON keeps "
+                                 "only the last value: give each key its own name") from None
     if not rows:
         raise ValueError(f"{path} holds no examples")
     for row, record in enumerate(rows, 1):
@@ -96,6 +112,18 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{path}: example {row} is {type(record).__name__} {str(record)[:40]!r}, not an object "
                              'with named columns; write one {"text": ..., "label": ...} per example')
     return rows
+
+
+class _RepeatedKeys(Exception):
+    """A JSON object naming a key twice (json.loads would keep the last value silently)."""
+
+
+def _object_of_unique_keys(pairs: list[tuple]) -> dict:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise _RepeatedKeys(repeated)
+    return dict(pairs)
 
 
 def _check_columns(rows: list[dict], columns: list[str], path) -> None:
@@ -211,6 +239,12 @@ def infer_task(labels: list, task_type: str, num_labels: int | None, path="the t
     if num_labels is not None and len(names) != num_labels:
         raise ValueError(f"the training labels are {names} ({len(names)}), which does not fit --num_labels "
                          f"{num_labels}; fix --num_labels or the label column")
+    if task_type == "single_label_classification" and len(names) < 2:
+        # One class: its softmax is 1 whatever the input, so the loss is 0 and nothing trains, and
+        # every evaluation reports accuracy 1.0.
+        raise ValueError(f"{path}: every training label is {names}, a single class; classification needs two or "
+                         "more: check --label_column, or pass --num_labels N if the labels are ids 0..N-1 of which "
+                         "this file holds only some")
     return Task(task_type, names)
 
 
