@@ -32,12 +32,16 @@ FAMILIES: dict[str, tuple[type[PreTrainedModel], dict[str, type[PreTrainedModel]
 
 def model_class_for(config: dict) -> type[PreTrainedModel]:
     model_type = config.get("model_type")
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
         raise ValueError(
             f"unsupported model_type {model_type!r} in config.json; minibert supports {sorted(FAMILIES)}"
         )
     default, classes = FAMILIES[model_type]
     names = config.get("architectures") or ()
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        # a bare string would be read letter by letter ("names architecture B, e, r, t, ...")
+        raise ValueError(f"config.json's architectures must be a list of class names, such as "
+                         f"[\"{default.__name__}\"], got {names!r}; correct it in config.json")
     for name in names:
         if name in classes:
             return classes[name]

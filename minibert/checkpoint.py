@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,8 @@ def load_torch_file(file: Path, instead: str = "restore the file, or write it ag
         culprit = next((line.strip() for line in str(error).splitlines() if "unsupported global" in line.lower()),
                        None)  # "Unsupported global: ..." or "... unsupported GLOBAL posix.system whose module ..."
         if culprit is None:
-            raise ValueError(f"{file} is corrupt ({str(error).splitlines()[-1]}); {instead}") from None
+            raise ValueError(f"{file} is corrupt, or was not written by torch.save ({_unpickler_reason(error)}); "
+                             f"{instead}") from None
         raise ValueError(
             f"{file} holds objects other than tensors and plain Python values ({culprit}); refusing to "
             f"load it, since unpickling them could run arbitrary code; {instead}"
@@ -153,6 +155,16 @@ def load_torch_file(file: Path, instead: str = "restore the file, or write it ag
     except Exception as error:  # torch raises RuntimeError, EOFError, OSError or KeyError for a cut file
         reason = str(error).split(". ")[0] or type(error).__name__
         raise ValueError(f"{file} is truncated or corrupt ({reason}); {instead}") from error
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The line of torch's weights-only error that names the fault ("Unsupported operand 149": a plain pickle,
+    not torch.save's format), not its closing line, which only points at torch.load's documentation."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    after = next((i + 1 for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+    if after is not None and after < len(lines) and not lines[after].startswith("Check the documentation"):
+        return lines[after]
+    return lines[-1] if lines else type(error).__name__
 
 
 def read_json_object(file: Path) -> dict:
@@ -190,7 +202,7 @@ def read_config_dict(path: str | os.PathLike) -> dict:
 
 def _load_file(file: Path) -> dict[str, torch.Tensor]:
     if file.suffix != ".safetensors":
-        return load_torch_file(file, instead="restore it from where the model came from")
+        return _check_state_dict(file, load_torch_file(file, instead="restore it from where the model came from"))
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -203,6 +215,40 @@ def _load_file(file: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def _check_state_dict(file: Path, state: Any) -> dict[str, torch.Tensor]:
+    """A .bin file unpickles to any plain value: it must be a state dict (names -> tensors), or the loader
+    would fail far from here (a list: "'Tensor' object has no attribute 'startswith'")."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{file} holds a value of type {type(state).__name__}, not a state dict (tensor names -> "
+                         "tensors); a weights file is written by torch.save(model.state_dict()) or save_pretrained")
+    for key, value in state.items():
+        if not isinstance(key, str) or not torch.is_tensor(value):
+            raise ValueError(
+                f"{file} holds {key!r} ({type(value).__name__}), not a tensor; a weights file holds a state dict "
+                "only (a training checkpoint of another tool? save its model's state_dict(), or use save_pretrained)"
+            )
+    return state
+
+
+def shard_files(path: Path, index: str) -> list[Path]:
+    """The shard files the index `path / index` lists, each checked to be a file inside `path`."""
+    weight_map = read_json_object(path / index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(name, str) for name in weight_map.values()):
+        raise ValueError(f"{path / index} has no \"weight_map\" object (tensor name -> shard file name); restore "
+                         "it from where the model came from, or write the model again (save_pretrained)")
+    shards = []
+    for name in sorted(set(weight_map.values())):
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            # a checkpoint's own files only: an index must not send the loader to read files elsewhere
+            raise ValueError(f"{path / index} names shard {name!r}, outside {path}; a shard is a file of the "
+                             "checkpoint directory: restore the index from where the model came from")
+        if not (path / name).is_file():
+            raise ValueError(f"{path / index} names shard {name}, which is missing from {path}; copy every shard "
+                             "the index lists (an interrupted download?), or restore the checkpoint")
+        shards.append(path / name)
+    return shards
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint directory: single file or shards, safetensors preferred."""
     path = Path(path)
@@ -211,10 +257,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return _load_file(path / single)
     for index in (SAFE_INDEX_NAME, TORCH_INDEX_NAME):
         if (path / index).is_file():
-            shards = sorted(set(read_json_object(path / index)["weight_map"].values()))
             state: dict[str, torch.Tensor] = {}
-            for shard in shards:
-                state.update(_load_file(path / shard))
+            for shard in shard_files(path, index):
+                state.update(_load_file(shard))
             return state
     raise ValueError(
         f"{path} has config.json but no weights: expected one of {SAFE_WEIGHTS_NAME}, "
@@ -234,36 +279,59 @@ def fsync(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(target: Path, write) -> None:
-    """Write through `write(tmp_path)` into a temporary file beside `target`, then rename it over
-    `target`: a crash mid-write leaves the old file intact, never half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.{'[0-9a-f]' * 8}.tmp"):
-        stale.unlink(missing_ok=True)  # a copy a process killed while writing this file left behind
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
-    # Created with mode 0o666 less the umask, as open() would give; safetensors writes 0o600 files,
-    # so that mode is put back after `write`.
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    mode = os.stat(tmp).st_mode
+def atomic_write_files(writes: list[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write each (target, write) through `write(tmp_path)` into a temporary file beside its target, and
+    only once every one is written rename them over their targets, back to back: a crash or an error
+    mid-write leaves the old files intact, never half a file, and files that belong together (a model's
+    weights and its config.json) are never left half old, half new by an error in the second one."""
+    staged: list[tuple[Path, Path]] = []
     try:
-        write(tmp)
-        os.chmod(tmp, mode)
-        fsync(tmp)
-        os.replace(tmp, target)
+        for target, write in writes:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for stale in target.parent.glob(f".{glob.escape(target.name)}.{'[0-9a-f]' * 8}.tmp"):
+                stale.unlink(missing_ok=True)  # a copy a process killed while writing this file left behind
+            tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+            # Created with mode 0o666 less the umask, as open() would give; safetensors writes 0o600 files,
+            # so that mode is put back after `write`.
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            staged.append((tmp, target))
+            mode = os.stat(tmp).st_mode
+            write(tmp)
+            os.chmod(tmp, mode)
+            fsync(tmp)
+        for tmp, target in staged:
+            os.replace(tmp, target)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         raise
-    fsync(target.parent)
+    for parent in dict.fromkeys(target.parent for _, target in staged):
+        fsync(parent)
 
 
-def write_state_dict(path: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
+def atomic_write_bytes(target: Path, write: Callable[[Path], None]) -> None:
+    """One file replaced whole or not at all (atomic_write_files)."""
+    atomic_write_files([(target, write)])
+
+
+def state_dict_writer(state: dict[str, torch.Tensor]) -> Callable[[Path], None]:
+    """`write(file)` saving `state` as safetensors, for atomic_write_files."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    atomic_write_bytes(Path(path) / SAFE_WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    return lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"})
+
+
+def json_writer(obj: dict, sort_keys: bool = True) -> Callable[[Path], None]:
+    """`write(file)` saving `obj` as indented UTF-8 JSON, for atomic_write_files."""
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n"
+    return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+
+
+def write_state_dict(path: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
+    atomic_write_bytes(Path(path) / SAFE_WEIGHTS_NAME, state_dict_writer(state))
 
 
 def write_json(file: str | os.PathLike, obj: dict, sort_keys: bool = True) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n"
-    atomic_write_bytes(Path(file), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_bytes(Path(file), json_writer(obj, sort_keys))

@@ -30,15 +30,21 @@ import torch
 from torch import nn
 
 from minibert.checkpoint import (
+    BESIDE_BASE_FILE,
     CONFIG_NAME,
     GENERATION_CONFIG_NAME,
+    NEW_ENCODER_DIR,
+    NEW_ENCODER_SETTINGS,
+    SAFE_WEIGHTS_NAME,
     WeightMap,
+    atomic_write_files,
+    json_writer,
     normalize_legacy_key,
     read_config_dict,
     read_json_object,
     read_state_dict,
+    state_dict_writer,
     write_json,
-    write_state_dict,
 )
 from minibert.nn.attention import ATTN_IMPLEMENTATIONS
 
@@ -65,6 +71,12 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # keys we do not use, kept for saving
 
     def __post_init__(self):
+        self.check_numbers()
+        self.check_at_least_one("num_labels")
+        if self.id2label is not None and (
+                not isinstance(self.id2label, dict) or not all(str(k).isdigit() for k in self.id2label)):
+            raise ValueError(f"id2label must map class ids to label names ({{\"0\": \"negative\", ...}}), got "
+                             f"{self.id2label!r}; correct it in config.json")
         if self.id2label is None or len(self.id2label) != self.num_labels:
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
         self.id2label = {int(k): v for k, v in self.id2label.items()}
@@ -75,6 +87,19 @@ class ModelConfig:
             )
         if self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+
+    def check_numbers(self) -> None:
+        """Fields typed float (epsilons, dropouts, std) must hold numbers: a JSON "1e-12" or null would
+        otherwise load and fail at the first forward (layer_norm(): argument 'eps' must be float, not str)."""
+        for f in dataclasses.fields(self):
+            if f.type not in (float, float | None):
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.type is not float:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"{f.name} must be a number, got {value!r} ({type(value).__name__}); "
+                                 "correct it in config.json")
 
     def check_at_least_one(self, *names: str) -> None:
         """Sizes and counts: whole numbers >= 1 (a JSON "96" or 0 heads would fail far from here)."""
@@ -363,11 +388,25 @@ class PreTrainedModel(nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + model.safetensors under Hugging Face's names (and generation_config.json
-        when the model was loaded with one)."""
+        when the model was loaded with one). Saved over an earlier model, the files are replaced together
+        (atomic_write_files): an error while writing them leaves the earlier model whole, never its
+        config.json with these weights. What the loaders would read instead of, or on top of, this model is
+        removed: an earlier generation_config.json that this model lacks (from_pretrained would take it for
+        this model's generation defaults), and the marker of an earlier train.py output of another kind,
+        beside_base.json or new_encoder/front.json (load_finetuned would rebuild that output, and
+        load_pretrained refuse this model; train.py --overwrite_output_dir saves over such a directory)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.config.architectures = [type(self).__name__]
-        write_state_dict(path, self.hf_state_dict())
-        write_json(path / CONFIG_NAME, self.config.to_dict())
+        writes = [(path / SAFE_WEIGHTS_NAME, state_dict_writer(self.hf_state_dict())),
+                  (path / CONFIG_NAME, json_writer(self.config.to_dict()))]
         if self.generation_config is not None:
-            write_json(path / GENERATION_CONFIG_NAME, self.generation_config)
+            writes.append((path / GENERATION_CONFIG_NAME, json_writer(self.generation_config)))
+        atomic_write_files(writes)
+        if self.generation_config is None:
+            (path / GENERATION_CONFIG_NAME).unlink(missing_ok=True)
+        for marker in (path / BESIDE_BASE_FILE, path / NEW_ENCODER_DIR / NEW_ENCODER_SETTINGS):
+            if marker.is_file():  # (BartWithNewEncoder.save writes its front.json again after this)
+                marker.unlink()
+                logger.warning("%s: removed %s, left by an earlier model saved there, which would be loaded "
+                               "instead of this one", path, marker.relative_to(path))

@@ -242,6 +242,22 @@ def test_a_truncated_checkpoint_file_is_named_with_the_checkpoint_to_resume_from
         train_tiny(tmp_path, max_steps=6, resume_from_checkpoint=str(earlier))
 
 
+@pytest.mark.parametrize(("name", "value", "missing"), [("trainer_state.pt", {}, "scheduler, scaler, trainer"),
+                                                      ("optimizer.pt", [1], "state, param_groups"),
+                                                      ("rng_state_0.pt", {"python": 1}, "numpy, torch")])
+def test_a_replaced_training_state_file_is_named_with_the_checkpoint_to_resume_from(tmp_path, name, value, missing):
+    """A file that loads but is not what the trainer wrote there failed with a bare KeyError ('trainer',
+    'python') or AttributeError, naming neither the file nor the earlier checkpoint."""
+    train_tiny(tmp_path, max_steps=4)
+    torch.save(value, tmp_path / "run" / "checkpoint-4" / name)
+    earlier = tmp_path / "run" / "checkpoint-2"
+    message = (rf"checkpoint-4/{name} does not hold what the trainer writes there .*missing: {missing}\): it was "
+               rf"replaced or damaged; resume from the previous checkpoint instead: --resume_from_checkpoint "
+               rf"{re.escape(str(earlier))}$")
+    with pytest.raises(ValueError, match=message):
+        train_tiny(tmp_path, max_steps=6, resume_from_checkpoint="last")
+
+
 @pytest.mark.parametrize("name", ["model.safetensors", "optimizer.pt"])
 def test_a_checkpoint_written_short_is_never_kept(tmp_path, name):
     """A full disk can cut a file short without an error from the writer: the save reads back."""

@@ -290,12 +290,12 @@ def load_checkpoint(
     instead = _earlier_checkpoint_hint(directory)
     state = load_torch_file(directory / MODEL_FILE, instead)
     check_same_model(model, state, directory)
-    saved = load_torch_file(directory / STATE_FILE, instead)
+    saved = _load_dict(directory / STATE_FILE, ("scheduler", "scaler", "trainer"), instead)
     if check_trainer_state is not None:
         check_trainer_state(saved["trainer"])
     model.load_state_dict(state)
-    saved_optimizer = load_torch_file(directory / OPTIMIZER_FILE, instead)
     current = optimizer.state_dict()  # (a wrapper's, PriorWD's or Lookahead's, nests the inner one: not compared)
+    saved_optimizer = _load_dict(directory / OPTIMIZER_FILE, tuple(current), instead)
     ours = [len(g["params"]) for g in current.get("param_groups", [])]
     theirs = [len(g["params"]) for g in saved_optimizer.get("param_groups", [])]
     if "param_groups" in current and ours != theirs:  # torch's own error names neither the checkpoint nor a way out
@@ -312,5 +312,16 @@ def load_checkpoint(
     if not rng_file.is_file():
         logger.warning("%s missing (different number of processes?); using rank 0's generators", rng_file.name)
         rng_file = directory / "rng_state_0.pt"
-    set_rng_state(load_torch_file(rng_file, instead))
+    set_rng_state(_load_dict(rng_file, ("python", "numpy", "torch"), instead))
     return saved["trainer"]
+
+
+def _load_dict(file: Path, keys: tuple[str, ...], instead: str) -> dict:
+    """A training-state file that must hold a dict with `keys`: one replaced or damaged otherwise failed
+    later with a bare KeyError ('trainer', 'python') naming neither the file nor a way out."""
+    value = load_torch_file(file, instead)
+    missing = [key for key in keys if not isinstance(value, dict) or key not in value]
+    if missing:
+        raise ValueError(f"{file} does not hold what the trainer writes there (a dict with {', '.join(keys)}; "
+                         f"missing: {', '.join(missing)}): it was replaced or damaged; {instead}")
+    return value

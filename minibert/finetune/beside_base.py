@@ -18,7 +18,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from minibert.checkpoint import BESIDE_BASE_FILE, SAFE_INDEX_NAME, TORCH_INDEX_NAME, read_config_dict, read_json_object
+from minibert.checkpoint import (
+    BESIDE_BASE_FILE,
+    SAFE_INDEX_NAME,
+    TORCH_INDEX_NAME,
+    read_config_dict,
+    shard_files,
+)
 
 TRAINED_FILE = "trained.safetensors"
 CONFIG_FILE = BESIDE_BASE_FILE  # (checkpoint.py: load_pretrained refuses a directory holding it)
@@ -32,8 +38,7 @@ def _weights_files(base: Path) -> list[Path]:
             return [base / name]
     for index in (SAFE_INDEX_NAME, TORCH_INDEX_NAME):
         if (base / index).is_file():
-            shards = sorted(set(read_json_object(base / index)["weight_map"].values()))
-            return [base / index, *(base / shard for shard in shards)]
+            return [base / index, *shard_files(base, index)]  # each checked to be a file of `base`
     raise ValueError(f"base checkpoint {base} has no {' or '.join(WEIGHT_FILES)} (nor shards with an index); it "
                      "moved or was deleted: put it back, or edit base_model in beside_base.json to its new place")
 

@@ -126,6 +126,9 @@ class BartWithNewEncoder(nn.Module, GenerationMixin):
     # -- saving: BART as a checkpoint of its own, the front beside it ------------------------------
     def save(self, path: str | Path, source_tokenizer=None) -> None:
         path = Path(path)
+        # save_pretrained removes (with a warning) a front.json it finds, which is right for a plain model
+        # saved over this one; saved again here, the front is written again just below
+        (path / NEW_ENCODER_DIR / FRONT_SETTINGS).unlink(missing_ok=True)
         self.bart.save_pretrained(path)
         front_dir = path / NEW_ENCODER_DIR
         front_dir.mkdir(parents=True, exist_ok=True)
