@@ -45,6 +45,8 @@ class Tokenizer:
     `tok(texts, text_pairs=None, max_length=None, padding=True, truncation=True)` returns padded
     tensors input_ids, attention_mask and (WordPiece: BERT's segments) token_type_ids (B, T).
     `kind` is "wordpiece" or "bytelevel_bpe"; it decides how words are found for whole-word masking.
+    Unlike Hugging Face's, `encode(text)` adds no special tokens and `decode(ids)` leaves them out unless
+    asked (add_special_tokens=True, skip_special_tokens=False).
     """
 
     def __init__(self, backend: Backend, special_tokens: dict[str, str], kind: str,
@@ -175,6 +177,16 @@ class Tokenizer:
                 backend.no_padding()
             inputs = texts if text_pairs is None else list(zip(texts, text_pairs, strict=True))
             encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        except Exception as error:  # the tokenizers library raises a bare Exception, which no command line catches
+            if "Truncation error" not in str(error):
+                raise
+            if text_pairs is None:
+                raise ValueError(f"truncation={strategy!r} cuts the second text of a pair and these texts have "
+                                 "none; pass truncation=True (or text_pairs)") from None
+            kept = "first" if strategy == "only_second" else "second"
+            raise ValueError(f"truncation={strategy!r} cannot fit a pair in max_length={max_length}: its {kept} "
+                             "text, which it does not cut, takes all the room alone; pass a larger max_length or "
+                             "truncation=True") from None
         finally:
             backend.no_truncation()
             backend.no_padding()
@@ -228,7 +240,8 @@ class Tokenizer:
             config.update(do_lower_case=normalizer["lowercase"], strip_accents=normalizer["strip_accents"],
                           tokenize_chinese_chars=normalizer["handle_chinese_chars"])
         if self.kind == "bytelevel_bpe":
-            config["add_prefix_space"] = False
+            # what the pre-tokeniser does: transformers applies this key over tokenizer.json's
+            config["add_prefix_space"] = bool(getattr(self.backend.pre_tokenizer, "add_prefix_space", False))
         # UTF-8 whatever the locale: tokens may be Chinese (an ASCII locale failed mid-save)
         (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                                                     encoding="utf-8")
@@ -249,6 +262,74 @@ def _read_backend(file: Path) -> Backend:
             f"{file} is not a readable tokenizer ({error}); restore it from where the model came from, "
             "or write it again with Tokenizer.save_pretrained"
         ) from None
+
+
+def _read_lines(file: Path) -> list[str]:
+    """A text file's lines (ends kept), or a ValueError naming the file when it is not UTF-8."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            return list(f)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{file} is not UTF-8 text ({error}); it is damaged or not what its name says: restore it "
+                         "from where the model came from, or write it again with Tokenizer.save_pretrained") from None
+
+
+def _read_bytelevel(folder: Path, frame: bool) -> Backend:
+    """vocab.json + merges.txt, or a ValueError naming the file at fault (the tokenizers library raised a
+    bare Exception or TypeError, which the command lines do not catch)."""
+    vocab = _read_json(folder / "vocab.json")
+    merges = []
+    for n, line in enumerate(_read_lines(folder / "merges.txt"), start=1):
+        line = line.rstrip("\r\n")
+        if not line or n == 1 and line.startswith("#version"):
+            continue
+        pair = tuple(line.split(" "))
+        if len(pair) != 2:
+            raise ValueError(f"{folder / 'merges.txt'} line {n} is {line!r}, not two tokens and a space between; "
+                             "restore the file from where the model came from")
+        merges.append(pair)
+    try:
+        return bytelevel_backend(vocab, merges, frame=frame)
+    except Exception as error:  # a merge of tokens vocab.json lacks, an id that is not a number ...
+        raise ValueError(f"{folder / 'vocab.json'} and {folder / 'merges.txt'} do not make a BPE vocabulary "
+                         f"({error}); they are damaged or not from the same model: restore them") from None
+
+
+def _check_unknown_token(backend: Backend, folder: Path) -> None:
+    """A WordPiece vocabulary without its unknown token fails at the first word it lacks, deep in a run."""
+    unk = getattr(backend.model, "unk_token", None)
+    if isinstance(backend.model, models.WordPiece) and unk not in backend.get_vocab(with_added_tokens=True):
+        raise ValueError(f"the WordPiece vocabulary in {folder} has no unknown token {unk!r}, which every word "
+                         "outside it needs; it is damaged or not a BERT vocabulary (tokenizer_config.json's "
+                         "unk_token names another token when the vocabulary's has another name)")
+
+
+def _apply_config(backend: Backend, kind: str, config: dict, lowercase: bool | None) -> bool | None:
+    """The settings of tokenizer_config.json that transformers applies over tokenizer.json: BERT's normaliser
+    (do_lower_case, strip_accents, tokenize_chinese_chars) and a byte-level tokenizer's add_prefix_space.
+    A setting the config does not name stays tokenizer.json's (transformers would take its class's default
+    then, and lower-case a cased tokenizer.json whose config names no do_lower_case). Returns do_lower_case."""
+    normalizer = backend.normalizer
+    named = [key for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars") if key in config]
+    if kind == "wordpiece" and named and isinstance(normalizer, normalizers.BertNormalizer):
+        lowercase = _config_flag(config, "do_lower_case", normalizer.lowercase)
+        strip_accents = _config_flag(config, "strip_accents") if "strip_accents" in config else normalizer.strip_accents
+        backend.normalizer = normalizers.BertNormalizer(
+            clean_text=normalizer.clean_text, lowercase=lowercase, strip_accents=strip_accents,
+            handle_chinese_chars=_config_flag(config, "tokenize_chinese_chars", normalizer.handle_chinese_chars))
+    pre_tokenizer, add_prefix_space = backend.pre_tokenizer, _config_flag(config, "add_prefix_space")
+    if kind == "bytelevel_bpe" and add_prefix_space is not None and isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
+        pre_tokenizer.add_prefix_space = add_prefix_space
+        backend.pre_tokenizer = pre_tokenizer
+    return lowercase
+
+
+def _config_flag(config: dict, key: str, default: bool | None = None) -> bool | None:
+    """A true / false setting of tokenizer_config.json (null or absent: the default)."""
+    value = config.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"tokenizer_config.json: {key} must be true, false or null, got {value!r}; correct the file")
+    return default if value is None else value
 
 
 def _token_text(value) -> str | None:
@@ -290,12 +371,13 @@ def wordpiece_backend(vocab: dict[str, int], lowercase: bool = True, unk_token: 
     return backend
 
 
-def bytelevel_backend(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Backend:
-    """RoBERTa's pipeline around a byte-level BPE (what RobertaTokenizerFast builds from vocab.json + merges.txt)."""
+def bytelevel_backend(vocab: dict[str, int], merges: list[tuple[str, str]], frame: bool = True) -> Backend:
+    """RoBERTa's pipeline around a byte-level BPE (what RobertaTokenizerFast builds from vocab.json + merges.txt);
+    frame=False, or a vocabulary without <s> and </s>: GPT-2's, which adds nothing around a text."""
     backend = Backend(models.BPE(vocab, merges))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    if "<s>" in vocab and "</s>" in vocab:
+    if frame and "<s>" in vocab and "</s>" in vocab:
         backend.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]),
                                                               trim_offsets=True, add_prefix_space=False)
     else:
@@ -324,6 +406,10 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     if not path.exists():
         raise ValueError(f"tokenizer path {path} does not exist; pass a directory with tokenizer.json or vocab.txt")
     folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name not in ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt"):
+        # config.json or tokenizer_config.json given: "no tokenizer found" beside a tokenizer.json misled
+        raise ValueError(f"{path} is not a tokenizer file (tokenizer.json, vocab.txt, vocab.json or merges.txt); "
+                         f"pass the directory that holds them ({folder}) or one of those files")
     config = _read_json(folder / "tokenizer_config.json")
     specials = {k: _token_text(v) for k, v in _read_json(folder / "special_tokens_map.json").items()}
     specials.update({k: _token_text(config[k]) for k in SPECIAL_KEYS if config.get(k) is not None})
@@ -331,30 +417,35 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     if path.is_file() and path.name == "tokenizer.json" or path.is_dir() and (folder / "tokenizer.json").is_file():
         backend = _read_backend(folder / "tokenizer.json")
     elif path.name == "vocab.txt" or path.is_dir() and (folder / "vocab.txt").is_file():
-        with open(folder / "vocab.txt", encoding="utf-8") as f:
-            # one token per line ending (\n, \r\n or \r), as Hugging Face's load_vocab reads it: splitlines()
-            # would also split at U+2028, U+0085 ... inside a token and shift every later id
-            lines = [line.rstrip("\n") for line in f]
+        # one token per line ending (\n, \r\n or \r), as Hugging Face's load_vocab reads it: splitlines()
+        # would also split at U+2028, U+0085 ... inside a token and shift every later id
+        lines = [line.rstrip("\n") for line in _read_lines(folder / "vocab.txt")]
         vocab = {token: i for i, token in enumerate(lines)}
-        lowercase = True if lowercase is None else lowercase
+        lowercase = _config_flag(config, "do_lower_case", True)
         backend = wordpiece_backend(vocab, lowercase=lowercase, unk_token=specials.get("unk_token", "[UNK]"),
-                                    strip_accents=config.get("strip_accents"),
-                                    tokenize_chinese_chars=config.get("tokenize_chinese_chars", True))
+                                    strip_accents=_config_flag(config, "strip_accents"),
+                                    tokenize_chinese_chars=_config_flag(config, "tokenize_chinese_chars", True))
     elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        vocab = _read_json(folder / "vocab.json")
-        lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
-        merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
-        backend = bytelevel_backend(vocab, merges)
+        backend = _read_bytelevel(folder, frame=not str(config.get("tokenizer_class") or "").startswith("GPT2"))
     else:
         raise ValueError(
             f"no tokenizer found in {folder}: expected tokenizer.json, vocab.txt, or vocab.json + merges.txt; "
             "train one with minibert.tokenizer.train_tokenizer(texts) and save_pretrained it there"
         )
+    kind = _guess_kind(backend)
+    _check_unknown_token(backend, folder)
+    lowercase = _apply_config(backend, kind, config, lowercase)
+    # transformers pads and truncates as each call asks, never as tokenizer.json was saved (sentence-
+    # transformers' checkpoints save BatchLongest padding and truncation at 128): kept, they padded the
+    # rows of encode_batch, cut encode's ids short and put [PAD] and cut sentences into a prepared corpus
+    backend.no_truncation()
+    backend.no_padding()
     # the family's usual names fill in what the files leave out, as transformers' classes default them
     specials = {**_guess_specials(backend.get_vocab(with_added_tokens=True)), **specials}
     max_len = config.get("model_max_length")
-    max_len = max_len if isinstance(max_len, int) and max_len < 1_000_000 else None
-    return Tokenizer(backend, specials, _guess_kind(backend), model_max_length=max_len, do_lower_case=lowercase)
+    # transformers' "no limit" is a huge number; 0 or less is no limit either (it was refused at every call)
+    max_len = max_len if isinstance(max_len, int) and 0 < max_len < 1_000_000 else None
+    return Tokenizer(backend, specials, kind, model_max_length=max_len, do_lower_case=lowercase)
 
 
 # -- training --------------------------------------------------------------------------------

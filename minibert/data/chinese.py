@@ -14,7 +14,12 @@ logger = logging.getLogger(__name__)
 # OpenCC's standard conversions: s = Simplified, t = Traditional (OpenCC's standard), tw = Taiwan,
 # hk = Hong Kong; a trailing p also converts phrases (e.g. 软件 -> 軟體 for s2twp).
 OPENCC_CONVERSIONS = ("hk2s", "s2hk", "s2t", "s2tw", "s2twp", "t2hk", "t2s", "t2tw", "tw2s", "tw2sp")
-CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+# The CJK Unified Ideographs, their extensions A to E and the compatibility ideographs: BERT's
+# `_is_chinese_char`, the characters its normaliser makes words of their own (the tokenizers library's
+# copy starts extension E at 0x2B920; fast_wordpiece.IDEOGRAPHS follows it). Extensions C to E were left
+# out: a sentence of them was joined to the next with a space, and jieba's word rule never saw them.
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
 def is_cjk(char: str) -> bool:
