@@ -305,6 +305,7 @@ class _Recorder:
         self.parameter_dtype, self.device_type = parameter.dtype, parameter.device.type
         self.calls: list[ModuleCall] = []
         self.running: list[ModuleCall] = []
+        self.modules: list[nn.Module] = []  # the modules of `running`, innermost last
 
     @property
     def dtype(self) -> torch.dtype:
@@ -327,9 +328,11 @@ class _Recorder:
             call.inputs += self.describe(arg, value, context, is_input=True)
         self.calls.append(call)
         self.running.append(call)
+        self.modules.append(module)
 
     def after(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         call = self.running.pop()
+        self.modules.pop()
         for name, value in _fields(output):
             call.outputs += self.describe(name, value, _argument_context(name, call.context, False), is_input=False)
 
@@ -410,7 +413,8 @@ def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype, batch: int | 
         shared = ", the same for every row of the batch" if broadcast else ""
         return (f"{'causal: ' if causal else ''}{masked} of {value.numel()} masked{shared}: "
                 f"{added:.4g} added to their scores")
-    if name in ("attention_mask", "decoder_attention_mask") and not value.dtype.is_floating_point:
+    if name in ("attention_mask", "decoder_attention_mask", "memory_attention_mask") \
+            and not value.dtype.is_floating_point:
         padding = int((value == 0).sum())
         return f"{padding} padding" if padding else "no padding"
     if name in ("token_type_ids", "position_ids") and value.dim() == 2 and value.numel():
@@ -453,6 +457,14 @@ def _watch_attend(recorder: _Recorder, attend_fn):
             call.inputs += recorder.describe(name, value, (key_seq, key_seq), is_input=True)
         call.inputs += recorder.describe("keep", keep, (seq, key_seq), is_input=True)
         call.inputs.append(f"implementation={options.get('implementation')}")
+        # the dropout on the probabilities happens inside attend, so no Dropout line shows it: its p is
+        # the calling module's, and it drops only in training (this call passes dropout_p)
+        owner = recorder.modules[-1] if recorder.modules else None
+        configured = getattr(owner, "dropout", None)
+        if isinstance(configured, float):
+            active = options.get("dropout_p", 0.0)
+            off = " (off: eval mode)" if configured and not active else ""
+            call.inputs.append(f"probs dropout p={configured}{off}")
         recorder.calls.append(call)
         out, probs = attend_fn(q, k, v, keep, **options)
         call.outputs += recorder.describe("output", out, (seq, seq), is_input=False)
@@ -540,10 +552,17 @@ def _tied_notes(model: nn.Module, legend: dict[str, int]) -> list[str]:
     # that happens to have V entries: the owner must be no Linear or LayerNorm.
     modules = dict(model.named_modules())
     tensors = [*model.named_parameters(), *model.named_buffers()]  # final_logits_bias is a buffer
-    bias = next((n for n, t in tensors if n.endswith("bias") and t.numel() == legend["V"]
+    bias = next(((n, t) for n, t in tensors if n.endswith("bias") and t.numel() == legend["V"]
                  and not isinstance(modules[n.rpartition(".")[0]], nn.Linear | nn.LayerNorm)), None)
-    return [f"the output layer is tied: logits (.., V) = h (.., E) @ {name}.weight^T (V, E)"
-            f"{f' + {bias} (V)' if bias else ''}, so the V x E matrix is stored once"]
+    if bias is None:
+        added = " (no bias)"
+    else:  # BART's is a (1, V) buffer of zeros, not a parameter: say which
+        bias_name, tensor = bias
+        shape = ", ".join("V" if size == legend["V"] else str(size) for size in tensor.shape)
+        kind = " buffer" if any(n == bias_name for n, _ in model.named_buffers()) else ""
+        added = f" + {bias_name} ({shape}) {_SHORT_DTYPES.get(tensor.dtype, str(tensor.dtype))}{kind}"
+    return [f"the output layer is tied: logits (.., V) = h (.., E) @ {name}.weight^T (V, E){added}, so the V x E "
+            "matrix is stored once"]
 
 
 @torch.no_grad()
@@ -721,12 +740,21 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
         grid = probs[row][:, real][:, :, real]  # (H, T_real, T_real)
         for head in range(H):
             ax = axes[layer][head]
-            ax.imshow(grid[head].float().numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
+            image = ax.imshow(grid[head].float().numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
             ax.set_xticks(range(len(tokens)), tokens if layer == L - 1 else [], rotation=90, fontsize=7)
             ax.set_yticks(range(len(tokens)), tokens if head == 0 else [], fontsize=7)
             ax.set_title(f"layer {layer} head {head}", fontsize=8)
-    fig.suptitle("attention probabilities: query (row) -> key (column)", fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="probability")  # one scale, 0 to 1, for every cell
+    fig.suptitle(f"{_which_attention(model)} probabilities, batch row {row}: query (row) -> key (column)", fontsize=9)
     fig.savefig(path, dpi=100, format="png")  # without format, a path with no extension gets ".png" added
+
+
+def _which_attention(model: nn.Module) -> str:
+    """Which attention the picture shows: BART's encoder reads the text (its decoder's and the cross-
+    attention are not drawn), GPT-2's heads see only earlier tokens."""
+    if _is_encoder_decoder(model):
+        return "the encoder's self-attention"
+    return "causal self-attention" if hasattr(model.base_model, "wpe") else "self-attention"
 
 
 def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0) -> None:

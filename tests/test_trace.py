@@ -154,9 +154,25 @@ def test_the_tied_output_note_names_the_bias_each_family_has():
     """BERT's LM head adds its own bias, BART a final_logits_bias buffer, GPT-2 nothing."""
     notes = {name: minibert.trace(MODELS[name]().eval(), **batch(name)).notes for name in ("bert_pretraining",
                                                                                            "gpt2", "bart")}
-    assert "@ bert.embeddings.word_embeddings.weight^T (V, E) + mlm_head.bias (V)," in notes["bert_pretraining"][0]
-    assert "@ transformer.wte.weight^T (V, E), so" in notes["gpt2"][0]
-    assert "@ model.shared.weight^T (V, E) + final_logits_bias (V)," in notes["bart"][0]
+    assert "@ bert.embeddings.word_embeddings.weight^T (V, E) + mlm_head.bias (V) f32," in notes["bert_pretraining"][0]
+    assert "@ transformer.wte.weight^T (V, E) (no bias), so" in notes["gpt2"][0]
+    # BART's bias is a (1, V) buffer: it had been written "(V)", as if it were a parameter like BERT's
+    assert "@ model.shared.weight^T (V, E) + final_logits_bias (1, V) f32 buffer," in notes["bart"][0]
+
+
+def test_attend_shows_the_dropout_on_the_probabilities_and_whether_it_is_on():
+    """The dropout on attention probabilities happens inside attend, so no Dropout line showed it: a
+    learner listing a block's dropouts from the trace missed it."""
+    model = MODELS["bert_mlm"]()  # BERT's default attention_probs_dropout_prob, 0.1
+    line = next(c.line() for c in minibert.trace(model.eval(), **batch("bert_mlm")).calls if c.name.endswith("attend"))
+    assert "implementation=sdpa, probs dropout p=0.1 (off: eval mode) ->" in line
+    line = next(c.line() for c in minibert.trace(model.train(), **batch("bert_mlm")).calls if c.name.endswith("attend"))
+    assert "probs dropout p=0.1 ->" in line
+
+
+def test_bart_decoder_source_mask_says_how_much_padding():
+    text = str(minibert.trace(MODELS["bart"]().eval(), **batch("bart")))
+    assert re.search(r"model\.decoder \(BartDecoder\): .*memory_attention_mask \(B, S\) i64 \[3 padding\]", text)
 
 
 def test_bart_letters_tell_source_from_target():
@@ -237,6 +253,23 @@ def test_pictures_are_png_files(tmp_path, name):
     plot_attention(model, inputs, tokens, tmp_path / "attention.png", row=1)
     plot_hidden_states(model, inputs, tokens, tmp_path / "hidden.png", row=1)
     assert _is_png(tmp_path / "attention.png") and _is_png(tmp_path / "hidden.png")
+
+
+def test_the_attention_picture_names_its_attention_and_has_a_colour_scale(monkeypatch, tmp_path):
+    """BART's picture (the encoder's self-attention) could not be told from the cross-attention, and no
+    picture showed the scale its colours stand for."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *args, **kwargs: saved.append(fig))
+    for name in ("bert_mlm", "gpt2", "bart"):
+        inputs = batch(name)
+        plot_attention(MODELS[name]().eval(), inputs, ["t"] * inputs["input_ids"].size(1), tmp_path / "a.png", row=0)
+    titles = [fig.get_suptitle() for fig in saved]
+    assert [title.split(" probabilities")[0] for title in titles] == [
+        "self-attention", "causal self-attention", "the encoder's self-attention"]
+    for fig in saved:  # one colour bar (an axis of its own, labelled) beside the layers x heads
+        assert [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"] == ["probability"]
 
 
 def test_generation_cache_grows_by_one_per_step():
