@@ -292,6 +292,7 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
     chosen = [flag for flag, on in frozen_base.items() if on]
     if len(chosen) == 2:
         raise ValueError("choose one of --adapter_size and --ladder_side_tuning, not both")
+    check_one_rate_scheme(args)
     if args.adapter_size is not None and args.adapter_size < 1:
         raise ValueError(f"--adapter_size {args.adapter_size}: an adapter needs at least 1 unit; pass e.g. "
                          "--adapter_size 16, or drop the flag to fine-tune every weight")
@@ -360,6 +361,11 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
 def _given(args: FinetuneArguments, name: str) -> bool:
     """The flag was set to something other than its default (all a parsed command line can tell)."""
     return getattr(args, name) != FinetuneArguments.__dataclass_fields__[name].default
+
+
+def check_one_rate_scheme(args: FinetuneArguments) -> None:
+    if args.llrd is not None and args.lr_groups is not None:
+        raise ValueError("choose one of --llrd (per-layer decay) and --lr_groups (grouped rates), not both")
 
 
 def check_sub_flags(args: FinetuneArguments) -> None:
@@ -473,8 +479,7 @@ def finetuning_optimizer(model: nn.Module, args: FinetuneArguments, training: Tr
     (finetune/optimizers.py), wrapped in PriorWD with `--prior_wd`. The engine's own
     `build_optimizer` (engine/optim.py) is the plain AdamW that `pretrain.py` uses."""
     lr, wd = training.learning_rate, training.weight_decay
-    if args.llrd is not None and args.lr_groups is not None:
-        raise ValueError("choose one of --llrd (per-layer decay) and --lr_groups (grouped rates), not both")
+    check_one_rate_scheme(args)  # (train.py has checked it before any work; a caller from Python may not have)
     if args.llrd is not None:
         groups = layer_wise_lr_decay_groups(model, lr, wd, args.llrd, args.head_lr)
     elif args.lr_groups is not None:

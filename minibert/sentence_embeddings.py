@@ -5,8 +5,9 @@
 
 `embed(model_or_path, sentences)` gives the (N, E) float32 array sentence-transformers users
 expect, with any of the pooling heads of `minibert.finetune.pooling` (default: the mean of the
-last layer over real tokens). Sentences are sorted by length and batched, so a batch holds little
-padding; the result comes back in the input order.
+last layer over real tokens). Sentences are sorted by their length in characters (as sentence-
+transformers does: a cheap stand-in for their length in tokens, which it usually follows) and
+batched, so a batch holds little padding; the result comes back in the input order.
 
 BERT-whitening (Su et al. 2021, https://arxiv.org/abs/2103.15316). Why: raw BERT sentence
 vectors are anisotropic (a few directions dominate, every pair looks similar under cosine);
@@ -150,7 +151,7 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
     pooling.eval()
     weights = next((p for p in pooling.parameters() if p.is_floating_point()), None)
     out = np.zeros((len(sentences), pooling.out_dim), dtype=np.float32)  # (N, E)
-    # Longest first, as sentence-transformers does: similar lengths share a batch (little padding),
+    # Longest first (in characters), as sentence-transformers does: similar lengths share a batch (little padding),
     # and a too-large batch fails on the first one, not after minutes.
     order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
     try:

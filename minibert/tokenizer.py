@@ -67,6 +67,19 @@ class Tokenizer:
         token = self.special_tokens.get(key)
         return None if token is None else self.backend.token_to_id(token)
 
+    def _set_special(self, key: str, token: str | None) -> None:
+        """`tok.pad_token = tok.eos_token`, as with Hugging Face's tokenizers (GPT-2's vocabulary has no pad
+        token: a batch of prompts of different lengths needs one). The token must be in the vocabulary."""
+        if token is None:
+            self.special_tokens.pop(key, None)
+            return
+        if token not in self.get_vocab():
+            raise ValueError(f"{token!r} is not in this tokenizer's vocabulary, so it cannot be its {key}; pass one "
+                             f"of its tokens (e.g. its eos token {self.special_tokens.get('eos_token')!r})")
+        self.special_tokens[key] = token
+        if token not in {str(t) for t in self.backend.get_added_tokens_decoder().values()}:
+            self.backend.add_special_tokens([AddedToken(token, special=True, normalized=False)])
+
     pad_token_id = property(lambda self: self._id("pad_token"))
     mask_token_id = property(lambda self: self._id("mask_token"))
     cls_token_id = property(lambda self: self._id("cls_token"))
@@ -74,8 +87,12 @@ class Tokenizer:
     bos_token_id = property(lambda self: self._id("bos_token"))
     eos_token_id = property(lambda self: self._id("eos_token"))
     unk_token_id = property(lambda self: self._id("unk_token"))
-    mask_token = property(lambda self: self.special_tokens.get("mask_token"))
-    pad_token = property(lambda self: self.special_tokens.get("pad_token"))
+    mask_token = property(lambda self: self.special_tokens.get("mask_token"),
+                          lambda self, token: self._set_special("mask_token", token))
+    pad_token = property(lambda self: self.special_tokens.get("pad_token"),
+                         lambda self, token: self._set_special("pad_token", token))
+    eos_token = property(lambda self: self.special_tokens.get("eos_token"),
+                         lambda self, token: self._set_special("eos_token", token))
 
     @property
     def all_special_ids(self) -> list[int]:
@@ -159,8 +176,8 @@ class Tokenizer:
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length; pass max_length=...")
         if self.pad_token_id is None and padding == "max_length":
-            raise ValueError("this tokenizer has no pad token, so it cannot pad to max_length; set one (e.g. its "
-                             "eos token) or pass padding=True")
+            raise ValueError("this tokenizer has no pad token, so it cannot pad to max_length; set one "
+                             "(tok.pad_token = tok.eos_token) or pass padding=True")
         if self.pad_token_id is None and padding:
             padding = False  # nothing to pad with: fine while every text has the same length (checked below)
         backend = self.backend
@@ -196,7 +213,7 @@ class Tokenizer:
                 backend.enable_padding(**saved_padding)
         if self.pad_token_id is None and len({len(e.ids) for e in encodings}) > 1:
             raise ValueError("this tokenizer has no pad token, so texts of different lengths cannot be padded; "
-                             "set one (e.g. its eos token) or pass one text at a time")
+                             "set one (tok.pad_token = tok.eos_token) or pass one text at a time")
         if len({len(e.ids) for e in encodings}) > 1:
             raise ValueError("texts of different lengths cannot be stacked without padding; pass padding=True"
                              if not padding else

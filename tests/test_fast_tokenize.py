@@ -203,3 +203,21 @@ def test_split_sentences_splits_as_before():
     texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20_000)]
     for text in texts:
         assert split_sentences(text) == _split_sentences_before(text), text
+
+
+def test_a_bpe_token_holding_the_start_of_a_jieba_word_starts_a_word(monkeypatch):
+    """Byte-level BPE can merge the end of one Chinese word with the start of the next ("们喜" in 我们|喜欢):
+    only a start at a token's first character counted, so the two words became one (and a run of such
+    tokens a whole line)."""
+    from types import SimpleNamespace
+
+    from minibert.data import prepared
+
+    monkeypatch.setattr(prepared, "segment_words", lambda text: ["我们", "喜欢", "诗", "好"])
+    tokenizer = SimpleNamespace(words="jieba")
+    # " 我们喜欢诗" (the leading space is the tokenizer's) as [" 我", "们喜", "欢", "诗"]; then " 好" as a space
+    # and 好 cut into two byte tokens, which share its offsets: only the first of them starts the word
+    encodings = [SimpleNamespace(offsets=[(0, 2), (2, 4), (4, 5), (5, 6)]),
+                 SimpleNamespace(offsets=[(0, 1), (1, 2), (1, 2)])]
+    starts = prepared.DocumentTokenizer._jieba_starts(tokenizer, ["我们喜欢诗", "好"], encodings)
+    assert [s.tolist() for s in starts] == [[True, True, False, True], [True, True, False]]

@@ -224,6 +224,9 @@ def test_method_flags_that_cannot_work_are_refused_before_any_work(checkpoint, t
     (["--lr_group_factor", "100"], "--lr_group_factor sets how much slower each lower group of --lr_groups trains; "
                                    "pass --lr_groups N, or drop --lr_group_factor"),
     (["--swa_lr", "0.1"], "which --swa_start turns on; pass --swa_start, or drop --swa_lr"),
+    # refused only once the model and the data were loaded, though the README says "before any work"
+    (["--llrd", "0.9", "--lr_groups", "2"], "choose one of --llrd (per-layer decay) and --lr_groups (grouped "
+                                            "rates), not both"),
     # the fixture's checkpoint has 2 layers, so 3 hidden states
     (["--pooling", "concat_last4"], "--pooling concat_last4 concatenates the [CLS] states of the last 4 hidden "
                                     "states, and a model with 2 layers has 3"),

@@ -275,6 +275,14 @@ def test_no_pad_token_is_needed_while_nothing_is_padded(corpus_texts, tmp_path):
         gpt(["Once upon a time", "Once"])
     with pytest.raises(ValueError, match="no pad token, so it cannot pad to max_length"):  # short rows came back
         gpt(["Once"], padding="max_length", max_length=8)
+    # the fix the messages name, as with Hugging Face's tokenizers (the property had no setter)
+    with pytest.raises(ValueError, match="'nope' is not in this tokenizer's vocabulary, so it cannot be its pad_token"):
+        gpt.pad_token = "nope"
+    gpt.pad_token = gpt.eos_token
+    batch = gpt(["Once upon a time", "Once"], padding_side="left")
+    assert gpt.pad_token_id == gpt.eos_token_id and batch["input_ids"][1, 0] == gpt.eos_token_id
+    long, short = len(gpt.encode("Once upon a time")), len(gpt.encode("Once"))
+    assert batch["attention_mask"].tolist() == [[1] * long, [0] * (long - short) + [1] * short]
     # a config naming only some special tokens: the others keep their family's names (they were lost)
     folder = tmp_path / "partial"
     folder.mkdir()

@@ -56,6 +56,9 @@ from minibert.data.fast_wordpiece import FastWordPiece
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# The jieba rule's revision, in the fingerprint of jieba-rule caches only: 2 counts a jieba word that
+# starts inside a byte-level BPE token (prepared with rule 1, such a cache would be reused as it was)
+JIEBA_RULE = 2
 CHUNK_CHARS = 1 << 21  # about 2 MB of text per task handed to a worker
 # Less text than this is prepared in this process: a pool of workers takes about 3 s to start (each
 # imports torch with minibert), the time this process takes for about 15 MB on its own, so two
@@ -246,21 +249,27 @@ class DocumentTokenizer:
         return self([split_sentences(t) for t in texts])
 
     def _jieba_starts(self, doc: list[str], encodings) -> list[np.ndarray] | None:
-        """A token starts a word where a jieba word starts, unless it shares that character with the token
-        before (byte-level BPE can cut one character into several tokens). None: not Chinese text."""
+        """A token starts a word where a jieba word starts at one of its characters, unless it shares its
+        first character with the token before (byte-level BPE can cut one character into several tokens).
+        A WordPiece token holds one Chinese character, so it starts a word where a jieba word starts; a
+        byte-level BPE token can hold the end of one word and the start of the next, and then starts the
+        next (counting only a start at its first character joined the two words, and a run of such tokens
+        made a whole line one "word"). None: not Chinese text."""
         text = join_sentences(doc)
         if not has_cjk(text):
             return None
-        starts, pos = set(), 0
+        pos, starts = 0, np.zeros(len(text) + 1, dtype=np.int64)  # starts[c]: jieba words started before c
         for word in segment_words(text):  # once per document
-            starts.add(pos)
+            starts[pos + 1] = 1
             pos += len(word)
+        starts = np.cumsum(starts)
         out, cursor = [], 0
         for sentence, enc in zip(doc, encodings, strict=True):
             offset = text.index(sentence, cursor) - 1  # -1: the leading space we added
             cursor = offset + 1 + len(sentence)
             char = [a for a, _ in enc.offsets]
-            word_starts = np.array([offset + a in starts and (i == 0 or a != char[i - 1]) for i, a in enumerate(char)],
+            word_starts = np.array([starts[offset + b] > starts[max(offset + a, 0)]  # a word starts in [a, b)
+                                    and (i == 0 or a != char[i - 1]) for i, (a, b) in enumerate(enc.offsets)],
                                    dtype=bool)
             if len(word_starts):
                 word_starts[0] = True
@@ -292,6 +301,8 @@ def tokenize_in_memory(documents: list[list[str]], tokenizer, words: str = "voca
 # -- preparing a corpus file into the cache -------------------------------------------------------------
 def tokenizer_fingerprint(tokenizer, words: str) -> str:
     definition = tokenizer.backend.to_str() + f"\0{tokenizer.kind}\0{words}\0{FORMAT_VERSION}"
+    if words == "jieba":
+        definition += f"\0jieba rule {JIEBA_RULE}"
     return hashlib.sha1(definition.encode("utf-8")).hexdigest()[:16]
 
 
