@@ -317,23 +317,31 @@ def _check_unknown_token(backend: Backend, folder: Path) -> None:
     unk = getattr(backend.model, "unk_token", None)
     if isinstance(backend.model, models.WordPiece) and unk not in backend.get_vocab(with_added_tokens=True):
         raise ValueError(f"the WordPiece vocabulary in {folder} has no unknown token {unk!r}, which every word "
-                         "outside it needs; it is damaged or not a BERT vocabulary (tokenizer_config.json's "
-                         "unk_token names another token when the vocabulary's has another name)")
+                         "outside it needs; it is damaged or not a BERT vocabulary (if its unknown token has "
+                         "another name, name it as unk_token in tokenizer_config.json)")
+
+
+# tokenizer_class values under which transformers reads tokenizer.json as it is, applying no setting of
+# tokenizer_config.json over it (its generic classes, not a family's)
+GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
 def _apply_config(backend: Backend, kind: str, config: dict, lowercase: bool | None) -> bool | None:
-    """The settings of tokenizer_config.json that transformers applies over tokenizer.json: BERT's normaliser
-    (do_lower_case, strip_accents, tokenize_chinese_chars) and a byte-level tokenizer's add_prefix_space.
-    A setting the config does not name stays tokenizer.json's (transformers would take its class's default
-    then, and lower-case a cased tokenizer.json whose config names no do_lower_case). Returns do_lower_case."""
+    """The settings of tokenizer_config.json that transformers' family classes apply over tokenizer.json:
+    BERT's normaliser (do_lower_case, strip_accents, tokenize_chinese_chars) and a byte-level tokenizer's
+    add_prefix_space. When the config names one of BERT's three, the others take BertTokenizer's defaults
+    (True, None, True), as in transformers; when it names none, tokenizer.json's normaliser stays (where
+    transformers would lower-case a cased one). Under a generic tokenizer_class nothing applies, as
+    there. Returns do_lower_case."""
+    if config.get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES:
+        return getattr(backend.normalizer, "lowercase", lowercase)
     normalizer = backend.normalizer
     named = [key for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars") if key in config]
     if kind == "wordpiece" and named and isinstance(normalizer, normalizers.BertNormalizer):
-        lowercase = _config_flag(config, "do_lower_case", normalizer.lowercase)
-        strip_accents = _config_flag(config, "strip_accents") if "strip_accents" in config else normalizer.strip_accents
+        lowercase = _config_flag(config, "do_lower_case", True)
         backend.normalizer = normalizers.BertNormalizer(
-            clean_text=normalizer.clean_text, lowercase=lowercase, strip_accents=strip_accents,
-            handle_chinese_chars=_config_flag(config, "tokenize_chinese_chars", normalizer.handle_chinese_chars))
+            clean_text=normalizer.clean_text, lowercase=lowercase, strip_accents=_config_flag(config, "strip_accents"),
+            handle_chinese_chars=_config_flag(config, "tokenize_chinese_chars", True))
     pre_tokenizer, add_prefix_space = backend.pre_tokenizer, _config_flag(config, "add_prefix_space")
     if kind == "bytelevel_bpe" and add_prefix_space is not None and isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
         pre_tokenizer.add_prefix_space = add_prefix_space
@@ -426,7 +434,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     if path.is_file() and path.name not in ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt"):
         # config.json or tokenizer_config.json given: "no tokenizer found" beside a tokenizer.json misled
         raise ValueError(f"{path} is not a tokenizer file (tokenizer.json, vocab.txt, vocab.json or merges.txt); "
-                         f"pass the directory that holds them ({folder}) or one of those files")
+                         f"pass one of those files, or the directory that holds them")
     config = _read_json(folder / "tokenizer_config.json")
     specials = {k: _token_text(v) for k, v in _read_json(folder / "special_tokens_map.json").items()}
     specials.update({k: _token_text(config[k]) for k in SPECIAL_KEYS if config.get(k) is not None})
@@ -443,7 +451,10 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
                                     strip_accents=_config_flag(config, "strip_accents"),
                                     tokenize_chinese_chars=_config_flag(config, "tokenize_chinese_chars", True))
     elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        backend = _read_bytelevel(folder, frame=not str(config.get("tokenizer_class") or "").startswith("GPT2"))
+        # GPT-2's tokenizer adds no <s> ... </s>: its class says so, or (no class named: AutoTokenizer goes
+        # by the model) config.json's model_type
+        family = str(config.get("tokenizer_class") or _read_json(folder / "config.json").get("model_type") or "")
+        backend = _read_bytelevel(folder, frame=not family.lower().startswith("gpt2"))
     else:
         raise ValueError(
             f"no tokenizer found in {folder}: expected tokenizer.json, vocab.txt, or vocab.json + merges.txt; "

@@ -101,13 +101,22 @@ def test_a_tsv_cell_that_swallowed_the_rows_after_it_is_named(tmp_path, default_
     assert [r["text"] for r, _ in iter_records(file)] == ["Fine.", "Quoted, closed.", "Third."]
 
 
+def test_a_corpus_header_naming_a_column_twice_is_named(tmp_path, default_csv_limit):
+    """csv.DictReader keeps the last column of a name: `text,label,text` read the second text column."""
+    file = tmp_path / "twice.csv"
+    file.write_text("text,label,text\nthe play,1,notes\n")
+    with pytest.raises(ValueError, match=r"twice.csv: the header names the column\(s\) \['text'\] more than once"):
+        list(iter_records(file))
+
+
 def test_a_csv_row_with_more_cells_than_the_header_is_named(tmp_path, default_csv_limit):
     """An unquoted comma inside the text cell cut the text there, silently: "Hello, world." read as
     "Hello" (the rest went to a column with no name). A trailing empty cell is still fine."""
     file = tmp_path / "comma.csv"
     file.write_text("id,text\n1,Fine.\n2,Hello, world.\n")
-    with pytest.raises(ValueError, match=r"comma.csv:3: the row has 3 cells but the header names 2 columns, so a "
-                                         r"text was cut short.*unquoted ','; quote that cell"):
+    with pytest.raises(ValueError, match=r"comma.csv:3: the row has 3 cells but the header names 2 columns: a cell "
+                                         r"probably holds an unquoted ',', which cut a text short.*or the row has a "
+                                         r"value past the last named column"):
         list(iter_records(file))
     file.write_text('id,text\n1,Fine.,\n2,"Hello, world."\n')
     assert [r for r, _ in iter_records(file)] == [{"id": "1", "text": "Fine."}, {"id": "2", "text": "Hello, world."}]

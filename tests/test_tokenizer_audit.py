@@ -107,6 +107,40 @@ def test_bert_settings_of_tokenizer_config_apply_over_tokenizer_json_as_in_trans
     assert ours.do_lower_case == settings.get("do_lower_case", True)
 
 
+def _config_without(folder, *keys, **settings):
+    config = {k: v for k, v in json.loads((folder / "tokenizer_config.json").read_text()).items() if k not in keys}
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, **settings}))
+
+
+def test_a_config_naming_one_bert_setting_gives_the_others_berts_defaults_as_in_transformers(saved, tmp_path):
+    """The settings the config leaves out kept tokenizer.json's values (strip_accents false: "café" kept its
+    accent); transformers takes BertTokenizer's defaults for them (strip_accents None: with lower-casing, off)."""
+    transformers = pytest.importorskip("transformers")
+    folder = _copy(saved, "wordpiece", tmp_path)
+    backend = Backend.from_file(str(folder / "tokenizer.json"))
+    backend.normalizer = __import__("tokenizers").normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    backend.save(str(folder / "tokenizer.json"))
+    _config_without(folder, "do_lower_case", "strip_accents", "tokenize_chinese_chars", do_lower_case=True)
+    ours, theirs = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+    for text in [*TEXTS, "Café résumé NAÏVE"]:
+        assert ours.encode(text) == theirs(text, add_special_tokens=False)["input_ids"], text
+
+
+@pytest.mark.parametrize(("name", "settings"), [("wordpiece", {"do_lower_case": False}),
+                                                ("roberta", {"add_prefix_space": True})])
+@pytest.mark.parametrize("generic", ["PreTrainedTokenizerFast", "TokenizersBackend"])
+def test_under_a_generic_tokenizer_class_tokenizer_json_is_read_as_it_is(saved, tmp_path, name, settings, generic):
+    """transformers' generic classes apply no setting of tokenizer_config.json over tokenizer.json; we did
+    (all [UNK] for a lower-case vocabulary read cased, a leading Ġ token for add_prefix_space)."""
+    transformers = pytest.importorskip("transformers")
+    folder = _copy(saved, name, tmp_path)
+    _edit_config(folder, tokenizer_class=generic, **settings)
+    ours, theirs = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+    for text in TEXTS:
+        assert ours.encode(text) == theirs(text, add_special_tokens=False)["input_ids"], text
+    assert ours.encode("Once upon") == load_tokenizer(saved / name).encode("Once upon")
+
+
 @pytest.mark.parametrize("name", ["roberta", "gpt2"])
 @pytest.mark.parametrize("keep_tokenizer_json", [True, False])
 def test_add_prefix_space_of_tokenizer_config_applies_and_saves(saved, tmp_path, name, keep_tokenizer_json):
@@ -134,6 +168,11 @@ def test_a_gpt2_class_vocab_json_without_tokenizer_json_adds_nothing(saved, tmp_
     assert ours(TEXTS[0])["input_ids"].tolist() == load_tokenizer(saved / "gpt2")(TEXTS[0])["input_ids"].tolist()
     roberta = load_tokenizer(_copy(saved, "roberta", tmp_path, drop=["tokenizer.json"]))
     assert roberta(TEXTS[0])["input_ids"][0, 0] == roberta.cls_token_id  # a RoBERTa one is still framed
+    # no tokenizer_class: AutoTokenizer goes by the model's config.json, GPT-2's here (it was framed)
+    folder = _copy(saved, "gpt2", tmp_path / "no_class", drop=["tokenizer.json"])
+    _config_without(folder, "tokenizer_class")
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert load_tokenizer(folder)(TEXTS[0])["input_ids"][0].tolist() == ours.encode(TEXTS[0])
 
 
 @pytest.mark.parametrize("limit", [0, -5])
@@ -176,6 +215,6 @@ def test_a_file_that_is_no_tokenizer_file_is_named_as_such(saved, tmp_path):
     holds a tokenizer.json; the tokenizer's own files still load as before."""
     folder = _copy(saved, "wordpiece", tmp_path)
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        with pytest.raises(ValueError, match=f"{name} is not a tokenizer file .*pass the directory that holds them"):
+        with pytest.raises(ValueError, match=f"{name} is not a tokenizer file .*or the directory that holds them"):
             load_tokenizer(folder / name)
     assert load_tokenizer(folder / "tokenizer.json").encode(LONG) == load_tokenizer(folder / "vocab.txt").encode(LONG)

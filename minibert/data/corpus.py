@@ -266,8 +266,19 @@ def check_row_width(row: dict, columns: int, file, line: int, delimiter: str) ->
     extra = row.pop(None, None) or []
     if any(cell.strip() for cell in extra):
         raise ValueError(f"{file}:{line}: the row has {columns + len(extra)} cells but the header names {columns} "
-                         f"columns, so a text was cut short and its rest read into the next columns: a cell probably "
-                         f"holds an unquoted {delimiter!r}; quote that cell (\"...\") or write the file as JSON lines")
+                         f"columns: a cell probably holds an unquoted {delimiter!r}, which cut a text short and read "
+                         f"its rest into the next columns (quote that cell: \"...\"), or the row has a value past the "
+                         "last named column (name that column in the header, or delete the value)")
+
+
+def check_header(header: list, file) -> None:
+    """A CSV / TSV header naming a column twice: csv.DictReader keeps the last column of a name, so the
+    others would be dropped silently. (Unnamed columns, such as the empty ones a spreadsheet leaves after
+    the last, cannot be asked for.)"""
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{file}: the header names the column(s) {repeated} more than once (columns {header}); "
+                         "give each column its own name")
 
 
 def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
@@ -277,6 +288,7 @@ def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     reader = csv.DictReader(lines, delimiter=delimiter)
     with long_csv_fields(file, reader):
         fieldnames = reader.fieldnames  # reads the header line
+    check_header(fieldnames or [], file)
     if fieldnames is None or text_column not in fieldnames:
         found = ", ".join(fieldnames or []) or "no header"
         raise ValueError(f"{file} has no `{text_column}` column (its columns: {found}); pass --text_column with "

@@ -127,9 +127,17 @@ class BartWithNewEncoder(nn.Module, GenerationMixin):
     def save(self, path: str | Path, source_tokenizer=None) -> None:
         path = Path(path)
         # save_pretrained removes (with a warning) a front.json it finds, which is right for a plain model
-        # saved over this one; saved again here, the front is written again just below
-        (path / NEW_ENCODER_DIR / FRONT_SETTINGS).unlink(missing_ok=True)
-        self.bart.save_pretrained(path)
+        # saved over this one; saved again here, the front is written again just below. Put back if the
+        # save fails: without it the earlier model would load as a plain BART
+        settings = path / NEW_ENCODER_DIR / FRONT_SETTINGS
+        earlier = settings.read_bytes() if settings.is_file() else None
+        settings.unlink(missing_ok=True)
+        try:
+            self.bart.save_pretrained(path)
+        except BaseException:
+            if earlier is not None:
+                settings.write_bytes(earlier)
+            raise
         front_dir = path / NEW_ENCODER_DIR
         front_dir.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.front.state_dict().items()}, front_dir / FRONT_WEIGHTS)

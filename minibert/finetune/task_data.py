@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibert.data.corpus import check_row_width, check_tsv_row, decode_utf8, long_csv_fields
+from minibert.data.corpus import check_header, check_row_width, check_tsv_row, decode_utf8, long_csv_fields
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,7 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{path}: the header {header[0]!r} is one column split by {other!r}, not {delimiter!r}; "
                              f"the delimiter is probably wrong: rename the file to "
                              f"{path.with_suffix('.csv' if suffix == '.tsv' else '.tsv').name}")
-        # csv.DictReader keeps the last column of a name: the others would be dropped silently. (Unnamed
-        # columns, such as the empty ones a spreadsheet leaves after the last, cannot be asked for.)
-        repeated = sorted({name for name in header if name and header.count(name) > 1})
-        if repeated:
-            raise ValueError(f"{path}: the header names the column(s) {repeated} more than once (columns "
-                             f"{header}); give each column its own name")
+        check_header(header, path)
         rows = []
         while True:
             first_line = reader.reader.line_num + 1
