@@ -112,11 +112,19 @@ class GenerationConfig:
         """The fields a generation_config.json or config.json sets (null means "not set"). Settings
         Hugging Face would apply but minibert cannot are named in a warning rather than dropped silently."""
         names = {f.name for f in dataclasses.fields(cls)}
-        ignored = sorted(k for k, neutral in UNSUPPORTED_SETTINGS.items() if k in data and data[k] != neutral)
+        # null is "not set" (Hugging Face's own defaults are None since v5), so it asks for nothing
+        ignored = sorted(k for k, neutral in UNSUPPORTED_SETTINGS.items()
+                         if data.get(k) is not None and data[k] != neutral)
         if ignored:
             logger.warning("%s sets generation options minibert does not apply: %s", source or "the config",
                            ", ".join(f"{k}={data[k]!r}" for k in ignored))
-        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+        data = {k: v for k, v in data.items() if k in names and v is not None}
+        cache = data.get("cache_implementation")
+        if cache in HF_ONLY_CACHE_IMPLEMENTATIONS:  # where keys/values live, not which tokens come out
+            logger.warning("%s sets cache_implementation=%r, which minibert does not have: decoding on the "
+                           "dynamic cache instead (the same tokens)", source or "the config", cache)
+            del data["cache_implementation"]
+        return cls(**data)
 
     def problems(self, vocab_size: int | None = None) -> list[tuple[str, str]]:
         """(field, what is wrong and how to fix it) for every setting out of range; with `vocab_size`,
@@ -183,7 +191,7 @@ class GenerationConfig:
                 what = ", or a list of them" if lists_allowed else ""
                 off = "[] or None" if lists_allowed else "None"
                 found.append((name, f"{name} must be a token id of this model (0..{vocab_size - 1}){what}, got "
-                                    f"{value!r}{'' if value == bad[0] else f' (holding {bad[0]!r})'}; {off} turns "
+                                    f"{value!r}{'' if value is bad[0] else f' (holding {bad[0]!r})'}; {off} turns "
                                     "it off"))
         return found
 
@@ -195,7 +203,16 @@ UNSUPPORTED_SETTINGS = {
     "exponential_decay_length_penalty": None, "encoder_repetition_penalty": 1.0,
     "encoder_no_repeat_ngram_size": 0, "remove_invalid_values": False, "num_beam_groups": 1,
     "diversity_penalty": 0.0, "renormalize_logits": False,
+    # ... and the ones Hugging Face v5 applies as well (a processor, a stopping criterion) or refuses
+    # without trust_remote_code (another decoding method): never ignored without a word either
+    "top_h": None, "guidance_scale": 1.0, "watermarking_config": None, "max_time": None, "stop_strings": None,
+    "token_healing": False, "penalty_alpha": None, "dola_layers": None, "constraints": None,
+    "force_words_ids": None,
 }
+# Hugging Face's other cache_implementation values: a checkpoint setting one decodes here on the dynamic
+# cache (with a warning), as they change where keys and values are kept, not the tokens generated.
+HF_ONLY_CACHE_IMPLEMENTATIONS = ("offloaded_static", "sliding_window", "hybrid", "hybrid_chunked", "offloaded_hybrid",
+                                 "offloaded_hybrid_chunked", "offloaded", "quantized", "paged")
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,9 +250,12 @@ def ban_repeated_ngrams(scores, sequences, n: int):
 
 
 def ban_eos(scores, eos_ids: list[int]):
-    """The row may not end yet (minimum length): its eos tokens become impossible."""
+    """The row may not end yet (minimum length): its eos tokens become impossible. An eos id outside
+    the vocabulary (GPT2Config's default 50256 in a small model, or a negative one) is never generated
+    and bans nothing, as in Hugging Face (not the token -1 would index from the end)."""
+    V = scores.size(-1)
     scores = scores.clone()
-    scores[:, eos_ids] = float("-inf")
+    scores[:, [i for i in eos_ids if 0 <= i < V]] = float("-inf")
     return scores
 
 
@@ -394,14 +414,29 @@ class GenerationMixin:
         pad = settings.pad_token_id
         if pad is None and eos:
             pad = eos[0]
+            vocab = self._decoder_vocab_size()
+            if settings.num_beams == 1 and not 0 <= pad < vocab and any(0 <= e < vocab for e in eos):
+                # a row that ends on another eos is fed pad_token_id from then on (beam search only writes it)
+                raise ValueError(f"pad_token_id is not set, so rows that end are filled with the first eos id, {pad}, "
+                                 f"which is not a token id of this model (0..{vocab - 1}) and cannot be fed back; "
+                                 "pass pad_token_id=..., or list an eos id of the vocabulary first")
         start = 1 if self.is_encoder_decoder else input_ids.size(1)  # the output's length before any new token
         new_tokens = self._new_tokens(settings, start, explicit)
         min_length = start + settings.min_new_tokens if settings.min_new_tokens is not None else settings.min_length
         if min_length > start + new_tokens:
             logger.warning("min_length %d is past the longest output (%d tokens): no row can end with eos",
                            min_length, start + new_tokens)
+        inferred = None
         if attention_mask is None and not self.is_encoder_decoder:
-            attention_mask = _infer_attention_mask(input_ids, pad, eos)
+            attention_mask = inferred = _infer_attention_mask(input_ids, pad, eos)
+        if attention_mask is not None and not bool(attention_mask.ne(0).any(dim=1).all()):
+            # Nothing to condition on: the attention over the prompt (source) is empty, and what comes out
+            # depends on how a fully masked row is handled (Hugging Face's differs), not on the input.
+            empty = attention_mask.ne(0).any(dim=1).logical_not().nonzero().flatten().tolist()
+            what = "source" if self.is_encoder_decoder else "prompt"
+            given = "" if inferred is None else f" (inferred: they are all pad_token_id {pad})"
+            raise ValueError(f"attention_mask masks every token of row(s) {empty}{given}: that {what} has no real "
+                             "token to generate from; drop the row or mark its tokens with 1")
         self._check_generation_length(input_ids, attention_mask, new_tokens)
         sequences, state = self._generation_setup(input_ids, attention_mask, new_tokens,
                                                   self._decoder_start(settings))
@@ -475,10 +510,10 @@ class GenerationMixin:
             raise ValueError("generation needs decoder_start_token_id (or bos_token_id) for the decoder's first "
                              "token; pass decoder_start_token_id=... or set it in config.json")
         vocab = self._decoder_vocab_size()
-        if not isinstance(token, int) or not 0 <= token < vocab:
+        if not _whole(token) or not 0 <= token < vocab:  # numpy's ints too, as for the other token ids
             raise ValueError(f"decoder_start_token_id {token!r} is not a token id of this model (0..{vocab - 1}); "
                              "pass the id of its start token (BART's is eos, 2)")
-        return token
+        return int(token)
 
     # -- one row per input (or per sample) ------------------------------------------------------
     def _greedy_or_sample(self, sequences, state, past, max_length, procs, do_sample, eos, pad, generator):
@@ -607,8 +642,10 @@ def _candidates(beams: Beams, log_probs: torch.Tensor, length: int, max_length: 
 
 def _continue_beams(beams: Beams, cand: Candidates, K: int) -> torch.Tensor:
     """Phase 2: the best K candidates that go on become the running beams (ended ones cannot).
-    Returns (B, K): the beam (0 .. K-1 within its input) each new beam continues."""
-    alive_scores = cand.scores.masked_fill(cand.ends, float("-inf"))
+    Returns (B, K): the beam (0 .. K-1 within its input) each new beam continues. Ended ones are pushed
+    down by NEG, as Hugging Face does, not to -inf: the same numbers, so exact ties (forced eos tokens)
+    go to the same candidates as there (topk's order among ties depends on the other values)."""
+    alive_scores = cand.scores + cand.ends.to(cand.scores.dtype) * NEG
     best = alive_scores.topk(K, dim=-1).indices  # (B, K)
     beams.running = cand.sequences.gather(1, best[..., None].expand(-1, -1, cand.sequences.size(-1)))  # (B, K, L)
     beams.running_scores = alive_scores.gather(1, best)
@@ -618,12 +655,15 @@ def _continue_beams(beams: Beams, cand: Candidates, K: int) -> torch.Tensor:
 def _offer_finished(beams: Beams, cand: Candidates, K: int, length: int, start: int, length_penalty: float,
                     early_stopping, improvable: torch.Tensor) -> None:
     """Phase 3: ended candidates among the top K compete for the finished set on sum(log p) / length**penalty;
-    a candidate that may not enter scores -inf, below every slot (empty slots hold NEG)."""
+    a candidate that may not enter is pushed down by NEG for each reason, in Hugging Face's order (the
+    same numbers, so exact ties break alike): below every hypothesis, level with the empty slots (NEG),
+    and if it takes one its slot stays "not ok"."""
     among_top_k = torch.arange(cand.ends.size(1), device=cand.ends.device) < K  # only the top K may finish
     new_ok = cand.ends & among_top_k  # (B, 2K)
     normed = cand.scores / ((length + 1 - start) ** length_penalty)
-    closed = (beams.finished_ok.all(dim=-1, keepdim=True) & (early_stopping is True)) | ~improvable  # (B, 1)
-    normed = normed.masked_fill(closed | ~new_ok, float("-inf"))
+    full = beams.finished_ok.all(dim=-1, keepdim=True) & (early_stopping is True)  # (B, 1)
+    for barred in (full, ~improvable, ~new_ok):
+        normed = normed + barred.to(normed.dtype) * NEG
     all_scores = torch.cat([beams.finished_scores, normed], dim=1)  # (B, K + 2K)
     keep = all_scores.topk(K, dim=-1).indices  # (B, K)
     L = cand.sequences.size(-1)

@@ -63,7 +63,7 @@ class BertConfig(ModelConfig):
     type_vocab_size: int = 2  # segment ids: 2 for BERT (sentence A/B), 1 for RoBERTa
     initializer_range: float = 0.02  # std of the normal initialisation of weights
     layer_norm_eps: float = 1e-12  # LayerNorm epsilon (RoBERTa checkpoints use 1e-5)
-    pad_token_id: int = 0  # its embedding row starts at zero and receives no gradient
+    pad_token_id: int | None = 0  # its embedding row starts at zero and receives no gradient; None: no such row
     chunk_size_feed_forward: int = 0  # >0: feed-forward this many positions at a time (less memory in inference only)
     classifier_dropout: float | None = None  # dropout before task heads; None = hidden_dropout_prob
     tie_word_embeddings: bool = True  # the MLM decoder reuses the word embeddings (an untied LM head is refused)
@@ -81,14 +81,20 @@ class BertConfig(ModelConfig):
                 f"{self.num_attention_heads}; choose a head count that divides it"
             )
         self.check_probabilities("hidden_dropout_prob", "attention_probs_dropout_prob")
-        if not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"pad_token_id {self.pad_token_id} must be a token id below vocab_size {self.vocab_size}")
+        pad = self.pad_token_id  # null in some config.json files, as Hugging Face's BERT allows
+        if pad is not None and (not isinstance(pad, int) or isinstance(pad, bool) or not 0 <= pad < self.vocab_size):
+            raise ValueError(f"pad_token_id {pad!r} must be a token id below vocab_size {self.vocab_size} (or null)")
         get_activation(self.hidden_act)  # fails early, naming the activations there are
         for name, what in (("is_decoder", "a causal decoder (BertLMHeadModel, RobertaForCausalLM)"),
                            ("add_cross_attention", "an encoder-decoder's decoder with cross-attention")):
             if self.extra.get(name):  # Hugging Face's own fields, which minibert's BERT would otherwise drop
                 raise ValueError(f"config.json sets {name}: true, {what}; minibert's BERT and RoBERTa are "
                                  "bidirectional encoders only, and ignoring it would give other outputs")
+        positions = self.extra.get("position_embedding_type", "absolute")  # transformers 4's BERT read it, 5's drops it
+        if positions != "absolute":
+            raise ValueError(f"config.json sets position_embedding_type: {positions!r}: relative position scores "
+                             "(Shaw et al. / Huang et al.), which minibert's BERT lacks; only \"absolute\" (learned "
+                             "positions added to the embeddings) loads")
 
 
 @dataclass
@@ -103,6 +109,12 @@ class RobertaConfig(BertConfig):
     pad_token_id: int = 1
     bos_token_id: int = 0
     eos_token_id: int = 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.pad_token_id is None:
+            raise ValueError("RoBERTa counts its positions from pad_token_id: config.json must set it (1 in RoBERTa's "
+                             "checkpoints)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,6 +353,7 @@ def masked_lm(head: LMHead, word_embeddings: nn.Embedding, h: torch.Tensor, labe
     if labels is None or not sparse:
         logits = head(h, word_embeddings)  # (B, T, V)
         return logits, token_classification_loss(logits, labels) if labels is not None else None
+    labels = labels.reshape(h.shape[:-1])  # (B, T), also from labels flattened to (B * T,) as the dense loss takes them
     labelled = labels != IGNORE_INDEX  # (B, T)
     picked = head(h[labelled], word_embeddings)  # (N, V): the labelled positions only
     logits = picked.new_zeros(*labels.shape, picked.size(-1))  # (B, T, V)

@@ -20,6 +20,7 @@ and values it computed, and the next call appends one new position to them (or, 
 preallocated for the whole output, writes it in place: see nn/attention.py StaticCache).
 """
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -133,12 +134,15 @@ class GPT2Attention(nn.Module):
             k = torch.cat([past_key_value[0], k], dim=2)  # (B, H, P + T, D)
             v = torch.cat([past_key_value[1], v], dim=2)
         dtype = q.dtype
-        if self.upcast:  # fp32 scores and softmax under autocast; a no-op in fp32
-            q, k_, v_ = q.float(), k.float(), v.float()
-        else:
-            k_, v_ = k, v
-        out, probs = attend(q, k_, v_, keep, implementation=self.implementation, scale=self.scale,
-                            dropout_p=self.dropout if self.training else 0.0, need_probs=output_attentions)
+        # reorder_and_upcast_attn: fp32 scores and softmax in a half-precision model or under autocast (a no-op in
+        # fp32). Autocast is switched off for them, as in Hugging Face's _upcast_and_reordered_attn: under it, the
+        # matmuls of fp32 q and k would run in half precision again.
+        upcast = torch.autocast(x.device.type, enabled=False) if self.upcast else contextlib.nullcontext()
+        with upcast:
+            q_, k_, v_ = (q.float(), k.float(), v.float()) if self.upcast else (q, k, v)
+            out, probs = attend(q_, k_, v_, keep, implementation=self.implementation, scale=self.scale,
+                                dropout_p=self.dropout if self.training else 0.0, need_probs=output_attentions)
+        probs = probs.to(dtype) if probs is not None else None  # in v's dtype, as Hugging Face returns them
         out = out.to(dtype).transpose(1, 2).reshape(B, T, E)  # (B, T, E)
         return self.resid_dropout(self.c_proj(out)), probs, (k, v) if use_cache else None
 
