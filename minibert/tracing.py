@@ -285,8 +285,8 @@ def _source_of_function(function) -> str:
     try:
         path = Path(inspect.getsourcefile(function)).resolve()
         line = inspect.getsourcelines(function)[1]
-    except (OSError, TypeError):
-        return "?"
+    except (OSError, TypeError):  # a function written in C++ (torch.tanh): no Python source to point at
+        return f"torch.{function.__name__} (built in, no Python source)"
     parts = path.parts
     if "site-packages" in parts:  # torch's own modules: torch/nn/modules/linear.py
         return f"{'/'.join(parts[parts.index('site-packages') + 1:])}:{line}"

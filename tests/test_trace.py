@@ -136,6 +136,8 @@ def test_lines_show_letters_mask_tied_decoder_pooler_and_source():
     # The pooler: [CLS] state (B, T, E) -> (B, E).
     pooler = tr.find(r"bert\.pooler")[0]
     assert pooler.input("hidden_states").letters == "(B, T, E)" and pooler.outputs[0].letters == "(B, E)"
+    # ... and its tanh, a function with no Python source (it had no line: the pooler seemed to be a Linear alone)
+    assert "bert.pooler.act (function tanh): x (B, E) f32 -> (B, E) f32  @ torch.tanh (built in" in text
     # file:line points at the forward that ran; nesting shows as indentation.
     path, line = attention.source.split(":")
     assert path == "minibert/nn/attention.py"

@@ -203,9 +203,10 @@ class BertPooler(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = get_activation("tanh")  # an attribute, as in the feed-forward: the tracer gives it a line
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(hidden_states[:, 0]))
+        return self.act(self.dense(hidden_states[:, 0]))  # (B, T, E) -> the [CLS] state (B, E) -> (B, E)
 
 
 class BertPreTrainedModel(PreTrainedModel):
