@@ -68,6 +68,15 @@ class TrainingArguments:
     def __post_init__(self):
         checks = [
             (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            # AdamW's own refusals ("Invalid beta parameter at index 0") named no flag, and came after the data
+            # was prepared; a negative worker count failed only at the first step
+            *[(0.0 <= beta < 1.0, f"--adam_beta{i} must be in [0, 1) (AdamW: 0.9 and 0.999), got {beta}")
+              for i, beta in ((1, self.adam_beta1), (2, self.adam_beta2))],
+            (self.adam_epsilon >= 0, f"--adam_epsilon must be >= 0 (e.g. 1e-8), got {self.adam_epsilon}"),
+            (self.weight_decay >= 0, f"--weight_decay must be >= 0 (0 turns it off), got {self.weight_decay}"),
+            (self.dataloader_num_workers >= 0,
+             f"--dataloader_num_workers must be >= 0 (0: collate in the training process), got "
+             f"{self.dataloader_num_workers}"),
             (self.per_device_train_batch_size >= 1,
              f"--per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}"),
             (self.phase2_batch_size is None or self.phase2_batch_size >= 1,

@@ -86,3 +86,17 @@ def mean_across_ranks(values: dict[str, float], context: DistributedContext) -> 
     keys = sorted(values)
     sums = _all_reduce_sum([values[k] for k in keys], context)
     return {k: v / context.world_size for k, v in zip(keys, sums, strict=True)}
+
+
+def mean_of_present_across_ranks(values: dict[str, float], context: DistributedContext) -> dict[str, float]:
+    """mean_across_ranks for dicts whose keys may differ between processes (a logging window: a process whose
+    every batch in it had no labelled token holds no loss and no accuracy), each key averaged over the
+    processes that hold it. The key names are gathered first: an all-reduce of lists of other lengths broke
+    the collective (gloo aborted: "Received data size doesn't match expected size")."""
+    if not context.enabled:
+        return values
+    names: list = [None] * context.world_size
+    dist.all_gather_object(names, sorted(values))
+    keys = sorted(set().union(*names))
+    sums = _all_reduce_sum([values.get(k, 0.0) for k in keys] + [float(k in values) for k in keys], context)
+    return {k: sums[i] / sums[len(keys) + i] for i, k in enumerate(keys)}

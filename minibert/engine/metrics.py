@@ -2,11 +2,13 @@
 an optional tqdm bar (the command lines turn it on).
 
 metrics.jsonl holds one object per line, e.g.
-    {"step": 20, "epoch": 0.4, "loss": 6.1, "mlm_loss": 5.5, "nsp_loss": 0.6, "mlm_accuracy": 0.11,
+    {"step": 20, "epoch": 0.4, "phase": 0, "loss": 6.1, "mlm_loss": 5.5, "nsp_loss": 0.6, "mlm_accuracy": 0.11,
      "sop_accuracy": 0.52, "learning_rate": 0.0005, "grad_norm": 1.7, "tokens_per_second": 5400.0,
      "data_wait_share": 0.01}
-and evaluation lines carry "eval_" keys. The loss parts keep the model output's names: a SOP run trains
-BERT's two-way sentence head, Hugging Face's NSP head, so its loss is "nsp_loss" beside "sop_accuracy".
+("epoch": epochs done within the phase, with the share of the current one; each measure: its mean over the
+steps since the previous line, of the values that are finite) and evaluation lines carry "eval_" keys.
+The loss parts keep the model output's names: a SOP run trains BERT's two-way sentence head, Hugging
+Face's NSP head, so its loss is "nsp_loss" beside "sop_accuracy".
 Any tool that reads JSON lines (pandas.read_json(lines=True), jq) reads it while training runs.
 """
 
@@ -81,11 +83,11 @@ class ProgressBar:
     def update(self, record: dict | None) -> None:
         self.bar.update(1)
         if record is not None:
-            self.bar.set_postfix(
-                loss=f"{record['loss']:.3f}",
-                lr=f"{record['learning_rate']:.2e}",
-                tok_s=f"{record['tokens_per_second']:.0f}",
-            )
+            # A window whose every step was skipped (no labelled token, an fp16 overflow) logs no loss: the bar
+            # shows the rest rather than stop the run with a KeyError
+            shown = {"loss": ("loss", ".3f"), "lr": ("learning_rate", ".2e"), "tok_s": ("tokens_per_second", ".0f")}
+            self.bar.set_postfix({name: format(record[key], spec)
+                                  for name, (key, spec) in shown.items() if key in record})
 
     def close(self) -> None:
         self.bar.close()

@@ -44,7 +44,14 @@ from torch.utils.data import DataLoader
 
 from minibert.engine import checkpointing
 from minibert.engine.arguments import TrainingArguments
-from minibert.engine.distributed import DistributedContext, barrier, mean_across_ranks, setup, sum_across_ranks
+from minibert.engine.distributed import (
+    DistributedContext,
+    barrier,
+    mean_across_ranks,
+    mean_of_present_across_ranks,
+    setup,
+    sum_across_ranks,
+)
 from minibert.engine.metrics import METRICS_FILE, PLOT_FILE, MetricsWriter, ProgressBar, plot_losses
 from minibert.engine.optim import build_optimizer
 from minibert.engine.schedules import get_scheduler, resolve_warmup_steps
@@ -334,6 +341,12 @@ class Trainer:
             raise ValueError("train_dataset is empty; check the corpus or data file (it gave no examples)")
         if optimizer is not None and param_groups is not None:
             raise ValueError("pass either a prebuilt optimizer or param_groups, not both")
+        if args.load_best_model_at_end and args.metric_for_best_model is None:
+            # As Hugging Face: the best model is the one of the lowest evaluation loss (without a metric no
+            # checkpoint was ever the best, and --load_best_model_at_end silently kept the last step's model).
+            # Here, not in TrainingArguments: fine-tuning fills in its task's metric (accuracy, rmse) when unset.
+            # A copy, so the caller's arguments stay as given.
+            args = dataclasses.replace(args, metric_for_best_model="loss")
         self.args = args
         self.context: DistributedContext = setup(args.device)
         self.device = self.context.device
@@ -380,6 +393,7 @@ class Trainer:
         self.should_stop = False  # a callback may set this to end training after the current step
         self.stop_signal: int | None = None  # SIGINT / SIGTERM received during train()
         self._loader_iter = None
+        self._epoch_length = 0  # batches in the epoch the open loader reads (the logged epoch's fraction)
 
     # -- the data stream -------------------------------------------------------------------------
     def _epoch_batches(self, phase: int, epoch: int) -> list[list[int]]:
@@ -448,10 +462,15 @@ class Trainer:
             collate_fn=_unbatched,
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator(),  # its own seed draw, so the global RNG (dropout) is untouched
+            # Its own generator, so the global RNG (dropout) is untouched. Seeded from (seed, phase, epoch, rank): it
+            # draws the workers' seeds, and an unseeded one gave the same every epoch, whatever --seed, so a
+            # collate_fn drawing from the global RNG (one that takes no generator: Hugging Face's
+            # DataCollatorForLanguageModeling) masked every epoch alike under dataloader_num_workers > 0.
+            generator=torch.Generator().manual_seed(_batch_seed(self.args.seed, s.phase, s.epoch, self.context.rank)),
             worker_init_fn=_ignore_ctrl_c if self.args.dataloader_num_workers > 0 else None,
         )
         self._loader_iter = iter(loader)
+        self._epoch_length = len(batches)
 
     def _next_batch(self) -> tuple[dict, int]:
         s = self.state
@@ -564,12 +583,17 @@ class Trainer:
                 losses.append(torch.zeros((), device=loss.device))
             else:
                 losses.append(loss.detach().float() * weight)
-                for name, value in vars(outputs).items() if dataclasses.is_dataclass(outputs) else ():
-                    if name.endswith("_loss") and torch.is_tensor(value):
+                # Only finite values join the window's means, as the loss does below: the loss parts and metrics of
+                # a micro-batch with no labelled token are NaN (a mean over nothing), and one NaN made its whole
+                # logging window's mlm_loss and mlm_accuracy NaN, however many good steps it held.
+                parts = vars(outputs).items() if dataclasses.is_dataclass(outputs) else ()
+                for name, value in parts:
+                    if name.endswith("_loss") and torch.is_tensor(value) and math.isfinite(float(value.detach())):
                         window[name].append(float(value.detach()))
                 if self.metrics_fn is not None:
                     for name, value in self.metrics_fn(batch, outputs).items():
-                        window[name].append(float(value))
+                        if math.isfinite(float(value)):
+                            window[name].append(float(value))
             window["tokens"].append(tokens)
             self.state.examples_seen += len(next(iter(batch.values())))
         # this process's share of the step's loss: the weights already divide by the step's total on every rank,
@@ -635,9 +659,12 @@ class Trainer:
         means["tokens_per_second"] = sum(window["tokens"]) / max(seconds, 1e-9)
         means["data_wait_share"] = sum(window["wait"]) / max(seconds, 1e-9)
         means["skipped_steps"] = float(len(window.get("skipped_steps", [])))
-        means = mean_across_ranks(means, self.context)
+        means = mean_of_present_across_ranks(means, self.context)  # one process's window may lack the loss
         means["tokens_per_second"] *= self.context.world_size
-        record = {"step": self.state.global_step, "epoch": self.state.epoch, "phase": self.state.phase, **means}
+        # the epoch as Hugging Face logs it, with the share of its batches done (2.5: half-way through the third),
+        # as metrics.py's example shows; the whole number alone read 0 for every line of a first epoch
+        epoch = self.state.epoch + self.state.batches_done / max(1, self._epoch_length)
+        record = {"step": self.state.global_step, "epoch": round(epoch, 4), "phase": self.state.phase, **means}
         if "skipped_steps" in record and not self.args.fp16 and not record["skipped_steps"]:
             del record["skipped_steps"]  # only fp16 overflows or unlabelled steps skip an update
         self.state.history.append(record)
@@ -794,10 +821,13 @@ class Trainer:
         with _stop_after_the_step_on_signals(self):
             try:
                 while self.state.global_step < self.total_steps and not self.should_stop:
+                    counted = len(window["tokens"])
                     self.training_step(window)
                     wait_total += window["wait"][-1]
                     time_total += window["time"][-1]
-                    tokens_total += window["tokens"][-1] if window["tokens"] else 0
+                    # every micro-batch of the step: it appends one count each (the last alone understated the
+                    # run's tokens/s by the accumulation steps)
+                    tokens_total += sum(window["tokens"][counted:])
                     step = self.state.global_step
                     done = step == self.total_steps or self.should_stop
                     logged = None
