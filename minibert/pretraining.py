@@ -364,6 +364,20 @@ def scan_work_names(files: list[Path], text_column: str = "text") -> list[str]:
     return [work_name(title, file, several_files, record) for title, file, record in documents]
 
 
+def tokenizer_token_ids(config: dict, objective, source: str) -> dict:
+    """A --config_file's special-token ids (pad, bos, eos, decoder start, forced eos) give way to those of
+    the run's tokenizer, with a warning naming each: the batches are made with the tokenizer's. A config.json
+    taken from another model (Hugging Face's gpt2: eos 50256) kept its own, so the saved model's generate
+    never stopped at the </s> it was trained to write, and a pad_token_id on a real token froze that token's
+    input embedding at zero (nn.Embedding's padding_idx gets no gradient)."""
+    ids = {k: v for k, v in objective.default_config().items() if k.endswith("_token_id")}
+    differing = [f"{k} {config[k]} -> {v}" for k, v in ids.items() if k in config and config[k] != v]
+    if differing:
+        logger.warning("--config_file %s: the tokenizer's special tokens are used instead of the file's (%s)",
+                       source, ", ".join(differing))
+    return {**config, **ids}
+
+
 def build_model(options: PretrainingOptions, objective,
                 file_config: dict | None = None) -> tuple[torch.nn.Module, list]:
     """The model `objective` trains (--init_from's, a size preset, or --config_file's fields: `file_config`,
@@ -398,6 +412,7 @@ def build_model(options: PretrainingOptions, objective,
         return model, []
     if options.config_file:
         config = file_config if file_config is not None else read_config_file(options.config_file, options.objective)
+        config = tokenizer_token_ids(config, objective, options.config_file)
     else:
         config = size_config(family, options.model_size)
     model = objective.build_model({**config, **overrides})
@@ -505,11 +520,21 @@ def held_out_examples(evaluation, held_docs, held_out_works: list[str], options:
                          "or pass --validation_share 0 to train without a held-out evaluation") from None
 
 
-def training_passes(args: TrainingArguments, num_examples: int, world_size: int) -> float:
-    """Passes over the training examples that max_steps (or num_train_epochs) makes."""
+def training_passes(args: TrainingArguments, num_examples: int, world_size: int,
+                    phase2_examples: int | None = None) -> float:
+    """Passes over the training examples that max_steps (or num_train_epochs) makes. With a second phase
+    (`phase2_examples`: the longer examples of the same training documents, each set a whole pass over them),
+    its steps go over those: counting every step against the first phase's examples understated the passes
+    (--max_seq_length 16 --max_seq_length_phase2 64 --phase2_ratio 0.5: 0.2 printed, 0.45 made) and could
+    keep the memorisation warning silent."""
     if args.max_steps and args.max_steps > 0:
-        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
-        return args.max_steps * per_step / max(num_examples, 1)
+        per_step = args.gradient_accumulation_steps * world_size
+        if phase2_examples is None:
+            return args.max_steps * args.per_device_train_batch_size * per_step / max(num_examples, 1)
+        first = math.floor(args.max_steps * (1 - args.phase2_ratio))  # the engine's split (Trainer.phase2_start)
+        second_batch = args.phase2_batch_size or args.per_device_train_batch_size
+        return (first * args.per_device_train_batch_size * per_step / max(num_examples, 1)
+                + (args.max_steps - first) * second_batch * per_step / max(phase2_examples, 1))
     return float(args.num_train_epochs)
 
 
@@ -527,7 +552,11 @@ def make_eval_fn(objective, examples, batch_size: int, trainer: Trainer):
             return measure(model, device)
 
     def measure(model, device) -> dict:
+        # Each measure is averaged over the examples of the batches where it is defined: a batch with no masked
+        # token (short examples, a small batch) has no MLM loss or accuracy (NaN), and counting its examples
+        # in the denominator all the same pulled the held-out loss and accuracy towards 0.
         totals: dict[str, float] = {}
+        weights: dict[str, int] = {}
         for start in range(0, len(examples), batch_size):
             batch = objective.collate(examples[start : start + batch_size], torch.Generator().manual_seed(start))
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -540,7 +569,8 @@ def make_eval_fn(objective, examples, batch_size: int, trainer: Trainer):
             for k, v in values.items():
                 if not math.isnan(v):
                     totals[k] = totals.get(k, 0.0) + v * weight
-        return {k: v / len(examples) for k, v in totals.items()}
+                    weights[k] = weights.get(k, 0) + weight
+        return {k: v / weights[k] for k, v in totals.items()}
 
     return evaluate
 
@@ -608,6 +638,8 @@ class PretrainingData:
     held_out_works: list[str]
     eval_warning: str | None  # why the held-out numbers are too noisy to read, if they are
     passes: float  # how many times training will go over its examples
+    long_objective: Any = None  # the second phase's objective (--max_seq_length_phase2), else None
+    phase2_examples: Any = None  # its examples, of the same training documents
 
 
 def pretraining_data(options: PretrainingOptions, args: TrainingArguments, output_dir: Path,
@@ -645,14 +677,20 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
                    "document), and a work is held out whole; no held-out numbers are measured. Give the records "
                    "their own titles, or split the text into several files")
         logger.warning(warning)
-    passes = training_passes(args, len(examples), context.world_size)
+    long_objective = phase2_examples = None
+    if options.max_seq_length_phase2:
+        long_objective = build_objective(options.objective, tokenizer, options.max_seq_length_phase2,
+                                         **objective_options)
+        phase2_examples = long_objective.examples(train_docs)
+    passes = training_passes(args, len(examples), context.world_size,
+                             None if phase2_examples is None else len(phase2_examples))
     if passes > MAX_PASSES:
         logger.warning(
             "training makes %.1f passes over the %d training examples: a model this size will memorise the "
             "corpus instead of learning from it; use more text (--corpus more files or directories), fewer "
             "--max_steps or --num_train_epochs, or a smaller batch", passes, len(examples))
     return PretrainingData(tokenizer, objective, objective_options, corpus, train_docs, examples, evaluation,
-                           eval_examples, held_out_works, warning, passes)
+                           eval_examples, held_out_works, warning, passes, long_objective, phase2_examples)
 
 
 def check_inputs_kept(options: PretrainingOptions, output_dir: Path) -> None:
@@ -693,12 +731,9 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     model, model_callbacks = build_model(options, data.objective, file_config)
 
     phase2 = {}
-    if options.max_seq_length_phase2:
-        long_objective = build_objective(options.objective, data.tokenizer, options.max_seq_length_phase2,
-                                         **data.objective_options)
-        long_objective.check_model(model, "--max_seq_length_phase2")
-        phase2 = {"phase2_dataset": long_objective.examples(data.train_docs),
-                  "phase2_collate_fn": long_objective.collate}
+    if data.long_objective is not None:
+        data.long_objective.check_model(model, "--max_seq_length_phase2")
+        phase2 = {"phase2_dataset": data.phase2_examples, "phase2_collate_fn": data.long_objective.collate}
 
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)

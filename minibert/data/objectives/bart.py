@@ -83,8 +83,10 @@ class BartDenoising(Objective):
         import dataclasses
 
         tok = self.tokenizer
+        # forced_eos_token_id too: BartConfig's default is 2 (fairseq's </s>), which under another vocabulary (a
+        # WordPiece --tokenizer: [CLS]) made generate end each text cut at max_length with that token
         wanted = {"vocab_size": tok.vocab_size, "pad_token_id": tok.pad_token_id, "bos_token_id": self.bos,
-                  "eos_token_id": self.eos, "decoder_start_token_id": self.eos,
+                  "eos_token_id": self.eos, "decoder_start_token_id": self.eos, "forced_eos_token_id": self.eos,
                   "max_position_embeddings": max(self.max_seq_length, 512)}
         names = {f.name for f in dataclasses.fields(self.config_class())}
         return {k: v for k, v in wanted.items() if k in names}
