@@ -554,7 +554,9 @@ def make_eval_fn(objective, examples, batch_size: int, trainer: Trainer):
     def measure(model, device) -> dict:
         # Each measure is averaged over the examples of the batches where it is defined: a batch with no masked
         # token (short examples, a small batch) has no MLM loss or accuracy (NaN), and counting its examples
-        # in the denominator all the same pulled the held-out loss and accuracy towards 0.
+        # in the denominator all the same pulled the held-out loss and accuracy towards 0. (So where such a batch
+        # exists, the loss and the MLM measures cover fewer examples than the sentence-pair ones, and the loss is
+        # not exactly mlm_loss + nsp_loss.)
         totals: dict[str, float] = {}
         weights: dict[str, int] = {}
         for start in range(0, len(examples), batch_size):

@@ -74,11 +74,12 @@ class Tokenizer:
             self.special_tokens.pop(key, None)
             return
         if token not in self.get_vocab():
+            eos = self.special_tokens.get("eos_token")
             raise ValueError(f"{token!r} is not in this tokenizer's vocabulary, so it cannot be its {key}; pass one "
-                             f"of its tokens (e.g. its eos token {self.special_tokens.get('eos_token')!r})")
+                             f"of its tokens{f' (e.g. its eos token {eos!r})' if eos else ''}")
+        # the name only, as Hugging Face's setter: making an ordinary token special here would change how texts
+        # are cut ("er" a word of its own) and decoded (skipped)
         self.special_tokens[key] = token
-        if token not in {str(t) for t in self.backend.get_added_tokens_decoder().values()}:
-            self.backend.add_special_tokens([AddedToken(token, special=True, normalized=False)])
 
     pad_token_id = property(lambda self: self._id("pad_token"))
     mask_token_id = property(lambda self: self._id("mask_token"))

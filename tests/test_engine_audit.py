@@ -84,6 +84,11 @@ def test_load_best_model_at_end_without_a_metric_keeps_the_lowest_eval_loss(tmp_
     load_model_weights(best, tmp_path / "run" / "checkpoint-4")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), best.state_dict().values(), strict=True))
     assert args.metric_for_best_model is None  # the caller's arguments are left as given
+    # an eval_fn with no loss: the message says where "loss" came from (it named a setting never made)
+    args = make_args(tmp_path / "b", max_steps=2, eval_steps=2, save_steps=2, load_best_model_at_end=True)
+    with pytest.raises(ValueError, match=r"--load_best_model_at_end with no --metric_for_best_model keeps the lowest "
+                                         r"eval loss, which eval_fn does not return \(its keys: \['accuracy'\]\)"):
+        Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda m: {"accuracy": 0.5}).train()
 
 
 def test_dataloader_workers_draw_new_seeds_every_epoch(tmp_path):

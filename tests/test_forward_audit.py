@@ -52,23 +52,33 @@ def unusual_mask(B=3, T=10) -> torch.Tensor:
 
 
 # -- fixed ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_gpt2_upcast_attention_scores_are_fp32_under_autocast(tmp_path, attn):
+# (sdpa with attention maps is left out: minibert computes the maps on its eager path, Hugging Face runs its
+# sdpa kernel, and two kernels in bf16 agree only to bf16's rounding)
+@pytest.mark.parametrize(("attn", "attentions"), [("eager", False), ("eager", True), ("sdpa", False)])
+@pytest.mark.parametrize("half", ["autocast", "bf16 model"])
+def test_gpt2_upcast_attention_gives_hugging_faces_logits_in_bf16(tmp_path, attn, attentions, half):
     """reorder_and_upcast_attn exists for mixed precision, yet under autocast the fp32 q and k went into matmuls
-    that autocast ran in bf16 again: the option changed nothing there. Hugging Face turns autocast off for the
-    scores and the softmax; its first layer's attention maps (from the same bf16 q and k) are now ours exactly."""
+    that autocast ran in bf16 again: the option changed nothing there. Hugging Face, on its eager path only,
+    computes the scores and softmax in fp32 with autocast off and casts the probabilities back to v's dtype
+    before they weigh v; its sdpa path does not upcast. Compared on the logits (the attention maps alone hid
+    a difference in how v was weighed, and a sdpa path that upcast when Hugging Face's does not)."""
     hf, ours = saved(tmp_path, "GPT2LMHeadModel", gpt2_config(n_embd=64, n_head=2, reorder_and_upcast_attn=True),
                      attn_implementation=attn)
     with torch.no_grad():  # large scores, where rounding them to bf16 shows
         for model in (hf, ours):
             for block in model.transformer.h:
                 block.attn.c_attn.weight.mul_(8)
+    hf.config._attn_implementation = attn  # the same path on both sides: minibert's sdpa against Hugging Face's
+    if half == "bf16 model":
+        hf, ours = hf.to(torch.bfloat16), ours.to(torch.bfloat16)
     ids = torch.randint(1, VOCAB, (2, 16), generator=torch.Generator().manual_seed(1))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        a = hf(input_ids=ids, output_attentions=True)
-        b = ours(input_ids=ids, output_attentions=True)
-    assert b.attentions[0].dtype == a.attentions[0].dtype == torch.bfloat16
-    torch.testing.assert_close(b.attentions[0], a.attentions[0], atol=1e-4, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half == "autocast"):
+        a = hf(input_ids=ids, output_attentions=attentions)
+        b = ours(input_ids=ids, output_attentions=attentions)
+    torch.testing.assert_close(b.logits, a.logits, atol=0, rtol=0)
+    if attentions:
+        assert b.attentions[0].dtype == a.attentions[0].dtype == torch.bfloat16
+        torch.testing.assert_close(b.attentions[0], a.attentions[0], atol=0, rtol=0)
 
 
 def test_bert_config_without_pad_token_id_loads_as_in_hugging_face(tmp_path):
@@ -119,6 +129,13 @@ def test_bart_takes_encoder_outputs_as_a_tuple(tmp_path):
     b = ours(encoder_outputs=(memory,), decoder_input_ids=target)
     torch.testing.assert_close(b.logits, a.logits, atol=ATOL, rtol=RTOL)
     torch.testing.assert_close(b.encoder_last_hidden_state, memory)
+    # the tuple's hidden states and attention maps come through as Hugging Face's do (only the first did)
+    encoded = hf.model.encoder(source, output_hidden_states=True, output_attentions=True, return_dict=False)
+    a = hf(encoder_outputs=encoded, decoder_input_ids=target)
+    b = ours(encoder_outputs=encoded, decoder_input_ids=target)
+    assert len(b.encoder_hidden_states) == len(a.encoder_hidden_states) == 3
+    for theirs, ours_ in zip(a.encoder_attentions, b.encoder_attentions, strict=True):
+        torch.testing.assert_close(ours_, theirs)
 
 
 # -- checked, and matching: kept so ------------------------------------------------------------------------

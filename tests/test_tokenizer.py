@@ -283,6 +283,14 @@ def test_no_pad_token_is_needed_while_nothing_is_padded(corpus_texts, tmp_path):
     assert gpt.pad_token_id == gpt.eos_token_id and batch["input_ids"][1, 0] == gpt.eos_token_id
     long, short = len(gpt.encode("Once upon a time")), len(gpt.encode("Once"))
     assert batch["attention_mask"].tolist() == [[1] * long, [0] * (long - short) + [1] * short]
+    # an ordinary token as the pad: named only, as Hugging Face's setter does (made special, it became a word
+    # of its own and decode skipped it: "nothing interesting" read "noth interest" with "ing")
+    word = next(t for t in ("ing", "er", "th") if t in gpt.get_vocab())
+    text = "there was nothing interesting in the garden"
+    before = gpt.encode(text)
+    gpt.pad_token = word
+    assert gpt.pad_token_id == gpt.get_vocab()[word]
+    assert gpt.encode(text) == before and gpt.decode(before) == gpt.decode(before, skip_special_tokens=False)
     # a config naming only some special tokens: the others keep their family's names (they were lost)
     folder = tmp_path / "partial"
     folder.mkdir()

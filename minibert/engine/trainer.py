@@ -341,7 +341,8 @@ class Trainer:
             raise ValueError("train_dataset is empty; check the corpus or data file (it gave no examples)")
         if optimizer is not None and param_groups is not None:
             raise ValueError("pass either a prebuilt optimizer or param_groups, not both")
-        if args.load_best_model_at_end and args.metric_for_best_model is None:
+        self._best_metric_by_default = args.load_best_model_at_end and args.metric_for_best_model is None
+        if self._best_metric_by_default:
             # As Hugging Face: the best model is the one of the lowest evaluation loss (without a metric no
             # checkpoint was ever the best, and --load_best_model_at_end silently kept the last step's model).
             # Here, not in TrainingArguments: fine-tuning fills in its task's metric (accuracy, rmse) when unset.
@@ -844,10 +845,12 @@ class Trainer:
                         if key is not None:
                             if key not in metrics:
                                 self.save_checkpoint()  # the steps trained so far are not lost to a typo
-                                raise ValueError(
-                                    f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}; "
-                                    f"resume from {self.checkpoint_path(self.state.last_checkpoint)} with one of them"
-                                )
+                                what = (f"--load_best_model_at_end with no --metric_for_best_model keeps the lowest "
+                                        f"eval loss, which eval_fn does not return (its keys: {sorted(metrics)})"
+                                        if self._best_metric_by_default else
+                                        f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}")
+                                last = self.checkpoint_path(self.state.last_checkpoint)
+                                raise ValueError(f"{what}; resume from {last} with --metric_for_best_model one of them")
                             if math.isnan(metrics[key]):
                                 logger.warning("%s is undefined (NaN) at step %d, so this evaluation cannot be the "
                                                "best one", key, step)

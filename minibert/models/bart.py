@@ -335,8 +335,9 @@ class BartModel(BartPreTrainedModel):
                              "or input_ids, which are shifted right to make them")
         if input_ids is None and encoder_outputs is None:
             raise ValueError("BART's encoder needs input: pass input_ids, or encoder_outputs from a previous call")
-        if isinstance(encoder_outputs, tuple | list):  # Hugging Face's return_dict=False form: (last_hidden_state, ...)
-            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
+        if isinstance(encoder_outputs, tuple | list):  # Hugging Face's return_dict=False form: (h, states, maps)
+            h, states, maps = (*encoder_outputs, None, None)[:3]
+            encoder_outputs = BaseModelOutput(last_hidden_state=h, hidden_states=states, attentions=maps)
         past = cache_length(past_key_values)
         read = encoder_outputs is None or decoder_input_ids is None  # input_ids feed the encoder or the shift
         self.check_inputs(input_ids if read else None, attention_mask, decoder_input_ids, past)
