@@ -177,3 +177,35 @@ def test_a_process_whose_window_holds_no_loss_logs_with_the_others(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "ddp" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2] and lines[0]["skipped_steps"] == 1
     assert all(0 <= r["accuracy"] <= 1 and r["loss"] > 0 for r in lines)  # rank 1's, then both ranks'
+
+
+def test_a_resume_with_loader_workers_and_a_collate_on_the_global_rng_is_exact(tmp_path):
+    """Fresh workers after a resume replayed the epoch's first draws of a collate_fn without the engine's
+    generator (Hugging Face's DataCollatorForLanguageModeling): steps 4-6 drew other noise than the
+    uninterrupted run's."""
+    def run(directory, stop_at=None, resume=False):
+        draws = {}
+
+        def noisy(examples):
+            return {**collate(examples), "noise": torch.rand(1)}
+
+        class Record:
+            def on_backward_end(self, trainer, batch):
+                draws[trainer.state.global_step + 1] = float(batch["noise"])
+
+            def on_step_end(self, trainer):
+                if stop_at and trainer.state.global_step == stop_at:
+                    trainer.should_stop = True
+
+        torch.manual_seed(0)
+        args = make_args(directory, max_steps=6, per_device_train_batch_size=8, dataloader_num_workers=1,
+                         save_steps=100, logging_steps=1)
+        Trainer(ToyModel(), args, toy_dataset(), noisy, callbacks=[Record()],
+                loss_fn=lambda model, batch: (model(batch["input_ids"], batch["labels"]).loss, None)).train(
+            resume_from_checkpoint="last" if resume else None)
+        return draws
+
+    full = run(tmp_path / "full")
+    run(tmp_path / "cut", stop_at=3)
+    resumed = run(tmp_path / "cut", resume=True)
+    assert [resumed[step] for step in (4, 5, 6)] == [full[step] for step in (4, 5, 6)]

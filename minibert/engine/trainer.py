@@ -207,6 +207,14 @@ class _CollatedBatches:
         examples = [self.dataset[i] for i in indices]
         if self.with_generator:
             batch = self.collate_fn(examples, torch.Generator().manual_seed(seed))
+        elif torch.utils.data.get_worker_info() is not None:
+            # In a loader worker, a collate that draws from the global RNG (Hugging Face's
+            # DataCollatorForLanguageModeling takes no generator) draws from the batch's own seed: a resumed run's
+            # fresh workers replayed the epoch's first draws instead. (In this process the global RNG is saved
+            # with each checkpoint, so resume is exact there already.)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                batch = self.collate_fn(examples)
         else:
             batch = self.collate_fn(examples)
         mask = batch.get("attention_mask")
