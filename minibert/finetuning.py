@@ -208,6 +208,19 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str) -> Tokenizer:
     return tokenizer
 
 
+def check_classification_family(config: dict, source) -> None:
+    """Classification (and --multitask) trains BERT and RoBERTa encoders only. GPT-2 and BART fine-tune
+    here on text generation (finetune/generative.py); their sequence-classification classes
+    (models/gpt.py, models/bart.py) are for Hugging Face checkpoints, not train.py."""
+    family = config.get("model_type")
+    if family in BASES:
+        return
+    hint = {"gpt2": "; a GPT-2 fine-tunes here on text generation: --task_type causal_lm --target_column COLUMN",
+            "bart": "; a BART fine-tunes here on text generation: --task_type seq2seq --target_column COLUMN"}
+    raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here for classification; use a "
+                     f"{sorted(BASES)} checkpoint{hint.get(family, '')}")
+
+
 def check_length_fits(max_seq_length: int, config: dict, source) -> None:
     """--max_seq_length must fit the model's learned positions (RoBERTa's start after the padding id)."""
     family = config.get("model_type")
@@ -322,6 +335,13 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
         raise ValueError(f"{attack} attacks the word embeddings along their gradient, and --gradual_unfreezing "
                          "keeps the embeddings frozen (no gradient) until its last stage, so every step before it "
                          "would go unattacked; drop one of them")
+    attack = "--fgm" if args.fgm else "--pgd_steps" if args.pgd_steps else None
+    freezer = "--adapter_size" if args.adapter_size is not None else \
+        "--freeze_embeddings" if args.freeze_embeddings else None
+    if attack and freezer and args.adv_emb_name == "word_embeddings":
+        # (refused by FGM itself too, but only once the data is read and the model built)
+        raise ValueError(f"{attack} attacks the word embeddings along their gradient, and {freezer} freezes them "
+                         "(no gradient, so no attack); drop one of them")
     if args.adapter_size is not None and args.reinit_layers:
         raise ValueError(f"--reinit_layers {args.reinit_layers} with --adapter_size: the adapters keep the blocks "
                          "frozen, so re-initialised blocks would stay random (and their adapters' zero start would "
@@ -597,6 +617,8 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
     if not (Path(source) / "config.json").is_file():
         raise ValueError(_missing_checkpoint_message(source))
     config = read_config_dict(source)
+    if args.task_type not in GENERATIVE_TASK_TYPES:
+        check_classification_family(config, source)  # before the data is read and tokenised
     check_length_fits(args.max_seq_length, config, source)
     if args.text_pair_column is not None and config.get("model_type") == "bert" and config.get("type_vocab_size",
                                                                                               2) < 2:

@@ -34,6 +34,7 @@ from minibert.outputs import SequenceClassifierOutput
 MIXING_STRATEGIES = ("proportional", "temperature", "equal")
 TASKS_KEY = MULTITASK_KEY  # the config.json key that marks a multi-task model (checkpoint.py)
 HEADS_FILE = "task_heads.safetensors"
+TASK_ORDER_KEY = "task_order"  # in config.json's TASKS_KEY entry: the task names, in the `task` index's order
 
 
 def parse_task_spec(spec: str) -> dict:
@@ -149,7 +150,9 @@ class MultiTaskClassifier(nn.Module):
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        self.encoder.config.extra[TASKS_KEY] = self.settings
+        # config.json is written with sorted keys, which would put the tasks in alphabetical order: their
+        # order, which the `task` index of forward() counts in, is kept as a list (a list keeps its order)
+        self.encoder.config.extra[TASKS_KEY] = {**self.settings, TASK_ORDER_KEY: self.names}
         self.encoder.save_pretrained(path)
         heads = {f"poolings.{k}": v for k, v in self.poolings.state_dict().items()}
         heads.update({f"classifiers.{k}": v for k, v in self.classifiers.state_dict().items()})
@@ -159,6 +162,9 @@ class MultiTaskClassifier(nn.Module):
     def load(cls, path: str | os.PathLike, encoder_class) -> "MultiTaskClassifier":
         path = Path(path)
         settings = json.loads((path / "config.json").read_text())[TASKS_KEY]
+        order = settings.pop(TASK_ORDER_KEY, None)  # absent from a model saved before it was kept
+        if order is not None:
+            settings["tasks"] = {name: settings["tasks"][name] for name in order}
         model = cls(encoder_class.from_pretrained(path), **settings)
         heads = load_file(str(path / HEADS_FILE))
         for prefix, modules in (("poolings.", model.poolings), ("classifiers.", model.classifiers)):
