@@ -618,6 +618,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
         raise ValueError(_missing_checkpoint_message(source))
     config = read_config_dict(source)
     if args.task_type not in GENERATIVE_TASK_TYPES:
+        check_generation_flags(args)  # --target_column on a classification run says which task type it wants
         check_classification_family(config, source)  # before the data is read and tokenised
     check_length_fits(args.max_seq_length, config, source)
     if args.text_pair_column is not None and config.get("model_type") == "bert" and config.get("type_vocab_size",
