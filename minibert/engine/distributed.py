@@ -100,3 +100,12 @@ def mean_of_present_across_ranks(values: dict[str, float], context: DistributedC
     keys = sorted(set().union(*names))
     sums = _all_reduce_sum([values.get(k, 0.0) for k in keys] + [float(k in values) for k in keys], context)
     return {k: sums[i] / sums[len(keys) + i] for i, k in enumerate(keys)}
+
+
+def gather_objects(value, context: DistributedContext) -> list:
+    """Every process's `value` (any picklable object), in rank order; [value] on one process."""
+    if not context.enabled:
+        return [value]
+    gathered: list = [None] * context.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered

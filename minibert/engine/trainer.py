@@ -47,6 +47,7 @@ from minibert.engine.arguments import TrainingArguments
 from minibert.engine.distributed import (
     DistributedContext,
     barrier,
+    gather_objects,
     mean_across_ranks,
     mean_of_present_across_ranks,
     setup,
@@ -166,6 +167,10 @@ class TrainerState:
     # measurements of the steps done since the last logged record (loss, grad_norm, ...): a run resumed
     # from a checkpoint taken between two records logs the same means as the run it repeats
     log_window: dict[str, list[float]] = field(default_factory=dict)
+    # under DDP, every process's log_window, by rank: each process holds its own measurements (its share of the
+    # loss, its tokens), and rank 0's window alone, written for all, made the first record after a resume average
+    # rank 0's measurements twice (the other processes' were lost). Empty on one process.
+    rank_log_windows: list[dict[str, list[float]]] = field(default_factory=list)
     # what the data position and the optimizer state mean (Trainer.run_settings): a resume must match them
     run_settings: dict = field(default_factory=dict)
 
@@ -725,6 +730,8 @@ class Trainer:
         self.state.last_checkpoint = name
         self.state.run_settings = self.run_settings()
         self.state.log_window = {k: list(v) for k, v in self.window.items() if v}
+        if self.context.enabled:  # every rank calls save_checkpoint together: gather what rank 0 will write
+            self.state.rank_log_windows = gather_objects(self.state.log_window, self.context)
         if best:
             self.state.best_checkpoint = name
         checkpointing.save_checkpoint(
@@ -823,7 +830,10 @@ class Trainer:
         bar = None
         if not self.args.disable_tqdm and self.context.is_main:
             bar = ProgressBar(self.total_steps, initial=self.state.global_step)
-        window = self.window = defaultdict(list, {k: list(v) for k, v in self.state.log_window.items()})
+        own = self.state.log_window  # one process, or a checkpoint saved before rank_log_windows
+        if self.context.enabled and len(self.state.rank_log_windows) == self.context.world_size:
+            own = self.state.rank_log_windows[self.context.rank]
+        window = self.window = defaultdict(list, {k: list(v) for k, v in own.items()})
         start, wait_total, time_total, tokens_total = time.perf_counter(), 0.0, 0.0, 0
         record = None
         self.stop_signal = None
