@@ -215,8 +215,10 @@ def check_classification_family(config: dict, source) -> None:
     family = config.get("model_type")
     if family in BASES:
         return
-    hint = {"gpt2": "; a GPT-2 fine-tunes here on text generation: --task_type causal_lm --target_column COLUMN",
-            "bart": "; a BART fine-tunes here on text generation: --task_type seq2seq --target_column COLUMN"}
+    hint = {"gpt2": "; a GPT-2 fine-tunes here on text generation: --task_type causal_lm --target_column COLUMN "
+                    "(without classification flags such as --pooling or --multitask)",
+            "bart": "; a BART fine-tunes here on text generation: --task_type seq2seq --target_column COLUMN "
+                    "(without classification flags such as --pooling or --multitask)"}
     raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here for classification; use a "
                      f"{sorted(BASES)} checkpoint{hint.get(family, '')}")
 

@@ -4,7 +4,9 @@ the progress bar on such a window, --load_best_model_at_end without a metric, th
 seeds, and the logged epoch."""
 
 import json
+import random
 
+import numpy as np
 import pytest
 import torch
 from test_engine import ToyModel, collate, make_args, toy_dataset
@@ -186,8 +188,8 @@ def test_a_resume_with_loader_workers_and_a_collate_on_the_global_rng_is_exact(t
     def run(directory, stop_at=None, resume=False):
         draws = {}
 
-        def noisy(examples):
-            return {**collate(examples), "noise": torch.rand(1)}
+        def noisy(examples):  # torch's global RNG, and numpy's and Python's (a collate returning numpy arrays)
+            return {**collate(examples), "noise": torch.rand(1) + float(np.random.rand()) + random.random()}
 
         class Record:
             def on_backward_end(self, trainer, batch):

@@ -33,6 +33,16 @@ def test_a_multitask_model_reloads_with_its_tasks_in_training_order(tmp_path):
     for i in range(3):
         task = torch.tensor([i])
         torch.testing.assert_close(reloaded(ids, task).logits, model(ids, task).logits)
+    # the order sits beside the tasks' settings, not inside them (a minibert that predates it passed every
+    # setting to __init__, and failed on the new key)
+    config = json.loads((tmp_path / "mt" / "config.json").read_text())
+    assert config["minibert_multitask_order"] == ["r", "m", "a"]
+    assert "minibert_multitask_order" not in config["minibert_multitask"]
+    # a model saved before the order was kept: its run's eval_results.json lists the tasks in training order
+    del config["minibert_multitask_order"]
+    (tmp_path / "mt" / "config.json").write_text(json.dumps(config, sort_keys=True))
+    (tmp_path / "mt" / "eval_results.json").write_text(json.dumps({"metrics": {}, "tasks": tasks}))
+    assert load_finetuned(tmp_path / "mt").names == ["r", "m", "a"]
 
 
 @pytest.mark.parametrize("family, hint", [("gpt2", "--task_type causal_lm"), ("bart", "--task_type seq2seq")])

@@ -172,6 +172,18 @@ def test_attend_shows_the_dropout_on_the_probabilities_and_whether_it_is_on():
     assert "probs dropout p=0.1 ->" in line
 
 
+def test_gpt2_upcast_attention_still_goes_through_attend():
+    """reorder_and_upcast_attn had its own path in gpt.py, which the tracer's attend wrapper never saw: no q/k/v,
+    mask or dropout line in any block (and none per generation step)."""
+    model = minibert.GPT2LMHeadModel(minibert.GPT2Config(vocab_size=60, n_embd=16, n_layer=2, n_head=2, n_positions=32,
+                                                         pad_token_id=0, reorder_and_upcast_attn=True,
+                                                         attn_implementation="eager")).eval()
+    tr = minibert.trace(model, **batch("gpt2"))
+    assert len(tr.find(r"transformer\.h\.\d\.attn\.attend")) == 2
+    steps = trace_generation(model, batch("gpt2")["input_ids"][:1], max_new_tokens=2, layer=1)
+    assert all(any(call.name.endswith("attend") for call in step.attention) for step in steps.steps)
+
+
 def test_bart_decoder_source_mask_says_how_much_padding():
     text = str(minibert.trace(MODELS["bart"]().eval(), **batch("bart")))
     assert re.search(r"model\.decoder \(BartDecoder\): .*memory_attention_mask \(B, S\) i64 \[3 padding\]", text)

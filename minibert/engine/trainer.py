@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 import signal
 import threading
@@ -37,6 +38,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -217,9 +219,16 @@ class _CollatedBatches:
             # DataCollatorForLanguageModeling takes no generator) draws from the batch's own seed: a resumed run's
             # fresh workers replayed the epoch's first draws instead. (In this process the global RNG is saved
             # with each checkpoint, so resume is exact there already.)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                batch = self.collate_fn(examples)
+            python_state, numpy_state = random.getstate(), np.random.get_state()
+            random.seed(seed)  # (Python's and numpy's generators too: a collate returning numpy arrays uses them)
+            np.random.seed(seed % 2**32)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    batch = self.collate_fn(examples)
+            finally:
+                random.setstate(python_state)
+                np.random.set_state(numpy_state)
         else:
             batch = self.collate_fn(examples)
         mask = batch.get("attention_mask")

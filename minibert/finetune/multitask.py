@@ -18,6 +18,7 @@ drawn with the rates above, so over a run the share of batches of task m tends t
 """
 
 import json
+import logging
 import math
 import os
 import re
@@ -31,10 +32,14 @@ from minibert.checkpoint import MULTITASK_KEY
 from minibert.finetune.pooling import build_pooling
 from minibert.outputs import SequenceClassifierOutput
 
+logger = logging.getLogger(__name__)
+
 MIXING_STRATEGIES = ("proportional", "temperature", "equal")
 TASKS_KEY = MULTITASK_KEY  # the config.json key that marks a multi-task model (checkpoint.py)
 HEADS_FILE = "task_heads.safetensors"
-TASK_ORDER_KEY = "task_order"  # in config.json's TASKS_KEY entry: the task names, in the `task` index's order
+# config.json's key for the task names in the order the `task` index of forward() counts them (a list: the
+# file's keys are sorted). Beside TASKS_KEY, not in it: a minibert that predates it still loads the model.
+TASK_ORDER_KEY = "minibert_multitask_order"
 
 
 def parse_task_spec(spec: str) -> dict:
@@ -152,7 +157,8 @@ class MultiTaskClassifier(nn.Module):
         path = Path(path)
         # config.json is written with sorted keys, which would put the tasks in alphabetical order: their
         # order, which the `task` index of forward() counts in, is kept as a list (a list keeps its order)
-        self.encoder.config.extra[TASKS_KEY] = {**self.settings, TASK_ORDER_KEY: self.names}
+        self.encoder.config.extra[TASKS_KEY] = self.settings
+        self.encoder.config.extra[TASK_ORDER_KEY] = self.names
         self.encoder.save_pretrained(path)
         heads = {f"poolings.{k}": v for k, v in self.poolings.state_dict().items()}
         heads.update({f"classifiers.{k}": v for k, v in self.classifiers.state_dict().items()})
@@ -161,8 +167,10 @@ class MultiTaskClassifier(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, encoder_class) -> "MultiTaskClassifier":
         path = Path(path)
-        settings = json.loads((path / "config.json").read_text())[TASKS_KEY]
-        order = settings.pop(TASK_ORDER_KEY, None)  # absent from a model saved before it was kept
+        config = json.loads((path / "config.json").read_text())
+        settings, order = config[TASKS_KEY], config.get(TASK_ORDER_KEY)
+        if order is None and len(settings["tasks"]) > 1:  # saved before the order was kept (2026-11-24)
+            order = _recorded_task_order(path, settings["tasks"])
         if order is not None:
             settings["tasks"] = {name: settings["tasks"][name] for name in order}
         model = cls(encoder_class.from_pretrained(path), **settings)
@@ -170,3 +178,16 @@ class MultiTaskClassifier(nn.Module):
         for prefix, modules in (("poolings.", model.poolings), ("classifiers.", model.classifiers)):
             modules.load_state_dict({k[len(prefix):]: v for k, v in heads.items() if k.startswith(prefix)})
         return model.eval()
+
+
+def _recorded_task_order(path: Path, tasks: dict) -> list[str] | None:
+    """The task order of a model saved before config.json kept it: its run's eval_results.json lists the
+    tasks in --multitask's order. Without it, the alphabetical order of config.json stands, with a warning."""
+    record = path / "eval_results.json"
+    recorded = list(json.loads(record.read_text()).get("tasks", {})) if record.is_file() else []
+    if sorted(recorded) == sorted(tasks):
+        return recorded
+    logger.warning("%s was saved without its task order and has no eval_results.json listing it: its tasks are "
+                   "numbered alphabetically (%s), which may not be the --multitask order it was trained in",
+                   path, ", ".join(sorted(tasks)))
+    return None

@@ -47,7 +47,6 @@ from minibert.nn import (
     filled_slots_mask,
     get_activation,
     padding_mask,
-    to_additive,
     write_static,
 )
 from minibert.nn.losses import causal_lm_count, causal_lm_loss, sequence_classification_loss
@@ -133,26 +132,13 @@ class GPT2Attention(nn.Module):
         elif past_key_value is not None:
             k = torch.cat([past_key_value[0], k], dim=2)  # (B, H, P + T, D)
             v = torch.cat([past_key_value[1], v], dim=2)
-        if self.upcast and self.implementation == "eager":  # Hugging Face upcasts on its eager path only
-            out, probs = self._upcast_attention(q, k, v, keep)
-            probs = probs if output_attentions else None
-        else:
-            out, probs = attend(q, k, v, keep, implementation=self.implementation, scale=self.scale,
-                                dropout_p=self.dropout if self.training else 0.0, need_probs=output_attentions)
+        out, probs = attend(q, k, v, keep, implementation=self.implementation, scale=self.scale,
+                            dropout_p=self.dropout if self.training else 0.0, need_probs=output_attentions,
+                            upcast=self.upcast and self.implementation == "eager")  # (HF: on its eager path only)
+        if not output_attentions:
+            probs = None  # (the upcast path computes them on the way)
         out = out.transpose(1, 2).reshape(B, T, E)  # (B, T, E)
         return self.resid_dropout(self.c_proj(out)), probs, (k, v) if use_cache else None
-
-    def _upcast_attention(self, q, k, v, keep):
-        """reorder_and_upcast_attn, as Hugging Face's _upcast_and_reordered_attn: the scores and their softmax
-        in fp32 with autocast off (in a half-precision model, or under autocast, whose matmul would run in half
-        precision again), then the probabilities cast back to v's dtype to weigh v. A no-op in fp32."""
-        with torch.autocast(q.device.type, enabled=False):
-            scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * self.scale  # (B, H, T_q, T_k)
-            if keep is not None:
-                scores = scores + to_additive(keep, scores.dtype)
-            probs = scores.softmax(dim=-1).to(v.dtype)
-        dropped = F.dropout(probs, p=self.dropout) if self.training and self.dropout > 0 else probs
-        return torch.matmul(dropped, v), probs  # (B, H, T_q, D)
 
 
 class GPT2Block(nn.Module):

@@ -17,6 +17,7 @@ the memory-efficient or math kernels; only mask-free calls (BERT without padding
 all keys) can reach flash. Read from the code; not measured on a GPU.
 """
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -151,14 +152,21 @@ def eager_attention(
     keep: torch.Tensor | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
+    upcast: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference attention. q (B, H, T_q, D), k/v (B, H, T_k, D), keep a boolean mask that
-    broadcasts to (B, H, T_q, T_k). Returns the output (B, H, T_q, D) and the probabilities."""
+    broadcasts to (B, H, T_q, T_k). Returns the output (B, H, T_q, D) and the probabilities.
+    upcast (GPT-2's reorder_and_upcast_attn, as Hugging Face's _upcast_and_reordered_attn): the scores and
+    their softmax in fp32 with autocast off, in a half-precision model or under autocast (whose matmul would
+    run in half precision again); the probabilities go back to v's dtype to weigh v. A no-op in fp32."""
     scale = q.size(-1) ** -0.5 if scale is None else scale
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T_q, T_k)
-    if keep is not None:
-        scores = scores + to_additive(keep, scores.dtype)
-    probs = scores.softmax(dim=-1)
+    with torch.autocast(q.device.type, enabled=False) if upcast else contextlib.nullcontext():
+        q_, k_ = (q.float(), k.float()) if upcast else (q, k)
+        scores = torch.matmul(q_, k_.transpose(-1, -2)) * scale  # (B, H, T_q, T_k)
+        if keep is not None:
+            scores = scores + to_additive(keep, scores.dtype)
+        probs = scores.softmax(dim=-1)
+    probs = probs.to(v.dtype) if upcast else probs
     out = torch.matmul(F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs, v)  # (B, H, T_q, D)
     return out, probs
 
@@ -196,10 +204,12 @@ def attend(
     dropout_p: float = 0.0,
     scale: float | None = None,
     need_probs: bool = False,
+    upcast: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Dispatch to the eager or the SDPA path; returns (output, probabilities or None)."""
-    if implementation == "eager" or need_probs:
-        return eager_attention(q, k, v, keep, dropout_p, scale)
+    """Dispatch to the eager or the SDPA path; returns (output, probabilities or None). upcast: see
+    eager_attention (it takes the eager path)."""
+    if implementation == "eager" or need_probs or upcast:
+        return eager_attention(q, k, v, keep, dropout_p, scale, upcast)
     if implementation == "sdpa":
         return sdpa_attention(q, k, v, keep, dropout_p, scale), None
     raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {implementation!r}")
