@@ -167,10 +167,14 @@ def read_lines(file: Path) -> Iterator[tuple[int, str, int]]:
 
 def corpus_files(path: str | os.PathLike) -> list[Path]:
     """The corpus files a path names: a shipped corpus, a file, or every corpus file in a directory
-    (sorted by name)."""
+    (sorted by name). In a directory, hidden names (".") and what is not a file are passed over, as
+    `datasets` does: macOS's `._notes.txt` beside `notes.txt` (binary metadata, mostly NUL bytes, that
+    decodes as UTF-8) was read as a work of its own, and an editor's lock `.#notes.txt` (a dangling link)
+    or a folder named `old.txt` stopped the run with a traceback. A file named on its own is read."""
     path = Path(SHIPPED.get(str(path), path))
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if _suffix(p) in CORPUS_SUFFIXES)
+        found = sorted(p for p in path.iterdir()
+                       if _suffix(p) in CORPUS_SUFFIXES and not p.name.startswith(".") and p.is_file())
         if not found:
             raise ValueError(f"directory {path} holds no .txt, .jsonl, .csv or .tsv corpus files (optionally .gz)")
         return found
@@ -317,8 +321,13 @@ def work_name(title, file: str, several_files: bool, record: int) -> str:
     """The work a document belongs to: its `title` (a play, a book), else its file's name when the corpus
     has several files holding documents, else the document itself (`record`: its number among all the
     corpus's records). The file's name alone, not its path: `corpora/x`, `./corpora/x` and an absolute
-    path hold out the same works (and one run's held-out text is never another's training text)."""
-    return str(title or (Path(file).name if several_files else f"document {record}"))
+    path hold out the same works (and one run's held-out text is never another's training text).
+    A title is any value but null and "": a JSON title 0 or false names a work as "0" or "False" do,
+    which the prepared corpus stores as text (`title or ...` made 0 no title here and a title there, so
+    the tokenizer and the training run held out different works)."""
+    if title is None or title == "":
+        return Path(file).name if several_files else f"document {record}"
+    return str(title)
 
 
 def load_corpus(paths: str | os.PathLike | list | None = None, convert: str | None = None,

@@ -370,8 +370,27 @@ class NotEnoughDiskSpace(OSError):
     """The data cache's disk cannot hold a preparation (raised before any training starts)."""
 
 
+# A cache that cannot be written: permission denied, operation not permitted, read-only file system
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class CacheNotWritable(ValueError):
+    """The data cache cannot be written (raised before any training starts; a ValueError, so pretrain.py
+    prints it as a one-line error, not a traceback)."""
+
+
+def _not_writable(directory: Path, error: OSError) -> str:
+    return (f"cannot write the prepared corpus into the data cache {directory} ({error.strerror}); pass "
+            "--data_cache_dir with a directory you can write (or set $MINIBERT_CACHE)")
+
+
 def check_disk_space(directory: Path, needed: int) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno in NOT_WRITABLE:
+            raise CacheNotWritable(_not_writable(directory, e)) from None
+        raise
     free = shutil.disk_usage(directory).free
     if free < needed:
         raise NotEnoughDiskSpace(
@@ -441,10 +460,7 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
                 writer.close({"format": FORMAT_VERSION, "file": str(file), "text_column": text_column,
                               "fingerprint": file_fingerprint(file, text_column), "words": words,
                               "num_records": num_records})
-                try:
-                    os.replace(writer.directory, directory)
-                except OSError:  # another process (a second run) finished the same preparation first: keep its copy
-                    shutil.rmtree(writer.directory, ignore_errors=True)
+                _move_into_place(writer.directory, directory)
                 continue
             records, titles, size = rest
             writer.add(job.get() if pool is not None else job, records, titles)
@@ -471,6 +487,8 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
         if e.errno == errno.ENOSPC:
             raise NotEnoughDiskSpace(f"the disk filled up while preparing the corpus in {todo[0][1].parent}; free "
                                      "some space or pass --data_cache_dir on a larger disk") from None
+        if e.errno in NOT_WRITABLE:
+            raise CacheNotWritable(_not_writable(todo[0][1].parent, e)) from None
         raise
     finally:
         if pool is not None:
@@ -479,6 +497,28 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
             bar.close()
         for tmp in temporary:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_into_place(tmp: Path, directory: Path) -> None:
+    """Rename a completed shard folder to its final name. A folder already there is kept when it is complete
+    (meta.json, written last: another process, a second run, finished the same preparation first); one
+    without meta.json is damaged (a copy or clean-up cut short: a folder is only ever renamed there
+    whole) and is replaced, since otherwise every later run prepared again and then failed to open it."""
+    try:
+        os.replace(tmp, directory)
+        return
+    except OSError:
+        if (directory / "meta.json").is_file():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+    logger.warning("replacing %s, a prepared folder without its meta.json (damaged)", directory)
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        os.replace(tmp, directory)
+    except OSError:  # another process replaced it meanwhile
+        if not (directory / "meta.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 ABANDONED_AFTER = 3600  # seconds without a write before another process's temporary folder counts as abandoned
