@@ -49,6 +49,8 @@ from minibert.data import OBJECTIVES, build_objective
 from minibert.data.corpus import SHIPPED, corpus_file_list, iter_records, split_sentences, split_works, work_name
 from minibert.data.objectives.nsp import SentencePairObjective
 from minibert.data.prepared import (
+    NOT_WRITABLE,
+    CacheNotWritable,
     TokenizedCorpus,
     default_cache_dir,
     file_fingerprint,
@@ -331,9 +333,17 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     logger.info("trained a %s tokenizer of %d tokens on the corpus%s", kind, tokenizer.vocab_size,
                 f" (--vocab_size {options.vocab_size} is fewer than its distinct characters, which it keeps)"
                 if tokenizer.vocab_size > options.vocab_size else "")
-    remove_abandoned_temporaries(cached)
     tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
-    tokenizer.save_pretrained(tmp)
+    try:
+        remove_abandoned_temporaries(cached)
+        tokenizer.save_pretrained(tmp)
+    except OSError as e:  # a read-only cache stopped the run here with a traceback
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in NOT_WRITABLE:
+            raise CacheNotWritable(f"cannot write the trained tokenizer into the data cache {root} ({e.strerror}); "
+                                   "pass --data_cache_dir with a directory you can write (or set "
+                                   "$MINIBERT_CACHE)") from None
+        raise
     try:
         os.replace(tmp, cached)  # complete or absent, never half-written
     except OSError:  # another process (a DDP rank, a second run) cached the same tokenizer first

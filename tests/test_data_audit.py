@@ -111,3 +111,8 @@ def test_a_cache_that_cannot_be_written_is_named_with_the_flag_to_use(tmp_path, 
                           "--data_cache_dir", str(cache), "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
                           "--disable_tqdm", "true", "--device", "cpu"])
     assert code == 1 and "pretrain.py: error: cannot write the prepared corpus" in capsys.readouterr().err
+    # without --tokenizer the run trains one and caches it first: the same one-line error, not a traceback
+    code = pretrain.main(["--objective", "mlm", "--corpus", str(file), "--data_cache_dir", str(cache),
+                          "--output_dir", str(tmp_path / "run2"), "--max_steps", "1", "--disable_tqdm", "true",
+                          "--device", "cpu"])
+    assert code == 1 and "pretrain.py: error: cannot write the trained tokenizer" in capsys.readouterr().err
