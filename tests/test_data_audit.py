@@ -42,6 +42,29 @@ def test_hidden_names_and_what_is_not_a_file_in_a_corpus_directory_are_passed_ov
     corpus = prepare_corpus(folder, tokenizer, tmp_path / "cache")
     assert sorted(set(corpus.work_names())) == ["a.txt", "b.txt"]
     assert [p.name for p in corpus_files(folder / "._a.txt")] == ["._a.txt"]  # named on its own, it is read
+    # a directory of hidden corpus files only: the error names them (it said the directory held none)
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / ".part-0001.txt").write_text("The cat sat.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"holds no .*\(passed over, hidden or not a file: \.part-0001\.txt\)"):
+        corpus_files(hidden)
+
+
+def test_an_unreadable_corpus_file_is_named_not_blamed_on_the_cache(tmp_path, tokenizer, monkeypatch):
+    """Reading the corpus went through the same conversion as writing the cache: a corpus file this user could
+    not read was reported as "cannot write the prepared corpus into the data cache"."""
+    file = tmp_path / "c.txt"
+    file.write_text("The cat sat.\n\nThe dog ran.\n", encoding="utf-8")
+    real_open = open
+
+    def unreadable(name, *args, **kwargs):
+        if str(name) == str(file):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(name))
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", unreadable)
+    with pytest.raises(PermissionError, match=r"c\.txt"):
+        prepare_corpus(file, tokenizer, tmp_path / "cache", workers=0)
 
 
 def test_a_title_of_0_or_false_names_the_same_work_for_the_tokenizer_and_for_training(tmp_path, tokenizer):

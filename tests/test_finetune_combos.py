@@ -43,6 +43,12 @@ def test_a_multitask_model_reloads_with_its_tasks_in_training_order(tmp_path):
     (tmp_path / "mt" / "config.json").write_text(json.dumps(config, sort_keys=True))
     (tmp_path / "mt" / "eval_results.json").write_text(json.dumps({"metrics": {}, "tasks": tasks}))
     assert load_finetuned(tmp_path / "mt").names == ["r", "m", "a"]
+    # a model saved by the commits that kept the order inside the settings ("task_order"): it failed to load
+    # (TypeError: an unexpected keyword argument 'task_order')
+    (tmp_path / "mt" / "eval_results.json").unlink()
+    config["minibert_multitask"]["task_order"] = ["r", "m", "a"]
+    (tmp_path / "mt" / "config.json").write_text(json.dumps(config, sort_keys=True))
+    assert load_finetuned(tmp_path / "mt").names == ["r", "m", "a"]
 
 
 @pytest.mark.parametrize("family, hint", [("gpt2", "--task_type causal_lm"), ("bart", "--task_type seq2seq")])

@@ -19,6 +19,7 @@ import csv
 import gzip
 import hashlib
 import json
+import logging
 import os
 import re
 import unicodedata
@@ -28,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from minibert.data.chinese import convert_chinese, is_cjk
+
+logger = logging.getLogger(__name__)
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 SHIPPED = {"shakespeare": CORPUS_DIR / "shakespeare.jsonl.gz", "tang_poems": CORPUS_DIR / "tang_poems.jsonl.gz"}
@@ -173,10 +176,15 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
     or a folder named `old.txt` stopped the run with a traceback. A file named on its own is read."""
     path = Path(SHIPPED.get(str(path), path))
     if path.is_dir():
-        found = sorted(p for p in path.iterdir()
-                       if _suffix(p) in CORPUS_SUFFIXES and not p.name.startswith(".") and p.is_file())
+        named = sorted(p for p in path.iterdir() if _suffix(p) in CORPUS_SUFFIXES)
+        found = [p for p in named if not p.name.startswith(".") and p.is_file()]
+        skipped = [p.name for p in named if p not in found]
         if not found:
-            raise ValueError(f"directory {path} holds no .txt, .jsonl, .csv or .tsv corpus files (optionally .gz)")
+            passed = f" (passed over, hidden or not a file: {', '.join(skipped)})" if skipped else ""
+            raise ValueError(f"directory {path} holds no .txt, .jsonl, .csv or .tsv corpus files (optionally .gz)"
+                             f"{passed}")
+        if any(not name.startswith(("._", ".#")) for name in skipped):  # (sidecars and locks: nothing to say)
+            logger.warning("%s: passing over %s (hidden, or not a file)", path, ", ".join(skipped))
         return found
     if not path.is_file():
         raise ValueError(

@@ -487,8 +487,10 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
         if e.errno == errno.ENOSPC:
             raise NotEnoughDiskSpace(f"the disk filled up while preparing the corpus in {todo[0][1].parent}; free "
                                      "some space or pass --data_cache_dir on a larger disk") from None
-        if e.errno in NOT_WRITABLE:
-            raise CacheNotWritable(_not_writable(todo[0][1].parent, e)) from None
+        cache = todo[0][1].parent
+        # the cache's own files only: a corpus file that cannot be read is named by the error as it is
+        if e.errno in NOT_WRITABLE and e.filename is not None and Path(e.filename).is_relative_to(cache):
+            raise CacheNotWritable(_not_writable(cache, e)) from None
         raise
     finally:
         if pool is not None:

@@ -168,7 +168,9 @@ class MultiTaskClassifier(nn.Module):
     def load(cls, path: str | os.PathLike, encoder_class) -> "MultiTaskClassifier":
         path = Path(path)
         config = json.loads((path / "config.json").read_text())
-        settings, order = config[TASKS_KEY], config.get(TASK_ORDER_KEY)
+        settings = config[TASKS_KEY]
+        # (minibert wrote the order inside the settings for a few commits on 2026-11-24, as "task_order")
+        order = config.get(TASK_ORDER_KEY) or settings.pop("task_order", None)
         if order is None and len(settings["tasks"]) > 1:  # saved before the order was kept (2026-11-24)
             order = _recorded_task_order(path, settings["tasks"])
         if order is not None:
