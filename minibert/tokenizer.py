@@ -447,10 +447,9 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         # would also split at U+2028, U+0085 ... inside a token and shift every later id
         lines = [line.rstrip("\n") for line in _read_lines(folder / "vocab.txt")]
         vocab = {token: i for i, token in enumerate(lines)}
-        lowercase = _config_flag(config, "do_lower_case", True)
-        backend = wordpiece_backend(vocab, lowercase=lowercase, unk_token=specials.get("unk_token", "[UNK]"),
-                                    strip_accents=_config_flag(config, "strip_accents"),
-                                    tokenize_chinese_chars=_config_flag(config, "tokenize_chinese_chars", True))
+        # BertTokenizer's defaults; the settings tokenizer_config.json names apply below (_apply_config)
+        lowercase = True
+        backend = wordpiece_backend(vocab, lowercase=True, unk_token=specials.get("unk_token", "[UNK]"))
     elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         # GPT-2's tokenizer adds no <s> ... </s>: its class says so, or (no class named: AutoTokenizer goes
         # by the model) config.json's model_type

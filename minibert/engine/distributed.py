@@ -95,9 +95,7 @@ def mean_of_present_across_ranks(values: dict[str, float], context: DistributedC
     the collective (gloo aborted: "Received data size doesn't match expected size")."""
     if not context.enabled:
         return values
-    names: list = [None] * context.world_size
-    dist.all_gather_object(names, sorted(values))
-    keys = sorted(set().union(*names))
+    keys = sorted(set().union(*gather_objects(sorted(values), context)))
     sums = _all_reduce_sum([values.get(k, 0.0) for k in keys] + [float(k in values) for k in keys], context)
     return {k: sums[i] / sums[len(keys) + i] for i, k in enumerate(keys)}
 
