@@ -211,3 +211,33 @@ def test_a_resume_with_loader_workers_and_a_collate_on_the_global_rng_is_exact(t
     run(tmp_path / "cut", stop_at=3)
     resumed = run(tmp_path / "cut", resume=True)
     assert [resumed[step] for step in (4, 5, 6)] == [full[step] for step in (4, 5, 6)]
+
+
+def strict_json_lines(path) -> list[dict]:
+    """Parse JSON lines as jq or JavaScript would: a bare NaN or Infinity fails the test."""
+    def refuse(name):
+        pytest.fail(f"{name} written in {path}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def test_an_undefined_evaluation_measure_is_written_as_null_and_the_plot_skips_it(tmp_path):
+    """A Pearson of constant predictions (NaN) was written as a bare NaN, which is not JSON: jq stopped at
+    that line. It is null in metrics.jsonl (written at the evaluation and rewritten on resume), the run's
+    history keeps the NaN, and the loss plot leaves the point out."""
+    pytest.importorskip("matplotlib")
+    values = iter([float("nan"), 0.5, float("inf"), 0.25])
+    args = make_args(tmp_path, max_steps=8, eval_steps=2, save_steps=4, logging_steps=2, plot_loss=True)
+    result = Trainer(ToyModel(), args, toy_dataset(), collate,
+                     eval_fn=lambda m: {"loss": next(values), "pearson": 0.1}).train()
+    evaluations = [r for r in strict_json_lines(tmp_path / "run" / "metrics.jsonl") if "eval_loss" in r]
+    assert [r["eval_loss"] for r in evaluations] == [None, 0.5, None, 0.25]
+    assert any(isinstance(r.get("eval_loss"), float) and np.isnan(r["eval_loss"]) for r in result.history)
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+    # a resume rewrites metrics.jsonl from the saved history (where the NaN is kept): still strict JSON
+    values = iter([0.75, 0.5])
+    args = make_args(tmp_path, max_steps=8, eval_steps=2, save_steps=4, logging_steps=2,
+                     resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    Trainer(ToyModel(), args, toy_dataset(), collate, eval_fn=lambda m: {"loss": next(values)}).train()
+    evaluations = [r for r in strict_json_lines(tmp_path / "run" / "metrics.jsonl") if "eval_loss" in r]
+    assert [r["eval_loss"] for r in evaluations] == [None, 0.5, 0.75, 0.5]

@@ -9,17 +9,26 @@ metrics.jsonl holds one object per line, e.g.
 steps since the previous line, of the values that are finite) and evaluation lines carry "eval_" keys.
 The loss parts keep the model output's names: a SOP run trains BERT's two-way sentence head, Hugging
 Face's NSP head, so its loss is "nsp_loss" beside "sop_accuracy".
-Any tool that reads JSON lines (pandas.read_json(lines=True), jq) reads it while training runs.
+Any tool that reads JSON lines (pandas.read_json(lines=True), jq) reads it while training runs. A measure
+that is undefined (NaN: a Pearson correlation of constant predictions) or infinite is written as null:
+Python's json would write a bare NaN, which is not JSON, and jq or JavaScript would stop at that line.
 """
 
 import json
 import logging
+import math
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
+
+
+def json_line(record: dict) -> str:
+    """One record as a line of strict JSON: non-finite floats become null (the trainer's history keeps them)."""
+    return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()},
+                      allow_nan=False) + "\n"
 
 
 class MetricsWriter:
@@ -33,7 +42,7 @@ class MetricsWriter:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_line(record))
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -61,7 +70,7 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     for key in keys:
-        points = [(r["step"], r[key]) for r in records if key in r]
+        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]  # null: undefined
         ax.plot(*zip(*points, strict=True), label=key, marker="." if key.startswith("eval_") else None)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")

@@ -23,7 +23,6 @@ everything still to come, and a resumed run sees exactly the batches and masks i
 
 import dataclasses
 import inspect
-import json
 import logging
 import math
 import os
@@ -55,7 +54,7 @@ from minibert.engine.distributed import (
     setup,
     sum_across_ranks,
 )
-from minibert.engine.metrics import METRICS_FILE, PLOT_FILE, MetricsWriter, ProgressBar, plot_losses
+from minibert.engine.metrics import METRICS_FILE, PLOT_FILE, MetricsWriter, ProgressBar, json_line, plot_losses
 from minibert.engine.optim import build_optimizer
 from minibert.engine.schedules import get_scheduler, resolve_warmup_steps
 from minibert.nn.losses import labelled_count
@@ -832,7 +831,7 @@ class Trainer:
             barrier(self.context)
             if self.context.is_main:  # the JSON lines of steps after the checkpoint are redone
                 self.writer.path.parent.mkdir(parents=True, exist_ok=True)  # a new --output_dir
-                self.writer.path.write_text("".join(json.dumps(r) + "\n" for r in self.state.history))
+                self.writer.path.write_text("".join(json_line(r) for r in self.state.history))
             logger.info("resumed from %s at step %d", checkpoint, self.state.global_step)
         self._callbacks("on_train_begin")
         self._loader_iter = None
