@@ -9,7 +9,9 @@ vectors only (no labels), so the queries are unseen.
 
 Rows per model and pooling: no whitening, then beta, gamma in {0, 0.5, 1} x k in {full, E/2, E/4}
 (full: every direction the vectors x - beta mu spread along: E - 1 for the mean or [CLS] of a
-post-LN BERT at beta 1, whose final LayerNorm puts them on a hyperplane; E otherwise);
+post-LN BERT at beta 1, whose final LayerNorm puts them on a hyperplane, and at every beta where
+that hyperplane holds the origin, as the random-weights model's does (its LayerNorm bias is 0);
+E otherwise);
 models: the pretrained checkpoint and the same architecture with random weights; also what a
 random ranking scores (exact) and a TF-IDF over the tokenizer's word pieces, for scale.
 
@@ -59,7 +61,7 @@ def grid_rows(candidates: np.ndarray, queries: np.ndarray, cand_labels, query_la
     E = candidates.shape[1]
     rows = [{"whitening": "none", **retrieval_scores(queries, candidates, query_labels, cand_labels)}]
     for beta, gamma in itertools.product(GRID, GRID):
-        full = directions_with_variance(candidates, beta)  # E, or E - 1 for centred post-LN vectors
+        full = directions_with_variance(candidates, beta)  # E, or E - 1 (post-LN vectors: see above)
         for k in (full, E // 2, E // 4):
             w = Whitening(beta, gamma, k).fit(candidates)
             scores = retrieval_scores(w.transform(queries), w.transform(candidates), query_labels, cand_labels)

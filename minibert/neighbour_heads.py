@@ -39,6 +39,7 @@ spaced version of these heads).
 """
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -74,6 +75,12 @@ def write_neighbour_heads(encoder: nn.Module, frequencies: int = FREQUENCIES, st
     `.layers`, `.config`) in place; return what to keep fixed, as (parameter, rows) pairs for `keep_fixed`.
     `spacing(F)` gives the F angular frequencies (bench/plateau.py passes the evenly spaced ones of the
     first version)."""
+    if isinstance(frequencies, bool) or not isinstance(frequencies, numbers.Integral) or frequencies < 2:
+        # one frequency is pi alone (angular_frequencies(1) divides 0 by 0: NaN positions, a NaN model without a
+        # word), and cos(pi (i - j - 1)) peaks at every other position, not at the neighbour
+        raise ValueError(f"frequencies must be an int >= 2 (sinusoid pairs per head), got {frequencies!r}; "
+                         f"pass e.g. frequencies={FREQUENCIES}")
+    frequencies = int(frequencies)
     config = encoder.config
     reason = why_no_room(config)
     if reason:

@@ -67,6 +67,18 @@ def _encoder_of(model: nn.Module) -> BertModel:
     return encoder
 
 
+def _same_device(requested: torch.device, home: torch.device) -> bool:
+    """Whether `requested` names the device `home` is. torch.device("cuda") != torch.device("cuda:0"),
+    yet "cuda" is where a model moved with .to("cuda") sits (the current GPU); "cpu" and "cpu:0" are one CPU."""
+
+    def index(device: torch.device) -> int:  # an index left out: the current GPU, or the one CPU
+        if device.index is not None:
+            return device.index
+        return torch.cuda.current_device() if device.type == "cuda" else 0
+
+    return requested.type == home.type and index(requested) == index(home)
+
+
 def _check_sentences(sentences) -> list[str]:
     if isinstance(sentences, str):
         raise TypeError("embed takes a list of sentences, got one string; pass [sentence] (the result is then (1, E))")
@@ -110,12 +122,11 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
         if tokenizer is None:
             raise ValueError("embed was given a model but no tokenizer; pass tokenizer=load_tokenizer(checkpoint_dir)")
         home = next(model.parameters()).device
-        if device is None:
-            device = home
-        elif torch.device(device) != home:
+        if device is not None and not _same_device(torch.device(device), home):
             # Moving the caller's model (and leaving it there) would be a side effect nobody asked for.
             raise ValueError(f"embed was given a model on {home} and device={str(device)!r}; move the model first "
                              f"(model.to({str(device)!r})), or leave device out to run where it is")
+        device = home
     else:
         if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r} but torch sees no GPU here; pass device='cpu', or leave "
