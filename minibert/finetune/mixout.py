@@ -75,6 +75,9 @@ class MixLinear(nn.Linear):
         nn.Module.__init__(mix)
         mix.in_features, mix.out_features, mix.p = linear.in_features, linear.out_features, p
         mix.weight, mix.bias = linear.weight, linear.bias
+        # the layer's mode too: a fresh Module trains, and inside a model in eval mode (from_pretrained returns
+        # one) it mixed at random on every call until the next model.train() / model.eval()
+        mix.train(linear.training)
         mix.register_buffer("target", linear.weight.detach().clone(), persistent=False)
         return mix
 

@@ -8,7 +8,7 @@ layer at once they overwrite pretrained features the task would have used (catas
 forgetting). Stage 0 trains the head alone (the pooler and classifier), stage s also the top s
 blocks, and the embeddings come last, so each layer starts moving only once the layers above it
 have settled. Stage = one epoch by default, as in the paper (under DDP, one epoch of this
-process's share of the batches: finetuning.steps_per_epoch).
+process's share of the batches: Trainer.steps_per_epoch in engine/trainer.py).
 
 It composes with LLRD and grouped rates: the optimizer is built over every parameter first,
 with its depth's learning rate; a frozen parameter just has no gradient, which AdamW skips
