@@ -8,14 +8,16 @@ Five noises, each with its own switch (0 turns it off), applied in this order:
 1. sentence permutation (`permute_sentence_ratio`, default 1.0): that share of the sentences is
    shuffled among themselves;
 2. token masking / text infilling (`mask_ratio`, default 0.3 of the tokens): spans are chosen,
-   with lengths from Poisson(`poisson_lambda` = 3.5) (`mask_length="span-poisson"`, text
-   infilling) or of one token (`mask_length="subword"`, token masking), until their lengths add up
-   to mask_ratio of the tokens. Lengths count subword tokens here; fairseq's denoising task counts
-   whole words for span-poisson (`get_whole_word_mask`), which is not built. Each span is replaced by one
-   <mask> (`replace_length=1`), by one
-   <mask> per token (-1) or removed (0); a span of length 0 inserts a <mask>. Spans that overlap
-   or touch merge into one (as in fairseq), so about 27% of the tokens end up masked, not 30%.
-   `random_ratio` (0.1) of the spans get a random token instead of <mask>;
+   with lengths from Poisson(`poisson_lambda` = 3.5; the paper says 3, the released recipe,
+   fairseq issue #1899, passes 3.5) (`mask_length="span-poisson"`, text infilling) or of one
+   token (`mask_length="subword"`, token masking), until their lengths add up to mask_ratio of
+   the tokens. Lengths count subword tokens here; fairseq's denoising task counts whole words for
+   span-poisson (`get_whole_word_mask`), which is not built. Each span is replaced by one <mask>
+   (`replace_length=1`), by one <mask> per token (-1) or removed (0); a span of length 0 inserts a
+   <mask>. As in fairseq, a span that starts inside another merges into it (one <mask>), while a
+   span that starts right where another ends keeps its own (<mask> <mask>); overlaps make about
+   27% of the tokens masked, not 30%. `random_ratio` (0.1) of the spans get a random token
+   instead of <mask>;
 3. token deletion (`delete_ratio`, default 0.0): tokens are removed, and the model must find where;
 4. insertion (`insert_ratio`, default 0.0): <mask>s inserted at random positions (random
    tokens for random_ratio of them);
@@ -120,7 +122,8 @@ class BartDenoising(Objective):
             return torch.ones(count, dtype=torch.long)
         lengths = torch.zeros(0, dtype=torch.long)
         while int(lengths.sum()) < count:
-            draw = torch.poisson(torch.full((count,), self.poisson_lambda), generator=generator).long()
+            # float(): an int lambda (3, the paper's) made torch.full a Long tensor, which torch.poisson refuses
+            draw = torch.poisson(torch.full((count,), float(self.poisson_lambda)), generator=generator).long()
             lengths = torch.cat([lengths, draw])
         total = torch.cumsum(lengths, 0)
         last = int(torch.searchsorted(total, torch.tensor(count)))
@@ -136,15 +139,26 @@ class BartDenoising(Objective):
             return tokens, 0
         lengths = self.span_lengths(count, generator)
         starts = torch.randperm(n, generator=generator)[: len(lengths)]
-        lengths = lengths[: len(starts)]
-        # Covered tokens, with overlapping or touching spans merged: one run, one mask.
+        return self.replace_spans(tokens, starts, lengths[: len(starts)], generator)
+
+    def replace_spans(self, tokens: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor,
+                      generator) -> tuple[torch.Tensor, int]:
+        """The spans [starts, starts + lengths) of `tokens` replaced as replace_length says (distinct starts)."""
+        n = len(tokens)
+        # fairseq's rule (add_whole_word_mask): each span's first token becomes the mask and the rest of the span
+        # is deleted, so a span starting inside another (in its interior: after its first token) is swallowed by
+        # it, while one starting just after another ends keeps its own mask (merging those too dropped masks
+        # fairseq keeps). Interior: start + 1 .. start + length - 1, clipped at the end.
+        real = (lengths > 0).long()
         delta = torch.zeros(n + 1, dtype=torch.long)
-        delta.index_add_(0, starts, (lengths > 0).long())
-        delta.index_add_(0, (starts + lengths).clamp(max=n), -(lengths > 0).long())
-        covered = torch.cumsum(delta, 0)[:n] > 0
-        run_start = covered & ~torch.cat([torch.tensor([False]), covered[:-1]])
+        delta.index_add_(0, starts + 1, real)
+        delta.index_add_(0, (starts + lengths).clamp(max=n), -real)
+        interior = torch.cumsum(delta, 0)[:n] > 0
+        is_start = torch.zeros(n, dtype=torch.bool)
+        is_start[starts[lengths > 0]] = True
+        covered = is_start | interior
         if self.replace_length == 1:
-            replaced, keep = run_start, ~covered | run_start
+            replaced, keep = is_start & ~interior, ~interior
         elif self.replace_length == -1:
             replaced, keep = covered, torch.ones(n, dtype=torch.bool)
         else:

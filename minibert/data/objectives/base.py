@@ -39,8 +39,8 @@ class Sentence:
 
 class Examples(Sequence):
     """Examples built on demand: row i of `index` (offsets into the corpus's arrays) becomes example i
-    through `build(row)`. Slicing, or indexing with an array of positions, gives another lazy view;
-    nothing is materialised until read."""
+    through `build(row)`. Slicing, or indexing with an array (or list, or tensor) of positions, gives
+    another lazy view; nothing is materialised until read."""
 
     def __init__(self, build, index: np.ndarray):
         self.build, self.index = build, index
@@ -49,7 +49,9 @@ class Examples(Sequence):
         return len(self.index)
 
     def __getitem__(self, i):
-        if isinstance(i, slice | np.ndarray):
+        if isinstance(i, list | torch.Tensor) and np.ndim(i) == 1:  # positions as a list or tensor, as an array
+            i = np.asarray(i) if len(i) else np.zeros(0, dtype=np.int64)  # (a list gave "not enough values to unpack")
+        if isinstance(i, slice) or isinstance(i, np.ndarray) and i.ndim == 1:
             return Examples(self.build, self.index[i])
         return self.build(self.index[i])
 

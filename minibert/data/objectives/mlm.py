@@ -22,6 +22,12 @@ class MaskedLM(Objective):
     def __init__(self, tokenizer, max_seq_length: int, mlm_probability: float = 0.15, mask_replace_prob: float = 0.8,
                  random_replace_prob: float = 0.1, **options):
         super().__init__(tokenizer, max_seq_length, **options)
+        if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:  # (else a TypeError about None, later)
+            raise ValueError(
+                f"the {self.name} objective frames each example as [CLS] ... [SEP] but this tokenizer has no "
+                f"{'cls_token' if tokenizer.cls_token_id is None else 'sep_token'}; use a BERT/RoBERTa vocabulary "
+                "([CLS]/[SEP] or <s>/</s>), or train one with train_tokenizer"
+            )
         if not 0.0 < mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}; BERT uses 0.15")
         if mask_replace_prob < 0 or random_replace_prob < 0 or mask_replace_prob + random_replace_prob > 1:

@@ -22,6 +22,8 @@ class SentenceOrderPrediction(SentencePairObjective):
 
     def __init__(self, tokenizer, max_seq_length: int, swap_probability: float = 0.5, **options):
         super().__init__(tokenizer, max_seq_length, **options)
+        if not 0.0 <= swap_probability <= 1.0:  # (1.5 made every pair swapped, without a word)
+            raise ValueError(f"swap_probability must be in [0, 1], got {swap_probability}; ALBERT uses 0.5")
         self.swap_probability = swap_probability
 
     def example_index(self, corpus) -> np.ndarray:
