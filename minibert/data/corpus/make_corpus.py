@@ -13,11 +13,12 @@ Dataset A and dataset B are built together so that they never share text: the ta
 (B) are chosen first, then left out of the pretraining corpus (A).
 """
 
-import gzip
 import json
 import random
 import re
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -82,7 +83,14 @@ MIN_CHARS, MAX_CHARS = 60, 1000  # task speeches of this many characters (real, 
 
 
 def spoken(block: str) -> str | None:
-    """The spoken lines of a speech block, joined: no speaker line, no stage directions."""
+    """The spoken lines of a speech block, joined: no speaker line, no stage directions.
+
+    What it misses, kept as it is because the shipped files were made with it (SOURCES.md counts it):
+    a block with no speaker line of its own (a speech that goes on after a stage direction, Henry
+    V's choruses) or with the speech on the speaker's line ("KING. Ay, ...") is left out; a line that
+    opens with a direction closed on the same line ("[Aside] It goes on, I see,") is taken for a
+    direction that runs on, so the rest of the speech is lost; a direction inside a line stays.
+    """
     lines = [ln.strip() for ln in block.splitlines()]
     if not lines or not SPEAKER.match(lines[0]):
         return None
@@ -159,11 +167,23 @@ def tang_poems(poems_json: Path) -> list[dict]:
     return rows
 
 
+# The gzip header of the shipped files: deflate, no flags, mtime 0, XFL 2 (level 9), OS 3 (Unix). Written by hand:
+# gzip.compress(mtime=0) puts zlib's code for the running system there on Python 3.11-3.12 (3 on Linux) and 255
+# on 3.10 and 3.13+ (https://github.com/python/cpython/issues/112346), so its bytes depend on the Python and the OS.
+GZIP_HEADER = b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + b"\x02\x03"
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """data as a gzip file whose bytes depend only on data and on zlib's level-9 deflate (the shipped files are
+    zlib 1.2.13's; another deflate, e.g. zlib-ng's, gives other bytes for the same JSON lines)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate, as gzip.compress makes it
+    body = deflate.compress(data) + deflate.flush()
+    return GZIP_HEADER + body + struct.pack("<II", zlib.crc32(data), len(data) % 2**32)  # CRC-32, size mod 2^32
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    if path.suffix == ".gz":
-        data = gzip.compress(data, mtime=0)  # mtime 0: the same input gives the same bytes
-    path.write_bytes(data)
+    path.write_bytes(gzip_bytes(data) if path.suffix == ".gz" else data)
 
 
 if __name__ == "__main__":
