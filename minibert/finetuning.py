@@ -666,7 +666,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     sampler = None
     if args.group_by_length:
         sampler = UniformLengthSampler([len(e["input_ids"]) for e in train_examples],
-                                       training.per_device_train_batch_size)
+                                       training.per_device_train_batch_size, drop_last=training.dataloader_drop_last)
     eval_fn = None
     if eval_examples:
         eval_fn = make_eval_fn(eval_examples, task, PaddingCollator(tokenizer.pad_token_id, args.max_seq_length),
@@ -763,7 +763,7 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
     sampler = None
     if args.group_by_length:
         sampler = UniformLengthSampler([len(e["input_ids"]) for e in train_examples],
-                                       training.per_device_train_batch_size)
+                                       training.per_device_train_batch_size, drop_last=training.dataloader_drop_last)
     evaluator = None
     if eval_examples:
         evaluator = GenerationEvaluator(eval_examples, args.task_type, tokenizer, args.per_device_eval_batch_size,

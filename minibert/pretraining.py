@@ -134,7 +134,8 @@ class PretrainingOptions:
     max_seq_length_phase2: int | None = None  # two-phase: the last phase2_ratio of the steps at this length
     validation_share: float = 0.2  # share of the works (plays, books) held out for evaluation
     corpus_fraction: float = 1.0  # train on this share of the training documents (the data-scale experiment)
-    # held-out examples evaluated (the first ones, in corpus order): above MIN_EVAL_PAIRS and MIN_EVAL_MASKED at 64
+    # held-out examples evaluated (past this many, this many evenly spaced over them all, in corpus order: a small
+    # work between two large ones can get none): above MIN_EVAL_PAIRS and MIN_EVAL_MASKED at 64
     # tokens, all of the shipped corpus's held-out pairs, and a fixed evaluation time however large the corpus
     max_eval_examples: int = 4000
     dropout: float | None = None  # override the config's dropout (hidden and attention) when set
@@ -551,7 +552,8 @@ def training_passes(args: TrainingArguments, num_examples: int, world_size: int,
 
 def make_eval_fn(objective, examples, batch_size: int, trainer: Trainer):
     """Loss (and each loss component) and the objective's metrics on held-out examples, with the
-    same masks at every call (each batch's generator is seeded by its index) and the same random draws
+    same masks at every call (each batch's generator is seeded by the position of its first example, so the
+    masks follow the batch size: the training batch size, here) and the same random draws
     inside the model (ELECTRA's samples), on the trainer's device and under its autocast."""
 
     def evaluate(model) -> dict:

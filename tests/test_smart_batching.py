@@ -45,3 +45,21 @@ def test_smart_batching_cuts_padding():
     fixed = PaddingCollator(0, max_length=128, padding="max_length")
     baseline = [fixed(data[i : i + 32]) for i in range(0, 256, 32)]
     assert padding_share(smart) < 0.15 < 0.4 < padding_share(baseline)
+
+
+def test_drop_last_keeps_full_batches_and_leaves_out_different_examples_each_epoch():
+    """--dataloader_drop_last did nothing under smart batching (its batches are the sampler's own); the partial
+    batch of the sorted list would always hold the longest examples, so the ones left out are drawn instead."""
+    lengths = list(range(10))  # example i has length i: the two longest are 8 and 9
+    left_out = set()
+    for seed in range(20):
+        sampler = UniformLengthSampler(lengths, 4, generator=torch.Generator().manual_seed(seed), drop_last=True)
+        batches = list(sampler)
+        assert len(sampler) == len(batches) == 2 and all(len(b) == 4 for b in batches)
+        flat = [i for b in batches for i in b]
+        assert len(set(flat)) == 8
+        for b in batches:  # still grouped by length: sorted order cut into batches
+            assert max(lengths[i] for i in b) <= min(lengths[i] for i in (set(flat) - set(b))) or \
+                min(lengths[i] for i in b) >= max(lengths[i] for i in (set(flat) - set(b)))
+        left_out |= set(range(10)) - set(flat)
+    assert left_out - {8, 9}  # not always the longest

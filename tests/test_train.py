@@ -491,3 +491,16 @@ def test_a_pair_task_on_a_one_segment_bert_is_refused_before_work(checkpoint, tm
     code = train.main(["--model_name_or_path", str(one), "--text_pair_column", "other", "--max_seq_length", "16",
                        "--output_dir", str(tmp_path / "out"), "--train_file", str(tmp_path / "missing.jsonl")])
     assert code == 2 and "has a single segment (type_vocab_size 1)" in capsys.readouterr().err
+
+
+def test_dataloader_drop_last_drops_the_partial_batch_under_smart_batching(checkpoint, tmp_path):
+    """20 examples in batches of 8 for one epoch: 3 steps, or 2 with --dataloader_drop_last (smart batching, on by
+    default, made its own batches and kept the partial one whatever the flag said)."""
+    data = write_jsonl(tmp_path / "train.jsonl", rows(20, "single"))
+    valid = write_jsonl(tmp_path / "valid.jsonl", rows(8, "single", seed=1))
+    steps = {}
+    for drop in (False, True):
+        extra = ["--max_steps", "-1", "--num_train_epochs", "1", "--eval_steps", "100"]
+        result = run(checkpoint, tmp_path / str(drop), data, valid, *extra, *(["--dataloader_drop_last"] * drop))
+        steps[drop] = result.history[-1]["step"]
+    assert steps == {False: 3, True: 2}

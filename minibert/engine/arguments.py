@@ -37,7 +37,9 @@ class TrainingArguments:
     max_steps: int = -1  # optimizer steps; when > 0 it wins over num_train_epochs
     num_train_epochs: float = 3.0
     dataloader_num_workers: int = 0  # processes that collate batches (0: in the training process)
-    dataloader_drop_last: bool = False  # drop the last incomplete batch of each epoch (under DDP: the last round)
+    # drop the last incomplete batch of each epoch (under DDP: the last round); a sampler that yields batches
+    # (train.py's smart batching, multi-task mixing) makes its own: smart batching takes the flag
+    dataloader_drop_last: bool = False
     # minibert: two-phase training as in NVIDIA's BERT recipe (short sequences first, long ones last);
     # the engine switches to `phase2_dataset` for this final share of the steps.
     phase2_ratio: float = 0.1
@@ -56,7 +58,7 @@ class TrainingArguments:
     logging_first_step: bool = False  # also log step 1 alone: the loss of the untrained model
     eval_steps: int | None = None  # call eval_fn every this many steps (and at the end); None: only at the end
     save_steps: int = 500  # checkpoint every this many steps, and always at the end
-    save_total_limit: int | None = 3  # keep the last K checkpoints (the best one is never deleted); None: all
+    save_total_limit: int | None = 3  # keep the last K checkpoints, and the best on top if older; None: all
     metric_for_best_model: str | None = None  # key of eval_fn's dict; its best checkpoint is kept
     greater_is_better: bool | None = None  # default: False when the metric's name holds "loss" or "rmse", else True
     load_best_model_at_end: bool = False  # reload the best checkpoint's weights when training ends

@@ -91,8 +91,9 @@ def mixing_rates(sizes: list[int], strategy: str = "proportional", cap: int | No
 class MixtureSampler:
     """Batches (lists of indices into the concatenated examples) of one task each, the task drawn
     with `rates`. An epoch is as many batches as all tasks' examples fill; each task's examples are
-    reshuffled whenever its turn has used them all. Randomness: `generator`, else torch's global
-    generator (which the engine seeds per epoch)."""
+    reshuffled whenever its turn has used them all (so a batch during which that happens can hold an
+    example twice: one taken from the end of the old shuffle, again from the new one). Randomness: `generator`,
+    else torch's global generator (which the engine seeds per epoch)."""
 
     def __init__(self, task_sizes: list[int], rates: list[float], batch_size: int,
                  generator: torch.Generator | None = None):

@@ -2,7 +2,7 @@
 
 Dynamic padding: pad each batch to its own longest sequence, not to a fixed max_length.
 Uniform-length batching: sort the examples by length, cut the sorted list into batches, shuffle
-the order of the batches (the last, partial batch is kept), so each batch holds sequences of
+the order of the batches (the last, partial batch is kept unless drop_last), so each batch holds sequences of
 similar length and almost no padding. Why: on data with mixed lengths most of a fixed-length
 batch is padding, computed and thrown away; attention is quadratic in the padded length.
 Accuracy does not suffer (McCormick 2020, https://mccormickml.com/2020/07/29/smart-batching-tutorial/),
@@ -56,23 +56,31 @@ class UniformLengthSampler:
 
     Examples of equal length are shuffled among themselves first, so batches differ from epoch
     to epoch. Randomness comes from `generator`, or from torch's global generator (which the
-    engine seeds per epoch), so runs are reproducible."""
+    engine seeds per epoch), so runs are reproducible.
+
+    drop_last (--dataloader_drop_last): every batch full; the len % batch_size examples left out are
+    drawn afresh each epoch, as a shuffled DataLoader's are (not always the longest ones, which the
+    partial batch of the sorted list would hold)."""
 
     def __init__(self, lengths: list[int], batch_size: int, shuffle: bool = True,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, drop_last: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths = torch.as_tensor(lengths)
-        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
+        self.batch_size, self.shuffle, self.generator, self.drop_last = batch_size, shuffle, generator, drop_last
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.lengths) // self.batch_size
         return -(-len(self.lengths) // self.batch_size)
 
     def batches(self) -> list[list[int]]:
         n = len(self.lengths)
         tie_break = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if self.drop_last:  # leave out the last len % batch_size of the shuffled order
+            tie_break = tie_break[: n - n % self.batch_size]
         order = tie_break[torch.argsort(self.lengths[tie_break], stable=True)]  # by length
-        batches = [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
         return batches

@@ -69,7 +69,7 @@ class BertConfig(ModelConfig):
     tie_word_embeddings: bool = True  # the MLM decoder reuses the word embeddings (an untied LM head is refused)
     unpad: bool = False  # position-wise layers on real tokens only: BertModel packs (B, T, E) -> (N, E)
     #                      (nn/packing.py), attention unpacks q, k, v for its scores; not saved
-    sparse_mlm: bool = False  # with labels: MLM decoder only where labels != -100 (pretraining); not saved
+    sparse_mlm: bool = False  # with labels: the MLM head (transform, decoder) only where labels != -100; not saved
 
     def __post_init__(self):
         super().__post_init__()
