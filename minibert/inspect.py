@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--generate", type=int, default=0, metavar="N",
                         help="GPT-2 / BART: trace greedy decoding, the prompt's pass and then N steps on the "
                              "key/value cache (N + 1 new tokens), showing one layer's cache")
-    parser.add_argument("--layer", type=int, default=0, help="the decoder layer whose cache --generate shows")
+    parser.add_argument("--layer", type=int, help="the decoder layer whose cache --generate shows (default: 0)")
     parser.add_argument("--task", help="a train.py --multitask output: the task whose head to trace (default: the "
                                        "first)")
     parser.add_argument("--max_depth", type=int, default=None, help="hide calls nested deeper than this")
@@ -49,6 +49,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"got {len(args.text)} --text but {len(args.text_pair)} --text_pair; give one pair per text")
     if args.generate < 0:
         parser.error(f"--generate must be >= 0, got {args.generate}")
+    # flags that one mode reads and the other would ignore without a word
+    if args.layer is not None and not args.generate:
+        parser.error("--layer chooses the decoder layer whose cache --generate shows; add --generate N "
+                     "(one forward pass shows every layer)")
+    if args.max_depth is not None and args.generate:
+        parser.error("--max_depth hides the inner calls of one forward pass; --generate shows the decoder's call "
+                     "and one layer's attention at each step (--layer chooses it): drop --max_depth")
+    if args.max_depth is not None and args.max_depth < 0:
+        parser.error(f"--max_depth must be >= 0 (0: the model's own line), got {args.max_depth}")
     return args
 
 
@@ -175,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
     if args.generate:
         check_generate_fits(model, inputs["attention_mask"], args.generate)
         steps = trace_generation(model, inputs["input_ids"], inputs["attention_mask"],
-                                 max_new_tokens=args.generate + 1, layer=args.layer)  # + the prompt's pass
+                                 max_new_tokens=args.generate + 1,  # + the prompt's pass
+                                 layer=args.layer if args.layer is not None else 0)
         print(steps.format(token_text=lambda i: tokenizer.decode([i], skip_special_tokens=False)))
     else:
         print(trace(model, **inputs).format(args.max_depth))

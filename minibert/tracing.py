@@ -14,6 +14,8 @@ Shapes are written with the letters the model files use (B batch, T tokens, S so
 E hidden size, H heads, D head dim, F feed-forward width, V vocabulary, C labels), read off the
 config and the inputs; a multiple of E where a width belongs is written as one (GPT-2's fused
 query/key/value projection: 3E), and a size that matches no letter as a number (a growing cache).
+Where two letters have the same size, the tensor's role decides, not the size: F between a
+feed-forward's two layers, V or C for logits, S for the keys of BART's cross-attention.
 
 `trace_generation` watches `generate`: one step per decoder call, with the key/value cache of
 one layer. `plot_attention` and `plot_hidden_states` draw the attention probabilities (layers x
@@ -24,6 +26,7 @@ import dataclasses
 import inspect
 import re
 import sys
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ from torch import nn
 
 from minibert.nn import attention
 from minibert.nn.attention import to_additive
-from minibert.nn.feed_forward import ACTIVATIONS
+from minibert.nn.feed_forward import ACTIVATIONS, FeedForward
 
 # The plain function, taken once at import: a recording always puts this back, so two recordings that
 # overlap (two threads) cannot leave one's wrapper behind as "the original".
@@ -204,25 +207,32 @@ def shape_legend(model: nn.Module, batch: int | None = None, tokens: int | None 
 
 
 def shape_letters(shape: tuple[int, ...], dtype: torch.dtype, legend: dict[str, int],
-                  seq: str = "T", key_seq: str = "T", head_dim_last: bool | None = None) -> str:
+                  seq: str = "T", key_seq: str = "T", head_dim_last: bool | None = None,
+                  width: str | None = None) -> str:
     """(2, 9, 128) -> "(B, T, E)". Each position has its own candidate letters, so sizes that
     happen to be equal (T = D, H = C) are still told apart; anything else is written as a number.
     head_dim_last: whether a 4-D tensor is queries/keys/values (B, H, T, D) rather than scores or a
-    mask (B, H, T_q, T_k), when its role says so (the size alone cannot when T = D)."""
+    mask (B, H, T_q, T_k), when its role says so (the size alone cannot when T = D).
+    width: the letter the last dimension has by the tensor's role, tried first: F inside a feed-forward,
+    V or C for logits, which the size alone cannot tell from E when F = E, V = E or C = E. F is given
+    only so: a width of 4E (concat_last4's pooled vector) is not the feed-forward's when F = 4E."""
     integer = not (dtype.is_floating_point or dtype == torch.bool)
     if len(shape) == 4:  # attention: scores, probabilities and masks (B, H, T_q, T_k); keys/values (B, H, T_k, D)
         key_or_value = head_dim_last if head_dim_last is not None else (
             dtype.is_floating_point and shape[-1] == legend.get("D") and shape[-1] != legend.get(key_seq))
         options = [("B",), ("H",), (key_seq,) if key_or_value else (seq,), ("D",) if key_or_value else (key_seq,)]
-    elif len(shape) == 3:  # hidden states (B, T, E), feed-forward inside (B, T, F), logits (B, T, V | C)
-        options = [("B",), (seq,), ("E", "F", "V", "C")]
-    elif len(shape) == 2:  # ids and masks (B, T); sentence vectors and logits (B, E | C); packed tokens (N, E);
-        # a position table's rows (T, E); V: a tied (V, E) weight
-        options = [("B", "V", seq), (seq,) if integer else ("E", "C", "V", "F", seq)]
+    elif len(shape) == 3:  # hidden states (B, T, E), logits (B, T, V | C); the feed-forward inside (B, T, F): width
+        options = [("B",), (seq,), ("E", "V", "C")]
+    elif len(shape) == 2:  # ids and masks (B, T: the first dimension of integers is the batch's, or 1, broadcast);
+        # sentence vectors and logits (B, E | C); packed tokens (N, E); a position table's rows (T, E); V: a tied
+        # (V, E) weight
+        options = [("B",) if integer else ("B", "V", seq), (seq,) if integer else ("E", "C", "V", seq)]
     elif len(shape) == 1:  # position ids (T), a bias (E | F | V)
         options = [(seq, "B") if integer else ("E", "F", "V", "C")]
     else:
         options = [()] * len(shape)
+    if width is not None and options:
+        options[-1] = (width, *options[-1])
     parts = []
     for size, letters in zip(shape, options, strict=True):
         letter = next((letter for letter in letters if legend.get(letter) == size), None)
@@ -266,10 +276,34 @@ def _sequence_context(name: str, parent: tuple[str, str], encoder_decoder: bool)
 
 
 def _argument_context(arg: str, context: tuple[str, str], top: bool) -> tuple[str, str]:
-    """The encoder's output as a decoder argument (memory), or BART's own source inputs, are S."""
+    """The encoder's output as a decoder argument (memory), or BART's own source inputs, are S; the
+    cross-attention probabilities a decoder returns have target queries over source keys."""
     if arg.startswith(("memory", "key_value_states", "encoder")) or top and arg in ("input_ids", "attention_mask"):
         return "S", "S"
+    if arg.startswith("cross_attentions"):
+        return context[0], "S"
     return context
+
+
+def _feed_forward_widths(parent: nn.Module | None, module: nn.Module) -> tuple[str | None, str | None]:
+    """The width letter of a module's (input, output) by its place in a FeedForward: F between up and down,
+    what the size alone cannot say when F = E."""
+    if not isinstance(parent, FeedForward):
+        return None, None
+    return {parent.up: (None, "F"), parent.activation_dropout: ("F", "F"), parent.down: ("F", None)}.get(
+        module, (None, None))
+
+
+_LOGITS_NAMES = ("logits", "prediction_logits")  # (.., V) from an LM head, (.., C) from a classifier
+_SPAN_NAMES = ("start_logits", "end_logits")  # question answering: one score per token, (B, T)
+
+
+def _output_width(name: str, legend: dict[str, int], context: tuple[str, str]) -> str | None:
+    """The letter a model output's last dimension has by its name (None: the size decides)."""
+    base = name.split("[")[0]
+    if base in _LOGITS_NAMES:
+        return "C" if "C" in legend else "V"
+    return context[0] if base in _SPAN_NAMES else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,8 +322,9 @@ def _source_of_function(function) -> str:
     except (OSError, TypeError):  # a function written in C++ (torch.tanh): no Python source to point at
         return f"torch.{function.__name__} (built in, no Python source)"
     parts = path.parts
-    if "site-packages" in parts:  # torch's own modules: torch/nn/modules/linear.py
-        return f"{'/'.join(parts[parts.index('site-packages') + 1:])}:{line}"
+    installed = next((p for p in ("site-packages", "dist-packages") if p in parts), None)  # dist-: Debian, Colab
+    if installed:  # torch's own modules: torch/nn/modules/linear.py
+        return f"{'/'.join(parts[parts.index(installed) + 1:])}:{line}"
     return f"{path.relative_to(_REPO_ROOT) if path.is_relative_to(_REPO_ROOT) else path}:{line}"
 
 
@@ -306,6 +341,9 @@ class _Recorder:
         self.calls: list[ModuleCall] = []
         self.running: list[ModuleCall] = []
         self.modules: list[nn.Module] = []  # the modules of `running`, innermost last
+        # each output tensor's records so far (the module that made it, those that passed it on), by id,
+        # with a weak reference that tells a live tensor from a freed one whose id was reused
+        self.made: dict[int, tuple[weakref.ref, list[TensorInfo]]] = {}
 
     @property
     def dtype(self) -> torch.dtype:
@@ -323,9 +361,10 @@ class _Recorder:
                           setting=f"p={module.p}" if isinstance(module, nn.Dropout) else "")
         top = self.encoder_decoder and all(c.name.rsplit(".", 1)[-1] not in ("encoder", "decoder")
                                            for c in [*self.running, call])
+        width, _ = _feed_forward_widths(self.modules[-1] if self.modules else None, module)
         for arg, value in _bind(module, args, kwargs):
             context = _argument_context(arg, call.context, top)
-            call.inputs += self.describe(arg, value, context, is_input=True)
+            call.inputs += self.describe(arg, value, context, is_input=True, width=width)
         self.calls.append(call)
         self.running.append(call)
         self.modules.append(module)
@@ -333,18 +372,46 @@ class _Recorder:
     def after(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         call = self.running.pop()
         self.modules.pop()
+        _, width = _feed_forward_widths(self.modules[-1] if self.modules else None, module)
         for name, value in _fields(output):
-            call.outputs += self.describe(name, value, _argument_context(name, call.context, False), is_input=False)
+            context = _argument_context(name, call.context, False)
+            named = _output_width(name, self.legend, context)
+            call.outputs += self.describe(name, value, context, is_input=False, width=named or width,
+                                          by_name=named is not None or name.startswith("cross_attentions"))
+        ids = call.inputs[0] if call.inputs else None
+        if isinstance(module, nn.Embedding) and isinstance(ids, TensorInfo) and len(call.outputs) == 1 \
+                and len(call.outputs[0].shape) == len(ids.shape) + 1:
+            # a lookup adds the vector to its ids' shape: a position table's rows read (T, E) even when T = B
+            out = call.outputs[0]
+            out.letters = f"{ids.letters[:-1]}, {out.letters[1:].split(', ')[-1]}"
 
-    def describe(self, name: str, value: Any, context: tuple[str, str], is_input: bool) -> list:
+    def describe(self, name: str, value: Any, context: tuple[str, str], is_input: bool, width: str | None = None,
+                 by_name: bool = False) -> list:
+        """The records of an argument or output (a tuple's items one by one). width: the last dimension's
+        letter by its role (shape_letters). by_name: an output whose name gave its letters (logits,
+        cross_attentions): the earlier records of the same tensor, from the modules that made it and passed
+        it on, get them too (the size alone gave them E, or T, where V or C, or S, has the same size)."""
         if torch.is_tensor(value):
             letters = shape_letters(tuple(value.shape), value.dtype, self.legend, *context,
-                                    head_dim_last=_head_dim_last(name, value))
-            if _built_once(name, value):  # a causal mask has batch dimension 1 even when B is 1 too
-                letters = "(1" + letters[letters.index(","):]
-            return [TensorInfo(name, tuple(value.shape), value.dtype, letters,
-                               _mask_note(name, value, self.dtype, self.legend.get("B")),
-                               value.detach() if self.keep_tensors else None)]
+                                    head_dim_last=_head_dim_last(name, value), width=width)
+            if name in ("keep", "memory_keep") and value.dtype == torch.bool and value.dim() == 4:
+                parts = letters[1:-1].split(", ")
+                if value.size(1) == 1:  # one mask for every head, even when H is 1
+                    parts[1] = "1"
+                if _built_once(name, value):  # a causal mask has batch dimension 1 even when B is 1 too
+                    parts[0] = "1"
+                letters = f"({', '.join(parts)})"
+            info = TensorInfo(name, tuple(value.shape), value.dtype, letters,
+                              _mask_note(name, value, self.dtype, self.legend.get("B")),
+                              value.detach() if self.keep_tensors else None)
+            if not is_input:
+                entry = self.made.get(id(value))
+                if entry is None or entry[0]() is not value:
+                    entry = self.made[id(value)] = (weakref.ref(value), [])
+                for earlier in entry[1] if by_name else ():
+                    earlier.letters = letters
+                entry[1].append(info)
+            return [info]
         if isinstance(value, nn.Module):  # a module handed to another: BERT's tied MLM decoder
             weight = getattr(value, "weight", None)
             if weight is None:
@@ -356,7 +423,7 @@ class _Recorder:
         if isinstance(value, (tuple, list)):
             out = []
             for i, item in enumerate(value):
-                out += self.describe(f"{name}[{i}]" if name else f"[{i}]", item, context, is_input)
+                out += self.describe(f"{name}[{i}]" if name else f"[{i}]", item, context, is_input, width, by_name)
             return out
         if value is None and is_input and name in _MASK_NAMES:
             return [f"{name} None (nothing masked)"]
@@ -481,10 +548,12 @@ def _watch_activation(recorder: _Recorder, activation):
 
     def act(x):
         call = _function_call(recorder, "act", f"function {activation.__name__}", source)
-        call.inputs += recorder.describe("x", x, call.context, is_input=True)
+        owner = recorder.modules[-1] if recorder.modules else None
+        width = "F" if isinstance(owner, FeedForward) else None  # (B, T, F) inside a feed-forward, even when F = E
+        call.inputs += recorder.describe("x", x, call.context, is_input=True, width=width)
         recorder.calls.append(call)
         out = activation(x)
-        call.outputs += recorder.describe("", out, call.context, is_input=False)
+        call.outputs += recorder.describe("", out, call.context, is_input=False, width=width)
         return out
 
     return act
@@ -527,9 +596,13 @@ def _is_encoder_decoder(model: nn.Module) -> bool:
 
 
 def _legend_for_inputs(model: nn.Module, inputs: dict) -> dict[str, int]:
-    ids = inputs.get("input_ids")
+    def batch(key: str) -> torch.Tensor | None:  # (B, T) ids; anything else is left to the model's own check
+        value = inputs.get(key)
+        return value if torch.is_tensor(value) and value.dim() == 2 else None
+
+    ids = batch("input_ids")
     # BART reads labels shifted right when no decoder_input_ids are given (then input_ids, shifted)
-    target = next((inputs[k] for k in ("decoder_input_ids", "labels") if inputs.get(k) is not None), None)
+    target = next((batch(k) for k in ("decoder_input_ids", "labels") if batch(k) is not None), None)
     if _is_encoder_decoder(model):
         tokens = target.size(1) if target is not None else (ids.size(1) if ids is not None else None)
         return shape_legend(model, ids.size(0) if ids is not None else None, tokens,
@@ -598,8 +671,9 @@ class GenerationTrace:
         lines = ["shapes: " + legend_text(self.legend) + " (cache lengths are numbers: they change per step)"]
         if self.encoder is not None:
             lines.append("encode the source once: " + self.encoder.line().strip())
+        whose = "row 0's " if self.sequences.size(0) > 1 else ""  # several prompts: the token of the first
         for step in self.steps:
-            chose = f" -> token {step.token} {token_text(step.token)!r}" if step.token is not None else ""
+            chose = f" -> {whose}token {step.token} {token_text(step.token)!r}" if step.token is not None else ""
             first = "the decoder's start token" if self.encoder is not None else "the prompt"  # BART: source encoded
             what = f"{first}, which fills the cache" if step.step == 0 else "one new token, on the cache"
             lines.append(f"step {step.step} ({what}){chose}")
@@ -661,7 +735,9 @@ def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: 
     if not 0 <= layer < len(layers):
         raise ValueError(f"layer {layer} does not exist: the decoder has layers 0 to {len(layers) - 1}")
     encoder_decoder = getattr(model, "is_encoder_decoder", False)
-    legend = shape_legend(model, input_ids.size(0), None, input_ids.size(1) if encoder_decoder else None)
+    ids = input_ids if torch.is_tensor(input_ids) and input_ids.dim() == 2 else None  # else generate says what is wrong
+    legend = shape_legend(model, ids.size(0) if ids is not None else None, None,
+                          ids.size(1) if ids is not None and encoder_decoder else None)
     with recording(model, legend) as calls:
         sequences = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                                    **{"eos_token_id": [], "num_beams": 1, "do_sample": False,
@@ -745,7 +821,8 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
             ax.set_yticks(range(len(tokens)), tokens if head == 0 else [], fontsize=7)
             ax.set_title(f"layer {layer} head {head}", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.6, label="probability")  # one scale, 0 to 1, for every cell
-    fig.suptitle(f"{_which_attention(model)} probabilities, batch row {row}: query (row) -> key (column)", fontsize=9)
+    fig.suptitle(f"{_which_attention(model)} probabilities, batch row {row}: query (row) -> key (column)", fontsize=9,
+                 wrap=True)
     fig.savefig(path, dpi=100, format="png")  # without format, a path with no extension gets ".png" added
 
 
