@@ -27,6 +27,15 @@ HEAD_KEY = POOLED_CLASSIFIER_KEY  # the config.json key that marks this head (ch
 HEAD_FILE = "head.safetensors"
 
 
+def head_dropout(config, dropout: float | None) -> float:
+    """A task head's dropout: `dropout` when given, else the config's classifier_dropout, else its
+    hidden_dropout_prob (Hugging Face's rule, and the family heads')."""
+    for p in (dropout, getattr(config, "classifier_dropout", None), getattr(config, "hidden_dropout_prob", 0.1)):
+        if p is not None:
+            return p
+    return 0.1
+
+
 class PooledClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, pooling: str, num_labels: int,
                  problem_type: str = "single_label_classification", multi_label_loss: str = "bce",
@@ -35,12 +44,12 @@ class PooledClassifier(nn.Module):
         config = encoder.config
         self.encoder = encoder
         # Everything the constructor takes, so load() rebuilds the head as trained (a model trained on
-        # after load_finetuned keeps its dropout; None means the encoder's hidden_dropout_prob).
+        # after load_finetuned keeps its dropout; None means the encoder config's classifier_dropout, or
+        # when that is None its hidden_dropout_prob: Hugging Face's rule, and the family heads').
         self.settings = {"pooling": pooling, "num_labels": num_labels, "problem_type": problem_type,
                          "multi_label_loss": multi_label_loss, "layer": layer, "dropout": dropout}
         self.pooling = build_pooling(pooling, config.hidden_size, config.num_hidden_layers, layer=layer)
-        p = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
-        self.dropout = nn.Dropout(p)
+        self.dropout = nn.Dropout(head_dropout(config, dropout))
         self.classifier = nn.Linear(self.pooling.out_dim, num_labels)
         nn.init.normal_(self.classifier.weight, std=getattr(config, "initializer_range", 0.02))
         nn.init.zeros_(self.classifier.bias)

@@ -29,6 +29,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from minibert.finetune.classifier import head_dropout
 from minibert.finetune.losses import task_loss
 from minibert.models.bert import BertLayer
 from minibert.nn import padding_mask
@@ -66,7 +67,7 @@ class LadderSideClassifier(nn.Module):
         self.down = nn.ModuleList(nn.Linear(config.hidden_size, width) for _ in range(num_layers + 1))
         self.gate_logits = nn.Parameter(torch.zeros(num_layers))  # mu = 0.5 at the start
         self.side_layers = nn.ModuleList(BertLayer(side_config) for _ in range(num_layers))
-        self.dropout = nn.Dropout(dropout if dropout is not None else config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(head_dropout(config, dropout))
         self.classifier = nn.Linear(width, num_labels)
         self.settings = {"reduction": reduction, "num_labels": num_labels, "problem_type": problem_type,
                          "multi_label_loss": multi_label_loss}

@@ -46,6 +46,8 @@ MULTI_LABEL_LOSSES = ("bce", "zlpr")
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str, multi_label_loss: str = "bce"):
     """The loss of a sequence-level task: cross-entropy, MSE, or multi-label BCE / ZLPR."""
+    if problem_type not in PROBLEM_TYPES:  # anything else fell through to BCE, even on regression targets
+        raise ValueError(f"unknown problem_type {problem_type!r}; choose one of {PROBLEM_TYPES}")
     if problem_type == "multi_label_classification" and multi_label_loss == "zlpr":
         return zlpr_loss(logits, labels)
     if multi_label_loss not in MULTI_LABEL_LOSSES:

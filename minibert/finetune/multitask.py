@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from minibert.checkpoint import MULTITASK_KEY
+from minibert.finetune.classifier import head_dropout
 from minibert.finetune.pooling import build_pooling
 from minibert.outputs import SequenceClassifierOutput
 
@@ -129,7 +130,7 @@ class MultiTaskClassifier(nn.Module):
         self.names = list(tasks)
         self.poolings = nn.ModuleDict(
             {n: build_pooling(pooling, config.hidden_size, config.num_hidden_layers, layer=layer) for n in tasks})
-        self.dropout = nn.Dropout(dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1))
+        self.dropout = nn.Dropout(head_dropout(config, dropout))
         self.classifiers = nn.ModuleDict(
             {n: nn.Linear(self.poolings[n].out_dim, tasks[n]["num_labels"]) for n in tasks})
         for classifier in self.classifiers.values():

@@ -42,7 +42,9 @@ KVCache = tuple[torch.Tensor, torch.Tensor]  # (key, value), each (B, H, T_k, D)
 #                                               sees slots 0 .. p (the later ones are empty)
 #
 # A row with no visible key at all (a left-pad query in a causal model) gets a uniform
-# distribution over the masked keys instead of NaN, which matches Hugging Face's additive masks.
+# distribution over the masked keys instead of NaN, which matches Hugging Face's additive masks in
+# fp32 and bf16. In fp16 such a row is finite, not always uniform (its scores + finfo.min round apart, and
+# SDPA's kernel adds the mask in fp32), where Hugging Face's eager path can give NaN.
 
 
 def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -164,7 +166,10 @@ def eager_attention(
         q_, k_ = (q.float(), k.float()) if upcast else (q, k)
         scores = torch.matmul(q_, k_.transpose(-1, -2)) * scale  # (B, H, T_q, T_k)
         if keep is not None:
-            scores = scores + to_additive(keep, scores.dtype)
+            # clamped: in fp16 (finfo.min = -65504) a masked score below about -16 overflowed to -inf, a row
+            # with no visible key whose every score did became NaN, and a left pad's NaN then reached every
+            # real token through v. In fp32 and bf16 the sum never passes finfo.min: the clamp changes nothing.
+            scores = (scores + to_additive(keep, scores.dtype)).clamp_min(torch.finfo(scores.dtype).min)
         probs = scores.softmax(dim=-1)
     probs = probs.to(v.dtype) if upcast else probs
     out = torch.matmul(F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs, v)  # (B, H, T_q, D)
@@ -180,7 +185,9 @@ def sdpa_attention(
     scale: float | None = None,
 ) -> torch.Tensor:
     """The same computation through PyTorch's fused kernel. The mask is passed additively (not as
-    a boolean) so a query with no visible key behaves as in the eager path instead of giving NaN.
+    a boolean) so a query with no visible key behaves as in the eager path instead of giving NaN (in
+    fp32 and bf16; in fp16 the CPU kernel adds the mask in fp32, where finfo(fp16).min lowers every
+    score alike, so such a row gets the unmasked softmax instead, finite).
     Its gradient does not: the CPU kernel's backward for such a query (a left-padded GPT-2 row's first
     pads, an all-padding row) is T_k times the eager one, because the log-sum-exp absorbs log T_k into
     the mask's finfo.min. With a gradient to take and such a row in the mask, the CPU runs the eager
