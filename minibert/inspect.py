@@ -22,7 +22,7 @@ from minibert.auto import FINETUNED_OUTPUTS, checkpoint_class, finetuned_output,
 from minibert.checkpoint import MULTITASK_KEY, read_config_dict
 from minibert.finetuning import load_finetuned
 from minibert.tokenizer import load_tokenizer
-from minibert.tracing import plot_attention, plot_hidden_states, trace, trace_generation
+from minibert.tracing import check_layer, plot_attention, plot_hidden_states, trace, trace_generation
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,12 +34,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--generate", type=int, default=0, metavar="N",
                         help="GPT-2 / BART: trace greedy decoding, the prompt's pass and then N steps on the "
                              "key/value cache (N + 1 new tokens), showing one layer's cache")
-    parser.add_argument("--layer", type=int, help="the decoder layer whose cache --generate shows (default: 0)")
+    parser.add_argument("--layer", type=int,
+                        help="the decoder layer whose cache --generate shows, counted from 0: 0 (the first, the "
+                             "default) to the number of decoder layers - 1 (config.json's n_layer for GPT-2, "
+                             "decoder_layers for BART)")
     parser.add_argument("--task", help="a train.py --multitask output: the task whose head to trace (default: the "
                                        "first)")
     parser.add_argument("--max_depth", type=int, default=None, help="hide calls nested deeper than this")
     parser.add_argument("--attention_png", help="write the attention probabilities (layers x heads) here")
-    parser.add_argument("--hidden_states_png", help="write each token's hidden-state norms and changes here")
+    parser.add_argument("--hidden_states_png",
+                        help="write each token's hidden-state norms and changes here, for the first text (BART: the "
+                             "encoder's hidden states over the source; the decoder's are not drawn). With "
+                             "--generate: one forward pass over the text, without the generated tokens")
     args = parser.parse_args(argv)
     for i, text in enumerate(args.text):
         if not text:  # a decoder-only model would get no tokens at all, and fail deep in its forward
@@ -133,6 +139,11 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     if args.generate and not hasattr(model_class, "generate"):
         raise ValueError(f"{model_class.__name__} does not generate; --generate needs a GPT2LMHeadModel or "
                          "BartForConditionalGeneration checkpoint (drop --generate to trace one forward pass)")
+    if args.generate and args.layer is not None:  # config.json says how many decoder layers: before the weights load
+        config = read_config_dict(args.path)
+        count = next((config[k] for k in ("n_layer", "decoder_layers") if isinstance(config.get(k), int)), None)
+        if count is not None:
+            check_layer(args.layer, count)
     for flag, path in (("--attention_png", args.attention_png), ("--hidden_states_png", args.hidden_states_png)):
         if path:
             check_picture_path(flag, path)
@@ -181,19 +192,20 @@ def run(args: argparse.Namespace) -> int:
         inputs["task"] = torch.full((inputs["input_ids"].size(0),), model.names.index(task))
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
+    new_tokens = args.generate + 1 if args.generate else 0  # the prompt's pass makes one too
     if args.generate:
         check_generate_fits(model, inputs["attention_mask"], args.generate)
         steps = trace_generation(model, inputs["input_ids"], inputs["attention_mask"],
-                                 max_new_tokens=args.generate + 1,  # + the prompt's pass
+                                 max_new_tokens=new_tokens,
                                  layer=args.layer if args.layer is not None else 0)
         print(steps.format(token_text=lambda i: tokenizer.decode([i], skip_special_tokens=False)))
     else:
         print(trace(model, **inputs).format(args.max_depth))
     if args.attention_png:
-        plot_attention(model, inputs, tokens, args.attention_png)
+        plot_attention(model, inputs, tokens, args.attention_png, generated=new_tokens)
         print(f"wrote {args.attention_png}")
     if args.hidden_states_png:
-        plot_hidden_states(model, inputs, tokens, args.hidden_states_png)
+        plot_hidden_states(model, inputs, tokens, args.hidden_states_png, generated=new_tokens)
         print(f"wrote {args.hidden_states_png}")
     return 0
 

@@ -17,9 +17,10 @@ query/key/value projection: 3E), and a size that matches no letter as a number (
 Where two letters have the same size, the tensor's role decides, not the size: F between a
 feed-forward's two layers, V or C for logits, S for the keys of BART's cross-attention.
 
-`trace_generation` watches `generate`: one step per decoder call, with the key/value cache of
-one layer. `plot_attention` and `plot_hidden_states` draw the attention probabilities (layers x
-heads) and the hidden states (norms, change per layer) with matplotlib.
+`trace_generation` watches `generate`: one step per decoder call, with the decoder's embedding
+calls, the key/value cache of one layer and the logits (`lm_logits`, a method, wrapped like `attend`).
+`plot_attention` and `plot_hidden_states` draw the attention probabilities (layers x heads) and the
+hidden states (norms, change per layer) with matplotlib.
 """
 
 import dataclasses
@@ -344,6 +345,9 @@ class _Recorder:
         # each output tensor's records so far (the module that made it, those that passed it on), by id,
         # with a weak reference that tells a live tensor from a freed one whose id was reused
         self.made: dict[int, tuple[weakref.ref, list[TensorInfo]]] = {}
+        # row 0's attention_mask (True: a real token), from the innermost call given one: the notes of row 0's
+        # segment and position ids count its padding positions apart (BERT pads token_type_ids with segment 0)
+        self.row0_real: list[bool] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -363,6 +367,8 @@ class _Recorder:
                                            for c in [*self.running, call])
         width, _ = _feed_forward_widths(self.modules[-1] if self.modules else None, module)
         for arg, value in _bind(module, args, kwargs):
+            if arg == "attention_mask":
+                self.row0_real = _row0_real(value)
             context = _argument_context(arg, call.context, top)
             call.inputs += self.describe(arg, value, context, is_input=True, width=width)
         self.calls.append(call)
@@ -381,9 +387,31 @@ class _Recorder:
         ids = call.inputs[0] if call.inputs else None
         if isinstance(module, nn.Embedding) and isinstance(ids, TensorInfo) and len(call.outputs) == 1 \
                 and len(call.outputs[0].shape) == len(ids.shape) + 1:
+            positions = args[0] if args else kwargs.get("input")
+            if call.name.rsplit(".", 1)[-1] in _POSITION_TABLES and torch.is_tensor(positions) and positions.numel():
+                ids.note = self.position_note(positions, self.modules[-1] if self.modules else None)
+                if len(ids.shape) == 1:  # BART's positions (T), one per token: never B, even where T is a number
+                    size = ids.shape[0]  # (a decoding step's 1, with no T in the legend)
+                    ids.letters = f"({call.context[0] if self.legend.get(call.context[0]) == size else size})"
             # a lookup adds the vector to its ids' shape: a position table's rows read (T, E) even when T = B
             out = call.outputs[0]
             out.letters = f"{ids.letters[:-1]}, {out.letters[1:].split(', ')[-1]}"
+
+    def position_note(self, ids: torch.Tensor, owner: nn.Module | None) -> str:
+        """The rows a position table reads: row 0's (B, T) ids, or the ids every row shares ((T) or (1, T)).
+        BART's table starts at row 2 (bart.py's POSITION_OFFSET, read from the file of the module that
+        looks it up): the note gives the positions too, so that a cached step's 5 reads as position 3."""
+        rows = self.legend.get("B") or 1
+        shared = ids.dim() == 1 or ids.size(0) == 1 < rows  # (T), or (1, T) broadcast over B > 1 rows
+        values = ids.flatten().tolist() if shared else ids[0].tolist()
+        text = _runs(values) if shared else "row 0: " + _row0_runs(values, self.row0_real)
+        offset = getattr(sys.modules.get(type(owner).__module__), "POSITION_OFFSET", 0)
+        if offset:
+            positions = [v - offset for v in values]
+            text += f": position{'s' if len(values) > 1 else ''} {_runs(positions)} + the table's offset {offset}"
+        if shared and rows > 1:
+            text += ", for every row"
+        return text
 
     def describe(self, name: str, value: Any, context: tuple[str, str], is_input: bool, width: str | None = None,
                  by_name: bool = False) -> list:
@@ -402,7 +430,7 @@ class _Recorder:
                     parts[0] = "1"
                 letters = f"({', '.join(parts)})"
             info = TensorInfo(name, tuple(value.shape), value.dtype, letters,
-                              _mask_note(name, value, self.dtype, self.legend.get("B")),
+                              _mask_note(name, value, self.dtype, self.legend.get("B"), self.row0_real),
                               value.detach() if self.keep_tensors else None)
             if not is_input:
                 entry = self.made.get(id(value))
@@ -467,8 +495,11 @@ def _built_once(name: str, value: torch.Tensor) -> bool:
             and value.size(0) == 1 and _is_causal(value))
 
 
-def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype, batch: int | None = None) -> str:
-    """A keep mask (True = may attend) is added to the scores as 0 / the dtype's most negative number."""
+def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype, batch: int | None = None,
+               row0_real: list[bool] | None = None) -> str:
+    """A keep mask (True = may attend) is added to the scores as 0 / the dtype's most negative number.
+    An attention mask's padding is counted over the whole batch (Trace.notes says so, with each row's
+    count); segment and position ids show row 0 alone, its padding positions (row0_real) apart."""
     if value.dtype == torch.bool and name in ("keep", "memory_keep"):
         masked = int((~value).sum())
         if masked == 0:
@@ -485,8 +516,39 @@ def _mask_note(name: str, value: torch.Tensor, dtype: torch.dtype, batch: int | 
         padding = int((value == 0).sum())
         return f"{padding} padding" if padding else "no padding"
     if name in ("token_type_ids", "position_ids") and value.dim() == 2 and value.numel():
-        return "row 0: " + _runs(value[0].tolist())
+        return "row 0: " + _row0_runs(value[0].tolist(), row0_real)
     return ""
+
+
+_POSITION_TABLES = ("wpe", "position_embeddings", "embed_positions")  # GPT-2's, BERT's and RoBERTa's, BART's
+
+
+def _row0_real(mask: Any) -> list[bool] | None:
+    """Row 0 of a (B, T) attention mask: True at its real tokens (None: no mask, nothing padded)."""
+    if not torch.is_tensor(mask) or mask.dim() != 2 or mask.dtype.is_floating_point or not mask.numel():
+        return None
+    return mask[0].ne(0).tolist()
+
+
+def _row0_runs(ids: list[int], real: list[bool] | None) -> str:
+    """Row 0's ids in short, its padding positions counted apart: "5 x 0, 4 x 1, then 11 padding positions
+    holding 0" (a padded BERT pair: the tokenizer gives padding segment 0, which alone would read as more of
+    segment A). A mask longer than the ids (a cached step's covers the cache too) ends at the ids' positions."""
+    real = real[-len(ids):] if real is not None and len(real) >= len(ids) else None
+    if real is None or all(real):
+        return _runs(ids)
+    kept = [i for i, keep in zip(ids, real, strict=True) if keep]
+    pads = [i for i, keep in zip(ids, real, strict=True) if not keep]
+    padding = f"{len(pads)} padding position{'s' if len(pads) > 1 else ''} holding " + (
+        str(pads[0]) if len(set(pads)) == 1 else _runs(pads))
+    if not kept:
+        return padding
+    first = real.index(True)
+    if all(real[first:]):  # left padding (GPT-2's prompts for generate)
+        return f"{padding}, then {_runs(kept)}"
+    if all(real[:len(kept)]):  # right padding (BERT's)
+        return f"{_runs(kept)}, then {padding}"
+    return f"{_runs(kept)} at its real tokens; {padding}"
 
 
 def _runs(ids: list[int]) -> str:
@@ -541,6 +603,22 @@ def _watch_attend(recorder: _Recorder, attend_fn):
     return attend
 
 
+def _watch_logits(recorder: _Recorder, method, owner: str):
+    """GPT-2's and BART's logits come from a method, `lm_logits` (h @ the token table^T, + BART's
+    final_logits_bias), not from a module, so no hook sees them either: this wrapper gives each call a line."""
+    source = _source_of_function(method)
+
+    def lm_logits(h):
+        call = _function_call(recorder, "lm_logits", f"method of {owner}", source)
+        call.inputs += recorder.describe("h", h, call.context, is_input=True)
+        recorder.calls.append(call)
+        out = method(h)
+        call.outputs += recorder.describe("logits", out, call.context, is_input=False, width="V")
+        return out
+
+    return lm_logits
+
+
 def _watch_activation(recorder: _Recorder, activation):
     """A feed-forward's (or head's) activation is a plain function (nn/feed_forward.py), so no hook sees
     it either; this wrapper gives it a line of its own between the two linear layers around it."""
@@ -560,10 +638,12 @@ def _watch_activation(recorder: _Recorder, activation):
 
 
 @contextmanager
-def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = False) -> Iterator[list[ModuleCall]]:
+def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = False,
+              logits: bool = False) -> Iterator[list[ModuleCall]]:
     """Hooks on every module of `model` while the block runs, `attend` wrapped in every minibert
     module that calls it, and every module's activation function wrapped (all restored afterwards);
-    yields the list the calls go into."""
+    yields the list the calls go into. logits=True wraps the model's `lm_logits` method too (GPT-2, BART):
+    `generate` calls it on the decoder's output outside any module, so nothing else would show the logits."""
     recorder = _Recorder(model, legend, keep_tensors)
     handles = []
     for module in model.modules():
@@ -577,9 +657,17 @@ def recording(model: nn.Module, legend: dict[str, int], keep_tensors: bool = Fal
     activations = {m: m.act for m in model.modules() if getattr(m, "act", None) in ACTIVATIONS.values()}
     for module, activation in activations.items():
         module.act = _watch_activation(recorder, activation)
+    head = model.lm_logits if logits and hasattr(model, "lm_logits") else None
+    earlier = vars(model).get("lm_logits")  # an instance attribute already there (a recording around this one)
+    if head is not None:
+        model.lm_logits = _watch_logits(recorder, head, type(model).__name__)  # over the class's method
     try:
         yield recorder.calls
     finally:
+        if head is not None:
+            del model.lm_logits
+            if earlier is not None:
+                model.lm_logits = earlier
         for handle in handles:
             handle.remove()
         for caller in callers:
@@ -645,7 +733,19 @@ def trace(model: nn.Module, keep_tensors: bool = False, **inputs) -> Trace:
     legend = _legend_for_inputs(model, inputs)
     with recording(model, legend, keep_tensors) as calls:
         output = model(**inputs)
-    return Trace(calls, legend, output, _tied_notes(model, legend))
+    return Trace(calls, legend, output, _tied_notes(model, legend) + _padding_notes(inputs.get("attention_mask")))
+
+
+def _padding_notes(mask: Any) -> list[str]:
+    """Several rows: a mask's "[N padding]" counts them all, while the ids' "[row 0: ...]" is row 0's (BERT's
+    pair: 11 padding of row 0 read as 11 more tokens of segment 0). Say which is which, with each row's count."""
+    if not torch.is_tensor(mask) or mask.dim() != 2 or mask.size(0) < 2 or mask.dtype.is_floating_point:
+        return []
+    per_row = mask.eq(0).sum(1).tolist()
+    if not any(per_row):
+        return []
+    return [f"a mask's [N padding] counts the whole batch (per row: {', '.join(map(str, per_row))}); "
+            "[row 0: ...] shows row 0 alone, its padding positions apart"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -658,6 +758,10 @@ class GenerationStep:
     attention: list[ModuleCall]  # the watched layer's attention calls (self, and cross for BART), each
     #                              followed by its `attend` call: after step 0, q (B, H, 1, D) against the cached k, v
     token: int | None = None  # the token this step chose (row 0)
+    # the decoder's calls before its first layer, dropout left out: GPT-2's wte and wpe; BART's embeddings,
+    # the shared token table (model.shared, looked up through embed_tokens), embed_positions, layernorm_embedding
+    embeddings: list[ModuleCall] = field(default_factory=list)
+    logits: ModuleCall | None = None  # lm_logits, a method (no hook sees it): h (B, E) of the last position -> (B, V)
 
 
 @dataclass
@@ -666,22 +770,30 @@ class GenerationTrace:
     legend: dict[str, int]
     sequences: torch.Tensor  # what generate returned
     encoder: ModuleCall | None = None  # BART: the source is encoded once, before the first step
+    notes: list[str] = field(default_factory=list)
 
     def format(self, token_text=str) -> str:
         lines = ["shapes: " + legend_text(self.legend) + " (cache lengths are numbers: they change per step)"]
         if self.encoder is not None:
             lines.append("encode the source once: " + self.encoder.line().strip())
         whose = "row 0's " if self.sequences.size(0) > 1 else ""  # several prompts: the token of the first
+        lengths = self.cache_lengths("self")
+        static = len(lengths) > 1 and len(set(lengths)) == 1
+        cross = self.cache_lengths("cross") if self.encoder is not None else None
         for step in self.steps:
             chose = f" -> {whose}token {step.token} {token_text(step.token)!r}" if step.token is not None else ""
             first = "the decoder's start token" if self.encoder is not None else "the prompt"  # BART: source encoded
             what = f"{first}, which fills the cache" if step.step == 0 else "one new token, on the cache"
-            lines.append(f"step {step.step} ({what}){chose}")
+            cache = f"{lengths[step.step]}{' slots (static)' if static else ''}"
+            cache = f"self {cache}, cross {cross[step.step]}" if cross is not None else cache
+            lines.append(f"step {step.step} ({what}){chose}; cache length after it: {cache}")
             lines.append("  " + step.decoder.line().strip())
+            depth = step.decoder.depth  # the embeddings' calls nested under it as they ran
+            lines += ["  " * (call.depth - depth + 1) + call.line().strip() for call in step.embeddings]
             lines += [("      " if call.kind == "function" else "    ") + call.line().strip()  # attend: one deeper
                       for call in step.attention]
-        lengths = self.cache_lengths("self")
-        static = len(lengths) > 1 and len(set(lengths)) == 1
+            if step.logits is not None:  # called by generate on the decoder's output, beside the decoder
+                lines.append("  " + step.logits.line().strip())
         lines.append("self-attention cache length after each step: " + ", ".join(str(n) for n in lengths)
                      + (" (a static cache: every slot allocated before step 0, the ones not yet written masked)"
                         if static else ""))
@@ -689,6 +801,7 @@ class GenerationTrace:
             lines.append("cross-attention cache length after each step: "
                          + ", ".join(str(n) for n in self.cache_lengths("cross"))
                          + " (the source's keys/values, projected once and reused)")
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -715,49 +828,69 @@ def _decoder_stack(model: nn.Module) -> tuple[str, nn.Module]:
     return name, stack
 
 
+def check_layer(layer: int, count: int) -> None:
+    """The decoder layer trace_generation watches, counted from 0 (inspect checks it against config.json
+    before the weights load)."""
+    if not 0 <= layer < count:
+        raise ValueError(f"layer {layer} does not exist: the decoder has layers 0 to {count - 1}")
+
+
 @torch.no_grad()
 def trace_generation(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      max_new_tokens: int = 3, layer: int = 0, **generate_kwargs) -> GenerationTrace:
     """Greedy `generate` under hooks (one beam, one sequence, no sampling, no forced bos/eos, no repetition
     penalty or banned n-grams: each step's token is the model's own first choice, whatever decoding the
-    checkpoint's generation config asks for). For
-    each step: the decoder's call and the attention calls of decoder layer `layer` (with their `attend`
-    calls), whose key/value cache grows by one position per step (with cache_implementation="static":
-    keeps its preallocated length, the unwritten slots masked; BART's cross-attention cache keeps the
-    source length). Step 0 is the prompt's pass, which fills the cache; each later step runs one new
-    token on it, so max_new_tokens tokens take max_new_tokens - 1 cached steps. An eos token does not
-    stop it (all steps are shown) unless eos_token_id is passed."""
+    checkpoint's generation config asks for). For each step: the decoder's call, its embedding calls
+    (GPT-2's wte and wpe, BART's embeddings), the attention calls of decoder layer `layer` (counted from 0,
+    with their `attend` calls), and the logits generate computes from the last position's state
+    (lm_logits, (B, V)). The layer's key/value cache grows by one position per step (with
+    cache_implementation="static": keeps its preallocated length, the unwritten slots masked; BART's
+    cross-attention cache keeps the source length). Step 0 is the prompt's pass, which fills the cache;
+    each later step runs one new token on it, so max_new_tokens tokens take max_new_tokens - 1 cached
+    steps. An eos token does not stop it (all steps are shown) unless eos_token_id is passed."""
     if not hasattr(model, "generate"):
         raise ValueError(f"{type(model).__name__} does not generate; use GPT2LMHeadModel or "
                          "BartForConditionalGeneration (a checkpoint saved from one of them)")
     stack_name, stack = _decoder_stack(model)
-    layers = getattr(stack, "h", None) or stack.layers
-    if not 0 <= layer < len(layers):
-        raise ValueError(f"layer {layer} does not exist: the decoder has layers 0 to {len(layers) - 1}")
+    check_layer(layer, len(getattr(stack, "h", None) or stack.layers))
     encoder_decoder = getattr(model, "is_encoder_decoder", False)
     ids = input_ids if torch.is_tensor(input_ids) and input_ids.dim() == 2 else None  # else generate says what is wrong
     legend = shape_legend(model, ids.size(0) if ids is not None else None, None,
                           ids.size(1) if ids is not None and encoder_decoder else None)
-    with recording(model, legend) as calls:
+    with recording(model, legend, logits=True) as calls:
         sequences = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                                    **{"eos_token_id": [], "num_beams": 1, "do_sample": False,
                                       "forced_bos_token_id": None, "forced_eos_token_id": None,
                                       "num_return_sequences": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
                                       **generate_kwargs})
-    prefix = f"{stack_name}.{'h' if hasattr(stack, 'h') else 'layers'}.{layer}."
+    layers_prefix = f"{stack_name}.{'h' if hasattr(stack, 'h') else 'layers'}."
+    prefix = f"{layers_prefix}{layer}."
     steps: list[GenerationStep] = []
+    embedding = False  # between the decoder's start and its first layer
     for call in calls:
         if call.name == stack_name:
             steps.append(GenerationStep(len(steps), call, []))
+            embedding = True
+        elif call.name.startswith(layers_prefix) or call.depth <= (steps[-1].decoder.depth if steps else 0):
+            embedding = False
+        if embedding and call is not steps[-1].decoder and call.kind != "Dropout":
+            steps[-1].embeddings.append(call)
+        elif steps and call.name == "lm_logits" and call.kind.startswith("method"):
+            steps[-1].logits = call
         elif steps and call.name.startswith(prefix) and (
                 call.kind.endswith("Attention") and call.name[len(prefix):].count(".") == 0
                 or call.name.endswith(".attend") and call.name[len(prefix):].count(".") == 1):  # its `attend`
             steps[-1].attention.append(call)
+    for step in steps:  # generate reads the last position only: say so where the decoder returned more
+        hidden = next((o for o in step.decoder.outputs if o.name == "last_hidden_state"), None)
+        if step.logits is not None and hidden is not None and len(hidden.shape) == 3 and hidden.shape[1] > 1 \
+                and len(step.logits.inputs[0].shape) == 2:
+            step.logits.outputs[0].note = f"the last of the {hidden.shape[1]} positions only"
     start = sequences.size(1) - len(steps)  # position of the first generated token
     for step in steps:
         step.token = int(sequences[0, start + step.step]) if start + step.step < sequences.size(1) else None
     encoder = next((c for c in calls if c.name.endswith("encoder") and c.kind.endswith("Encoder")), None)
-    return GenerationTrace(steps, legend, sequences, encoder)
+    return GenerationTrace(steps, legend, sequences, encoder, _padding_notes(attention_mask))
 
 
 # --------------------------------------------------------------------------------------------
@@ -802,9 +935,10 @@ def _real_tokens(inputs: dict, row: int) -> torch.Tensor:
     return mask[row].bool() if mask is not None else torch.ones(T, dtype=torch.bool)
 
 
-def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0) -> None:
+def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0, generated: int = 0) -> None:
     """A grid of layers x heads; each cell is one head's (T, T) attention over the real tokens of
-    batch row `row`, queries down, keys across. BART: the encoder's self-attention."""
+    batch row `row`, queries down, keys across. BART: the encoder's self-attention. generated: how many
+    tokens a generate of the same inputs made (inspect --generate): the title says they are not drawn."""
     attentions, _ = _stack_outputs(model, inputs)
     real = _real_tokens(inputs, row)
     tokens = [t for t, keep in zip(tokens, real.tolist(), strict=True) if keep]
@@ -821,8 +955,8 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
             ax.set_yticks(range(len(tokens)), tokens if head == 0 else [], fontsize=7)
             ax.set_title(f"layer {layer} head {head}", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.6, label="probability")  # one scale, 0 to 1, for every cell
-    fig.suptitle(f"{_which_attention(model)} probabilities, batch row {row}: query (row) -> key (column)", fontsize=9,
-                 wrap=True)
+    fig.suptitle(f"{_which_attention(model)} probabilities, batch row {row}: query (row) -> key (column)"
+                 f"{_not_generated(model, generated)}", fontsize=9, wrap=True)
     fig.savefig(path, dpi=100, format="png")  # without format, a path with no extension gets ".png" added
 
 
@@ -834,9 +968,28 @@ def _which_attention(model: nn.Module) -> str:
     return "causal self-attention" if hasattr(model.base_model, "wpe") else "self-attention"
 
 
-def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0) -> None:
+def _not_generated(model: nn.Module, generated: int) -> str:
+    """What a picture of one forward pass over the inputs leaves out after inspect --generate."""
+    if not generated:
+        return ""
+    tokens = f"the {generated} generated token{'s' if generated > 1 else ''}"
+    if _is_encoder_decoder(model):  # the title says already that the picture is the encoder's
+        return f"; {tokens} are not in it"
+    return f"; one forward pass over the prompt: {tokens} are not in it"
+
+
+def _which_hidden_states(model: nn.Module) -> str:
+    """Whose hidden states the picture shows: BART's encoder's (over the source), not the decoder's."""
+    if _is_encoder_decoder(model):
+        return "the encoder's hidden states (over the source text; the decoder's are not drawn)"
+    return "hidden states"
+
+
+def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0,
+                       generated: int = 0) -> None:
     """Each token's vector through the layers: its norm (left), and its cosine similarity to the
-    same token's vector one layer below (right: 1 = the layer changed little)."""
+    same token's vector one layer below (right: 1 = the layer changed little). BART: the encoder's.
+    generated: as plot_attention's."""
     _, hidden_states = _stack_outputs(model, inputs)
     real = _real_tokens(inputs, row)
     tokens = [t for t, keep in zip(tokens, real.tolist(), strict=True) if keep]
@@ -856,6 +1009,8 @@ def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, 
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         ax.set_title(title, fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(f"{_which_hidden_states(model)}, batch row {row}{_not_generated(model, generated)}", fontsize=9,
+                 wrap=True)
     fig.savefig(path, dpi=100, format="png")  # without format, a path with no extension gets ".png" added
 
 
