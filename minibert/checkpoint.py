@@ -16,6 +16,7 @@ cannot drift apart. Keys of the base model are written without the family prefix
 
 import glob
 import json
+import math
 import os
 import pickle
 import re
@@ -323,9 +324,21 @@ def state_dict_writer(state: dict[str, torch.Tensor]) -> Callable[[Path], None]:
     return lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"})
 
 
+def finite_or_null(obj):
+    """`obj` with every NaN or infinite float (nested in dicts, lists and tuples) replaced by None: Python's
+    json writes them as bare NaN / Infinity, which is not JSON (jq, JavaScript and strict parsers refuse it)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
 def json_writer(obj: dict, sort_keys: bool = True) -> Callable[[Path], None]:
-    """`write(file)` saving `obj` as indented UTF-8 JSON, for atomic_write_files."""
-    text = json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n"
+    """`write(file)` saving `obj` as indented UTF-8 JSON (non-finite floats as null), for atomic_write_files."""
+    text = json.dumps(finite_or_null(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
     return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
 
 

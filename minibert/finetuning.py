@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from minibert.auto import load_pretrained
-from minibert.checkpoint import read_config_dict
+from minibert.checkpoint import finite_or_null, read_config_dict
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.distributed import resolve_device
@@ -727,7 +727,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         tokenizer.save_pretrained(out)
         record = {"metrics": metrics, "swa_metrics": swa_metrics, "task": asdict(task),
                   "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
-        (out / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
+        (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
     best_step = None
     if result.best_checkpoint:
         best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1])
@@ -801,7 +801,8 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         settings["generation_max_length"] = args.generation_max_length or args.max_seq_length
         record = {"metrics": metrics, "task": asdict(task), "generation": settings,
                   "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
-        (out / "eval_results.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+        (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, ensure_ascii=False,
+                                                          allow_nan=False) + "\n",
                                                encoding="utf-8")  # whatever the locale: file names may be Chinese
         if evaluator:
             lines = [json.dumps({"target": e["target"], "prediction": p}, ensure_ascii=False)
@@ -892,7 +893,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         record = {"metrics": metrics, "tasks": {n: asdict(t) for n, t in tasks.items()},
                   "mixing": {"strategy": args.mixing, "rates": dict(zip(names, rates, strict=True))},
                   "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
-        (out / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
+        (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
     best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1]) if result.best_checkpoint else None
     mixed = Task(" + ".join(f"{n}: {t.problem_type}" for n, t in tasks.items()))  # what train.py reports
     return FinetuneResult(metrics, evaluations, str(out), mixed, result.seconds, None, best_step)

@@ -46,13 +46,14 @@ from minibert.checkpoint import (
     state_dict_writer,
     write_json,
 )
+from minibert.nn import losses
 from minibert.nn.attention import ATTN_IMPLEMENTATIONS
 
 logger = logging.getLogger(__name__)
 
 # Keys of config.json that describe the file rather than the model; kept out of our dataclasses.
 _RUNTIME_ONLY = ("attn_implementation", "unpad", "sparse_mlm")
-PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+PROBLEM_TYPES = (None, *losses.PROBLEM_TYPES)  # None: inferred from the labels at each call
 
 
 @dataclass

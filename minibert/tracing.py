@@ -196,10 +196,16 @@ def shape_legend(model: nn.Module, batch: int | None = None, tokens: int | None 
     for letter, value in (("B", batch), ("T", tokens), ("S", source)):
         if value is not None:
             legend[letter] = value
+    # train.py's own heads (PooledClassifier, LadderSideClassifier) keep their num_labels in their settings, not in
+    # the encoder's config; a multi-task model has one per task, so no single C
+    settings = getattr(model, "settings", None)
+    own_labels = settings.get("num_labels") if isinstance(settings, dict) else None
     for letter, names in _CONFIG_FIELDS.items():
-        if letter == "C" and "Classification" not in type(model).__name__:
+        if letter == "C" and "Classification" not in type(model).__name__ and own_labels is None:
             continue  # C only where a classifier has num_labels outputs
         value = next((getattr(config, n) for n in names if getattr(config, n, None) is not None), None)
+        if letter == "C" and own_labels is not None:
+            value = own_labels
         if value is not None:
             legend[letter] = value
         if letter == "H" and value is not None:

@@ -215,3 +215,24 @@ def test_the_attention_pictures_title_stays_inside_a_small_picture(tmp_path, mon
         extent = title.get_window_extent()  # as drawn by savefig
         assert 0 <= extent.x0 and extent.x1 <= fig.bbox.width, (fig.get_suptitle(), extent, fig.bbox.width)
     assert drawn[0].get_suptitle().startswith("the encoder's self-attention probabilities")
+
+
+@pytest.mark.parametrize("num_labels", [3, 16, 60])  # 16 = E, 60 = V
+def test_train_pys_own_heads_logits_read_c(num_labels):
+    """PooledClassifier and LadderSideClassifier keep num_labels in their settings, and their names lack
+    "Classification": their logits read (B, 3), (B, E) or (B, V) where the family head's read (B, C)."""
+    from minibert.finetune.classifier import PooledClassifier
+    from minibert.finetune.ladder import LadderSideClassifier
+
+    def encoder():
+        torch.manual_seed(0)
+        return minibert.BertModel(minibert.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2,
+                                                      num_attention_heads=2, intermediate_size=40,
+                                                      max_position_embeddings=32))
+
+    ids = torch.randint(3, 60, (2, 5))
+    for model in (PooledClassifier(encoder(), "mean", num_labels), LadderSideClassifier(encoder(), 4, num_labels)):
+        records = minibert.trace(model.eval(), input_ids=ids)
+        assert records.legend["C"] == num_labels
+        logits = next(o for o in records.calls[0].outputs if not isinstance(o, str) and o.name == "logits")
+        assert logits.letters == "(B, C)", (type(model).__name__, logits.letters)

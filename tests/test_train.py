@@ -504,3 +504,17 @@ def test_dataloader_drop_last_drops_the_partial_batch_under_smart_batching(check
         result = run(checkpoint, tmp_path / str(drop), data, valid, *extra, *(["--dataloader_drop_last"] * drop))
         steps[drop] = result.history[-1]["step"]
     assert steps == {False: 3, True: 2}
+
+
+def test_eval_results_json_is_strict_json_when_a_metric_is_undefined(checkpoint, tmp_path):
+    """Four identical validation texts give constant predictions, so the Pearson is NaN: eval_results.json held
+    bare NaNs (not JSON: jq and JavaScript refuse it), as metrics.jsonl did. They are null now."""
+    data = write_jsonl(tmp_path / "train.jsonl", rows(16, "regression"))
+    same = [{"sentence": "love and war", "other": "", "label": value} for value in (0.1, 0.2, 0.3, 0.4)]
+    run(checkpoint, tmp_path, data, write_jsonl(tmp_path / "valid.jsonl", same))
+
+    def refuse(name):
+        pytest.fail(f"{name} written in eval_results.json")
+
+    record = json.loads((tmp_path / "out" / "eval_results.json").read_text(), parse_constant=refuse)
+    assert record["metrics"]["pearson"] is None

@@ -16,8 +16,9 @@ Python's json would write a bare NaN, which is not JSON, and jq or JavaScript wo
 
 import json
 import logging
-import math
 from pathlib import Path
+
+from minibert.checkpoint import finite_or_null
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,7 @@ PLOT_FILE = "loss.png"
 
 def json_line(record: dict) -> str:
     """One record as a line of strict JSON: non-finite floats become null (the trainer's history keeps them)."""
-    return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()},
-                      allow_nan=False) + "\n"
+    return json.dumps(finite_or_null(record), allow_nan=False) + "\n"
 
 
 class MetricsWriter:

@@ -15,7 +15,7 @@ sigmoid(2 s) = t, so probabilities read as sigmoid(2 s) and the decision thresho
 
 import torch
 
-from minibert.nn.losses import sequence_classification_loss
+from minibert.nn.losses import PROBLEM_TYPES, sequence_classification_loss
 
 
 def zlpr_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -40,7 +40,6 @@ def zlpr_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mea
     return loss
 
 
-PROBLEM_TYPES = ("single_label_classification", "regression", "multi_label_classification")
 MULTI_LABEL_LOSSES = ("bce", "zlpr")
 
 

@@ -166,10 +166,13 @@ def eager_attention(
         q_, k_ = (q.float(), k.float()) if upcast else (q, k)
         scores = torch.matmul(q_, k_.transpose(-1, -2)) * scale  # (B, H, T_q, T_k)
         if keep is not None:
-            # clamped: in fp16 (finfo.min = -65504) a masked score below about -16 overflowed to -inf, a row
-            # with no visible key whose every score did became NaN, and a left pad's NaN then reached every
-            # real token through v. In fp32 and bf16 the sum never passes finfo.min: the clamp changes nothing.
-            scores = (scores + to_additive(keep, scores.dtype)).clamp_min(torch.finfo(scores.dtype).min)
+            scores = scores + to_additive(keep, scores.dtype)
+            if scores.dtype == torch.float16:
+                # clamped: in fp16 (finfo.min = -65504) a masked score below about -16 overflowed to -inf, a row
+                # with no visible key whose every score did became NaN, and a left pad's NaN then reached every
+                # real token through v. In fp32 and bf16 the sum never passes finfo.min, and the clamp would
+                # only keep one more (B, H, T_q, T_k) tensor for backward.
+                scores = scores.clamp_min(torch.finfo(scores.dtype).min)
         probs = scores.softmax(dim=-1)
     probs = probs.to(v.dtype) if upcast else probs
     out = torch.matmul(F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs, v)  # (B, H, T_q, D)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
+PROBLEM_TYPES = ("single_label_classification", "regression", "multi_label_classification")  # as Hugging Face's
 
 
 def infer_problem_type(num_labels: int, labels: torch.Tensor) -> str:
@@ -36,6 +37,8 @@ def sequence_classification_loss(
     logits: torch.Tensor, labels: torch.Tensor, num_labels: int, problem_type: str | None = None
 ) -> torch.Tensor:
     """logits (B, C). Regression: MSE; single-label: cross-entropy; multi-label: BCE with logits."""
+    if problem_type is not None and problem_type not in PROBLEM_TYPES:  # ("regresion" fell through to BCE)
+        raise ValueError(f"unknown problem_type {problem_type!r}; choose one of {PROBLEM_TYPES}, or None to infer it")
     inferred = problem_type is None
     problem_type = problem_type or infer_problem_type(num_labels, labels)
     if problem_type == "regression":
