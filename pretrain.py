@@ -17,7 +17,7 @@ import sys
 from minibert.data import OBJECTIVES
 from minibert.data.prepared import NotEnoughDiskSpace
 from minibert.engine import NonFiniteLossError, StoppedBySignal, TrainingInterrupted, stop_on_signals
-from minibert.engine.arguments import add_arguments, from_namespace, parse_bool
+from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace, parse_bool
 from minibert.pretraining import (
     DEFAULT_RUN,
     DEFAULT_TRAINING,
@@ -30,7 +30,7 @@ from minibert.pretraining import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(prog="pretrain.py", description=__doc__)
     options = PretrainingOptions()
     group = parser.add_argument_group("pretraining")
     group.add_argument(
@@ -97,7 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--validation_share",
         type=float,
         default=options.validation_share,
-        help="documents held out for the before/after evaluation",
+        help=f"share of the works held out for the before/after evaluation (default: {options.validation_share})",
     )
     group.add_argument(
         "--corpus_fraction",
@@ -116,6 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="processes that tokenise a large corpus file (default: one per CPU core, at most 8)",
     )
     add_arguments(parser, defaults=DEFAULT_TRAINING)
+    parser._option_string_actions["--output_dir"].help = (  # its default follows --objective (main)
+        "checkpoints, metrics.jsonl, the loss plot and the final model (default: runs/pretrain-<objective>)")
     return parser.parse_args(argv)
 
 

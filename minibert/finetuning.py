@@ -576,6 +576,7 @@ class FinetuneResult:
     seconds: float
     swa_metrics: dict | None = None
     best_step: int | None = None
+    swa_is_final: bool = False  # the SWA average won over the trained model and is what was saved
 
 
 def _inputs(args: FinetuneArguments, source: str, random_init: bool) -> list[tuple[str, str]]:
@@ -701,11 +702,12 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
     metrics = eval_fn(model) if eval_fn else {}
-    swa_metrics = None
+    swa_metrics, swa_is_final = None, False
     if swa is not None and swa.averaged is not None:
         if eval_fn is None:
             # No validation set to choose by: the average is the final model, as in SWA itself.
             swa.copy_to(model)
+            swa_is_final = True
             logger.info("no validation set to compare by: the SWA average (%d steps averaged) is the final model",
                         int(swa.averaged.n_averaged))
         else:
@@ -713,7 +715,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
             key = training.metric_for_best_model
             if _better(swa_metrics[key], metrics[key], training.greater_is_better):
                 swa.copy_to(model)
-                metrics = swa_metrics
+                metrics, swa_is_final = swa_metrics, True
                 logger.info("the SWA average is the final model (%s %.4f)", key, metrics[key])
     out = Path(training.output_dir)
     if trainer.context.is_main:
@@ -731,7 +733,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     best_step = None
     if result.best_checkpoint:
         best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1])
-    return FinetuneResult(metrics, evaluations, str(out), task, result.seconds, swa_metrics, best_step)
+    return FinetuneResult(metrics, evaluations, str(out), task, result.seconds, swa_metrics, best_step, swa_is_final)
 
 
 def finetune_generative(args: FinetuneArguments, training: TrainingArguments,

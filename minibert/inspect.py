@@ -20,14 +20,15 @@ import torch
 
 from minibert.auto import FINETUNED_OUTPUTS, checkpoint_class, finetuned_output, load_pretrained
 from minibert.checkpoint import MULTITASK_KEY, read_config_dict
+from minibert.engine.arguments import CommandLineParser
 from minibert.finetuning import load_finetuned
 from minibert.tokenizer import load_tokenizer
 from minibert.tracing import check_layer, plot_attention, plot_hidden_states, trace, trace_generation
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m minibert.inspect", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = CommandLineParser(prog="python -m minibert.inspect", description=__doc__.split("\n\n")[0],
+                               epilog=__doc__)
     parser.add_argument("path", help="checkpoint directory with config.json, weights and a tokenizer")
     parser.add_argument("--text", action="append", required=True, help="input text; repeat for a padded batch")
     parser.add_argument("--text_pair", action="append", help="second segment for each --text (BERT pairs)")

@@ -770,6 +770,11 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         callbacks=[SaveModelAndTokenizer(data.tokenizer), *callbacks, *model_callbacks],
         metrics_fn=data.objective.metrics,
         **phase2,
+        # a resume with another objective or masking rate trained the rest of the run on another recipe, unseen:
+        # mlm, wwm and span make as many examples, so the engine's own check passed it
+        recipe={"--objective": options.objective,
+                **{f"--{name}": value for name, value in sorted(options.objective_options.items())},
+                "--neighbour_heads": options.uses_neighbour_heads, "--dropout": options.dropout},
     )
     # The held-out evaluation runs on the trainer's device, under its autocast: built once the trainer is.
     if len(data.eval_examples):

@@ -118,9 +118,15 @@ class Tokenizer:
         return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
 
     def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
+        """Token ids -> text. Special tokens are dropped by default (Hugging Face keeps them by default)."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         return self.backend.decode([i for i in ids if i >= 0], skip_special_tokens=skip_special_tokens)
+
+    def batch_decode(self, sequences: Sequence[Sequence[int]] | torch.Tensor, skip_special_tokens: bool = True
+                     ) -> list[str]:
+        """One text per row: generate's (B, L) output, say; padding and other special tokens dropped by default."""
+        return [self.decode(ids, skip_special_tokens) for ids in sequences]
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
         if isinstance(ids, int):

@@ -598,3 +598,18 @@ def test_the_masked_objectives_build_the_unpad_and_sparse_mlm_model_and_electra_
         assert configs, objective
         on = objective != "electra"
         assert all(c.unpad is on and c.sparse_mlm is on for c in configs), (objective, configs)
+
+
+def test_resuming_with_another_objective_or_masking_rate_is_refused_naming_them(tmp_path, corpus, tiny_config):
+    """mlm, wwm and span make as many examples from a corpus and share one model, so a resume with another
+    --objective or --mlm_probability passed every check and trained the rest of the run on another recipe."""
+    pretrain(tmp_path, corpus, tiny_config, "mlm", steps=2, save_steps=2, objective_options={"mlm_probability": 0.15})
+    for objective, options, named in (("span", {"mlm_probability": 0.15}, "--objective: mlm then, span now"),
+                                      ("mlm", {"mlm_probability": 0.3}, "--mlm_probability: 0.15 then, 0.3 now")):
+        with pytest.raises(ValueError, match="other settings") as error:
+            pretrain(tmp_path, corpus, tiny_config, objective, steps=4, resume_from_checkpoint="last",
+                     objective_options=options)
+        assert named in str(error.value)
+    resumed = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=4, resume_from_checkpoint="last",
+                       objective_options={"mlm_probability": 0.15})  # the same recipe resumes
+    assert resumed.train.global_step == 4

@@ -464,6 +464,7 @@ def test_a_sigterm_outside_the_training_steps_stops_with_a_message(monkeypatch, 
     err = capsys.readouterr().err
     assert f"{command}.py: SIGTERM received outside the training steps: stopped at once, and the run is " \
            "unfinished" in err and "--resume_from_checkpoint last" in err
+    assert "else with --overwrite_output_dir" in err  # a run stopped before its first checkpoint is started again
     assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone with it
 
 

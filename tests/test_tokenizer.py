@@ -73,6 +73,8 @@ def test_save_load_round_trip_and_autotokenizer(kind, wordpiece, bpe, tmp_path):
     torch.testing.assert_close(theirs["input_ids"], expected["input_ids"])
     torch.testing.assert_close(theirs["attention_mask"], expected["attention_mask"])
     assert hf.mask_token_id == tok.mask_token_id and hf.pad_token_id == tok.pad_token_id
+    # texts back, as the README's generation example decodes them: Hugging Face's with skip_special_tokens=True
+    assert ours.batch_decode(expected["input_ids"]) == hf.batch_decode(expected["input_ids"], skip_special_tokens=True)
 
 
 def test_vocab_txt_parity_with_bert_tokenizer_fast(wordpiece, tmp_path):

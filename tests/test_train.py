@@ -518,3 +518,40 @@ def test_eval_results_json_is_strict_json_when_a_metric_is_undefined(checkpoint,
 
     record = json.loads((tmp_path / "out" / "eval_results.json").read_text(), parse_constant=refuse)
     assert record["metrics"]["pearson"] is None
+
+
+@pytest.mark.parametrize("swa", [False, True])
+def test_the_report_of_a_run_without_validation_says_it_was_not_evaluated(checkpoint, tmp_path, capsys, swa):
+    """It printed an empty "evaluations (validation set):" list and "best step None: {}", which read as a failure;
+    under SWA a won average was still labelled "best step N"."""
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    argv = ["--model_name_or_path", str(checkpoint), "--train_file", data, "--text_column", "sentence",
+            "--output_dir", str(tmp_path / "out"), "--max_steps", "4", "--per_device_train_batch_size", "8",
+            "--max_seq_length", "16", "--disable_tqdm", "--device", "cpu", "--plot_loss", "false",
+            *(["--swa_start", "0.5"] if swa else [])]
+    assert train.main(argv) == 0
+    out = capsys.readouterr().out
+    which = "the SWA average" if swa else "the last step's"
+    assert f"final model (single_label_classification, {which}): not evaluated (no validation file" in out
+    assert "evaluations (validation set)" not in out and "best step None" not in out
+
+
+def test_a_validation_file_without_a_training_file_is_refused_naming_it(tmp_path, capsys):
+    """The shipped genre file was trained on with the user's validation file, and the error, if any, was about
+    the shipped file's columns."""
+    dev = write_jsonl(tmp_path / "dev.jsonl", rows(8, "single"))
+    with pytest.raises(SystemExit):
+        train.parse(["--validation_file", dev, "--text_column", "sentence"])
+    assert "--validation_file without --train_file" in capsys.readouterr().err
+    assert train.parse(["--validation_file", dev, "--train_file", dev])[0].train_file == dev  # both given: fine
+
+
+def test_a_flag_is_taken_by_its_whole_name_and_a_misspelt_one_gets_a_suggestion(capsys):
+    """--max_step 20 was taken for --max_steps (argparse's prefixes); an unknown flag printed the 50-line usage
+    and nothing closer."""
+    for argv, hint in ((["--max_step", "20"], "--max_step: did you mean --max_steps?"),
+                       (["--lr", "1e-3"], "--lr: did you mean --learning_rate?")):
+        with pytest.raises(SystemExit):
+            train.parse(argv)
+        err = capsys.readouterr().err
+        assert hint in err and "`python train.py --help` lists every flag" in err and "usage:" not in err

@@ -7,6 +7,7 @@ lacks are marked "minibert:" in their comment.
 
 import argparse
 import dataclasses
+import difflib
 import inspect
 import json
 import re
@@ -27,7 +28,7 @@ class TrainingArguments:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0  # clip the global gradient norm to this; 0 turns clipping off
-    lr_scheduler_type: str = "linear"  # one of SCHEDULER_TYPES
+    lr_scheduler_type: str = "linear"  # the learning rate's shape after warmup
     lr_scheduler_kwargs: dict = field(default_factory=dict)  # num_cycles (cosine), power and lr_end (polynomial)
     warmup_steps: int = 0  # linear warmup over this many steps; wins over warmup_ratio when > 0
     warmup_ratio: float = 0.0  # ... or over this share of all steps
@@ -57,7 +58,7 @@ class TrainingArguments:
     logging_steps: int = 10  # one JSON line in metrics.jsonl every this many optimizer steps
     logging_first_step: bool = False  # also log step 1 alone: the loss of the untrained model
     eval_steps: int | None = None  # call eval_fn every this many steps (and at the end); None: only at the end
-    save_steps: int = 500  # checkpoint every this many steps, and always at the end
+    save_steps: int = 500  # checkpoint every this many steps, at the end, and at each new best evaluation
     save_total_limit: int | None = 3  # keep the last K checkpoints, and the best on top if older; None: all
     metric_for_best_model: str | None = None  # key of eval_fn's dict; its best checkpoint is kept
     greater_is_better: bool | None = None  # default: False when the metric's name holds "loss" or "rmse", else True
@@ -131,6 +132,34 @@ def _optional(kind):
         return None if text.lower() == "none" else kind(text)
     parse.__name__ = kind.__name__  # argparse names the type in its error message
     return parse
+
+
+# Names users bring from other tools, for the "did you mean" of an unknown flag
+FLAG_ALIASES = {"--lr": "--learning_rate", "--epochs": "--num_train_epochs", "--batch_size":
+                "--per_device_train_batch_size", "--steps": "--max_steps", "--output": "--output_dir",
+                "--model": "--model_name_or_path", "--warmup": "--warmup_ratio"}
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse for the command lines: flags by their whole name only (a prefix such as --max_step was taken
+    for --max_steps, silently), and a short error: the message, the flag a misspelt one was probably meant
+    to be, and where the full list is, instead of the usage line of every flag (50-70 lines here)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        hints = []
+        if message.startswith("unrecognized arguments"):
+            for flag in re.findall(r"--\w[\w-]*", message):
+                close = difflib.get_close_matches(flag.replace("-", "_").replace("__", "--", 1), known, n=1)
+                guess = FLAG_ALIASES.get(flag) if FLAG_ALIASES.get(flag) in known else (close or [None])[0]
+                if guess:
+                    hints.append(f"{flag}: did you mean {guess}?")
+        self.exit(2, f"{self.prog}: error: {message}" + "".join(f"; {h}" for h in hints)
+                  + f" (`{'python ' if self.prog.endswith('.py') else ''}{self.prog} --help` lists every flag)\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls=TrainingArguments, defaults: dict | None = None) -> None:

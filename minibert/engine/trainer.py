@@ -23,6 +23,7 @@ everything still to come, and a resumed run sees exactly the batches and masks i
 
 import dataclasses
 import inspect
+import json
 import logging
 import math
 import os
@@ -93,8 +94,9 @@ class StoppedBySignal(KeyboardInterrupt):
         where = "twice during a step" if twice else "outside the training steps"
         super().__init__(
             f"{name} received {where}: stopped at once, and the run is unfinished (its final model, summary or "
-            "results may be missing). Nothing written before is damaged: run the same command again, with "
-            "--resume_from_checkpoint last if it saved a checkpoint"
+            "results may be missing). Nothing written before is damaged: run the same command again with "
+            "--resume_from_checkpoint last if it saved a checkpoint, else with --overwrite_output_dir (to start it "
+            "again) or another --output_dir"
         )
 
 
@@ -339,6 +341,8 @@ class Trainer:
     metrics_fn(batch, outputs) -> dict of floats (accuracies), averaged over each logging window.
     phase2_dataset / phase2_collate_fn: two-phase training; the last `phase2_ratio` of the steps
         train on these (e.g. 512-token examples after 128-token ones).
+    recipe: what else makes the batches, as the caller names it (pretraining: the objective and its options),
+        saved with each checkpoint; a resume with another recipe is refused, as one with another batch size is.
     """
 
     def __init__(
@@ -357,6 +361,7 @@ class Trainer:
         loss_fn: Callable[[nn.Module, dict], tuple[torch.Tensor, object]] | None = None,
         phase2_dataset: Sequence | None = None,
         phase2_collate_fn: Callable | None = None,
+        recipe: dict | None = None,
     ):
         if len(train_dataset) == 0:
             raise ValueError("train_dataset is empty; check the corpus or data file (it gave no examples)")
@@ -370,6 +375,7 @@ class Trainer:
             # A copy, so the caller's arguments stay as given.
             args = dataclasses.replace(args, metric_for_best_model="loss")
         self.args = args
+        self.recipe = recipe
         self.context: DistributedContext = setup(args.device)
         self.device = self.context.device
         self.output_dir = Path(args.output_dir)
@@ -777,6 +783,8 @@ class Trainer:
             "gradient_accumulation_steps": self.args.gradient_accumulation_steps,
             "world_size": self.context.world_size, "seed": self.args.seed,
             "train_examples": [len(d) for d in self.datasets], "optimizer": "(".join(chain) + ")" * (len(chain) - 1),
+            # as JSON gives it back from the checkpoint (tuples as lists), so that equal recipes compare equal
+            "recipe": json.loads(json.dumps(self.recipe)) if self.recipe is not None else None,
         }
 
     def check_resume_settings(self, saved: dict, checkpoint: Path) -> None:
@@ -787,10 +795,19 @@ class Trainer:
                  "phase2_batch_size": "--phase2_batch_size",
                  "gradient_accumulation_steps": "--gradient_accumulation_steps", "seed": "--seed",
                  "world_size": "the number of processes", "optimizer": "the optimizer (--optim, --prior_wd)",
-                 "train_examples": "the training examples (the corpus or data file, --max_seq_length, ...)"}
+                 "train_examples": "the training examples (the corpus or data file, --max_seq_length, ...)",
+                 "recipe": "the recipe of the batches"}
         now = self.run_settings()
-        differ = [f"{flags[k]}: {recorded[k]} then, {now[k]} now" for k in flags
-                  if k in recorded and recorded[k] != now[k]]
+        differ = []
+        for k in flags:
+            if k not in recorded or recorded[k] == now[k]:
+                continue
+            if isinstance(recorded[k], dict) and isinstance(now[k], dict):  # a recipe: the entries that differ
+                differ += [f"{name}: {recorded[k].get(name)} then, {now[k].get(name)} now"
+                           for name in sorted(set(recorded[k]) | set(now[k]), key=str)
+                           if recorded[k].get(name) != now[k].get(name)]
+            else:
+                differ.append(f"{flags[k]}: {recorded[k]} then, {now[k]} now")
         if differ:
             raise ValueError(f"{checkpoint} was saved by a run with other settings ({'; '.join(differ)}); its data "
                              "position and optimizer state mean nothing under these. Resume with the settings of "

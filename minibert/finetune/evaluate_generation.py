@@ -9,7 +9,6 @@ compared on the very same weights, and the run's own --num_beams repeats the run
 Prints the metrics as one JSON line (loss, exact_match, chrf, seconds).
 """
 
-import argparse
 import json
 import logging
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from minibert.engine.arguments import CommandLineParser
 from minibert.finetune.generative import (
     GenerationEvaluator,
     causal_lm_examples,
@@ -68,7 +68,7 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(prog="python -m minibert.finetune.evaluate_generation", description=__doc__)
     parser.add_argument("path", help="the output_dir of a train.py --task_type seq2seq / causal_lm run")
     parser.add_argument("--validation_file", help="default: the run's")
     parser.add_argument("--num_beams", type=int, default=1, help="1: greedy decoding (default), more: beam search")
