@@ -76,9 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one report
         return 0
     if not result.history and not result.metrics:  # no --validation_file: trained and saved, never measured
+        how = ("give each task a validation file: --multitask NAME=TRAIN,VALIDATION" if args.multitask
+               else "pass --validation_file to measure it")
         print(f"\nfinal model ({result.task.problem_type}"
               + (", the SWA average" if result.swa_is_final else ", the last step's")
-              + "): not evaluated (no validation file; pass --validation_file to measure it)")
+              + f"): not evaluated (no validation file; {how})")
         print(f"saved to {result.output_dir} in {result.seconds:.0f} s")
         return 0
     print("\nevaluations (validation set):")
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SWA average: {json.dumps({k: round(v, 4) for k, v in result.swa_metrics.items()})}")
     shown = {k: round(v, 4) for k, v in result.metrics.items()}
     which = ("the SWA average" if result.swa_is_final else
-             f"best step {result.best_step}" if result.best_step is not None else "the last step's")
+             f"best step {result.best_step}" if result.best_step is not None and training.load_best_model_at_end
+             else "the last step's")
     print(f"final model ({result.task.problem_type}, {which}): {json.dumps(shown)}")
     print(f"saved to {result.output_dir} in {result.seconds:.0f} s")
     return 0

@@ -604,7 +604,8 @@ def recorded_eval_start(run_dirs: list[Path]) -> dict:
         if not isinstance(summary, dict):
             raise ValueError(f"{path} is not a JSON object; restore it, or delete it to resume without the "
                              "start metrics it held")
-        return summary.get("eval_start", {})
+        # a start measure that was not finite is saved as null (strict JSON): back to NaN, a number the summary prints
+        return {k: math.nan if v is None else v for k, v in summary.get("eval_start", {}).items()}
     return {}
 
 

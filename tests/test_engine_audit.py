@@ -234,6 +234,10 @@ def test_an_undefined_evaluation_measure_is_written_as_null_and_the_plot_skips_i
     assert [r["eval_loss"] for r in evaluations] == [None, 0.5, None, 0.25]
     assert any(isinstance(r.get("eval_loss"), float) and np.isnan(r["eval_loss"]) for r in result.history)
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+    # the checkpoint's trainer_state.json (for reading; the resume reads the .pt) is strict JSON too
+    state = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text(),
+                       parse_constant=lambda name: pytest.fail(f"{name} in trainer_state.json"))
+    assert state["history"][1]["eval_loss"] is None
     # a resume rewrites metrics.jsonl from the saved history (where the NaN is kept): still strict JSON
     values = iter([0.75, 0.5])
     args = make_args(tmp_path, max_steps=8, eval_steps=2, save_steps=4, logging_steps=2,

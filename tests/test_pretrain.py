@@ -213,7 +213,7 @@ def test_refuses_another_runs_directory(tmp_path, corpus, tiny_config):
     pretrain(tmp_path, corpus, tiny_config, "mlm", steps=2)
     weights = (tmp_path / "run" / "model.safetensors").read_bytes()
     code, err = cli("--corpus", str(corpus), "--config_file", str(tiny_config), "--output_dir", str(tmp_path / "run"))
-    assert code == 1 and "already holds a training run" in err
+    assert code == 1 and "already holds a finished training run" in err and "--resume_from_checkpoint" not in err
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == weights
 
 

@@ -2,6 +2,7 @@
 nothing on disk is lost, and every bad file or argument gets one clear error naming it."""
 
 import json
+import math
 import os
 import re
 import shutil
@@ -525,3 +526,14 @@ def test_a_checkpoint_whose_optimizer_trained_other_parameters_is_named(tmp_path
     with pytest.raises(ValueError, match=r"checkpoint-2's optimizer holds \[\d+, \d+\] parameters per group and "
                                          r"this run trains \[\d+, \d+\].*--init_from"):
         Trainer(model, args, toy_dataset(), collate).train()
+
+
+def test_a_start_measure_that_was_not_finite_comes_back_as_a_number(tmp_path):
+    """The summary writes it as null (strict JSON); read back as None, the resumed run's last summary line
+    (f"{start[key]:.4f}") stopped with a TypeError after all its training."""
+    from minibert.pretraining import recorded_eval_start, write_summary
+
+    write_summary(tmp_path, {"eval_start": {"loss": math.inf, "mlm_accuracy": 0.1}})
+    start = recorded_eval_start([tmp_path])
+    assert math.isnan(start["loss"]) and start["mlm_accuracy"] == 0.1
+    assert f"{start['loss']:.4f}" == "nan"

@@ -205,7 +205,8 @@ def test_a_run_without_output_dir_never_replaces_an_earlier_run(checkpoint, tmp_
     for again in ([], ["--overwrite_output_dir", "false"]):
         assert train.main(command + ["--seed", "7", *again]) == 2
         err = capsys.readouterr().err
-        assert "already holds a training run" in err and "--overwrite_output_dir" in err and "--output_dir" in err
+        assert "already holds a finished training run" in err and "--overwrite_output_dir" in err
+        assert "--resume_from_checkpoint" not in err  # a finished run has nothing to continue
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == first
     assert train.main(command + ["--seed", "7", "--overwrite_output_dir"]) == 0  # asked for: replaced
     assert (run / "model.safetensors").read_bytes() != first["model.safetensors"]
@@ -555,3 +556,19 @@ def test_a_flag_is_taken_by_its_whole_name_and_a_misspelt_one_gets_a_suggestion(
             train.parse(argv)
         err = capsys.readouterr().err
         assert hint in err and "`python train.py --help` lists every flag" in err and "usage:" not in err
+
+
+def test_the_report_names_the_final_model_as_saved(checkpoint, tmp_path, capsys):
+    """With --load_best_model_at_end false the last step's model is saved, but the report named the best step
+    beside the last step's numbers; a --multitask run without validation was told to pass --validation_file,
+    which --multitask refuses."""
+    data = write_jsonl(tmp_path / "train.jsonl", rows(32, "single"))
+    common = ["--model_name_or_path", str(checkpoint), "--text_column", "sentence", "--max_steps", "4",
+              "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--disable_tqdm", "--device", "cpu",
+              "--plot_loss", "false"]
+    assert train.main(common + ["--train_file", data, "--validation_file", data, "--eval_steps", "1",
+                                "--load_best_model_at_end", "false", "--output_dir", str(tmp_path / "last")]) == 0
+    assert "final model (single_label_classification, the last step's): " in capsys.readouterr().out
+    assert train.main(common + ["--multitask", f"genre={data}", "--output_dir", str(tmp_path / "multi")]) == 0
+    assert "not evaluated (no validation file; give each task a validation file: --multitask NAME=TRAIN,VALIDATION)" \
+        in capsys.readouterr().out

@@ -58,7 +58,9 @@ class TrainingArguments:
     logging_steps: int = 10  # one JSON line in metrics.jsonl every this many optimizer steps
     logging_first_step: bool = False  # also log step 1 alone: the loss of the untrained model
     eval_steps: int | None = None  # call eval_fn every this many steps (and at the end); None: only at the end
-    save_steps: int = 500  # checkpoint every this many steps, at the end, and at each new best evaluation
+    # checkpoint every this many steps, at the end, and at each new best evaluation (when a best is tracked:
+    # --metric_for_best_model or --load_best_model_at_end)
+    save_steps: int = 500
     save_total_limit: int | None = 3  # keep the last K checkpoints, and the best on top if older; None: all
     metric_for_best_model: str | None = None  # key of eval_fn's dict; its best checkpoint is kept
     greater_is_better: bool | None = None  # default: False when the metric's name holds "loss" or "rmse", else True

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minibert.checkpoint import fsync, load_torch_file
+from minibert.checkpoint import finite_or_null, fsync, load_torch_file
 from minibert.engine.distributed import DistributedContext, barrier
 
 logger = logging.getLogger(__name__)
@@ -170,7 +170,8 @@ def save_checkpoint(
             {"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "trainer": trainer_state},
             temp / STATE_FILE,
         )
-        (temp / STATE_JSON).write_text(json.dumps(trainer_state, indent=2, default=str) + "\n")
+        (temp / STATE_JSON).write_text(json.dumps(finite_or_null(trainer_state), indent=2, default=str, allow_nan=False)
+                                       + "\n")  # for reading (jq); the .pt copy keeps NaN for the resume
         if on_save is not None:
             on_save(temp)
         verify_readable(temp)

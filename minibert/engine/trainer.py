@@ -265,6 +265,9 @@ def check_output_dir(args: TrainingArguments, resuming: bool) -> bool:
             raise ValueError(f"{output_dir} holds a run that stopped before its first checkpoint (its "
                              f"{METRICS_FILE} alone); pass --overwrite_output_dir to start it again, or another "
                              "--output_dir")
+        if any((output_dir / name).is_file() for name in SAVED_MODEL_FILES):  # its final model: nothing to continue
+            raise ValueError(f"{output_dir} already holds a finished training run (its final model is saved); pass "
+                             "--overwrite_output_dir to replace it, or another --output_dir")
         raise ValueError(
             f"{output_dir} already holds a training run; pass --resume_from_checkpoint last to continue it, "
             "--overwrite_output_dir to replace it, or another --output_dir"
