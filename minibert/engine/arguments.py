@@ -156,8 +156,9 @@ class CommandLineParser(argparse.ArgumentParser):
         hints = []
         if message.startswith("unrecognized arguments"):
             for flag in re.findall(r"--\w[\w-]*", message):
-                close = difflib.get_close_matches(flag.replace("-", "_").replace("__", "--", 1), known, n=1)
-                guess = FLAG_ALIASES.get(flag) if FLAG_ALIASES.get(flag) in known else (close or [None])[0]
+                spelt = "--" + flag[2:].replace("-", "_")  # --learning-rate: --learning_rate
+                close = difflib.get_close_matches(spelt, known, n=1)
+                guess = FLAG_ALIASES[flag] if FLAG_ALIASES.get(flag) in known else next(iter(close), None)
                 if guess:
                     hints.append(f"{flag}: did you mean {guess}?")
         self.exit(2, f"{self.prog}: error: {message}" + "".join(f"; {h}" for h in hints)
