@@ -456,6 +456,10 @@ def test_a_held_out_set_that_is_empty_or_cannot_make_pairs_is_said_so(tmp_path, 
     sop = build_objective("sop", tokenizer, 32)
     pairs = sop.examples(load_corpus(corpus))[:20]
     assert "20 sentence pairs (want >= 500)" in eval_warning(sop, pairs, ["A", "B"])
+    # where the cap on examples binds and the works are many, more works would add nothing: said so
+    capped = eval_warning(sop, pairs, [str(i) for i in range(20)], cap=20)
+    assert "already takes its most examples (20" in capped and "more works" not in capped
+    assert "more works" in eval_warning(sop, pairs, [str(i) for i in range(20)], cap=4000)
 
 
 def test_best_model_epochs_and_metric_flags_do_what_they_say(tmp_path, corpus, tiny_config):
@@ -613,3 +617,16 @@ def test_resuming_with_another_objective_or_masking_rate_is_refused_naming_them(
     resumed = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=4, resume_from_checkpoint="last",
                        objective_options={"mlm_probability": 0.15})  # the same recipe resumes
     assert resumed.train.global_step == 4
+
+
+def test_a_config_json_minibert_saved_is_taken_as_config_file_without_a_warning(tmp_path, caplog):
+    """The README's recipe (--config_file runs/pretrain-sop/config.json, edited) warned "left out model_type
+    (no field of the bert config)", though model_type was read and checked."""
+    from minibert.models.bert import BertConfig, BertForPreTraining
+    from minibert.pretraining import read_config_file
+
+    BertForPreTraining(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32)).save_pretrained(tmp_path)  # as pretrain.py writes it
+    with caplog.at_level("WARNING", logger="minibert.pretraining"):
+        config = read_config_file(str(tmp_path / "config.json"), "sop")
+    assert "left out" not in caplog.text and config["hidden_size"] == 16
