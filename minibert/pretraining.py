@@ -196,6 +196,7 @@ class PretrainingResult:
     passes: float = 0.0  # how many times training went over its examples (epochs)
     held_out_works: list[str] = field(default_factory=list)
     eval_warning: str | None = None  # why the held-out numbers are too noisy to read, if they are
+    resumed_from: str | None = None  # the checkpoint the run went on from, if it was resumed
 
 
 # -- pieces ---------------------------------------------------------------------------------------
@@ -842,6 +843,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         passes=data.passes,
         held_out_works=data.held_out_works,
         eval_warning=data.eval_warning,
+        resumed_from=str(trainer.resumed_from) if trainer.resumed_from is not None else None,
     )
 
 
@@ -854,6 +856,7 @@ def format_summary(result: PretrainingResult) -> str:
         f"pretrained {result.objective} for {result.train.global_step} steps in {result.train.seconds:.0f} s "
         f"({result.num_parameters:,} parameters, {result.num_examples} training examples, "
         f"{result.passes:.1f} passes over them)"
+        + (f", resumed from {result.resumed_from}" if result.resumed_from else "")  # (its seconds: this part's)
     ]
     skip = {"step", "epoch", "phase", "learning_rate", "grad_norm", "tokens_per_second", "data_wait_share"}
     rows = [("training", train[0], train[-1])] if train else []

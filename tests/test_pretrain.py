@@ -138,6 +138,8 @@ def test_resume_last_and_continue_from_a_checkpoint(tmp_path, corpus, tiny_confi
     resumed = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=6, save_steps=2, resume_from_checkpoint="last")
     assert [r["step"] for r in resumed.train.history if "loss" in r] == [1, 2, 3, 4, 5, 6]
     assert resumed.train.history[:4] == [r for r in first.train.history if "loss" in r][:4]
+    assert f"resumed from {tmp_path / 'run' / 'checkpoint-4'}" in format_summary(resumed).splitlines()[0]
+    assert "resumed from" not in format_summary(first)
     done = pretrain(tmp_path, corpus, tiny_config, "mlm", steps=6, save_steps=2, resume_from_checkpoint="last")
     assert "no step left to run" in format_summary(done) and " 0 tokens/s" not in format_summary(done)
     further = pretrain(tmp_path / "b", corpus, tiny_config, "wwm", steps=2, init_from=str(tmp_path / "run"))
