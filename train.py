@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: {stop}", file=sys.stderr)
         return stop.exit_code
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one report
         return 0
