@@ -145,6 +145,24 @@ def test_seq2seq_bart_end_to_end_with_beam_search(checkpoints, tmp_path, monkeyp
     assert limits[-1] == 24
 
 
+def test_a_re_decoding_writes_its_predictions_to_a_new_file_only(checkpoints, tmp_path):
+    run(checkpoints["bart"], tmp_path, "--num_beams", "2")
+    out = tmp_path / "out"
+    written = out / "generated_predictions.jsonl"
+    before = written.read_text()
+    # the run's own settings decode the same texts again, into the file asked for
+    assert evaluate_generation.main([str(out), "--num_beams", "2", "--predictions_file",
+                                     str(tmp_path / "again" / "beams.jsonl")]) == 0
+    assert (tmp_path / "again" / "beams.jsonl").read_text() == before
+    # greedy decoding into another file; the run's record is left as it was
+    evaluate_saved(out, num_beams=1, predictions_file=tmp_path / "greedy.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "greedy.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and set(rows[0]) == {"target", "prediction"} and written.read_text() == before
+    with pytest.raises(ValueError, match="already exists; name a new file"):
+        evaluate_saved(out, predictions_file=written)
+    assert written.read_text() == before
+
+
 def test_causal_lm_gpt2_end_to_end(checkpoints, tmp_path):
     rows = [{"source": r["source"] + " =>", "target": " " + r["target"]} for r in pairs(24)]
     result = run(checkpoints["gpt2"], tmp_path, "--task_type", "causal_lm", train_rows=rows, dev_rows=rows[:6])

@@ -2,11 +2,13 @@
 
     python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --num_beams 4
     python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --validation_file other.jsonl
+    python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --num_beams 4 --predictions_file beams.jsonl
 
 The columns, the task type, --max_seq_length and --generation_max_length come from the run's
 eval_results.json, the validation file too unless given; so greedy decoding and beam search are
 compared on the very same weights, and the run's own --num_beams repeats the run's own numbers.
-Prints the metrics as one JSON line (loss, exact_match, chrf, seconds).
+Prints the metrics as one JSON line (loss, exact_match, chrf, seconds); --predictions_file also writes
+every output beside its target, one JSON line each, as train.py's generated_predictions.jsonl.
 """
 
 import json
@@ -32,8 +34,15 @@ from minibert.tokenizer import load_tokenizer
 
 
 def evaluate_saved(path: str | Path, validation_file: str | None = None, num_beams: int = 1,
-                   batch_size: int = 64, max_new_tokens: int | None = None) -> dict:
+                   batch_size: int = 64, max_new_tokens: int | None = None,
+                   predictions_file: str | Path | None = None) -> dict:
+    """predictions_file: where to write {"target", "prediction"} per example (a new file: never overwritten)."""
     path = Path(path)
+    if predictions_file is not None and Path(predictions_file).exists():
+        # checked before decoding, which can take minutes; the run's own generated_predictions.jsonl is
+        # the final model's record and must survive a re-decoding with other settings
+        raise ValueError(f"--predictions_file {predictions_file} already exists; name a new file (it is "
+                         "never overwritten)")
     record_file = path / "eval_results.json"
     if not record_file.is_file():
         raise ValueError(f"{path} has no eval_results.json; pass the output_dir of a train.py --task_type seq2seq "
@@ -63,6 +72,11 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
                                     input_pad_token_id(source_tokenizer or tokenizer))
     start = time.perf_counter()
     metrics = evaluator(model)
+    if predictions_file is not None:
+        lines = [json.dumps({"target": e["target"], "prediction": p}, ensure_ascii=False)
+                 for e, p in zip(examples, evaluator.predictions, strict=True)]
+        Path(predictions_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(predictions_file).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {**metrics, "num_beams": num_beams, "examples": len(examples), "seconds": time.perf_counter() - start}
 
 
@@ -74,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_beams", type=int, default=1, help="1: greedy decoding (default), more: beam search")
     parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
     parser.add_argument("--generation_max_length", type=int, help="new tokens at most (default: the run's)")
+    parser.add_argument("--predictions_file", help="write each output beside its target here, one JSON line each "
+                        "(a new file)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         metrics = evaluate_saved(args.path, args.validation_file, args.num_beams, args.per_device_eval_batch_size,
-                                 args.generation_max_length)
+                                 args.generation_max_length, args.predictions_file)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
