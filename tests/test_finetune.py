@@ -1,5 +1,6 @@
 """Fine-tuning tricks: each test would fail if its trick were broken."""
 
+import logging
 import math
 from types import SimpleNamespace
 
@@ -135,6 +136,25 @@ def test_fgm_skips_zero_or_nonfinite_norm(bad):
     calls = []
     assert not fgm.step(lambda: calls.append(1), lambda loss: None)
     assert calls == [] and fgm.skipped == 1 and torch.equal(emb.detach(), before)
+
+
+@pytest.mark.parametrize("attack", [FGM, PGD])
+def test_skipped_attacks_are_said_at_the_end_of_training(attack, caplog):
+    model = tiny_model()
+    emb = model.bert.embeddings.word_embeddings.weight
+    adversary = attack(model)
+    trainer = SimpleNamespace(args=SimpleNamespace(gradient_accumulation_steps=1), backward=lambda loss: None,
+                              compute_loss=lambda batch: (None,))
+    emb.grad = torch.zeros_like(emb)
+    adversary.on_backward_end(trainer, {})
+    emb.grad = None
+    adversary.on_backward_end(trainer, {})
+    with caplog.at_level(logging.WARNING, logger="minibert.finetune.adversarial"):
+        adversary.on_train_end(trainer)
+    assert f"{adversary.flag}: 2 of 2 micro-batches had no usable embedding gradient" in caplog.text
+    caplog.clear()
+    attack(model).on_train_end(trainer)  # nothing skipped: nothing said
+    assert caplog.text == ""
 
 
 def test_pgd_stays_in_epsilon_ball_and_restores():

@@ -62,6 +62,7 @@ class FGM:
         self.params = find_embedding_parameters(model, emb_name)
         self.backup: dict[str, torch.Tensor] = {}
         self.skipped = 0  # attacks skipped because the gradient norm was zero or not finite
+        self.attempts = 0  # micro-batches that tried one (the run's end says how many were skipped)
         # the embeddings' gradient left by this optimizer step's earlier micro-batches (accumulation)
         self.earlier: dict[str, torch.Tensor] = {}
 
@@ -104,12 +105,19 @@ class FGM:
         return True
 
     def on_backward_end(self, trainer, batch) -> None:
+        self.attempts += 1
         self.step(lambda: trainer.compute_loss(batch)[0], trainer.backward)
         if trainer.args.gradient_accumulation_steps > 1:  # the next micro-batch attacks with its own gradient
             self.earlier = {n: p.grad.detach().clone() for n, p in self.params.items() if p.grad is not None}
 
     def on_step_end(self, trainer) -> None:
         self.earlier = {}  # the optimizer step zeroed the gradients
+
+    def on_train_end(self, trainer) -> None:
+        if self.skipped:  # those micro-batches trained on the clean loss alone
+            logger.warning("%s: %d of %d micro-batches had no usable embedding gradient (zero or not finite, as "
+                           "after an fp16 overflow) and trained without the adversarial loss", self.flag,
+                           self.skipped, self.attempts)
 
     def on_train_begin(self, trainer) -> None:
         world, accumulation = trainer.context.world_size, trainer.args.gradient_accumulation_steps
