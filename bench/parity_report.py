@@ -26,6 +26,8 @@ CLASSES = [
     ("RobertaModel", mb.RobertaModel, {}),
     ("RobertaForMaskedLM", mb.RobertaForMaskedLM, {}),
     ("RobertaForSequenceClassification", mb.RobertaForSequenceClassification, {}),
+    ("RobertaForTokenClassification", mb.RobertaForTokenClassification, {}),
+    ("RobertaForQuestionAnswering", mb.RobertaForQuestionAnswering, {"num_labels": 2}),
 ]
 VOCAB = 99
 

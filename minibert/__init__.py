@@ -19,7 +19,9 @@ from minibert.models.bert import (
     BertModel,
     RobertaConfig,
     RobertaForMaskedLM,
+    RobertaForQuestionAnswering,
     RobertaForSequenceClassification,
+    RobertaForTokenClassification,
     RobertaModel,
 )
 from minibert.models.electra import ElectraForPreTraining
@@ -50,7 +52,9 @@ __all__ = [
     "ElectraForPreTraining",
     "RobertaConfig",
     "RobertaForMaskedLM",
+    "RobertaForQuestionAnswering",
     "RobertaForSequenceClassification",
+    "RobertaForTokenClassification",
     "RobertaModel",
     "Tokenizer",
     "Whitening",

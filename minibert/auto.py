@@ -22,7 +22,8 @@ FAMILIES: dict[str, tuple[type[PreTrainedModel], dict[str, type[PreTrainedModel]
         bert.BertModel, bert.BertForPreTraining, bert.BertForMaskedLM, bert.BertForSequenceClassification,
         bert.BertForTokenClassification, bert.BertForQuestionAnswering)}),
     "roberta": (bert.RobertaModel, {cls.__name__: cls for cls in (
-        bert.RobertaModel, bert.RobertaForMaskedLM, bert.RobertaForSequenceClassification)}),
+        bert.RobertaModel, bert.RobertaForMaskedLM, bert.RobertaForSequenceClassification,
+        bert.RobertaForTokenClassification, bert.RobertaForQuestionAnswering)}),
     "gpt2": (gpt.GPT2Model, {cls.__name__: cls for cls in (
         gpt.GPT2Model, gpt.GPT2LMHeadModel, gpt.GPT2ForSequenceClassification)}),
     "bart": (bart.BartModel, {cls.__name__: cls for cls in (

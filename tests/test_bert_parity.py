@@ -30,6 +30,8 @@ CLASSES = [
     (mb.RobertaModel, "RobertaModel", "roberta"),
     (mb.RobertaForMaskedLM, "RobertaForMaskedLM", "roberta"),
     (mb.RobertaForSequenceClassification, "RobertaForSequenceClassification", "roberta"),
+    (mb.RobertaForTokenClassification, "RobertaForTokenClassification", "roberta"),
+    (mb.RobertaForQuestionAnswering, "RobertaForQuestionAnswering", "roberta"),
 ]
 
 

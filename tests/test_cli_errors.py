@@ -154,7 +154,7 @@ def test_embed_and_the_classifier_refuse_an_out_of_range_layer(checkpoints):
 HF_UNSUPPORTED = [
     ("BertConfig", "BertForNextSentencePrediction", "BertModel", "BertForMaskedLM"),
     ("BertConfig", "BertForMultipleChoice", "BertModel", "BertForQuestionAnswering"),
-    ("RobertaConfig", "RobertaForTokenClassification", "RobertaModel", "RobertaForSequenceClassification"),
+    ("RobertaConfig", "RobertaForMultipleChoice", "RobertaModel", "RobertaForTokenClassification"),
 ]
 
 

@@ -554,6 +554,62 @@ class RobertaForSequenceClassification(BertPreTrainedModel):
                                         attentions=out.attentions)
 
 
+class RobertaForTokenClassification(BertPreTrainedModel):
+    """BertForTokenClassification under RoBERTa's names: dropout(h_t) -> linear for every token t."""
+
+    config_class = RobertaConfig
+    base_model_prefix = "roberta"
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
+        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                           output_attentions)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, C)
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                     attentions=out.attentions)
+
+    def loss_items(self, batch: dict) -> int:
+        """How many terms the loss averages: the engine weighs accumulated micro-batches by it."""
+        return labelled_count(batch["labels"])
+
+
+class RobertaForQuestionAnswering(BertPreTrainedModel):
+    """BertForQuestionAnswering under RoBERTa's names: a start and an end logit for every token."""
+
+    config_class = RobertaConfig
+    base_model_prefix = "roberta"
+
+    def __init__(self, config: RobertaConfig):
+        if config.unpad:
+            raise ValueError("unpad=True cannot run extractive QA exactly: its span softmax reads every position, "
+                             "padding included (as Hugging Face's), and unpadding leaves padded positions at zeros; "
+                             "leave unpad out")
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                start_positions=None, end_positions=None, output_hidden_states=False,
+                output_attentions=False) -> QuestionAnsweringOutput:
+        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                           output_attentions)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_extraction_loss(start_logits, end_logits, start_positions, end_positions)
+        return QuestionAnsweringOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                       hidden_states=out.hidden_states, attentions=out.attentions)
+
+
 # --------------------------------------------------------------------------------------------
 # Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
 # --------------------------------------------------------------------------------------------
@@ -590,15 +646,20 @@ BertPreTrainedModel.weight_map = WeightMap(
 )
 
 # RoBERTa's classes share one table: same encoder names, RoBERTa's head names.
-RobertaModel.weight_map = RobertaForMaskedLM.weight_map = RobertaForSequenceClassification.weight_map = WeightMap(
+ROBERTA_WEIGHTS = WeightMap(
     base=_ENCODER,
     heads=(
         *weight_and_bias("lm_head.dense", "lm_head.dense"),
         *weight_and_bias("lm_head.layer_norm", "lm_head.layer_norm"),
         ("lm_head.bias", "lm_head.bias"),
-        *weight_and_bias("classifier.dense", "classifier.dense"),
+        *weight_and_bias("classifier.dense", "classifier.dense"),  # sequence classification's head
         *weight_and_bias("classifier.out_proj", "classifier.out_proj"),
+        *weight_and_bias("classifier", "classifier"),  # token classification's
+        *weight_and_bias("qa_outputs", "qa_outputs"),
     ),
     dropped=(*_BUFFERS, r"lm_head\.decoder\.(weight|bias)"),
     aliases=(("lm_head.decoder.bias", "lm_head.bias"),),
 )
+for _roberta_class in (RobertaModel, RobertaForMaskedLM, RobertaForSequenceClassification,
+                       RobertaForTokenClassification, RobertaForQuestionAnswering):
+    _roberta_class.weight_map = ROBERTA_WEIGHTS
