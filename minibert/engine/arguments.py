@@ -129,7 +129,8 @@ def parse_bool(text: str) -> bool:
 
 
 def _optional(kind):
-    """A parser for an `int | None` flag: "None" (what --help shows as its default) means None."""
+    """A parser for an `int | None` flag (float, str, bool too): "None" (what --help shows as its default) means
+    None."""
     def parse(text: str):
         return None if text.lower() == "none" else kind(text)
     parse.__name__ = kind.__name__  # argparse names the type in its error message
@@ -179,14 +180,20 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TrainingArguments, defaul
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         help_text = f"{comments.get(f.name, '')} (default: {default})".replace("%", "%%")
         options = {"default": default, "help": help_text}
+        # An optional flag (`X | None`) takes "None", the default --help shows, as None: only int ones did, so
+        # `--torch_compile_backend None` compiled with a backend named "None", and `--llrd None` was refused
+        optional = kind.endswith("| None")
         if kind.startswith("bool"):
-            options.update(type=parse_bool, nargs="?", const=True, metavar="true|false")
+            options.update(type=_optional(parse_bool) if optional else parse_bool, nargs="?", const=True,
+                           metavar="true|false")
         elif kind == "dict":
             options.update(type=json.loads, metavar="JSON")
         elif kind.startswith("int"):
-            options.update(type=_optional(int) if "None" in kind else int)
+            options.update(type=_optional(int) if optional else int)
         elif kind.startswith("float"):
-            options.update(type=float)
+            options.update(type=_optional(float) if optional else float)
+        elif kind == "str | None":
+            options.update(type=_optional(str))
         if f.name == "lr_scheduler_type":
             options["choices"] = SCHEDULER_TYPES
         if f.name == "device":
@@ -201,10 +208,24 @@ def from_namespace(namespace: argparse.Namespace, cls=TrainingArguments):
 
 
 def _field_comments(cls) -> dict[str, str]:
-    """The `# comment` after each field in the class source: the help text of its flag."""
+    """The `# comment` after each field in the class source, else the comment lines right above it (a field
+    whose comment is too long for its line: --save_steps, --phase2_ratio, --dataloader_drop_last had no help):
+    the help text of its flag. A section title (`# -- logging ---`) is no field's comment."""
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):
         return {}
-    found = re.findall(r"^\s+(\w+): [^=]+=.*?#\s*(.+)$", source, flags=re.MULTILINE)
-    return {name: text.strip() for name, text in found}
+    comments, above = {}, []
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above = [] if re.fullmatch(r"# -- .*-{3,}", stripped) else above + [stripped.lstrip("#").strip()]
+            continue
+        field_line = re.match(r"^\s+(\w+): [^=]+=(.*?)(?:#\s*(.+))?$", line)
+        if field_line:
+            name, _, after = field_line.groups()
+            text = after.strip() if after else " ".join(above)
+            if text:
+                comments[name] = text
+        above = []
+    return comments

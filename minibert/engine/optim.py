@@ -21,7 +21,13 @@ def build_optimizer(
     groups = (
         param_groups if param_groups is not None else default_param_groups(model, args.learning_rate, args.weight_decay)
     )
-    if not groups:
+    # Each group's parameters as a list: torch.optim takes any iterable (`model.encoder.parameters()`, as its docs
+    # show), and a generator read once here to find the device reached AdamW without its first parameter, which
+    # then never trained
+    groups = [{**g, "params": [g["params"]] if torch.is_tensor(g["params"]) else list(g["params"])} for g in groups]
+    if not any(g["params"] for g in groups):  # (groups given, all empty, stopped below with a bare StopIteration)
+        if param_groups is not None:
+            raise ValueError("param_groups hold no parameter; put the parameters to train in their \"params\"")
         raise ValueError("the model has no trainable parameters; unfreeze some (requires_grad=True) before training")
     on_cuda = next(p for g in groups for p in g["params"]).is_cuda
     return torch.optim.AdamW(

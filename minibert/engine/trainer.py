@@ -241,6 +241,15 @@ def _unbatched(item):
     return item
 
 
+def _plain_number(value):
+    """A one-element tensor or a NumPy scalar as the Python number it holds, as Hugging Face's Trainer does with
+    evaluation metrics (denumpify_detensorize): an eval_fn returning `loss_sum / count` as a tensor, or a NumPy
+    float32, stopped the run at its first evaluation ("Object of type Tensor is not JSON serializable")."""
+    if (torch.is_tensor(value) and value.numel() == 1) or isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _repeat(items: list, count: int) -> list:
     """The first `count` of items, cycling when there are fewer."""
     return [items[i % len(items)] for i in range(count)]
@@ -710,7 +719,7 @@ class Trainer:
             return {}
         self.model.eval()
         with torch.no_grad():
-            metrics = self.eval_fn(self.model)
+            metrics = {k: _plain_number(v) for k, v in self.eval_fn(self.model).items()}
         self.wrapped.train()
         record = {
             "step": self.state.global_step,
@@ -881,8 +890,6 @@ class Trainer:
                     first = step == 1 and self.args.logging_first_step
                     if step % self.args.logging_steps == 0 or done or first:
                         logged = record = self._log(window)
-                    if bar is not None:
-                        bar.update(logged)
                     saved = False
                     eval_due = (self.args.eval_steps and step % self.args.eval_steps == 0) or done
                     if self.eval_fn is not None and eval_due:
@@ -904,6 +911,15 @@ class Trainer:
                                 self.state.best_metric = float(metrics[key])
                                 self.save_checkpoint(best=True)
                                 saved = True
+                    if self.should_stop and not done:
+                        # set during the evaluation (an on_evaluate callback: early stopping): this step is the last
+                        # one, closed as any last step is, with its log line and a checkpoint (it ended the run
+                        # with the window since the last line unlogged, and no checkpoint unless one was due)
+                        done = True
+                        if logged is None:
+                            logged = record = self._log(window)
+                    if bar is not None:
+                        bar.update(logged)
                     if not saved and (step % self.args.save_steps == 0 or done):
                         self.save_checkpoint()
                         saved = True
