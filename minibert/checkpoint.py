@@ -251,12 +251,14 @@ def shard_files(path: Path, index: str) -> list[Path]:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint directory: single file or shards, safetensors preferred."""
+    """All tensors of a checkpoint directory: single file or shards, safetensors preferred, in transformers'
+    order (model.safetensors, its shards, pytorch_model.bin, its shards). A directory can hold two saves:
+    transformers never removes an earlier save's pytorch_model.bin when it writes safetensors shards, and
+    reading that .bin first loaded the old weights where Hugging Face loads the new ones."""
     path = Path(path)
-    for single in (SAFE_WEIGHTS_NAME, TORCH_WEIGHTS_NAME):
+    for single, index in ((SAFE_WEIGHTS_NAME, SAFE_INDEX_NAME), (TORCH_WEIGHTS_NAME, TORCH_INDEX_NAME)):
         if (path / single).is_file():
             return _load_file(path / single)
-    for index in (SAFE_INDEX_NAME, TORCH_INDEX_NAME):
         if (path / index).is_file():
             state: dict[str, torch.Tensor] = {}
             for shard in shard_files(path, index):

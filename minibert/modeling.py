@@ -51,7 +51,8 @@ from minibert.nn.attention import ATTN_IMPLEMENTATIONS
 
 logger = logging.getLogger(__name__)
 
-# Keys of config.json that describe the file rather than the model; kept out of our dataclasses.
+# Fields that choose how this run computes (attention kernel, unpadding, sparse MLM head), not what the model is:
+# read from config.json when it has them, never written to it.
 _RUNTIME_ONLY = ("attn_implementation", "unpad", "sparse_mlm")
 PROBLEM_TYPES = (None, *losses.PROBLEM_TYPES)  # None: inferred from the labels at each call
 
@@ -218,6 +219,12 @@ def store_linear_weights_input_major(model: nn.Module) -> None:
             module.weight.data = module.weight.data.t().contiguous().t()
 
 
+def _first(keys: list[str], shown: int = 10) -> str:
+    """A list of key names as Python writes it, cut after `shown` names: a checkpoint that fits nothing (a whole
+    model under another prefix) otherwise gave a message of every key, 19,000 characters for a 12-layer BERT."""
+    return str(keys) if len(keys) <= shown else f"{str(keys[:shown])[:-1]}, ... {len(keys) - shown} more]"
+
+
 class PreTrainedModel(nn.Module):
     """Hugging Face checkpoints in and out, weight initialisation, gradient checkpointing.
 
@@ -350,10 +357,14 @@ class PreTrainedModel(nn.Module):
         fresh = [k for k in missing if self._is_optional(k)]
         required = [k for k in missing if not self._is_optional(k)]
         if unexpected or required:
+            wrapper = self._wrapper_prefix(unexpected)
+            fix = (f"Every unexpected key starts with {wrapper!r}, the name of a wrapper (DistributedDataParallel's "
+                   "module., torch.compile's _orig_mod.): save the wrapped model's own state_dict(), or strip "
+                   "the prefix" if wrapper else
+                   "Check that the checkpoint's model_type matches this class (or use minibert.load_pretrained)")
             raise ValueError(
                 f"checkpoint does not fit {type(self).__name__}: "
-                f"missing keys {required}; unexpected keys {unexpected}. "
-                "Check that the checkpoint's model_type matches this class (or use minibert.load_pretrained)"
+                f"missing keys {_first(required)}; unexpected keys {_first(unexpected)}. {fix}"
             )
         self.load_state_dict(ours, strict=False)
         # Warnings, as Hugging Face's: a head left random (a misspelt key included) must be trained, and
@@ -369,6 +380,17 @@ class PreTrainedModel(nn.Module):
         self.loading_info = {"newly_initialized": fresh, "ignored": other_heads, "mismatched": mismatched}
         return self.loading_info
 
+    def _wrapper_prefix(self, unexpected: list[str]) -> str | None:
+        """The one first name ('module.') of every unexpected key, when the keys without it are weights this
+        model knows: a state dict saved through a wrapper, whose every key was otherwise listed as unknown."""
+        firsts = {key.split(".", 1)[0] for key in unexpected}
+        if len(firsts) != 1 or not all("." in key for key in unexpected):
+            return None
+        prefix = f"{firsts.pop()}."
+        bodies = [self._split_prefix(normalize_legacy_key(key[len(prefix):]))[0] for key in unexpected]
+        known = any(self.weight_map.to_ours(body) is not None for body in bodies)
+        return prefix if known else None
+
     ignore_mismatched_heads = False  # set by from_pretrained(ignore_mismatched_sizes=True)
 
     @classmethod
@@ -376,7 +398,9 @@ class PreTrainedModel(nn.Module):
         """Build the model from a local Hugging Face directory and load its weights (eval mode).
         ignore_mismatched_sizes (Hugging Face's name): a *task head* whose shape differs from the config's
         (a classifier of 3 labels for a task of 2) starts afresh, with a warning; the base model's
-        weights must still fit."""
+        weights must still fit. The parameters are float32 whatever the checkpoint's dtype: a float16 or
+        bfloat16 checkpoint gives the outputs of Hugging Face's model loaded with dtype=torch.float32
+        (`.to(torch.bfloat16)` afterwards runs in that dtype)."""
         check_config_keywords(cls.config_class, config_overrides, f"{cls.__name__}.from_pretrained")
         config = cls.config_class.from_dict(read_config_dict(path), **config_overrides)
         model = cls(config)
@@ -397,9 +421,22 @@ class PreTrainedModel(nn.Module):
         beside_base.json or new_encoder/front.json (load_finetuned would rebuild that output, and
         load_pretrained refuse this model; train.py --overwrite_output_dir saves over such a directory)."""
         path = Path(path)
+        file = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if file is not None:  # mkdir said only "File exists" / "Not a directory"
+            where = "is a file" if file == path else f"sits under {file}, which is a file"
+            raise ValueError(f"save_pretrained: {path} {where}; a model is saved as a directory (config.json + "
+                             "model.safetensors): pass a directory path")
         path.mkdir(parents=True, exist_ok=True)
         self.config.architectures = [type(self).__name__]
-        writes = [(path / SAFE_WEIGHTS_NAME, state_dict_writer(self.hf_state_dict())),
+        state = self.hf_state_dict()
+        # config.json's dtype (torch_dtype before transformers 5) names the weights' dtype, and transformers 5
+        # loads in it by default: kept as read from a bfloat16 checkpoint, it made Hugging Face load these
+        # float32 weights (from_pretrained loads into float32) in bfloat16. Written only where the config has it.
+        saved = next((tensor.dtype for tensor in state.values() if tensor.is_floating_point()), None)
+        for key in ("dtype", "torch_dtype"):
+            if key in self.config.extra and saved is not None:
+                self.config.extra[key] = str(saved).removeprefix("torch.")
+        writes = [(path / SAFE_WEIGHTS_NAME, state_dict_writer(state)),
                   (path / CONFIG_NAME, json_writer(self.config.to_dict()))]
         if self.generation_config is not None:
             writes.append((path / GENERATION_CONFIG_NAME, json_writer(self.generation_config)))

@@ -154,7 +154,7 @@ def save_checkpoint(
     context: DistributedContext,
     on_save: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write checkpoint-<step> atomically (every rank calls this; rank 0 writes all but its own RNG)."""
+    """Write checkpoint-<step> atomically (every rank calls this: each writes its own RNG state, rank 0 the rest)."""
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     temp = output_dir / f"{TEMP_PREFIX}{step}"
     if context.is_main:
