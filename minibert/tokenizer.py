@@ -47,16 +47,20 @@ class Tokenizer:
     `kind` is "wordpiece" or "bytelevel_bpe"; it decides how words are found for whole-word masking.
     Unlike Hugging Face's, `encode(text)` adds no special tokens and `decode(ids)` leaves them out unless
     asked (add_special_tokens=True, skip_special_tokens=False).
+    `clean_up_tokenization_spaces` (tokenizer_config.json's setting): a WordPiece tokenizer's decoded text
+    loses the spaces before punctuation and contractions ("it ' s" -> "it's"), as in transformers.
     """
 
     def __init__(self, backend: Backend, special_tokens: dict[str, str], kind: str,
-                 model_max_length: int | None = None, do_lower_case: bool | None = None):
+                 model_max_length: int | None = None, do_lower_case: bool | None = None,
+                 clean_up_tokenization_spaces: bool = False):
         if kind not in KINDS:
             raise ValueError(f"unknown tokenizer kind {kind!r}; use one of {KINDS}")
         self.backend = backend
         self.kind = kind
         self.model_max_length = model_max_length
         self.do_lower_case = do_lower_case
+        self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         vocab = backend.get_vocab(with_added_tokens=True)
         self.special_tokens = {k: v for k, v in special_tokens.items() if k in SPECIAL_KEYS and v in vocab}
         for token in set(self.special_tokens.values()) - {str(t) for t in backend.get_added_tokens_decoder().values()}:
@@ -121,7 +125,10 @@ class Tokenizer:
         """Token ids -> text. Special tokens are dropped by default (Hugging Face keeps them by default)."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
-        return self.backend.decode([i for i in ids if i >= 0], skip_special_tokens=skip_special_tokens)
+        text = self.backend.decode([i for i in ids if i >= 0], skip_special_tokens=skip_special_tokens)
+        # transformers cleans up after WordPiece only: after byte-level BPE, whose text comes back exact, the
+        # same replacements would take away real spaces ("a , b" -> "a, b")
+        return clean_up_tokenization(text) if self.clean_up_tokenization_spaces and self.kind == "wordpiece" else text
 
     def batch_decode(self, sequences: Sequence[Sequence[int]] | torch.Tensor, skip_special_tokens: bool = True
                      ) -> list[str]:
@@ -255,7 +262,7 @@ class Tokenizer:
             tokenizer_class = "RobertaTokenizer" if framed else "GPT2Tokenizer"
         config = {"tokenizer_class": tokenizer_class, **self.special_tokens,
                   "model_max_length": self.model_max_length or 1_000_000_000_000_000_019_884_624_838_656,
-                  "clean_up_tokenization_spaces": False}
+                  "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
         if self.do_lower_case is not None:
             config["do_lower_case"] = self.do_lower_case
         normalizer = json.loads(self.backend.to_str()).get("normalizer") or {}
@@ -271,6 +278,14 @@ class Tokenizer:
                                                     encoding="utf-8")
         (path / "special_tokens_map.json").write_text(json.dumps(self.special_tokens, indent=2, ensure_ascii=False)
                                                       + "\n", encoding="utf-8")
+
+
+def clean_up_tokenization(text: str) -> str:
+    """transformers' clean-up of decoded text (`clean_up_tokenization`): no space before . ? ! , and in
+    contractions, where WordPiece's decoder puts one between every two words."""
+    return (text.replace(" .", ".").replace(" ?", "?").replace(" !", "!").replace(" ,", ",").replace(" ' ", "'")
+            .replace(" n't", "n't").replace(" 'm", "'m").replace(" 's", "'s").replace(" 've", "'ve")
+            .replace(" 're", "'re"))
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -479,7 +494,11 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     max_len = config.get("model_max_length")
     # transformers' "no limit" is a huge number; 0 or less is no limit either (it was refused at every call)
     max_len = max_len if isinstance(max_len, int) and 0 < max_len < 1_000_000 else None
-    return Tokenizer(backend, specials, kind, model_max_length=max_len, do_lower_case=lowercase)
+    # read, it was left out: a BERT tokenizer whose config says true (what transformers 4 saved by default)
+    # decoded "it ' s" where transformers gives "it's"
+    clean_up = _config_flag(config, "clean_up_tokenization_spaces", False)
+    return Tokenizer(backend, specials, kind, model_max_length=max_len, do_lower_case=lowercase,
+                     clean_up_tokenization_spaces=clean_up)
 
 
 # -- training --------------------------------------------------------------------------------

@@ -42,6 +42,12 @@ CORPUS_SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + TABLE_SUFFIXES
 # A CSV/TSV cell may be a whole document, far over csv's default limit of 131,072 characters; 2**31 - 1
 # is the largest limit every platform takes (a C long is 32 bits on Windows).
 CSV_FIELD_LIMIT = 2**31 - 1
+# A document of a text file past this size almost surely means a file without blank lines (one document per
+# line, as Hugging Face `datasets`' text loader reads a file): all of it one document, held in memory whole
+# (a 12 MB file of that kind took 222 MB to prepare, one with blank lines 28 MB). Said once per file.
+LARGE_DOCUMENT_BYTES = 16 << 20
+_warned_large: set[str] = set()
+_warned_shadowed: set[str] = set()  # shipped names that are also a path here (said once)
 
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "prof", "mt"}
 # A sentence ends at . ! ? (and any closing quotes/brackets) followed by whitespace, or at 。！？
@@ -92,19 +98,34 @@ def join_sentences(sentences: list[str]) -> str:
 
 
 def _suffix(path: Path) -> str:
-    """The format suffix, under a .gz: "a.jsonl.gz" -> ".jsonl"."""
-    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+    """The format suffix, under a .gz, in lower case: "a.jsonl.gz" -> ".jsonl", "B.TXT" -> ".txt". Any case, as
+    the fine-tuning files' reader takes it: "B.TXT" in a corpus directory was passed over without a word, and
+    "rows.CSV" or "lines.JSONL" named on its own was read as plain text, its header and JSON one document."""
+    return Path(path.stem).suffix.lower() if _gzipped(path) else path.suffix.lower()
+
+
+def _gzipped(path: Path) -> bool:
+    """Whether a file is gzip by its name: "a.txt.gz" or "a.txt.GZ"."""
+    return path.suffix.lower() == ".gz"
 
 
 def _not_utf8(file, data: bytes, error: UnicodeDecodeError, offset: int = 0, line: int = 1,
               sample: bytes | None = None) -> ValueError:
     """The error for a file that is not UTF-8: where the first bad byte is, and how to re-save the file.
     `data` is the part of the file that starts at byte `offset`, on line `line`; `sample`, the file's
-    first bytes, tells a Chinese encoding (default: `data`)."""
+    first bytes, tells a UTF-16/UTF-32 byte-order mark or a Chinese encoding (default: `data`)."""
     at = offset + error.start
     line += data[: error.start].count(b"\n")
-    chinese = _chinese_encodings(data if sample is None else sample)
-    if len(chinese) == 1:
+    sample = data if sample is None else sample
+    # UTF-16 is what Windows calls "Unicode" (Notepad, PowerShell 5's `>`): `iconv -f latin1` made of it a
+    # copy with a NUL byte after every letter, which loads without an error
+    wide = next((name for name, bom in (("utf-32", codecs.BOM_UTF32_LE), ("utf-32", codecs.BOM_UTF32_BE),
+                                         ("utf-16", codecs.BOM_UTF16_LE), ("utf-16", codecs.BOM_UTF16_BE))
+                 if sample.startswith(bom)), None)
+    chinese = [] if wide else _chinese_encodings(sample)
+    if wide:
+        how = f"`iconv -f {wide} -t utf-8 {file} > utf8_copy` (it starts with a {wide.upper()} byte-order mark)"
+    elif len(chinese) == 1:
         how = f"`iconv -f {chinese[0]} -t utf-8 {file} > utf8_copy` (its bytes read as {chinese[0]}: Chinese text)"
     elif chinese:  # both read: GBK bytes and Big5 bytes can each pass for the other
         how = (f"`iconv -f gb18030 -t utf-8 {file} > utf8_copy` (its bytes read as Chinese text in GB18030/GBK and "
@@ -147,7 +168,7 @@ def decode_utf8(data: bytes, file: str | os.PathLike) -> str:
 def read_lines(file: Path) -> Iterator[tuple[int, str, int]]:
     """(line number, line, its size in bytes) of a file, gzipped or not, read as a stream: a corpus
     larger than memory is never held whole. UTF-8 is checked line by line (decode_utf8's rule)."""
-    opener = gzip.open if file.suffix == ".gz" else open
+    opener = gzip.open if _gzipped(file) else open
     offset = 0
     with opener(file, "rb") as f:
         try:
@@ -173,7 +194,13 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
     (sorted by name). In a directory, hidden names (".") and what is not a file are passed over, as
     `datasets` does: macOS's `._notes.txt` beside `notes.txt` (binary metadata, mostly NUL bytes, that
     decodes as UTF-8) was read as a work of its own, and an editor's lock `.#notes.txt` (a dangling link)
-    or a folder named `old.txt` stopped the run with a traceback. A file named on its own is read."""
+    or a folder named `old.txt` stopped the run with a traceback. A file named on its own is read.
+    A shipped name wins over a file or directory of that name here, with a warning (it was read instead
+    without a word): `./shakespeare` names the directory."""
+    if str(path) in SHIPPED and Path(path).exists() and str(path) not in _warned_shadowed:
+        _warned_shadowed.add(str(path))
+        logger.warning("%r names the shipped corpus, which is read; %s here is not: pass ./%s to read it instead",
+                       str(path), "the directory" if Path(path).is_dir() else "the file", path)
     path = Path(SHIPPED.get(str(path), path))
     if path.is_dir():
         named = sorted(p for p in path.iterdir() if _suffix(p) in CORPUS_SUFFIXES)
@@ -236,6 +263,14 @@ def iter_records(file: Path, text_column: str = "text") -> Iterator[tuple[dict, 
         size += line_size
         if line.strip():
             block.append(line)
+            if size > LARGE_DOCUMENT_BYTES and str(file) not in _warned_large:
+                _warned_large.add(str(file))
+                logger.warning(
+                    "%s: a document has passed %d MB without a blank line, and reading goes on: in a text file a "
+                    "blank line separates documents, and each document is held in memory whole while it is "
+                    "prepared (about 20 times its size). If the file holds one document per line, write it as "
+                    "JSON lines ({\"text\": ...} per line) or put a blank line between documents",
+                    file, LARGE_DOCUMENT_BYTES >> 20)
         elif block:
             yield {"text": "".join(block).strip()}, size
             block, size = [], 0

@@ -2,7 +2,7 @@
 
 A corpus larger than memory cannot live as Python objects (a sentence as an object holding an
 int64 array costs about 50 times its text). Here each corpus file is tokenised once, per
-tokenizer, into four flat arrays, the layout of Megatron-LM's indexed datasets (token ids in one
+tokenizer, into six flat arrays, the layout of Megatron-LM's indexed datasets (token ids in one
 file, an index of sentence and document offsets beside it) with nanoGPT's memory-mapped token file:
 
     <cache>/<tokenizer fingerprint>/<file fingerprint>/
@@ -14,7 +14,8 @@ file, an index of sentence and document offsets beside it) with nanoGPT's memory
         records.bin       (D,) int64: each document's record number in its file (its work's name)
         titles.bin        (D,) int32: index into meta.json's titles, -1 for none
         meta.json         counts, dtypes, the source file's fingerprint; written last, so a directory
-                          without it is an interrupted preparation and is never read
+                          without it is an interrupted preparation and is never read (nor one whose
+                          arrays are not the sizes it records: prepared again)
 
 Training reads these through np.memmap: the operating system pages in what a batch touches, so
 resident memory does not grow with the corpus. Objectives build their examples lazily from the
@@ -35,6 +36,7 @@ tests, a notebook) goes through the one pipeline.
 """
 
 import errno
+import glob
 import hashlib
 import json
 import logging
@@ -348,14 +350,19 @@ def _tokenize_texts(texts: list[str]) -> dict:
 
 
 def text_size(file: Path) -> int | None:
-    """Bytes of text in a file: its size, or for gzip the size its trailer records (modulo 4 GiB, so
-    None past that)."""
-    if file.suffix != ".gz":
-        return file.stat().st_size
+    """Bytes of text in a file: its size, or for gzip the size its trailer records. The trailer holds it
+    modulo 4 GiB, so it is taken for a file under 1 GiB only (text compresses less than 4 to 1); None for a
+    larger one, and for a file too short to hold a gzip header and trailer (18 bytes: an empty or cut file,
+    where seeking to the trailer stopped the run with a bare "OSError: [Errno 22] Invalid argument" before
+    the reading could name the file)."""
+    size = file.stat().st_size
+    if file.suffix.lower() != ".gz":
+        return size
+    if size < 18 or size >= 1 << 30:
+        return None
     with open(file, "rb") as f:
         f.seek(-4, os.SEEK_END)
-        size = int.from_bytes(f.read(4), "little")
-    return size if file.stat().st_size < 1 << 30 else None
+        return int.from_bytes(f.read(4), "little")
 
 
 def estimate_bytes(files: list[Path], vocab_size: int) -> int:
@@ -503,24 +510,40 @@ def prepare_files(todo: list[tuple[Path, Path]], tokenizer, words: str, workers:
 
 def _move_into_place(tmp: Path, directory: Path) -> None:
     """Rename a completed shard folder to its final name. A folder already there is kept when it is complete
-    (meta.json, written last: another process, a second run, finished the same preparation first); one
-    without meta.json is damaged (a copy or clean-up cut short: a folder is only ever renamed there
-    whole) and is replaced, since otherwise every later run prepared again and then failed to open it."""
+    (`is_complete`: another process, a second run, finished the same preparation first); one without meta.json,
+    or with an array missing or short, is damaged (a copy or clean-up cut short: a folder is only ever renamed
+    there whole) and is replaced, since otherwise every later run prepared again and then failed to open it."""
     try:
         os.replace(tmp, directory)
         return
     except OSError:
-        if (directory / "meta.json").is_file():
+        if is_complete(directory):
             shutil.rmtree(tmp, ignore_errors=True)
             return
-    logger.warning("replacing %s, a prepared folder without its meta.json (damaged)", directory)
+    logger.warning("replacing %s, a prepared folder without its meta.json or with arrays missing or cut short "
+                   "(damaged)", directory)
     shutil.rmtree(directory, ignore_errors=True)
     try:
         os.replace(tmp, directory)
     except OSError:  # another process replaced it meanwhile
-        if not (directory / "meta.json").is_file():
+        if not is_complete(directory):
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_complete(directory: Path) -> bool:
+    """Whether a prepared folder can be read: its meta.json (written last) and every array at the size meta.json
+    records. meta.json alone was trusted, so a folder whose arrays a copy or clean-up cut short (or lost) failed
+    at every later run with a bare FileNotFoundError or "mmap length is greater than file size", and was never
+    prepared again; so did an empty or cut meta.json (a crash before its bytes reached the disk). Checking costs
+    a few stat calls per file of the corpus."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        dtypes = {**ARRAYS, "tokens": np.dtype(meta["token_dtype"])}
+        return all((directory / f"{name}.bin").stat().st_size == meta["counts"][name] * np.dtype(dtype).itemsize
+                   for name, dtype in dtypes.items())
+    except (OSError, ValueError, KeyError, TypeError):  # ValueError: not JSON (or not UTF-8)
+        return False
 
 
 ABANDONED_AFTER = 3600  # seconds without a write before another process's temporary folder counts as abandoned
@@ -530,7 +553,8 @@ def remove_abandoned_temporaries(final: Path) -> None:
     """Delete `final`'s temporary siblings (`<name>.tmp-<pid>`) that a killed process left behind (kill -9,
     out of memory): its process is gone from this machine and nothing in the folder was written for an
     hour (a process on another machine sharing the cache would still be writing)."""
-    for tmp in final.parent.glob(f"{final.name}.tmp-*"):
+    # escaped: a corpus file named "notes[draft].txt" made a pattern that never matched its own folders
+    for tmp in final.parent.glob(f"{glob.escape(final.name)}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[1]
         if not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
             continue
@@ -562,7 +586,7 @@ def prepare_corpus(paths, tokenizer, cache_dir: str | os.PathLike | None = None,
     files = corpus_file_list(paths)
     root = Path(cache_dir or default_cache_dir()) / "prepared" / tokenizer_fingerprint(tokenizer, words)
     directories = [root / f"{file.stem}-{file_fingerprint(file, text_column)}" for file in files]
-    todo = [(f, d) for f, d in zip(files, directories, strict=True) if not (d / "meta.json").is_file()]
+    todo = [(f, d) for f, d in zip(files, directories, strict=True) if not is_complete(d)]
     if todo:
         check_disk_space(root, estimate_bytes([f for f, _ in todo], tokenizer.vocab_size))
         logger.info("preparing %d of %d corpus files into %s", len(todo), len(files), root)
