@@ -190,13 +190,16 @@ def save_checkpoint(
     return final
 
 
-def set_aside_newer(checkpoint: Path) -> list[Path]:
+def set_aside_newer(checkpoint: Path, run_dir: Path | None = None) -> list[Path]:
     """Resuming from `checkpoint` redoes the steps after it: the run directory's newer checkpoints (the
     abandoned future) are renamed abandoned-checkpoint-<step>, kept but out of the way of "last" and of
-    save_total_limit, which would otherwise take them for this run's newest. Returns the new names."""
+    save_total_limit, which would otherwise take them for this run's newest. `run_dir`: where the resumed
+    run writes (default: the checkpoint's own directory); a resume into another directory holding newer
+    checkpoints of another run had them kept as its newest, and rotation deleted the run's own new ones.
+    Returns the new names."""
     step = checkpoint_step(checkpoint)
     moved = []
-    for newer in list_checkpoints(checkpoint.parent):
+    for newer in list_checkpoints(run_dir or checkpoint.parent):
         if step is not None and checkpoint_step(newer) > step:
             target = newer.with_name(ABANDONED_PREFIX + newer.name[len(CHECKPOINT_PREFIX):])
             n = 1

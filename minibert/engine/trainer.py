@@ -851,8 +851,8 @@ class Trainer:
                 check_trainer_state=lambda saved: self.check_resume_settings(saved, checkpoint),
             )
             self.state = TrainerState(**saved)
-            if self.context.is_main and checkpoint.parent.resolve() == self.output_dir.resolve():
-                for moved in checkpointing.set_aside_newer(checkpoint):
+            if self.context.is_main:
+                for moved in checkpointing.set_aside_newer(checkpoint, self.output_dir):
                     logger.warning("resuming from %s redoes the steps after it: %s set aside as %s (kept; 'last' "
                                    "and --save_total_limit now follow this run)", checkpoint.name,
                                    moved.name.replace(checkpointing.ABANDONED_PREFIX, checkpointing.CHECKPOINT_PREFIX),
