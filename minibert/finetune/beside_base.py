@@ -32,11 +32,12 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _weights_files(base: Path) -> list[Path]:
-    """The files holding the base's weights: one file, or an index and its shards (sorted)."""
-    for name in WEIGHT_FILES:
+    """The files holding the base's weights: one file, or an index and its shards (sorted); in the order the
+    loader reads them (checkpoint.read_state_dict: safetensors, then .bin), so that the files checked are the
+    ones the model is read from when a directory holds an older save's pytorch_model.bin beside shards."""
+    for name, index in zip(WEIGHT_FILES, (SAFE_INDEX_NAME, TORCH_INDEX_NAME), strict=True):
         if (base / name).is_file():
             return [base / name]
-    for index in (SAFE_INDEX_NAME, TORCH_INDEX_NAME):
         if (base / index).is_file():
             return [base / index, *shard_files(base, index)]  # each checked to be a file of `base`
     raise ValueError(f"base checkpoint {base} has no {' or '.join(WEIGHT_FILES)} (nor shards with an index); it "
