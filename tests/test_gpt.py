@@ -53,6 +53,19 @@ def padded_batch():
     return ids.masked_fill(mask == 0, 0), mask
 
 
+@pytest.mark.parametrize("ours_cls,hf_name", CLASSES[::2], ids=["GPT2Model", "GPT2ForSequenceClassification"])
+def test_models_without_an_lm_head_load_from_an_untied_checkpoint(tmp_path, ours_cls, hf_name):
+    """tie_word_embeddings false says how an LM head's matrix is stored; a model without one (the base, a
+    classifier) was refused for it, where Hugging Face loads it."""
+    hf, ours = hf_and_ours(tmp_path, hf_name, ours_cls, save=True, tie_word_embeddings=False)
+    ids, mask = padded_batch()
+    a, b = hf(input_ids=ids, attention_mask=mask), ours(input_ids=ids, attention_mask=mask)
+    name = "last_hidden_state" if hf_name == "GPT2Model" else "logits"
+    torch.testing.assert_close(getattr(b, name), getattr(a, name), atol=ATOL, rtol=RTOL)
+    with pytest.raises(ValueError, match="always ties the LM head .* set tie_word_embeddings to true"):
+        GPT2LMHeadModel.from_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
 @pytest.mark.parametrize("variant", list(CONFIGS))
 @pytest.mark.parametrize("ours_cls,hf_name", CLASSES, ids=[c[1] for c in CLASSES])

@@ -75,7 +75,7 @@ class GPT2Config(ModelConfig):
     scale_attn_weights: bool = True  # divide scores by sqrt(D), as every transformer does
     scale_attn_by_inverse_layer_idx: bool = False  # also divide layer i's scores by i + 1 (Mistral/Stanford CRFM)
     reorder_and_upcast_attn: bool = False  # compute attention in fp32 under mixed precision (stability)
-    tie_word_embeddings: bool = True  # the LM head reuses the token embedding (always, here)
+    tie_word_embeddings: bool = True  # the LM head reuses the token embedding (an untied LM head is refused)
     use_cache: bool = True
     bos_token_id: int | None = 50256
     eos_token_id: int | list[int] | None = 50256  # <|endoftext|> ends a generation
@@ -89,9 +89,6 @@ class GPT2Config(ModelConfig):
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}; "
                              "choose a head count that divides it")
         self.check_probabilities("resid_pdrop", "embd_pdrop", "attn_pdrop")
-        if not self.tie_word_embeddings:
-            raise ValueError("minibert's GPT-2 always ties the LM head to the token embedding; "
-                             "set tie_word_embeddings to true")
         if self.add_cross_attention:
             raise ValueError("GPT-2 with cross-attention (add_cross_attention=true) is not supported; "
                              "use BART for encoder-decoder models")
@@ -299,6 +296,9 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
     state dict holds the V x E matrix once and a checkpoint's `lm_head.weight` is a dropped copy."""
 
     def __init__(self, config: GPT2Config):
+        if not config.tie_word_embeddings:  # only this head has an output matrix to tie (as BERT's LMHead)
+            raise ValueError("minibert's GPT-2 always ties the LM head to the token embedding; "
+                             "set tie_word_embeddings to true")
         super().__init__(config)
         self.transformer = GPT2Model(config)
         self.post_init()
