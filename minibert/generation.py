@@ -78,6 +78,11 @@ def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _real(value) -> bool:
+    """A number (an int or a float, numpy's too), not a bool, a string or a tensor: the scores are scaled by it."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 @dataclass
 class GenerationConfig:
     """The settings `generate` applies, named and defaulted as Hugging Face's GenerationConfig (its
@@ -133,7 +138,10 @@ class GenerationConfig:
                  for name in ("max_new_tokens", "max_length", "min_length", "min_new_tokens", "num_beams", "top_k",
                               "no_repeat_ngram_size", "num_return_sequences")
                  if (value := getattr(self, name)) is not None and not _whole(value)]
-        if found:  # the range checks below compare numbers: a string would raise there
+        found += [(name, f"{name} must be a number, got {value!r}")
+                  for name in ("temperature", "top_p", "repetition_penalty", "length_penalty")
+                  if not _real(value := getattr(self, name))]
+        if found:  # the range checks below compare numbers: a string ("0.7" in a JSON file) would raise there
             return found
         for name, ok, message in (
             ("max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 1,
@@ -163,7 +171,10 @@ class GenerationConfig:
             ("length_penalty", math.isfinite(self.length_penalty),
              f"length_penalty must be a finite number (1.0 = scores per token, 0 = summed log-probabilities), "
              f"got {self.length_penalty}"),
-            ("early_stopping", self.early_stopping in (True, False, "never"),
+            # `is`: beam search asks `early_stopping is True` (as Hugging Face does), so 1 or numpy's True
+            # would pass an `in` test and then decode as False
+            ("early_stopping", self.early_stopping is True or self.early_stopping is False
+             or self.early_stopping == "never",
              f"early_stopping must be True, False or 'never', got {self.early_stopping!r}"),
             ("cache_implementation", self.cache_implementation in CACHE_IMPLEMENTATIONS,
              f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, got {self.cache_implementation!r}"),
@@ -407,6 +418,10 @@ class GenerationMixin:
         if input_ids.device.type == "cpu":  # decoding multiplies a few rows at a time: the layout MKL reads fastest
             # Permanent, and wrong for a fused optimizer whose state already exists (the docstring above).
             store_linear_weights_input_major(self)
+        if attention_mask is not None and not isinstance(attention_mask, torch.Tensor):
+            raise TypeError(f"attention_mask must be a torch.Tensor like input_ids, got a "
+                            f"{type(attention_mask).__name__}; convert it with torch.tensor(...) (minibert's "
+                            "tokenizer returns tensors; Hugging Face's does with return_tensors=\"pt\")")
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
                              f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids")
@@ -677,8 +692,11 @@ def _offer_finished(beams: Beams, cand: Candidates, K: int, length: int, start: 
 def _can_still_improve(running_scores, finished_scores, finished_ok, length, start, max_length, length_penalty,
                        early_stopping):
     """(B, 1): could the best running beam still beat the worst finished hypothesis? Its sum of log
-    probabilities only falls, so with early_stopping=False it is judged at its current length; with
-    "never" and a positive length penalty, at the longest length it could reach."""
+    probabilities only falls, so judged at its current length the answer is exact when a longer beam
+    scores no better (length_penalty <= 0). With a positive length penalty a longer beam divides by
+    more and may still win: "never" judges it at the longest length it could reach (exact), True and
+    False at its current length, Hugging Face's heuristic, which may stop an input that could still
+    have improved."""
     if early_stopping == "never" and length_penalty > 0.0:
         best_length = max_length - start
     else:
