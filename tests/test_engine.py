@@ -320,6 +320,32 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
         torch.testing.assert_close(value, captured["weights"][name], rtol=0, atol=0)
 
 
+def test_a_non_finite_gradient_under_a_finite_loss_stops_before_the_update(tmp_path):
+    """sqrt at 0 has a finite value and an infinite slope: the loss was finite, the gradient NaN, and the
+    update (no fp16 scaler to skip it) made every weight NaN, found only at the next step."""
+    model = ToyModel(dropout=0.0)
+    captured = {}
+
+    def loss_fn(wrapped, batch):
+        out = wrapped(**batch)
+        if captured:  # from step 3 on
+            out.loss = out.loss + torch.sqrt(wrapped.out.weight.sum() * 0.0)  # + 0, with a gradient of inf * 0
+        return out.loss, out
+
+    class Watch:
+        def on_step_end(self, trainer):
+            if trainer.state.global_step == 2:
+                captured.update(weights(trainer.model))
+
+    trainer = Trainer(model, make_args(tmp_path, save_steps=2), toy_dataset(), collate, callbacks=[Watch()],
+                      loss_fn=loss_fn)
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm is nan at step 3 \(the loss is [0-9.]+\).*"
+                                                 r"checkpoint-2.*sqrt or log at 0"):
+        trainer.train()
+    for name, value in weights(model).items():  # the failed step did not update anything
+        torch.testing.assert_close(value, captured[name], rtol=0, atol=0)
+
+
 def test_callbacks_can_add_a_second_backward(tmp_path):
     """The FGM/PGD pattern: an extra compute_loss + backward in on_backward_end adds its gradient."""
 

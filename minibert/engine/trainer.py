@@ -666,6 +666,19 @@ class Trainer:
                 self.scaler.unscale_(self.optimizer)
             max_norm = self.args.max_grad_norm if self.args.max_grad_norm > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters(), max_norm)
+            if not self.args.fp16 and not math.isfinite(float(grad_norm)):
+                # A finite loss can still give a NaN or infinite gradient (a backward through sqrt(0), an
+                # adversarial loss at perturbed embeddings): outside fp16 no scaler skips it, and the update
+                # turned every weight to NaN, found only at the next step's loss. DDP's gradients are the
+                # all-reduced ones, so every rank stops together.
+                self.optimizer.zero_grad(set_to_none=True)
+                last = self.checkpoint_path(self.state.last_checkpoint) or "none was saved yet"
+                raise NonFiniteLossError(
+                    f"the gradient norm is {float(grad_norm)} at step {step} (the loss is {step_loss}); training "
+                    f"stopped before that step changed any weight. Last good checkpoint: {last}. Lower "
+                    "--learning_rate, raise --warmup_ratio, or look for an operation whose gradient is undefined "
+                    "where it is evaluated (sqrt or log at 0)"
+                )
             scale = self.scaler.get_scale() if self.args.fp16 else None
             self.scaler.step(self.optimizer)
             self.scaler.update()
