@@ -5,7 +5,7 @@ int64 array costs about 50 times its text). Here each corpus file is tokenised o
 tokenizer, into six flat arrays, the layout of Megatron-LM's indexed datasets (token ids in one
 file, an index of sentence and document offsets beside it) with nanoGPT's memory-mapped token file:
 
-    <cache>/<tokenizer fingerprint>/<file fingerprint>/
+    <cache>/prepared/<tokenizer fingerprint>/<file stem>-<file fingerprint>/
         tokens.bin        (N,) uint16 (a vocabulary of at most 65,536) or uint32: every sentence's
                           ids, back to back, no special tokens
         word_starts.bin   (N,) bool: the token starts a word (for wwm and span)

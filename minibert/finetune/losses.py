@@ -9,8 +9,9 @@ With hard labels this is the original log(1 + sum_neg e^{s}) + log(1 + sum_pos e
 positive score is pushed above 0 and every negative one below, ranked jointly as in softmax
 cross-entropy. Why: independent sigmoids + BCE drown in the many negatives when each example
 has a few of many labels; ZLPR weighs the two sides as one softmax each. The soft version
-lets label smoothing or mixup be used; for a single class its minimum is at
-sigmoid(2 s) = t, so probabilities read as sigmoid(2 s) and the decision threshold stays 0.
+lets label smoothing or mixup be used; its minimum is at sigmoid(2 s_i) = t_i for every class at once
+(both sums then equal sum_i sqrt(t_i (1 - t_i))), so probabilities read as sigmoid(2 s) and the decision
+threshold stays 0.
 """
 
 import torch

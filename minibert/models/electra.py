@@ -14,9 +14,9 @@ just the 15% that were masked, so it learns more per step than BERT.
 
     loss = generator MLM loss + discriminator_weight (50) x binary cross-entropy over real tokens
 
-The generator and discriminator share the embeddings (word, position, token type); the
-generator projects them down to its smaller width, and its LM head projects back up to score
-against the shared word embeddings, as ELECTRA does. After pretraining, the discriminator is the
+The generator and discriminator share the embeddings module (word, position and token-type tables and
+their LayerNorm); the generator projects them down to its smaller width, and its LM head projects
+back up to score against the shared word embeddings, as ELECTRA does. After pretraining, the discriminator is the
 model to keep: `save_pretrained` writes it as a plain BERT encoder that `BertModel.from_pretrained`
 and `BertForSequenceClassification.from_pretrained` (or Hugging Face's) read.
 

@@ -419,7 +419,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
 # Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
 # GPT-2's checkpoints store its four projections (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) as
 # Conv1D, i.e. (in, out): the transpose of nn.Linear's (out, in). Those four are listed in
-# `transposed` and shape-checked on load.
+# `transposed`, and shape-checked on load where the shape can tell: not the square attn.c_proj (E, E).
 # --------------------------------------------------------------------------------------------
 GPT2PreTrainedModel.weight_map = WeightMap(
     base=(
