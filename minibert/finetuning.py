@@ -199,12 +199,21 @@ def _missing_checkpoint_message(path: str) -> str:
     return f"--model_name_or_path {path} is not a checkpoint directory (no config.json)"
 
 
-def finetuning_tokenizer(args: FinetuneArguments, source: str) -> Tokenizer:
-    """The checkpoint's tokenizer, or --tokenizer_name's once it is shown to be the checkpoint's."""
+def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = False) -> Tokenizer:
+    """The checkpoint's tokenizer, or --tokenizer_name's once it is shown to be the checkpoint's. pads: the
+    batches are padded with it (classification), so it must have a pad token."""
     if args.tokenizer_name is None:
-        return load_tokenizer(source)
-    tokenizer = load_tokenizer(args.tokenizer_name)
-    check_tokenizer_fits(tokenizer, read_config_dict(source), f"--tokenizer_name {args.tokenizer_name}", source)
+        tokenizer = load_tokenizer(source)
+    else:
+        tokenizer = load_tokenizer(args.tokenizer_name)
+        weights = None if args.model_name_or_path == RANDOM_INIT else source  # random weights read any ids alike
+        check_tokenizer_fits(tokenizer, read_config_dict(source), f"--tokenizer_name {args.tokenizer_name}", source,
+                             weights)
+    if pads and tokenizer.pad_token_id is None:
+        # (the first batch said "set one (tok.pad_token = tok.eos_token)", which no flag does)
+        where = f"--tokenizer_name {args.tokenizer_name}" if args.tokenizer_name else f"the tokenizer of {source}"
+        raise ValueError(f"{where} has no pad token, and a classifier's batches are padded: BERT's and RoBERTa's "
+                         "tokenizers have one (GPT-2's has none); pass the model's own tokenizer")
     return tokenizer
 
 
@@ -285,10 +294,18 @@ def keep_checkpoint_label_rows(model: nn.Module, config: dict, task: Task) -> No
     keeps the row trained for it (loaded as they were, the rows meant other classes)."""
     saved = config.get("id2label") or {}
     names = [saved.get(str(i), saved.get(i)) for i in range(len(saved))]
-    if sorted(map(str, names)) != sorted(task.label_names) or names == task.label_names:
-        return
     if model.loading_info.get("mismatched") or any("classifier" in k for k in model.loading_info["newly_initialized"]):
         return  # the head was not loaded: nothing to reorder
+    if sorted(map(str, names)) != sorted(task.label_names):
+        if names and names != [f"LABEL_{i}" for i in range(len(names))]:  # named classes, not the defaults
+            # as Hugging Face's run_glue example warns: the head of another task, kept row for row
+            logger.warning("the checkpoint's classifier was trained for the labels %s and this task's are %s: its "
+                           "rows are kept in order (%r's row now starts %r's). If they are the same classes under "
+                           "other names, rename them in the data to the checkpoint's so that each keeps its row",
+                           names, task.label_names, names[0], task.label_names[0])
+        return
+    if names == task.label_names:
+        return
     output = [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.startswith("classifier")
               and m.out_features == task.num_labels][-1]
     order = [names.index(label) for label in task.label_names]  # row of the checkpoint for each task class
@@ -518,6 +535,16 @@ def finetuning_optimizer(model: nn.Module, args: FinetuneArguments, training: Tr
 
 
 # -- evaluation -----------------------------------------------------------------------------------
+def _run_relative(checkpoint: str | None, run_dir: Path) -> str | None:
+    """A checkpoint as eval_results.json names it: by its name when it lies in the run's directory, beside the
+    record, else (a run resumed into another --output_dir) by its absolute path; the path as given was
+    relative to wherever the shell stood when the run was started."""
+    if not checkpoint:
+        return None
+    path = Path(checkpoint)
+    return path.name if path.parent.resolve() == Path(run_dir).resolve() else str(path.resolve())
+
+
 def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, task: Task) -> dict:
     if task.problem_type == "regression":
         pred, gold = logits.view(-1).double(), labels.view(-1).double()
@@ -653,7 +680,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         return finetune_generative(args, training, callbacks)
     source = _check_run(args, training)
     torch.manual_seed(training.seed)
-    tokenizer = finetuning_tokenizer(args, source)
+    tokenizer = finetuning_tokenizer(args, source, pads=True)
     columns = {"text_column": args.text_column, "label_column": args.label_column,
                "text_pair_column": args.text_pair_column}
     train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
@@ -728,7 +755,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
             save_model(model, out)
         tokenizer.save_pretrained(out)
         record = {"metrics": metrics, "swa_metrics": swa_metrics, "task": asdict(task),
-                  "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
+                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
     best_step = None
     if result.best_checkpoint:
@@ -802,12 +829,12 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         # the limit the evaluations decoded with, so a re-evaluation (evaluate_generation) decodes the same
         settings["generation_max_length"] = args.generation_max_length or args.max_seq_length
         record = {"metrics": metrics, "task": asdict(task), "generation": settings,
-                  "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
+                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, ensure_ascii=False,
                                                           allow_nan=False) + "\n",
                                                encoding="utf-8")  # whatever the locale: file names may be Chinese
         if evaluator:
-            lines = [json.dumps({"target": e["target"], "prediction": p}, ensure_ascii=False)
+            lines = [json.dumps({"source": e["source"], "target": e["target"], "prediction": p}, ensure_ascii=False)
                      for e, p in zip(eval_examples, evaluator.predictions, strict=True)]
             (out / "generated_predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1]) if result.best_checkpoint else None
@@ -823,7 +850,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
     source = _check_run(args, training)
     specs = parse_tasks(args.multitask)
     torch.manual_seed(training.seed)
-    tokenizer = finetuning_tokenizer(args, source)
+    tokenizer = finetuning_tokenizer(args, source, pads=True)
     train_examples, sizes, tasks, eval_sets = [], [], {}, {}
     for m, spec in enumerate(specs):
         columns = {"text_column": args.text_column, "label_column": spec["label_column"] or args.label_column,
@@ -894,7 +921,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         tokenizer.save_pretrained(out)
         record = {"metrics": metrics, "tasks": {n: asdict(t) for n, t in tasks.items()},
                   "mixing": {"strategy": args.mixing, "rates": dict(zip(names, rates, strict=True))},
-                  "best_checkpoint": result.best_checkpoint, "evaluations": evaluations}
+                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
     best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1]) if result.best_checkpoint else None
     mixed = Task(" + ".join(f"{n}: {t.problem_type}" for n, t in tasks.items()))  # what train.py reports

@@ -37,6 +37,7 @@ BYTELEVEL_SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</
                       "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"}
 GPT2_SPECIALS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")  # any one of them makes a directory hold a tokenizer
 
 
 class Tokenizer:
@@ -149,8 +150,12 @@ class Tokenizer:
                  max_length: int | None = None, padding: bool | str = True,
                  truncation: bool | str = True, padding_side: str = "right",
                  add_special_tokens: bool = True,
-                 return_token_type_ids: bool | None = None) -> dict[str, torch.Tensor]:
+                 return_token_type_ids: bool | None = None, *, text_pair: str | Sequence[str] | None = None,
+                 return_tensors: str | None = "pt") -> dict[str, torch.Tensor]:
         """Encode a batch (with special tokens, unless add_special_tokens=False) into padded tensors (B, T).
+
+        Hugging Face's names are taken too: text_pair= for text_pairs=, and return_tensors="pt" (what is
+        always returned here: torch tensors). Unlike Hugging Face's, padding and truncation are on by default.
 
         padding=True pads to the longest in the batch, "max_length" to max_length (a tokenizer with no
         pad token, as GPT-2's, takes texts of one length only); truncation=True cuts the longer of a
@@ -163,6 +168,14 @@ class Tokenizer:
         return_token_type_ids=True / False asks for them or not whatever the kind. The backend's own
         truncation and padding settings (from tokenizer.json) are put back afterwards.
         """
+        if text_pair is not None:
+            if text_pairs is not None:
+                raise ValueError("text_pair and text_pairs are one argument (Hugging Face's name and minibert's); "
+                                 "pass one of them")
+            text_pairs = text_pair
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors={return_tensors!r}: minibert's tokenizer returns torch tensors only "
+                             "(return_tensors=\"pt\", its default); convert them with .numpy() or .tolist()")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         if text_pairs is not None:
@@ -432,9 +445,13 @@ def bytelevel_backend(vocab: dict[str, int], merges: list[tuple[str, str]], fram
     return backend
 
 
-def check_tokenizer_fits(tokenizer: Tokenizer, config: dict, tokenizer_flag: str, model_source) -> None:
+def check_tokenizer_fits(tokenizer: Tokenizer, config: dict, tokenizer_flag: str, model_source,
+                         weights_dir: str | os.PathLike | None = None) -> None:
     """A tokenizer given apart from its model (--tokenizer, --tokenizer_name) must be the model's: one
-    with other ids would pad with what the model reads as a word, or index past its embedding table."""
+    with other ids would pad with what the model reads as a word, or index past its embedding table.
+    weights_dir: the checkpoint whose trained weights are loaded; where it holds a tokenizer of its own,
+    the two vocabularies must be one (a smaller one with the same pad id passed the other checks, and
+    every id then meant another piece to the embeddings)."""
     vocab = config.get("vocab_size")
     if vocab is not None and tokenizer.vocab_size > vocab:
         raise ValueError(f"{tokenizer_flag} has {tokenizer.vocab_size} tokens but {model_source} embeds {vocab}; "
@@ -444,6 +461,18 @@ def check_tokenizer_fits(tokenizer: Tokenizer, config: dict, tokenizer_flag: str
         raise ValueError(f"{tokenizer_flag} pads with id {tokenizer.pad_token_id} ({tokenizer.pad_token!r}) but "
                          f"{model_source} was trained with pad_token_id {pad}; it is not this model's tokenizer: "
                          f"drop {tokenizer_flag} to use the checkpoint's own")
+    if weights_dir is None or not any((Path(weights_dir) / f).is_file() for f in TOKENIZER_FILES):
+        return
+    ours = tokenizer.backend.get_vocab(with_added_tokens=True)
+    theirs = load_tokenizer(weights_dir).backend.get_vocab(with_added_tokens=True)
+    if ours != theirs:
+        other = sorted((t for t in ours if theirs.get(t) != ours[t]), key=ours.get)
+        example = (f"{other[0]!r} is id {ours[other[0]]} in it, " + (f"{theirs[other[0]]} in the checkpoint's"
+                   if other[0] in theirs else "absent from the checkpoint's")) if other else \
+            f"the checkpoint's has {len(theirs) - len(ours)} more tokens"
+        raise ValueError(f"{tokenizer_flag} is not the tokenizer saved with {model_source}: {len(other)} of its "
+                         f"{len(ours)} tokens differ ({example}), and the embeddings are read by id; drop "
+                         f"{tokenizer_flag} to use the checkpoint's own")
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:

@@ -264,6 +264,18 @@ def test_truncation_strategies_are_honoured_or_refused(wordpiece):
         wordpiece(["a b"], max_length=2, truncation=False)["input_ids"].tolist()
 
 
+def test_hugging_faces_argument_names_are_taken(corpus_texts):
+    """tok(text, return_tensors="pt") and text_pair= (what a Hugging Face user types) raised a TypeError."""
+    tok = train_tokenizer(corpus_texts[:50], kind="wordpiece", vocab_size=200)
+    plain = tok(["a king"], ["a queen"])
+    for name, value in tok(["a king"], text_pair=["a queen"], return_tensors="pt").items():
+        assert torch.equal(value, plain[name]), name
+    with pytest.raises(ValueError, match="text_pair and text_pairs are one argument"):
+        tok(["a"], ["b"], text_pair=["c"])
+    with pytest.raises(ValueError, match=r"return_tensors='np': minibert's tokenizer returns torch tensors only"):
+        tok(["a"], return_tensors="np")
+
+
 def test_no_pad_token_is_needed_while_nothing_is_padded(corpus_texts, tmp_path):
     """GPT-2 has no pad token: the README's one-text call raised "a batch cannot be padded"."""
     import json

@@ -80,6 +80,8 @@ def test_pair_classification_csv_with_tricks_saves_a_reloadable_best_model(check
     assert {"eval_accuracy", "eval_f1_macro", "eval_loss"} <= set(result.history[0])
     assert result.swa_metrics and "accuracy" in result.swa_metrics
     saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    # named within the run's directory, beside the record (it was the path as given, relative to the shell)
+    assert saved["best_checkpoint"] in ("checkpoint-2", "checkpoint-4")
     model = load_finetuned(tmp_path / "out")
     tokenizer = load_tokenizer(tmp_path / "out")
     dev_rows = rows(16, "single", seed=1)
@@ -151,6 +153,11 @@ def test_data_files_in_the_wrong_encoding_or_format_are_named(tmp_path):
     tabs.write_text("sentence\tlabel\nhello\t1\n")
     with pytest.raises(ValueError, match=r"delimiter is probably wrong: rename the file to tabs\.tsv"):
         read_rows(tabs)
+    semicolons = tmp_path / "semicolons.csv"  # Excel's CSV where a comma is the decimal mark
+    semicolons.write_text("sentence;label\nhello;1\n")
+    with pytest.raises(ValueError, match=r"one column split by ';', not ','; \.csv files are read with commas: save "
+                                         r"it with commas"):
+        read_rows(semicolons)
     quoted = tmp_path / "quoted.tsv"  # an unclosed quote read the next rows into its cell (4 rows came back as 2)
     quoted.write_text('label\tsentence\n1\tFine.\n0\t"Unclosed quote.\n1\tThird.\n0\tFourth.\n')
     with pytest.raises(ValueError, match=r"quoted\.tsv:3: the `sentence` cell holds a tab and 3 line break"):
@@ -163,7 +170,7 @@ def test_labels_are_never_silently_a_different_task(checkpoint, tmp_path, caplog
 
     for name, hole in [("empty", ""), ("nan", "nan"), ("null", None)]:
         data = write_jsonl(tmp_path / f"{name}.jsonl", labelled(["a", "b", hole, "a"]))
-        with pytest.raises(ValueError, match=rf"{name}\.jsonl: row 3 .*has no label \({hole!r}\)"):
+        with pytest.raises(ValueError, match=rf"{name}\.jsonl: row 3 .*has no label \({hole!r}\).* empty list, \[\]"):
             run(checkpoint, tmp_path, data, data)
     with caplog.at_level("INFO", logger="minibert.finetune.task_data"):
         task = infer_task(["0", "1", "1.0", 0.0, "01"], "auto", None)
@@ -406,6 +413,47 @@ def test_a_tokenizer_that_is_not_the_checkpoints_is_refused(checkpoint, tmp_path
     check_tokenizer_fits(load_tokenizer(checkpoint), json.loads((checkpoint / "config.json").read_text()), "-", "-")
 
 
+def test_a_smaller_tokenizer_with_the_same_pad_id_is_refused_beside_the_checkpoints_own(checkpoint, tmp_path,
+                                                                                       capsys):
+    """A WordPiece of fewer tokens, padding with id 0 as the model does, passed the size and pad checks: the
+    run trained on ids that mean other pieces to the embeddings. The checkpoint's own tokenizer decides; its
+    copy in another directory, and any tokenizer for random weights, pass."""
+    from minibert.tokenizer import check_tokenizer_fits
+
+    data = write_jsonl(tmp_path / "train.jsonl", rows(16, "single"))
+    small = train_tokenizer([w for w in reversed(WORDS)] * 4, kind="wordpiece", vocab_size=60, min_frequency=1)
+    small.save_pretrained(tmp_path / "small")
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert small.vocab_size <= config["vocab_size"] and small.pad_token_id == config["pad_token_id"]
+    common = ["--train_file", data, "--text_column", "sentence", "--max_steps", "1", "--max_seq_length", "16",
+              "--device", "cpu", "--disable_tqdm", "--tokenizer_name", str(tmp_path / "small")]
+    assert train.main(["--model_name_or_path", str(checkpoint), *common, "--output_dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert f"--tokenizer_name {tmp_path / 'small'} is not the tokenizer saved with {checkpoint}" in err
+    assert "the embeddings are read by id; drop --tokenizer_name" in err and not (tmp_path / "a").exists()
+    load_tokenizer(checkpoint).save_pretrained(tmp_path / "copy")
+    check_tokenizer_fits(load_tokenizer(tmp_path / "copy"), config, "-", "-", weights_dir=checkpoint)
+    assert train.main(["--model_name_or_path", "random", "--config_name", str(checkpoint), *common,
+                       "--output_dir", str(tmp_path / "b")]) == 0
+
+
+def test_a_tokenizer_without_a_pad_token_is_refused_before_a_classifier_trains(checkpoint, tmp_path, capsys,
+                                                                               monkeypatch):
+    """The first batch said "set one (tok.pad_token = tok.eos_token)", which no flag of train.py does."""
+    from minibert import finetuning
+    from minibert.tokenizer import Tokenizer
+
+    own = load_tokenizer(checkpoint)
+    no_pad = Tokenizer(own.backend, {k: v for k, v in own.special_tokens.items() if k != "pad_token"}, own.kind)
+    monkeypatch.setattr(finetuning, "load_tokenizer", lambda path: no_pad)  # as GPT-2's files name none
+    data = write_jsonl(tmp_path / "train.jsonl", rows(16, "single"))
+    assert train.main(["--model_name_or_path", str(checkpoint), "--train_file", data, "--text_column", "sentence",
+                       "--max_steps", "1", "--max_seq_length", "16", "--device", "cpu", "--disable_tqdm",
+                       "--output_dir", str(tmp_path / "a")]) == 2
+    assert f"the tokenizer of {checkpoint} has no pad token, and a classifier's batches are padded" in \
+        capsys.readouterr().err and not (tmp_path / "a").exists()
+
+
 def test_macro_f1_averages_over_the_classes_seen_in_gold_or_predictions():
     """As scikit-learn's f1_score(average="macro"): a training class absent from a small validation
     set and never predicted counted as F1 = 0 (one right answer scored 0.25)."""
@@ -466,6 +514,12 @@ def test_a_classifier_checkpoint_of_other_labels_fine_tunes(tmp_path, caplog):
     for ours, theirs in ((0, 2), (1, 1), (2, 0)):  # each class keeps the row trained for it
         torch.testing.assert_close(model.classifier.weight[ours], hf.classifier.weight[theirs], rtol=0, atol=0)
         torch.testing.assert_close(model.classifier.bias[ours], hf.classifier.bias[theirs], rtol=0, atol=0)
+    with caplog.at_level("WARNING", logger="minibert.finetuning"):  # the same size, other names: said
+        model, _ = build_model(args, Task("single_label_classification", ["bad", "good", "meh"]))
+    assert "trained for the labels ['tragedy', 'history', 'comedy'] and this task's are ['bad', 'good', 'meh']" \
+        in caplog.text and "'tragedy''s row now starts 'bad''s" in caplog.text
+    torch.testing.assert_close(model.classifier.weight, hf.classifier.weight, rtol=0, atol=0)  # kept as it was
+    caplog.clear()
     with caplog.at_level("WARNING", logger="minibert.modeling"):
         model, _ = build_model(args, Task("single_label_classification", ["no", "yes"]))
     assert model.classifier.out_features == 2

@@ -157,7 +157,8 @@ def test_a_re_decoding_writes_its_predictions_to_a_new_file_only(checkpoints, tm
     # greedy decoding into another file; the run's record is left as it was
     evaluate_saved(out, num_beams=1, predictions_file=tmp_path / "greedy.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "greedy.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and set(rows[0]) == {"target", "prediction"} and written.read_text() == before
+    assert len(rows) == 6 and list(rows[0]) == ["source", "target", "prediction"] and written.read_text() == before
+    assert [r["source"] for r in rows] == [r["source"] for r in pairs(6, seed=1)]  # the validation file's order
     with pytest.raises(ValueError, match="already exists; name a new file"):
         evaluate_saved(out, predictions_file=written)
     assert written.read_text() == before

@@ -8,7 +8,7 @@ The columns, the task type, --max_seq_length and --generation_max_length come fr
 eval_results.json, the validation file too unless given; so greedy decoding and beam search are
 compared on the very same weights, and the run's own --num_beams repeats the run's own numbers.
 Prints the metrics as one JSON line (loss, exact_match, chrf, seconds); --predictions_file also writes
-every output beside its target, one JSON line each, as train.py's generated_predictions.jsonl.
+every output beside its source and target, one JSON line each, as train.py's generated_predictions.jsonl.
 """
 
 import json
@@ -36,7 +36,8 @@ from minibert.tokenizer import load_tokenizer
 def evaluate_saved(path: str | Path, validation_file: str | None = None, num_beams: int = 1,
                    batch_size: int = 64, max_new_tokens: int | None = None,
                    predictions_file: str | Path | None = None) -> dict:
-    """predictions_file: where to write {"target", "prediction"} per example (a new file: never overwritten)."""
+    """predictions_file: where to write {"source", "target", "prediction"} per example (a new file: never
+    overwritten)."""
     path = Path(path)
     if predictions_file is not None and Path(predictions_file).exists():
         # checked before decoding, which can take minutes; the run's own generated_predictions.jsonl is
@@ -73,7 +74,7 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     start = time.perf_counter()
     metrics = evaluator(model)
     if predictions_file is not None:
-        lines = [json.dumps({"target": e["target"], "prediction": p}, ensure_ascii=False)
+        lines = [json.dumps({"source": e["source"], "target": e["target"], "prediction": p}, ensure_ascii=False)
                  for e, p in zip(examples, evaluator.predictions, strict=True)]
         Path(predictions_file).parent.mkdir(parents=True, exist_ok=True)
         Path(predictions_file).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -120,7 +120,7 @@ def _ends(tokenizer) -> tuple[int, int]:
 
 def seq2seq_examples(sources: list[str], targets: list[str], tokenizer, max_seq_length: int,
                      source_tokenizer=None) -> list[dict]:
-    """{"input_ids": <s> source </s>, "labels": <s> target </s>, "target": the text}; each side cut to
+    """{"input_ids": <s> source </s>, "labels": <s> target </s>, "source", "target": the texts}; each side cut to
     max_seq_length tokens (keeping </s>). source_tokenizer: the new encoder's (--new_encoder_vocab)."""
     source_tokenizer = source_tokenizer or tokenizer
     framed = []
@@ -131,7 +131,8 @@ def seq2seq_examples(sources: list[str], targets: list[str], tokenizer, max_seq_
     if cut:
         logger.warning("%d of %d targets are longer than --max_seq_length %d and were cut; they cannot be matched "
                        "exactly: raise --max_seq_length", cut, len(targets), max_seq_length)
-    return [{"input_ids": s, "labels": t, "target": text} for s, t, text in zip(*framed, targets, strict=True)]
+    return [{"input_ids": s, "labels": t, "source": source, "target": text}
+            for s, t, source, text in zip(*framed, sources, targets, strict=True)]
 
 
 def _end_of_text(tokenizer) -> int:
@@ -143,7 +144,8 @@ def _end_of_text(tokenizer) -> int:
 
 def causal_lm_examples(prompts: list[str], completions: list[str], tokenizer, max_seq_length: int,
                        path) -> list[dict]:
-    """{"input_ids": prompt completion <eos>, "labels": -100 over the prompt, "prompt_length", "target"}.
+    """{"input_ids": prompt completion <eos>, "labels": -100 over the prompt, "prompt_length", "source" (the
+    prompt's text), "target"}.
     A completion that does not fit is cut; a prompt that fills the sequence alone is an error. An empty
     prompt becomes <eos> alone: the token every text follows in `pretrain.py --objective clm` (GPT-2's
     <|endoftext|>, from which Hugging Face starts unconditional generation), so the completion's first
@@ -164,7 +166,7 @@ def causal_lm_examples(prompts: list[str], completions: list[str], tokenizer, ma
         cut += len(completion) > room
         ids = prompt + completion[:room]
         examples.append({"input_ids": ids, "labels": [IGNORE_INDEX] * len(prompt) + completion[:room],
-                         "prompt_length": len(prompt), "target": completions[n - 1]})
+                         "prompt_length": len(prompt), "source": prompts[n - 1], "target": completions[n - 1]})
     if cut:
         logger.warning("%d of %d completions did not fit after their prompts in --max_seq_length %d and were cut",
                        cut, len(examples), max_seq_length)
