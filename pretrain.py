@@ -51,8 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                        "pretraining on a fine-tuning file: --corpus train.csv --text_column sentence")
     group.add_argument("--tokenizer", help="a tokenizer directory (default: --init_from's, or train one on the corpus)")
     group.add_argument("--vocab_size", type=int, default=DEFAULT_RUN["vocab_size"],
-                       help="for a tokenizer trained here (default: %(default)s); a floor when the corpus has more "
-                            "distinct characters (WordPiece keeps every one: the Tang poems give 4,801 at 3000)")
+                       help="the most tokens of a tokenizer trained here (default: %(default)s), save that every "
+                            "distinct character of the corpus is kept (WordPiece: the Tang poems give 4,801 at 3000)")
     group.add_argument(
         "--model_size",
         choices=list(MODEL_SIZES),
@@ -128,6 +128,25 @@ def masking_options(objective: str, mlm_probability: float | None, init_from: st
     return {} if mlm_probability is None else {"mlm_probability": mlm_probability}
 
 
+def check_flags_apply(given: set[str], ns: argparse.Namespace) -> None:
+    """Refuse a flag the run would ignore: the model comes from --init_from (its own config.json, not
+    --config_file's), its size from --init_from's or --config_file's config.json (not --model_size), the tokenizer
+    from --tokenizer or --init_from (none is trained to --vocab_size). A resume keeps --vocab_size: its tokenizer
+    comes from the checkpoint, but its command is the first run's with --resume_from_checkpoint added."""
+    if ns.init_from and ns.config_file:
+        raise ValueError(f"--config_file {ns.config_file} with --init_from: the model continued is {ns.init_from}, "
+                         "built from its own config.json, so --config_file would be ignored; drop --config_file "
+                         "(or --init_from, to start from scratch with the file's config)")
+    model_from = "--init_from" if ns.init_from else "--config_file" if ns.config_file else None
+    if "--model_size" in given and model_from:
+        raise ValueError(f"--model_size {ns.model_size} with {model_from}: the model's size is {model_from}'s "
+                         f"config.json, so --model_size would be ignored; drop --model_size (or {model_from})")
+    tokenizer_from = "--tokenizer" if ns.tokenizer else "--init_from" if ns.init_from else None
+    if "--vocab_size" in given and tokenizer_from:
+        raise ValueError(f"--vocab_size {ns.vocab_size} with {tokenizer_from}: the tokenizer is {tokenizer_from}'s, "
+                         "none is trained on the corpus, so --vocab_size would be ignored; drop --vocab_size")
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ns = parse_args(argv)
@@ -136,6 +155,7 @@ def main(argv=None) -> int:
     if "--num_train_epochs" in given and "--max_steps" not in given:
         ns.max_steps = -1  # epochs asked for: the default run's --max_steps would otherwise win (the engine's rule)
     try:
+        check_flags_apply(given, ns)
         options = PretrainingOptions(
             objective=ns.objective,
             corpus=ns.corpus,

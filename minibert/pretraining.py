@@ -128,7 +128,7 @@ class PretrainingOptions:
     tokenizer: str | None = None  # a tokenizer directory; None: --init_from's, or one trained on the corpus
     vocab_size: int = 8000  # size of a tokenizer trained on the corpus
     model_size: str = "mini"  # one of MODEL_SIZES, for a model started from scratch
-    config_file: str | None = None  # a config.json for the family (wins over model_size)
+    config_file: str | None = None  # a config.json for the family (wins over model_size; init_from wins over it)
     init_from: str | None = None  # a Hugging Face checkpoint directory to continue pretraining
     max_seq_length: int = 128
     max_seq_length_phase2: int | None = None  # two-phase: the last phase2_ratio of the steps at this length
@@ -161,12 +161,20 @@ class PretrainingOptions:
             raise ValueError(f"validation_share must be in [0, 0.5), got {self.validation_share}")
         if not 0.0 < self.corpus_fraction <= 1.0:
             raise ValueError(f"corpus_fraction must be in (0, 1], got {self.corpus_fraction}")
+        # --dropout's and --mlm_probability's ranges are checked here, not only where the model and the objective
+        # are built: that comes after the tokenizer is trained and the corpus tokenised, and named a config field
+        # (resid_pdrop, hidden_dropout_prob), not the flag
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}; BERT used 0.1")
         if "mlm_probability" in self.objective_options and self.objective in ("bart", "clm"):
             raise ValueError(f"--mlm_probability applies to the masked-LM objectives (mlm, wwm, span, nsp, sop, "
                              f"electra); {self.objective} "
                              + ("masks nothing: it predicts each next token" if self.objective == "clm" else
                                 "masks its own way (30% of the tokens in Poisson spans, BART's text infilling)")
                              + "; leave --mlm_probability out")
+        masking = self.objective_options.get("mlm_probability")
+        if masking is not None and not 0.0 < masking < 1.0:
+            raise ValueError(f"--mlm_probability must be in (0, 1), got {masking}; BERT used 0.15")
         if self.neighbour_heads and (self.init_from or self.objective not in MASKED_LM_OBJECTIVES):
             why = ("--init_from's attention is already trained" if self.init_from
                    else f"--objective {self.objective} does not train a BERT encoder alone")
@@ -503,11 +511,14 @@ def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str]
         problems.append(f"{len(held_out_works)} held-out work(s) (want >= {MIN_EVAL_WORKS})")
     if isinstance(objective, SentencePairObjective) and len(eval_examples) < MIN_EVAL_PAIRS:  # nsp, sop
         problems.append(f"{len(eval_examples)} sentence pairs (want >= {MIN_EVAL_PAIRS})")
+    tokens = sum(len(seq) for e in eval_examples for seq in token_arrays(e))
     if hasattr(objective, "mlm_probability"):  # the masked-LM family (mlm, wwm, span, nsp, sop, electra)
-        tokens = sum(len(seq) for e in eval_examples for seq in token_arrays(e))
         masked = int(tokens * objective.mlm_probability)
         if masked < MIN_EVAL_MASKED:
             problems.append(f"about {masked:,} masked tokens (want >= {MIN_EVAL_MASKED:,})")
+    elif tokens < MIN_EVAL_MASKED:  # clm and bart predict every token (the next one; the text under the noise):
+        # held to as many predictions as the masked objectives (a few hundred held-out tokens went unflagged)
+        problems.append(f"about {tokens:,} predicted tokens (want >= {MIN_EVAL_MASKED:,})")
     if not problems:
         return None
     if cap is not None and len(eval_examples) >= cap and len(held_out_works) >= MIN_EVAL_WORKS:
@@ -546,16 +557,24 @@ def training_passes(args: TrainingArguments, num_examples: int, world_size: int,
     (`phase2_examples`: the longer examples of the same training documents, each set a whole pass over them),
     its steps go over those: counting every step against the first phase's examples understated the passes
     (--max_seq_length 16 --max_seq_length_phase2 64 --phase2_ratio 0.5: 0.2 printed, 0.45 made) and could
-    keep the memorisation warning silent."""
+    keep the memorisation warning silent. With --num_train_epochs the steps are the engine's count of that many
+    epochs of the first phase's batches, of which the second phase takes its share: 2 epochs with a second
+    phase of half the steps over a quarter as many examples make 1 + 4 passes, not 2."""
+    per_step = args.gradient_accumulation_steps * world_size
     if args.max_steps and args.max_steps > 0:
-        per_step = args.gradient_accumulation_steps * world_size
-        if phase2_examples is None:
-            return args.max_steps * args.per_device_train_batch_size * per_step / max(num_examples, 1)
-        first = math.floor(args.max_steps * (1 - args.phase2_ratio))  # the engine's split (Trainer.phase2_start)
-        second_batch = args.phase2_batch_size or args.per_device_train_batch_size
-        return (first * args.per_device_train_batch_size * per_step / max(num_examples, 1)
-                + (args.max_steps - first) * second_batch * per_step / max(phase2_examples, 1))
-    return float(args.num_train_epochs)
+        steps = args.max_steps
+    elif phase2_examples is None:
+        return float(args.num_train_epochs)
+    else:  # Trainer._count_steps: epochs of the first phase's global batches (the last one short, or dropped)
+        global_batch = args.per_device_train_batch_size * world_size
+        batches = num_examples // global_batch if args.dataloader_drop_last else math.ceil(num_examples / global_batch)
+        steps = max(1, math.ceil(args.num_train_epochs * batches / args.gradient_accumulation_steps))
+    if phase2_examples is None:
+        return steps * args.per_device_train_batch_size * per_step / max(num_examples, 1)
+    first = math.floor(steps * (1 - args.phase2_ratio))  # the engine's split (Trainer.phase2_start)
+    second_batch = args.phase2_batch_size or args.per_device_train_batch_size
+    return (first * args.per_device_train_batch_size * per_step / max(num_examples, 1)
+            + (steps - first) * second_batch * per_step / max(phase2_examples, 1))
 
 
 def make_eval_fn(objective, examples, batch_size: int, trainer: Trainer):
@@ -697,6 +716,17 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
     eval_examples = held_out_examples(evaluation, held_docs, held_out_works, options)
     warning = (eval_warning(evaluation, eval_examples, held_out_works, options.max_eval_examples)
                if len(eval_examples) else None)
+    if options.validation_share > 0 and held_out_works:
+        held_share = held_docs.num_tokens() / max(corpus.num_tokens(), 1)
+        if held_share > max(2 * options.validation_share, options.validation_share + 0.1):
+            # Works are held out whole: a corpus of a few files, one of them most of the text, can lose most of it
+            # to the held-out part (and the tokenizer, trained on the training works, never sees it)
+            logger.warning(
+                "the held-out works (%s) hold %.0f%% of the corpus's tokens, where --validation_share asks %.0f%%: "
+                "works are held out whole, and this corpus has %d. Split a large file into several works (files, "
+                "or JSON lines with a title per work), or pass --validation_share 0 to train on all of it",
+                ", ".join(held_out_works[:5]) + (", ..." if len(held_out_works) > 5 else ""), 100 * held_share,
+                100 * options.validation_share, len(set(corpus.work_names())))
     if options.validation_share > 0 and not held_out_works:
         warning = ("nothing is held out: the corpus is one work (all its records share one title, or it holds one "
                    "document), and a work is held out whole; no held-out numbers are measured. Give the records "
@@ -716,6 +746,19 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
             "--max_steps or --num_train_epochs, or a smaller batch", passes, len(examples))
     return PretrainingData(tokenizer, objective, objective_options, corpus, train_docs, examples, evaluation,
                            eval_examples, held_out_works, warning, passes, long_objective, phase2_examples)
+
+
+def check_best_model_flags(args: TrainingArguments, why: str) -> None:
+    """--load_best_model_at_end and --metric_for_best_model pick a checkpoint by its held-out evaluation; a run
+    that holds nothing out (`why`) has none, and took them silently: the last step's model was saved, and any
+    metric name passed."""
+    given = [flag for flag, value in (("--load_best_model_at_end", args.load_best_model_at_end),
+                                      ("--metric_for_best_model", args.metric_for_best_model)) if value]
+    if given:
+        flags = " and ".join(given)
+        raise ValueError(f"{flags} {'pick' if len(given) > 1 else 'picks'} the best checkpoint by its held-out "
+                         f"evaluation, and {why}: there is none; drop {flags}, or hold out works (a "
+                         "--validation_share above 0, a corpus of several works: titled records or several files)")
 
 
 def check_inputs_kept(options: PretrainingOptions, output_dir: Path) -> None:
@@ -744,6 +787,8 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     # Before check_output_dir, whose advice for a directory in use (--overwrite_output_dir) would harm an input.
     check_inputs_kept(options, output_dir)
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything
+    if options.validation_share == 0:
+        check_best_model_flags(args, "--validation_share 0 holds nothing out")
     if args.phase2_batch_size is not None and options.max_seq_length_phase2 is None:
         raise ValueError("--phase2_batch_size is the batch of the second phase, which --max_seq_length_phase2 "
                          "turns on; pass that too, or drop --phase2_batch_size")
@@ -752,6 +797,9 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     torch.manual_seed(args.seed)
 
     data = pretraining_data(options, args, output_dir, checkpoint, context)
+    if not len(data.eval_examples):  # (the corpus is one work: found once it is read)
+        check_best_model_flags(args, "the held-out works make no examples" if data.held_out_works
+                               else "nothing is held out (the corpus is one work)")
     data_seconds = time.perf_counter() - started  # tokenizer, prepared corpus, example indexes: the data side
     model, model_callbacks = build_model(options, data.objective, file_config)
 

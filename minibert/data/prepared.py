@@ -147,6 +147,14 @@ class TokenizedCorpus:
     def tokens(self, shard: int, start: int, end: int) -> np.ndarray:
         return np.asarray(self.shards[shard].tokens[start:end], dtype=np.int64)
 
+    def num_tokens(self) -> int:
+        """Tokens of the selected documents' sentences (no special tokens), read from the offsets alone."""
+        total = 0
+        for shard, chosen in zip(self.shards, self.selection, strict=True):
+            documents, sentences = np.asarray(shard.documents), np.asarray(shard.sentences)
+            total += int((sentences[documents[chosen + 1]] - sentences[documents[chosen]]).sum())
+        return total
+
     def word_starts(self, shard: int, start: int, end: int) -> np.ndarray:
         return np.asarray(self.shards[shard].word_starts[start:end])
 
