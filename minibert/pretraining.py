@@ -62,7 +62,7 @@ from minibert.engine.checkpointing import checkpoint_step, resolve_checkpoint
 from minibert.engine.distributed import barrier, setup
 from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input, metric_key
 from minibert.models.bart import BartConfig
-from minibert.models.bert import BertConfig
+from minibert.models.bert import BertConfig, RobertaConfig, RobertaEmbeddings, RobertaForMaskedLM
 from minibert.models.gpt import GPT2Config
 from minibert.neighbour_heads import keep_fixed, why_no_room, write_neighbour_heads
 from minibert.tokenizer import Tokenizer, check_tokenizer_fits, load_tokenizer, train_tokenizer
@@ -90,6 +90,10 @@ MODEL_SIZES = {
 DEFAULT_RUN = {"model_size": "tiny", "max_seq_length": 64, "dropout": 0.0, "vocab_size": 2000, "mlm_probability": 0.4}
 # Objectives that mask tokens for a BERT on its own: these get DEFAULT_RUN's masking and the neighbour heads.
 MASKED_LM_OBJECTIVES = ("mlm", "wwm", "span", "nsp", "sop")
+# RoBERTa continues pretraining (--init_from) under the single-segment masked-LM objectives, as RoBERTa was
+# pretrained and as "Don't Stop Pretraining" continued it (Gururangan et al. 2020, https://arxiv.org/abs/2004.10964);
+# it has no sentence-pair head for nsp/sop
+ROBERTA_OBJECTIVES = ("mlm", "wwm", "span")
 DEFAULT_TRAINING = {
     "output_dir": None,  # runs/pretrain-<objective>
     "learning_rate": 2e-3,
@@ -239,8 +243,8 @@ def check_model_type(model_type: str | None, objective: str, source: str) -> Non
     """`source` (an --init_from checkpoint, a --config_file) must describe a model `objective` trains."""
     family = CHECKPOINT_FAMILIES.get(model_type)
     if family is None:
-        roberta = (" (RoBERTa's checkpoints load for fine-tuning, train.py, but pretraining builds BERT's classes, "
-                   "not RoBERTa's embeddings and LM head)") if model_type == "roberta" else ""
+        roberta = (" (a RoBERTa checkpoint continues pretraining with --init_from under --objective "
+                   f"{' / '.join(ROBERTA_OBJECTIVES)}; a new one is not built here)") if model_type == "roberta" else ""
         raise ValueError(f"{source}: model_type {model_type!r} is not one minibert pretrains{roberta}; "
                          f"supported: {sorted(CHECKPOINT_FAMILIES)}")
     wanted = OBJECTIVES[objective].model_family
@@ -253,6 +257,12 @@ def check_model_type(model_type: str | None, objective: str, source: str) -> Non
 def check_init_from(path: str, objective: str) -> dict:
     """The checkpoint's config, after checking that `objective` can continue pretraining it."""
     config = read_config_dict(path)  # raises: not a directory / no config.json
+    if config.get("model_type") == "roberta":
+        if objective not in ROBERTA_OBJECTIVES:
+            raise ValueError(f"--init_from {path} is a RoBERTa, which continues pretraining under --objective "
+                             f"{' / '.join(ROBERTA_OBJECTIVES)} (masked LM on single segments, as RoBERTa was "
+                             f"pretrained); --objective {objective} needs a head RoBERTa does not have")
+        return config
     check_model_type(config.get("model_type"), objective, f"--init_from {path}")
     return config
 
@@ -414,9 +424,20 @@ def build_model(options: PretrainingOptions, objective,
         overrides = {**overrides, "sparse_mlm": True, "unpad": True}
     if options.init_from:
         config_dict = check_init_from(options.init_from, options.objective)
-        config = objective.config_class().from_dict(config_dict)
-        kwargs = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
-        model = objective.build_model({**kwargs, **overrides})
+        if config_dict.get("model_type") == "roberta":  # the objective builds BERT's classes: RoBERTa's here
+            config = RobertaConfig.from_dict(config_dict, **overrides)
+            model = RobertaForMaskedLM(config)
+            limit = RobertaEmbeddings.max_tokens(model.config)  # its positions start after the padding id
+            for flag, length in (("--max_seq_length", options.max_seq_length),
+                                 ("--max_seq_length_phase2", options.max_seq_length_phase2)):
+                if length is not None and length > limit:
+                    raise ValueError(f"{flag} {length} is longer than --init_from {options.init_from} can take "
+                                     f"({limit} positions); pass {flag} {limit} or less")
+            objective.check_model(model)
+        else:
+            config = objective.config_class().from_dict(config_dict)
+            kwargs = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
+            model = objective.build_model({**kwargs, **overrides})
         target = model if hasattr(model, "load_hf_state_dict") else model.discriminator  # ELECTRA: the encoder
         target.load_hf_state_dict(read_state_dict(options.init_from))
         # what minibert has no field for, kept as from_pretrained keeps it: decoding defaults (num_beams,

@@ -485,18 +485,42 @@ def test_best_model_epochs_and_metric_flags_do_what_they_say(tmp_path, corpus, t
     assert summary["passes_over_corpus"] <= 1.0 and summary["global_step"] < 100
 
 
-def test_a_roberta_checkpoint_or_config_is_refused_before_any_work(tmp_path, corpus):
-    """Listed as supported, a RoBERTa --init_from failed after the data work with advice for library users;
-    a --config_file naming roberta silently built a BERT."""
+def test_a_roberta_checkpoint_continues_masked_lm_pretraining(tmp_path, corpus):
+    """A RoBERTa --init_from was refused ("is not one minibert pretrains"), though continuing RoBERTa on task
+    text is what Gururangan et al. 2020 did: mlm / wwm / span now continue it as a RoBERTa (its positions, its
+    LM head), saved as one Hugging Face loads; nsp / sop (no head for them) and a --config_file naming roberta
+    (a new one is not built here) are refused by name before any work."""
     transformers = pytest.importorskip("transformers")
+    texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
+    tokenizer = train_tokenizer(texts, kind="bytelevel_bpe", vocab_size=400)  # RoBERTa's <s> <pad> </s> <unk> <mask>
+    tokenizer.save_pretrained(tmp_path / "roberta")
+    torch.manual_seed(0)
     transformers.RobertaForMaskedLM(transformers.RobertaConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=34, pad_token_id=tokenizer.pad_token_id,
     )).save_pretrained(tmp_path / "roberta")
-    for flags in (("--init_from", str(tmp_path / "roberta")),
-                  ("--config_file", str(tmp_path / "roberta" / "config.json"))):
-        code, err = cli("--objective", "mlm", "--corpus", str(corpus), *flags, "--output_dir", str(tmp_path / "o"))
-        assert code == 1 and "model_type 'roberta' is not one minibert pretrains (RoBERTa's checkpoints" in err, err
+    common = ("--corpus", str(corpus), "--init_from", str(tmp_path / "roberta"), "--device", "cpu",
+              "--plot_loss", "false")
+    code, err = cli("--objective", "mlm", *common, "--max_seq_length", "33", "--output_dir", str(tmp_path / "o"))
+    assert code == 1 and "--max_seq_length 33 is longer than" in err and "(32 positions)" in err, err
+    for objective in ("sop", "nsp"):
+        code, err = cli("--objective", objective, *common, "--output_dir", str(tmp_path / "o"))
+        assert code == 1 and "is a RoBERTa, which continues pretraining under --objective mlm / wwm / span" in err
+    code, err = cli("--objective", "mlm", "--corpus", str(corpus), "--config_file",
+                    str(tmp_path / "roberta" / "config.json"), "--output_dir", str(tmp_path / "o"))
+    assert code == 1 and "model_type 'roberta' is not one minibert pretrains (a RoBERTa checkpoint continues" in err
     assert not (tmp_path / "o").exists()
+    code, err = cli("--objective", "mlm", *common, "--max_seq_length", "32", "--max_steps", "3",
+                    "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "tapt"))
+    assert code == 0, err
+    ours = minibert.load_pretrained(tmp_path / "tapt")
+    assert type(ours).__name__ == "RobertaForMaskedLM"
+    theirs = transformers.RobertaForMaskedLM.from_pretrained(tmp_path / "tapt").eval()
+    before = transformers.RobertaForMaskedLM.from_pretrained(tmp_path / "roberta").eval()
+    batch = tokenizer(texts[:2], max_length=32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(theirs(**batch).logits, before(**batch).logits)  # it trained
 
 
 def test_evaluating_electra_neither_varies_nor_moves_the_training(tmp_path, corpus, tiny_config):
