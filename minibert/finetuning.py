@@ -211,9 +211,11 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = Fals
                              weights)
     if pads and tokenizer.pad_token_id is None:
         # (the first batch said "set one (tok.pad_token = tok.eos_token)", which no flag does)
+        fix = ("pass the model's own tokenizer" if args.tokenizer_name else
+               'name one in its tokenizer_config.json ("pad_token": a token of its vocabulary, as "[PAD]" or "<pad>")')
         where = f"--tokenizer_name {args.tokenizer_name}" if args.tokenizer_name else f"the tokenizer of {source}"
         raise ValueError(f"{where} has no pad token, and a classifier's batches are padded: BERT's and RoBERTa's "
-                         "tokenizers have one (GPT-2's has none); pass the model's own tokenizer")
+                         f"tokenizers have one (GPT-2's has none); {fix}")
     return tokenizer
 
 

@@ -305,7 +305,7 @@ def get_tokenizer(options: PretrainingOptions, output_dir: Path, checkpoint: Pat
         tokenizer = load_tokenizer(options.tokenizer)
         if options.init_from:
             check_tokenizer_fits(tokenizer, read_config_dict(options.init_from), f"--tokenizer {options.tokenizer}",
-                                 f"--init_from {options.init_from}")
+                                 f"--init_from {options.init_from}", options.init_from)
         return tokenizer
     if checkpoint is not None:
         own_run = checkpoint.parent.resolve() == output_dir.resolve()

@@ -18,6 +18,7 @@ writes what both this module and `transformers.AutoTokenizer` read back.
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -151,7 +152,7 @@ class Tokenizer:
                  truncation: bool | str = True, padding_side: str = "right",
                  add_special_tokens: bool = True,
                  return_token_type_ids: bool | None = None, *, text_pair: str | Sequence[str] | None = None,
-                 return_tensors: str | None = "pt") -> dict[str, torch.Tensor]:
+                 return_tensors: str = "pt") -> dict[str, torch.Tensor]:
         """Encode a batch (with special tokens, unless add_special_tokens=False) into padded tensors (B, T).
 
         Hugging Face's names are taken too: text_pair= for text_pairs=, and return_tensors="pt" (what is
@@ -450,8 +451,8 @@ def check_tokenizer_fits(tokenizer: Tokenizer, config: dict, tokenizer_flag: str
     """A tokenizer given apart from its model (--tokenizer, --tokenizer_name) must be the model's: one
     with other ids would pad with what the model reads as a word, or index past its embedding table.
     weights_dir: the checkpoint whose trained weights are loaded; where it holds a tokenizer of its own,
-    the two vocabularies must be one (a smaller one with the same pad id passed the other checks, and
-    every id then meant another piece to the embeddings)."""
+    no id may name another token in the two (a smaller one with the same pad id passed the other checks,
+    and every id then meant another piece to the embeddings)."""
     vocab = config.get("vocab_size")
     if vocab is not None and tokenizer.vocab_size > vocab:
         raise ValueError(f"{tokenizer_flag} has {tokenizer.vocab_size} tokens but {model_source} embeds {vocab}; "
@@ -463,16 +464,25 @@ def check_tokenizer_fits(tokenizer: Tokenizer, config: dict, tokenizer_flag: str
                          f"drop {tokenizer_flag} to use the checkpoint's own")
     if weights_dir is None or not any((Path(weights_dir) / f).is_file() for f in TOKENIZER_FILES):
         return
-    ours = tokenizer.backend.get_vocab(with_added_tokens=True)
-    theirs = load_tokenizer(weights_dir).backend.get_vocab(with_added_tokens=True)
-    if ours != theirs:
-        other = sorted((t for t in ours if theirs.get(t) != ours[t]), key=ours.get)
-        example = (f"{other[0]!r} is id {ours[other[0]]} in it, " + (f"{theirs[other[0]]} in the checkpoint's"
-                   if other[0] in theirs else "absent from the checkpoint's")) if other else \
-            f"the checkpoint's has {len(theirs) - len(ours)} more tokens"
-        raise ValueError(f"{tokenizer_flag} is not the tokenizer saved with {model_source}: {len(other)} of its "
-                         f"{len(ours)} tokens differ ({example}), and the embeddings are read by id; drop "
-                         f"{tokenizer_flag} to use the checkpoint's own")
+    try:
+        own = load_tokenizer(weights_dir)
+    except ValueError as error:  # unreadable: the reason one may pass --tokenizer_name at all
+        logger.warning("%s: the tokenizer saved with %s cannot be read (%s); the vocabularies are not compared",
+                       tokenizer_flag, model_source, error)
+        return
+    # An id that names another token in each: the embedding row trained for one piece would read another. New
+    # tokens in place of BERT's [unusedN] rows (its README's way to add words), and tokens one of them lacks, are
+    # no such clash.
+    theirs = {i: t for t, i in own.backend.get_vocab(with_added_tokens=True).items()}
+    ours = {i: t for t, i in tokenizer.backend.get_vocab(with_added_tokens=True).items()}
+    clash = sorted(i for i, t in ours.items() if i in theirs and theirs[i] != t
+                   and not re.fullmatch(r"\[unused\d+\]", theirs[i]))
+    if clash:
+        i = clash[0]
+        raise ValueError(f"{tokenizer_flag} is not the tokenizer saved with {model_source}: {len(clash)} of its "
+                         f"{len(ours)} ids name other tokens (id {i} is {ours[i]!r} in it, {theirs[i]!r} in the "
+                         f"checkpoint's), and the embeddings are read by id; drop {tokenizer_flag} to use the "
+                         "checkpoint's own")
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:

@@ -245,20 +245,26 @@ def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside(tmp_path):
     assert resolve_checkpoint("last", run) == run / "checkpoint-6"
 
 
-def test_a_resume_into_another_runs_directory_sets_its_newer_checkpoints_aside(tmp_path):
-    """Resuming run b's checkpoint-2 with --output_dir a, where run a saved up to checkpoint-8: a's newer
-    checkpoints stayed "last", and save_total_limit 1 deleted the resumed run's own checkpoint-6."""
+def test_a_resume_into_another_runs_directory_sets_its_checkpoints_aside(tmp_path):
+    """Resuming run b's checkpoint-4 with --output_dir a, where run a saved checkpoints 4, 6 and 8: a's newer ones
+    stayed "last" (save_total_limit 1 then deleted the resumed run's own checkpoint-6), and a's checkpoint-4 could
+    be taken for this run's (its best, by load_best_model_at_end). All of them are set aside."""
     from minibert.engine.checkpointing import resolve_checkpoint
 
     a, b = tmp_path / "a" / "run", tmp_path / "b" / "run"
     Trainer(ToyModel(), make_args(tmp_path / "a", max_steps=8, save_steps=2), toy_dataset(), collate).train()
-    Trainer(ToyModel(), make_args(tmp_path / "b", max_steps=4, save_steps=2), toy_dataset(), collate).train()
+    Trainer(ToyModel(), make_args(tmp_path / "b", max_steps=6, save_steps=2), toy_dataset(), collate).train()
+    assert [p.name for p in list_checkpoints(a)] == ["checkpoint-4", "checkpoint-6", "checkpoint-8"]
     resumed = make_args(tmp_path / "a", max_steps=6, save_steps=2, save_total_limit=1,
-                        resume_from_checkpoint=str(b / "checkpoint-2"))
+                        resume_from_checkpoint=str(b / "checkpoint-4"))
     Trainer(ToyModel(), resumed, toy_dataset(), collate).train()
     assert resolve_checkpoint("last", a) == a / "checkpoint-6"
     assert sorted(p.name for p in a.iterdir() if p.name.startswith("abandoned")) == [
         "abandoned-checkpoint-4", "abandoned-checkpoint-6", "abandoned-checkpoint-8"]  # kept, out of the way
+    # resumed in its own directory, only the newer ones are set aside, as before
+    resumed = make_args(tmp_path / "b", max_steps=6, save_steps=2, resume_from_checkpoint=str(b / "checkpoint-4"))
+    Trainer(ToyModel(), resumed, toy_dataset(), collate).train()
+    assert sorted(p.name for p in b.iterdir() if p.name.startswith("abandoned")) == ["abandoned-checkpoint-6"]
 
 
 def test_a_checkpoint_set_aside_for_its_successor_comes_back_if_the_save_died(tmp_path):

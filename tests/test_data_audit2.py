@@ -3,6 +3,7 @@ test failed before the fix it names."""
 
 import codecs
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +41,19 @@ def test_corpus_file_suffixes_are_read_in_any_case(tmp_path):
     assert [r["text"] for r in read_records(tmp_path / "D.JSONL")] == ["A line. Its text."]
     assert sorted(sentences[0] for _, sentences in load_works(tmp_path)) == [
         "A line.", "A row.", "Gzipped.", "Lower case.", "Upper case."]
+    # a cache of "C.CSV" prepared when it was read as plain text is not this text: such a name gets a new
+    # fingerprint, a lower-case name keeps its own (every other cache stays valid)
+    from minibert.data.prepared import file_fingerprint
+
+    def path_size_time(file):  # the fingerprint's key before the change
+        stat = file.stat()
+        return hashlib.sha1(f"{file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+    lower = tmp_path / "lower" / "c.csv"  # apart: a case-insensitive file system holds one of c.csv and C.CSV
+    lower.parent.mkdir()
+    lower.write_text((tmp_path / "C.CSV").read_text(), encoding="utf-8")
+    assert file_fingerprint(tmp_path / "C.CSV") != path_size_time(tmp_path / "C.CSV")
+    assert file_fingerprint(lower) == path_size_time(lower)
 
 
 @pytest.mark.parametrize("encoding, bom, name", [("utf-16-le", codecs.BOM_UTF16_LE, "utf-16"),

@@ -179,3 +179,22 @@ def test_held_out_works_holding_most_of_the_text_are_warned_of(tmp_path, config,
         warned = f"the held-out works ({big}) hold" in caplog.text
         assert warned == (name == "lopsided"), caplog.text
     assert "where --validation_share asks 20%: works are held out whole, and this corpus has 5" in caplog.text
+
+
+def test_a_tokenizer_whose_ids_name_other_tokens_than_init_froms_is_refused(tmp_path):
+    """pretrain.py --tokenizer with --init_from took a tokenizer of the same pad id and no more tokens, whose ids
+    named other pieces than the checkpoint's own (train.py --tokenizer_name refused it)."""
+    from minibert.models.bert import BertConfig, BertForMaskedLM
+
+    corpus = plays(tmp_path / "corpus.jsonl", ["a", "b", "c"], chars=800)
+    texts = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
+    own = train_tokenizer(texts, kind="wordpiece", vocab_size=200, min_frequency=1)
+    own.save_pretrained(tmp_path / "ckpt")
+    BertForMaskedLM(BertConfig(vocab_size=own.vocab_size, pad_token_id=own.pad_token_id, **BERT)).save_pretrained(
+        tmp_path / "ckpt")
+    other = train_tokenizer(texts[1:], kind="wordpiece", vocab_size=150, min_frequency=1)  # same specials, other words
+    other.save_pretrained(tmp_path / "other")
+    code, err = cli("--objective", "mlm", "--corpus", corpus, "--init_from", tmp_path / "ckpt", "--tokenizer",
+                    tmp_path / "other", "--output_dir", tmp_path / "run", "--device", "cpu")
+    assert code == 1 and f"--tokenizer {tmp_path / 'other'} is not the tokenizer saved with --init_from" in err, err
+    assert not (tmp_path / "run").exists()

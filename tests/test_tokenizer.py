@@ -312,3 +312,27 @@ def test_no_pad_token_is_needed_while_nothing_is_padded(corpus_texts, tmp_path):
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "unk_token": "[UNK]"}))
     partial = load_tokenizer(folder)
     assert (partial.pad_token_id, partial.cls_token_id, partial.sep_token_id, partial.mask_token_id) == (0, 2, 3, 4)
+
+
+def test_a_tokenizer_is_compared_with_the_checkpoints_own_id_by_id(tmp_path):
+    """Refused: an id naming another token in the two (the embeddings read by id). Accepted: a word put in
+    place of BERT's [unusedN] (its README's way to add words), a vocabulary the checkpoint's extends."""
+    from tokenizers import Tokenizer as Backend
+    from tokenizers import models
+
+    from minibert.tokenizer import check_tokenizer_fits
+
+    def wordpiece(tokens):
+        vocab = {t: i for i, t in enumerate(tokens)}
+        return Tokenizer(Backend(models.WordPiece(vocab, unk_token="[UNK]")), {"pad_token": "[PAD]",
+                                                                                "unk_token": "[UNK]"}, "wordpiece")
+
+    base = ["[PAD]", "[UNK]", "[unused0]", "king", "queen", "fool"]
+    wordpiece(base).save_pretrained(tmp_path / "ckpt")
+    config = {"vocab_size": len(base), "pad_token_id": 0}
+    for fits in (base, ["[PAD]", "[UNK]", "jester", "king", "queen", "fool"], base[:4]):
+        check_tokenizer_fits(wordpiece(fits), config, "--tokenizer_name T", "CKPT", tmp_path / "ckpt")
+    with pytest.raises(ValueError, match=r"--tokenizer_name T is not the tokenizer saved with CKPT: 2 of its 6 ids "
+                                         r"name other tokens \(id 3 is 'queen' in it, 'king' in the checkpoint's\)"):
+        check_tokenizer_fits(wordpiece(["[PAD]", "[UNK]", "[unused0]", "queen", "king", "fool"]), config,
+                             "--tokenizer_name T", "CKPT", tmp_path / "ckpt")

@@ -170,7 +170,7 @@ def test_labels_are_never_silently_a_different_task(checkpoint, tmp_path, caplog
 
     for name, hole in [("empty", ""), ("nan", "nan"), ("null", None)]:
         data = write_jsonl(tmp_path / f"{name}.jsonl", labelled(["a", "b", hole, "a"]))
-        with pytest.raises(ValueError, match=rf"{name}\.jsonl: row 3 .*has no label \({hole!r}\).* empty list, \[\]"):
+        with pytest.raises(ValueError, match=rf"{name}\.jsonl: row 3 .*has no label \({hole!r}\).* is \[\] in a file"):
             run(checkpoint, tmp_path, data, data)
     with caplog.at_level("INFO", logger="minibert.finetune.task_data"):
         task = infer_task(["0", "1", "1.0", 0.0, "01"], "auto", None)
@@ -433,6 +433,12 @@ def test_a_smaller_tokenizer_with_the_same_pad_id_is_refused_beside_the_checkpoi
     assert "the embeddings are read by id; drop --tokenizer_name" in err and not (tmp_path / "a").exists()
     load_tokenizer(checkpoint).save_pretrained(tmp_path / "copy")
     check_tokenizer_fits(load_tokenizer(tmp_path / "copy"), config, "-", "-", weights_dir=checkpoint)
+    # a checkpoint whose own tokenizer cannot be read (why one passes --tokenizer_name): not compared, said
+    unreadable = tmp_path / "unreadable"
+    shutil.copytree(checkpoint, unreadable)
+    settings = json.loads((unreadable / "tokenizer_config.json").read_text())
+    (unreadable / "tokenizer_config.json").write_text(json.dumps({**settings, "do_lower_case": "True"}))
+    check_tokenizer_fits(load_tokenizer(tmp_path / "copy"), config, "-", "-", weights_dir=unreadable)
     assert train.main(["--model_name_or_path", "random", "--config_name", str(checkpoint), *common,
                        "--output_dir", str(tmp_path / "b")]) == 0
 

@@ -194,13 +194,15 @@ def set_aside_newer(checkpoint: Path, run_dir: Path | None = None) -> list[Path]
     """Resuming from `checkpoint` redoes the steps after it: the run directory's newer checkpoints (the
     abandoned future) are renamed abandoned-checkpoint-<step>, kept but out of the way of "last" and of
     save_total_limit, which would otherwise take them for this run's newest. `run_dir`: where the resumed
-    run writes (default: the checkpoint's own directory); a resume into another directory holding newer
-    checkpoints of another run had them kept as its newest, and rotation deleted the run's own new ones.
+    run writes (default: the checkpoint's own directory). A resume into another directory sets aside every
+    checkpoint there, which another run wrote: its newer ones were kept as this run's newest (and rotation
+    deleted the run's own), an older one was taken as this run's best by load_best_model_at_end.
     Returns the new names."""
     step = checkpoint_step(checkpoint)
+    elsewhere = run_dir is not None and Path(run_dir).resolve() != checkpoint.parent.resolve()
     moved = []
     for newer in list_checkpoints(run_dir or checkpoint.parent):
-        if step is not None and checkpoint_step(newer) > step:
+        if elsewhere or (step is not None and checkpoint_step(newer) > step):
             target = newer.with_name(ABANDONED_PREFIX + newer.name[len(CHECKPOINT_PREFIX):])
             n = 1
             while target.exists():  # abandoned twice: keep both

@@ -866,8 +866,9 @@ class Trainer:
             self.state = TrainerState(**saved)
             if self.context.is_main:
                 for moved in checkpointing.set_aside_newer(checkpoint, self.output_dir):
-                    logger.warning("resuming from %s redoes the steps after it: %s set aside as %s (kept; 'last' "
-                                   "and --save_total_limit now follow this run)", checkpoint.name,
+                    logger.warning("resuming from %s: %s set aside as %s (a checkpoint of steps to be redone, or "
+                                   "of another run in this directory: kept, while 'last' and --save_total_limit "
+                                   "follow this run)", checkpoint,
                                    moved.name.replace(checkpointing.ABANDONED_PREFIX, checkpointing.CHECKPOINT_PREFIX),
                                    moved.name)
             barrier(self.context)

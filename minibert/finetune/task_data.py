@@ -70,8 +70,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
             # Excel's CSV where the decimal mark is a comma: "Pass --text_column" would not help
             raise ValueError(f"{path}: the header {header[0]!r} is one column split by ';', not {delimiter!r}; "
                              f"{suffix} files are read with {'commas' if delimiter == ',' else 'tabs'}: save it "
-                             "with commas (pandas: pd.read_csv(path, sep=';').to_csv('data.csv', index=False)) "
-                             "or tabs (.tsv)")
+                             "with commas (pandas: pd.read_csv(path, sep=';', decimal=',')"
+                             ".to_csv('data.csv', index=False)) or tabs (.tsv)")
         check_header(header, path)
         rows = []
         while True:
@@ -179,8 +179,8 @@ def _check_labels_present(values: list, path) -> None:
         if value is None or (isinstance(value, float) and math.isnan(value)) or \
                 str(value).strip().lower() in ("", "nan", "null"):
             raise ValueError(f"{path}: row {row} (counting examples from 1) has no label ({value!r}); "
-                             "fill it in or drop the row (a multi-label example of no class is an empty list, []: "
-                             "write that)")
+                             "fill it in or drop the row (a multi-label example of no class is [] in a file of "
+                             "class names, [0, 0, ...] in one of 0/1 scores)")
 
 
 def _detect_task(labels: list, path) -> tuple[str, str]:

@@ -297,8 +297,10 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
 
     def __init__(self, config: GPT2Config):
         if not config.tie_word_embeddings:  # only this head has an output matrix to tie (as BERT's LMHead)
-            raise ValueError("minibert's GPT-2 always ties the LM head to the token embedding; "
-                             "set tie_word_embeddings to true")
+            raise ValueError("tie_word_embeddings is false: this checkpoint's LM head is a matrix of its own, which "
+                             "minibert's GPT-2 (its head is the token embedding) cannot hold; load it as GPT2Model or "
+                             "GPT2ForSequenceClassification (setting tie_word_embeddings true would drop the trained "
+                             "head)")
         super().__init__(config)
         self.transformer = GPT2Model(config)
         self.post_init()
