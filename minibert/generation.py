@@ -643,7 +643,10 @@ def _candidates(beams: Beams, log_probs: torch.Tensor, length: int, max_length: 
     totals = (log_probs.view(B, K, V) + beams.running_scores[..., None]).view(B, K * V)  # (B, K*V)
     if do_sample:
         picks = torch.multinomial(totals.softmax(dim=-1), n, generator=generator)
-        scores = totals.gather(1, picks)
+        # best first, as the top-n are: the beams kept are the best of those drawn, not the first drawn (Hugging
+        # Face's BeamSearchScorer sorted them; transformers 5.0-5.23 did not, 5.24 sorts them again)
+        scores, order = totals.gather(1, picks).sort(dim=-1, descending=True)
+        picks = picks.gather(1, order)
     else:
         scores, picks = totals.topk(n, dim=-1)  # (B, 2K)
     beam, token = picks // V, picks % V  # (B, 2K): which beam, which token
