@@ -142,7 +142,7 @@ def check_flags_apply(given: set[str], ns: argparse.Namespace) -> None:
         raise ValueError(f"--model_size {ns.model_size} with {model_from}: the model's size is {model_from}'s "
                          f"config.json, so --model_size would be ignored; drop --model_size (or {model_from})")
     tokenizer_from = "--tokenizer" if ns.tokenizer else "--init_from" if ns.init_from else None
-    if "--vocab_size" in given and tokenizer_from:
+    if "--vocab_size" in given and tokenizer_from and not ns.resume_from_checkpoint:
         raise ValueError(f"--vocab_size {ns.vocab_size} with {tokenizer_from}: the tokenizer is {tokenizer_from}'s, "
                          "none is trained on the corpus, so --vocab_size would be ignored; drop --vocab_size")
 

@@ -259,12 +259,30 @@ def check_init_from(path: str, objective: str) -> dict:
     config = read_config_dict(path)  # raises: not a directory / no config.json
     if config.get("model_type") == "roberta":
         if objective not in ROBERTA_OBJECTIVES:
+            why = (f"trains a {OBJECTIVES[objective].model_family.upper().replace('GPT', 'GPT-2')}, not a RoBERTa"
+                   if objective in ("clm", "bart") else "needs a head RoBERTa does not have")
             raise ValueError(f"--init_from {path} is a RoBERTa, which continues pretraining under --objective "
                              f"{' / '.join(ROBERTA_OBJECTIVES)} (masked LM on single segments, as RoBERTa was "
-                             f"pretrained); --objective {objective} needs a head RoBERTa does not have")
+                             f"pretrained); --objective {objective} {why}")
         return config
     check_model_type(config.get("model_type"), objective, f"--init_from {path}")
     return config
+
+
+def check_init_positions(options: "PretrainingOptions", config_dict: dict) -> None:
+    """--init_from's BERT or RoBERTa takes the run's lengths (RoBERTa's positions start after the padding id):
+    checked before the corpus is tokenised, which on a large corpus takes long (the objective checks every
+    model again once it is built)."""
+    model_type = config_dict.get("model_type")
+    if model_type not in ("bert", "roberta"):
+        return
+    config = (RobertaConfig if model_type == "roberta" else BertConfig).from_dict(config_dict)
+    limit = RobertaEmbeddings.max_tokens(config) if model_type == "roberta" else config.max_position_embeddings
+    for flag, length in (("--max_seq_length", options.max_seq_length),
+                         ("--max_seq_length_phase2", options.max_seq_length_phase2)):
+        if length is not None and length > limit:
+            raise ValueError(f"{flag} {length} is longer than --init_from {options.init_from} can take "
+                             f"({limit} positions); pass {flag} {limit} or less")
 
 
 def read_config_file(path: str, objective: str) -> dict:
@@ -308,7 +326,7 @@ def get_tokenizer(options: PretrainingOptions, output_dir: Path, checkpoint: Pat
                                  f"--init_from {options.init_from}", options.init_from)
         return tokenizer
     if checkpoint is not None:
-        own_run = checkpoint.parent.resolve() == output_dir.resolve()
+        own_run = checkpoint.resolve().parent == output_dir.resolve()  # (a link to a checkpoint: where it is)
         for directory in (checkpoint, output_dir) if own_run else (checkpoint,):
             if holds_tokenizer(directory):
                 return load_tokenizer(directory)
@@ -427,12 +445,7 @@ def build_model(options: PretrainingOptions, objective,
         if config_dict.get("model_type") == "roberta":  # the objective builds BERT's classes: RoBERTa's here
             config = RobertaConfig.from_dict(config_dict, **overrides)
             model = RobertaForMaskedLM(config)
-            limit = RobertaEmbeddings.max_tokens(model.config)  # its positions start after the padding id
-            for flag, length in (("--max_seq_length", options.max_seq_length),
-                                 ("--max_seq_length_phase2", options.max_seq_length_phase2)):
-                if length is not None and length > limit:
-                    raise ValueError(f"{flag} {length} is longer than --init_from {options.init_from} can take "
-                                     f"({limit} positions); pass {flag} {limit} or less")
+            check_init_positions(options, config_dict)  # (run_pretraining has, before the data work)
             objective.check_model(model)
         else:
             config = objective.config_class().from_dict(config_dict)
@@ -802,7 +815,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)  # fail now, before any work
         eval_start = recorded_eval_start([output_dir, checkpoint.parent])
     if options.init_from:
-        check_init_from(options.init_from, options.objective)
+        check_init_positions(options, check_init_from(options.init_from, options.objective))
     # its family and keys, before any data work
     file_config = read_config_file(options.config_file, options.objective) if options.config_file else None
     # Before check_output_dir, whose advice for a directory in use (--overwrite_output_dir) would harm an input.

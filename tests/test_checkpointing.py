@@ -267,6 +267,18 @@ def test_a_resume_into_another_runs_directory_sets_its_checkpoints_aside(tmp_pat
     assert sorted(p.name for p in b.iterdir() if p.name.startswith("abandoned")) == ["abandoned-checkpoint-6"]
 
 
+def test_a_resume_through_a_link_to_its_own_checkpoint_sets_aside_only_the_newer_ones(tmp_path):
+    """A link beside the run to its checkpoint-2 counted as another run's directory: every checkpoint of the
+    run was set aside, the one resumed from too."""
+    run = tmp_path / "run"
+    Trainer(ToyModel(), make_args(tmp_path, max_steps=6, save_steps=2), toy_dataset(), collate).train()
+    (tmp_path / "link").symlink_to(run / "checkpoint-2", target_is_directory=True)
+    resumed = make_args(tmp_path, max_steps=6, save_steps=2, resume_from_checkpoint=str(tmp_path / "link"))
+    Trainer(ToyModel(), resumed, toy_dataset(), collate).train()
+    assert sorted(p.name for p in run.iterdir() if "checkpoint" in p.name) == [
+        "abandoned-checkpoint-4", "abandoned-checkpoint-6", "checkpoint-2", "checkpoint-4", "checkpoint-6"]
+
+
 def test_a_checkpoint_set_aside_for_its_successor_comes_back_if_the_save_died(tmp_path):
     from minibert.engine.checkpointing import resolve_checkpoint
 

@@ -54,6 +54,7 @@ def test_corpus_file_suffixes_are_read_in_any_case(tmp_path):
     lower.write_text((tmp_path / "C.CSV").read_text(), encoding="utf-8")
     assert file_fingerprint(tmp_path / "C.CSV") != path_size_time(tmp_path / "C.CSV")
     assert file_fingerprint(lower) == path_size_time(lower)
+    assert file_fingerprint(tmp_path / "B.TXT") == path_size_time(tmp_path / "B.TXT")  # text before, text now
 
 
 @pytest.mark.parametrize("encoding, bom, name", [("utf-16-le", codecs.BOM_UTF16_LE, "utf-16"),

@@ -506,6 +506,8 @@ def test_a_roberta_checkpoint_continues_masked_lm_pretraining(tmp_path, corpus):
     for objective in ("sop", "nsp"):
         code, err = cli("--objective", objective, *common, "--output_dir", str(tmp_path / "o"))
         assert code == 1 and "is a RoBERTa, which continues pretraining under --objective mlm / wwm / span" in err
+    code, err = cli("--objective", "clm", *common, "--output_dir", str(tmp_path / "o"))
+    assert code == 1 and "--objective clm trains a GPT-2, not a RoBERTa" in err, err
     code, err = cli("--objective", "mlm", "--corpus", str(corpus), "--config_file",
                     str(tmp_path / "roberta" / "config.json"), "--output_dir", str(tmp_path / "o"))
     assert code == 1 and "model_type 'roberta' is not one minibert pretrains (a RoBERTa checkpoint continues" in err

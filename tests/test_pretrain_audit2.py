@@ -87,6 +87,13 @@ def test_a_resume_keeps_vocab_size_as_the_first_command_gave_it(config):
     argv = ["--config_file", str(config), "--vocab_size", "300", "--resume_from_checkpoint", "last"]
     ns = module.parse_args(argv)
     module.check_flags_apply({"--config_file", "--vocab_size", "--resume_from_checkpoint"}, ns)  # no error
+    # nor with the --tokenizer a resume from a checkpoint without tokenizer files is told to add
+    argv += ["--tokenizer", str(config.parent)]
+    module.check_flags_apply({"--config_file", "--vocab_size", "--resume_from_checkpoint", "--tokenizer"},
+                             module.parse_args(argv))
+    with pytest.raises(ValueError, match="--vocab_size 300 with --tokenizer"):  # a first run: ignored, refused
+        first_run = module.parse_args(argv[:4] + argv[6:])
+        module.check_flags_apply({"--config_file", "--vocab_size", "--tokenizer"}, first_run)
 
 
 @pytest.mark.parametrize("objective", ["clm", "bart"])

@@ -52,7 +52,16 @@ from pathlib import Path
 import numpy as np
 
 from minibert.data.chinese import has_cjk, segment_words
-from minibert.data.corpus import _suffix, corpus_file_list, iter_records, join_sentences, split_sentences, work_name
+from minibert.data.corpus import (
+    JSONL_SUFFIXES,
+    TABLE_SUFFIXES,
+    _suffix,
+    corpus_file_list,
+    iter_records,
+    join_sentences,
+    split_sentences,
+    work_name,
+)
 from minibert.data.fast_wordpiece import FastWordPiece
 
 logger = logging.getLogger(__name__)
@@ -320,10 +329,16 @@ def file_fingerprint(file: Path, text_column: str = "text") -> str:
     stat = file.stat()
     key = f"{file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
     key += "" if text_column == "text" else f"\0{text_column}"  # another column of the same file is other text
-    # "rows.CSV" was read as plain text before suffixes were taken in any case: a cache of it is other text. Only
-    # such names get a new fingerprint, so every other cache stays valid.
-    read_as, named = _suffix(file), (Path(file.stem).suffix if file.suffix == ".gz" else file.suffix)
-    key += "" if read_as == named else f"\0format {read_as}"
+    # "rows.CSV" was read as plain text, "a.txt.GZ" unzipped not at all, before suffixes were taken in any case: a
+    # cache of such a file is other text. Only names whose reading changed get a new fingerprint ("B.TXT" was,
+    # and is, read as text), so every other cache stays valid.
+    def reader(suffix: str, gzipped: bool) -> tuple[str, bool]:
+        return (suffix if suffix in TABLE_SUFFIXES + JSONL_SUFFIXES else "text", gzipped)
+
+    was_gzipped = file.suffix == ".gz"
+    before = reader(Path(file.stem).suffix if was_gzipped else file.suffix, was_gzipped)
+    now = reader(_suffix(file), file.suffix.lower() == ".gz")
+    key += "" if now == before else f"\0format {now[0]}{' gz' if now[1] else ''}"
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
 
 

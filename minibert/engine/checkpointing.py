@@ -190,14 +190,15 @@ def save_checkpoint(
     return final
 
 
-def set_aside_newer(checkpoint: Path, run_dir: Path | None = None) -> list[Path]:
+def set_aside_newer(checkpoint: Path, run_dir: Path | None = None) -> list[tuple[Path, Path]]:
     """Resuming from `checkpoint` redoes the steps after it: the run directory's newer checkpoints (the
     abandoned future) are renamed abandoned-checkpoint-<step>, kept but out of the way of "last" and of
     save_total_limit, which would otherwise take them for this run's newest. `run_dir`: where the resumed
     run writes (default: the checkpoint's own directory). A resume into another directory sets aside every
     checkpoint there, which another run wrote: its newer ones were kept as this run's newest (and rotation
     deleted the run's own), an older one was taken as this run's best by load_best_model_at_end.
-    Returns the new names."""
+    Returns (old, new) names."""
+    checkpoint = Path(checkpoint).resolve()  # a link to a checkpoint is that checkpoint, in its own directory
     step = checkpoint_step(checkpoint)
     elsewhere = run_dir is not None and Path(run_dir).resolve() != checkpoint.parent.resolve()
     moved = []
@@ -208,7 +209,7 @@ def set_aside_newer(checkpoint: Path, run_dir: Path | None = None) -> list[Path]
             while target.exists():  # abandoned twice: keep both
                 target, n = newer.with_name(f"{ABANDONED_PREFIX}{checkpoint_step(newer)}.{n}"), n + 1
             newer.rename(target)
-            moved.append(target)
+            moved.append((newer, target))
     return moved
 
 

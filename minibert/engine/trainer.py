@@ -865,12 +865,10 @@ class Trainer:
             )
             self.state = TrainerState(**saved)
             if self.context.is_main:
-                for moved in checkpointing.set_aside_newer(checkpoint, self.output_dir):
+                for old, new in checkpointing.set_aside_newer(checkpoint, self.output_dir):
                     logger.warning("resuming from %s: %s set aside as %s (a checkpoint of steps to be redone, or "
                                    "of another run in this directory: kept, while 'last' and --save_total_limit "
-                                   "follow this run)", checkpoint,
-                                   moved.name.replace(checkpointing.ABANDONED_PREFIX, checkpointing.CHECKPOINT_PREFIX),
-                                   moved.name)
+                                   "follow this run)", checkpoint, old.name, new.name)
             barrier(self.context)
             if self.context.is_main:  # the JSON lines of steps after the checkpoint are redone
                 self.writer.path.parent.mkdir(parents=True, exist_ok=True)  # a new --output_dir
