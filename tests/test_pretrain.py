@@ -172,7 +172,7 @@ def cli(*args) -> tuple[int, str]:
     err = io.StringIO()
     with redirect_stderr(err):
         try:
-            code = module.main(list(args))
+            code = module.main([str(a) for a in args])  # paths too
         except SystemExit as exit_:  # argparse errors
             code = exit_.code
     return code, err.getvalue()

@@ -3,14 +3,13 @@ small to read, best-model flags without a held-out set, the passes of an epoch-c
 values refused before any data work. Each test fails without its fix."""
 
 import importlib.util
-import io
 import json
 import math
-from contextlib import redirect_stderr
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_pretrain import cli  # pretrain.py's main() in this process: (exit code, stderr)
 
 from minibert.data import build_objective, read_records
 from minibert.engine import TrainingArguments
@@ -19,17 +18,6 @@ from minibert.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).parent.parent
 BERT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
-
-
-def cli(*args) -> tuple[int, str]:
-    """pretrain.py's main() in this process: (exit code, stderr)."""
-    spec = importlib.util.spec_from_file_location("pretrain_cli", ROOT / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    err = io.StringIO()
-    with redirect_stderr(err):
-        code = module.main([str(a) for a in args])
-    return code, err.getvalue()
 
 
 @pytest.fixture
