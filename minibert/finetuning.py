@@ -62,6 +62,7 @@ from minibert.finetune.generative import (
     input_pad_token_id,
     seq2seq_examples,
     text_pairs,
+    write_predictions,
 )
 from minibert.finetune.ladder import LadderSideClassifier, side_width
 from minibert.finetune.losses import MULTI_LABEL_LOSSES, task_loss
@@ -836,9 +837,7 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
                                                           allow_nan=False) + "\n",
                                                encoding="utf-8")  # whatever the locale: file names may be Chinese
         if evaluator:
-            lines = [json.dumps({"source": e["source"], "target": e["target"], "prediction": p}, ensure_ascii=False)
-                     for e, p in zip(eval_examples, evaluator.predictions, strict=True)]
-            (out / "generated_predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            write_predictions(out / "generated_predictions.jsonl", eval_examples, evaluator.predictions)
     best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1]) if result.best_checkpoint else None
     return FinetuneResult(metrics, evaluations, str(out), task, result.seconds, None, best_step)
 

@@ -26,6 +26,7 @@ from minibert.finetune.generative import (
     input_pad_token_id,
     seq2seq_examples,
     text_pairs,
+    write_predictions,
 )
 from minibert.finetune.new_encoder import NEW_ENCODER_DIR, has_new_encoder
 from minibert.finetune.task_data import read_rows
@@ -74,10 +75,8 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     start = time.perf_counter()
     metrics = evaluator(model)
     if predictions_file is not None:
-        lines = [json.dumps({"source": e["source"], "target": e["target"], "prediction": p}, ensure_ascii=False)
-                 for e, p in zip(examples, evaluator.predictions, strict=True)]
         Path(predictions_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(predictions_file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_predictions(predictions_file, examples, evaluator.predictions)
     return {**metrics, "num_beams": num_beams, "examples": len(examples), "seconds": time.perf_counter() - start}
 
 

@@ -17,9 +17,11 @@ https://arxiv.org/abs/1910.10683), and compares the text with the target: exact 
 (below), beside the teacher-forced loss on the same examples.
 """
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -237,6 +239,14 @@ def build_generative_model(task_type: str, source: str, random_init: bool) -> nn
 
 
 # -- evaluation -----------------------------------------------------------------------------------
+def write_predictions(path, examples: list[dict], predictions: list[str]) -> None:
+    """One JSON line per example: {"source", "target", "prediction"} (train.py's generated_predictions.jsonl,
+    evaluate_generation's --predictions_file)."""
+    lines = [json.dumps({"source": e["source"], "target": e["target"], "prediction": p}, ensure_ascii=False)
+             for e, p in zip(examples, predictions, strict=True)]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 class GenerationEvaluator:
     """eval_fn for the engine: the teacher-forced loss, then generation (greedy, or beam search with
     num_beams) from each source or prompt, scored against the target text. `predictions` holds the
