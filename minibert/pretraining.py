@@ -65,7 +65,7 @@ from minibert.models.bart import BartConfig
 from minibert.models.bert import BertConfig, RobertaConfig, RobertaEmbeddings, RobertaForMaskedLM
 from minibert.models.gpt import GPT2Config
 from minibert.neighbour_heads import keep_fixed, why_no_room, write_neighbour_heads
-from minibert.tokenizer import Tokenizer, check_tokenizer_fits, load_tokenizer, train_tokenizer
+from minibert.tokenizer import TOKENIZER_FILES, Tokenizer, check_tokenizer_fits, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def check_init_from(path: str, objective: str) -> dict:
     return config
 
 
-def check_init_positions(options: "PretrainingOptions", config_dict: dict) -> None:
+def check_init_positions(options: PretrainingOptions, config_dict: dict) -> None:
     """--init_from's BERT or RoBERTa takes the run's lengths (RoBERTa's positions start after the padding id):
     checked before the corpus is tokenised, which on a large corpus takes long (the objective checks every
     model again once it is built)."""
@@ -311,7 +311,7 @@ def read_config_file(path: str, objective: str) -> dict:
 
 
 def holds_tokenizer(directory: str | Path) -> bool:
-    return any((Path(directory) / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json"))
+    return any((Path(directory) / f).is_file() for f in TOKENIZER_FILES)
 
 
 def get_tokenizer(options: PretrainingOptions, output_dir: Path, checkpoint: Path | None) -> Tokenizer:
