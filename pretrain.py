@@ -15,6 +15,7 @@ import os
 import sys
 
 from minibert.data import OBJECTIVES
+from minibert.data.corpus import corpus_file_list, has_columns
 from minibert.data.prepared import NotEnoughDiskSpace
 from minibert.engine import NonFiniteLossError, StoppedBySignal, TrainingInterrupted, stop_on_signals
 from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace, parse_bool
@@ -132,7 +133,8 @@ def check_flags_apply(given: set[str], ns: argparse.Namespace) -> None:
     """Refuse a flag the run would ignore: the model comes from --init_from (its own config.json, not
     --config_file's), its size from --init_from's or --config_file's config.json (not --model_size), the tokenizer
     from --tokenizer or --init_from (none is trained to --vocab_size). A resume keeps --vocab_size: its tokenizer
-    comes from the checkpoint, but its command is the first run's with --resume_from_checkpoint added."""
+    comes from the checkpoint, but its command is the first run's with --resume_from_checkpoint added. A text
+    column names a field of JSON lines or a column of a CSV / TSV file, not part of a .txt file."""
     if ns.init_from and ns.config_file:
         raise ValueError(f"--config_file {ns.config_file} with --init_from: the model continued is {ns.init_from}, "
                          "built from its own config.json, so --config_file would be ignored; drop --config_file "
@@ -145,6 +147,10 @@ def check_flags_apply(given: set[str], ns: argparse.Namespace) -> None:
     if "--vocab_size" in given and tokenizer_from and not ns.resume_from_checkpoint:
         raise ValueError(f"--vocab_size {ns.vocab_size} with {tokenizer_from}: the tokenizer is {tokenizer_from}'s, "
                          "none is trained on the corpus, so --vocab_size would be ignored; drop --vocab_size")
+    if "--text_column" in given and not any(has_columns(file) for file in corpus_file_list(ns.corpus)):
+        raise ValueError(f"--text_column {ns.text_column} with a corpus of text files only: a .txt file has no "
+                         "fields or columns (blank lines separate its documents), so --text_column would be "
+                         "ignored; drop --text_column, or pass the JSON lines / CSV / TSV file that holds the column")
 
 
 def main(argv=None) -> int:

@@ -193,3 +193,18 @@ def test_a_tokenizer_whose_ids_name_other_tokens_than_init_froms_is_refused(tmp_
                     tmp_path / "other", "--output_dir", tmp_path / "run", "--device", "cpu")
     assert code == 1 and f"--tokenizer {tmp_path / 'other'} is not the tokenizer saved with --init_from" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_text_column_for_text_files_only_is_refused(tmp_path, no_tokenizer_training):
+    """--text_column names a JSON field or a CSV / TSV column; with a corpus of .txt files only it was silently
+    ignored (the run read the whole file). A corpus with one file that has columns keeps it."""
+    text = tmp_path / "a.txt"
+    text.write_text("One document.\n\nAnother one.\n")
+    common = ("--objective", "mlm", "--max_steps", "1", "--output_dir", tmp_path / "run")
+    code, err = cli(*common, "--corpus", text, "--text_column", "sentence")
+    assert code == 1 and "--text_column sentence with a corpus of text files only" in err, err
+    assert "would be ignored" in err and not (tmp_path / "run").exists()
+    rows = plays(tmp_path / "b.jsonl", ["a"])
+    code, err = cli(*common, "--corpus", text, rows, "--text_column", "sentence")
+    assert "text files only" not in err  # b.jsonl has fields: the run goes on (to b.jsonl's own message)
+    assert "has no string `sentence` field" in err, err

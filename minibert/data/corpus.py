@@ -104,6 +104,12 @@ def _suffix(path: Path) -> str:
     return Path(path.stem).suffix.lower() if _gzipped(path) else path.suffix.lower()
 
 
+def has_columns(path: Path) -> bool:
+    """Whether a corpus file has fields or columns for --text_column to name (JSON lines, CSV, TSV): a text
+    file has none, its blank lines separate the documents."""
+    return _suffix(path) in JSONL_SUFFIXES + TABLE_SUFFIXES
+
+
 def _gzipped(path: Path) -> bool:
     """Whether a file is gzip by its name: "a.txt.gz" or "a.txt.GZ"."""
     return path.suffix.lower() == ".gz"
