@@ -208,3 +208,11 @@ def test_a_text_column_for_text_files_only_is_refused(tmp_path, no_tokenizer_tra
     code, err = cli(*common, "--corpus", text, rows, "--text_column", "sentence")
     assert "text files only" not in err  # b.jsonl has fields: the run goes on (to b.jsonl's own message)
     assert "has no string `sentence` field" in err, err
+
+
+def test_preparation_workers_below_one_are_refused():
+    """--preparation_workers 0 (or -2) prepared in this process without a word, as 1 does."""
+    for workers in (0, -2):
+        with pytest.raises(ValueError, match=f"--preparation_workers must be at least 1, got {workers}"):
+            PretrainingOptions(preparation_workers=workers)
+    assert PretrainingOptions(preparation_workers=1).preparation_workers == 1
