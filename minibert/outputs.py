@@ -2,7 +2,8 @@
 
 Every forward returns one of these, whatever flags are set: fields that were not asked for
 (hidden states, attentions, a loss without labels, a cache without use_cache) are None.
-Shapes: B batch, T sequence, E hidden size, H heads, V vocabulary, C classes.
+Shapes: B batch, T sequence (a decoder's new tokens), P cached positions, S source (BART's encoder input),
+E hidden size, H heads, D = E / H, V vocabulary, C classes.
 """
 
 from dataclasses import dataclass
@@ -16,9 +17,11 @@ Tensors = tuple[torch.Tensor, ...]
 class BaseModelOutput:
     last_hidden_state: torch.Tensor  # (B, T, E)
     pooler_output: torch.Tensor | None = None  # (B, E), BERT's tanh(dense(h[:, 0]))
-    hidden_states: Tensors | None = None  # embeddings + each layer: num_layers + 1 of (B, T, E)
-    attentions: Tensors | None = None  # each layer: (B, H, T, T)
-    past_key_values: tuple | None = None  # decoders: one (key, value) per layer, each (B, H, T, D)
+    hidden_states: Tensors | None = None  # embeddings + each layer: num_layers + 1 of (B, T, E); GPT-2: last after ln_f
+    attentions: Tensors | None = None  # each layer: (B, H, T, P + T); P is 0 without a cache
+    # decoders: per layer GPT-2's (key, value), each (B, H, P + T, D), BART's decoder's (self k, self v, cross k,
+    # cross v), the cross ones (B, H, S, D); the StaticCache itself when one was passed
+    past_key_values: tuple | None = None
     cross_attentions: Tensors | None = None  # BART's decoder: each layer (B, H, T, S) over the source
 
 

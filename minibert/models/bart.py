@@ -302,7 +302,11 @@ class BartModel(BartPreTrainedModel):
     def gradient_checkpointing(self, value: bool) -> None:  # PreTrainedModel's switch reaches both stacks
         self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = value
 
-    def check_inputs(self, input_ids, attention_mask, decoder_input_ids, past: int) -> None:
+    def check_inputs(self, input_ids, attention_mask, decoder_input_ids, past: int, decoder_attention_mask=None,
+                     source_shape: tuple[int, int] | None = None) -> None:
+        """Bad input fails here with the fix. source_shape: (B, S) of the encoder output that attention_mask
+        covers, when encoder_outputs replace input_ids; decoder_attention_mask covers the P cached target positions
+        and the T new ones (the decoder reads input_ids shifted right when decoder_input_ids is None)."""
         config = self.config
         for name, ids, offset in (("input_ids", input_ids, 0), ("decoder_input_ids", decoder_input_ids, past)):
             if ids is None:
@@ -312,9 +316,19 @@ class BartModel(BartPreTrainedModel):
                 raise ValueError(f"{name} reach position {offset + ids.size(1)} but max_position_embeddings is "
                                  f"{config.max_position_embeddings}; truncate to at most "
                                  f"{config.max_position_embeddings} tokens")
-        if attention_mask is not None and input_ids is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
-                             f"{tuple(input_ids.shape)}; pass the mask the tokenizer returned with these ids")
+        # A mask of another shape was broadcast: one row's mask (1, S) applied to every row (Hugging Face fails), and a
+        # cached step's mask over its new token only (B, 1) hid every cached position where it held a 0.
+        source = source_shape or (tuple(input_ids.shape) if input_ids is not None else None)
+        if attention_mask is not None and source is not None and tuple(attention_mask.shape) != source:
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but the source has {source} "
+                             "(batch, source length); pass the mask the tokenizer returned with these ids")
+        target = decoder_input_ids if decoder_input_ids is not None else input_ids
+        if decoder_attention_mask is not None and target is not None:
+            want = (target.size(0), past + target.size(1))
+            if tuple(decoder_attention_mask.shape) != want:
+                raise ValueError(f"decoder_attention_mask has shape {tuple(decoder_attention_mask.shape)} but should "
+                                 f"be {want}: it covers the {past} cached target positions and the {target.size(1)} "
+                                 "new ones")
 
     def forward(
         self,
@@ -340,7 +354,9 @@ class BartModel(BartPreTrainedModel):
             encoder_outputs = BaseModelOutput(last_hidden_state=h, hidden_states=states, attentions=maps)
         past = cache_length(past_key_values)
         read = encoder_outputs is None or decoder_input_ids is None  # input_ids feed the encoder or the shift
-        self.check_inputs(input_ids if read else None, attention_mask, decoder_input_ids, past)
+        source = tuple(encoder_outputs.last_hidden_state.shape[:2]) if encoder_outputs is not None else None
+        self.check_inputs(input_ids if read else None, attention_mask, decoder_input_ids, past, decoder_attention_mask,
+                          source)
         if decoder_input_ids is None:
             decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
                                                    self.config.decoder_start_token_id)

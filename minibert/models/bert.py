@@ -265,6 +265,12 @@ class BertModel(BertPreTrainedModel):
         if position_ids is not None:
             check_ids(position_ids, config.max_position_embeddings, "position_ids", "max_position_embeddings",
                       fix="truncate the input, or drop position_ids to number the tokens from the start")
+            # (1, T) is broadcast over the batch, as in Hugging Face; another shape was broadcast silently (a (2, T)
+            # for one sequence gave two outputs) or failed in the embedding sum
+            if position_ids.size(1) != input_ids.size(1) or position_ids.size(0) not in (1, input_ids.size(0)):
+                raise ValueError(f"position_ids has shape {tuple(position_ids.shape)} but input_ids has "
+                                 f"{tuple(input_ids.shape)}; pass one position per token, (batch, sequence), or "
+                                 "(1, sequence) for the same positions in every row")
 
     def forward(
         self,
@@ -368,7 +374,7 @@ def _classifier_dropout(config: BertConfig) -> nn.Dropout:
 
 
 class BertForPreTraining(BertPreTrainedModel):
-    """MLM + next-sentence prediction; loss = MLM cross-entropy + NSP cross-entropy."""
+    """MLM + next-sentence prediction; loss = MLM + NSP cross-entropy (one alone if only its labels come; HF: None)."""
 
     def __init__(self, config: BertConfig):
         super().__init__(config)

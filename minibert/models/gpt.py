@@ -205,6 +205,12 @@ class GPT2Model(GPT2PreTrainedModel):
         if token_type_ids is not None:  # GPT-2 looks segment ids up in the token table
             check_ids(token_type_ids, config.vocab_size, "token_type_ids",
                       fix="GPT-2 embeds segment ids as tokens: pass token ids (or drop token_type_ids)")
+        for name, ids in (("position_ids", position_ids), ("token_type_ids", token_type_ids)):
+            # (1, T) is broadcast over the batch, as in Hugging Face; another shape was broadcast silently (a (2, T)
+            # for one sequence gave two outputs) or failed in the embedding sum
+            if ids is not None and (ids.size(1) != input_ids.size(1) or ids.size(0) not in (1, input_ids.size(0))):
+                raise ValueError(f"{name} has shape {tuple(ids.shape)} but input_ids has {tuple(input_ids.shape)}; "
+                                 "pass one per new token, (batch, sequence), or (1, sequence) for every row alike")
         if position_ids is None and past + input_ids.size(1) > config.n_positions:
             raise ValueError(
                 f"input has {past + input_ids.size(1)} positions ({past} cached + {input_ids.size(1)} new) but "

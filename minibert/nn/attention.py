@@ -42,9 +42,11 @@ KVCache = tuple[torch.Tensor, torch.Tensor]  # (key, value), each (B, H, T_k, D)
 #                                               sees slots 0 .. p (the later ones are empty)
 #
 # A row with no visible key at all (a left-pad query in a causal model) gets a uniform
-# distribution over the masked keys instead of NaN, which matches Hugging Face's additive masks in
-# fp32 and bf16. In fp16 such a row is finite, not always uniform (its scores + finfo.min round apart, and
-# SDPA's kernel adds the mask in fp32), where Hugging Face's eager path can give NaN.
+# distribution over the masked keys instead of NaN, on both paths, which matches Hugging Face's additive
+# masks (its eager path) in fp32 and bf16; Hugging Face's sdpa path gives such a row zeros instead
+# (transformers 5.24, an all-padding BERT row). In fp16 such a row is finite, not always uniform (its
+# scores + finfo.min round apart, and SDPA's kernel adds the mask in fp32), where Hugging Face's eager
+# path can give NaN.
 
 
 def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -84,9 +86,17 @@ def combine(*masks: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def to_additive(keep: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """Boolean keep mask -> additive float mask (0 kept, finfo(dtype).min masked)."""
+    """Boolean keep mask -> additive float mask (0 kept, finfo(dtype).min masked). Both attention paths
+    convert their mask here, so this is where a mask of another form is refused: a (B, T) attention_mask
+    passed as it is broadcasts as (1, 1, B, T), which with B = T_q ran and gave each query the padding of
+    another row; a 0/1 integer mask failed in torch.where with no word of the fix."""
     if keep is None:
         return None
+    if keep.dtype != torch.bool or keep.dim() != 4:
+        raise ValueError(f"attention takes a boolean keep mask of 4 dimensions that broadcasts to (B, H, T_q, T_k), "
+                         f"got a {keep.dtype} tensor of shape {tuple(keep.shape)}; turn a (B, T) attention_mask of "
+                         "1s and 0s into one with padding_mask(attention_mask) (combine() it with causal_mask for "
+                         "a decoder)")
     zero = torch.zeros((), dtype=dtype, device=keep.device)
     return torch.where(keep, zero, torch.finfo(dtype).min)
 
@@ -96,11 +106,11 @@ class StaticCache:
     """Keys and values preallocated for a whole generation (Hugging Face's StaticCache, in brief).
 
     One tuple of tensors per layer, each (N, H, L, D) with L the longest output (GPT-2: key, value;
-    BART: self-attention key, value, then cross-attention key, value, computed once). A step writes
-    its new keys/values in place at `cache_position` (write_static) and attends over all L slots, the
-    ones not written yet masked (filled_slots_mask, above, which the model combines with the padding
-    mask). No tensor changes shape from one decoding step to the next, so torch.compile captures one
-    graph for them all (and CUDA graphs can replay it).
+    BART: self-attention key, value, then cross-attention key, value, (N, H, S, D) over the S source
+    tokens, computed once). A step writes its new keys/values in place at `cache_position` (write_static)
+    and attends over all L slots, the ones not written yet masked (filled_slots_mask, above, which the
+    model combines with the padding mask). No tensor changes shape from one decoding step to the next,
+    so torch.compile captures one graph for them all (and CUDA graphs can replay it).
 
         dynamic:  (N, H, P, D) ─► cat ─► (N, H, P + 1, D)       a new, longer tensor every step
         static:   (N, H, L, D)  ─► index_copy_ at P ─► same tensor, slot P filled
@@ -139,7 +149,8 @@ def write_static(cache: KVCache, k: torch.Tensor, v: torch.Tensor, cache_positio
 
 def cache_length(past_key_values: tuple | None) -> int:
     """Positions already cached: a decoder's cache holds one tuple per layer whose first tensor is
-    the self-attention key (B, H, P, D) (GPT-2: (key, value); BART: (key, value, cross key, cross value))."""
+    the self-attention key (B, H, P, D) (GPT-2: (key, value); BART: (key, value, cross key, cross value)).
+    A StaticCache gives its L slots, written or not: its positions are cache_position's, not this."""
     if past_key_values is not None and not isinstance(past_key_values, tuple | list | StaticCache):
         raise TypeError(f"past_key_values is a {type(past_key_values).__name__}; minibert's decoders take their own "
                         "cache: the tuple (one (key, value, ...) per layer) a forward returns with use_cache=True, "
@@ -157,7 +168,8 @@ def eager_attention(
     upcast: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference attention. q (B, H, T_q, D), k/v (B, H, T_k, D), keep a boolean mask that
-    broadcasts to (B, H, T_q, T_k). Returns the output (B, H, T_q, D) and the probabilities.
+    broadcasts to (B, H, T_q, T_k). Returns the output (B, H, T_q, D) and the probabilities, before dropout
+    (Hugging Face's eager paths return them after it: in training its attention maps are the dropped ones).
     upcast (GPT-2's reorder_and_upcast_attn, as Hugging Face's _upcast_and_reordered_attn): the scores and
     their softmax in fp32 with autocast off, in a half-precision model or under autocast (whose matmul would
     run in half precision again); the probabilities go back to v's dtype to weigh v. A no-op in fp32."""

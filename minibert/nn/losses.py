@@ -83,8 +83,11 @@ def causal_lm_count(labels: torch.Tensor) -> int:
 def span_extraction_loss(
     start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor
 ) -> torch.Tensor:
-    """Question answering: mean of the start and end cross-entropies (logits (B, T)). Positions
-    outside the sequence are clamped to T and ignored, as in the original BERT SQuAD code."""
+    """Question answering: mean of the start and end cross-entropies (logits (B, T)). As in Hugging Face's
+    heads, positions past the sequence (T or more) are clamped to T and ignored (left out of the mean;
+    the original BERT SQuAD code, whose one-hot of such a position is all zeros, counted them as 0 in the
+    mean), and negative ones are clamped to 0: a -100 here is not ignored, it trains position 0, the
+    [CLS] token that SQuAD 2.0 marks "no answer" with."""
     ignored = start_logits.size(1)
     start = _class_ids(start_positions.view(-1)).clamp(0, ignored)
     end = _class_ids(end_positions.view(-1)).clamp(0, ignored)
