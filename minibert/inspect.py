@@ -68,13 +68,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _is_decoder_only_lm(model) -> bool:
+    """GPT-2's LM (GPT2LMHeadModel): it reads a prompt as it is, with no special tokens around it."""
+    return hasattr(model, "generate") and not getattr(model, "is_encoder_decoder", False)
+
+
 def model_inputs(model, tokenizer, texts, text_pairs=None, generate: bool = False) -> dict:
     """The tokenizer's batch, keeping only what the model reads: token_type_ids are BERT's segments
-    (GPT-2 would look them up as tokens, BART takes none). A decoder-only model (GPT-2) reads the text
-    as it is, with no special tokens around it (a prompt ending in the end-of-text token would ask for
-    what follows the end), and its prompts for --generate are padded on the left, so that every row's
-    new tokens follow its own last token."""
-    decoder_only = hasattr(model, "generate") and not getattr(model, "is_encoder_decoder", False)
+    (GPT-2 would look them up as tokens, BART takes none). GPT-2's LM reads the text as it is, with no
+    special tokens around it (a prompt ending in the end-of-text token would ask for what follows the end),
+    and its prompts for --generate are padded on the left, so that every row's new tokens follow its own last
+    token; a GPT-2 classifier gets the special tokens its tokenizer adds, as train.py gave them. A text longer
+    than the model's positions is cut to them (cut_notes says which)."""
+    decoder_only = _is_decoder_only_lm(model)
     if text_pairs is not None and model.config.model_type == "gpt2":
         raise ValueError("--text_pair: GPT-2 reads one text (a pair would be glued together with no separator); "
                          "write both in one --text")
@@ -84,6 +90,21 @@ def model_inputs(model, tokenizer, texts, text_pairs=None, generate: bool = Fals
     if not hasattr(model.config, "type_vocab_size"):
         batch.pop("token_type_ids", None)  # a byte-level tokenizer may not return them at all
     return batch
+
+
+def cut_notes(model, tokenizer, texts, text_pairs=None) -> list[str]:
+    """What model_inputs cut: each text (with its pair) longer than the model's positions, in tokens."""
+    limit, notes = position_limit(model), []
+    for i, text in enumerate(texts):
+        pair = [text_pairs[i]] if text_pairs is not None else None
+        length = tokenizer([text], pair, padding=False, truncation=False,
+                           add_special_tokens=not _is_decoder_only_lm(model))["input_ids"].size(1)
+        if length > limit:
+            which = f"--text number {i + 1}" if len(texts) > 1 else "--text"
+            which += " and its --text_pair are" if pair else " is"
+            notes.append(f"{which} {length} tokens, more than the model's {limit} positions: cut to {limit} "
+                         f"(the rest is not traced); shorten {'them' if pair else 'it'} to trace all of it")
+    return notes
 
 
 def position_limit(model) -> int:
@@ -100,15 +121,26 @@ def check_picture_path(flag: str, path: str) -> None:
     """Before the model runs: a picture that cannot be written would otherwise fail only after the
     whole trace was printed."""
     target = Path(path)
+    example = target / f"{flag[2:].removesuffix('_png')}.png"
     if target.is_dir():
-        example = target / f"{flag[2:].removesuffix('_png')}.png"
         raise ValueError(f"{flag} {path} is a directory; name the file to write in it, e.g. {example}")
+    if path.endswith(("/", os.sep)):  # Path() drops the slash: "pics/" would pass as a file named pics
+        raise ValueError(f"{flag} {path} names a directory, which does not exist; create it and name the file to "
+                         f"write in it, e.g. {example}")
     if not target.parent.is_dir():
         problem = "is not a directory" if target.parent.exists() else "does not exist"
         raise ValueError(f"{flag} {path}: {target.parent} {problem}; create the directory first, or write elsewhere")
     if target.exists() and not _is_png(target):  # an earlier picture may be replaced, nothing else
         raise ValueError(f"{flag} {path} exists and is not a PNG picture (a checkpoint's file?); writing the "
                          "picture there would destroy it: name another file")
+    existed = target.exists()
+    try:  # a read-only directory, or a file not ours to replace: found now, not after the trace
+        with open(target, "ab"):  # appends nothing: an earlier picture stays as it is until it is replaced
+            pass
+    except OSError as error:
+        raise ValueError(f"{flag} {path} cannot be written ({error.strerror}); write the picture elsewhere") from None
+    if not existed:
+        target.unlink()
     if importlib.util.find_spec("matplotlib") is None:
         raise ValueError(f"{flag} needs matplotlib: pip install -e '.[plot]'")
 
@@ -193,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
         inputs["task"] = torch.full((inputs["input_ids"].size(0),), model.names.index(task))
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
+    for note in cut_notes(model, tokenizer, args.text, args.text_pair):
+        print(f"note: {note}")
     new_tokens = args.generate + 1 if args.generate else 0  # the prompt's pass makes one too
     if args.generate:
         check_generate_fits(model, inputs["attention_mask"], args.generate)

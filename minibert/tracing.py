@@ -25,6 +25,7 @@ hidden states (norms, change per layer) with matplotlib.
 
 import dataclasses
 import inspect
+import math
 import re
 import sys
 import weakref
@@ -339,7 +340,11 @@ class _Recorder:
     """Pre-hook: a new call, nested under the calls still running. Post-hook: its outputs."""
 
     def __init__(self, model: nn.Module, legend: dict[str, int], keep_tensors: bool):
-        self.names = {module: name for name, module in model.named_modules(remove_duplicate=False)}
+        # every name of each module: one held in two places (ELECTRA's embeddings, shared by the generator and the
+        # discriminator) is named by the place it ran from (name_of)
+        self.names: dict[nn.Module, list[str]] = {}
+        for name, module in model.named_modules(remove_duplicate=False):
+            self.names.setdefault(module, []).append(name)
         self.legend = legend
         self.keep_tensors = keep_tensors
         self.encoder_decoder = _is_encoder_decoder(model)
@@ -355,6 +360,13 @@ class _Recorder:
         # segment and position ids count its padding positions apart (BERT pads token_type_ids with segment 0)
         self.row0_real: list[bool] | None = None
 
+    def name_of(self, module: nn.Module) -> str:
+        """The module's qualified name: of its names, the one under the call running it (the discriminator's
+        embeddings, not the generator's name for the same module), else its first."""
+        names = self.names.get(module, ["?"])
+        below = f"{self.running[-1].name}." if self.running and self.running[-1].name else ""
+        return next((n for n in names if n.startswith(below)), names[0])
+
     @property
     def dtype(self) -> torch.dtype:
         """The attention scores' dtype, which decides the masked value: autocast's while it is on."""
@@ -363,7 +375,7 @@ class _Recorder:
         return self.parameter_dtype
 
     def before(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        name = self.names.get(module, "?")
+        name = self.name_of(module)
         parent = self.running[-1].context if self.running else ("T", "T")
         call = ModuleCall(index=len(self.calls), depth=len(self.running), name=name, kind=type(module).__name__,
                           source=_source_of(type(module)),
@@ -450,7 +462,7 @@ class _Recorder:
             weight = getattr(value, "weight", None)
             if weight is None:
                 return []
-            owner = self.names.get(value, "?")
+            owner = self.names.get(value, ["?"])[0]
             letters = shape_letters(tuple(weight.shape), weight.dtype, self.legend, *context)
             return [TensorInfo(f"{name}.weight", tuple(weight.shape), weight.dtype, letters,
                                f"tied: the very tensor of {owner}", weight.detach() if self.keep_tensors else None)]
@@ -941,6 +953,11 @@ def _real_tokens(inputs: dict, row: int) -> torch.Tensor:
     return mask[row].bool() if mask is not None else torch.ones(T, dtype=torch.bool)
 
 
+# The attention picture's longer side at most, in inches (8,000 pixels at dpi 100): at 0.22 inch a token, bert-base's
+# 12 x 12 heads over 128 tokens asked for 33,892 x 33,892 pixels, 4.6 GB to draw
+_MOST_GRID_INCHES = 80.0
+
+
 def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row: int = 0, generated: int = 0) -> None:
     """A grid of layers x heads; each cell is one head's (T, T) attention over the real tokens of
     batch row `row`, queries down, keys across. BART: the encoder's self-attention. generated: how many
@@ -949,7 +966,11 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
     real = _real_tokens(inputs, row)
     tokens = [t for t, keep in zip(tokens, real.tolist(), strict=True) if keep]
     L, H = len(attentions), attentions[0].size(1)
-    cell = max(1.6, 0.22 * len(tokens))
+    # each head's square: 0.22 inch a token (its label readable), but the whole grid at most _MOST_GRID_INCHES a side;
+    # in a smaller square every k-th token is labelled (a label at fontsize 7 needs about 0.11 inch)
+    cell = min(max(1.6, 0.22 * len(tokens)), _MOST_GRID_INCHES / max(L, H))
+    every = max(1, math.ceil(0.11 * len(tokens) / cell))
+    ticks, labels = range(0, len(tokens), every), tokens[::every]
     fig = _figure(cell * H + 1, cell * L + 1)
     axes = fig.subplots(L, H, squeeze=False)
     for layer, probs in enumerate(attentions):
@@ -957,8 +978,8 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
         for head in range(H):
             ax = axes[layer][head]
             image = ax.imshow(grid[head].float().numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
-            ax.set_xticks(range(len(tokens)), tokens if layer == L - 1 else [], rotation=90, fontsize=7)
-            ax.set_yticks(range(len(tokens)), tokens if head == 0 else [], fontsize=7)
+            ax.set_xticks(ticks, labels if layer == L - 1 else [], rotation=90, fontsize=7)
+            ax.set_yticks(ticks, labels if head == 0 else [], fontsize=7)
             ax.set_title(f"layer {layer} head {head}", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.6, label="probability")  # one scale, 0 to 1, for every cell
     fig.suptitle(f"{_which_attention(model)} probabilities, batch row {row}: query (row) -> key (column)"
