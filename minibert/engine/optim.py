@@ -21,6 +21,13 @@ def build_optimizer(
     groups = (
         param_groups if param_groups is not None else default_param_groups(model, args.learning_rate, args.weight_decay)
     )
+    groups = None if isinstance(groups, dict) else list(groups)  # (a generator is read more than once below)
+    if groups is None or any(not isinstance(g, dict) or "params" not in g for g in groups):
+        # Parameters themselves, which torch.optim also takes, failed below with "'Parameter' object is not a
+        # mapping"; one group not in a list, with "'str' object is not a mapping"
+        raise ValueError("param_groups must be a list of groups, dicts with the group's tensors under \"params\" "
+                         "([{\"params\": [...], \"lr\": ...}]), not the parameters themselves; leave it out for "
+                         "the two groups of the no-decay rule (minibert.finetune.param_groups)")
     # Each group's parameters as a list: torch.optim takes any iterable (`model.encoder.parameters()`, as its docs
     # show), and a generator read once here to find the device reached AdamW without its first parameter, which
     # then never trained

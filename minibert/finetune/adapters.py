@@ -63,6 +63,11 @@ def add_adapters(model: nn.Module, size: int, train_pooler: bool = True) -> int:
                          "fine-tune every weight")
     check_adapter_size(size, config.hidden_size)
     base = model.base_model
+    if any(isinstance(getattr(layer, "adapter", None), Adapter) for layer in base.layers):
+        # A second set would replace the first as the blocks' `adapter` while the first's hooks kept running:
+        # adapters outside the model, in every forward but in no parameters() (never saved, never trained).
+        raise ValueError(f"{type(model).__name__} has adapters already (add_adapters was called on it, or it was "
+                         "loaded with them); train those, or call add_adapters on a model without adapters")
     for layer in base.layers:
         layer.adapter = Adapter(config.hidden_size, size)
         layer.ffn.register_forward_hook(layer.adapter.after_feed_forward)

@@ -20,6 +20,7 @@ drawn with the rates above, so over a run the share of batches of task m tends t
 import json
 import logging
 import math
+import numbers
 import os
 import re
 from pathlib import Path
@@ -119,7 +120,8 @@ class MixtureSampler:
 
 
 class MultiTaskClassifier(nn.Module):
-    """encoder -> (per task) pooling -> dropout -> linear. `task` (B,) picks the head; one task per batch."""
+    """encoder -> (per task) pooling -> dropout -> linear. `task` (B,), or one int, picks the head (its index
+    in the tasks' order); one task per batch."""
 
     def __init__(self, encoder: nn.Module, tasks: dict[str, dict], pooling: str, dropout: float | None = None,
                  layer: int = -2):
@@ -144,12 +146,27 @@ class MultiTaskClassifier(nn.Module):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder.embeddings.word_embeddings
 
+    def gradient_checkpointing_enable(self) -> None:
+        self.encoder.gradient_checkpointing_enable()
+
+    def task_name(self, task) -> str:
+        """The task that `task` picks: its index in the tasks' order, one int or a (B,) tensor of it."""
+        if torch.is_tensor(task):
+            if task.numel() == 0:
+                raise ValueError("task is an empty tensor; pass the task's index, one per row or one int")
+            if bool((task != task.flatten()[0]).any()):
+                raise ValueError("a multi-task batch mixes tasks; MixtureSampler gives batches of one task each")
+            task = task.flatten()[0].item()
+        # A negative index would pick a task from the end (-1: the last) without a word, as a list does
+        if isinstance(task, bool) or not isinstance(task, numbers.Integral) or not 0 <= task < len(self.names):
+            tasks = ", ".join(f"{i} {name}" for i, name in enumerate(self.names))
+            raise ValueError(f"task {task!r} is not a task index of this model; its tasks are {tasks}")
+        return self.names[int(task)]
+
     def forward(self, input_ids, task, attention_mask=None, token_type_ids=None) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if bool((task != task[0]).any()):
-            raise ValueError("a multi-task batch mixes tasks; MixtureSampler gives batches of one task each")
-        name = self.names[int(task[0])]
+        name = self.task_name(task)
         out = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                            output_hidden_states=True)
         pooled = self.poolings[name](out.hidden_states, attention_mask, out.pooler_output)  # (B, P)

@@ -10,10 +10,11 @@ input that BART can de-noise into its own language; the new encoder has its own 
 
 Two stages, as in the paper. Stage one freezes most of BART and trains only the new front, BART's
 positional embeddings (encoder and decoder: the paper says "the BART positional embeddings") and
-the self-attention input projections (query, key, value) of BART's first encoder layer: the only
-BART weights that read the front's output directly, so they adapt to it while the pretrained
-rest is protected from the random front's early gradients. Stage two trains every parameter for
-a few steps.
+the self-attention input projections (query, key, value) of BART's first encoder layer: the first
+projections to read the front's output (once BART's positions are added and its embedding LayerNorm,
+which stays frozen as the paper says nothing of it, has normalised the sum), so they adapt to it while
+the pretrained rest is protected from the random front's early gradients. Stage two trains every
+parameter for a few steps.
 
 The front sits where BART's encoder looks its tokens up (`embeddings.embed_tokens`, the list that
 already hides the shared embedding from the module tree), so BART's encoder, decoder and
@@ -30,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from minibert.checkpoint import NEW_ENCODER_DIR, NEW_ENCODER_SETTINGS
+from minibert.finetune.unfreezing import check_optimizer_holds
 from minibert.generation import GenerationMixin
 from minibert.models.bart import BartConfig, BartEncoderLayer, BartForConditionalGeneration
 from minibert.nn import padding_mask
@@ -194,4 +196,6 @@ class TwoStageTraining:
             logger.info("new encoder, stage two from step %d: every parameter trains", trainer.state.global_step)
 
     def on_train_begin(self, trainer) -> None:
+        if getattr(trainer, "optimizer", None) is not None:  # stage two thaws every parameter
+            check_optimizer_holds(trainer.optimizer, dict(self.model.named_parameters()), "TwoStageTraining")
         self.on_step_end(trainer)  # a run resumed in stage two trains every parameter from its first step

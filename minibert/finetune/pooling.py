@@ -9,13 +9,13 @@ task (Jawahar et al. 2019, https://aclanthology.org/P19-1356/).
 
 Every head assumes what minibert's tokenizer and collators give: right padding (position 0 holds
 [CLS], or <s>) and at least one real token per row. Nothing checks it on this hot path. A
-left-padded row makes the heads that read position 0 (cls, cls_layer, concat_last4,
-weighted_layer, lstm, gru, attention, mean_max_cls) read a pad; sbert_wk keeps positions
-0 .. n - 2 of a row of n real tokens (all but [SEP] when padded on the right), so under p pads on
-the left it keeps only the first n - 1 - p real tokens, and none (NaN) when p >= n - 1. A row with
-no real token gives the dtype's lowest value from the max heads (max, mean_max, mean_max_cls,
-conv1d), NaN from sbert_wk and 0 from mean. A caller with left-padded batches should re-tokenise
-with padding_side="right".
+left-padded row makes the heads that read position 0 (pooler, whose dense layer reads it, cls,
+cls_layer, concat_last4, weighted_layer, lstm, gru, attention, mean_max_cls) read a pad; sbert_wk
+keeps positions 0 .. n - 2 of a row of n real tokens (all but [SEP] when padded on the right), so
+under p pads on the left it keeps only the first n - 1 - p real tokens, and none (NaN) when
+p >= n - 1. A row with no real token gives the dtype's lowest value from the max heads (max,
+mean_max, mean_max_cls, conv1d), NaN from sbert_wk and 0 from mean. A caller with left-padded
+batches should re-tokenise with padding_side="right".
 
 Shapes: B batch, T tokens, E hidden size, L layers (+1 with the embeddings), C channels.
 """

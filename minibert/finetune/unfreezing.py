@@ -13,8 +13,8 @@ process's share of the batches: Trainer.steps_per_epoch in engine/trainer.py).
 It composes with LLRD and grouped rates: the optimizer is built over every parameter first,
 with its depth's learning rate; a frozen parameter just has no gradient, which AdamW skips
 (no update, no decay, no moment), until its stage comes. A parameter frozen before (for
-example by --freeze_embeddings) stays frozen. A resumed run takes its stage back after its
-first step.
+example by --freeze_embeddings) stays frozen. A resumed run takes its checkpoint's stage back
+before its first step (`on_train_begin`).
 """
 
 import logging
@@ -22,6 +22,19 @@ import logging
 from torch import nn
 
 logger = logging.getLogger(__name__)
+
+
+def check_optimizer_holds(optimizer, thawed_later: dict[str, nn.Parameter], callback: str) -> None:
+    """Refuse an optimizer that lacks a parameter `callback` will thaw: built after the parameters were
+    frozen, its groups left them out (param_groups skips frozen parameters), and once thawed they would get
+    gradients that no step applies, training nothing with no word about it."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = [name for name, p in thawed_later.items() if id(p) not in held]
+    if missing:
+        raise ValueError(f"{callback} thaws {len(missing)} parameter tensors that are in no group of the optimizer "
+                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), so they would never "
+                         f"train; build the optimizer before the {callback} (its groups need every parameter it "
+                         "thaws), as minibert.finetuning does")
 
 
 class GradualUnfreezing:
@@ -38,6 +51,7 @@ class GradualUnfreezing:
                              "to unfreeze group by group; drop the flag")
         self.groups = [*reversed(base.layers), base.embeddings]  # the order they thaw in: top block first
         self.trainable = {id(p): p.requires_grad for group in self.groups for p in group.parameters()}
+        self.thawed_later = {n: p for n, p in model.named_parameters() if self.trainable.get(id(p))}
         self.steps_per_stage = steps_per_stage
         self.stage = -1
         self.set_stage(0)
@@ -58,4 +72,6 @@ class GradualUnfreezing:
             self.set_stage(stage)
 
     def on_train_begin(self, trainer) -> None:
+        if getattr(trainer, "optimizer", None) is not None:
+            check_optimizer_holds(trainer.optimizer, self.thawed_later, "GradualUnfreezing")
         self.on_step_end(trainer)  # a resumed run starts at its checkpoint's stage, not at stage 0
