@@ -19,7 +19,8 @@ Where each stage is, here and beside this file:
     model              build_model (family heads: models/; --pooling: finetune/classifier.py with the
                        poolings of finetune/pooling.py; --adapter_size: finetune/adapters.py;
                        --ladder_side_tuning: finetune/ladder.py)
-    refusals           check_methods, check_generation_flags: flags that cannot work together
+    refusals           check_methods, check_generation_flags, check_multi_label_loss: flags that cannot work
+                       together, or with the task the labels show
     tricks             apply_tricks -> finetune/reinit.py, freeze.py, mixout.py
     optimizer          finetuning_optimizer -> finetune/param_groups.py (--llrd, --lr_groups),
                        finetune/optimizers.py (--optim), finetune/prior_wd.py (--prior_wd)
@@ -47,7 +48,7 @@ from minibert.checkpoint import finite_or_null, read_config_dict
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.distributed import resolve_device
-from minibert.engine.trainer import check_output_dir, check_output_not_input
+from minibert.engine.trainer import check_output_dir, check_output_not_input, metric_key
 from minibert.finetune.adapters import add_adapters, check_adapter_size
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.beside_base import is_beside_base, load_trained, read_beside_base, save_beside_base
@@ -193,11 +194,15 @@ class FinetuneArguments:
 
 
 # -- model ----------------------------------------------------------------------------------------
-def _missing_checkpoint_message(path: str) -> str:
+def _missing_checkpoint_message(path: str, random_init: bool = False) -> str:
+    """random_init: the path came from --config_name (or its default), which --model_name_or_path random reads its
+    shape and tokenizer from; the fix is that flag, not --model_name_or_path."""
+    flag = "--config_name" if random_init else "--model_name_or_path"
     if path == DEFAULT_PRETRAINED:
-        return (f"the default pretrained checkpoint {path} does not exist; run `{DEFAULT_PRETRAIN_COMMAND}` "
-                "first (about 1-3 minutes), or pass --model_name_or_path <checkpoint dir>")
-    return f"--model_name_or_path {path} is not a checkpoint directory (no config.json)"
+        why = f" (--model_name_or_path {RANDOM_INIT} reads its config and tokenizer from it)" if random_init else ""
+        return (f"the default pretrained checkpoint {path} does not exist{why}; run `{DEFAULT_PRETRAIN_COMMAND}` "
+                f"first (about 1-3 minutes), or pass {flag} <checkpoint dir>")
+    return f"{flag} {path} is not a checkpoint directory (no config.json)"
 
 
 def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = False) -> Tokenizer:
@@ -252,7 +257,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     random_init = args.model_name_or_path == RANDOM_INIT
     source = (args.config_name or DEFAULT_PRETRAINED) if random_init else args.model_name_or_path
     if not (Path(source) / "config.json").is_file():
-        raise ValueError(_missing_checkpoint_message(source))
+        raise ValueError(_missing_checkpoint_message(source, random_init))
     config = read_config_dict(source)
     family = config.get("model_type")
     if family not in BASES:
@@ -370,6 +375,10 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
                          "be drawn again); drop --reinit_layers, or drop --adapter_size to fine-tune every weight")
     if args.ladder_side_tuning is not None and args.pooling != "default":
         raise ValueError("--ladder_side_tuning reads its side network by a masked mean; drop --pooling")
+    if args.reinit_pooler and (args.ladder_side_tuning is not None or args.pooling not in ("default", "pooler")):
+        reader = "--ladder_side_tuning" if args.ladder_side_tuning is not None else f"--pooling {args.pooling}"
+        raise ValueError(f"--reinit_pooler with {reader}: that head never reads the pooler, so re-initialising it "
+                         "would change nothing but the random draws; drop --reinit_pooler (or use --pooling pooler)")
     if args.ladder_side_tuning is not None and (args.fgm or args.pgd_steps or args.mixout or args.reinit_layers):
         raise ValueError("--ladder_side_tuning keeps the encoder frozen and out of backward; drop --fgm / "
                          "--pgd_steps / --mixout / --reinit_layers, which change the encoder")
@@ -394,6 +403,9 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
         side_width(hidden_size, args.ladder_side_tuning)
     if args.unfreeze_stage_steps is not None and not args.gradual_unfreezing:
         raise ValueError("--unfreeze_stage_steps sets the stage length of --gradual_unfreezing; pass that flag too")
+    if args.unfreeze_stage_steps is not None and args.unfreeze_stage_steps < 1:
+        raise ValueError(f"--unfreeze_stage_steps must be >= 1 (optimizer steps per stage), got "
+                         f"{args.unfreeze_stage_steps}; drop it for one epoch per stage")
     check_sub_flags(args)
     if args.multitask:
         check_mixing(args.mixing, args.mixing_cap, args.mixing_temperature)
@@ -403,6 +415,16 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
 def _given(args: FinetuneArguments, name: str) -> bool:
     """The flag was set to something other than its default (all a parsed command line can tell)."""
     return getattr(args, name) != FinetuneArguments.__dataclass_fields__[name].default
+
+
+def check_multi_label_loss(args: FinetuneArguments, tasks: list[Task]) -> None:
+    """--multi_label_loss once the data has shown the task type: on a task of one label or a number, task_loss
+    takes cross-entropy or MSE and the flag would do nothing, without a word."""
+    if args.multi_label_loss != "bce" and all(t.problem_type != "multi_label_classification" for t in tasks):
+        kinds = ", ".join(sorted({t.problem_type for t in tasks}))
+        raise ValueError(f"--multi_label_loss {args.multi_label_loss} is a loss of multi-label classification, and "
+                         f"the task is {kinds}, whose loss it would not change; drop --multi_label_loss (a multi-label "
+                         'task writes each label as a list of classes, ["a", "b"])')
 
 
 def check_one_rate_scheme(args: FinetuneArguments) -> None:
@@ -441,6 +463,15 @@ def check_sub_flags(args: FinetuneArguments) -> None:
 
 def check_generation_flags(args: FinetuneArguments) -> None:
     """Classification flags with a generative task type, and generation flags without one."""
+    if args.new_encoder_vocab is None:
+        # the new encoder's settings, with no new encoder to apply them to: a run without them, and no word
+        tuning = [flag for flag, on in (("--new_encoder_layers", _given(args, "new_encoder_layers")),
+                                        ("--new_encoder_stage_two_steps", args.new_encoder_stage_two_steps is not None))
+                  if on]
+        if tuning:
+            raise ValueError(f"{tuning[0]} sets up the new encoder of --new_encoder_vocab (BART's translation "
+                             "recipe), which this run does not build; pass --new_encoder_vocab DIR with --task_type "
+                             f"seq2seq, or drop {tuning[0]}")
     if args.task_type not in GENERATIVE_TASK_TYPES:
         given = [flag for flag, on in (("--target_column", args.target_column is not None),
                                        ("--num_beams", args.num_beams != 1),
@@ -459,7 +490,8 @@ def check_generation_flags(args: FinetuneArguments) -> None:
         "--freeze_embeddings": args.freeze_embeddings, "--mixout": args.mixout != 0, "--fgm": args.fgm,
         "--pgd_steps": args.pgd_steps != 0, "--swa_start": args.swa_start is not None,
         "--adapter_size": args.adapter_size is not None, "--gradual_unfreezing": args.gradual_unfreezing,
-        "--ladder_side_tuning": args.ladder_side_tuning is not None, "--multitask": bool(args.multitask)}
+        "--ladder_side_tuning": args.ladder_side_tuning is not None, "--multitask": bool(args.multitask),
+        "--padding": args.padding != "longest"}  # (GenerativeCollator pads each batch to its longest)
     given = [flag for flag, on in classification_only.items() if on]
     if given:
         raise ValueError(f"{given[0]} is a classification method that --task_type {args.task_type} does not "
@@ -476,6 +508,10 @@ def check_generation_flags(args: FinetuneArguments) -> None:
                              "directory (tokenizer.json, or vocab.json + merges.txt) of the source language")
         if args.new_encoder_layers < 0:
             raise ValueError(f"--new_encoder_layers must be >= 0, got {args.new_encoder_layers}")
+        if args.new_encoder_stage_two_steps is not None and args.new_encoder_stage_two_steps < 0:
+            # stage two would start past the last step: the pretrained BART would never train
+            raise ValueError(f"--new_encoder_stage_two_steps must be >= 0 (the last steps, which train every "
+                             f"parameter), got {args.new_encoder_stage_two_steps}")
 
 
 # What a model saved beside its base needs to be rebuilt (with the task) before its parameters load.
@@ -648,7 +684,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
     if training.resume_from_checkpoint is not None:
         resolve_checkpoint(training.resume_from_checkpoint, training.output_dir)  # fail now, before any work
     if not (Path(source) / "config.json").is_file():
-        raise ValueError(_missing_checkpoint_message(source))
+        raise ValueError(_missing_checkpoint_message(source, random_init))
     config = read_config_dict(source)
     if args.task_type not in GENERATIVE_TASK_TYPES:
         check_generation_flags(args)  # --target_column on a classification run says which task type it wants
@@ -673,8 +709,9 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
 #   optimizer steps follows the trainer's own count of this process's batches (Trainer.steps_per_epoch), not
 #   the dataset's.
 def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
-    """Fine-tune and save the final model (the best evaluation's, or SWA's average if better; with no
-    validation set, the last step's, or SWA's average).
+    """Fine-tune and save the final model (the best evaluation's under --load_best_model_at_end, train.py's
+    default, else the last step's; SWA's average instead if it validates better; with no validation set,
+    the last step's, or SWA's average).
     `callbacks` are added to the engine's (see minibert.engine.Trainer for the hooks)."""
     training = copy.copy(training)  # the run fills in its best-model metric; the caller's arguments stay as given
     if args.multitask:
@@ -688,6 +725,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
                "text_pair_column": args.text_pair_column}
     train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
                                       task_type=args.task_type, num_labels=args.num_labels)
+    check_multi_label_loss(args, [task])
     eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task)[0]
                      if args.validation_file else None)
     model, _ = build_model(args, task)
@@ -728,7 +766,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     trainer = Trainer(model, training, train_examples, collate, eval_fn=eval_fn, callbacks=callbacks,
                       optimizer=optimizer, sampler=sampler, loss_fn=loss_fn)
     if args.gradual_unfreezing:
-        trainer.callbacks.append(GradualUnfreezing(model, args.unfreeze_stage_steps or trainer.steps_per_epoch()))
+        stage_steps = args.unfreeze_stage_steps if args.unfreeze_stage_steps is not None else trainer.steps_per_epoch()
+        trainer.callbacks.append(GradualUnfreezing(model, stage_steps))
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
     metrics = eval_fn(model) if eval_fn else {}
@@ -742,7 +781,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
                         int(swa.averaged.n_averaged))
         else:
             swa_metrics = swa.metrics or eval_fn(swa.averaged_module())
-            key = training.metric_for_best_model
+            key = metric_key(training.metric_for_best_model, metrics)  # Hugging Face's eval_accuracy is accuracy here
             if _better(swa_metrics[key], metrics[key], training.greater_is_better):
                 swa.copy_to(model)
                 metrics, swa_is_final = swa_metrics, True
@@ -868,6 +907,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         tasks[spec["name"]] = task
         if held_out is not None:
             eval_sets[spec["name"]] = [{**e, "task": m} for e in held_out]
+    check_multi_label_loss(args, list(tasks.values()))
     if not eval_sets:
         logger.warning("no task has a validation file: the run is not evaluated, and the final model is the last "
                        "step's; give one as --multitask NAME=TRAIN,VALIDATION to evaluate and keep the best checkpoint")

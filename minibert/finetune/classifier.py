@@ -6,8 +6,10 @@ minibert.finetune.pooling. `model.base_model` is the encoder, so every trick tha
 `base_model.embeddings / layers / pooler` works on it unchanged.
 
 Saved as: the encoder in Hugging Face format (config.json + model.safetensors, loadable by
-`transformers.AutoModel` and `minibert.load_pretrained`), with the head's settings under the
-config key "minibert_pooled_classifier", plus head.safetensors (pooling and classifier weights).
+`transformers.AutoModel` and minibert's `BertModel.from_pretrained` / `RobertaModel.from_pretrained`),
+with the head's settings under the config key "minibert_pooled_classifier", plus head.safetensors
+(pooling and classifier weights). `minibert.load_pretrained` refuses the directory, naming
+`minibert.finetuning.load_finetuned`, which rebuilds the whole classifier.
 """
 
 import json

@@ -40,6 +40,11 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     """predictions_file: where to write {"source", "target", "prediction"} per example (a new file: never
     overwritten)."""
     path = Path(path)
+    # before the model loads and decodes; a 0 read as "not given" took the run's limit without a word
+    for flag, value in (("--num_beams", num_beams), ("--per_device_eval_batch_size", batch_size),
+                        ("--generation_max_length", max_new_tokens)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
     if predictions_file is not None and Path(predictions_file).exists():
         # checked before decoding, which can take minutes; the run's own generated_predictions.jsonl is
         # the final model's record and must survive a re-decoding with other settings
@@ -69,7 +74,8 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
         examples = causal_lm_examples(sources, targets, tokenizer, max_length, validation_file)
     model = load_finetuned(path)
     # A run saved before generation_max_length was recorded decoded up to max_seq_length unless told otherwise.
-    max_new_tokens = max_new_tokens or settings.get("generation_max_length", max_length)
+    if max_new_tokens is None:
+        max_new_tokens = settings.get("generation_max_length", max_length)
     evaluator = GenerationEvaluator(examples, task_type, tokenizer, batch_size, num_beams, max_new_tokens,
                                     input_pad_token_id(source_tokenizer or tokenizer))
     start = time.perf_counter()
@@ -92,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(a new file)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

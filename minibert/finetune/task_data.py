@@ -12,9 +12,12 @@ How `--task_type auto` reads a label column (`_detect_task`), first rule that fi
                                     all whole numbers             single_label_classification (1, 1.0, "1": one class)
     otherwise                                                    single_label_classification over the text labels
 It refuses what could be read two ways: a few words among many numbers (a typo), a text label with "|"
-or "," (several labels written as one), an empty or NaN label (a hole, never a class); and a
-classification with a single class (nothing to learn). The validation file takes the training file's
-Task, so a label seen only there is an error, not a new class. read_rows refuses a column named twice
+or "," (several labels written as one), some labels lists and others not (a single label written bare in
+a multi-label file), an empty or NaN label (a hole, never a class); and a classification with a single
+class (nothing to learn). Whatever --task_type says, a label is a list exactly when the task is multi-label
+(a forced multi-label task took a text label's characters as its classes), and never a JSON object.
+The validation file takes the training file's Task, so a label seen only there is an error, not a new
+class. read_rows refuses a column named twice
 (a CSV header's or a JSON object's: only the last would be read) and a CSV / TSV row with more cells
 than the header (an unquoted delimiter inside a cell, which shifts the label).
 """
@@ -50,6 +53,8 @@ class Task:
 def read_rows(path: str | os.PathLike) -> list[dict]:
     """Rows of a CSV / TSV (header line) or JSON lines / JSON list file."""
     path = Path(path)
+    if path.is_dir():  # (a saved Hugging Face dataset is a directory of Arrow files)
+        raise ValueError(f"data file {path} is a directory; pass the file itself (.csv, .tsv, .json or .jsonl)")
     if not path.is_file():
         raise ValueError(f"data file {path} does not exist; pass --train_file / --validation_file")
     suffix = path.suffix.lower()
@@ -185,8 +190,14 @@ def _check_labels_present(values: list, path) -> None:
 
 def _detect_task(labels: list, path) -> tuple[str, str]:
     """The problem type the labels show, and why; refuse what could be read two ways."""
-    if all(isinstance(v, list) for v in labels):
+    lists = [isinstance(v, list) for v in labels]
+    if all(lists):
         return "multi_label_classification", "every label is a list"
+    if any(lists):  # a multi-label file with some single labels written bare: each list would be a class of its own
+        row, listed = lists.index(False) + 1, lists.index(True) + 1
+        raise ValueError(f"{path}: row {row} has the label {labels[row - 1]!r} and row {listed} the list "
+                         f"{labels[listed - 1]!r}; in a multi-label file every label is a JSON list (write "
+                         f"[{json.dumps(labels[row - 1])}] for one label, [] for none)")
     if all(isinstance(v, float) for v in labels):
         return "regression", "every label is a JSON float"
     numbers = [_as_number(v) for v in labels]
@@ -218,6 +229,8 @@ def infer_task(labels: list, task_type: str, num_labels: int | None, path="the t
     if task_type == "auto":
         task_type, reason = _detect_task(labels, path)
         logger.info("task: %s (%s)", task_type, reason)
+    for row, value in enumerate(labels, 1):
+        _check_label_kind(value, task_type, f"{path}: row {row}")
     if task_type == "regression":
         if num_labels not in (None, 1):
             raise ValueError(f"regression predicts one number, but --num_labels is {num_labels}")
@@ -226,8 +239,14 @@ def infer_task(labels: list, task_type: str, num_labels: int | None, path="the t
         names = sorted({str(x) for v in labels for x in v if not isinstance(x, (int, float))})
         if not names:  # lists of 0/1 or soft scores: one per label
             width = {len(v) for v in labels}
+            if width == {0}:
+                raise ValueError(f"{path}: every label is an empty list, so no example has a class to learn; check "
+                                 "--label_column")
             if len(width) != 1:
-                raise ValueError(f"multi-label score lists have different lengths {sorted(width)}")
+                # lists of class ids ([3], [0, 27], as GoEmotions writes them) are the usual cause
+                raise ValueError(f"{path}: the labels are lists of numbers, read as one 0/1 or soft score per class, "
+                                 f"but the lists have different lengths {sorted(width)}; if the numbers are class ids, "
+                                 'write them as names (["0", "27"]), else give every example one score per class')
             names = [f"LABEL_{i}" for i in range(width.pop())]
     else:
         values = [_label_key(v) for v in labels]
@@ -250,7 +269,22 @@ def infer_task(labels: list, task_type: str, num_labels: int | None, path="the t
     return Task(task_type, names)
 
 
+def _check_label_kind(value, problem_type: str, where) -> None:
+    """A label is a list exactly when the task is multi-label, and never a JSON object: a string's characters
+    (multi-label) or a list's repr (single-label) would otherwise become classes, silently."""
+    if isinstance(value, dict):
+        raise ValueError(f"{where}: the label {str(value)[:60]} is a JSON object; a label is a class name, a number, "
+                         "or (multi-label) a JSON list of class names")
+    if problem_type == "multi_label_classification" and not isinstance(value, list):
+        raise ValueError(f"{where}: the label {value!r} is not a list; a multi-label task writes every label as a "
+                         f'JSON list (["a", "b"]; ["a"] for one label, [] for none)')
+    if problem_type != "multi_label_classification" and isinstance(value, list):
+        raise ValueError(f"{where}: the label {value!r} is a list, and the task is {problem_type}; for several labels "
+                         "per example pass --task_type multi_label_classification, else write one label per example")
+
+
 def encode_label(value, task: Task, path) -> int | float | list[float]:
+    _check_label_kind(_as_list(value, path), task.problem_type, path)
     if task.problem_type == "regression":
         number = _as_number(value)
         if number is None or not math.isfinite(number):  # an inf label made the loss inf at the first step
@@ -260,7 +294,8 @@ def encode_label(value, task: Task, path) -> int | float | list[float]:
         value = _as_list(value, path)
         if value and all(isinstance(x, (int, float)) for x in value):
             if len(value) != task.num_labels or not all(0 <= x <= 1 for x in value):
-                raise ValueError(f"{path}: multi-label scores {value} must be {task.num_labels} numbers in [0, 1]")
+                raise ValueError(f"{path}: multi-label scores {value} must be {task.num_labels} numbers in [0, 1], one "
+                                 'per class (class ids are written as names: ["0", "2"])')
             return [float(x) for x in value]
         unknown = [x for x in value if str(x) not in task.label_names]
         if unknown:
