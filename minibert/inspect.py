@@ -216,6 +216,14 @@ def run(args: argparse.Namespace) -> int:
     held = check_arguments(args)
     tokenizer = load_tokenizer(args.path)  # before the model: a missing tokenizer is found without loading it
     model = load_finetuned(args.path) if held else load_pretrained(args.path)
+    pad_note = None
+    if len(args.text) > 1 and tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        # GPT-2's vocabulary has no pad token (its tokenizer's advice, `tok.pad_token = tok.eos_token`, is
+        # Python's, not a flag): the batch is padded with the end-of-text token, which the mask hides, as
+        # Hugging Face's text-generation pipeline pads GPT-2
+        tokenizer.pad_token = tokenizer.eos_token
+        pad_note = (f"this tokenizer has no pad token: the texts are padded with its end-of-text token "
+                    f"{tokenizer.eos_token!r}, which the attention mask hides")
     inputs = model_inputs(model, tokenizer, args.text, args.text_pair, generate=bool(args.generate))
     if hasattr(model, "names"):  # a multi-task classifier: one task's head per batch
         task = args.task if args.task is not None else model.names[0]
@@ -225,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         inputs["task"] = torch.full((inputs["input_ids"].size(0),), model.names.index(task))
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
-    for note in cut_notes(model, tokenizer, args.text, args.text_pair):
+    for note in [pad_note] * (pad_note is not None) + cut_notes(model, tokenizer, args.text, args.text_pair):
         print(f"note: {note}")
     new_tokens = args.generate + 1 if args.generate else 0  # the prompt's pass makes one too
     if args.generate:

@@ -172,3 +172,29 @@ def test_a_text_cut_to_the_positions_is_said_to_be_cut(checkpoint, capsys):
     assert "note: --text and its --text_pair are 33 tokens" in capsys.readouterr().out
     assert inspect_cli.main([str(checkpoint), "--text", "a dog", "--max_depth", "0"]) == 0
     assert "note: --text" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("generate", [[], ["--generate", "1"]])
+def test_several_texts_on_a_gpt2_tokenizer_without_a_pad_token_are_padded_with_its_end_of_text(
+        tmp_path, capsys, generate):
+    """GPT-2's own tokenizer has no pad token: two --text failed with the tokenizer's Python advice
+    (`tok.pad_token = tok.eos_token`), which a command-line user cannot follow. The batch is now padded with
+    the end-of-text token, hidden by the mask, and a note says so."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(TEXTS, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    eos = "<|endoftext|>"
+    tokenizer = transformers.GPT2TokenizerFast(tokenizer_object=bpe, bos_token=eos, eos_token=eos, unk_token=eos)
+    tokenizer.save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    minibert.GPT2LMHeadModel(minibert.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2,
+                                                 n_positions=40)).save_pretrained(tmp_path)
+    code = inspect_cli.main([str(tmp_path), "--text", "the cat", "--text", "a dog ran in the park", *generate])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "note: this tokenizer has no pad token: the texts are padded with its end-of-text token" in out
+    assert "[4 padding]" in out  # the mask hides the end-of-text tokens that pad row 0
