@@ -584,6 +584,11 @@ def _run_relative(checkpoint: str | None, run_dir: Path) -> str | None:
     return path.name if path.parent.resolve() == Path(run_dir).resolve() else str(path.resolve())
 
 
+# What compute_metrics returns for each problem type, beside the loss: what --metric_for_best_model may name
+METRICS = {"regression": ("rmse", "pearson"), "multi_label_classification": ("f1_micro", "f1_macro", "exact_match"),
+           "single_label_classification": ("accuracy", "f1_macro")}
+
+
 def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, task: Task) -> dict:
     if task.problem_type == "regression":
         pred, gold = logits.view(-1).double(), labels.view(-1).double()
@@ -626,6 +631,15 @@ def make_eval_fn(examples: list[dict], task: Task, collate, batch_size: int, mul
         return {"loss": loss, **compute_metrics(logits, labels, task)}
 
     return evaluate
+
+
+def check_metric_name(name: str, task: Task) -> None:
+    """--metric_for_best_model among the task's metrics, before training: the engine finds a name that no
+    evaluation returns only at the first evaluation (it saves the steps trained, then stops)."""
+    names = ("loss", *METRICS[task.problem_type])
+    if metric_key(name, dict.fromkeys(names)) not in names:
+        raise ValueError(f"--metric_for_best_model {name}: a {task.problem_type} task is evaluated by "
+                         f"{', '.join(names)}; pass one of them (eval_ in front is accepted)")
 
 
 def best_metric_name(task: Task) -> str:
@@ -743,6 +757,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         if training.metric_for_best_model is None:
             training.metric_for_best_model = best_metric_name(task)
             training.greater_is_better = training.metric_for_best_model != "rmse"
+        check_metric_name(training.metric_for_best_model, task)
     callbacks = list(callbacks)
     if args.fgm:
         callbacks.append(FGM(model, args.adv_epsilon, args.adv_emb_name))

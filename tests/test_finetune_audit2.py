@@ -13,7 +13,7 @@ import train
 from minibert.finetune.evaluate_generation import evaluate_saved
 from minibert.finetune.evaluate_generation import main as evaluate_generation_main
 from minibert.finetune.task_data import Task, encode_label, infer_task, read_rows
-from minibert.finetuning import FinetuneArguments, check_methods
+from minibert.finetuning import METRICS, FinetuneArguments, check_methods, compute_metrics
 from minibert.models.bert import BertConfig, BertForPreTraining
 from minibert.tokenizer import train_tokenizer
 
@@ -193,3 +193,23 @@ def test_reinit_pooler_under_a_head_that_never_reads_the_pooler_is_refused(flags
         check_methods(FinetuneArguments(reinit_pooler=True, **flags))
     for pooling in ("default", "pooler"):
         check_methods(FinetuneArguments(reinit_pooler=True, pooling=pooling))  # these read it
+
+
+def test_a_metric_for_best_model_the_task_never_reports_is_refused_before_training(checkpoint, tmp_path):
+    """A name no evaluation returns (a typo, or rmse on a classification task) was found at the first
+    evaluation only, after the steps before it had trained. The names accepted are compute_metrics' own."""
+    with pytest.raises(ValueError, match=r"--metric_for_best_model rmse: a single_label_classification task is "
+                                         r"evaluated by loss, accuracy, f1_macro"):
+        run(checkpoint, tmp_path, "--metric_for_best_model", "rmse")
+    assert not (tmp_path / "out" / "checkpoint-2").exists()
+    assert run(checkpoint, tmp_path, "--metric_for_best_model", "eval_f1_macro").metrics["f1_macro"] >= 0
+
+
+def test_the_metrics_a_best_model_may_name_are_those_compute_metrics_returns():
+    logits = {"regression": torch.randn(4, 1), "multi_label_classification": torch.randn(4, 3),
+              "single_label_classification": torch.randn(4, 3)}
+    labels = {"regression": torch.randn(4), "multi_label_classification": torch.randint(0, 2, (4, 3)).float(),
+              "single_label_classification": torch.tensor([0, 1, 2, 1])}
+    for problem_type, names in METRICS.items():
+        task = Task(problem_type, ["a", "b", "c"] if problem_type != "regression" else [])
+        assert tuple(compute_metrics(logits[problem_type], labels[problem_type], task)) == names
