@@ -213,3 +213,19 @@ def test_the_metrics_a_best_model_may_name_are_those_compute_metrics_returns():
     for problem_type, names in METRICS.items():
         task = Task(problem_type, ["a", "b", "c"] if problem_type != "regression" else [])
         assert tuple(compute_metrics(logits[problem_type], labels[problem_type], task)) == names
+
+
+def test_seq2seq_sources_cut_to_max_seq_length_are_warned_of_as_targets_are(checkpoint, caplog):
+    """Only cut targets were warned of: a source cut to --max_seq_length left the model the first tokens of
+    its input without a word."""
+    from minibert.finetune.generative import seq2seq_examples
+    from minibert.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(checkpoint)
+    long, short = " ".join(WORDS), "the king"
+    with caplog.at_level("WARNING", logger="minibert.finetune.generative"):
+        examples = seq2seq_examples([long, short, long], [short, short, long], tokenizer, max_seq_length=6)
+    assert [len(e["input_ids"]) for e in examples][::2] == [6, 6]  # <s>, 4 tokens, </s>
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("2 of 3 sources are longer than --max_seq_length 6 and were cut") for m in messages)
+    assert any(m.startswith("1 of 3 targets are longer than --max_seq_length 6") for m in messages), messages

@@ -125,14 +125,19 @@ def seq2seq_examples(sources: list[str], targets: list[str], tokenizer, max_seq_
     """{"input_ids": <s> source </s>, "labels": <s> target </s>, "source", "target": the texts}; each side cut to
     max_seq_length tokens (keeping </s>). source_tokenizer: the new encoder's (--new_encoder_vocab)."""
     source_tokenizer = source_tokenizer or tokenizer
-    framed = []
+    framed, cut = [], []
     for tok, texts in ((source_tokenizer, sources), (tokenizer, targets)):
         bos, eos = _ends(tok)
-        framed.append([[bos, *ids[: max_seq_length - 2], eos] for ids in tok.encode_batch(texts)])
-    cut = sum(len(ids) > max_seq_length - 2 for ids in tokenizer.encode_batch(targets))
-    if cut:
+        encoded = tok.encode_batch(texts)
+        framed.append([[bos, *ids[: max_seq_length - 2], eos] for ids in encoded])
+        cut.append(sum(len(ids) > max_seq_length - 2 for ids in encoded))
+    if cut[0]:
+        logger.warning("%d of %d sources are longer than --max_seq_length %d and were cut; the model reads only "
+                       "their first %d tokens: raise --max_seq_length", cut[0], len(sources), max_seq_length,
+                       max_seq_length - 2)
+    if cut[1]:
         logger.warning("%d of %d targets are longer than --max_seq_length %d and were cut; they cannot be matched "
-                       "exactly: raise --max_seq_length", cut, len(targets), max_seq_length)
+                       "exactly: raise --max_seq_length", cut[1], len(targets), max_seq_length)
     return [{"input_ids": s, "labels": t, "source": source, "target": text}
             for s, t, source, text in zip(*framed, sources, targets, strict=True)]
 
