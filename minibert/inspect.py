@@ -42,7 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--task", help="a train.py --multitask output: the task whose head to trace (default: the "
                                        "first)")
     parser.add_argument("--max_depth", type=int, default=None, help="hide calls nested deeper than this")
-    parser.add_argument("--attention_png", help="write the attention probabilities (layers x heads) here")
+    parser.add_argument("--attention_png",
+                        help="write the attention probabilities (layers x heads, tokens on both axes) here, for the "
+                             "first text (BART: the encoder's self-attention). With --generate: one forward pass "
+                             "over the text, without the generated tokens")
     parser.add_argument("--hidden_states_png",
                         help="write each token's hidden-state norms and changes here, for the first text (BART: the "
                              "encoder's hidden states over the source; the decoder's are not drawn). With "
