@@ -81,7 +81,8 @@ def model_inputs(model, tokenizer, texts, text_pairs=None, generate: bool = Fals
     (GPT-2 would look them up as tokens, BART takes none). GPT-2's LM reads the text as it is, with no
     special tokens around it (a prompt ending in the end-of-text token would ask for what follows the end),
     and its prompts for --generate are padded on the left, so that every row's new tokens follow its own last
-    token; a GPT-2 classifier gets the special tokens its tokenizer adds, as train.py gave them. A text longer
+    token; a GPT-2 classifier (a Hugging Face GPT2ForSequenceClassification checkpoint) gets the special tokens its
+    tokenizer adds. A text longer
     than the model's positions is cut to them (cut_notes says which)."""
     decoder_only = _is_decoder_only_lm(model)
     if text_pairs is not None and model.config.model_type == "gpt2":

@@ -18,7 +18,8 @@ class BaseModelOutput:
     last_hidden_state: torch.Tensor  # (B, T, E)
     pooler_output: torch.Tensor | None = None  # (B, E), BERT's tanh(dense(h[:, 0]))
     hidden_states: Tensors | None = None  # embeddings + each layer: num_layers + 1 of (B, T, E); GPT-2: last after ln_f
-    attentions: Tensors | None = None  # each layer: (B, H, T, P + T); P is 0 without a cache
+    # each layer: (B, H, T, P + T), P 0 without a cache; (B, H, T, L) over a StaticCache's L slots
+    attentions: Tensors | None = None
     # decoders: per layer GPT-2's (key, value), each (B, H, P + T, D), BART's decoder's (self k, self v, cross k,
     # cross v), the cross ones (B, H, S, D); the StaticCache itself when one was passed
     past_key_values: tuple | None = None

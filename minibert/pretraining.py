@@ -167,7 +167,7 @@ class PretrainingOptions:
             raise ValueError(f"corpus_fraction must be in (0, 1], got {self.corpus_fraction}")
         if self.preparation_workers is not None and self.preparation_workers < 1:  # (0 prepared in-process, unsaid)
             raise ValueError(f"--preparation_workers must be at least 1, got {self.preparation_workers}; 1 "
-                             "tokenises in this process, leave it out for one process per CPU core")
+                             "tokenises in this process, leave it out for one process per CPU core, at most 8")
         # --dropout's and --mlm_probability's ranges are checked here, not only where the model and the objective
         # are built: that comes after the tokenizer is trained and the corpus tokenised, and named a config field
         # (resid_pdrop, hidden_dropout_prob), not the flag

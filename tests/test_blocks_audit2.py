@@ -201,3 +201,18 @@ def test_span_loss_clamps_positions_as_hugging_faces_heads():
                                atol=1e-6, rtol=1e-6)
     as_zero = span_extraction_loss(out.start_logits, out.end_logits, torch.tensor([1, 9, 0]), torch.tensor([0, 2, 4]))
     torch.testing.assert_close(out.loss, as_zero, atol=1e-6, rtol=1e-6)
+
+
+def test_a_4d_mask_of_another_dtype_is_told_to_convert_not_to_pad():
+    """The fix named for every refused mask was padding_mask(attention_mask), which turns a (B, 1, 1, T) integer
+    or additive float mask into a 6-dimensional one, refused again (a review's finding)."""
+    q = k = v = torch.randn(2, 2, 5, 4)
+    for keep in (torch.ones(2, 1, 1, 5, dtype=torch.long), torch.zeros(2, 1, 1, 5)):
+        with pytest.raises(ValueError, match=r"convert it with keep.bool\(\)") as error:
+            eager_attention(q, k, v, keep)
+        assert "padding_mask" not in str(error.value)
+    with pytest.raises(ValueError, match=r"a \(T_q, T_k\) mask: keep\[None, None\]"):
+        sdpa_attention(q, k, v, torch.ones(5, 5, dtype=torch.bool))
+    ok = torch.ones(5, 5, dtype=torch.bool).tril()
+    torch.testing.assert_close(eager_attention(q, k, v, ok[None, None])[0], sdpa_attention(q, k, v, ok[None, None]),
+                               atol=1e-6, rtol=1e-5)

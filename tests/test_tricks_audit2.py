@@ -89,6 +89,8 @@ def test_a_multitask_model_trains_with_gradient_checkpointing():
     has no gradient_checkpointing_enable()"), though its encoder checkpoints as PooledClassifier's does."""
     plain, checkpointed = tiny_multitask(), tiny_multitask()
     checkpointed.gradient_checkpointing_enable()
+    assert checkpointed.encoder.gradient_checkpointing and checkpointed.training  # (equal gradients alone
+    # would pass with a method that does nothing)
     ids, task = torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]), torch.tensor([0, 0])
     mask = (ids != 0).long()
     for model in (plain, checkpointed):

@@ -93,10 +93,15 @@ def to_additive(keep: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor |
     if keep is None:
         return None
     if keep.dtype != torch.bool or keep.dim() != 4:
+        if keep.dim() == 4:  # the right shape, another dtype
+            fix = "convert it with keep.bool() (a Hugging Face additive float mask: keep = mask == 0)"
+        elif keep.dim() == 2 and keep.dtype == torch.bool:
+            fix = "a (B, T) attention_mask: padding_mask(attention_mask); a (T_q, T_k) mask: keep[None, None]"
+        else:
+            fix = ("turn a (B, T) attention_mask of 1s and 0s into one with padding_mask(attention_mask) "
+                   "(combine() it with causal_mask for a decoder)")
         raise ValueError(f"attention takes a boolean keep mask of 4 dimensions that broadcasts to (B, H, T_q, T_k), "
-                         f"got a {keep.dtype} tensor of shape {tuple(keep.shape)}; turn a (B, T) attention_mask of "
-                         "1s and 0s into one with padding_mask(attention_mask) (combine() it with causal_mask for "
-                         "a decoder)")
+                         f"got a {keep.dtype} tensor of shape {tuple(keep.shape)}; {fix}")
     zero = torch.zeros((), dtype=dtype, device=keep.device)
     return torch.where(keep, zero, torch.finfo(dtype).min)
 
@@ -167,7 +172,7 @@ def eager_attention(
     scale: float | None = None,
     upcast: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference attention. q (B, H, T_q, D), k/v (B, H, T_k, D), keep a boolean mask that
+    """Reference attention. q (B, H, T_q, D), k/v (B, H, T_k, D), keep a 4-dimensional boolean mask that
     broadcasts to (B, H, T_q, T_k). Returns the output (B, H, T_q, D) and the probabilities, before dropout
     (Hugging Face's eager paths return them after it: in training its attention maps are the dropped ones).
     upcast (GPT-2's reorder_and_upcast_attn, as Hugging Face's _upcast_and_reordered_attn): the scores and
