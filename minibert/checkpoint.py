@@ -344,9 +344,5 @@ def json_writer(obj: dict, sort_keys: bool = True) -> Callable[[Path], None]:
     return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
 
 
-def write_state_dict(path: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
-    atomic_write_bytes(Path(path) / SAFE_WEIGHTS_NAME, state_dict_writer(state))
-
-
 def write_json(file: str | os.PathLike, obj: dict, sort_keys: bool = True) -> None:
     atomic_write_bytes(Path(file), json_writer(obj, sort_keys))

@@ -4,7 +4,7 @@
 decoder-only model the prompt followed by the new tokens, for an encoder-decoder model the decoder
 sequence starting with its start token. Rows that end (an eos token) are padded with pad_token_id.
 Shapes: B inputs, K beams, N = B * K (or B * num_return_sequences) rows decoded together,
-L tokens so far, V vocabulary.
+L tokens so far (in beam search's preallocated `Beams`: max_length), V vocabulary.
 
 Every setting an argument leaves out comes from the checkpoint, as in Hugging Face (an argument
 passed as None sets Hugging Face's global default: for a token id, none, so `eos_token_id=None`
@@ -543,7 +543,7 @@ class GenerationMixin:
             # the cache now holds `length` positions
             scores = _apply(procs, out[:, :length], logits.float())  # (N, V)
             if do_sample:
-                next_tokens = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+                next_tokens = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)  # (N,)
             else:
                 next_tokens = scores.argmax(dim=-1)
             if eos_ids is not None:
@@ -554,7 +554,7 @@ class GenerationMixin:
                 running &= ~torch.isin(next_tokens, eos_ids)
                 if not bool(running.any()):
                     break
-            tokens = next_tokens[:, None]
+            tokens = next_tokens[:, None]  # (N, 1)
         return out[:, :length]
 
     # -- beam search ----------------------------------------------------------------------------
@@ -589,7 +589,7 @@ class GenerationMixin:
             origin = _continue_beams(beams, cand, K) + batch_offset  # (B, K): the rows the new beams continue
             _offer_finished(beams, cand, K, length, start, length_penalty, early_stopping, improvable)
 
-            past = self._reorder_cache(past, origin.view(-1))  # row i now continues row origin[i]
+            past = self._reorder_cache(past, origin.view(-1))  # (N,): row i now continues row origin[i]
             length += 1  # the next forward adds one position to the cache
             improvable = improvable & _can_still_improve(beams.running_scores, beams.finished_scores, beams.finished_ok,
                                                          length, start, max_length, length_penalty, early_stopping)
@@ -645,14 +645,14 @@ def _candidates(beams: Beams, log_probs: torch.Tensor, length: int, max_length: 
         picks = torch.multinomial(totals.softmax(dim=-1), n, generator=generator)
         # best first, as the top-n are: the beams kept are the best of those drawn, not the first drawn (Hugging
         # Face's BeamSearchScorer sorted them; transformers 5.0-5.23 did not, 5.24 sorts them again)
-        scores, order = totals.gather(1, picks).sort(dim=-1, descending=True)
+        scores, order = totals.gather(1, picks).sort(dim=-1, descending=True)  # (B, n)
         picks = picks.gather(1, order)
     else:
-        scores, picks = totals.topk(n, dim=-1)  # (B, 2K)
-    beam, token = picks // V, picks % V  # (B, 2K): which beam, which token
-    sequences = beams.running.gather(1, beam[..., None].expand(-1, -1, max_length)).clone()  # (B, 2K, L)
+        scores, picks = totals.topk(n, dim=-1)  # (B, n)
+    beam, token = picks // V, picks % V  # (B, n): which beam, which token
+    sequences = beams.running.gather(1, beam[..., None].expand(-1, -1, max_length)).clone()  # (B, n, L)
     sequences[:, :, length] = token
-    ends = torch.full_like(token, length + 1 >= max_length, dtype=torch.bool)  # (B, 2K)
+    ends = torch.full_like(token, length + 1 >= max_length, dtype=torch.bool)  # (B, n)
     if eos_ids is not None:
         ends |= torch.isin(token, eos_ids)
     return Candidates(scores, beam, sequences, ends)
@@ -666,7 +666,7 @@ def _continue_beams(beams: Beams, cand: Candidates, K: int) -> torch.Tensor:
     alive_scores = cand.scores + cand.ends.to(cand.scores.dtype) * NEG
     best = alive_scores.topk(K, dim=-1).indices  # (B, K)
     beams.running = cand.sequences.gather(1, best[..., None].expand(-1, -1, cand.sequences.size(-1)))  # (B, K, L)
-    beams.running_scores = alive_scores.gather(1, best)
+    beams.running_scores = alive_scores.gather(1, best)  # (B, K)
     return cand.beam.gather(1, best)
 
 
@@ -677,12 +677,12 @@ def _offer_finished(beams: Beams, cand: Candidates, K: int, length: int, start: 
     same numbers, so exact ties break alike): below every hypothesis, level with the empty slots (NEG),
     and if it takes one its slot stays "not ok"."""
     among_top_k = torch.arange(cand.ends.size(1), device=cand.ends.device) < K  # only the top K may finish
-    new_ok = cand.ends & among_top_k  # (B, 2K)
+    new_ok = cand.ends & among_top_k  # (B, C)
     normed = cand.scores / ((length + 1 - start) ** length_penalty)
     full = beams.finished_ok.all(dim=-1, keepdim=True) & (early_stopping is True)  # (B, 1)
     for barred in (full, ~improvable, ~new_ok):
         normed = normed + barred.to(normed.dtype) * NEG
-    all_scores = torch.cat([beams.finished_scores, normed], dim=1)  # (B, K + 2K)
+    all_scores = torch.cat([beams.finished_scores, normed], dim=1)  # (B, K + C)
     keep = all_scores.topk(K, dim=-1).indices  # (B, K)
     L = cand.sequences.size(-1)
     beams.finished = torch.cat([beams.finished, cand.sequences], dim=1).gather(1, keep[..., None].expand(-1, -1, L))

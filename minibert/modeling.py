@@ -216,7 +216,7 @@ def store_linear_weights_input_major(model: nn.Module) -> None:
     (3.2e-2 off after 3 steps; `fused=False` is exact), so re-lay before an optimizer's first step."""
     for module in model.modules():
         if isinstance(module, nn.Linear) and not module.weight.t().is_contiguous():
-            module.weight.data = module.weight.data.t().contiguous().t()
+            module.weight.data = module.weight.data.t().contiguous().t()  # shape (out, in), memory (in, out)
 
 
 def _first(keys: list[str], shown: int = 10) -> str:

@@ -82,12 +82,12 @@ class CausalLMOutput:
 
 @dataclass
 class Seq2SeqModelOutput:
-    last_hidden_state: torch.Tensor  # decoder output (B, T_dec, E)
+    last_hidden_state: torch.Tensor  # decoder output (B, T, E)
     past_key_values: tuple | None = None  # per decoder layer: (self k, self v, cross k, cross v)
     decoder_hidden_states: Tensors | None = None
     decoder_attentions: Tensors | None = None
     cross_attentions: Tensors | None = None
-    encoder_last_hidden_state: torch.Tensor | None = None  # (B, T_enc, E)
+    encoder_last_hidden_state: torch.Tensor | None = None  # (B, S, E)
     encoder_hidden_states: Tensors | None = None
     encoder_attentions: Tensors | None = None
 
@@ -95,7 +95,7 @@ class Seq2SeqModelOutput:
 @dataclass
 class Seq2SeqLMOutput:
     loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None  # (B, T_dec, V), or (B, C) for sequence classification
+    logits: torch.Tensor | None = None  # (B, T, V), or (B, C) for sequence classification
     past_key_values: tuple | None = None
     decoder_hidden_states: Tensors | None = None
     decoder_attentions: Tensors | None = None

@@ -389,7 +389,8 @@ def _seq2seq_output(out: Seq2SeqModelOutput, logits: torch.Tensor, loss: torch.T
 # Heads
 # --------------------------------------------------------------------------------------------
 class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
-    """Sequence-to-sequence LM: logits = h @ shared^T + final_logits_bias. The bias is a buffer
+    """Sequence-to-sequence LM: logits = h @ shared^T + final_logits_bias, the output matrix tied to the
+    input embedding (Press & Wolf 2016, https://arxiv.org/abs/1608.05859). The bias is a buffer
     (zeros in the released checkpoints, kept for fine-tuned ones that changed it) saved with them."""
 
     is_encoder_decoder = True
@@ -460,7 +461,7 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
         cache_position = torch.arange(cached, cached + tokens.size(1), device=tokens.device) if static else None
         out = self.model.decoder(tokens, state["memory"], None, state["memory_attention_mask"], past_key_values,
                                  use_cache=True, cache_position=cache_position)
-        return self.lm_logits(out.last_hidden_state[:, -1]), out.past_key_values  # (B, V), cache one longer
+        return self.lm_logits(out.last_hidden_state[:, -1]), out.past_key_values  # (B, V); the cache holds tokens too
 
     @staticmethod
     def _reorder_cache(past_key_values, beam_idx: torch.Tensor):
@@ -507,7 +508,7 @@ class BartForSequenceClassification(BartPreTrainedModel):
                              f"(id {self.config.eos_token_id}), got {counts.tolist()}; "
                              "end each sequence with </s> as BART's tokenizer does")
         h = out.last_hidden_state
-        sentence = h[eos].view(h.size(0), -1, h.size(-1))[:, -1]  # (B, E): the last eos of each row
+        sentence = h[eos].view(h.size(0), -1, h.size(-1))[:, -1]  # (B * n_eos, E) -> (B, n_eos, E) -> last: (B, E)
         logits = self.classification_head(sentence)  # (B, C)
         loss = (sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
                 if labels is not None else None)

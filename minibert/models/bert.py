@@ -5,7 +5,7 @@ RoBERTa: Liu et al. 2019, https://arxiv.org/abs/1907.11692 (same network; positi
 after the padding index, one token type, byte-level BPE, no NSP)
 
 Shapes: B batch, T sequence length, E hidden size, H heads, D = E / H, F intermediate size,
-V vocabulary, C labels.
+V vocabulary, C labels, N real tokens when unpadded, M labelled positions (sparse MLM).
 
 BERT is a stack of post-LN blocks: the residual sum is normalised *after* each sub-layer.
 
@@ -143,7 +143,7 @@ class BertEmbeddings(nn.Module):
 
     def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """BERT: 0, 1, ..., T-1 for every row."""
-        return torch.arange(input_ids.size(1), device=input_ids.device).expand_as(input_ids)
+        return torch.arange(input_ids.size(1), device=input_ids.device).expand_as(input_ids)  # (T,) -> (B, T)
 
     def forward(self, input_ids, token_type_ids=None, position_ids=None) -> torch.Tensor:
         if position_ids is None:
@@ -323,8 +323,8 @@ class RobertaModel(BertModel):
 # model, then the head, then the loss.
 # --------------------------------------------------------------------------------------------
 class LMHead(nn.Module):
-    """Masked-LM head: dense, activation, LayerNorm, then the decoder, which is the word
-    embedding matrix itself (tied: V x E parameters stored once) plus a bias of its own.
+    """Masked-LM head: dense, activation, LayerNorm, then the decoder, which is the word embedding matrix
+    itself (tied, https://arxiv.org/abs/1608.05859: V x E parameters stored once) plus a bias of its own.
 
     Saving writes the matrix once, as the embedding; Hugging Face's `cls.predictions.decoder.weight`
     is the same tensor under a second name, so the weight table lists it as dropped on load."""
@@ -362,7 +362,7 @@ def masked_lm(head: LMHead, word_embeddings: nn.Embedding, h: torch.Tensor, labe
         return logits, token_classification_loss(logits, labels) if labels is not None else None
     labels = labels.reshape(h.shape[:-1])  # (B, T), also from labels flattened to (B * T,) as the dense loss takes them
     labelled = labels != IGNORE_INDEX  # (B, T)
-    picked = head(h[labelled], word_embeddings)  # (N, V): the labelled positions only
+    picked = head(h[labelled], word_embeddings)  # (M, V): the labelled positions only
     logits = picked.new_zeros(*labels.shape, picked.size(-1))  # (B, T, V)
     logits[labelled] = picked
     return logits, token_classification_loss(picked, labels[labelled])
@@ -390,7 +390,7 @@ class BertForPreTraining(BertPreTrainedModel):
         prediction_logits, mlm_loss = masked_lm(self.mlm_head, self.bert.embeddings.word_embeddings,
                                                 out.last_hidden_state, labels, self.config.sparse_mlm)
         seq_relationship_logits = self.nsp_head(out.pooler_output)  # (B, 2)
-        nsp_loss = (F.cross_entropy(seq_relationship_logits, next_sentence_label.view(-1))
+        nsp_loss = (F.cross_entropy(seq_relationship_logits, next_sentence_label.view(-1))  # (B, 2), (B,)
                     if next_sentence_label is not None else None)
         parts = [x for x in (mlm_loss, nsp_loss) if x is not None]
         return PreTrainingOutput(

@@ -20,7 +20,8 @@ back up to score against the shared word embeddings, as ELECTRA does. After pret
 model to keep: `save_pretrained` writes it as a plain BERT encoder that `BertModel.from_pretrained`
 and `BertForSequenceClassification.from_pretrained` (or Hugging Face's) read.
 
-Shapes: B batch, T sequence, E discriminator hidden size, G generator hidden size, V vocabulary.
+Shapes: B batch, T sequence, E discriminator hidden size, G generator hidden size, V vocabulary,
+M masked positions.
 """
 
 import dataclasses
@@ -131,8 +132,8 @@ class ElectraForPreTraining(nn.Module):
             generator_logits.sum() * 0.0
         original = torch.where(masked, labels, input_ids)
         with torch.no_grad():  # the discriminator's loss does not flow back through the sampling
-            probs = F.softmax(generator_logits[masked].float() / self.temperature, dim=-1)
-            sampled = torch.multinomial(probs, 1).squeeze(-1) if masked.any() else labels[masked]
+            probs = F.softmax(generator_logits[masked].float() / self.temperature, dim=-1)  # (M, V)
+            sampled = torch.multinomial(probs, 1).squeeze(-1) if masked.any() else labels[masked]  # (M,)
             corrupted = input_ids.clone()
             corrupted[masked] = sampled
             replaced = (corrupted != original).float()  # a right guess counts as original

@@ -4,7 +4,7 @@ GPT-2: Radford et al. 2019, "Language Models are Unsupervised Multitask Learners
 https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf
 
 Shapes: B batch, T new tokens, P cached (past) tokens, E = n_embd, H = n_head, D = E / H,
-F = n_inner, V vocabulary, C labels.
+F = n_inner, V vocabulary, C labels, L the slots of a StaticCache (the whole output).
 
 GPT-2 is a stack of pre-LN blocks: each sub-layer reads a *normalised* copy of the residual
 stream and adds its output back, so the stream itself is never normalised until the very end.
@@ -74,7 +74,7 @@ class GPT2Config(ModelConfig):
     initializer_range: float = 0.02  # std of the normal initialisation of weights
     scale_attn_weights: bool = True  # divide scores by sqrt(D), as every transformer does
     scale_attn_by_inverse_layer_idx: bool = False  # also divide layer i's scores by i + 1 (Mistral/Stanford CRFM)
-    reorder_and_upcast_attn: bool = False  # compute attention in fp32 under mixed precision (stability)
+    reorder_and_upcast_attn: bool = False  # attention in fp32 under mixed precision (stability); eager path only
     tie_word_embeddings: bool = True  # the LM head reuses the token embedding (an untied LM head is refused)
     use_cache: bool = True
     bos_token_id: int | None = 50256
@@ -133,7 +133,7 @@ class GPT2Attention(nn.Module):
                             dropout_p=self.dropout if self.training else 0.0, need_probs=output_attentions,
                             upcast=self.upcast and self.implementation == "eager")  # (HF: on its eager path only)
         if not output_attentions:
-            probs = None  # (the upcast path computes them on the way)
+            probs = None  # (the eager path, upcast or not, computes them on the way)
         out = out.transpose(1, 2).reshape(B, T, E)  # (B, T, E)
         return self.resid_dropout(self.c_proj(out)), probs, (k, v) if use_cache else None
 
@@ -262,8 +262,8 @@ class GPT2Model(GPT2PreTrainedModel):
         if token_type_ids is not None:  # as in Hugging Face: segment ids are looked up in the token table
             h = h + self.wte(token_type_ids)
         h = self.drop(h)
-        # One query over all keys needs no mask; otherwise causal AND padding (the masks in nn/attention.py). A static
-        # cache's unwritten slots are masked at every step.
+        # One query over all keys needs no causal mask, only the padding one; otherwise causal AND padding (the masks
+        # in nn/attention.py). A static cache's unwritten slots are masked at every step.
         if static:
             padded = attention_mask.bool()[:, None, None, :] if attention_mask is not None else None  # (B, 1, 1, L)
             keep = combine(filled_slots_mask(cache_position, past_key_values.max_length), padded)
@@ -299,7 +299,8 @@ class GPT2Model(GPT2PreTrainedModel):
 # --------------------------------------------------------------------------------------------
 class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
     """Next-token prediction. The head is `F.linear(h, wte.weight)`: no separate parameter, so the
-    state dict holds the V x E matrix once and a checkpoint's `lm_head.weight` is a dropped copy."""
+    state dict holds the V x E matrix once and a checkpoint's `lm_head.weight` is a dropped copy
+    (weight tying, Press & Wolf 2016, https://arxiv.org/abs/1608.05859)."""
 
     def __init__(self, config: GPT2Config):
         if not config.tie_word_embeddings:  # only this head has an output matrix to tie (as BERT's LMHead)
@@ -357,7 +358,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
         prompt_positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)  # (B, T)
         steps = torch.arange(1, max_new_tokens + 1, device=input_ids.device)
         positions = torch.cat([prompt_positions, prompt_positions[:, -1:] + steps], dim=1)  # (B, T + new)
-        full_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)
+        full_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)  # (B, T + new)
         padded = not bool(attention_mask.all())
         return input_ids, {"attention_mask": full_mask if padded else None, "position_ids": positions}
 

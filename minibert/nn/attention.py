@@ -1,6 +1,6 @@
 """Scaled dot-product attention: its masks, one eager reference, one fast path, one module around them.
 
-Shapes: B batch, H heads, T_q / T_k query / key length, D head dim, E = H * D model width.
+Shapes: B batch, H heads, T_q / T_k query / key length, D head dim, E = H * D model width, N real tokens (packed).
 
     scores = q @ k^T * scale            (B, H, T_q, T_k)
     probs  = softmax(scores + mask)     masked keys get finfo.min, see the masks below
@@ -55,7 +55,7 @@ def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     its unmasked kernels."""
     if attention_mask is None or bool(attention_mask.all()):
         return None
-    return attention_mask.bool()[:, None, None, :]
+    return attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T_k)
 
 
 def causal_mask(q_len: int, k_len: int, device: torch.device | None = None) -> torch.Tensor:
@@ -110,15 +110,15 @@ def to_additive(keep: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor |
 class StaticCache:
     """Keys and values preallocated for a whole generation (Hugging Face's StaticCache, in brief).
 
-    One tuple of tensors per layer, each (N, H, L, D) with L the longest output (GPT-2: key, value;
-    BART: self-attention key, value, then cross-attention key, value, (N, H, S, D) over the S source
+    One tuple of tensors per layer, each (B, H, L, D) with L the longest output (GPT-2: key, value;
+    BART: self-attention key, value, then cross-attention key, value, (B, H, S, D) over the S source
     tokens, computed once). A step writes its new keys/values in place at `cache_position` (write_static)
     and attends over all L slots, the ones not written yet masked (filled_slots_mask, above, which the
     model combines with the padding mask). No tensor changes shape from one decoding step to the next,
     so torch.compile captures one graph for them all (and CUDA graphs can replay it).
 
-        dynamic:  (N, H, P, D) ─► cat ─► (N, H, P + 1, D)       a new, longer tensor every step
-        static:   (N, H, L, D)  ─► index_copy_ at P ─► same tensor, slot P filled
+        dynamic:  (B, H, P, D) ─► cat ─► (B, H, P + 1, D)       a new, longer tensor every step
+        static:   (B, H, L, D)  ─► index_copy_ at P ─► same tensor, slot P filled
     """
 
     def __init__(self, layers: list[tuple[torch.Tensor, ...]]):
@@ -243,14 +243,19 @@ def attend(
 
 
 class AttentionOutput(NamedTuple):
-    output: torch.Tensor  # (B, T_q, E)
-    probs: torch.Tensor | None  # (B, H, T_q, T_k) when asked for
+    output: torch.Tensor  # (B, T_q, E), or (N, E) when packed
+    probs: torch.Tensor | None  # (B, H, T_q, T_k) when asked for (the eager path returns them anyway)
     cache: KVCache | None  # keys and values to reuse at the next decoding step
 
 
 class MultiHeadAttention(nn.Module):
     """Projections around `attend`, used by BERT/RoBERTa (self-attention) and BART (self- and
     cross-attention). Parameter names follow BART's checkpoints: q_proj, k_proj, v_proj, out_proj.
+
+    Multi-head, scaled dot-product attention as in Vaswani et al. 2017 (https://arxiv.org/abs/1706.03762,
+    section 3.2): H heads of width D = E / H attend to different subspaces at about the cost of one head
+    of width E, and `attend` scales the scores by 1/sqrt(D), because dot products of D terms grow with D
+    and would push the softmax into its flat, near one-hot region, where its gradients vanish.
 
     Self-attention with a cache appends the new keys/values to the cached ones; cross-attention
     computes the encoder's keys/values once and reuses the cache afterwards.

@@ -53,13 +53,13 @@ def sequence_classification_loss(
             raise ValueError(f"integer labels shaped like the logits {tuple(logits.shape)} read as class ids, "
                              "one per example; for multi-hot labels pass them as float (or bool), or set "
                              "problem_type='multi_label_classification'")
-        return F.cross_entropy(logits.view(-1, num_labels), _class_ids(labels.view(-1)))
+        return F.cross_entropy(logits.view(-1, num_labels), _class_ids(labels.view(-1)))  # (B, C), (B,)
     return F.binary_cross_entropy_with_logits(logits, _float_targets(labels, logits))
 
 
 def token_classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """logits (B, T, C) or (N, C), labels (B, T) or (N,), -100 ignored. Also the MLM loss."""
-    labels = _class_ids(labels.reshape(-1))
+    labels = _class_ids(labels.reshape(-1))  # (B * T,) or (N,), against logits (B * T, C) or (N, C)
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels, ignore_index=IGNORE_INDEX)
 
 
@@ -89,7 +89,7 @@ def span_extraction_loss(
     mean), and negative ones are clamped to 0: a -100 here is not ignored, it trains position 0, the
     [CLS] token that SQuAD 2.0 marks "no answer" with."""
     ignored = start_logits.size(1)
-    start = _class_ids(start_positions.view(-1)).clamp(0, ignored)
+    start = _class_ids(start_positions.view(-1)).clamp(0, ignored)  # (B,), also from (B, 1)
     end = _class_ids(end_positions.view(-1)).clamp(0, ignored)
     start_loss = F.cross_entropy(start_logits, start, ignore_index=ignored)
     end_loss = F.cross_entropy(end_logits, end, ignore_index=ignored)

@@ -31,7 +31,7 @@ class Packing:
     @classmethod
     def from_mask(cls, attention_mask: torch.Tensor) -> "Packing":
         B, T = attention_mask.shape
-        return cls(attention_mask.reshape(-1).nonzero().squeeze(1), B, T)
+        return cls(attention_mask.reshape(-1).nonzero().squeeze(1), B, T)  # (B * T,) -> (N, 1) -> (N,)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, X) -> (N, X)"""
