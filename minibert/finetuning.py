@@ -201,7 +201,7 @@ def _missing_checkpoint_message(path: str, random_init: bool = False) -> str:
     if path == DEFAULT_PRETRAINED:
         why = f" (--model_name_or_path {RANDOM_INIT} reads its config and tokenizer from it)" if random_init else ""
         return (f"the default pretrained checkpoint {path} does not exist{why}; run `{DEFAULT_PRETRAIN_COMMAND}` "
-                f"first (about 1-3 minutes), or pass {flag} <checkpoint dir>")
+                f"first (about 1.5-3.5 minutes), or pass {flag} <checkpoint dir>")
     return f"{flag} {path} is not a checkpoint directory (no config.json)"
 
 
@@ -591,6 +591,7 @@ METRICS = {"regression": ("rmse", "pearson"), "multi_label_classification": ("f1
 
 def compute_metrics(logits: torch.Tensor, labels: torch.Tensor, task: Task) -> dict:
     if task.problem_type == "regression":
+        # (N, 1) logits of N examples and (N,) labels -> (N,) each
         pred, gold = logits.view(-1).double(), labels.view(-1).double()
         rmse = float((pred - gold).pow(2).mean().sqrt())
         pearson = float(torch.corrcoef(torch.stack([pred, gold]))[0, 1]) if len(gold) > 1 else float("nan")

@@ -135,7 +135,10 @@ class PretrainingOptions:
     config_file: str | None = None  # a config.json for the family (wins over model_size; init_from wins over it)
     init_from: str | None = None  # a Hugging Face checkpoint directory to continue pretraining
     max_seq_length: int = 128
-    max_seq_length_phase2: int | None = None  # two-phase: the last phase2_ratio of the steps at this length
+    # two-phase: the last phase2_ratio of the steps at this length (BERT's recipe, https://arxiv.org/abs/1810.04805,
+    # appendix A.2: 90% of the steps at 128 tokens, the rest at 512 to learn the long positions; why: attention
+    # costs the square of the length)
+    max_seq_length_phase2: int | None = None
     validation_share: float = 0.2  # share of the works (plays, books) held out for evaluation
     corpus_fraction: float = 1.0  # train on this share of the training documents (the data-scale experiment)
     # held-out examples evaluated (past this many, this many evenly spaced over them all, in corpus order: a small
@@ -148,7 +151,8 @@ class PretrainingOptions:
     neighbour_heads: bool | None = None
     objective_options: dict = field(default_factory=dict)  # e.g. {"mlm_probability": 0.15}
     data_cache_dir: str | None = None  # prepared corpora, trained tokenizers (None: $MINIBERT_CACHE, ~/.cache/minibert)
-    preparation_workers: int | None = None  # processes that tokenise a large corpus file (None: one per core)
+    # processes that tokenise a large corpus file (None: one per core, at most 8)
+    preparation_workers: int | None = None
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:

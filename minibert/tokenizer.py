@@ -6,9 +6,10 @@ Two kinds, as the model families use them:
   (lower-cased, accents stripped, spaces put around CJK characters), split on whitespace and
   punctuation, and each word greedily cut into the longest pieces in the vocabulary; a piece
   inside a word is written `##piece`. Special tokens: [PAD] [UNK] [CLS] [SEP] [MASK].
-- Byte-level BPE (GPT-2, RoBERTa, BART; Radford et al. 2019): text is taken as bytes, so there is
-  no unknown token; merges learnt from pair counts build the vocabulary, and a piece that starts
-  a word carries the space before it, written `Ġ`. Special tokens: <s> <pad> </s> <unk> <mask>.
+- Byte-level BPE (GPT-2, RoBERTa, BART; Radford et al. 2019; BPE itself: Sennrich et al. 2016,
+  https://arxiv.org/abs/1508.07909): text is taken as bytes, so there is no unknown token; merges
+  learnt from pair counts build the vocabulary, and a piece that starts a word carries the space
+  before it, written `Ġ`. Special tokens: <s> <pad> </s> <unk> <mask>.
 
 `load_tokenizer(path)` reads tokenizer.json, or vocab.txt, or vocab.json + merges.txt;
 `train_tokenizer(texts, kind, vocab_size)` learns one from a corpus; `Tokenizer.save_pretrained`

@@ -1,9 +1,11 @@
 """Reading a corpus: documents made of sentences.
 
-A corpus file is plain text (a blank line separates documents) or JSON lines (one document per
-line, its text in the `text` field, other fields kept as metadata by `read_records`), either of
-them gzipped (`.gz`). A directory is every such file in it. Sentences are split after . ! ? (English, not after
-common abbreviations) and after 。！？ (Chinese), closing quotes staying with their sentence.
+A corpus file is plain text (a blank line separates documents), JSON lines (one document per
+line, its text in the `text` field, other fields kept as metadata by `read_records`) or a CSV / TSV
+table with a header (one document per row, its text in the `text` column; --text_column names another
+field or column), any of them gzipped (`.gz`). A directory is every such file in it. Sentences are
+split after . ! ? (English, not after common abbreviations) and after 。！？ (Chinese), closing quotes
+staying with their sentence.
 
 The shipped corpora (see corpus/SOURCES.md) are named: "shakespeare" (the spoken text of 37
 plays, one document per scene, each with its play's title and genre) and "tang_poems" (7,423
@@ -361,7 +363,7 @@ def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
 
 def read_records(path: str | os.PathLike, text_column: str = "text") -> list[dict]:
     """Each document as a dict: `text` plus any metadata (JSON lines keep all their fields, e.g. the
-    shipped Shakespeare has title, genre, part, source)."""
+    shipped Shakespeare has title, genre, scene, heading, source)."""
     return [{**row, "source_file": str(file)} for file in corpus_files(path)
             for row, _ in iter_records(file, text_column)]
 

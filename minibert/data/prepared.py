@@ -28,8 +28,8 @@ A tokenizer's is a hash of its whole definition (tokenizer.json) and of the word
 cache made with another tokenizer is never read.
 
 Why hand-written and not `datasets`' Arrow files: the format is six flat arrays that numpy maps
-directly; reading the 150 lines below is the lesson, and `datasets` would add pyarrow (about 100 MB)
-for it.
+directly; reading `Shard` and `TokenizedCorpus` below (about 100 lines) is the lesson, and `datasets` would
+add pyarrow (about 100 MB) for it.
 
 The same arrays also live in memory (`tokenize_in_memory`): that is how a list of documents (the
 tests, a notebook) goes through the one pipeline.

@@ -15,7 +15,7 @@ One optimizer step, as the engine runs it:
     every logging_steps: a JSON line; every eval_steps: eval_fn; every save_steps: a checkpoint
     on SIGTERM or Ctrl-C (received at any point of the step): a checkpoint, then TrainingInterrupted
 
-Data: the engine owns the order. Each epoch's permutation comes from (seed, epoch); every batch
+Data: the engine owns the order. Each epoch's permutation comes from (seed, phase, epoch); every batch
 gets its own torch.Generator seeded from (seed, phase, epoch, batch index, rank) for the collate
 function (random masking), so the data position alone - phase, epoch, batches consumed - fixes
 everything still to come, and a resumed run sees exactly the batches and masks it would have seen.

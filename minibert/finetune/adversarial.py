@@ -13,7 +13,7 @@ points, which on small classification sets often buys a point or two of accuracy
 
 Both fit the engine's callback hook `on_backward_end(trainer, batch)` (after the clean backward,
 before the optimizer step) through `trainer.compute_loss(batch) -> (loss, outputs)` and
-`trainer.backward(loss)`; `adversarial_step` takes the same two functions for any other loop.
+`trainer.backward(loss)`; `step(loss_fn, backward)` takes the same two functions for any other loop.
 Under gradient accumulation the embeddings' gradient after a micro-batch's backward also holds
 the step's earlier micro-batches (and their attacks); the attack follows this micro-batch's own
 gradient, so FGM keeps the gradient it left behind and subtracts it (`on_step_end` forgets it).

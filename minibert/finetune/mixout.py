@@ -102,17 +102,15 @@ def disable_dropout(model: nn.Module) -> int:
     return count
 
 
-def apply_mixout(model: nn.Module, p: float, skip: tuple[str, ...] = ()) -> int:
-    """Swap every nn.Linear (except names containing a string in `skip`) for a MixLinear mixing
-    toward its current weights, and turn dropout off. Call it right after loading the pretrained
-    weights. Returns the number of layers swapped."""
+def apply_mixout(model: nn.Module, p: float) -> int:
+    """Swap every nn.Linear for a MixLinear mixing toward its current weights, and turn dropout off.
+    Call it right after loading the pretrained weights. Returns the number of layers swapped."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"--mixout must be a probability in [0, 1], got {p}")
     swapped = 0
-    for parent_name, parent in list(model.named_modules()):
+    for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
-            full = f"{parent_name}.{child_name}" if parent_name else child_name
-            if type(child) is nn.Linear and not any(s in full for s in skip):
+            if type(child) is nn.Linear:
                 setattr(parent, child_name, MixLinear.from_linear(child, p))
                 swapped += 1
     disable_dropout(model)

@@ -159,7 +159,7 @@ def madgrad(params, lr: float = 1e-3, weight_decay: float = 0.0) -> Optimizer:
         from madgrad import MADGRAD
     except ImportError as err:
         raise ValueError("--optim madgrad needs the madgrad package: pip install madgrad "
-                         "(or pip install 'minibert[madgrad]')") from err
+                         "(or, in a clone of this repository, pip install -e '.[madgrad]')") from err
     return MADGRAD(params, lr=lr, weight_decay=weight_decay)
 
 

@@ -17,7 +17,8 @@ p >= n - 1. A row with no real token gives the dtype's lowest value from the max
 mean_max, mean_max_cls, conv1d), NaN from sbert_wk and 0 from mean. A caller with left-padded
 batches should re-tokenise with padding_side="right".
 
-Shapes: B batch, T tokens, E hidden size, L layers (+1 with the embeddings), C channels.
+Shapes: B batch, T tokens, E hidden size, L layers (+1 with the embeddings), C channels, R the RNN's size
+(RNNPooling; in SBERT-WK, R is the QR decomposition's R).
 """
 
 import math
@@ -40,7 +41,7 @@ def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Max over real tokens: padding is set to the dtype's lowest value, so it can never win."""
+    """Max over real tokens, (B, T, E) -> (B, E): padding is set to the dtype's lowest value, so it can never win."""
     return h.masked_fill(~_keep(mask), torch.finfo(h.dtype).min).max(1).values
 
 
@@ -145,7 +146,7 @@ class WeightedLayerPooling(nn.Module):
     def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
         cls = torch.stack([h[:, 0] for h in hidden_states[self.layer_start :]], dim=1)  # (B, L', E)
         w = self.layer_weights / self.layer_weights.sum()
-        return torch.einsum("l,ble->be", w, cls)
+        return torch.einsum("l,ble->be", w, cls)  # (B, E)
 
 
 class RNNPooling(nn.Module):
@@ -164,7 +165,7 @@ class RNNPooling(nn.Module):
         # crashed at its first step. L steps over B vectors: float32 costs nothing next to the encoder.
         with torch.autocast(cls.device.type, enabled=False):
             out, _ = self.rnn(cls.to(self.rnn.weight_ih_l0.dtype))  # (B, L, R)
-        return out[:, -1].to(cls.dtype)
+        return out[:, -1].to(cls.dtype)  # (B, R): the output after reading layer L
 
 
 class AttentionPooling(nn.Module):
@@ -218,7 +219,7 @@ def _layer_weights(R: torch.Tensor, w: int) -> tuple[torch.Tensor, torch.Tensor]
     """R (..., w, w) -> (alignment, novelty), each (...). The ratios do not depend on QR's signs."""
     r = R[..., :, -1]  # (..., w)
     novelty = r[..., -1].abs() / torch.linalg.vector_norm(r, dim=-1)
-    block = R[..., :-1, :-1]
+    block = R[..., :-1, :-1]  # (..., w - 1, w - 1): the neighbours' own triangle
     unit = block / torch.linalg.vector_norm(block, dim=-2, keepdim=True)  # each column normalised
     along = (unit.mean(dim=-1) * r[..., :-1]).sum(-1) / torch.linalg.vector_norm(r[..., :-1], dim=-1)
     return 1.0 / (along * w * 2), novelty
@@ -245,7 +246,7 @@ def sbert_wk(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, wi
         raise ValueError(f"SBERT-WK needs at least 3 hidden states from layer_start {layer_start}, got {L}")
     importance, used = _sentence_weights(layers, mask)
     # Unused positions (padding, [SEP]) borrow [CLS]'s states: weighted 0, but no 0/0 on the way.
-    layers = torch.where(used[:, None, :, None], layers, layers[:, :, :1])
+    layers = torch.where(used[:, None, :, None], layers, layers[:, :, :1])  # (B, L', T, E)
     rows = layers.transpose(1, 2).contiguous()  # (B, T, L', E): each token's layers as rows
     # Only R is used: mode "r" skips forming Q (half the QR's time) but has no backward, so training
     # (states that need a gradient) keeps "reduced".
@@ -262,7 +263,7 @@ def sbert_wk(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, wi
     alpha = alignment / alignment.sum(-1, keepdim=True) + novelty / novelty.sum(-1, keepdim=True)
     alpha = alpha / alpha.sum(-1, keepdim=True)  # (B, T, L')
     token_vectors = torch.einsum("btl,blte->bte", alpha, layers)  # (B, T, E)
-    return torch.einsum("bt,bte->be", importance, token_vectors).to(hidden_states[0].dtype)
+    return torch.einsum("bt,bte->be", importance, token_vectors).to(hidden_states[0].dtype)  # (B, E)
 
 
 def sbert_wk_loops(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, window: int = 2) -> torch.Tensor:
@@ -282,7 +283,7 @@ def sbert_wk_loops(hidden_states: Hidden, mask: torch.Tensor, layer_start: int =
             for layer in range(num_layers):
                 cols = _window(layer, num_layers, window)
                 matrix = feature[cols]  # (w, E)
-                _, R = torch.linalg.qr(matrix.T)
+                _, R = torch.linalg.qr(matrix.T)  # matrix.T (E, w): R (w, w)
                 r = R[:, -1]
                 unit = R[:-1, :-1] / R[:-1, :-1].norm(dim=0)
                 a = unit.mean(dim=1) @ R[:-1, -1] / r[:-1].norm()
@@ -290,11 +291,11 @@ def sbert_wk_loops(hidden_states: Hidden, mask: torch.Tensor, layer_start: int =
                 novel[layer] = r[-1].abs() / r.norm()
             alpha = align / align.sum() + novel / novel.sum()
             alpha = alpha / alpha.sum()
-            token_vectors.append(feature.T @ alpha)
+            token_vectors.append(feature.T @ alpha)  # (E, L') @ (L',) -> (E,)
             sims = [F.cosine_similarity(feature[i], feature[i + 1], dim=0) for i in range(num_layers - 1)]
             importance.append(torch.stack(sims).var())
         importance = torch.stack(importance)
-        out.append(torch.stack(token_vectors).T @ (importance / importance.sum()))
+        out.append(torch.stack(token_vectors).T @ (importance / importance.sum()))  # (E, n) @ (n,) -> (E,)
     return torch.stack(out).to(hidden_states[0].dtype)
 
 

@@ -46,7 +46,7 @@ class PriorWD(OptimizerWrapper):
         return self.optimizer.step(closure)
 
     def distance_to_prior(self) -> float:
-        """L2 distance of all decayed parameters from their start values (for logging)."""
+        """L2 distance of all decayed parameters from their start values (for a caller to log; the run does not)."""
         priors = [(p, self._tensor(p, "prior")) for p, s in self.wrapper_state.items() if "prior" in s]
         total = sum(float((p.detach() - prior).pow(2).sum()) for p, prior in priors)
         return total**0.5

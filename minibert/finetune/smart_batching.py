@@ -20,20 +20,16 @@ class PaddingCollator:
     padding="longest" (dynamic) pads to the batch's longest sequence; padding="max_length" pads
     every batch to max_length (the baseline that smart batching beats)."""
 
-    def __init__(self, pad_token_id: int, max_length: int | None = None, padding: str = "longest",
-                 pad_to_multiple_of: int | None = None):
+    def __init__(self, pad_token_id: int, max_length: int | None = None, padding: str = "longest"):
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length")
         self.pad_token_id, self.max_length, self.padding = pad_token_id, max_length, padding
-        self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, examples: list[dict]) -> dict:
         ids = [list(e["input_ids"])[: self.max_length] if self.max_length else list(e["input_ids"]) for e in examples]
         T = self.max_length if self.padding == "max_length" else max(len(x) for x in ids)
-        if self.pad_to_multiple_of:
-            T = -(-T // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = torch.full((len(ids), T), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(ids), T), dtype=torch.long)
         for i, x in enumerate(ids):

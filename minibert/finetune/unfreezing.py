@@ -1,7 +1,7 @@
 """Gradual unfreezing: train the head first, then one more layer group from the top per stage.
 
 Howard & Ruder 2018 (ULMFiT), https://arxiv.org/abs/1801.06146, section 3.3; T5 tried it too
-(Raffel et al. 2020, section 3.5.1).
+(Raffel et al. 2020, https://arxiv.org/abs/1910.10683, section 3.5.1).
 
 Why: at the start the new head is random and its gradients are noise; sent down into every
 layer at once they overwrite pretrained features the task would have used (catastrophic

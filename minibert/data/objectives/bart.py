@@ -182,6 +182,7 @@ class BartDenoising(Objective):
             return tokens
         new = self.fill(torch.zeros(len(positions), dtype=torch.long), torch.ones(len(positions), dtype=torch.bool),
                         generator)
+        # a stable sort by these keys interleaves: token i sorts at 2i + 1, a new token before position p at 2p
         keys = torch.cat([2 * torch.arange(len(tokens)) + 1, 2 * positions])
         return torch.cat([tokens, new])[torch.argsort(keys, stable=True)]
 

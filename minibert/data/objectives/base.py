@@ -57,7 +57,8 @@ class Examples(Sequence):
 
 
 class Objective:
-    """Base class. Subclasses set `name`, `model_family` and implement examples / collate / metrics."""
+    """Base class. Subclasses set `name`, `model_family` and implement example_index and build_example (or
+    examples itself, as clm), collate and metrics."""
 
     name: ClassVar[str] = ""
     model_family: ClassVar[str] = "bert"  # "bert" | "bart" | "gpt": which model a trainer builds
@@ -66,8 +67,7 @@ class Objective:
     needs_words: ClassVar[bool] = False  # whether examples carry word starts (whole-word objectives)
     min_seq_length: ClassVar[int] = 8
 
-    def __init__(self, tokenizer: Tokenizer, max_seq_length: int, seed: int = 0, chinese_words: bool | None = None,
-                 pad_to_multiple_of: int | None = None):
+    def __init__(self, tokenizer: Tokenizer, max_seq_length: int, seed: int = 0, chinese_words: bool | None = None):
         if max_seq_length < self.min_seq_length:
             raise ValueError(f"max_seq_length {max_seq_length} is too short for {self.name}; use at least "
                              f"{self.min_seq_length}")
@@ -83,7 +83,6 @@ class Objective:
         self.max_seq_length = max_seq_length
         self.seed = seed
         self.chinese_words = chinese_words  # None/True: jieba words for text with Chinese characters; False: never
-        self.pad_to_multiple_of = pad_to_multiple_of
         self.special_ids = torch.tensor(tokenizer.all_special_ids, dtype=torch.long)
         self.special_table = torch.zeros(tokenizer.vocab_size, dtype=torch.bool)
         self.special_table[self.special_ids] = True
@@ -177,8 +176,10 @@ class Objective:
 
     def pack_index(self, corpus: TokenizedCorpus, room: int) -> np.ndarray:
         """(N, 3) rows (shard, first token, end token): consecutive sentences of one document packed into
-        chunks of at most `room` tokens (RoBERTa's DOC-SENTENCES); a sentence longer than `room` is cut
-        into pieces. A document's sentences are contiguous in the token array, so a chunk is a range."""
+        chunks of at most `room` tokens (RoBERTa's DOC-SENTENCES, https://arxiv.org/abs/1907.11692, section
+        4.2; why: examples full of whole sentences, and never two documents' text in one); a sentence longer
+        than `room` is cut into pieces. A document's sentences are contiguous in the token array, so a chunk
+        is a range."""
         rows = []
         for k, offsets in corpus.documents():
             start, used = None, 0
@@ -198,10 +199,8 @@ class Objective:
 
     # -- batching helpers ----------------------------------------------------------------------------
     def pad(self, rows: list[np.ndarray], value: int, dtype=torch.long) -> torch.Tensor:
-        """Stack rows into (B, T), T the longest row (rounded up to pad_to_multiple_of)."""
+        """Stack rows into (B, T), T the longest row."""
         length = max(len(r) for r in rows)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
         out = np.full((len(rows), length), value, dtype=np.int64 if dtype == torch.long else bool)
         for i, row in enumerate(rows):
             out[i, : len(row)] = row

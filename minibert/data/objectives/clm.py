@@ -63,7 +63,7 @@ class CausalLM(Objective):
             raise ValueError(f"the corpus has {total} tokens, fewer than one block of max_seq_length "
                              f"{self.max_seq_length}; use more text or a smaller max_seq_length")
         build = partial(self.build_block, corpus, documents_at, stream_ends)
-        return Examples(build, np.arange(blocks, dtype=np.int64)[:, None])
+        return Examples(build, np.arange(blocks, dtype=np.int64)[:, None])  # (N, 1): row i holds block number i
 
     def build_block(self, corpus, documents_at: np.ndarray, stream_ends: np.ndarray, row: np.ndarray) -> dict:
         start = int(row[0]) * self.max_seq_length

@@ -89,7 +89,7 @@ def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: 
     tokens_per_word = torch.zeros(B, W, dtype=torch.long, device=device).scatter_add_(1, safe_word, maskable.long())
 
     # Cut each row's words into consecutive spans: span s covers words [ends[s-1], ends[s]).
-    probs = length_probs.to(device).expand(B, -1)
+    probs = length_probs.to(device).expand(B, -1)  # (B, K): one row of length probabilities per row
     mean = sum(n * p for n, p in enumerate(length_probs.tolist(), 1))
     n = min(W, int(W / mean * 1.25) + 8)  # enough spans to cover W words, almost always
     lengths = torch.multinomial(probs, n, replacement=True, generator=generator) + 1
@@ -104,16 +104,16 @@ def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: 
     # Take spans in a random order until the budget is spent; the span that crosses the budget is
     # kept with probability (budget left) / (its size): `before + u * size < budget` says both.
     priority = torch.rand(B, S, generator=generator, device=device).masked_fill(span_tokens == 0, 2.0)
-    order = torch.argsort(priority, dim=1)
+    order = torch.argsort(priority, dim=1)  # (B, S): span numbers, taken first to last
     size = torch.gather(span_tokens, 1, order)  # (B, S) in the random order
     before = torch.cumsum(size, dim=1) - size
     budget = probability * maskable.sum(dim=1, keepdim=True)  # (B, 1) float
     # Only one span per row crosses the budget, so one coin per row decides it.
     take = (size > 0) & (before + torch.rand(B, 1, generator=generator, device=device) * size < budget)
-    span_selected = torch.zeros_like(take).scatter_(1, order, take)
+    span_selected = torch.zeros_like(take).scatter_(1, order, take)  # (B, S), back in span order
 
     span_of_token = torch.gather(span_of_word, 1, safe_word)  # (B, T)
-    chosen = maskable & torch.gather(span_selected, 1, span_of_token)
+    chosen = maskable & torch.gather(span_selected, 1, span_of_token)  # (B, T): each token takes its span's choice
     return SpanChoice(chosen, span_of_token, span_selected, span_of_word, tokens_per_word, lengths)
 
 
@@ -134,11 +134,12 @@ def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_i
     else:
         units = int(unit_ids.max()) + 1
         per_unit = torch.rand(B * units, generator=generator, device=input_ids.device)  # (B, units) flattened
+        # (n,): each chosen position reads its unit's draw, at (row, unit) = (flat // T, unit_ids) of (B, units)
         draw = per_unit.index_select(0, torch.div(flat, T, rounding_mode="floor") * units
                                      + unit_ids.reshape(-1).index_select(0, flat))
     inputs = input_ids.clone()
     to_mask = draw < mask_prob
-    inputs.view(-1).index_fill_(0, flat[to_mask], mask_token_id)
+    inputs.view(-1).index_fill_(0, flat[to_mask], mask_token_id)  # (B * T,) view: written through to inputs
     random_at = flat[(draw >= mask_prob) & (draw < mask_prob + random_prob)]
     pick = torch.randint(len(random_pool), (len(random_at),), generator=generator, device=input_ids.device)
     inputs.view(-1).index_copy_(0, random_at, random_pool.to(input_ids.device).index_select(0, pick))
