@@ -8,30 +8,18 @@ import json
 
 import pytest
 import torch
+from test_train import WORDS, tiny_checkpoint
 
 import train
 from minibert.finetune.evaluate_generation import evaluate_saved
 from minibert.finetune.evaluate_generation import main as evaluate_generation_main
 from minibert.finetune.task_data import Task, encode_label, infer_task, read_rows
 from minibert.finetuning import METRICS, FinetuneArguments, check_methods, compute_metrics
-from minibert.models.bert import BertConfig, BertForPreTraining
-from minibert.tokenizer import train_tokenizer
-
-WORDS = "the king queen fool love war crown sword jest wedding death ghost night song".split()
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt")
-    g = torch.Generator().manual_seed(0)
-    texts = [" ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (12,), generator=g).tolist()) for _ in range(50)]
-    tokenizer = train_tokenizer(texts, "wordpiece", vocab_size=80, min_frequency=1)
-    tokenizer.save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64)
-    BertForPreTraining(config).save_pretrained(path)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 def write_jsonl(path, rows):

@@ -21,7 +21,11 @@ WORDS = "the king queen fool love war crown sword jest wedding death ghost night
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt")
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def tiny_checkpoint(path):
+    """A tiny pretrained BERT (2 layers of 16) and a WordPiece tokenizer of WORDS, saved in `path`."""
     g = torch.Generator().manual_seed(0)
     texts = [" ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (12,), generator=g).tolist()) for _ in range(50)]
     tokenizer = train_tokenizer(texts, "wordpiece", vocab_size=80, min_frequency=1)
