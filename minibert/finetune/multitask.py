@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -95,21 +96,35 @@ class MixtureSampler:
     with `rates`. An epoch is as many batches as all tasks' examples fill; each task's examples are
     reshuffled whenever its turn has used them all (so a batch during which that happens can hold an
     example twice: one taken from the end of the old shuffle, again from the new one). Randomness: `generator`,
-    else torch's global generator (which the engine seeds per epoch)."""
+    else torch's global generator (which the engine seeds per epoch).
+
+    Under DDP (world_size processes; default: the process group's size when iterated, 1 without one) a task is
+    drawn per global batch and gives world_size batches in a row, which the engine deals out one per process
+    (rank r reads batches r, r + world_size, ...): every process trains the same task at a step, and the step
+    equals one process's batch of world_size * batch_size examples of that task. (Each process drawing its own
+    task gave each head's gradient DDP's average with the zeros of the processes that did not use it.)"""
 
     def __init__(self, task_sizes: list[int], rates: list[float], batch_size: int,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, world_size: int | None = None):
         self.offsets = [sum(task_sizes[:m]) for m in range(len(task_sizes))]
         self.task_sizes, self.rates, self.batch_size, self.generator = task_sizes, rates, batch_size, generator
+        self.world_size = world_size
+
+    def _world_size(self) -> int:
+        if self.world_size is not None:
+            return self.world_size
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
     def __len__(self) -> int:
-        return math.ceil(sum(self.task_sizes) / self.batch_size)
+        world = self._world_size()
+        return math.ceil(sum(self.task_sizes) / (self.batch_size * world)) * world
 
     def __iter__(self):
+        world = self._world_size()
         rates = torch.tensor(self.rates, dtype=torch.double)
-        tasks = torch.multinomial(rates, len(self), replacement=True, generator=self.generator).tolist()
+        tasks = torch.multinomial(rates, len(self) // world, replacement=True, generator=self.generator).tolist()
         queues: list[list[int]] = [[] for _ in self.task_sizes]
-        for m in tasks:
+        for m in (m for m in tasks for _ in range(world)):  # one task per global batch: world_size batches of it
             batch = []
             while len(batch) < min(self.batch_size, self.task_sizes[m]):
                 if not queues[m]:

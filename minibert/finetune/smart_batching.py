@@ -11,6 +11,7 @@ the ratio of padded to real tokens (see bench/bench_smart_batching.py).
 """
 
 import torch
+import torch.distributed as dist
 
 
 class PaddingCollator:
@@ -56,30 +57,49 @@ class UniformLengthSampler:
 
     drop_last (--dataloader_drop_last): every batch full; the len % batch_size examples left out are
     drawn afresh each epoch, as a shuffled DataLoader's are (not always the longest ones, which the
-    partial batch of the sorted list would hold)."""
+    partial batch of the sorted list would hold).
+
+    Under DDP (world_size processes; default: the process group's size when iterated, 1 without one) the
+    sorted list is cut into global batches of world_size * batch_size, each given as world_size batches in a
+    row, which the engine deals out one per process (rank r reads batches r, r + world_size, ...): a step
+    reads the examples one process would read with the global batch. (Cutting per-process batches gave a step
+    two unrelated stretches of the sorted list.) The last global batch is completed with the shortest
+    examples, as the engine completes a plain epoch's, so every process has a full share."""
 
     def __init__(self, lengths: list[int], batch_size: int, shuffle: bool = True,
-                 generator: torch.Generator | None = None, drop_last: bool = False):
+                 generator: torch.Generator | None = None, drop_last: bool = False, world_size: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths = torch.as_tensor(lengths)
         self.batch_size, self.shuffle, self.generator, self.drop_last = batch_size, shuffle, generator, drop_last
+        self.world_size = world_size
+
+    def _world_size(self) -> int:
+        if self.world_size is not None:
+            return self.world_size
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
     def __len__(self) -> int:
+        world = self._world_size()
+        step = self.batch_size * world
         if self.drop_last:
-            return len(self.lengths) // self.batch_size
-        return -(-len(self.lengths) // self.batch_size)
+            return len(self.lengths) // step * world
+        return -(-len(self.lengths) // step) * world
 
     def batches(self) -> list[list[int]]:
-        n = len(self.lengths)
+        n, world = len(self.lengths), self._world_size()
+        step = self.batch_size * world  # a global batch: one step of every process
         tie_break = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        if self.drop_last:  # leave out the last len % batch_size of the shuffled order
-            tie_break = tie_break[: n - n % self.batch_size]
+        if self.drop_last:  # leave out the last len % step of the shuffled order
+            tie_break = tie_break[: n - n % step]
         order = tie_break[torch.argsort(self.lengths[tie_break], stable=True)]  # by length
-        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        batches = [order[i : i + step].tolist() for i in range(0, len(order), step)]
+        if world > 1 and batches and len(batches[-1]) < step:  # every process needs a full share
+            batches[-1] += order.repeat(step // n + 1)[: step - len(batches[-1])].tolist()
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
-        return batches
+        size = self.batch_size  # each global batch as world_size batches in a row, one per process
+        return [b[r * size : (r + 1) * size] for b in batches for r in range(world)]
 
     def __iter__(self):
         return iter(self.batches())
