@@ -128,7 +128,7 @@ def bert_part(ns, device, peak) -> None:
     width, layers = sizes["hidden_size"], sizes["num_hidden_layers"]
     n_encoder = matmul_params(hf.bert.encoder, 0, width)  # the blocks' products, at every real token
     n_head = width * width + vocab * width  # the MLM transform and the tied decoder, at the labelled positions
-    print(f"1. BERT-{'tiny' if ns.quick else 'base'} MLM training step ({(n_encoder + n_head) / 1e6:.0f}M matmul "
+    print(f"1. BERT-{'tiny' if ns.quick else 'base'} MLM training step ({(n_encoder + n_head) / 1e6:.3g}M matmul "
           "parameters)")
     for batch_size, seq_len in shapes:
         batch = make_batch(batch_size, seq_len, vocab)
@@ -161,7 +161,7 @@ def gpt_part(ns, device, peak) -> None:
     n = matmul_params(model.transformer, config.vocab_size, config.n_embd)
     flops = training_flops(n, config.n_layer, seq_len, config.n_embd, batch_size * seq_len)
     print(f"2. GPT-2 {'tiny' if ns.quick else '124M'} causal-LM training step, {batch_size} x {seq_len} "
-          f"({n / 1e6:.0f}M matmul parameters)")
+          f"({n / 1e6:.3g}M matmul parameters)")
     print(f"   minibert {seconds * 1e3:9.1f} ms/step {batch_size * seq_len / seconds:10.0f} tokens/s  "
           f"{mfu_text(flops, seconds, peak)}  (goal >= 45%)")
 
@@ -191,7 +191,7 @@ def decode_part(ns, device, bandwidth_gbs) -> None:
     floor_ms = weight_bytes / (bandwidth_gbs * 1e9) * 1e3 if bandwidth_gbs else None
     print(f"3. GPT-2 {'tiny' if ns.quick else '124M'} batch-1 greedy, {new_tokens} new tokens, {dtype}: "
           f"floor {f'{floor_ms:.3f} ms/token' if floor_ms else 'n/a (no bandwidth known)'} "
-          f"({weight_bytes / 1e6:.0f} MB of weights per token)")
+          f"({weight_bytes / 1e6:.3g} MB of weights per token)")
     reference = None
     with torch.no_grad():
         for name, run in runs.items():

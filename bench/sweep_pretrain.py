@@ -1,5 +1,6 @@
-"""The sweep behind the default pretraining recipe (README, "The default run, measured"): one
-setting per run, the same training time for each, then held-out MLM and SOP accuracy.
+"""The sweep behind the old default pretraining recipe, before the neighbour heads (docs/pretraining-notes.md,
+"How the old recipe was chosen"): one setting per run, the same training time for each,
+then held-out MLM and SOP accuracy.
 
     python bench/sweep_pretrain.py vocab=2000 B=16      # the default recipe as it was swept (15% masking, no
                                                         # neighbour heads: today's default adds both, see README)
