@@ -55,6 +55,7 @@ from minibert.finetune.beside_base import is_beside_base, load_trained, read_bes
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
 from minibert.finetune.generative import (
+    GENERATION_METRICS,
     GenerationEvaluator,
     GenerativeCollator,
     build_generative_model,
@@ -634,13 +635,12 @@ def make_eval_fn(examples: list[dict], task: Task, collate, batch_size: int, mul
     return evaluate
 
 
-def check_metric_name(name: str, task: Task) -> None:
-    """--metric_for_best_model among the task's metrics, before training: the engine finds a name that no
-    evaluation returns only at the first evaluation (it saves the steps trained, then stops)."""
-    names = ("loss", *METRICS[task.problem_type])
+def check_metric_name(name: str, names, what: str) -> None:
+    """--metric_for_best_model among the names the evaluation returns, before training: the engine finds a
+    name that no evaluation returns only at the first evaluation (it saves the steps trained, then stops)."""
     if metric_key(name, dict.fromkeys(names)) not in names:
-        raise ValueError(f"--metric_for_best_model {name}: a {task.problem_type} task is evaluated by "
-                         f"{', '.join(names)}; pass one of them (eval_ in front is accepted)")
+        raise ValueError(f"--metric_for_best_model {name}: {what} is evaluated by {', '.join(names)}; pass one of "
+                         "them (eval_ in front is accepted)")
 
 
 def best_metric_name(task: Task) -> str:
@@ -758,7 +758,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         if training.metric_for_best_model is None:
             training.metric_for_best_model = best_metric_name(task)
             training.greater_is_better = training.metric_for_best_model != "rmse"
-        check_metric_name(training.metric_for_best_model, task)
+        check_metric_name(training.metric_for_best_model, ("loss", *METRICS[task.problem_type]),
+                          f"a {task.problem_type} task")
     callbacks = list(callbacks)
     if args.fgm:
         callbacks.append(FGM(model, args.adv_epsilon, args.adv_emb_name))
@@ -857,6 +858,7 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
                                         args.num_beams, args.generation_max_length or args.max_seq_length, pad_id)
         if training.metric_for_best_model is None:
             training.metric_for_best_model, training.greater_is_better = "chrf", True
+        check_metric_name(training.metric_for_best_model, GENERATION_METRICS, f"a {args.task_type} task")
     optimizer = finetuning_optimizer(model, args, training)  # before stage one freezes: its groups hold every parameter
     if source_tokenizer is not None:
         training.ddp_find_unused_parameters = True  # DDP must let stage one's frozen parameters go without a gradient
@@ -959,6 +961,10 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
 
     if eval_fns and training.metric_for_best_model is None:
         training.metric_for_best_model, training.greater_is_better = "score", True
+    if eval_fns:
+        check_metric_name(training.metric_for_best_model,
+                          ["score", *(f"{n}_{k}" for n in eval_fns for k in ("loss", *METRICS[tasks[n].problem_type]))],
+                          "a multi-task run")
 
     def loss_fn(wrapped: nn.Module, batch: dict):
         outputs = wrapped(**{k: v for k, v in batch.items() if k != "labels"})

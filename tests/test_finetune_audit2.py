@@ -217,3 +217,23 @@ def test_seq2seq_sources_cut_to_max_seq_length_are_warned_of_as_targets_are(chec
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("2 of 3 sources are longer than --max_seq_length 6 and were cut") for m in messages)
     assert any(m.startswith("1 of 3 targets are longer than --max_seq_length 6") for m in messages), messages
+
+
+def test_a_metric_for_best_model_a_multitask_run_never_reports_is_refused_before_training(checkpoint, tmp_path):
+    """--multitask reports score and each task's metrics under its name (genre_accuracy, ...); another name was
+    found at the first evaluation only, after checkpoint-1 had been written."""
+    data = write_jsonl(tmp_path / "train.jsonl", genre_rows(16))
+    dev = write_jsonl(tmp_path / "dev.jsonl", genre_rows(8, seed=1))
+    argv = ["--model_name_or_path", str(checkpoint), "--multitask", f"genre={data},{dev}", f"again={data},{dev}",
+            "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--eval_steps", "1", "--save_steps", "1",
+            "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--disable_tqdm", "--device", "cpu",
+            "--metric_for_best_model", "accuracy"]
+    args, training = train.parse(argv)
+    training.plot_loss = False
+    with pytest.raises(ValueError, match=r"--metric_for_best_model accuracy: a multi-task run is evaluated by score, "
+                                         r"genre_loss, genre_accuracy, genre_f1_macro, again_loss"):
+        train.finetune(args, training)
+    assert not (tmp_path / "out" / "checkpoint-1").exists()
+    args, training = train.parse([*argv[:-1], "eval_genre_f1_macro"])
+    training.plot_loss = False
+    assert "score" in train.finetune(args, training).metrics

@@ -303,3 +303,12 @@ def test_a_resumed_seq2seq_run_repeats_the_run_it_resumes(checkpoints, tmp_path)
     resumed, uninterrupted = (load_finetuned(tmp_path / d / "out").state_dict() for d in "ba")
     for name, value in uninterrupted.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0)
+
+
+def test_a_metric_for_best_model_generation_never_reports_is_refused_before_training(checkpoints, tmp_path):
+    """A generation run's evaluation reports loss, exact_match and chrf; any other name was found at the first
+    evaluation only, after the steps before it had trained."""
+    with pytest.raises(ValueError, match=r"--metric_for_best_model accuracy: a seq2seq task is evaluated by loss, "
+                                         r"exact_match, chrf"):
+        run(checkpoints["bart"], tmp_path, "--metric_for_best_model", "accuracy")
+    assert not (tmp_path / "out" / "checkpoint-2").exists()

@@ -252,6 +252,9 @@ def write_predictions(path, examples: list[dict], predictions: list[str]) -> Non
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+GENERATION_METRICS = ("loss", "exact_match", "chrf")  # what GenerationEvaluator returns, in this order
+
+
 class GenerationEvaluator:
     """eval_fn for the engine: the teacher-forced loss, then generation (greedy, or beam search with
     num_beams) from each source or prompt, scored against the target text. `predictions` holds the
@@ -286,8 +289,8 @@ class GenerationEvaluator:
         model.train(was_training)
         self.predictions = predictions
         references = [e["target"] for e in self.examples]
-        return {"loss": loss_sum / max(tokens, 1), "exact_match": exact_match(predictions, references),
-                "chrf": chrf(predictions, references)}
+        return dict(zip(GENERATION_METRICS, (loss_sum / max(tokens, 1), exact_match(predictions, references),
+                                             chrf(predictions, references)), strict=True))
 
     def _generate(self, model: nn.Module, chunk: list[dict], batch: dict, device) -> list[str]:
         if self.task_type == "seq2seq":

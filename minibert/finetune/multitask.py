@@ -101,8 +101,10 @@ class MixtureSampler:
     Under DDP (world_size processes; default: the process group's size when iterated, 1 without one) a task is
     drawn per global batch and gives world_size batches in a row, which the engine deals out one per process
     (rank r reads batches r, r + world_size, ...): every process trains the same task at a step, and the step
-    equals one process's batch of world_size * batch_size examples of that task. (Each process drawing its own
-    task gave each head's gradient DDP's average with the zeros of the processes that did not use it.)"""
+    equals one process's batch of world_size * batch_size examples of that task when the task has that many (a
+    smaller task's batches each take min(batch_size, its size) examples, so its step reads some twice). (Each
+    process drawing its own task gave each head's gradient DDP's average with the zeros of the processes that did
+    not use it.)"""
 
     def __init__(self, task_sizes: list[int], rates: list[float], batch_size: int,
                  generator: torch.Generator | None = None, world_size: int | None = None):

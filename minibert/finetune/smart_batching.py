@@ -55,7 +55,7 @@ class UniformLengthSampler:
     to epoch. Randomness comes from `generator`, or from torch's global generator (which the
     engine seeds per epoch), so runs are reproducible.
 
-    drop_last (--dataloader_drop_last): every batch full; the len % batch_size examples left out are
+    drop_last (--dataloader_drop_last): every batch full; the len % (world_size * batch_size) examples left out are
     drawn afresh each epoch, as a shuffled DataLoader's are (not always the longest ones, which the
     partial batch of the sorted list would hold).
 
