@@ -46,28 +46,12 @@ def test_the_mixture_deals_every_process_a_batch_of_the_same_task():
 def test_multitask_under_two_processes_trains_as_one_process_with_the_global_batch(tmp_path):
     """--multitask under DDP: rank 0 trained one task's head while rank 1 trained another's, and DDP averaged
     each head's gradient with the other process's zeros (1e-3 away from one process after 4 steps)."""
-    bert = tiny_checkpoint(tmp_path / "bert")
-    config = json.loads((bert / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # ranks draw other masks
-    (bert / "config.json").write_text(json.dumps(config))
+    bert = dropout_free_bert(tmp_path)
     a = write_jsonl(tmp_path / "a.jsonl", rows(40, "single"))
     b = write_jsonl(tmp_path / "b.jsonl", rows(24, "single", seed=2))
     dev = write_jsonl(tmp_path / "dev.jsonl", rows(12, "single", seed=1))
-    script = tmp_path / "multitask.py"
-    script.write_text(textwrap.dedent(MULTITASK_WORKER.format(bert=str(bert), a=a, b=b, dev=dev)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(tmp_path / "ddp"), "4"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "8"], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    for weights in ("model.safetensors", "task_heads.safetensors"):  # the encoder, then each task's head
-        ours, theirs = load_file(str(tmp_path / "ddp" / weights)), load_file(str(tmp_path / "one" / weights))
-        for name, value in theirs.items():
-            torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    run_two_processes_and_one(tmp_path, MULTITASK_WORKER.format(bert=str(bert), a=a, b=b, dev=dev))
+    assert_same_weights(tmp_path, "model.safetensors", "task_heads.safetensors")  # the encoder, each task's head
     results = [json.loads((tmp_path / d / "eval_results.json").read_text()) for d in ("ddp", "one")]
     for ours, theirs in zip(results[0]["evaluations"], results[1]["evaluations"], strict=True):
         assert ours["step"] == theirs["step"]
@@ -107,14 +91,28 @@ def test_smart_batching_deals_every_process_a_slice_of_one_global_batch():
 def test_fine_tuning_under_two_processes_trains_as_one_process_with_the_global_batch(tmp_path):
     """train.py's default smart batching under DDP: 1e-3 away from one process with the global batch after 4
     steps (the README says they agree up to float rounding when dropout is off)."""
-    bert = tiny_checkpoint(tmp_path / "bert")
-    config = json.loads((bert / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # ranks draw other masks
-    (bert / "config.json").write_text(json.dumps(config))
+    bert = dropout_free_bert(tmp_path)
     a = write_jsonl(tmp_path / "a.jsonl", rows(32, "single"))
     dev = write_jsonl(tmp_path / "dev.jsonl", rows(12, "single", seed=1))
-    script = tmp_path / "smart.py"
-    script.write_text(textwrap.dedent(SMART_WORKER.format(bert=str(bert), a=a, dev=dev)))
+    run_two_processes_and_one(tmp_path, SMART_WORKER.format(bert=str(bert), a=a, dev=dev))
+    assert_same_weights(tmp_path, "model.safetensors")
+
+
+def dropout_free_bert(tmp_path):
+    """test_train's tiny BERT without dropout: each process draws its own masks, so with dropout two processes
+    equal one only on average."""
+    bert = tiny_checkpoint(tmp_path / "bert")
+    config = json.loads((bert / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (bert / "config.json").write_text(json.dumps(config))
+    return bert
+
+
+def run_two_processes_and_one(tmp_path, worker: str) -> None:
+    """The worker (argv: output dir, per-device batch) under torchrun on 2 CPU processes with batch 4, into
+    tmp_path/ddp, then in one process with the global batch 8, into tmp_path/one."""
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(worker))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), str(tmp_path / "ddp"), "4"]
@@ -123,7 +121,10 @@ def test_fine_tuning_under_two_processes_trains_as_one_process_with_the_global_b
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "8"], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    ours, theirs = load_file(str(tmp_path / "ddp" / "model.safetensors")), load_file(str(tmp_path / "one" /
-                                                                                          "model.safetensors"))
-    for name, value in theirs.items():
-        torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def assert_same_weights(tmp_path, *files: str) -> None:
+    for weights in files:
+        ours, theirs = load_file(str(tmp_path / "ddp" / weights)), load_file(str(tmp_path / "one" / weights))
+        for name, value in theirs.items():
+            torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-6, msg=name)
