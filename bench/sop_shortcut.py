@@ -76,7 +76,7 @@ def old_pairs(documents, tokenizer, rule: str, seed: int = 0) -> list[tuple[np.n
 
 def rule_accuracies(pairs, tokenizer) -> dict[str, float]:
     """Each surface rule's accuracy, each pair shown in both orders; and the share of pairs cut."""
-    ends = set(tokenizer.convert_tokens_to_ids([".", "!", "?"]))
+    ends = set(tokenizer.convert_tokens_to_ids([t for t in (".", "!", "?") if t in tokenizer.get_vocab()]))
     rules = {"ends": lambda first, second: int(first[-1]) in ends,  # True: "in order"
              "lengths": lambda first, second: len(first) > len(second)}
     rules["both"] = lambda first, second: (rules["ends"](first, second) if rules["ends"](first, second)

@@ -118,25 +118,38 @@ class Tokenizer:
 
     # -- encoding ----------------------------------------------------------------------------
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        if isinstance(add_special_tokens, str):  # Hugging Face's encode(text, text_pair): the backend's TypeError
+            raise ValueError("encode takes one text (its second argument is add_special_tokens); encode a pair "
+                             "with tok(text, text_pair)")
         return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
 
     def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:
         """Many texts at once: the Rust backend runs them in parallel."""
         return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
 
-    def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
-        """Token ids -> text. Special tokens are dropped by default (Hugging Face keeps them by default)."""
-        if isinstance(ids, torch.Tensor):
+    def decode(self, ids: int | Sequence[int] | torch.Tensor, skip_special_tokens: bool = True,
+               clean_up_tokenization_spaces: bool | None = None) -> str:
+        """Token ids (or one id, as a generation loop's next token) -> text. Special tokens are dropped by default
+        (Hugging Face keeps them by default). clean_up_tokenization_spaces: None follows the tokenizer's setting."""
+        if hasattr(ids, "tolist"):  # a tensor or NumPy array, or one of their scalars
             ids = ids.tolist()
+        if isinstance(ids, int):  # one id, as Hugging Face's decode takes (it raised "'int' object is not iterable")
+            ids = [ids]
         text = self.backend.decode([i for i in ids if i >= 0], skip_special_tokens=skip_special_tokens)
+        if clean_up_tokenization_spaces is None:
+            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         # transformers cleans up after WordPiece only: after byte-level BPE, whose text comes back exact, the
         # same replacements would take away real spaces ("a , b" -> "a, b")
-        return clean_up_tokenization(text) if self.clean_up_tokenization_spaces and self.kind == "wordpiece" else text
+        return clean_up_tokenization(text) if clean_up_tokenization_spaces and self.kind == "wordpiece" else text
 
-    def batch_decode(self, sequences: Sequence[Sequence[int]] | torch.Tensor, skip_special_tokens: bool = True
-                     ) -> list[str]:
-        """One text per row: generate's (B, L) output, say; padding and other special tokens dropped by default."""
-        return [self.decode(ids, skip_special_tokens) for ids in sequences]
+    def batch_decode(self, sequences: Sequence[Sequence[int]] | torch.Tensor, skip_special_tokens: bool = True,
+                     clean_up_tokenization_spaces: bool | None = None) -> list[str]:
+        """One text per row: generate's (B, L) output, say; padding and other special tokens dropped by default.
+        One flat sequence of ids is one text, as in Hugging Face's (its ids are not texts of one token each)."""
+        sequences = sequences.tolist() if hasattr(sequences, "tolist") else list(sequences)
+        if sequences and isinstance(sequences[0], int):  # one flat sequence: each id was decoded as a text
+            sequences = [sequences]
+        return [self.decode(ids, skip_special_tokens, clean_up_tokenization_spaces) for ids in sequences]
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
         if isinstance(ids, int):
@@ -144,9 +157,14 @@ class Tokenizer:
         return [self.backend.id_to_token(int(i)) for i in ids]
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        """A token outside the vocabulary is the unknown token's id, as in Hugging Face's (None went into the list)."""
         if isinstance(tokens, str):
-            return self.backend.token_to_id(tokens)
-        return [self.backend.token_to_id(t) for t in tokens]
+            return self._token_id(tokens)
+        return [self._token_id(t) for t in tokens]
+
+    def _token_id(self, token: str) -> int | None:
+        i = self.backend.token_to_id(token)
+        return self.unk_token_id if i is None else i
 
     def __call__(self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None,
                  max_length: int | None = None, padding: bool | str = True,
@@ -188,6 +206,7 @@ class Tokenizer:
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         if padding not in (True, False, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
+        padding = False if padding == "do_not_pad" else padding  # a non-empty string is true: it padded
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}; pass None for the tokenizer's own limit")
         max_length = max_length or self.model_max_length
@@ -394,6 +413,22 @@ def _config_flag(config: dict, key: str, default: bool | None = None) -> bool | 
     return default if value is None else value
 
 
+def _add_saved_token_settings(backend: Backend, config: dict, special_tokens_map: dict) -> None:
+    """How the special tokens match text, where tokenizer_config.json (its added_tokens_decoder, its tokens) and
+    special_tokens_map.json give it as transformers 4 saved them ({"content": "<mask>", "lstrip": true, ...}), as
+    transformers reads them: RoBERTa's and BART's <mask> takes the space before it ("hello <mask>" is hello <mask>,
+    not hello Ġ <mask>: the Ġ was one token more than the checkpoint's fill-mask was trained with)."""
+    decoder = config.get("added_tokens_decoder")
+    entries = [*(decoder.values() if isinstance(decoder, dict) else []), *special_tokens_map.values(),
+               *(config.get(key) for key in SPECIAL_KEYS)]
+    vocab = backend.get_vocab(with_added_tokens=False)
+    for entry in entries:  # where two name one token, the later wins (tokenizer_config.json's own tokens last)
+        if isinstance(entry, dict) and entry.get("content") in vocab and entry.get("special", True):
+            backend.add_special_tokens([AddedToken(
+                entry["content"], single_word=bool(entry.get("single_word")), lstrip=bool(entry.get("lstrip")),
+                rstrip=bool(entry.get("rstrip")), normalized=bool(entry.get("normalized")), special=True)])
+
+
 def _token_text(value) -> str | None:
     """special_tokens_map.json stores a token as a string or as {"content": ...}."""
     return value.get("content") if isinstance(value, dict) else value
@@ -498,10 +533,13 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         raise ValueError(f"{path} is not a tokenizer file (tokenizer.json, vocab.txt, vocab.json or merges.txt); "
                          f"pass one of those files, or the directory that holds them")
     config = _read_json(folder / "tokenizer_config.json")
-    specials = {k: _token_text(v) for k, v in _read_json(folder / "special_tokens_map.json").items()}
+    special_tokens_map = _read_json(folder / "special_tokens_map.json")
+    specials = {k: _token_text(v) for k, v in special_tokens_map.items()}
     specials.update({k: _token_text(config[k]) for k in SPECIAL_KEYS if config.get(k) is not None})
     lowercase = config.get("do_lower_case")
-    if path.is_file() and path.name == "tokenizer.json" or path.is_dir() and (folder / "tokenizer.json").is_file():
+    from_tokenizer_json = (path.is_file() and path.name == "tokenizer.json"
+                           or path.is_dir() and (folder / "tokenizer.json").is_file())
+    if from_tokenizer_json:
         backend = _read_backend(folder / "tokenizer.json")
     elif path.name == "vocab.txt" or path.is_dir() and (folder / "vocab.txt").is_file():
         # one token per line ending (\n, \r\n or \r), as Hugging Face's load_vocab reads it: splitlines()
@@ -521,6 +559,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             f"no tokenizer found in {folder}: expected tokenizer.json, vocab.txt, or vocab.json + merges.txt; "
             "train one with minibert.tokenizer.train_tokenizer(texts) and save_pretrained it there"
         )
+    if not from_tokenizer_json:  # tokenizer.json's added tokens are the settings, where there is one
+        _add_saved_token_settings(backend, config, special_tokens_map)
     kind = _guess_kind(backend)
     _check_unknown_token(backend, folder)
     lowercase = _apply_config(backend, kind, config, lowercase)

@@ -370,7 +370,7 @@ def test_segment_shapes_do_not_give_the_label_away(wordpiece, docs, name):
     held more sentences than a real B. Here every rule must do no better than a coin."""
     obj = build_objective(name, wordpiece, 64)
     examples = obj.examples(docs)
-    ends = set(wordpiece.convert_tokens_to_ids([".", "!", "?"]))
+    ends = set(wordpiece.convert_tokens_to_ids([t for t in (".", "!", "?") if t in wordpiece.get_vocab()]))
     assert len(examples) > 1000 and np.mean([int(e["a"][-1]) in ends for e in examples]) > 0.5  # most end a sentence
     if name == "sop":  # each pair counted in both orders; a rule says "in order" (True) or "swapped"
         rules = {"first ends a sentence": lambda f, s: int(f[-1]) in ends,
