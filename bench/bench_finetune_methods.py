@@ -2,6 +2,7 @@
 
     python bench/bench_finetune_methods.py                     # every method, seeds 1 2 3 (~15 min, 2 cores)
     python bench/bench_finetune_methods.py --methods full adapters --seeds 1
+    python bench/bench_finetune_methods.py --methods full --seeds 1 --work_dir /tmp/methods   # runs/ untouched
 
 Each run is `python train.py --seed S <the method's flags>` (the default task, checkpoint and
 recipe), one at a time; the table gives the final model's validation accuracy (the best
@@ -10,6 +11,11 @@ first runs its `pretrain.py` command once (skipped when its output exists and wa
 runs/pretrain-sop; so is any run whose result exists from it): the default checkpoint's
 own objective (SOP, which includes MLM, and keeps the pooler that an MLM-only run would drop, so
 the comparison changes one thing) on the task's training text.
+
+Everything the script writes (and reads back) goes under --work_dir (default runs): the runs in
+<work_dir>/methods/<method>-<seed>, the further-pretrained checkpoint in <work_dir>/pretrain-sop-tapt
+and the table's JSON in <work_dir>/bench_finetune_methods.json (or --output). runs/pretrain-sop, the
+checkpoint every method starts from, is only read.
 """
 
 import argparse
@@ -21,10 +27,19 @@ import sys
 import time
 from pathlib import Path
 
-TAPT_DIR = "runs/pretrain-sop-tapt"
-TAPT_COMMAND = ["pretrain.py", "--objective", "sop", "--init_from", "runs/pretrain-sop", "--corpus",
-                "minibert/data/tasks/shakespeare_genre_train.jsonl", "--max_steps", "400", "--output_dir", TAPT_DIR,
-                "--overwrite_output_dir"]
+DEFAULT_WORK_DIR = "runs"  # where the README's table was made: runs/methods, runs/pretrain-sop-tapt
+
+
+def tapt_dir(work_dir: str) -> str:
+    return str(Path(work_dir) / "pretrain-sop-tapt")
+
+
+def tapt_command(work_dir: str) -> list[str]:
+    return ["pretrain.py", "--objective", "sop", "--init_from", "runs/pretrain-sop", "--corpus",
+            "minibert/data/tasks/shakespeare_genre_train.jsonl", "--max_steps", "400", "--output_dir",
+            tapt_dir(work_dir), "--overwrite_output_dir"]
+
+
 TASKS = "minibert/data/tasks/shakespeare_genre"
 METHODS = {
     "full": [],
@@ -36,8 +51,13 @@ METHODS = {
     "multitask": ["--multitask", f"genre={TASKS}_train.jsonl,{TASKS}_validation.jsonl",
                   f"play={TASKS}_train.jsonl,{TASKS}_validation.jsonl,play", "--mixing", "equal",
                   "--task_type", "single_label_classification"],  # a play's title may hold a comma
-    "further_pretraining": ["--model_name_or_path", TAPT_DIR],
+    "further_pretraining": ["--model_name_or_path", tapt_dir(DEFAULT_WORK_DIR)],  # under --work_dir: method_flags
 }
+
+
+def method_flags(name: str, work_dir: str) -> list[str]:
+    """A method's train.py flags, the further-pretrained checkpoint read from this run's --work_dir."""
+    return ["--model_name_or_path", tapt_dir(work_dir)] if name == "further_pretraining" else METHODS[name]
 
 
 BASE_STAMP = "base_checkpoint.sha1"  # beside each result: the runs/pretrain-sop it was fine-tuned from
@@ -72,35 +92,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--output", default="runs/bench_finetune_methods.json")
+    parser.add_argument("--work_dir", default=DEFAULT_WORK_DIR,
+                        help="where the runs, the further-pretrained checkpoint and the JSON go, and where earlier "
+                             "results are reused from (default: runs, as for the README's table)")
+    parser.add_argument("--output", default=None,
+                        help="the table's JSON (default: <work_dir>/bench_finetune_methods.json)")
     args = parser.parse_args()
+    output = Path(args.output or Path(args.work_dir) / "bench_finetune_methods.json")
     base = base_fingerprint()
-    tapt_stamp = Path(TAPT_DIR) / BASE_STAMP
+    tapt_stamp = Path(tapt_dir(args.work_dir)) / BASE_STAMP
     if "further_pretraining" in args.methods and not (
-            (Path(TAPT_DIR) / "config.json").is_file() and tapt_stamp.is_file() and tapt_stamp.read_text() == base):
-        subprocess.run([sys.executable, *TAPT_COMMAND], check=True)
+            (Path(tapt_dir(args.work_dir)) / "config.json").is_file() and tapt_stamp.is_file()
+            and tapt_stamp.read_text() == base):
+        subprocess.run([sys.executable, *tapt_command(args.work_dir)], check=True)
         tapt_stamp.write_text(base)
     results = {}
     for name in args.methods:
         runs = []
         for seed in args.seeds:
-            out = Path("runs/methods") / f"{name}-{seed}"
+            out = Path(args.work_dir) / "methods" / f"{name}-{seed}"
             start = time.perf_counter()
             stamp = out / BASE_STAMP
             if (out / "eval_results.json").is_file() and stamp.is_file() and stamp.read_text() == base:
-                # done before from this same runs/pretrain-sop: reused (delete runs/methods to redo)
+                # done before from this same runs/pretrain-sop: reused (delete <work_dir>/methods to redo)
                 runs.append({"seed": seed, "seconds": float("nan"),
                              **json.loads((out / "eval_results.json").read_text())["metrics"]})
                 continue
+            flags = method_flags(name, args.work_dir)
             subprocess.run([sys.executable, "train.py", "--seed", str(seed), "--output_dir", str(out),
-                            "--overwrite_output_dir", "--disable_tqdm", "--plot_loss", "false", *METHODS[name]],
+                            "--overwrite_output_dir", "--disable_tqdm", "--plot_loss", "false", *flags],
                            check=True, capture_output=True)
             stamp.write_text(base)
             metrics = json.loads((out / "eval_results.json").read_text())["metrics"]
             runs.append({"seed": seed, "seconds": time.perf_counter() - start, **metrics})
             print(name, json.dumps(runs[-1]), flush=True)
-        results[name] = {"flags": METHODS[name], "trainable": trainable_parameters(METHODS[name]), "runs": runs}
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        flags = method_flags(name, args.work_dir)
+        results[name] = {"flags": flags, "trainable": trainable_parameters(flags), "runs": runs}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
     print("\n| method | flags | trainable | " + " | ".join(f"seed {s}" for s in args.seeds) +
           " | mean +- std | s / run |\n|" + "---|" * (len(args.seeds) + 5))
     for name, result in results.items():

@@ -80,7 +80,8 @@ def main() -> None:
         hf_tokenizer = transformers.BertTokenizerFast.from_pretrained(folder)
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {torch.get_num_threads()}, "
           f"batch {args.batch_size} x {args.max_seq_length}, {args.batches} batches, best of {args.repeats}")
-    print(f"{'':5s}{'minibert ex/s':>14s}{'HF ex/s':>12s}{'ratio':>8s}{'goal':>7s}  Hugging Face collator")
+    print(f"{'':5s}{'minibert ex/s':>14s}{'HF ex/s':>12s}{'ratio':>8s}{'goal':>7s}  Hugging Face collator"
+          + ("  (smoke size: the goal is judged on the full run)" if args.quick else ""))
     for name, goal in (("mlm", 3.0), ("wwm", 10.0)):
         objective = build_objective(name, tokenizer, args.max_seq_length)
         examples = [e for e in objective.examples(docs) if len(e["input_ids"]) == args.max_seq_length]

@@ -1,0 +1,80 @@
+"""Options of the bench/ scripts that CI never runs: bench_finetune_methods.py --work_dir holds every
+path the script writes (runs/ untouched; the default keeps the README's runs/ layout), and a --quick
+run says beside each goal that the goal is judged on the full run. The training is stubbed out."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+SMOKE_NOTE = "(smoke size: the goal is judged on the full run)"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_methods(monkeypatch, cwd: Path, argv: list[str]) -> list[list[str]]:
+    """main() with train.py / pretrain.py replaced by stubs that write what the script reads back."""
+    module = load("bench_finetune_methods")
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append([str(c) for c in command])
+        out = Path(command[command.index("--output_dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if "train.py" in command:
+            metrics = {"accuracy": 0.5, "genre_accuracy": 0.5}
+            (out / "eval_results.json").write_text(json.dumps({"metrics": metrics}))
+        else:
+            (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(module.subprocess, "run", fake_run)
+    monkeypatch.setattr(module, "base_fingerprint", lambda: "abc")
+    monkeypatch.setattr(module, "trainable_parameters", lambda flags: 0)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["bench_finetune_methods.py", "--methods", "full", "further_pretraining",
+                                      "--seeds", "1", *argv])
+    module.main()
+    return commands
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_finetune_methods_work_dir_holds_every_path(monkeypatch, tmp_path, capsys):
+    (tmp_path / "cwd").mkdir()
+    work = tmp_path / "work"
+    commands = run_methods(monkeypatch, tmp_path / "cwd", ["--work_dir", str(work)])
+    assert files_under(tmp_path / "cwd") == set()  # nothing under runs/ (or anywhere else) in the cwd
+    assert {c[c.index("--output_dir") + 1] for c in commands} == {str(work / "pretrain-sop-tapt"), str(
+        work / "methods" / "full-1"), str(work / "methods" / "further_pretraining-1")}
+    further = next(c for c in commands if "train.py" in c and "further_pretraining-1" in " ".join(c))
+    assert further[further.index("--model_name_or_path") + 1] == str(work / "pretrain-sop-tapt")
+    assert set(json.loads((work / "bench_finetune_methods.json").read_text())) == {"full", "further_pretraining"}
+    assert str(work / "pretrain-sop-tapt") in capsys.readouterr().out
+
+
+def test_finetune_methods_default_paths_are_the_readme_ones(monkeypatch, tmp_path):
+    commands = run_methods(monkeypatch, tmp_path, [])
+    assert {c[c.index("--output_dir") + 1] for c in commands} == {
+        "runs/pretrain-sop-tapt", "runs/methods/full-1", "runs/methods/further_pretraining-1"}
+    assert "runs/bench_finetune_methods.json" in files_under(tmp_path)
+    rerun = run_methods(monkeypatch, tmp_path, [])  # the same base checkpoint: every result is reused
+    assert rerun == []
+
+
+def test_quick_runs_say_the_goal_is_the_full_runs(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["bench_sbert_wk.py", "--quick"])
+    load("bench_sbert_wk").main()
+    goals = [line for line in capsys.readouterr().out.splitlines() if "goal" in line]
+    assert len(goals) == 1 and "(goal >= 10x)" in goals[0] and goals[0].endswith(SMOKE_NOTE)
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # bench_gpu imports its neighbour
+    assert load("bench_gpu").main(["--quick", "--parts", "gpt2", "--steps", "1"]) == 0
+    goals = [line for line in capsys.readouterr().out.splitlines() if "goal" in line]
+    assert len(goals) == 1 and goals[0].endswith("(goal >= 45%) " + SMOKE_NOTE)
