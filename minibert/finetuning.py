@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from minibert.auto import load_pretrained
@@ -52,7 +53,7 @@ from minibert.engine.trainer import check_output_dir, check_output_not_input, me
 from minibert.finetune.adapters import add_adapters, check_adapter_size
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.beside_base import is_beside_base, load_trained, read_beside_base, save_beside_base
-from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
+from minibert.finetune.classifier import HEAD_FILE, HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
 from minibert.finetune.generative import (
     GENERATION_METRICS,
@@ -70,6 +71,7 @@ from minibert.finetune.ladder import LadderSideClassifier, side_width
 from minibert.finetune.losses import MULTI_LABEL_LOSSES, task_loss
 from minibert.finetune.mixout import apply_mixout
 from minibert.finetune.multitask import (
+    TASK_ORDER_KEY,
     TASKS_KEY,
     MixtureSampler,
     MultiTaskClassifier,
@@ -271,6 +273,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     config_class = BASES[family].config_class
     if args.ladder_side_tuning is not None:
         encoder = BASES[family].from_pretrained(source, **overrides)
+        forget_saved_heads(encoder.config)
         return LadderSideClassifier(encoder, args.ladder_side_tuning, task.num_labels, task.problem_type,
                                     args.multi_label_loss, args.classifier_dropout).train(), source
     if args.pooling == "default":
@@ -288,6 +291,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
             base_class.from_pretrained(source, **overrides)
         model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
                                  args.classifier_dropout, args.pooling_layer)
+    forget_saved_heads(model.config)
     if args.adapter_size is not None:
         # the pooler trains only under a head that reads it: the family head (BERT's) or --pooling pooler
         trainable = add_adapters(model, args.adapter_size, train_pooler=args.pooling in ("default", "pooler"))
@@ -297,12 +301,64 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     return model.train(), tokenizer_dir
 
 
+def forget_saved_heads(config) -> None:
+    """Drop the config.json keys that mark the checkpoint's own minibert head (--pooling, --multitask) from the
+    config of a model built on it: they describe that head, not the one built now. Kept, a family head trained
+    on from a --pooling run's checkpoint saved a config.json that still named the pooling head, and
+    load_finetuned rebuilt the run as that head and failed on its missing head.safetensors. (A --pooling or
+    --multitask model writes its own key again when it saves.)"""
+    for key in (HEAD_KEY, TASKS_KEY, TASK_ORDER_KEY):
+        config.extra.pop(key, None)
+
+
+def _label_names(config: dict) -> list:
+    saved = config.get("id2label") or {}
+    return [saved.get(str(i), saved.get(i)) for i in range(len(saved))]
+
+
+def reload_pooling_head(model: nn.Module, source, config: dict, args: FinetuneArguments, task: Task) -> None:
+    """A checkpoint that a --pooling run saved (its `config` marked with HEAD_KEY) holds the trained pooling and
+    classifier beside its encoder, in head.safetensors, which build_model does not read. Trained on with the same
+    --pooling, the run starts from them, the classifier too when the task's labels are the checkpoint's (as a
+    family head's checkpoint reloads its classifier); any other head starts afresh, and the warning names what
+    is dropped and how to keep it. Before apply_tricks: Mixout pulls toward the weights it finds."""
+    saved = config.get(HEAD_KEY)
+    if saved is None:
+        return
+    pooling = saved["pooling"]
+    same = f"--pooling {pooling}" + (f" --pooling_layer {saved['layer']}" if pooling == "cls_layer" else "")
+    if not isinstance(model, PooledClassifier) or args.pooling != pooling or (
+            pooling == "cls_layer" and args.pooling_layer != saved["layer"]):
+        if isinstance(model, PooledClassifier):
+            this = f"--pooling {args.pooling}" + (
+                f" --pooling_layer {args.pooling_layer}" if args.pooling == "cls_layer" else "")
+        elif isinstance(model, LadderSideClassifier):
+            this, same = "the ladder's side network and classifier", f"{same} without --ladder_side_tuning"
+        else:
+            this = f"{type(model).__name__}'s own classifier"
+        logger.warning("%s was saved by a --pooling %s run: its trained pooling head (head.safetensors) is dropped, "
+                       "and this run's head (%s) starts afresh; pass %s to fine-tune on from it", source, pooling,
+                       this, same)
+        return
+    head = load_file(str(Path(source) / HEAD_FILE))
+    model.pooling.load_state_dict({k[len("pooling."):]: v for k, v in head.items() if k.startswith("pooling.")})
+    names = _label_names(config)
+    if saved["problem_type"] == task.problem_type and saved["num_labels"] == task.num_labels and (
+            not task.label_names or names == task.label_names):
+        model.classifier.load_state_dict(
+            {k[len("classifier."):]: v for k, v in head.items() if k.startswith("classifier.")})
+        logger.info("fine-tuning on from the trained %s head of %s (head.safetensors)", same, source)
+        return
+    logger.warning("%s: its %s classifier was trained for the %s labels %s and this task's are %s: that classifier "
+                   "starts afresh (the trained pooling is kept)", source, same, saved["problem_type"], names,
+                   task.label_names)
+
+
 def keep_checkpoint_label_rows(model: nn.Module, config: dict, task: Task) -> None:
     """A classifier checkpoint whose labels are the task's, in another order (an MNLI model's
     contradiction / neutral / entailment): its output rows are put in the task's order, so each class
     keeps the row trained for it (loaded as they were, the rows meant other classes)."""
-    saved = config.get("id2label") or {}
-    names = [saved.get(str(i), saved.get(i)) for i in range(len(saved))]
+    names = _label_names(config)
     if model.loading_info.get("mismatched") or any("classifier" in k for k in model.loading_info["newly_initialized"]):
         return  # the head was not loaded: nothing to reorder
     if sorted(map(str, names)) != sorted(task.label_names):
@@ -744,6 +800,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task)[0]
                      if args.validation_file else None)
     model, _ = build_model(args, task)
+    if args.model_name_or_path != RANDOM_INIT:  # (random weights read no head)
+        reload_pooling_head(model, source, read_config_dict(source), args, task)
     apply_tricks(model, args)
 
     collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding)
@@ -886,6 +944,8 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         tokenizer.save_pretrained(out)
         settings = {k: getattr(args, k) for k in ("text_column", "target_column", "num_beams", "max_seq_length",
                                                   "validation_file")}
+        if args.validation_file:  # absolute: evaluate_generation may run from another directory than this run
+            settings["validation_file"] = str(Path(args.validation_file).resolve())
         # the limit the evaluations decoded with, so a re-evaluation (evaluate_generation) decodes the same
         settings["generation_max_length"] = args.generation_max_length or args.max_seq_length
         record = {"metrics": metrics, "task": asdict(task), "generation": settings,
@@ -1001,6 +1061,10 @@ def build_multitask_model(args: FinetuneArguments, source: str, tasks: dict[str,
         encoder = base_class(base_class.config_class.from_dict(config))
     else:
         encoder = base_class.from_pretrained(source)
+        if HEAD_KEY in config:
+            logger.warning("%s was saved by a --pooling %s run: its trained pooling head (head.safetensors) is "
+                           "dropped, and each task's head starts afresh", source, config[HEAD_KEY]["pooling"])
+    forget_saved_heads(encoder.config)
     pooling = args.pooling if args.pooling != "default" else ("pooler" if encoder.pooler is not None else "cls")
     heads = {n: {"num_labels": t.num_labels, "problem_type": t.problem_type, "label_names": t.label_names}
              for n, t in tasks.items()}  # saved in config.json: what each head's outputs mean

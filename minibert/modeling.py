@@ -65,7 +65,8 @@ class ModelConfig:
     model_type: ClassVar[str] = ""
     architectures: list[str] | None = None  # class names, as written by Hugging Face
     attn_implementation: str = "sdpa"  # "eager" (reference) or "sdpa" (fused); not saved
-    # Task heads. num_labels follows id2label when a config.json has one, as in Hugging Face.
+    # Task heads. num_labels follows id2label when a config.json has one, as in Hugging Face; passed both to
+    # the constructor, named labels must be num_labels of them.
     num_labels: int = 2
     id2label: dict[int, str] | None = None
     label2id: dict[str, int] | None = None
@@ -79,6 +80,14 @@ class ModelConfig:
                 not isinstance(self.id2label, dict) or not all(str(k).isdigit() for k in self.id2label)):
             raise ValueError(f"id2label must map class ids to label names ({{\"0\": \"negative\", ...}}), got "
                              f"{self.id2label!r}; correct it in config.json")
+        if self.id2label is not None and len(self.id2label) != self.num_labels:
+            # from_dict makes the two agree (num_labels follows id2label, as Hugging Face's config does); here both
+            # came from the caller. Named labels were otherwise replaced by LABEL_i and the head built for num_labels
+            # (BertConfig(id2label=<3 labels>) gave a 2-class classifier). The default names follow num_labels.
+            names = {int(k): v for k, v in self.id2label.items()}
+            if names != {i: f"LABEL_{i}" for i in range(len(names))}:
+                raise ValueError(f"id2label names {len(names)} labels {list(names.values())} but num_labels is "
+                                 f"{self.num_labels}; pass num_labels={len(names)} with them (or leave id2label out)")
         if self.id2label is None or len(self.id2label) != self.num_labels:
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
         self.id2label = {int(k): v for k, v in self.id2label.items()}
@@ -277,6 +286,8 @@ class PreTrainedModel(nn.Module):
         self.base_model.gradient_checkpointing = False
 
     def set_attn_implementation(self, implementation: str) -> None:
+        if implementation not in ATTN_IMPLEMENTATIONS:  # refused here, not at the next forward with the config changed
+            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {implementation!r}")
         self.config.attn_implementation = implementation
         for module in self.modules():
             if hasattr(module, "implementation"):
@@ -311,6 +322,7 @@ class PreTrainedModel(nn.Module):
         expected = self.state_dict()
         ours: dict[str, torch.Tensor] = {}
         unexpected, other_heads, extra_layers, mismatched = [], [], [], []
+        resized: set[str] = set()  # our keys of the mismatched head weights
         # A head model's checkpoint writes its base under the prefix (roberta.embeddings...): a key outside
         # it that no table names is the head of a class minibert lacks (token classification ...).
         head_checkpoint = any(k.startswith(self.base_model_prefix + ".") for k in hf_state)
@@ -340,6 +352,7 @@ class PreTrainedModel(nn.Module):
                 tensor = tensor.t()
             if tensor.shape != expected[key].shape and part == "head" and self.ignore_mismatched_heads:
                 mismatched.append(f"{hf_key} {tuple(tensor.shape)} -> {tuple(expected[key].shape)}")
+                resized.add(key)
                 continue  # left as initialised: a task head of another size (another number of labels)
             if tensor.shape != expected[key].shape:
                 fix = ("a task head of another size (another num_labels?): from_pretrained(..., "
@@ -354,7 +367,8 @@ class PreTrainedModel(nn.Module):
             raise ValueError(f"checkpoint has {len(extra_layers)} weights of layers the config does not have "
                              f"(e.g. {extra_layers[0]}): check the layer count in config.json against the weights")
         missing = [k for k in expected if k not in ours]
-        fresh = [k for k in missing if self._is_optional(k)]
+        # a head of another size is in the checkpoint: reported once, as mismatched, not as missing (as Hugging Face)
+        fresh = [k for k in missing if self._is_optional(k) and k not in resized]
         required = [k for k in missing if not self._is_optional(k)]
         if unexpected or required:
             wrapper = self._wrapper_prefix(unexpected)

@@ -1,4 +1,8 @@
-"""Typed model outputs, with Hugging Face's field names so parity is a field-by-field comparison.
+"""Typed model outputs, with Hugging Face's field names so parity is a field-by-field comparison. One
+exception: the key/value cache is `past_key_values`, the name transformers long used; the 5.24 that the tests
+pin calls it `cache` (and still answers to `past_key_values`, with a deprecation warning).
+Plain dataclasses: read a field by name (`out.logits`); Hugging Face's ModelOutput also takes `out[0]` and
+`out.to_tuple()`, which these do not.
 
 Every forward returns one of these, whatever flags are set: fields that were not asked for
 (hidden states, attentions, a loss without labels, a cache without use_cache) are None.

@@ -326,6 +326,36 @@ def check_row_width(row: dict, columns: int, file, line: int, delimiter: str) ->
                          "last named column (name that column in the header, or delete the value)")
 
 
+def check_quotes_closed(row_lines: list[str], first: int, file, delimiter: str) -> None:
+    """`row_lines`: the raw lines (from line `first` on, blank lines the reader skipped included) that one
+    CSV / TSV row was read from. A row read over several lines holds a cell that opened with a quote ("): a
+    text may span lines so, but one whose quote never closes reads on, rows and all, up to the next quote in
+    the file or its end, and the rows it swallowed are lost silently. (TSV's tab check catches most of it
+    there; a CSV cell may hold commas and line breaks.) Read again strictly, such a cell ends where no cell
+    may: at the end of the file, or at a quote followed by something other than a delimiter or a line end. A
+    row on one line is left as the reader reads it (a text opening with a quoted word, "Hi" she said, loses
+    its quotes)."""
+    skipped = 0
+    while skipped < len(row_lines) and row_lines[skipped] in ("\n", "\r\n", "\r"):
+        skipped += 1  # blank lines the reader skipped before the row
+    row_lines, first = row_lines[skipped:], first + skipped
+    if len(row_lines) < 2:
+        return
+    previous = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        for _ in csv.reader(row_lines, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error:
+        last = first + len(row_lines) - 1
+        swallowed = f"line {last}" if last == first + 1 else f"lines {first + 1}-{last}"
+        raise ValueError(f"{file}:{first}: a cell there starts with a quote (\") that does not close where the cell "
+                         f"ends, so it read on over {swallowed}, rows included; remove that quote or "
+                         "double it (\"\"), or quote the whole cell and double each quote inside it, or write the "
+                         "file as JSON lines") from None
+    finally:
+        csv.field_size_limit(previous)
+
+
 def check_header(header: list, file) -> None:
     """A CSV / TSV header naming a column twice: csv.DictReader keeps the last column of a name, so the
     others would be dropped silently. (Unnamed columns, such as the empty ones a spreadsheet leaves after
@@ -339,8 +369,14 @@ def check_header(header: list, file) -> None:
 def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     """CSV (comma) or TSV (tab) rows with a header line, streamed."""
     delimiter = "\t" if _suffix(file) == ".tsv" else ","
-    lines = (line for _, line, _ in read_lines(file))
-    reader = csv.DictReader(lines, delimiter=delimiter)
+    row_lines = []  # the raw lines the reader took for the row being read (check_quotes_closed reads them)
+
+    def lines():
+        for _, line, _ in read_lines(file):
+            row_lines.append(line)
+            yield line
+
+    reader = csv.DictReader(lines(), delimiter=delimiter)
     with long_csv_fields(file, reader):
         fieldnames = reader.fieldnames  # reads the header line
     check_header(fieldnames or [], file)
@@ -350,12 +386,14 @@ def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
                          "the column that holds the text")
     while True:
         first_line = reader.reader.line_num + 1
+        row_lines.clear()
         with long_csv_fields(file, reader):
             row = next(reader, None)
         if row is None:
             return
         if delimiter == "\t":
             check_tsv_row(row, file, first_line)
+        check_quotes_closed(row_lines, first_line, file, delimiter)
         check_row_width(row, len(fieldnames), file, first_line, delimiter)
         text = row.get(text_column)
         yield {**row, "text": text if isinstance(text, str) else ""}, len(text or "")

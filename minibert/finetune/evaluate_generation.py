@@ -5,8 +5,10 @@
     python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --num_beams 4 --predictions_file beams.jsonl
 
 The columns, the task type, --max_seq_length and --generation_max_length come from the run's
-eval_results.json, the validation file too unless given; so greedy decoding and beam search are
-compared on the very same weights, and the run's own --num_beams repeats the run's own numbers.
+eval_results.json, the validation file too unless given (recorded as an absolute path, so the run's own file
+is read from any directory; a run saved before that recorded it as typed, relative to where it was started);
+so greedy decoding and beam search are compared on the very same weights, and the run's own --num_beams
+repeats the run's own numbers.
 Prints the metrics as one JSON line (loss, exact_match, chrf, seconds); --predictions_file also writes
 every output beside its source and target, one JSON line each, as train.py's generated_predictions.jsonl.
 """
@@ -60,9 +62,17 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
         task_type = record["task"]["problem_type"] if "task" in record else "multi-task"
         raise ValueError(f"{path} holds a {task_type} model, not a generation run; use train.py's own evaluation")
     task_type = record["task"]["problem_type"]
-    validation_file = validation_file or settings.get("validation_file")
-    if validation_file is None:
-        raise ValueError("the run had no validation file; pass --validation_file")
+    if not validation_file:
+        validation_file = settings.get("validation_file")
+        if validation_file is None:
+            raise ValueError("the run had no validation file; pass --validation_file")
+        if not Path(validation_file).is_file():
+            # train.py records it absolute; a run saved before that recorded it as typed, relative to the
+            # directory the run was started in, which is not known here
+            where = ("" if Path(validation_file).is_absolute() else
+                     f" (relative to the directory the run was started in, not to {Path.cwd()})")
+            raise ValueError(f"the run's validation file {validation_file}{where} does not exist; pass "
+                             "--validation_file FILE")
     tokenizer = load_tokenizer(path)
     source_tokenizer = load_tokenizer(path / NEW_ENCODER_DIR) if has_new_encoder(path) else None
     max_length = settings["max_seq_length"]

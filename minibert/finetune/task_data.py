@@ -18,8 +18,9 @@ class (nothing to learn). Whatever --task_type says, a label is a list exactly w
 (a forced multi-label task took a text label's characters as its classes), and never a JSON object.
 The validation file takes the training file's Task, so a label seen only there is an error, not a new
 class. read_rows refuses a column named twice
-(a CSV header's or a JSON object's: only the last would be read) and a CSV / TSV row with more cells
-than the header (an unquoted delimiter inside a cell, which shifts the label).
+(a CSV header's or a JSON object's: only the last would be read), a CSV / TSV row with more cells
+than the header (an unquoted delimiter inside a cell, which shifts the label), and a cell opening a quote
+that never closes (it read the rows after it into itself).
 """
 
 import csv
@@ -31,7 +32,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibert.data.corpus import check_header, check_row_width, check_tsv_row, decode_utf8, long_csv_fields
+from minibert.data.corpus import (
+    check_header,
+    check_quotes_closed,
+    check_row_width,
+    check_tsv_row,
+    decode_utf8,
+    long_csv_fields,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +86,7 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
                              "with commas (pandas: pd.read_csv(path, sep=';', decimal=',')"
                              ".to_csv('data.csv', index=False)) or tabs (.tsv)")
         check_header(header, path)
+        lines = io.StringIO(text, newline="").readlines()  # as the reader counts them
         rows = []
         while True:
             first_line = reader.reader.line_num + 1
@@ -87,6 +96,7 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
                 break
             if delimiter == "\t":
                 check_tsv_row(row, path, first_line)
+            check_quotes_closed(lines[first_line - 1 : reader.reader.line_num], first_line, path, delimiter)
             check_row_width(row, len(header), path, first_line, delimiter)
             rows.append(row)
     elif text.lstrip().startswith("["):

@@ -101,8 +101,9 @@ class BartConfig(ModelConfig):
         self.check_probabilities("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
                                  "encoder_layerdrop", "decoder_layerdrop")
         if not self.tie_word_embeddings:
-            raise ValueError("minibert's BART always ties the LM head to the shared embedding; "
-                             "set tie_word_embeddings to true")
+            raise ValueError("tie_word_embeddings is false: this checkpoint's LM head is a matrix of its own, which "
+                             "minibert's BART (its LM head is the shared embedding) cannot hold; use Hugging Face's "
+                             "BART for it (setting tie_word_embeddings true would drop the trained head)")
         get_activation(self.activation_function)  # fails early, naming the activations there are
 
 
@@ -246,10 +247,18 @@ class BartDecoder(nn.Module):
                 cache_position=None) -> BaseModelOutput:
         """input_ids (B, T) new target tokens; memory (B, S, E) the encoder output; attention_mask
         (B, P + T) over the target, memory_attention_mask (B, S) over the source. With a StaticCache,
-        cache_position (T,) gives the new tokens' slots (and positions)."""
+        cache_position (T,) gives the new tokens' slots (and positions), and attention_mask (B, L) covers all its
+        L slots (as GPT-2's; generate passes none)."""
         static = isinstance(past_key_values, StaticCache)
         if static != (cache_position is not None):
             raise ValueError("a StaticCache and cache_position go together: pass both (static decoding) or neither")
+        if static and attention_mask is not None:
+            # BartModel.check_inputs never sees this path (it takes no cache_position): a (B, 1) mask over the
+            # new token only was broadcast over every slot (a 0 hid the whole row), a (1, L) one over every row
+            want = (input_ids.size(0), past_key_values.max_length)
+            if tuple(attention_mask.shape) != want:
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but should be {want}: with "
+                                 "a StaticCache it covers every slot of the cache (batch, slots), written or not")
         past = 0 if static else cache_length(past_key_values)
         T = input_ids.size(1)
         h = self.embeddings(input_ids, past, cache_position)  # (B, T, E)
@@ -543,4 +552,9 @@ BartPreTrainedModel.weight_map = WeightMap(
     ),
     # embed_tokens are copies of shared, lm_head is the tied copy; version is a fairseq leftover.
     dropped=(r"(encoder|decoder)\.embed_tokens\.weight", r"lm_head\.weight", r"(encoder|decoder)\.version"),
+    # A checkpoint saved with only one copy of the tied tensor holds it under a copy's name (facebook/bart-large-cnn's
+    # safetensors has model.decoder.embed_tokens.weight and no model.shared.weight): read it as shared.
+    aliases=tuple((f"{prefix}{copy}.embed_tokens.weight", f"{prefix}shared.weight")
+                  for prefix in ("model.", "") for copy in ("decoder", "encoder"))
+    + (("lm_head.weight", "model.shared.weight"),),
 )
