@@ -76,7 +76,10 @@ class Tokenizer:
 
     def _set_special(self, key: str, token: str | None) -> None:
         """`tok.pad_token = tok.eos_token`, as with Hugging Face's tokenizers (GPT-2's vocabulary has no pad
-        token: a batch of prompts of different lengths needs one). The token must be in the vocabulary."""
+        token: a batch of prompts of different lengths needs one). The token must be in the vocabulary.
+        As there, it renames only: the tokens tok() puts around a text (BERT's [CLS] ... [SEP], RoBERTa's <s> ...
+        </s>) and the one WordPiece gives an unknown word stay the backend's, whatever cls_token, sep_token,
+        bos_token, eos_token or unk_token then name."""
         if token is None:
             self.special_tokens.pop(key, None)
             return
@@ -95,12 +98,23 @@ class Tokenizer:
     bos_token_id = property(lambda self: self._id("bos_token"))
     eos_token_id = property(lambda self: self._id("eos_token"))
     unk_token_id = property(lambda self: self._id("unk_token"))
+    # the tokens by name, as Hugging Face's attributes (None where the tokenizer has none); setting one renames it.
+    # Without a property, `tok.cls_token` raised AttributeError and `tok.cls_token = "x"` made a plain attribute
+    # that cls_token_id ignored.
     mask_token = property(lambda self: self.special_tokens.get("mask_token"),
                           lambda self, token: self._set_special("mask_token", token))
     pad_token = property(lambda self: self.special_tokens.get("pad_token"),
                          lambda self, token: self._set_special("pad_token", token))
     eos_token = property(lambda self: self.special_tokens.get("eos_token"),
                          lambda self, token: self._set_special("eos_token", token))
+    bos_token = property(lambda self: self.special_tokens.get("bos_token"),
+                         lambda self, token: self._set_special("bos_token", token))
+    cls_token = property(lambda self: self.special_tokens.get("cls_token"),
+                         lambda self, token: self._set_special("cls_token", token))
+    sep_token = property(lambda self: self.special_tokens.get("sep_token"),
+                         lambda self, token: self._set_special("sep_token", token))
+    unk_token = property(lambda self: self.special_tokens.get("unk_token"),
+                         lambda self, token: self._set_special("unk_token", token))
 
     @property
     def all_special_ids(self) -> list[int]:
@@ -108,6 +122,8 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Every token, the added ones too: len(tok), the rows a model's embeddings need (Hugging Face's vocab_size
+        leaves the added tokens out, its len(tok) counts them)."""
         return self.backend.get_vocab_size(with_added_tokens=True)
 
     def __len__(self) -> int:
@@ -198,6 +214,8 @@ class Tokenizer:
                              "(return_tensors=\"pt\", its default); convert them with .numpy() or .tolist()")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
+        if not texts:  # no rows: the tensors came back 1-D (0,), not (B, T), for the model to fail on later
+            raise ValueError("no texts to encode (an empty list); pass at least one text")
         if text_pairs is not None:
             text_pairs = [text_pairs] if isinstance(text_pairs, str) else list(text_pairs)
             if len(text_pairs) != len(texts):
@@ -413,20 +431,68 @@ def _config_flag(config: dict, key: str, default: bool | None = None) -> bool | 
     return default if value is None else value
 
 
-def _add_saved_token_settings(backend: Backend, config: dict, special_tokens_map: dict) -> None:
-    """How the special tokens match text, where tokenizer_config.json (its added_tokens_decoder, its tokens) and
-    special_tokens_map.json give it as transformers 4 saved them ({"content": "<mask>", "lstrip": true, ...}), as
-    transformers reads them: RoBERTa's and BART's <mask> takes the space before it ("hello <mask>" is hello <mask>,
-    not hello Ġ <mask>: the Ġ was one token more than the checkpoint's fill-mask was trained with)."""
-    decoder = config.get("added_tokens_decoder")
-    entries = [*(decoder.values() if isinstance(decoder, dict) else []), *special_tokens_map.values(),
-               *(config.get(key) for key in SPECIAL_KEYS)]
+def _add_saved_token_settings(backend: Backend, folder: Path, config: dict, special_tokens_map: dict) -> None:
+    """The added tokens of a directory without tokenizer.json, and how the special tokens match text, as
+    transformers reads them. Added tokens: tokenizer_config.json's added_tokens_decoder, or (older saves)
+    added_tokens.json (_saved_added_tokens); a fine-tuned model's resized embeddings have a row for each, so without
+    them "<ent>" was cut into pieces and every id past the vocabulary missing. Settings: where tokenizer_config.json's
+    tokens and special_tokens_map.json give them as transformers 4 saved them ({"content": "<mask>", "lstrip": true,
+    ...}): RoBERTa's and BART's <mask> takes the space before it ("hello <mask>" is hello <mask>, not hello Ġ <mask>:
+    the Ġ was one token more than the checkpoint's fill-mask was trained with)."""
+    for i, entry in sorted(_saved_added_tokens(folder, config, special_tokens_map).items()):
+        special = entry["special"]
+        token = AddedToken(entry["content"], single_word=bool(entry.get("single_word")),
+                           lstrip=bool(entry.get("lstrip")), rstrip=bool(entry.get("rstrip")),
+                           normalized=bool(entry.get("normalized", not special)), special=special)
+        # in order of id, as transformers adds them: one the vocabulary has keeps its id (matched whole now, as
+        # there), a new one takes the next
+        (backend.add_special_tokens if special else backend.add_tokens)([token])
+        got = backend.token_to_id(entry["content"])
+        if got != i:  # transformers renumbers it the same way, silently
+            logger.warning("the added token %r is saved with id %d but takes id %d (the vocabulary's, or the next "
+                           "free one), as in transformers; the files in %s are not as transformers saved them",
+                           entry["content"], i, got, folder)
     vocab = backend.get_vocab(with_added_tokens=False)
-    for entry in entries:  # where two name one token, the later wins (tokenizer_config.json's own tokens last)
+    for entry in [*special_tokens_map.values(), *(config.get(key) for key in SPECIAL_KEYS)]:
+        # where two name one token, the later wins (tokenizer_config.json's own tokens last)
         if isinstance(entry, dict) and entry.get("content") in vocab and entry.get("special", True):
             backend.add_special_tokens([AddedToken(
                 entry["content"], single_word=bool(entry.get("single_word")), lstrip=bool(entry.get("lstrip")),
                 rstrip=bool(entry.get("rstrip")), normalized=bool(entry.get("normalized")), special=True)])
+
+
+def _saved_added_tokens(folder: Path, config: dict, special_tokens_map: dict) -> dict[int, dict]:
+    """{id: {"content": ..., "special": ..., ...}} as transformers reads them from a directory without tokenizer.json:
+    tokenizer_config.json's added_tokens_decoder (transformers >= 4.34 saved every added token there, special or
+    not, with its settings) or, where the config has none, added_tokens.json ({token: id}, what older versions
+    saved for tok.add_tokens): a token of it is special when a special-token setting names it (as
+    add_special_tokens({"additional_special_tokens": [...]}) saved), and then matched before normalisation."""
+    decoder = config.get("added_tokens_decoder")
+    if decoder is not None:
+        if not isinstance(decoder, dict):
+            raise ValueError(f"{folder / 'tokenizer_config.json'}: added_tokens_decoder must map ids to tokens, got "
+                             f"{decoder!r}; correct the file")
+        saved = {}
+        for i, entry in decoder.items():
+            if not (str(i).isdigit() and isinstance(entry, dict) and isinstance(entry.get("content"), str)):
+                raise ValueError(f"{folder / 'tokenizer_config.json'}: added_tokens_decoder maps {i!r} to {entry!r}, "
+                                 'not an id to {"content": ...}; correct the file')
+            saved[int(i)] = {**entry, "special": bool(entry.get("special", False))}  # transformers' AddedToken default
+        return saved
+    added = _read_json(folder / "added_tokens.json")
+    named = set()
+    for source in (special_tokens_map, config):
+        for key, value in source.items():
+            if key in SPECIAL_KEYS:
+                named.add(_token_text(value))
+            elif key in ("additional_special_tokens", "extra_special_tokens") and isinstance(value, list | dict):
+                named.update(_token_text(v) for v in (value.values() if isinstance(value, dict) else value))
+    for token, i in added.items():
+        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            raise ValueError(f"{folder / 'added_tokens.json'}: {token!r} has id {i!r}, not a token id; correct the "
+                             "file")
+    return {i: {"content": token, "special": token in named, "normalized": token not in named}
+            for token, i in added.items()}
 
 
 def _token_text(value) -> str | None:
@@ -523,7 +589,8 @@ def check_tokenizer_fits(tokenizer: Tokenizer, config: dict, tokenizer_flag: str
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Read a tokenizer from a directory (tokenizer.json, or vocab.txt, or vocab.json + merges.txt,
-    with tokenizer_config.json / special_tokens_map.json when present) or from one of those files."""
+    with tokenizer_config.json / special_tokens_map.json / added_tokens.json when present) or from one of those
+    files."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"tokenizer path {path} does not exist; pass a directory with tokenizer.json or vocab.txt")
@@ -560,7 +627,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             "train one with minibert.tokenizer.train_tokenizer(texts) and save_pretrained it there"
         )
     if not from_tokenizer_json:  # tokenizer.json's added tokens are the settings, where there is one
-        _add_saved_token_settings(backend, config, special_tokens_map)
+        _add_saved_token_settings(backend, folder, config, special_tokens_map)
     kind = _guess_kind(backend)
     _check_unknown_token(backend, folder)
     lowercase = _apply_config(backend, kind, config, lowercase)

@@ -11,9 +11,12 @@ from functools import cache, lru_cache
 
 logger = logging.getLogger(__name__)
 
-# OpenCC's standard conversions: s = Simplified, t = Traditional (OpenCC's standard), tw = Taiwan,
-# hk = Hong Kong; a trailing p also converts phrases (e.g. 软件 -> 軟體 for s2twp).
-OPENCC_CONVERSIONS = ("hk2s", "s2hk", "s2t", "s2tw", "s2twp", "t2hk", "t2s", "t2tw", "tw2s", "tw2sp")
+# OpenCC's conversions, every configuration the opencc package ships (1.4.2; hk2t, tw2t, t2jp, jp2t, hk2sp and
+# s2hkp were refused as unknown): s = Simplified, t = Traditional (OpenCC's standard), tw = Taiwan, hk = Hong Kong,
+# jp = Japanese Shinjitai (the kanji of today's Japanese); a trailing p also converts phrases (e.g. 软件 -> 軟體
+# for s2twp).
+OPENCC_CONVERSIONS = ("hk2s", "hk2sp", "hk2t", "jp2t", "s2hk", "s2hkp", "s2t", "s2tw", "s2twp", "t2hk", "t2jp", "t2s",
+                      "t2tw", "tw2s", "tw2sp", "tw2t")
 # The CJK Unified Ideographs, their extensions A to E and the compatibility ideographs: BERT's
 # `_is_chinese_char`, the characters its normaliser makes words of their own (the tokenizers library's
 # copy starts extension E at 0x2B920; fast_wordpiece.IDEOGRAPHS follows it). Extensions C to E were left
@@ -49,7 +52,8 @@ def _converter(conversion: str):
 
 
 def convert_chinese(text: str, conversion: str) -> str:
-    """Convert between Traditional and Simplified Chinese, e.g. convert_chinese("騎馬", "t2s") -> "骑马"."""
+    """Convert between Traditional and Simplified Chinese (and their regional and Japanese forms: OPENCC_CONVERSIONS),
+    e.g. convert_chinese("騎馬", "t2s") -> "骑马"."""
     return _converter(conversion).convert(text)
 
 

@@ -1,0 +1,188 @@
+"""Tokenizer gaps a third audit closed, each checked against transformers' tokenizer read from the same files:
+the added tokens of a directory without tokenizer.json (added_tokens.json, or tokenizer_config.json's
+added_tokens_decoder), the special tokens' string attributes, an empty batch, and OpenCC's conversions."""
+
+import importlib.resources
+import json
+import logging
+import shutil
+
+import pytest
+import torch
+import transformers
+
+import minibert
+from minibert.data import load_corpus
+from minibert.data.chinese import OPENCC_CONVERSIONS, convert_chinese
+from minibert.tokenizer import SPECIAL_KEYS, check_tokenizer_fits, load_tokenizer, train_tokenizer
+
+TEXTS = ["the <ent> king newword [E1] end", "hello<ent>x  [E1]  b", "NewWord kingdom [e1] <x>"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A WordPiece and a RoBERTa-style tokenizer as transformers 3/4 saved a slow one: no tokenizer.json."""
+    texts = [" ".join(doc) for doc in load_corpus()[:30]]
+    root = tmp_path_factory.mktemp("saved")
+    for kind in ("wordpiece", "bytelevel_bpe"):
+        train_tokenizer(texts, kind=kind, vocab_size=600).save_pretrained(root / kind)
+        (root / kind / "tokenizer.json").unlink()
+    return root
+
+
+def _vocab(folder):
+    if (folder / "vocab.txt").is_file():
+        return (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    return list(json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
+
+
+def _directory(saved, tmp_path, kind, added=None, **config):
+    """A copy of the saved directory with added_tokens.json and tokenizer_config.json settings."""
+    folder = tmp_path / kind
+    shutil.copytree(saved / kind, folder)
+    if added is not None:
+        (folder / "added_tokens.json").write_text(json.dumps(added))
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, **config}))
+    return folder
+
+
+def _layouts(n, word):
+    """Added tokens past a vocabulary of n, as each transformers version saved them (word: a token of the vocabulary,
+    added again as transformers 4.34+ could save one, which is then matched whole)."""
+    return {
+        # tok.add_tokens(["<ent>", "newword", "[E1]"]) before transformers 4.34
+        "added_tokens.json": ({"<ent>": n, "newword": n + 1, "[E1]": n + 2}, {}),
+        # tok.add_special_tokens({"additional_special_tokens": ["[E1]"]}): special, matched before lower-casing
+        "additional_special_tokens": ({"[E1]": n, "<ent>": n + 1}, {"additional_special_tokens": ["[E1]"]}),
+        # transformers >= 4.34: every added token with its settings, special or not, in the vocabulary or not
+        "added_tokens_decoder": (None, {"added_tokens_decoder": {
+            str(n): {"content": "<ent>", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                     "special": True},
+            str(n + 1): {"content": "newword", "special": False},
+            str(n + 2): {"content": "[E1]", "lstrip": True, "normalized": False, "rstrip": True, "single_word": False,
+                         "special": False},
+            str(n - 1): {"content": word, "normalized": False, "special": False}}}),
+    }
+
+
+@pytest.mark.parametrize("layout", ["added_tokens.json", "additional_special_tokens", "added_tokens_decoder"])
+@pytest.mark.parametrize("kind", ["wordpiece", "bytelevel_bpe"])
+def test_the_added_tokens_of_a_directory_without_tokenizer_json_load_as_in_transformers(saved, tmp_path, kind,
+                                                                                        layout):
+    """They were left out: "<ent>" was cut into pieces (< ent >) where transformers gives its id past the
+    vocabulary, so a model whose embeddings were resized for them read other rows, and len(tok) was the
+    vocabulary's alone."""
+    vocab = _vocab(saved / kind)
+    word = vocab[-1]  # id len(vocab) - 1
+    added, config = _layouts(len(vocab), word)[layout]
+    folder = _directory(saved, tmp_path, kind, added, **config)
+    ours, theirs = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+    assert len(ours) == ours.vocab_size == len(theirs) > len(vocab)
+    for text in [*TEXTS, f"a{word}b {word}"]:
+        ids = theirs.encode(text, add_special_tokens=False)
+        assert ours.encode(text) == ids, text
+        assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True), text
+        assert ours.decode(ids, skip_special_tokens=False) == theirs.decode(ids), text
+    for i in range(len(vocab), len(theirs)):
+        assert ours.convert_ids_to_tokens(i) == theirs.convert_ids_to_tokens(i)
+    assert ours.encode("<ent>") == [theirs.convert_tokens_to_ids("<ent>")] != [ours.unk_token_id]
+    assert ours(TEXTS)["input_ids"].tolist() == theirs(TEXTS, padding=True, return_tensors="pt")["input_ids"].tolist()
+    ours.save_pretrained(tmp_path / "again")  # kept in tokenizer.json
+    assert load_tokenizer(tmp_path / "again").encode(TEXTS[0]) == ours.encode(TEXTS[0])
+
+
+def test_a_bert_resized_for_added_tokens_gives_hugging_faces_numbers(saved, tmp_path):
+    """A fine-tuned model saved by transformers 3/4 (embeddings resized to len(tokenizer), the tokenizer's added
+    tokens in added_tokens.json): the ids, and so the logits, were not transformers'."""
+    folder = _directory(saved, tmp_path, "wordpiece", {"<ent>": 600, "[E1]": 601})
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=600, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=37, max_position_embeddings=64)
+    hf_model = transformers.BertForMaskedLM(config).eval()
+    hf_model.resize_token_embeddings(len(theirs))
+    hf_model.save_pretrained(folder)
+    model, ours = minibert.load_pretrained(folder).eval(), load_tokenizer(folder)
+    assert len(ours) == model.config.vocab_size == len(theirs) == 602
+    check_tokenizer_fits(ours, json.loads((folder / "config.json").read_text()), "--tokenizer_name", folder, folder)
+    text = "the <ent> king [E1] is dead"
+    batch = ours([text])
+    expected = theirs([text], return_tensors="pt")
+    assert batch["input_ids"].tolist() == expected["input_ids"].tolist()
+    with torch.no_grad():
+        logits = model(**batch).logits
+        hf_logits = hf_model(**expected).logits
+    torch.testing.assert_close(logits, hf_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_added_token_ids_that_do_not_follow_the_vocabulary_are_renumbered_as_in_transformers(saved, tmp_path, caplog):
+    """A gap after the vocabulary, or an id inside it: transformers gives each the next free id, in order of id,
+    silently; minibert does the same and says so."""
+    folder = _directory(saved, tmp_path, "wordpiece", {"<ent>": 605, "zz": 603, "<in>": 10})
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    with caplog.at_level(logging.WARNING, logger="minibert.tokenizer"):
+        ours = load_tokenizer(folder)
+    assert {t: ours.convert_tokens_to_ids(t) for t in ("<in>", "zz", "<ent>")} == \
+        {t: theirs.convert_tokens_to_ids(t) for t in ("<in>", "zz", "<ent>")} == {"<in>": 600, "zz": 601, "<ent>": 602}
+    assert "'<ent>' is saved with id 605 but takes id 602" in caplog.text
+
+
+def test_damaged_added_token_files_are_refused_by_name(saved, tmp_path):
+    """An id that is not a number, or an added_tokens_decoder that is not a mapping, was passed over in silence
+    (every added token then missing)."""
+    folder = _directory(saved, tmp_path, "wordpiece", {"<ent>": "600"})
+    with pytest.raises(ValueError, match=r"added_tokens.json: '<ent>' has id '600', not a token id"):
+        load_tokenizer(folder)
+    (folder / "added_tokens.json").unlink()
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "added_tokens_decoder": ["<ent>"]}))
+    with pytest.raises(ValueError, match="added_tokens_decoder must map ids to tokens"):
+        load_tokenizer(folder)
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bytelevel_bpe"])
+def test_every_special_token_has_its_string_attribute_as_in_transformers(saved, tmp_path, kind):
+    """cls_token, sep_token, bos_token and unk_token raised AttributeError (only their _id forms existed), and
+    `tok.cls_token = ...` made a plain attribute that cls_token_id ignored. As transformers: None where the
+    tokenizer has none, and setting one renames it, leaving what tok() puts around a text as it was."""
+    ours, theirs = load_tokenizer(saved / kind), transformers.AutoTokenizer.from_pretrained(saved / kind)
+    for key in SPECIAL_KEYS:
+        assert getattr(ours, key) == getattr(theirs, key), key
+        assert getattr(ours, f"{key}_id") == getattr(theirs, f"{key}_id"), key
+    before = ours(["a b"])["input_ids"].tolist()
+    word = "the" if kind == "wordpiece" else "Ġthe"
+    for key in ("cls_token", "sep_token", "bos_token", "unk_token"):
+        setattr(ours, key, word)
+        setattr(theirs, key, word)
+        assert getattr(ours, key) == word and getattr(ours, f"{key}_id") == getattr(theirs, f"{key}_id"), key
+    assert ours(["a b"])["input_ids"].tolist() == before == theirs(["a b"])["input_ids"]
+    assert ours.convert_tokens_to_ids("zzqqxx") == theirs.convert_tokens_to_ids("zzqqxx")  # the renamed unk's id
+    with pytest.raises(ValueError, match="is not in this tokenizer's vocabulary, so it cannot be its cls_token"):
+        ours.cls_token = "zzqqxx"
+    ours.bos_token = None
+    assert ours.bos_token is None and ours.bos_token_id is None
+
+
+def test_an_empty_batch_is_refused_by_name(saved):
+    """tok([]) returned 1-D (0,) tensors, not (B, T), for a model to fail on later (transformers raises an
+    IndexError); the empty lists that need no tokenizer call stay empty."""
+    ours = load_tokenizer(saved / "wordpiece")
+    for call in (lambda: ours([]), lambda: ours([], []), lambda: ours(()), lambda: ours([], text_pair=[])):
+        with pytest.raises(ValueError, match=r"no texts to encode \(an empty list\); pass at least one text"):
+            call()
+    assert ours.encode_batch([]) == [] and ours.batch_decode([]) == []
+    assert ours(["a"])["input_ids"].shape == (1, 3)
+
+
+def test_every_opencc_conversion_the_package_ships_is_offered():
+    """hk2t, tw2t, t2jp, jp2t, hk2sp and s2hkp were refused as unknown although OpenCC ships them, under a
+    comment saying the list was OpenCC's conversions."""
+    shipped = {f.name.removesuffix(".json") for f in (importlib.resources.files("opencc") / "clib/share/opencc")
+               .iterdir() if f.name.endswith(".json")}
+    assert set(OPENCC_CONVERSIONS) == shipped
+    assert convert_chinese("头发", "s2hkp") == "頭髮"
+    assert convert_chinese("藝術", "t2jp") == "芸術" and convert_chinese("芸術", "jp2t") == "藝術"
+    assert convert_chinese("软件", "s2twp") == "軟體" and convert_chinese("軟體", "tw2sp") == "软件"
+    for conversion in ("hk2t", "tw2t", "hk2sp"):
+        assert convert_chinese("漢字", conversion)
