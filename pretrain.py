@@ -43,9 +43,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     group.add_argument(
         "--corpus",
         nargs="+",
-        default=options.corpus,
+        action="extend",  # --corpus a --corpus b reads both (a plain store kept b alone); None: filled in below
+        default=None,
         help="text, JSON-lines, CSV or TSV files (optionally .gz) or directories of them, or a shipped corpus "
-        "(shakespeare, tang_poems)",
+        "(shakespeare, tang_poems); given twice, both are read (default: shakespeare)",
     )
     group.add_argument("--text_column", default=options.text_column,
                        help="the JSON-lines field or CSV/TSV column holding the text (default: text); e.g. further "
@@ -119,7 +120,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_arguments(parser, defaults=DEFAULT_TRAINING)
     parser._option_string_actions["--output_dir"].help = (  # its default follows --objective (main)
         "checkpoints, metrics.jsonl, the loss plot and the final model (default: runs/pretrain-<objective>)")
-    return parser.parse_args(argv)
+    ns = parser.parse_args(argv)
+    ns.corpus = ns.corpus or options.corpus
+    return ns
 
 
 def masking_options(objective: str, mlm_probability: float | None, init_from: str | None) -> dict:

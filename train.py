@@ -37,7 +37,6 @@ from minibert.finetuning import DEFAULT_TRAINING, FinetuneArguments, finetune
 
 CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": TASK_TYPES,
            "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length"), "mixing": MIXING_STRATEGIES}
-LISTS = ("multitask",)  # flags that take several values
 
 
 def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
@@ -47,8 +46,6 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
     for action in parser._actions:
         if action.dest in CHOICES:
             action.choices = CHOICES[action.dest]
-        if action.dest in LISTS:
-            action.nargs = "+"
     ns = parser.parse_args(argv)
     given = {a.split("=")[0] for a in argv if a.startswith("--")}
     if "--validation_file" in given and "--train_file" not in given and not ns.multitask:

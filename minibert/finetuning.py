@@ -18,7 +18,8 @@ Where each stage is, here and beside this file:
                        encode_label; load_split
     model              build_model (family heads: models/; --pooling: finetune/classifier.py with the
                        poolings of finetune/pooling.py; --adapter_size: finetune/adapters.py;
-                       --ladder_side_tuning: finetune/ladder.py)
+                       --ladder_side_tuning: finetune/ladder.py); from a fine-tuned checkpoint, what
+                       of its own head is kept: finetune/saved_heads.py
     refusals           check_methods, check_generation_flags, check_multi_label_loss: flags that cannot work
                        together, or with the task the labels show
     tricks             apply_tricks -> finetune/reinit.py, freeze.py, mixout.py
@@ -41,7 +42,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from minibert.auto import load_pretrained
@@ -53,7 +53,7 @@ from minibert.engine.trainer import check_output_dir, check_output_not_input, me
 from minibert.finetune.adapters import add_adapters, check_adapter_size
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.beside_base import is_beside_base, load_trained, read_beside_base, save_beside_base
-from minibert.finetune.classifier import HEAD_FILE, HEAD_KEY, PooledClassifier
+from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
 from minibert.finetune.generative import (
     GENERATION_METRICS,
@@ -71,7 +71,6 @@ from minibert.finetune.ladder import LadderSideClassifier, side_width
 from minibert.finetune.losses import MULTI_LABEL_LOSSES, task_loss
 from minibert.finetune.mixout import apply_mixout
 from minibert.finetune.multitask import (
-    TASK_ORDER_KEY,
     TASKS_KEY,
     MixtureSampler,
     MultiTaskClassifier,
@@ -85,6 +84,13 @@ from minibert.finetune.param_groups import grouped_lr_groups, layer_wise_lr_deca
 from minibert.finetune.pooling import POOLINGS, check_pooling
 from minibert.finetune.prior_wd import PriorWD
 from minibert.finetune.reinit import reinit_pooler, reinit_top_layers
+from minibert.finetune.saved_heads import (
+    forget_saved_heads,
+    keep_checkpoint_label_rows,
+    reload_pooling_head,
+    reload_task_heads,
+    warn_dropped_task_heads,
+)
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler
 from minibert.finetune.swa import SWA
 from minibert.finetune.task_data import GENERATIVE_TASK_TYPES, Task, load_split, read_rows
@@ -299,86 +305,6 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
                     sum(p.numel() for p in model.parameters()))
     tokenizer_dir = args.tokenizer_name or source
     return model.train(), tokenizer_dir
-
-
-def forget_saved_heads(config) -> None:
-    """Drop the config.json keys that mark the checkpoint's own minibert head (--pooling, --multitask) from the
-    config of a model built on it: they describe that head, not the one built now. Kept, a family head trained
-    on from a --pooling run's checkpoint saved a config.json that still named the pooling head, and
-    load_finetuned rebuilt the run as that head and failed on its missing head.safetensors. (A --pooling or
-    --multitask model writes its own key again when it saves.)"""
-    for key in (HEAD_KEY, TASKS_KEY, TASK_ORDER_KEY):
-        config.extra.pop(key, None)
-
-
-def _label_names(config: dict) -> list:
-    saved = config.get("id2label") or {}
-    return [saved.get(str(i), saved.get(i)) for i in range(len(saved))]
-
-
-def reload_pooling_head(model: nn.Module, source, config: dict, args: FinetuneArguments, task: Task) -> None:
-    """A checkpoint that a --pooling run saved (its `config` marked with HEAD_KEY) holds the trained pooling and
-    classifier beside its encoder, in head.safetensors, which build_model does not read. Trained on with the same
-    --pooling, the run starts from them, the classifier too when the task's labels are the checkpoint's (as a
-    family head's checkpoint reloads its classifier); any other head starts afresh, and the warning names what
-    is dropped and how to keep it. Before apply_tricks: Mixout pulls toward the weights it finds."""
-    saved = config.get(HEAD_KEY)
-    if saved is None:
-        return
-    pooling = saved["pooling"]
-    same = f"--pooling {pooling}" + (f" --pooling_layer {saved['layer']}" if pooling == "cls_layer" else "")
-    if not isinstance(model, PooledClassifier) or args.pooling != pooling or (
-            pooling == "cls_layer" and args.pooling_layer != saved["layer"]):
-        if isinstance(model, PooledClassifier):
-            this = f"--pooling {args.pooling}" + (
-                f" --pooling_layer {args.pooling_layer}" if args.pooling == "cls_layer" else "")
-        elif isinstance(model, LadderSideClassifier):
-            this, same = "the ladder's side network and classifier", f"{same} without --ladder_side_tuning"
-        else:
-            this = f"{type(model).__name__}'s own classifier"
-        logger.warning("%s was saved by a --pooling %s run: its trained pooling head (head.safetensors) is dropped, "
-                       "and this run's head (%s) starts afresh; pass %s to fine-tune on from it", source, pooling,
-                       this, same)
-        return
-    head = load_file(str(Path(source) / HEAD_FILE))
-    model.pooling.load_state_dict({k[len("pooling."):]: v for k, v in head.items() if k.startswith("pooling.")})
-    names = _label_names(config)
-    if saved["problem_type"] == task.problem_type and saved["num_labels"] == task.num_labels and (
-            not task.label_names or names == task.label_names):
-        model.classifier.load_state_dict(
-            {k[len("classifier."):]: v for k, v in head.items() if k.startswith("classifier.")})
-        logger.info("fine-tuning on from the trained %s head of %s (head.safetensors)", same, source)
-        return
-    logger.warning("%s: its %s classifier was trained for the %s labels %s and this task's are %s: that classifier "
-                   "starts afresh (the trained pooling is kept)", source, same, saved["problem_type"], names,
-                   task.label_names)
-
-
-def keep_checkpoint_label_rows(model: nn.Module, config: dict, task: Task) -> None:
-    """A classifier checkpoint whose labels are the task's, in another order (an MNLI model's
-    contradiction / neutral / entailment): its output rows are put in the task's order, so each class
-    keeps the row trained for it (loaded as they were, the rows meant other classes)."""
-    names = _label_names(config)
-    if model.loading_info.get("mismatched") or any("classifier" in k for k in model.loading_info["newly_initialized"]):
-        return  # the head was not loaded: nothing to reorder
-    if sorted(map(str, names)) != sorted(task.label_names):
-        if names and names != [f"LABEL_{i}" for i in range(len(names))]:  # named classes, not the defaults
-            # as Hugging Face's run_glue example warns: the head of another task, kept row for row
-            logger.warning("the checkpoint's classifier was trained for the labels %s and this task's are %s: its "
-                           "rows are kept in order (%r's row now starts %r's). If they are the same classes under "
-                           "other names, rename them in the data to the checkpoint's so that each keeps its row",
-                           names, task.label_names, names[0], task.label_names[0])
-        return
-    if names == task.label_names:
-        return
-    output = [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.startswith("classifier")
-              and m.out_features == task.num_labels][-1]
-    order = [names.index(label) for label in task.label_names]  # row of the checkpoint for each task class
-    with torch.no_grad():
-        output.weight.copy_(output.weight[order])
-        output.bias.copy_(output.bias[order])
-    logger.info("the checkpoint's classifier rows put in the task's label order %s (they were %s)",
-                task.label_names, names)
 
 
 def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
@@ -795,13 +721,14 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     columns = {"text_column": args.text_column, "label_column": args.label_column,
                "text_pair_column": args.text_pair_column}
     train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
-                                      task_type=args.task_type, num_labels=args.num_labels)
+                                      task_type=args.task_type, num_labels=args.num_labels, flag="--train_file FILE")
     check_multi_label_loss(args, [task])
-    eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task)[0]
-                     if args.validation_file else None)
+    eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task,
+                                flag="--validation_file FILE")[0] if args.validation_file else None)
     model, _ = build_model(args, task)
     if args.model_name_or_path != RANDOM_INIT:  # (random weights read no head)
         reload_pooling_head(model, source, read_config_dict(source), args, task)
+        warn_dropped_task_heads(model, source, read_config_dict(source), args)
     apply_tricks(model, args)
 
     collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding)
@@ -893,14 +820,15 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
     tokenizer = finetuning_tokenizer(args, source)
     source_tokenizer = load_tokenizer(args.new_encoder_vocab) if args.new_encoder_vocab else None
 
-    def read_examples(path) -> list[dict]:
-        sources, targets = text_pairs(read_rows(path), args.text_column, args.target_column, args.task_type, path)
+    def read_examples(path, flag: str) -> list[dict]:
+        sources, targets = text_pairs(read_rows(path, flag), args.text_column, args.target_column, args.task_type,
+                                      path)
         if args.task_type == "seq2seq":
             return seq2seq_examples(sources, targets, tokenizer, args.max_seq_length, source_tokenizer)
         return causal_lm_examples(sources, targets, tokenizer, args.max_seq_length, path)
 
-    train_examples = read_examples(args.train_file)
-    eval_examples = read_examples(args.validation_file) if args.validation_file else None
+    train_examples = read_examples(args.train_file, "--train_file FILE")
+    eval_examples = read_examples(args.validation_file, "--validation_file FILE") if args.validation_file else None
     model = build_generative_model(args.task_type, source, args.model_name_or_path == RANDOM_INIT)
     if source_tokenizer is not None:
         model = BartWithNewEncoder(model, source_tokenizer.vocab_size, input_pad_token_id(source_tokenizer),
@@ -972,7 +900,9 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
     train_examples, sizes, tasks, eval_sets = [], [], {}, {}
     for m, spec in enumerate(specs):
         columns = {"text_column": args.text_column, "label_column": spec["label_column"] or args.label_column,
-                   "text_pair_column": args.text_pair_column}
+                   "text_pair_column": args.text_pair_column,
+                   # (--train_file and --validation_file are refused with --multitask)
+                   "flag": f"files that exist in --multitask {spec['name']}=TRAIN[,VALIDATION[,LABEL_COLUMN]]"}
         try:
             examples, task = load_split(spec["train_file"], tokenizer, args.max_seq_length, **columns,
                                         task_type=args.task_type, num_labels=args.num_labels)
@@ -1068,7 +998,10 @@ def build_multitask_model(args: FinetuneArguments, source: str, tasks: dict[str,
     pooling = args.pooling if args.pooling != "default" else ("pooler" if encoder.pooler is not None else "cls")
     heads = {n: {"num_labels": t.num_labels, "problem_type": t.problem_type, "label_names": t.label_names}
              for n, t in tasks.items()}  # saved in config.json: what each head's outputs mean
-    return MultiTaskClassifier(encoder, heads, pooling, args.classifier_dropout, args.pooling_layer).train()
+    model = MultiTaskClassifier(encoder, heads, pooling, args.classifier_dropout, args.pooling_layer)
+    if args.model_name_or_path != RANDOM_INIT and TASKS_KEY in config:  # a --multitask run's checkpoint
+        reload_task_heads(model, source, config[TASKS_KEY], tasks)
+    return model.train()
 
 
 def _better(a: float, b: float, greater: bool | None) -> bool:

@@ -88,7 +88,8 @@ def checkpoint(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
-def genre_rows(n, seed=0, names=("comedy", "tragedy")):
+def genre_rows(n, names=("comedy", "tragedy"), seed=0):
+    """Texts of WORDS, labelled names[1] when they speak of war or death."""
     g = torch.Generator().manual_seed(seed)
     rows = []
     for _ in range(n):
@@ -128,13 +129,13 @@ def pooled(checkpoint, tmp_path_factory):
 def test_the_same_pooling_fine_tunes_on_from_the_trained_head(pooled, tmp_path, caplog):
     """build_model read the encoder only: a second --pooling attention run started a new, random head."""
     trained = load_file(str(pooled / "head.safetensors"))
-    with caplog.at_level(logging.INFO, logger="minibert.finetuning"):
+    with caplog.at_level(logging.INFO, logger="minibert"):
         start = run(pooled, tmp_path / "again", "--pooling", "attention")
     torch.testing.assert_close(start.weight, trained["classifier.weight"], rtol=0, atol=0)
     assert "fine-tuning on from the trained --pooling attention head" in caplog.text
     # another task on the same pooling: the trained pooling is kept, the classifier of other labels starts afresh
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="minibert.finetuning"):
+    with caplog.at_level(logging.INFO, logger="minibert"):
         start = run(pooled, tmp_path / "other", "--pooling", "attention", names=("no", "yes"))
     assert not torch.equal(start.weight, trained["classifier.weight"])
     assert "trained for the single_label_classification labels ['comedy', 'tragedy'] and this task's are " \
@@ -164,7 +165,7 @@ def test_the_pooling_weights_are_reloaded_with_the_head(pooled, tmp_path):
 @pytest.mark.parametrize("extra, head", [((), "BertForSequenceClassification's own classifier"),
                                          (("--pooling", "mean"), "--pooling mean")])
 def test_another_head_on_a_pooling_checkpoint_says_what_is_dropped(pooled, tmp_path, caplog, extra, head):
-    with caplog.at_level(logging.WARNING, logger="minibert.finetuning"):
+    with caplog.at_level(logging.WARNING, logger="minibert"):
         run(pooled, tmp_path / "out", *extra)
     assert (f"was saved by a --pooling attention run: its trained pooling head (head.safetensors) is dropped, and "
             f"this run's head ({head}) starts afresh; pass --pooling attention to fine-tune on from it") in caplog.text

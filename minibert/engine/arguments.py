@@ -194,6 +194,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TrainingArguments, defaul
             options.update(type=_optional(float) if optional else float)
         elif kind == "str | None":
             options.update(type=_optional(str))
+        elif kind.startswith("list"):
+            # several values, and a flag given twice adds to them (a plain store kept the last silently:
+            # `--multitask a=... --multitask b=...` trained b alone); added to the default, so it must be None
+            if default is not None:
+                raise TypeError(f"{cls.__name__}.{f.name}: a list flag's default must be None (extend would add to it)")
+            options.update(nargs="+", action="extend")
         if f.name == "lr_scheduler_type":
             options["choices"] = SCHEDULER_TYPES
         if f.name == "device":

@@ -76,8 +76,8 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     tokenizer = load_tokenizer(path)
     source_tokenizer = load_tokenizer(path / NEW_ENCODER_DIR) if has_new_encoder(path) else None
     max_length = settings["max_seq_length"]
-    sources, targets = text_pairs(read_rows(validation_file), settings["text_column"], settings["target_column"],
-                                  task_type, validation_file)
+    rows = read_rows(validation_file, "--validation_file FILE")  # (this command has no --train_file)
+    sources, targets = text_pairs(rows, settings["text_column"], settings["target_column"], task_type, validation_file)
     if task_type == "seq2seq":
         examples = seq2seq_examples(sources, targets, tokenizer, max_length, source_tokenizer)
     else:

@@ -58,13 +58,18 @@ class Task:
         return 1 if self.problem_type == "regression" else len(self.label_names)
 
 
-def read_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of a CSV / TSV (header line) or JSON lines / JSON list file."""
+# The flags that name a data file of train.py; a caller with other flags names its own (read_rows's `flag`).
+DATA_FILE_FLAGS = "--train_file / --validation_file"
+
+
+def read_rows(path: str | os.PathLike, flag: str = DATA_FILE_FLAGS) -> list[dict]:
+    """Rows of a CSV / TSV (header line) or JSON lines / JSON list file. flag: how the command that reads it
+    names the file, for the message when it does not exist (evaluate_generation has no --train_file)."""
     path = Path(path)
     if path.is_dir():  # (a saved Hugging Face dataset is a directory of Arrow files)
         raise ValueError(f"data file {path} is a directory; pass the file itself (.csv, .tsv, .json or .jsonl)")
     if not path.is_file():
-        raise ValueError(f"data file {path} does not exist; pass --train_file / --validation_file")
+        raise ValueError(f"data file {path} does not exist; pass {flag}")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".json", ".jsonl"):
         raise ValueError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv, .json or .jsonl")
@@ -320,10 +325,10 @@ def encode_label(value, task: Task, path) -> int | float | list[float]:
 
 def load_split(path, tokenizer, max_seq_length: int, text_column: str = "text", label_column: str = "label",
                text_pair_column: str | None = None, task: Task | None = None, task_type: str = "auto",
-               num_labels: int | None = None) -> tuple[list[dict], Task]:
+               num_labels: int | None = None, flag: str = DATA_FILE_FLAGS) -> tuple[list[dict], Task]:
     """Tokenised examples ({"input_ids", "token_type_ids", "labels"}) of one file, and the task (inferred
-    from the labels unless given: a validation file takes the training file's)."""
-    rows = read_rows(path)
+    from the labels unless given: a validation file takes the training file's). flag: as read_rows's."""
+    rows = read_rows(path, flag)
     columns = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
     _check_columns(rows, columns, path)
     _check_labels_present([r.get(label_column) for r in rows], path)
