@@ -15,7 +15,8 @@ the comparison changes one thing) on the task's training text.
 Everything the script writes (and reads back) goes under --work_dir (default runs): the runs in
 <work_dir>/methods/<method>-<seed>, the further-pretrained checkpoint in <work_dir>/pretrain-sop-tapt
 and the table's JSON in <work_dir>/bench_finetune_methods.json (or --output). runs/pretrain-sop, the
-checkpoint every method starts from, is only read.
+checkpoint every method starts from, is only read; the further pretraining's prepared data goes to the shared
+cache of every pretrain.py run ($MINIBERT_CACHE, ~/.cache/minibert), not under --work_dir.
 """
 
 import argparse

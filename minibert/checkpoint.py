@@ -92,11 +92,17 @@ class WeightMap:
         object.__setattr__(self, "_to_theirs", to_theirs)
 
     def resolve_aliases(self, hf_state: dict) -> dict:
-        """`hf_state` with each alias renamed to the name the table reads, where that name is absent."""
-        state = dict(hf_state)
+        """`hf_state` with each alias renamed to the name the table reads, where that name is absent. Two aliases
+        of one name (BART's encoder and decoder copies, without `shared`) must hold the same tensor: read as
+        one, a checkpoint that trained them apart would lose one side's silently."""
+        state, filled_from = dict(hf_state), {}
         for alias, name in self.aliases:
             if alias in state and name not in state:
                 state[name] = state.pop(alias)
+                filled_from[name] = alias
+            elif alias in state and name in filled_from and not torch.equal(state[alias], state[name]):
+                raise ValueError(f"{filled_from[name]} and {alias} differ, and this model holds both as {name} (one "
+                                 "tensor): the checkpoint was trained with them untied, which minibert cannot hold")
         return state
 
     def is_dropped(self, hf_key: str) -> bool:

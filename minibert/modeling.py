@@ -87,7 +87,7 @@ class ModelConfig:
             names = {int(k): v for k, v in self.id2label.items()}
             if names != {i: f"LABEL_{i}" for i in range(len(names))}:
                 raise ValueError(f"id2label names {len(names)} labels {list(names.values())} but num_labels is "
-                                 f"{self.num_labels}; pass num_labels={len(names)} with them (or leave id2label out)")
+                                 f"{self.num_labels}; pass num_labels={len(names)} with them (or id2label=None)")
         if self.id2label is None or len(self.id2label) != self.num_labels:
             self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
         self.id2label = {int(k): v for k, v in self.id2label.items()}

@@ -18,6 +18,7 @@ writes what both this module and `transformers.AutoTokenizer` read back.
 
 import json
 import logging
+import numbers
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -163,7 +164,8 @@ class Tokenizer:
         """One text per row: generate's (B, L) output, say; padding and other special tokens dropped by default.
         One flat sequence of ids is one text, as in Hugging Face's (its ids are not texts of one token each)."""
         sequences = sequences.tolist() if hasattr(sequences, "tolist") else list(sequences)
-        if sequences and isinstance(sequences[0], int):  # one flat sequence: each id was decoded as a text
+        if sequences and (isinstance(sequences[0], numbers.Integral) or getattr(sequences[0], "ndim", None) == 0):
+            # one flat sequence (ints, NumPy ints or 0-d tensors: list(array)): each id was decoded as a text
             sequences = [sequences]
         return [self.decode(ids, skip_special_tokens, clean_up_tokenization_spaces) for ids in sequences]
 
@@ -439,7 +441,8 @@ def _add_saved_token_settings(backend: Backend, folder: Path, config: dict, spec
     tokens and special_tokens_map.json give them as transformers 4 saved them ({"content": "<mask>", "lstrip": true,
     ...}): RoBERTa's and BART's <mask> takes the space before it ("hello <mask>" is hello <mask>, not hello Ġ <mask>:
     the Ġ was one token more than the checkpoint's fill-mask was trained with)."""
-    for i, entry in sorted(_saved_added_tokens(folder, config, special_tokens_map).items()):
+    added = _saved_added_tokens(folder, config, special_tokens_map)
+    for i, entry in sorted(added.items()):
         special = entry["special"]
         token = AddedToken(entry["content"], single_word=bool(entry.get("single_word")),
                            lstrip=bool(entry.get("lstrip")), rstrip=bool(entry.get("rstrip")),
@@ -453,9 +456,12 @@ def _add_saved_token_settings(backend: Backend, folder: Path, config: dict, spec
                            "free one), as in transformers; the files in %s are not as transformers saved them",
                            entry["content"], i, got, folder)
     vocab = backend.get_vocab(with_added_tokens=False)
-    for entry in [*special_tokens_map.values(), *(config.get(key) for key in SPECIAL_KEYS)]:
-        # where two name one token, the later wins (tokenizer_config.json's own tokens last)
-        if isinstance(entry, dict) and entry.get("content") in vocab and entry.get("special", True):
+    decided = {entry["content"] for entry in added.values()}  # added_tokens_decoder's settings win, as there
+    for entry in [*(config.get(key) for key in SPECIAL_KEYS), *special_tokens_map.values()]:
+        # where two name one token, the later wins: special_tokens_map.json's over tokenizer_config.json's own
+        # tokens, as transformers reads them
+        if (isinstance(entry, dict) and entry.get("content") in vocab and entry.get("special", True)
+                and entry["content"] not in decided):
             backend.add_special_tokens([AddedToken(
                 entry["content"], single_word=bool(entry.get("single_word")), lstrip=bool(entry.get("lstrip")),
                 rstrip=bool(entry.get("rstrip")), normalized=bool(entry.get("normalized")), special=True)])

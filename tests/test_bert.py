@@ -341,6 +341,7 @@ def test_untied_embeddings_are_refused_only_where_there_is_a_decoder(tmp_path):
     ours = mb.BertForSequenceClassification.from_pretrained(tmp_path / "cls")
     torch.testing.assert_close(ours(ids()).logits, hf(ids()).logits)
     transformers.BertForMaskedLM(cfg).save_pretrained(tmp_path / "mlm")
-    with pytest.raises(ValueError, match="MLM decoder is a matrix of its own.*BertModel or a classification "
-                                         "head.*would drop the trained decoder"):
+    with pytest.raises(ValueError, match="A new model .*: set tie_word_embeddings to true. A checkpoint trained "
+                                         "untied, whose MLM decoder is a matrix of its own.*BertModel or a "
+                                         "classification head.*would drop the trained decoder"):
         mb.BertForMaskedLM.from_pretrained(tmp_path / "mlm")

@@ -108,5 +108,26 @@ def test_a_bart_checkpoint_holding_the_shared_embedding_under_a_copys_name_loads
 
 def test_an_untied_bart_says_its_head_cannot_be_held_not_to_set_the_flag():
     """The advice was "set tie_word_embeddings to true", which drops the trained head silently."""
-    with pytest.raises(ValueError, match="LM head is a matrix of its own.*would drop the trained head"):
+    with pytest.raises(ValueError, match="A new model .*: set tie_word_embeddings to true. A checkpoint trained "
+                                         "untied, whose LM head is a matrix of its own.*would drop the trained head"):
         minibert.models.bart.BartConfig(tie_word_embeddings=False)
+
+
+def test_a_bart_checkpoint_whose_two_embedding_copies_differ_is_refused(tmp_path):
+    """Without model.shared.weight, the decoder's copy was read as shared and the encoder's (another tensor,
+    trained untied) dropped silently; Hugging Face keeps each copy on its side."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    cfg = transformers.BartConfig(vocab_size=60, d_model=16, encoder_layers=1, decoder_layers=1,
+                                  encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                                  decoder_ffn_dim=32, max_position_embeddings=32)
+    transformers.BartModel(cfg).save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    shared = state.pop("shared.weight", None)
+    if shared is None:
+        shared = state["decoder.embed_tokens.weight"]
+    state["decoder.embed_tokens.weight"], state["encoder.embed_tokens.weight"] = shared.clone(), shared + 1
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="decoder.embed_tokens.weight and encoder.embed_tokens.weight differ"):
+        minibert.load_pretrained(tmp_path)

@@ -7,6 +7,7 @@ StaticCache took a decoder attention_mask of any shape that broadcasts."""
 import gzip
 import json
 import logging
+import shutil
 
 import pytest
 import torch
@@ -187,6 +188,18 @@ def test_a_model_trained_on_from_another_head_is_saved_as_itself(pooled, checkpo
     assert "minibert_multitask" not in json.loads((tmp_path / "pooled_from_multitask" / "config.json").read_text())
 
 
+def test_a_directory_with_the_old_stale_head_marker_trains_on_with_a_warning(pooled, tmp_path, caplog):
+    """A family head trained on from a --pooling run by an older minibert saved config.json with the pooled marker
+    and no head.safetensors (the stale marker forget_saved_heads now drops): trained on with that --pooling, the
+    reload looked for the missing file and crashed (FileNotFoundError)."""
+    stale = tmp_path / "stale"
+    shutil.copytree(pooled, stale)
+    (stale / "head.safetensors").unlink()
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        run(stale, tmp_path / "out", "--pooling", "attention")
+    assert "config.json names a --pooling attention head but the directory holds no head.safetensors" in caplog.text
+
+
 # -- 3. a CSV cell whose quote never closes ---------------------------------------------------------
 @pytest.mark.parametrize("text", [
     # the last column's quote reads on to the end of the file: 2 rows of 4, with no error at all
@@ -226,6 +239,22 @@ def test_a_pretraining_corpus_cell_whose_quote_never_closes_is_refused(tmp_path,
     good = tmp_path / "good.csv"
     good.write_text('label,text\ncomedy,"line one\nline ""two"", yes"\n\ntragedy,"Hi" she said\n')
     assert [r["text"] for r in read_records(good)] == ['line one\nline "two", yes', "Hi she said"]
+
+
+@pytest.mark.parametrize("text", [
+    'text,title,label\n"two\nlines","Hi" she said,1\nplain,t,0\n',  # a later cell opening with a quoted word
+    'text,title,label\n"two\nlines",he said "hi",1\nplain,t,0\n',
+    'text,label\n"He said ""hi""\nand left",1\nplain,0\n',
+    'text,label\nplain,0\n"two\nlines",1',  # ends at the end of the file
+])
+def test_a_row_over_several_lines_with_quoted_words_is_still_read(tmp_path, text):
+    """A strict re-read of the whole row refused a row that spans lines when another of its cells opened with a
+    quoted word ("Hi" she said), which the reader takes as it takes it on a one-line row."""
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    rows = read_rows(path)
+    assert len(rows) == 2 and {"two\nlines", 'He said "hi"\nand left'} & {r["text"] for r in rows}
+    assert [r["text"] for r in read_records(path)] == [r["text"] for r in rows]
 
 
 # -- 4. BART's decoder mask with a StaticCache --------------------------------------------------------

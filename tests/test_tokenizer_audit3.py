@@ -186,3 +186,44 @@ def test_every_opencc_conversion_the_package_ships_is_offered():
     assert convert_chinese("软件", "s2twp") == "軟體" and convert_chinese("軟體", "tw2sp") == "软件"
     for conversion in ("hk2t", "tw2t", "hk2sp"):
         assert convert_chinese("漢字", conversion)
+
+
+def _mask(lstrip: bool) -> dict:
+    return {"content": "<mask>", "lstrip": lstrip, "normalized": False, "rstrip": False, "single_word": False}
+
+
+@pytest.mark.parametrize("config_mask, decoder_lstrip, map_mask", [
+    ("<mask>", True, _mask(False)),  # added_tokens_decoder wins over special_tokens_map.json
+    ("<mask>", False, _mask(True)),
+    ({"__type": "AddedToken", **_mask(True)}, False, "<mask>"),  # ... and over tokenizer_config.json's own token
+    ({"__type": "AddedToken", **_mask(True)}, None, _mask(False)),  # special_tokens_map.json wins over that one
+    ({"__type": "AddedToken", **_mask(False)}, None, _mask(True)),
+])
+def test_where_the_saved_mask_settings_disagree_the_same_one_wins_as_in_transformers(saved, tmp_path, config_mask,
+                                                                                   decoder_lstrip, map_mask):
+    """Read in the reverse order, <mask> took the space before it where transformers does not (and the reverse)."""
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(saved / "bytelevel_bpe" / name, folder)
+    vocab = json.loads((folder / "vocab.json").read_text())
+    names = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>", "pad_token": "<pad>",
+             "cls_token": "<s>"}
+    config = {"tokenizer_class": "RobertaTokenizer", **names, "mask_token": config_mask}
+    if decoder_lstrip is not None:
+        config["added_tokens_decoder"] = {
+            str(vocab[t]): {**_mask(decoder_lstrip and t == "<mask>"), "content": t, "special": True}
+            for t in ("<s>", "<pad>", "</s>", "<unk>", "<mask>")}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "special_tokens_map.json").write_text(json.dumps({**names, "mask_token": map_mask}))
+    theirs = transformers.AutoTokenizer.from_pretrained(folder).encode("hello <mask>", add_special_tokens=False)
+    assert load_tokenizer(folder).encode("hello <mask>") == theirs
+
+
+def test_batch_decode_of_a_flat_list_of_numpy_ids_is_one_text(saved):
+    """list(np_array) is a list of NumPy ints (and list(tensor) of 0-d tensors): each was decoded as a text."""
+    ours = load_tokenizer(saved / "wordpiece")
+    theirs = transformers.AutoTokenizer.from_pretrained(saved / "wordpiece")
+    ids = ours.encode("to be or not")
+    for flat in (list(torch.tensor(ids).numpy()), list(torch.tensor(ids))):
+        assert ours.batch_decode(flat) == theirs.batch_decode(flat, skip_special_tokens=True) == ["to be or not"]

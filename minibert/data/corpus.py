@@ -26,7 +26,7 @@ import os
 import re
 import unicodedata
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -326,34 +326,56 @@ def check_row_width(row: dict, columns: int, file, line: int, delimiter: str) ->
                          "last named column (name that column in the header, or delete the value)")
 
 
+def recording(lines: Iterable[str], kept: list[str]) -> Iterator[str]:
+    """`lines`, each one also appended to `kept`: cleared by the caller before a row, `kept` then holds the raw
+    lines the csv reader took for that row (check_quotes_closed reads them), and never the whole file."""
+    for line in lines:
+        kept.append(line)
+        yield line
+
+
 def check_quotes_closed(row_lines: list[str], first: int, file, delimiter: str) -> None:
     """`row_lines`: the raw lines (from line `first` on, blank lines the reader skipped included) that one
     CSV / TSV row was read from. A row read over several lines holds a cell that opened with a quote ("): a
     text may span lines so, but one whose quote never closes reads on, rows and all, up to the next quote in
     the file or its end, and the rows it swallowed are lost silently. (TSV's tab check catches most of it
-    there; a CSV cell may hold commas and line breaks.) Read again strictly, such a cell ends where no cell
-    may: at the end of the file, or at a quote followed by something other than a delimiter or a line end. A
-    row on one line is left as the reader reads it (a text opening with a quoted word, "Hi" she said, loses
-    its quotes)."""
+    there; a CSV cell may hold commas and line breaks.) Such a cell ends where no cell may: at the end of the
+    file, or at a quote followed by something other than a delimiter or a line end. Only a quoted cell that
+    spans lines is judged: a text opening with a quoted word ("Hi" she said) is read as the reader reads it,
+    on a row of one line or of several."""
     skipped = 0
     while skipped < len(row_lines) and row_lines[skipped] in ("\n", "\r\n", "\r"):
         skipped += 1  # blank lines the reader skipped before the row
     row_lines, first = row_lines[skipped:], first + skipped
-    if len(row_lines) < 2:
+    if len(row_lines) < 2 or not _quoted_cell_left_open("".join(row_lines), delimiter):
         return
-    previous = csv.field_size_limit(CSV_FIELD_LIMIT)
-    try:
-        for _ in csv.reader(row_lines, delimiter=delimiter, strict=True):
-            pass
-    except csv.Error:
-        last = first + len(row_lines) - 1
-        swallowed = f"line {last}" if last == first + 1 else f"lines {first + 1}-{last}"
-        raise ValueError(f"{file}:{first}: a cell there starts with a quote (\") that does not close where the cell "
-                         f"ends, so it read on over {swallowed}, rows included; remove that quote or "
-                         "double it (\"\"), or quote the whole cell and double each quote inside it, or write the "
-                         "file as JSON lines") from None
-    finally:
-        csv.field_size_limit(previous)
+    last = first + len(row_lines) - 1
+    swallowed = f"line {last}" if last == first + 1 else f"lines {first + 1}-{last}"
+    raise ValueError(f"{file}:{first}: a cell there starts with a quote (\") that does not close where the cell "
+                     f"ends, so it read on over {swallowed}, rows included; remove that quote or "
+                     "double it (\"\"), or quote the whole cell and double each quote inside it, or write the "
+                     "file as JSON lines")
+
+
+def _quoted_cell_left_open(text: str, delimiter: str) -> bool:
+    """Whether a cell of `text` (one row's raw lines) opens with a quote, reads over a line break, and then never
+    closes or closes before something other than a delimiter or a line end. Cells are walked from the start of
+    the row: a quote opens a cell only as its first character, and "" inside a quoted cell is a quote."""
+    i = 0
+    while i < len(text):  # i: where a cell starts
+        if text[i] == '"':
+            j = i + 1
+            while (j := text.find('"', j)) >= 0 and text.startswith('""', j):
+                j += 2  # a doubled quote inside the cell
+            if j < 0:
+                return True  # never closes: it read on to the end of the file
+            if "\n" in text[i:j] or "\r" in text[i:j]:
+                if text[j + 1 : j + 2] not in ("", delimiter, "\n", "\r"):
+                    return True
+            i = j + 1
+        ends = [k for k in (text.find(delimiter, i), text.find("\n", i), text.find("\r", i)) if k >= 0]
+        i = min(ends, default=len(text)) + 1
+    return False
 
 
 def check_header(header: list, file) -> None:
@@ -370,13 +392,7 @@ def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     """CSV (comma) or TSV (tab) rows with a header line, streamed."""
     delimiter = "\t" if _suffix(file) == ".tsv" else ","
     row_lines = []  # the raw lines the reader took for the row being read (check_quotes_closed reads them)
-
-    def lines():
-        for _, line, _ in read_lines(file):
-            row_lines.append(line)
-            yield line
-
-    reader = csv.DictReader(lines(), delimiter=delimiter)
+    reader = csv.DictReader(recording((line for _, line, _ in read_lines(file)), row_lines), delimiter=delimiter)
     with long_csv_fields(file, reader):
         fieldnames = reader.fieldnames  # reads the header line
     check_header(fieldnames or [], file)

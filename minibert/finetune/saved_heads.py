@@ -57,6 +57,12 @@ def reload_pooling_head(model: nn.Module, source, config: dict, args: FinetuneAr
     saved = config.get(HEAD_KEY)
     if saved is None:
         return
+    if not (Path(source) / HEAD_FILE).is_file():
+        # a family head trained on from a --pooling run, saved before forget_saved_heads: the marker, no head
+        logger.warning("%s: config.json names a --pooling %s head but the directory holds no %s (a run saved on top "
+                       "of a --pooling run's checkpoint by an older minibert); this run's head starts afresh",
+                       source, saved["pooling"], HEAD_FILE)
+        return
     pooling = saved["pooling"]
     same = f"--pooling {pooling}" + (f" --pooling_layer {saved['layer']}" if pooling == "cls_layer" else "")
     if not isinstance(model, PooledClassifier) or args.pooling != pooling or (

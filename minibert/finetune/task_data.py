@@ -39,6 +39,7 @@ from minibert.data.corpus import (
     check_tsv_row,
     decode_utf8,
     long_csv_fields,
+    recording,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def read_rows(path: str | os.PathLike, flag: str = DATA_FILE_FLAGS) -> list[dict
     text = decode_utf8(path.read_bytes(), path)
     if suffix in (".csv", ".tsv"):
         delimiter, other = ("\t", ",") if suffix == ".tsv" else (",", "\t")
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        row_lines = []  # the raw lines the reader took for the row being read (check_quotes_closed reads them)
+        reader = csv.DictReader(recording(io.StringIO(text, newline=""), row_lines), delimiter=delimiter)
         with long_csv_fields(path, reader):
             header = reader.fieldnames or []  # reads the header line
         if len(header) == 1 and other in header[0]:
@@ -91,17 +93,17 @@ def read_rows(path: str | os.PathLike, flag: str = DATA_FILE_FLAGS) -> list[dict
                              "with commas (pandas: pd.read_csv(path, sep=';', decimal=',')"
                              ".to_csv('data.csv', index=False)) or tabs (.tsv)")
         check_header(header, path)
-        lines = io.StringIO(text, newline="").readlines()  # as the reader counts them
         rows = []
         while True:
             first_line = reader.reader.line_num + 1
+            row_lines.clear()
             with long_csv_fields(path, reader):  # a cell may be a whole document
                 row = next(reader, None)
             if row is None:
                 break
             if delimiter == "\t":
                 check_tsv_row(row, path, first_line)
-            check_quotes_closed(lines[first_line - 1 : reader.reader.line_num], first_line, path, delimiter)
+            check_quotes_closed(row_lines, first_line, path, delimiter)
             check_row_width(row, len(header), path, first_line, delimiter)
             rows.append(row)
     elif text.lstrip().startswith("["):

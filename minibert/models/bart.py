@@ -101,8 +101,9 @@ class BartConfig(ModelConfig):
         self.check_probabilities("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
                                  "encoder_layerdrop", "decoder_layerdrop")
         if not self.tie_word_embeddings:
-            raise ValueError("tie_word_embeddings is false: this checkpoint's LM head is a matrix of its own, which "
-                             "minibert's BART (its LM head is the shared embedding) cannot hold; use Hugging Face's "
+            raise ValueError("tie_word_embeddings is false: minibert's BART ties its LM head to the shared embedding. "
+                             "A new model (a config of your own): set tie_word_embeddings to true. A checkpoint "
+                             "trained untied, whose LM head is a matrix of its own, cannot be held: use Hugging Face's "
                              "BART for it (setting tie_word_embeddings true would drop the trained head)")
         get_activation(self.activation_function)  # fails early, naming the activations there are
 
