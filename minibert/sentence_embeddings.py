@@ -29,6 +29,8 @@ largest second moment, which the post finds nearly free; values between tune the
 Shapes: N sentences, B batch, T tokens, E vector size (the pooling's out_dim), k kept columns.
 """
 
+import copy
+import itertools
 import logging
 import math
 import numbers
@@ -44,7 +46,7 @@ from safetensors.numpy import save_file
 from torch import nn
 
 from minibert.auto import load_pretrained
-from minibert.finetune.pooling import build_pooling
+from minibert.finetune.pooling import POOLINGS, build_pooling
 from minibert.models.bert import BertModel
 from minibert.tokenizer import Tokenizer, load_tokenizer
 
@@ -92,14 +94,17 @@ def _check_sentences(sentences) -> list[str]:
 @torch.inference_mode()
 def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str], pooling: str | nn.Module = "mean",
           batch_size: int = 32, normalize: bool = False, device: str | torch.device | None = None,
-          tokenizer: Tokenizer | None = None, max_length: int | None = None, layer: int = -2) -> np.ndarray:
+          tokenizer: Tokenizer | None = None, max_length: int | None = None, layer: int | None = None) -> np.ndarray:
     """Sentence vectors (N, E), float32, in the order of `sentences`.
 
     model_or_path: a checkpoint directory (its tokenizer is read from it too) or a loaded BERT /
       RoBERTa model (any head model: its encoder is used), then with `tokenizer=`.
     pooling: a name from minibert.finetune.pooling.POOLINGS ("mean", "cls", "pooler", "sbert_wk",
-      ...; `layer` is the hidden state "cls_layer" reads) or a pooling module, e.g. the trained head
-      of a train.py run: `PooledClassifier.load(dir, BertModel).pooling`.
+      ...) or a pooling module, e.g. the trained head of a train.py run:
+      `PooledClassifier.load(dir, BertModel).pooling` (run on a copy when it sits on another device
+      than the model: the caller's module stays where it is).
+    layer: the hidden state pooling="cls_layer" reads (default -2, second to last); refused with any
+      other pooling, which reads the layers it was built to read.
     normalize: L2-normalise each vector (then a dot product is the cosine).
     device: where to run; default the given model's own device (another one is refused: the model is
       the caller's, embed does not move it), or "cuda" when a path is given and a GPU is there.
@@ -108,6 +113,14 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
     minibert.finetune.pooling); a pooling module called on other batches must not rely on this.
     """
     sentences = _check_sentences(sentences)
+    if layer is not None and (pooling in POOLINGS and pooling != "cls_layer" or isinstance(pooling, nn.Module)):
+        # train.py refuses --pooling_layer without --pooling cls_layer likewise: "mean" with layer=-2 (bert-as-
+        # service's choice) would give the last layer's mean without a word
+        raise ValueError(f"layer={layer} picks the hidden state that pooling='cls_layer' reads, and this call pools "
+                         f"with {pooling if isinstance(pooling, str) else type(pooling).__name__!r}, which reads the "
+                         "layers it was built to read; pass pooling='cls_layer', or leave layer out")
+    if max_length is not None and max_length < 1:  # 0 was taken as "not given": the full length, without a word
+        raise ValueError(f"max_length must be >= 1, got {max_length}; pass None for the model's own limit")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}; pass e.g. batch_size=32")
     if not isinstance(pooling, str) and not (isinstance(pooling, nn.Module)
@@ -143,7 +156,8 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
                          "initialised at random when it loaded: an ELECTRA discriminator, a model saved without "
                          "it); use pooling='cls' or 'mean'")
     if isinstance(pooling, str):
-        pooling = build_pooling(pooling, config.hidden_size, config.num_hidden_layers, layer=layer)
+        pooling = build_pooling(pooling, config.hidden_size, config.num_hidden_layers,
+                                layer=-2 if layer is None else layer)
         if any(True for _ in pooling.parameters()):
             logger.warning("pooling %s has weights no training has set (a random projection; for weighted_layer "
                            "an equal average of layers); pass the trained head of a train.py run instead (see "
@@ -156,7 +170,11 @@ def embed(model_or_path: nn.Module | str | os.PathLike, sentences: Sequence[str]
 
     device = torch.device(device)
     encoder.to(device)
-    pooling.to(device)
+    held = next(itertools.chain(pooling.parameters(), pooling.buffers()), None)
+    if held is not None and not _same_device(device, held.device):
+        # A copy, as the caller's model is never moved either: .to() would leave the caller's head (a
+        # PooledClassifier's, say) on this device, apart from the rest of its classifier.
+        pooling = copy.deepcopy(pooling).to(device)
     was_training = encoder.training, pooling.training
     encoder.eval()
     pooling.eval()

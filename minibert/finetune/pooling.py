@@ -54,7 +54,9 @@ class PoolerOutput(nn.Module):
 
     def forward(self, hidden_states: Hidden, mask: torch.Tensor, pooler_output=None) -> torch.Tensor:
         if pooler_output is None:
-            raise ValueError("pooling 'pooler' needs a model with a pooler (RoBERTa has none); use --pooling cls")
+            raise ValueError("pooling 'pooler' reads the encoder's pooler, and this encoder was built without one "
+                             "(add_pooling_layer=False: the encoder inside a masked-LM, token-classification, QA or "
+                             "RoBERTa head); use --pooling cls (embed: pooling='cls')")
         return pooler_output
 
 
