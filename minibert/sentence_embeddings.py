@@ -291,13 +291,6 @@ class Whitening:
         if self.gamma > 0:
             # Lambda^(-gamma/2) divides by the spread along each kept direction: every one must have some.
             most = N - 1 if self.beta == 1 else N  # centring takes one direction away
-            if k > most:
-                raise ValueError(
-                    f"fitted on {N} sentences but k={k} dimensions are kept (vectors of {E}): {N} vectors "
-                    f"{'centred ' if self.beta == 1 else ''}spread along at most {most} directions, and whitening "
-                    f"divides by the spread along each kept one; pass k<={most} (e.g. k={min(most, max(1, E // 4))}) "
-                    f"or fit on more sentences (at least {k + 1}, better several times {E})"
-                )
             rank = int((eigenvalues > eigenvalues[0] * NO_VARIANCE).sum())
             # Identical vectors: "pass k<=0" below would be no fix (k >= 1). Their centred Sigma is 0, or
             # ~1e-33 where the mean rounds, which the relative rank test cannot tell from a direction.
@@ -306,6 +299,17 @@ class Whitening:
                     f"the {N} fitted vectors are all the same (no direction has any variance), so there is "
                     "nothing to whiten; fit on the vectors of different sentences (are they all empty, or one "
                     "sentence repeated?)"
+                )
+            if k > most:
+                # the bound named is the one the vectors really have (repeated sentences lose directions too):
+                # "pass k<=N-1" was refused next by the rank check below
+                fits = min(most, rank)
+                raise ValueError(
+                    f"fitted on {N} sentences but k={k} dimensions are kept (vectors of {E}): {N} vectors "
+                    f"{'centred ' if self.beta == 1 else ''}spread along at most {most} directions"
+                    f"{f' (these along {rank}: some repeat)' if rank < most else ''}, and whitening divides by the "
+                    f"spread along each kept one; pass k<={fits} (e.g. k={min(fits, max(1, E // 4))}) or fit on "
+                    f"more sentences (at least {k + 1}, better several times {E})"
                 )
             if rank < k:
                 raise ValueError(

@@ -723,7 +723,9 @@ class Trainer:
         self.state.history.append(record)
         self.writer.write(record)
         if self.context.is_main:
-            logger.info("step %d: %s", record["step"], {k: round(v, 4) for k, v in means.items()})
+            # four decimals, or four significant digits below 1: a learning rate of 2e-5 printed as 0.0
+            logger.info("step %d: %s", record["step"],
+                        {k: round(v, 4) if abs(v) >= 1 else float(f"{v:.4g}") for k, v in means.items()})
         window.clear()
         return record
 
