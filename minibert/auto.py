@@ -46,6 +46,9 @@ def model_class_for(config: dict) -> type[PreTrainedModel]:
     for name in names:
         if name in classes:
             return classes[name]
+    if names == ["BartForCausalLM"]:  # a decoder alone: BartModel.from_pretrained would miss the whole encoder
+        raise ValueError("config.json names architecture BartForCausalLM, a BART decoder alone (no encoder), which "
+                         "minibert does not have; use transformers' BartForCausalLM for it")
     if names:
         # The base class would load the encoder and drop the head the checkpoint was trained with
         # (next-sentence, multiple choice, ...), leaving a model that looks loaded but is not that one.

@@ -191,12 +191,33 @@ def read_json_object(file: Path) -> dict:
     return data
 
 
+def beside_base_message(path: str | os.PathLike) -> str | None:
+    """What a directory that train.py saved beside its base (--adapter_size, --ladder_side_tuning: no config.json,
+    only the parameters it trained) is, and what to do with it; None for any other directory. train.py
+    --model_name_or_path and pretrain.py --init_from said only "no config.json" of it."""
+    record_file = Path(path) / BESIDE_BASE_FILE
+    if (Path(path) / CONFIG_NAME).is_file() or not record_file.is_file():
+        return None
+    try:
+        base = read_json_object(record_file).get("base_model")
+    except ValueError:
+        base = None
+    base = f"{base}, which {BESIDE_BASE_FILE} names" if isinstance(base, str) else f"named in {BESIDE_BASE_FILE}"
+    return (f"{path} holds only the parameters an --adapter_size / --ladder_side_tuning run trained (no config.json "
+            f"of its own), saved beside their base checkpoint {base}; to train further, start from that base "
+            f"(train.py --model_name_or_path, pretrain.py --init_from: the trained parameters are not carried over), "
+            f"and to predict with it, load it with minibert.finetuning.load_finetuned({str(path)!r})")
+
+
 def read_config_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     config_file = path / CONFIG_NAME
     if not path.is_dir():
         raise ValueError(f"{path} is not a directory; pass the folder that holds config.json and the weights")
     if not config_file.is_file():
+        beside_base = beside_base_message(path)
+        if beside_base is not None:
+            raise ValueError(beside_base)
         training_state = (path / "model_state.pt").is_file()  # engine/checkpointing.py's MODEL_FILE
         raise ValueError(
             f"{path} has no config.json, so it is not a Hugging Face checkpoint directory; "

@@ -21,7 +21,8 @@ Where each stage is, here and beside this file:
                        --ladder_side_tuning: finetune/ladder.py); from a fine-tuned checkpoint, what
                        of its own head is kept: finetune/saved_heads.py
     refusals           check_methods, check_generation_flags, check_multi_label_loss: flags that cannot work
-                       together, or with the task the labels show
+                       together, or with the task the labels show; check_known_tokens: training text the
+                       tokenizer cannot read (mostly [UNK])
     tricks             apply_tricks -> finetune/reinit.py, freeze.py, mixout.py
     optimizer          finetuning_optimizer -> finetune/param_groups.py (--llrd, --lr_groups),
                        finetune/optimizers.py (--optim), finetune/prior_wd.py (--prior_wd)
@@ -45,14 +46,14 @@ import torch
 from torch import nn
 
 from minibert.auto import load_pretrained
-from minibert.checkpoint import finite_or_null, read_config_dict
+from minibert.checkpoint import beside_base_message, finite_or_null, read_config_dict
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
 from minibert.engine.distributed import resolve_device
 from minibert.engine.trainer import check_output_dir, check_output_not_input, metric_key
 from minibert.finetune.adapters import add_adapters, check_adapter_size
 from minibert.finetune.adversarial import FGM, PGD
-from minibert.finetune.beside_base import is_beside_base, load_trained, read_beside_base, save_beside_base
+from minibert.finetune.beside_base import is_beside_base, load_beside_base, save_beside_base
 from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
 from minibert.finetune.generative import (
@@ -97,7 +98,7 @@ from minibert.finetune.task_data import GENERATIVE_TASK_TYPES, Task, load_split,
 from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.modeling import store_linear_weights_input_major
 from minibert.models import bert
-from minibert.tokenizer import Tokenizer, check_tokenizer_fits, load_tokenizer
+from minibert.tokenizer import Tokenizer, check_tokenizer_fits, check_unknown_tokens, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +212,8 @@ def _missing_checkpoint_message(path: str, random_init: bool = False) -> str:
         why = f" (--model_name_or_path {RANDOM_INIT} reads its config and tokenizer from it)" if random_init else ""
         return (f"the default pretrained checkpoint {path} does not exist{why}; run `{DEFAULT_PRETRAIN_COMMAND}` "
                 f"first (about 1.5-3.5 minutes), or pass {flag} <checkpoint dir>")
-    return f"{flag} {path} is not a checkpoint directory (no config.json)"
+    beside_base = beside_base_message(path)  # an adapter or ladder run's output: what it is, and what to do
+    return f"{flag} {beside_base or f'{path} is not a checkpoint directory (no config.json)'}"
 
 
 def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = False) -> Tokenizer:
@@ -219,6 +221,15 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = Fals
     batches are padded with it (classification), so it must have a pad token."""
     if args.tokenizer_name is None:
         tokenizer = load_tokenizer(source)
+        vocab = None if args.model_name_or_path == RANDOM_INIT else read_config_dict(source).get("vocab_size")
+        if vocab is not None and len(tokenizer) > vocab:
+            # tokens added to the tokenizer (added_tokens.json / added_tokens_decoder) and the model saved without
+            # its embeddings resized: the first batch stopped on an id past the table, telling to load the
+            # checkpoint's tokenizer, which this is
+            raise ValueError(f"the tokenizer saved with {source} has {len(tokenizer)} tokens, but the model embeds "
+                             f"{vocab}: tokens were added to the tokenizer and the model saved without resizing its "
+                             "embeddings; resize them (transformers: model.resize_token_embeddings(len(tokenizer)), "
+                             "then save the model) or remove the added tokens from the tokenizer's files")
     else:
         tokenizer = load_tokenizer(args.tokenizer_name)
         weights = None if args.model_name_or_path == RANDOM_INIT else source  # random weights read any ids alike
@@ -509,11 +520,11 @@ def load_finetuned(path: str | os.PathLike) -> nn.Module:
     if has_new_encoder(path):
         return BartWithNewEncoder.load(path)
     if is_beside_base(path):
-        base, settings = read_beside_base(path)
-        args = FinetuneArguments(model_name_or_path=base, **settings["args"])
-        model, _ = build_model(args, Task(**settings["task"]))
-        load_trained(model, path)
-        return model.eval()
+        def rebuild(base: str, settings: dict) -> nn.Module:
+            args = FinetuneArguments(model_name_or_path=base, **settings["args"])
+            return build_model(args, Task(**settings["task"]))[0]
+
+        return load_beside_base(path, rebuild).eval()
     config = read_config_dict(path)
     if HEAD_KEY in config:
         return PooledClassifier.load(path, BASES[config["model_type"]])
@@ -698,6 +709,30 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
     return source
 
 
+def check_known_tokens(tokenizer: Tokenizer, examples: list[dict], path, reader: str, text_of, key: str = "input_ids",
+                       fix: str | None = None) -> None:
+    """The training examples must be text the tokenizer reads: a Chinese CSV through an English BERT's WordPiece
+    gave all [UNK], and the run an accuracy of chance and exit 0 without a word. Refused above half unknown tokens,
+    warned of above 5%, as pretrain.py's corpus is (tokenizer.check_unknown_tokens). `reader` names the tokenizer;
+    `text_of(i)`: example i's text, shown in what is said; `key`: where its ids are."""
+    fix = fix or ("fine-tune a checkpoint whose tokenizer covers this language (--model_name_or_path; `pretrain.py "
+                  "--corpus YOUR_TEXTS` pretrains one with a tokenizer trained on them)")
+    check_unknown_tokens(tokenizer, examples, f"the tokens of {path}", fix, lambda e: e[key], text_of, reader)
+
+
+def row_texts(path, flag: str, columns: list[str]):
+    """`text_of(i)` for check_known_tokens: row i's text (its columns joined by " / "), the file read again only
+    when a text is shown (load_split keeps the ids alone)."""
+    rows = []
+
+    def text_of(i: int) -> str:
+        if not rows:
+            rows.extend(read_rows(path, flag))
+        return " / ".join(str(rows[i][c]) for c in columns)
+
+    return text_of
+
+
 # Gradual unfreezing and BART's two stages freeze parameters for part of the run. Their callbacks are built
 # after the Trainer, for two reasons that matter under DDP (torchrun):
 # - DDP synchronises only the parameters that require a gradient when it wraps the model: frozen before,
@@ -722,6 +757,9 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
                "text_pair_column": args.text_pair_column}
     train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
                                       task_type=args.task_type, num_labels=args.num_labels, flag="--train_file FILE")
+    check_known_tokens(tokenizer, train_examples, args.train_file, f"the tokenizer of {args.tokenizer_name or source}",
+                       row_texts(args.train_file, "--train_file FILE",
+                                 [c for c in (args.text_column, args.text_pair_column) if c]))
     check_multi_label_loss(args, [task])
     eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task,
                                 flag="--validation_file FILE")[0] if args.validation_file else None)
@@ -828,6 +866,20 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         return causal_lm_examples(sources, targets, tokenizer, args.max_seq_length, path)
 
     train_examples = read_examples(args.train_file, "--train_file FILE")
+    reader = f"the tokenizer of {args.tokenizer_name or source}"
+    if args.task_type == "causal_lm":  # a prompt and its completion, one sequence
+        check_known_tokens(tokenizer, train_examples, args.train_file, reader,
+                           lambda i: train_examples[i]["source"] + train_examples[i]["target"])
+    else:  # the sources (read by the new encoder's tokenizer, with --new_encoder_vocab), then the targets
+        source_side = f"{args.train_file} (--text_column {args.text_column}, the sources)"
+        if source_tokenizer is None:
+            check_known_tokens(tokenizer, train_examples, source_side, reader, lambda i: train_examples[i]["source"])
+        else:
+            check_known_tokens(source_tokenizer, train_examples, source_side,
+                               f"--new_encoder_vocab {args.new_encoder_vocab}", lambda i: train_examples[i]["source"],
+                               fix="pass a --new_encoder_vocab of the sources' language")
+        check_known_tokens(tokenizer, train_examples, f"{args.train_file} (--target_column {args.target_column}, the "
+                           "targets)", reader, lambda i: train_examples[i]["target"], key="labels")
     eval_examples = read_examples(args.validation_file, "--validation_file FILE") if args.validation_file else None
     model = build_generative_model(args.task_type, source, args.model_name_or_path == RANDOM_INIT)
     if source_tokenizer is not None:
@@ -898,6 +950,7 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
     torch.manual_seed(training.seed)
     tokenizer = finetuning_tokenizer(args, source, pads=True)
     train_examples, sizes, tasks, eval_sets = [], [], {}, {}
+    reader = f"the tokenizer of {args.tokenizer_name or source}"
     for m, spec in enumerate(specs):
         columns = {"text_column": args.text_column, "label_column": spec["label_column"] or args.label_column,
                    "text_pair_column": args.text_pair_column,
@@ -906,6 +959,9 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         try:
             examples, task = load_split(spec["train_file"], tokenizer, args.max_seq_length, **columns,
                                         task_type=args.task_type, num_labels=args.num_labels)
+            check_known_tokens(tokenizer, examples, spec["train_file"], reader,
+                               row_texts(spec["train_file"], columns["flag"],
+                                         [c for c in (args.text_column, args.text_pair_column) if c]))
             held_out = (load_split(spec["validation_file"], tokenizer, args.max_seq_length, **columns, task=task)[0]
                         if spec["validation_file"] else None)
         except ValueError as err:  # its files and label column come from the spec, not --train_file & co.

@@ -58,14 +58,21 @@ from minibert.data.prepared import (
     remove_abandoned_temporaries,
 )
 from minibert.engine import Trainer, TrainingArguments
-from minibert.engine.checkpointing import checkpoint_step, resolve_checkpoint
+from minibert.engine.checkpointing import STATE_JSON, checkpoint_step, resolve_checkpoint
 from minibert.engine.distributed import barrier, setup
 from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input, metric_key
 from minibert.models.bart import BartConfig
 from minibert.models.bert import BertConfig, RobertaConfig, RobertaEmbeddings, RobertaForMaskedLM
 from minibert.models.gpt import GPT2Config
 from minibert.neighbour_heads import keep_fixed, why_no_room, write_neighbour_heads
-from minibert.tokenizer import TOKENIZER_FILES, Tokenizer, check_tokenizer_fits, load_tokenizer, train_tokenizer
+from minibert.tokenizer import (
+    TOKENIZER_FILES,
+    Tokenizer,
+    check_tokenizer_fits,
+    check_unknown_tokens,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +283,45 @@ def check_init_from(path: str, objective: str) -> dict:
     return config
 
 
+def recorded_objective(path: str | os.PathLike) -> str | None:
+    """The objective a minibert pretraining run trained the checkpoint `path` with, as the run recorded it: in
+    pretraining_summary.json (the run's output directory) or in trainer_state.json's recipe (its checkpoint-N).
+    None for a checkpoint without such a record (Hugging Face's, one saved otherwise) or with an unreadable one."""
+
+    def read(name: str) -> dict:
+        try:
+            record = json.loads((Path(path) / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    recipe = read(STATE_JSON).get("run_settings")
+    recipe = recipe.get("recipe") if isinstance(recipe, dict) else None
+    for objective in (read(SUMMARY_FILE).get("objective"), recipe.get("--objective") if isinstance(recipe, dict)
+                      else None):
+        if isinstance(objective, str) and objective in OBJECTIVES:
+            return objective
+    return None
+
+
+def check_init_objective(options: PretrainingOptions) -> None:
+    """--init_from a checkpoint pretrained under another objective than this run's: pretrain.py's --objective
+    defaults to sop, so a masked-LM checkpoint continued without --objective trained a sentence-order task with a
+    new, random head, where one expects the checkpoint's own objective to go on; said before any data work."""
+    recorded = recorded_objective(options.init_from)
+    if recorded is None or recorded == options.objective:
+        return
+    pairs = ("nsp", "sop")  # the objectives with a sentence-pair head (nsp_head)
+    head = ("; the checkpoint has no sentence-pair head, so a new one starts at random"
+            if options.objective in pairs and recorded not in pairs else
+            "; the checkpoint's trained sentence-pair head is dropped"
+            if recorded in pairs and options.objective not in pairs else "")
+    default = " (pretrain.py's default, when --objective is left out)" if options.objective == "sop" else ""
+    logger.warning("--init_from %s was pretrained with --objective %s, and this run trains --objective %s%s%s; pass "
+                   "--objective %s to continue its pretraining as it was", options.init_from, recorded,
+                   options.objective, default, head, recorded)
+
+
 def check_init_positions(options: PretrainingOptions, config_dict: dict) -> None:
     """--init_from's BERT or RoBERTa takes the run's lengths (RoBERTa's positions start after the padding id):
     checked before the corpus is tokenised, which on a large corpus takes long (the objective checks every
@@ -459,7 +505,12 @@ def build_model(options: PretrainingOptions, objective,
             kwargs = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
             model = objective.build_model({**kwargs, **overrides})
         target = model if hasattr(model, "load_hf_state_dict") else model.discriminator  # ELECTRA: the encoder
-        target.load_hf_state_dict(read_state_dict(options.init_from))
+        loaded = target.load_hf_state_dict(read_state_dict(options.init_from))
+        if (any(key.startswith("nsp_head.") for key in loaded["newly_initialized"])
+                and recorded_objective(options.init_from) is None):  # (else check_init_objective has said it)
+            logger.warning("--init_from %s has no sentence-pair head (a masked-LM checkpoint?): --objective %s trains "
+                           "a new one from random weights beside masked LM; --objective mlm (or wwm, span) continues "
+                           "masked LM alone", options.init_from, options.objective)
         # what minibert has no field for, kept as from_pretrained keeps it: decoding defaults (num_beams,
         # min_length ... in config.json, or generation_config.json), task_specific_params
         target.config.extra = {**config.extra, **target.config.extra}
@@ -517,8 +568,6 @@ MIN_EVAL_WORKS, MIN_EVAL_PAIRS, MIN_EVAL_MASKED = 2, 500, 20_000
 MAX_PASSES = 3.0  # more passes over the corpus than this and a small model starts to memorise it
 
 
-MAX_UNKNOWN_SHARE = 0.5  # a corpus mostly outside the vocabulary teaches nothing but [UNK]
-UNKNOWN_SAMPLE = 200  # examples sampled to measure it: enough for a share, cheap on any corpus
 TOKEN_KEYS = ("input_ids", "a", "b", "sentences")  # where the objectives keep an example's token ids
 
 
@@ -528,19 +577,10 @@ def token_arrays(example: dict) -> list[np.ndarray]:
             for seq in (example[key] if key == "sentences" else [example[key]])]
 
 
-def unknown_token_share(examples: list[dict], tokenizer: Tokenizer) -> float | None:
-    """The share of text tokens the tokenizer did not know, over a sample of the examples.
-    None when it cannot tell: no unknown token, or one shared with another special token
-    (GPT-2's <|endoftext|>: a byte-level vocabulary never needs an unknown token)."""
-    unk = tokenizer.unk_token_id
-    specials = {tokenizer.backend.token_to_id(t) for k, t in tokenizer.special_tokens.items() if k != "unk_token"}
-    if unk is None or unk in specials or not examples:
-        return None
-    step = max(1, len(examples) // UNKNOWN_SAMPLE)
-    ids = [seq for example in examples[::step][:UNKNOWN_SAMPLE] for seq in token_arrays(example)]
-    tokens = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-    text = tokens[~np.isin(tokens, list(specials))]  # [CLS]/[SEP] would hide an unreadable corpus
-    return float((text == unk).mean()) if text.size else None
+def example_token_ids(example: dict) -> np.ndarray:
+    """All the token ids of an objective's example, in one array (what check_unknown_tokens reads)."""
+    arrays = token_arrays(example)
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
 
 
 def eval_warning(objective, eval_examples: list[dict], held_out_works: list[str], cap: int | None = None
@@ -729,7 +769,8 @@ class PretrainingData:
 def pretraining_data(options: PretrainingOptions, args: TrainingArguments, output_dir: Path,
                      checkpoint: Path | None, context) -> PretrainingData:
     """Tokenizer, objective, prepared corpus, the training and held-out works' examples; refuses a
-    corpus the tokenizer cannot read and warns when training would go over its examples too often."""
+    corpus the tokenizer cannot read (and warns of one it reads in part: check_unknown_tokens) and warns when
+    training would go over its examples too often."""
     # Like the prepared corpus: rank 0 trains the tokenizer (or finds it cached) while the other ranks wait,
     # then they read it from the cache instead of each training it on the whole text again.
     if context.is_main:
@@ -742,13 +783,10 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
     corpus = prepare(options, tokenizer, objective.word_rule, context)
     train_docs, held_docs, held_out_works = split_corpus(corpus, options.validation_share, options.corpus_fraction)
     examples = objective.examples(train_docs)
-    unknown = unknown_token_share(examples, tokenizer)
-    if unknown is not None and unknown > MAX_UNKNOWN_SHARE:
-        raise ValueError(
-            f"{unknown:.0%} of the training tokens are unknown to the tokenizer: it cannot read this corpus (another "
-            "language or script?); train one on this corpus (leave out --tokenizer and --init_from) or pass a "
-            "--tokenizer that covers its language"
-        )
+    # More than half unknown is refused (a corpus mostly outside the vocabulary teaches nothing but [UNK]), more than
+    # 5% warned of (a Simplified Chinese model's tokenizer on Traditional text: 22% [UNK], accepted without a word)
+    check_unknown_tokens(tokenizer, examples, "the training tokens", "train one on this corpus (leave out --tokenizer "
+                         "and --init_from) or pass a --tokenizer that covers its language", example_token_ids)
     # Held out, the masking is always the objective's own (BERT's 15%), whatever training masks, and the
     # examples are drawn with HELD_OUT_SEED, whatever --seed is: numbers compare across runs and seeds.
     standard = {k: v for k, v in objective_options.items() if k != "mlm_probability"}
@@ -823,6 +861,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         eval_start = recorded_eval_start([output_dir, checkpoint.parent])
     if options.init_from:
         check_init_positions(options, check_init_from(options.init_from, options.objective))
+        check_init_objective(options)
     # its family and keys, before any data work
     file_config = read_config_file(options.config_file, options.objective) if options.config_file else None
     # Before check_output_dir, whose advice for a directory in use (--overwrite_output_dir) would harm an input.

@@ -21,7 +21,8 @@ import logging
 import numbers
 import os
 import re
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -465,6 +466,12 @@ def _add_saved_token_settings(backend: Backend, folder: Path, config: dict, spec
             backend.add_special_tokens([AddedToken(
                 entry["content"], single_word=bool(entry.get("single_word")), lstrip=bool(entry.get("lstrip")),
                 rstrip=bool(entry.get("rstrip")), normalized=bool(entry.get("normalized")), special=True)])
+    # a special token named but in neither the vocabulary nor the added tokens: transformers adds it at the next id
+    # (not the unknown token: a WordPiece vocabulary without it is refused by _check_unknown_token, by name)
+    unknown = {_token_text(source.get("unk_token")) for source in (config, special_tokens_map)}
+    missing = [token for token in _named_special_tokens(config, special_tokens_map)
+               if backend.token_to_id(token) is None and token not in unknown]
+    backend.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in missing])
 
 
 def _saved_added_tokens(folder: Path, config: dict, special_tokens_map: dict) -> dict[int, dict]:
@@ -472,7 +479,10 @@ def _saved_added_tokens(folder: Path, config: dict, special_tokens_map: dict) ->
     tokenizer_config.json's added_tokens_decoder (transformers >= 4.34 saved every added token there, special or
     not, with its settings) or, where the config has none, added_tokens.json ({token: id}, what older versions
     saved for tok.add_tokens): a token of it is special when a special-token setting names it (as
-    add_special_tokens({"additional_special_tokens": [...]}) saved), and then matched before normalisation."""
+    add_special_tokens({"additional_special_tokens": [...]}) saved), and then matched before normalisation.
+    That is transformers 4's reading; transformers 5 reads a token named only in special_tokens_map.json (not in
+    tokenizer_config.json) as a plain added token."""
+    named = _named_special_tokens(config, special_tokens_map)
     decoder = config.get("added_tokens_decoder")
     if decoder is not None:
         if not isinstance(decoder, dict):
@@ -483,22 +493,29 @@ def _saved_added_tokens(folder: Path, config: dict, special_tokens_map: dict) ->
             if not (str(i).isdigit() and isinstance(entry, dict) and isinstance(entry.get("content"), str)):
                 raise ValueError(f"{folder / 'tokenizer_config.json'}: added_tokens_decoder maps {i!r} to {entry!r}, "
                                  'not an id to {"content": ...}; correct the file')
-            saved[int(i)] = {**entry, "special": bool(entry.get("special", False))}  # transformers' AddedToken default
+            # transformers writes "special" always; a hand-written entry without it is special when named so
+            # (else [CLS], [PAD] ... lost their special flag, and decode kept them)
+            saved[int(i)] = {**entry, "special": bool(entry.get("special", entry["content"] in named))}
         return saved
     added = _read_json(folder / "added_tokens.json")
-    named = set()
-    for source in (special_tokens_map, config):
-        for key, value in source.items():
-            if key in SPECIAL_KEYS:
-                named.add(_token_text(value))
-            elif key in ("additional_special_tokens", "extra_special_tokens") and isinstance(value, list | dict):
-                named.update(_token_text(v) for v in (value.values() if isinstance(value, dict) else value))
     for token, i in added.items():
         if not isinstance(i, int) or isinstance(i, bool) or i < 0:
             raise ValueError(f"{folder / 'added_tokens.json'}: {token!r} has id {i!r}, not a token id; correct the "
                              "file")
     return {i: {"content": token, "special": token in named, "normalized": token not in named}
             for token, i in added.items()}
+
+
+def _named_special_tokens(config: dict, special_tokens_map: dict) -> list[str]:
+    """The tokens a special-token setting names (cls_token ..., additional_special_tokens), in the order named."""
+    named = []
+    for source in (special_tokens_map, config):
+        for key, value in source.items():
+            if key in SPECIAL_KEYS:
+                named.append(_token_text(value))
+            elif key in ("additional_special_tokens", "extra_special_tokens") and isinstance(value, list | dict):
+                named.extend(_token_text(v) for v in (value.values() if isinstance(value, dict) else value))
+    return [token for token in dict.fromkeys(named) if isinstance(token, str)]
 
 
 def _token_text(value) -> str | None:
@@ -591,6 +608,54 @@ def check_tokenizer_fits(tokenizer: Tokenizer, config: dict, tokenizer_flag: str
                          f"{len(ours)} ids name other tokens (id {i} is {ours[i]!r} in it, {theirs[i]!r} in the "
                          f"checkpoint's), and the embeddings are read by id; drop {tokenizer_flag} to use the "
                          "checkpoint's own")
+
+
+def check_unknown_tokens(tokenizer: Tokenizer, items: Sequence, what: str, fix: str,
+                         token_ids: Callable = lambda item: item, text_of: Callable[[int], str] | None = None,
+                         reader: str = "the tokenizer", refuse_above: float = 0.5, warn_above: float = 0.05,
+                         sample: int = 200) -> float | None:
+    """Whether the tokenizer can read a run's training text: the share of its unknown token among the text tokens
+    (special tokens left out) of up to `sample` of `items`, evenly spaced (`token_ids(item)`: an item's ids). Above
+    `refuse_above` a ValueError (a model trained on [UNK] learns nothing: an English WordPiece on Chinese text gave
+    all [UNK], and the run an accuracy of chance without a word), above `warn_above` a warning (a Simplified
+    Chinese vocabulary on Traditional text: 22% [UNK]). Each names `what` was measured, `reader`, the item with
+    the most unknown tokens (its text, `text_of(i)`, and what the tokenizer made of it) and `fix`; where it read
+    Chinese characters, also the conversion between the two scripts. Pretraining and fine-tuning (train.py) both
+    check with this. Returns the share, or None where the tokenizer cannot tell: no unknown token, or one shared
+    with another special token (GPT-2's <|endoftext|>: a byte-level vocabulary never needs an unknown token, and
+    its share is 0)."""
+    unk = tokenizer.unk_token_id
+    specials = {tokenizer.backend.token_to_id(t) for k, t in tokenizer.special_tokens.items() if k != "unk_token"}
+    if unk is None or unk in specials or not len(items):
+        return None
+    worst, worst_count, unknown, total = 0, -1, 0, 0
+    for i in range(0, len(items), max(1, len(items) // sample))[:sample]:
+        text = [int(t) for t in token_ids(items[i]) if int(t) not in specials]  # [CLS]/[SEP] would hide it
+        count = text.count(unk)
+        unknown, total = unknown + count, total + len(text)
+        if count > worst_count:
+            worst, worst_count = i, count
+    share = unknown / total if total else 0.0
+    if share <= warn_above:
+        return share
+    ids = [int(t) for t in token_ids(items[worst]) if int(t) not in specials]
+    read = " ".join(tokenizer.convert_ids_to_tokens(ids[:16])) + (" ..." if len(ids) > 16 else "")
+    example = text_of(worst) if text_of is not None else None
+    shown = (f"{example[:60] + ('...' if len(example) > 60 else '')!r} is read as {read!r}" if example is not None
+             else f"a text is read as {read!r}")
+    # Chinese characters among those it did read (unicodedata: "CJK UNIFIED IDEOGRAPH-...", "CJK COMPATIBILITY
+    # IDEOGRAPH-..."): a Chinese vocabulary, which lacks many characters of the other script (Traditional, Simplified)
+    if any("CJK" in unicodedata.name(c, "") and "IDEOGRAPH" in unicodedata.name(c, "") for c in read):
+        fix += ("; or, for a Chinese tokenizer of the other script (Traditional or Simplified), convert the text "
+                "first: minibert.data.convert_chinese(text, \"t2s\") (or \"s2t\") on each text (the zh extra)")
+    percent = f"{share:.0%}" if share >= 0.1 else f"{share:.1%}"
+    unk_name = tokenizer.convert_ids_to_tokens(unk)
+    if share > refuse_above:
+        raise ValueError(f"{percent} of {what} are unknown to {reader} ({unk_name}): it cannot read this text (another "
+                         f"language or script?), e.g. {shown}; {fix}")
+    logger.warning("%s of %s are unknown to %s (%s): each is read as that one token, whatever it was (another "
+                   "language or script in part of the text?), e.g. %s; %s", percent, what, reader, unk_name, shown, fix)
+    return share
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:

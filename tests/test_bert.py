@@ -342,6 +342,14 @@ def test_untied_embeddings_are_refused_only_where_there_is_a_decoder(tmp_path):
     torch.testing.assert_close(ours(ids()).logits, hf(ids()).logits)
     transformers.BertForMaskedLM(cfg).save_pretrained(tmp_path / "mlm")
     with pytest.raises(ValueError, match="A new model .*: set tie_word_embeddings to true. A checkpoint trained "
-                                         "untied, whose MLM decoder is a matrix of its own.*BertModel or a "
-                                         "classification head.*would drop the trained decoder"):
+                                         "untied, whose MLM decoder is a matrix of its own.*minibert.BertModel"
+                                         r".from_pretrained\(path\) or a classification head.*would drop the "
+                                         "trained decoder"):
         mb.BertForMaskedLM.from_pretrained(tmp_path / "mlm")
+    # RoBERTa's names RobertaModel: BertModel.from_pretrained refuses a roberta config
+    roberta = transformers.RobertaConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=48, tie_word_embeddings=False)
+    transformers.RobertaForMaskedLM(roberta).save_pretrained(tmp_path / "roberta")
+    with pytest.raises(ValueError, match=r"minibert's RoBERTa ties .*minibert.RobertaModel.from_pretrained\(path\)"):
+        mb.RobertaForMaskedLM.from_pretrained(tmp_path / "roberta")
+    assert mb.RobertaModel.from_pretrained(tmp_path / "roberta").config.tie_word_embeddings is False

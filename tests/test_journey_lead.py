@@ -32,3 +32,39 @@ def test_whitenings_k_bound_is_one_the_vectors_can_take():
                                          r"pass k<=38"):
         Whitening(k=60).fit(vectors)
     assert Whitening(k=38).fit(vectors).transform(vectors).shape == (48, 38)
+
+
+def test_a_bart_decoder_alone_is_refused_without_advice_that_fails(tmp_path):
+    """BartForCausalLM was told to load as minibert.BartModel, which then missed the whole encoder."""
+    import json
+
+    import pytest
+
+    import minibert
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bart", "architectures": ["BartForCausalLM"]}))
+    with pytest.raises(ValueError, match="BartForCausalLM, a BART decoder alone .* use transformers' BartForCausalLM"):
+        minibert.load_pretrained(tmp_path)
+
+
+def test_a_tokenizer_with_tokens_the_model_never_embedded_is_refused_naming_the_resize(tmp_path):
+    """added_tokens.json beside a model saved without resizing: the first batch stopped on id 80, telling to load
+    the checkpoint's tokenizer, which the run was using."""
+    import json
+
+    import pytest
+    from test_train import tiny_checkpoint
+
+    import train
+
+    path = tiny_checkpoint(tmp_path / "ckpt")
+    (path / "tokenizer.json").unlink()  # a slow tokenizer's files: vocab.txt and added_tokens.json
+    (path / "added_tokens.json").write_text(json.dumps({"<ent>": 80}))
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": f"the king <ent> {i}", "label": "ab"[i % 2]}) + "\n" for i in range(8)))
+    args, training = train.parse(["--model_name_or_path", str(path), "--train_file", str(data), "--output_dir",
+                                  str(tmp_path / "out"), "--max_steps", "1", "--max_seq_length", "16", "--disable_tqdm",
+                                  "--device", "cpu"])
+    with pytest.raises(ValueError, match=r"has 81 tokens, but the model embeds 80: tokens were added .*"
+                                         r"resize_token_embeddings"):
+        train.finetune(args, training)

@@ -9,6 +9,7 @@ import copy
 import io
 import json
 import logging
+import shutil
 
 import pytest
 import torch
@@ -171,7 +172,8 @@ def test_a_multitask_task_of_other_labels_keeps_its_pooling(multitask, tmp_path,
         torch.testing.assert_close(value, saved[f"poolings.genre.{name}"], rtol=0, atol=0)
     assert not torch.equal(start.model.classifiers["genre"].weight, saved["classifiers.genre.weight"])
     assert ("these heads start afresh: genre's classifier (trained for the single_label_classification labels "
-            "['comedy', 'tragedy'], and this task's are ['no', 'yes']; its trained pooling is kept)") in caplog.text
+            "['comedy', 'tragedy'], and this task's are the single_label_classification labels ['no', 'yes']; its "
+            "trained pooling is kept)") in caplog.text
 
 
 def test_a_multitask_task_of_the_same_labels_in_another_order_keeps_each_labels_row(checkpoint, tmp_path):
@@ -209,7 +211,26 @@ def test_a_single_task_run_on_a_multitask_checkpoint_says_what_is_dropped(multit
     with caplog.at_level(logging.WARNING, logger="minibert"):
         run(multitask / "run", tmp_path / "out", *extra, data=str(multitask / "genre.jsonl"))
     assert (f"was saved by a --multitask run: its trained task heads (genre, mood, in task_heads.safetensors) are "
-            f"dropped, and this run's head ({head}) starts afresh") in caplog.text
+            f"dropped, and this run's head ({head}) starts afresh; to fine-tune on from one, run --multitask with a "
+            "task of its name (NAME=TRAIN[,VALIDATION]), which may be the only one, and --pooling attention") \
+        in caplog.text
+
+
+@pytest.mark.parametrize("extra", [("--multitask", "genre=GENRE"), ()])
+def test_a_directory_with_the_old_stale_multitask_marker_trains_on_with_a_warning(multitask, tmp_path, caplog,
+                                                                                 extra):
+    """A single task trained on from a --multitask run by an older minibert saved config.json with the multitask
+    marker and no task_heads.safetensors: a --multitask run on it crashed (FileNotFoundError), and a single task
+    was told of heads "dropped" that were never there."""
+    stale = tmp_path / "stale"
+    shutil.copytree(multitask / "run", stale)
+    (stale / "task_heads.safetensors").unlink()
+    extra = tuple(e.replace("GENRE", str(multitask / "genre.jsonl")) for e in extra)
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        run(stale, tmp_path / "out", *extra, "--pooling", "attention", data=str(multitask / "genre.jsonl"))
+    assert ("config.json names --multitask heads (genre, mood) but the directory holds no task_heads.safetensors"
+            in caplog.text)
+    assert "are dropped" not in caplog.text
 
 
 def test_a_list_flag_given_twice_keeps_every_value():

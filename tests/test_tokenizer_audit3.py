@@ -227,3 +227,24 @@ def test_batch_decode_of_a_flat_list_of_numpy_ids_is_one_text(saved):
     ids = ours.encode("to be or not")
     for flat in (list(torch.tensor(ids).numpy()), list(torch.tensor(ids))):
         assert ours.batch_decode(flat) == theirs.batch_decode(flat, skip_special_tokens=True) == ["to be or not"]
+
+
+def test_a_special_token_named_but_never_added_is_added_as_in_transformers(saved, tmp_path):
+    """additional_special_tokens naming "[E9]", which neither the vocabulary nor added_tokens.json holds: transformers
+    adds it at the next id, and len(tok) counts it (minibert dropped it: one row fewer than the model's)."""
+    folder = _directory(saved, tmp_path, "wordpiece", additional_special_tokens=["[E9]"])
+    ours, theirs = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+    assert len(ours) == len(theirs) == len(_vocab(folder)) + 1
+    text = "the king [E9] end"
+    assert ours.encode(text) == theirs.encode(text, add_special_tokens=False)
+
+
+def test_an_added_tokens_decoder_entry_without_special_is_special_when_named_so(saved, tmp_path):
+    """A hand-written added_tokens_decoder without "special" keys made [CLS], [PAD], [MASK] ... plain tokens, so
+    decode kept them; transformers takes a token a special-token setting names as special."""
+    vocab = _vocab(saved / "wordpiece")
+    decoder = {str(vocab.index(t)): {"content": t} for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+    folder = _directory(saved, tmp_path, "wordpiece", added_tokens_decoder=decoder)
+    ours, theirs = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+    ids = ours.convert_tokens_to_ids(["[CLS]", "king", "[MASK]", "[UNK]", "[PAD]", "[SEP]"])
+    assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True)

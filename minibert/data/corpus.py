@@ -3,7 +3,8 @@
 A corpus file is plain text (a blank line separates documents), JSON lines (one document per
 line, its text in the `text` field, other fields kept as metadata by `read_records`) or a CSV / TSV
 table with a header (one document per row, its text in the `text` column; --text_column names another
-field or column), any of them gzipped (`.gz`). A directory is every such file in it. Sentences are
+field or column), any of them gzipped (`.gz`). A directory is every such file in it (its subfolders are
+not read, but named in a warning: each is a corpus path of its own). Sentences are
 split after . ! ? (English, not after common abbreviations) and after 。！？ (Chinese), closing quotes
 staying with their sentence.
 
@@ -50,6 +51,7 @@ CSV_FIELD_LIMIT = 2**31 - 1
 LARGE_DOCUMENT_BYTES = 16 << 20
 _warned_large: set[str] = set()
 _warned_shadowed: set[str] = set()  # shipped names that are also a path here (said once)
+_warned_subfolders: set[str] = set()  # corpus directories whose subfolders hold corpus files, not read (said once)
 
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "prof", "mt"}
 # A sentence ends at . ! ? (and any closing quotes/brackets) followed by whitespace, or at 。！？
@@ -199,27 +201,44 @@ def read_lines(file: Path) -> Iterator[tuple[int, str, int]]:
 
 def corpus_files(path: str | os.PathLike) -> list[Path]:
     """The corpus files a path names: a shipped corpus, a file, or every corpus file in a directory
-    (sorted by name). In a directory, hidden names (".") and what is not a file are passed over, as
-    `datasets` does: macOS's `._notes.txt` beside `notes.txt` (binary metadata, mostly NUL bytes, that
-    decodes as UTF-8) was read as a work of its own, and an editor's lock `.#notes.txt` (a dangling link)
-    or a folder named `old.txt` stopped the run with a traceback. A file named on its own is read.
-    A shipped name wins over a file or directory of that name here, with a warning (it was read instead
-    without a word): `./shakespeare` names the directory."""
+    (sorted by name; not those of its subfolders, which a warning names). In a directory, hidden names (".")
+    and what is not a file are passed over, as `datasets` does: macOS's `._notes.txt` beside `notes.txt`
+    (binary metadata, mostly NUL bytes, that decodes as UTF-8) was read as a work of its own, and an editor's
+    lock `.#notes.txt` (a dangling link) or a folder named `old.txt` stopped the run with a traceback. A file
+    named on its own is read. A shipped name wins over a file or directory of that name here, with a warning (it
+    was read instead without a word): `./shakespeare` names the directory."""
     if str(path) in SHIPPED and Path(path).exists() and str(path) not in _warned_shadowed:
         _warned_shadowed.add(str(path))
         logger.warning("%r names the shipped corpus, which is read; %s here is not: pass ./%s to read it instead",
                        str(path), "the directory" if Path(path).is_dir() else "the file", path)
     path = Path(SHIPPED.get(str(path), path))
     if path.is_dir():
+        # Subfolders are named, not read: a folder in a corpus directory is as often a tokenizer, a saved model, a
+        # cache or old drafts as more text (their config.json, tokenizer.json and trainer_state.json are .json files,
+        # which read as JSON lines: a stop at the first, or worse, text of the wrong kind), and reading them all
+        # would turn one forgotten folder into training text unseen. Each subfolder to read is passed as a corpus
+        # path of its own. (They were passed over without a word: books/ holding b1/, b2/ and intro.txt trained on
+        # intro.txt alone.)
+        folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        with_text = [p.name for p in folders if _holds_corpus_files(p)]
         named = sorted(p for p in path.iterdir() if _suffix(p) in CORPUS_SUFFIXES)
         found = [p for p in named if not p.name.startswith(".") and p.is_file()]
         skipped = [p.name for p in named if p not in found]
+        paths = [str(p) for p in ([path] if found else []) + [path / name for name in with_text]]
+        read_them = (f"pass each as a corpus path of its own (pretrain.py --corpus {' '.join(paths[:4])}"
+                     f"{' ...' if len(paths) > 4 else ''})")
         if not found:
             passed = f" (passed over, hidden or not a file: {', '.join(skipped)})" if skipped else ""
+            inside = (f"; its subfolders {', '.join(with_text)} hold some, and a directory's subfolders are not read: "
+                      f"{read_them}" if with_text else "")
             raise ValueError(f"directory {path} holds no .txt, .jsonl, .csv or .tsv corpus files (optionally .gz)"
-                             f"{passed}")
+                             f"{passed}{inside}")
         if any(not name.startswith(("._", ".#")) for name in skipped):  # (sidecars and locks: nothing to say)
             logger.warning("%s: passing over %s (hidden, or not a file)", path, ", ".join(skipped))
+        if with_text and str(path) not in _warned_subfolders:  # (the corpus is listed several times in a run)
+            _warned_subfolders.add(str(path))
+            logger.warning("%s: its subfolders %s hold corpus files, which are not read (a directory's subfolders "
+                           "never are); to read them too, %s", path, ", ".join(with_text), read_them)
         return found
     if not path.is_file():
         raise ValueError(
@@ -227,6 +246,15 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
             f"corpora {sorted(SHIPPED)}"
         )
     return [path]
+
+
+def _holds_corpus_files(folder: Path) -> bool:
+    """Whether a corpus file (by its suffix, hidden names passed over) lies in `folder` or below it."""
+    for _, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        if any(not name.startswith(".") and _suffix(Path(name)) in CORPUS_SUFFIXES for name in files):
+            return True
+    return False
 
 
 def corpus_file_list(paths) -> list[Path]:
@@ -367,8 +395,9 @@ def _quoted_cell_left_open(text: str, delimiter: str) -> bool:
             j = i + 1
             while (j := text.find('"', j)) >= 0 and text.startswith('""', j):
                 j += 2  # a doubled quote inside the cell
-            if j < 0:
-                return True  # never closes: it read on to the end of the file
+            if j < 0:  # never closes: it read on to the end of the file, swallowing the lines after it, if any
+                rest = text[i:].rstrip("\r\n")
+                return "\n" in rest or "\r" in rest
             if "\n" in text[i:j] or "\r" in text[i:j]:
                 if text[j + 1 : j + 2] not in ("", delimiter, "\n", "\r"):
                     return True

@@ -11,7 +11,9 @@ whatever the caller needs to rebuild the model before loading (`settings`).
 
 import hashlib
 import json
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +27,9 @@ from minibert.checkpoint import (
     read_config_dict,
     shard_files,
 )
+
+logger = logging.getLogger(__name__)
+MODELING_LOGGER = "minibert.modeling"  # where from_pretrained reports the weights it initialised
 
 TRAINED_FILE = "trained.safetensors"
 CONFIG_FILE = BESIDE_BASE_FILE  # (checkpoint.py: load_pretrained refuses a directory holding it)
@@ -90,8 +95,39 @@ def read_beside_base(path: str | os.PathLike) -> tuple[str, dict]:
     return str(base), record["settings"]
 
 
-def load_trained(model: nn.Module, path: str | os.PathLike) -> None:
-    """Copy the saved parameters into `model` (built from the base, with the same extra modules)."""
+class _HoldBackNewWeights(logging.Filter):
+    """Holds back from_pretrained's report of newly initialised weights (modeling.py's warning), which the saved
+    parameters may restore."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "newly initialised" not in str(record.msg)
+
+
+def load_beside_base(path: str | os.PathLike, build: Callable[[str, dict], nn.Module]) -> nn.Module:
+    """The model saved at `path`: `build(base, settings)` rebuilds it on its base checkpoint, then the saved
+    parameters are copied in. The base has no task head, so building it reported the head (classifier.weight ...)
+    as "newly initialised (not in the checkpoint; train before use)" although trained.safetensors then restores
+    it: that report is held back while building, and said again for the weights the saved file lacks alone."""
+    base, settings = read_beside_base(path)
+    held = _HoldBackNewWeights()
+    logging.getLogger(MODELING_LOGGER).addFilter(held)
+    try:
+        model = build(base, settings)
+    finally:
+        logging.getLogger(MODELING_LOGGER).removeFilter(held)
+    restored = load_trained(model, path)
+    for prefix, module in model.named_modules():  # each part from_pretrained loaded records what it initialised
+        fresh = (getattr(module, "loading_info", None) or {}).get("newly_initialized", [])
+        lacking = [key for key in fresh if (f"{prefix}.{key}" if prefix else key) not in restored]
+        if lacking:
+            logger.warning("%s: newly initialised (neither in the base checkpoint %s nor in %s; train before use): "
+                           "%s", type(module).__name__, base, TRAINED_FILE, lacking)
+    return model
+
+
+def load_trained(model: nn.Module, path: str | os.PathLike) -> set[str]:
+    """Copy the saved parameters into `model` (built from the base, with the same extra modules); returns their
+    names."""
     saved = load_file(str(Path(path) / TRAINED_FILE))
     ours = dict(model.named_parameters())
     unknown = sorted(set(saved) - set(ours))
@@ -104,3 +140,4 @@ def load_trained(model: nn.Module, path: str | os.PathLike) -> None:
                 raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)} but the rebuilt model's is "
                                  f"{tuple(ours[name].shape)}")
             ours[name].copy_(tensor)
+    return set(saved)

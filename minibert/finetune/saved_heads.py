@@ -106,13 +106,26 @@ def warn_dropped_task_heads(model: nn.Module, source, config: dict, args: Finetu
     """A single-task run on a --multitask run's checkpoint reads its encoder only: the trained task heads
     (task_heads.safetensors) are dropped, which the run said nothing of under a --pooling head."""
     saved = config.get(TASKS_KEY)
-    if saved is None:
+    if saved is None or not _stale_marker_checked(source, saved):
         return
     names = list(saved["tasks"])
+    same = f"--pooling {saved['pooling']}" + (
+        f" --pooling_layer {saved.get('layer')}" if saved["pooling"] == "cls_layer" else "")
     logger.warning("%s was saved by a --multitask run: its trained task heads (%s, in %s) are dropped, and this "
                    "run's head (%s) starts afresh; to fine-tune on from one, run --multitask with a task of its name "
-                   "(NAME=TRAIN[,VALIDATION]), which may be the only one", source, ", ".join(names), HEADS_FILE,
-                   _this_head(model, args))
+                   "(NAME=TRAIN[,VALIDATION]), which may be the only one, and %s", source, ", ".join(names),
+                   HEADS_FILE, _this_head(model, args), same)
+
+
+def _stale_marker_checked(source, saved: dict) -> bool:
+    """Whether the --multitask heads that config.json names are there. A single-task run on a --multitask run's
+    checkpoint, saved by a minibert before forget_saved_heads, kept the marker and no heads file: said, and False."""
+    if (Path(source) / HEADS_FILE).is_file():
+        return True
+    logger.warning("%s: config.json names --multitask heads (%s) but the directory holds no %s (a run saved on top of "
+                   "a --multitask run's checkpoint by an older minibert); the heads start afresh", source,
+                   ", ".join(saved["tasks"]), HEADS_FILE)
+    return False
 
 
 def reload_task_heads(model: MultiTaskClassifier, source, saved: dict, tasks: dict[str, Task]) -> None:
@@ -123,6 +136,8 @@ def reload_task_heads(model: MultiTaskClassifier, source, saved: dict, tasks: di
     label keeps its row), as a --pooling run's head is reloaded (reload_pooling_head); a warning names every
     head that starts afresh and every saved head that is dropped. Before apply_tricks: Mixout pulls toward the
     weights it finds."""
+    if not _stale_marker_checked(source, saved):
+        return
     pooling, layer = saved["pooling"], saved.get("layer")
     same = f"--pooling {pooling}" + (f" --pooling_layer {layer}" if pooling == "cls_layer" else "")
     if model.settings["pooling"] != pooling or (pooling == "cls_layer" and model.settings["layer"] != layer):
@@ -144,8 +159,8 @@ def reload_task_heads(model: MultiTaskClassifier, source, saved: dict, tasks: di
         rows = checkpoint_label_rows(old.get("label_names") or [], old["problem_type"], old["num_labels"], task)
         if rows is None:
             afresh.append(f"{name}'s classifier (trained for the {old['problem_type']} labels "
-                          f"{old.get('label_names')}, and this task's are {task.label_names}; its trained pooling "
-                          "is kept)")
+                          f"{old.get('label_names')}, and this task's are the {task.problem_type} labels "
+                          f"{task.label_names}; its trained pooling is kept)")
             continue
         prefix = f"classifiers.{name}."
         model.classifiers[name].load_state_dict(

@@ -332,11 +332,12 @@ class LMHead(nn.Module):
     def __init__(self, config: BertConfig, activation: str):
         super().__init__()
         if not config.tie_word_embeddings:  # only a model with this head has a decoder to tie (a classifier has none)
-            raise ValueError("tie_word_embeddings is false: minibert's BERT ties its MLM decoder to the word "
+            family, base = ("RoBERTa", "RobertaModel") if config.model_type == "roberta" else ("BERT", "BertModel")
+            raise ValueError(f"tie_word_embeddings is false: minibert's {family} ties its MLM decoder to the word "
                              "embeddings. A new model (a config of your own): set tie_word_embeddings to true. A "
                              "checkpoint trained untied, whose MLM decoder is a matrix of its own, cannot be held: "
-                             "load it as BertModel or a classification head (setting tie_word_embeddings true would "
-                             "drop the trained decoder)")
+                             f"load it as minibert.{base}.from_pretrained(path) or a classification head (setting "
+                             "tie_word_embeddings true would drop the trained decoder)")
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = get_activation(activation)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)

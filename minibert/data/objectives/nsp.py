@@ -113,7 +113,8 @@ class SentencePairObjective(MaskedLM):
         if not found:
             raise ValueError(
                 f"no document is long enough for {self.name}: each needs at least two sentences "
-                f"({self.skipped_documents} documents had fewer); use a corpus of multi-sentence documents"
+                f"({self.skipped_documents} documents had fewer); use a corpus of multi-sentence documents, or an "
+                "objective without sentence pairs, which reads documents of one sentence: --objective mlm, wwm or span"
             )
         return np.asarray(documents, dtype=np.int64), found
 
