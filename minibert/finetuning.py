@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from minibert.auto import load_pretrained
+from minibert.auto import load_pretrained, model_class_for
 from minibert.checkpoint import beside_base_message, finite_or_null, read_config_dict
 from minibert.engine import Trainer, TrainingArguments
 from minibert.engine.checkpointing import resolve_checkpoint
@@ -54,7 +54,7 @@ from minibert.engine.trainer import check_output_dir, check_output_not_input, me
 from minibert.finetune.adapters import add_adapters, check_adapter_size
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.beside_base import is_beside_base, load_beside_base, save_beside_base
-from minibert.finetune.classifier import HEAD_KEY, PooledClassifier
+from minibert.finetune.classifier import HEAD_FILE, HEAD_KEY, PooledClassifier
 from minibert.finetune.freeze import freeze_embeddings
 from minibert.finetune.generative import (
     GENERATION_METRICS,
@@ -72,6 +72,7 @@ from minibert.finetune.ladder import LadderSideClassifier, side_width
 from minibert.finetune.losses import MULTI_LABEL_LOSSES, task_loss
 from minibert.finetune.mixout import apply_mixout
 from minibert.finetune.multitask import (
+    HEADS_FILE,
     TASKS_KEY,
     MixtureSampler,
     MultiTaskClassifier,
@@ -223,13 +224,21 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = Fals
         tokenizer = load_tokenizer(source)
         vocab = None if args.model_name_or_path == RANDOM_INIT else read_config_dict(source).get("vocab_size")
         if vocab is not None and len(tokenizer) > vocab:
-            # tokens added to the tokenizer (added_tokens.json / added_tokens_decoder) and the model saved without
-            # its embeddings resized: the first batch stopped on an id past the table, telling to load the
-            # checkpoint's tokenizer, which this is
-            raise ValueError(f"the tokenizer saved with {source} has {len(tokenizer)} tokens, but the model embeds "
-                             f"{vocab}: tokens were added to the tokenizer and the model saved without resizing its "
-                             "embeddings; resize them (transformers: model.resize_token_embeddings(len(tokenizer)), "
-                             "then save the model) or remove the added tokens from the tokenizer's files")
+            # ids past the embedding table: tokens added and the model saved without resizing (the first batch
+            # stopped on one), or a special token the checkpoint never embedded, which no text is read into
+            # (facebook/bart-large-cnn, -xsum, distilbart: <mask> at 50264, vocab_size 50264): only the first fails
+            beyond = sorted((i, t) for t, i in tokenizer.get_vocab().items() if i >= vocab)
+            unread = set(tokenizer.special_tokens.values()) - {tokenizer.pad_token}
+            read = [f"{t!r} (id {i})" for i, t in beyond if t not in unread]
+            if read:
+                raise ValueError(f"the tokenizer saved with {source} has {len(tokenizer)} tokens, but the model embeds "
+                                 f"{vocab}: {', '.join(read[:5])} lie past its embeddings; resize them (transformers: "
+                                 "model.resize_token_embeddings(len(tokenizer)), then save the model), or remove those "
+                                 "tokens from the tokenizer's files (a pad token past the table: name one of the "
+                                 "vocabulary as pad_token in tokenizer_config.json)")
+            logger.warning("the tokenizer saved with %s has %d tokens, the model embeds %d: %s past its embeddings "
+                           "(the checkpoint was saved without them); a text holding one would fail", source,
+                           len(tokenizer), vocab, ", ".join(f"{t!r} (id {i})" for i, t in beyond))
     else:
         tokenizer = load_tokenizer(args.tokenizer_name)
         weights = None if args.model_name_or_path == RANDOM_INIT else source  # random weights read any ids alike
@@ -526,10 +535,22 @@ def load_finetuned(path: str | os.PathLike) -> nn.Module:
 
         return load_beside_base(path, rebuild).eval()
     config = read_config_dict(path)
-    if HEAD_KEY in config:
-        return PooledClassifier.load(path, BASES[config["model_type"]])
-    if TASKS_KEY in config:
-        return MultiTaskClassifier.load(path, BASES[config["model_type"]])
+    stale = False
+    for key, file, load in ((HEAD_KEY, HEAD_FILE, PooledClassifier.load), (TASKS_KEY, HEADS_FILE,
+                                                                           MultiTaskClassifier.load)):
+        if key not in config:
+            continue
+        if (Path(path) / file).is_file():
+            return load(path, BASES[config["model_type"]])
+        # a family head trained on from such a run, saved by an older minibert with the marker and without the file
+        logger.warning("%s: config.json names a minibert head saved in %s, which the directory lacks (a run saved on "
+                       "top of a --pooling or --multitask run's checkpoint by an older minibert); loaded as the "
+                       "model its weights are", path, file)
+        stale = True
+    if stale:  # (load_pretrained refuses a directory with the marker)
+        model = model_class_for(config).from_pretrained(path)
+        forget_saved_heads(model.config)
+        return model
     return load_pretrained(path)
 
 
@@ -715,8 +736,9 @@ def check_known_tokens(tokenizer: Tokenizer, examples: list[dict], path, reader:
     gave all [UNK], and the run an accuracy of chance and exit 0 without a word. Refused above half unknown tokens,
     warned of above 5%, as pretrain.py's corpus is (tokenizer.check_unknown_tokens). `reader` names the tokenizer;
     `text_of(i)`: example i's text, shown in what is said; `key`: where its ids are."""
-    fix = fix or ("fine-tune a checkpoint whose tokenizer covers this language (--model_name_or_path; `pretrain.py "
-                  "--corpus YOUR_TEXTS` pretrains one with a tokenizer trained on them)")
+    fix = fix or ("fine-tune a checkpoint whose tokenizer covers this language and these characters "
+                  "(--model_name_or_path; `pretrain.py --corpus YOUR_TEXTS` pretrains one with a tokenizer trained on "
+                  "them)")
     check_unknown_tokens(tokenizer, examples, f"the tokens of {path}", fix, lambda e: e[key], text_of, reader)
 
 

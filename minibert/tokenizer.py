@@ -467,10 +467,12 @@ def _add_saved_token_settings(backend: Backend, folder: Path, config: dict, spec
                 entry["content"], single_word=bool(entry.get("single_word")), lstrip=bool(entry.get("lstrip")),
                 rstrip=bool(entry.get("rstrip")), normalized=bool(entry.get("normalized")), special=True)])
     # a special token named but in neither the vocabulary nor the added tokens: transformers adds it at the next id
-    # (not the unknown token: a WordPiece vocabulary without it is refused by _check_unknown_token, by name)
+    # (in transformers' order, so the ids are its ids; not a WordPiece vocabulary's unknown token, which
+    # _check_unknown_token refuses by name when the vocabulary lacks it)
     unknown = {_token_text(source.get("unk_token")) for source in (config, special_tokens_map)}
     missing = [token for token in _named_special_tokens(config, special_tokens_map)
-               if backend.token_to_id(token) is None and token not in unknown]
+               if backend.token_to_id(token) is None
+               and not (token in unknown and isinstance(backend.model, models.WordPiece))]
     backend.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in missing])
 
 
@@ -507,13 +509,14 @@ def _saved_added_tokens(folder: Path, config: dict, special_tokens_map: dict) ->
 
 
 def _named_special_tokens(config: dict, special_tokens_map: dict) -> list[str]:
-    """The tokens a special-token setting names (cls_token ..., additional_special_tokens), in the order named."""
-    named = []
+    """The tokens a special-token setting names, in transformers' order (bos, eos, unk, sep, pad, cls, mask, then
+    additional_special_tokens): the order in which it adds those the files lack, so their ids are its ids."""
+    named = [_token_text(source[key]) for key in SPECIAL_KEYS for source in (special_tokens_map, config)
+             if key in source]
     for source in (special_tokens_map, config):
-        for key, value in source.items():
-            if key in SPECIAL_KEYS:
-                named.append(_token_text(value))
-            elif key in ("additional_special_tokens", "extra_special_tokens") and isinstance(value, list | dict):
+        for key in ("additional_special_tokens", "extra_special_tokens"):
+            value = source.get(key)
+            if isinstance(value, list | dict):
                 named.extend(_token_text(v) for v in (value.values() if isinstance(value, dict) else value))
     return [token for token in dict.fromkeys(named) if isinstance(token, str)]
 
@@ -652,9 +655,10 @@ def check_unknown_tokens(tokenizer: Tokenizer, items: Sequence, what: str, fix: 
     unk_name = tokenizer.convert_ids_to_tokens(unk)
     if share > refuse_above:
         raise ValueError(f"{percent} of {what} are unknown to {reader} ({unk_name}): it cannot read this text (another "
-                         f"language or script?), e.g. {shown}; {fix}")
+                         f"language or script, or characters its vocabulary lacks?), e.g. {shown}; {fix}")
     logger.warning("%s of %s are unknown to %s (%s): each is read as that one token, whatever it was (another "
-                   "language or script in part of the text?), e.g. %s; %s", percent, what, reader, unk_name, shown, fix)
+                   "language or script in part of the text, or characters its vocabulary lacks: digits, symbols, "
+                   "typographic quotes?), e.g. %s; %s", percent, what, reader, unk_name, shown, fix)
     return share
 
 

@@ -59,7 +59,7 @@ def test_train_refuses_a_training_file_its_tokenizer_cannot_read(checkpoint, tmp
     assert code == 2, err
     assert f"100% of the tokens of {data} are unknown to the tokenizer of {checkpoint} ([UNK])" in err
     assert "e.g. '" in err and any(f"'{text}' is read as '[UNK]" in err for text in CHINESE)
-    assert "fine-tune a checkpoint whose tokenizer covers this language" in err
+    assert "fine-tune a checkpoint whose tokenizer covers this language and these characters" in err
     assert not (tmp_path / "out").exists()  # nothing trained, nothing saved
 
 
@@ -216,7 +216,8 @@ def test_init_from_a_masked_lm_checkpoint_without_objective_says_sop_starts_a_ne
 # -- 3. a corpus directory's subfolders ----------------------------------------------------------------
 def test_a_corpus_directorys_subfolders_are_named_not_passed_over_silently(tmp_path, caplog):
     books = tmp_path / "books"
-    for name in ("b1/story0.txt", "b2/deeper/story2.txt", "images/cover.png"):
+    for name in ("b1/story0.txt", "b2/deeper/story2.txt", "images/cover.png", "tokenizer/tokenizer.json",
+                 "tokenizer/vocab.txt"):  # (a tokenizer's folder is no corpus, though .json and .txt are)
         (books / name).parent.mkdir(parents=True, exist_ok=True)
         (books / name).write_text("The king walked. The queen sang.\n")
     (books / "intro.txt").write_text("An introduction. In two sentences.\n")
@@ -225,6 +226,7 @@ def test_a_corpus_directorys_subfolders_are_named_not_passed_over_silently(tmp_p
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "its subfolders b1, b2 hold corpus files, which are not read" in said[0], said
     assert f"--corpus {books} {books / 'b1'} {books / 'b2'}" in said[0] and "images" not in said[0]
+    assert "tokenizer" not in said[0]
     (books / "intro.txt").unlink()  # subfolders alone: the error says why the directory is empty
     with pytest.raises(ValueError, match=r"holds no \.txt.*; its subfolders b1, b2 hold some, and a directory's "
                                          r"subfolders are not read"):

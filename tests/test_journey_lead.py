@@ -3,6 +3,7 @@ the rest): the step log printed a learning rate of 2e-5 as 0.0."""
 
 import logging
 
+from test_ddp import free_port
 from test_engine import ToyModel, collate, make_args, toy_dataset
 
 from minibert.engine import Trainer
@@ -65,6 +66,76 @@ def test_a_tokenizer_with_tokens_the_model_never_embedded_is_refused_naming_the_
     args, training = train.parse(["--model_name_or_path", str(path), "--train_file", str(data), "--output_dir",
                                   str(tmp_path / "out"), "--max_steps", "1", "--max_seq_length", "16", "--disable_tqdm",
                                   "--device", "cpu"])
-    with pytest.raises(ValueError, match=r"has 81 tokens, but the model embeds 80: tokens were added .*"
+    with pytest.raises(ValueError, match=r"has 81 tokens, but the model embeds 80: '<ent>' \(id 80\) lie past its "
+                                         r"embeddings.*"
                                          r"resize_token_embeddings"):
         train.finetune(args, training)
+
+
+def test_a_process_group_the_engine_made_is_destroyed_at_exit(tmp_path):
+    """No process group was ever destroyed: left to the interpreter's teardown, a rank of a finished 2-process CPU
+    test run once ended with SIGABRT ("terminate called without an active exception") and failed the test."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(textwrap.dedent(f"""
+        import atexit, os
+        import torch, torch.distributed as dist
+        from minibert.engine.distributed import setup
+
+        def report():  # registered before setup's own handler, so it runs after it
+            with open(os.path.join({str(tmp_path)!r}, "rank" + os.environ["RANK"]), "w") as f:
+                f.write(str(dist.is_initialized()))
+
+        atexit.register(report)
+        setup("cpu")
+        total = torch.ones(1)
+        dist.all_reduce(total)
+        assert total.item() == 2
+    """))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker)]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["False", "False"]
+
+
+def test_a_special_token_the_checkpoint_never_embedded_is_warned_of_not_refused(tmp_path, caplog):
+    """facebook/bart-large-cnn, -xsum and distilbart have vocab_size 50264 and a tokenizer of 50265 (<mask> last,
+    never embedded): no summary holds <mask>, and they fine-tuned; refusing every tokenizer longer than the
+    embeddings stopped them."""
+    import json
+    import logging
+
+    import transformers
+    from tokenizers import ByteLevelBPETokenizer
+
+    import train
+
+    texts = ["the king walked to the castle", "the queen sang a song", "a short summary of the story"] * 20
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=300, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    bpe.save_model(str(tmp_path))
+    vocab = json.loads((tmp_path / "vocab.json").read_text())
+    vocab["<mask>"] = len(vocab)
+    merges = [tuple(line.split()) for line in (tmp_path / "merges.txt").read_text().splitlines()[1:] if line]
+    ckpt = tmp_path / "bart-cnn"
+    transformers.BartTokenizer(vocab=vocab, merges=merges).save_pretrained(ckpt)
+    config = transformers.BartConfig(vocab_size=len(vocab) - 1, d_model=16, encoder_layers=1, decoder_layers=1,
+                                     encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                                     decoder_ffn_dim=32, max_position_embeddings=64)
+    transformers.BartForConditionalGeneration(config).save_pretrained(ckpt)
+    data = tmp_path / "sum.jsonl"
+    data.write_text("".join(json.dumps({"source": t, "target": t.split()[-1]}) + "\n" for t in texts[:8]))
+    args, training = train.parse(["--task_type", "seq2seq", "--model_name_or_path", str(ckpt), "--train_file",
+                                  str(data), "--text_column", "source", "--target_column", "target", "--output_dir",
+                                  str(tmp_path / "out"), "--max_steps", "1", "--max_seq_length", "16",
+                                  "--disable_tqdm", "--device", "cpu"])
+    training.plot_loss = False
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        train.finetune(args, training)
+    assert f"'<mask>' (id {len(vocab) - 1}) past its embeddings" in caplog.text

@@ -233,6 +233,21 @@ def test_a_directory_with_the_old_stale_multitask_marker_trains_on_with_a_warnin
     assert "are dropped" not in caplog.text
 
 
+def test_load_finetuned_of_a_directory_with_a_stale_marker_loads_what_its_weights_are(multitask, tmp_path, caplog):
+    """train.py warned and carried on; load_finetuned crashed on the missing heads file."""
+    from minibert.models.bert import BertForSequenceClassification
+
+    run(multitask / "run", tmp_path / "family", data=str(multitask / "genre.jsonl"))
+    stale = tmp_path / "family"
+    config = json.loads((stale / "config.json").read_text())
+    config["minibert_multitask"] = {"tasks": {"genre": {}}, "pooling": "mean"}  # as an older minibert left it
+    (stale / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        model = load_finetuned(stale)
+    assert isinstance(model, BertForSequenceClassification)
+    assert "names a minibert head saved in task_heads.safetensors, which the directory lacks" in caplog.text
+
+
 def test_a_list_flag_given_twice_keeps_every_value():
     """`--multitask a=... --multitask b=...` trained b alone, and `--corpus a --corpus b` read b alone: argparse's
     plain store keeps the last. Now each adds to the list; given once or not at all, nothing changes."""

@@ -248,3 +248,20 @@ def test_an_added_tokens_decoder_entry_without_special_is_special_when_named_so(
     ours, theirs = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
     ids = ours.convert_tokens_to_ids(["[CLS]", "king", "[MASK]", "[UNK]", "[PAD]", "[SEP]"])
     assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True)
+
+
+def test_named_special_tokens_the_files_lack_take_transformers_ids(saved, tmp_path):
+    """Added in the order the files named them, <mask> and <pad> took each other's ids (transformers adds bos, eos,
+    unk, sep, pad, cls, mask, then the additional ones): a model resized in transformers read other rows."""
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(saved / "bytelevel_bpe" / name, folder)
+    (folder / "special_tokens_map.json").write_text(json.dumps({"mask_token": "<x-mask>", "pad_token": "<x-pad>"}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({  # (bos, eos, unk named: GPT2Tokenizer's defaults
+        "tokenizer_class": "GPT2Tokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",  # differ)
+        "additional_special_tokens": ["<x>", "<y>"]}))
+    ours, theirs = load_tokenizer(folder), transformers.AutoTokenizer.from_pretrained(folder)
+    tokens = ["<x-mask>", "<x-pad>", "<x>", "<y>"]
+    assert len(ours) == len(theirs)
+    assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)

@@ -248,12 +248,25 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
     return [path]
 
 
+NOT_CORPUS_MARKERS = ("config.json", "tokenizer.json", "tokenizer_config.json")  # a checkpoint's or tokenizer's folder
+SUBFOLDER_LOOK = 2000  # entries looked at below one subfolder, at most: the warning is a hint, not a crawl
+
+
 def _holds_corpus_files(folder: Path) -> bool:
-    """Whether a corpus file (by its suffix, hidden names passed over) lies in `folder` or below it."""
+    """Whether a corpus file (by its suffix, hidden names passed over) lies in `folder` or below it, looking at
+    SUBFOLDER_LOOK entries at most. A folder holding a checkpoint or a tokenizer (NOT_CORPUS_MARKERS) is not
+    corpus, though its .json and .txt files have a corpus suffix: naming it would feed tokenizer.json in as text."""
+    seen = 0
     for _, folders, files in os.walk(folder):
+        if any(name in files for name in NOT_CORPUS_MARKERS):
+            folders[:] = []
+            continue
         folders[:] = [name for name in folders if not name.startswith(".")]
         if any(not name.startswith(".") and _suffix(Path(name)) in CORPUS_SUFFIXES for name in files):
             return True
+        seen += len(files) + len(folders)
+        if seen > SUBFOLDER_LOOK:
+            return False
     return False
 
 
