@@ -228,7 +228,9 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = Fals
             # stopped on one), or a special token the checkpoint never embedded, which no text is read into
             # (facebook/bart-large-cnn, -xsum, distilbart: <mask> at 50264, vocab_size 50264): only the first fails
             beyond = sorted((i, t) for t, i in tokenizer.get_vocab().items() if i >= vocab)
-            unread = set(tokenizer.special_tokens.values()) - {tokenizer.pad_token}
+            # unread: the mask token (fine-tuning text never holds it), and a byte-level vocabulary's unknown token
+            # (never emitted); [CLS], [SEP], <s>, </s> and the pad go into every batch
+            unread = {tokenizer.mask_token} | ({tokenizer.unk_token} if tokenizer.kind != "wordpiece" else set())
             read = [f"{t!r} (id {i})" for i, t in beyond if t not in unread]
             if read:
                 raise ValueError(f"the tokenizer saved with {source} has {len(tokenizer)} tokens, but the model embeds "

@@ -139,3 +139,60 @@ def test_a_special_token_the_checkpoint_never_embedded_is_warned_of_not_refused(
     with caplog.at_level(logging.WARNING, logger="minibert"):
         train.finetune(args, training)
     assert f"'<mask>' (id {len(vocab) - 1}) past its embeddings" in caplog.text
+
+
+def test_a_cls_or_sep_token_past_the_embeddings_is_refused_not_warned_of(tmp_path):
+    """Only the mask token (and a byte-level unknown token) is never in a batch: a [CLS]/[SEP] of the tokenizer past
+    the embedding table went into every example, and was warned of only."""
+    import json
+
+    import pytest
+    from test_train import tiny_checkpoint
+
+    import train
+
+    path = tiny_checkpoint(tmp_path / "ckpt")
+    (path / "tokenizer.json").unlink()
+    (path / "added_tokens.json").write_text(json.dumps({"<cls>": 80, "<sep>": 81}))
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps({**config, "cls_token": "<cls>", "sep_token": "<sep>"}))
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": f"the king {i}", "label": "ab"[i % 2]}) + "\n" for i in range(8)))
+    args, training = train.parse(["--model_name_or_path", str(path), "--train_file", str(data), "--output_dir",
+                                  str(tmp_path / "out"), "--max_steps", "1", "--max_seq_length", "16", "--disable_tqdm",
+                                  "--device", "cpu"])
+    with pytest.raises(ValueError, match=r"'<cls>' \(id 80\), '<sep>' \(id 81\) lie past its embeddings"):
+        train.finetune(args, training)
+
+
+def test_a_rank_that_raised_leaves_its_process_group_to_the_exit(tmp_path):
+    """Destroyed after an uncaught exception, the group's closed sockets made the other rank fail first, and
+    torchrun named that innocent rank as the root cause. The rank that ends cleanly still destroys its own."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from test_ddp import free_port
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(textwrap.dedent(f"""
+        import atexit, os
+        import torch.distributed as dist
+        from minibert.engine.distributed import setup
+
+        def report():  # registered before setup's own handler, so it runs after it
+            with open(os.path.join({str(tmp_path)!r}, "rank" + os.environ["RANK"]), "w") as f:
+                f.write(str(dist.is_initialized()))
+
+        atexit.register(report)
+        setup("cpu")
+        if os.environ["RANK"] == "1":
+            raise RuntimeError("rank 1 fails")
+    """))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker)]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0 and "rank 1 fails" in done.stderr
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["False", "True"]

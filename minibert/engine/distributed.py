@@ -14,6 +14,7 @@ Only rank 0 logs and writes files; the others wait for it at barriers.
 import atexit
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +68,9 @@ def _leave_process_group() -> None:
     """At exit, the process group is destroyed, as PyTorch asks of every program that made one. Left to the
     interpreter's own teardown, a rank of a finished 2-process CPU test run once ended with "terminate called
     without an active exception" (SIGABRT from the gloo backend's threads), failing a run whose work was done."""
-    if dist.is_initialized():
+    # Not after an uncaught exception (Python sets sys.last_value before the atexit handlers): destroyed then,
+    # the group's closed sockets made the other rank fail first, and torchrun named that one as the root cause.
+    if dist.is_initialized() and getattr(sys, "last_value", None) is None:
         dist.destroy_process_group()
 
 
