@@ -72,9 +72,9 @@ def test_a_tokenizer_with_tokens_the_model_never_embedded_is_refused_naming_the_
         train.finetune(args, training)
 
 
-def test_a_process_group_the_engine_made_is_destroyed_at_exit(tmp_path):
-    """No process group was ever destroyed: left to the interpreter's teardown, a rank of a finished 2-process CPU
-    test run once ended with SIGABRT ("terminate called without an active exception") and failed the test."""
+def two_ranks_after_setup(tmp_path, body: str):
+    """Run `body` on 2 torchrun CPU processes after minibert's setup("cpu"); returns the finished process and, for
+    each rank, whether its process group was still initialised after setup's exit handler ran."""
     import os
     import subprocess
     import sys
@@ -92,16 +92,24 @@ def test_a_process_group_the_engine_made_is_destroyed_at_exit(tmp_path):
 
         atexit.register(report)
         setup("cpu")
-        total = torch.ones(1)
-        dist.all_reduce(total)
-        assert total.item() == 2
-    """))
+    """) + textwrap.dedent(body))
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker)]
     done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=120)
+    return done, [(tmp_path / f"rank{r}").read_text() for r in (0, 1)]
+
+
+def test_a_process_group_the_engine_made_is_destroyed_at_exit(tmp_path):
+    """No process group was ever destroyed: left to the interpreter's teardown, a rank of a finished 2-process CPU
+    test run once ended with SIGABRT ("terminate called without an active exception") and failed the test."""
+    done, initialised = two_ranks_after_setup(tmp_path, """
+        total = torch.ones(1)
+        dist.all_reduce(total)
+        assert total.item() == 2
+    """)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["False", "False"]
+    assert initialised == ["False", "False"]
 
 
 def test_a_special_token_the_checkpoint_never_embedded_is_warned_of_not_refused(tmp_path, caplog):
@@ -168,31 +176,9 @@ def test_a_cls_or_sep_token_past_the_embeddings_is_refused_not_warned_of(tmp_pat
 def test_a_rank_that_raised_leaves_its_process_group_to_the_exit(tmp_path):
     """Destroyed after an uncaught exception, the group's closed sockets made the other rank fail first, and
     torchrun named that innocent rank as the root cause. The rank that ends cleanly still destroys its own."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    from test_ddp import free_port
-
-    worker = tmp_path / "worker.py"
-    worker.write_text(textwrap.dedent(f"""
-        import atexit, os
-        import torch.distributed as dist
-        from minibert.engine.distributed import setup
-
-        def report():  # registered before setup's own handler, so it runs after it
-            with open(os.path.join({str(tmp_path)!r}, "rank" + os.environ["RANK"]), "w") as f:
-                f.write(str(dist.is_initialized()))
-
-        atexit.register(report)
-        setup("cpu")
+    done, initialised = two_ranks_after_setup(tmp_path, """
         if os.environ["RANK"] == "1":
             raise RuntimeError("rank 1 fails")
-    """))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker)]
-    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=120)
+    """)
     assert done.returncode != 0 and "rank 1 fails" in done.stderr
-    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["False", "True"]
+    assert initialised == ["False", "True"]
