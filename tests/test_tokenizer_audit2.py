@@ -15,14 +15,19 @@ from minibert.data import load_corpus
 from minibert.tokenizer import load_tokenizer, train_tokenizer
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """Directories of a WordPiece and a RoBERTa-style tokenizer, as saved."""
+def save_two_tokenizers(root):
+    """A WordPiece and a RoBERTa-style tokenizer of 600 tokens, trained on the corpus's first works and saved under
+    `root` ("wordpiece", "bytelevel_bpe"); returns `root`."""
     texts = [" ".join(doc) for doc in load_corpus()[:30]]
-    root = tmp_path_factory.mktemp("saved")
     for kind in ("wordpiece", "bytelevel_bpe"):
         train_tokenizer(texts, kind=kind, vocab_size=600).save_pretrained(root / kind)
     return root
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Directories of a WordPiece and a RoBERTa-style tokenizer, as saved."""
+    return save_two_tokenizers(tmp_path_factory.mktemp("saved"))
 
 
 def _both(saved, kind):

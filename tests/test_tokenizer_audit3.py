@@ -10,11 +10,11 @@ import shutil
 import pytest
 import torch
 import transformers
+from test_tokenizer_audit2 import save_two_tokenizers
 
 import minibert
-from minibert.data import load_corpus
 from minibert.data.chinese import OPENCC_CONVERSIONS, convert_chinese
-from minibert.tokenizer import SPECIAL_KEYS, check_tokenizer_fits, load_tokenizer, train_tokenizer
+from minibert.tokenizer import SPECIAL_KEYS, check_tokenizer_fits, load_tokenizer
 
 TEXTS = ["the <ent> king newword [E1] end", "hello<ent>x  [E1]  b", "NewWord kingdom [e1] <x>"]
 
@@ -22,10 +22,8 @@ TEXTS = ["the <ent> king newword [E1] end", "hello<ent>x  [E1]  b", "NewWord kin
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A WordPiece and a RoBERTa-style tokenizer as transformers 3/4 saved a slow one: no tokenizer.json."""
-    texts = [" ".join(doc) for doc in load_corpus()[:30]]
-    root = tmp_path_factory.mktemp("saved")
+    root = save_two_tokenizers(tmp_path_factory.mktemp("saved"))
     for kind in ("wordpiece", "bytelevel_bpe"):
-        train_tokenizer(texts, kind=kind, vocab_size=600).save_pretrained(root / kind)
         (root / kind / "tokenizer.json").unlink()
     return root
 
