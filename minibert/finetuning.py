@@ -46,9 +46,9 @@ import torch
 from torch import nn
 
 from minibert.auto import load_pretrained, model_class_for
-from minibert.checkpoint import beside_base_message, finite_or_null, read_config_dict
+from minibert.checkpoint import beside_base_message, finite_or_null, load_torch_file, read_config_dict
 from minibert.engine import Trainer, TrainingArguments
-from minibert.engine.checkpointing import resolve_checkpoint
+from minibert.engine.checkpointing import OPTIMIZER_FILE, resolve_checkpoint
 from minibert.engine.distributed import resolve_device
 from minibert.engine.trainer import check_output_dir, check_output_not_input, metric_key
 from minibert.finetune.adapters import add_adapters, check_adapter_size
@@ -81,7 +81,7 @@ from minibert.finetune.multitask import (
     parse_tasks,
 )
 from minibert.finetune.new_encoder import BartWithNewEncoder, TwoStageTraining, has_new_encoder
-from minibert.finetune.optimizers import OPTIMIZERS, build_finetune_optimizer
+from minibert.finetune.optimizers import OPTIMIZERS, Lookahead, build_finetune_optimizer, find_lookahead
 from minibert.finetune.param_groups import grouped_lr_groups, layer_wise_lr_decay_groups, param_groups
 from minibert.finetune.pooling import POOLINGS, check_pooling
 from minibert.finetune.prior_wd import PriorWD
@@ -590,6 +590,43 @@ def finetuning_optimizer(model: nn.Module, args: FinetuneArguments, training: Tr
     return PriorWD(optimizer) if args.prior_wd else optimizer
 
 
+class LookaheadSlowWeights:
+    """An engine callback for a run under Lookahead (--optim radam_lookahead): its evaluations read the slow
+    weights, and it ends with them in the model, which is then evaluated and saved (Zhang et al. 2019,
+    https://arxiv.org/abs/1907.08610, Algorithm 1 returns them; the run ended on the fast weights, up to k - 1 steps
+    ahead). Lookahead.close_cycle says what they are between two pulls. The checkpoints keep the fast weights (and
+    the slow ones in the optimizer's state), so a resumed run still equals an uninterrupted one."""
+
+    def __init__(self, lookahead: Lookahead):
+        self.lookahead = lookahead
+
+    def evaluating(self, eval_fn):
+        """eval_fn, run on the slow weights (the fast ones come back after it, bit for bit)."""
+        def on_slow_weights(model: nn.Module) -> dict:
+            with self.lookahead.slow_weights():
+                return eval_fn(model)
+        return on_slow_weights
+
+    def on_train_end(self, trainer) -> None:
+        best = trainer.checkpoint_path(trainer.state.best_checkpoint)
+        if trainer.args.load_best_model_at_end and best:
+            # The engine has loaded the best checkpoint's model, the fast weights of its step: the slow weights that
+            # step was evaluated on are in its optimizer state (training is over: the optimizer steps no more)
+            trainer.optimizer.load_state_dict(load_torch_file(Path(best) / OPTIMIZER_FILE))
+        self.lookahead.close_cycle()
+
+
+def on_slow_weights(optimizer, eval_fn, callbacks: list):
+    """Under Lookahead: eval_fn evaluating the slow weights, with LookaheadSlowWeights appended to `callbacks` (it
+    ends the run on them); otherwise eval_fn as it is."""
+    lookahead = find_lookahead(optimizer)
+    if lookahead is None:
+        return eval_fn
+    slow = LookaheadSlowWeights(lookahead)
+    callbacks.append(slow)
+    return slow.evaluating(eval_fn) if eval_fn is not None else None
+
+
 # -- evaluation -----------------------------------------------------------------------------------
 def _run_relative(checkpoint: str | None, run_dir: Path) -> str | None:
     """A checkpoint as eval_results.json names it: by its name when it lies in the run's directory, beside the
@@ -767,7 +804,8 @@ def row_texts(path, flag: str, columns: list[str]):
 def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Sequence = ()) -> FinetuneResult:
     """Fine-tune and save the final model (the best evaluation's under --load_best_model_at_end, train.py's
     default, else the last step's; SWA's average instead if it validates better; with no validation set,
-    the last step's, or SWA's average).
+    the last step's, or SWA's average; under --optim radam_lookahead, evaluations and the model saved are
+    Lookahead's slow weights: LookaheadSlowWeights).
     `callbacks` are added to the engine's (see minibert.engine.Trainer for the hooks)."""
     training = copy.copy(training)  # the run fills in its best-model metric; the caller's arguments stay as given
     if args.multitask:
@@ -827,7 +865,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     if args.pooling not in ("default", "pooler"):
         # the encoder's pooler (and, under cls_layer, the blocks above the layer it reads) gets no gradient
         training.ddp_find_unused_parameters = True
-    trainer = Trainer(model, training, train_examples, collate, eval_fn=eval_fn, callbacks=callbacks,
+    trainer_eval_fn = on_slow_weights(optimizer, eval_fn, callbacks)  # (--optim radam_lookahead: on its slow weights)
+    trainer = Trainer(model, training, train_examples, collate, eval_fn=trainer_eval_fn, callbacks=callbacks,
                       optimizer=optimizer, sampler=sampler, loss_fn=loss_fn)
     if args.gradual_unfreezing:
         stage_steps = args.unfreeze_stage_steps if args.unfreeze_stage_steps is not None else trainer.steps_per_epoch()
@@ -930,7 +969,9 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         # the run it resumes bit for bit. And before the Trainer wraps the model in DDP, which lays out its
         # gradient buckets by the parameters' strides: a later re-layout scrambled the first step's gradients.
         store_linear_weights_input_major(model)
-    trainer = Trainer(model, training, train_examples, GenerativeCollator(pad_id), eval_fn=evaluator,
+    callbacks = list(callbacks)
+    trainer_eval_fn = on_slow_weights(optimizer, evaluator, callbacks)  # (--optim radam_lookahead: on its slow weights)
+    trainer = Trainer(model, training, train_examples, GenerativeCollator(pad_id), eval_fn=trainer_eval_fn,
                       callbacks=callbacks, optimizer=optimizer, sampler=sampler)
     if source_tokenizer is not None:
         total, stage_two = trainer.total_steps, args.new_encoder_stage_two_steps  # this process's optimizer steps
@@ -1042,9 +1083,10 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
 
     training.ddp_find_unused_parameters = True  # each batch trains one task's head: DDP must let the others go
-    trainer = Trainer(model, training, train_examples, collate, eval_fn=evaluate if eval_fns else None,
-                      callbacks=list(callbacks), optimizer=finetuning_optimizer(model, args, training), sampler=sampler,
-                      loss_fn=loss_fn)
+    optimizer, callbacks = finetuning_optimizer(model, args, training), list(callbacks)
+    trainer_eval_fn = on_slow_weights(optimizer, evaluate if eval_fns else None, callbacks)  # (as in finetune)
+    trainer = Trainer(model, training, train_examples, collate, eval_fn=trainer_eval_fn, callbacks=callbacks,
+                      optimizer=optimizer, sampler=sampler, loss_fn=loss_fn)
     result = trainer.train()
     evaluations = [r for r in result.history if any(k.startswith("eval_") for k in r)]
     metrics = evaluate(model) if eval_fns else {}

@@ -16,12 +16,14 @@ Loading a checkpoint, step by step (`PreTrainedModel.load_hf_state_dict`):
    head), not an error, as in Hugging Face.
 """
 
+import contextvars
 import dataclasses
 import difflib
 import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +52,24 @@ from minibert.nn import losses
 from minibert.nn.attention import ATTN_IMPLEMENTATIONS
 
 logger = logging.getLogger(__name__)
+
+# Whether loading a checkpoint warns of the weights it initialised (new_weights_unreported turns it off).
+_REPORT_NEW_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("report_new_weights", default=True)
+
+
+@contextmanager
+def new_weights_unreported():
+    """Within the block, loading a checkpoint does not warn of the weights it initialised ("newly initialised ...
+    train before use"); they are still listed in each model's `loading_info`. For a caller that restores some of
+    them at once and reports the rest itself: load_beside_base (finetune/beside_base.py), whose saved parameters
+    hold the task head that the base checkpoint lacks. (It was a logging filter matching the warning's text, which
+    also held back the warnings of any other thread loading a model meanwhile.)"""
+    token = _REPORT_NEW_WEIGHTS.set(False)
+    try:
+        yield
+    finally:
+        _REPORT_NEW_WEIGHTS.reset(token)
+
 
 # Fields that choose how this run computes (attention kernel, unpadding, sparse MLM head), not what the model is:
 # read from config.json when it has them, never written to it.
@@ -383,7 +403,7 @@ class PreTrainedModel(nn.Module):
         self.load_state_dict(ours, strict=False)
         # Warnings, as Hugging Face's: a head left random (a misspelt key included) must be trained, and
         # weights left unread are worth a look.
-        if fresh:
+        if fresh and _REPORT_NEW_WEIGHTS.get():
             logger.warning("%s: newly initialised (not in the checkpoint; train before use): %s",
                            type(self).__name__, fresh)
         if other_heads:

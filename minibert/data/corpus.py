@@ -175,14 +175,44 @@ def decode_utf8(data: bytes, file: str | os.PathLike) -> str:
     return text.removeprefix("\ufeff")
 
 
-def read_lines(file: Path) -> Iterator[tuple[int, str, int]]:
+LINE_BLOCK = 1 << 20  # bytes read at a time by byte_lines
+
+
+def byte_lines(f) -> Iterator[bytes]:
+    """The lines of a binary file, each with its end: \n, \r\n or a lone \r, as in Python's text mode (and
+    bytes.splitlines). Iterating the bytes ends lines at \n alone: a text file saved with lone \r (old Mac OS) was
+    one line, so one document. Read in blocks of LINE_BLOCK bytes, so no file is held whole, however long its
+    lines."""
+    pending = []  # the last line of the blocks read so far: cut short, or ended by a \r that a \n may follow
+    while block := f.read(LINE_BLOCK):
+        if pending and pending[-1].endswith(b"\r") and block.startswith(b"\n"):
+            pending.append(b"\n")  # a \r\n cut between two blocks
+            block = block[1:]
+        lines = block.splitlines(keepends=True)
+        if pending and not pending[-1].endswith((b"\n", b"\r")):  # a line cut short by the last block's end
+            if len(lines) == 1:
+                pending.append(lines[0])  # and by this block's end too (joined once, when it ends)
+                continue
+            lines[0] = b"".join([*pending, lines[0]])
+        elif pending:
+            yield b"".join(pending)
+        pending = [lines.pop()] if lines else []
+        yield from lines
+    if pending:
+        yield b"".join(pending)
+
+
+def read_lines(file: Path, lone_cr_ends_lines: bool = False) -> Iterator[tuple[int, str, int]]:
     """(line number, line, its size in bytes) of a file, gzipped or not, read as a stream: a corpus
-    larger than memory is never held whole. UTF-8 is checked line by line (decode_utf8's rule)."""
+    larger than memory is never held whole. Lines end at \n (so \r\n too); with `lone_cr_ends_lines`, which a
+    text file's reader asks for, at a lone \r too (byte_lines). Not for JSON lines, whose separator is \n (a \r
+    between its tokens is whitespace), nor CSV / TSV, where a row's end decides its cells: a lone \r inside a row
+    is refused there, as malformed. UTF-8 is checked line by line (decode_utf8's rule)."""
     opener = gzip.open if _gzipped(file) else open
     offset = 0
     with opener(file, "rb") as f:
         try:
-            for n, raw in enumerate(f, 1):
+            for n, raw in enumerate(byte_lines(f) if lone_cr_ends_lines else f, 1):
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
@@ -308,7 +338,7 @@ def iter_records(file: Path, text_column: str = "text") -> Iterator[tuple[dict, 
             yield {**row, "text": row[text_column]}, size
         return
     block, size = [], 0
-    for _, line, line_size in read_lines(file):
+    for _, line, line_size in read_lines(file, lone_cr_ends_lines=True):
         size += line_size
         if line.strip():
             block.append(line)

@@ -53,8 +53,8 @@ def check_adapter_size(size: int, hidden_size: int) -> None:
 def add_adapters(model: nn.Module, size: int, train_pooler: bool = True) -> int:
     """Put an adapter after every block's feed-forward and freeze everything but the adapters, the
     LayerNorms and the head: the classifier, and the pooler when the head reads it (`train_pooler`;
-    a pooling of the hidden states, such as --pooling mean, does not). Returns the number of
-    trainable parameters."""
+    a pooling of the hidden states, such as --pooling mean, does not: its weights are then named in
+    `model.unread_weights`). Returns the number of trainable parameters."""
     config = getattr(model, "config", None)
     family = getattr(config, "model_type", None)
     if family not in ADAPTER_FAMILIES:
@@ -75,6 +75,10 @@ def add_adapters(model: nn.Module, size: int, train_pooler: bool = True) -> int:
     pooler = getattr(base, "pooler", None)
     if pooler is not None and not train_pooler:
         parts.append(pooler)  # unread, it would get no gradient, yet be counted and saved as trained
+        # and never saved: load_beside_base does not call it "newly initialised ... train before use" when the base
+        # had none (random at every load, it changes no output)
+        unread = {id(p) for p in pooler.parameters()}
+        model.unread_weights = {n for n, p in model.named_parameters() if id(p) in unread}
     frozen = {id(p) for part in parts for p in part.parameters()}
     trained = {id(p) for m in model.modules() if isinstance(m, (Adapter, nn.LayerNorm)) for p in m.parameters()}
     for p in model.parameters():

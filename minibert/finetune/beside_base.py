@@ -27,9 +27,9 @@ from minibert.checkpoint import (
     read_config_dict,
     shard_files,
 )
+from minibert.modeling import new_weights_unreported
 
 logger = logging.getLogger(__name__)
-MODELING_LOGGER = "minibert.modeling"  # where from_pretrained reports the weights it initialised
 
 TRAINED_FILE = "trained.safetensors"
 CONFIG_FILE = BESIDE_BASE_FILE  # (checkpoint.py: load_pretrained refuses a directory holding it)
@@ -95,30 +95,22 @@ def read_beside_base(path: str | os.PathLike) -> tuple[str, dict]:
     return str(base), record["settings"]
 
 
-class _HoldBackNewWeights(logging.Filter):
-    """Holds back from_pretrained's report of newly initialised weights (modeling.py's warning), which the saved
-    parameters may restore."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "newly initialised" not in str(record.msg)
-
-
 def load_beside_base(path: str | os.PathLike, build: Callable[[str, dict], nn.Module]) -> nn.Module:
     """The model saved at `path`: `build(base, settings)` rebuilds it on its base checkpoint, then the saved
     parameters are copied in. The base has no task head, so building it reported the head (classifier.weight ...)
     as "newly initialised (not in the checkpoint; train before use)" although trained.safetensors then restores
-    it: that report is held back while building, and said again for the weights the saved file lacks alone."""
+    it: that report is held back while building (new_weights_unreported), and said again for the weights that the
+    saved file lacks too and that the model reads: not those named in its `unread_weights` (set by add_adapters
+    and LadderSideClassifier: a pooler under a head that reads the hidden states, which a base without one
+    leaves random, changes no output)."""
     base, settings = read_beside_base(path)
-    held = _HoldBackNewWeights()
-    logging.getLogger(MODELING_LOGGER).addFilter(held)
-    try:
+    with new_weights_unreported():
         model = build(base, settings)
-    finally:
-        logging.getLogger(MODELING_LOGGER).removeFilter(held)
     restored = load_trained(model, path)
+    unread = set(getattr(model, "unread_weights", ()))
     for prefix, module in model.named_modules():  # each part from_pretrained loaded records what it initialised
         fresh = (getattr(module, "loading_info", None) or {}).get("newly_initialized", [])
-        lacking = [key for key in fresh if (f"{prefix}.{key}" if prefix else key) not in restored]
+        lacking = [key for key in fresh if (f"{prefix}.{key}" if prefix else key) not in restored | unread]
         if lacking:
             logger.warning("%s: newly initialised (neither in the base checkpoint %s nor in %s; train before use): "
                            "%s", type(module).__name__, base, TRAINED_FILE, lacking)

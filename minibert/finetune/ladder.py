@@ -82,6 +82,12 @@ class LadderSideClassifier(nn.Module):
     def base_model(self) -> nn.Module:
         return self.encoder
 
+    @property
+    def unread_weights(self) -> set[str]:
+        """The encoder's pooler, which the side network never reads (it reads the hidden states): load_beside_base
+        does not call it "newly initialised ... train before use" when the base had none."""
+        return {f"encoder.{name}" for name, _ in self.encoder.named_parameters() if name.startswith("pooler.")}
+
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder.embeddings.word_embeddings
 

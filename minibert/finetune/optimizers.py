@@ -9,13 +9,16 @@
 - RAdam + Lookahead (Liu et al. 2020, https://arxiv.org/abs/1908.03265; Zhang et al. 2019,
   https://arxiv.org/abs/1907.08610): RAdam rectifies the variance of the adaptive rate so no
   warm-up is needed (warm-up length is hard to set when an epoch is a few dozen steps); Lookahead
-  keeps slow weights that move a fraction alpha toward the fast weights every k steps.
+  keeps slow weights that move a fraction alpha toward the fast weights every k steps. The slow
+  weights are the result (the paper's Algorithm 1 returns them) and the ones to evaluate:
+  finetuning.py evaluates through `Lookahead.slow_weights` and ends the run with `close_cycle`.
 - MADGRAD (Defazio & Jelassi 2021, https://arxiv.org/abs/2101.11075) from the `madgrad` package
   when it is installed (optional extra).
 """
 
 import math
 from collections import defaultdict
+from contextlib import contextmanager
 
 import torch
 from torch.optim import Optimizer
@@ -117,7 +120,16 @@ class OptimizerWrapper(Optimizer):
 
 
 class Lookahead(OptimizerWrapper):
-    """Every k inner steps: slow += alpha * (fast - slow); fast = slow."""
+    """Every k inner steps: slow += alpha * (fast - slow); fast = slow.
+
+    The slow weights are what a run returns (Zhang et al. 2019, Algorithm 1) and what its evaluations read (the
+    authors' code, https://github.com/michaelrzhang/lookahead, swaps them in to evaluate: they "typically generalize
+    better").
+    A run whose steps are not a multiple of k stops between two pulls, with fast weights up to k - 1 steps ahead:
+    `close_cycle` ends that last cycle early, with the pull its k-th step would have made, so those steps count (the
+    slow weights as they stood would drop them, and return a run shorter than k steps untrained). When the steps
+    are a multiple of k, fast == slow already: nothing moves. `slow_weights()` lends the parameters those same
+    weights for the time of an evaluation."""
 
     def __init__(self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5):
         super().__init__(optimizer)
@@ -138,12 +150,57 @@ class Lookahead(OptimizerWrapper):
                 p.copy_(slow)
         return loss
 
+    def _closed(self, p: torch.Tensor) -> torch.Tensor:
+        """p's slow weights after the pull that ends the current cycle (the arithmetic of step's pull)."""
+        slow = self._tensor(p, "slow")
+        return torch.add(slow, p - slow, alpha=self.alpha)
+
+    @torch.no_grad()
+    def close_cycle(self) -> None:
+        """End the current cycle here, at the end of training: the slow weights take the pull that its k-th step would
+        have made, and the parameters become them. Nothing moves right after a pull (fast == slow)."""
+        if self.inner_steps % self.k == 0:
+            return
+        for p in self._params():
+            closed = self._closed(p)
+            self._tensor(p, "slow").copy_(closed)
+            p.copy_(closed)
+
+    @contextmanager
+    def slow_weights(self):
+        """Within the block, the parameters hold the slow weights that close_cycle would leave: the model a run
+        ending at this step returns. The fast weights come back after it, bit for bit, so training goes on as if the
+        block had not run (an evaluation: a resumed run still equals an uninterrupted one)."""
+        if self.inner_steps % self.k == 0:  # just pulled: the parameters are the slow weights
+            yield
+            return
+        params = self._params()
+        with torch.no_grad():
+            fast = [p.detach().clone() for p in params]
+            for p in params:
+                p.copy_(self._closed(p))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, weights in zip(params, fast, strict=True):
+                    p.copy_(weights)
+
     def state_dict(self) -> dict:
         return {**super().state_dict(), "inner_steps": self.inner_steps}
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self.inner_steps = state_dict["inner_steps"]
+
+
+def find_lookahead(optimizer: Optimizer) -> Lookahead | None:
+    """The Lookahead in a chain of wrappers (PriorWD(Lookahead(RAdam))), or None."""
+    while optimizer is not None:
+        if isinstance(optimizer, Lookahead):
+            return optimizer
+        optimizer = getattr(optimizer, "optimizer", None)
+    return None
 
 
 def radam_lookahead(params, lr: float = 1e-3, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
