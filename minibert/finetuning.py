@@ -97,7 +97,7 @@ from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampl
 from minibert.finetune.swa import SWA
 from minibert.finetune.task_data import GENERATIVE_TASK_TYPES, Task, load_split, read_rows
 from minibert.finetune.unfreezing import GradualUnfreezing
-from minibert.modeling import store_linear_weights_input_major
+from minibert.modeling import new_weights_unreported, store_linear_weights_input_major
 from minibert.models import bert
 from minibert.tokenizer import Tokenizer, check_tokenizer_fits, check_unknown_tokens, load_tokenizer
 
@@ -146,12 +146,12 @@ class FinetuneArguments:
     num_labels: int | None = None  # default: the number of distinct labels in the training file
     max_seq_length: int = 128  # longer texts are truncated (a pair: the longer text first)
     # -- head ------------------------------------------------------------------------------------
-    pooling: str = "default"  # "default" = the family's own head, or one of POOLINGS
+    pooling: str = "default"  # "default" = the family's own head; else a pooling head (the README's table)
     pooling_layer: int = -2  # hidden-state index for --pooling cls_layer (-2: second to last)
     multi_label_loss: str = "bce"  # bce | zlpr
     classifier_dropout: float | None = None  # dropout before the classifier (default: the model's)
     # -- tricks ----------------------------------------------------------------------------------
-    optim: str = "adamw"  # one of OPTIMIZERS
+    optim: str = "adamw"  # adamw | bertadam (no bias correction) | radam_lookahead | madgrad (pip install madgrad)
     llrd: float | None = None  # layer-wise learning-rate decay factor in (0, 1]
     lr_groups: int | None = None  # grouped learning rates: this many groups of blocks ...
     lr_group_factor: float = 2.6  # ... each lower group this many times slower
@@ -283,6 +283,20 @@ def check_length_fits(max_seq_length: int, config: dict, source) -> None:
                          f"pass --max_seq_length {limit} or less")
 
 
+def encoder_without_unread_pooler_report(base_class, source: str, overrides: dict) -> nn.Module:
+    """base_class.from_pretrained(source), for a head that reads the hidden states, not the pooler (a --pooling
+    other than pooler, the ladder's side network): a checkpoint without a pooler (an MLM one) is not reported as
+    leaving the pooler "newly initialised ... train before use", since nothing reads it; any other weight it
+    initialised still is."""
+    with new_weights_unreported():
+        encoder = base_class.from_pretrained(source, **overrides)
+    fresh = [k for k in encoder.loading_info.get("newly_initialized", []) if not k.startswith("pooler.")]
+    if fresh:
+        logger.warning("%s: newly initialised (not in the checkpoint; train before use): %s",
+                       type(encoder).__name__, fresh)
+    return encoder
+
+
 def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     """The model and the directory its tokenizer comes from."""
     random_init = args.model_name_or_path == RANDOM_INIT
@@ -300,7 +314,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         overrides["classifier_dropout"] = args.classifier_dropout
     config_class = BASES[family].config_class
     if args.ladder_side_tuning is not None:
-        encoder = BASES[family].from_pretrained(source, **overrides)
+        encoder = encoder_without_unread_pooler_report(BASES[family], source, overrides)
         forget_saved_heads(encoder.config)
         return LadderSideClassifier(encoder, args.ladder_side_tuning, task.num_labels, task.problem_type,
                                     args.multi_label_loss, args.classifier_dropout).train(), source
@@ -316,7 +330,8 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
             raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
         base_class = BASES[family]
         encoder = base_class(config_class.from_dict(config, **overrides)) if random_init else \
-            base_class.from_pretrained(source, **overrides)
+            base_class.from_pretrained(source, **overrides) if args.pooling == "pooler" else \
+            encoder_without_unread_pooler_report(base_class, source, overrides)
         model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
                                  args.classifier_dropout, args.pooling_layer)
     forget_saved_heads(model.config)
@@ -1112,7 +1127,8 @@ def build_multitask_model(args: FinetuneArguments, source: str, tasks: dict[str,
     if args.model_name_or_path == RANDOM_INIT:
         encoder = base_class(base_class.config_class.from_dict(config))
     else:
-        encoder = base_class.from_pretrained(source)
+        encoder = base_class.from_pretrained(source) if args.pooling in ("default", "pooler") else \
+            encoder_without_unread_pooler_report(base_class, source, {})
         if HEAD_KEY in config:
             logger.warning("%s was saved by a --pooling %s run: its trained pooling head (head.safetensors) is "
                            "dropped, and each task's head starts afresh", source, config[HEAD_KEY]["pooling"])

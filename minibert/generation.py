@@ -42,6 +42,8 @@ One step of decoding, whatever the strategy:
 """
 
 import dataclasses
+import difflib
+import inspect
 import logging
 import math
 import numbers
@@ -220,6 +222,28 @@ UNSUPPORTED_SETTINGS = {
     "token_healing": False, "penalty_alpha": None, "dola_layers": None, "constraints": None,
     "force_words_ids": None,
 }
+
+
+def refuse_other_arguments(other: dict) -> None:
+    """generate's unknown keyword arguments, refused by name: a Hugging Face option minibert does not implement
+    (bad_words_ids, force_words_ids, ...) is said to be one, rather than a bare "unexpected keyword argument"."""
+    names = sorted(other)
+    unsupported = [n for n in names if n in UNSUPPORTED_SETTINGS]
+    unknown = [n for n in names if n not in UNSUPPORTED_SETTINGS]
+    said = []
+    if unsupported:
+        said.append(f"{', '.join(unsupported)}: Hugging Face generate() options that minibert does not implement "
+                    "(it implements greedy, beam search, sampling and beam sampling with top-k / top-p / "
+                    "temperature, repetition and no-repeat-n-gram penalties, minimum lengths and forced BOS / EOS); "
+                    "drop them, or generate with transformers from the checkpoint save_pretrained writes")
+    if unknown:
+        takes = [n for n in inspect.signature(GenerationMixin.generate).parameters if n not in ("self", "other")]
+        close = {n: difflib.get_close_matches(n, takes, n=1) for n in unknown}
+        said.append(f"unexpected keyword argument(s) {', '.join(unknown)}"
+                    + "".join(f" ({n}: did you mean {c[0]}?)" for n, c in close.items() if c)
+                    + f"; generate() takes {', '.join(takes)}")
+    raise TypeError("generate(): " + "; ".join(said))
+
 # Hugging Face's other cache_implementation values: a checkpoint setting one decodes here on the dynamic
 # cache (with a warning), as they change where keys and values are kept, not the tokens generated.
 HF_ONLY_CACHE_IMPLEMENTATIONS = ("offloaded_static", "sliding_window", "hybrid", "hybrid_chunked", "offloaded_hybrid",
@@ -376,6 +400,7 @@ class GenerationMixin:
         forced_eos_token_id: int | list[int] | None = UNSET,
         decoder_start_token_id: int | None = UNSET,
         cache_implementation: str | None = UNSET,
+        **other,
     ) -> torch.Tensor:
         """Generate new tokens per row; returns token ids (rows * num_return_sequences, L).
 
@@ -401,6 +426,8 @@ class GenerationMixin:
         elements silently (GPT-2, 3 AdamW steps with a `generate` after the first: weights 3.2e-2 off
         the run without it; `fused=False`: identical).
         """
+        if other:
+            refuse_other_arguments(other)
         explicit = {k: v for k, v in dict(
             max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams, temperature=temperature,
             top_k=top_k, top_p=top_p, eos_token_id=eos_token_id, pad_token_id=pad_token_id,

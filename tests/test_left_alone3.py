@@ -271,3 +271,34 @@ def test_new_weights_unreported_holds_back_the_warning_only_and_only_in_its_bloc
         assert [r for r in caplog.records if "ignored checkpoint weights" in r.getMessage()]  # other warnings stay
         BertModel.from_pretrained(base_without_pooler)
     assert len([r for r in caplog.records if "newly initialised" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("flags, named", [({"pooling": "mean"}, False), ({"ladder_side_tuning": 2}, False),
+                                          ({"pooling": "cls_layer"}, False), ({"pooling": "pooler"}, True)],
+                         ids=["mean", "ladder", "cls_layer", "pooler"])
+def test_training_from_a_base_without_a_pooler_names_the_pooler_only_when_the_head_reads_it(
+        base_without_pooler, caplog, flags, named):
+    """train.py --pooling mean on an MLM checkpoint warned "BertModel: newly initialised (not in the checkpoint;
+    train before use): ['pooler.dense.weight', 'pooler.dense.bias']", a pooler nothing reads; --pooling pooler
+    reads it, so it is still named."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build_model(FinetuneArguments(model_name_or_path=str(base_without_pooler), **flags),
+                    Task("single_label_classification", ["comedy", "tragedy"]))
+    said = [r.getMessage() for r in caplog.records if "newly initialised" in r.getMessage()]
+    assert said == (["BertModel: newly initialised (not in the checkpoint; train before use): "
+                     "['pooler.dense.weight', 'pooler.dense.bias']"] if named else []), said
+
+
+@pytest.mark.parametrize("pooling, named", [("mean", False), ("default", True)])
+def test_multitask_from_a_base_without_a_pooler_names_the_pooler_only_when_its_heads_read_it(
+        base_without_pooler, caplog, pooling, named):
+    """--multitask pools with the pooler by default (it is read, and starts random: said); --pooling mean does not."""
+    from minibert.finetuning import build_multitask_model
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build_multitask_model(FinetuneArguments(model_name_or_path=str(base_without_pooler), pooling=pooling),
+                              str(base_without_pooler), {"genre": Task("single_label_classification", ["a", "b"])})
+    said = [r.getMessage() for r in caplog.records if "newly initialised" in r.getMessage()]
+    assert len(said) == named and all("pooler.dense.weight" in m for m in said), said
