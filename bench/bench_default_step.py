@@ -35,6 +35,8 @@ from minibert.pretraining import DEFAULT_RUN, DEFAULT_TRAINING, MODEL_SIZES, sel
 from minibert.tokenizer import train_tokenizer
 
 SETTINGS = {"plain": (False, False), "sparse_mlm": (True, False), "unpad": (False, True), "both": (True, True)}
+# Beside each timed figure under --quick only: 2 steps are too few for the medians the README quotes.
+SMOKE_NOTE = " (smoke size: the README's figures are from the full run)"
 
 
 def batches(count: int) -> tuple[list[dict], int]:
@@ -87,25 +89,26 @@ def main(argv=None) -> None:
     width = data[2]["input_ids"].numel()
     print(f"default run's step, {torch.get_num_threads()} threads; a batch holds {real:.0f} real tokens of {width}")
     plain = statistics.median(seconds["plain"])
+    note = SMOKE_NOTE if ns.quick else ""
     for name, times in seconds.items():
         median = statistics.median(times)
         print(f"{name:<11} {median * 1000:7.1f} ms/step  {real / median:8.0f} real tokens/s  "
-              f"{median / plain:5.2f} of plain")
+              f"{median / plain:5.2f} of plain{note}")
     with FlopCounterMode(display=False) as counter:  # one step of what pretrain.py runs
         models["both"](**data[2]).loss.backward()
     models["both"].zero_grad(set_to_none=True)
     step_flops, peak = counter.get_total_flops(), matmul_flops_per_second()
     achieved = step_flops / statistics.median(seconds["both"])
     print(f"the default step: {step_flops / 1e9:.2f} GFLOP of matrix products, {achieved / 1e9:.1f} GFLOP/s; "
-          f"a 2048^3 matrix product here: {peak / 1e9:.1f} GFLOP/s ({achieved / peak:.2f} of it)")
+          f"a 2048^3 matrix product here: {peak / 1e9:.1f} GFLOP/s ({achieved / peak:.2f} of it){note}")
     if ns.profile:
-        profile_steps(models["both"], optimizers["both"], data[2:][:10], step_flops)
+        profile_steps(models["both"], optimizers["both"], data[2:][:10], step_flops, note)
 
 
 MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
-def profile_steps(model, optimizer, data: list[dict], step_flops: float) -> None:
+def profile_steps(model, optimizer, data: list[dict], step_flops: float, note: str = "") -> None:
     """Where the time of pretrain.py's step goes: the matrix products themselves against the rest
     (attention's softmax, AdamW, GELU, LayerNorm, element-wise work), over len(data) steps."""
     from torch.profiler import ProfilerActivity, profile
@@ -123,7 +126,7 @@ def profile_steps(model, optimizer, data: list[dict], step_flops: float) -> None
     step = wall / len(data)
     print(f"profiled {len(data)} steps (the profiler adds its own overhead): {step * 1000:.0f} ms a step, "
           f"{products * 1000:.0f} ms of it in matrix products ({step_flops / products / 1e9:.0f} GFLOP/s while "
-          "multiplying); the rest, by operator:")
+          f"multiplying){note}; the rest, by operator:")
     print(events.table(sort_by="self_cpu_time_total", row_limit=12))
 
 
