@@ -19,6 +19,7 @@ from minibert.data.corpus import corpus_file_list, has_columns
 from minibert.data.prepared import NotEnoughDiskSpace
 from minibert.engine import NonFiniteLossError, StoppedBySignal, TrainingInterrupted, stop_on_signals
 from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace, parse_bool
+from minibert.engine.distributed import log_level
 from minibert.pretraining import (
     DEFAULT_RUN,
     DEFAULT_TRAINING,
@@ -157,7 +158,8 @@ def check_flags_apply(given: set[str], ns: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # under torchrun, errors alone on ranks other than 0 (every process printed the same warnings)
+    logging.basicConfig(level=log_level(logging.WARNING), format="%(levelname)s %(name)s: %(message)s")
     ns = parse_args(argv)
     ns.output_dir = ns.output_dir or f"runs/pretrain-{ns.objective}"
     given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}

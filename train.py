@@ -27,7 +27,8 @@ import os
 import sys
 
 from minibert.engine import StoppedBySignal, TrainingArguments, TrainingInterrupted, stop_on_signals
-from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace
+from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace, phase2_flags_given
+from minibert.engine.distributed import log_level
 from minibert.finetune.losses import MULTI_LABEL_LOSSES
 from minibert.finetune.multitask import MIXING_STRATEGIES
 from minibert.finetune.optimizers import OPTIMIZERS
@@ -53,13 +54,19 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
         parser.error("--validation_file without --train_file: the run would train on the shipped Shakespeare genre "
                      "file (the default --train_file) and evaluate on yours; pass your --train_file too")
     try:
-        return from_namespace(ns, FinetuneArguments), from_namespace(ns, TrainingArguments)
+        args, training = from_namespace(ns, FinetuneArguments), from_namespace(ns, TrainingArguments)
     except ValueError as err:
         parser.error(str(err))
+    unused = phase2_flags_given(training)
+    if unused:  # (the engine refuses them too, but only once the data is read and the model built)
+        parser.error(f"{' and '.join(unused)} {'are' if len(unused) > 1 else 'is'} for pretrain.py's two-phase "
+                     "training (--max_seq_length_phase2); fine-tuning has no second phase, so "
+                     f"{'they' if len(unused) > 1 else 'it'} would be ignored; drop {' and '.join(unused)}")
+    return args, training
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=log_level(logging.INFO), format="%(message)s")  # under torchrun: errors alone on rank > 0
     args, training = parse(sys.argv[1:] if argv is None else argv)
     try:
         with stop_on_signals():

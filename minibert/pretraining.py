@@ -58,6 +58,7 @@ from minibert.data.prepared import (
     remove_abandoned_temporaries,
 )
 from minibert.engine import Trainer, TrainingArguments
+from minibert.engine.arguments import phase2_flags_given
 from minibert.engine.checkpointing import STATE_JSON, checkpoint_step, resolve_checkpoint
 from minibert.engine.distributed import barrier, setup
 from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input, metric_key
@@ -409,13 +410,19 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     files = corpus_file_list(options.corpus)
     kind = TOKENIZER_KINDS[options.family]
     frame = FRAMES_TEXT[options.family]
-    key = json.dumps([[file_fingerprint(f, options.text_column) for f in files], kind, frame, options.vocab_size,
-                      options.validation_share, options.corpus_fraction, TOKENIZER_TRAINING])
+    fingerprints = [file_fingerprint(f, options.text_column) for f in files]
+    settings = [kind, frame, options.vocab_size, options.validation_share, options.corpus_fraction, TOKENIZER_TRAINING]
+    key = json.dumps([fingerprints, *settings])
     root = Path(options.data_cache_dir or default_cache_dir()) / "tokenizers"
     cached = root / hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
     if holds_tokenizer(cached):
         logger.info("using the tokenizer trained earlier on this corpus: %s", cached)
         return load_tokenizer(cached)
+    # What it is trained on, kept beside it: a later run on the same --corpus whose files changed can say so
+    record = {"corpus": [str(SHIPPED.get(str(c), Path(c)).resolve()) for c in options.corpus],
+              "text_column": options.text_column, "settings": settings,
+              "files": {str(f.resolve()): fingerprint for f, fingerprint in zip(files, fingerprints, strict=True)}}
+    say_the_corpus_changed(root, record)
     names = scan_work_names(files, options.text_column)
     train, _, _ = select_documents(names, options.validation_share, options.corpus_fraction)
     chosen = set(train.tolist())
@@ -429,6 +436,7 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     try:
         remove_abandoned_temporaries(cached)
         tokenizer.save_pretrained(tmp)
+        (tmp / CORPUS_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     except OSError as e:  # a read-only cache stopped the run here with a traceback
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno in NOT_WRITABLE:
@@ -441,6 +449,37 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     except OSError:  # another process (a DDP rank, a second run) cached the same tokenizer first
         shutil.rmtree(tmp, ignore_errors=True)
     return tokenizer
+
+
+CORPUS_RECORD = "minibert_corpus.json"  # in a cached tokenizer's directory: the corpus and settings it was trained on
+
+
+def say_the_corpus_changed(root: Path, record: dict) -> None:
+    """A tokenizer is cached under a hash of every corpus file's fingerprint (path, size, modification time): once
+    a file is edited, touched or added, another tokenizer is trained, and every file is prepared again for it, which
+    on a large corpus takes long and came unsaid. Said here when a tokenizer cached earlier was trained on the same
+    --corpus with the same settings (its CORPUS_RECORD; tokenizers cached before it was written are not found)."""
+    earlier = []
+    for directory in root.glob(f"*/{CORPUS_RECORD}"):
+        try:
+            old = json.loads(directory.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(old, dict) and all(old.get(k) == record[k] for k in ("corpus", "text_column", "settings")):
+            earlier.append((directory.stat().st_mtime, directory.parent, old.get("files") or {}))
+    if not earlier:
+        return
+    _, directory, files = max(earlier, key=lambda found: found[0])  # the newest: the last run's
+    now = record["files"]
+    changes = [(what, [Path(f).name for f in names]) for what, names in (
+        ("changed", [f for f in now if f in files and files[f] != now[f]]),
+        ("added", [f for f in now if f not in files]), ("removed", [f for f in files if f not in now])) if names]
+    said = "; ".join(f"{what}: {', '.join(names[:5])}" + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                     for what, names in changes)
+    logger.warning("the corpus changed since the tokenizer cached in %s was trained on it (%s): a new tokenizer is "
+                   "trained, and every file is prepared again for it. To prepare only the changed files, keep the "
+                   "earlier tokenizer: pass --tokenizer %s",
+                   directory, said or "files modified", directory)
 
 
 def _records_with_text(files: list[Path], text_column: str):
@@ -869,9 +908,12 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything
     if options.validation_share == 0:
         check_best_model_flags(args, "--validation_share 0 holds nothing out")
-    if args.phase2_batch_size is not None and options.max_seq_length_phase2 is None:
-        raise ValueError("--phase2_batch_size is the batch of the second phase, which --max_seq_length_phase2 "
-                         "turns on; pass that too, or drop --phase2_batch_size")
+    unused = phase2_flags_given(args) if options.max_seq_length_phase2 is None else []
+    if unused:  # (--phase2_ratio alone was taken, and ignored; the engine would refuse it after the data work)
+        what = {"--phase2_ratio": "the share of the steps in the second phase",
+                "--phase2_batch_size": "the batch of the second phase"}
+        raise ValueError(" and ".join(f"{flag} is {what[flag]}" for flag in unused) + ", which "
+                         f"--max_seq_length_phase2 turns on; pass that too, or drop {' and '.join(unused)}")
     context = setup(args.device)
     started = time.perf_counter()
     torch.manual_seed(args.seed)

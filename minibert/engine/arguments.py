@@ -116,6 +116,14 @@ class TrainingArguments:
         return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
 
+def phase2_flags_given(args: TrainingArguments) -> list[str]:
+    """The second phase's flags set away from their defaults (all that arguments can tell of a flag given): a run
+    without a second phase refuses them, which it would ignore."""
+    default_ratio = TrainingArguments.__dataclass_fields__["phase2_ratio"].default
+    return [flag for flag, given in (("--phase2_ratio", args.phase2_ratio != default_ratio),
+                                     ("--phase2_batch_size", args.phase2_batch_size is not None)) if given]
+
+
 LOWER_IS_BETTER = ("loss", "rmse")  # a metric whose name holds one of these is better when smaller
 
 

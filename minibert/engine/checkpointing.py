@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from minibert.checkpoint import finite_or_null, fsync, load_torch_file
 from minibert.engine.distributed import DistributedContext, barrier
@@ -93,6 +94,14 @@ def resolve_checkpoint(value: str, output_dir: str | Path) -> Path:
             )
         return found[-1]
     path = Path(value)
+    if not path.exists():  # a typo, or a checkpoint --save_total_limit rotated away: say so, and what there is
+        places = list({d.resolve(): d for d in (Path(output_dir), path.parent) if d.is_dir()}.values())
+        found = {d: list_checkpoints(d) for d in places}
+        held = "; ".join(f"{d} holds {', '.join(c.name for c in found[d]) or 'no complete checkpoint'}" for d in places)
+        fix = ("pass the path of one of those, or 'last' for the newest in --output_dir" if any(found.values()) else
+               f"pass the path of a {CHECKPOINT_PREFIX}<step> directory, or drop the flag to start a new run")
+        raise ValueError(f"--resume_from_checkpoint {value} does not exist" + (f" ({held})" if held else "")
+                         + f"; {fix}")
     if not is_complete(path):
         raise ValueError(
             f"--resume_from_checkpoint {value}: not a complete training checkpoint (it needs {MODEL_FILE}, "
@@ -314,6 +323,7 @@ def load_checkpoint(
             f"--init_from {directory} continues its weights)")
     optimizer.load_state_dict(saved_optimizer)
     scheduler.load_state_dict(saved["scheduler"])
+    follow_this_runs_schedule(scheduler, directory)
     scaler.load_state_dict(saved["scaler"])
     rng_file = directory / f"rng_state_{context.rank}.pt"
     if not rng_file.is_file():
@@ -321,6 +331,31 @@ def load_checkpoint(
         rng_file = directory / "rng_state_0.pt"
     set_rng_state(_load_dict(rng_file, ("python", "numpy", "torch"), instead))
     return saved["trainer"]
+
+
+def follow_this_runs_schedule(scheduler, directory: Path) -> None:
+    """After a resume, the learning rate of the next step is this run's schedule's, not the checkpoint's.
+
+    The optimizer's saved state holds the learning rate the checkpoint's schedule set for its next step, and the
+    scheduler changes it only after that step: a run resumed with a longer --max_steps (a finished run extended)
+    took its next step at the old schedule's last rate, 0 under linear decay, and only then jumped to the
+    stretched schedule's. A schedule of the step number alone (LambdaLR: every --lr_scheduler_type) gives the
+    rate here; an unchanged run gets exactly the saved rates back (the same product), so its resume stays exact.
+    SWALR (stochastic weight averaging) anneals from the current rate, which the checkpoint's is: left as saved."""
+    if not isinstance(scheduler, LambdaLR):
+        return
+    saved = scheduler.get_last_lr()
+    rates = [base * rule(scheduler.last_epoch) for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas,
+                                                                       strict=True)]
+    if rates == saved:
+        return
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    scheduler._last_lr = rates  # what get_last_lr() reports (and the trainer logs) for the next step
+    logger.warning("resuming from %s with another length of the run (--max_steps or --num_train_epochs): the "
+                   "learning rate follows the schedule of this length from here, as if the run had been started with "
+                   "it; the next step runs at %.4g, where the checkpoint's schedule had %.4g", directory, max(rates),
+                   max(saved))
 
 
 def _load_dict(file: Path, keys: tuple[str, ...], instead: str) -> dict:

@@ -64,6 +64,15 @@ def setup(device: str = "auto") -> DistributedContext:
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
 
 
+def log_level(level: int) -> int:
+    """The logging level of this process, for the command lines' logging set-up: `level` on the main process
+    (RANK 0, or no torchrun), errors alone on the others. Each process runs the same code, so every info line and
+    warning (the task, weights newly initialised, the best checkpoint loaded) was printed once per process; an
+    error (which may be one process's own) still prints everywhere. (Hugging Face's log_level_replica does this,
+    at warning by default.)"""
+    return level if int(os.environ.get("RANK", "0")) == 0 else logging.ERROR
+
+
 def _leave_process_group() -> None:
     """At exit, the process group is destroyed, as PyTorch asks of every program that made one. Left to the
     interpreter's own teardown, a rank of a finished 2-process CPU test run once ended with "terminate called

@@ -45,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from minibert.engine import checkpointing
-from minibert.engine.arguments import TrainingArguments
+from minibert.engine.arguments import TrainingArguments, phase2_flags_given
 from minibert.engine.distributed import (
     DistributedContext,
     barrier,
@@ -174,7 +174,7 @@ class TrainerState:
     # loss, its tokens), and rank 0's window alone, written for all, made the first record after a resume average
     # rank 0's measurements twice (the other processes' were lost). Empty on one process.
     rank_log_windows: list[dict[str, list[float]]] = field(default_factory=list)
-    # what the data position and the optimizer state mean (Trainer.run_settings): a resume must match them
+    # what the data position, the optimizer state and its schedule mean (Trainer.run_settings): a resume must match
     run_settings: dict = field(default_factory=dict)
 
 
@@ -257,6 +257,19 @@ def _repeat(items: list, count: int) -> list:
 
 def _batch_seed(*parts: int) -> int:
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF  # hash of a tuple of ints is stable across runs
+
+
+# What a resume must keep: what the data position and the saved optimizer state mean (Trainer.run_settings)
+DATA_SETTINGS = {"per_device_train_batch_size": "--per_device_train_batch_size",
+                 "phase2_batch_size": "--phase2_batch_size",
+                 "gradient_accumulation_steps": "--gradient_accumulation_steps", "seed": "--seed",
+                 "world_size": "the number of processes", "optimizer": "the optimizer (--optim, --prior_wd)",
+                 "train_examples": "the training examples (the corpus or data file, --max_seq_length, ...)",
+                 "recipe": "the recipe of the batches"}
+# ... and the settings that a checkpoint's optimizer and scheduler state bring back with it (learning rates, decay,
+# betas, epsilon), or that shape its schedule: a resume with other values trained on with the saved ones, unsaid
+OPTIMIZER_SETTINGS = ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio",
+                      "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon")
 
 
 # A directory holding one of these holds a model (save_pretrained's output, a downloaded checkpoint)
@@ -379,6 +392,12 @@ class Trainer:
             raise ValueError("train_dataset is empty; check the corpus or data file (it gave no examples)")
         if optimizer is not None and param_groups is not None:
             raise ValueError("pass either a prebuilt optimizer or param_groups, not both")
+        unused = phase2_flags_given(args) if phase2_dataset is None else []
+        if unused:  # a second phase's settings with no second phase: ignored, unsaid
+            raise ValueError(f"{' and '.join(unused)} set the second phase of two-phase training, and there is none "
+                             "(no phase2_dataset: pretrain.py makes one with --max_seq_length_phase2, fine-tuning "
+                             f"has none), so {'they' if len(unused) > 1 else 'it'} would be ignored; drop "
+                             f"{' and '.join(unused)}")
         self._best_metric_by_default = args.load_best_model_at_end and args.metric_for_best_model is None
         if self._best_metric_by_default:
             # As Hugging Face: the best model is the one of the lowest evaluation loss (without a metric no
@@ -800,45 +819,67 @@ class Trainer:
     def run_settings(self) -> dict:
         """What the data position (batches done in the epoch) and the saved optimizer state mean. A resume
         with other values would see some examples twice and others never, or load another optimizer's
-        state, so it is refused (check_resume_settings)."""
+        state, so it is refused (check_resume_settings). The optimizer's and the schedule's settings too: the
+        saved state brings the run's own (a resume with another --learning_rate trained at the old one, unsaid).
+        Not the run's length: --max_steps may change (the schedule is stretched, checkpointing's
+        follow_this_runs_schedule)."""
         chain, optimizer = [], self.optimizer
         while optimizer is not None:  # wrappers first: PriorWD(Lookahead(RAdam))
             chain.append(type(optimizer).__name__)
             optimizer = getattr(optimizer, "optimizer", None)
+        args = self.args
         return {
-            "per_device_train_batch_size": self.batch_sizes[0], "phase2_batch_size": self.batch_sizes[1],
-            "gradient_accumulation_steps": self.args.gradient_accumulation_steps,
-            "world_size": self.context.world_size, "seed": self.args.seed,
+            "per_device_train_batch_size": self.batch_sizes[0],
+            # only with a second phase: without one, its batch was recorded as phase 1's, and a resume with another
+            # --per_device_train_batch_size was said to change --phase2_batch_size too
+            **({"phase2_batch_size": self.batch_sizes[1]} if len(self.datasets) > 1 else {}),
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "world_size": self.context.world_size, "seed": args.seed,
             "train_examples": [len(d) for d in self.datasets], "optimizer": "(".join(chain) + ")" * (len(chain) - 1),
             # as JSON gives it back from the checkpoint (tuples as lists), so that equal recipes compare equal
             "recipe": json.loads(json.dumps(self.recipe)) if self.recipe is not None else None,
+            **{name: json.loads(json.dumps(getattr(args, name))) for name in OPTIMIZER_SETTINGS},
+            # each parameter group's peak rate (layer-wise rates: --llrd, --lr_groups, --head_lr; param_groups' lr)
+            "learning_rates": [g.get("initial_lr", g["lr"]) for g in self.optimizer.param_groups],
         }
 
     def check_resume_settings(self, saved: dict, checkpoint: Path) -> None:
-        """Refuse a resume whose data order or optimizer would not be the checkpoint's (older checkpoints
-        recorded nothing: not checked)."""
+        """Refuse a resume whose data order, optimizer or schedule would not be the checkpoint's (older
+        checkpoints recorded nothing, or less: not checked)."""
         recorded = saved.get("run_settings") or {}
-        flags = {"per_device_train_batch_size": "--per_device_train_batch_size",
-                 "phase2_batch_size": "--phase2_batch_size",
-                 "gradient_accumulation_steps": "--gradient_accumulation_steps", "seed": "--seed",
-                 "world_size": "the number of processes", "optimizer": "the optimizer (--optim, --prior_wd)",
-                 "train_examples": "the training examples (the corpus or data file, --max_seq_length, ...)",
-                 "recipe": "the recipe of the batches"}
         now = self.run_settings()
-        differ = []
-        for k in flags:
-            if k not in recorded or recorded[k] == now[k]:
-                continue
-            if isinstance(recorded[k], dict) and isinstance(now[k], dict):  # a recipe: the entries that differ
-                differ += [f"{name}: {recorded[k].get(name)} then, {now[k].get(name)} now"
-                           for name in sorted(set(recorded[k]) | set(now[k]), key=str)
-                           if recorded[k].get(name) != now[k].get(name)]
-            else:
-                differ.append(f"{flags[k]}: {recorded[k]} then, {now[k]} now")
+
+        def differences(flags: dict[str, str]) -> list[str]:
+            differ = []
+            for k in flags:
+                if k not in recorded or k not in now or recorded[k] == now[k]:
+                    continue
+                if k == "recipe" and isinstance(recorded[k], dict) and isinstance(now[k], dict):  # entries that differ
+                    differ += [f"{name}: {recorded[k].get(name)} then, {now[k].get(name)} now"
+                               for name in sorted(set(recorded[k]) | set(now[k]), key=str)
+                               if recorded[k].get(name) != now[k].get(name)]
+                elif k != "learning_rates" or recorded.get("learning_rate") == now.get("learning_rate"):
+                    # (another --learning_rate changes every group's peak rate: said once, as the flag)
+                    differ.append(f"{flags[k]}: {recorded[k]} then, {now[k]} now")
+            return differ
+
+        differ = differences(DATA_SETTINGS)
         if differ:
             raise ValueError(f"{checkpoint} was saved by a run with other settings ({'; '.join(differ)}); its data "
                              "position and optimizer state mean nothing under these. Resume with the settings of "
                              "that run, or start a new run in another --output_dir")
+        differ = differences({**{name: f"--{name}" for name in OPTIMIZER_SETTINGS}, "learning_rates": (
+            "the peak learning rates of the parameter groups (--llrd, --lr_groups, --head_lr; param_groups' lr)")})
+        if differ:
+            # a pretraining checkpoint is also a model (config.json); a fine-tuning one is not, but its run's end is
+            is_model = (checkpoint / "config.json").is_file()
+            weights = (f"from its weights: pretrain.py --init_from {checkpoint}" if is_model
+                       else "from a saved model: train.py --model_name_or_path takes a finished run's --output_dir")
+            raise ValueError(f"{checkpoint} was saved by a run with another optimizer or learning-rate schedule "
+                             f"({'; '.join(differ)}); a resume continues that run, and its saved optimizer state "
+                             "would override these silently. Resume with the values of that run (only --max_steps or "
+                             "--num_train_epochs may change: the schedule is then stretched to the new length), or "
+                             f"start a new run with these in another --output_dir ({weights})")
 
     def _prepare_output_dir(self, resuming: bool) -> None:
         previous = check_output_dir(self.args, resuming)
@@ -917,7 +958,9 @@ class Trainer:
                                         if self._best_metric_by_default else
                                         f"metric_for_best_model {key!r} is not among eval_fn's keys {sorted(metrics)}")
                                 last = self.checkpoint_path(self.state.last_checkpoint)
-                                raise ValueError(f"{what}; resume from {last} with --metric_for_best_model one of them")
+                                # both spellings: the Trainer is called from Python as well as by the command lines
+                                raise ValueError(f"{what}; resume from {last} with metric_for_best_model (the flag "
+                                                 "--metric_for_best_model) set to one of them")
                             if math.isnan(metrics[key]):
                                 logger.warning("%s is undefined (NaN) at step %d, so this evaluation cannot be the "
                                                "best one", key, step)
