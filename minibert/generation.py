@@ -224,12 +224,26 @@ UNSUPPORTED_SETTINGS = {
 }
 
 
+# Arguments of Hugging Face's generate() call that minibert's does not take (with their "off" values). use_cache
+# is let through whatever its value: minibert always decodes on a cache, and the tokens are the same without one.
+HF_CALL_ONLY_ARGUMENTS = {
+    "generation_config": None, "logits_processor": None, "stopping_criteria": None, "prefix_allowed_tokens_fn": None,
+    "synced_gpus": None, "assistant_model": None, "streamer": None, "negative_prompt_ids": None, "tokenizer": None,
+    "output_scores": False, "output_logits": False, "output_attentions": False, "output_hidden_states": False,
+    "return_dict_in_generate": False,
+}
+
+
 def refuse_other_arguments(other: dict) -> None:
     """generate's unknown keyword arguments, refused by name: a Hugging Face option minibert does not implement
-    (bad_words_ids, force_words_ids, ...) is said to be one, rather than a bare "unexpected keyword argument"."""
-    names = sorted(other)
-    unsupported = [n for n in names if n in UNSUPPORTED_SETTINGS]
-    unknown = [n for n in names if n not in UNSUPPORTED_SETTINGS]
+    (bad_words_ids, force_words_ids, output_scores, ...) is said to be one, rather than a bare "unexpected keyword
+    argument"; one given at its "off" value (bad_words_ids=None) is let through, as a stored one is."""
+    off = {**UNSUPPORTED_SETTINGS, **HF_CALL_ONLY_ARGUMENTS}
+    names = sorted(n for n in other if n != "use_cache" and not (n in off and other[n] == off[n]))
+    if not names:
+        return
+    unsupported = [n for n in names if n in off]
+    unknown = [n for n in names if n not in unsupported]
     said = []
     if unsupported:
         said.append(f"{', '.join(unsupported)}: Hugging Face generate() options that minibert does not implement "
@@ -238,7 +252,7 @@ def refuse_other_arguments(other: dict) -> None:
                     "drop them, or generate with transformers from the checkpoint save_pretrained writes")
     if unknown:
         takes = [n for n in inspect.signature(GenerationMixin.generate).parameters if n not in ("self", "other")]
-        close = {n: difflib.get_close_matches(n, takes, n=1) for n in unknown}
+        close = {n: difflib.get_close_matches(n, takes, n=1, cutoff=0.8) for n in unknown}  # typos, not guesses
         said.append(f"unexpected keyword argument(s) {', '.join(unknown)}"
                     + "".join(f" ({n}: did you mean {c[0]}?)" for n, c in close.items() if c)
                     + f"; generate() takes {', '.join(takes)}")
@@ -376,7 +390,7 @@ class GenerationMixin:
     @torch.no_grad()
     def generate(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         max_new_tokens: int | None = UNSET,
         do_sample: bool | None = UNSET,
@@ -426,6 +440,9 @@ class GenerationMixin:
         elements silently (GPT-2, 3 AdamW steps with a `generate` after the first: weights 3.2e-2 off
         the run without it; `fused=False`: identical).
         """
+        if input_ids is None:  # (a default only so that Hugging Face's spelling, inputs=, is named)
+            raise TypeError("generate() needs input_ids, the prompt's token ids (B, T)"
+                            + (": Hugging Face's inputs= is input_ids= here" if "inputs" in other else ""))
         if other:
             refuse_other_arguments(other)
         explicit = {k: v for k, v in dict(

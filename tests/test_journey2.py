@@ -102,6 +102,11 @@ def test_a_missing_checkpoint_is_said_not_to_exist_with_the_runs_checkpoints(tmp
     with pytest.raises(ValueError, match=r"does not exist \(.* holds no complete checkpoint\); pass the path of a "
                                          r"checkpoint-<step> directory, or drop the flag"):
         resolve_checkpoint(str(tmp_path / "empty" / "checkpoint-9"), tmp_path / "empty")
+    # a checkpoint of another run, resumed into an --output_dir of none: 'last' there would find nothing
+    with pytest.raises(ValueError) as refused:
+        resolve_checkpoint(str(run / "checkpoint-2"), tmp_path / "empty")
+    assert "holds checkpoint-4, checkpoint-6); pass the path of one of those" in str(refused.value)
+    assert "'last'" not in str(refused.value)
 
 
 def test_a_resume_with_another_batch_size_names_no_phase2_flag_without_a_second_phase(run, tmp_path):
@@ -218,3 +223,20 @@ def test_a_changed_corpus_says_its_tokenizer_is_trained_again_and_how_to_keep_it
         trained_tokenizer(other)  # another --corpus: nothing to say
     assert caplog.text == ""
     json.loads(next(earlier.glob("minibert_corpus.json")).read_text())  # the record it is told by
+
+
+def test_a_checkpoint_saved_inside_swa_resumed_without_it_is_refused_by_name(tmp_path):
+    """Its scheduler state is SWALR's, and the resumed run's LambdaLR failed inside torch with a bare
+    KeyError: 'lr_lambdas'."""
+    from test_checkpointing import Crash
+
+    from minibert.finetune.swa import SWA
+
+    args = dict(max_steps=11, save_steps=4, warmup_steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(ToyModel(), make_args(tmp_path, **args), toy_dataset(), collate,
+                callbacks=[SWA(0.3, 0.05, 2), Crash(9)]).train()
+    with pytest.raises(ValueError, match=r"saved under another learning-rate scheduler than this run's LambdaLR .*"
+                                         r"--swa_start\)\. Resume with the flags of the run that saved it"):
+        Trainer(ToyModel(), make_args(tmp_path, resume_from_checkpoint="last", **args), toy_dataset(),
+                collate).train()

@@ -173,6 +173,28 @@ def test_a_text_file_reads_the_same_documents_whatever_its_line_ends(tmp_path, e
     assert len(prepared) == 3 and prepared.num_tokens() == 42
 
 
+def test_a_stray_cr_in_a_file_of_newlines_ends_no_line(tmp_path):
+    """\r\r\n (CRLF converted twice) was one line end before lone \r was read; reading every lone \r made each
+    line a document of its own (a \r, then an empty \r\n line). Only a file whose line ends are lone \r reads them."""
+    file = tmp_path / "twice.txt"
+    file.write_bytes(b"First play, line one.\r\r\nLine two.\r\r\n\r\r\nSecond play.\r\r\n")
+    assert len(list(iter_records(file))) == 2
+
+
+def test_a_lone_cr_file_prepared_before_lone_cr_was_read_is_prepared_again(tmp_path, monkeypatch):
+    """Its cache (one document) was found again by the unchanged fingerprint: a fresh cache read three."""
+    import minibert.data.prepared as prepared_module
+
+    file = tmp_path / "mac.txt"
+    file.write_bytes(TEXT.replace("\n", "\r").encode())
+    tokenizer = train_tokenizer([TEXT], "wordpiece", vocab_size=60, min_frequency=1)
+    with monkeypatch.context() as before:  # as the code before: no lone \r line ends, no mark in the fingerprint
+        before.setattr(corpus_module, "ends_lines_with_lone_cr", lambda file: False)
+        before.setattr(prepared_module, "ends_lines_with_lone_cr", lambda file: False, raising=False)
+        assert len(prepare_corpus([file], tokenizer, cache_dir=tmp_path / "cache", workers=1)) == 1
+    assert len(prepare_corpus([file], tokenizer, cache_dir=tmp_path / "cache", workers=1)) == 3
+
+
 def test_json_lines_and_tables_keep_their_line_ends(tmp_path):
     """Only a text file ends lines at a lone \\r: JSON lines are separated by \\n (a \\r between tokens is
     whitespace), and in a CSV a lone \\r inside a row is refused (test_corpus_errors.py) or, in a quoted cell, kept."""

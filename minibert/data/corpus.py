@@ -202,17 +202,34 @@ def byte_lines(f) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
+LONE_CR_PROBE = 1 << 16  # bytes looked at to tell a file of lone \r line ends (old Mac OS)
+
+
+def ends_lines_with_lone_cr(file: Path) -> bool:
+    """Whether a file's lines end at a lone \r: its first LONE_CR_PROBE bytes hold a \r and no \n. Only such a
+    file is read with lone \r as a line end: in a file of \n or \r\n ends, a stray \r (\r\r\n, CRLF converted
+    twice) ends no line, as before lone \r was read, rather than making every line a document of its own."""
+    try:
+        with (gzip.open if _gzipped(file) else open)(file, "rb") as f:
+            start = f.read(LONE_CR_PROBE)
+    except (EOFError, OSError):  # a cut or fake .gz, an unreadable file: the reading itself names it
+        return False
+    return b"\r" in start and b"\n" not in start
+
+
 def read_lines(file: Path, lone_cr_ends_lines: bool = False) -> Iterator[tuple[int, str, int]]:
     """(line number, line, its size in bytes) of a file, gzipped or not, read as a stream: a corpus
     larger than memory is never held whole. Lines end at \n (so \r\n too); with `lone_cr_ends_lines`, which a
-    text file's reader asks for, at a lone \r too (byte_lines). Not for JSON lines, whose separator is \n (a \r
-    between its tokens is whitespace), nor CSV / TSV, where a row's end decides its cells: a lone \r inside a row
-    is refused there, as malformed. UTF-8 is checked line by line (decode_utf8's rule)."""
+    text file's reader asks for, at a lone \r too (byte_lines) when the file's own line ends are lone \r
+    (ends_lines_with_lone_cr). Not for JSON lines, whose separator is \n (a \r between its tokens is
+    whitespace), nor CSV / TSV, where a row's end decides its cells: a lone \r inside a row is refused there, as
+    malformed. UTF-8 is checked line by line (decode_utf8's rule)."""
     opener = gzip.open if _gzipped(file) else open
     offset = 0
+    lone_cr = lone_cr_ends_lines and ends_lines_with_lone_cr(file)
     with opener(file, "rb") as f:
         try:
-            for n, raw in enumerate(byte_lines(f) if lone_cr_ends_lines else f, 1):
+            for n, raw in enumerate(byte_lines(f) if lone_cr else f, 1):
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:

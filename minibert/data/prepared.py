@@ -57,6 +57,7 @@ from minibert.data.corpus import (
     TABLE_SUFFIXES,
     _suffix,
     corpus_file_list,
+    ends_lines_with_lone_cr,
     iter_records,
     join_sentences,
     split_sentences,
@@ -339,6 +340,8 @@ def file_fingerprint(file: Path, text_column: str = "text") -> str:
     before = reader(Path(file.stem).suffix if was_gzipped else file.suffix, was_gzipped)
     now = reader(_suffix(file), file.suffix.lower() == ".gz")
     key += "" if now == before else f"\0format {now[0]}{' gz' if now[1] else ''}"
+    # A text file of lone \r line ends was one document until they were read (2026-11-24): its cache is other text
+    key += "\0lone cr" if now[0] == "text" and ends_lines_with_lone_cr(file) else ""
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
 
 

@@ -98,7 +98,8 @@ def resolve_checkpoint(value: str, output_dir: str | Path) -> Path:
         places = list({d.resolve(): d for d in (Path(output_dir), path.parent) if d.is_dir()}.values())
         found = {d: list_checkpoints(d) for d in places}
         held = "; ".join(f"{d} holds {', '.join(c.name for c in found[d]) or 'no complete checkpoint'}" for d in places)
-        fix = ("pass the path of one of those, or 'last' for the newest in --output_dir" if any(found.values()) else
+        last = ", or 'last' for the newest in --output_dir" if list_checkpoints(Path(output_dir)) else ""
+        fix = (f"pass the path of one of those{last}" if any(found.values()) else
                f"pass the path of a {CHECKPOINT_PREFIX}<step> directory, or drop the flag to start a new run")
         raise ValueError(f"--resume_from_checkpoint {value} does not exist" + (f" ({held})" if held else "")
                          + f"; {fix}")
@@ -322,6 +323,11 @@ def load_checkpoint(
             "than 2 heads). Resume with the settings and version that saved it, or start a new run (pretrain.py "
             f"--init_from {directory} continues its weights)")
     optimizer.load_state_dict(saved_optimizer)
+    if set(saved["scheduler"]) != set(scheduler.state_dict()):  # another kind of scheduler: torch's bare KeyError
+        raise ValueError(
+            f"{directory} was saved under another learning-rate scheduler than this run's {type(scheduler).__name__} "
+            "(a checkpoint saved while stochastic weight averaging ran holds SWALR's: its run had --swa_start). "
+            "Resume with the flags of the run that saved it")
     scheduler.load_state_dict(saved["scheduler"])
     follow_this_runs_schedule(scheduler, directory)
     scaler.load_state_dict(saved["scaler"])

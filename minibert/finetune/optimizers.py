@@ -124,7 +124,8 @@ class Lookahead(OptimizerWrapper):
 
     The slow weights are what a run returns (Zhang et al. 2019, Algorithm 1) and what its evaluations read (the
     authors' code, https://github.com/michaelrzhang/lookahead, swaps them in to evaluate: they "typically generalize
-    better").
+    better"; it swaps in the slow weights as they stand, where minibert evaluates them with the current cycle closed,
+    as below, the model a run ending at that step returns).
     A run whose steps are not a multiple of k stops between two pulls, with fast weights up to k - 1 steps ahead:
     `close_cycle` ends that last cycle early, with the pull its k-th step would have made, so those steps count (the
     slow weights as they stood would drop them, and return a run shorter than k steps untrained). When the steps
