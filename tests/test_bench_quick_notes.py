@@ -2,21 +2,12 @@
 the README's figure comes from the full run; the full run prints its figures without the note. Sizes are cut
 down (or the training stubbed) where the script allows, so that this stays a few seconds."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import torch
+from test_bench_options import load  # a bench/ script as a module
 
-ROOT = Path(__file__).parent.parent
 NOTE = "(smoke size: the README's figures are from the full run)"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def lines_with(text: str, out: str) -> list[str]:
