@@ -288,13 +288,8 @@ def encoder_without_unread_pooler_report(base_class, source: str, overrides: dic
     other than pooler, the ladder's side network): a checkpoint without a pooler (an MLM one) is not reported as
     leaving the pooler "newly initialised ... train before use", since nothing reads it; any other weight it
     initialised still is."""
-    with new_weights_unreported():
-        encoder = base_class.from_pretrained(source, **overrides)
-    fresh = [k for k in encoder.loading_info.get("newly_initialized", []) if not k.startswith("pooler.")]
-    if fresh:
-        logger.warning("%s: newly initialised (not in the checkpoint; train before use): %s",
-                       type(encoder).__name__, fresh)
-    return encoder
+    with new_weights_unreported(("pooler.",)):
+        return base_class.from_pretrained(source, **overrides)
 
 
 def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:

@@ -53,22 +53,26 @@ from minibert.nn.attention import ATTN_IMPLEMENTATIONS
 
 logger = logging.getLogger(__name__)
 
-# Whether loading a checkpoint warns of the weights it initialised (new_weights_unreported turns it off).
-_REPORT_NEW_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("report_new_weights", default=True)
+# The weights loading a checkpoint does not warn of when it initialises them (new_weights_unreported): the names
+# starting with one of these prefixes, or every name (None). Empty: all are reported.
+_UNREPORTED_NEW_WEIGHTS: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "unreported_new_weights", default=())
 
 
 @contextmanager
-def new_weights_unreported():
+def new_weights_unreported(prefixes: tuple[str, ...] | None = None):
     """Within the block, loading a checkpoint does not warn of the weights it initialised ("newly initialised ...
-    train before use"); they are still listed in each model's `loading_info`. For a caller that restores some of
-    them at once and reports the rest itself: load_beside_base (finetune/beside_base.py), whose saved parameters
-    hold the task head that the base checkpoint lacks. (It was a logging filter matching the warning's text, which
-    also held back the warnings of any other thread loading a model meanwhile.)"""
-    token = _REPORT_NEW_WEIGHTS.set(False)
+    train before use") whose names start with one of `prefixes` (all of them when None); they are still listed in
+    each model's `loading_info`. For a caller that restores some of them at once and reports the rest itself:
+    load_beside_base (finetune/beside_base.py), whose saved parameters hold the task head that the base checkpoint
+    lacks; and for one whose model never reads some of them: a head that pools the hidden states leaves the
+    pooler unread (finetuning.py). (It was a logging filter matching the warning's text, which also held back the
+    warnings of any other thread loading a model meanwhile.)"""
+    token = _UNREPORTED_NEW_WEIGHTS.set(prefixes)
     try:
         yield
     finally:
-        _REPORT_NEW_WEIGHTS.reset(token)
+        _UNREPORTED_NEW_WEIGHTS.reset(token)
 
 
 # Fields that choose how this run computes (attention kernel, unpadding, sparse MLM head), not what the model is:
@@ -403,9 +407,11 @@ class PreTrainedModel(nn.Module):
         self.load_state_dict(ours, strict=False)
         # Warnings, as Hugging Face's: a head left random (a misspelt key included) must be trained, and
         # weights left unread are worth a look.
-        if fresh and _REPORT_NEW_WEIGHTS.get():
+        unreported = _UNREPORTED_NEW_WEIGHTS.get()
+        reported = [] if unreported is None else [k for k in fresh if not k.startswith(unreported)]
+        if reported:
             logger.warning("%s: newly initialised (not in the checkpoint; train before use): %s",
-                           type(self).__name__, fresh)
+                           type(self).__name__, reported)
         if other_heads:
             logger.warning("%s: ignored checkpoint weights of other heads: %s", type(self).__name__, other_heads)
         if mismatched:
