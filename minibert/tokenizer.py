@@ -44,6 +44,12 @@ SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")  # any one of them makes a directory hold a tokenizer
 
 
+def _special_token(name: str) -> property:
+    """A special token by its name ("cls_token"), as Hugging Face's attribute: None where the tokenizer has none;
+    setting it renames that token (Tokenizer._set_special)."""
+    return property(lambda self: self.special_tokens.get(name), lambda self, token: self._set_special(name, token))
+
+
 class Tokenizer:
     """A `tokenizers.Tokenizer` plus the names of its special tokens, called like Hugging Face's.
 
@@ -103,20 +109,13 @@ class Tokenizer:
     # the tokens by name, as Hugging Face's attributes (None where the tokenizer has none); setting one renames it.
     # Without a property, `tok.cls_token` raised AttributeError and `tok.cls_token = "x"` made a plain attribute
     # that cls_token_id ignored.
-    mask_token = property(lambda self: self.special_tokens.get("mask_token"),
-                          lambda self, token: self._set_special("mask_token", token))
-    pad_token = property(lambda self: self.special_tokens.get("pad_token"),
-                         lambda self, token: self._set_special("pad_token", token))
-    eos_token = property(lambda self: self.special_tokens.get("eos_token"),
-                         lambda self, token: self._set_special("eos_token", token))
-    bos_token = property(lambda self: self.special_tokens.get("bos_token"),
-                         lambda self, token: self._set_special("bos_token", token))
-    cls_token = property(lambda self: self.special_tokens.get("cls_token"),
-                         lambda self, token: self._set_special("cls_token", token))
-    sep_token = property(lambda self: self.special_tokens.get("sep_token"),
-                         lambda self, token: self._set_special("sep_token", token))
-    unk_token = property(lambda self: self.special_tokens.get("unk_token"),
-                         lambda self, token: self._set_special("unk_token", token))
+    mask_token = _special_token("mask_token")
+    pad_token = _special_token("pad_token")
+    eos_token = _special_token("eos_token")
+    bos_token = _special_token("bos_token")
+    cls_token = _special_token("cls_token")
+    sep_token = _special_token("sep_token")
+    unk_token = _special_token("unk_token")
 
     @property
     def all_special_ids(self) -> list[int]:
