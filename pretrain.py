@@ -11,7 +11,6 @@ Flags: the pretraining options below, then the engine's (Hugging Face's Training
 
 import argparse
 import logging
-import os
 import sys
 
 from minibert.data import OBJECTIVES
@@ -19,7 +18,7 @@ from minibert.data.corpus import corpus_file_list, has_columns
 from minibert.data.prepared import NotEnoughDiskSpace
 from minibert.engine import NonFiniteLossError, StoppedBySignal, TrainingInterrupted, stop_on_signals
 from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace, parse_bool
-from minibert.engine.distributed import log_level
+from minibert.engine.distributed import log_level, process_rank
 from minibert.pretraining import (
     DEFAULT_RUN,
     DEFAULT_TRAINING,
@@ -190,12 +189,13 @@ def main(argv=None) -> int:
         with stop_on_signals():
             result = run_pretraining(options, from_namespace(ns))
     except (TrainingInterrupted, StoppedBySignal) as stop:
-        print(f"pretrain.py: {stop}", file=sys.stderr)
+        if process_rank() == 0:  # under torchrun every process is stopped: one message
+            print(f"pretrain.py: {stop}", file=sys.stderr)
         return stop.exit_code
     except (ValueError, ImportError, NonFiniteLossError, NotEnoughDiskSpace) as error:  # ImportError: an extra
         print(f"pretrain.py: error: {error}", file=sys.stderr)
         return 1
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+    if process_rank() == 0:  # under torchrun, one summary
         print(format_summary(result))
     return 0
 

@@ -23,12 +23,11 @@ passes --overwrite_output_dir (or --resume_from_checkpoint last, or another --ou
 
 import json
 import logging
-import os
 import sys
 
 from minibert.engine import StoppedBySignal, TrainingArguments, TrainingInterrupted, stop_on_signals
 from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace, phase2_flags_given
-from minibert.engine.distributed import log_level
+from minibert.engine.distributed import log_level, process_rank
 from minibert.finetune.losses import MULTI_LABEL_LOSSES
 from minibert.finetune.multitask import MIXING_STRATEGIES
 from minibert.finetune.optimizers import OPTIMIZERS
@@ -72,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals():
             result = finetune(args, training)
     except (TrainingInterrupted, StoppedBySignal) as stop:
-        print(f"train.py: {stop}", file=sys.stderr)
+        if process_rank() == 0:  # under torchrun every process is stopped: one message
+            print(f"train.py: {stop}", file=sys.stderr)
         return stop.exit_code
     except ValueError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one report
+    if process_rank() != 0:  # under torchrun, one report
         return 0
     if not result.history and not result.metrics:  # no --validation_file: trained and saved, never measured
         how = ("give each task a validation file: --multitask NAME=TRAIN,VALIDATION" if args.multitask

@@ -300,10 +300,11 @@ def load_checkpoint(
     scaler,
     context: DistributedContext,
     check_trainer_state: Callable[[dict], None] | None = None,
+    total_steps: int | None = None,
 ) -> dict:
     """Restore every piece saved by save_checkpoint; returns the trainer state (step, data position...).
     `check_trainer_state` sees that state before the optimizer's is loaded (another optimizer's would
-    fail there with a bare KeyError)."""
+    fail there with a bare KeyError). `total_steps`: this run's length (follow_this_runs_schedule)."""
     instead = _earlier_checkpoint_hint(directory)
     state = load_torch_file(directory / MODEL_FILE, instead)
     check_same_model(model, state, directory)
@@ -329,7 +330,7 @@ def load_checkpoint(
             "(a checkpoint saved while stochastic weight averaging ran holds SWALR's: its run had --swa_start). "
             "Resume with the flags of the run that saved it")
     scheduler.load_state_dict(saved["scheduler"])
-    follow_this_runs_schedule(scheduler, directory)
+    follow_this_runs_schedule(scheduler, directory, total_steps)
     scaler.load_state_dict(saved["scaler"])
     rng_file = directory / f"rng_state_{context.rank}.pt"
     if not rng_file.is_file():
@@ -339,7 +340,7 @@ def load_checkpoint(
     return saved["trainer"]
 
 
-def follow_this_runs_schedule(scheduler, directory: Path) -> None:
+def follow_this_runs_schedule(scheduler, directory: Path, total_steps: int | None = None) -> None:
     """After a resume, the learning rate of the next step is this run's schedule's, not the checkpoint's.
 
     The optimizer's saved state holds the learning rate the checkpoint's schedule set for its next step, and the
@@ -347,8 +348,10 @@ def follow_this_runs_schedule(scheduler, directory: Path) -> None:
     took its next step at the old schedule's last rate, 0 under linear decay, and only then jumped to the
     stretched schedule's. A schedule of the step number alone (LambdaLR: every --lr_scheduler_type) gives the
     rate here; an unchanged run gets exactly the saved rates back (the same product), so its resume stays exact.
-    SWALR (stochastic weight averaging) anneals from the current rate, which the checkpoint's is: left as saved."""
-    if not isinstance(scheduler, LambdaLR):
+    SWALR (stochastic weight averaging) anneals from the current rate, which the checkpoint's is: left as saved.
+    A checkpoint at or past this run's `total_steps` has no step left to run: nothing to follow or to warn of (a
+    cosine schedule read past its end gave a rate, and a warning about a step that never came)."""
+    if not isinstance(scheduler, LambdaLR) or (total_steps is not None and scheduler.last_epoch >= total_steps):
         return
     saved = scheduler.get_last_lr()
     rates = [base * rule(scheduler.last_epoch) for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas,

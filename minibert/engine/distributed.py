@@ -51,7 +51,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def setup(device: str = "auto") -> DistributedContext:
     """Read torchrun's environment; join (or reuse) the process group when WORLD_SIZE > 1."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = process_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     torch_device = resolve_device(device, local_rank)
     if world_size > 1 and not dist.is_initialized():
@@ -64,13 +64,18 @@ def setup(device: str = "auto") -> DistributedContext:
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
 
 
+def process_rank() -> int:
+    """This process's rank as torchrun sets it (RANK; 0 without torchrun), known before any process group."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def log_level(level: int) -> int:
     """The logging level of this process, for the command lines' logging set-up: `level` on the main process
     (RANK 0, or no torchrun), errors alone on the others. Each process runs the same code, so every info line and
     warning (the task, weights newly initialised, the best checkpoint loaded) was printed once per process; an
     error (which may be one process's own) still prints everywhere. (Hugging Face's log_level_replica does this,
     at warning by default.)"""
-    return level if int(os.environ.get("RANK", "0")) == 0 else logging.ERROR
+    return level if process_rank() == 0 else logging.ERROR
 
 
 def _leave_process_group() -> None:

@@ -905,6 +905,7 @@ class Trainer:
                 scaler=self.scaler,
                 context=self.context,
                 check_trainer_state=lambda saved: self.check_resume_settings(saved, checkpoint),
+                total_steps=self.total_steps,
             )
             self.state = TrainerState(**saved)
             if self.context.is_main:

@@ -10,27 +10,21 @@ weights from normal(0, initializer_range) (0.02; an embedding's padding row 0), 
 and bias 0.
 """
 
+from functools import partial
+
 from torch import nn
+
+from minibert.modeling import normal_init
 
 
 def _init_fn(model: nn.Module):
-    """The model family's own initialiser (`_init_weights`), else BERT's rule with the config's
-    initializer_range (0.02 without one)."""
+    """The model family's own initialiser (`_init_weights`), else the rule BERT, GPT-2 and BART share
+    (`modeling.normal_init`) with the config's initializer_range (0.02 without one)."""
     init = getattr(model, "_init_weights", None)
     if init is not None:
         return init
     std = getattr(getattr(model, "config", None), "initializer_range", 0.02)
-
-    def bert_init(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=std)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-
-    return bert_init
+    return partial(normal_init, std=std)
 
 
 def reinit_pooler(model: nn.Module) -> bool:

@@ -29,6 +29,7 @@ from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel
 
 from minibert.checkpoint import load_torch_file
+from minibert.finetune.optimizers import find_lookahead
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,15 @@ class SWA:
         if self.averaged is None:
             self._take_over(trainer)
             logger.info("step %d: stochastic weight averaging starts", trainer.state.global_step)
-        self.averaged.update_parameters(trainer.model)
+        lookahead = find_lookahead(trainer.optimizer)
+        if lookahead is None:
+            self.averaged.update_parameters(trainer.model)
+            return
+        # Under Lookahead (--optim radam_lookahead) the model of a step is its slow weights, the ones the run's
+        # evaluations read and its end returns (finetuning.LookaheadSlowWeights): averaging the fast weights, up
+        # to k - 1 steps ahead of them, would compare an average of other points with the final model.
+        with lookahead.slow_weights():
+            self.averaged.update_parameters(trainer.model)
 
     def _take_over(self, trainer) -> None:
         """Start an average of the model, and from here on have the engine step SWALR instead of its

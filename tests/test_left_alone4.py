@@ -1,0 +1,78 @@
+"""Behaviours earlier sessions noticed and left alone (fourth set): every torchrun process printed the stop message; a
+resume with no step left warned of a stretched schedule;
+SWA under Lookahead averaged the fast weights.
+Seconds each."""
+
+import logging
+import signal
+from types import SimpleNamespace
+
+import pytest
+import torch
+from test_engine import ToyModel, collate, make_args, toy_dataset
+from torch import nn
+
+import pretrain
+import train
+from minibert.engine import StoppedBySignal, Trainer
+from minibert.finetune.optimizers import Lookahead
+from minibert.finetune.swa import SWA
+
+
+# -- 1. Under torchrun, one process says why the run stopped --------------------------------------------------------
+@pytest.mark.parametrize("command", [pretrain, train])
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_stopped_run_prints_its_message_once_under_torchrun(command, rank, monkeypatch, capsys):
+    """A SIGTERM reaches every torchrun process and each stops with the same message: only rank 0 prints it (the
+    others' log level is errors alone already); every process still exits with the signal's code."""
+    def stopped(*args, **kwargs):
+        raise StoppedBySignal(signal.SIGTERM)
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setattr(command, "run_pretraining" if command is pretrain else "finetune", stopped)
+    assert command.main([]) == 128 + signal.SIGTERM
+    said = capsys.readouterr().err
+    assert ("SIGTERM" in said) == (rank == "0"), said
+
+
+# -- 2. A resume with no step left warns of no schedule ---------------------------------------------------------
+def test_a_resume_past_the_runs_end_warns_of_no_stretched_schedule(tmp_path, caplog):
+    """A cosine run of 6 steps resumed from step 6 with --max_steps 4 runs no step, yet was warned that "the next step
+    runs at 0.0015" (the cosine read past its end): no step left, nothing followed, nothing said. A longer run still
+    hears it."""
+    common = dict(logging_steps=1, learning_rate=1e-2, save_steps=3, lr_scheduler_type="cosine")
+    Trainer(ToyModel(), make_args(tmp_path / "a", max_steps=6, **common), toy_dataset(), collate).train()
+    with caplog.at_level(logging.WARNING, logger="minibert.engine.checkpointing"):
+        Trainer(ToyModel(), make_args(tmp_path / "a", max_steps=4, resume_from_checkpoint="last", **common),
+                toy_dataset(), collate).train()
+    assert "another length of the run" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="minibert.engine.checkpointing"):
+        Trainer(ToyModel(), make_args(tmp_path / "a", max_steps=8, resume_from_checkpoint="last", **common),
+                toy_dataset(), collate).train()
+    assert "another length of the run" in caplog.text
+
+
+# -- 3. SWA under Lookahead averages the slow weights -----------------------------------------------------------
+def test_swa_under_lookahead_averages_the_slow_weights_and_leaves_the_fast_ones():
+    """Under --optim radam_lookahead the model of a step is its slow weights (evaluated, returned at the end); SWA
+    averaged the fast weights, up to k - 1 steps ahead of them. Now its average is the mean of the slow weights
+    each step would return, and training goes on from the fast weights, bit for bit."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    optimizer = Lookahead(torch.optim.SGD(model.parameters(), lr=0.1), k=3, alpha=0.5)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"]
+    trainer = SimpleNamespace(model=model, optimizer=optimizer, scheduler=None, total_steps=7,
+                              state=SimpleNamespace(global_step=0), args=SimpleNamespace(learning_rate=0.1))
+    swa, slow = SWA(start=0.0, anneal_steps=1), []
+    for step in range(1, 8):
+        model.weight.grad, model.bias.grad = torch.randn(2, 3), torch.randn(2)
+        optimizer.step()
+        trainer.state.global_step = step
+        with optimizer.slow_weights():
+            slow.append(model.weight.detach().clone())
+        fast = model.weight.detach().clone()
+        swa.on_step_end(trainer)
+        assert torch.equal(model.weight, fast)
+    assert not torch.equal(slow[-1], fast)  # (the case: step 7 is inside a cycle of 3, where they differ)
+    torch.testing.assert_close(swa.averaged_module().weight, torch.stack(slow).mean(0), atol=1e-6, rtol=0)
