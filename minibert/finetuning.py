@@ -511,6 +511,9 @@ def check_generation_flags(args: FinetuneArguments) -> None:
     if given:
         raise ValueError(f"{given[0]} is a classification method that --task_type {args.task_type} does not "
                          "support; drop it")
+    if _given(args, "label_column"):  # the target is --target_column's: a label column would be read by nothing
+        raise ValueError(f"--label_column names a classification label, and --task_type {args.task_type} reads no "
+                         "label: its text to generate is --target_column's; drop --label_column")
     if args.target_column is None:
         what = "target" if args.task_type == "seq2seq" else "completion"
         raise ValueError(f"--task_type {args.task_type} needs --target_column: the column holding the {what}, the "
@@ -527,6 +530,11 @@ def check_generation_flags(args: FinetuneArguments) -> None:
             # stage two would start past the last step: the pretrained BART would never train
             raise ValueError(f"--new_encoder_stage_two_steps must be >= 0 (the last steps, which train every "
                              f"parameter), got {args.new_encoder_stage_two_steps}")
+    if Path(args.train_file).resolve() == DEFAULT_TRAIN_FILE.resolve():
+        # the default --train_file is the shipped genre classification task, whose columns are text and label
+        raise ValueError(f"--task_type {args.task_type} needs --train_file: the default one is the shipped Shakespeare "
+                         "genre classification task, with no text to generate; pass your own pairs (the shipped "
+                         "generation task: --train_file minibert/data/tasks/tang_t2s_train.jsonl)")
 
 
 # What a model saved beside its base needs to be rebuilt (with the task) before its parameters load.

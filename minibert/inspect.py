@@ -76,29 +76,30 @@ def _is_decoder_only_lm(model) -> bool:
     return hasattr(model, "generate") and not getattr(model, "is_encoder_decoder", False)
 
 
-def model_inputs(model, tokenizer, texts, text_pairs=None, generate: bool = False) -> dict:
+def model_inputs(model, tokenizer, texts, text_pairs=None, generate: int = 0) -> dict:
     """The tokenizer's batch, keeping only what the model reads: token_type_ids are BERT's segments
     (GPT-2 would look them up as tokens, BART takes none). GPT-2's LM reads the text as it is, with no
     special tokens around it (a prompt ending in the end-of-text token would ask for what follows the end),
     and its prompts for --generate are padded on the left, so that every row's new tokens follow its own last
     token; a GPT-2 classifier (a Hugging Face GPT2ForSequenceClassification checkpoint) gets the special tokens its
     tokenizer adds. A text longer
-    than the model's positions is cut to them (cut_notes says which)."""
+    than the model's positions is cut to them (cut_notes says which); for GPT-2's --generate N, to the positions
+    that leave N for the steps (the text was cut to all of them, and --generate then refused the prompt)."""
     decoder_only = _is_decoder_only_lm(model)
     if text_pairs is not None and model.config.model_type == "gpt2":
         raise ValueError("--text_pair: GPT-2 reads one text (a pair would be glued together with no separator); "
                          "write both in one --text")
     batch = tokenizer(texts, text_pairs, padding=len(texts) > 1, add_special_tokens=not decoder_only,
                       padding_side="left" if decoder_only and generate else "right",
-                      truncation=True, max_length=position_limit(model))  # a longer text would not fit
+                      truncation=True, max_length=prompt_limit(model, generate))  # a longer text would not fit
     if not hasattr(model.config, "type_vocab_size"):
         batch.pop("token_type_ids", None)  # a byte-level tokenizer may not return them at all
     return batch
 
 
-def cut_notes(model, tokenizer, texts, text_pairs=None) -> list[str]:
+def cut_notes(model, tokenizer, texts, text_pairs=None, generate: int = 0) -> list[str]:
     """What model_inputs cut: each text (with its pair) longer than the model's positions, in tokens."""
-    limit, notes = position_limit(model), []
+    limit, notes = prompt_limit(model, generate), []
     for i, text in enumerate(texts):
         pair = [text_pairs[i]] if text_pairs is not None else None
         length = tokenizer([text], pair, padding=False, truncation=False,
@@ -106,9 +107,17 @@ def cut_notes(model, tokenizer, texts, text_pairs=None) -> list[str]:
         if length > limit:
             which = f"--text number {i + 1}" if len(texts) > 1 else "--text"
             which += " and its --text_pair are" if pair else " is"
-            notes.append(f"{which} {length} tokens, more than the model's {limit} positions: cut to {limit} "
+            room = (f"the {limit} of the model's {position_limit(model)} positions that --generate {generate} "
+                    "leaves" if limit < position_limit(model) else f"the model's {limit} positions")
+            notes.append(f"{which} {length} tokens, more than {room}: cut to {limit} "
                          f"(the rest is not traced); shorten {'them' if pair else 'it'} to trace all of it")
     return notes
+
+
+def prompt_limit(model, generate: int = 0) -> int:
+    """The most tokens of text: the model's positions, less the --generate steps that GPT-2 feeds back into them
+    (BART's steps are its decoder's, whose positions are its own)."""
+    return max(1, position_limit(model) - (generate if _is_decoder_only_lm(model) else 0))  # (too many: refused after)
 
 
 def position_limit(model) -> int:
@@ -219,6 +228,11 @@ def main(argv=None) -> int:
 def run(args: argparse.Namespace) -> int:
     held = check_arguments(args)
     tokenizer = load_tokenizer(args.path)  # before the model: a missing tokenizer is found without loading it
+    for i, text in enumerate(args.text):
+        if not tokenizer.encode(text):  # spaces alone, to BERT: [CLS] [SEP], a trace of no text ("" is refused above)
+            which = f"--text number {i + 1}" if len(args.text) > 1 else "--text"
+            raise ValueError(f"{which} {text!r} gives no token to this tokenizer (spaces alone?); give the text to "
+                             "trace")
     model = load_finetuned(args.path) if held else load_pretrained(args.path)
     pad_note = None
     if len(args.text) > 1 and tokenizer.pad_token is None and tokenizer.eos_token is not None:
@@ -228,16 +242,17 @@ def run(args: argparse.Namespace) -> int:
         tokenizer.pad_token = tokenizer.eos_token
         pad_note = (f"this tokenizer has no pad token: the texts are padded with its end-of-text token "
                     f"{tokenizer.eos_token!r}, which the attention mask hides")
-    inputs = model_inputs(model, tokenizer, args.text, args.text_pair, generate=bool(args.generate))
+    inputs = model_inputs(model, tokenizer, args.text, args.text_pair, generate=args.generate or 0)
     if hasattr(model, "names"):  # a multi-task classifier: one task's head per batch
         task = args.task if args.task is not None else model.names[0]
         if task not in model.names:
             raise ValueError(f"--task {task}: this model's tasks are {', '.join(model.names)}")
         print(f"tracing task {task!r}'s head (tasks: {', '.join(model.names)}; --task chooses)")
         inputs["task"] = torch.full((inputs["input_ids"].size(0),), model.names.index(task))
-    tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist())
+    tokens = tokenizer.token_texts(inputs["input_ids"][0].tolist())  # byte-level tokens decoded ("Ġking": " king")
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
-    for note in [pad_note] * (pad_note is not None) + cut_notes(model, tokenizer, args.text, args.text_pair):
+    for note in [pad_note] * (pad_note is not None) + cut_notes(model, tokenizer, args.text, args.text_pair,
+                                                                         args.generate or 0):
         print(f"note: {note}")
     new_tokens = args.generate + 1 if args.generate else 0  # the prompt's pass makes one too
     if args.generate:
@@ -245,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         steps = trace_generation(model, inputs["input_ids"], inputs["attention_mask"],
                                  max_new_tokens=new_tokens,
                                  layer=args.layer if args.layer is not None else 0)
-        print(steps.format(token_text=lambda i: tokenizer.decode([i], skip_special_tokens=False)))
+        print(steps.format(token_text=lambda i: tokenizer.token_texts([i])[0]))
     else:
         print(trace(model, **inputs).format(args.max_depth))
     if args.attention_png:

@@ -44,6 +44,19 @@ SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")  # any one of them makes a directory hold a tokenizer
 
 
+def _byte_of_character() -> dict[str, int]:
+    """Byte-level BPE's table (GPT-2's bytes_to_unicode, Radford et al. 2019), read backwards: each of the 256
+    characters its tokens are written in -> the byte it stands for. Printable bytes stand for themselves; the others
+    (control bytes, the space: "Ġ" is 32) take the characters from 256 up, in order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {chr(b): b for b in printable}
+    table.update({chr(256 + n): b for n, b in enumerate(b for b in range(256) if b not in printable)})
+    return table
+
+
+BYTE_OF_CHARACTER = _byte_of_character()
+
+
 def _special_token(name: str) -> property:
     """A special token by its name ("cls_token"), as Hugging Face's attribute: None where the tokenizer has none;
     setting it renames that token (Tokenizer._set_special)."""
@@ -173,6 +186,26 @@ class Tokenizer:
         if isinstance(ids, int):
             return self.backend.id_to_token(ids)
         return [self.backend.id_to_token(int(i)) for i in ids]
+
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens of one text, as strings, without special tokens (Hugging Face's tokenize)."""
+        return self.backend.encode(text, add_special_tokens=False).tokens
+
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """Tokens back to text by the tokenizer's decoder: "##" pieces joined, byte-level bytes decoded (Hugging
+        Face's convert_tokens_to_string, which transformers 5 runs through the same decoder)."""
+        return self.backend.decoder.decode(list(tokens)) if self.backend.decoder is not None else " ".join(tokens)
+
+    def token_texts(self, ids: Sequence[int]) -> list[str]:
+        """Each token as a reader can read it, one per id: WordPiece's as they are ("##ing"), byte-level BPE's with
+        their bytes decoded ("Ġking" -> " king", "åºĬ" -> "床"), a byte that is only part of a character as
+        \\xNN (convert_ids_to_tokens gives the byte-level alphabet, unreadable beyond ASCII)."""
+        tokens = self.convert_ids_to_tokens([int(i) for i in ids])
+        if self.kind != "bytelevel_bpe":
+            return tokens
+        # (a token written outside the alphabet, as an added token may be, is shown as it is)
+        return [t if any(c not in BYTE_OF_CHARACTER for c in t)
+                else bytes(BYTE_OF_CHARACTER[c] for c in t).decode("utf-8", errors="backslashreplace") for t in tokens]
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         """A token outside the vocabulary is the unknown token's id, as in Hugging Face's (None went into the list)."""

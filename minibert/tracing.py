@@ -25,6 +25,7 @@ hidden states (norms, change per layer) with matplotlib.
 
 import dataclasses
 import inspect
+import logging
 import math
 import re
 import sys
@@ -42,6 +43,8 @@ from torch import nn
 from minibert.nn import attention
 from minibert.nn.attention import to_additive
 from minibert.nn.feed_forward import ACTIVATIONS, FeedForward
+
+logger = logging.getLogger(__name__)
 
 # The plain function, taken once at import: a recording always puts this back, so two recordings that
 # overlap (two threads) cannot leave one's wrapper behind as "the original".
@@ -790,7 +793,9 @@ class GenerationTrace:
     encoder: ModuleCall | None = None  # BART: the source is encoded once, before the first step
     notes: list[str] = field(default_factory=list)
 
-    def format(self, token_text=str) -> str:
+    def format(self, token_text=None) -> str:
+        """The steps, one block each. token_text: a token id -> its text (tokenizer.token_texts([i])[0], as the
+        tracer passes), shown beside each chosen id; without one, the ids alone."""
         lines = ["shapes: " + legend_text(self.legend) + " (cache lengths are numbers: they change per step)"]
         if self.encoder is not None:
             lines.append("encode the source once: " + self.encoder.line().strip())
@@ -799,7 +804,8 @@ class GenerationTrace:
         static = len(lengths) > 1 and len(set(lengths)) == 1
         cross = self.cache_lengths("cross") if self.encoder is not None else None
         for step in self.steps:
-            chose = f" -> {whose}token {step.token} {token_text(step.token)!r}" if step.token is not None else ""
+            text = f" {token_text(step.token)!r}" if token_text is not None else ""
+            chose = f" -> {whose}token {step.token}{text}" if step.token is not None else ""
             first = "the decoder's start token" if self.encoder is not None else "the prompt"  # BART: source encoded
             what = f"{first}, which fills the cache" if step.step == 0 else "one new token, on the cache"
             cache = f"{lengths[step.step]}{' slots (static)' if static else ''}"
@@ -923,6 +929,46 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+# Fonts tried first for characters the default font lacks (CJK above all); any other installed font that has them
+# comes next. Not matplotlib's "Last Resort", whose glyphs are placeholder boxes for every character.
+_PREFERRED_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC",
+                    "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback", "SimHei", "Microsoft YaHei",
+                    "PingFang SC", "Hiragino Sans GB", "AR PL UMing CN")
+
+
+@cache
+def _font_characters(path: str) -> frozenset[int]:
+    """The code points a font file has glyphs for (none, for a file FreeType cannot read)."""
+    from matplotlib import ft2font
+
+    try:
+        return frozenset(ft2font.FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a damaged or unsupported file in the font list
+        return frozenset()
+
+
+def _tick_labels(tokens: list[str]) -> tuple[list[str], list[str] | None]:
+    """(labels, font families) for the pictures' token labels. matplotlib's default font (DejaVu Sans) has no
+    Chinese: each such label was an empty box, with a warning per character. So the first installed font that has
+    every missing character is put behind the default one (matplotlib falls back along the list); where none has
+    them, each missing character is written as its code point (U+5E8A), said once."""
+    from matplotlib import font_manager
+
+    default = font_manager.findfont(font_manager.FontProperties())
+    missing = {c for t in tokens for c in t if not c.isspace() and ord(c) not in _font_characters(default)}
+    if not missing:
+        return tokens, None
+    fonts = sorted((f for f in font_manager.fontManager.ttflist if not f.name.startswith("Last Resort")),
+                   key=lambda f: (f.name not in _PREFERRED_FONTS, f.name))
+    for font in fonts:
+        if all(ord(c) in _font_characters(font.fname) for c in missing):
+            return tokens, [font_manager.FontProperties(fname=default).get_name(), font.name]
+    shown = "".join(sorted(missing)[:8]) + ("..." if len(missing) > 8 else "")
+    logger.warning("no installed font has %s, so the picture labels them by code point (U+XXXX); install one that "
+                   "does (Chinese: Noto Sans CJK, e.g. apt install fonts-noto-cjk) to see the characters", shown)
+    return ["".join(f"U+{ord(c):04X}" if c in missing else c for c in t) for t in tokens], None
+
+
 def _stack_outputs(model: nn.Module, inputs: dict):
     """(attentions, hidden states) of the stack that reads the text: BART's encoder, else the model.
     A left-padded GPT-2 batch (inspect --generate's) gets positions counted over real tokens, as
@@ -970,7 +1016,8 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
     # in a smaller square every k-th token is labelled (a label at fontsize 7 needs about 0.11 inch)
     cell = min(max(1.6, 0.22 * len(tokens)), _MOST_GRID_INCHES / max(L, H))
     every = max(1, math.ceil(0.11 * len(tokens) / cell))
-    ticks, labels = range(0, len(tokens), every), tokens[::every]
+    tokens, families = _tick_labels(tokens)
+    ticks, labels, font = range(0, len(tokens), every), tokens[::every], {"fontfamily": families} if families else {}
     fig = _figure(cell * H + 1, cell * L + 1)
     axes = fig.subplots(L, H, squeeze=False)
     for layer, probs in enumerate(attentions):
@@ -978,8 +1025,8 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
         for head in range(H):
             ax = axes[layer][head]
             image = ax.imshow(grid[head].float().numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
-            ax.set_xticks(ticks, labels if layer == L - 1 else [], rotation=90, fontsize=7)
-            ax.set_yticks(ticks, labels if head == 0 else [], fontsize=7)
+            ax.set_xticks(ticks, labels if layer == L - 1 else [], rotation=90, fontsize=7, **font)
+            ax.set_yticks(ticks, labels if head == 0 else [], fontsize=7, **font)
             ax.set_title(f"layer {layer} head {head}", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.6, label="probability")  # one scale, 0 to 1, for every cell
     fig.suptitle(f"{_which_attention(model)} probabilities, batch row {row}: query (row) -> key (column)"
@@ -1020,6 +1067,8 @@ def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, 
     _, hidden_states = _stack_outputs(model, inputs)
     real = _real_tokens(inputs, row)
     tokens = [t for t, keep in zip(tokens, real.tolist(), strict=True) if keep]
+    tokens, families = _tick_labels(tokens)
+    font = {"fontfamily": families} if families else {}
     h = torch.stack([x[row][real] for x in hidden_states]).float()  # (L + 1, T_real, E)
     norms = h.norm(dim=-1)  # (L + 1, T_real)
     cosine = torch.nn.functional.cosine_similarity(h[1:], h[:-1], dim=-1)  # (L, T_real)
@@ -1032,7 +1081,7 @@ def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, 
               (right, cosine, "cosine(h, h one layer below)", layer_names[1:]))  # row i: what layer i changed
     for ax, values, title, rows in panels:
         image = ax.imshow(values.numpy(), aspect="auto", cmap="magma")
-        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7, **font)
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         ax.set_title(title, fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.8)

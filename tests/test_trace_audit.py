@@ -174,9 +174,9 @@ def test_generation_with_several_prompts_says_whose_token_each_step_shows():
     model = build("gpt2", **DISTINCT)
     ids = torch.randint(3, 61, (2, 4), generator=torch.Generator().manual_seed(0))
     several = str(trace_generation(model, ids, max_new_tokens=2))
-    assert re.search(r"^step 0 \(the prompt, which fills the cache\) -> row 0's token \d+ ", several, re.M)
+    assert re.search(r"^step 0 \(the prompt, which fills the cache\) -> row 0's token \d+;", several, re.M)
     one = str(trace_generation(model, ids[:1], max_new_tokens=2))
-    assert re.search(r"^step 1 \(one new token, on the cache\) -> token \d+ ", one, re.M)
+    assert re.search(r"^step 1 \(one new token, on the cache\) -> token \d+;", one, re.M)
 
 
 def test_a_file_under_dist_packages_is_named_from_its_package(tmp_path, monkeypatch):

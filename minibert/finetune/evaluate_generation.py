@@ -3,12 +3,13 @@
     python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --num_beams 4
     python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --validation_file other.jsonl
     python -m minibert.finetune.evaluate_generation runs/finetune-tang-t2s --num_beams 4 --predictions_file beams.jsonl
+    python -m minibert.finetune.evaluate_generation runs/qa --validation_file qa.jsonl --text_column q --target_column a
 
-The columns, the task type, --max_seq_length and --generation_max_length come from the run's
-eval_results.json, the validation file too unless given (recorded as an absolute path, so the run's own file
-is read from any directory; a run saved before that recorded it as typed, relative to where it was started);
-so greedy decoding and beam search are compared on the very same weights, and the run's own --num_beams
-repeats the run's own numbers.
+The task type, --max_seq_length and --generation_max_length come from the run's eval_results.json; the
+columns too, unless given (--text_column, --target_column: a file whose columns are named otherwise), and the
+validation file, unless given (recorded as an absolute path, so the run's own file is read from any directory; a
+run saved before that recorded it as typed, relative to where it was started); so greedy decoding and beam search
+are compared on the very same weights, and the run's own --num_beams repeats the run's own numbers.
 Prints the metrics as one JSON line (loss, exact_match, chrf, seconds); --predictions_file also writes
 every output beside its source and target, one JSON line each, as train.py's generated_predictions.jsonl.
 """
@@ -38,9 +39,11 @@ from minibert.tokenizer import load_tokenizer
 
 def evaluate_saved(path: str | Path, validation_file: str | None = None, num_beams: int = 1,
                    batch_size: int = 64, max_new_tokens: int | None = None,
-                   predictions_file: str | Path | None = None) -> dict:
+                   predictions_file: str | Path | None = None, text_column: str | None = None,
+                   target_column: str | None = None) -> dict:
     """predictions_file: where to write {"source", "target", "prediction"} per example (a new file: never
-    overwritten)."""
+    overwritten). text_column / target_column: the validation file's source (prompt) and target (completion)
+    columns, when they are not named as the run's were (default: the run's)."""
     path = Path(path)
     # before the model loads and decodes; a 0 read as "not given" took the run's limit without a word
     for flag, value in (("--num_beams", num_beams), ("--per_device_eval_batch_size", batch_size),
@@ -77,7 +80,8 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     source_tokenizer = load_tokenizer(path / NEW_ENCODER_DIR) if has_new_encoder(path) else None
     max_length = settings["max_seq_length"]
     rows = read_rows(validation_file, "--validation_file FILE")  # (this command has no --train_file)
-    sources, targets = text_pairs(rows, settings["text_column"], settings["target_column"], task_type, validation_file)
+    sources, targets = text_pairs(rows, text_column or settings["text_column"],
+                                  target_column or settings["target_column"], task_type, validation_file)
     if task_type == "seq2seq":
         examples = seq2seq_examples(sources, targets, tokenizer, max_length, source_tokenizer)
     else:
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generation_max_length", type=int, help="new tokens at most (default: the run's)")
     parser.add_argument("--predictions_file", help="write each output beside its target here, one JSON line each "
                         "(a new file)")
+    parser.add_argument("--text_column", help="the validation file's source (prompt) column (default: the run's)")
+    parser.add_argument("--target_column", help="the validation file's target (completion) column (default: the run's)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
@@ -114,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         metrics = evaluate_saved(args.path, args.validation_file, args.num_beams, args.per_device_eval_batch_size,
-                                 args.generation_max_length, args.predictions_file)
+                                 args.generation_max_length, args.predictions_file, args.text_column,
+                                 args.target_column)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
