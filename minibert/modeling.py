@@ -200,6 +200,17 @@ def normal_init(module: nn.Module, std: float) -> None:
         nn.init.zeros_(module.bias)
 
 
+def wants_cache(stack: nn.Module, use_cache: bool | None) -> bool:
+    """Whether a decoder stack (GPT-2's, BART's) returns its key/value cache: as asked, else as Hugging Face's
+    forward does, the config's use_cache (True by default), except while training with gradient checkpointing,
+    whose recomputed blocks would make it twice. A cache given back by default keeps a decoding loop written for
+    Hugging Face right: with none, its next call (`model(next_token, past_key_values=out.past_key_values)`) read the
+    new token as position 0 of a new text, without a word."""
+    if use_cache is not None:
+        return use_cache
+    return bool(getattr(stack.config, "use_cache", True)) and not (stack.gradient_checkpointing and stack.training)
+
+
 TOKENIZER_MISMATCH = "the tokenizer does not match the model (load the checkpoint's tokenizer)"
 
 

@@ -5,7 +5,8 @@ Plain dataclasses: read a field by name (`out.logits`); Hugging Face's ModelOutp
 `out.to_tuple()`, which these do not.
 
 Every forward returns one of these, whatever flags are set: fields that were not asked for
-(hidden states, attentions, a loss without labels, a cache without use_cache) are None.
+(hidden states, attentions, a loss without labels) are None. The key/value cache of GPT-2 and BART comes back
+unless use_cache=False, as from Hugging Face's (their configs' use_cache; not from BART given labels).
 Shapes: B batch, T sequence (a decoder's new tokens), P cached positions, S source (BART's encoder input),
 E hidden size, H heads, D = E / H, V vocabulary, C classes.
 """

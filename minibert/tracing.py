@@ -749,9 +749,14 @@ def _tied_notes(model: nn.Module, legend: dict[str, int]) -> list[str]:
 
 @torch.no_grad()
 def trace(model: nn.Module, keep_tensors: bool = False, **inputs) -> Trace:
-    """Run `model(**inputs)` and record every module call (see the module docstring).
-    keep_tensors=True keeps each input and output tensor in its record (memory: a whole forward)."""
+    """Run `model(**inputs)` and record every module call (see the module docstring); a decoder's cache is not
+    asked for unless `use_cache` is given. keep_tensors=True keeps each input and output tensor in its record
+    (memory: a whole forward)."""
     legend = _legend_for_inputs(model, inputs)
+    if "use_cache" not in inputs and "use_cache" in inspect.signature(model.forward).parameters:
+        # GPT-2 and BART return their key/value cache by default, as Hugging Face's do: in a trace of one forward
+        # pass it would be every layer's keys and values again; trace_generation shows the cache, step by step
+        inputs = {**inputs, "use_cache": False}
     with recording(model, legend, keep_tensors) as calls:
         output = model(**inputs)
     return Trace(calls, legend, output, _tied_notes(model, legend) + _padding_notes(inputs.get("attention_mask")))

@@ -76,3 +76,42 @@ def test_swa_under_lookahead_averages_the_slow_weights_and_leaves_the_fast_ones(
         assert torch.equal(model.weight, fast)
     assert not torch.equal(slow[-1], fast)  # (the case: step 7 is inside a cycle of 3, where they differ)
     torch.testing.assert_close(swa.averaged_module().weight, torch.stack(slow).mean(0), atol=1e-6, rtol=0)
+
+
+# -- 4. GPT-2 and BART give their cache back by default, as Hugging Face's do -------------------------------------
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_a_decoding_loop_written_for_hugging_face_gets_the_cache_and_its_logits(family, tmp_path):
+    """`out = model(ids); model(next, past_key_values=out.past_key_values)`, Hugging Face's loop: minibert returned no
+    cache without use_cache=True (its configs said use_cache=True), so the next call read the new token as position 0
+    of a new text, silently. Now the cache comes back as from transformers, and the loop's logits are theirs."""
+    import test_bart
+    import test_gpt
+
+    from minibert.models.bart import BartForConditionalGeneration
+    from minibert.models.gpt import GPT2LMHeadModel
+
+    if family == "gpt2":
+        hf, ours = test_gpt.hf_and_ours(tmp_path, "GPT2LMHeadModel", GPT2LMHeadModel, "sdpa")
+        ids = torch.randint(1, test_gpt.VOCAB, (2, 6), generator=torch.Generator().manual_seed(0))
+        call = {}
+    else:
+        hf, ours = test_bart.hf_and_ours(tmp_path, "BartForConditionalGeneration", BartForConditionalGeneration)
+        source = torch.randint(3, test_bart.VOCAB, (2, 7), generator=torch.Generator().manual_seed(0))
+        ids = torch.randint(3, test_bart.VOCAB, (2, 6), generator=torch.Generator().manual_seed(1))
+        call = {"input_ids": source}
+    with torch.no_grad():
+        first = {"decoder_input_ids": ids[:, :5]} if family == "bart" else {"input_ids": ids[:, :5]}
+        theirs, mine = hf(**call, **first), ours(**call, **first)
+        assert theirs.past_key_values is not None and mine.past_key_values is not None
+        nxt = {"decoder_input_ids": ids[:, 5:]} if family == "bart" else {"input_ids": ids[:, 5:]}
+        theirs = hf(**call, **nxt, past_key_values=theirs.past_key_values)
+        mine = ours(**call, **nxt, past_key_values=mine.past_key_values)
+    torch.testing.assert_close(mine.logits, theirs.logits, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        assert ours(**call, **first, use_cache=False).past_key_values is None
+    if family == "bart":  # given labels (training), no cache, as Hugging Face's BART
+        assert ours(input_ids=source, labels=ids).past_key_values is None
+    else:  # nor under gradient checkpointing in training, whose recomputed blocks would make it twice
+        ours.gradient_checkpointing_enable()
+        ours.train()
+        assert ours(ids).past_key_values is None

@@ -37,6 +37,7 @@ from minibert.modeling import (
     PreTrainedModel,
     check_ids,
     normal_init,
+    wants_cache,
 )
 from minibert.nn import (
     FeedForward,
@@ -244,12 +245,13 @@ class BartDecoder(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, input_ids, memory, attention_mask=None, memory_attention_mask=None, past_key_values=None,
-                use_cache=False, output_hidden_states=False, output_attentions=False,
+                use_cache=None, output_hidden_states=False, output_attentions=False,
                 cache_position=None) -> BaseModelOutput:
         """input_ids (B, T) new target tokens; memory (B, S, E) the encoder output; attention_mask
         (B, P + T) over the target, memory_attention_mask (B, S) over the source. With a StaticCache,
         cache_position (T,) gives the new tokens' slots (and positions), and attention_mask (B, L) covers all its
-        L slots (as GPT-2's; generate passes none)."""
+        L slots (as GPT-2's; generate passes none). use_cache=None: the config's (modeling.wants_cache)."""
+        use_cache = wants_cache(self, use_cache)
         static = isinstance(past_key_values, StaticCache)
         if static != (cache_position is not None):
             raise ValueError("a StaticCache and cache_position go together: pass both (static decoding) or neither")
@@ -348,7 +350,7 @@ class BartModel(BartPreTrainedModel):
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: BaseModelOutput | None = None,
         past_key_values: tuple | None = None,
-        use_cache: bool = False,
+        use_cache: bool | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> Seq2SeqModelOutput:
@@ -415,9 +417,12 @@ class BartForConditionalGeneration(BartPreTrainedModel, GenerationMixin):
         return F.linear(h, self.model.shared.weight) + self.final_logits_bias  # (B, T, V)
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                labels=None, encoder_outputs=None, past_key_values=None, use_cache=False,
+                labels=None, encoder_outputs=None, past_key_values=None, use_cache=None,
                 output_hidden_states=False, output_attentions=False) -> Seq2SeqLMOutput:
-        """labels (B, T) are the target itself (-100 to ignore); the decoder reads them shifted right."""
+        """labels (B, T) are the target itself (-100 to ignore); the decoder reads them shifted right. With labels
+        no cache comes back unless asked (as in Hugging Face's): a training step has no next step to feed it."""
+        if labels is not None and use_cache is None:
+            use_cache = False
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
                                                    self.config.decoder_start_token_id)
@@ -510,6 +515,7 @@ class BartForSequenceClassification(BartPreTrainedModel):
     def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 labels=None, output_hidden_states=False, output_attentions=False) -> Seq2SeqLMOutput:
         out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
+                         use_cache=False if labels is not None else None,  # (Hugging Face's rule, as generation's)
                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         eos = input_ids.eq(self.config.eos_token_id)  # (B, S)
         counts = eos.sum(dim=1)

@@ -36,6 +36,7 @@ from minibert.modeling import (
     PreTrainedModel,
     check_ids,
     normal_init,
+    wants_cache,
 )
 from minibert.nn import (
     FeedForward,
@@ -230,7 +231,7 @@ class GPT2Model(GPT2PreTrainedModel):
         position_ids: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         past_key_values: tuple | None = None,
-        use_cache: bool = False,
+        use_cache: bool | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         check: bool = True,
@@ -239,7 +240,8 @@ class GPT2Model(GPT2PreTrainedModel):
         """input_ids (B, T) are the new tokens; attention_mask (B, P + T) covers the cached ones too.
         Positions default to P, P+1, ... as in Hugging Face's forward; `generate` passes positions
         counted over real tokens so that left-padded prompts start at 0. `check=False` skips the
-        input checks (generate validates once, then calls this at every step).
+        input checks (generate validates once, then calls this at every step). use_cache=None: the config's
+        (modeling.wants_cache), so the cache comes back by default, as from Hugging Face's forward.
         With a StaticCache, cache_position (T,) gives the slots of the new tokens and attention_mask
         (B, L) covers all L slots; nothing here then depends on a Python number that changes per step."""
         static = isinstance(past_key_values, StaticCache)
@@ -252,6 +254,7 @@ class GPT2Model(GPT2PreTrainedModel):
                                  f"{past_key_values.max_length} slots; allocate it for the whole output")
             self.check_inputs(input_ids, attention_mask, position_ids, token_type_ids, past,
                               past_key_values.max_length if static else None)
+        use_cache = wants_cache(self, use_cache)
         B, T = input_ids.shape
         if position_ids is None and static:
             position_ids = cache_position[None]  # (1, T)
@@ -316,7 +319,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel, GenerationMixin):
         return F.linear(h, self.transformer.wte.weight)  # (B, T, V)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None, labels=None,
-                past_key_values=None, use_cache=False, output_hidden_states=False,
+                past_key_values=None, use_cache=None, output_hidden_states=False,
                 output_attentions=False) -> CausalLMOutput:
         """labels (B, T) are the input ids themselves (-100 to ignore): the shift by one happens here."""
         out = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, past_key_values, use_cache,
@@ -411,7 +414,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
         return (positions * input_ids.ne(pad)).argmax(-1)  # rightmost non-pad token, (B,)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None, labels=None,
-                past_key_values=None, use_cache=False, output_hidden_states=False,
+                past_key_values=None, use_cache=None, output_hidden_states=False,
                 output_attentions=False) -> SequenceClassifierOutput:
         out = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, past_key_values, use_cache,
                                output_hidden_states, output_attentions)
