@@ -1,7 +1,6 @@
-"""Behaviours earlier sessions noticed and left alone (fourth set): every torchrun process printed the stop message; a
-resume with no step left warned of a stretched schedule;
-SWA under Lookahead averaged the fast weights.
-Seconds each."""
+"""Behaviours earlier sessions noticed and left alone (fourth set): every torchrun process printed the stop message;
+a resume with no step left warned of a stretched schedule; SWA under Lookahead averaged the fast weights; GPT-2 and
+BART returned no cache unless asked; join_sentences lost the space before a Chinese sentence. Seconds each."""
 
 import logging
 import signal
@@ -14,6 +13,7 @@ from torch import nn
 
 import pretrain
 import train
+from minibert.data.corpus import join_sentences, split_sentences
 from minibert.engine import StoppedBySignal, Trainer
 from minibert.finetune.optimizers import Lookahead
 from minibert.finetune.swa import SWA
@@ -115,3 +115,14 @@ def test_a_decoding_loop_written_for_hugging_face_gets_the_cache_and_its_logits(
         ours.gradient_checkpointing_enable()
         ours.train()
         assert ours(ids).past_key_values is None
+
+
+# -- 5. join_sentences is split_sentences' inverse at an English -> Chinese boundary ---------------------------
+@pytest.mark.parametrize("text", ["I said hello. 你好。我很好！", '他說："你好。"我很好。', "One. Two! Three?",
+                                  "床前明月光，疑是地上霜。舉頭望明月。", "他說「好。」然後 He left. 再見。"])
+def test_joined_sentences_split_again_into_the_same_sentences(text):
+    """An English sentence followed by a Chinese one lost the space between them ("I said hello.你好。"), which
+    split_sentences then read as one sentence (found by the second mutation pass)."""
+    sentences = split_sentences(text)
+    assert join_sentences(sentences) == text
+    assert split_sentences(join_sentences(sentences)) == sentences

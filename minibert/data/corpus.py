@@ -91,11 +91,17 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+# A Chinese sentence's end: its last character Chinese, or 。！？ and any closing quotes or brackets (straight too:
+# 他說："你好。" ends at the quote it closes)
+_CHINESE_END = re.compile(r"[。！？][\"'”’」』）]*$")
+
+
 def join_sentences(sentences: list[str]) -> str:
-    """The inverse of split_sentences: a space between sentences, none between Chinese ones."""
+    """The inverse of split_sentences: no space after a Chinese sentence, a space after any other (an English one
+    followed by a Chinese one included: "I said hello. 你好。" lost its space, and split again as one sentence)."""
     out = ""
-    for s in filter(None, sentences):  # an empty sentence adds nothing (is_cjk(s[0]) failed on it)
-        if out and not (is_cjk(out[-1]) or out[-1] in "。！？”」』）" or is_cjk(s[0])):
+    for s in filter(None, sentences):  # an empty sentence adds nothing
+        if out and not (is_cjk(out[-1]) or _CHINESE_END.search(out)):
             out += " "
         out += s
     return out
