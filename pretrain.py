@@ -16,7 +16,13 @@ import sys
 from minibert.data import OBJECTIVES
 from minibert.data.corpus import corpus_file_list, has_columns
 from minibert.data.prepared import NotEnoughDiskSpace
-from minibert.engine import NonFiniteLossError, StoppedBySignal, TrainingInterrupted, stop_on_signals
+from minibert.engine import (
+    NonFiniteLossError,
+    StoppedBySignal,
+    TrainingInterrupted,
+    stop_message,
+    stop_on_signals,
+)
 from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace, parse_bool
 from minibert.engine.distributed import log_level, process_rank
 from minibert.pretraining import (
@@ -189,8 +195,9 @@ def main(argv=None) -> int:
         with stop_on_signals():
             result = run_pretraining(options, from_namespace(ns))
     except (TrainingInterrupted, StoppedBySignal) as stop:
-        if process_rank() == 0:  # under torchrun every process is stopped: one message
-            print(f"pretrain.py: {stop}", file=sys.stderr)
+        message = stop_message(stop)  # (under torchrun: rank 0's, or the signalled process's own)
+        if message is not None:
+            print(f"pretrain.py: {message}", file=sys.stderr)
         return stop.exit_code
     except (ValueError, ImportError, NonFiniteLossError, NotEnoughDiskSpace) as error:  # ImportError: an extra
         print(f"pretrain.py: error: {error}", file=sys.stderr)

@@ -25,7 +25,13 @@ import json
 import logging
 import sys
 
-from minibert.engine import StoppedBySignal, TrainingArguments, TrainingInterrupted, stop_on_signals
+from minibert.engine import (
+    StoppedBySignal,
+    TrainingArguments,
+    TrainingInterrupted,
+    stop_message,
+    stop_on_signals,
+)
 from minibert.engine.arguments import CommandLineParser, add_arguments, from_namespace, phase2_flags_given
 from minibert.engine.distributed import log_level, process_rank
 from minibert.finetune.losses import MULTI_LABEL_LOSSES
@@ -71,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals():
             result = finetune(args, training)
     except (TrainingInterrupted, StoppedBySignal) as stop:
-        if process_rank() == 0:  # under torchrun every process is stopped: one message
-            print(f"train.py: {stop}", file=sys.stderr)
+        message = stop_message(stop)  # (under torchrun: rank 0's, or the signalled process's own)
+        if message is not None:
+            print(f"train.py: {message}", file=sys.stderr)
         return stop.exit_code
     except ValueError as err:
         print(f"train.py: error: {err}", file=sys.stderr)

@@ -121,6 +121,18 @@ def wide_checkpoint(base: str, directory: Path) -> str:
     return str(directory)
 
 
+def run_child(command: list[str]) -> str:
+    """The stdout of a child run of this script; on failure, an error naming the command with its stderr."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        # the output is captured (stdout carries the JSON read back), so without this the child's
+        # traceback would be lost and only "exit status 1" would show
+        tail = "\n".join(done.stderr.strip().splitlines()[-20:]) or "(nothing on stderr)"
+        raise SystemExit(f"bench_efficient_finetuning.py: a child run failed (exit status {done.returncode}): "
+                         f"{' '.join(map(str, command))}\nits stderr, last lines:\n{tail}")
+    return done.stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["runs/pretrain-sop", "wide"],
@@ -155,10 +167,10 @@ def main() -> None:
             model_dir = wide_checkpoint("runs/pretrain-sop", Path(tmp) / "wide") if name == "wide" else name
             command = [sys.executable, __file__, "--time", model_dir, "--threads", str(args.threads), "--clock",
                        args.clock, *common]
-            times = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            times = json.loads(run_child(command))
             for method in METHODS:
                 command = [sys.executable, __file__, "--one", model_dir, method, *common]
-                row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+                row = json.loads(run_child(command))
                 results.append({"model": name, **row, "step_ms": times[method]})
                 print(json.dumps(results[-1]), flush=True)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

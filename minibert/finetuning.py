@@ -106,6 +106,13 @@ logger = logging.getLogger(__name__)
 TASKS_DIR = Path(__file__).parent / "data" / "tasks"
 DEFAULT_TRAIN_FILE = TASKS_DIR / "shakespeare_genre_train.jsonl"
 DEFAULT_VALIDATION_FILE = TASKS_DIR / "shakespeare_genre_validation.jsonl"
+
+
+def is_default_train_file(path: str | os.PathLike) -> bool:
+    """The shipped genre task's training file (what --train_file is when not given), under any spelling of its path."""
+    return Path(path).resolve() == DEFAULT_TRAIN_FILE.resolve()
+
+
 # What `python pretrain.py --objective sop` writes with no other argument.
 DEFAULT_PRETRAINED = "runs/pretrain-sop"
 DEFAULT_PRETRAIN_COMMAND = "python pretrain.py --objective sop"
@@ -194,7 +201,7 @@ class FinetuneArguments:
         if self.head_lr is not None and self.head_lr <= 0:
             raise ValueError(f"--head_lr must be > 0, got {self.head_lr}; drop it to train the head at --learning_rate")
         if self.validation_file is None and not self.multitask:  # (--multitask: each task names its own)
-            if Path(self.train_file).resolve() == DEFAULT_TRAIN_FILE.resolve():
+            if is_default_train_file(self.train_file):
                 self.validation_file = str(DEFAULT_VALIDATION_FILE)  # the shipped task's own held-out speeches
             else:
                 # Never the shipped task's file for someone else's data: it would pick the "best" checkpoint,
@@ -514,10 +521,6 @@ def check_generation_flags(args: FinetuneArguments) -> None:
     if _given(args, "label_column"):  # the target is --target_column's: a label column would be read by nothing
         raise ValueError(f"--label_column names a classification label, and --task_type {args.task_type} reads no "
                          "label: its text to generate is --target_column's; drop --label_column")
-    if args.target_column is None:
-        what = "target" if args.task_type == "seq2seq" else "completion"
-        raise ValueError(f"--task_type {args.task_type} needs --target_column: the column holding the {what}, the "
-                         "text to generate")
     if args.new_encoder_vocab is not None:
         if args.task_type != "seq2seq":
             raise ValueError("--new_encoder_vocab puts a new encoder in front of BART; pass --task_type seq2seq")
@@ -530,11 +533,15 @@ def check_generation_flags(args: FinetuneArguments) -> None:
             # stage two would start past the last step: the pretrained BART would never train
             raise ValueError(f"--new_encoder_stage_two_steps must be >= 0 (the last steps, which train every "
                              f"parameter), got {args.new_encoder_stage_two_steps}")
-    if Path(args.train_file).resolve() == DEFAULT_TRAIN_FILE.resolve():
+    if is_default_train_file(args.train_file):
         # the default --train_file is the shipped genre classification task, whose columns are text and label
         raise ValueError(f"--task_type {args.task_type} needs --train_file: the default one is the shipped Shakespeare "
                          "genre classification task, with no text to generate; pass your own pairs (the shipped "
                          "generation task: --train_file minibert/data/tasks/tang_t2s_train.jsonl)")
+    if args.target_column is None:
+        what = "target" if args.task_type == "seq2seq" else "completion"
+        raise ValueError(f"--task_type {args.task_type} needs --target_column: the column holding the {what}, the "
+                         "text to generate")
 
 
 # What a model saved beside its base needs to be rebuilt (with the task) before its parameters load.
@@ -1038,7 +1045,10 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         columns = {"text_column": args.text_column, "label_column": spec["label_column"] or args.label_column,
                    "text_pair_column": args.text_pair_column,
                    # (--train_file and --validation_file are refused with --multitask)
-                   "flag": f"files that exist in --multitask {spec['name']}=TRAIN[,VALIDATION[,LABEL_COLUMN]]"}
+                   "flag": f"files that exist in --multitask {spec['name']}=TRAIN[,VALIDATION[,LABEL_COLUMN]]",
+                   # a task's label column is the third field of its spec (--label_column: when a spec has none)
+                   "label_flag": f"the third field of --multitask {spec['name']}=TRAIN,VALIDATION,LABEL_COLUMN" + (
+                       "" if spec["label_column"] else " (or --label_column, for every task without one)")}
         try:
             examples, task = load_split(spec["train_file"], tokenizer, args.max_seq_length, **columns,
                                         task_type=args.task_type, num_labels=args.num_labels)

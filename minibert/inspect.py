@@ -234,6 +234,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{which} {text!r} gives no token to this tokenizer (spaces alone?); give the text to "
                              "trace")
     model = load_finetuned(args.path) if held else load_pretrained(args.path)
+    if args.generate and _is_decoder_only_lm(model) and args.generate >= position_limit(model):
+        # before the prompt is cut to the room the steps leave (none): "cut to 1", then this error, said no better
+        raise ValueError(f"--generate {args.generate} steps fill the model's {position_limit(model)} positions and "
+                         f"leave none for the prompt; use --generate {position_limit(model) - 1} or fewer")
     pad_note = None
     if len(args.text) > 1 and tokenizer.pad_token is None and tokenizer.eos_token is not None:
         # GPT-2's vocabulary has no pad token (its tokenizer's advice, `tok.pad_token = tok.eos_token`, is

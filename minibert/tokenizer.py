@@ -16,6 +16,7 @@ Two kinds, as the model families use them:
 writes what both this module and `transformers.AutoTokenizer` read back.
 """
 
+import codecs
 import json
 import logging
 import numbers
@@ -55,6 +56,15 @@ def _byte_of_character() -> dict[str, int]:
 
 
 BYTE_OF_CHARACTER = _byte_of_character()
+
+
+def _bytes_as_tokens(error: UnicodeDecodeError) -> tuple[str, int]:
+    """A decoding error handler: bytes that are not a whole UTF-8 character, as <0xE5> each."""
+    return "".join(f"<0x{b:02X}>" for b in error.object[error.start:error.end]), error.end
+
+
+_BYTE_TOKENS = "minibert.byte_tokens"
+codecs.register_error(_BYTE_TOKENS, _bytes_as_tokens)
 
 
 def _special_token(name: str) -> property:
@@ -198,14 +208,17 @@ class Tokenizer:
 
     def token_texts(self, ids: Sequence[int]) -> list[str]:
         """Each token as a reader can read it, one per id: WordPiece's as they are ("##ing"), byte-level BPE's with
-        their bytes decoded ("Ġking" -> " king", "åºĬ" -> "床"), a byte that is only part of a character as
-        \\xNN (convert_ids_to_tokens gives the byte-level alphabet, unreadable beyond ASCII)."""
-        tokens = self.convert_ids_to_tokens([int(i) for i in ids])
+        their bytes decoded ("Ġking" -> " king", "åºĬ" -> "床"), a byte that is only part of a character as <0xE5>
+        (as SentencePiece writes its byte tokens); added tokens (special ones too) as they were added. (Hugging
+        Face's convert_ids_to_tokens gives the byte-level alphabet, unreadable beyond ASCII.)"""
+        ids = [int(i) for i in ids]
+        tokens = self.convert_ids_to_tokens(ids)
         if self.kind != "bytelevel_bpe":
             return tokens
-        # (a token written outside the alphabet, as an added token may be, is shown as it is)
-        return [t if any(c not in BYTE_OF_CHARACTER for c in t)
-                else bytes(BYTE_OF_CHARACTER[c] for c in t).decode("utf-8", errors="backslashreplace") for t in tokens]
+        added = self.backend.get_added_tokens_decoder()  # written as text, not in the byte alphabet ("café")
+        return [t if i in added or any(c not in BYTE_OF_CHARACTER for c in t)
+                else bytes(BYTE_OF_CHARACTER[c] for c in t).decode("utf-8", errors=_BYTE_TOKENS) for i, t in
+                zip(ids, tokens, strict=True)]
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         """A token outside the vocabulary is the unknown token's id, as in Hugging Face's (None went into the list)."""

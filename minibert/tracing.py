@@ -963,15 +963,25 @@ def _tick_labels(tokens: list[str]) -> tuple[list[str], list[str] | None]:
     missing = {c for t in tokens for c in t if not c.isspace() and ord(c) not in _font_characters(default)}
     if not missing:
         return tokens, None
+    rank = {name: n for n, name in enumerate(_PREFERRED_FONTS)}  # the preferred in their order, then the others
     fonts = sorted((f for f in font_manager.fontManager.ttflist if not f.name.startswith("Last Resort")),
-                   key=lambda f: (f.name not in _PREFERRED_FONTS, f.name))
+                   key=lambda f: (rank.get(f.name, len(rank)), f.name))
     for font in fonts:
         if all(ord(c) in _font_characters(font.fname) for c in missing):
             return tokens, [font_manager.FontProperties(fname=default).get_name(), font.name]
+    _say_no_font(frozenset(missing))
+    return ["".join(f"U+{ord(c):04X}" if c in missing else c for c in t) for t in tokens], None
+
+
+@cache
+def _say_no_font(missing: frozenset[str]) -> None:
+    """The warning, once per set of characters (the two pictures of one command share their labels)."""
+    from matplotlib import get_cachedir
+
     shown = "".join(sorted(missing)[:8]) + ("..." if len(missing) > 8 else "")
     logger.warning("no installed font has %s, so the picture labels them by code point (U+XXXX); install one that "
-                   "does (Chinese: Noto Sans CJK, e.g. apt install fonts-noto-cjk) to see the characters", shown)
-    return ["".join(f"U+{ord(c):04X}" if c in missing else c for c in t) for t in tokens], None
+                   "does (Chinese: Noto Sans CJK, e.g. apt install fonts-noto-cjk), then delete matplotlib's font "
+                   "list, %s/fontlist-*.json, which it reads instead of looking again", shown, get_cachedir())
 
 
 def _stack_outputs(model: nn.Module, inputs: dict):

@@ -74,8 +74,8 @@ def test_tokenize_and_convert_tokens_to_string_are_hugging_faces(kind, tmp_path)
 
 
 def as_bytes(texts: list[str]) -> bytes:
-    """token_texts' inverse: each \\xNN back to its byte."""
-    return b"".join(re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes.fromhex(m.group(1).decode()), t.encode())
+    """token_texts' inverse: each <0xNN> back to its byte."""
+    return b"".join(re.sub(rb"<0x([0-9A-F]{2})>", lambda m: bytes.fromhex(m.group(1).decode()), t.encode())
                     for t in texts)
 
 
@@ -86,9 +86,12 @@ def test_token_texts_decode_byte_level_tokens_and_leave_wordpiece_as_it_is():
     texts = bpe.token_texts(ids)
     assert as_bytes(texts) == text.encode()
     assert "床" in "".join(texts) and " king" in texts  # the alphabet gave 'åºĬ' and 'Ġking'
-    assert texts[-4:] == ["\\xf0", "\\xa0", "\\x80", "\\x80"]  # a piece of a character: its byte
-    special = bpe.encode("<s>", add_special_tokens=False)
-    assert bpe.token_texts(special) == bpe.convert_ids_to_tokens(special)
+    assert texts[-4:] == ["<0xF0>", "<0xA0>", "<0x80>", "<0x80>"]  # a piece of a character: its byte
+    # added tokens, special or not, are written as text, not in the byte alphabet: shown as added ("café" is in
+    # the alphabet, but as the bytes of another text: 'caf\xe9' once read through it; "<new tok>" is not in it)
+    bpe.backend.add_tokens(["café", "<new tok>"])
+    added = [bpe.convert_tokens_to_ids(t) for t in ("café", "<new tok>", "<s>")]
+    assert bpe.token_texts(added) == ["café", "<new tok>", "<s>"]
     wordpiece = train_tokenizer(["the kings sat"] * 10, "wordpiece", vocab_size=60, min_frequency=1)
     ids = wordpiece.encode("the kingss")
     assert wordpiece.token_texts(ids) == wordpiece.convert_ids_to_tokens(ids)
@@ -126,6 +129,29 @@ def test_a_gpt2_prompt_is_cut_to_leave_room_for_generate(chinese_gpt2, capsys):
     assert "self-attention cache length after each step: 21, 22, 23, 24" in out
 
 
+def test_a_generate_of_all_the_positions_is_refused_before_the_prompt_is_cut(chinese_gpt2, capsys):
+    """--generate 24 on 24 positions printed "cut to 1" and then refused the prompt; now one error, with the most."""
+    assert inspect_cli.main([str(chinese_gpt2), "--text", "床前明月光", "--generate", "24"]) == 1
+    out, err = capsys.readouterr()
+    assert "cut to" not in out
+    assert "--generate 24 steps fill the model's 24 positions and leave none for the prompt; use --generate 23" in err
+
+
+def test_a_bart_source_keeps_all_its_positions_under_generate(tmp_path, capsys):
+    """BART's steps are its decoder's: its source is cut to the encoder's positions, not to fewer."""
+    tokenizer = train_tokenizer(CHINESE, "bytelevel_bpe", vocab_size=600, min_frequency=1)
+    torch.manual_seed(0)
+    minibert.BartForConditionalGeneration(minibert.BartConfig(
+        vocab_size=tokenizer.vocab_size, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, max_position_embeddings=24,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert inspect_cli.main([str(tmp_path), "--text", "床前明月光，疑是地上霜。" * 6, "--generate", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "cut to 24 " in out and "--generate 3 leaves" not in out
+
+
 def test_spaces_alone_are_refused_as_no_text(capsys, tmp_path):
     """To BERT, "   " is [CLS] [SEP]: a trace of no text ("" was refused already)."""
     wordpiece = train_tokenizer(["the king sat"] * 10, "wordpiece", vocab_size=60, min_frequency=1)
@@ -155,10 +181,12 @@ def test_labels_the_installed_fonts_lack_are_written_as_code_points_once(monkeyp
     from matplotlib import font_manager
     monkeypatch.setattr(font_manager.fontManager, "ttflist",
                         [f for f in font_manager.fontManager.ttflist if f.name.startswith(("DejaVu", "Last Resort"))])
+    tracing._say_no_font.cache_clear()
     with caplog.at_level(logging.WARNING, logger="minibert.tracing"):
         labels, families = tracing._tick_labels(["[CLS]", "床", "##前", "king"])
+        tracing._tick_labels(["[CLS]", "床", "##前", "king"])  # the second picture of the same command
     assert labels == ["[CLS]", "U+5E8A", "##U+524D", "king"] and families is None
-    assert caplog.text.count("no installed font has") == 1
+    assert caplog.text.count("no installed font has") == 1 and "fontlist-*.json" in caplog.text
     torch.manual_seed(0)
     model = minibert.BertForMaskedLM(minibert.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
                                                          num_attention_heads=2, intermediate_size=24)).eval()
@@ -171,13 +199,15 @@ def test_labels_the_installed_fonts_lack_are_written_as_code_points_once(monkeyp
 
 
 def test_an_installed_font_with_the_characters_is_put_behind_the_default(monkeypatch):
-    """Where a font has them (a CJK font; here one pretended to), the labels stay the characters, drawn in it."""
+    """Where fonts have them (CJK fonts; here two pretended to), the labels stay the characters, drawn in the first
+    of the preferred fonts, in the order preferred (they were tried in alphabetical order)."""
     from matplotlib import font_manager
     default = font_manager.findfont(font_manager.FontProperties())
-    serif = next(f for f in font_manager.fontManager.ttflist if f.name == "DejaVu Serif")
+    covering = {f.fname for f in font_manager.fontManager.ttflist if f.name in ("DejaVu Serif", "DejaVu Sans Mono")}
     real = tracing._font_characters
     monkeypatch.setattr(tracing, "_font_characters",
-                        lambda path: frozenset(range(0x30000)) if path == serif.fname else real(path))
+                        lambda path: frozenset(range(0x30000)) if path in covering else real(path))
+    monkeypatch.setattr(tracing, "_PREFERRED_FONTS", ("DejaVu Serif", "DejaVu Sans Mono"))
     labels, families = tracing._tick_labels(["[CLS]", "床", "king"])
     assert labels == ["[CLS]", "床", "king"]
     assert families == [font_manager.FontProperties(fname=default).get_name(), "DejaVu Serif"]

@@ -14,25 +14,38 @@ from torch import nn
 import pretrain
 import train
 from minibert.data.corpus import join_sentences, split_sentences
-from minibert.engine import StoppedBySignal, Trainer
+from minibert.engine import StoppedBySignal, Trainer, TrainingInterrupted
 from minibert.finetune.optimizers import Lookahead
 from minibert.finetune.swa import SWA
 
 
-# -- 1. Under torchrun, one process says why the run stopped --------------------------------------------------------
+# -- 1. Under torchrun, the stop message once, by the process that knows -------------------------------------------
 @pytest.mark.parametrize("command", [pretrain, train])
 @pytest.mark.parametrize("rank", ["0", "1"])
-def test_a_stopped_run_prints_its_message_once_under_torchrun(command, rank, monkeypatch, capsys):
-    """A SIGTERM reaches every torchrun process and each stops with the same message: only rank 0 prints it (the
-    others' log level is errors alone already); every process still exits with the signal's code."""
-    def stopped(*args, **kwargs):
-        raise StoppedBySignal(signal.SIGTERM)
-
+def test_a_stop_the_processes_agree_on_is_said_once_and_a_signal_by_each_process_it_reached(command, rank,
+                                                                                           monkeypatch, capsys):
+    """A SIGTERM reaches every torchrun process and each stopped with the same message, printed by all: the stop
+    after a step (TrainingInterrupted), which every process raises at the same step, is now said by rank 0 alone. A
+    signal outside the steps (StoppedBySignal) is the signalled process's own (a scheduler may signal only some, and
+    the others wait): each says it, with its rank. Every process exits with the signal's code."""
     monkeypatch.setenv("RANK", rank)
-    monkeypatch.setattr(command, "run_pretraining" if command is pretrain else "finetune", stopped)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    target = "run_pretraining" if command is pretrain else "finetune"
+    for stop, said in ((TrainingInterrupted(signal.SIGTERM, 3, "run/checkpoint-3"), rank == "0"),
+                       (StoppedBySignal(signal.SIGTERM), True)):
+        def stopped(*args, stop=stop, **kwargs):
+            raise stop
+
+        monkeypatch.setattr(command, target, stopped)
+        assert command.main([]) == 128 + signal.SIGTERM
+        err = capsys.readouterr().err
+        assert ("SIGTERM" in err) == said, err
+        if isinstance(stop, StoppedBySignal):
+            assert f"rank {rank}: SIGTERM received outside the training steps" in err
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: no rank named
     assert command.main([]) == 128 + signal.SIGTERM
-    said = capsys.readouterr().err
-    assert ("SIGTERM" in said) == (rank == "0"), said
+    err = capsys.readouterr().err
+    assert "SIGTERM received outside the training steps" in err and "rank 0" not in err
 
 
 # -- 2. A resume with no step left warns of no schedule ---------------------------------------------------------
@@ -44,6 +57,13 @@ def test_a_resume_past_the_runs_end_warns_of_no_stretched_schedule(tmp_path, cap
     Trainer(ToyModel(), make_args(tmp_path / "a", max_steps=6, **common), toy_dataset(), collate).train()
     with caplog.at_level(logging.WARNING, logger="minibert.engine.checkpointing"):
         Trainer(ToyModel(), make_args(tmp_path / "a", max_steps=4, resume_from_checkpoint="last", **common),
+                toy_dataset(), collate).train()
+    assert "another length of the run" not in caplog.text
+    # a checkpoint exactly at the new end: step 6 of a 9-step run, resumed with --max_steps 6
+    Trainer(ToyModel(), make_args(tmp_path / "b", max_steps=9, **common), toy_dataset(), collate).train()
+    with caplog.at_level(logging.WARNING, logger="minibert.engine.checkpointing"):
+        Trainer(ToyModel(), make_args(tmp_path / "b", max_steps=6, **common,
+                                      resume_from_checkpoint=str(tmp_path / "b" / "run" / "checkpoint-6")),
                 toy_dataset(), collate).train()
     assert "another length of the run" not in caplog.text
     with caplog.at_level(logging.WARNING, logger="minibert.engine.checkpointing"):
@@ -126,3 +146,8 @@ def test_joined_sentences_split_again_into_the_same_sentences(text):
     sentences = split_sentences(text)
     assert join_sentences(sentences) == text
     assert split_sentences(join_sentences(sentences)) == sentences
+
+
+def test_no_space_is_put_after_a_chinese_sentence_that_ends_in_a_closing_quote():
+    assert join_sentences(["他說「你好」", "我走了。"]) == "他說「你好」我走了。"  # (found by the review)
+    assert join_sentences(['He said "hi."', "Then he left."]) == 'He said "hi." Then he left.'

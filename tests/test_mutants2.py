@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
+from transformers.generation import logits_process as lp
 
 from minibert.checkpoint import _template
 from minibert.data.corpus import corpus_files, join_sentences, load_works, read_records, split_sentences, split_works
@@ -34,22 +36,14 @@ from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
 from minibert.sentence_embeddings import chance_scores, retrieval_scores
 from minibert.tokenizer import check_unknown_tokens, clean_up_tokenization, load_tokenizer, train_tokenizer
 
-transformers = pytest.importorskip("transformers")
-from transformers.generation import logits_process as lp  # noqa: E402
-
 NEG_INF = float("-inf")
 TEXT = ["the quick brown fox jumps over the lazy dog. a stitch in time saves nine! every cloud has a silver "
         "lining."] * 4
 
 
-@pytest.fixture(scope="module")
-def wordpiece():
-    return train_tokenizer(TEXT, vocab_size=300)
-
-
-@pytest.fixture(scope="module")
-def bpe():
-    return train_tokenizer(TEXT, kind="bytelevel_bpe", vocab_size=300)
+# the two kinds, trained on TEXT once for the module
+wordpiece = pytest.fixture(scope="module", name="wordpiece")(lambda: train_tokenizer(TEXT, vocab_size=300))
+bpe = pytest.fixture(scope="module", name="bpe")(lambda: train_tokenizer(TEXT, kind="bytelevel_bpe", vocab_size=300))
 
 
 @pytest.fixture(scope="module")

@@ -91,17 +91,18 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
-# A Chinese sentence's end: its last character Chinese, or 。！？ and any closing quotes or brackets (straight too:
-# 他說："你好。" ends at the quote it closes)
-_CHINESE_END = re.compile(r"[。！？][\"'”’」』）]*$")
+# Closing quotes and brackets, looked past to find how a sentence ends
+_CLOSERS = "\"'”’」』）)]"
 
 
 def join_sentences(sentences: list[str]) -> str:
-    """The inverse of split_sentences: no space after a Chinese sentence, a space after any other (an English one
-    followed by a Chinese one included: "I said hello. 你好。" lost its space, and split again as one sentence)."""
+    """The inverse of split_sentences: no space after a Chinese sentence (its last character, closing quotes and
+    brackets aside, Chinese or 。！？: 他說："你好。"), a space after any other (an English one followed by a Chinese
+    one included: "I said hello. 你好。" lost its space, and split again as one sentence)."""
     out = ""
     for s in filter(None, sentences):  # an empty sentence adds nothing
-        if out and not (is_cjk(out[-1]) or _CHINESE_END.search(out)):
+        end = out.rstrip(_CLOSERS)[-1:]
+        if out and not (end and (is_cjk(end) or end in "。！？")):
             out += " "
         out += s
     return out
@@ -356,6 +357,11 @@ def iter_records(file: Path, text_column: str = "text") -> Iterator[tuple[dict, 
                 raise ValueError(f"{file}:{n} is not valid JSON ({e}); write one JSON object per line") from None
             if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
                 fields = f" (its fields: {', '.join(row)})" if isinstance(row, dict) else ""
+                if isinstance(row, dict) and text_column != "text":
+                    # --text_column was passed: telling the user to pass it would send them round in a circle
+                    raise ValueError(f"--text_column {text_column}: {file}:{n} has no string `{text_column}` "
+                                     f"field{fields}; "
+                                     f"{_text_column_hint([k for k, v in row.items() if isinstance(v, str)])}")
                 raise ValueError(f"{file}:{n} has no string `{text_column}` field{fields}; JSON lines need "
                                  f"{{\"{text_column}\": ...}}, or pass --text_column with the field holding the text")
             yield {**row, "text": row[text_column]}, size
@@ -483,6 +489,17 @@ def check_header(header: list, file) -> None:
                          "give each column its own name")
 
 
+def _text_column_hint(candidates: list[str]) -> str:
+    """What to pass as --text_column instead, given the fields (or columns) holding strings."""
+    if "text" in candidates:
+        return "pass --text_column text"
+    if len(candidates) == 1:
+        return f"pass --text_column {candidates[0]}"
+    if candidates:
+        return f"pass --text_column with the one that holds the text ({', '.join(candidates)} hold strings)"
+    return "no field holds a string: each line needs a string field with the text"
+
+
 def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     """CSV (comma) or TSV (tab) rows with a header line, streamed."""
     delimiter = "\t" if _suffix(file) == ".tsv" else ","
@@ -493,6 +510,9 @@ def _table_records(file: Path, text_column: str) -> Iterator[tuple[dict, int]]:
     check_header(fieldnames or [], file)
     if fieldnames is None or text_column not in fieldnames:
         found = ", ".join(fieldnames or []) or "no header"
+        if fieldnames and text_column != "text":  # --text_column was passed: name it, and a column to pass instead
+            raise ValueError(f"--text_column {text_column}: {file} has no `{text_column}` column (its columns: "
+                             f"{found}); {_text_column_hint(fieldnames)}")
         raise ValueError(f"{file} has no `{text_column}` column (its columns: {found}); pass --text_column with "
                          "the column that holds the text")
     while True:

@@ -10,6 +10,7 @@ from minibert.engine.trainer import (
     TrainerState,
     TrainingInterrupted,
     TrainResult,
+    stop_message,
     stop_on_signals,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "TrainingArguments",
     "build_optimizer",
     "get_scheduler",
+    "stop_message",
     "stop_on_signals",
 ]

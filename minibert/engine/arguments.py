@@ -71,6 +71,7 @@ class TrainingArguments:
     plot_loss: bool = True  # minibert: write loss.png from metrics.jsonl at the end (needs matplotlib)
 
     def __post_init__(self):
+        _check_types(self)
         checks = [
             (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
             # AdamW's own refusals ("Invalid beta parameter at index 0") named no flag, and came after the data
@@ -103,6 +104,9 @@ class TrainingArguments:
                 raise ValueError(message)
         if self.lr_scheduler_type not in SCHEDULER_TYPES:
             raise ValueError(f"lr_scheduler_type must be one of {SCHEDULER_TYPES}, got {self.lr_scheduler_type!r}")
+        from minibert.engine.schedules import check_scheduler_kwargs  # (schedules imports this module)
+
+        check_scheduler_kwargs(self.lr_scheduler_type, self.lr_scheduler_kwargs)  # before any model is loaded
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.torch_compile_backend is not None or self.torch_compile_mode is not None:
@@ -114,6 +118,69 @@ class TrainingArguments:
     @property
     def precision(self) -> str:
         return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+
+# Hugging Face TrainingArguments fields the engine has no use for, with what to do here instead (a Python caller got
+# a bare "unexpected keyword argument"; the command lines say "did you mean")
+HF_ONLY_ARGUMENTS = {
+    **dict.fromkeys(("eval_strategy", "evaluation_strategy"),
+                    "evaluation runs every eval_steps steps when eval_steps is set, and at the end: set eval_steps"),
+    "save_strategy": "checkpoints are saved every save_steps steps, at the end and at each new best: set save_steps",
+    "logging_strategy": "a line is logged every logging_steps steps: set logging_steps",
+    **dict.fromkeys(("report_to", "logging_dir", "run_name"),
+                    "every logged line goes to output_dir/metrics.jsonl (and the plot to loss.png); no tracker "
+                    "is called: name the run by output_dir"),
+    "per_device_eval_batch_size": "evaluation is the eval_fn you pass to the Trainer: batch there",
+    "optim": "pass optimizer=... (or param_groups=...) to the Trainer; the default is AdamW",
+    **dict.fromkeys(("do_train", "do_eval", "do_predict"),
+                    "call trainer.train(); evaluation is the eval_fn you pass to the Trainer"),
+    "label_names": "the model's loss reads the batch's labels itself (or pass loss_fn to the Trainer)",
+    **dict.fromkeys(("use_cpu", "no_cuda"), "set device='cpu'"),
+    "save_safetensors": "the final model is saved by the model's save_pretrained (safetensors); checkpoints "
+                        "hold the training state",
+    "group_by_length": "pass a length-grouping sampler to the Trainer (sampler=...; train.py: --smart_batching)",
+    "auto_find_batch_size": "set per_device_train_batch_size (and gradient_accumulation_steps)",
+}
+
+
+def _refuse_other_arguments(init):
+    """TrainingArguments' __init__, with a Hugging Face name the engine lacks (or a misspelt one) explained."""
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+
+    def checked(self, *args, **kwargs):
+        for name in kwargs:
+            if name in fields:
+                continue
+            if name in HF_ONLY_ARGUMENTS:
+                raise TypeError(f"TrainingArguments has no {name}, a Hugging Face argument minibert's engine does "
+                                f"not take: {HF_ONLY_ARGUMENTS[name]}")
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            raise TypeError(f"TrainingArguments has no {name}" + (f"; did you mean {close[0]}?" if close else "")
+                            + " (its fields: minibert/engine/arguments.py)")
+        init(self, *args, **kwargs)
+
+    checked.__signature__ = inspect.signature(init)  # (help() and the command lines' flags read the fields)
+    return checked
+
+
+TrainingArguments.__init__ = _refuse_other_arguments(TrainingArguments.__init__)
+
+
+def _check_types(args) -> None:
+    """Numbers and switches of the type their field says: a number given as a string ("5e-5" from a config file)
+    failed later as "'>' not supported between instances of 'str' and 'int'", and max_steps=2.5 was taken."""
+    for f in dataclasses.fields(args):
+        value, kinds = getattr(args, f.name), set(getattr(f.type, "__args__", (f.type,)))
+        if value is None and type(None) in kinds or not kinds & {int, float, bool}:
+            continue
+        fits = (isinstance(value, bool) if bool in kinds else
+                isinstance(value, int) and not isinstance(value, bool) if kinds & {int, float} == {int} else
+                isinstance(value, int | float) and not isinstance(value, bool))
+        if not fits:
+            want = "True or False" if bool in kinds else "a whole number" if int in kinds and float not in kinds \
+                else "a number"
+            raise TypeError(f"TrainingArguments.{f.name} must be {want}, got {value!r} ({type(value).__name__})"
+                            + ("; pass it unquoted" if isinstance(value, str) else ""))
 
 
 def phase2_flags_given(args: TrainingArguments) -> list[str]:

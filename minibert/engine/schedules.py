@@ -89,6 +89,42 @@ _SCHEDULES = {
 assert tuple(_SCHEDULES) == SCHEDULER_TYPES
 
 
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Each schedule's lr_scheduler_kwargs: name -> (whether a value fits, what fits). Hugging Face's get_scheduler takes
+# the same names; a value out of range trained silently (num_cycles -1 makes the restarts climb instead of
+# decaying, power <= 0 never decays, lr_end < 0 ends on a negative learning rate) and a string failed mid-setup
+SCHEDULER_KWARGS = {
+    "cosine": {"num_cycles": (lambda v: _number(v) and v > 0,
+                              "a number > 0 (the cosine waves over the run; default 0.5: half a wave, down to 0)")},
+    "cosine_with_restarts": {
+        "num_cycles": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                       "a whole number >= 1 (the cosines, each restarting at the peak; default 1)")},
+    "polynomial": {"power": (lambda v: _number(v) and v > 0, "a number > 0 (default 1.0: a straight line down)"),
+                   "lr_end": (lambda v: _number(v) and v >= 0,
+                              "a number >= 0 (the learning rate at the last step; default 1e-7)")},
+}
+
+
+def check_scheduler_kwargs(name: str, kwargs) -> None:
+    """lr_scheduler_kwargs that schedule `name` takes, each of a type and in a range it works with (called by
+    TrainingArguments, before any model is loaded, and by get_scheduler)."""
+    allowed = SCHEDULER_KWARGS.get(name, {})
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"lr_scheduler_kwargs must be a JSON object such as {{\"num_cycles\": 2}}, got {kwargs!r}")
+    unknown = set(kwargs) - set(allowed)
+    if unknown:
+        raise ValueError(f"lr_scheduler_kwargs {sorted(unknown)} do not apply to {name!r}; it takes {sorted(allowed)}")
+    for key, value in kwargs.items():
+        fits, want = allowed[key]
+        if not fits(value):
+            unquote = "; write the number unquoted" if isinstance(value, str) else ""
+            raise ValueError(f"lr_scheduler_kwargs {key}={value!r} does not fit --lr_scheduler_type {name}: "
+                             f"{key} must be {want}{unquote}")
+
+
 def resolve_warmup_steps(total_steps: int, warmup_steps: int = 0, warmup_ratio: float = 0.0) -> int:
     """Warmup by steps, or by a share of all steps (steps win when both are given, as in Hugging Face)."""
     return warmup_steps if warmup_steps > 0 else math.ceil(warmup_ratio * total_steps)
@@ -106,12 +142,7 @@ def get_scheduler(
     lr_end and power (polynomial)."""
     if name not in _SCHEDULES:
         raise ValueError(f"unknown lr_scheduler_type {name!r}; choose one of {SCHEDULER_TYPES}")
-    allowed = {"cosine": {"num_cycles"}, "cosine_with_restarts": {"num_cycles"}, "polynomial": {"lr_end", "power"}}
-    unknown = set(kwargs) - allowed.get(name, set())
-    if unknown:
-        raise ValueError(
-            f"lr_scheduler_kwargs {sorted(unknown)} do not apply to {name!r}; it takes {sorted(allowed.get(name, []))}"
-        )
+    check_scheduler_kwargs(name, kwargs)
     if name == "polynomial":
         peak_lr = optimizer.defaults["lr"]
         lr_end = kwargs.get("lr_end", 1e-7)

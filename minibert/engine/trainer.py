@@ -33,7 +33,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +52,7 @@ from minibert.engine.distributed import (
     gather_objects,
     mean_across_ranks,
     mean_of_present_across_ranks,
+    process_rank,
     setup,
     sum_across_ranks,
 )
@@ -98,6 +99,35 @@ class StoppedBySignal(KeyboardInterrupt):
             "--resume_from_checkpoint last if it saved a checkpoint, else with --overwrite_output_dir (to start it "
             "again) or another --output_dir"
         )
+
+
+def model_loss(outputs, model_name: str) -> torch.Tensor:
+    """The loss in a model's outputs, where Hugging Face's Trainer finds it: a field `loss` (minibert's outputs,
+    transformers' ModelOutput), a dict's "loss", or a tuple's first item (a return_dict=False model given labels).
+    A dict or tuple was refused as "returned no loss; the batch needs labels", with the loss right there."""
+    if isinstance(outputs, Mapping):
+        loss = outputs.get("loss")
+    elif isinstance(outputs, tuple | list):
+        loss = outputs[0] if outputs and torch.is_tensor(outputs[0]) and outputs[0].dim() == 0 else None
+    else:
+        loss = getattr(outputs, "loss", None)
+    if loss is None:
+        raise ValueError(
+            f"{model_name} returned no loss (a {type(outputs).__name__}; the Trainer reads its `loss` field, a dict's "
+            "\"loss\" or a tuple's first item, a 0-dimensional tensor): give the batch labels, or have the model "
+            "return its loss there, or pass loss_fn(model, batch) -> (loss, outputs) to the Trainer")
+    return loss
+
+
+def stop_message(stop: TrainingInterrupted | StoppedBySignal) -> str | None:
+    """What a command prints when a signal stopped it, or None where another process says it. Under torchrun every
+    process raises the same TrainingInterrupted at the same step (they agree on the stop, Trainer._stop_requested):
+    rank 0 says it for all. A StoppedBySignal is the signalled process's own (a scheduler may signal only some, and
+    the others then wait): each says it, with its rank."""
+    rank, world_size = process_rank(), int(os.environ.get("WORLD_SIZE", "1"))
+    if isinstance(stop, TrainingInterrupted):
+        return str(stop) if rank == 0 else None
+    return f"rank {rank}: {stop}" if world_size > 1 else str(stop)
 
 
 @contextmanager
@@ -563,11 +593,7 @@ class Trainer:
             if self.loss_fn is not None:
                 return self.loss_fn(self.wrapped, batch)
             outputs = self.wrapped(**batch)
-        if getattr(outputs, "loss", None) is None:
-            raise ValueError(
-                f"{type(self.model).__name__} returned no loss; the batch needs labels, or pass loss_fn to the Trainer"
-            )
-        return outputs.loss, outputs
+        return model_loss(outputs, type(self.model).__name__), outputs
 
     def loss_weights(self, batches: list[dict]) -> list[float]:
         """What each micro-batch's mean loss is multiplied by before its backward.

@@ -149,11 +149,13 @@ def _object_of_unique_keys(pairs: list[tuple]) -> dict:
     return dict(pairs)
 
 
-def _check_columns(rows: list[dict], columns: list[str], path) -> None:
+def _check_columns(rows: list[dict], columns: dict[str, str], path) -> None:
+    """columns: each column the run reads -> the flag that names it (named in the error when it is missing)."""
     missing = [c for c in columns if c not in rows[0]]
     if missing:
-        raise ValueError(f"{path}: no column {missing}; the columns are {sorted(rows[0])}. "
-                         "Pass --text_column / --text_pair_column / --label_column")
+        flags = " / ".join(dict.fromkeys(columns[c] for c in missing))
+        raise ValueError(f"{path}: no column {missing}; the columns are {sorted(rows[0])}. Name the right "
+                         f"{'one' if len(missing) == 1 else 'ones'} with {flags}")
 
 
 def _check_texts(rows: list[dict], columns: list[str], path) -> None:
@@ -327,12 +329,16 @@ def encode_label(value, task: Task, path) -> int | float | list[float]:
 
 def load_split(path, tokenizer, max_seq_length: int, text_column: str = "text", label_column: str = "label",
                text_pair_column: str | None = None, task: Task | None = None, task_type: str = "auto",
-               num_labels: int | None = None, flag: str = DATA_FILE_FLAGS) -> tuple[list[dict], Task]:
+               num_labels: int | None = None, flag: str = DATA_FILE_FLAGS,
+               label_flag: str = "--label_column") -> tuple[list[dict], Task]:
     """Tokenised examples ({"input_ids", "token_type_ids", "labels"}) of one file, and the task (inferred
-    from the labels unless given: a validation file takes the training file's). flag: as read_rows's."""
+    from the labels unless given: a validation file takes the training file's). flag: as read_rows's;
+    label_flag: what names the label column (--multitask: a field of its spec)."""
     rows = read_rows(path, flag)
     columns = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
-    _check_columns(rows, columns, path)
+    _check_columns(rows, {text_column: "--text_column", **({text_pair_column: "--text_pair_column"}
+                                                            if text_pair_column else {}), label_column: label_flag},
+                   path)
     _check_labels_present([r.get(label_column) for r in rows], path)
     _check_texts(rows, [c for c in columns if c != label_column], path)
     if task is None:

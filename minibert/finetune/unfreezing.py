@@ -75,3 +75,12 @@ class GradualUnfreezing:
         if getattr(trainer, "optimizer", None) is not None:
             check_optimizer_holds(trainer.optimizer, self.thawed_later, "GradualUnfreezing")
         self.on_step_end(trainer)  # a resumed run starts at its checkpoint's stage, not at stage 0
+        total = getattr(trainer, "total_steps", None)
+        if total is not None and self.stage == 0 and total <= self.steps_per_stage:
+            # The first group thaws after step steps_per_stage, so a run that ends by then trains the head
+            # alone: a short trial run (--max_steps 10 under a 34-step epoch) did so without a word
+            stage = max(1, total // (len(self.groups) + 1))  # every group thaws, the last stage trains them all
+            logger.warning("--gradual_unfreezing: the run's %d steps end before the first layer group thaws (a "
+                           "stage is %d steps: --unfreeze_stage_steps, one epoch by default), so only the head "
+                           "trains; train for more steps, or pass --unfreeze_stage_steps %d to thaw all %d groups "
+                           "in this run", total, self.steps_per_stage, stage, len(self.groups))

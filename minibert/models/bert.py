@@ -377,6 +377,19 @@ def _classifier_dropout(config: BertConfig) -> nn.Dropout:
     return nn.Dropout(p)
 
 
+def check_padding_unlabelled(config: BertConfig, attention_mask, labels) -> None:
+    """Under unpad=True the padded positions of a right-padded batch are not computed (their hidden states are
+    zeros), so a label there was scored on zeros, not on Hugging Face's padded computation (a masked-LM loss 0.0175
+    apart, without a word). Such labels are refused; -100, what tokenizers and the objectives put on padding,
+    passes."""
+    if labels is None or not config.unpad or attention_mask is None or not bool(attention_mask[:, 0].all()):
+        return  # (a left-padded batch runs padded: BertModel.forward)
+    if bool((labels[attention_mask == 0] != IGNORE_INDEX).any()):
+        raise ValueError("labels other than -100 at padded positions (attention_mask 0): under unpad=True those "
+                         "positions are not computed, so their loss would not be the padded model's; set the labels "
+                         "of padding to -100 (or leave unpad out)")
+
+
 class BertForPreTraining(BertPreTrainedModel):
     """MLM + next-sentence prediction; loss = MLM + NSP cross-entropy (one alone if only its labels come; HF: None)."""
 
@@ -389,6 +402,7 @@ class BertForPreTraining(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 next_sentence_label=None, output_hidden_states=False, output_attentions=False) -> PreTrainingOutput:
+        check_padding_unlabelled(self.config, attention_mask, labels)
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                         output_attentions)
         prediction_logits, mlm_loss = masked_lm(self.mlm_head, self.bert.embeddings.word_embeddings,
@@ -417,6 +431,7 @@ class BertForMaskedLM(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False) -> MaskedLMOutput:
+        check_padding_unlabelled(self.config, attention_mask, labels)
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                         output_attentions)
         logits, loss = masked_lm(self.mlm_head, self.bert.embeddings.word_embeddings, out.last_hidden_state,
@@ -462,6 +477,7 @@ class BertForTokenClassification(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
+        check_padding_unlabelled(self.config, attention_mask, labels)
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                         output_attentions)
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, C)
@@ -515,6 +531,7 @@ class RobertaForMaskedLM(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False) -> MaskedLMOutput:
+        check_padding_unlabelled(self.config, attention_mask, labels)
         out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                            output_attentions)
         logits, loss = masked_lm(self.lm_head, self.roberta.embeddings.word_embeddings, out.last_hidden_state,
@@ -579,6 +596,7 @@ class RobertaForTokenClassification(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
+        check_padding_unlabelled(self.config, attention_mask, labels)
         out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                            output_attentions)
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, C)
