@@ -2,6 +2,7 @@
 "returned no loss; the batch needs labels", Hugging Face TrainingArguments names and numbers given as strings failed
 with bare TypeErrors, and unpad=True scored labels at padded positions on zeros. Each test fails without its fix."""
 
+import numpy as np
 import pytest
 import torch
 from test_engine import ToyModel, collate, make_args, toy_dataset
@@ -61,6 +62,7 @@ def test_training_arguments_explain_a_name_or_a_type_they_do_not_take(kwargs, me
     with pytest.raises(TypeError, match=message):
         TrainingArguments(**kwargs)
     TrainingArguments(learning_rate=1, num_train_epochs=2, eval_steps=None, warmup_ratio=0)  # ints for floats: fine
+    TrainingArguments(max_steps=np.int64(10), warmup_ratio=np.float64(0.1))  # NumPy's numbers too (a sweep's)
 
 
 @pytest.mark.parametrize("head", [BertForMaskedLM, BertForTokenClassification])

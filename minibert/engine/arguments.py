@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import numbers
 import re
 from dataclasses import dataclass, field
 
@@ -136,8 +137,8 @@ HF_ONLY_ARGUMENTS = {
                     "call trainer.train(); evaluation is the eval_fn you pass to the Trainer"),
     "label_names": "the model's loss reads the batch's labels itself (or pass loss_fn to the Trainer)",
     **dict.fromkeys(("use_cpu", "no_cuda"), "set device='cpu'"),
-    "save_safetensors": "the final model is saved by the model's save_pretrained (safetensors); checkpoints "
-                        "hold the training state",
+    "save_safetensors": "the checkpoints hold the training state; save the model with model.save_pretrained(dir), "
+                        "which writes model.safetensors",
     "group_by_length": "pass a length-grouping sampler to the Trainer (sampler=...; train.py: --smart_batching)",
     "auto_find_batch_size": "set per_device_train_batch_size (and gradient_accumulation_steps)",
 }
@@ -173,12 +174,11 @@ def _check_types(args) -> None:
         value, kinds = getattr(args, f.name), set(getattr(f.type, "__args__", (f.type,)))
         if value is None and type(None) in kinds or not kinds & {int, float, bool}:
             continue
-        fits = (isinstance(value, bool) if bool in kinds else
-                isinstance(value, int) and not isinstance(value, bool) if kinds & {int, float} == {int} else
-                isinstance(value, int | float) and not isinstance(value, bool))
+        whole = kinds & {int, float} == {int}  # (NumPy's numbers pass: a sweep's np.arange gives them)
+        fits = (isinstance(value, bool) if bool in kinds else not isinstance(value, bool) and isinstance(
+            value, numbers.Integral if whole else numbers.Real))
         if not fits:
-            want = "True or False" if bool in kinds else "a whole number" if int in kinds and float not in kinds \
-                else "a number"
+            want = "True or False" if bool in kinds else "a whole number" if whole else "a number"
             raise TypeError(f"TrainingArguments.{f.name} must be {want}, got {value!r} ({type(value).__name__})"
                             + ("; pass it unquoted" if isinstance(value, str) else ""))
 
