@@ -117,7 +117,8 @@ def cut_notes(model, tokenizer, texts, text_pairs=None, generate: int = 0) -> li
 def prompt_limit(model, generate: int = 0) -> int:
     """The most tokens of text: the model's positions, less the --generate steps that GPT-2 feeds back into them
     (BART's steps are its decoder's, whose positions are its own)."""
-    return max(1, position_limit(model) - (generate if _is_decoder_only_lm(model) else 0))  # (too many: refused after)
+    # (at least 1: run refuses a --generate that fills every position before it cuts, but model_inputs is public)
+    return max(1, position_limit(model) - (generate if _is_decoder_only_lm(model) else 0))
 
 
 def position_limit(model) -> int:

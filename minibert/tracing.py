@@ -952,25 +952,26 @@ def _font_characters(path: str) -> frozenset[int]:
         return frozenset()
 
 
-def _tick_labels(tokens: list[str]) -> tuple[list[str], list[str] | None]:
-    """(labels, font families) for the pictures' token labels. matplotlib's default font (DejaVu Sans) has no
-    Chinese: each such label was an empty box, with a warning per character. So the first installed font that has
-    every missing character is put behind the default one (matplotlib falls back along the list); where none has
-    them, each missing character is written as its code point (U+5E8A), said once."""
+def _tick_labels(tokens: list[str]) -> tuple[list[str], dict]:
+    """(labels, the Text keywords that draw them: a font family list, or none) for the pictures' token labels.
+    matplotlib's default font (DejaVu Sans) has no Chinese: each such label was an empty box, with a warning per
+    character. So the first installed font that has every missing character is put behind the default one
+    (matplotlib falls back along the list); where none has them, each missing character is written as its code
+    point (U+5E8A), said once."""
     from matplotlib import font_manager
 
     default = font_manager.findfont(font_manager.FontProperties())
     missing = {c for t in tokens for c in t if not c.isspace() and ord(c) not in _font_characters(default)}
     if not missing:
-        return tokens, None
+        return tokens, {}
     rank = {name: n for n, name in enumerate(_PREFERRED_FONTS)}  # the preferred in their order, then the others
     fonts = sorted((f for f in font_manager.fontManager.ttflist if not f.name.startswith("Last Resort")),
                    key=lambda f: (rank.get(f.name, len(rank)), f.name))
     for font in fonts:
         if all(ord(c) in _font_characters(font.fname) for c in missing):
-            return tokens, [font_manager.FontProperties(fname=default).get_name(), font.name]
+            return tokens, {"fontfamily": [font_manager.FontProperties(fname=default).get_name(), font.name]}
     _say_no_font(frozenset(missing))
-    return ["".join(f"U+{ord(c):04X}" if c in missing else c for c in t) for t in tokens], None
+    return ["".join(f"U+{ord(c):04X}" if c in missing else c for c in t) for t in tokens], {}
 
 
 @cache
@@ -1031,8 +1032,8 @@ def plot_attention(model: nn.Module, inputs: dict, tokens: list[str], path, row:
     # in a smaller square every k-th token is labelled (a label at fontsize 7 needs about 0.11 inch)
     cell = min(max(1.6, 0.22 * len(tokens)), _MOST_GRID_INCHES / max(L, H))
     every = max(1, math.ceil(0.11 * len(tokens) / cell))
-    tokens, families = _tick_labels(tokens)
-    ticks, labels, font = range(0, len(tokens), every), tokens[::every], {"fontfamily": families} if families else {}
+    tokens, font = _tick_labels(tokens)
+    ticks, labels = range(0, len(tokens), every), tokens[::every]
     fig = _figure(cell * H + 1, cell * L + 1)
     axes = fig.subplots(L, H, squeeze=False)
     for layer, probs in enumerate(attentions):
@@ -1082,8 +1083,7 @@ def plot_hidden_states(model: nn.Module, inputs: dict, tokens: list[str], path, 
     _, hidden_states = _stack_outputs(model, inputs)
     real = _real_tokens(inputs, row)
     tokens = [t for t, keep in zip(tokens, real.tolist(), strict=True) if keep]
-    tokens, families = _tick_labels(tokens)
-    font = {"fontfamily": families} if families else {}
+    tokens, font = _tick_labels(tokens)
     h = torch.stack([x[row][real] for x in hidden_states]).float()  # (L + 1, T_real, E)
     norms = h.norm(dim=-1)  # (L + 1, T_real)
     cosine = torch.nn.functional.cosine_similarity(h[1:], h[:-1], dim=-1)  # (L, T_real)

@@ -183,9 +183,9 @@ def test_labels_the_installed_fonts_lack_are_written_as_code_points_once(monkeyp
                         [f for f in font_manager.fontManager.ttflist if f.name.startswith(("DejaVu", "Last Resort"))])
     tracing._say_no_font.cache_clear()
     with caplog.at_level(logging.WARNING, logger="minibert.tracing"):
-        labels, families = tracing._tick_labels(["[CLS]", "床", "##前", "king"])
+        labels, font = tracing._tick_labels(["[CLS]", "床", "##前", "king"])
         tracing._tick_labels(["[CLS]", "床", "##前", "king"])  # the second picture of the same command
-    assert labels == ["[CLS]", "U+5E8A", "##U+524D", "king"] and families is None
+    assert labels == ["[CLS]", "U+5E8A", "##U+524D", "king"] and font == {}
     assert caplog.text.count("no installed font has") == 1 and "fontlist-*.json" in caplog.text
     torch.manual_seed(0)
     model = minibert.BertForMaskedLM(minibert.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
@@ -208,6 +208,6 @@ def test_an_installed_font_with_the_characters_is_put_behind_the_default(monkeyp
     monkeypatch.setattr(tracing, "_font_characters",
                         lambda path: frozenset(range(0x30000)) if path in covering else real(path))
     monkeypatch.setattr(tracing, "_PREFERRED_FONTS", ("DejaVu Serif", "DejaVu Sans Mono"))
-    labels, families = tracing._tick_labels(["[CLS]", "床", "king"])
+    labels, font = tracing._tick_labels(["[CLS]", "床", "king"])
     assert labels == ["[CLS]", "床", "king"]
-    assert families == [font_manager.FontProperties(fname=default).get_name(), "DejaVu Serif"]
+    assert font == {"fontfamily": [font_manager.FontProperties(fname=default).get_name(), "DejaVu Serif"]}

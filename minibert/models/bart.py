@@ -515,7 +515,7 @@ class BartForSequenceClassification(BartPreTrainedModel):
     def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 labels=None, output_hidden_states=False, output_attentions=False) -> Seq2SeqLMOutput:
         out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
-                         use_cache=False if labels is not None else None,  # (Hugging Face's rule, as generation's)
+                         use_cache=False if labels is not None else None,  # (as BartForConditionalGeneration's)
                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         eos = input_ids.eq(self.config.eos_token_id)  # (B, S)
         counts = eos.sum(dim=1)
