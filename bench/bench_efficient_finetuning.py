@@ -122,13 +122,14 @@ def wide_checkpoint(base: str, directory: Path) -> str:
 
 
 def run_child(command: list[str]) -> str:
-    """The stdout of a child run of this script; on failure, an error naming the command with its stderr."""
+    """The stdout of a child run (this script's or train.py's); on failure, an error naming the command with its
+    stderr. bench_finetune_methods.py uses it too."""
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         # the output is captured (stdout carries the JSON read back), so without this the child's
         # traceback would be lost and only "exit status 1" would show
         tail = "\n".join(done.stderr.strip().splitlines()[-20:]) or "(nothing on stderr)"
-        raise SystemExit(f"bench_efficient_finetuning.py: a child run failed (exit status {done.returncode}): "
+        raise SystemExit(f"{Path(sys.argv[0]).name}: a child run failed (exit status {done.returncode}): "
                          f"{' '.join(map(str, command))}\nits stderr, last lines:\n{tail}")
     return done.stdout
 

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_efficient_finetuning import run_child  # a failed train.py run shows its command and stderr
+
 DEFAULT_WORK_DIR = "runs"  # where the README's table was made: runs/methods, runs/pretrain-sop-tapt
 
 
@@ -120,9 +122,8 @@ def main() -> None:
                              **json.loads((out / "eval_results.json").read_text())["metrics"]})
                 continue
             flags = method_flags(name, args.work_dir)
-            subprocess.run([sys.executable, "train.py", "--seed", str(seed), "--output_dir", str(out),
-                            "--overwrite_output_dir", "--disable_tqdm", "--plot_loss", "false", *flags],
-                           check=True, capture_output=True)
+            run_child([sys.executable, "train.py", "--seed", str(seed), "--output_dir", str(out),
+                       "--overwrite_output_dir", "--disable_tqdm", "--plot_loss", "false", *flags])
             stamp.write_text(base)
             metrics = json.loads((out / "eval_results.json").read_text())["metrics"]
             runs.append({"seed": seed, "seconds": time.perf_counter() - start, **metrics})

@@ -4,8 +4,11 @@ run says beside each goal that the goal is judged on the full run. The training 
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 SMOKE_NOTE = "(smoke size: the goal is judged on the full run)"
@@ -20,6 +23,7 @@ def load(name: str):
 
 def run_methods(monkeypatch, cwd: Path, argv: list[str]) -> list[list[str]]:
     """main() with train.py / pretrain.py replaced by stubs that write what the script reads back."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # it imports its neighbour's run_child
     module = load("bench_finetune_methods")
     commands = []
 
@@ -32,6 +36,7 @@ def run_methods(monkeypatch, cwd: Path, argv: list[str]) -> list[list[str]]:
             (out / "eval_results.json").write_text(json.dumps({"metrics": metrics}))
         else:
             (out / "config.json").write_text("{}")
+        return subprocess.CompletedProcess(command, 0, "", "")
 
     monkeypatch.setattr(module.subprocess, "run", fake_run)
     monkeypatch.setattr(module, "base_fingerprint", lambda: "abc")
@@ -67,6 +72,21 @@ def test_finetune_methods_default_paths_are_the_readme_ones(monkeypatch, tmp_pat
     assert "runs/bench_finetune_methods.json" in files_under(tmp_path)
     rerun = run_methods(monkeypatch, tmp_path, [])  # the same base checkpoint: every result is reused
     assert rerun == []
+
+
+def test_a_failed_train_run_shows_its_command_and_stderr(monkeypatch, tmp_path):
+    """Its train.py runs were captured with check=True: a failing one showed only "exit status 1"."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    module = load("bench_finetune_methods")
+    failed = "Traceback (most recent call last):\n  ...\nValueError: --adapter_size must be positive\n"
+    monkeypatch.setattr(module.subprocess, "run",
+                        lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", failed))
+    monkeypatch.setattr(module, "base_fingerprint", lambda: "abc")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench_finetune_methods.py", "--methods", "adapters", "--seeds", "1"])
+    with pytest.raises(SystemExit, match=r"(?s)^bench_finetune_methods\.py: a child run failed \(exit status 1\): "
+                                         r"\S+ train\.py --seed 1 .*--adapter_size 16.*ValueError: --adapter_size"):
+        module.main()
 
 
 def test_quick_runs_say_the_goal_is_the_full_runs(monkeypatch, capsys):

@@ -6,10 +6,11 @@
     python -m minibert.finetune.evaluate_generation runs/qa --validation_file qa.jsonl --text_column q --target_column a
 
 The task type, --max_seq_length and --generation_max_length come from the run's eval_results.json; the
-columns too, unless given (--text_column, --target_column: a file whose columns are named otherwise), and the
-validation file, unless given (recorded as an absolute path, so the run's own file is read from any directory; a
-run saved before that recorded it as typed, relative to where it was started); so greedy decoding and beam search
-are compared on the very same weights, and the run's own --num_beams repeats the run's own numbers.
+columns too, unless given (--text_column, --target_column: a file whose columns are named otherwise), the
+decoding (--num_beams, unless given: with no flags the run's own numbers come back) and the validation file, unless
+given (recorded as an absolute path, so the run's own file is read from any directory; a run saved before that
+recorded it as typed, relative to where it was started); so greedy decoding (--num_beams 1) and beam search are
+compared on the very same weights.
 Prints the metrics as one JSON line (loss, exact_match, chrf, seconds); --predictions_file also writes
 every output beside its source and target, one JSON line each, as train.py's generated_predictions.jsonl.
 """
@@ -37,13 +38,15 @@ from minibert.finetuning import load_finetuned
 from minibert.tokenizer import load_tokenizer
 
 
-def evaluate_saved(path: str | Path, validation_file: str | None = None, num_beams: int = 1,
+def evaluate_saved(path: str | Path, validation_file: str | None = None, num_beams: int | None = None,
                    batch_size: int = 64, max_new_tokens: int | None = None,
                    predictions_file: str | Path | None = None, text_column: str | None = None,
                    target_column: str | None = None) -> dict:
-    """predictions_file: where to write {"source", "target", "prediction"} per example (a new file: never
-    overwritten). text_column / target_column: the validation file's source (prompt) and target (completion)
-    columns, when they are not named as the run's were (default: the run's)."""
+    """num_beams: 1 = greedy decoding, more = beam search (default: the run's own --num_beams, recorded in its
+    eval_results.json; greedy for a run saved before that was recorded). predictions_file: where to write
+    {"source", "target", "prediction"} per example (a new file: never overwritten). text_column / target_column:
+    the validation file's source (prompt) and target (completion) columns, when they are not named as the run's
+    were (default: the run's)."""
     path = Path(path)
     # before the model loads and decodes; a 0 read as "not given" took the run's limit without a word
     for flag, value in (("--num_beams", num_beams), ("--per_device_eval_batch_size", batch_size),
@@ -90,6 +93,8 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     # A run saved before generation_max_length was recorded decoded up to max_seq_length unless told otherwise.
     if max_new_tokens is None:
         max_new_tokens = settings.get("generation_max_length", max_length)
+    if num_beams is None:  # a run trained with --num_beams 4 evaluated with beam 4, as its own numbers were
+        num_beams = settings.get("num_beams", 1)
     evaluator = GenerationEvaluator(examples, task_type, tokenizer, batch_size, num_beams, max_new_tokens,
                                     input_pad_token_id(source_tokenizer or tokenizer))
     start = time.perf_counter()
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandLineParser(prog="python -m minibert.finetune.evaluate_generation", description=__doc__)
     parser.add_argument("path", help="the output_dir of a train.py --task_type seq2seq / causal_lm run")
     parser.add_argument("--validation_file", help="default: the run's")
-    parser.add_argument("--num_beams", type=int, default=1, help="1: greedy decoding (default), more: beam search")
+    parser.add_argument("--num_beams", type=int, help="1: greedy decoding, more: beam search (default: the run's)")
     parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
     parser.add_argument("--generation_max_length", type=int, help="new tokens at most (default: the run's)")
     parser.add_argument("--predictions_file", help="write each output beside its target here, one JSON line each "
