@@ -54,6 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
+    transformers.utils.logging.disable_progress_bar()  # save_pretrained's "Writing model shards" bar, mid-table
     size = (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
             if args.quick else dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                                     intermediate_size=3072))

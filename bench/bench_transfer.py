@@ -1,7 +1,7 @@
 """The data-scale experiment of the source notes, in miniature: pretrain on A, fine-tune on B,
 evaluate on B, and watch how much the size of A helps.
 
-    python bench/bench_transfer.py                 # 1%, 10%, 100% of the shipped Shakespeare, 3 seeds (~25 min)
+    python bench/bench_transfer.py                 # 1%, 10%, 100% of the shipped Shakespeare, 3 seeds (~21 min)
     python bench/bench_transfer.py --quick         # a smoke run of the whole pipeline (seconds)
     python bench/bench_transfer.py --max_steps 12800 --output_dir runs/transfer-long   # 8x the steps (~70 min)
 

@@ -299,7 +299,7 @@ def finetune(checkpoint: str, cfg: dict) -> None:
     import tempfile
 
     from minibert.engine import TrainingArguments
-    from minibert.finetuning import DEFAULT_TRAINING, FinetuneArguments
+    from minibert.finetuning import DEFAULT_TRAINING, DEFAULT_VALIDATION_FILE, FinetuneArguments
     from minibert.finetuning import finetune as run_finetuning
 
     if cfg["preln"] or cfg["untie"] or cfg["position"] in ("relative", "rope", "neighbours"):
@@ -308,7 +308,10 @@ def finetune(checkpoint: str, cfg: dict) -> None:
     patch(None, cfg)
     start = reset(checkpoint, cfg["reset"], tempfile.mkdtemp()) if cfg["reset"] else checkpoint
     shape = {"config_name": cfg["config"], "tokenizer_name": cfg["config"]} if checkpoint == "random" else {}
-    data = {"train_file": cfg["train_file"]} if cfg["train_file"] else {}
+    # a training file of its own (few_labels' cut) is still scored on the task's validation speeches: train.py
+    # evaluates another training file only on a --validation_file given with it
+    data = {"train_file": cfg["train_file"], "validation_file": str(DEFAULT_VALIDATION_FILE)} if (
+        cfg["train_file"]) else {}
     args = FinetuneArguments(model_name_or_path=start, pooling=cfg["pooling"], **shape, **data)
     training = TrainingArguments(**{**DEFAULT_TRAINING, "output_dir": tempfile.mkdtemp(), "seed": cfg["seed"],
                                     "learning_rate": cfg["learning_rate"], "num_train_epochs": cfg["epochs"],

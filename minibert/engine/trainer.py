@@ -347,6 +347,25 @@ def check_writable_dir(output_dir: Path) -> None:
         )
 
 
+def crowded_cpu_hint(device: torch.device) -> str | None:
+    """A warning when torch runs several CPU threads on a machine already busy with other work, else None.
+
+    torch's threads meet at a barrier after every operator, and spin while they wait; when another process holds
+    a core, each operator waits for the slowest thread, and the run can take several times as long as with one
+    thread (the README's measure: a 20-step pretraining beside another training took 29 s with the default
+    threads, 14 s with one). The load average is the operating system's count of runnable processes over the
+    last minute (Unix only); when it already reaches the core count, another process holds a core."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or not hasattr(os, "getloadavg"):
+        return None
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load < cores:
+        return None
+    return (f"the CPU is busy before this run starts (load average {load:.1f} on {cores} cores) and torch runs "
+            f"{threads} threads, which wait on each other when another process holds a core: a run can take "
+            "several times as long. Set OMP_NUM_THREADS=1 (or torch.set_num_threads(1)) while the machine is shared")
+
+
 def metric_key(name: str | None, metrics: dict) -> str | None:
     """--metric_for_best_model as eval_fn names it: Hugging Face's spelling, eval_loss, is accepted for loss."""
     if name is not None and name not in metrics and name.removeprefix("eval_") in metrics:
@@ -944,6 +963,9 @@ class Trainer:
                 self.writer.path.parent.mkdir(parents=True, exist_ok=True)  # a new --output_dir
                 self.writer.path.write_text("".join(json_line(r) for r in self.state.history))
             logger.info("resumed from %s at step %d", checkpoint, self.state.global_step)
+        hint = crowded_cpu_hint(self.device)
+        if hint and self.context.is_main:
+            logger.warning(hint)
         self._callbacks("on_train_begin")
         self._loader_iter = None
         bar = None
