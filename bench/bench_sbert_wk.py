@@ -1,4 +1,4 @@
-"""SBERT-WK pooling: minibert's vectorised version (one batched QR per layer) against
+"""SBERT-WK pooling: minibert's vectorised version (a batched Cholesky of each token's Gram matrix per layer) against
 minibert's own direct loops (sbert_wk_loops: per sentence, per token, per layer, one QR each, as
 the authors' code is written), on the same hidden states. The loops are not the authors' code:
 they share its formulas, but clip the context window at the lowest used layers, where the
@@ -60,7 +60,7 @@ def main() -> None:
     print(f"SBERT-WK, batch {batch} x {tokens} tokens ({real} weighed), hidden {hidden}, "
           f"{layers + 1 - layer_start} layers, window 2, {torch.get_num_threads()} threads, {args.clock} clock")
     print(f"  per-token loops (reference): {slow * 1000:9.1f} ms")
-    print(f"  vectorised (batched QR):     {fast * 1000:9.1f} ms")
+    print(f"  vectorised (Gram, Cholesky): {fast * 1000:9.1f} ms")
     same = "to the last bit" if torch.equal(fast_out, slow_out) else "within 1e-5"
     print(f"  speed-up: {slow / fast:.1f}x (goal >= 10x); outputs equal {same}"
           + (" (smoke size: the goal is judged on the full run)" if args.quick else ""))

@@ -142,6 +142,26 @@ def test_sbert_wk_vectorised_matches_the_direct_loops():
     assert not torch.allclose(sbert_wk(states, mask, 2, 1), fast)
 
 
+def test_sbert_wk_on_dependent_layers_matches_the_loops_and_trains_as_before():
+    """The R of each window comes from a Cholesky of the tokens' Gram matrices, which loses the digits a QR keeps
+    when states are (nearly) dependent: such tokens take the QR. Two equal layers put 1.29 (on a norm of 3)
+    between the Cholesky's vectors and the loops' before that fallback; the gradient equals a batched QR's."""
+    g = torch.Generator().manual_seed(0)
+    states = [torch.randn(3, 7, 16, generator=g, dtype=torch.float64) for _ in range(6)]
+    states[3] = states[2].clone()  # every window holding both is singular
+    mask = torch.tensor([[1] * 7, [1] * 5 + [0] * 2, [1] * 4 + [0] * 3])
+    torch.testing.assert_close(sbert_wk(tuple(states), mask, 1), sbert_wk_loops(tuple(states), mask, 1),
+                               rtol=1e-12, atol=1e-12)
+    states = [torch.randn(3, 7, 16, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(6)]
+    sbert_wk(tuple(states), mask, 1).sum().backward()
+    grads = [s.grad for s in states[1:]]
+    for s in states:
+        s.grad = None
+    sbert_wk_loops(tuple(states), mask, 1).sum().backward()
+    for ours, loops in zip(grads, [s.grad for s in states[1:]], strict=True):
+        torch.testing.assert_close(ours, loops, rtol=1e-9, atol=1e-10)
+
+
 # The context windows of 4 used layers at window 2, written out: each layer's neighbours within 2,
 # clipped to the used layers, then the layer itself. The authors' published code gives layer 1
 # [2, 3, 1] (its left slice token_feature[k-2:k] is empty for k < 2): this pins minibert's choice.
