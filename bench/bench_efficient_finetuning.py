@@ -25,13 +25,13 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _child import run_child  # a failed child shows its command and stderr (bench_finetune_methods.py too)
 
 METHODS = {"full": [], "adapters": ["adapter_size"], "ladder": ["ladder_side_tuning"]}
 WIDE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "intermediate_size": 2048}
@@ -119,19 +119,6 @@ def wide_checkpoint(base: str, directory: Path) -> str:
     torch.manual_seed(0)
     BertForPreTraining(config).save_pretrained(directory)
     return str(directory)
-
-
-def run_child(command: list[str]) -> str:
-    """The stdout of a child run (this script's or train.py's); on failure, an error naming the command with its
-    stderr. bench_finetune_methods.py uses it too."""
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        # the output is captured (stdout carries the JSON read back), so without this the child's
-        # traceback would be lost and only "exit status 1" would show
-        tail = "\n".join(done.stderr.strip().splitlines()[-20:]) or "(nothing on stderr)"
-        raise SystemExit(f"{Path(sys.argv[0]).name}: a child run failed (exit status {done.returncode}): "
-                         f"{' '.join(map(str, command))}\nits stderr, last lines:\n{tail}")
-    return done.stdout
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_efficient_finetuning import run_child  # a failed train.py run shows its command and stderr
+from _child import run_child  # a failed train.py run shows its command and stderr
 
 DEFAULT_WORK_DIR = "runs"  # where the README's table was made: runs/methods, runs/pretrain-sop-tapt
 

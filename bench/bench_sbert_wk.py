@@ -35,10 +35,13 @@ def median_time(fn, repeats: int, clock=time.perf_counter) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice; 1 with --clock cpu)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: this process's CPU time, steady under other jobs' load (with --threads 1)")
+                        help="cpu: this process's CPU time, less stretched by other jobs than the wall clock")
     args = parser.parse_args()
+    if args.threads is None and args.clock == "cpu":
+        args.threads = 1  # CPU time adds up every thread's: with two, a thread spinning at a barrier counts too
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter

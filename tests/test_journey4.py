@@ -25,12 +25,13 @@ ROOT = Path(__file__).parent.parent
 
 def test_a_failed_bench_child_shows_its_command_and_stderr(monkeypatch, tmp_path):
     """Run with capture_output and check=True, a failing child showed only "exit status 1"."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # it imports run_child from bench/_child.py
     spec = importlib.util.spec_from_file_location("bench_efficient_finetuning",
                                                   ROOT / "bench" / "bench_efficient_finetuning.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     failed = "Traceback (most recent call last):\n  ...\nValueError: no checkpoint in nowhere\n"
-    monkeypatch.setattr(module.subprocess, "run",
+    monkeypatch.setattr(subprocess, "run",
                         lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", failed))
     monkeypatch.setattr(sys, "argv", ["bench_efficient_finetuning.py", "--models", "nowhere",
                                       "--output", str(tmp_path / "out.json")])

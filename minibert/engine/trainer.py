@@ -347,23 +347,41 @@ def check_writable_dir(output_dir: Path) -> None:
         )
 
 
-def crowded_cpu_hint(device: torch.device) -> str | None:
-    """A warning when torch runs several CPU threads on a machine already busy with other work, else None.
+def _cpu_jiffies() -> tuple[int, int, int]:
+    """(all cores' busy time, all cores' time, this process's CPU time), in clock ticks, from /proc (Linux)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    total = sum(values)  # user nice system idle iowait irq softirq steal
+    own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()  # after the command's name
+    return total - values[3] - values[4], total, int(own[11]) + int(own[12])  # utime + stime: fields 14, 15
 
-    torch's threads meet at a barrier after every operator, and spin while they wait; when another process holds
-    a core, each operator waits for the slowest thread, and the run can take several times as long as with one
-    thread (the README's measure: a 20-step pretraining beside another training took 29 s with the default
-    threads, 14 s with one). The load average is the operating system's count of runnable processes over the
-    last minute (Unix only); when it already reaches the core count, another process holds a core."""
+
+def crowded_cpu_hint(device: torch.device, sample_seconds: float = 0.25) -> str | None:
+    """A warning when torch runs several CPU threads while other processes keep cores busy, else None.
+
+    torch's threads meet at a barrier after every operator, and spin while they wait; when another process
+    holds a core, each operator waits for the slowest thread, and the run can take several times as long as
+    with one thread (the README's measure: a 20-step pretraining beside another training took 29 s with the
+    default threads, 14 s with one). Other processes' use is sampled for `sample_seconds` from /proc (Linux;
+    elsewhere no advice), this process's own time taken out: the load average would count this process's
+    earlier work (a previous run in the same process) as another's."""
     threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1 or not hasattr(os, "getloadavg"):
+    if device.type != "cpu" or threads == 1:
         return None
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load < cores:
+    cores = os.cpu_count() or 1
+    try:
+        busy, total, mine = _cpu_jiffies()
+        time.sleep(sample_seconds)
+        busy_after, total_after, mine_after = _cpu_jiffies()
+    except (OSError, ValueError, IndexError):  # no /proc, or one of another format: advice must never stop a run
         return None
-    return (f"the CPU is busy before this run starts (load average {load:.1f} on {cores} cores) and torch runs "
-            f"{threads} threads, which wait on each other when another process holds a core: a run can take "
-            "several times as long. Set OMP_NUM_THREADS=1 (or torch.set_num_threads(1)) while the machine is shared")
+    if total_after <= total:
+        return None
+    others = cores * ((busy_after - busy) - (mine_after - mine)) / (total_after - total)  # cores kept busy
+    if others < 0.5 or threads + others <= cores:
+        return None
+    return (f"other processes keep {others:.1f} of the {cores} cores busy as this run starts, and torch runs "
+            f"{threads} threads, which then wait on each other: a run can take several times as long. Set "
+            "OMP_NUM_THREADS=1 (or torch.set_num_threads(1)) while the machine is shared")
 
 
 def metric_key(name: str | None, metrics: dict) -> str | None:

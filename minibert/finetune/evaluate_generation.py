@@ -7,7 +7,8 @@
 
 The task type, --max_seq_length and --generation_max_length come from the run's eval_results.json; the
 columns too, unless given (--text_column, --target_column: a file whose columns are named otherwise), the
-decoding (--num_beams, unless given: with no flags the run's own numbers come back) and the validation file, unless
+decoding (--num_beams, unless given: with no flags the run's own numbers come back, up to the last digits where
+the run decoded in batches of another --per_device_eval_batch_size than 64) and the validation file, unless
 given (recorded as an absolute path, so the run's own file is read from any directory; a run saved before that
 recorded it as typed, relative to where it was started); so greedy decoding (--num_beams 1) and beam search are
 compared on the very same weights.
@@ -43,7 +44,7 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
                    predictions_file: str | Path | None = None, text_column: str | None = None,
                    target_column: str | None = None) -> dict:
     """num_beams: 1 = greedy decoding, more = beam search (default: the run's own --num_beams, recorded in its
-    eval_results.json; greedy for a run saved before that was recorded). predictions_file: where to write
+    eval_results.json). predictions_file: where to write
     {"source", "target", "prediction"} per example (a new file: never overwritten). text_column / target_column:
     the validation file's source (prompt) and target (completion) columns, when they are not named as the run's
     were (default: the run's)."""
@@ -94,7 +95,7 @@ def evaluate_saved(path: str | Path, validation_file: str | None = None, num_bea
     if max_new_tokens is None:
         max_new_tokens = settings.get("generation_max_length", max_length)
     if num_beams is None:  # a run trained with --num_beams 4 evaluated with beam 4, as its own numbers were
-        num_beams = settings.get("num_beams", 1)
+        num_beams = settings["num_beams"]
     evaluator = GenerationEvaluator(examples, task_type, tokenizer, batch_size, num_beams, max_new_tokens,
                                     input_pad_token_id(source_tokenizer or tokenizer))
     start = time.perf_counter()
