@@ -245,7 +245,7 @@ def sbert_wk(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, wi
     layers are G[l, l+1] / sqrt(G[l, l] G[l+1, l+1]), and QR's R for a window is the Cholesky factor of the
     window's G (W = QR gives W^T W = R^T R; both have a positive diagonal up to QR's signs, which the ratios
     ignore). Cholesky of (w, w) matrices costs next to nothing, where a QR of each (E, w) matrix walked all
-    E rows of it: 4x faster than the per-token loops that way, 17-24x this way (bench/bench_sbert_wk.py,
+    E rows of it: 4x faster than the per-token loops that way, 18-23x this way (bench/bench_sbert_wk.py,
     one thread's CPU time). Forming G squares the window's condition number: on random states the vectors
     agree with the loops' to 1e-11 (relative); as a token's layers turn parallel every path loses digits,
     the loops' and a batched QR's too, since the variance of cosines near 1 is itself rounding (a 1e-4
