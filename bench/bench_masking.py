@@ -48,7 +48,7 @@ def hf_features(examples, special_ids, whole_word: bool) -> list[dict]:
 def rates(collates, batch_lists, repeats: int, clock=time.perf_counter) -> list[float]:
     """Examples per second of each collate over its batches: best of `repeats` runs, taken in
     turns so that both sides see the same load on a shared machine. clock: time.perf_counter (wall)
-    or time.process_time (this process's CPU time, which other processes do not stretch)."""
+    or time.process_time (this process's CPU time, which other processes stretch less)."""
     best = [float("inf")] * len(collates)
     for _ in range(repeats):
         for i, (collate, batches) in enumerate(zip(collates, batch_lists, strict=True)):
