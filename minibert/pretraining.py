@@ -774,13 +774,15 @@ class SaveModelAndTokenizer:
         self.tokenizer.save_pretrained(directory)
 
 
-def prepare(options: PretrainingOptions, tokenizer: Tokenizer, words: str, context) -> TokenizedCorpus:
+def prepare(options: PretrainingOptions, tokenizer: Tokenizer, words: str, context,
+            progress: bool = True) -> TokenizedCorpus:
     """The corpus tokenised once into the data cache (minibert.data.prepared) and memory-mapped: rank 0
-    prepares what is missing while the other ranks wait, then every rank maps the same files."""
+    prepares what is missing while the other ranks wait, then every rank maps the same files. progress: rank 0
+    shows a bar while it prepares (off with --disable_tqdm, as the training's)."""
     kwargs = {"cache_dir": options.data_cache_dir, "words": words, "workers": options.preparation_workers,
               "text_column": options.text_column}
     if context.is_main:
-        corpus = prepare_corpus(options.corpus, tokenizer, progress=True, **kwargs)
+        corpus = prepare_corpus(options.corpus, tokenizer, progress=progress, **kwargs)
     barrier(context)
     return corpus if context.is_main else prepare_corpus(options.corpus, tokenizer, **kwargs)
 
@@ -819,7 +821,7 @@ def pretraining_data(options: PretrainingOptions, args: TrainingArguments, outpu
         tokenizer = get_tokenizer(options, output_dir, checkpoint)
     objective_options = {"seed": args.seed, **options.objective_options}
     objective = build_objective(options.objective, tokenizer, options.max_seq_length, **objective_options)
-    corpus = prepare(options, tokenizer, objective.word_rule, context)
+    corpus = prepare(options, tokenizer, objective.word_rule, context, progress=not args.disable_tqdm)
     train_docs, held_docs, held_out_works = split_corpus(corpus, options.validation_share, options.corpus_fraction)
     examples = objective.examples(train_docs)
     # More than half unknown is refused (a corpus mostly outside the vocabulary teaches nothing but [UNK]), more than

@@ -2,7 +2,7 @@
 code: evaluate_generation decoded greedily a run trained with beam search unless told (every other setting came
 from the run), a run on a busy CPU with several torch threads said nothing of why it crawled, and
 bench_finetune_methods.py's failing train.py showed only "exit status 1" (tested in tests/test_bench_options.py
-beside its other options)."""
+beside its other options), and --disable_tqdm left the corpus preparation's progress bar on."""
 
 import json
 import logging
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_engine import ToyModel, collate, make_args, toy_dataset
+from test_pretrain import TINY, pretrain
 from test_train_seq2seq import checkpoints, run  # noqa: F401 (checkpoints is a fixture)
 
 from minibert.engine import Trainer, trainer
@@ -85,3 +86,27 @@ def test_the_cpu_reading_is_this_machines():
     assert 0 <= busy <= total and mine >= 0
     sum(i * i for i in range(2_000_000))
     assert trainer._cpu_jiffies()[2] > mine
+
+
+def test_disable_tqdm_hides_the_corpus_preparations_bar_too(tmp_path, monkeypatch):
+    """bench_transfer.py sets disable_tqdm, and still printed "preparing 1 corpus file(s): ...%" for each share
+    of the corpus: the preparation's bar was always on. It now follows --disable_tqdm, as the training's does."""
+    import minibert.pretraining as pretraining
+
+    shown = []
+    prepare_corpus = pretraining.prepare_corpus
+
+    def watched(*args, progress=False, **kwargs):
+        shown.append(progress)
+        return prepare_corpus(*args, progress=progress, **kwargs)
+
+    monkeypatch.setattr(pretraining, "prepare_corpus", watched)
+    corpus = tmp_path / "small.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"Line {i} of the play. The king speaks. The fool answers."}) + "\n"
+                              for i in range(40)))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY))
+    pretrain(tmp_path, corpus, config, objective="mlm", steps=1, disable_tqdm=True)
+    pretrain(tmp_path / "again", corpus, config, objective="mlm", steps=1, disable_tqdm=False,
+             data_cache_dir=str(tmp_path / "other-cache"))
+    assert shown == [False, True]
