@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_engine import ToyModel, collate, make_args, toy_dataset
-from test_pretrain import TINY, pretrain
+from test_pretrain import corpus, pretrain, tiny_config  # noqa: F401 (corpus and tiny_config are fixtures)
 from test_train_seq2seq import checkpoints, run  # noqa: F401 (checkpoints is a fixture)
 
 from minibert.engine import Trainer, trainer
@@ -88,7 +88,7 @@ def test_the_cpu_reading_is_this_machines():
     assert trainer._cpu_jiffies()[2] > mine
 
 
-def test_disable_tqdm_hides_the_corpus_preparations_bar_too(tmp_path, monkeypatch):
+def test_disable_tqdm_hides_the_corpus_preparations_bar_too(tmp_path, monkeypatch, corpus, tiny_config):  # noqa: F811
     """bench_transfer.py sets disable_tqdm, and still printed "preparing 1 corpus file(s): ...%" for each share
     of the corpus: the preparation's bar was always on. It now follows --disable_tqdm, as the training's does."""
     import minibert.pretraining as pretraining
@@ -101,12 +101,7 @@ def test_disable_tqdm_hides_the_corpus_preparations_bar_too(tmp_path, monkeypatc
         return prepare_corpus(*args, progress=progress, **kwargs)
 
     monkeypatch.setattr(pretraining, "prepare_corpus", watched)
-    corpus = tmp_path / "small.jsonl"
-    corpus.write_text("".join(json.dumps({"text": f"Line {i} of the play. The king speaks. The fool answers."}) + "\n"
-                              for i in range(40)))
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(TINY))
-    pretrain(tmp_path, corpus, config, objective="mlm", steps=1, disable_tqdm=True)
-    pretrain(tmp_path / "again", corpus, config, objective="mlm", steps=1, disable_tqdm=False,
+    pretrain(tmp_path, corpus, tiny_config, objective="mlm", steps=1, disable_tqdm=True)
+    pretrain(tmp_path / "again", corpus, tiny_config, objective="mlm", steps=1, disable_tqdm=False,
              data_cache_dir=str(tmp_path / "other-cache"))
     assert shown == [False, True]

@@ -258,7 +258,7 @@ def sbert_wk(hidden_states: Hidden, mask: torch.Tensor, layer_start: int = 4, wi
     used = _used_tokens(mask)  # (B, T)
     # Unused positions (padding, [SEP]) borrow [CLS]'s products: weighted 0, but no 0/0 on the way (whose
     # NaN would reach the gradient through torch.where).
-    gram = torch.where(used[:, :, None, None], rows @ rows.mT, (rows[:, :1] @ rows[:, :1].mT))  # (B, T, L', L')
+    gram = torch.where(used[:, :, None, None], rows @ rows.mT, rows[:, :1] @ rows[:, :1].mT)  # (B, T, L', L')
     # Token importance: the variance over l of cos(h_l, h_{l+1}), normalised over the sentence's used tokens.
     norms = gram.diagonal(dim1=-2, dim2=-1).sqrt()  # (B, T, L')
     adjacent = gram.diagonal(offset=1, dim1=-2, dim2=-1) / (norms[..., 1:] * norms[..., :-1])  # (B, T, L'-1)
