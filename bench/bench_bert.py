@@ -18,10 +18,10 @@ it is what the work costs, whatever else the machine is doing."""
 import argparse
 import statistics
 import tempfile
-import time
 
 import torch
 import transformers
+from _clock import add_clock_options, apply_clock_options  # --clock, --threads (one thread under the CPU clock)
 
 from minibert.models.bert import BertForMaskedLM
 
@@ -49,11 +49,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny model, few repeats: a smoke run")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    add_clock_options(parser)
     args = parser.parse_args()
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
-    torch.set_num_threads(args.threads)
+    clock = apply_clock_options(args)
     transformers.utils.logging.disable_progress_bar()  # save_pretrained's "Writing model shards" bar, mid-table
     size = (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
             if args.quick else dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,

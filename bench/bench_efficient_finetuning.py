@@ -27,11 +27,11 @@ import resource
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from _child import run_child  # a failed child shows its command and stderr (bench_finetune_methods.py too)
+from _clock import add_clock_options, apply_clock_options  # --clock, --threads (one thread under the CPU clock)
 
 METHODS = {"full": [], "adapters": ["adapter_size"], "ladder": ["ladder_side_tuning"]}
 WIDE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "intermediate_size": 2048}
@@ -130,9 +130,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seq_len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads while timing (default 1)")
-    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
-                        help="cpu: the process's CPU time (steady under other load); wall: elapsed time")
+    add_clock_options(parser, clock="cpu", threads=1)  # the threads while timing
     parser.add_argument("--output", default="runs/bench_efficient_finetuning.json")
     parser.add_argument("--one", nargs=2, metavar=("MODEL_DIR", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--time", metavar="MODEL_DIR", help=argparse.SUPPRESS)
@@ -143,8 +141,7 @@ def main() -> None:
         print(json.dumps(measure(model_dir, method, sizes.get(method, 0), args.batch_size, args.seq_len, args.steps)))
         return
     if args.time:
-        torch.set_num_threads(args.threads)
-        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        clock = apply_clock_options(args)
         print(json.dumps(step_times(args.time, sizes, args.batch_size, args.seq_len, args.steps, clock)))
         return
     common = ["--adapter_size", str(args.adapter_size), "--ladder_side_tuning", str(args.ladder_side_tuning),

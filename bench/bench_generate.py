@@ -18,8 +18,8 @@ for every decoding step; inductor).
     python bench/bench_generate.py --families gpt2 --settings greedy-b1 --threads 1 --profile   # time in products
 
 --clock cpu times each call by the CPU time of this process instead of the wall clock: on a machine
-shared with other jobs, time spent waiting for a core then counts for neither library (use it with
---threads 1, or the thread pool's spin-waits are counted).
+shared with other jobs, time spent waiting for a core then counts for neither library (it runs on one
+thread unless --threads says otherwise: with more, the thread pool's spin-waits are counted).
 """
 
 import argparse
@@ -28,6 +28,7 @@ import time
 
 import torch
 import transformers
+from _clock import add_clock_options, apply_clock_options  # --clock, --threads (one thread under the CPU clock)
 
 from minibert.models.bart import BartConfig, BartForConditionalGeneration
 from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
@@ -131,12 +132,10 @@ def main() -> None:
                         help="timed runs per library and setting, median reported (default 3, or 1 with --quick)")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt-length", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--families", default="gpt2,bart", help="comma-separated: gpt2, bart")
     parser.add_argument("--settings", default="greedy-b1,greedy-b8,beam4-b1",
                         help="comma-separated: greedy-b1, greedy-b8, beam4-b1 (GPT-2's floor rows need greedy-b1)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall: elapsed time; cpu: this process's CPU time (for a busy, shared machine)")
+    add_clock_options(parser)
     parser.add_argument("--compile", action="store_true",
                         help="also time the static cache under torch.compile (GPT-2 batch-1 greedy; compiles once)")
     parser.add_argument("--profile", action="store_true",
@@ -146,11 +145,9 @@ def main() -> None:
         args.new_tokens = 8
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    clock = apply_clock_options(args)
     known = {"greedy-b1": ("greedy", 1, 1), "greedy-b8": ("greedy", 8, 1), "beam4-b1": ("beam4", 1, 4)}
     settings = [known[name] for name in args.settings.split(",")]
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
           f"{args.new_tokens} new tokens, prompt {args.prompt_length}, median of {args.repeats}, {args.clock} clock")

@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 import torch
+from _clock import add_clock_options, apply_clock_options  # --clock, --threads (one thread under the CPU clock)
 
 from minibert.data import build_objective, load_corpus
 from minibert.tokenizer import train_tokenizer
@@ -66,15 +67,11 @@ def main() -> None:
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1, as in a DataLoader worker)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: this process's CPU time, less stretched by other jobs than the wall clock "
-                             "(shared caches and memory still slow it)")
+    add_clock_options(parser, threads=1)  # one thread, as in a DataLoader worker
     args = parser.parse_args()
     if args.quick:
         args.batches, args.repeats = 8, 1
-    torch.set_num_threads(args.threads)
+    clock = apply_clock_options(args)
     import transformers
 
     warnings.filterwarnings("ignore")
@@ -88,7 +85,6 @@ def main() -> None:
           f"{args.clock} clock")
     print(f"{'':5s}{'minibert ex/s':>14s}{'HF ex/s':>12s}{'ratio':>8s}{'goal':>7s}  Hugging Face collator"
           + ("  (smoke size: the goal is judged on the full run)" if args.quick else ""))
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for name, goal in (("mlm", 3.0), ("wwm", 10.0)):
         objective = build_objective(name, tokenizer, args.max_seq_length)
         examples = [e for e in objective.examples(docs) if len(e["input_ids"]) == args.max_seq_length]

@@ -18,10 +18,10 @@ median seconds per step, tokens/s, and the ratios (below 1.0: minibert is faster
 import argparse
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 
 import torch
+from _clock import add_clock_options, apply_clock_options  # --clock, --threads (one thread under the CPU clock)
 
 from minibert.engine import Trainer, TrainingArguments, build_optimizer, get_scheduler
 from minibert.finetune.param_groups import param_groups
@@ -82,17 +82,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: the process's CPU time, steady under other load (CPU only; with --threads 1)")
+    add_clock_options(parser)
     ns = parser.parse_args()
     import transformers
 
-    if ns.threads is not None:
-        torch.set_num_threads(ns.threads)
     if ns.clock == "cpu" and ns.device == "cuda":
         parser.error("--clock cpu times the CPU's work; on a GPU use the wall clock")
-    clock = time.process_time if ns.clock == "cpu" else time.perf_counter
+    clock = apply_clock_options(ns)
 
     sizes, steps = (TINY, 2) if ns.quick else (BASE, ns.steps)
     vocab = 30522

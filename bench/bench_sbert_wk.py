@@ -19,6 +19,7 @@ import statistics
 import time
 
 import torch
+from _clock import add_clock_options, apply_clock_options  # --clock, --threads (one thread under the CPU clock)
 
 from minibert.finetune.pooling import sbert_wk, sbert_wk_loops
 
@@ -35,16 +36,9 @@ def median_time(fn, repeats: int, clock=time.perf_counter) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice; 1 with --clock cpu)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: this process's CPU time, less stretched by other jobs than the wall clock")
+    add_clock_options(parser)
     args = parser.parse_args()
-    if args.threads is None and args.clock == "cpu":
-        args.threads = 1  # CPU time adds up every thread's: with two, a thread spinning at a barrier counts too
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    clock = apply_clock_options(args)
     batch, tokens, hidden, layers, repeats = (4, 16, 64, 7, 3) if args.quick else (16, 64, 768, 12, 5)
     layer_start = 4 if not args.quick else 2
     g = torch.Generator().manual_seed(0)

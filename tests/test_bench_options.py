@@ -15,6 +15,8 @@ SMOKE_NOTE = "(smoke size: the goal is judged on the full run)"
 
 
 def load(name: str):
+    if str(ROOT / "bench") not in sys.path:  # scripts import their neighbours (_child, _clock): `python bench/x.py` can
+        sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -98,3 +100,50 @@ def test_quick_runs_say_the_goal_is_the_full_runs(monkeypatch, capsys):
     assert load("bench_gpu").main(["--quick", "--parts", "gpt2", "--steps", "1"]) == 0
     goals = [line for line in capsys.readouterr().out.splitlines() if "goal" in line]
     assert len(goals) == 1 and goals[0].endswith("(goal >= 45%) " + SMOKE_NOTE)
+
+
+@pytest.fixture
+def torch_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    yield torch
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", ["bench_bert", "bench_generate", "bench_masking", "bench_pretrain_step",
+                                  "bench_sbert_wk", "bench_efficient_finetuning"])
+def test_every_timing_script_takes_the_shared_clock_options(name):
+    """Each script that times CPU work offers --clock and --threads from bench/_clock.py, one rule for all."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    out = " ".join(out.split())  # argparse wraps the help
+    assert "--clock {cpu,wall}" in out and "on one thread unless --threads says otherwise" in out
+    assert "--threads THREADS" in out
+
+
+def test_cpu_clock_runs_on_one_thread_unless_told_and_warns_when_told_more(torch_threads, capsys):
+    """CPU time adds up every thread's time (spin-waits too), so --clock cpu alone means one thread; an explicit
+    --threads 2 is obeyed with a warning; --threads 0 is refused; the wall clock leaves torch's choice alone."""
+    import argparse
+    import time
+
+    load("bench_masking")  # puts bench/ on sys.path
+    from _clock import add_clock_options, apply_clock_options
+
+    def parse(argv, **defaults):
+        parser = argparse.ArgumentParser()
+        add_clock_options(parser, **defaults)
+        return parser.parse_args(argv)
+
+    torch = torch_threads
+    torch.set_num_threads(2)
+    assert apply_clock_options(parse([])) is time.perf_counter and torch.get_num_threads() == 2
+    assert apply_clock_options(parse(["--clock", "cpu"])) is time.process_time and torch.get_num_threads() == 1
+    assert capsys.readouterr().err == ""
+    apply_clock_options(parse(["--clock", "cpu", "--threads", "2"]))
+    assert torch.get_num_threads() == 2 and "adds up every thread's CPU time" in capsys.readouterr().err
+    assert apply_clock_options(parse([], clock="cpu", threads=1)) is time.process_time
+    assert torch.get_num_threads() == 1
+    with pytest.raises(SystemExit, match="--threads must be at least 1, got 0"):
+        apply_clock_options(parse(["--threads", "0"]))
