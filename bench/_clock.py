@@ -38,7 +38,12 @@ def apply_clock_options(args: argparse.Namespace):
         if args.threads < 1:
             raise SystemExit(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.clock == "cpu" and torch.get_num_threads() > 1:
-        print(f"warning: --clock cpu with {torch.get_num_threads()} threads adds up every thread's CPU time, "
-              "spin-waits included; --threads 1 times one thread's work", file=sys.stderr)
+    warn_of_threads(args.clock, torch.get_num_threads())
     return CLOCKS[args.clock]
+
+
+def warn_of_threads(clock: str, threads: int) -> None:
+    """On stderr, when the CPU clock would add up the time of more than one thread."""
+    if clock == "cpu" and threads > 1:
+        print(f"warning: --clock cpu with {threads} threads adds up every thread's CPU time, spin-waits included; "
+              "--threads 1 times one thread's work", file=sys.stderr)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 from _child import run_child  # a failed child shows its command and stderr (bench_finetune_methods.py too)
-from _clock import add_clock_options, apply_clock_options  # --clock, --threads (one thread under the CPU clock)
+from _clock import add_clock_options, apply_clock_options, warn_of_threads  # --clock, --threads, in one place
 
 METHODS = {"full": [], "adapters": ["adapter_size"], "ladder": ["ladder_side_tuning"]}
 WIDE = {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "intermediate_size": 2048}
@@ -144,6 +144,7 @@ def main() -> None:
         clock = apply_clock_options(args)
         print(json.dumps(step_times(args.time, sizes, args.batch_size, args.seq_len, args.steps, clock)))
         return
+    warn_of_threads(args.clock, args.threads)  # here, where it shows: the timing child's stderr is captured
     common = ["--adapter_size", str(args.adapter_size), "--ladder_side_tuning", str(args.ladder_side_tuning),
               "--batch_size", str(args.batch_size), "--seq_len", str(args.seq_len), "--steps", str(args.steps)]
     results = []

@@ -149,3 +149,17 @@ def test_cpu_clock_runs_on_one_thread_unless_told_and_warns_when_told_more(torch
     assert torch.get_num_threads() == 1
     with pytest.raises(SystemExit, match="--threads must be at least 1, got 0"):
         apply_clock_options(parse(["--threads", "0"]))
+
+
+def test_efficient_finetuning_warns_of_threads_where_it_shows(monkeypatch, tmp_path, capsys, torch_threads):
+    """Its timing runs in a child whose stderr is captured, so the parent says it (and leaves its threads alone)."""
+    torch = torch_threads
+    module = load("bench_efficient_finetuning")
+    monkeypatch.setattr(module, "run_child", lambda command: (_ for _ in ()).throw(SystemExit("stop here")))
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(sys, "argv", ["bench_efficient_finetuning.py", "--models", "nowhere", "--threads", "2",
+                                      "--output", str(tmp_path / "out.json")])
+    with pytest.raises(SystemExit, match="stop here"):
+        module.main()
+    assert "--clock cpu with 2 threads adds up every thread's CPU time" in capsys.readouterr().err
+    assert torch.get_num_threads() == threads
