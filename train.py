@@ -39,7 +39,14 @@ from minibert.finetune.multitask import MIXING_STRATEGIES
 from minibert.finetune.optimizers import OPTIMIZERS
 from minibert.finetune.pooling import POOLINGS
 from minibert.finetune.task_data import TASK_TYPES
-from minibert.finetuning import DEFAULT_TRAINING, FinetuneArguments, finetune
+from minibert.finetuning import (
+    DEFAULT_TRAINING,
+    SMALL_MODEL_WIDTH,
+    WIDE_MODEL_LEARNING_RATE,
+    FinetuneArguments,
+    default_learning_rate,
+    finetune,
+)
 
 CHOICES = {"pooling": ("default", *POOLINGS), "optim": OPTIMIZERS, "task_type": TASK_TYPES,
            "multi_label_loss": MULTI_LABEL_LOSSES, "padding": ("longest", "max_length"), "mixing": MIXING_STRATEGIES}
@@ -52,7 +59,16 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
     for action in parser._actions:
         if action.dest in CHOICES:
             action.choices = CHOICES[action.dest]
+        if action.dest == "learning_rate":  # by the model's width when not given (finetuning.default_learning_rate)
+            action.default = None
+            action.help = (f"peak learning rate, reached at the end of warmup (default: "
+                           f"{DEFAULT_TRAINING['learning_rate']:g} for a model up to {SMALL_MODEL_WIDTH} wide, "
+                           f"{WIDE_MODEL_LEARNING_RATE:g} for a wider one)")
     ns = parser.parse_args(argv)
+    if ns.learning_rate is None:
+        ns.learning_rate, why = default_learning_rate(ns.model_name_or_path, ns.config_name)
+        if why:
+            logging.getLogger("train").info(why)
     given = {a.split("=")[0] for a in argv if a.startswith("--")}
     if "--validation_file" in given and "--train_file" not in given and not ns.multitask:
         # the shipped genre file would be trained on, and the error would be about its columns

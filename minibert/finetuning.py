@@ -123,6 +123,33 @@ DEFAULT_OUTPUT_DIR = "runs/finetune-shakespeare-genre"
 DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "num_train_epochs": 5.0,
                     "per_device_train_batch_size": 32, "warmup_ratio": 0.1, "weight_decay": 0.01, "eval_steps": 50,
                     "logging_steps": 10, "save_total_limit": 2, "load_best_model_at_end": True, "disable_tqdm": False}
+# train.py's learning rate when --learning_rate is not given, by the model's width: 5e-4 suits the small models
+# pretrain.py makes (up to 256 wide: its micro, tiny and mini sizes; tuned on the default run's 128), and is 10 to 25
+# times the fine-tuning range of a pretrained BERT-base: 2e-5 to 5e-5 (Devlin et al. 2018, appendix A.3,
+# https://arxiv.org/abs/1810.04805; RoBERTa's 1e-5 to 3e-5, https://arxiv.org/abs/1907.11692, appendix C).
+SMALL_MODEL_WIDTH = 256
+WIDE_MODEL_LEARNING_RATE = 2e-5
+
+
+def default_learning_rate(model_name_or_path: str, config_name: str | None = None) -> tuple[float, str | None]:
+    """(learning rate, why) for a train.py run that names no --learning_rate: DEFAULT_TRAINING's 5e-4 for a model
+    at most SMALL_MODEL_WIDTH wide, WIDE_MODEL_LEARNING_RATE for a wider one (a Hugging Face BERT-base, say),
+    `why` then saying so. The width is the checkpoint's config.json hidden_size (BERT, RoBERTa), d_model (BART) or
+    n_embd (GPT-2); with "random", config_name's. A checkpoint that cannot be read keeps 5e-4 here: loading it
+    names the problem."""
+    small = DEFAULT_TRAINING["learning_rate"]
+    source = config_name if model_name_or_path == RANDOM_INIT else model_name_or_path
+    try:
+        config = read_config_dict(source)
+    except (ValueError, OSError, TypeError):
+        return small, None
+    width = next((config[key] for key in ("hidden_size", "d_model", "n_embd") if key in config), None)
+    if not isinstance(width, int) or width <= SMALL_MODEL_WIDTH:
+        return small, None
+    return WIDE_MODEL_LEARNING_RATE, (
+        f"learning rate {WIDE_MODEL_LEARNING_RATE:g}: no --learning_rate was given and the model is {width} wide "
+        f"(BERT's fine-tuning range is 2e-5 to 5e-5; train.py's {small:g} is for models up to {SMALL_MODEL_WIDTH} "
+        "wide, such as pretrain.py's); pass --learning_rate to choose")
 # A pair's special tokens alone take 3 ([CLS] a [SEP] b [SEP]) or 4 (RoBERTa's <s> a </s></s> b </s>);
 # 8 leaves room for some text of each.
 MIN_SEQ_LENGTH = 8
