@@ -44,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--objective",
         choices=list(OBJECTIVES),
         default=options.objective,
-        help="what to learn; the model family follows (bart: BART, clm: GPT-2, others: BERT)",
+        help="what to learn; the model family follows (bart: BART, clm: GPT-2, others: BERT, or with --model_type "
+        "roberta a RoBERTa)",
     )
     group.add_argument(
         "--corpus",
@@ -67,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=DEFAULT_RUN["model_size"],
         help="size preset of a model started from scratch (default: %(default)s)",
     )
+    group.add_argument("--model_type", choices=["roberta"], default=None,
+                       help="roberta: a new RoBERTa (byte-level BPE, one token type) for mlm, wwm or span; "
+                            "default: the objective's family")
     group.add_argument("--config_file", help="a config.json of the family (instead of --model_size)")
     group.add_argument("--init_from", help="a Hugging Face checkpoint directory to continue pretraining")
     group.add_argument(
@@ -179,6 +183,7 @@ def main(argv=None) -> int:
             tokenizer=ns.tokenizer,
             vocab_size=ns.vocab_size,
             model_size=ns.model_size,
+            model_type=ns.model_type,
             config_file=ns.config_file,
             init_from=ns.init_from,
             max_seq_length=ns.max_seq_length,

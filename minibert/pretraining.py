@@ -140,6 +140,10 @@ class PretrainingOptions:
     tokenizer: str | None = None  # a tokenizer directory; None: --init_from's, or one trained on the corpus
     vocab_size: int = 8000  # size of a tokenizer trained on the corpus
     model_size: str = "mini"  # one of MODEL_SIZES, for a model started from scratch
+    # "roberta": a new RoBERTa (byte-level BPE, <s> ... </s>, one token type, positions past the padding id) for
+    # mlm, wwm or span, as Liu et al. 2019 pretrained it with masked LM alone (https://arxiv.org/abs/1907.11692);
+    # None: the objective's own family (BERT for mlm ... sop and electra, BART for bart, GPT-2 for clm)
+    model_type: str | None = None
     config_file: str | None = None  # a config.json for the family (wins over model_size; init_from wins over it)
     init_from: str | None = None  # a Hugging Face checkpoint directory to continue pretraining
     max_seq_length: int = 128
@@ -173,6 +177,17 @@ class PretrainingOptions:
                                  f"{shortest} tokens (special tokens and text); pass {flag} {shortest} or more")
         if self.model_size not in MODEL_SIZES:
             raise ValueError(f"unknown model_size {self.model_size!r}; choose one of {', '.join(MODEL_SIZES)}")
+        if self.model_type not in (None, "roberta"):
+            raise ValueError(f"unknown --model_type {self.model_type!r}: roberta builds a new RoBERTa; leave it out "
+                             "for the objective's own family")
+        if self.model_type == "roberta" and self.objective not in ROBERTA_OBJECTIVES:
+            raise ValueError(f"--model_type roberta pretrains with --objective {' / '.join(ROBERTA_OBJECTIVES)} "
+                             f"(masked LM on single segments, as RoBERTa was pretrained); --objective {self.objective} "
+                             + (f"trains a {OBJECTIVES[self.objective].model_family.upper().replace('GPT', 'GPT-2')}"
+                                if self.objective in ("clm", "bart") else "needs a head RoBERTa does not have"))
+        if self.model_type and self.init_from:
+            raise ValueError("--model_type builds a new model, and --init_from continues one whose config.json says "
+                             "what it is; leave --model_type out")
         if not 0.0 <= self.validation_share < 0.5:
             raise ValueError(f"validation_share must be in [0, 0.5), got {self.validation_share}")
         if not 0.0 < self.corpus_fraction <= 1.0:
@@ -209,6 +224,11 @@ class PretrainingOptions:
     @property
     def family(self) -> str:
         return OBJECTIVES[self.objective].model_family
+
+    @property
+    def tokenizer_family(self) -> str:
+        """Whose tokenizer a run trains: RoBERTa's is BART's (byte-level BPE, <s> <pad> </s> <unk> <mask>)."""
+        return "bart" if self.model_type == "roberta" else self.family
 
 
 @dataclass
@@ -258,8 +278,9 @@ def check_model_type(model_type: str | None, objective: str, source: str) -> Non
     """`source` (an --init_from checkpoint, a --config_file) must describe a model `objective` trains."""
     family = CHECKPOINT_FAMILIES.get(model_type)
     if family is None:
-        roberta = (" (a RoBERTa checkpoint continues pretraining with --init_from under --objective "
-                   f"{' / '.join(ROBERTA_OBJECTIVES)}; a new one is not built here)") if model_type == "roberta" else ""
+        roberta = (f" without --model_type roberta (a new RoBERTa: pass --model_type roberta, under --objective "
+                   f"{' / '.join(ROBERTA_OBJECTIVES)}; a RoBERTa checkpoint continues pretraining with --init_from)"
+                   ) if model_type == "roberta" else ""
         raise ValueError(f"{source}: model_type {model_type!r} is not one minibert pretrains{roberta}; "
                          f"supported: {sorted(CHECKPOINT_FAMILIES)}")
     wanted = OBJECTIVES[objective].model_family
@@ -339,18 +360,22 @@ def check_init_positions(options: PretrainingOptions, config_dict: dict) -> None
                              f"({limit} positions); pass {flag} {limit} or less")
 
 
-def read_config_file(path: str, objective: str) -> dict:
+def read_config_file(path: str, objective: str, model_type: str | None = None) -> dict:
     """--config_file: a config.json that describes the model `objective` trains (when it names its
-    model_type). Only the config class's fields are kept: a key a letter or two off a field is a typo
-    and refused; the rest (Hugging Face's bookkeeping, fields minibert does not have) are named in a
-    warning and left out."""
+    model_type; with --model_type roberta, a RoBERTa's). Only the config class's fields are kept: a key a letter or
+    two off a field is a typo and refused; the rest (Hugging Face's bookkeeping, fields minibert does not have) are
+    named in a warning and left out."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"--config_file {path} is a directory; pass the config.json inside it")
     if not path.is_file():
         raise ValueError(f"--config_file {path} does not exist; pass a config.json, or use --model_size")
     loaded = read_json_object(path)
-    if "model_type" in loaded:
+    if model_type == "roberta":
+        if loaded.get("model_type", "roberta") != "roberta":
+            raise ValueError(f"--config_file {path} describes a {loaded['model_type']!r} model, and --model_type "
+                             "roberta builds a RoBERTa; pass a RoBERTa's config.json, or leave --model_type out")
+    elif "model_type" in loaded:
         check_model_type(loaded["model_type"], objective, f"--config_file {path}")
     wanted = OBJECTIVES[objective].model_family
     known = {f.name for f in dataclasses.fields(CONFIG_CLASSES[wanted]) if f.name != "extra"}
@@ -408,8 +433,8 @@ def trained_tokenizer(options: PretrainingOptions) -> Tokenizer:
     """A tokenizer trained on the training documents' text (held-out works and, with corpus_fraction,
     the documents left out are not read), from the cache when the same files and settings made one."""
     files = corpus_file_list(options.corpus)
-    kind = TOKENIZER_KINDS[options.family]
-    frame = FRAMES_TEXT[options.family]
+    kind = TOKENIZER_KINDS[options.tokenizer_family]
+    frame = FRAMES_TEXT[options.tokenizer_family]
     fingerprints = [file_fingerprint(f, options.text_column) for f in files]
     settings = [kind, frame, options.vocab_size, options.validation_share, options.corpus_fraction, TOKENIZER_TRAINING]
     key = json.dumps([fingerprints, *settings])
@@ -563,20 +588,44 @@ def build_model(options: PretrainingOptions, objective,
         logger.info("continuing pretraining from %s", options.init_from)
         return model, []
     if options.config_file:
-        config = file_config if file_config is not None else read_config_file(options.config_file, options.objective)
+        config = (file_config if file_config is not None
+                  else read_config_file(options.config_file, options.objective, options.model_type))
         config = tokenizer_token_ids(config, objective, options.config_file)
     else:
         config = size_config(family, options.model_size)
-    model = objective.build_model({**config, **overrides})
+    if options.model_type == "roberta":
+        model = new_roberta(objective, {**config, **overrides})
+    else:
+        model = objective.build_model({**config, **overrides})
     if options.uses_neighbour_heads:
         no_room = why_no_room(model.config)
         if no_room and options.neighbour_heads is None:  # on by default: left out where they do not fit
             logger.warning("%s; pretraining without them", no_room)
             return model, []
         # Fixed previous- and next-token heads: past the masked-LM plateau within the default budget.
-        keeper = keep_fixed(write_neighbour_heads(model.bert))
+        keeper = keep_fixed(write_neighbour_heads(model.base_model))  # (model.bert, or RoBERTa's model.roberta)
         return model, [keeper] if keeper is not None else []  # KeepRows: block 0's other heads train
     return model, []
+
+
+def new_roberta(objective, config: dict) -> RobertaForMaskedLM:
+    """A RoBERTa started from scratch for a masked-LM objective: BERT's size fields (`config`), the tokenizer's ids
+    (<s> ... </s>, <pad>), one token type, and positions counted from the padding id: a row's position p reads
+    embedding row pad_token_id + 1 + p, so max_position_embeddings is the longest row + pad_token_id + 1 (RoBERTa's
+    514 for 512 tokens)."""
+    tok = objective.tokenizer
+    defaults = {"vocab_size": tok.vocab_size, "pad_token_id": tok.pad_token_id, "bos_token_id": tok.cls_token_id,
+                "eos_token_id": tok.sep_token_id,
+                "max_position_embeddings": max(objective.max_seq_length, 512) + tok.pad_token_id + 1}
+    config = RobertaConfig(**{**defaults, **config, "pad_token_id": tok.pad_token_id})
+    limit = RobertaEmbeddings.max_tokens(config)
+    if objective.max_seq_length > limit:
+        raise ValueError(f"--max_seq_length {objective.max_seq_length} is longer than the RoBERTa can take ({limit} "
+                         f"positions: max_position_embeddings {config.max_position_embeddings} less the padding id "
+                         f"and 1); pass --max_seq_length {limit} or less, or a larger max_position_embeddings")
+    model = RobertaForMaskedLM(config)
+    objective.check_model(model)
+    return model
 
 
 def select_documents(work_names: list[str], share: float, fraction: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -904,7 +953,8 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         check_init_positions(options, check_init_from(options.init_from, options.objective))
         check_init_objective(options)
     # its family and keys, before any data work
-    file_config = read_config_file(options.config_file, options.objective) if options.config_file else None
+    file_config = (read_config_file(options.config_file, options.objective, options.model_type)
+                   if options.config_file else None)
     # Before check_output_dir, whose advice for a directory in use (--overwrite_output_dir) would harm an input.
     check_inputs_kept(options, output_dir)
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything
@@ -956,7 +1006,8 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         # mlm, wwm and span make as many examples, so the engine's own check passed it
         recipe={"--objective": options.objective,
                 **{f"--{name}": value for name, value in sorted(options.objective_options.items())},
-                "--neighbour_heads": options.uses_neighbour_heads, "--dropout": options.dropout},
+                "--neighbour_heads": options.uses_neighbour_heads, "--dropout": options.dropout,
+                **({"--model_type": options.model_type} if options.model_type else {})},
     )
     # The held-out evaluation runs on the trainer's device, under its autocast: built once the trainer is.
     if len(data.eval_examples):

@@ -4,15 +4,21 @@ test that fails on the code before it.
 - train.py fine-tuned any checkpoint at 5e-4 when --learning_rate was not given: right for the 128-wide model
   pretrain.py makes by default, and 25 times BERT's fine-tuning rate for a pretrained BERT-base (note 000: 2e-5;
   Devlin et al. 2018, appendix A.3: 2e-5 to 5e-5). The default now follows the model's width.
+- pretrain.py could continue a RoBERTa (--init_from) but not start one (note 001: RoBERTa drops NSP and token types
+  and reads byte-level BPE): `--model_type roberta` builds one for mlm, wwm or span.
 """
 
 import json
 import logging
 
 import pytest
+import torch
+from test_pretrain import cli, corpus, pretrain, tiny_config  # noqa: F401 (corpus and tiny_config are fixtures)
 
+import minibert
 import train
 from minibert.finetuning import DEFAULT_TRAINING, WIDE_MODEL_LEARNING_RATE, default_learning_rate
+from minibert.tokenizer import load_tokenizer
 
 
 def config_dir(path, **config):
@@ -63,3 +69,53 @@ def test_an_unreadable_checkpoint_keeps_the_default_and_is_named_by_loading(tmp_
     assert default_learning_rate(str(tmp_path / "broken")) == (5e-4, None)
     assert default_learning_rate("random", None) == (5e-4, None)
     assert learning_rate(["--model_name_or_path", str(tmp_path / "nowhere")]) == 5e-4
+
+
+@pytest.mark.parametrize("objective", ["mlm", "wwm", "span"])
+def test_a_new_roberta_pretrains_and_loads_in_transformers(tmp_path, corpus, tiny_config, objective):  # noqa: F811
+    """--model_type roberta: byte-level BPE framed <s> ... </s>, padding id 1, one token type, positions counted
+    from the padding id (514 rows for 512 tokens), the neighbour heads written into its block 0 as into BERT's; saved
+    as a RoBERTa that Hugging Face loads to the same logits."""
+    transformers = pytest.importorskip("transformers")
+    result = pretrain(tmp_path, corpus, tiny_config, objective=objective, model_type="roberta", steps=4)
+    config = json.loads((result.output_dir / "config.json").read_text())
+    assert config["model_type"] == "roberta" and config["architectures"] == ["RobertaForMaskedLM"]
+    assert (config["pad_token_id"], config["bos_token_id"], config["eos_token_id"], config["type_vocab_size"]) == (
+        1, 0, 2, 1)
+    assert config["max_position_embeddings"] == 512 + 1 + 1 and config["hidden_size"] == 32  # the config file's
+    summary = json.loads((result.output_dir / "pretraining_summary.json").read_text())
+    assert summary["neighbour_heads"] is True
+    tokenizer = load_tokenizer(result.output_dir)
+    assert (tokenizer.cls_token, tokenizer.sep_token, tokenizer.pad_token, tokenizer.mask_token) == (
+        "<s>", "</s>", "<pad>", "<mask>")
+    ours = minibert.load_pretrained(result.output_dir).eval()
+    assert type(ours).__name__ == "RobertaForMaskedLM"
+    theirs = transformers.RobertaForMaskedLM.from_pretrained(result.output_dir).eval()
+    batch = tokenizer(["To be, or not to be, that is the question.", "A horse!"], max_length=32)
+    assert batch["input_ids"][0][0] == 0 and batch["input_ids"][1][-1] == 1  # <s> first, <pad> after the short one
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=1e-5)
+    assert result.eval_end["mlm_accuracy"] >= 0
+
+
+def test_roberta_is_refused_where_it_cannot_work_before_any_work(tmp_path, corpus, tiny_config):  # noqa: F811
+    common = ("--corpus", str(corpus), "--device", "cpu", "--plot_loss", "false", "--output_dir", str(tmp_path / "o"))
+    for objective in ("sop", "nsp", "electra"):
+        code, err = cli("--objective", objective, "--model_type", "roberta", *common)
+        assert code == 1 and "--model_type roberta pretrains with --objective mlm / wwm / span" in err, err
+        assert "needs a head RoBERTa does not have" in err
+    code, err = cli("--objective", "clm", "--model_type", "roberta", *common)
+    assert code == 1 and "--objective clm trains a GPT-2" in err, err
+    code, err = cli("--objective", "mlm", "--model_type", "roberta", "--init_from", str(tmp_path), *common)
+    assert code == 1 and "--init_from continues one whose config.json says what it is" in err, err
+    bert_config = tmp_path / "bert.json"
+    bert_config.write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
+    code, err = cli("--objective", "mlm", "--model_type", "roberta", "--config_file", str(bert_config), *common)
+    assert code == 1 and "describes a 'bert' model, and --model_type roberta builds a RoBERTa" in err, err
+    roberta_config = tmp_path / "roberta.json"
+    roberta_config.write_text(json.dumps({"model_type": "roberta", "hidden_size": 32}))
+    code, err = cli("--objective", "mlm", "--config_file", str(roberta_config), *common)
+    assert code == 1 and "without --model_type roberta (a new RoBERTa: pass --model_type roberta" in err, err
+    code, err = cli("--objective", "mlm", "--model_type", "bert", *common)
+    assert code == 2 and "invalid choice: 'bert'" in err, err
+    assert not (tmp_path / "o").exists()

@@ -280,8 +280,9 @@ def check_same_model(model: nn.Module, state: dict, directory: Path) -> None:
     if extra:
         parts.append(f"{len(extra)} of its weights are not in this model (first: {extra[0]})")
     raise ValueError(
-        f"{directory} was saved from a different model: {'; '.join(parts)}. Resume with the model size, config "
-        "and objective of the run that wrote it, or start a new run in another --output_dir"
+        f"{directory} was saved from a different model: {'; '.join(parts)}. Resume with the model size, type "
+        "(pretrain.py's --model_type), config and objective of the run that wrote it, or start a new run in "
+        "another --output_dir"
     )
 
 
