@@ -61,12 +61,15 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
             action.choices = CHOICES[action.dest]
         if action.dest == "learning_rate":  # by the model's width when not given (finetuning.default_learning_rate)
             action.default = None
-            action.help = (f"peak learning rate, reached at the end of warmup (default: "
-                           f"{DEFAULT_TRAINING['learning_rate']:g} for a model up to {SMALL_MODEL_WIDTH} wide, "
-                           f"{WIDE_MODEL_LEARNING_RATE:g} for a wider one)")
+            action.help = (f"peak learning rate, reached at the end of warmup (default: {WIDE_MODEL_LEARNING_RATE:g} "
+                           f"to fine-tune a pretrained model wider than {SMALL_MODEL_WIDTH}, else "
+                           f"{DEFAULT_TRAINING['learning_rate']:g}; a resume: the checkpoint's)")
     ns = parser.parse_args(argv)
     if ns.learning_rate is None:
-        ns.learning_rate, why = default_learning_rate(ns.model_name_or_path, ns.config_name)
+        new_weights = bool(ns.adapter_size or ns.ladder_side_tuning or ns.new_encoder_vocab)  # trained from scratch
+        ns.learning_rate, why = default_learning_rate(ns.model_name_or_path, ns.config_name, new_weights=new_weights,
+                                                      resume_from_checkpoint=ns.resume_from_checkpoint,
+                                                      output_dir=ns.output_dir)
         if why:
             logging.getLogger("train").info(why)
     given = {a.split("=")[0] for a in argv if a.startswith("--")}

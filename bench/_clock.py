@@ -1,5 +1,5 @@
-"""--clock and --threads, written once for the bench scripts that time work on the CPU. No torch at import: a
-script's --help stays instant.
+"""--clock and --threads, written once for the bench scripts that time work on the CPU (torch is imported only when
+the options are applied).
 
 --clock wall times by `time.perf_counter` (elapsed time); --clock cpu by `time.process_time`, this process's
 CPU time, which other processes on a busy, shared machine stretch less than the wall clock (they still share its

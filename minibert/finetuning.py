@@ -48,7 +48,7 @@ from torch import nn
 from minibert.auto import load_pretrained, model_class_for
 from minibert.checkpoint import beside_base_message, finite_or_null, load_torch_file, read_config_dict
 from minibert.engine import Trainer, TrainingArguments
-from minibert.engine.checkpointing import OPTIMIZER_FILE, resolve_checkpoint
+from minibert.engine.checkpointing import OPTIMIZER_FILE, STATE_JSON, list_checkpoints, resolve_checkpoint
 from minibert.engine.distributed import resolve_device
 from minibert.engine.trainer import check_output_dir, check_output_not_input, metric_key
 from minibert.finetune.adapters import add_adapters, check_adapter_size
@@ -126,30 +126,54 @@ DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "nu
 # train.py's learning rate when --learning_rate is not given, by the model's width: 5e-4 suits the small models
 # pretrain.py makes (up to 256 wide: its micro, tiny and mini sizes; tuned on the default run's 128), and is 10 to 25
 # times the fine-tuning range of a pretrained BERT-base: 2e-5 to 5e-5 (Devlin et al. 2018, appendix A.3,
-# https://arxiv.org/abs/1810.04805; RoBERTa's 1e-5 to 3e-5, https://arxiv.org/abs/1907.11692, appendix C).
+# https://arxiv.org/abs/1810.04805; RoBERTa's 1e-5 to 3e-5, https://arxiv.org/abs/1907.11692, appendix C). Runs that
+# train new weights from scratch keep 5e-4 at any width: random weights, and adapters, ladder side-tuning and BART's
+# new encoder front, whose papers train them at 1e-4 to 3e-3.
 SMALL_MODEL_WIDTH = 256
 WIDE_MODEL_LEARNING_RATE = 2e-5
 
 
-def default_learning_rate(model_name_or_path: str, config_name: str | None = None) -> tuple[float, str | None]:
-    """(learning rate, why) for a train.py run that names no --learning_rate: DEFAULT_TRAINING's 5e-4 for a model
-    at most SMALL_MODEL_WIDTH wide, WIDE_MODEL_LEARNING_RATE for a wider one (a Hugging Face BERT-base, say),
-    `why` then saying so. The width is the checkpoint's config.json hidden_size (BERT, RoBERTa), d_model (BART) or
-    n_embd (GPT-2); with "random", config_name's. A checkpoint that cannot be read keeps 5e-4 here: loading it
-    names the problem."""
+def default_learning_rate(model_name_or_path: str, config_name: str | None = None, *, new_weights: bool = False,
+                          resume_from_checkpoint: str | None = None,
+                          output_dir: str | None = None) -> tuple[float, str | None]:
+    """(learning rate, why) for a train.py run that names no --learning_rate: WIDE_MODEL_LEARNING_RATE to fine-tune
+    a pretrained model wider than SMALL_MODEL_WIDTH (a Hugging Face BERT-base, say), `why` then saying so, else
+    DEFAULT_TRAINING's 5e-4 (also for "random" and for `new_weights`: adapters, a ladder, a new encoder front). The
+    width is config.json's hidden_size (BERT, RoBERTa), d_model (BART) or n_embd (GPT-2). A resumed run takes the
+    rate its checkpoint recorded (one saved before this rule may have trained at 5e-4). A checkpoint that cannot be
+    read keeps 5e-4 here: loading it names the problem."""
     small = DEFAULT_TRAINING["learning_rate"]
-    source = config_name if model_name_or_path == RANDOM_INIT else model_name_or_path
+    if resume_from_checkpoint is not None:
+        recorded = recorded_learning_rate(resume_from_checkpoint, output_dir or DEFAULT_OUTPUT_DIR)
+        if recorded is not None:
+            return recorded, None
+    if model_name_or_path == RANDOM_INIT or new_weights:
+        return small, None
     try:
-        config = read_config_dict(source)
+        config = read_config_dict(model_name_or_path)
     except (ValueError, OSError, TypeError):
         return small, None
     width = next((config[key] for key in ("hidden_size", "d_model", "n_embd") if key in config), None)
     if not isinstance(width, int) or width <= SMALL_MODEL_WIDTH:
         return small, None
     return WIDE_MODEL_LEARNING_RATE, (
-        f"learning rate {WIDE_MODEL_LEARNING_RATE:g}: no --learning_rate was given and the model is {width} wide "
-        f"(BERT's fine-tuning range is 2e-5 to 5e-5; train.py's {small:g} is for models up to {SMALL_MODEL_WIDTH} "
-        "wide, such as pretrain.py's); pass --learning_rate to choose")
+        f"learning rate {WIDE_MODEL_LEARNING_RATE:g}: no --learning_rate was given and the pretrained model is "
+        f"{width} wide (BERT-base's and RoBERTa's fine-tuning rates are 1e-5 to 5e-5; train.py's {small:g} is for "
+        f"models up to {SMALL_MODEL_WIDTH} wide, such as pretrain.py's); pass --learning_rate to choose")
+
+
+def recorded_learning_rate(resume_from_checkpoint: str, output_dir: str) -> float | None:
+    """The --learning_rate of the run that saved the checkpoint a resume names ("last": output_dir's newest), as its
+    trainer_state.json records it; None where it cannot be read (the resume itself then names the problem)."""
+    try:
+        found = (list_checkpoints(output_dir) if resume_from_checkpoint == "last"
+                 else [Path(resume_from_checkpoint)])
+        rate = json.loads((found[-1] / STATE_JSON).read_text(encoding="utf-8"))["run_settings"]["learning_rate"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0 else None
+
+
 # A pair's special tokens alone take 3 ([CLS] a [SEP] b [SEP]) or 4 (RoBERTa's <s> a </s></s> b </s>);
 # 8 leaves room for some text of each.
 MIN_SEQ_LENGTH = 8

@@ -98,9 +98,9 @@ MODEL_SIZES = {
 DEFAULT_RUN = {"model_size": "tiny", "max_seq_length": 64, "dropout": 0.0, "vocab_size": 2000, "mlm_probability": 0.4}
 # Objectives that mask tokens for a BERT on its own: these get DEFAULT_RUN's masking and the neighbour heads.
 MASKED_LM_OBJECTIVES = ("mlm", "wwm", "span", "nsp", "sop")
-# RoBERTa continues pretraining (--init_from) under the single-segment masked-LM objectives, as RoBERTa was
-# pretrained and as "Don't Stop Pretraining" continued it (Gururangan et al. 2020, https://arxiv.org/abs/2004.10964);
-# it has no sentence-pair head for nsp/sop
+# RoBERTa pretrains (--model_type roberta) and continues pretraining (--init_from) under the single-segment masked-LM
+# objectives, as RoBERTa was pretrained and as "Don't Stop Pretraining" continued it (Gururangan et al. 2020,
+# https://arxiv.org/abs/2004.10964); it has no sentence-pair head for nsp/sop
 ROBERTA_OBJECTIVES = ("mlm", "wwm", "span")
 DEFAULT_TRAINING = {
     "output_dir": None,  # runs/pretrain-<objective>
@@ -116,8 +116,8 @@ DEFAULT_TRAINING = {
     "save_total_limit": 2,
     "disable_tqdm": False,
 }
-# config.json model_type -> the family of objectives that can continue pretraining it. Not RoBERTa: the
-# objectives build BERT's classes (a RoBERTa checkpoint would need RoBERTa's embeddings and LM head).
+# config.json model_type -> the family of objectives that can continue pretraining it. Not RoBERTa: the objectives
+# build BERT's classes, and RoBERTa's are built apart (build_model: --init_from's, or new_roberta).
 CHECKPOINT_FAMILIES = {"bert": "bert", "bart": "bart", "gpt2": "gpt"}
 CONFIG_CLASSES = {"bert": BertConfig, "bart": BartConfig, "gpt": GPT2Config}
 TOKENIZER_KINDS = {"bert": "wordpiece", "bart": "bytelevel_bpe", "gpt": "bytelevel_bpe"}
@@ -344,10 +344,11 @@ def check_init_objective(options: PretrainingOptions) -> None:
                    options.objective, default, head, recorded)
 
 
-def check_init_positions(options: PretrainingOptions, config_dict: dict) -> None:
-    """--init_from's BERT or RoBERTa takes the run's lengths (RoBERTa's positions start after the padding id):
-    checked before the corpus is tokenised, which on a large corpus takes long (the objective checks every
-    model again once it is built)."""
+def check_init_positions(options: PretrainingOptions, config_dict: dict, source: str | None = None) -> None:
+    """--init_from's (or a --config_file's: `source`) BERT or RoBERTa takes the run's lengths (RoBERTa's positions
+    start after the padding id): checked before the corpus is tokenised, which on a large corpus takes long (the
+    objective checks every model again once it is built)."""
+    source = source or f"--init_from {options.init_from}"
     model_type = config_dict.get("model_type")
     if model_type not in ("bert", "roberta"):
         return
@@ -356,8 +357,9 @@ def check_init_positions(options: PretrainingOptions, config_dict: dict) -> None
     for flag, length in (("--max_seq_length", options.max_seq_length),
                          ("--max_seq_length_phase2", options.max_seq_length_phase2)):
         if length is not None and length > limit:
-            raise ValueError(f"{flag} {length} is longer than --init_from {options.init_from} can take "
-                             f"({limit} positions); pass {flag} {limit} or less")
+            raise ValueError(f"{flag} {length} is longer than {source} can take ({limit} positions); pass {flag} "
+                             f"{limit} or less" + ("" if source.startswith("--init_from") else
+                                                   ", or a config with a larger max_position_embeddings"))
 
 
 def read_config_file(path: str, objective: str, model_type: str | None = None) -> dict:
@@ -378,14 +380,16 @@ def read_config_file(path: str, objective: str, model_type: str | None = None) -
     elif "model_type" in loaded:
         check_model_type(loaded["model_type"], objective, f"--config_file {path}")
     wanted = OBJECTIVES[objective].model_family
-    known = {f.name for f in dataclasses.fields(CONFIG_CLASSES[wanted]) if f.name != "extra"}
+    config_class = RobertaConfig if model_type == "roberta" else CONFIG_CLASSES[wanted]
+    known = {f.name for f in dataclasses.fields(config_class) if f.name != "extra"}
     unknown = sorted(set(loaded) - known - {"model_type"})  # (model_type: checked above; the family is the class)
     for key in unknown:
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.85)
         if close:
             raise ValueError(f"--config_file {path}: {key!r} is no config field; did you mean {close[0]!r}?")
     if unknown:
-        logger.warning("--config_file %s: left out %s (no field of the %s config)", path, ", ".join(unknown), wanted)
+        logger.warning("--config_file %s: left out %s (no field of the %s config)", path, ", ".join(unknown),
+                       model_type or wanted)
     return {key: value for key, value in loaded.items() if key in known}
 
 
@@ -400,6 +404,12 @@ def get_tokenizer(options: PretrainingOptions, output_dir: Path, checkpoint: Pat
     so the same corpus and settings train it once)."""
     if options.tokenizer:
         tokenizer = load_tokenizer(options.tokenizer)
+        if options.model_type == "roberta" and (tokenizer.kind, tokenizer.cls_token, tokenizer.sep_token) != (
+                "bytelevel_bpe", "<s>", "</s>"):
+            raise ValueError(f"--tokenizer {options.tokenizer} is a {tokenizer.kind} tokenizer framing texts in "
+                             f"{tokenizer.cls_token} ... {tokenizer.sep_token}, and --model_type roberta reads "
+                             "byte-level BPE framed <s> ... </s> (its one token type cannot take [CLS] a [SEP] b "
+                             "[SEP] pairs); pass a RoBERTa's tokenizer, or leave --tokenizer out to train one")
         if options.init_from:
             check_tokenizer_fits(tokenizer, read_config_dict(options.init_from), f"--tokenizer {options.tokenizer}",
                                  f"--init_from {options.init_from}", options.init_from)
@@ -594,7 +604,8 @@ def build_model(options: PretrainingOptions, objective,
     else:
         config = size_config(family, options.model_size)
     if options.model_type == "roberta":
-        model = new_roberta(objective, {**config, **overrides})
+        model = new_roberta(objective, {**config, **overrides},
+                            max(options.max_seq_length, options.max_seq_length_phase2 or 0))
     else:
         model = objective.build_model({**config, **overrides})
     if options.uses_neighbour_heads:
@@ -608,23 +619,17 @@ def build_model(options: PretrainingOptions, objective,
     return model, []
 
 
-def new_roberta(objective, config: dict) -> RobertaForMaskedLM:
+def new_roberta(objective, config: dict, longest: int) -> RobertaForMaskedLM:
     """A RoBERTa started from scratch for a masked-LM objective: BERT's size fields (`config`), the tokenizer's ids
     (<s> ... </s>, <pad>), one token type, and positions counted from the padding id: a row's position p reads
-    embedding row pad_token_id + 1 + p, so max_position_embeddings is the longest row + pad_token_id + 1 (RoBERTa's
-    514 for 512 tokens)."""
+    embedding row pad_token_id + 1 + p, so max_position_embeddings is the longest row (`longest`: both phases'; at
+    least 512) + pad_token_id + 1 (RoBERTa's 514 for 512 tokens)."""
     tok = objective.tokenizer
     defaults = {"vocab_size": tok.vocab_size, "pad_token_id": tok.pad_token_id, "bos_token_id": tok.cls_token_id,
                 "eos_token_id": tok.sep_token_id,
-                "max_position_embeddings": max(objective.max_seq_length, 512) + tok.pad_token_id + 1}
-    config = RobertaConfig(**{**defaults, **config, "pad_token_id": tok.pad_token_id})
-    limit = RobertaEmbeddings.max_tokens(config)
-    if objective.max_seq_length > limit:
-        raise ValueError(f"--max_seq_length {objective.max_seq_length} is longer than the RoBERTa can take ({limit} "
-                         f"positions: max_position_embeddings {config.max_position_embeddings} less the padding id "
-                         f"and 1); pass --max_seq_length {limit} or less, or a larger max_position_embeddings")
-    model = RobertaForMaskedLM(config)
-    objective.check_model(model)
+                "max_position_embeddings": max(longest, 512) + tok.pad_token_id + 1}
+    model = RobertaForMaskedLM(RobertaConfig(**{**defaults, **config, "pad_token_id": tok.pad_token_id}))
+    objective.check_model(model)  # (a --config_file's max_position_embeddings: checked before the data work too)
     return model
 
 
@@ -955,6 +960,11 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     # its family and keys, before any data work
     file_config = (read_config_file(options.config_file, options.objective, options.model_type)
                    if options.config_file else None)
+    if file_config and "max_position_embeddings" in file_config and options.family == "bert":
+        # the model's lengths too (a new RoBERTa takes its pad_token_id from the byte-level BPE tokenizer: 1)
+        roberta = {"pad_token_id": 1} if options.model_type == "roberta" else {}
+        check_init_positions(options, {**file_config, **roberta, "model_type": options.model_type or "bert"},
+                             f"--config_file {options.config_file}")
     # Before check_output_dir, whose advice for a directory in use (--overwrite_output_dir) would harm an input.
     check_inputs_kept(options, output_dir)
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything

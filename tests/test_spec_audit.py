@@ -13,11 +13,14 @@ import logging
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_pretrain import cli, corpus, pretrain, tiny_config  # noqa: F401 (corpus and tiny_config are fixtures)
 
 import minibert
 import train
-from minibert.finetuning import DEFAULT_TRAINING, WIDE_MODEL_LEARNING_RATE, default_learning_rate
+from minibert.finetuning import DEFAULT_TRAINING, WIDE_MODEL_LEARNING_RATE, default_learning_rate, load_finetuned
+from minibert.models.bert import RobertaConfig, RobertaModel
+from minibert.neighbour_heads import write_neighbour_heads
 from minibert.tokenizer import load_tokenizer
 
 
@@ -44,15 +47,39 @@ def test_the_default_learning_rate_follows_the_models_width(models, tmp_path, ca
     assert DEFAULT_TRAINING["learning_rate"] == 5e-4 and WIDE_MODEL_LEARNING_RATE == 2e-5
     with caplog.at_level(logging.INFO, logger="train"):
         assert learning_rate(["--model_name_or_path", models["bert-base"]]) == 2e-5
-    assert "learning rate 2e-05: no --learning_rate was given and the model is 768 wide" in caplog.text
+    assert "learning rate 2e-05: no --learning_rate was given and the pretrained model is 768 wide" in caplog.text
     assert "pass --learning_rate to choose" in caplog.text
     for wide in ("bart-large", "gpt2"):  # BART's d_model, GPT-2's n_embd
         assert learning_rate(["--model_name_or_path", models[wide]]) == 2e-5, wide
     for small in ("mini", "tiny"):  # pretrain.py's sizes up to mini (256 wide) keep the rate tuned on them
         assert learning_rate(["--model_name_or_path", models[small]]) == 5e-4, small
-    # random weights take the width of the config they are built from
-    assert learning_rate(["--model_name_or_path", "random", "--config_name", models["bert-base"]]) == 2e-5
-    assert learning_rate(["--model_name_or_path", "random", "--config_name", models["tiny"]]) == 5e-4
+    # weights trained from scratch keep 5e-4 at any width: random weights, adapters, a ladder, BART's new encoder
+    assert learning_rate(["--model_name_or_path", "random", "--config_name", models["bert-base"]]) == 5e-4
+    for flags in (["--adapter_size", "16"], ["--ladder_side_tuning", "4"], ["--new_encoder_vocab", models["tiny"]]):
+        assert learning_rate(["--model_name_or_path", models["bert-base"], *flags]) == 5e-4, flags
+    assert learning_rate(["--model_name_or_path", models["bert-base"], "--gradual_unfreezing"]) == 2e-5  # (full)
+
+
+def test_a_resume_takes_the_rate_its_checkpoint_was_trained_at(tmp_path):
+    """A run of a wide model saved before the rule (or with --learning_rate 5e-4) resumed without the flag: refused,
+    naming a --learning_rate the user never passed. It now goes on at the checkpoint's rate."""
+    from test_train import rows, tiny_checkpoint, write_jsonl
+
+    from minibert.models.bert import BertConfig, BertForPreTraining
+
+    wide = tiny_checkpoint(tmp_path / "wide")
+    config = json.loads((wide / "config.json").read_text())
+    config.update(hidden_size=264, num_hidden_layers=1, intermediate_size=64)  # wider than 256
+    BertForPreTraining(BertConfig.from_dict(config)).save_pretrained(wide)
+    data = write_jsonl(tmp_path / "a.jsonl", rows(24, "single"))
+    common = ["--model_name_or_path", str(wide), "--train_file", data, "--text_column", "sentence",
+              "--max_seq_length", "16", "--per_device_train_batch_size", "8", "--save_steps", "2",
+              "--disable_tqdm", "--device", "cpu", "--plot_loss", "false", "--output_dir", str(tmp_path / "run")]
+    assert train.main([*common, "--learning_rate", "5e-4", "--max_steps", "2"]) == 0
+    assert learning_rate([*common, "--resume_from_checkpoint", "last"]) == 5e-4
+    assert learning_rate([*common, "--resume_from_checkpoint", str(tmp_path / "run" / "checkpoint-2")]) == 5e-4
+    assert train.main([*common, "--max_steps", "3", "--resume_from_checkpoint", "last"]) == 0
+    assert learning_rate(common) == 2e-5  # a new run of the same model
 
 
 def test_a_given_learning_rate_is_kept_whatever_the_width(models):
@@ -85,6 +112,11 @@ def test_a_new_roberta_pretrains_and_loads_in_transformers(tmp_path, corpus, tin
     assert config["max_position_embeddings"] == 512 + 1 + 1 and config["hidden_size"] == 32  # the config file's
     summary = json.loads((result.output_dir / "pretraining_summary.json").read_text())
     assert summary["neighbour_heads"] is True
+    written = RobertaModel(RobertaConfig.from_dict(config), add_pooling_layer=False)
+    write_neighbour_heads(written)  # what the run wrote into block 0, and kept fixed while it trained
+    saved = load_file(str(result.output_dir / "model.safetensors"))
+    torch.testing.assert_close(saved["roberta.embeddings.position_embeddings.weight"],
+                               written.embeddings.position_embeddings.weight.detach(), rtol=0, atol=0)
     tokenizer = load_tokenizer(result.output_dir)
     assert (tokenizer.cls_token, tokenizer.sep_token, tokenizer.pad_token, tokenizer.mask_token) == (
         "<s>", "</s>", "<pad>", "<mask>")
@@ -95,7 +127,45 @@ def test_a_new_roberta_pretrains_and_loads_in_transformers(tmp_path, corpus, tin
     assert batch["input_ids"][0][0] == 0 and batch["input_ids"][1][-1] == 1  # <s> first, <pad> after the short one
     with torch.no_grad():
         torch.testing.assert_close(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=1e-5)
-    assert result.eval_end["mlm_accuracy"] >= 0
+    if objective == "mlm":  # train.py fine-tunes it
+        from test_train import rows, write_jsonl
+
+        data = write_jsonl(tmp_path / "task.jsonl", rows(24, "single"))
+        assert train.main(["--model_name_or_path", str(result.output_dir), "--train_file", data, "--validation_file",
+                           data, "--text_column", "sentence", "--max_steps", "2", "--eval_steps", "2",
+                           "--max_seq_length", "24", "--disable_tqdm", "--device", "cpu", "--plot_loss", "false",
+                           "--output_dir", str(tmp_path / "tuned")]) == 0
+        assert type(load_finetuned(tmp_path / "tuned")).__name__ == "RobertaForSequenceClassification"
+
+
+def test_a_new_roberta_sizes_its_positions_for_both_phases(tmp_path, corpus, tiny_config):  # noqa: F811
+    """Its position table is sized past the longer phase: a second phase of 514 tokens passed the check against
+    the raw max_position_embeddings (514) and crashed at its first full batch, after phase one had trained."""
+    result = pretrain(tmp_path, corpus, tiny_config, objective="mlm", model_type="roberta", steps=4,
+                      max_seq_length_phase2=514, phase2_ratio=0.5)
+    config = json.loads((result.output_dir / "config.json").read_text())
+    assert config["max_position_embeddings"] == 514 + 1 + 1 and result.train.global_step == 4
+    small = tmp_path / "small.json"  # a --config_file's table, checked before any data work, less the padding id
+    small.write_text(json.dumps({**json.loads(tiny_config.read_text()), "max_position_embeddings": 34}))
+    common = ("--objective", "mlm", "--model_type", "roberta", "--corpus", str(corpus), "--config_file", str(small),
+              "--device", "cpu", "--output_dir", str(tmp_path / "o"))
+    code, err = cli(*common, "--max_seq_length", "33")
+    assert code == 1 and f"--max_seq_length 33 is longer than --config_file {small} can take (32 positions)" in err
+    code, err = cli(*common, "--max_seq_length", "32", "--max_seq_length_phase2", "33")
+    assert code == 1 and "--max_seq_length_phase2 33 is longer than" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_new_roberta_refuses_a_wordpiece_tokenizer(tmp_path, corpus):  # noqa: F811
+    """A RoBERTa with a WordPiece --tokenizer trained and saved, and then could not fine-tune on pairs: [CLS] a
+    [SEP] b [SEP] gives token type 1, which its single type cannot embed."""
+    from test_train import tiny_checkpoint
+
+    wordpiece = tiny_checkpoint(tmp_path / "bert")
+    code, err = cli("--objective", "wwm", "--model_type", "roberta", "--tokenizer", str(wordpiece), "--corpus",
+                    str(corpus), "--device", "cpu", "--output_dir", str(tmp_path / "o"))
+    assert code == 1 and "is a wordpiece tokenizer framing texts in [CLS] ... [SEP], and --model_type roberta" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_roberta_is_refused_where_it_cannot_work_before_any_work(tmp_path, corpus, tiny_config):  # noqa: F811
