@@ -30,6 +30,7 @@ from minibert.pretraining import (
     DEFAULT_TRAINING,
     MASKED_LM_OBJECTIVES,
     MODEL_SIZES,
+    PRETRAINING_OPTIMIZERS,
     PretrainingOptions,
     format_summary,
     run_pretraining,
@@ -72,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help="roberta: a new RoBERTa (byte-level BPE, one token type) for mlm, wwm or span; "
                             "default: the objective's family")
     group.add_argument("--config_file", help="a config.json of the family (instead of --model_size)")
+    group.add_argument("--optim", choices=list(PRETRAINING_OPTIMIZERS), default="adamw",
+                       help="adamw (default), or bertadam: BERT's pretraining update, Adam without bias correction "
+                            "(its recipe also warmed up over 1%% of the steps: --warmup_ratio 0.01)")
     group.add_argument("--init_from", help="a Hugging Face checkpoint directory to continue pretraining")
     group.add_argument(
         "--max_seq_length",
@@ -184,6 +188,7 @@ def main(argv=None) -> int:
             vocab_size=ns.vocab_size,
             model_size=ns.model_size,
             model_type=ns.model_type,
+            optim=ns.optim,
             config_file=ns.config_file,
             init_from=ns.init_from,
             max_seq_length=ns.max_seq_length,

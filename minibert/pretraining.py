@@ -62,6 +62,8 @@ from minibert.engine.arguments import phase2_flags_given
 from minibert.engine.checkpointing import STATE_JSON, checkpoint_step, resolve_checkpoint
 from minibert.engine.distributed import barrier, setup
 from minibert.engine.trainer import TrainResult, check_output_dir, check_output_not_input, metric_key
+from minibert.finetune.optimizers import build_finetune_optimizer
+from minibert.finetune.param_groups import param_groups
 from minibert.models.bart import BartConfig
 from minibert.models.bert import BertConfig, RobertaConfig, RobertaEmbeddings, RobertaForMaskedLM
 from minibert.models.gpt import GPT2Config
@@ -102,6 +104,7 @@ MASKED_LM_OBJECTIVES = ("mlm", "wwm", "span", "nsp", "sop")
 # objectives, as RoBERTa was pretrained and as "Don't Stop Pretraining" continued it (Gururangan et al. 2020,
 # https://arxiv.org/abs/2004.10964); it has no sentence-pair head for nsp/sop
 ROBERTA_OBJECTIVES = ("mlm", "wwm", "span")
+PRETRAINING_OPTIMIZERS = ("adamw", "bertadam")
 DEFAULT_TRAINING = {
     "output_dir": None,  # runs/pretrain-<objective>
     "learning_rate": 2e-3,
@@ -144,6 +147,10 @@ class PretrainingOptions:
     # mlm, wwm or span, as Liu et al. 2019 pretrained it with masked LM alone (https://arxiv.org/abs/1907.11692);
     # None: the objective's own family (BERT for mlm ... sop and electra, BART for bart, GPT-2 for clm)
     model_type: str | None = None
+    # adamw: decoupled weight decay with bias correction (https://arxiv.org/abs/1711.05101); bertadam: BERT's own
+    # pretraining optimizer, the same update without bias correction (finetune/optimizers.py's BertAdam; BERT's
+    # optimization.py, https://github.com/google-research/bert)
+    optim: str = "adamw"
     config_file: str | None = None  # a config.json for the family (wins over model_size; init_from wins over it)
     init_from: str | None = None  # a Hugging Face checkpoint directory to continue pretraining
     max_seq_length: int = 128
@@ -177,6 +184,8 @@ class PretrainingOptions:
                                  f"{shortest} tokens (special tokens and text); pass {flag} {shortest} or more")
         if self.model_size not in MODEL_SIZES:
             raise ValueError(f"unknown model_size {self.model_size!r}; choose one of {', '.join(MODEL_SIZES)}")
+        if self.optim not in PRETRAINING_OPTIMIZERS:
+            raise ValueError(f"unknown --optim {self.optim!r}; pretrain.py takes {' or '.join(PRETRAINING_OPTIMIZERS)}")
         if self.model_type not in (None, "roberta"):
             raise ValueError(f"unknown --model_type {self.model_type!r}: roberta builds a new RoBERTa; leave it out "
                              "for the objective's own family")
@@ -1004,11 +1013,17 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             f"{sum(p.numel() for p in model.parameters()):,}",
         )
 
+    optimizer = None  # the engine's AdamW
+    if options.optim == "bertadam":  # over the engine's groups: matrices decay, biases and LayerNorm weights do not
+        optimizer = build_finetune_optimizer("bertadam", param_groups(model, args.learning_rate, args.weight_decay),
+                                             args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2),
+                                             args.adam_epsilon)
     trainer = Trainer(
         model,
         args,
         data.examples,
         data.objective.collate,
+        optimizer=optimizer,
         callbacks=[SaveModelAndTokenizer(data.tokenizer), *callbacks, *model_callbacks],
         metrics_fn=data.objective.metrics,
         **phase2,

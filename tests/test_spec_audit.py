@@ -189,3 +189,28 @@ def test_roberta_is_refused_where_it_cannot_work_before_any_work(tmp_path, corpu
     code, err = cli("--objective", "mlm", "--model_type", "bert", *common)
     assert code == 2 and "invalid choice: 'bert'" in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_pretrain_optim_bertadam_is_berts_update_and_a_resume_keeps_it(tmp_path, corpus, tiny_config):  # noqa: F811
+    """Note 003: BERT pretrained with Adam without bias correction; pretrain.py had AdamW only. --optim bertadam
+    trains with finetune/optimizers.py's BertAdam (correct_bias=False) over the engine's no-decay groups, recorded in
+    the checkpoint, so a resume under another optimizer is refused."""
+    from minibert.checkpoint import load_torch_file
+    from minibert.engine.checkpointing import OPTIMIZER_FILE
+
+    run = tmp_path / "run"
+    common = ("--objective", "mlm", "--corpus", str(corpus), "--config_file", str(tiny_config), "--vocab_size", "300",
+              "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--save_steps", "2", "--device", "cpu",
+              "--plot_loss", "false", "--disable_tqdm", "--output_dir", str(run))
+    assert cli(*common, "--optim", "bertadam", "--max_steps", "2")[0] == 0
+    groups = load_torch_file(run / "checkpoint-2" / OPTIMIZER_FILE)["param_groups"]
+    assert all(g["correct_bias"] is False for g in groups)  # BertAdam's own setting: AdamW has none
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.01]  # biases and LayerNorm weights: none
+    state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["run_settings"]["optimizer"] == "BertAdam"
+    resume = (*common, "--resume_from_checkpoint", "last", "--max_steps", "3")
+    code, err = cli(*resume)
+    assert code == 1 and "the optimizer (--optim, --prior_wd): BertAdam then, AdamW now" in err, err
+    assert cli(*resume, "--optim", "bertadam")[0] == 0
+    code, err = cli("--objective", "mlm", "--optim", "radam_lookahead", "--output_dir", str(tmp_path / "o"))
+    assert code == 2 and "invalid choice: 'radam_lookahead'" in err
