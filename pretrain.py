@@ -1,7 +1,9 @@
-"""Pretrain a BERT, BART or GPT model: `python pretrain.py --objective sop` (no other argument
+"""Pretrain a BERT, RoBERTa, BART or GPT model: `python pretrain.py --objective sop` (no other argument
 needed: the shipped Shakespeare corpus, the `tiny` model (2 layers x 128), about 3 minutes on a 2-core CPU).
 
     python pretrain.py --objective mlm --corpus my_texts/ --model_size small --max_steps 20000 --bf16
+    python pretrain.py --objective mlm --model_type roberta --corpus my_texts/   # RoBERTa: byte-level BPE, no NSP
+    python pretrain.py --objective nsp --optim bertadam --warmup_ratio 0.01       # BERT's own update and warmup
     python pretrain.py --objective wwm --init_from path/to/bert-base-chinese --corpus zh.txt
     torchrun --nproc_per_node 8 pretrain.py --objective sop --model_size base --max_seq_length_phase2 512
     python pretrain.py --objective sop --resume_from_checkpoint last
