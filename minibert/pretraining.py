@@ -353,11 +353,12 @@ def check_init_objective(options: PretrainingOptions) -> None:
                    options.objective, default, head, recorded)
 
 
-def check_init_positions(options: PretrainingOptions, config_dict: dict, source: str | None = None) -> None:
-    """--init_from's (or a --config_file's: `source`) BERT or RoBERTa takes the run's lengths (RoBERTa's positions
-    start after the padding id): checked before the corpus is tokenised, which on a large corpus takes long (the
-    objective checks every model again once it is built)."""
-    source = source or f"--init_from {options.init_from}"
+def check_init_positions(options: PretrainingOptions, config_dict: dict, config_file: str | None = None) -> None:
+    """--init_from's (or `config_file`'s) BERT or RoBERTa takes the run's lengths (RoBERTa's positions start after
+    the padding id): checked before the corpus is tokenised, which on a large corpus takes long (the objective
+    checks every model again once it is built)."""
+    source = f"--config_file {config_file}" if config_file else f"--init_from {options.init_from}"
+    larger = ", or a config with a larger max_position_embeddings" if config_file else ""
     model_type = config_dict.get("model_type")
     if model_type not in ("bert", "roberta"):
         return
@@ -367,8 +368,7 @@ def check_init_positions(options: PretrainingOptions, config_dict: dict, source:
                          ("--max_seq_length_phase2", options.max_seq_length_phase2)):
         if length is not None and length > limit:
             raise ValueError(f"{flag} {length} is longer than {source} can take ({limit} positions); pass {flag} "
-                             f"{limit} or less" + ("" if source.startswith("--init_from") else
-                                                   ", or a config with a larger max_position_embeddings"))
+                             f"{limit} or less{larger}")
 
 
 def read_config_file(path: str, objective: str, model_type: str | None = None) -> dict:
@@ -973,7 +973,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
         # the model's lengths too (a new RoBERTa takes its pad_token_id from the byte-level BPE tokenizer: 1)
         roberta = {"pad_token_id": 1} if options.model_type == "roberta" else {}
         check_init_positions(options, {**file_config, **roberta, "model_type": options.model_type or "bert"},
-                             f"--config_file {options.config_file}")
+                             options.config_file)
     # Before check_output_dir, whose advice for a directory in use (--overwrite_output_dir) would harm an input.
     check_inputs_kept(options, output_dir)
     check_output_dir(args, resuming)  # refuse another run's directory before writing anything

@@ -106,10 +106,11 @@ class Objective:
         return BertConfig
 
     def position_limit(self, config) -> int:
-        """The longest sequence a model of this config accepts (a RoBERTa's positions start past its padding id:
-        models/bert.py's RobertaEmbeddings.max_tokens)."""
+        """The longest sequence a model of this config accepts (a RoBERTa's positions start past its padding id)."""
         if getattr(config, "model_type", None) == "roberta":
-            return config.max_position_embeddings - config.pad_token_id - 1
+            from minibert.models.bert import RobertaEmbeddings
+
+            return RobertaEmbeddings.max_tokens(config)
         return config.max_position_embeddings
 
     def default_config(self) -> dict[str, Any]:
