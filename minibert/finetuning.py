@@ -127,8 +127,8 @@ DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "nu
 # pretrain.py makes (up to 256 wide: its micro, tiny and mini sizes; tuned on the default run's 128), and is 10 to 25
 # times the fine-tuning range of a pretrained BERT-base: 2e-5 to 5e-5 (Devlin et al. 2018, appendix A.3,
 # https://arxiv.org/abs/1810.04805; RoBERTa's 1e-5 to 3e-5, https://arxiv.org/abs/1907.11692, appendix C). Runs that
-# train new weights from scratch keep 5e-4 at any width: random weights, and adapters, ladder side-tuning and BART's
-# new encoder front, whose papers train them at 1e-4 to 3e-3.
+# train new weights from scratch keep 5e-4 at any width: random weights, adapters and ladder side-tuning (whose papers
+# sweep 1e-4 to 3e-3: https://arxiv.org/abs/1902.00751, https://arxiv.org/abs/2206.06522), BART's new encoder front.
 SMALL_MODEL_WIDTH = 256
 WIDE_MODEL_LEARNING_RATE = 2e-5
 
