@@ -335,6 +335,25 @@ def recorded_objective(path: str | os.PathLike) -> str | None:
     return None
 
 
+def check_resume_model(options: PretrainingOptions, checkpoint: Path) -> None:
+    """A resume rebuilds the checkpoint's model only under the --objective and --model_type that made it (the
+    objective's heads, RoBERTa's or BERT's classes): refused here, before any data work, where the engine's own
+    checks of the model and the recipe come only once the corpus is prepared. A checkpoint without the record: left
+    to those."""
+    try:
+        recipe = json.loads((checkpoint / STATE_JSON).read_text(encoding="utf-8"))["run_settings"]["recipe"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return
+    if not isinstance(recipe, dict) or "--objective" not in recipe:
+        return
+    now = {"--objective": options.objective, "--model_type": options.model_type}
+    differ = [f"{flag}: {recipe.get(flag)} then, {value} now" for flag, value in now.items()
+              if recipe.get(flag) != value]
+    if differ:
+        raise ValueError(f"{checkpoint} was saved by a run with other settings ({'; '.join(differ)}); resume with the "
+                         "settings of that run, or start a new run in another --output_dir")
+
+
 def check_init_objective(options: PretrainingOptions) -> None:
     """--init_from a checkpoint pretrained under another objective than this run's: pretrain.py's --objective
     defaults to sop, so a masked-LM checkpoint continued without --objective trained a sentence-order task with a
@@ -962,6 +981,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
     checkpoint, eval_start = None, {}
     if resuming:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)  # fail now, before any work
+        check_resume_model(options, checkpoint)
         eval_start = recorded_eval_start([output_dir, checkpoint.parent])
     if options.init_from:
         check_init_positions(options, check_init_from(options.init_from, options.objective))

@@ -214,3 +214,20 @@ def test_pretrain_optim_bertadam_is_berts_update_and_a_resume_keeps_it(tmp_path,
     assert cli(*resume, "--optim", "bertadam")[0] == 0
     code, err = cli("--objective", "mlm", "--optim", "radam_lookahead", "--output_dir", str(tmp_path / "o"))
     assert code == 2 and "invalid choice: 'radam_lookahead'" in err
+
+
+def test_a_resume_of_another_model_type_or_objective_is_refused_first(tmp_path, corpus, tiny_config,  # noqa: F811
+                                                                       monkeypatch):
+    """The checkpoint of a new RoBERTa resumed without --model_type was refused only once the corpus was prepared
+    ("saved from a different model": 42 weights named bert.* against roberta.*): now before any data work, naming
+    the flag."""
+    import minibert.pretraining as pretraining
+
+    pretrain(tmp_path, corpus, tiny_config, objective="mlm", model_type="roberta", steps=2, save_steps=2)
+    monkeypatch.setattr(pretraining, "pretraining_data", lambda *a, **k: pytest.fail("the data work began"))
+    for objective, model_type, named in (("mlm", None, "--model_type: roberta then, None now"),
+                                         ("wwm", "roberta", "--objective: mlm then, wwm now")):
+        with pytest.raises(ValueError, match="was saved by a run with other settings") as error:
+            pretrain(tmp_path, corpus, tiny_config, objective=objective, model_type=model_type, steps=4,
+                     resume_from_checkpoint="last")
+        assert named in str(error.value)
