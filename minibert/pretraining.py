@@ -314,22 +314,27 @@ def check_init_from(path: str, objective: str) -> dict:
     return config
 
 
+def _read_record(path: str | os.PathLike, name: str) -> dict:
+    """A JSON object a run wrote into `path` (its summary, a checkpoint's trainer_state.json); {} if unreadable."""
+    try:
+        record = json.loads((Path(path) / name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def recorded_recipe(checkpoint: str | os.PathLike) -> dict:
+    """The recipe (--objective, masking, --model_type ...) a checkpoint-N's trainer_state.json records; {} if none."""
+    settings = _read_record(checkpoint, STATE_JSON).get("run_settings")
+    recipe = settings.get("recipe") if isinstance(settings, dict) else None
+    return recipe if isinstance(recipe, dict) else {}
+
+
 def recorded_objective(path: str | os.PathLike) -> str | None:
     """The objective a minibert pretraining run trained the checkpoint `path` with, as the run recorded it: in
     pretraining_summary.json (the run's output directory) or in trainer_state.json's recipe (its checkpoint-N).
     None for a checkpoint without such a record (Hugging Face's, one saved otherwise) or with an unreadable one."""
-
-    def read(name: str) -> dict:
-        try:
-            record = json.loads((Path(path) / name).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return {}
-        return record if isinstance(record, dict) else {}
-
-    recipe = read(STATE_JSON).get("run_settings")
-    recipe = recipe.get("recipe") if isinstance(recipe, dict) else None
-    for objective in (read(SUMMARY_FILE).get("objective"), recipe.get("--objective") if isinstance(recipe, dict)
-                      else None):
+    for objective in (_read_record(path, SUMMARY_FILE).get("objective"), recorded_recipe(path).get("--objective")):
         if isinstance(objective, str) and objective in OBJECTIVES:
             return objective
     return None
@@ -340,11 +345,8 @@ def check_resume_model(options: PretrainingOptions, checkpoint: Path) -> None:
     objective's heads, RoBERTa's or BERT's classes): refused here, before any data work, where the engine's own
     checks of the model and the recipe come only once the corpus is prepared. A checkpoint without the record: left
     to those."""
-    try:
-        recipe = json.loads((checkpoint / STATE_JSON).read_text(encoding="utf-8"))["run_settings"]["recipe"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return
-    if not isinstance(recipe, dict) or "--objective" not in recipe:
+    recipe = recorded_recipe(checkpoint)
+    if "--objective" not in recipe:
         return
     now = {"--objective": options.objective, "--model_type": options.model_type}
     differ = [f"{flag}: {recipe.get(flag)} then, {value} now" for flag, value in now.items()
