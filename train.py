@@ -9,6 +9,9 @@
     python train.py --multitask genre=TRAIN,VAL play=TRAIN,VAL,play --mixing equal \\
         --task_type single_label_classification  # TRAIN, VAL: the shipped genre files; a play label such as
                                                  # "Henry VI, Part 3" holds a comma, which auto-detection refuses
+    python train.py --task_type token_classification    # a tag per word: the shipped speech-turn task (README:
+                                                         # "Token classification"), or --train_file of JSON lines
+                                                         # ({"tokens": [...], "tags": [...]}) or CoNLL text
     python train.py --task_type seq2seq --model_name_or_path runs/pretrain-bart-tang-1300 --num_beams 4 \\
         --train_file minibert/data/tasks/tang_t2s_train.jsonl --text_column source --target_column target \\
         --validation_file minibert/data/tasks/tang_t2s_validation.jsonl  # BART (README: "Generation tasks")
@@ -40,6 +43,7 @@ from minibert.finetune.optimizers import OPTIMIZERS
 from minibert.finetune.pooling import POOLINGS
 from minibert.finetune.task_data import TASK_TYPES
 from minibert.finetuning import (
+    DEFAULT_TAGGING_OUTPUT_DIR,
     DEFAULT_TRAINING,
     SMALL_MODEL_WIDTH,
     WIDE_MODEL_LEARNING_RATE,
@@ -65,6 +69,9 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
                            f"to fine-tune a pretrained model wider than {SMALL_MODEL_WIDTH}, else "
                            f"{DEFAULT_TRAINING['learning_rate']:g}; a resume: the checkpoint's)")
     ns = parser.parse_args(argv)
+    given = {a.split("=")[0] for a in argv if a.startswith("--")}
+    if ns.task_type == "token_classification" and "--output_dir" not in given:
+        ns.output_dir = DEFAULT_TAGGING_OUTPUT_DIR  # the shipped tagging task's run is not the genre task's
     if ns.learning_rate is None:
         new_weights = bool(ns.adapter_size or ns.ladder_side_tuning or ns.new_encoder_vocab)  # trained from scratch
         ns.learning_rate, why = default_learning_rate(ns.model_name_or_path, ns.config_name, new_weights=new_weights,
@@ -72,10 +79,9 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
                                                       output_dir=ns.output_dir)
         if why:
             logging.getLogger("train").info(why)
-    given = {a.split("=")[0] for a in argv if a.startswith("--")}
     if "--validation_file" in given and "--train_file" not in given and not ns.multitask:
         # the shipped genre file would be trained on, and the error would be about its columns
-        parser.error("--validation_file without --train_file: the run would train on the shipped Shakespeare genre "
+        parser.error("--validation_file without --train_file: the run would train on the shipped Shakespeare task's "
                      "file (the default --train_file) and evaluate on yours; pass your --train_file too")
     try:
         args, training = from_namespace(ns, FinetuneArguments), from_namespace(ns, TrainingArguments)

@@ -8,7 +8,8 @@
 
 Tasks: single-label classification (one text or a pair), regression (a number per example),
 multi-label classification (a list of label names, or a list of num_labels 0/1 or soft scores),
-with BCE or the ZLPR loss; and text generation (finetune/generative.py): seq2seq (BART: a source
+with BCE or the ZLPR loss; token classification (finetune/tagging.py: a tag per word, scored by entity F1);
+and text generation (finetune/generative.py): seq2seq (BART: a source
 column and a --target_column) and causal_lm (GPT-2: a prompt column and a completion column),
 evaluated by generating (exact match, chrF) with the same engine and flags.
 
@@ -29,6 +30,7 @@ Where each stage is, here and beside this file:
     loss, metrics      finetune/losses.py (task_loss, --multi_label_loss zlpr); compute_metrics, make_eval_fn
     training           finetune (callbacks: finetune/adversarial.py for --fgm / --pgd_steps, finetune/swa.py,
                        finetune/unfreezing.py; batches: finetune/smart_batching.py) -> engine/trainer.py
+    token tagging      finetune/tagging.py: words and tags -> first-piece labels, entity F1 (tagged_splits here)
     other runs         finetune_generative (finetune/generative.py, new_encoder.py),
                        finetune_multitask (finetune/multitask.py); saving: save_model, finetune/beside_base.py
 """
@@ -95,10 +97,20 @@ from minibert.finetune.saved_heads import (
 )
 from minibert.finetune.smart_batching import PaddingCollator, UniformLengthSampler
 from minibert.finetune.swa import SWA
-from minibert.finetune.task_data import GENERATIVE_TASK_TYPES, Task, load_split, read_rows
+from minibert.finetune.tagging import (
+    TagEvaluator,
+    is_entity_scheme,
+    metric_names,
+    read_tagged,
+    tag_task,
+    tagged_examples,
+    write_tag_predictions,
+)
+from minibert.finetune.task_data import GENERATIVE_TASK_TYPES, TOKEN_CLASSIFICATION, Task, load_split, read_rows
 from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.modeling import new_weights_unreported, store_linear_weights_input_major
 from minibert.models import bert
+from minibert.nn.losses import token_classification_loss
 from minibert.tokenizer import Tokenizer, check_tokenizer_fits, check_unknown_tokens, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -106,6 +118,9 @@ logger = logging.getLogger(__name__)
 TASKS_DIR = Path(__file__).parent / "data" / "tasks"
 DEFAULT_TRAIN_FILE = TASKS_DIR / "shakespeare_genre_train.jsonl"
 DEFAULT_VALIDATION_FILE = TASKS_DIR / "shakespeare_genre_validation.jsonl"
+# --task_type token_classification's shipped task: where each speech of a stretch of dialogue begins
+DEFAULT_TAGGING_TRAIN_FILE = TASKS_DIR / "shakespeare_turns_train.jsonl"
+DEFAULT_TAGGING_VALIDATION_FILE = TASKS_DIR / "shakespeare_turns_validation.jsonl"
 
 
 def is_default_train_file(path: str | os.PathLike) -> bool:
@@ -118,6 +133,7 @@ DEFAULT_PRETRAINED = "runs/pretrain-sop"
 DEFAULT_PRETRAIN_COMMAND = "python pretrain.py --objective sop"
 RANDOM_INIT = "random"
 DEFAULT_OUTPUT_DIR = "runs/finetune-shakespeare-genre"
+DEFAULT_TAGGING_OUTPUT_DIR = "runs/finetune-shakespeare-turns"  # train.py's, under --task_type token_classification
 # The engine settings of `python train.py` that differ from TrainingArguments' defaults (a small
 # model on a small task, on a CPU).
 DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "num_train_epochs": 5.0,
@@ -179,6 +195,7 @@ def recorded_learning_rate(resume_from_checkpoint: str, output_dir: str) -> floa
 MIN_SEQ_LENGTH = 8
 BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
 HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification}
+TOKEN_HEADS = {"bert": bert.BertForTokenClassification, "roberta": bert.RobertaForTokenClassification}
 
 
 @dataclass
@@ -190,9 +207,10 @@ class FinetuneArguments:
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl
     validation_file: str | None = None  # default: the shipped validation file with the shipped --train_file, else none
-    text_column: str = "text"  # the column holding the text
+    text_column: str = "text"  # the column holding the text (token_classification: its list of words, "tokens")
     text_pair_column: str | None = None  # a second text: sentence-pair classification
     label_column: str = "label"  # a label name or whole number (a class), another number (regression), a list
+    # (token_classification: a list of tags, one per word, "tags"; or a CoNLL file: a word and its tag per line)
     task_type: str = "auto"  # auto: names, whole numbers: classes; floats, fractions: regression; lists: multi-label
     # -- generation (--task_type seq2seq / causal_lm; --text_column is the source or the prompt) ----
     target_column: str | None = None  # the text to generate: seq2seq's target, causal_lm's completion
@@ -251,6 +269,14 @@ class FinetuneArguments:
             raise ValueError(f"--generation_max_length must be >= 1, got {self.generation_max_length}")
         if self.head_lr is not None and self.head_lr <= 0:
             raise ValueError(f"--head_lr must be > 0, got {self.head_lr}; drop it to train the head at --learning_rate")
+        if self.task_type == TOKEN_CLASSIFICATION:
+            # a list of words and a list of tags per row, and (no --train_file) the shipped tagging task
+            self.text_column = "tokens" if self.text_column == "text" else self.text_column
+            self.label_column = "tags" if self.label_column == "label" else self.label_column
+            if is_default_train_file(self.train_file):
+                self.train_file = str(DEFAULT_TAGGING_TRAIN_FILE)
+                if self.validation_file is None:
+                    self.validation_file = str(DEFAULT_TAGGING_VALIDATION_FILE)
         if self.validation_file is None and not self.multitask:  # (--multitask: each task names its own)
             if is_default_train_file(self.train_file):
                 self.validation_file = str(DEFAULT_VALIDATION_FILE)  # the shipped task's own held-out speeches
@@ -360,7 +386,8 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     family = config.get("model_type")
     if family not in BASES:
         raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a {sorted(BASES)} checkpoint")
-    labels = {"num_labels": task.num_labels, "problem_type": task.problem_type,
+    tagging = task.problem_type == TOKEN_CLASSIFICATION  # (not a config problem_type: Hugging Face refuses it)
+    labels = {"num_labels": task.num_labels, "problem_type": None if tagging else task.problem_type,
               "id2label": {i: n for i, n in enumerate(task.label_names)} if task.label_names else None}
     overrides = {k: v for k, v in labels.items() if v is not None}
     if args.classifier_dropout is not None:
@@ -372,11 +399,17 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         return LadderSideClassifier(encoder, args.ladder_side_tuning, task.num_labels, task.problem_type,
                                     args.multi_label_loss, args.classifier_dropout).train(), source
     if args.pooling == "default":
-        head = HEADS[family]
+        head = (TOKEN_HEADS if tagging else HEADS)[family]
         # a classifier checkpoint of another number of labels: its head starts afresh (with a warning)
         model = head(config_class.from_dict(config, **overrides)) if random_init else head.from_pretrained(
             source, ignore_mismatched_sizes=True, **overrides)
-        if not random_init:
+        if not random_init and tagging and "classifier.weight" not in model.loading_info["newly_initialized"] and not \
+                any(str(a).endswith("ForTokenClassification") for a in config.get("architectures") or []):
+            # a BERT sentence classifier's head has the token head's names and shape: its rows score sentences
+            model._init_weights(model.classifier)
+            logger.warning("%s was saved as %s: its classifier scores whole texts, so the token head starts afresh",
+                           source, (config.get("architectures") or ["another head"])[0])
+        elif not random_init:
             keep_checkpoint_label_rows(model, config, task)
     else:
         if args.pooling not in POOLINGS:
@@ -595,6 +628,25 @@ def check_generation_flags(args: FinetuneArguments) -> None:
                          "text to generate")
 
 
+def check_tagging_flags(args: FinetuneArguments) -> None:
+    """--task_type token_classification tags every word with the family's token head: the flags of a
+    sequence-level head, or of the methods that rebuild one, would be ignored or fail later."""
+    if args.task_type != TOKEN_CLASSIFICATION:
+        return
+    sequence_only = {
+        "--text_pair_column": (args.text_pair_column is not None, "a tagged row is one list of words"),
+        "--pooling": (args.pooling != "default", "a tag per word reads every word's hidden state, not a pooled one"),
+        "--multi_label_loss": (args.multi_label_loss != "bce", "each word has one tag"),
+        "--num_labels": (args.num_labels is not None, "the tags are the training file's"),
+        "--reinit_pooler": (args.reinit_pooler, "the token head has no pooler"),
+        "--multitask": (bool(args.multitask), "its tasks are sequence classification"),
+        "--adapter_size": (args.adapter_size is not None, "adapters are saved for a sequence head only"),
+        "--ladder_side_tuning": (args.ladder_side_tuning is not None, "the side network ends in a sequence head")}
+    for flag, (on, why) in sequence_only.items():
+        if on:
+            raise ValueError(f"{flag} is not for --task_type token_classification ({why}); drop {flag}")
+
+
 # What a model saved beside its base needs to be rebuilt (with the task) before its parameters load.
 BESIDE_BASE_FIELDS = ("pooling", "pooling_layer", "multi_label_loss", "classifier_dropout", "adapter_size",
                       "ladder_side_tuning")
@@ -773,7 +825,30 @@ def check_metric_name(name: str, names, what: str) -> None:
 
 
 def best_metric_name(task: Task) -> str:
+    if task.problem_type == TOKEN_CLASSIFICATION:
+        return "f1" if is_entity_scheme(task) else "accuracy"
     return {"regression": "rmse", "multi_label_classification": "f1_micro"}.get(task.problem_type, "accuracy")
+
+
+def tagged_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
+    """--task_type token_classification's data: training examples, the Task (the training file's tags), and the
+    validation examples and (words, tags) pairs (None, None without a validation file)."""
+    pairs = read_tagged(args.train_file, args.text_column, args.label_column, "--train_file FILE")
+    task = tag_task(pairs, args.train_file)
+    train_examples, cut = tagged_examples(pairs, tokenizer, args.max_seq_length, task, args.train_file)
+    if cut:
+        logger.warning("%d training words do not fit --max_seq_length %d and are not trained on; pass a larger "
+                       "--max_seq_length to train on them", cut, args.max_seq_length)
+    check_known_tokens(tokenizer, train_examples, args.train_file, f"the tokenizer of {args.tokenizer_name or source}",
+                       lambda i: " ".join(pairs[i][0]))
+    if not args.validation_file:
+        return train_examples, task, None, None
+    eval_pairs = read_tagged(args.validation_file, args.text_column, args.label_column, "--validation_file FILE")
+    eval_examples, cut = tagged_examples(eval_pairs, tokenizer, args.max_seq_length, task, args.validation_file)
+    if cut:
+        logger.warning("%d validation words do not fit --max_seq_length %d and are scored as untagged (O); pass a "
+                       "larger --max_seq_length to tag them", cut, args.max_seq_length)
+    return train_examples, task, eval_examples, eval_pairs
 
 
 # -- the whole run --------------------------------------------------------------------------------
@@ -832,6 +907,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
     config = read_config_dict(source)
     if args.task_type not in GENERATIVE_TASK_TYPES:
         check_generation_flags(args)  # --target_column on a classification run says which task type it wants
+        check_tagging_flags(args)
         check_classification_family(config, source)  # before the data is read and tokenised
     check_length_fits(args.max_seq_length, config, source)
     if args.text_pair_column is not None and config.get("model_type") == "bert" and config.get("type_vocab_size",
@@ -891,36 +967,44 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     source = _check_run(args, training)
     torch.manual_seed(training.seed)
     tokenizer = finetuning_tokenizer(args, source, pads=True)
-    columns = {"text_column": args.text_column, "label_column": args.label_column,
-               "text_pair_column": args.text_pair_column}
-    train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
-                                      task_type=args.task_type, num_labels=args.num_labels, flag="--train_file FILE")
-    check_known_tokens(tokenizer, train_examples, args.train_file, f"the tokenizer of {args.tokenizer_name or source}",
-                       row_texts(args.train_file, "--train_file FILE",
-                                 [c for c in (args.text_column, args.text_pair_column) if c]))
-    check_multi_label_loss(args, [task])
-    eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task,
-                                flag="--validation_file FILE")[0] if args.validation_file else None)
+    tagging = args.task_type == TOKEN_CLASSIFICATION
+    if tagging:
+        train_examples, task, eval_examples, eval_pairs = tagged_splits(args, tokenizer, source)
+    else:
+        columns = {"text_column": args.text_column, "label_column": args.label_column,
+                   "text_pair_column": args.text_pair_column}
+        train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
+                                          task_type=args.task_type, num_labels=args.num_labels,
+                                          flag="--train_file FILE")
+        check_known_tokens(tokenizer, train_examples, args.train_file,
+                           f"the tokenizer of {args.tokenizer_name or source}",
+                           row_texts(args.train_file, "--train_file FILE",
+                                     [c for c in (args.text_column, args.text_pair_column) if c]))
+        check_multi_label_loss(args, [task])
+        eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task,
+                                    flag="--validation_file FILE")[0] if args.validation_file else None)
     model, _ = build_model(args, task)
     if args.model_name_or_path != RANDOM_INIT:  # (random weights read no head)
         reload_pooling_head(model, source, read_config_dict(source), args, task)
         warn_dropped_task_heads(model, source, read_config_dict(source), args)
     apply_tricks(model, args)
 
-    collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding)
+    collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding, token_labels=tagging)
     sampler = None
     if args.group_by_length:
         sampler = UniformLengthSampler([len(e["input_ids"]) for e in train_examples],
                                        training.per_device_train_batch_size, drop_last=training.dataloader_drop_last)
     eval_fn = None
     if eval_examples:
-        eval_fn = make_eval_fn(eval_examples, task, PaddingCollator(tokenizer.pad_token_id, args.max_seq_length),
-                               args.per_device_eval_batch_size, args.multi_label_loss)
+        eval_collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, token_labels=tagging)
+        eval_fn = (TagEvaluator(eval_examples, task, eval_collate, args.per_device_eval_batch_size) if tagging else
+                   make_eval_fn(eval_examples, task, eval_collate, args.per_device_eval_batch_size,
+                                args.multi_label_loss))
         if training.metric_for_best_model is None:
             training.metric_for_best_model = best_metric_name(task)
             training.greater_is_better = training.metric_for_best_model != "rmse"
-        check_metric_name(training.metric_for_best_model, ("loss", *METRICS[task.problem_type]),
-                          f"a {task.problem_type} task")
+        names = metric_names(task) if tagging else METRICS[task.problem_type]
+        check_metric_name(training.metric_for_best_model, ("loss", *names), f"a {task.problem_type} task")
     callbacks = list(callbacks)
     if args.fgm:
         callbacks.append(FGM(model, args.adv_epsilon, args.adv_emb_name))
@@ -933,6 +1017,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     def loss_fn(wrapped: nn.Module, batch: dict):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         outputs = wrapped(**inputs)
+        if tagging:  # the mean over the labelled pieces (each word's first), as the model's own loss
+            return token_classification_loss(outputs.logits, batch["labels"]), outputs
         return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
 
     optimizer = finetuning_optimizer(model, args, training)  # before unfreezing freezes: its groups hold every layer
@@ -978,6 +1064,9 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         record = {"metrics": metrics, "swa_metrics": swa_metrics, "task": asdict(task),
                   "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
+        if tagging and eval_fn is not None:
+            eval_fn(model)  # the saved model's tags (the last call may have been SWA's average, not kept)
+            write_tag_predictions(out / "tag_predictions.jsonl", eval_pairs, eval_fn.predictions)
     best_step = None
     if result.best_checkpoint:
         best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1])

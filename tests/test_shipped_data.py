@@ -24,6 +24,8 @@ FILE_SHA256 = {
     TASKS / "shakespeare_genre_validation.jsonl": "9952af0c1447e369b3c502f97b2305af042c8b96ac96c00ab9699770f8202d09",
     TASKS / "tang_t2s_train.jsonl": "c496d9dc35863dbbfffc84504110aeb10836a311bc483f2d23ce5ac927ad5daa",
     TASKS / "tang_t2s_validation.jsonl": "bc3e699a655175aa6955407d23d56bf3de4e5e8b28c26029c543cc7739d6b861",
+    TASKS / "shakespeare_turns_train.jsonl": "91515060a258546fb3133e4650adb68873ae626c52548304a73b481cf916eee5",
+    TASKS / "shakespeare_turns_validation.jsonl": "da407138f1785114d0ac095f5e9973e4dbafe3fa67edee3e39360bf614293aa1",
 }
 LINES_SHA256 = {
     CORPUS / "shakespeare.jsonl.gz": "d6dd1be19336e1b0133af9cefaa086bd574251cabfd8260d48daec640c025516",
@@ -58,7 +60,9 @@ def test_every_line_has_the_documented_fields():
               "shakespeare_genre_train.jsonl": ["text", "label", "play"],
               "shakespeare_genre_validation.jsonl": ["text", "label", "play"],
               "tang_t2s_train.jsonl": ["source", "target", "title"],
-              "tang_t2s_validation.jsonl": ["source", "target", "title"]}
+              "tang_t2s_validation.jsonl": ["source", "target", "title"],
+              "shakespeare_turns_train.jsonl": ["tokens", "tags", "play", "scene"],
+              "shakespeare_turns_validation.jsonl": ["tokens", "tags", "play", "scene"]}
     for path in FILE_SHA256:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         assert raw.endswith(b"\n") and b"\r" not in raw, path.name  # LF lines, the last one ended
@@ -69,6 +73,9 @@ def test_every_line_has_the_documented_fields():
                     assert value in ("comedy", "history", "tragedy", None)
                 elif key == "scene":
                     assert isinstance(value, int) and value >= 0
+                elif key in ("tokens", "tags"):  # words and their tags, one each
+                    assert value and len(value) == len(row["tokens"])
+                    assert all(isinstance(w, str) and w and not any(c.isspace() for c in w) for w in value)
                 else:
                     assert isinstance(value, str) and value.strip() == value and value, (path.name, key, value)
 
@@ -153,6 +160,41 @@ def test_tang_t2s_splits_follow_the_held_out_titles():
     assert [sum(r["source"] == r["target"] for r in split) for split in (train, validation)] == [2, 1]
     changed = sum(a != b for r in rows for a, b in zip(r["source"], r["target"], strict=True))
     assert round(changed / sum(len(r["source"]) for r in rows), 2) == 0.29
+
+
+def test_turns_task_is_the_corpus_speeches_of_plays_pretraining_holds_out():
+    """Each example is consecutive speeches of one scene of the corpus, in order, a speech's first word tagged
+    B-SPEECH and its others I-SPEECH; every play is one that pretrain.py holds out, and no play is in both splits."""
+    train = _rows(TASKS / "shakespeare_turns_train.jsonl")
+    validation = _rows(TASKS / "shakespeare_turns_validation.jsonl")
+    assert (len(train), len(validation)) == (925, 297)
+    scenes = {(r["title"], r["scene"]): r["text"].split("\n") for r in _rows(CORPUS / "shakespeare.jsonl.gz")}
+    held = split_works(sorted({title for title, _ in scenes}), 0.2)  # pretrain.py's default --validation_share
+    plays = [{r["play"] for r in split} for split in (train, validation)]
+    assert plays[0] | plays[1] == held and not plays[0] & plays[1] and len(plays[1]) == 2
+    for row in train + validation:
+        speeches, current = [], None
+        for word, tag in zip(row["tokens"], row["tags"], strict=True):
+            assert tag in ("B-SPEECH", "I-SPEECH") and (tag == "B-SPEECH") == (current is None or tag == "B-SPEECH")
+            if tag == "B-SPEECH":
+                current = [word]
+                speeches.append(current)
+            else:
+                current.append(word)
+        lines = [" ".join(line.split()) for line in scenes[(row["play"], row["scene"])]]
+        texts = [" ".join(words) for words in speeches]
+        assert len(texts) >= 2 and len(row["tokens"]) <= 48
+        # consecutive speeches of the scene, verbatim but for runs of spaces
+        assert any(lines[i : i + len(texts)] == texts for i, line in enumerate(lines) if line == texts[0])
+
+
+def test_make_shakespeare_turns_rebuilds_the_shipped_files(monkeypatch, tmp_path):
+    script = _script(TASKS / "make_shakespeare_turns.py")
+    monkeypatch.setattr(script, "HERE", tmp_path)
+    script.main()
+    for split in ("train", "validation"):
+        name = f"shakespeare_turns_{split}.jsonl"
+        assert (tmp_path / name).read_bytes() == (TASKS / name).read_bytes()
 
 
 def test_make_tang_t2s_rebuilds_the_shipped_sentences_and_titles():

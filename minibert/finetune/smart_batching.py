@@ -13,20 +13,25 @@ the ratio of padded to real tokens (see bench/bench_smart_batching.py).
 import torch
 import torch.distributed as dist
 
+from minibert.nn.losses import IGNORE_INDEX
+
 
 class PaddingCollator:
     """Examples (dicts with "input_ids", optional "token_type_ids" and "labels") -> a batch of
     tensors: input_ids and attention_mask (B, T), token_type_ids (B, T), labels (B, ...).
 
     padding="longest" (dynamic) pads to the batch's longest sequence; padding="max_length" pads
-    every batch to max_length (the baseline that smart batching beats)."""
+    every batch to max_length (the baseline that smart batching beats). token_labels=True: each example's
+    labels are one per token (token classification), padded with IGNORE_INDEX like the input_ids."""
 
-    def __init__(self, pad_token_id: int, max_length: int | None = None, padding: str = "longest"):
+    def __init__(self, pad_token_id: int, max_length: int | None = None, padding: str = "longest",
+                 token_labels: bool = False):
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length")
         self.pad_token_id, self.max_length, self.padding = pad_token_id, max_length, padding
+        self.token_labels = token_labels
 
     def __call__(self, examples: list[dict]) -> dict:
         ids = [list(e["input_ids"])[: self.max_length] if self.max_length else list(e["input_ids"]) for e in examples]
@@ -43,7 +48,12 @@ class PaddingCollator:
                 t = list(e["token_type_ids"])[: len(ids[i])]
                 types[i, : len(t)] = torch.tensor(t, dtype=torch.long)
             batch["token_type_ids"] = types
-        if "labels" in examples[0]:
+        if "labels" in examples[0] and self.token_labels:
+            labels = torch.full((len(ids), T), IGNORE_INDEX, dtype=torch.long)  # (B, T), like input_ids
+            for i, e in enumerate(examples):
+                labels[i, : len(ids[i])] = torch.tensor(list(e["labels"])[: len(ids[i])], dtype=torch.long)
+            batch["labels"] = labels
+        elif "labels" in examples[0]:
             batch["labels"] = torch.tensor([e["labels"] for e in examples])
         return batch
 

@@ -45,8 +45,9 @@ from minibert.data.corpus import (
 logger = logging.getLogger(__name__)
 
 GENERATIVE_TASK_TYPES = ("seq2seq", "causal_lm")  # trained by finetune/generative.py
+TOKEN_CLASSIFICATION = "token_classification"  # a tag per word: finetune/tagging.py reads its data and scores it
 TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification",
-              *GENERATIVE_TASK_TYPES)
+              TOKEN_CLASSIFICATION, *GENERATIVE_TASK_TYPES)
 
 
 @dataclass
