@@ -12,6 +12,8 @@
     python train.py --task_type token_classification    # a tag per word: the shipped speech-turn task (README:
                                                          # "Token classification"), or --train_file of JSON lines
                                                          # ({"tokens": [...], "tags": [...]}) or CoNLL text
+    python train.py --task_type question_answering      # extractive QA: the shipped who-says-it task, or SQuAD's
+                                                         # JSON (--train_file train-v1.1.json)
     python train.py --task_type seq2seq --model_name_or_path runs/pretrain-bart-tang-1300 --num_beams 4 \\
         --train_file minibert/data/tasks/tang_t2s_train.jsonl --text_column source --target_column target \\
         --validation_file minibert/data/tasks/tang_t2s_validation.jsonl  # BART (README: "Generation tasks")
@@ -43,6 +45,7 @@ from minibert.finetune.optimizers import OPTIMIZERS
 from minibert.finetune.pooling import POOLINGS
 from minibert.finetune.task_data import TASK_TYPES
 from minibert.finetuning import (
+    DEFAULT_QA_OUTPUT_DIR,
     DEFAULT_TAGGING_OUTPUT_DIR,
     DEFAULT_TRAINING,
     SMALL_MODEL_WIDTH,
@@ -70,8 +73,9 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
                            f"{DEFAULT_TRAINING['learning_rate']:g}; a resume: the checkpoint's)")
     ns = parser.parse_args(argv)
     given = {a.split("=")[0] for a in argv if a.startswith("--")}
-    if ns.task_type == "token_classification" and "--output_dir" not in given:
-        ns.output_dir = DEFAULT_TAGGING_OUTPUT_DIR  # the shipped tagging task's run is not the genre task's
+    if "--output_dir" not in given:  # the shipped tagging and QA tasks' runs are not the genre task's
+        ns.output_dir = {"token_classification": DEFAULT_TAGGING_OUTPUT_DIR,
+                         "question_answering": DEFAULT_QA_OUTPUT_DIR}.get(ns.task_type, ns.output_dir)
     if ns.learning_rate is None:
         new_weights = bool(ns.adapter_size or ns.ladder_side_tuning or ns.new_encoder_vocab)  # trained from scratch
         ns.learning_rate, why = default_learning_rate(ns.model_name_or_path, ns.config_name, new_weights=new_weights,

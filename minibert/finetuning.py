@@ -9,6 +9,7 @@
 Tasks: single-label classification (one text or a pair), regression (a number per example),
 multi-label classification (a list of label names, or a list of num_labels 0/1 or soft scores),
 with BCE or the ZLPR loss; token classification (finetune/tagging.py: a tag per word, scored by entity F1);
+extractive question answering (finetune/extractive_qa.py: a span of the context, SQuAD's exact match and F1);
 and text generation (finetune/generative.py): seq2seq (BART: a source
 column and a --target_column) and causal_lm (GPT-2: a prompt column and a completion column),
 evaluated by generating (exact match, chrF) with the same engine and flags.
@@ -31,6 +32,7 @@ Where each stage is, here and beside this file:
     training           finetune (callbacks: finetune/adversarial.py for --fgm / --pgd_steps, finetune/swa.py,
                        finetune/unfreezing.py; batches: finetune/smart_batching.py) -> engine/trainer.py
     token tagging      finetune/tagging.py: words and tags -> first-piece labels, entity F1 (tagged_splits here)
+    question answering finetune/extractive_qa.py: SQuAD -> windows of the context, spans, EM / F1 (answered_splits)
     other runs         finetune_generative (finetune/generative.py, new_encoder.py),
                        finetune_multitask (finetune/multitask.py); saving: save_model, finetune/beside_base.py
 """
@@ -57,6 +59,14 @@ from minibert.finetune.adapters import add_adapters, check_adapter_size
 from minibert.finetune.adversarial import FGM, PGD
 from minibert.finetune.beside_base import is_beside_base, load_beside_base, save_beside_base
 from minibert.finetune.classifier import HEAD_FILE, HEAD_KEY, PooledClassifier
+from minibert.finetune.extractive_qa import (
+    QA_METRICS,
+    QACollator,
+    QAEvaluator,
+    qa_features,
+    read_questions,
+    write_answers,
+)
 from minibert.finetune.freeze import freeze_embeddings
 from minibert.finetune.generative import (
     GENERATION_METRICS,
@@ -106,11 +116,17 @@ from minibert.finetune.tagging import (
     tagged_examples,
     write_tag_predictions,
 )
-from minibert.finetune.task_data import GENERATIVE_TASK_TYPES, TOKEN_CLASSIFICATION, Task, load_split, read_rows
+from minibert.finetune.task_data import (
+    GENERATIVE_TASK_TYPES,
+    QUESTION_ANSWERING,
+    TOKEN_CLASSIFICATION,
+    Task,
+    load_split,
+    read_rows,
+)
 from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.modeling import new_weights_unreported, store_linear_weights_input_major
 from minibert.models import bert
-from minibert.nn.losses import token_classification_loss
 from minibert.tokenizer import Tokenizer, check_tokenizer_fits, check_unknown_tokens, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -121,6 +137,9 @@ DEFAULT_VALIDATION_FILE = TASKS_DIR / "shakespeare_genre_validation.jsonl"
 # --task_type token_classification's shipped task: where each speech of a stretch of dialogue begins
 DEFAULT_TAGGING_TRAIN_FILE = TASKS_DIR / "shakespeare_turns_train.jsonl"
 DEFAULT_TAGGING_VALIDATION_FILE = TASKS_DIR / "shakespeare_turns_validation.jsonl"
+# --task_type question_answering's: who says a quoted line, answered by the speaker's name in the context
+DEFAULT_QA_TRAIN_FILE = TASKS_DIR / "shakespeare_speakers_train.json"
+DEFAULT_QA_VALIDATION_FILE = TASKS_DIR / "shakespeare_speakers_validation.json"
 
 
 def is_default_train_file(path: str | os.PathLike) -> bool:
@@ -134,6 +153,7 @@ DEFAULT_PRETRAIN_COMMAND = "python pretrain.py --objective sop"
 RANDOM_INIT = "random"
 DEFAULT_OUTPUT_DIR = "runs/finetune-shakespeare-genre"
 DEFAULT_TAGGING_OUTPUT_DIR = "runs/finetune-shakespeare-turns"  # train.py's, under --task_type token_classification
+DEFAULT_QA_OUTPUT_DIR = "runs/finetune-shakespeare-speakers"  # ... and under --task_type question_answering
 # The engine settings of `python train.py` that differ from TrainingArguments' defaults (a small
 # model on a small task, on a CPU).
 DEFAULT_TRAINING = {"output_dir": DEFAULT_OUTPUT_DIR, "learning_rate": 5e-4, "num_train_epochs": 5.0,
@@ -196,6 +216,7 @@ MIN_SEQ_LENGTH = 8
 BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
 HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification}
 TOKEN_HEADS = {"bert": bert.BertForTokenClassification, "roberta": bert.RobertaForTokenClassification}
+QA_HEADS = {"bert": bert.BertForQuestionAnswering, "roberta": bert.RobertaForQuestionAnswering}
 
 
 @dataclass
@@ -207,10 +228,14 @@ class FinetuneArguments:
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl
     validation_file: str | None = None  # default: the shipped validation file with the shipped --train_file, else none
-    text_column: str = "text"  # the column holding the text (token_classification: its list of words, "tokens")
-    text_pair_column: str | None = None  # a second text: sentence-pair classification
-    label_column: str = "label"  # a label name or whole number (a class), another number (regression), a list
-    # (token_classification: a list of tags, one per word, "tags"; or a CoNLL file: a word and its tag per line)
+    text_column: str | None = None  # the column holding the text (default "text"; token_classification: its list
+    # of words, "tokens"; question_answering: the question, "question")
+    text_pair_column: str | None = None  # a second text: sentence-pair classification (question_answering: the
+    # context, "context")
+    label_column: str | None = None  # (default "label") a label name or whole number (a class), another number
+    # (regression), a list
+    # (token_classification: a list of tags, one per word, "tags"; or a CoNLL file: a word and its tag per line;
+    # question_answering: "answers", {"text": [...], "answer_start": [...]}; or a SQuAD JSON file)
     task_type: str = "auto"  # auto: names, whole numbers: classes; floats, fractions: regression; lists: multi-label
     # -- generation (--task_type seq2seq / causal_lm; --text_column is the source or the prompt) ----
     target_column: str | None = None  # the text to generate: seq2seq's target, causal_lm's completion
@@ -219,6 +244,9 @@ class FinetuneArguments:
     new_encoder_vocab: str | None = None  # BART's translation recipe: a tokenizer dir of the source language
     new_encoder_layers: int = 1  # encoder layers of the new, randomly initialised encoder front
     new_encoder_stage_two_steps: int | None = None  # the last steps, which train everything (default: last 20%)
+    # -- question answering (--task_type question_answering) ---------------------------------------
+    doc_stride: int = 32  # context pieces each window shares with the one before, when a context needs several
+    max_answer_length: int = 30  # pieces of an answer at most
     num_labels: int | None = None  # default: the number of distinct labels in the training file
     max_seq_length: int = 128  # longer texts are truncated (a pair: the longer text first)
     # -- head ------------------------------------------------------------------------------------
@@ -269,14 +297,26 @@ class FinetuneArguments:
             raise ValueError(f"--generation_max_length must be >= 1, got {self.generation_max_length}")
         if self.head_lr is not None and self.head_lr <= 0:
             raise ValueError(f"--head_lr must be > 0, got {self.head_lr}; drop it to train the head at --learning_rate")
-        if self.task_type == TOKEN_CLASSIFICATION:
-            # a list of words and a list of tags per row, and (no --train_file) the shipped tagging task
-            self.text_column = "tokens" if self.text_column == "text" else self.text_column
-            self.label_column = "tags" if self.label_column == "label" else self.label_column
+        # the columns not named: SQuAD's for question answering, a list of words and a list of tags for tagging
+        text, label = {TOKEN_CLASSIFICATION: ("tokens", "tags"), QUESTION_ANSWERING: ("question", "answers")}.get(
+            self.task_type, ("text", "label"))
+        self.text_column = self.text_column or text
+        if self.label_column is None and self.task_type not in GENERATIVE_TASK_TYPES:  # (generation reads none)
+            self.label_column = label
+        if self.task_type == TOKEN_CLASSIFICATION:  # (no --train_file) the shipped tagging task
             if is_default_train_file(self.train_file):
                 self.train_file = str(DEFAULT_TAGGING_TRAIN_FILE)
                 if self.validation_file is None:
                     self.validation_file = str(DEFAULT_TAGGING_VALIDATION_FILE)
+        if self.task_type == QUESTION_ANSWERING:  # the context is the pair; (no --train_file) the shipped QA task
+            self.text_pair_column = self.text_pair_column or "context"
+            if is_default_train_file(self.train_file):
+                self.train_file = str(DEFAULT_QA_TRAIN_FILE)
+                if self.validation_file is None:
+                    self.validation_file = str(DEFAULT_QA_VALIDATION_FILE)
+        if self.doc_stride < 0 or self.max_answer_length < 1:
+            raise ValueError(f"--doc_stride must be >= 0 and --max_answer_length >= 1, got {self.doc_stride} and "
+                             f"{self.max_answer_length}")
         if self.validation_file is None and not self.multitask:  # (--multitask: each task names its own)
             if is_default_train_file(self.train_file):
                 self.validation_file = str(DEFAULT_VALIDATION_FILE)  # the shipped task's own held-out speeches
@@ -386,10 +426,11 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     family = config.get("model_type")
     if family not in BASES:
         raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a {sorted(BASES)} checkpoint")
-    tagging = task.problem_type == TOKEN_CLASSIFICATION  # (not a config problem_type: Hugging Face refuses it)
+    tagging, answering = task.problem_type == TOKEN_CLASSIFICATION, task.problem_type == QUESTION_ANSWERING
+    # (neither is a config problem_type, which Hugging Face refuses; a QA head has its two outputs, no labels)
     labels = {"num_labels": task.num_labels, "problem_type": None if tagging else task.problem_type,
               "id2label": {i: n for i, n in enumerate(task.label_names)} if task.label_names else None}
-    overrides = {k: v for k, v in labels.items() if v is not None}
+    overrides = {} if answering else {k: v for k, v in labels.items() if v is not None}
     if args.classifier_dropout is not None:
         overrides["classifier_dropout"] = args.classifier_dropout
     config_class = BASES[family].config_class
@@ -399,17 +440,21 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         return LadderSideClassifier(encoder, args.ladder_side_tuning, task.num_labels, task.problem_type,
                                     args.multi_label_loss, args.classifier_dropout).train(), source
     if args.pooling == "default":
-        head = (TOKEN_HEADS if tagging else HEADS)[family]
+        head = (TOKEN_HEADS if tagging else QA_HEADS if answering else HEADS)[family]
         # a classifier checkpoint of another number of labels: its head starts afresh (with a warning)
         model = head(config_class.from_dict(config, **overrides)) if random_init else head.from_pretrained(
             source, ignore_mismatched_sizes=True, **overrides)
-        if not random_init and tagging and "classifier.weight" not in model.loading_info["newly_initialized"] and not \
-                any(str(a).endswith("ForTokenClassification") for a in config.get("architectures") or []):
-            # a BERT sentence classifier's head has the token head's names and shape: its rows score sentences
+        # BERT's sentence and token heads are one Linear named `classifier`, of one shape for as many labels: the
+        # rows of the other kind's head score whole texts (or words) and would be loaded as this head's
+        other = "ForSequenceClassification" if tagging else "ForTokenClassification"
+        saved_as = [str(a) for a in config.get("architectures") or [] if str(a).endswith(other)]
+        if not random_init and not answering and saved_as and isinstance(getattr(model, "classifier", None),
+                                                                            nn.Linear) \
+                and "classifier.weight" not in model.loading_info["newly_initialized"]:
             model._init_weights(model.classifier)
-            logger.warning("%s was saved as %s: its classifier scores whole texts, so the token head starts afresh",
-                           source, (config.get("architectures") or ["another head"])[0])
-        elif not random_init:
+            logger.warning("%s was saved as %s: its classifier scores %s, so this run's head starts afresh", source,
+                           saved_as[0], "whole texts" if tagging else "single words")
+        elif not random_init and not answering:
             keep_checkpoint_label_rows(model, config, task)
     else:
         if args.pooling not in POOLINGS:
@@ -421,6 +466,8 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
                                  args.classifier_dropout, args.pooling_layer)
     forget_saved_heads(model.config)
+    if tagging or answering:
+        model.config.problem_type = None  # a sentence classifier's, from the checkpoint: not this head's
     if args.adapter_size is not None:
         # the pooler trains only under a head that reads it: the family head (BERT's) or --pooling pooler
         trainable = add_adapters(model, args.adapter_size, train_pooler=args.pooling in ("default", "pooler"))
@@ -628,23 +675,30 @@ def check_generation_flags(args: FinetuneArguments) -> None:
                          "text to generate")
 
 
-def check_tagging_flags(args: FinetuneArguments) -> None:
-    """--task_type token_classification tags every word with the family's token head: the flags of a
-    sequence-level head, or of the methods that rebuild one, would be ignored or fail later."""
-    if args.task_type != TOKEN_CLASSIFICATION:
+def check_token_task_flags(args: FinetuneArguments) -> None:
+    """--task_type token_classification and question_answering read every token's hidden state with the family's
+    token or span head: the flags of a sequence-level head, or of the methods that rebuild one, would be ignored
+    or fail later; and question answering's own flags mean nothing to the other tasks."""
+    if args.task_type != QUESTION_ANSWERING:
+        for flag, default in (("doc_stride", 32), ("max_answer_length", 30)):
+            if getattr(args, flag) != default:
+                raise ValueError(f"--{flag} is for --task_type question_answering; pass it, or drop --{flag}")
+    if args.task_type not in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING):
         return
+    tagging = args.task_type == TOKEN_CLASSIFICATION
     sequence_only = {
-        "--text_pair_column": (args.text_pair_column is not None, "a tagged row is one list of words"),
-        "--pooling": (args.pooling != "default", "a tag per word reads every word's hidden state, not a pooled one"),
-        "--multi_label_loss": (args.multi_label_loss != "bce", "each word has one tag"),
-        "--num_labels": (args.num_labels is not None, "the tags are the training file's"),
-        "--reinit_pooler": (args.reinit_pooler, "the token head has no pooler"),
+        "--text_pair_column": (tagging and args.text_pair_column is not None, "a tagged row is one list of words"),
+        "--pooling": (args.pooling != "default", "it reads every token's hidden state, not a pooled one"),
+        "--multi_label_loss": (args.multi_label_loss != "bce", "it has no multi-label classes"),
+        "--num_labels": (args.num_labels is not None, "the tags are the training file's" if tagging else
+                         "an answer is a start and an end, two outputs"),
+        "--reinit_pooler": (args.reinit_pooler, "its head has no pooler"),
         "--multitask": (bool(args.multitask), "its tasks are sequence classification"),
         "--adapter_size": (args.adapter_size is not None, "adapters are saved for a sequence head only"),
         "--ladder_side_tuning": (args.ladder_side_tuning is not None, "the side network ends in a sequence head")}
     for flag, (on, why) in sequence_only.items():
         if on:
-            raise ValueError(f"{flag} is not for --task_type token_classification ({why}); drop {flag}")
+            raise ValueError(f"{flag} is not for --task_type {args.task_type} ({why}); drop {flag}")
 
 
 # What a model saved beside its base needs to be rebuilt (with the task) before its parameters load.
@@ -827,7 +881,27 @@ def check_metric_name(name: str, names, what: str) -> None:
 def best_metric_name(task: Task) -> str:
     if task.problem_type == TOKEN_CLASSIFICATION:
         return "f1" if is_entity_scheme(task) else "accuracy"
+    if task.problem_type == QUESTION_ANSWERING:
+        return "f1"
     return {"regression": "rmse", "multi_label_classification": "f1_micro"}.get(task.problem_type, "accuracy")
+
+
+def answered_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
+    """--task_type question_answering's data: the training windows, the Task, and the validation windows and
+    questions (None, None without a validation file). A training file with a question of no answer (SQuAD 2.0) lets
+    the evaluation answer "" (task.label_names: ["no_answer"])."""
+    columns = (args.text_column, args.text_pair_column, args.label_column)
+    questions = read_questions(args.train_file, *columns, flag="--train_file FILE")
+    task = Task(QUESTION_ANSWERING, ["no_answer"] if any(not q.answers for q in questions) else [])
+    train_features = qa_features(questions, tokenizer, args.max_seq_length, args.doc_stride, args.train_file)
+    check_known_tokens(tokenizer, train_features, args.train_file, f"the tokenizer of {args.tokenizer_name or source}",
+                       lambda i: f"{questions[train_features[i]['question']].question} / "
+                                 f"{questions[train_features[i]['question']].context}")
+    if not args.validation_file:
+        return train_features, task, None, None
+    eval_questions = read_questions(args.validation_file, *columns, flag="--validation_file FILE")
+    return (train_features, task, qa_features(eval_questions, tokenizer, args.max_seq_length, args.doc_stride,
+                                              args.validation_file), eval_questions)
 
 
 def tagged_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
@@ -907,7 +981,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
     config = read_config_dict(source)
     if args.task_type not in GENERATIVE_TASK_TYPES:
         check_generation_flags(args)  # --target_column on a classification run says which task type it wants
-        check_tagging_flags(args)
+        check_token_task_flags(args)
         check_classification_family(config, source)  # before the data is read and tokenised
     check_length_fits(args.max_seq_length, config, source)
     if args.text_pair_column is not None and config.get("model_type") == "bert" and config.get("type_vocab_size",
@@ -967,9 +1041,11 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     source = _check_run(args, training)
     torch.manual_seed(training.seed)
     tokenizer = finetuning_tokenizer(args, source, pads=True)
-    tagging = args.task_type == TOKEN_CLASSIFICATION
+    tagging, answering = args.task_type == TOKEN_CLASSIFICATION, args.task_type == QUESTION_ANSWERING
     if tagging:
-        train_examples, task, eval_examples, eval_pairs = tagged_splits(args, tokenizer, source)
+        train_examples, task, eval_examples, eval_items = tagged_splits(args, tokenizer, source)
+    elif answering:
+        train_examples, task, eval_examples, eval_items = answered_splits(args, tokenizer, source)
     else:
         columns = {"text_column": args.text_column, "label_column": args.label_column,
                    "text_pair_column": args.text_pair_column}
@@ -989,21 +1065,28 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         warn_dropped_task_heads(model, source, read_config_dict(source), args)
     apply_tricks(model, args)
 
-    collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding, token_labels=tagging)
+    collate = (QACollator(tokenizer.pad_token_id, args.max_seq_length, args.padding) if answering else
+               PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, args.padding, token_labels=tagging))
     sampler = None
     if args.group_by_length:
         sampler = UniformLengthSampler([len(e["input_ids"]) for e in train_examples],
                                        training.per_device_train_batch_size, drop_last=training.dataloader_drop_last)
     eval_fn = None
     if eval_examples:
-        eval_collate = PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, token_labels=tagging)
-        eval_fn = (TagEvaluator(eval_examples, task, eval_collate, args.per_device_eval_batch_size) if tagging else
-                   make_eval_fn(eval_examples, task, eval_collate, args.per_device_eval_batch_size,
-                                args.multi_label_loss))
+        eval_collate = (QACollator(tokenizer.pad_token_id, args.max_seq_length) if answering else
+                        PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, token_labels=tagging))
+        if tagging:
+            eval_fn = TagEvaluator(eval_examples, task, eval_collate, args.per_device_eval_batch_size)
+        elif answering:
+            eval_fn = QAEvaluator(eval_items, eval_examples, eval_collate, args.per_device_eval_batch_size,
+                                  args.max_answer_length, allow_no_answer=bool(task.label_names))
+        else:
+            eval_fn = make_eval_fn(eval_examples, task, eval_collate, args.per_device_eval_batch_size,
+                                   args.multi_label_loss)
         if training.metric_for_best_model is None:
             training.metric_for_best_model = best_metric_name(task)
             training.greater_is_better = training.metric_for_best_model != "rmse"
-        names = metric_names(task) if tagging else METRICS[task.problem_type]
+        names = metric_names(task) if tagging else QA_METRICS if answering else METRICS[task.problem_type]
         check_metric_name(training.metric_for_best_model, ("loss", *names), f"a {task.problem_type} task")
     callbacks = list(callbacks)
     if args.fgm:
@@ -1017,8 +1100,6 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     def loss_fn(wrapped: nn.Module, batch: dict):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         outputs = wrapped(**inputs)
-        if tagging:  # the mean over the labelled pieces (each word's first), as the model's own loss
-            return token_classification_loss(outputs.logits, batch["labels"]), outputs
         return task_loss(outputs.logits, batch["labels"], task.problem_type, args.multi_label_loss), outputs
 
     optimizer = finetuning_optimizer(model, args, training)  # before unfreezing freezes: its groups hold every layer
@@ -1028,8 +1109,11 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         # the encoder's pooler (and, under cls_layer, the blocks above the layer it reads) gets no gradient
         training.ddp_find_unused_parameters = True
     trainer_eval_fn = on_slow_weights(optimizer, eval_fn, callbacks)  # (--optim radam_lookahead: on its slow weights)
+    # Token and span heads compute their own loss: the engine then weighs accumulated micro-batches by their labelled
+    # pieces (loss_items), as one big batch would. The task is the recipe: a resume with other labels is refused.
     trainer = Trainer(model, training, train_examples, collate, eval_fn=trainer_eval_fn, callbacks=callbacks,
-                      optimizer=optimizer, sampler=sampler, loss_fn=loss_fn)
+                      optimizer=optimizer, sampler=sampler, loss_fn=None if tagging or answering else loss_fn,
+                      recipe={"task": task.problem_type, "labels": task.label_names})
     if args.gradual_unfreezing:
         stage_steps = args.unfreeze_stage_steps if args.unfreeze_stage_steps is not None else trainer.steps_per_epoch()
         trainer.callbacks.append(GradualUnfreezing(model, stage_steps))
@@ -1064,9 +1148,12 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         record = {"metrics": metrics, "swa_metrics": swa_metrics, "task": asdict(task),
                   "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
-        if tagging and eval_fn is not None:
-            eval_fn(model)  # the saved model's tags (the last call may have been SWA's average, not kept)
-            write_tag_predictions(out / "tag_predictions.jsonl", eval_pairs, eval_fn.predictions)
+        if (tagging or answering) and eval_fn is not None:
+            eval_fn(model)  # the saved model's predictions (the last call may have been SWA's average, not kept)
+            if tagging:
+                write_tag_predictions(out / "tag_predictions.jsonl", eval_items, eval_fn.predictions)
+            else:
+                write_answers(out / "qa_predictions.jsonl", eval_items, eval_fn.predictions)
     best_step = None
     if result.best_checkpoint:
         best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1])

@@ -26,6 +26,8 @@ FILE_SHA256 = {
     TASKS / "tang_t2s_validation.jsonl": "bc3e699a655175aa6955407d23d56bf3de4e5e8b28c26029c543cc7739d6b861",
     TASKS / "shakespeare_turns_train.jsonl": "91515060a258546fb3133e4650adb68873ae626c52548304a73b481cf916eee5",
     TASKS / "shakespeare_turns_validation.jsonl": "da407138f1785114d0ac095f5e9973e4dbafe3fa67edee3e39360bf614293aa1",
+    TASKS / "shakespeare_speakers_train.json": "0db801dd632ddddd75e03b45ef2bf056922e748fa614d70051e1c9ed0a992343",
+    TASKS / "shakespeare_speakers_validation.json": "ad3041afa63b6b186d502c8856f3082c18ce8445673b934cb843e9e23b8a65bc",
 }
 LINES_SHA256 = {
     CORPUS / "shakespeare.jsonl.gz": "d6dd1be19336e1b0133af9cefaa086bd574251cabfd8260d48daec640c025516",
@@ -64,6 +66,8 @@ def test_every_line_has_the_documented_fields():
               "shakespeare_turns_train.jsonl": ["tokens", "tags", "play", "scene"],
               "shakespeare_turns_validation.jsonl": ["tokens", "tags", "play", "scene"]}
     for path in FILE_SHA256:
+        if path.suffix == ".json":  # SQuAD's format, one JSON document: test_speakers_task_... reads it
+            continue
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         assert raw.endswith(b"\n") and b"\r" not in raw, path.name  # LF lines, the last one ended
         for row in _rows(path):
@@ -186,6 +190,44 @@ def test_turns_task_is_the_corpus_speeches_of_plays_pretraining_holds_out():
         assert len(texts) >= 2 and len(row["tokens"]) <= 48
         # consecutive speeches of the scene, verbatim but for runs of spaces
         assert any(lines[i : i + len(texts)] == texts for i, line in enumerate(lines) if line == texts[0])
+
+
+def test_speakers_task_asks_who_says_a_line_of_plays_pretraining_holds_out():
+    """SQuAD v1.1's format; each context is consecutive speeches of one scene of a held-out play, each printed
+    after its speaker's name; each question quotes a speech's opening words, found once in the context, and its
+    answer is the name printed just before them, at its offset. No play is in both splits."""
+    splits = {s: json.loads((TASKS / f"shakespeare_speakers_{s}.json").read_text(encoding="utf-8"))
+              for s in ("train", "validation")}
+    corpus = collections.defaultdict(set)  # each held-out play's speeches, as the corpus prints them
+    for row in _rows(CORPUS / "shakespeare.jsonl.gz"):
+        corpus[row["title"]].update(" ".join(line.split()) for line in row["text"].split("\n"))
+    held = split_works(sorted(corpus), 0.2)
+    plays = [{article["title"] for article in splits[s]["data"]} for s in ("train", "validation")]
+    assert plays[0] | plays[1] == held and not plays[0] & plays[1] and len(plays[1]) == 2
+    counts = []
+    for split in splits.values():
+        assert split["version"] == "1.1"
+        questions = 0
+        for article in split["data"]:
+            for paragraph in article["paragraphs"]:
+                context = paragraph["context"]
+                lines = context.split("\n")
+                assert len(lines) >= 2 and len({line.split(". ", 1)[0] for line in lines}) >= 2
+                assert len(context.split()) <= 60
+                for qa in paragraph["qas"]:
+                    questions += 1
+                    quote = qa["question"].removeprefix('Who says "').removesuffix('"?')
+                    [answer] = qa["answers"]
+                    name, start = answer["text"], answer["answer_start"]
+                    assert context.count(quote) == 1 and context[start : start + len(name)] == name
+                    line = context[start:].split("\n", 1)[0]
+                    assert line.startswith(f"{name}. {quote}")  # the name printed before the quoted words
+        counts.append(questions)
+    assert counts == [3220, 1021]
+    speeches = {line.split(". ", 1)[1] for split in splits.values() for article in split["data"]
+                for paragraph in article["paragraphs"] for line in paragraph["context"].split("\n")}
+    in_corpus = sum(any(s in corpus[t] for t in held) for s in speeches)
+    assert in_corpus / len(speeches) > 0.95  # the corpus's speeches (the rest: the genre task's, left out of it)
 
 
 def test_make_shakespeare_turns_rebuilds_the_shipped_files(monkeypatch, tmp_path):

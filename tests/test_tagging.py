@@ -123,7 +123,7 @@ def test_words_cut_by_max_seq_length_are_counted_and_scored_as_untagged(ckpt):
     evaluator = TagEvaluator([example], task, PaddingCollator(0, 8, token_labels=True), 4)
     scores = evaluator(Perfect())
     assert scores["recall"] == 0.6 and scores["precision"] == 1.0 and scores["accuracy"] == 0.6
-    assert evaluator.predictions == [["S-K"] * 6 + ["O"] * 4]
+    assert evaluator.predictions == [["S-K"] * 6 + [None] * 4]  # written as null: no prediction, scored as O
 
 
 def test_the_collator_pads_token_labels_with_the_ignore_index():
@@ -147,7 +147,7 @@ def test_conll_text_is_read_by_its_first_and_last_columns(tmp_path):
     ({"tokens": ["a", "b"], "tags": ["O"]}, r"row 1 has 2 words but 1 tags"),
     ({"tokens": ["a"], "tags": [3]}, r"'tags' must be a list of strings.*tag ids: write each tag's name"),
     ({"tokens": "a b", "tags": ["O", "O"]}, r"'tokens' must be a list of strings"),
-    ({"words": ["a"], "tags": ["O"]}, r"no column 'tokens' \(its columns: 'words', 'tags'\).*--text_column"),
+    ({"words": ["a"], "tags": ["O"]}, r"no column \['tokens'\]; the columns are \['tags', 'words'\].*--text_column"),
     ({"tokens": [], "tags": []}, r"row 1 has no words"),
 ])
 def test_bad_rows_are_refused_naming_the_row_and_the_fix(tmp_path, row, message):
@@ -292,4 +292,95 @@ def test_a_sentence_classifiers_head_is_not_taken_for_a_token_head(ckpt, tmp_pat
     model = load_finetuned(tmp_path / "out")
     assert model.classifier.weight.shape == (3, 16) and not torch.allclose(model.classifier.weight,
                                                                              torch.full((3, 16), 0.5), atol=1e-3)
-    assert "its classifier scores whole texts, so the token head starts afresh" in caplog.text
+    assert "its classifier scores whole texts, so this run's head starts afresh" in caplog.text
+    # ... and the other way: a sentence task from the token classifier starts its head afresh too
+    caplog.clear()
+    (tmp_path / "back").mkdir()
+    rows = [{"sentence": " ".join(r["words"]), "label": ["a", "b", "c"][i % 3]}
+            for i, r in enumerate(tagged_rows(12, 0))]
+    args, training = train.parse(["--model_name_or_path", str(tmp_path / "out"), "--train_file",
+                                  write(tmp_path / "back" / "s.jsonl", rows), "--text_column", "sentence",
+                                  "--output_dir", str(tmp_path / "back" / "out"), "--max_steps", "1", "--disable_tqdm",
+                                  "--device", "cpu", "--max_seq_length", "32", "--learning_rate", "1e-9"])
+    training.plot_loss = False
+    train.finetune(args, training)
+    assert "saved as BertForTokenClassification: its classifier scores single words" in caplog.text
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved.get("problem_type") is None  # not the sentence classifier's single_label_classification
+
+
+def test_accumulated_micro_batches_are_weighed_by_their_labelled_words(ckpt, tmp_path):
+    """A token loss is a mean over labelled pieces: two accumulated micro-batches count as one batch of both
+    (the model's loss_items), not half each."""
+    seen = []
+
+    class Weights:
+        def on_backward_end(self, trainer, batch):
+            seen.append((trainer.loss_weight, int((batch["labels"] != IGNORE_INDEX).sum())))
+
+    argv = ["--task_type", "token_classification", "--model_name_or_path", str(ckpt), "--train_file",
+            write(tmp_path / "train.jsonl", tagged_rows(16, 3)), "--text_column", "words", "--label_column", "labels",
+            "--output_dir", str(tmp_path / "out"),
+            "--max_steps", "1", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2",
+            "--disable_tqdm", "--device", "cpu", "--max_seq_length", "32", "--group_by_length", "false"]
+    args, training = train.parse(argv)
+    training.plot_loss = False
+    train.finetune(args, training, callbacks=[Weights()])
+    (w1, n1), (w2, n2) = seen
+    assert n1 != n2 and (w1, w2) == pytest.approx((n1 / (n1 + n2), n2 / (n1 + n2)))
+
+
+def test_a_resume_under_other_tags_is_refused_naming_them(ckpt, tmp_path):
+    run_tagging(ckpt, tmp_path, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2")
+    renamed = [{"words": r["words"], "labels": [t.replace("B-OBJ", "B-THING") for t in r["labels"]]}
+               for r in tagged_rows(64, 0)]
+    write(tmp_path / "train.jsonl", renamed)
+    args, training = train.parse(["--task_type", "token_classification", "--model_name_or_path", str(ckpt),
+                                  "--train_file", str(tmp_path / "train.jsonl"), "--text_column", "words",
+                                  "--label_column", "labels", "--output_dir", str(tmp_path / "out"),
+                                  "--resume_from_checkpoint", "last", "--max_steps", "6", "--disable_tqdm",
+                                  "--device", "cpu", "--max_seq_length", "32", "--learning_rate", "3e-3",
+                                  "--warmup_ratio", "0", "--eval_steps", "2", "--save_steps", "2"])
+    training.plot_loss = False
+    with pytest.raises(ValueError, match=r"labels: \['O', 'B-OBJ', 'B-PER'\] then, \['O', 'B-PER', 'B-THING'\] now"):
+        train.finetune(args, training)
+
+
+def test_mixed_schemes_conll_u_and_strings_are_refused_and_any_other_file_reads_as_conll(tmp_path, ckpt):
+    with pytest.raises(ValueError, match=r"the tags OBJ are not entity tags .* as B-PER are"):
+        tag_task([(["a", "b", "c"], ["OBJ", "B-PER", "O"])])
+    (tmp_path / "eng.train").write_text("EU B-ORG\nrejects O\n")  # CoNLL-2003's own file names
+    assert read_tagged(tmp_path / "eng.train") == [(["EU", "rejects"], ["B-ORG", "O"])]
+    (tmp_path / "t.tsv").write_bytes("Tr\xe4ume\tO\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"t.tsv.*UTF-8"):
+        read_tagged(tmp_path / "t.tsv")
+    (tmp_path / "ud.conllu").write_text("1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n")
+    with pytest.raises(ValueError, match=r"as CoNLL-U \(Universal Dependencies\) writes"):
+        read_tagged(tmp_path / "ud.conllu")
+    model = BertForTokenClassification.from_pretrained(ckpt, num_labels=2)
+    with pytest.raises(ValueError, match=r"lists of words \(a string would be tagged letter by letter\)"):
+        predict_tags(model, load_tokenizer(ckpt), ["the king"])
+
+
+def test_a_column_named_as_another_tasks_default_is_read(ckpt, tmp_path):
+    """--text_column text and --label_column label were read as tokens and tags."""
+    rows = [{"text": r["words"], "label": r["labels"]} for r in tagged_rows(16, 0)]
+    args, _ = train.parse(["--task_type", "token_classification", "--train_file", write(tmp_path / "t.jsonl", rows),
+                           "--text_column", "text", "--label_column", "label"])
+    assert (args.text_column, args.label_column) == ("text", "label")
+    assert len(read_tagged(args.train_file, args.text_column, args.label_column)) == 16
+
+
+def test_tagging_from_a_pooling_runs_checkpoint_gives_no_advice_it_would_refuse(ckpt, tmp_path, caplog):
+    rows = [{"sentence": " ".join(r["words"]), "label": ["a", "b"][i % 2]} for i, r in enumerate(tagged_rows(8, 0))]
+    args, training = train.parse(["--model_name_or_path", str(ckpt), "--train_file", write(tmp_path / "s.jsonl", rows),
+                                  "--text_column", "sentence", "--pooling", "mean", "--output_dir",
+                                  str(tmp_path / "pooled"), "--max_steps", "1", "--disable_tqdm", "--device", "cpu",
+                                  "--max_seq_length", "32"])
+    training.plot_loss = False
+    train.finetune(args, training)
+    caplog.clear()
+    run_tagging(tmp_path / "pooled", tmp_path, "--max_steps", "1")
+    assert "was saved by a --pooling mean run" in caplog.text
+    assert "pass --pooling" not in caplog.text
+    assert "reads every token, not a sentence head's pooled vector" in caplog.text

@@ -25,7 +25,7 @@ from torch import nn
 from minibert.finetune.classifier import HEAD_FILE, HEAD_KEY, PooledClassifier
 from minibert.finetune.ladder import LadderSideClassifier
 from minibert.finetune.multitask import HEADS_FILE, TASK_ORDER_KEY, TASKS_KEY, MultiTaskClassifier
-from minibert.finetune.task_data import Task
+from minibert.finetune.task_data import QUESTION_ANSWERING, TOKEN_CLASSIFICATION, Task
 
 if TYPE_CHECKING:  # (the arguments' class lives in the layer above: read, never imported at run time)
     from minibert.finetuning import FinetuneArguments
@@ -71,8 +71,8 @@ def reload_pooling_head(model: nn.Module, source, config: dict, args: FinetuneAr
         if isinstance(model, LadderSideClassifier):
             same = f"{same} without --ladder_side_tuning"
         logger.warning("%s was saved by a --pooling %s run: its trained pooling head (head.safetensors) is dropped, "
-                       "and this run's head (%s) starts afresh; pass %s to fine-tune on from it", source, pooling,
-                       this, same)
+                       "and this run's head (%s) starts afresh%s", source, pooling, this, _keep_advice(
+                           args, f"; pass {same} to fine-tune on from it"))
         return
     head = load_file(str(Path(source) / HEAD_FILE))
     model.pooling.load_state_dict({k[len("pooling."):]: v for k, v in head.items() if k.startswith("pooling.")})
@@ -90,6 +90,14 @@ def reload_pooling_head(model: nn.Module, source, config: dict, args: FinetuneAr
     logger.warning("%s: its %s classifier was trained for the %s labels %s and this task's are %s: that classifier "
                    "starts afresh (the trained pooling is kept)", source, same, saved["problem_type"], names,
                    task.label_names)
+
+
+def _keep_advice(args: FinetuneArguments, advice: str) -> str:
+    """How to keep a saved sentence head; a token or span task has no way to (its head reads every token)."""
+    task_type = getattr(args, "task_type", None)  # (a caller's own arguments may hold the head flags alone)
+    if task_type in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING):
+        return f" (a --task_type {task_type} run reads every token, not a sentence head's pooled vector)"
+    return advice
 
 
 def _this_head(model: nn.Module, args: FinetuneArguments) -> str:
@@ -112,9 +120,9 @@ def warn_dropped_task_heads(model: nn.Module, source, config: dict, args: Finetu
     same = f"--pooling {saved['pooling']}" + (
         f" --pooling_layer {saved.get('layer')}" if saved["pooling"] == "cls_layer" else "")
     logger.warning("%s was saved by a --multitask run: its trained task heads (%s, in %s) are dropped, and this "
-                   "run's head (%s) starts afresh; to fine-tune on from one, run --multitask with a task of its name "
-                   "(NAME=TRAIN[,VALIDATION]), which may be the only one, and %s", source, ", ".join(names),
-                   HEADS_FILE, _this_head(model, args), same)
+                   "run's head (%s) starts afresh%s", source, ", ".join(names), HEADS_FILE, _this_head(model, args),
+                   _keep_advice(args, "; to fine-tune on from one, run --multitask with a task of its name "
+                                f"(NAME=TRAIN[,VALIDATION]), which may be the only one, and {same}"))
 
 
 def _stale_marker_checked(source, saved: dict) -> bool:

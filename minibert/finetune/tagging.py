@@ -36,13 +36,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from minibert.data.corpus import decode_utf8
 from minibert.finetune.smart_batching import PaddingCollator
-from minibert.finetune.task_data import DATA_FILE_FLAGS, TOKEN_CLASSIFICATION, Task, read_rows
+from minibert.finetune.task_data import DATA_FILE_FLAGS, TOKEN_CLASSIFICATION, Task, check_columns, read_rows
 from minibert.nn.losses import IGNORE_INDEX, token_classification_loss
 
 logger = logging.getLogger(__name__)
 
-CONLL_SUFFIXES = (".conll", ".conllx", ".iob", ".bio", ".txt")
+ROW_SUFFIXES = (".json", ".jsonl")  # rows of a list of words and a list of tags; any other file is CoNLL text
 ENTITY_TAG = re.compile(r"^([BIESLU])-(.+)$")
 OUTSIDE = "O"
 ENTITY_METRICS = ("f1", "precision", "recall", "accuracy")
@@ -54,9 +55,13 @@ def _read_conll(path: Path) -> list[dict]:
     """CoNLL text: one word per line, its columns split by whitespace, the word first and the tag last;
     a blank line ends a sentence; -DOCSTART- lines (CoNLL-2003's document marks) are skipped."""
     rows, words, tags = [], [], []
-    text = path.read_text(encoding="utf-8")
+    text = decode_utf8(path.read_bytes(), path)
     for number, line in enumerate(text.splitlines(), 1):
         cells = line.split()
+        if len(cells) == 10 and cells[0].isdigit() and not words and not rows:
+            raise ValueError(f"{path}: line {number} has 10 columns and an index first, as CoNLL-U (Universal "
+                             "Dependencies) writes; write the word and its tag on each line (e.g. FORM and UPOS: "
+                             "the 2nd and 4th columns), or JSON lines")
         if not cells or cells[0] == "-DOCSTART-":
             if words:
                 rows.append({"tokens": words, "tags": tags})
@@ -76,23 +81,21 @@ def _read_conll(path: Path) -> list[dict]:
 def read_tagged(path: str | os.PathLike, tokens_column: str = "tokens", tags_column: str = "tags",
                 flag: str = DATA_FILE_FLAGS) -> list[tuple[list[str], list[str]]]:
     """(words, tags) of every row of a tagged file: JSON lines / JSON whose rows hold a list of words and a list
-    of as many tags (columns tokens_column and tags_column), or CoNLL text (.conll, .iob, .bio, .txt)."""
+    of as many tags (columns tokens_column and tags_column), or CoNLL text: any other file but a CSV (.conll,
+    .iob, .tsv, CoNLL-2003's eng.train, ...)."""
     path = Path(path)
-    if path.suffix.lower() in CONLL_SUFFIXES and path.is_file():
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        raise ValueError(f"{path}: token classification reads a list of words and a list of tags per row, which a "
+                         "CSV cell does not hold; write JSON lines ({\"tokens\": [...], \"tags\": [...]}) or "
+                         "CoNLL text (a word and its tag per line, split by spaces or tabs; .conll, .tsv, ...)")
+    if suffix not in ROW_SUFFIXES and path.is_file():
         rows, tokens_column, tags_column, where = _read_conll(path), "tokens", "tags", "sentence"
     else:
-        if path.suffix.lower() in (".csv", ".tsv"):
-            raise ValueError(f"{path}: token classification reads a list of words and a list of tags per row, "
-                             "which a CSV cell does not hold; write JSON lines ({\"tokens\": [...], \"tags\": "
-                             "[...]}) or CoNLL text (a word and its tag per line, .conll)")
         rows, where = read_rows(path, flag), "row"
     if not rows:
         raise ValueError(f"{path} holds no tagged sentence; pass a file with at least one")
-    missing = [c for c in (tokens_column, tags_column) if c not in rows[0]]
-    if missing:
-        raise ValueError(f"{path} has no column {' or '.join(map(repr, missing))} (its columns: "
-                         f"{', '.join(map(repr, rows[0]))}); name the words' column with --text_column and the "
-                         "tags' with --label_column")
+    check_columns(rows, {tokens_column: "--text_column (the words)", tags_column: "--label_column (the tags)"}, path)
     pairs = []
     for number, row in enumerate(rows, 1):
         words, tags = row.get(tokens_column), row.get(tags_column)
@@ -112,10 +115,19 @@ def read_tagged(path: str | os.PathLike, tokens_column: str = "tokens", tags_col
 
 
 def tag_task(pairs: list[tuple[list[str], list[str]]], path="the training file") -> Task:
-    """The tags seen in training, "O" first and the others sorted, so ids do not depend on the file's order."""
+    """The tags seen in training, "O" first and the others sorted, so ids do not depend on the file's order.
+    Entity tags (B-X, I-X, ...) and plain ones (NN) together are refused: one stray tag would turn entity F1 off."""
     names = sorted({t for _, tags in pairs for t in tags})
     if len(names) < 2:
         raise ValueError(f"{path}: every word is tagged {names[0]!r}; a tagger needs at least two tags to learn")
+    entity = [n for n in names if ENTITY_TAG.match(n)]
+    plain = [n for n in names if n != OUTSIDE and not ENTITY_TAG.match(n)]
+    if entity and plain:
+        raise ValueError(f"{path}: the tags {', '.join(plain[:5])} are not entity tags (O, or B-, I-, E-, S- and a "
+                         f"type) as {', '.join(entity[:3])} are, so entities could not be scored; write them in one "
+                         "scheme (e.g. B-X), or all as plain tags (then word accuracy is the score)")
+    logger.info("tags: %s; scored by %s", ", ".join(names), "entity F1 (conlleval's rules)" if entity else
+                "word accuracy")
     if OUTSIDE in names:
         names.remove(OUTSIDE)
         names.insert(0, OUTSIDE)
@@ -237,8 +249,7 @@ class TagEvaluator:
         was_training = model.training
         model.eval()
         names = self.task.label_names
-        missing = OUTSIDE if self.entities else None  # a word without a prediction: outside every entity, or wrong
-        predicted: list[list[str] | None] = [None] * len(self.examples)
+        predicted: list[list[str | None] | None] = [None] * len(self.examples)
         loss_sum, loss_terms = 0.0, 0
         with torch.no_grad():
             for start in range(0, len(self.order), self.batch_size):
@@ -252,12 +263,13 @@ class TagEvaluator:
                     loss_terms += terms
                 best = logits.argmax(-1)  # (B, T)
                 for row, i in enumerate(rows):
-                    predicted[i] = [names[int(best[row, s])] if s >= 0 else missing
+                    predicted[i] = [names[int(best[row, s])] if s >= 0 else None
                                     for s in self.examples[i]["word_starts"]]
         model.train(was_training)
         gold = [[names[t] for t in e["tags"]] for e in self.examples]
         self.predictions = predicted
-        metrics = tagging_metrics(gold, predicted, self.entities)
+        missing = OUTSIDE if self.entities else None  # a word without a prediction: outside every entity, or wrong
+        metrics = tagging_metrics(gold, [[missing if p is None else p for p in ps] for ps in predicted], self.entities)
         return {"loss": loss_sum / loss_terms if loss_terms else math.nan, **metrics}
 
 
@@ -265,6 +277,9 @@ def predict_tags(model: nn.Module, tokenizer, sentences: list[list[str]], max_se
                  batch_size: int = 64) -> list[list[str | None]]:
     """A tag for every word of each sentence (a list of words), by a token-classification model, named by its
     config's id2label; None for a word with no prediction (cut by max_seq_length, or of no piece)."""
+    if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+        raise ValueError("predict_tags takes sentences as lists of words (a string would be tagged letter by "
+                         "letter); split them first, e.g. [text.split() for text in texts]")
     collate = PaddingCollator(tokenizer.pad_token_id)
     encoded = [encode_words(words, tokenizer, max_seq_length)[:2] for words in sentences]
     device = next(model.parameters()).device

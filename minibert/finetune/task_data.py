@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 GENERATIVE_TASK_TYPES = ("seq2seq", "causal_lm")  # trained by finetune/generative.py
 TOKEN_CLASSIFICATION = "token_classification"  # a tag per word: finetune/tagging.py reads its data and scores it
+QUESTION_ANSWERING = "question_answering"  # a span of a context: finetune/extractive_qa.py
 TASK_TYPES = ("auto", "single_label_classification", "regression", "multi_label_classification",
-              TOKEN_CLASSIFICATION, *GENERATIVE_TASK_TYPES)
+              TOKEN_CLASSIFICATION, QUESTION_ANSWERING, *GENERATIVE_TASK_TYPES)
 
 
 @dataclass
@@ -150,7 +151,7 @@ def _object_of_unique_keys(pairs: list[tuple]) -> dict:
     return dict(pairs)
 
 
-def _check_columns(rows: list[dict], columns: dict[str, str], path) -> None:
+def check_columns(rows: list[dict], columns: dict[str, str], path) -> None:
     """columns: each column the run reads -> the flag that names it (named in the error when it is missing)."""
     missing = [c for c in columns if c not in rows[0]]
     if missing:
@@ -337,7 +338,7 @@ def load_split(path, tokenizer, max_seq_length: int, text_column: str = "text", 
     label_flag: what names the label column (--multitask: a field of its spec)."""
     rows = read_rows(path, flag)
     columns = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
-    _check_columns(rows, {text_column: "--text_column", **({text_pair_column: "--text_pair_column"}
+    check_columns(rows, {text_column: "--text_column", **({text_pair_column: "--text_pair_column"}
                                                             if text_pair_column else {}), label_column: label_flag},
                    path)
     _check_labels_present([r.get(label_column) for r in rows], path)
