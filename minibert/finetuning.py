@@ -228,14 +228,13 @@ class FinetuneArguments:
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl
     validation_file: str | None = None  # default: the shipped validation file with the shipped --train_file, else none
-    text_column: str | None = None  # the column holding the text (default "text"; token_classification: its list
-    # of words, "tokens"; question_answering: the question, "question")
-    text_pair_column: str | None = None  # a second text: sentence-pair classification (question_answering: the
-    # context, "context")
-    label_column: str | None = None  # (default "label") a label name or whole number (a class), another number
-    # (regression), a list
-    # (token_classification: a list of tags, one per word, "tags"; or a CoNLL file: a word and its tag per line;
-    # question_answering: "answers", {"text": [...], "answer_start": [...]}; or a SQuAD JSON file)
+    text_column: str | None = None  # the text's column; None: by --task_type (text, tokens, question for QA)
+    # (token_classification: a list of words; question_answering: the question)
+    text_pair_column: str | None = None  # a second text: sentence pairs (question_answering: the context, "context")
+    label_column: str | None = None  # the labels' column; None: by --task_type (label, tags, answers for QA)
+    # (a label name or whole number: a class; another number: regression; a list: multi-label; token_classification:
+    # a list of tags, one per word, or a CoNLL file; question_answering: {"text": [...], "answer_start": [...]}, or a
+    # SQuAD JSON file)
     task_type: str = "auto"  # auto: names, whole numbers: classes; floats, fractions: regression; lists: multi-label
     # -- generation (--task_type seq2seq / causal_lm; --text_column is the source or the prompt) ----
     target_column: str | None = None  # the text to generate: seq2seq's target, causal_lm's completion
@@ -675,14 +674,18 @@ def check_generation_flags(args: FinetuneArguments) -> None:
                          "text to generate")
 
 
+def check_qa_flags(args: FinetuneArguments) -> None:
+    """Question answering's own flags mean nothing to the other task types (generation's included)."""
+    if args.task_type != QUESTION_ANSWERING:
+        for flag in ("doc_stride", "max_answer_length"):
+            if _given(args, flag):
+                raise ValueError(f"--{flag} is for --task_type question_answering; pass it, or drop --{flag}")
+
+
 def check_token_task_flags(args: FinetuneArguments) -> None:
     """--task_type token_classification and question_answering read every token's hidden state with the family's
     token or span head: the flags of a sequence-level head, or of the methods that rebuild one, would be ignored
-    or fail later; and question answering's own flags mean nothing to the other tasks."""
-    if args.task_type != QUESTION_ANSWERING:
-        for flag, default in (("doc_stride", 32), ("max_answer_length", 30)):
-            if getattr(args, flag) != default:
-                raise ValueError(f"--{flag} is for --task_type question_answering; pass it, or drop --{flag}")
+    or fail later."""
     if args.task_type not in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING):
         return
     tagging = args.task_type == TOKEN_CLASSIFICATION
@@ -695,7 +698,9 @@ def check_token_task_flags(args: FinetuneArguments) -> None:
         "--reinit_pooler": (args.reinit_pooler, "its head has no pooler"),
         "--multitask": (bool(args.multitask), "its tasks are sequence classification"),
         "--adapter_size": (args.adapter_size is not None, "adapters are saved for a sequence head only"),
-        "--ladder_side_tuning": (args.ladder_side_tuning is not None, "the side network ends in a sequence head")}
+        "--ladder_side_tuning": (args.ladder_side_tuning is not None, "the side network ends in a sequence head"),
+        "--classifier_dropout": (not tagging and args.classifier_dropout is not None,
+                                 "the span head has no dropout of its own, as Hugging Face's has none")}
     for flag, (on, why) in sequence_only.items():
         if on:
             raise ValueError(f"{flag} is not for --task_type {args.task_type} ({why}); drop {flag}")
@@ -968,6 +973,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
                          "--weight_decay > 0 (e.g. 0.01), or drop --prior_wd")
     if args.pooling != "default" and args.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {args.pooling!r}; choose default or one of {', '.join(POOLINGS)}")
+    check_qa_flags(args)
     random_init = args.model_name_or_path == RANDOM_INIT
     source = (args.config_name or DEFAULT_PRETRAINED) if random_init else args.model_name_or_path
     # Even with --overwrite_output_dir: replacing a run is asked for, replacing what it reads never is.
@@ -988,6 +994,10 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
                                                                                               2) < 2:
         # a BERT of one segment embedding: a pair's second segment (token type 1, which BERT's WordPiece
         # tokenizer gives it) has no row; it failed at the first batch. (RoBERTa's pairs are all type 0.)
+        if args.task_type == QUESTION_ANSWERING:
+            raise ValueError(f"{source} has a single segment (type_vocab_size 1), so it cannot read the context as "
+                             "the second text of a (question, context) pair; answer with a BERT of two segments, or "
+                             "a RoBERTa")
         raise ValueError(f"--text_pair_column {args.text_pair_column}: {source} has a single segment "
                          "(type_vocab_size 1), so the pair's second text has no segment embedding; join the two "
                          "texts into one column, or drop --text_pair_column")
@@ -1110,7 +1120,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         training.ddp_find_unused_parameters = True
     trainer_eval_fn = on_slow_weights(optimizer, eval_fn, callbacks)  # (--optim radam_lookahead: on its slow weights)
     # Token and span heads compute their own loss: the engine then weighs accumulated micro-batches by their labelled
-    # pieces (loss_items), as one big batch would. The task is the recipe: a resume with other labels is refused.
+    # pieces (the token head's loss_items), as one big batch would; a span loss is one mean over windows, each
+    # micro-batch 1 / the accumulation steps. The task is the recipe: a resume with other labels is refused.
     trainer = Trainer(model, training, train_examples, collate, eval_fn=trainer_eval_fn, callbacks=callbacks,
                       optimizer=optimizer, sampler=sampler, loss_fn=None if tagging or answering else loss_fn,
                       recipe={"task": task.problem_type, "labels": task.label_names})

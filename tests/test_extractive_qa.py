@@ -243,6 +243,9 @@ def test_the_default_qa_run_reads_the_shipped_task():
     (["--task_type", "question_answering", "--num_labels", "2"], r"--num_labels is not for --task_type question_ans"),
     (["--task_type", "question_answering", "--adapter_size", "4"], r"--adapter_size is not for --task_type question"),
     (["--doc_stride", "8"], r"--doc_stride is for --task_type question_answering"),
+    (["--task_type", "causal_lm", "--doc_stride", "8"], r"--doc_stride is for --task_type question_answering"),
+    (["--task_type", "seq2seq", "--max_answer_length", "3"], r"--max_answer_length is for --task_type question"),
+    (["--task_type", "question_answering", "--classifier_dropout", "0.5"], r"the span head has no dropout"),
     (["--task_type", "token_classification", "--max_answer_length", "8"], r"--max_answer_length is for --task_type"),
 ])
 def test_flags_that_do_not_fit_are_refused_before_any_work(argv, message, ckpt, tmp_path):
@@ -257,3 +260,24 @@ def test_a_question_that_leaves_no_room_beyond_the_stride_is_refused_naming_it(c
     with pytest.raises(ValueError, match=r"question q7 takes 20 pieces.*room for 5 context pieces, not more than "
                                          r"--doc_stride 8"):
         qa_features([long], load_tokenizer(ckpt), 28, 8)
+
+
+def test_a_single_segment_bert_a_tuple_and_leading_spaces(ckpt, tmp_path):
+    from minibert.models.bert import BertConfig, BertForMaskedLM
+
+    tok = load_tokenizer(ckpt)
+    one = tmp_path / "one-segment"
+    tok.save_pretrained(one)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64, type_vocab_size=1)
+    BertForMaskedLM(config).save_pretrained(one)
+    args, training = train.parse(["--task_type", "question_answering", "--model_name_or_path", str(one),
+                                  "--output_dir", str(tmp_path / "out"), "--max_seq_length", "64"])
+    with pytest.raises(ValueError, match=r"single segment.*cannot read the context as the second text"):
+        train.finetune(args, training)
+    model = BertForQuestionAnswering.from_pretrained(ckpt)
+    with pytest.raises(ValueError, match=r"a list of \(question, context\) pairs"):
+        predict_answers(model, tok, ("who is there", "the king"), 32, doc_stride=4)
+    asked = [Question("1", question, "the king", ["king"], [4]) for question in ("who sings", "   who sings")]
+    plain, spaced = qa_features(asked, tok, 32, 4)
+    assert plain["input_ids"] == spaced["input_ids"]  # leading spaces take no room (run_qa strips them too)

@@ -354,7 +354,7 @@ def test_mixed_schemes_conll_u_and_strings_are_refused_and_any_other_file_reads_
     (tmp_path / "t.tsv").write_bytes("Tr\xe4ume\tO\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"t.tsv.*UTF-8"):
         read_tagged(tmp_path / "t.tsv")
-    (tmp_path / "ud.conllu").write_text("1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n")
+    (tmp_path / "ud.conllu").write_text("# sent_id = 1\n# text = The king.\n1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n")
     with pytest.raises(ValueError, match=r"as CoNLL-U \(Universal Dependencies\) writes"):
         read_tagged(tmp_path / "ud.conllu")
     model = BertForTokenClassification.from_pretrained(ckpt, num_labels=2)
@@ -384,3 +384,20 @@ def test_tagging_from_a_pooling_runs_checkpoint_gives_no_advice_it_would_refuse(
     assert "was saved by a --pooling mean run" in caplog.text
     assert "pass --pooling" not in caplog.text
     assert "reads every token, not a sentence head's pooled vector" in caplog.text
+
+
+def test_a_checkpoint_of_a_run_that_recorded_no_recipe_still_resumes(ckpt, tmp_path):
+    """Runs before 2026-11-25 saved "recipe": None; the labels' recipe made every such resume a refusal that no
+    setting could satisfy."""
+    from minibert.engine.checkpointing import STATE_FILE
+
+    run_tagging(ckpt, tmp_path, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2")
+    for checkpoint in (tmp_path / "out").glob("checkpoint-*"):
+        state = torch.load(checkpoint / STATE_FILE, weights_only=True)
+        assert state["trainer"]["run_settings"]["recipe"] == {"task": "token_classification",
+                                                              "labels": ["O", "B-OBJ", "B-PER"]}
+        state["trainer"]["run_settings"]["recipe"] = None
+        torch.save(state, checkpoint / STATE_FILE)
+    result = run_tagging(ckpt, tmp_path, "--max_steps", "6", "--eval_steps", "2", "--save_steps", "2",
+                         "--resume_from_checkpoint", "last")
+    assert result.metrics

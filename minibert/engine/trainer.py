@@ -917,6 +917,8 @@ class Trainer:
             for k in flags:
                 if k not in recorded or k not in now or recorded[k] == now[k]:
                     continue
+                if k == "recipe" and recorded[k] is None:  # a checkpoint of a run that named no recipe: not checked
+                    continue
                 if k == "recipe" and isinstance(recorded[k], dict) and isinstance(now[k], dict):  # entries that differ
                     differ += [f"{name}: {recorded[k].get(name)} then, {now[k].get(name)} now"
                                for name in sorted(set(recorded[k]) | set(now[k]), key=str)

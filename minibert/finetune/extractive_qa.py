@@ -6,7 +6,8 @@ for every token (BERT, Devlin et al. 2018, section 4.2: https://arxiv.org/abs/18
                      Hugging Face datasets' squad columns) -> Question list
     qa_features      each question with each window of its context: input_ids, token_type_ids, and the answer's
                      first and last piece in the window (both 0, the [CLS] token, when the window does not hold it)
-    best_answer      every window's start and end logits -> the best span's text (n-best, --max_answer_length)
+    best_span        one window's start and end logits -> its best span (n-best, --max_answer_length); the best
+                     of a question's windows is its answer, cut from the context by answer_text
     squad_scores     exact match and F1, by the official SQuAD script's rules (the best over the gold answers)
     QAEvaluator      all of it at once, on a model; predict_answers: a trained model's answers to new questions
 
@@ -156,7 +157,7 @@ def qa_features(questions: list[Question], tokenizer, max_seq_length: int, doc_s
     specials = len(frame["prefix"]) + len(frame["middle"]) + len(frame["suffix"])
     features = []
     for index, q in enumerate(questions):
-        question_ids = _plain_encoding(tokenizer, q.question).ids
+        question_ids = _plain_encoding(tokenizer, q.question.lstrip()).ids  # (leading spaces: pieces of their own)
         room = max_seq_length - specials - len(question_ids)
         if room <= doc_stride:
             raise ValueError(f"{path}: question {q.id} takes {len(question_ids)} pieces, which leaves --max_seq_length "
@@ -317,6 +318,10 @@ def predict_answers(model: nn.Module, tokenizer, questions: list[tuple[str, str]
                     batch_size: int = 64) -> list[str]:
     """A trained model's answer to each (question, context) pair: a span of the context ("" for no answer, with
     allow_no_answer)."""
+    if isinstance(questions, tuple) or not all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(t, str) for t in p) for p in questions):
+        raise ValueError("predict_answers takes a list of (question, context) pairs of texts, e.g. "
+                         "[(\"Who says it?\", context)]; for one question, pass a list of one pair")
     asked = [Question(str(i), question, context) for i, (question, context) in enumerate(questions)]
     features = qa_features(asked, tokenizer, max_seq_length, doc_stride, "the questions")
     for feature in features:  # no answers to learn: nothing to score

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 ROW_SUFFIXES = (".json", ".jsonl")  # rows of a list of words and a list of tags; any other file is CoNLL text
 ENTITY_TAG = re.compile(r"^([BIESLU])-(.+)$")
+CONLLU_ID = re.compile(r"^\d+([-.]\d+)?$")  # a CoNLL-U word's index: 1, a multi-word token's 1-2, an empty node's 1.1
 OUTSIDE = "O"
 ENTITY_METRICS = ("f1", "precision", "recall", "accuracy")
 PLAIN_METRICS = ("accuracy",)
@@ -58,7 +59,7 @@ def _read_conll(path: Path) -> list[dict]:
     text = decode_utf8(path.read_bytes(), path)
     for number, line in enumerate(text.splitlines(), 1):
         cells = line.split()
-        if len(cells) == 10 and cells[0].isdigit() and not words and not rows:
+        if line.count("\t") == 9 and CONLLU_ID.match(line.split("\t")[0]):  # (its # comment lines come first)
             raise ValueError(f"{path}: line {number} has 10 columns and an index first, as CoNLL-U (Universal "
                              "Dependencies) writes; write the word and its tag on each line (e.g. FORM and UPOS: "
                              "the 2nd and 4th columns), or JSON lines")
