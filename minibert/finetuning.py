@@ -697,7 +697,6 @@ def check_token_task_flags(args: FinetuneArguments) -> None:
                          "an answer is a start and an end, two outputs"),
         "--reinit_pooler": (args.reinit_pooler, "its head has no pooler"),
         "--multitask": (bool(args.multitask), "its tasks are sequence classification"),
-        "--adapter_size": (args.adapter_size is not None, "adapters are saved for a sequence head only"),
         "--ladder_side_tuning": (args.ladder_side_tuning is not None, "the side network ends in a sequence head"),
         "--classifier_dropout": (not tagging and args.classifier_dropout is not None,
                                  "the span head has no dropout of its own, as Hugging Face's has none")}

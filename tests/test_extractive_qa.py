@@ -241,7 +241,7 @@ def test_the_default_qa_run_reads_the_shipped_task():
 @pytest.mark.parametrize("argv, message", [
     (["--task_type", "question_answering", "--pooling", "mean"], r"--pooling is not for --task_type question_an"),
     (["--task_type", "question_answering", "--num_labels", "2"], r"--num_labels is not for --task_type question_ans"),
-    (["--task_type", "question_answering", "--adapter_size", "4"], r"--adapter_size is not for --task_type question"),
+    (["--task_type", "question_answering", "--ladder_side_tuning", "4"], r"--ladder_side_tuning is not for --task"),
     (["--doc_stride", "8"], r"--doc_stride is for --task_type question_answering"),
     (["--task_type", "causal_lm", "--doc_stride", "8"], r"--doc_stride is for --task_type question_answering"),
     (["--task_type", "seq2seq", "--max_answer_length", "3"], r"--max_answer_length is for --task_type question"),

@@ -261,7 +261,7 @@ def test_the_default_tagging_run_reads_the_shipped_task(tmp_path):
     assert train.parse([])[1].output_dir == "runs/finetune-shakespeare-genre"
 
 
-@pytest.mark.parametrize("flag", [["--pooling", "mean"], ["--text_pair_column", "x"], ["--adapter_size", "4"],
+@pytest.mark.parametrize("flag", [["--pooling", "mean"], ["--text_pair_column", "x"],
                                   ["--ladder_side_tuning", "2"], ["--reinit_pooler"], ["--num_labels", "3"],
                                   ["--multi_label_loss", "zlpr"], ["--multitask", "a=a.jsonl", "b=b.jsonl"]])
 def test_sequence_level_flags_are_refused_before_any_work(flag, ckpt, tmp_path):
@@ -401,3 +401,27 @@ def test_a_checkpoint_of_a_run_that_recorded_no_recipe_still_resumes(ckpt, tmp_p
     result = run_tagging(ckpt, tmp_path, "--max_steps", "6", "--eval_steps", "2", "--save_steps", "2",
                          "--resume_from_checkpoint", "last")
     assert result.metrics
+
+
+def test_adapters_tag_and_answer_and_come_back_beside_their_base(ckpt, tmp_path):
+    """--adapter_size trains adapters, LayerNorms and the token (or span) head beside the frozen base, and
+    load_finetuned rebuilds that head on the base: its predictions are the run's own."""
+    from test_extractive_qa import qa_rows, run_qa
+
+    from minibert.finetune.extractive_qa import predict_answers
+
+    result = run_tagging(ckpt, tmp_path, "--adapter_size", "4", "--learning_rate", "1e-2")
+    out = tmp_path / "out"
+    assert (out / "trained.safetensors").is_file() and not (out / "model.safetensors").exists()
+    saved = [json.loads(line) for line in (out / "tag_predictions.jsonl").read_text().splitlines()]
+    model, tok = load_finetuned(out), load_tokenizer(out)
+    assert type(model).__name__ == "BertForTokenClassification" and result.metrics["accuracy"] > 0.6
+    assert predict_tags(model, tok, [s["tokens"] for s in saved], 32) == [s["predicted"] for s in saved]
+    (tmp_path / "qa").mkdir()
+    run_qa(ckpt, tmp_path / "qa", "--adapter_size", "4", "--learning_rate", "1e-2")
+    out = tmp_path / "qa" / "out"
+    saved = [json.loads(line) for line in (out / "qa_predictions.jsonl").read_text().splitlines()]
+    model, tok = load_finetuned(out), load_tokenizer(out)
+    assert type(model).__name__ == "BertForQuestionAnswering"
+    asked = [(r["question"], r["context"]) for r in qa_rows(24, 1)]
+    assert predict_answers(model, tok, asked, 32, doc_stride=4) == [s["predicted"] for s in saved]
