@@ -66,6 +66,11 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
     for action in parser._actions:
         if action.dest in CHOICES:
             action.choices = CHOICES[action.dest]
+        if action.dest in ("output_dir", "train_file"):  # the shipped tagging and QA tasks have their own
+            own = ("runs/finetune-shakespeare-turns, -speakers" if action.dest == "output_dir" else
+                   "the shipped tasks' own")
+            action.help = action.help.replace(" (default:", f"; --task_type token_classification, "
+                                              f"question_answering: {own} (default:")
         if action.dest == "learning_rate":  # by the model's width when not given (finetuning.default_learning_rate)
             action.default = None
             action.help = (f"peak learning rate, reached at the end of warmup (default: {WIDE_MODEL_LEARNING_RATE:g} "

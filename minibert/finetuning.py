@@ -226,15 +226,11 @@ class FinetuneArguments:
     model_name_or_path: str = DEFAULT_PRETRAINED  # a minibert / Hugging Face checkpoint dir, or "random"
     config_name: str | None = None  # with "random": the checkpoint dir whose config (shape) and tokenizer to use
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
-    train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl
+    train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl (tagging: or CoNLL; QA: or SQuAD JSON)
     validation_file: str | None = None  # default: the shipped validation file with the shipped --train_file, else none
     text_column: str | None = None  # the text's column; None: by --task_type (text, tokens, question for QA)
-    # (token_classification: a list of words; question_answering: the question)
     text_pair_column: str | None = None  # a second text: sentence pairs (question_answering: the context, "context")
-    label_column: str | None = None  # the labels' column; None: by --task_type (label, tags, answers for QA)
-    # (a label name or whole number: a class; another number: regression; a list: multi-label; token_classification:
-    # a list of tags, one per word, or a CoNLL file; question_answering: {"text": [...], "answer_start": [...]}, or a
-    # SQuAD JSON file)
+    label_column: str | None = None  # labels (a class, a number, a list); None: by --task_type (label, tags, answers)
     task_type: str = "auto"  # auto: names, whole numbers: classes; floats, fractions: regression; lists: multi-label
     # -- generation (--task_type seq2seq / causal_lm; --text_column is the source or the prompt) ----
     target_column: str | None = None  # the text to generate: seq2seq's target, causal_lm's completion
@@ -244,6 +240,8 @@ class FinetuneArguments:
     new_encoder_layers: int = 1  # encoder layers of the new, randomly initialised encoder front
     new_encoder_stage_two_steps: int | None = None  # the last steps, which train everything (default: last 20%)
     # -- question answering (--task_type question_answering) ---------------------------------------
+    # (token_classification and question_answering without --train_file read their shipped tasks, and train.py
+    # writes them to runs/finetune-shakespeare-turns and runs/finetune-shakespeare-speakers)
     doc_stride: int = 32  # context pieces each window shares with the one before, when a context needs several
     max_answer_length: int = 30  # pieces of an answer at most
     num_labels: int | None = None  # default: the number of distinct labels in the training file
@@ -447,9 +445,9 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         # rows of the other kind's head score whole texts (or words) and would be loaded as this head's
         other = "ForSequenceClassification" if tagging else "ForTokenClassification"
         saved_as = [str(a) for a in config.get("architectures") or [] if str(a).endswith(other)]
-        if not random_init and not answering and saved_as and isinstance(getattr(model, "classifier", None),
-                                                                            nn.Linear) \
-                and "classifier.weight" not in model.loading_info["newly_initialized"]:
+        loaded = not random_init and "classifier.weight" not in model.loading_info["newly_initialized"] and not \
+            model.loading_info.get("mismatched")  # (a head of another size already started afresh)
+        if loaded and not answering and saved_as and isinstance(getattr(model, "classifier", None), nn.Linear):
             model._init_weights(model.classifier)
             logger.warning("%s was saved as %s: its classifier scores %s, so this run's head starts afresh", source,
                            saved_as[0], "whole texts" if tagging else "single words")
@@ -467,6 +465,9 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     forget_saved_heads(model.config)
     if tagging or answering:
         model.config.problem_type = None  # a sentence classifier's, from the checkpoint: not this head's
+    if answering:  # a start and an end: the default names of a two-output head, not a classifier checkpoint's labels
+        model.config.num_labels = 2
+        model.config.id2label, model.config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
     if args.adapter_size is not None:
         # the pooler trains only under a head that reads it: the family head (BERT's) or --pooling pooler
         trainable = add_adapters(model, args.adapter_size, train_pooler=args.pooling in ("default", "pooler"))
@@ -890,6 +891,38 @@ def best_metric_name(task: Task) -> str:
     return {"regression": "rmse", "multi_label_classification": "f1_micro"}.get(task.problem_type, "accuracy")
 
 
+def sequence_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
+    """A sentence (or pair) task's data: training examples, the Task its labels show, and the validation examples
+    (None without a validation file; no items beside them)."""
+    columns = {"text_column": args.text_column, "label_column": args.label_column,
+               "text_pair_column": args.text_pair_column}
+    train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
+                                      task_type=args.task_type, num_labels=args.num_labels, flag="--train_file FILE")
+    check_known_tokens(tokenizer, train_examples, args.train_file, f"the tokenizer of {args.tokenizer_name or source}",
+                       row_texts(args.train_file, "--train_file FILE",
+                                 [c for c in (args.text_column, args.text_pair_column) if c]))
+    check_multi_label_loss(args, [task])
+    eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task,
+                                flag="--validation_file FILE")[0] if args.validation_file else None)
+    return train_examples, task, eval_examples, None
+
+
+def task_evaluation(args: FinetuneArguments, task: Task, pad_token_id: int, examples: list[dict], items):
+    """The evaluation of a task's validation examples (and, for tagging and QA, the sentences or questions they
+    come from), and the names of the metrics it returns beside the loss."""
+    if task.problem_type == TOKEN_CLASSIFICATION:
+        collate = PaddingCollator(pad_token_id, args.max_seq_length, token_labels=True)
+        return TagEvaluator(examples, task, collate, args.per_device_eval_batch_size), metric_names(task)
+    if task.problem_type == QUESTION_ANSWERING:
+        # padded as training is: the span softmax reads padding (as Hugging Face's), so the loss depends on it
+        collate = QACollator(pad_token_id, args.max_seq_length, args.padding)
+        return QAEvaluator(items, examples, collate, args.per_device_eval_batch_size, args.max_answer_length,
+                           allow_no_answer=bool(task.label_names)), QA_METRICS
+    evaluate = make_eval_fn(examples, task, PaddingCollator(pad_token_id, args.max_seq_length),
+                            args.per_device_eval_batch_size, args.multi_label_loss)
+    return evaluate, METRICS[task.problem_type]
+
+
 def answered_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
     """--task_type question_answering's data: the training windows, the Task, and the validation windows and
     questions (None, None without a validation file). A training file with a question of no answer (SQuAD 2.0) lets
@@ -1051,23 +1084,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     torch.manual_seed(training.seed)
     tokenizer = finetuning_tokenizer(args, source, pads=True)
     tagging, answering = args.task_type == TOKEN_CLASSIFICATION, args.task_type == QUESTION_ANSWERING
-    if tagging:
-        train_examples, task, eval_examples, eval_items = tagged_splits(args, tokenizer, source)
-    elif answering:
-        train_examples, task, eval_examples, eval_items = answered_splits(args, tokenizer, source)
-    else:
-        columns = {"text_column": args.text_column, "label_column": args.label_column,
-                   "text_pair_column": args.text_pair_column}
-        train_examples, task = load_split(args.train_file, tokenizer, args.max_seq_length, **columns,
-                                          task_type=args.task_type, num_labels=args.num_labels,
-                                          flag="--train_file FILE")
-        check_known_tokens(tokenizer, train_examples, args.train_file,
-                           f"the tokenizer of {args.tokenizer_name or source}",
-                           row_texts(args.train_file, "--train_file FILE",
-                                     [c for c in (args.text_column, args.text_pair_column) if c]))
-        check_multi_label_loss(args, [task])
-        eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task,
-                                    flag="--validation_file FILE")[0] if args.validation_file else None)
+    read_splits = tagged_splits if tagging else answered_splits if answering else sequence_splits
+    train_examples, task, eval_examples, eval_items = read_splits(args, tokenizer, source)
     model, _ = build_model(args, task)
     if args.model_name_or_path != RANDOM_INIT:  # (random weights read no head)
         reload_pooling_head(model, source, read_config_dict(source), args, task)
@@ -1082,20 +1100,10 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
                                        training.per_device_train_batch_size, drop_last=training.dataloader_drop_last)
     eval_fn = None
     if eval_examples:
-        eval_collate = (QACollator(tokenizer.pad_token_id, args.max_seq_length) if answering else
-                        PaddingCollator(tokenizer.pad_token_id, args.max_seq_length, token_labels=tagging))
-        if tagging:
-            eval_fn = TagEvaluator(eval_examples, task, eval_collate, args.per_device_eval_batch_size)
-        elif answering:
-            eval_fn = QAEvaluator(eval_items, eval_examples, eval_collate, args.per_device_eval_batch_size,
-                                  args.max_answer_length, allow_no_answer=bool(task.label_names))
-        else:
-            eval_fn = make_eval_fn(eval_examples, task, eval_collate, args.per_device_eval_batch_size,
-                                   args.multi_label_loss)
+        eval_fn, names = task_evaluation(args, task, tokenizer.pad_token_id, eval_examples, eval_items)
         if training.metric_for_best_model is None:
             training.metric_for_best_model = best_metric_name(task)
             training.greater_is_better = training.metric_for_best_model != "rmse"
-        names = metric_names(task) if tagging else QA_METRICS if answering else METRICS[task.problem_type]
         check_metric_name(training.metric_for_best_model, ("loss", *names), f"a {task.problem_type} task")
     callbacks = list(callbacks)
     if args.fgm:

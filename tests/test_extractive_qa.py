@@ -281,3 +281,35 @@ def test_a_single_segment_bert_a_tuple_and_leading_spaces(ckpt, tmp_path):
     asked = [Question("1", question, "the king", ["king"], [4]) for question in ("who sings", "   who sings")]
     plain, spaced = qa_features(asked, tok, 32, 4)
     assert plain["input_ids"] == spaced["input_ids"]  # leading spaces take no room (run_qa strips them too)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"data": ["oops"]}, r"article 0 is str \"oops\", not a dict; SQuAD's layout is"),
+    ({"data": [{"paragraphs": [{"context": "the king", "qas": ["who"]}]}]}, r"a question of article 0, paragraph 0"),
+    ({"data": [{"paragraphs": [{"context": "the king", "qas": [{"id": "q", "question": "who", "answers": {
+        "text": ["king"], "answer_start": [4]}}]}]}]}, r"question q's answers .* is for rows"),
+])
+def test_a_squad_file_of_the_wrong_shape_is_named_not_a_traceback(tmp_path, data, message):
+    (tmp_path / "train.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        read_questions(tmp_path / "train.json")
+
+
+def test_negative_offsets_lists_for_rows_and_a_classifiers_labels_are_refused_or_dropped(ckpt, tmp_path):
+    row = {"question": "who", "context": "the king", "answers": {"text": ["the"], "answer_start": [-8]}}
+    (tmp_path / "neg.jsonl").write_text(json.dumps(row) + "\n")  # context[-8:-5] is "the": a slice, not an offset
+    with pytest.raises(ValueError, match=r"a non-empty text and its character offset, got 'the' at -8"):
+        read_questions(tmp_path / "neg.jsonl")
+    (tmp_path / "lists.jsonl").write_text(json.dumps(["who", "the king"]) + "\n")
+    with pytest.raises(ValueError, match=r'write one \{"question": \.\.\., "context": \.\.\., "answers"'):
+        read_questions(tmp_path / "lists.jsonl")
+    from minibert.models.bert import BertForSequenceClassification
+
+    classifier = tmp_path / "genre"
+    genres = {0: "comedy", 1: "history", 2: "tragedy"}
+    BertForSequenceClassification.from_pretrained(ckpt, num_labels=3, id2label=genres).save_pretrained(classifier)
+    load_tokenizer(ckpt).save_pretrained(classifier)
+    (tmp_path / "qa").mkdir()
+    run_qa(classifier, tmp_path / "qa", "--max_steps", "1")
+    saved = json.loads((tmp_path / "qa" / "out" / "config.json").read_text())
+    assert saved["id2label"] == {"0": "LABEL_0", "1": "LABEL_1"} and saved.get("problem_type") is None

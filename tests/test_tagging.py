@@ -425,3 +425,18 @@ def test_adapters_tag_and_answer_and_come_back_beside_their_base(ckpt, tmp_path)
     assert type(model).__name__ == "BertForQuestionAnswering"
     asked = [(r["question"], r["context"]) for r in qa_rows(24, 1)]
     assert predict_answers(model, tok, asked, 32, doc_stride=4) == [s["predicted"] for s in saved]
+
+
+def test_a_head_of_another_size_is_started_afresh_once(ckpt, tmp_path, caplog):
+    """A token classifier of 3 tags under a 2-label sentence task: the mismatched head was already new, and was
+    initialised a second time with a second warning."""
+    run_tagging(ckpt, tmp_path, "--max_steps", "1")
+    caplog.clear()
+    rows = [{"sentence": " ".join(r["words"]), "label": ["a", "b"][i % 2]} for i, r in enumerate(tagged_rows(8, 0))]
+    args, training = train.parse(["--model_name_or_path", str(tmp_path / "out"), "--train_file",
+                                  write(tmp_path / "s.jsonl", rows), "--text_column", "sentence", "--output_dir",
+                                  str(tmp_path / "two"), "--max_steps", "1", "--disable_tqdm", "--device", "cpu",
+                                  "--max_seq_length", "32"])
+    training.plot_loss = False
+    train.finetune(args, training)
+    assert "classifier.weight" in caplog.text and "its classifier scores single words" not in caplog.text

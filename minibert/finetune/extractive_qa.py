@@ -40,6 +40,7 @@ from minibert.nn.losses import span_extraction_loss
 
 QA_METRICS = ("exact_match", "f1")
 N_BEST = 20  # candidate starts and ends per window, as Hugging Face's run_qa.py
+PUNCTUATION = frozenset(string.punctuation)  # what SQuAD's normalisation removes
 
 
 @dataclass
@@ -53,11 +54,31 @@ class Question:
 
 # -- reading ------------------------------------------------------------------------------------
 def _squad_questions(data: dict, path) -> list[dict]:
+    """SQuAD's nested layout flattened into rows; a part of the wrong kind is named (it would fail on a .get)."""
     rows = []
-    for article in data["data"]:
-        for paragraph in article.get("paragraphs", []):
-            for qa in paragraph.get("qas", []):
+
+    def check(value, kind: type, what: str) -> None:
+        if not isinstance(value, kind):
+            layout = ('{"data": [{"paragraphs": [{"context": "...", "qas": [{"id": "...", "question": "...", '
+                      '"answers": [{"text": "...", "answer_start": 0}]}]}]}]}')
+            raise ValueError(f"{path}: {what} is {type(value).__name__} {json.dumps(value)[:60]}, not a "
+                             f"{kind.__name__}; SQuAD's layout is {layout}")
+
+    for a, article in enumerate(data["data"]):
+        check(article, dict, f"article {a}")
+        paragraphs = article.get("paragraphs", [])
+        check(paragraphs, list, f"article {a}'s paragraphs")
+        for p, paragraph in enumerate(paragraphs):
+            check(paragraph, dict, f"article {a}, paragraph {p}")
+            qas = paragraph.get("qas", [])
+            check(qas, list, f"article {a}, paragraph {p}'s qas")
+            for qa in qas:
+                check(qa, dict, f"a question of article {a}, paragraph {p}")
                 answers = [] if qa.get("is_impossible") else qa.get("answers", [])
+                check(answers, list, f"question {qa.get('id')}'s answers (a list of {{text, answer_start}} objects "
+                      "in SQuAD's layout; the {text: [...], answer_start: [...]} form is for rows)")
+                for answer in answers:
+                    check(answer, dict, f"an answer of question {qa.get('id')}")
                 rows.append({"id": qa.get("id"), "question": qa.get("question"), "context": paragraph.get("context"),
                              "answers": {"text": [a.get("text") for a in answers],
                                          "answer_start": [a.get("answer_start") for a in answers]}})
@@ -84,7 +105,9 @@ def read_questions(path: str | os.PathLike, question_column: str = "question", c
             raise ValueError(f"{path}: question answering reads answers as a list of texts and their offsets, which a "
                              "CSV cell does not hold; write SQuAD's JSON, or JSON lines with question, context and "
                              "answers ({\"text\": [...], \"answer_start\": [...]})")
-        rows, where, columns = read_rows(path, flag), "row", (question_column, context_column, answers_column)
+        rows, where, columns = (read_rows(path, flag, '{"question": ..., "context": ..., "answers": {"text": [...], '
+                                          '"answer_start": [...]}}'), "row",
+                                (question_column, context_column, answers_column))
     if not rows:
         raise ValueError(f"{path} holds no question; pass a file with at least one")
     check_columns(rows, dict(zip(columns, ("--text_column (the question)", "--text_pair_column (the context)",
@@ -104,7 +127,8 @@ def read_questions(path: str | os.PathLike, question_column: str = "question", c
         if len(texts) != len(starts):
             raise ValueError(f"{path}: {where} {number} has {len(texts)} answer texts but {len(starts)} offsets")
         for answer, start in zip(texts, starts, strict=True):
-            if not isinstance(answer, str) or not isinstance(start, int) or isinstance(start, bool) or not answer:
+            if not isinstance(answer, str) or not isinstance(start, int) or isinstance(start, bool) or not answer \
+                    or start < 0:
                 raise ValueError(f"{path}: {where} {number}: an answer is a non-empty text and its character offset, "
                                  f"got {answer!r} at {start!r}")
             if context[start : start + len(answer)] != answer:
@@ -234,7 +258,7 @@ def answer_text(context: str, offsets: list[tuple[int, int]], first: int, last: 
 
 def normalize_answer(text: str) -> str:
     """The official SQuAD script's normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(c for c in text.lower() if c not in set(string.punctuation))
+    text = "".join(c for c in text.lower() if c not in PUNCTUATION)
     return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 

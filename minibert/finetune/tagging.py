@@ -93,7 +93,7 @@ def read_tagged(path: str | os.PathLike, tokens_column: str = "tokens", tags_col
     if suffix not in ROW_SUFFIXES and path.is_file():
         rows, tokens_column, tags_column, where = _read_conll(path), "tokens", "tags", "sentence"
     else:
-        rows, where = read_rows(path, flag), "row"
+        rows, where = read_rows(path, flag, '{"tokens": [...], "tags": [...]}'), "row"
     if not rows:
         raise ValueError(f"{path} holds no tagged sentence; pass a file with at least one")
     check_columns(rows, {tokens_column: "--text_column (the words)", tags_column: "--label_column (the tags)"}, path)

@@ -65,9 +65,11 @@ class Task:
 DATA_FILE_FLAGS = "--train_file / --validation_file"
 
 
-def read_rows(path: str | os.PathLike, flag: str = DATA_FILE_FLAGS) -> list[dict]:
+def read_rows(path: str | os.PathLike, flag: str = DATA_FILE_FLAGS,
+              row_example: str = '{"text": ..., "label": ...}') -> list[dict]:
     """Rows of a CSV / TSV (header line) or JSON lines / JSON list file. flag: how the command that reads it
-    names the file, for the message when it does not exist (evaluate_generation has no --train_file)."""
+    names the file, for the message when it does not exist (evaluate_generation has no --train_file);
+    row_example: what a row of the caller's task looks like, for the message when a row is not an object."""
     path = Path(path)
     if path.is_dir():  # (a saved Hugging Face dataset is a directory of Arrow files)
         raise ValueError(f"data file {path} is a directory; pass the file itself (.csv, .tsv, .json or .jsonl)")
@@ -135,7 +137,7 @@ def read_rows(path: str | os.PathLike, flag: str = DATA_FILE_FLAGS) -> list[dict
     for row, record in enumerate(rows, 1):
         if not isinstance(record, dict):
             raise ValueError(f"{path}: example {row} is {type(record).__name__} {str(record)[:40]!r}, not an object "
-                             'with named columns; write one {"text": ..., "label": ...} per example')
+                             f"with named columns; write one {row_example} per example")
     return rows
 
 

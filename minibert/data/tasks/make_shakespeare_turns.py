@@ -7,8 +7,9 @@ An example is a run of consecutive speeches of one scene of the shipped corpus
 (`minibert/data/corpus/shakespeare.jsonl.gz`, one speech per line), printed without their speakers, as
 words (the text split at spaces, punctuation kept on its word). Each word is tagged in the IOB2 scheme
 that named-entity data uses, a speech being the entity: `B-SPEECH` on a speech's first word, `I-SPEECH`
-on the others. The tags are the printed text's own: where the First Folio's lines change speaker, not
-a rule of this project. A tagger must tell a new speaker from a new sentence of the same one.
+on the others. The tags are the printed text's own: where the Project Gutenberg editions' speaker lines
+change speaker (kept by the corpus as line breaks), not a rule of this project. A tagger must tell a new
+speaker from a new sentence of the same one.
 
 Every play here is one that `pretrain.py` holds out (split_works with its default validation_share 0.2),
 so the default pretraining run never trained on this text; validation plays are not training plays.
