@@ -1167,7 +1167,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
                   "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
         if (tagging or answering) and eval_fn is not None:
-            eval_fn(model)  # the saved model's predictions (the last call may have been SWA's average, not kept)
+            if swa_metrics is not None:  # the last evaluation was of the trained model or the average, whichever
+                eval_fn(model)  # was not kept: the average, once copied in, was evaluated before the copy
             if tagging:
                 write_tag_predictions(out / "tag_predictions.jsonl", eval_items, eval_fn.predictions)
             else:

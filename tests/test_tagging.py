@@ -440,3 +440,17 @@ def test_a_head_of_another_size_is_started_afresh_once(ckpt, tmp_path, caplog):
     training.plot_loss = False
     train.finetune(args, training)
     assert "classifier.weight" in caplog.text and "its classifier scores single words" not in caplog.text
+
+
+def test_the_predictions_written_are_the_saved_models_under_swa(ckpt, tmp_path, monkeypatch):
+    """With --swa_start the trained model is evaluated last, and then the average may replace it (made sure of
+    here): the file must hold the model that was saved, the average."""
+    import minibert.finetuning
+
+    monkeypatch.setattr(minibert.finetuning, "_better", lambda *_: True)  # the average is the final model
+    result = run_tagging(ckpt, tmp_path, "--swa_start", "0.5", "--swa_lr", "3")  # an average far from the model
+    assert result.swa_is_final
+    out = tmp_path / "out"
+    saved = [json.loads(line) for line in (out / "tag_predictions.jsonl").read_text().splitlines()]
+    model, tok = load_finetuned(out), load_tokenizer(out)
+    assert predict_tags(model, tok, [s["tokens"] for s in saved], 32) == [s["predicted"] for s in saved]
