@@ -15,8 +15,9 @@ A context longer than the room the question leaves is read in windows of that ma
 --doc_stride pieces with the one before, as Hugging Face's run_qa.py does: an answer cut by one window's end is
 whole in the next. Each window trains (a window without the answer learns to point at [CLS], as in SQuAD 2.0's
 recipe), and at evaluation the best span of all a question's windows is its answer. When the training data has
-questions with no answer (SQuAD 2.0), a question is answered "" when [CLS]'s score (its start + end logit, lowest
-over the windows) beats the best span's, Hugging Face's rule at its default threshold 0.
+questions with no answer (SQuAD 2.0: Rajpurkar et al. 2018, https://arxiv.org/abs/1806.03822), a question is
+answered "" when [CLS]'s score (its start + end logit, lowest over the windows) beats the best span's: BERT's rule
+(section 4.3) at Hugging Face's default threshold 0.
 
 Pieces map back to the context through the tokenizer's character offsets, so the answer is the context's own text
 (its case, its spaces), whatever the tokenizer did to it. Scores are fractions (0-1), not percentages.
