@@ -18,7 +18,8 @@ Where each stage is, here and beside this file:
 
     rows, labels       finetune/task_data.py: read_rows; infer_task / _detect_task (--task_type auto);
                        encode_label; load_split
-    model              build_model (family heads: models/; --pooling: finetune/classifier.py with the
+    model              build_model (family heads: models/, BERT's and RoBERTa's, GPT-2's and BART's; GPT-2 and
+                       BART take only their own: check_classification_family; --pooling: finetune/classifier.py with the
                        poolings of finetune/pooling.py; --adapter_size: finetune/adapters.py;
                        --ladder_side_tuning: finetune/ladder.py); from a fine-tuned checkpoint, what
                        of its own head is kept: finetune/saved_heads.py
@@ -126,7 +127,7 @@ from minibert.finetune.task_data import (
 )
 from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.modeling import new_weights_unreported, store_linear_weights_input_major
-from minibert.models import bert
+from minibert.models import bart, bert, gpt
 from minibert.tokenizer import Tokenizer, check_tokenizer_fits, check_unknown_tokens, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -214,7 +215,11 @@ def recorded_learning_rate(resume_from_checkpoint: str, output_dir: str) -> floa
 # 8 leaves room for some text of each.
 MIN_SEQ_LENGTH = 8
 BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
-HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification}
+# (GPT-2 and BART: their own sequence heads, with the flags check_classification_family lets through)
+HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification,
+         "gpt2": gpt.GPT2ForSequenceClassification, "bart": bart.BartForSequenceClassification}
+# The families whose models take no token_type_ids (GPT-2 would look zeros up as token 0 and add them)
+NO_SEGMENTS = ("gpt2", "bart")
 TOKEN_HEADS = {"bert": bert.BertForTokenClassification, "roberta": bert.RobertaForTokenClassification}
 QA_HEADS = {"bert": bert.BertForQuestionAnswering, "roberta": bert.RobertaForQuestionAnswering}
 
@@ -367,6 +372,14 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = Fals
         weights = None if args.model_name_or_path == RANDOM_INIT else source  # random weights read any ids alike
         check_tokenizer_fits(tokenizer, read_config_dict(source), f"--tokenizer_name {args.tokenizer_name}", source,
                              weights)
+    if pads and tokenizer.pad_token_id is None and read_config_dict(source).get("model_type") == "gpt2" and \
+            tokenizer.eos_token is not None:
+        # GPT-2's vocabulary has no pad token: its end-of-text token pads, as Hugging Face's recipe for
+        # GPT2ForSequenceClassification does; the head reads each row's last token that is not a pad, and the
+        # attention mask hides the padding. Saved with the run's tokenizer (and as the config's pad_token_id).
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.info("the tokenizer has no pad token: %r (its eos token) pads the batches, as for Hugging Face's GPT-2",
+                    tokenizer.eos_token)
     if pads and tokenizer.pad_token_id is None:
         # (the first batch said "set one (tok.pad_token = tok.eos_token)", which no flag does)
         fix = ("pass the model's own tokenizer" if args.tokenizer_name else
@@ -377,28 +390,61 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = Fals
     return tokenizer
 
 
-def check_classification_family(config: dict, source) -> None:
-    """Classification (and --multitask) trains BERT and RoBERTa encoders only. GPT-2 and BART fine-tune
-    here on text generation (finetune/generative.py); their sequence-classification classes
-    (models/gpt.py, models/bart.py) are for Hugging Face checkpoints, not train.py."""
+def check_classification_family(config: dict, source, args: FinetuneArguments | None = None) -> None:
+    """Classification trains BERT and RoBERTa with every head and method here. GPT-2 and BART classify with their
+    own head only (GPT-2: the last token's state; BART: the decoder's state at the last </s>), so the flags that
+    build another head, or reach for a part they lack, are refused with why; token tagging, question answering and
+    --multitask are BERT's and RoBERTa's (GPT-2 and BART fine-tune on text generation too: finetune/generative.py)."""
     family = config.get("model_type")
     if family in BASES:
         return
-    hint = {"gpt2": "; a GPT-2 fine-tunes here on text generation: --task_type causal_lm --target_column COLUMN "
-                    "(without classification flags such as --pooling or --multitask)",
-            "bart": "; a BART fine-tunes here on text generation: --task_type seq2seq --target_column COLUMN "
-                    "(without classification flags such as --pooling or --multitask)"}
-    raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here for classification; use a "
-                     f"{sorted(BASES)} checkpoint{hint.get(family, '')}")
+    generation = {"gpt2": "--task_type causal_lm --target_column COLUMN",
+                  "bart": "--task_type seq2seq --target_column COLUMN"}
+    if family not in HEADS:
+        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here for classification; use a "
+                         f"{sorted(HEADS)} checkpoint")
+    if args is None:
+        return
+    task = args.task_type if args.task_type in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING) else None
+    own_head = "its own head (" + ("the last token's state" if family == "gpt2" else
+                                   "the decoder's state at the last </s>") + ")"
+    refused = {
+        f"--task_type {task}": (task is not None, f"this repository has no {family} head for it; use a "
+                                f"{sorted(BASES)} checkpoint, or fine-tune {family} on text generation: "
+                                f"{generation[family]}"),
+        "--multitask": (bool(args.multitask), f"its shared encoder and heads are BERT's and RoBERTa's; use a "
+                        f"{sorted(BASES)} checkpoint, or train one task at a time"),
+        "--pooling": (args.pooling != "default", f"{family} classifies with {own_head}; the pooling heads read an "
+                      "encoder's states (BERT, RoBERTa); drop --pooling"),
+        "--reinit_pooler": (args.reinit_pooler, f"{family} has no pooler; drop --reinit_pooler (--reinit_layers N "
+                            "starts its top blocks afresh)"),
+        "--ladder_side_tuning": (args.ladder_side_tuning is not None, "its side network reads a BERT or RoBERTa "
+                                 "encoder; use --adapter_size with one of those, or fine-tune every weight"),
+        "--classifier_dropout": (family == "gpt2" and args.classifier_dropout is not None,
+                                 "GPT-2's score layer reads the last state without a dropout of its own, as Hugging "
+                                 "Face's; drop --classifier_dropout (--resid_pdrop and the others are the config's)"),
+    }
+    for flag, (on, why) in refused.items():
+        if on:
+            raise ValueError(f"{source} is a {family} checkpoint, and {flag} is not for it: {why}")
+
+
+def max_positions(config: dict) -> int:
+    """The longest input a checkpoint's learned positions take (RoBERTa's start after the padding id)."""
+    family = config.get("model_type")
+    if family == "gpt2":
+        return gpt.GPT2Config.from_dict(config).n_positions
+    if family == "bart":
+        return bart.BartConfig.from_dict(config).max_position_embeddings
+    base = BASES[family]
+    return base.embeddings_class.max_tokens(base.config_class.from_dict(config))
 
 
 def check_length_fits(max_seq_length: int, config: dict, source) -> None:
-    """--max_seq_length must fit the model's learned positions (RoBERTa's start after the padding id)."""
-    family = config.get("model_type")
-    if family not in BASES:
+    """--max_seq_length must fit the model's learned positions."""
+    if config.get("model_type") not in HEADS:
         return  # build_model names the family problem
-    base = BASES[family]
-    limit = base.embeddings_class.max_tokens(base.config_class.from_dict(config))
+    limit = max_positions(config)
     if max_seq_length > limit:
         raise ValueError(f"--max_seq_length {max_seq_length} is longer than {source} can take ({limit} positions); "
                          f"pass --max_seq_length {limit} or less")
@@ -421,16 +467,21 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         raise ValueError(_missing_checkpoint_message(source, random_init))
     config = read_config_dict(source)
     family = config.get("model_type")
-    if family not in BASES:
-        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a {sorted(BASES)} checkpoint")
+    if family not in HEADS:
+        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a {sorted(HEADS)} checkpoint")
+    check_classification_family(config, source, args)  # (GPT-2 and BART: their own sequence head only)
     tagging, answering = task.problem_type == TOKEN_CLASSIFICATION, task.problem_type == QUESTION_ANSWERING
     # (neither is a config problem_type, which Hugging Face refuses; a QA head has its two outputs, no labels)
     labels = {"num_labels": task.num_labels, "problem_type": None if tagging else task.problem_type,
               "id2label": {i: n for i, n in enumerate(task.label_names)} if task.label_names else None}
     overrides = {} if answering else {k: v for k, v in labels.items() if v is not None}
+    if family == "gpt2" and config.get("pad_token_id") is None and config.get("eos_token_id") is not None:
+        # GPT-2's head finds each row's last token by the pad id, which its checkpoints lack: the end-of-text token
+        # pads, as finetuning_tokenizer makes its tokenizer do (so a run's model, rebuilt beside its base, has it too)
+        overrides["pad_token_id"] = config["eos_token_id"]
     if args.classifier_dropout is not None:
         overrides["classifier_dropout"] = args.classifier_dropout
-    config_class = BASES[family].config_class
+    config_class = HEADS[family].config_class
     if args.ladder_side_tuning is not None:
         encoder = encoder_without_unread_pooler_report(BASES[family], source, overrides)
         forget_saved_heads(encoder.config)
@@ -550,8 +601,9 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
     if num_layers is not None and args.pooling in POOLINGS:
         check_pooling(args.pooling, num_layers, args.pooling_layer)
     hidden_size = (config or {}).get("hidden_size")
-    if hidden_size is not None and args.adapter_size is not None:
-        check_adapter_size(args.adapter_size, hidden_size)
+    width = next(((config or {})[key] for key in ("hidden_size", "d_model", "n_embd") if key in (config or {})), None)
+    if width is not None and args.adapter_size is not None:
+        check_adapter_size(args.adapter_size, width)
     if hidden_size is not None and args.ladder_side_tuning is not None:
         side_width(hidden_size, args.ladder_side_tuning)
     if args.unfreeze_stage_steps is not None and not args.gradual_unfreezing:
@@ -755,6 +807,15 @@ def apply_tricks(model: nn.Module, args: FinetuneArguments) -> None:
         apply_mixout(model, args.mixout)
 
 
+def attacked_embeddings(model: nn.Module, name: str) -> str:
+    """What --fgm / --pgd_steps attack: parameters whose name holds --adv_emb_name. Its default, "word_embeddings",
+    is BERT's and RoBERTa's token table; on GPT-2 and BART it means theirs (transformer.wte, model.shared)."""
+    if name != FinetuneArguments.adv_emb_name or getattr(model.config, "model_type", None) not in NO_SEGMENTS:
+        return name
+    table = model.get_input_embeddings().weight
+    return next(n for n, p in model.named_parameters() if p is table)
+
+
 def finetuning_optimizer(model: nn.Module, args: FinetuneArguments, training: TrainingArguments):
     """The optimizer `train.py` trains with: the parameter groups its flags ask for (layer-wise decay,
     grouped rates, a head rate, else the engine's two groups), under `--optim`'s optimizer
@@ -904,6 +965,16 @@ def sequence_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
     check_multi_label_loss(args, [task])
     eval_examples = (load_split(args.validation_file, tokenizer, args.max_seq_length, **columns, task=task,
                                 flag="--validation_file FILE")[0] if args.validation_file else None)
+    if args.text_pair_column and tokenizer(["a"], ["b"])["input_ids"][0].tolist() == tokenizer.encode("a") + \
+            tokenizer.encode("b"):
+        # GPT-2's tokenizer frames nothing: "The king is dead." + "Long live" is read as "The king is dead.Long live"
+        logger.warning("--text_pair_column %s: this tokenizer puts nothing between a pair's two texts (GPT-2's adds no "
+                       "special tokens), so the model reads them run together; to mark where the second begins, join "
+                       "them into one column with a separator of your own (a newline, or \" | \")",
+                       args.text_pair_column)
+    if read_config_dict(source).get("model_type") in NO_SEGMENTS:  # GPT-2 and BART read no segment ids
+        for example in [*train_examples, *(eval_examples or [])]:
+            del example["token_type_ids"]
     return train_examples, task, eval_examples, None
 
 
@@ -1020,7 +1091,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
     if args.task_type not in GENERATIVE_TASK_TYPES:
         check_generation_flags(args)  # --target_column on a classification run says which task type it wants
         check_token_task_flags(args)
-        check_classification_family(config, source)  # before the data is read and tokenised
+        check_classification_family(config, source, args)  # before the data is read and tokenised
     check_length_fits(args.max_seq_length, config, source)
     if args.text_pair_column is not None and config.get("model_type") == "bert" and config.get("type_vocab_size",
                                                                                               2) < 2:
@@ -1087,6 +1158,10 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     read_splits = tagged_splits if tagging else answered_splits if answering else sequence_splits
     train_examples, task, eval_examples, eval_items = read_splits(args, tokenizer, source)
     model, _ = build_model(args, task)
+    if model.config.model_type == "gpt2" and model.config.pad_token_id != tokenizer.pad_token_id:
+        # GPT-2's head finds each row's last token by the pad id (its checkpoints name none): the tokenizer's
+        logger.info("config.pad_token_id: %s -> %d, the tokenizer's", model.config.pad_token_id, tokenizer.pad_token_id)
+        model.config.pad_token_id = tokenizer.pad_token_id
     if args.model_name_or_path != RANDOM_INIT:  # (random weights read no head)
         reload_pooling_head(model, source, read_config_dict(source), args, task)
         warn_dropped_task_heads(model, source, read_config_dict(source), args)
@@ -1107,9 +1182,10 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
         check_metric_name(training.metric_for_best_model, ("loss", *names), f"a {task.problem_type} task")
     callbacks = list(callbacks)
     if args.fgm:
-        callbacks.append(FGM(model, args.adv_epsilon, args.adv_emb_name))
+        callbacks.append(FGM(model, args.adv_epsilon, attacked_embeddings(model, args.adv_emb_name)))
     if args.pgd_steps:
-        callbacks.append(PGD(model, args.adv_epsilon, args.adv_alpha, args.pgd_steps, args.adv_emb_name))
+        callbacks.append(PGD(model, args.adv_epsilon, args.adv_alpha, args.pgd_steps,
+                             attacked_embeddings(model, args.adv_emb_name)))
     swa = SWA(args.swa_start, args.swa_lr) if args.swa_start is not None else None
     if swa is not None:
         callbacks.append(swa)

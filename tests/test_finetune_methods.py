@@ -115,8 +115,10 @@ def test_adapter_size_out_of_range_is_named(size):
 
 
 def test_adapters_on_an_unsupported_family_are_refused():
+    """(GPT-2's and BART's blocks take adapters: tests/test_decoder_classification.py.)"""
     gpt = GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=16))
-    with pytest.raises(ValueError, match=r"--adapter_size: .*gpt2.*drop --adapter_size"):
+    gpt.config.model_type = "gptj"  # (an instance attribute over the class's "gpt2")
+    with pytest.raises(ValueError, match=r"--adapter_size: .*gptj.*drop --adapter_size"):
         add_adapters(gpt, 4)
 
 

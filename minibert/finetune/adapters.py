@@ -13,14 +13,21 @@ backward pass still runs through every frozen block to reach the adapters (see l
     h ──► feed-forward ──► y ──► y + up(relu(down(y))) ──► (+h) ──► LayerNorm
                                  └──── adapter (E→N→E) ───┘
 
-The adapter is a submodule of its block (`layers.{i}.adapter`), called by a forward hook on the
-block's `ffn`, so the family file is untouched and every pretrained weight keeps its name.
+(GPT-2's blocks normalise first, `h + adapter(mlp(ln_2(h)))`: the adapter still sits between the feed-forward and
+the residual sum.) The adapter is a submodule of its block (`layers.{i}.adapter`; GPT-2's `h.{i}.adapter`, BART's
+in every encoder and decoder layer), called by a forward hook on the block's feed-forward (`ffn`, GPT-2's `mlp`),
+so the family file is untouched and every pretrained weight keeps its name.
 """
 
 import torch
 from torch import nn
 
-ADAPTER_FAMILIES = ("bert", "roberta")  # base_model.layers[i].ffn is the feed-forward to follow
+from minibert.finetune.param_groups import embeddings_and_blocks
+
+# In each block (param_groups.embeddings_and_blocks), the feed-forward an adapter follows, and the config's width
+FEED_FORWARD = {"bert": "ffn", "roberta": "ffn", "gpt2": "mlp", "bart": "ffn"}  # (BART: both stacks' layers)
+WIDTH = {"bert": "hidden_size", "roberta": "hidden_size", "gpt2": "n_embd", "bart": "d_model"}
+ADAPTER_FAMILIES = tuple(FEED_FORWARD)
 
 
 class Adapter(nn.Module):
@@ -61,17 +68,19 @@ def add_adapters(model: nn.Module, size: int, train_pooler: bool = True) -> int:
         raise ValueError(f"--adapter_size: {type(model).__name__} (model_type {family!r}) has no adapter support; "
                          f"adapters fit {', '.join(ADAPTER_FAMILIES)} checkpoints; drop --adapter_size to "
                          "fine-tune every weight")
-    check_adapter_size(size, config.hidden_size)
+    width = getattr(config, WIDTH[family])
+    check_adapter_size(size, width)
     base = model.base_model
-    if any(isinstance(getattr(layer, "adapter", None), Adapter) for layer in base.layers):
+    embeddings, blocks = embeddings_and_blocks(model)
+    if any(isinstance(getattr(block, "adapter", None), Adapter) for block in blocks):
         # A second set would replace the first as the blocks' `adapter` while the first's hooks kept running:
         # adapters outside the model, in every forward but in no parameters() (never saved, never trained).
         raise ValueError(f"{type(model).__name__} has adapters already (add_adapters was called on it, or it was "
                          "loaded with them); train those, or call add_adapters on a model without adapters")
-    for layer in base.layers:
-        layer.adapter = Adapter(config.hidden_size, size)
-        layer.ffn.register_forward_hook(layer.adapter.after_feed_forward)
-    parts = [base.embeddings, base.layers]
+    for block in blocks:
+        block.adapter = Adapter(width, size)
+        getattr(block, FEED_FORWARD[family]).register_forward_hook(block.adapter.after_feed_forward)
+    parts = [embeddings, *blocks]
     pooler = getattr(base, "pooler", None)
     if pooler is not None and not train_pooler:
         parts.append(pooler)  # unread, it would get no gradient, yet be counted and saved as trained

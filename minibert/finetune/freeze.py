@@ -8,12 +8,14 @@ Freezing it saves optimizer memory and time (no Adam moments for V x E) and ofte
 
 from torch import nn
 
+from minibert.finetune.param_groups import embeddings_and_blocks
+
 
 def freeze_embeddings(model: nn.Module) -> int:
-    """requires_grad = False for base_model.embeddings; returns how many parameters froze."""
-    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
-    if embeddings is None:
-        raise ValueError(f"{type(model).__name__} has no base_model.embeddings to freeze")
+    """requires_grad = False for the embedding layer (param_groups.embeddings_and_blocks: BERT's and RoBERTa's
+    base_model.embeddings, GPT-2's wte and wpe, BART's shared table and both stacks' positions); returns how many
+    parameters froze."""
+    embeddings, _ = embeddings_and_blocks(model)
     frozen = sum(p.numel() for p in embeddings.parameters())
     embeddings.requires_grad_(False)
     return frozen

@@ -12,6 +12,9 @@ import logging
 
 from torch import nn
 
+from minibert.models.bart import BartModel
+from minibert.models.gpt import GPT2Model
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,14 +36,27 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
 # ---------------------------------------------------------------------------------------------
 # Learning rates by depth: everything below refines the two groups above, never the rule.
 # ---------------------------------------------------------------------------------------------
-def _base_parts(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
-    """The embeddings and the blocks (bottom to top) of a BERT-family model, via `base_model`."""
+def embeddings_and_blocks(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """The embeddings and the blocks, bottom to top, of `model.base_model`: what layer-wise rates, gradual
+    unfreezing, re-initialising the top blocks and freezing the embeddings act on, in each family.
+
+        BERT, RoBERTa  embeddings (words, positions, segments, LayerNorm)   layers[0] .. layers[N-1]
+        GPT-2          wte and wpe                                          h[0] .. h[N-1]
+        BART           both stacks' embeddings (the shared table,           encoder.layers, then decoder.layers:
+                       their positions and LayerNorms)                      the decoder reads the encoder's top
+
+    The parts outside them (a pooler, GPT-2's final LayerNorm ln_f, the task head) count as the head."""
     base = getattr(model, "base_model", model)
+    if isinstance(base, GPT2Model):
+        return nn.ModuleList([base.wte, base.wpe]), list(base.h)
+    if isinstance(base, BartModel):
+        return (nn.ModuleList([base.shared, base.encoder.embeddings, base.decoder.embeddings]),
+                [*base.encoder.layers, *base.decoder.layers])
     embeddings, layers = getattr(base, "embeddings", None), getattr(base, "layers", None)
     if embeddings is None or layers is None:
         raise ValueError(
             f"{type(model).__name__} has no base_model.embeddings / base_model.layers; layer-wise learning "
-            "rates need a BERT-family model (or pass plain param_groups)"
+            "rates need a BERT, RoBERTa, GPT-2 or BART model (or pass plain param_groups)"
         )
     return embeddings, list(layers)
 
@@ -55,7 +71,7 @@ def depth_param_groups(
     """Groups from a learning rate per depth: depth_lr[0] for the embeddings, depth_lr[i] for
     block i-1 (bottom to top); every other parameter (pooler, task head) gets `head_lr` (default
     `lr`). Each depth is split by the no-decay rule; groups carry a "name" for logging."""
-    embeddings, layers = _base_parts(model)
+    embeddings, layers = embeddings_and_blocks(model)
     if len(depth_lr) != len(layers) + 1:
         raise ValueError(
             f"depth_lr needs {len(layers) + 1} rates (embeddings + {len(layers)} blocks), got {len(depth_lr)}"
@@ -88,7 +104,7 @@ def layer_wise_lr_decay_groups(
     move; upper layers are the most task-specific and the most pretraining-objective-specific."""
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"the LLRD factor must be in (0, 1] (1 = no decay), got {decay}; try 0.9 or 0.95")
-    _, layers = _base_parts(model)
+    _, layers = embeddings_and_blocks(model)
     n = len(layers)
     return depth_param_groups(model, lr, weight_decay, [lr * decay ** (n - d) for d in range(n + 1)], head_lr)
 
@@ -107,7 +123,7 @@ def grouped_lr_groups(
         raise ValueError(f"num_groups must be at least 1, got {num_groups}")
     if factor < 1.0:
         raise ValueError(f"the group factor divides the rate of each lower group and must be >= 1, got {factor}")
-    _, layers = _base_parts(model)
+    _, layers = embeddings_and_blocks(model)
     n = len(layers)
     if n >= num_groups:
         group_of_block = [i * num_groups // n for i in range(n)]  # 0 = bottom group

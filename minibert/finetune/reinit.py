@@ -14,6 +14,7 @@ from functools import partial
 
 from torch import nn
 
+from minibert.finetune.param_groups import embeddings_and_blocks
 from minibert.modeling import normal_init
 
 
@@ -38,10 +39,10 @@ def reinit_pooler(model: nn.Module) -> bool:
 
 
 def reinit_top_layers(model: nn.Module, num_layers: int) -> list[int]:
-    """Re-initialise the top `num_layers` blocks of base_model.layers; returns their indices."""
-    layers = getattr(getattr(model, "base_model", model), "layers", None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__} has no base_model.layers to re-initialise")
+    """Re-initialise the top `num_layers` blocks (param_groups.embeddings_and_blocks: BERT's base_model.layers,
+    GPT-2's h, BART's encoder layers then decoder layers, so the top ones are the decoder's); returns their
+    indices, counted from the bottom."""
+    _, layers = embeddings_and_blocks(model)
     if not 0 <= num_layers <= len(layers):
         raise ValueError(f"--reinit_layers {num_layers} but the model has {len(layers)} blocks; "
                          f"choose 0..{len(layers)} (the paper suggests at most 6 of 12)")

@@ -201,12 +201,17 @@ def checkpoint_label_rows(names: list, problem_type: str, num_labels: int, task:
     return [names.index(label) for label in task.label_names]
 
 
+# The family heads' modules, whose last Linear has a row per class: BERT's and RoBERTa's, GPT-2's, BART's
+SEQUENCE_HEADS = ("classifier", "score", "classification_head")
+
+
 def keep_checkpoint_label_rows(model: nn.Module, config: dict, task: Task) -> None:
     """A classifier checkpoint whose labels are the task's, in another order (an MNLI model's
     contradiction / neutral / entailment): its output rows are put in the task's order, so each class
     keeps the row trained for it (loaded as they were, the rows meant other classes)."""
     names = _label_names(config)
-    if model.loading_info.get("mismatched") or any("classifier" in k for k in model.loading_info["newly_initialized"]):
+    if model.loading_info.get("mismatched") or any(k.startswith(SEQUENCE_HEADS)
+                                                   for k in model.loading_info["newly_initialized"]):
         return  # the head was not loaded: nothing to reorder
     if sorted(map(str, names)) != sorted(task.label_names):
         if names and names != [f"LABEL_{i}" for i in range(len(names))]:  # named classes, not the defaults
@@ -218,11 +223,12 @@ def keep_checkpoint_label_rows(model: nn.Module, config: dict, task: Task) -> No
         return
     if names == task.label_names:
         return
-    output = [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.startswith("classifier")
+    output = [m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name.startswith(SEQUENCE_HEADS)
               and m.out_features == task.num_labels][-1]
     order = [names.index(label) for label in task.label_names]  # row of the checkpoint for each task class
     with torch.no_grad():
         output.weight.copy_(output.weight[order])
-        output.bias.copy_(output.bias[order])
+        if output.bias is not None:  # (GPT-2's score has none)
+            output.bias.copy_(output.bias[order])
     logger.info("the checkpoint's classifier rows put in the task's label order %s (they were %s)",
                 task.label_names, names)

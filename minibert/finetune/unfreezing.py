@@ -21,6 +21,8 @@ import logging
 
 from torch import nn
 
+from minibert.finetune.param_groups import embeddings_and_blocks
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,11 +47,8 @@ class GradualUnfreezing:
     def __init__(self, model: nn.Module, steps_per_stage: int):
         if steps_per_stage < 1:
             raise ValueError(f"--unfreeze_stage_steps must be >= 1, got {steps_per_stage}")
-        base = getattr(model, "base_model", model)
-        if getattr(base, "embeddings", None) is None or getattr(base, "layers", None) is None:
-            raise ValueError(f"--gradual_unfreezing: {type(model).__name__} has no base_model.embeddings / layers "
-                             "to unfreeze group by group; drop the flag")
-        self.groups = [*reversed(base.layers), base.embeddings]  # the order they thaw in: top block first
+        embeddings, layers = embeddings_and_blocks(model)  # (BERT's, GPT-2's, BART's: both stacks, decoder on top)
+        self.groups = [*reversed(layers), embeddings]  # the order they thaw in: top block first
         self.trainable = {id(p): p.requires_grad for group in self.groups for p in group.parameters()}
         self.thawed_later = {n: p for n, p in model.named_parameters() if self.trainable.get(id(p))}
         self.steps_per_stage = steps_per_stage

@@ -1,0 +1,288 @@
+"""train.py classifies with GPT-2 and BART (their own heads: GPT-2's last token, BART's decoder state at the last
+</s>), with the tricks that fit them; the saved model is Hugging Face's; what does not fit them is refused first."""
+
+import json
+
+import pytest
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+import train
+from minibert.finetune.param_groups import embeddings_and_blocks, layer_wise_lr_decay_groups
+from minibert.finetune.saved_heads import keep_checkpoint_label_rows
+from minibert.finetune.task_data import Task
+from minibert.finetuning import FinetuneArguments, load_finetuned, sequence_splits
+from minibert.models.bart import BartConfig, BartForConditionalGeneration, BartForSequenceClassification
+from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+from minibert.tokenizer import load_tokenizer, train_tokenizer
+
+WORDS = "king queen fool love war crown sword jest night song".split()
+
+
+def texts(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [" ".join(WORDS[j] for j in torch.randint(0, len(WORDS), (int(torch.randint(2, 7, (1,), generator=g)),),
+                                                     generator=g).tolist()) for _ in range(n)]
+
+
+def rows(n, seed):
+    """The task: does the text name the king? (about half do)"""
+    return [{"text": t, "label": "royal" if "king" in t.split() else "common"} for t in texts(n, seed)]
+
+
+def write_jsonl(path, items):
+    path.write_text("".join(json.dumps(r) + "\n" for r in items))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A tiny GPT-2 language model (its tokenizer adds nothing to a text, as pretrain.py --objective clm's) and a
+    tiny BART (<s> ... </s>), as pretraining leaves them: no classification head."""
+    root = tmp_path_factory.mktemp("decoders")
+    paths = {"gpt2": root / "gpt2", "bart": root / "bart"}
+    for family, path in paths.items():
+        tok = train_tokenizer(texts(80, seed=9), "bytelevel_bpe", vocab_size=300, min_frequency=1,
+                              frame=family == "bart")
+        ids = {"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+        torch.manual_seed(0)
+        if family == "gpt2":
+            model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=32, n_embd=16, n_layer=2,
+                                               n_head=2, **ids))
+        else:
+            model = BartForConditionalGeneration(BartConfig(
+                vocab_size=tok.vocab_size, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32,
+                decoder_start_token_id=tok.eos_token_id, **ids))
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+    return paths
+
+
+def run(checkpoint, tmp_path, *extra, train_rows=None, dev_rows=None, steps=4):
+    data = write_jsonl(tmp_path / "train.jsonl", train_rows or rows(32, seed=1))
+    dev = write_jsonl(tmp_path / "dev.jsonl", dev_rows or rows(16, seed=2))
+    argv = ["--model_name_or_path", str(checkpoint), "--train_file", data, "--validation_file", dev,
+            "--output_dir", str(tmp_path / "out"), "--max_steps", str(steps), "--eval_steps", "2",
+            "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--disable_tqdm", "--device", "cpu",
+            "--learning_rate", "3e-3", "--seed", "0", *extra]
+    return train.main(argv)
+
+
+HF_CLASSES = {"gpt2": transformers.GPT2ForSequenceClassification, "bart": transformers.BartForSequenceClassification}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_a_gpt2_or_bart_classifier_trains_and_hugging_face_reads_what_it_saved(checkpoints, tmp_path, family):
+    """They were refused for classification ("fine-tunes here on text generation"): each has a sequence head,
+    parity-tested, that train.py could not train. The saved model is the family's Hugging Face class: on a padded
+    batch of texts of different lengths (the padding read by neither head), its logits equal minibert's."""
+    assert run(checkpoints[family], tmp_path) == 0
+    out = tmp_path / "out"
+    record = json.loads((out / "eval_results.json").read_text())
+    assert set(record["metrics"]) == {"loss", "accuracy", "f1_macro"} and record["task"]["label_names"] == [
+        "common", "royal"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == [HF_CLASSES[family].__name__] and config["id2label"] == {"0": "common",
+                                                                                               "1": "royal"}
+    ours = load_finetuned(out).eval()
+    assert isinstance(ours, GPT2ForSequenceClassification if family == "gpt2" else BartForSequenceClassification)
+    tok = load_tokenizer(out)
+    batch = tok(["king", "war love song night crown sword"], padding=True)
+    assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()  # row 0 is padded
+    theirs = HF_CLASSES[family].from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=1e-5)
+        # the padding changes nothing: each row alone gives the same scores
+        for i, text in enumerate(["king", "war love song night crown sword"]):
+            torch.testing.assert_close(ours(**tok([text])).logits[0], ours(**batch).logits[i], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("adapters", [False, True])
+def test_a_gpt2_tokenizer_without_a_pad_token_pads_with_its_end_of_text_token(tmp_path, adapters):
+    """Hugging Face's GPT-2 tokenizer has no pad token, and a classifier's batches are padded: it was refused
+    ("set one (tok.pad_token = tok.eos_token)", which no flag does). The end-of-text token pads, as in Hugging
+    Face's recipe; the saved tokenizer and config name it, so Hugging Face classifies a padded batch alike. With
+    adapters the model is rebuilt beside its base, whose config names no pad: it pads with eos too."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(texts(80, seed=9), trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    eos = "<|endoftext|>"
+    hf_tok = transformers.GPT2TokenizerFast(tokenizer_object=bpe, bos_token=eos, eos_token=eos, unk_token=eos)
+    hf_tok.save_pretrained(tmp_path / "gpt2")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(hf_tok), n_embd=16, n_layer=1, n_head=2, n_positions=32,
+                               bos_token_id=0, eos_token_id=0)).save_pretrained(tmp_path / "gpt2")
+    assert load_tokenizer(tmp_path / "gpt2").pad_token_id is None
+    assert run(tmp_path / "gpt2", tmp_path, *(["--adapter_size", "4"] if adapters else [])) == 0
+    out = tmp_path / "out"
+    assert json.loads((out / "tokenizer_config.json").read_text())["pad_token"] == eos
+    if adapters:
+        model, tok = load_finetuned(out).eval(), load_tokenizer(out)
+        assert model.config.pad_token_id == 0
+        batch = tok(["king war", "love song night crown"], padding=True)
+        with torch.no_grad():
+            torch.testing.assert_close(model(**batch).logits[0], model(**tok(["king war"])).logits[0])
+        return
+    assert json.loads((out / "config.json").read_text())["pad_token_id"] == 0
+    assert json.loads((out / "tokenizer_config.json").read_text())["pad_token"] == eos
+    theirs_tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert theirs_tok.pad_token == eos
+    batch = theirs_tok(["king war", "love song night crown"], padding=True, return_tensors="pt")
+    theirs = transformers.GPT2ForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(load_finetuned(out).eval()(batch["input_ids"], batch["attention_mask"]).logits,
+                                   theirs(**batch).logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_gpt2_and_bart_batches_carry_no_segment_ids(checkpoints, tmp_path, family):
+    """The tokenizer gives every text segment ids (zeros). GPT-2 looks token_type_ids up in its token table, so
+    zeros would add token 0's vector to every position of every text; BART's forward takes none."""
+    data = write_jsonl(tmp_path / "train.jsonl", rows(8, seed=1))
+    args = FinetuneArguments(model_name_or_path=str(checkpoints[family]), train_file=data, validation_file=data,
+                             text_pair_column=None)
+    examples, _, dev, _ = sequence_splits(args, load_tokenizer(checkpoints[family]), str(checkpoints[family]))
+    assert all(set(e) == {"input_ids", "labels"} for e in examples + dev)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_gpt2_and_bart_learn_a_task_their_text_decides(checkpoints, tmp_path, family):
+    """Whether a text names the king, learned from 96 examples by a model of two blocks, and scored on 64 texts it
+    never saw: well above the majority class (a head that read no text, or the wrong token, stays near it)."""
+    dev = rows(64, seed=2)
+    assert run(checkpoints[family], tmp_path, "--eval_steps", "30", train_rows=rows(96, seed=1), dev_rows=dev,
+               steps=60) == 0
+    majority = max(sum(r["label"] == c for r in dev) for c in ("royal", "common")) / len(dev)
+    accuracy = json.loads((tmp_path / "out" / "eval_results.json").read_text())["metrics"]["accuracy"]
+    assert accuracy >= majority + 0.15, (accuracy, majority)  # (measured: GPT-2 0.89, BART 0.94; majority 0.70)
+
+
+TRICKS = [["--llrd", "0.9"], ["--lr_groups", "2"], ["--head_lr", "1e-2"], ["--reinit_layers", "1"],
+          ["--freeze_embeddings"], ["--gradual_unfreezing", "--unfreeze_stage_steps", "1"], ["--fgm"],
+          ["--pgd_steps", "2"], ["--mixout", "0.1"], ["--prior_wd"], ["--swa_start", "0.5"],
+          ["--optim", "radam_lookahead"], ["--padding", "max_length"], ["--task_type", "regression"],
+          ["--adapter_size", "4"]]
+
+
+@pytest.mark.parametrize("trick", TRICKS, ids=lambda t: t[0].lstrip("-") + (t[1] if t[0] == "--task_type" else ""))
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_the_tricks_that_fit_gpt2_and_bart_train_them(checkpoints, tmp_path, family, trick):
+    """Each trick runs to a saved model on both families: the depth-wise ones on GPT-2's blocks h and BART's
+    encoder then decoder layers (param_groups.embeddings_and_blocks), FGM / PGD on their token tables."""
+    train_rows = dev_rows = None
+    if trick[0] == "--task_type":  # a number per text: how many words it has
+        train_rows, dev_rows = ([{"text": r["text"], "label": float(len(r["text"].split()))} for r in rows(n, seed)]
+                                for n, seed in ((32, 1), (8, 2)))
+    code = run(checkpoints[family], tmp_path, *trick, train_rows=train_rows, dev_rows=dev_rows)
+    assert code == 0
+    assert load_finetuned(tmp_path / "out").config.model_type == family  # (adapters: beside the base)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_depth_wise_tricks_see_every_block_and_the_embeddings(checkpoints, family):
+    """GPT-2: wte and wpe, then h[0..N-1]; BART: the shared table and both stacks' positions, then the encoder's
+    layers and the decoder's (which read the encoder's top). Everything else is the head."""
+    model = (GPT2ForSequenceClassification if family == "gpt2" else BartForSequenceClassification).from_pretrained(
+        checkpoints[family], num_labels=2)
+    embeddings, blocks = embeddings_and_blocks(model)
+    base = model.base_model
+    if family == "gpt2":
+        assert blocks == list(base.h)
+        assert {id(p) for p in embeddings.parameters()} == {id(base.wte.weight), id(base.wpe.weight)}
+        head = {"score.weight", "transformer.ln_f.weight", "transformer.ln_f.bias"}
+    else:
+        assert blocks == [*base.encoder.layers, *base.decoder.layers]
+        assert id(base.shared.weight) in {id(p) for p in embeddings.parameters()}
+        head = {n for n, _ in model.named_parameters() if n.startswith("classification_head.")}
+    groups = layer_wise_lr_decay_groups(model, 1.0, 0.01, 0.5)
+    rates = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert {n for n, p in named.items() if rates[id(p)] == 1.0 and not any(
+        p is q for b in blocks for q in b.parameters())} == head
+    assert all(rates[id(p)] == 0.5 ** len(blocks) for p in embeddings.parameters())
+    assert all(rates[id(p)] == 0.5 ** (len(blocks) - 1 - i) for i, b in enumerate(blocks) for p in b.parameters())
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_frozen_embeddings_of_gpt2_and_bart_stay_as_they_were(checkpoints, tmp_path, family):
+    assert run(checkpoints[family], tmp_path, "--freeze_embeddings") == 0
+    before = (GPT2LMHeadModel if family == "gpt2" else BartForConditionalGeneration).from_pretrained(
+        checkpoints[family])
+    after = load_finetuned(tmp_path / "out")
+    for old, new in zip(embeddings_and_blocks(before)[0].parameters(), embeddings_and_blocks(after)[0].parameters(),
+                        strict=True):
+        torch.testing.assert_close(new, old, atol=0, rtol=0)
+    top_before, top_after = (next(embeddings_and_blocks(m)[1][-1].parameters()) for m in (before, after))
+    assert not torch.equal(top_before, top_after)  # (the blocks trained)
+
+
+@pytest.mark.parametrize("family, flag, why", [
+    ("gpt2", ["--task_type", "token_classification"], "no gpt2 head for it"),
+    ("bart", ["--task_type", "question_answering"], "no bart head for it"),
+    ("gpt2", ["--pooling", "mean"], "classifies with its own head (the last token's state)"),
+    ("bart", ["--pooling", "cls"], "the decoder's state at the last </s>"),
+    ("gpt2", ["--reinit_pooler"], "has no pooler"),
+    ("bart", ["--ladder_side_tuning", "4"], "its side network reads a BERT or RoBERTa encoder"),
+    ("gpt2", ["--classifier_dropout", "0.1"], "GPT-2's score layer reads the last state without a dropout"),
+    ("bart", ["--multitask", "a=TRAIN,DEV"], "its shared encoder and heads are BERT's and RoBERTa's"),
+])
+def test_what_does_not_fit_gpt2_or_bart_is_refused_before_the_data_is_read(tmp_path, capsys, family, flag, why):
+    """A config alone: the data file holds a bad label, so a refusal after reading the data would name that."""
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps({"model_type": family, "vocab_size": 30}))
+    data = write_jsonl(tmp_path / "train.jsonl", [{"text": "a b", "label": None}])
+    argv = ["--model_name_or_path", str(tmp_path / "ckpt"), "--output_dir", str(tmp_path / "out"), *flag]
+    if flag[0] != "--multitask":
+        argv += ["--train_file", data]
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"is a {family} checkpoint, and {flag[0]}" in err and why in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gpt2_classifier_checkpoint_keeps_each_class_its_row(tmp_path):
+    """Fine-tuning on from a GPT-2 classifier whose labels are the task's in another order: its rows are put in the
+    task's order. GPT-2's score has no bias and is not named `classifier`: the reordering failed (IndexError)."""
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=40, n_positions=16, n_embd=8, n_layer=1, n_head=2, num_labels=2,
+                        id2label={0: "royal", 1: "common"}, label2id={"royal": 0, "common": 1})
+    GPT2ForSequenceClassification(config).save_pretrained(tmp_path)
+    model = GPT2ForSequenceClassification.from_pretrained(tmp_path)
+    rows_before = model.score.weight.detach().clone()
+    keep_checkpoint_label_rows(model, json.loads((tmp_path / "config.json").read_text()),
+                               Task("single_label_classification", ["common", "royal"]))
+    torch.testing.assert_close(model.score.weight, rows_before[[1, 0]], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_a_pair_run_together_by_gpt2s_tokenizer_is_warned_of(checkpoints, tmp_path, caplog, family):
+    """GPT-2's tokenizer adds nothing around or between texts: a pair is read as one text run together (as in
+    Hugging Face). BART's frames them (<s> a </s></s> b </s>), so it is not warned of."""
+    data = write_jsonl(tmp_path / "train.jsonl", [{**r, "other": r["text"]} for r in rows(8, seed=1)])
+    args = FinetuneArguments(model_name_or_path=str(checkpoints[family]), train_file=data, validation_file=data,
+                             text_pair_column="other")
+    sequence_splits(args, load_tokenizer(checkpoints[family]), str(checkpoints[family]))
+    warned = "puts nothing between a pair's two texts" in caplog.text
+    assert warned == (family == "gpt2"), caplog.text
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bart"])
+def test_gpt2_and_bart_adapters_train_alone_and_reload_beside_their_base(checkpoints, tmp_path, family):
+    """An adapter after every block's feed-forward (GPT-2's mlp; BART's ffn, in both stacks): only the adapters,
+    the LayerNorms and the head train, and the run saves them alone beside the base, which load_finetuned rebuilds."""
+    assert run(checkpoints[family], tmp_path, "--adapter_size", "4") == 0
+    model = load_finetuned(tmp_path / "out").eval()
+    blocks = embeddings_and_blocks(model)[1]
+    assert len(blocks) == 2 and all(hasattr(b, "adapter") for b in blocks)  # (GPT-2's h; BART's 1 + 1 layers)
+    assert any(bool(b.adapter.up.weight.detach().any()) for b in blocks)  # trained, not the zero start
+    base = (GPT2LMHeadModel if family == "gpt2" else BartForConditionalGeneration).from_pretrained(checkpoints[family])
+    for name, p in base.base_model.named_parameters():  # the frozen weights are the base's, bit for bit
+        if "norm" not in name and "ln_" not in name:
+            torch.testing.assert_close(dict(model.base_model.named_parameters())[name], p, atol=0, rtol=0)
+    tok = load_tokenizer(tmp_path / "out")
+    with torch.no_grad():
+        logits = model(**tok(["king", "war love song night crown sword"], padding=True)).logits
+    assert logits.shape == (2, 2) and bool(torch.isfinite(logits).all())
