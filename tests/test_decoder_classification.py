@@ -286,3 +286,16 @@ def test_gpt2_and_bart_adapters_train_alone_and_reload_beside_their_base(checkpo
     with torch.no_grad():
         logits = model(**tok(["king", "war love song night crown sword"], padding=True)).logits
     assert logits.shape == (2, 2) and bool(torch.isfinite(logits).all())
+
+
+def test_the_bart_sentence_vector_probe_runs_and_measures_what_it_says(checkpoints, capsys):
+    """bench/bart_sentence_vector.py, whose figure the README quotes: on a tiny BART, both lines print, and its
+    cosine is the mean over pairs of different rows (rows alike: 1; opposite pairs: -1/3 for four rows)."""
+    from test_bench_options import load
+
+    bench = load("bart_sentence_vector")
+    assert bench.mean_cosine(torch.ones(4, 3)) == pytest.approx(1.0)
+    assert bench.mean_cosine(torch.tensor([[1.0, 0], [-1, 0], [1, 0], [-1, 0]])) == pytest.approx(-1 / 3)
+    bench.main(str(checkpoints["bart"]))
+    out = capsys.readouterr().out
+    assert "pretrained mean cosine between two texts: head's input" in out and "random     mean cosine" in out
