@@ -422,7 +422,8 @@ def check_classification_family(config: dict, source, args: FinetuneArguments | 
                                  "encoder; use --adapter_size with one of those, or fine-tune every weight"),
         "--classifier_dropout": (family == "gpt2" and args.classifier_dropout is not None,
                                  "GPT-2's score layer reads the last state without a dropout of its own, as Hugging "
-                                 "Face's; drop --classifier_dropout (--resid_pdrop and the others are the config's)"),
+                                 "Face's; drop --classifier_dropout (the config's resid_pdrop, embd_pdrop and "
+                                 "attn_pdrop still apply)"),
     }
     for flag, (on, why) in refused.items():
         if on:
@@ -772,7 +773,10 @@ def load_finetuned(path: str | os.PathLike) -> nn.Module:
     if is_beside_base(path):
         def rebuild(base: str, settings: dict) -> nn.Module:
             args = FinetuneArguments(model_name_or_path=base, **settings["args"])
-            return build_model(args, Task(**settings["task"]))[0]
+            model = build_model(args, Task(**settings["task"]))[0]
+            if "pad_token_id" in settings:  # GPT-2's: the run's tokenizer's, which its base's config may not name
+                model.config.pad_token_id = settings["pad_token_id"]
+            return model
 
         return load_beside_base(path, rebuild).eval()
     config = read_config_dict(path)
@@ -972,10 +976,28 @@ def sequence_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
                        "special tokens), so the model reads them run together; to mark where the second begins, join "
                        "them into one column with a separator of your own (a newline, or \" | \")",
                        args.text_pair_column)
+    if read_config_dict(source).get("model_type") == "bart":
+        check_bart_framing(tokenizer, args, [(args.train_file, train_examples),
+                                             (args.validation_file, eval_examples or [])])
     if read_config_dict(source).get("model_type") in NO_SEGMENTS:  # GPT-2 and BART read no segment ids
         for example in [*train_examples, *(eval_examples or [])]:
             del example["token_type_ids"]
     return train_examples, task, eval_examples, None
+
+
+def check_bart_framing(tokenizer: Tokenizer, args: FinetuneArguments, splits: list[tuple[str, list[dict]]]) -> None:
+    """BART's head reads the decoder's state at the last </s>, and needs every row to hold as many as the tokenizer's
+    framing puts there (1; a pair 3). A text holding "</s>" itself (HTML's strike-through, "<s>old</s>") is read as
+    one more: it stopped the run at the first batch holding it, with advice that did not apply."""
+    eos = tokenizer.eos_token_id
+    framed = tokenizer(["a"], ["b"] if args.text_pair_column else None)["input_ids"][0].eq(eos).sum().item()
+    for path, examples in splits:
+        for n, example in enumerate(examples, 1):
+            if example["input_ids"].count(eos) != framed:
+                raise ValueError(f"{path}: row {n} holds {tokenizer.eos_token!r} in its text, which BART's tokenizer "
+                                 f"reads as its end-of-sequence token, and BART's head reads the state at the last "
+                                 f"one of the {framed} each row must hold; remove or change it in the text (e.g. "
+                                 f"\"< /s>\")")
 
 
 def task_evaluation(args: FinetuneArguments, task: Task, pad_token_id: int, examples: list[dict], items):
@@ -1092,7 +1114,7 @@ def _check_run(args: FinetuneArguments, training: TrainingArguments) -> str:
         check_generation_flags(args)  # --target_column on a classification run says which task type it wants
         check_token_task_flags(args)
         check_classification_family(config, source, args)  # before the data is read and tokenised
-    check_length_fits(args.max_seq_length, config, source)
+        check_length_fits(args.max_seq_length, config, source)  # (generation's: check_generative_checkpoint)
     if args.text_pair_column is not None and config.get("model_type") == "bert" and config.get("type_vocab_size",
                                                                                               2) < 2:
         # a BERT of one segment embedding: a pair's second segment (token type 1, which BERT's WordPiece
@@ -1233,6 +1255,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     if trainer.context.is_main:
         if args.adapter_size is not None or args.ladder_side_tuning is not None:
             settings = {"args": {k: getattr(args, k) for k in BESIDE_BASE_FIELDS}, "task": asdict(task)}
+            if model.config.model_type == "gpt2":  # (the id its head finds each row's last token by)
+                settings["pad_token_id"] = model.config.pad_token_id
             size = save_beside_base(model, out, source, settings)
             logger.info("saved the %d trained parameters (%.1f MB) beside %s", sum(
                 p.numel() for p in model.parameters() if p.requires_grad), size / 1e6, source)

@@ -299,3 +299,51 @@ def test_the_bart_sentence_vector_probe_runs_and_measures_what_it_says(checkpoin
     bench.main(str(checkpoints["bart"]))
     out = capsys.readouterr().out
     assert "pretrained mean cosine between two texts: head's input" in out and "random     mean cosine" in out
+
+
+def test_a_gpt2_adapter_run_reloads_with_the_pad_id_it_trained_with(checkpoints, tmp_path):
+    """A GPT-2 base whose config names no pad (as Hugging Face's gpt2) under a tokenizer with a pad of its own: the
+    run pads with the tokenizer's, and the model rebuilt beside its base took the config's end-of-text token instead,
+    so its head read a pad as a padded row's last token (other logits than the row alone)."""
+    base = tmp_path / "base"
+    base.mkdir()
+    for f in checkpoints["gpt2"].iterdir():
+        (base / f.name).write_bytes(f.read_bytes())
+    config = json.loads((base / "config.json").read_text())
+    config["pad_token_id"] = None
+    (base / "config.json").write_text(json.dumps(config))
+    assert run(base, tmp_path, "--adapter_size", "4") == 0
+    tok, model = load_tokenizer(tmp_path / "out"), load_finetuned(tmp_path / "out").eval()
+    assert tok.pad_token_id != tok.eos_token_id and model.config.pad_token_id == tok.pad_token_id
+    with torch.no_grad():
+        padded = model(**tok(["king", "war love song night crown sword"], padding=True)).logits[0]
+        torch.testing.assert_close(padded, model(**tok(["king"])).logits[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_a_bart_text_holding_its_end_token_is_refused_with_its_row_before_training(checkpoints, tmp_path, capsys, pair):
+    """"<s>old</s> king" (HTML's strike-through): BART's tokenizer reads the </s> as its end token, one more than
+    the head's rule allows; the run stopped at the first batch holding it, saying to end each text with </s>."""
+    train_rows = rows(8, seed=1)
+    train_rows[5]["text"] = "<s>old</s> king"
+    if pair:
+        train_rows = [{**r, "other": "war"} for r in train_rows]
+    code = run(checkpoints["bart"], tmp_path, *(["--text_pair_column", "other"] if pair else []),
+               train_rows=train_rows, dev_rows=[{**r, "other": "war"} for r in rows(4, seed=2)])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.jsonl: row 6 holds '</s>' in its text" in err, err
+    assert f"the last one of the {3 if pair else 1} each row must hold" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("family, task_type", [("bart", "causal_lm"), ("gpt2", "seq2seq")])
+def test_a_generation_task_on_the_other_family_names_the_family_first(checkpoints, tmp_path, capsys, family,
+                                                                       task_type):
+    """The length check learned GPT-2's and BART's positions for classification, and ran first on generation runs
+    too: a BART under causal_lm was told to shorten --max_seq_length, and only on the next run that it needs seq2seq."""
+    data = write_jsonl(tmp_path / "t.jsonl", [{"text": "king", "target": "queen"}] * 8)
+    code = train.main(["--model_name_or_path", str(checkpoints[family]), "--train_file", data, "--task_type",
+                       task_type, "--target_column", "target", "--output_dir", str(tmp_path / "out"), "--device",
+                       "cpu", "--disable_tqdm"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--max_seq_length" not in err and ("seq2seq" if family == "bart" else "causal_lm") in err, err

@@ -44,8 +44,9 @@ def reinit_top_layers(model: nn.Module, num_layers: int) -> list[int]:
     indices, counted from the bottom."""
     _, layers = embeddings_and_blocks(model)
     if not 0 <= num_layers <= len(layers):
-        raise ValueError(f"--reinit_layers {num_layers} but the model has {len(layers)} blocks; "
-                         f"choose 0..{len(layers)} (the paper suggests at most 6 of 12)")
+        raise ValueError(f"--reinit_layers {num_layers} but the model has {len(layers)} blocks (BART: its encoder's "
+                         f"and its decoder's, counted from the decoder's top); choose 0..{len(layers)} (the paper "
+                         "re-initialises up to 6 of BERT-base's 12)")
     init = _init_fn(model)
     chosen = list(range(len(layers) - num_layers, len(layers)))
     for i in chosen:
