@@ -5,6 +5,7 @@ from minibert.generation import GenerationMixin
 from minibert.models.bart import (
     BartConfig,
     BartForConditionalGeneration,
+    BartForQuestionAnswering,
     BartForSequenceClassification,
     BartModel,
     shift_tokens_right,
@@ -25,7 +26,13 @@ from minibert.models.bert import (
     RobertaModel,
 )
 from minibert.models.electra import ElectraForPreTraining
-from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
+from minibert.models.gpt import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2LMHeadModel,
+    GPT2Model,
+)
 from minibert.sentence_embeddings import Whitening, embed
 from minibert.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from minibert.tracing import trace, trace_generation
@@ -35,10 +42,12 @@ __version__ = "0.1.0"
 __all__ = [
     "BartConfig",
     "BartForConditionalGeneration",
+    "BartForQuestionAnswering",
     "BartForSequenceClassification",
     "BartModel",
     "GPT2Config",
     "GPT2ForSequenceClassification",
+    "GPT2ForTokenClassification",
     "GPT2LMHeadModel",
     "GPT2Model",
     "GenerationMixin",

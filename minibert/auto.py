@@ -25,9 +25,11 @@ FAMILIES: dict[str, tuple[type[PreTrainedModel], dict[str, type[PreTrainedModel]
         bert.RobertaModel, bert.RobertaForMaskedLM, bert.RobertaForSequenceClassification,
         bert.RobertaForTokenClassification, bert.RobertaForQuestionAnswering)}),
     "gpt2": (gpt.GPT2Model, {cls.__name__: cls for cls in (
-        gpt.GPT2Model, gpt.GPT2LMHeadModel, gpt.GPT2ForSequenceClassification)}),
+        gpt.GPT2Model, gpt.GPT2LMHeadModel, gpt.GPT2ForSequenceClassification,
+        gpt.GPT2ForTokenClassification)}),
     "bart": (bart.BartModel, {cls.__name__: cls for cls in (
-        bart.BartModel, bart.BartForConditionalGeneration, bart.BartForSequenceClassification)}),
+        bart.BartModel, bart.BartForConditionalGeneration, bart.BartForSequenceClassification,
+        bart.BartForQuestionAnswering)}),
 }
 
 

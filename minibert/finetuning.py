@@ -220,8 +220,10 @@ HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForS
          "gpt2": gpt.GPT2ForSequenceClassification, "bart": bart.BartForSequenceClassification}
 # The families whose models take no token_type_ids (GPT-2 would look zeros up as token 0 and add them)
 NO_SEGMENTS = ("gpt2", "bart")
-TOKEN_HEADS = {"bert": bert.BertForTokenClassification, "roberta": bert.RobertaForTokenClassification}
-QA_HEADS = {"bert": bert.BertForQuestionAnswering, "roberta": bert.RobertaForQuestionAnswering}
+TOKEN_HEADS = {"bert": bert.BertForTokenClassification, "roberta": bert.RobertaForTokenClassification,
+               "gpt2": gpt.GPT2ForTokenClassification}
+QA_HEADS = {"bert": bert.BertForQuestionAnswering, "roberta": bert.RobertaForQuestionAnswering,
+            "bart": bart.BartForQuestionAnswering}
 
 
 @dataclass
@@ -393,8 +395,10 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = Fals
 def check_classification_family(config: dict, source, args: FinetuneArguments | None = None) -> None:
     """Classification trains BERT and RoBERTa with every head and method here. GPT-2 and BART classify with their
     own head only (GPT-2: the last token's state; BART: the decoder's state at the last </s>), so the flags that
-    build another head, or reach for a part they lack, are refused with why; token tagging, question answering and
-    --multitask are BERT's and RoBERTa's (GPT-2 and BART fine-tune on text generation too: finetune/generative.py)."""
+    build another head, or reach for a part they lack, are refused with why. GPT-2 also tags words
+    (GPT2ForTokenClassification) and BART answers questions (BartForQuestionAnswering), as Hugging Face's heads
+    do; --multitask is BERT's and RoBERTa's (GPT-2 and BART fine-tune on text generation too:
+    finetune/generative.py)."""
     family = config.get("model_type")
     if family in BASES:
         return
@@ -408,10 +412,13 @@ def check_classification_family(config: dict, source, args: FinetuneArguments | 
     task = args.task_type if args.task_type in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING) else None
     own_head = "its own head (" + ("the last token's state" if family == "gpt2" else
                                    "the decoder's state at the last </s>") + ")"
+    heads = {TOKEN_CLASSIFICATION: TOKEN_HEADS, QUESTION_ANSWERING: QA_HEADS}
     refused = {
-        f"--task_type {task}": (task is not None, f"this repository has no {family} head for it; use a "
-                                f"{sorted(BASES)} checkpoint, or fine-tune {family} on text generation: "
-                                f"{generation[family]}"),
+        f"--task_type {task}": (task is not None and family not in heads[task],
+                                f"this repository has no {family} head for it (GPT-2 tags words: "
+                                "--task_type token_classification; BART answers questions: --task_type "
+                                f"question_answering); use a {sorted(heads.get(task, BASES))} checkpoint, or "
+                                f"fine-tune {family} on text generation: {generation[family]}"),
         "--multitask": (bool(args.multitask), f"its shared encoder and heads are BERT's and RoBERTa's; use a "
                         f"{sorted(BASES)} checkpoint, or train one task at a time"),
         "--pooling": (args.pooling != "default", f"{family} classifies with {own_head}; the pooling heads read an "
@@ -420,7 +427,7 @@ def check_classification_family(config: dict, source, args: FinetuneArguments | 
                             "starts its top blocks afresh)"),
         "--ladder_side_tuning": (args.ladder_side_tuning is not None, "its side network reads a BERT or RoBERTa "
                                  "encoder; use --adapter_size with one of those, or fine-tune every weight"),
-        "--classifier_dropout": (family == "gpt2" and args.classifier_dropout is not None,
+        "--classifier_dropout": (family == "gpt2" and task is None and args.classifier_dropout is not None,
                                  "GPT-2's score layer reads the last state without a dropout of its own, as Hugging "
                                  "Face's; drop --classifier_dropout (the config's resid_pdrop, embd_pdrop and "
                                  "attn_pdrop still apply)"),
@@ -979,9 +986,6 @@ def sequence_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
     if read_config_dict(source).get("model_type") == "bart":
         check_bart_framing(tokenizer, args, [(args.train_file, train_examples),
                                              (args.validation_file, eval_examples or [])])
-    if read_config_dict(source).get("model_type") in NO_SEGMENTS:  # GPT-2 and BART read no segment ids
-        for example in [*train_examples, *(eval_examples or [])]:
-            del example["token_type_ids"]
     return train_examples, task, eval_examples, None
 
 
@@ -1032,6 +1036,18 @@ def answered_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
     eval_questions = read_questions(args.validation_file, *columns, flag="--validation_file FILE")
     return (train_features, task, qa_features(eval_questions, tokenizer, args.max_seq_length, args.doc_stride,
                                               args.validation_file), eval_questions)
+
+
+def task_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
+    """The run's data, by its task type: sequence_splits, tagged_splits or answered_splits. GPT-2's and BART's
+    examples lose their segment ids: GPT-2 would look zeros up as token 0 and add it everywhere; BART takes none."""
+    read = {TOKEN_CLASSIFICATION: tagged_splits, QUESTION_ANSWERING: answered_splits}.get(args.task_type,
+                                                                                         sequence_splits)
+    train_examples, task, eval_examples, eval_items = read(args, tokenizer, source)
+    if read_config_dict(source).get("model_type") in NO_SEGMENTS:
+        for example in [*train_examples, *(eval_examples or [])]:
+            del example["token_type_ids"]
+    return train_examples, task, eval_examples, eval_items
 
 
 def tagged_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
@@ -1177,8 +1193,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     torch.manual_seed(training.seed)
     tokenizer = finetuning_tokenizer(args, source, pads=True)
     tagging, answering = args.task_type == TOKEN_CLASSIFICATION, args.task_type == QUESTION_ANSWERING
-    read_splits = tagged_splits if tagging else answered_splits if answering else sequence_splits
-    train_examples, task, eval_examples, eval_items = read_splits(args, tokenizer, source)
+    train_examples, task, eval_examples, eval_items = task_splits(args, tokenizer, source)
     model, _ = build_model(args, task)
     if model.config.model_type == "gpt2" and model.config.pad_token_id != tokenizer.pad_token_id:
         # GPT-2's head finds each row's last token by the pad id (its checkpoints name none): the tokenizer's

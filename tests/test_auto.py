@@ -21,8 +21,10 @@ CASES = [
     ("roberta", "RobertaConfig", "RobertaForMaskedLM"),
     ("gpt2", "GPT2Config", "GPT2LMHeadModel"),
     ("gpt2", "GPT2Config", "GPT2ForSequenceClassification"),
+    ("gpt2", "GPT2Config", "GPT2ForTokenClassification"),
     ("bart", "BartConfig", "BartForConditionalGeneration"),
     ("bart", "BartConfig", "BartModel"),
+    ("bart", "BartConfig", "BartForQuestionAnswering"),
 ]
 
 

@@ -9,6 +9,7 @@ from minibert.models import bart
 from minibert.models.bart import (
     BartConfig,
     BartForConditionalGeneration,
+    BartForQuestionAnswering,
     BartForSequenceClassification,
     BartModel,
     shift_tokens_right,
@@ -98,6 +99,27 @@ def test_parity_with_hugging_face(tmp_path, ours_cls, hf_name, variant, impl):
         logits_real = dec_real if hf_name == "BartForConditionalGeneration" else True
         torch.testing.assert_close(mine.logits * logits_real, theirs.logits * logits_real, atol=ATOL, rtol=RTOL)
         torch.testing.assert_close(mine.loss, theirs.loss, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("save", [False, True])
+def test_question_answering_parity_with_hugging_face(tmp_path, impl, save):
+    """BartForQuestionAnswering: the span head on the decoder's states, the source shifted right as the decoder's
+    input (what train.py --task_type question_answering feeds it); saved and loaded by the weight table too."""
+    hf, ours = hf_and_ours(tmp_path, "BartForQuestionAnswering", BartForQuestionAnswering, impl, save=save)
+    ids, mask, _, _ = source_batch()
+    spans = dict(start_positions=torch.tensor([1, 3, 0]), end_positions=torch.tensor([2, 4, 0]))
+    with torch.no_grad():
+        theirs, mine = hf(ids, attention_mask=mask, **spans), ours(ids, attention_mask=mask, **spans)
+    torch.testing.assert_close(mine.start_logits, theirs.start_logits, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(mine.end_logits, theirs.end_logits, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(mine.loss, theirs.loss, atol=ATOL, rtol=RTOL)
+    if save:  # and back: Hugging Face reads what minibert saves
+        ours.save_pretrained(tmp_path / "ours")
+        again = transformers.BartForQuestionAnswering.from_pretrained(tmp_path / "ours").eval()
+        with torch.no_grad():
+            torch.testing.assert_close(again(ids, attention_mask=mask).start_logits, theirs.start_logits,
+                                       atol=ATOL, rtol=RTOL)
 
 
 def test_labels_alone_drive_the_decoder(tmp_path):

@@ -12,7 +12,7 @@ import train
 from minibert.finetune.param_groups import embeddings_and_blocks, layer_wise_lr_decay_groups
 from minibert.finetune.saved_heads import keep_checkpoint_label_rows
 from minibert.finetune.task_data import Task
-from minibert.finetuning import FinetuneArguments, load_finetuned, sequence_splits
+from minibert.finetuning import FinetuneArguments, load_finetuned, sequence_splits, task_splits
 from minibert.models.bart import BartConfig, BartForConditionalGeneration, BartForSequenceClassification
 from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 from minibert.tokenizer import load_tokenizer, train_tokenizer
@@ -137,15 +137,23 @@ def test_a_gpt2_tokenizer_without_a_pad_token_pads_with_its_end_of_text_token(tm
                                    theirs(**batch).logits, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "bart"])
-def test_gpt2_and_bart_batches_carry_no_segment_ids(checkpoints, tmp_path, family):
-    """The tokenizer gives every text segment ids (zeros). GPT-2 looks token_type_ids up in its token table, so
-    zeros would add token 0's vector to every position of every text; BART's forward takes none."""
-    data = write_jsonl(tmp_path / "train.jsonl", rows(8, seed=1))
+@pytest.mark.parametrize("family, task_type", [("gpt2", "auto"), ("bart", "auto"), ("gpt2", "token_classification"),
+                                               ("bart", "question_answering")])
+def test_gpt2_and_bart_batches_carry_no_segment_ids(checkpoints, tmp_path, family, task_type):
+    """The tokenizer gives every text segment ids (zeros), as do the tagging and QA examples. GPT-2 looks
+    token_type_ids up in its token table, so zeros would add token 0's vector to every position of every text;
+    BART's forward takes none."""
+    from test_extractive_qa import qa_rows
+    from test_tagging import tagged_rows
+
+    items, columns = {"auto": (rows(8, seed=1), {}),
+                      "token_classification": (tagged_rows(8, 0), {"text_column": "words", "label_column": "labels"}),
+                      "question_answering": (qa_rows(8, 0), {})}[task_type]
+    data = write_jsonl(tmp_path / "train.jsonl", items)
     args = FinetuneArguments(model_name_or_path=str(checkpoints[family]), train_file=data, validation_file=data,
-                             text_pair_column=None)
-    examples, _, dev, _ = sequence_splits(args, load_tokenizer(checkpoints[family]), str(checkpoints[family]))
-    assert all(set(e) == {"input_ids", "labels"} for e in examples + dev)
+                             task_type=task_type, **columns)
+    examples, _, dev, _ = task_splits(args, load_tokenizer(checkpoints[family]), str(checkpoints[family]))
+    assert examples and dev and not any("token_type_ids" in e for e in examples + dev)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "bart"])
@@ -220,8 +228,8 @@ def test_frozen_embeddings_of_gpt2_and_bart_stay_as_they_were(checkpoints, tmp_p
 
 
 @pytest.mark.parametrize("family, flag, why", [
-    ("gpt2", ["--task_type", "token_classification"], "no gpt2 head for it"),
-    ("bart", ["--task_type", "question_answering"], "no bart head for it"),
+    ("gpt2", ["--task_type", "question_answering"], "no gpt2 head for it"),
+    ("bart", ["--task_type", "token_classification"], "no bart head for it"),
     ("gpt2", ["--pooling", "mean"], "classifies with its own head (the last token's state)"),
     ("bart", ["--pooling", "cls"], "the decoder's state at the last </s>"),
     ("gpt2", ["--reinit_pooler"], "has no pooler"),
@@ -347,3 +355,42 @@ def test_a_generation_task_on_the_other_family_names_the_family_first(checkpoint
                        "cpu", "--disable_tqdm"])
     err = capsys.readouterr().err
     assert code == 2 and "--max_seq_length" not in err and ("seq2seq" if family == "bart" else "causal_lm") in err, err
+
+
+def test_gpt2_tags_words_and_hugging_face_reads_its_token_classifier(checkpoints, tmp_path):
+    """--task_type token_classification on a GPT-2 (GPT2ForTokenClassification, Hugging Face's head): a word's tag
+    is read at its first piece, from its left context and itself, which is all this task needs (each word's kind)."""
+    from test_tagging import run_tagging
+
+    result = run_tagging(checkpoints["gpt2"], tmp_path)
+    assert result.metrics["f1"] >= 0.8, result.metrics  # (measured 1.0; a head that read nothing: 0)
+    out = tmp_path / "out"
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["GPT2ForTokenClassification"]
+    assert (out / "tag_predictions.jsonl").is_file()
+    tok, ours = load_tokenizer(out), load_finetuned(out).eval()
+    batch = tok(["king war", "love song night crown sword"], padding=True)
+    theirs = transformers.GPT2ForTokenClassification.from_pretrained(out).eval()
+    real = batch["attention_mask"].bool()[..., None]
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).logits * real, theirs(**batch).logits * real, atol=1e-5, rtol=1e-5)
+
+
+def test_bart_answers_questions_and_hugging_face_reads_its_span_head(checkpoints, tmp_path):
+    """--task_type question_answering on a BART (BartForQuestionAnswering, Hugging Face's head on the decoder's
+    states): <s> question </s></s> context </s> windows, as RoBERTa's; the answer is the one word of the court."""
+    from test_extractive_qa import run_qa
+
+    # A tiny BART learns this slowly: its decoder's state at position t reads token t - 1 and must find token t by
+    # cross-attention (a 600-step run at this rate: training loss 2.4 -> 0.26 by step 400, validation exact match
+    # 0.04, 0.29, 0.38, 0.42, 0.46 at steps 100-500). One word of 5 to 10 by chance: about 0.14.
+    result = run_qa(checkpoints["bart"], tmp_path, "--max_steps", "400", "--eval_steps", "100")
+    assert result.metrics["exact_match"] >= 0.3, result.metrics
+    out = tmp_path / "out"
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["BartForQuestionAnswering"]
+    assert (out / "qa_predictions.jsonl").is_file()
+    tok, ours = load_tokenizer(out), load_finetuned(out).eval()
+    batch = tok(["who is there", "who"], ["the king is here", "a fool and a night song"], padding=True)
+    theirs = transformers.BartForQuestionAnswering.from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).start_logits, theirs(**batch).start_logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ours(**batch).end_logits, theirs(**batch).end_logits, atol=1e-5, rtol=1e-5)

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from minibert.models import gpt
-from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
+from minibert.models.gpt import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2LMHeadModel,
+    GPT2Model,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -20,7 +26,8 @@ CONFIGS = {
     "noscale-1head": dict(scale_attn_weights=False, n_head=1),
 }
 CLASSES = [(GPT2Model, "GPT2Model"), (GPT2LMHeadModel, "GPT2LMHeadModel"),
-           (GPT2ForSequenceClassification, "GPT2ForSequenceClassification")]
+           (GPT2ForSequenceClassification, "GPT2ForSequenceClassification"),
+           (GPT2ForTokenClassification, "GPT2ForTokenClassification")]
 
 
 def hf_config(**overrides):
@@ -77,7 +84,8 @@ def test_parity_with_hugging_face(tmp_path, ours_cls, hf_name, variant, impl):
     # A label predicted from a pad position carries no meaning (the pad query sees no key): ignore it too.
     after_pad = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], dim=1) == 0
     labels = {"GPT2LMHeadModel": ids.masked_fill((mask == 0) | after_pad, -100),
-              "GPT2ForSequenceClassification": torch.tensor([0, 2, 1])}.get(hf_name)
+              "GPT2ForSequenceClassification": torch.tensor([0, 2, 1]),
+              "GPT2ForTokenClassification": torch.randint(0, 3, ids.shape).masked_fill(mask == 0, -100)}.get(hf_name)
     if labels is not None:
         kwargs["labels"] = labels
     with torch.no_grad():
@@ -91,7 +99,7 @@ def test_parity_with_hugging_face(tmp_path, ours_cls, hf_name, variant, impl):
             torch.testing.assert_close(b * real_queries, a * real_queries, atol=ATOL, rtol=RTOL)
     if hf_name == "GPT2Model":
         torch.testing.assert_close(mine.last_hidden_state * real, theirs.last_hidden_state * real, atol=ATOL, rtol=RTOL)
-    elif hf_name == "GPT2LMHeadModel":
+    elif hf_name in ("GPT2LMHeadModel", "GPT2ForTokenClassification"):
         torch.testing.assert_close(mine.logits * real, theirs.logits * real, atol=ATOL, rtol=RTOL)
         torch.testing.assert_close(mine.loss, theirs.loss, atol=ATOL, rtol=RTOL)
     else:

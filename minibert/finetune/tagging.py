@@ -149,18 +149,20 @@ def encode_words(words: list[str], tokenizer, max_seq_length: int) -> tuple[list
     """One sentence's input_ids, framed by the tokenizer's special tokens; each word's first-piece position (-1
     for a word the tokenizer makes no piece of, or one cut away by max_seq_length with every word after it);
     and how many words were cut."""
-    frame = tokenizer.encode("", add_special_tokens=True)  # [CLS] [SEP] or <s> </s>
-    if len(frame) != 2:
+    frame = tokenizer.encode("", add_special_tokens=True)  # [CLS] [SEP], <s> </s>, or nothing (GPT-2's)
+    if len(frame) not in (0, 2):
         raise ValueError(f"token classification needs a tokenizer that frames a text in one token each side (BERT's "
-                         f"[CLS] ... [SEP], RoBERTa's <s> ... </s>); this one adds {len(frame)} tokens")
+                         f"[CLS] ... [SEP], RoBERTa's <s> ... </s>) or adds nothing (GPT-2's); this one adds "
+                         f"{len(frame)} tokens")
+    opening, closing = frame[:1], frame[1:]
     space = " " if tokenizer.kind == "bytelevel_bpe" else ""  # byte-level BPE reads a word after a space as "Ġword"
-    input_ids, starts, cut = [frame[0]], [], 0
+    input_ids, starts, cut = list(opening), [], 0
     for pieces in tokenizer.encode_batch([(space if i else "") + w for i, w in enumerate(words)]):
-        cut += bool(cut) or len(input_ids) + len(pieces) + 1 > max_seq_length  # (+ 1: the closing token)
+        cut += bool(cut) or len(input_ids) + len(pieces) + len(closing) > max_seq_length
         starts.append(-1 if cut or not pieces else len(input_ids))
         if starts[-1] >= 0:
             input_ids += pieces
-    return input_ids + [frame[1]], starts, cut
+    return input_ids + closing, starts, cut
 
 
 def tagged_examples(pairs: list[tuple[list[str], list[str]]], tokenizer, max_seq_length: int, task: Task,

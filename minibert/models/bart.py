@@ -50,8 +50,13 @@ from minibert.nn import (
     get_activation,
     padding_mask,
 )
-from minibert.nn.losses import labelled_count, sequence_classification_loss, token_classification_loss
-from minibert.outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from minibert.nn.losses import (
+    labelled_count,
+    sequence_classification_loss,
+    span_extraction_loss,
+    token_classification_loss,
+)
+from minibert.outputs import BaseModelOutput, QuestionAnsweringOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 
 POSITION_OFFSET = 2
 
@@ -531,6 +536,30 @@ class BartForSequenceClassification(BartPreTrainedModel):
         return _seq2seq_output(out, logits, loss)
 
 
+class BartForQuestionAnswering(BartPreTrainedModel):
+    """Extractive QA, as BERT's: a linear layer gives every token a start and an end logit, read from the decoder's
+    states (the text goes to the encoder and, shifted right, to the decoder, as for classification)."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.model = BartModel(config)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                start_positions=None, end_positions=None, output_hidden_states=False,
+                output_attentions=False) -> QuestionAnsweringOutput:
+        out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, use_cache=False,
+                         output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_extraction_loss(start_logits, end_logits, start_positions, end_positions)
+        # (the decoder's states and self-attention: what the span head reads)
+        return QuestionAnsweringOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                       hidden_states=out.decoder_hidden_states, attentions=out.decoder_attentions)
+
+
 # --------------------------------------------------------------------------------------------
 # Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
 # --------------------------------------------------------------------------------------------
@@ -556,6 +585,7 @@ BartPreTrainedModel.weight_map = WeightMap(
         ("final_logits_bias", "final_logits_bias"),
         *weight_and_bias("classification_head.dense", "classification_head.dense"),
         *weight_and_bias("classification_head.out_proj", "classification_head.out_proj"),
+        *weight_and_bias("qa_outputs", "qa_outputs"),
     ),
     # embed_tokens are copies of shared, lm_head is the tied copy; version is a fairseq leftover.
     dropped=(r"(encoder|decoder)\.embed_tokens\.weight", r"lm_head\.weight", r"(encoder|decoder)\.version"),

@@ -50,8 +50,14 @@ from minibert.nn import (
     padding_mask,
     write_static,
 )
-from minibert.nn.losses import causal_lm_count, causal_lm_loss, sequence_classification_loss
-from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
+from minibert.nn.losses import (
+    causal_lm_count,
+    causal_lm_loss,
+    labelled_count,
+    sequence_classification_loss,
+    token_classification_loss,
+)
+from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +87,7 @@ class GPT2Config(ModelConfig):
     bos_token_id: int | None = 50256
     eos_token_id: int | list[int] | None = 50256  # <|endoftext|> ends a generation
     pad_token_id: int | None = None  # GPT-2 has none; sequence classification needs one for batches
+    classifier_dropout: float | None = None  # before the token classifier; None: 0.1, as Hugging Face's
     add_cross_attention: bool = False  # GPT-2 as a seq2seq decoder: not supported here
 
     def __post_init__(self):
@@ -427,6 +434,31 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
                                         attentions=out.attentions, past_key_values=out.past_key_values)
 
 
+class GPT2ForTokenClassification(GPT2PreTrainedModel):
+    """dropout(h_t) -> linear for every token t, as BERT's token head. A causal model's h_t has read only the
+    tokens up to t: a word's tag is decided from its left context and itself."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.dropout = nn.Dropout(0.1 if config.classifier_dropout is None else config.classifier_dropout)
+        self.classifier = nn.Linear(config.n_embd, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
+        out = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, use_cache=False,
+                               output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, C)
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                     attentions=out.attentions)
+
+    def loss_items(self, batch: dict) -> int:
+        """How many terms the loss averages: the engine weighs accumulated micro-batches by it."""
+        return labelled_count(batch["labels"])
+
+
 # --------------------------------------------------------------------------------------------
 # Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
 # GPT-2's checkpoints store its four projections (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) as
@@ -445,7 +477,7 @@ GPT2PreTrainedModel.weight_map = WeightMap(
         *weight_and_bias("h.{}.mlp.down", "h.{}.mlp.c_proj"),
         *weight_and_bias("ln_f", "ln_f"),
     ),
-    heads=(("score.weight", "score.weight"),),
+    heads=(("score.weight", "score.weight"), *weight_and_bias("classifier", "classifier")),
     transposed=frozenset({"h.{}.attn.c_attn.weight", "h.{}.attn.c_proj.weight",
                           "h.{}.mlp.up.weight", "h.{}.mlp.down.weight"}),
     # h.N.attn.bias / masked_bias: the causal-mask buffers of old checkpoints; lm_head: the tied copy.
