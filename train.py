@@ -6,8 +6,8 @@
     python train.py --model_name_or_path path/to/bert --train_file train.csv --validation_file dev.csv \\
         --text_column sentence --label_column label --pooling mean_max --llrd 0.9 --fgm --swa_start 0.75
     python train.py --adapter_size 16 --learning_rate 1e-3   # or --ladder_side_tuning 4, --gradual_unfreezing
-    python train.py --model_name_or_path runs/pretrain-clm    # a GPT-2 (or a BART) classifies with its own head:
-                                                              # the last token's state (BART: the last </s>'s)
+    python train.py --model_name_or_path runs/pretrain-clm --output_dir runs/finetune-clm  # a GPT-2 (or a BART)
+                  # classifies with its own head: the last token's state (BART: the decoder's at the last </s>)
     python train.py --multitask genre=TRAIN,VAL play=TRAIN,VAL,play --mixing equal \\
         --task_type single_label_classification  # TRAIN, VAL: the shipped genre files; a play label such as
                                                  # "Henry VI, Part 3" holds a comma, which auto-detection refuses

@@ -216,6 +216,15 @@ def recorded_learning_rate(resume_from_checkpoint: str, output_dir: str) -> floa
 MIN_SEQ_LENGTH = 8
 BASES = {"bert": bert.BertModel, "roberta": bert.RobertaModel}
 # (GPT-2 and BART: their own sequence heads, with the flags check_classification_family lets through)
+FAMILY_NAMES = {"bert": "BERT", "roberta": "RoBERTa", "gpt2": "GPT-2", "bart": "BART"}  # (in messages)
+
+
+def family_names(families) -> str:
+    """["bert", "roberta"] -> "BERT or RoBERTa", as a message names them."""
+    names = [FAMILY_NAMES.get(f, f) for f in families]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
 HEADS = {"bert": bert.BertForSequenceClassification, "roberta": bert.RobertaForSequenceClassification,
          "gpt2": gpt.GPT2ForSequenceClassification, "bart": bart.BartForSequenceClassification}
 # The families whose models take no token_type_ids (GPT-2 would look zeros up as token 0 and add them)
@@ -236,7 +245,7 @@ class FinetuneArguments:
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl (tagging: or CoNLL; QA: or SQuAD JSON)
     validation_file: str | None = None  # default: the shipped validation file with the shipped --train_file, else none
     text_column: str | None = None  # the text's column; None: by --task_type (text, tokens, question for QA)
-    text_pair_column: str | None = None  # a second text: sentence pairs (question_answering: the context, "context")
+    text_pair_column: str | None = None  # a second text: pairs (QA: the context, "context"; GPT-2 runs them together)
     label_column: str | None = None  # labels (a class, a number, a list); None: by --task_type (label, tags, answers)
     task_type: str = "auto"  # auto: names, whole numbers: classes; floats, fractions: regression; lists: multi-label
     # -- generation (--task_type seq2seq / causal_lm; --text_column is the source or the prompt) ----
@@ -257,15 +266,15 @@ class FinetuneArguments:
     pooling: str = "default"  # "default" = the family's own head; else a pooling head (the README's table)
     pooling_layer: int = -2  # hidden-state index for --pooling cls_layer (-2: second to last)
     multi_label_loss: str = "bce"  # bce | zlpr
-    classifier_dropout: float | None = None  # dropout before the classifier (default: the model's)
+    classifier_dropout: float | None = None  # dropout before the classifier (default: the model's; GPT-2's score: none)
     # -- tricks ----------------------------------------------------------------------------------
     optim: str = "adamw"  # adamw | bertadam (no bias correction) | radam_lookahead | madgrad (pip install madgrad)
     llrd: float | None = None  # layer-wise learning-rate decay factor in (0, 1]
     lr_groups: int | None = None  # grouped learning rates: this many groups of blocks ...
     lr_group_factor: float = 2.6  # ... each lower group this many times slower
-    head_lr: float | None = None  # learning rate of the pooler and task head (default: learning_rate)
+    head_lr: float | None = None  # rate of all but embeddings and blocks (head, pooler, GPT-2's ln_f); None: lr
     reinit_layers: int = 0  # re-initialise the top N blocks
-    reinit_pooler: bool = False  # re-initialise the pooler (Zhang et al. 2020)
+    reinit_pooler: bool = False  # re-initialise the pooler (Zhang et al. 2020; BERT's: RoBERTa, GPT-2, BART have none)
     freeze_embeddings: bool = False  # no gradient for the embedding layer
     mixout: float = 0.0  # Mixout probability (0 = off); turns dropout off
     prior_wd: bool = False  # weight decay toward the weights fine-tuning starts from (uses --weight_decay)
@@ -273,7 +282,7 @@ class FinetuneArguments:
     pgd_steps: int = 0  # > 0: PGD with this many steps (instead of FGM)
     adv_epsilon: float = 1.0  # FGM step / PGD ball radius (L2 norm over the embedding matrix)
     adv_alpha: float = 0.3  # PGD step size
-    adv_emb_name: str = "word_embeddings"  # attack the parameters whose name contains this
+    adv_emb_name: str = "word_embeddings"  # attack parameters named so (default: the token table; GPT-2's wte too)
     swa_start: float | None = None  # fraction of training after which SWA averages
     swa_lr: float | None = None  # SWA's rate in learning_rate's place, others in ratio (default: learning_rate / 2)
     group_by_length: bool = True  # uniform-length batching (smart batching)
@@ -406,7 +415,7 @@ def check_classification_family(config: dict, source, args: FinetuneArguments | 
                   "bart": "--task_type seq2seq --target_column COLUMN"}
     if family not in HEADS:
         raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here for classification; use a "
-                         f"{sorted(HEADS)} checkpoint")
+                         f"{family_names(HEADS)} checkpoint")
     if args is None:
         return
     task = args.task_type if args.task_type in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING) else None
@@ -417,16 +426,17 @@ def check_classification_family(config: dict, source, args: FinetuneArguments | 
         f"--task_type {task}": (task is not None and family not in heads[task],
                                 f"this repository has no {family} head for it (GPT-2 tags words: "
                                 "--task_type token_classification; BART answers questions: --task_type "
-                                f"question_answering); use a {sorted(heads.get(task, BASES))} checkpoint, or "
+                                f"question_answering); use a {family_names(heads.get(task, BASES))} checkpoint, or "
                                 f"fine-tune {family} on text generation: {generation[family]}"),
         "--multitask": (bool(args.multitask), f"its shared encoder and heads are BERT's and RoBERTa's; use a "
-                        f"{sorted(BASES)} checkpoint, or train one task at a time"),
+                        f"{family_names(BASES)} checkpoint, or train one task at a time"),
         "--pooling": (args.pooling != "default", f"{family} classifies with {own_head}; the pooling heads read an "
                       "encoder's states (BERT, RoBERTa); drop --pooling"),
         "--reinit_pooler": (args.reinit_pooler, f"{family} has no pooler; drop --reinit_pooler (--reinit_layers N "
                             "starts its top blocks afresh)"),
         "--ladder_side_tuning": (args.ladder_side_tuning is not None, "its side network reads a BERT or RoBERTa "
-                                 "encoder; use --adapter_size with one of those, or fine-tune every weight"),
+                                 f"encoder; use --adapter_size N, which trains adapters in {family}'s blocks, or a "
+                                 "BERT or RoBERTa checkpoint for the ladder"),
         "--classifier_dropout": (family == "gpt2" and task is None and args.classifier_dropout is not None,
                                  "GPT-2's score layer reads the last state without a dropout of its own, as Hugging "
                                  "Face's; drop --classifier_dropout (the config's resid_pdrop, embd_pdrop and "
@@ -476,7 +486,8 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     config = read_config_dict(source)
     family = config.get("model_type")
     if family not in HEADS:
-        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a {sorted(HEADS)} checkpoint")
+        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a "
+                         f"{family_names(HEADS)} checkpoint")
     check_classification_family(config, source, args)  # (GPT-2 and BART: their own sequence head only)
     tagging, answering = task.problem_type == TOKEN_CLASSIFICATION, task.problem_type == QUESTION_ANSWERING
     # (neither is a config problem_type, which Hugging Face refuses; a QA head has its two outputs, no labels)
@@ -1496,7 +1507,8 @@ def build_multitask_model(args: FinetuneArguments, source: str, tasks: dict[str,
     config = read_config_dict(source)
     family = config.get("model_type")
     if family not in BASES:
-        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a {sorted(BASES)} checkpoint")
+        raise ValueError(f"{source}: model_type {family!r} cannot be fine-tuned here; use a "
+                         f"{family_names(BASES)} checkpoint")
     base_class = BASES[family]
     if args.model_name_or_path == RANDOM_INIT:
         encoder = base_class(base_class.config_class.from_dict(config))

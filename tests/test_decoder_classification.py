@@ -233,7 +233,7 @@ def test_frozen_embeddings_of_gpt2_and_bart_stay_as_they_were(checkpoints, tmp_p
     ("gpt2", ["--pooling", "mean"], "classifies with its own head (the last token's state)"),
     ("bart", ["--pooling", "cls"], "the decoder's state at the last </s>"),
     ("gpt2", ["--reinit_pooler"], "has no pooler"),
-    ("bart", ["--ladder_side_tuning", "4"], "its side network reads a BERT or RoBERTa encoder"),
+    ("bart", ["--ladder_side_tuning", "4"], "use --adapter_size N, which trains adapters in bart's blocks"),
     ("gpt2", ["--classifier_dropout", "0.1"], "GPT-2's score layer reads the last state without a dropout"),
     ("bart", ["--multitask", "a=TRAIN,DEV"], "its shared encoder and heads are BERT's and RoBERTa's"),
 ])

@@ -64,8 +64,8 @@ def test_a_family_without_a_classifier_here_is_refused_before_the_data_is_read(t
                            "--output_dir", str(tmp_path / "out"), *extra])
         err = capsys.readouterr().err
         assert code == 2, err
-        assert ("model_type 't5' cannot be fine-tuned here for classification; use a ['bart', 'bert', 'gpt2', "
-                "'roberta'] checkpoint") in err, err
+        assert ("model_type 't5' cannot be fine-tuned here for classification; use a BERT, RoBERTa, GPT-2 or BART "
+                "checkpoint") in err, err
         assert not (tmp_path / "out").exists()
 
 
