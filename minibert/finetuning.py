@@ -424,10 +424,10 @@ def check_classification_family(config: dict, source, args: FinetuneArguments | 
     heads = {TOKEN_CLASSIFICATION: TOKEN_HEADS, QUESTION_ANSWERING: QA_HEADS}
     refused = {
         f"--task_type {task}": (task is not None and family not in heads[task],
-                                f"this repository has no {family} head for it (GPT-2 tags words: "
+                                f"this repository has no {FAMILY_NAMES[family]} head for it (GPT-2 tags words: "
                                 "--task_type token_classification; BART answers questions: --task_type "
                                 f"question_answering); use a {family_names(heads.get(task, BASES))} checkpoint, or "
-                                f"fine-tune {family} on text generation: {generation[family]}"),
+                                f"fine-tune {FAMILY_NAMES[family]} on text generation: {generation[family]}"),
         "--multitask": (bool(args.multitask), f"its shared encoder and heads are BERT's and RoBERTa's; use a "
                         f"{family_names(BASES)} checkpoint, or train one task at a time"),
         "--pooling": (args.pooling != "default", f"{family} classifies with {own_head}; the pooling heads read an "
@@ -790,7 +790,9 @@ def load_finetuned(path: str | os.PathLike) -> nn.Module:
         return BartWithNewEncoder.load(path)
     if is_beside_base(path):
         def rebuild(base: str, settings: dict) -> nn.Module:
-            args = FinetuneArguments(model_name_or_path=base, **settings["args"])
+            kind = settings["task"]["problem_type"]  # (a tagger's or reader's flags are checked as theirs)
+            task_type = kind if kind in (TOKEN_CLASSIFICATION, QUESTION_ANSWERING) else "auto"
+            args = FinetuneArguments(model_name_or_path=base, task_type=task_type, **settings["args"])
             model = build_model(args, Task(**settings["task"]))[0]
             if "pad_token_id" in settings:  # GPT-2's: the run's tokenizer's, which its base's config may not name
                 model.config.pad_token_id = settings["pad_token_id"]

@@ -9,12 +9,19 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import train
+from minibert.finetune.extractive_qa import predict_answers
 from minibert.finetune.param_groups import embeddings_and_blocks, layer_wise_lr_decay_groups
 from minibert.finetune.saved_heads import keep_checkpoint_label_rows
+from minibert.finetune.tagging import predict_tags
 from minibert.finetune.task_data import Task
 from minibert.finetuning import FinetuneArguments, load_finetuned, sequence_splits, task_splits
 from minibert.models.bart import BartConfig, BartForConditionalGeneration, BartForSequenceClassification
-from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+from minibert.models.gpt import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2LMHeadModel,
+)
 from minibert.tokenizer import load_tokenizer, train_tokenizer
 
 WORDS = "king queen fool love war crown sword jest night song".split()
@@ -228,8 +235,8 @@ def test_frozen_embeddings_of_gpt2_and_bart_stay_as_they_were(checkpoints, tmp_p
 
 
 @pytest.mark.parametrize("family, flag, why", [
-    ("gpt2", ["--task_type", "question_answering"], "no gpt2 head for it"),
-    ("bart", ["--task_type", "token_classification"], "no bart head for it"),
+    ("gpt2", ["--task_type", "question_answering"], "no GPT-2 head for it"),
+    ("bart", ["--task_type", "token_classification"], "no BART head for it"),
     ("gpt2", ["--pooling", "mean"], "classifies with its own head (the last token's state)"),
     ("bart", ["--pooling", "cls"], "the decoder's state at the last </s>"),
     ("gpt2", ["--reinit_pooler"], "has no pooler"),
@@ -390,7 +397,45 @@ def test_bart_answers_questions_and_hugging_face_reads_its_span_head(checkpoints
     assert (out / "qa_predictions.jsonl").is_file()
     tok, ours = load_tokenizer(out), load_finetuned(out).eval()
     batch = tok(["who is there", "who"], ["the king is here", "a fool and a night song"], padding=True)
+    # the README's recipe for new questions (it passed BART the segment ids it takes none of: a TypeError)
+    answers = predict_answers(ours, tok, [("who is there", "the king is here"), ("who", "a fool and a night song")],
+                              max_seq_length=32, doc_stride=4)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     theirs = transformers.BartForQuestionAnswering.from_pretrained(out).eval()
     with torch.no_grad():
         torch.testing.assert_close(ours(**batch).start_logits, theirs(**batch).start_logits, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(ours(**batch).end_logits, theirs(**batch).end_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_a_gpt2_tagger_with_adapters_and_its_own_dropout_reloads(checkpoints, tmp_path):
+    """--adapter_size with --classifier_dropout on a GPT-2 tagger: rebuilt beside its base, the run was checked as a
+    sentence classifier, whose GPT-2 head refuses --classifier_dropout: it trained and saved, and never loaded."""
+    from test_tagging import run_tagging
+
+    run_tagging(checkpoints["gpt2"], tmp_path, "--adapter_size", "4", "--classifier_dropout", "0.2", "--max_steps", "2")
+    model = load_finetuned(tmp_path / "out")
+    assert model.config.classifier_dropout == 0.2 and model.dropout.p == 0.2
+    tags = predict_tags(model, load_tokenizer(tmp_path / "out"), [["king", "war"]], max_seq_length=32)
+    assert len(tags[0]) == 2
+
+
+def test_gpt2_taggers_predict_without_a_pad_token_and_with_a_first_word_too_long(tmp_path):
+    """Hugging Face's GPT-2 tokenizer has no pad token: predict_tags padded with None (a TypeError). A tokenizer
+    that frames nothing made a sentence whose first word does not fit --max_seq_length a row of no tokens, which
+    stopped the whole batch (and a training run); it is the end token alone, its words untagged."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(texts(80, seed=9), trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    eos = "<|endoftext|>"
+    transformers.GPT2TokenizerFast(tokenizer_object=bpe, bos_token=eos, eos_token=eos, unk_token=eos).save_pretrained(
+        tmp_path)
+    tok = load_tokenizer(tmp_path)
+    assert tok.pad_token_id is None
+    torch.manual_seed(0)
+    model = GPT2ForTokenClassification(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=32,
+                                                  num_labels=2, bos_token_id=0, eos_token_id=0))
+    long_word = "kingqueenfoollovewarcrownswordjestnightsong" * 2  # more pieces than max_seq_length
+    tags = predict_tags(model, tok, [["king", "war", "song"], ["love"], [long_word, "king"]], max_seq_length=8)
+    assert [len(t) for t in tags] == [3, 1, 2] and all(t is not None for t in tags[0] + tags[1])
+    assert tags[2] == [None, None]

@@ -349,10 +349,14 @@ def predict_answers(model: nn.Module, tokenizer, questions: list[tuple[str, str]
                          "[(\"Who says it?\", context)]; for one question, pass a list of one pair")
     asked = [Question(str(i), question, context) for i, (question, context) in enumerate(questions)]
     features = qa_features(asked, tokenizer, max_seq_length, doc_stride, "the questions")
+    segments = hasattr(getattr(model, "config", None), "type_vocab_size")  # BERT's, RoBERTa's; not BART's
     for feature in features:  # no answers to learn: nothing to score
         del feature["start_positions"], feature["end_positions"]
-    return _answers(model, asked, features, QACollator(tokenizer.pad_token_id), batch_size, max_answer_length,
-                    allow_no_answer)[0]
+        if not segments:
+            del feature["token_type_ids"]
+    # (a tokenizer without a pad token, as Hugging Face's GPT-2 family: its end token pads, hidden by the mask)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return _answers(model, asked, features, QACollator(pad), batch_size, max_answer_length, allow_no_answer)[0]
 
 
 def write_answers(path: Path, questions: list[Question], predictions: list[str]) -> None:

@@ -162,6 +162,10 @@ def encode_words(words: list[str], tokenizer, max_seq_length: int) -> tuple[list
         starts.append(-1 if cut or not pieces else len(input_ids))
         if starts[-1] >= 0:
             input_ids += pieces
+    if not input_ids and tokenizer.eos_token_id is not None:
+        # a tokenizer that frames nothing (GPT-2's), and a first word longer than max_seq_length: no word is tagged,
+        # and the row is the end token alone (a row of no tokens cannot run: the whole batch would fail)
+        input_ids = [tokenizer.eos_token_id]
     return input_ids + closing, starts, cut
 
 
@@ -283,7 +287,8 @@ def predict_tags(model: nn.Module, tokenizer, sentences: list[list[str]], max_se
     if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
         raise ValueError("predict_tags takes sentences as lists of words (a string would be tagged letter by "
                          "letter); split them first, e.g. [text.split() for text in texts]")
-    collate = PaddingCollator(tokenizer.pad_token_id)
+    # (a tokenizer without a pad token, as Hugging Face's GPT-2's: its end token pads, hidden by the mask)
+    collate = PaddingCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
     encoded = [encode_words(words, tokenizer, max_seq_length)[:2] for words in sentences]
     device = next(model.parameters()).device
     was_training = model.training
