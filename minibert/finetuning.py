@@ -190,13 +190,18 @@ def default_learning_rate(model_name_or_path: str, config_name: str | None = Non
         config = read_config_dict(model_name_or_path)
     except (ValueError, OSError, TypeError):
         return small, None
-    width = next((config[key] for key in ("hidden_size", "d_model", "n_embd") if key in config), None)
+    width = model_width(config)
     if not isinstance(width, int) or width <= SMALL_MODEL_WIDTH:
         return small, None
     return WIDE_MODEL_LEARNING_RATE, (
         f"learning rate {WIDE_MODEL_LEARNING_RATE:g}: no --learning_rate was given and the pretrained model is "
         f"{width} wide (BERT-base's and RoBERTa's fine-tuning rates are 1e-5 to 5e-5; train.py's {small:g} is for "
         f"models up to {SMALL_MODEL_WIDTH} wide, such as pretrain.py's); pass --learning_rate to choose")
+
+
+def model_width(config: dict):
+    """config.json's width: hidden_size (BERT, RoBERTa), d_model (BART) or n_embd (GPT-2); None without one."""
+    return next((config[key] for key in ("hidden_size", "d_model", "n_embd") if key in config), None)
 
 
 def recorded_learning_rate(resume_from_checkpoint: str, output_dir: str) -> float | None:
@@ -494,10 +499,6 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     labels = {"num_labels": task.num_labels, "problem_type": None if tagging else task.problem_type,
               "id2label": {i: n for i, n in enumerate(task.label_names)} if task.label_names else None}
     overrides = {} if answering else {k: v for k, v in labels.items() if v is not None}
-    if family == "gpt2" and config.get("pad_token_id") is None and config.get("eos_token_id") is not None:
-        # GPT-2's head finds each row's last token by the pad id, which its checkpoints lack: the end-of-text token
-        # pads, as finetuning_tokenizer makes its tokenizer do (so a run's model, rebuilt beside its base, has it too)
-        overrides["pad_token_id"] = config["eos_token_id"]
     if args.classifier_dropout is not None:
         overrides["classifier_dropout"] = args.classifier_dropout
     config_class = HEADS[family].config_class
@@ -620,7 +621,7 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
     if num_layers is not None and args.pooling in POOLINGS:
         check_pooling(args.pooling, num_layers, args.pooling_layer)
     hidden_size = (config or {}).get("hidden_size")
-    width = next(((config or {})[key] for key in ("hidden_size", "d_model", "n_embd") if key in (config or {})), None)
+    width = model_width(config or {})
     if width is not None and args.adapter_size is not None:
         check_adapter_size(args.adapter_size, width)
     if hidden_size is not None and args.ladder_side_tuning is not None:
@@ -834,7 +835,7 @@ def apply_tricks(model: nn.Module, args: FinetuneArguments) -> None:
 def attacked_embeddings(model: nn.Module, name: str) -> str:
     """What --fgm / --pgd_steps attack: parameters whose name holds --adv_emb_name. Its default, "word_embeddings",
     is BERT's and RoBERTa's token table; on GPT-2 and BART it means theirs (transformer.wte, model.shared)."""
-    if name != FinetuneArguments.adv_emb_name or getattr(model.config, "model_type", None) not in NO_SEGMENTS:
+    if name != FinetuneArguments.adv_emb_name or getattr(model.config, "model_type", None) in BASES:
         return name
     table = model.get_input_embeddings().weight
     return next(n for n, p in model.named_parameters() if p is table)
