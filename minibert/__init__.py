@@ -28,6 +28,7 @@ from minibert.models.bert import (
 from minibert.models.electra import ElectraForPreTraining
 from minibert.models.gpt import (
     GPT2Config,
+    GPT2ForQuestionAnswering,
     GPT2ForSequenceClassification,
     GPT2ForTokenClassification,
     GPT2LMHeadModel,
@@ -46,6 +47,7 @@ __all__ = [
     "BartForSequenceClassification",
     "BartModel",
     "GPT2Config",
+    "GPT2ForQuestionAnswering",
     "GPT2ForSequenceClassification",
     "GPT2ForTokenClassification",
     "GPT2LMHeadModel",

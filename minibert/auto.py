@@ -26,7 +26,7 @@ FAMILIES: dict[str, tuple[type[PreTrainedModel], dict[str, type[PreTrainedModel]
         bert.RobertaForTokenClassification, bert.RobertaForQuestionAnswering)}),
     "gpt2": (gpt.GPT2Model, {cls.__name__: cls for cls in (
         gpt.GPT2Model, gpt.GPT2LMHeadModel, gpt.GPT2ForSequenceClassification,
-        gpt.GPT2ForTokenClassification)}),
+        gpt.GPT2ForTokenClassification, gpt.GPT2ForQuestionAnswering)}),
     "bart": (bart.BartModel, {cls.__name__: cls for cls in (
         bart.BartModel, bart.BartForConditionalGeneration, bart.BartForSequenceClassification,
         bart.BartForQuestionAnswering)}),

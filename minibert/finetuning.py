@@ -64,8 +64,10 @@ from minibert.finetune.extractive_qa import (
     QA_METRICS,
     QACollator,
     QAEvaluator,
+    no_answer_at_end,
     qa_features,
     read_questions,
+    real_span_loss,
     write_answers,
 )
 from minibert.finetune.freeze import freeze_embeddings
@@ -237,7 +239,7 @@ NO_SEGMENTS = ("gpt2", "bart")
 TOKEN_HEADS = {"bert": bert.BertForTokenClassification, "roberta": bert.RobertaForTokenClassification,
                "gpt2": gpt.GPT2ForTokenClassification}
 QA_HEADS = {"bert": bert.BertForQuestionAnswering, "roberta": bert.RobertaForQuestionAnswering,
-            "bart": bart.BartForQuestionAnswering}
+            "gpt2": gpt.GPT2ForQuestionAnswering, "bart": bart.BartForQuestionAnswering}
 
 
 @dataclass
@@ -409,9 +411,9 @@ def finetuning_tokenizer(args: FinetuneArguments, source: str, pads: bool = Fals
 def check_classification_family(config: dict, source, args: FinetuneArguments | None = None) -> None:
     """Classification trains BERT and RoBERTa with every head and method here. GPT-2 and BART classify with their
     own head only (GPT-2: the last token's state; BART: the decoder's state at the last </s>), so the flags that
-    build another head, or reach for a part they lack, are refused with why. GPT-2 also tags words
-    (GPT2ForTokenClassification) and BART answers questions (BartForQuestionAnswering), as Hugging Face's heads
-    do; --multitask is BERT's and RoBERTa's (GPT-2 and BART fine-tune on text generation too:
+    build another head, or reach for a part they lack, are refused with why. Both answer questions
+    (GPT2ForQuestionAnswering, BartForQuestionAnswering) and GPT-2 also tags words (GPT2ForTokenClassification),
+    as Hugging Face's heads do; --multitask is BERT's and RoBERTa's (GPT-2 and BART fine-tune on text generation too:
     finetune/generative.py)."""
     family = config.get("model_type")
     if family in BASES:
@@ -429,9 +431,8 @@ def check_classification_family(config: dict, source, args: FinetuneArguments | 
     heads = {TOKEN_CLASSIFICATION: TOKEN_HEADS, QUESTION_ANSWERING: QA_HEADS}
     refused = {
         f"--task_type {task}": (task is not None and family not in heads[task],
-                                f"this repository has no {FAMILY_NAMES[family]} head for it (GPT-2 tags words: "
-                                "--task_type token_classification; BART answers questions: --task_type "
-                                f"question_answering); use a {family_names(heads.get(task, BASES))} checkpoint, or "
+                                f"this repository has no {FAMILY_NAMES[family]} head for it, as Hugging Face has "
+                                f"none; use a {family_names(heads.get(task, BASES))} checkpoint, or "
                                 f"fine-tune {FAMILY_NAMES[family]} on text generation: {generation[family]}"),
         "--multitask": (bool(args.multitask), f"its shared encoder and heads are BERT's and RoBERTa's; use a "
                         f"{family_names(BASES)} checkpoint, or train one task at a time"),
@@ -1018,9 +1019,11 @@ def check_bart_framing(tokenizer: Tokenizer, args: FinetuneArguments, splits: li
                                  f"\"< /s>\")")
 
 
-def task_evaluation(args: FinetuneArguments, task: Task, pad_token_id: int, examples: list[dict], items):
+def task_evaluation(args: FinetuneArguments, task: Task, pad_token_id: int, examples: list[dict], items,
+                    real_only: bool = False):
     """The evaluation of a task's validation examples (and, for tagging and QA, the sentences or questions they
-    come from), and the names of the metrics it returns beside the loss."""
+    come from), and the names of the metrics it returns beside the loss (real_only: a GPT-2 reader's span softmax
+    leaves padding out, as it trains)."""
     if task.problem_type == TOKEN_CLASSIFICATION:
         collate = PaddingCollator(pad_token_id, args.max_seq_length, token_labels=True)
         return TagEvaluator(examples, task, collate, args.per_device_eval_batch_size), metric_names(task)
@@ -1028,7 +1031,7 @@ def task_evaluation(args: FinetuneArguments, task: Task, pad_token_id: int, exam
         # padded as training is: the span softmax reads padding (as Hugging Face's), so the loss depends on it
         collate = QACollator(pad_token_id, args.max_seq_length, args.padding)
         return QAEvaluator(items, examples, collate, args.per_device_eval_batch_size, args.max_answer_length,
-                           allow_no_answer=bool(task.label_names)), QA_METRICS
+                           allow_no_answer=bool(task.label_names), real_only=real_only), QA_METRICS
     evaluate = make_eval_fn(examples, task, PaddingCollator(pad_token_id, args.max_seq_length),
                             args.per_device_eval_batch_size, args.multi_label_loss)
     return evaluate, METRICS[task.problem_type]
@@ -1041,7 +1044,8 @@ def answered_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
     columns = (args.text_column, args.text_pair_column, args.label_column)
     questions = read_questions(args.train_file, *columns, flag="--train_file FILE")
     task = Task(QUESTION_ANSWERING, ["no_answer"] if any(not q.answers for q in questions) else [])
-    train_features = qa_features(questions, tokenizer, args.max_seq_length, args.doc_stride, args.train_file)
+    at_end = no_answer_at_end(read_config_dict(source).get("model_type"))  # (GPT-2: each window's last token)
+    train_features = qa_features(questions, tokenizer, args.max_seq_length, args.doc_stride, args.train_file, at_end)
     check_known_tokens(tokenizer, train_features, args.train_file, f"the tokenizer of {args.tokenizer_name or source}",
                        lambda i: f"{questions[train_features[i]['question']].question} / "
                                  f"{questions[train_features[i]['question']].context}")
@@ -1049,7 +1053,7 @@ def answered_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
         return train_features, task, None, None
     eval_questions = read_questions(args.validation_file, *columns, flag="--validation_file FILE")
     return (train_features, task, qa_features(eval_questions, tokenizer, args.max_seq_length, args.doc_stride,
-                                              args.validation_file), eval_questions)
+                                              args.validation_file, at_end), eval_questions)
 
 
 def task_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
@@ -1209,6 +1213,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     tagging, answering = args.task_type == TOKEN_CLASSIFICATION, args.task_type == QUESTION_ANSWERING
     train_examples, task, eval_examples, eval_items = task_splits(args, tokenizer, source)
     model, _ = build_model(args, task)
+    # a GPT-2 reader's pads (often its end-of-text token, the no-answer slot itself) take no span probability
+    real_only = answering and no_answer_at_end(model.config.model_type)
     if model.config.model_type == "gpt2" and model.config.pad_token_id != tokenizer.pad_token_id:
         # GPT-2's head finds each row's last token by the pad id (its checkpoints name none): the tokenizer's
         logger.info("config.pad_token_id: %s -> %d, the tokenizer's", model.config.pad_token_id, tokenizer.pad_token_id)
@@ -1226,7 +1232,7 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
                                        training.per_device_train_batch_size, drop_last=training.dataloader_drop_last)
     eval_fn = None
     if eval_examples:
-        eval_fn, names = task_evaluation(args, task, tokenizer.pad_token_id, eval_examples, eval_items)
+        eval_fn, names = task_evaluation(args, task, tokenizer.pad_token_id, eval_examples, eval_items, real_only)
         if training.metric_for_best_model is None:
             training.metric_for_best_model = best_metric_name(task)
             training.greater_is_better = training.metric_for_best_model != "rmse"
@@ -1257,7 +1263,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
     # pieces (the token head's loss_items), as one big batch would; a span loss is one mean over windows, each
     # micro-batch 1 / the accumulation steps. The task is the recipe: a resume with other labels is refused.
     trainer = Trainer(model, training, train_examples, collate, eval_fn=trainer_eval_fn, callbacks=callbacks,
-                      optimizer=optimizer, sampler=sampler, loss_fn=None if tagging or answering else loss_fn,
+                      optimizer=optimizer, sampler=sampler,
+                      loss_fn=real_span_loss if real_only else None if tagging or answering else loss_fn,
                       recipe={"task": task.problem_type, "labels": task.label_names})
     if args.gradual_unfreezing:
         stage_steps = args.unfreeze_stage_steps if args.unfreeze_stage_steps is not None else trainer.steps_per_epoch()

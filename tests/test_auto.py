@@ -22,6 +22,7 @@ CASES = [
     ("gpt2", "GPT2Config", "GPT2LMHeadModel"),
     ("gpt2", "GPT2Config", "GPT2ForSequenceClassification"),
     ("gpt2", "GPT2Config", "GPT2ForTokenClassification"),
+    ("gpt2", "GPT2Config", "GPT2ForQuestionAnswering"),
     ("bart", "BartConfig", "BartForConditionalGeneration"),
     ("bart", "BartConfig", "BartModel"),
     ("bart", "BartConfig", "BartForQuestionAnswering"),

@@ -5,7 +5,8 @@ for every token (BERT, Devlin et al. 2018, section 4.2: https://arxiv.org/abs/18
                      list of rows with a question, a context and answers ({"text": [...], "answer_start": [...]},
                      Hugging Face datasets' squad columns) -> Question list
     qa_features      each question with each window of its context: input_ids, token_type_ids, and the answer's
-                     first and last piece in the window (both 0, the [CLS] token, when the window does not hold it)
+                     first and last piece in the window (both the no-answer slot when the window does not hold it:
+                     0, the [CLS] token; GPT-2's is the window's last token, an end-of-text token put there)
     best_span        one window's start and end logits -> its best span (n-best, --max_answer_length); the best
                      of a question's windows is its answer, cut from the context by answer_text
     squad_scores     exact match and F1, by the official SQuAD script's rules (the best over the gold answers)
@@ -16,8 +17,17 @@ A context longer than the room the question leaves is read in windows of that ma
 whole in the next. Each window trains (a window without the answer learns to point at [CLS], as in SQuAD 2.0's
 recipe), and at evaluation the best span of all a question's windows is its answer. When the training data has
 questions with no answer (SQuAD 2.0: Rajpurkar et al. 2018, https://arxiv.org/abs/1806.03822), a question is
-answered "" when [CLS]'s score (its start + end logit, lowest over the windows) beats the best span's: BERT's rule
-(section 4.3) at Hugging Face's default threshold 0.
+answered "" when [CLS]'s score (its start + end logit, lowest over the windows; GPT-2: the no-answer slot's, below)
+beats the best span's: BERT's rule (section 4.3) at Hugging Face's default threshold 0.
+
+GPT-2 reads left to right: its first token has read nothing but itself, the same in every window of a question, so
+it cannot say whether this window holds the answer. Only the last token has read the whole window, so GPT-2's
+windows end with its end-of-text token (when its tokenizer adds nothing there) and that token is the no-answer
+slot (each feature's no_answer position; Hugging Face's run_qa.py would use the first token). Its span softmax
+leaves padding out (`real_only`): a GPT-2 tokenizer without a pad token pads with that same end-of-text token, and
+a pad after a window reads the whole window as the slot does, so in Hugging Face's softmax, which reads padding,
+the pads took the slot's probability (a toy SQuAD 2.0 task with --padding max_length: exact match 0.71-0.83 over
+three seeds, 0.88-0.92 once the batches were padded with another id; tests/test_decoder_classification.py).
 
 Pieces map back to the context through the tokenizer's character offsets, so the answer is the context's own text
 (its case, its spaces), whatever the tokenizer did to it. Scores are fractions (0-1), not percentages.
@@ -172,13 +182,24 @@ def pair_frame(tokenizer) -> dict:
             "suffix_types": types[last[1] + 1 :]}
 
 
+def no_answer_at_end(model_type: str | None) -> bool:
+    """Whether a family's no-answer slot is each window's last token (GPT-2, causal) rather than its first."""
+    return model_type == "gpt2"
+
+
 def qa_features(questions: list[Question], tokenizer, max_seq_length: int, doc_stride: int,
-                path="the data file") -> list[dict]:
+                path="the data file", at_end: bool = False) -> list[dict]:
     """Every window of every question: input_ids, token_type_ids, start_positions / end_positions (the gold
-    answer's first one whose pieces the window holds whole; 0 when none is), and for evaluation: question (its
-    index), context_start (the window's first context piece's position), offsets (each context piece's
-    character span)."""
+    answer's first one whose pieces the window holds whole; the no-answer slot when none is), and for evaluation:
+    question (its index), no_answer (the slot's position: 0, or with at_end the window's last token, an end-of-text
+    token added when the tokenizer frames nothing after the context), context_start (the window's first context
+    piece's position), offsets (each context piece's character span)."""
     frame = pair_frame(tokenizer)
+    if at_end and not frame["suffix"]:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("a GPT-2 reader's windows end with its end-of-text token, where it answers \"no answer\", "
+                             "but the tokenizer has none; name one in its tokenizer_config.json (\"eos_token\")")
+        frame["suffix"], frame["suffix_types"] = [tokenizer.eos_token_id], [frame["context_type"]]
     specials = len(frame["prefix"]) + len(frame["middle"]) + len(frame["suffix"])
     features = []
     for index, q in enumerate(questions):
@@ -200,17 +221,18 @@ def qa_features(questions: list[Question], tokenizer, max_seq_length: int, doc_s
         window = 0
         while True:
             stop = min(window + room, len(ids))
-            start_position = end_position = 0
+            input_ids = frame["prefix"] + question_ids + frame["middle"] + ids[window:stop] + frame["suffix"]
+            no_answer = len(input_ids) - 1 if at_end else 0
+            start_position = end_position = no_answer
             for first, last in spans:
                 if window <= first and last < stop:
                     start_position, end_position = head + first - window, head + last - window
                     break
-            input_ids = frame["prefix"] + question_ids + frame["middle"] + ids[window:stop] + frame["suffix"]
             types = (frame["prefix_types"] + [frame["question_type"]] * len(question_ids) + frame["middle_types"]
                      + [frame["context_type"]] * (stop - window) + frame["suffix_types"])
             features.append({"input_ids": input_ids, "token_type_ids": types, "start_positions": start_position,
-                             "end_positions": end_position, "question": index, "context_start": head,
-                             "offsets": offsets[window:stop]})
+                             "end_positions": end_position, "question": index, "no_answer": no_answer,
+                             "context_start": head, "offsets": offsets[window:stop]})
             if stop >= len(ids):
                 break
             window = stop - doc_stride
@@ -286,8 +308,9 @@ def squad_scores(predictions: list[str], golds: list[list[str]]) -> dict:
 
 
 def _answers(model: nn.Module, questions: list[Question], features: list[dict], collate, batch_size: int,
-             max_answer_length: int, allow_no_answer: bool) -> tuple[list[str], float]:
-    """Each question's answer, and the mean loss over the features that hold answer positions (nan if none)."""
+             max_answer_length: int, allow_no_answer: bool, real_only: bool = False) -> tuple[list[str], float]:
+    """Each question's answer, and the mean loss over the features that hold answer positions (nan if none;
+    real_only: padding left out of its softmax, as GPT-2 trains)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -304,11 +327,13 @@ def _answers(model: nn.Module, questions: list[Question], features: list[dict], 
             starts, ends = out.start_logits.float().cpu(), out.end_logits.float().cpu()  # (B, T) each
             if positions:
                 loss_sum += float(span_extraction_loss(starts, ends, positions["start_positions"],
-                                                       positions["end_positions"])) * len(rows)
+                                                       positions["end_positions"],
+                                                       batch["attention_mask"] if real_only else None)) * len(rows)
                 loss_count += len(rows)
             for row, feature in enumerate(rows):
                 q = feature["question"]
-                null[q] = min(null[q], float(starts[row, 0] + ends[row, 0]))
+                slot = feature["no_answer"]
+                null[q] = min(null[q], float(starts[row, slot] + ends[row, slot]))
                 span = best_span(starts[row], ends[row], feature, max_answer_length)
                 if span is not None and (best[q] is None or span[0] > best[q][0]):
                     best[q] = (span[0], answer_text(questions[q].context, feature["offsets"], span[1], span[2]))
@@ -322,19 +347,27 @@ def _answers(model: nn.Module, questions: list[Question], features: list[dict], 
     return answers, loss_sum / loss_count if loss_count else math.nan
 
 
+def real_span_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, object]:
+    """The span loss with padding left out of its softmax (a GPT-2 reader's, in train.py) -> (loss, outputs)."""
+    positions = {k: batch[k] for k in ("start_positions", "end_positions")}
+    outputs = model(**{k: v for k, v in batch.items() if k not in positions})
+    return span_extraction_loss(outputs.start_logits, outputs.end_logits, positions["start_positions"],
+                                positions["end_positions"], batch["attention_mask"]), outputs
+
+
 class QAEvaluator:
     """Called with a model: its span loss on the validation windows, and exact match and F1 of its answers.
     `predictions` holds the last call's answers, one per question."""
 
     def __init__(self, questions: list[Question], features: list[dict], collate, batch_size: int,
-                 max_answer_length: int, allow_no_answer: bool):
+                 max_answer_length: int, allow_no_answer: bool, real_only: bool = False):
         self.questions, self.features, self.collate, self.batch_size = questions, features, collate, batch_size
-        self.max_answer_length, self.allow_no_answer = max_answer_length, allow_no_answer
+        self.max_answer_length, self.allow_no_answer, self.real_only = max_answer_length, allow_no_answer, real_only
         self.predictions: list[str] = []
 
     def __call__(self, model: nn.Module) -> dict:
         self.predictions, loss = _answers(model, self.questions, self.features, self.collate, self.batch_size,
-                                          self.max_answer_length, self.allow_no_answer)
+                                          self.max_answer_length, self.allow_no_answer, self.real_only)
         return {"loss": loss, **squad_scores(self.predictions, [q.answers for q in self.questions])}
 
 
@@ -348,7 +381,9 @@ def predict_answers(model: nn.Module, tokenizer, questions: list[tuple[str, str]
         raise ValueError("predict_answers takes a list of (question, context) pairs of texts, e.g. "
                          "[(\"Who says it?\", context)]; for one question, pass a list of one pair")
     asked = [Question(str(i), question, context) for i, (question, context) in enumerate(questions)]
-    features = qa_features(asked, tokenizer, max_seq_length, doc_stride, "the questions")
+    features = qa_features(asked, tokenizer, max_seq_length, doc_stride, "the questions",
+                           at_end=no_answer_at_end(getattr(getattr(getattr(model, "module", model), "config", None),
+                                                           "model_type", None)))  # (through a DDP wrapper too)
     segments = hasattr(getattr(model, "config", None), "type_vocab_size")  # BERT's, RoBERTa's; not BART's
     for feature in features:  # no answers to learn: nothing to score
         del feature["start_positions"], feature["end_positions"]

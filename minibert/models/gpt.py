@@ -55,9 +55,16 @@ from minibert.nn.losses import (
     causal_lm_loss,
     labelled_count,
     sequence_classification_loss,
+    span_extraction_loss,
     token_classification_loss,
 )
-from minibert.outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from minibert.outputs import (
+    BaseModelOutput,
+    CausalLMOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -459,6 +466,30 @@ class GPT2ForTokenClassification(GPT2PreTrainedModel):
         return labelled_count(batch["labels"])
 
 
+class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
+    """Extractive QA, as BERT's: a linear layer gives every token a start and an end logit (Hugging Face's class,
+    no dropout). Causal: a token's logits have read the question (which comes first) and the context up to it,
+    never past it; only the last token has read the whole window (finetune/extractive_qa.py points "no answer"
+    there, not at the first token as for BERT's [CLS])."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.qa_outputs = nn.Linear(config.n_embd, 2)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, token_type_ids=None, start_positions=None,
+                end_positions=None, output_hidden_states=False, output_attentions=False) -> QuestionAnsweringOutput:
+        out = self.transformer(input_ids, attention_mask, position_ids, token_type_ids, use_cache=False,
+                               output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)  # 2 x (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_extraction_loss(start_logits, end_logits, start_positions, end_positions)
+        return QuestionAnsweringOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                       hidden_states=out.hidden_states, attentions=out.attentions)
+
+
 # --------------------------------------------------------------------------------------------
 # Hugging Face weight names: (minibert, Hugging Face); `{}` is the layer index.
 # GPT-2's checkpoints store its four projections (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) as
@@ -477,7 +508,8 @@ GPT2PreTrainedModel.weight_map = WeightMap(
         *weight_and_bias("h.{}.mlp.down", "h.{}.mlp.c_proj"),
         *weight_and_bias("ln_f", "ln_f"),
     ),
-    heads=(("score.weight", "score.weight"), *weight_and_bias("classifier", "classifier")),
+    heads=(("score.weight", "score.weight"), *weight_and_bias("classifier", "classifier"),
+           *weight_and_bias("qa_outputs", "qa_outputs")),
     transposed=frozenset({"h.{}.attn.c_attn.weight", "h.{}.attn.c_proj.weight",
                           "h.{}.mlp.up.weight", "h.{}.mlp.down.weight"}),
     # h.N.attn.bias / masked_bias: the causal-mask buffers of old checkpoints; lm_head: the tied copy.

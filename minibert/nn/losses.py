@@ -81,13 +81,19 @@ def causal_lm_count(labels: torch.Tensor) -> int:
 
 
 def span_extraction_loss(
-    start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor
+    start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Question answering: mean of the start and end cross-entropies (logits (B, T)). As in Hugging Face's
     heads, positions past the sequence (T or more) are clamped to T and ignored (left out of the mean;
     the original BERT SQuAD code, whose one-hot of such a position is all zeros, counted them as 0 in the
     mean), and negative ones are clamped to 0: a -100 here is not ignored, it trains position 0, the
-    [CLS] token that SQuAD 2.0 marks "no answer" with."""
+    [CLS] token that SQuAD 2.0 marks "no answer" with. Hugging Face's softmax reads padded positions too;
+    given an attention_mask (B, T), the padded ones take no probability (finetune/extractive_qa.py: GPT-2)."""
+    if attention_mask is not None:
+        padded = attention_mask == 0
+        start_logits = start_logits.masked_fill(padded, torch.finfo(start_logits.dtype).min)
+        end_logits = end_logits.masked_fill(padded, torch.finfo(end_logits.dtype).min)
     ignored = start_logits.size(1)
     start = _class_ids(start_positions.view(-1)).clamp(0, ignored)  # (B,), also from (B, 1)
     end = _class_ids(end_positions.view(-1)).clamp(0, ignored)
