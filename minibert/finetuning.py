@@ -130,6 +130,7 @@ from minibert.finetune.task_data import (
 from minibert.finetune.unfreezing import GradualUnfreezing
 from minibert.modeling import new_weights_unreported, store_linear_weights_input_major
 from minibert.models import bart, bert, gpt
+from minibert.neighbour_heads import why_no_room, write_neighbour_heads
 from minibert.tokenizer import Tokenizer, check_tokenizer_fits, check_unknown_tokens, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -248,6 +249,7 @@ class FinetuneArguments:
 
     model_name_or_path: str = DEFAULT_PRETRAINED  # a minibert / Hugging Face checkpoint dir, or "random"
     config_name: str | None = None  # with "random": the checkpoint dir whose config (shape) and tokenizer to use
+    neighbour_heads: bool = False  # with "random": write pretrain.py's previous- and next-token heads into block 0
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl (tagging: or CoNLL; QA: or SQuAD JSON)
     validation_file: str | None = None  # default: the shipped validation file with the shipped --train_file, else none
@@ -513,6 +515,8 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         # a classifier checkpoint of another number of labels: its head starts afresh (with a warning)
         model = head(config_class.from_dict(config, **overrides)) if random_init else head.from_pretrained(
             source, ignore_mismatched_sizes=True, **overrides)
+        if args.neighbour_heads:  # (random weights only; fine-tuning trains them, as every other weight)
+            write_neighbour_heads(model.base_model)
         # BERT's sentence and token heads are one Linear named `classifier`, of one shape for as many labels: the
         # rows of the other kind's head score whole texts (or words) and would be loaded as this head's
         other = "ForSequenceClassification" if tagging else "ForTokenClassification"
@@ -532,6 +536,8 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         encoder = base_class(config_class.from_dict(config, **overrides)) if random_init else \
             base_class.from_pretrained(source, **overrides) if args.pooling == "pooler" else \
             encoder_without_unread_pooler_report(base_class, source, overrides)
+        if args.neighbour_heads:
+            write_neighbour_heads(encoder)
         model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
                                  args.classifier_dropout, args.pooling_layer)
     forget_saved_heads(model.config)
@@ -549,6 +555,28 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     return model.train(), tokenizer_dir
 
 
+def check_neighbour_heads(args: FinetuneArguments, config: dict | None) -> None:
+    """--neighbour_heads starts random weights as pretrain.py starts a BERT: the baseline that tells what
+    pretraining's text taught from what its two written heads give (README: "Pretrain then fine-tune")."""
+    if args.model_name_or_path != RANDOM_INIT:
+        raise ValueError("--neighbour_heads writes pretrain.py's previous- and next-token heads into random weights "
+                         "(a checkpoint pretrained with them already holds them, trained); pass --model_name_or_path "
+                         "random --config_name DIR, or drop --neighbour_heads")
+    if args.multitask:
+        raise ValueError("--neighbour_heads with --multitask is not supported; train one task at a time")
+    if config is None:
+        return
+    if config.get("model_type") not in BASES:
+        family = config.get("model_type")
+        raise ValueError(f"--neighbour_heads: they are written into a BERT or RoBERTa encoder's first block, and "
+                         f"{args.config_name or DEFAULT_PRETRAINED} is a {FAMILY_NAMES.get(family, family)} "
+                         "checkpoint; drop --neighbour_heads")
+    no_room = why_no_room(HEADS[config["model_type"]].config_class.from_dict(config))
+    if no_room:
+        raise ValueError(f"--neighbour_heads: {no_room} ({args.config_name or DEFAULT_PRETRAINED}); drop "
+                         "--neighbour_heads")
+
+
 def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
     """Refuse what the methods beyond full updates cannot do together, before any work (with the
     checkpoint's `config`: sizes that do not fit its hidden size too)."""
@@ -564,6 +592,8 @@ def check_methods(args: FinetuneArguments, config: dict | None = None) -> None:
     if args.ladder_side_tuning is not None and args.ladder_side_tuning < 1:
         raise ValueError(f"--ladder_side_tuning {args.ladder_side_tuning}: the reduction factor r must be >= 1 "
                          "(the side network is hidden_size / r wide); pass e.g. --ladder_side_tuning 8")
+    if args.neighbour_heads:
+        check_neighbour_heads(args, config)
     if chosen and args.model_name_or_path == RANDOM_INIT:
         raise ValueError(f"{chosen[0]} trains a few parameters beside frozen pretrained weights, and random weights "
                          "frozen learn nothing; pass a pretrained --model_name_or_path")

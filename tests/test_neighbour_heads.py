@@ -192,3 +192,55 @@ def test_keep_fixed_freezes_whole_tensors_and_holds_the_rows_of_shared_ones():
     two = BertForPreTraining(BertConfig(**SMALL))  # 2 heads: every row is written, nothing is held row by row
     assert keep_fixed(write_neighbour_heads(two.bert)) is None
     assert not any(p.requires_grad for p in two.bert.layers[0].attention.q_proj.parameters())
+
+
+@pytest.mark.parametrize("pooling", ["default", "mean"])
+def test_train_py_writes_the_heads_into_random_weights_when_asked(tmp_path, pooling):
+    """train.py --model_name_or_path random --neighbour_heads: the baseline that tells what pretraining's text taught
+    from what the two written heads give; they look next door from the first step, and fine-tuning trains them."""
+    from test_train import tiny_checkpoint
+
+    from minibert.finetune.task_data import Task
+    from minibert.finetuning import FinetuneArguments, build_model
+
+    source = tiny_checkpoint(tmp_path / "ckpt")
+    ids = torch.randint(5, 40, (4, 24))
+    looks = []
+    for neighbour_heads in (False, True):
+        args = FinetuneArguments(model_name_or_path="random", config_name=str(source), pooling=pooling,
+                                 neighbour_heads=neighbour_heads)
+        torch.manual_seed(0)
+        model = build_model(args, Task("single_label_classification", ["a", "b"]))[0].eval()
+        encoder = model.base_model if pooling == "default" else model.encoder
+        looks.append(neighbour_attention(encoder(input_ids=ids, output_attentions=True).attentions[0]))
+        assert all(p.requires_grad for p in model.parameters())
+    assert max(looks[0]) < 0.05 and min(looks[1]) > 0.12, looks  # uniform: 1 / 24 (16 wide: fewer sinusoids)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model_name_or_path", "CKPT"], r"pass --model_name_or_path random --config_name DIR, or drop --neighbour"),
+    (["--model_name_or_path", "random", "--config_name", "GPT2"], r"GPT2 is a GPT-2 checkpoint; drop --neighbour"),
+    (["--model_name_or_path", "random", "--config_name", "ONEHEAD"], r"need 2 heads of at least 4 dimensions; this "
+                                                                     r"model has 1 of 16 \(.*ONEHEAD\)"),
+])
+def test_neighbour_heads_where_they_cannot_go_are_refused_before_any_work(tmp_path, argv, message):
+    from test_train import tiny_checkpoint
+
+    import train
+    from minibert.models.gpt import GPT2Config, GPT2LMHeadModel
+
+    source = tiny_checkpoint(tmp_path / "ckpt")
+    GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=16)).save_pretrained(
+        tmp_path / "GPT2")
+    (tmp_path / "GPT2" / "vocab.txt").write_text((source / "vocab.txt").read_text())
+    (tmp_path / "ONEHEAD").mkdir()
+    config = json.loads((source / "config.json").read_text())
+    (tmp_path / "ONEHEAD" / "config.json").write_text(json.dumps({**config, "num_attention_heads": 1}))
+    (tmp_path / "ONEHEAD" / "vocab.txt").write_text((source / "vocab.txt").read_text())
+    names = {"CKPT": str(source), "GPT2": str(tmp_path / "GPT2"), "ONEHEAD": str(tmp_path / "ONEHEAD")}
+    args, training = train.parse([*(names.get(a, a) for a in argv), "--neighbour_heads", "--max_seq_length", "16",
+                                  "--output_dir",
+                                  str(tmp_path / "out")])
+    with pytest.raises(ValueError, match=message):
+        train.finetune(args, training)
+    assert not (tmp_path / "out").exists()
