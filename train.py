@@ -3,6 +3,8 @@
     python train.py                      # the default: the `pretrain.py --objective sop` checkpoint
                                          # on the shipped Shakespeare genre task (15-20 s on 2 CPU cores)
     python train.py --model_name_or_path random          # the same model from random weights
+    python train.py --model_name_or_path random --neighbour_heads   # ... with pretrain.py's two written heads:
+                                                         # the baseline that tells what its text taught
     python train.py --model_name_or_path path/to/bert --train_file train.csv --validation_file dev.csv \\
         --text_column sentence --label_column label --pooling mean_max --llrd 0.9 --fgm --swa_start 0.75
     python train.py --adapter_size 16 --learning_rate 1e-3   # or --ladder_side_tuning 4, --gradual_unfreezing

@@ -249,7 +249,7 @@ class FinetuneArguments:
 
     model_name_or_path: str = DEFAULT_PRETRAINED  # a minibert / Hugging Face checkpoint dir, or "random"
     config_name: str | None = None  # with "random": the checkpoint dir whose config (shape) and tokenizer to use
-    neighbour_heads: bool = False  # with "random": write pretrain.py's previous- and next-token heads into block 0
+    neighbour_heads: bool = False  # with random: add pretrain.py's 2 next-door heads (BERT/RoBERTa), the fair baseline
     tokenizer_name: str | None = None  # default: model_name_or_path (or config_name with "random")
     train_file: str = str(DEFAULT_TRAIN_FILE)  # .csv / .tsv / .json / .jsonl (tagging: or CoNLL; QA: or SQuAD JSON)
     validation_file: str | None = None  # default: the shipped validation file with the shipped --train_file, else none
@@ -515,7 +515,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         # a classifier checkpoint of another number of labels: its head starts afresh (with a warning)
         model = head(config_class.from_dict(config, **overrides)) if random_init else head.from_pretrained(
             source, ignore_mismatched_sizes=True, **overrides)
-        if args.neighbour_heads:  # (random weights only; fine-tuning trains them, as every other weight)
+        if args.neighbour_heads and random_init:  # (check_neighbour_heads; fine-tuning trains them)
             write_neighbour_heads(model.base_model)
         # BERT's sentence and token heads are one Linear named `classifier`, of one shape for as many labels: the
         # rows of the other kind's head score whole texts (or words) and would be loaded as this head's
@@ -536,7 +536,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         encoder = base_class(config_class.from_dict(config, **overrides)) if random_init else \
             base_class.from_pretrained(source, **overrides) if args.pooling == "pooler" else \
             encoder_without_unread_pooler_report(base_class, source, overrides)
-        if args.neighbour_heads:
+        if args.neighbour_heads and random_init:
             write_neighbour_heads(encoder)
         model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
                                  args.classifier_dropout, args.pooling_layer)
@@ -556,21 +556,27 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
 
 
 def check_neighbour_heads(args: FinetuneArguments, config: dict | None) -> None:
-    """--neighbour_heads starts random weights as pretrain.py starts a BERT: the baseline that tells what
-    pretraining's text taught from what its two written heads give (README: "Pretrain then fine-tune")."""
+    """--neighbour_heads starts random weights as pretrain.py starts a BERT (its two heads written into block 0, and
+    the sinusoidal positions they read): the baseline that tells what pretraining's text taught from what the written
+    heads give (README: "Pretrain then fine-tune"). Fine-tuning trains them, as every weight."""
+    if config is not None and config.get("model_type") not in BASES:
+        family = config.get("model_type")
+        where = args.config_name or DEFAULT_PRETRAINED if args.model_name_or_path == RANDOM_INIT else \
+            args.model_name_or_path
+        raise ValueError(f"--neighbour_heads: they are written into a BERT or RoBERTa encoder's first block, and "
+                         f"{where} is a {FAMILY_NAMES.get(family, family)} checkpoint; drop --neighbour_heads")
     if args.model_name_or_path != RANDOM_INIT:
-        raise ValueError("--neighbour_heads writes pretrain.py's previous- and next-token heads into random weights "
-                         "(a checkpoint pretrained with them already holds them, trained); pass --model_name_or_path "
-                         "random --config_name DIR, or drop --neighbour_heads")
+        raise ValueError("--neighbour_heads writes pretrain.py's previous- and next-token heads into random weights, "
+                         "the baseline beside a checkpoint pretrained with them (pretrain.py's default run wrote them "
+                         "and kept them fixed); pass --model_name_or_path random --config_name DIR, or drop "
+                         "--neighbour_heads")
     if args.multitask:
         raise ValueError("--neighbour_heads with --multitask is not supported; train one task at a time")
+    if args.reinit_layers:
+        raise ValueError(f"--reinit_layers {args.reinit_layers} with --neighbour_heads: the weights are random "
+                         "already, and re-drawing block 0 would erase the written heads; drop --reinit_layers")
     if config is None:
         return
-    if config.get("model_type") not in BASES:
-        family = config.get("model_type")
-        raise ValueError(f"--neighbour_heads: they are written into a BERT or RoBERTa encoder's first block, and "
-                         f"{args.config_name or DEFAULT_PRETRAINED} is a {FAMILY_NAMES.get(family, family)} "
-                         "checkpoint; drop --neighbour_heads")
     no_room = why_no_room(HEADS[config["model_type"]].config_class.from_dict(config))
     if no_room:
         raise ValueError(f"--neighbour_heads: {no_room} ({args.config_name or DEFAULT_PRETRAINED}); drop "

@@ -222,6 +222,9 @@ def test_train_py_writes_the_heads_into_random_weights_when_asked(tmp_path, pool
     (["--model_name_or_path", "random", "--config_name", "GPT2"], r"GPT2 is a GPT-2 checkpoint; drop --neighbour"),
     (["--model_name_or_path", "random", "--config_name", "ONEHEAD"], r"need 2 heads of at least 4 dimensions; this "
                                                                      r"model has 1 of 16 \(.*ONEHEAD\)"),
+    (["--model_name_or_path", "GPT2"], r"GPT2 is a GPT-2 checkpoint; drop --neighbour"),  # (not "pass random")
+    (["--model_name_or_path", "random", "--config_name", "CKPT", "--reinit_layers", "2"],
+     r"re-drawing block 0 would erase the written heads; drop --reinit_layers"),
 ])
 def test_neighbour_heads_where_they_cannot_go_are_refused_before_any_work(tmp_path, argv, message):
     from test_train import tiny_checkpoint
