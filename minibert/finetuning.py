@@ -485,6 +485,13 @@ def encoder_without_unread_pooler_report(base_class, source: str, overrides: dic
         return base_class.from_pretrained(source, **overrides)
 
 
+def write_random_neighbour_heads(encoder: nn.Module) -> None:
+    """--neighbour_heads: the two heads pretrain.py writes into a new BERT, here into random weights, and trained."""
+    write_neighbour_heads(encoder)
+    logger.info("--neighbour_heads: pretrain.py's previous- and next-token heads (and the sinusoidal positions they "
+                "read) written into the random weights' block 0")
+
+
 def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
     """The model and the directory its tokenizer comes from."""
     random_init = args.model_name_or_path == RANDOM_INIT
@@ -516,7 +523,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
         model = head(config_class.from_dict(config, **overrides)) if random_init else head.from_pretrained(
             source, ignore_mismatched_sizes=True, **overrides)
         if args.neighbour_heads and random_init:  # (check_neighbour_heads; fine-tuning trains them)
-            write_neighbour_heads(model.base_model)
+            write_random_neighbour_heads(model.base_model)
         # BERT's sentence and token heads are one Linear named `classifier`, of one shape for as many labels: the
         # rows of the other kind's head score whole texts (or words) and would be loaded as this head's
         other = "ForSequenceClassification" if tagging else "ForTokenClassification"
@@ -537,7 +544,7 @@ def build_model(args: FinetuneArguments, task: Task) -> tuple[nn.Module, str]:
             base_class.from_pretrained(source, **overrides) if args.pooling == "pooler" else \
             encoder_without_unread_pooler_report(base_class, source, overrides)
         if args.neighbour_heads and random_init:
-            write_neighbour_heads(encoder)
+            write_random_neighbour_heads(encoder)
         model = PooledClassifier(encoder, args.pooling, task.num_labels, task.problem_type, args.multi_label_loss,
                                  args.classifier_dropout, args.pooling_layer)
     forget_saved_heads(model.config)
@@ -1079,7 +1086,11 @@ def answered_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
     the evaluation answer "" (task.label_names: ["no_answer"])."""
     columns = (args.text_column, args.text_pair_column, args.label_column)
     questions = read_questions(args.train_file, *columns, flag="--train_file FILE")
-    task = Task(QUESTION_ANSWERING, ["no_answer"] if any(not q.answers for q in questions) else [])
+    unanswered = sum(not q.answers for q in questions)
+    task = Task(QUESTION_ANSWERING, ["no_answer"] if unanswered else [])
+    if unanswered:
+        logger.info("%d of %d training questions have no answer (SQuAD 2.0): the evaluation may answer \"\" "
+                    "(predict_answers: with allow_no_answer=True)", unanswered, len(questions))
     at_end = no_answer_at_end(read_config_dict(source).get("model_type"))  # (GPT-2: each window's last token)
     train_features = qa_features(questions, tokenizer, args.max_seq_length, args.doc_stride, args.train_file, at_end)
     check_known_tokens(tokenizer, train_features, args.train_file, f"the tokenizer of {args.tokenizer_name or source}",
