@@ -568,7 +568,7 @@ def check_neighbour_heads(args: FinetuneArguments, config: dict | None) -> None:
     heads give (README: "Pretrain then fine-tune"). Fine-tuning trains them, as every weight."""
     if config is not None and config.get("model_type") not in BASES:
         family = config.get("model_type")
-        where = args.config_name or DEFAULT_PRETRAINED if args.model_name_or_path == RANDOM_INIT else \
+        where = (args.config_name or DEFAULT_PRETRAINED) if args.model_name_or_path == RANDOM_INIT else \
             args.model_name_or_path
         raise ValueError(f"--neighbour_heads: they are written into a BERT or RoBERTa encoder's first block, and "
                          f"{where} is a {FAMILY_NAMES.get(family, family)} checkpoint; drop --neighbour_heads")
@@ -1071,7 +1071,7 @@ def task_evaluation(args: FinetuneArguments, task: Task, pad_token_id: int, exam
         collate = PaddingCollator(pad_token_id, args.max_seq_length, token_labels=True)
         return TagEvaluator(examples, task, collate, args.per_device_eval_batch_size), metric_names(task)
     if task.problem_type == QUESTION_ANSWERING:
-        # padded as training is: the span softmax reads padding (as Hugging Face's), so the loss depends on it
+        # padded as training is: the span softmax reads padding (as Hugging Face's; GPT-2's does not: real_only)
         collate = QACollator(pad_token_id, args.max_seq_length, args.padding)
         return QAEvaluator(items, examples, collate, args.per_device_eval_batch_size, args.max_answer_length,
                            allow_no_answer=bool(task.label_names), real_only=real_only), QA_METRICS
