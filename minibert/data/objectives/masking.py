@@ -47,8 +47,7 @@ def word_ids_from_starts(word_starts: torch.Tensor, maskable: torch.Tensor) -> t
     after_special = torch.ones_like(maskable)
     after_special[:, 1:] = ~maskable[:, :-1]
     starts = maskable & (word_starts | after_special)
-    ids = torch.cumsum(starts.long(), dim=1) - 1  # (B, T)
-    return torch.where(maskable, ids, torch.full_like(ids, -1))
+    return torch.cumsum(starts, dim=1) * maskable - 1  # (B, T): words started so far - 1, and -1 where not maskable
 
 
 @dataclass
@@ -58,21 +57,21 @@ class SpanChoice:
     chosen: torch.Tensor  # (B, T) bool: tokens to mask
     span_of_token: torch.Tensor  # (B, T) long: the span each token belongs to (0 on special tokens)
     span_selected: torch.Tensor  # (B, S) bool
-    span_of_word: torch.Tensor  # (B, W) long
-    tokens_per_word: torch.Tensor  # (B, W) long: 0 for words past the row's end
-    lengths: torch.Tensor  # (B, >= S) long: the drawn length of each span, in words
+    lengths: torch.Tensor  # (B, S) long: the drawn length of each span, in words
+    word_ids: torch.Tensor  # (B, T) long: the input
 
     @property
     def span_words(self) -> torch.Tensor:
         """(B, S) long: words in each span (0 for spans past the row's end)."""
-        words = torch.zeros_like(self.span_selected, dtype=torch.long)
-        return words.scatter_add_(1, self.span_of_word, (self.tokens_per_word > 0).long())
+        row_words = self.word_ids.max(dim=1, keepdim=True).values + 1  # (B, 1)
+        ends = torch.cumsum(self.lengths, dim=1).clamp(max=row_words)  # (B, S): spans cut at the row's end
+        return torch.diff(ends, dim=1, prepend=torch.zeros_like(ends[:, :1]))
 
     @property
     def span_cut(self) -> torch.Tensor:
         """(B, S) bool: the span was cut short by the end of the row."""
         words = self.span_words
-        return (words > 0) & (words < self.lengths[:, : words.shape[1]])
+        return (words > 0) & (words < self.lengths)
 
 
 def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: torch.Tensor,
@@ -85,36 +84,37 @@ def choose_word_spans(word_ids: torch.Tensor, probability: float, length_probs: 
     device = word_ids.device
     maskable = word_ids >= 0
     W = max(int(word_ids.max()) + 1, 1)  # words in the longest row
-    safe_word = word_ids.clamp(min=0)
-    tokens_per_word = torch.zeros(B, W, dtype=torch.long, device=device).scatter_add_(1, safe_word, maskable.long())
 
     # Cut each row's words into consecutive spans: span s covers words [ends[s-1], ends[s]).
     probs = length_probs.to(device).expand(B, -1)  # (B, K): one row of length probabilities per row
     mean = sum(n * p for n, p in enumerate(length_probs.tolist(), 1))
-    n = min(W, int(W / mean * 1.25) + 8)  # enough spans to cover W words, almost always
-    lengths = torch.multinomial(probs, n, replacement=True, generator=generator) + 1
-    if n < W and int(lengths.sum(dim=1).min()) < W:  # rare: draw one span per word
-        lengths = torch.multinomial(probs, W, replacement=True, generator=generator) + 1
-    ends = torch.cumsum(lengths, dim=1).clamp(max=W)  # (B, n): where each span ends
-    ends_here = torch.zeros(B, W + 1, dtype=torch.long, device=device).scatter_(1, ends, 1)
-    span_of_word = torch.cumsum(ends_here[:, :W], dim=1)  # (B, W): how many spans end at or before each word
-    S = int(span_of_word[:, -1].max()) + 1  # spans in the row with the most
-    span_tokens = torch.zeros(B, S, dtype=torch.long, device=device).scatter_add_(1, span_of_word, tokens_per_word)
+    S = min(W, int(W / mean * 1.25) + 8)  # enough spans to cover W words, almost always
+    lengths = torch.multinomial(probs, S, replacement=True, generator=generator) + 1  # (B, S)
+    ends = torch.cumsum(lengths, dim=1)  # (B, S): where each span ends
+    if S < W and int(ends[:, -1].min()) < W:  # rare: draw one span per word
+        S = W
+        lengths = torch.multinomial(probs, S, replacement=True, generator=generator) + 1
+        ends = torch.cumsum(lengths, dim=1)
+    # A word's span is the number of spans that end at or before it (special tokens, -1: span 0).
+    span_of_token = torch.searchsorted(ends, word_ids, right=True)  # (B, T)
+    span_tokens = torch.zeros(B, S, dtype=torch.long, device=device).scatter_add_(1, span_of_token, maskable.long())
 
     # Take spans in a random order until the budget is spent; the span that crosses the budget is
     # kept with probability (budget left) / (its size): `before + u * size < budget` says both.
-    priority = torch.rand(B, S, generator=generator, device=device).masked_fill(span_tokens == 0, 2.0)
-    order = torch.argsort(priority, dim=1)  # (B, S): span numbers, taken first to last
-    size = torch.gather(span_tokens, 1, order)  # (B, S) in the random order
+    priority = torch.rand(B, S, generator=generator, device=device).masked_fill_(span_tokens == 0, 2.0)
+    # Only the first k spans of that order can be taken: each holds a token or more, so k of them
+    # spend any budget below k (probability x T < k). topk finds them faster than a full sort.
+    k = min(S, int(probability * T) + 1)
+    order = torch.topk(priority, k, dim=1, largest=False, sorted=True).indices  # (B, k): span numbers, in order
+    size = torch.gather(span_tokens, 1, order)  # (B, k) in the random order
     before = torch.cumsum(size, dim=1) - size
     budget = probability * maskable.sum(dim=1, keepdim=True)  # (B, 1) float
     # Only one span per row crosses the budget, so one coin per row decides it.
     take = (size > 0) & (before + torch.rand(B, 1, generator=generator, device=device) * size < budget)
-    span_selected = torch.zeros_like(take).scatter_(1, order, take)  # (B, S), back in span order
+    span_selected = torch.zeros(B, S, dtype=torch.bool, device=device).scatter_(1, order, take)  # (B, S), in span order
 
-    span_of_token = torch.gather(span_of_word, 1, safe_word)  # (B, T)
     chosen = maskable & torch.gather(span_selected, 1, span_of_token)  # (B, T): each token takes its span's choice
-    return SpanChoice(chosen, span_of_token, span_selected, span_of_word, tokens_per_word, lengths)
+    return SpanChoice(chosen, span_of_token, span_selected, lengths, word_ids)
 
 
 def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_id: int, random_pool: torch.Tensor,
@@ -125,7 +125,7 @@ def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_i
     Returns (inputs, labels): labels hold the original token where chosen, IGNORE_INDEX elsewhere.
     unit_ids (B, T): positions with the same id share one decision (one per span, SpanBERT).
     """
-    labels = input_ids.masked_fill(~chosen, IGNORE_INDEX)
+    labels = torch.where(chosen, input_ids, IGNORE_INDEX)
     # Random numbers only where they are needed (the chosen ~15%): drawing them is most of the cost.
     B, T = input_ids.shape
     flat = chosen.reshape(-1).nonzero().squeeze(1)  # (n,) positions in the flattened batch
@@ -137,12 +137,13 @@ def replace_80_10_10(input_ids: torch.Tensor, chosen: torch.Tensor, mask_token_i
         # (n,): each chosen position reads its unit's draw, at (row, unit) = (flat // T, unit_ids) of (B, units)
         draw = per_unit.index_select(0, torch.div(flat, T, rounding_mode="floor") * units
                                      + unit_ids.reshape(-1).index_select(0, flat))
+    # The new value of each chosen position, (n,): [MASK], a random ordinary token, or the token itself.
+    new = input_ids.reshape(-1).index_select(0, flat).masked_fill_(draw < mask_prob, mask_token_id)
+    is_random = (draw >= mask_prob) & (draw < mask_prob + random_prob)
+    pick = torch.randint(len(random_pool), (int(is_random.sum()),), generator=generator, device=input_ids.device)
+    new.masked_scatter_(is_random, random_pool.to(input_ids.device).index_select(0, pick))  # in order of position
     inputs = input_ids.clone()
-    to_mask = draw < mask_prob
-    inputs.view(-1).index_fill_(0, flat[to_mask], mask_token_id)  # (B * T,) view: written through to inputs
-    random_at = flat[(draw >= mask_prob) & (draw < mask_prob + random_prob)]
-    pick = torch.randint(len(random_pool), (len(random_at),), generator=generator, device=input_ids.device)
-    inputs.view(-1).index_copy_(0, random_at, random_pool.to(input_ids.device).index_select(0, pick))
+    inputs.view(-1).index_copy_(0, flat, new)  # (B * T,) view: written through to inputs
     return inputs, labels
 
 
