@@ -21,6 +21,7 @@ import torch
 from minibert.auto import FINETUNED_OUTPUTS, checkpoint_class, finetuned_output, load_pretrained
 from minibert.checkpoint import MULTITASK_KEY, read_config_dict
 from minibert.engine.arguments import CommandLineParser
+from minibert.finetune.extractive_qa import pair_frame
 from minibert.finetuning import load_finetuned
 from minibert.tokenizer import load_tokenizer
 from minibert.tracing import check_layer, plot_attention, plot_hidden_states, trace, trace_generation
@@ -31,7 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                epilog=__doc__)
     parser.add_argument("path", help="checkpoint directory with config.json, weights and a tokenizer")
     parser.add_argument("--text", action="append", required=True, help="input text; repeat for a padded batch")
-    parser.add_argument("--text_pair", action="append", help="second segment for each --text (BERT pairs)")
+    parser.add_argument("--text_pair", action="append",
+                        help="second text for each --text: BERT's segment B, a reader's context (framed as "
+                             "train.py frames a pair; GPT-2 reads the two run together)")
     parser.add_argument("--generate", type=int, default=0, metavar="N",
                         help="GPT-2 / BART: trace greedy decoding, the prompt's pass and then N steps on the "
                              "key/value cache (N + 1 new tokens), showing one layer's cache")
@@ -76,22 +79,40 @@ def _is_decoder_only_lm(model) -> bool:
     return hasattr(model, "generate") and not getattr(model, "is_encoder_decoder", False)
 
 
+def end_of_window(model, tokenizer, text_pairs=None) -> int | None:
+    """The token a GPT-2 reader's window ends with, or None: train.py reads a question and its context as
+    question, context, end-of-text token, whose state (the only one that has read the whole window) is the
+    no-answer slot (extractive_qa.no_answer_at_end); a tokenizer whose pair frame already ends with a token
+    gets none, as in qa_features."""
+    if text_pairs is None or model.config.model_type != "gpt2" or not hasattr(model, "qa_outputs"):
+        return None
+    return tokenizer.eos_token_id if not pair_frame(tokenizer)["suffix"] else None
+
+
 def model_inputs(model, tokenizer, texts, text_pairs=None, generate: int = 0) -> dict:
     """The tokenizer's batch, keeping only what the model reads: token_type_ids are BERT's segments
     (GPT-2 would look them up as tokens, BART takes none). GPT-2's LM reads the text as it is, with no
     special tokens around it (a prompt ending in the end-of-text token would ask for what follows the end),
     and its prompts for --generate are padded on the left, so that every row's new tokens follow its own last
     token; a GPT-2 classifier (a Hugging Face GPT2ForSequenceClassification checkpoint) gets the special tokens its
-    tokenizer adds. A text longer
+    tokenizer adds. A pair is read as train.py reads it: GPT-2's tokenizer joins the two texts with nothing
+    between them, and a GPT-2 reader's window then ends with the end-of-text token (end_of_window). A text longer
     than the model's positions is cut to them (cut_notes says which); for GPT-2's --generate N, to the positions
     that leave N for the steps (the text was cut to all of them, and --generate then refused the prompt)."""
     decoder_only = _is_decoder_only_lm(model)
-    if text_pairs is not None and model.config.model_type == "gpt2":
-        raise ValueError("--text_pair: GPT-2 reads one text (a pair would be glued together with no separator); "
-                         "write both in one --text")
+    if text_pairs is not None and decoder_only:
+        raise ValueError("--text_pair: GPT-2's LM reads one text (a pair would be glued together with no separator); "
+                         "write both in one --text (a GPT-2 classifier or reader that train.py saved takes pairs)")
+    end = end_of_window(model, tokenizer, text_pairs)
     batch = tokenizer(texts, text_pairs, padding=len(texts) > 1, add_special_tokens=not decoder_only,
                       padding_side="left" if decoder_only and generate else "right",
-                      truncation=True, max_length=prompt_limit(model, generate))  # a longer text would not fit
+                      truncation=True, max_length=text_limit(model, tokenizer, text_pairs, generate))
+    if end is not None:  # after each row's last token, (B, T) -> (B, T + 1): the padding (right) moves on by one
+        lengths = batch["attention_mask"].sum(dim=1, keepdim=True)  # (B, 1)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
+        for key, value in (("input_ids", end), ("attention_mask", 1)):
+            grown = torch.nn.functional.pad(batch[key], (0, 1), value=pad if key == "input_ids" else 0)
+            batch[key] = grown.scatter(1, lengths, value)
     if not hasattr(model.config, "type_vocab_size"):
         batch.pop("token_type_ids", None)  # a byte-level tokenizer may not return them at all
     return batch
@@ -99,7 +120,7 @@ def model_inputs(model, tokenizer, texts, text_pairs=None, generate: int = 0) ->
 
 def cut_notes(model, tokenizer, texts, text_pairs=None, generate: int = 0) -> list[str]:
     """What model_inputs cut: each text (with its pair) longer than the model's positions, in tokens."""
-    limit, notes = prompt_limit(model, generate), []
+    limit, notes = text_limit(model, tokenizer, text_pairs, generate), []
     for i, text in enumerate(texts):
         pair = [text_pairs[i]] if text_pairs is not None else None
         length = tokenizer([text], pair, padding=False, truncation=False,
@@ -107,11 +128,27 @@ def cut_notes(model, tokenizer, texts, text_pairs=None, generate: int = 0) -> li
         if length > limit:
             which = f"--text number {i + 1}" if len(texts) > 1 else "--text"
             which += " and its --text_pair are" if pair else " is"
-            room = (f"the {limit} of the model's {position_limit(model)} positions that --generate {generate} "
-                    "leaves" if limit < position_limit(model) else f"the model's {limit} positions")
+            taken = f"--generate {generate}" if generate else "the window's end-of-text token"
+            room = (f"the {limit} of the model's {position_limit(model)} positions that {taken} leaves"
+                    if limit < position_limit(model) else f"the model's {limit} positions")
             notes.append(f"{which} {length} tokens, more than {room}: cut to {limit} "
                          f"(the rest is not traced); shorten {'them' if pair else 'it'} to trace all of it")
     return notes
+
+
+def pair_note(model, tokenizer, text_pairs=None) -> str | None:
+    """Said when a GPT-2 reads a pair: its tokenizer puts nothing between the two texts (train.py warns of it)."""
+    if text_pairs is None or model.config.model_type != "gpt2" or pair_frame(tokenizer)["middle"]:
+        return None
+    end = end_of_window(model, tokenizer, text_pairs)
+    return ("this tokenizer puts nothing between a pair's two texts: the model reads them run together, as train.py "
+            "does" + (f", then the end-of-text token {tokenizer.convert_ids_to_tokens(end)!r}, where a GPT-2 reader "
+                      "says \"no answer\"" if end is not None else ""))
+
+
+def text_limit(model, tokenizer, text_pairs=None, generate: int = 0) -> int:
+    """The most tokens the tokenizer may give: the prompt's limit, less one for a GPT-2 reader's end token."""
+    return max(1, prompt_limit(model, generate) - (end_of_window(model, tokenizer, text_pairs) is not None))
 
 
 def prompt_limit(model, generate: int = 0) -> int:
@@ -256,8 +293,9 @@ def run(args: argparse.Namespace) -> int:
         inputs["task"] = torch.full((inputs["input_ids"].size(0),), model.names.index(task))
     tokens = tokenizer.token_texts(inputs["input_ids"][0].tolist())  # byte-level tokens decoded ("Ġking": " king")
     print(f"{type(model).__name__} from {args.path}; row 0 tokens: {tokens}")
-    for note in [pad_note] * (pad_note is not None) + cut_notes(model, tokenizer, args.text, args.text_pair,
-                                                                         args.generate or 0):
+    notes = [pad_note, pair_note(model, tokenizer, args.text_pair)]
+    for note in [n for n in notes if n is not None] + cut_notes(model, tokenizer, args.text, args.text_pair,
+                                                                args.generate or 0):
         print(f"note: {note}")
     new_tokens = args.generate + 1 if args.generate else 0  # the prompt's pass makes one too
     if args.generate:

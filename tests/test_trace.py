@@ -557,6 +557,58 @@ def test_command_line_on_the_other_gpt2_and_bart_classes(hf_checkpoints, tmp_pat
     assert f"{head} from" in capsys.readouterr().out and _is_png(picture)
 
 
-def test_a_text_pair_for_gpt2_is_refused(hf_checkpoints, capsys):
+def test_a_text_pair_for_gpt2s_lm_is_refused(hf_checkpoints, capsys):
     assert inspect_cli.main([str(hf_checkpoints / "gpt2"), "--text", "the cat", "--text_pair", "sat"]) == 1
-    assert "GPT-2 reads one text" in capsys.readouterr().err
+    assert "GPT-2's LM reads one text" in capsys.readouterr().err
+
+
+QUESTIONS = ["who loves the king?", "who?"]
+CONTEXTS = ["the fool loves the king and the queen", "a dog"]
+
+
+def test_a_gpt2_reader_is_traced_on_the_window_train_py_reads(tmp_path, capsys):
+    """A GPT-2 reader (train.py --task_type question_answering) reads question, context, then its end-of-text
+    token, the no-answer slot: --text_pair gives the tracer that same window (qa_features'), each row's end token
+    right after its own context and before the padding."""
+    from test_decoder_classification import save_hugging_face_style_gpt2_tokenizer
+
+    from minibert.finetune.extractive_qa import Question, qa_features
+    from minibert.models.gpt import GPT2Config, GPT2ForQuestionAnswering
+
+    tok = save_hugging_face_style_gpt2_tokenizer(tmp_path)  # no pad token, nothing between a pair's texts
+    torch.manual_seed(0)
+    GPT2ForQuestionAnswering(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=2, n_head=2, n_positions=64,
+                                        bos_token_id=0, eos_token_id=0)).save_pretrained(tmp_path)
+    assert inspect_cli.main([str(tmp_path), "--text", QUESTIONS[0], "--text_pair", CONTEXTS[0]]) == 0
+    out = capsys.readouterr().out
+    assert "reads them run together" in out and "'<|endoftext|>', where a GPT-2 reader says \"no answer\"" in out
+    assert re.search(r"row 0 tokens: \[.*'<\|endoftext\|>'\]", out)
+    model = minibert.load_pretrained(tmp_path)
+    tok.pad_token = tok.eos_token  # as the tracer pads several texts
+    inputs = inspect_cli.model_inputs(model, tok, QUESTIONS, CONTEXTS)
+    for row, (question, context) in enumerate(zip(QUESTIONS, CONTEXTS, strict=True)):
+        window = qa_features([Question("q", question, context)], tok, 64, 8, at_end=True)[0]["input_ids"]
+        assert inputs["input_ids"][row, : len(window)].tolist() == window
+        assert inputs["attention_mask"][row].tolist() == [1] * len(window) + [0] * (inputs["input_ids"].size(1)
+                                                                                     - len(window))
+    pieces = len(tok.encode("a")) + len(tok.encode("b " * 70))
+    assert inspect_cli.cut_notes(model, tok, ["a"], ["b " * 70]) == [
+        f"--text and its --text_pair are {pieces} tokens, more than the 63 of the model's 64 positions that the "
+        "window's end-of-text token leaves: cut to 63 (the rest is not traced); shorten them to trace all of it"]
+    assert inspect_cli.model_inputs(model, tok, ["a"], ["b " * 70])["input_ids"].size(1) == 64
+
+
+def test_a_gpt2_classifier_reads_a_pair_run_together_as_train_py_does(tmp_path, capsys):
+    from test_decoder_classification import save_hugging_face_style_gpt2_tokenizer
+
+    from minibert.models.gpt import GPT2Config, GPT2ForSequenceClassification
+
+    tok = save_hugging_face_style_gpt2_tokenizer(tmp_path)
+    torch.manual_seed(0)
+    GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=64,
+                                             num_labels=2, bos_token_id=0, eos_token_id=0)).save_pretrained(tmp_path)
+    assert inspect_cli.main([str(tmp_path), "--text", QUESTIONS[0], "--text_pair", CONTEXTS[0]]) == 0
+    out = capsys.readouterr().out
+    assert "reads them run together, as train.py does\n" in out and "no answer" not in out
+    expected = tok.token_texts(tok.encode(QUESTIONS[0]) + tok.encode(CONTEXTS[0]))
+    assert f"row 0 tokens: {expected}" in out
