@@ -945,6 +945,12 @@ def on_slow_weights(optimizer, eval_fn, callbacks: list):
 
 
 # -- evaluation -----------------------------------------------------------------------------------
+def run_arguments(args: FinetuneArguments, training: TrainingArguments) -> dict:
+    """Every setting the run used, defaults included (the fine-tuning's and the engine's), for eval_results.json:
+    what the command line was need not be remembered (--model_name_or_path random, --neighbour_heads, the seed)."""
+    return {"finetune": asdict(args), "training": asdict(training)}
+
+
 def _run_relative(checkpoint: str | None, run_dir: Path) -> str | None:
     """A checkpoint as eval_results.json names it: by its name when it lies in the run's directory, beside the
     record, else (a run resumed into another --output_dir) by its absolute path; the path as given was
@@ -1347,7 +1353,8 @@ def finetune(args: FinetuneArguments, training: TrainingArguments, callbacks: Se
             save_model(model, out)
         tokenizer.save_pretrained(out)
         record = {"metrics": metrics, "swa_metrics": swa_metrics, "task": asdict(task),
-                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
+                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations,
+                  "arguments": run_arguments(args, training)}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
         if (tagging or answering) and eval_fn is not None:
             if swa_metrics is not None:  # the last evaluation was of the trained model or the average, whichever
@@ -1448,7 +1455,8 @@ def finetune_generative(args: FinetuneArguments, training: TrainingArguments,
         # the limit the evaluations decoded with, so a re-evaluation (evaluate_generation) decodes the same
         settings["generation_max_length"] = args.generation_max_length or args.max_seq_length
         record = {"metrics": metrics, "task": asdict(task), "generation": settings,
-                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
+                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations,
+                  "arguments": run_arguments(args, training)}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, ensure_ascii=False,
                                                           allow_nan=False) + "\n",
                                                encoding="utf-8")  # whatever the locale: file names may be Chinese
@@ -1553,7 +1561,8 @@ def finetune_multitask(args: FinetuneArguments, training: TrainingArguments,
         tokenizer.save_pretrained(out)
         record = {"metrics": metrics, "tasks": {n: asdict(t) for n, t in tasks.items()},
                   "mixing": {"strategy": args.mixing, "rates": dict(zip(names, rates, strict=True))},
-                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations}
+                  "best_checkpoint": _run_relative(result.best_checkpoint, out), "evaluations": evaluations,
+                  "arguments": run_arguments(args, training)}
         (out / "eval_results.json").write_text(json.dumps(finite_or_null(record), indent=2, allow_nan=False) + "\n")
     best_step = int(Path(result.best_checkpoint).name.rsplit("-", 1)[-1]) if result.best_checkpoint else None
     mixed = Task(" + ".join(f"{n}: {t.problem_type}" for n, t in tasks.items()))  # what train.py reports

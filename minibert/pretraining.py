@@ -31,7 +31,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -1100,6 +1100,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "tokens_per_second": result.tokens_per_second,
             "seconds": result.seconds,
             "data_seconds": data_seconds,  # start of the run to examples ready (reading, tokenising, indexing)
+            "arguments": {"pretraining": asdict(options), "training": asdict(args)},  # every setting, defaults too
         }
         write_summary(output_dir, summary)
     return PretrainingResult(

@@ -237,3 +237,6 @@ def test_a_metric_for_best_model_a_multitask_run_never_reports_is_refused_before
     args, training = train.parse([*argv[:-1], "eval_genre_f1_macro"])
     training.plot_loss = False
     assert "score" in train.finetune(args, training).metrics
+    saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())["arguments"]
+    assert saved["finetune"]["multitask"] == [f"genre={data},{dev}", f"again={data},{dev}"]
+    assert saved["training"]["metric_for_best_model"] == "eval_genre_f1_macro"

@@ -243,6 +243,11 @@ def test_held_out_works_passes_and_warnings(tmp_path, tiny_config, caplog):
     assert "masked tokens" in result.eval_warning  # eight held-out examples mean little: said, not hidden
     summary = json.loads((tmp_path / "run" / "pretraining_summary.json").read_text())
     assert summary["held_out_works"] == result.held_out_works and summary["passes_over_corpus"] == result.passes
+    # every setting the run used, defaults included
+    assert summary["arguments"]["pretraining"]["objective"] == "mlm"
+    assert summary["arguments"]["pretraining"]["validation_share"] == 0.25
+    assert summary["arguments"]["training"]["max_steps"] == 40
+    assert summary["arguments"]["training"]["per_device_train_batch_size"] == 32
     text = format_summary(result)
     assert "passes over them" in text and "WARNING: held-out set too small" in text and "Play " in text
     half = pretrain(tmp_path / "half", plays, tiny_config, "mlm", steps=2, validation_share=0.25, corpus_fraction=0.5)

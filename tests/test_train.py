@@ -86,6 +86,11 @@ def test_pair_classification_csv_with_tricks_saves_a_reloadable_best_model(check
     saved = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     # named within the run's directory, beside the record (it was the path as given, relative to the shell)
     assert saved["best_checkpoint"] in ("checkpoint-2", "checkpoint-4")
+    # every setting the run used, defaults included, so the command need not be remembered
+    finetune_args, training = saved["arguments"]["finetune"], saved["arguments"]["training"]
+    assert finetune_args["mixout"] == 0.1 and finetune_args["text_pair_column"] == "other"
+    assert finetune_args["model_name_or_path"] == str(checkpoint) and finetune_args["adv_epsilon"] == 1.0
+    assert training["learning_rate"] == 1e-3 and training["max_steps"] == 4 and training["seed"] == 42
     model = load_finetuned(tmp_path / "out")
     tokenizer = load_tokenizer(tmp_path / "out")
     dev_rows = rows(16, "single", seed=1)

@@ -123,6 +123,7 @@ def test_seq2seq_bart_end_to_end_with_beam_search(checkpoints, tmp_path, monkeyp
     out = tmp_path / "out"
     saved = json.loads((out / "eval_results.json").read_text())
     assert saved["metrics"]["chrf"] == pytest.approx(result.metrics["chrf"])
+    assert saved["arguments"]["finetune"]["num_beams"] == 2 and saved["arguments"]["training"]["max_steps"] == 4
     predictions = [json.loads(line) for line in (out / "generated_predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 6 and {"target", "prediction"} <= set(predictions[0])
     assert isinstance(load_finetuned(out), BartForConditionalGeneration)
