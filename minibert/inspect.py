@@ -23,6 +23,7 @@ from minibert.checkpoint import MULTITASK_KEY, read_config_dict
 from minibert.engine.arguments import CommandLineParser
 from minibert.finetune.extractive_qa import pair_frame
 from minibert.finetuning import load_finetuned
+from minibert.models.gpt import GPT2ForQuestionAnswering, GPT2ForSequenceClassification
 from minibert.tokenizer import load_tokenizer
 from minibert.tracing import check_layer, plot_attention, plot_hidden_states, trace, trace_generation
 
@@ -95,18 +96,32 @@ def model_inputs(model, tokenizer, texts, text_pairs=None, generate: int = 0) ->
     special tokens around it (a prompt ending in the end-of-text token would ask for what follows the end),
     and its prompts for --generate are padded on the left, so that every row's new tokens follow its own last
     token; a GPT-2 classifier (a Hugging Face GPT2ForSequenceClassification checkpoint) gets the special tokens its
-    tokenizer adds. A pair is read as train.py reads it: GPT-2's tokenizer joins the two texts with nothing
-    between them, and a GPT-2 reader's window then ends with the end-of-text token (end_of_window). A text longer
+    tokenizer adds. A pair is read as train.py reads it: a reader's question without its leading spaces and
+    whole (only the context is cut); GPT-2's tokenizer joins the two texts with nothing between them, and a
+    GPT-2 reader's window then ends with the end-of-text token (end_of_window). A text longer
     than the model's positions is cut to them (cut_notes says which); for GPT-2's --generate N, to the positions
     that leave N for the steps (the text was cut to all of them, and --generate then refused the prompt)."""
     decoder_only = _is_decoder_only_lm(model)
-    if text_pairs is not None and decoder_only:
-        raise ValueError("--text_pair: GPT-2's LM reads one text (a pair would be glued together with no separator); "
-                         "write both in one --text (a GPT-2 classifier or reader that train.py saved takes pairs)")
+    if text_pairs is not None and model.config.model_type == "gpt2" and \
+            not isinstance(model, GPT2ForSequenceClassification | GPT2ForQuestionAnswering):
+        raise ValueError(f"--text_pair: GPT-2's {'LM' if decoder_only else 'tagger'} reads one text (a pair would be "
+                         "glued together with no separator); write both in one --text (train.py reads pairs into a "
+                         "GPT-2 classifier or reader, which take --text_pair)")
     end = end_of_window(model, tokenizer, text_pairs)
-    batch = tokenizer(texts, text_pairs, padding=len(texts) > 1, add_special_tokens=not decoder_only,
-                      padding_side="left" if decoder_only and generate else "right",
-                      truncation=True, max_length=text_limit(model, tokenizer, text_pairs, generate))
+    reader = text_pairs is not None and hasattr(model, "qa_outputs")
+    if reader:  # as qa_features reads a question: without leading spaces, and whole (only the context is cut)
+        texts = [text.lstrip() for text in texts]
+    limit = text_limit(model, tokenizer, text_pairs, generate)
+    try:
+        batch = tokenizer(texts, text_pairs, padding=len(texts) > 1, add_special_tokens=not decoder_only,
+                          padding_side="left" if decoder_only and generate else "right",
+                          truncation="only_second" if reader else True, max_length=limit)
+    except ValueError as error:
+        if not reader or "cannot fit a pair" not in str(error):
+            raise
+        raise ValueError(f"a question (--text) fills the {limit} positions this reader's window has for text, with "
+                         "no room for its context: shorten it (train.py keeps a question whole too, and refuses "
+                         "one that leaves no room)") from None
     if end is not None:  # after each row's last token, (B, T) -> (B, T + 1): the padding (right) moves on by one
         lengths = batch["attention_mask"].sum(dim=1, keepdim=True)  # (B, 1)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end

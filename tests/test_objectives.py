@@ -175,21 +175,29 @@ def test_span_length_histogram(probs):
 def test_spans_spend_the_budget_of_every_row(probability):
     """Each row ends within one span of probability x its maskable tokens, however high the budget (the default
     from-scratch run masks 40%): choose_word_spans looks only at the first spans of the random order, and with
-    one-token spans (the tightest case) it needs all of them."""
+    one-token spans (the tightest case) it needs all of them: the budget's floor, or its ceiling as often as the
+    budget's fraction says (the span that crosses the budget is kept with that probability)."""
     g = torch.Generator().manual_seed(0)
     maskable = torch.ones(64, 128, dtype=torch.bool)
-    maskable[:, 0] = maskable[:, -1] = False  # [CLS] ... [SEP]
+    maskable[:32, 0] = maskable[:32, -1] = False  # [CLS] ... [SEP]; the other rows all maskable, the tightest budget
+    budget = probability * maskable.sum(dim=1).float()  # (64,)
     for probs, starts in ((torch.tensor([1.0]), torch.ones(64, 128, dtype=torch.bool)),
                           (ngram_probs(3), torch.rand(64, 128, generator=g) < 0.7)):
         word_ids = word_ids_from_starts(starts, maskable)
-        spans = choose_word_spans(word_ids, probability, probs, g)
-        chosen = spans.chosen.sum(dim=1).float()
-        budget = probability * maskable.sum(dim=1).float()
-        span_tokens = torch.zeros_like(spans.lengths).scatter_add_(1, spans.span_of_token, maskable.long())
-        assert ((chosen - budget).abs() <= span_tokens.max(dim=1).values).all()
-        if len(probs) == 1:  # one-token spans: the budget's floor or ceiling, exactly
-            assert ((chosen == budget.floor()) | (chosen == budget.ceil())).all()
-        assert chosen.sum().item() / maskable.sum().item() == pytest.approx(probability, abs=0.01)
+        rounded_up = torch.zeros(64)
+        for _ in range(10):
+            spans = choose_word_spans(word_ids, probability, probs, g)
+            chosen = spans.chosen.sum(dim=1).float()
+            span_tokens = torch.zeros_like(spans.lengths).scatter_add_(1, spans.span_of_token, maskable.long())
+            assert ((chosen - budget).abs() <= span_tokens.max(dim=1).values).all()
+            assert chosen.sum().item() / maskable.sum().item() == pytest.approx(probability, abs=0.01)
+            if len(probs) == 1:  # one-token spans: the budget's floor or its ceiling, exactly
+                assert ((chosen == budget.floor()) | (chosen == budget.ceil())).all()
+                rounded_up += chosen == budget.ceil()
+        if len(probs) == 1:
+            for rows in (slice(0, 32), slice(32, 64)):  # each kind of row as often as its budget's fraction
+                fraction = (budget[rows] - budget[rows].floor()).mean().item()
+                assert rounded_up[rows].mean().item() / 10 == pytest.approx(fraction, abs=0.08)
 
 
 def test_span_gets_one_decision(wordpiece, docs):

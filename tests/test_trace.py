@@ -562,6 +562,16 @@ def test_a_text_pair_for_gpt2s_lm_is_refused(hf_checkpoints, capsys):
     assert "GPT-2's LM reads one text" in capsys.readouterr().err
 
 
+def test_a_text_pair_for_a_gpt2_tagger_is_refused_as_train_py_refuses_one(tmp_path, capsys):
+    from minibert.models.gpt import GPT2Config, GPT2ForTokenClassification
+
+    train_tokenizer(TEXTS, kind="bytelevel_bpe", vocab_size=300, min_frequency=1).save_pretrained(tmp_path)
+    GPT2ForTokenClassification(GPT2Config(vocab_size=300, n_embd=16, n_layer=1, n_head=2, n_positions=32,
+                                          num_labels=3)).save_pretrained(tmp_path)
+    assert inspect_cli.main([str(tmp_path), "--text", "the cat", "--text_pair", "sat"]) == 1
+    assert "GPT-2's tagger reads one text" in capsys.readouterr().err
+
+
 QUESTIONS = ["who loves the king?", "who?"]
 CONTEXTS = ["the fool loves the king and the queen", "a dog"]
 
@@ -596,6 +606,12 @@ def test_a_gpt2_reader_is_traced_on_the_window_train_py_reads(tmp_path, capsys):
         f"--text and its --text_pair are {pieces} tokens, more than the 63 of the model's 64 positions that the "
         "window's end-of-text token leaves: cut to 63 (the rest is not traced); shorten them to trace all of it"]
     assert inspect_cli.model_inputs(model, tok, ["a"], ["b " * 70])["input_ids"].size(1) == 64
+    # as qa_features reads a question: without its leading spaces, and whole, only the context cut
+    for question, context in ((" " + QUESTIONS[0], CONTEXTS[0]), ("who loves " * 3 + "?", "the king " * 30)):
+        window = qa_features([Question("q", question, context)], tok, 64, 8, at_end=True)[0]["input_ids"]
+        assert inspect_cli.model_inputs(model, tok, [question], [context])["input_ids"][0].tolist() == window
+    with pytest.raises(ValueError, match=r"a question \(--text\) fills the 63 positions .* shorten it"):
+        inspect_cli.model_inputs(model, tok, ["who loves " * 40], ["the king"])
 
 
 def test_a_gpt2_classifier_reads_a_pair_run_together_as_train_py_does(tmp_path, capsys):
