@@ -1137,8 +1137,9 @@ def tagged_splits(args: FinetuneArguments, tokenizer: Tokenizer, source: str):
     eval_pairs = read_tagged(args.validation_file, args.text_column, args.label_column, "--validation_file FILE")
     eval_examples, cut = tagged_examples(eval_pairs, tokenizer, args.max_seq_length, task, args.validation_file)
     if cut:
-        logger.warning("%d validation words do not fit --max_seq_length %d and are scored as untagged (O); pass a "
-                       "larger --max_seq_length to tag them", cut, args.max_seq_length)
+        logger.warning("%d validation words do not fit --max_seq_length %d and are scored as %s; pass a larger "
+                       "--max_seq_length to tag them", cut, args.max_seq_length,
+                       "untagged (O)" if is_entity_scheme(task) else "wrong")
     return train_examples, task, eval_examples, eval_pairs
 
 

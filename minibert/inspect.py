@@ -138,6 +138,8 @@ def cut_notes(model, tokenizer, texts, text_pairs=None, generate: int = 0) -> li
     limit, notes = text_limit(model, tokenizer, text_pairs, generate), []
     for i, text in enumerate(texts):
         pair = [text_pairs[i]] if text_pairs is not None else None
+        if pair and hasattr(model, "qa_outputs"):
+            text = text.lstrip()  # as model_inputs reads a reader's question
         length = tokenizer([text], pair, padding=False, truncation=False,
                            add_special_tokens=not _is_decoder_only_lm(model))["input_ids"].size(1)
         if length > limit:

@@ -214,7 +214,8 @@ def _holds_whitening(file: Path) -> bool:
     """A .safetensors file written by Whitening.save (its three arrays), not some other one."""
     try:
         with safe_open(str(file), framework="numpy") as f:
-            return set(f.keys()) == {"mu", "U", "eigenvalues"}
+            return set(f.keys()) == {"mu", "U", "eigenvalues"} and {"beta", "gamma", "k", "num_sentences"} <= set(
+                f.metadata() or {})  # (and the settings save writes beside them)
     except Exception:  # not safetensors at all
         return False
 
@@ -309,7 +310,7 @@ class Whitening:
                     f"{'centred ' if self.beta == 1 else ''}spread along at most {most} directions"
                     f"{f' (these along {rank}: some repeat)' if rank < most else ''}, and whitening divides by the "
                     f"spread along each kept one; pass k<={fits} (e.g. k={min(fits, max(1, E // 4))}) or fit on "
-                    f"more sentences (at least {k + 1}, better several times {E})"
+                    f"more sentences (at least {k + 1 if self.beta == 1 else k}, better several times {E})"
                 )
             if rank < k:
                 raise ValueError(
@@ -394,12 +395,19 @@ def retrieval_scores(queries: np.ndarray, candidates: np.ndarray, query_labels: 
                      ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """Rank candidates by cosine to each query; relevant = same label. Returns recall@k (the share of
     queries with a relevant candidate in the top k) for each k, and MRR (mean of 1 / rank of the
-    first relevant candidate) with its standard error over queries. queries (Q, E), candidates (M, E)."""
+    first relevant candidate) with its standard error over queries. queries (Q, E), candidates (M, E).
+    Ties keep the candidates' order."""
+    query_labels = _labels(query_labels, "query_labels")  # (Q,)
+    candidate_labels = _labels(candidate_labels, "candidate_labels")  # (M,)
+    for vectors, labels, name in ((queries, query_labels, "queries"), (candidates, candidate_labels, "candidates")):
+        if np.ndim(vectors) != 2 or len(vectors) != len(labels):
+            raise ValueError(f"{name} {np.shape(vectors)} and their {len(labels)} labels: pass one label per row of a "
+                             f"({len(labels)}, E) matrix")
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(min=1e-12)
     c = candidates / np.linalg.norm(candidates, axis=1, keepdims=True).clip(min=1e-12)
     similarity = q @ c.T  # (Q, M)
     ranking = np.argsort(-similarity, axis=1, kind="stable")  # (Q, M), best first
-    relevant = np.asarray(candidate_labels)[ranking] == np.asarray(query_labels)[:, None]  # (Q, M)
+    relevant = candidate_labels[ranking] == query_labels[:, None]  # (Q, M)
     if not relevant.any(axis=1).all():
         raise ValueError("some queries have no relevant candidate (no candidate shares their label)")
     first = relevant.argmax(axis=1)  # (Q,) 0-based rank of the first relevant candidate
@@ -410,10 +418,23 @@ def retrieval_scores(queries: np.ndarray, candidates: np.ndarray, query_labels: 
     return scores
 
 
+def _labels(labels: Sequence, name: str) -> np.ndarray:
+    """(N,) labels, each one value: a tuple label such as ("a", 1) would become a row of a 2-D array and be
+    compared element by element."""
+    array = np.empty(len(labels), dtype=object)
+    array[:] = list(labels)  # (one object each, whatever it is)
+    if any(isinstance(label, list | np.ndarray | dict | set) for label in array):
+        raise ValueError(f"{name}: each label must be one hashable value (a string, a number, a tuple), got "
+                         f"{type(next(x for x in array if isinstance(x, list | np.ndarray | dict | set))).__name__}")
+    return array
+
+
 def chance_scores(num_candidates: int, num_relevant: int, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """What a random ranking scores, exactly: the first relevant of R among M candidates sits at
     rank r with probability C(M - r, R - 1) / C(M, R)."""
     M, R = num_candidates, num_relevant
+    if not 1 <= R <= M:
+        raise ValueError(f"num_relevant {R} must lie in 1..num_candidates ({M}): a query needs a relevant candidate")
     p_first = [math.comb(M - r, R - 1) / math.comb(M, R) for r in range(1, M - R + 2)]
     scores = {f"recall@{k}": float(sum(p_first[:k])) for k in ks}
     scores["mrr"] = float(sum(p / r for r, p in enumerate(p_first, start=1)))

@@ -362,6 +362,41 @@ def test_retrieval_scores_by_hand():
                                     "mrr_se": np.std([1 / 3, 1], ddof=1) / np.sqrt(2)})
 
 
+def test_retrieval_scores_take_any_one_value_labels_and_refuse_labels_that_do_not_fit_the_vectors():
+    """One query with two labels was broadcast into two "queries"; tuple labels became rows of a 2-D array and were
+    compared element by element (wrong scores, no error); too many candidate labels said "no relevant candidate"."""
+    rng = np.random.default_rng(0)
+    queries, candidates = rng.normal(size=(5, 4)), rng.normal(size=(7, 4))
+    as_tuples = ([("a", 1), ("b", 1), ("a", 1), ("b", 2), ("a", 2)],
+                 [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 1), ("b", 2), ("a", 2)])
+    assert retrieval_scores(queries, candidates, *as_tuples) == retrieval_scores(
+        queries, candidates, *([str(label) for label in labels] for labels in as_tuples))
+    with pytest.raises(ValueError, match=r"queries \(1, 4\) and their 2 labels: pass one label per row"):
+        retrieval_scores(queries[:1], candidates, ["a", "b"], list("abababa"))
+    with pytest.raises(ValueError, match=r"candidates \(7, 4\) and their 8 labels"):
+        retrieval_scores(queries, candidates, list("ababa"), list("abababab"))
+    with pytest.raises(ValueError, match=r"query_labels: each label must be one hashable value"):
+        retrieval_scores(queries, candidates, [["a"]] * 5, list("abababa"))
+    for relevant in (0, 41):
+        with pytest.raises(ValueError, match=r"num_relevant .* must lie in 1..num_candidates \(40\)"):
+            chance_scores(40, relevant)
+
+
+def test_a_file_with_the_arrays_but_not_the_settings_is_no_whitening_and_k_sentences_fit_k_without_centring(
+        tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"mu": np.zeros(3), "U": np.eye(3), "eigenvalues": np.ones(3)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ValueError, match=r"holds no whitening"):  # (was a TypeError on the missing settings)
+        Whitening.load(tmp_path / "w.safetensors")
+    vectors = np.random.default_rng(0).normal(size=(5, 8))
+    with pytest.raises(ValueError, match=r"fit on more sentences \(at least 5,"):  # beta < 1: no direction lost
+        Whitening(beta=0.5, k=5).fit(vectors[:4])
+    assert Whitening(beta=0.5, k=5).fit(vectors).dim == 5
+    with pytest.raises(ValueError, match=r"fit on more sentences \(at least 6,"):  # centred: one direction lost
+        Whitening(k=5).fit(vectors)
+
+
 def test_chance_scores_match_a_simulation():
     exact = chance_scores(40, 4, ks=(1, 5))
     assert exact["recall@1"] == pytest.approx(4 / 40)

@@ -143,10 +143,24 @@ def test_conll_text_is_read_by_its_first_and_last_columns(tmp_path):
         read_tagged(path)
 
 
+def test_conll_columns_are_split_by_spaces_and_tabs_only_and_json_under_another_name_is_refused(tmp_path):
+    """str.split() cut "New\u00a0York" at its no-break space (York dropped without a word) and splitlines() a word
+    at U+2028; a JSON lines file named .ndjson was read as CoNLL, each line a "word" tagged 'O"]}'."""
+    path = tmp_path / "train.conll"
+    path.write_bytes("New\u00a0York B-LOC\nis O\nking\u2028dom\tO\r\n[ O\n\nx\x0cy O\n".encode())
+    assert read_tagged(path) == [(["New\u00a0York", "is", "king\u2028dom", "["], ["B-LOC", "O", "O", "O"]),
+                                 (["x\x0cy"], ["O"])]
+    path = tmp_path / "train.ndjson"
+    path.write_text(json.dumps({"tokens": ["a"], "tags": ["O"]}) + "\n")
+    with pytest.raises(ValueError, match=r"its first line is JSON, but only a .json or .jsonl file .*rename it"):
+        read_tagged(path)
+
+
 @pytest.mark.parametrize("row, message", [
     ({"tokens": ["a", "b"], "tags": ["O"]}, r"row 1 has 2 words but 1 tags"),
     ({"tokens": ["a"], "tags": [3]}, r"'tags' must be a list of strings.*tag ids: write each tag's name"),
     ({"tokens": "a b", "tags": ["O", "O"]}, r"'tokens' must be a list of strings"),
+    ({"tokens": [101, 7], "tags": ["O", "O"]}, r"'tokens' must be .*\(token ids: write the words themselves"),
     ({"words": ["a"], "tags": ["O"]}, r"no column \['tokens'\]; the columns are \['tags', 'words'\].*--text_column"),
     ({"tokens": [], "tags": []}, r"row 1 has no words"),
 ])
@@ -237,16 +251,18 @@ def test_random_weights_and_a_roberta_tag_too(tmp_path, ckpt):
         "RobertaForTokenClassification"]
 
 
-def test_plain_tags_are_scored_by_accuracy_and_the_best_metric_must_be_one_of_theirs(ckpt, tmp_path):
+def test_plain_tags_are_scored_by_accuracy_and_the_best_metric_must_be_one_of_theirs(ckpt, tmp_path, caplog):
     rows = [{"tokens": r["words"], "tags": ["NN" if t == "O" else "NNP" for t in r["labels"]]}
             for r in tagged_rows(40, 0)]
     argv = ["--task_type", "token_classification", "--model_name_or_path", str(ckpt), "--train_file",
             write(tmp_path / "pos.jsonl", rows), "--validation_file", str(tmp_path / "pos.jsonl"), "--output_dir",
-            str(tmp_path / "out"), "--max_steps", "2", "--disable_tqdm", "--device", "cpu", "--max_seq_length", "32"]
+            str(tmp_path / "out"), "--max_steps", "2", "--disable_tqdm", "--device", "cpu", "--max_seq_length", "8"]
     args, training = train.parse(argv)
     training.plot_loss = False
     result = train.finetune(args, training)
     assert set(result.metrics) == {"loss", "accuracy"}
+    # a plain tag has no "untagged": a cut word counts as wrong
+    assert "validation words do not fit --max_seq_length 8 and are scored as wrong" in caplog.text
     args, training = train.parse(argv + ["--metric_for_best_model", "f1", "--overwrite_output_dir"])
     with pytest.raises(ValueError, match=r"is evaluated by loss, accuracy"):
         train.finetune(args, training)

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 ROW_SUFFIXES = (".json", ".jsonl")  # rows of a list of words and a list of tags; any other file is CoNLL text
 ENTITY_TAG = re.compile(r"^([BIESLU])-(.+)$")
+COLUMNS = re.compile(r"[ \t]+")  # what splits a CoNLL line into its columns
 CONLLU_ID = re.compile(r"^\d+([-.]\d+)?$")  # a CoNLL-U word's index: 1, a multi-word token's 1-2, an empty node's 1.1
 OUTSIDE = "O"
 ENTITY_METRICS = ("f1", "precision", "recall", "accuracy")
@@ -52,13 +53,26 @@ PLAIN_METRICS = ("accuracy",)
 
 
 # -- reading ------------------------------------------------------------------------------------
+def _parses_as_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_conll(path: Path) -> list[dict]:
-    """CoNLL text: one word per line, its columns split by whitespace, the word first and the tag last;
-    a blank line ends a sentence; -DOCSTART- lines (CoNLL-2003's document marks) are skipped."""
+    """CoNLL text: one word per line (lines end at \\n, \\r\\n), its columns split by spaces or tabs, the word first
+    and the tag last; a blank line ends a sentence; -DOCSTART- lines (CoNLL-2003's document marks) are skipped."""
     rows, words, tags = [], [], []
     text = decode_utf8(path.read_bytes(), path)
-    for number, line in enumerate(text.splitlines(), 1):
-        cells = line.split()
+    first = next((line.strip() for line in text.split("\n") if line.strip()), "")
+    if first[:1] in ("{", "[") and _parses_as_json(first):  # (a CoNLL line "[ O" does not)
+        raise ValueError(f"{path}: its first line is JSON, but only a .json or .jsonl file is read as JSON (any "
+                         "other name is CoNLL text: a word and its tag per line); rename it to .jsonl")
+    for number, line in enumerate(text.split("\n"), 1):  # lines and columns as CoNLL writes them: a word may hold
+        cells = COLUMNS.split(line.strip(" \t\r"))  # any other character, a no-break space or a form feed say
+        cells = [] if cells == [""] else cells
         if line.count("\t") == 9 and CONLLU_ID.match(line.split("\t")[0]):  # (its # comment lines come first)
             raise ValueError(f"{path}: line {number} has 10 columns and an index first, as CoNLL-U (Universal "
                              "Dependencies) writes; write the word and its tag on each line (e.g. FORM and UPOS: "
@@ -102,8 +116,10 @@ def read_tagged(path: str | os.PathLike, tokens_column: str = "tokens", tags_col
         words, tags = row.get(tokens_column), row.get(tags_column)
         for name, value in ((tokens_column, words), (tags_column, tags)):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                hint = (" (tag ids: write each tag's name, e.g. \"B-PER\", so that entities can be read)"
-                        if isinstance(value, list) and value and all(isinstance(v, int) for v in value) else "")
+                ids = isinstance(value, list) and value and all(isinstance(v, int) for v in value)
+                hint = ("" if not ids else " (tag ids: write each tag's name, e.g. \"B-PER\", so that entities can "
+                        "be read)" if name == tags_column else " (token ids: write the words themselves; the "
+                        "model's tokenizer splits them)")
                 raise ValueError(f"{path}: {where} {number}: {name!r} must be a list of strings, got "
                                  f"{json.dumps(value)[:80]}{hint}")
         if len(words) != len(tags):
