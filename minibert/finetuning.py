@@ -948,7 +948,8 @@ def on_slow_weights(optimizer, eval_fn, callbacks: list):
 def run_arguments(args: FinetuneArguments, training: TrainingArguments) -> dict:
     """Every setting the run used, defaults included (the fine-tuning's and the engine's), for eval_results.json:
     what the command line was need not be remembered (--model_name_or_path random, --neighbour_heads, the seed)."""
-    return {"finetune": asdict(args), "training": asdict(training)}
+    return {"finetune": asdict(args), "training": asdict(training),
+            "working_directory": str(Path.cwd())}  # (what relative paths among them are relative to)
 
 
 def _run_relative(checkpoint: str | None, run_dir: Path) -> str | None:

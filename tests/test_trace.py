@@ -606,6 +606,8 @@ def test_a_gpt2_reader_is_traced_on_the_window_train_py_reads(tmp_path, capsys):
         f"--text and its --text_pair are {pieces} tokens, more than the 63 of the model's 64 positions that the "
         "window's end-of-text token leaves: cut to 63 (the rest is not traced); shorten them to trace all of it"]
     assert inspect_cli.model_inputs(model, tok, ["a"], ["b " * 70])["input_ids"].size(1) == 64
+    assert inspect_cli.cut_notes(model, tok, ["  a"], ["b " * 70]) == inspect_cli.cut_notes(model, tok, ["a"],
+                                                                                          ["b " * 70])
     # as qa_features reads a question: without its leading spaces, and whole, only the context cut
     for question, context in ((" " + QUESTIONS[0], CONTEXTS[0]), ("who loves " * 3 + "?", "the king " * 30)):
         window = qa_features([Question("q", question, context)], tok, 64, 8, at_end=True)[0]["input_ids"]

@@ -91,6 +91,7 @@ def test_pair_classification_csv_with_tricks_saves_a_reloadable_best_model(check
     assert finetune_args["mixout"] == 0.1 and finetune_args["text_pair_column"] == "other"
     assert finetune_args["model_name_or_path"] == str(checkpoint) and finetune_args["adv_epsilon"] == 1.0
     assert training["learning_rate"] == 1e-3 and training["max_steps"] == 4 and training["seed"] == 42
+    assert saved["arguments"]["working_directory"] == os.getcwd()  # what relative paths are relative to
     model = load_finetuned(tmp_path / "out")
     tokenizer = load_tokenizer(tmp_path / "out")
     dev_rows = rows(16, "single", seed=1)
@@ -378,6 +379,11 @@ def test_finetune_leaves_the_callers_training_arguments_as_they_were(checkpoint,
     ([{"text": "a b", "label": "x"}, {"text": "c d", "label": "y"}, {"text": "e f"}], "row 3 .* has no label"),
     ([{"text": "a b", "label": "x"}, {"label": "y"}], r"example 2 \(counting from 1\) has no 'text'"),
     ([{"text": "a b", "label": "x"}, {"text": None, "label": "y"}], "example 2 .* has no 'text'"),
+    ([{"text": "a b", "label": "x"}, {"text": " ", "label": "y"}], r"example 2 .* has no 'text' \(' '\)"),
+    ([{"text": "a b", "label": "x"}, {"text": float("nan"), "label": "y"}], r"example 2 .* has no 'text' \(nan\)"),
+    ([{"text": "a b", "label": ["x"]}, {"text": "c", "label": ["y", None]}], r"row 2: the label list .* holds None"),
+    ([{"text": "a b", "label": "neg"}, {"text": "c", "label": " neg"}, {"text": "d", "label": "pos"}],
+     r"the labels \['neg', ' neg'\] differ only by spaces"),
     ([{"text": "a b", "label": "x"}, {"text": ["a", "b"], "label": "y"}], "example 2 has list .* not a text"),
     ([{"text": "a b", "label": "x"}, {"text": "c", "label": "[unsure]"}], r"'\[unsure\]' starts with '\[' but is"),
     ([{"text": "a b", "label": "x"}, ["c", "y"]], "example 2 is list .* not an object"),
@@ -392,6 +398,24 @@ def test_a_broken_example_is_named_with_its_row_never_trained_on(tmp_path, lines
     with pytest.raises(ValueError, match=message) as error:
         load_split(path, tokenizer, 16)
     assert str(path) in str(error.value)
+
+
+def test_a_json_file_of_one_object_is_refused_naming_where_the_examples_may_be(tmp_path):
+    """A pretty-printed {"data": [...]} was "not valid JSON: write one object per line" (it is valid JSON), and
+    pandas' default to_json ({"text": {"0": ...}}) "has dict as its 'text'"; one example on one line still reads."""
+    from minibert.finetune.task_data import infer_task, read_rows
+
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"data": [{"text": "a", "label": 1}]}, indent=2))
+    with pytest.raises(ValueError, match=r"holds one JSON object .*the examples may be under 'data'"):
+        read_rows(path)
+    path.write_text(json.dumps({"text": {"0": "a"}, "label": {"0": 1}}))
+    with pytest.raises(ValueError, match=r"holds one JSON object .*orient='records', lines=True"):
+        read_rows(path)
+    path.write_text(json.dumps({"text": "a", "label": ["x", "y"]}) + "\n")
+    assert read_rows(path) == [{"text": "a", "label": ["x", "y"]}]
+    with pytest.raises(ValueError, match=r"--num_labels is 2; if the labels are classes .*single_label_class"):
+        infer_task([0.0, 1.0], "auto", 2)
 
 
 def test_a_csv_cell_longer_than_the_csv_modules_limit_reads_whole(tmp_path):

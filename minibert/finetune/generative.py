@@ -106,7 +106,7 @@ def text_pairs(rows: list[dict], source_column: str, target_column: str, task_ty
         shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
         raise ValueError(f"{path}: the source column {source_column!r} is missing in {len(missing)} of {len(rows)} "
                          f"rows (rows {shown}); fill those rows (\"\" for an empty one) or drop them")
-    _check_texts(rows, [source_column, target_column], path)  # a list or dict is not a text
+    _check_texts(rows, [source_column, target_column], path, allow_empty=True)  # a list, a dict or NaN is not a text
     return [str(r[source_column]) for r in rows], [str(r[target_column]) for r in rows]
 
 

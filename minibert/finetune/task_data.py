@@ -110,6 +110,12 @@ def read_rows(path: str | os.PathLike, flag: str = DATA_FILE_FLAGS,
             check_quotes_closed(row_lines, first_line, path, delimiter)
             check_row_width(row, len(header), path, first_line, delimiter)
             rows.append(row)
+    elif suffix == ".json" and text.lstrip().startswith("{") and (top := _one_object(text)) is not None:
+        lists = [k for k, v in top.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+        raise ValueError(f"{path} holds one JSON object (keys {sorted(top)[:5]}), not examples: a .json file is a list "
+                         "of objects ([{...}, {...}]) or one object per line"
+                         + (f"; the examples may be under {lists[0]!r}: write that list alone" if lists else "")
+                         + " (pandas: df.to_json(path, orient='records', lines=True))")
     elif text.lstrip().startswith("["):
         try:
             rows = json.loads(text, object_pairs_hook=_object_of_unique_keys)
@@ -141,6 +147,21 @@ def read_rows(path: str | os.PathLike, flag: str = DATA_FILE_FLAGS,
     return rows
 
 
+def _one_object(text: str) -> dict | None:
+    """The object a whole .json file holds when it is one JSON object that is no example: written over several
+    lines (JSON lines cannot be), or holding objects ({"data": [{...}]}; pandas' default to_json, {"text": {"0":
+    ...}}). One example on one line is JSON lines of one row."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    nested = any(isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict) for x in v))
+                 for v in value.values())
+    return value if nested or len([line for line in text.splitlines() if line.strip()]) > 1 else None
+
+
 class _RepeatedKeys(Exception):
     """A JSON object naming a key twice (json.loads would keep the last value silently)."""
 
@@ -162,15 +183,17 @@ def check_columns(rows: list[dict], columns: dict[str, str], path) -> None:
                          f"{'one' if len(missing) == 1 else 'ones'} with {flags}")
 
 
-def _check_texts(rows: list[dict], columns: list[str], path) -> None:
+def _check_texts(rows: list[dict], columns: list[str], path, allow_empty: bool = False) -> None:
     """Every example has its texts (a CSV row cut short reads its missing cells as None, a JSON line may
-    lack a key), and a text is a string (a number is taken as its digits): never the text "None" or a
-    list's Python repr."""
+    lack a key, an empty cell or NaN is pandas' hole), and a text is a string (a number is taken as its
+    digits): never the text "None", "nan" or a list's Python repr. allow_empty: "" is a text (an empty prompt)."""
     for row, record in enumerate(rows, 1):
         for column in columns:
-            if record.get(column) is None:
-                raise ValueError(f"{path}: example {row} (counting from 1) has no {column!r}; fill it in or drop "
-                                 "the example")
+            value = record.get(column)
+            if value is None or (isinstance(value, str) and not value.strip() and not allow_empty) or \
+                    (isinstance(value, float) and math.isnan(value)):  # (an empty CSV cell: how pandas writes NaN)
+                raise ValueError(f"{path}: example {row} (counting from 1) has no {column!r} ({value!r}); fill it "
+                                 "in or drop the example")
             if not isinstance(record[column], (str, int, float)) or isinstance(record[column], bool):
                 raise ValueError(f"{path}: example {row} has {type(record[column]).__name__} "
                                  f"{str(record[column])[:40]!r} as its {column!r}, not a text")
@@ -256,7 +279,9 @@ def infer_task(labels: list, task_type: str, num_labels: int | None, path="the t
         _check_label_kind(value, task_type, f"{path}: row {row}")
     if task_type == "regression":
         if num_labels not in (None, 1):
-            raise ValueError(f"regression predicts one number, but --num_labels is {num_labels}")
+            raise ValueError(f"regression predicts one number, but --num_labels is {num_labels}; if the labels are "
+                             "classes (JSON floats such as 0.0 and 1.0 are read as numbers), pass --task_type "
+                             "single_label_classification")
         return Task(task_type)
     if task_type == "multi_label_classification":
         names = sorted({str(x) for v in labels for x in v if not isinstance(x, (int, float))})
@@ -273,6 +298,14 @@ def infer_task(labels: list, task_type: str, num_labels: int | None, path="the t
             names = [f"LABEL_{i}" for i in range(width.pop())]
     else:
         values = [_label_key(v) for v in labels]
+        spelled = {}  # a name without its surrounding spaces -> its spellings
+        for value in dict.fromkeys(values):
+            spelled.setdefault(value.strip(), []).append(value)
+        twins = next((names for names in spelled.values() if len(names) > 1), None)
+        if twins:  # (a CSV written with ", " between cells, say)
+            raise ValueError(f"{path}: the labels {twins!r} differ only by spaces around them, so they would be "
+                             "different classes; write them alike (a CSV written with \", \" between cells: drop the "
+                             "spaces)")
         numeric = all(_as_number(v) is not None for v in values)
         names = sorted(set(values), key=(lambda v: float(v)) if numeric else None)
         if numeric and num_labels is not None:
@@ -298,6 +331,12 @@ def _check_label_kind(value, problem_type: str, where) -> None:
     if isinstance(value, dict):
         raise ValueError(f"{where}: the label {str(value)[:60]} is a JSON object; a label is a class name, a number, "
                          "or (multi-label) a JSON list of class names")
+    if problem_type == "multi_label_classification" and isinstance(value, list):
+        for item in value:
+            if not isinstance(item, str | int | float) or isinstance(item, bool) or \
+                    (isinstance(item, str) and not item.strip()) or (isinstance(item, float) and math.isnan(item)):
+                raise ValueError(f"{where}: the label list {json.dumps(value)[:60]} holds {item!r}; each item is a "
+                                 "class name or (lists of scores) a number: drop it or name the class")
     if problem_type == "multi_label_classification" and not isinstance(value, list):
         raise ValueError(f"{where}: the label {value!r} is not a list; a multi-label task writes every label as a "
                          f'JSON list (["a", "b"]; ["a"] for one label, [] for none)')
