@@ -1100,7 +1100,7 @@ def run_pretraining(options: PretrainingOptions, args: TrainingArguments, callba
             "tokens_per_second": result.tokens_per_second,
             "seconds": result.seconds,
             "data_seconds": data_seconds,  # start of the run to examples ready (reading, tokenising, indexing)
-            "arguments": {"pretraining": asdict(options), "training": asdict(args),  # every setting, defaults too
+            "arguments": {"pretraining": asdict(options), "training": asdict(args),  # as given, defaults too
                           "working_directory": str(Path.cwd())},  # (what relative paths are relative to)
         }
         write_summary(output_dir, summary)

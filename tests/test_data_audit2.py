@@ -73,6 +73,22 @@ def test_a_utf16_or_utf32_file_is_told_to_convert_from_its_encoding(tmp_path, en
         decode_utf8(data, "notes.txt")
 
 
+def test_utf16_without_a_byte_order_mark_and_other_compressions_are_refused_with_their_fix(tmp_path):
+    """UTF-16 without a byte-order mark is valid UTF-8 for English text, a NUL byte after every letter: its blank
+    lines were not blank (one document of all), and BPE learned NUL tokens, without a word. A .xz / .bz2 / .zip
+    corpus was read as text and told to re-save it with iconv."""
+    import lzma
+
+    (tmp_path / "notes.txt").write_bytes("Hello world.\n\nAnother document.\n".encode("utf-16-le"))
+    for read in (lambda: load_works(tmp_path / "notes.txt"),  # the corpus reader, and the fine-tuning files' one
+                 lambda: decode_utf8((tmp_path / "notes.txt").read_bytes(), "notes.txt")):
+        with pytest.raises(ValueError, match=r"notes\.txt holds a NUL byte \(line 1\).*iconv -f utf-16le -t utf-8"):
+            read()
+    (tmp_path / "a.txt.xz").write_bytes(lzma.compress(b"Hello world."))
+    with pytest.raises(ValueError, match=r"a\.txt\.xz is compressed as \.xz, which is not read .*\(xz -dk\)"):
+        load_works(tmp_path / "a.txt.xz")
+
+
 def test_an_empty_gz_file_in_a_corpus_is_prepared_as_empty_and_a_cut_one_is_named(tmp_path, tokenizer):
     """Seeking to the gzip trailer of a file shorter than it (an empty .gz, a download cut at once) stopped
     prepare_corpus with a bare "OSError: [Errno 22] Invalid argument" naming no file, where load_works read

@@ -139,9 +139,14 @@ def _not_utf8(file, data: bytes, error: UnicodeDecodeError, offset: int = 0, lin
     wide = next((name for name, bom in (("utf-32", codecs.BOM_UTF32_LE), ("utf-32", codecs.BOM_UTF32_BE),
                                          ("utf-16", codecs.BOM_UTF16_LE), ("utf-16", codecs.BOM_UTF16_BE))
                  if sample.startswith(bom)), None)
+    marked = wide is not None
+    if not marked and sample.count(b"\x00") > len(sample) // 8:  # UTF-16 without a byte-order mark
+        wide = "utf-16le" if sample[1::2].count(b"\x00") >= sample[::2].count(b"\x00") else "utf-16be"
     chinese = [] if wide else _chinese_encodings(sample)
     if wide:
-        how = f"`iconv -f {wide} -t utf-8 {file} > utf8_copy` (it starts with a {wide.upper()} byte-order mark)"
+        how = f"`iconv -f {wide} -t utf-8 {file} > utf8_copy` " + (
+            f"(it starts with a {wide.upper()} byte-order mark)" if marked else
+            "(a NUL byte beside every other one: UTF-16 without a byte-order mark)")
     elif len(chinese) == 1:
         how = f"`iconv -f {chinese[0]} -t utf-8 {file} > utf8_copy` (its bytes read as {chinese[0]}: Chinese text)"
     elif chinese:  # both read: GBK bytes and Big5 bytes can each pass for the other
@@ -179,7 +184,17 @@ def decode_utf8(data: bytes, file: str | os.PathLike) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise _not_utf8(file, data, e) from None
+    if "\x00" in text:
+        raise _nul_bytes(file, text[: text.index("\x00")].count("\n") + 1)
     return text.removeprefix("\ufeff")
+
+
+def _nul_bytes(file, line: int) -> ValueError:
+    """The error for a file that decodes as UTF-8 but holds a NUL byte: no text file does, and UTF-16 without a
+    byte-order mark (what Windows calls "Unicode") puts one beside every English letter, which is valid UTF-8."""
+    return ValueError(f"{file} holds a NUL byte (line {line}), which text in UTF-8 never does: UTF-16 without a "
+                      f"byte-order mark? Re-save it as UTF-8, e.g. `iconv -f utf-16le -t utf-8 {file} > utf8_copy` "
+                      "(-f utf-16be if the copy is garbled)")
 
 
 LINE_BLOCK = 1 << 20  # bytes read at a time by byte_lines
@@ -242,6 +257,8 @@ def read_lines(file: Path, lone_cr_ends_lines: bool = False) -> Iterator[tuple[i
                 except UnicodeDecodeError as e:
                     with opener(file, "rb") as start:  # the file's first bytes tell a Chinese encoding
                         raise _not_utf8(file, raw, e, offset, n, start.read(65536)) from None
+                if "\x00" in line:
+                    raise _nul_bytes(file, n)
                 yield n, line.removeprefix("\ufeff") if n == 1 else line, len(raw)
                 offset += len(raw)
         # Only a gzip stream raises these: a file cut short (EOFError), one that is not gzip at all or
@@ -299,7 +316,14 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
             f"corpus file {path} does not exist; pass existing .txt/.jsonl paths, or one of the shipped "
             f"corpora {sorted(SHIPPED)}"
         )
+    if path.suffix.lower() in COMPRESSED:  # (its bytes were read as text: "not UTF-8, re-save it with iconv")
+        raise ValueError(f"corpus file {path} is compressed as {path.suffix}, which is not read (only gzip, .gz, is); "
+                         f"decompress it first ({COMPRESSED[path.suffix.lower()]}) or gzip it")
     return [path]
+
+
+COMPRESSED = {".xz": "xz -dk", ".bz2": "bunzip2 -k", ".zip": "unzip", ".zst": "zstd -d", ".7z": "7z x",
+              ".lz4": "lz4 -d", ".tar": "tar xf", ".tgz": "tar xzf"}  # -> how to decompress
 
 
 NOT_CORPUS_MARKERS = ("config.json", "tokenizer.json", "tokenizer_config.json")  # a checkpoint's or tokenizer's folder
