@@ -420,12 +420,16 @@ def retrieval_scores(queries: np.ndarray, candidates: np.ndarray, query_labels: 
 
 def _labels(labels: Sequence, name: str) -> np.ndarray:
     """(N,) labels, each one value: a tuple label such as ("a", 1) would become a row of a 2-D array and be
-    compared element by element."""
-    array = np.empty(len(labels), dtype=object)
-    array[:] = list(labels)  # (one object each, whatever it is)
-    if any(isinstance(label, list | np.ndarray | dict | set) for label in array):
+    compared element by element, so tuples are kept as objects (strings and numbers compare faster as they are)."""
+    values = list(labels)
+    wrong = next((v for v in values if isinstance(v, list | np.ndarray | dict | set)), None)
+    if wrong is not None:
         raise ValueError(f"{name}: each label must be one hashable value (a string, a number, a tuple), got "
-                         f"{type(next(x for x in array if isinstance(x, list | np.ndarray | dict | set))).__name__}")
+                         f"{type(wrong).__name__}")
+    if not any(isinstance(v, tuple) for v in values):
+        return np.asarray(values)
+    array = np.empty(len(values), dtype=object)
+    array[:] = values  # (one object each)
     return array
 
 

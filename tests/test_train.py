@@ -416,6 +416,8 @@ def test_a_json_file_of_one_object_is_refused_naming_where_the_examples_may_be(t
     assert read_rows(path) == [{"text": "a", "label": ["x", "y"]}]
     with pytest.raises(ValueError, match=r"--num_labels is 2; if the labels are classes .*single_label_class"):
         infer_task([0.0, 1.0], "auto", 2)
+    # (true / false in a list of scores stay 1 / 0: the check of a multi-label list's items lets them through)
+    assert infer_task([[True, False], [False, True]], "auto", None).label_names == ["LABEL_0", "LABEL_1"]
 
 
 def test_a_csv_cell_longer_than_the_csv_modules_limit_reads_whole(tmp_path):

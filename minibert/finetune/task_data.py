@@ -333,8 +333,8 @@ def _check_label_kind(value, problem_type: str, where) -> None:
                          "or (multi-label) a JSON list of class names")
     if problem_type == "multi_label_classification" and isinstance(value, list):
         for item in value:
-            if not isinstance(item, str | int | float) or isinstance(item, bool) or \
-                    (isinstance(item, str) and not item.strip()) or (isinstance(item, float) and math.isnan(item)):
+            if not isinstance(item, str | int | float) or (isinstance(item, str) and not item.strip()) or \
+                    (isinstance(item, float) and math.isnan(item)):  # (true / false: scores 1 / 0, as before)
                 raise ValueError(f"{where}: the label list {json.dumps(value)[:60]} holds {item!r}; each item is a "
                                  "class name or (lists of scores) a number: drop it or name the class")
     if problem_type == "multi_label_classification" and not isinstance(value, list):
